@@ -1,0 +1,11 @@
+"""One module per API family; importing this package registers every handler."""
+
+from odradek.apis import (  # noqa: F401
+    admin,
+    api_versions,
+    fetch,
+    metadata,
+    offsets,
+    produce,
+    producer_id,
+)

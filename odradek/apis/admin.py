@@ -1,0 +1,276 @@
+"""Topic administration.
+
+CreateTopics (19) v2-7: with configs and validate_only; replication factor
+must be 1 (or -1 for the default) on a single broker; manual replica
+assignments are refused with INVALID_REPLICA_ASSIGNMENT unless they name only
+this broker. DeleteTopics (20) v1-6: by name, or by id from v6.
+CreatePartitions (37) v0-3. DeleteRecords (21) v0-2: moves the log start
+offset; offset -1 means the high watermark.
+DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
+each value, and brokers (4), read-only. AlterConfigs (33) v0-2 and
+IncrementalAlterConfigs (44) v0-1: topic configs only; broker configs are
+static (from --config) and altering them answers INVALID_REQUEST.
+Not served: config documentation strings (returned null), synonyms beyond the
+value's own source.
+"""
+
+from __future__ import annotations
+
+from odradek.broker import TopicError
+from odradek.config import (
+    BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_LIST, T_STRING,
+    ConfigError, validate_topic_config,
+)
+from odradek.protocol import errors
+from odradek.server.registry import handles
+
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+
+
+def config_entries(topic) -> list[dict]:
+    out = []
+    for name in sorted(TOPIC_CONFIGS):
+        value, source = topic.config.lookup(name)
+        out.append({"name": name, "value": value, "read_only": False, "config_source": source,
+                    "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "config_type": TOPIC_CONFIGS[name].type})
+    return out
+
+
+@handles("CreateTopics")
+async def create_topics(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    results = []
+    seen = set()
+    for t in request["topics"]:
+        name = t["name"]
+        entry = {"name": name, "error_code": 0, "error_message": None, "num_partitions": -1,
+                 "replication_factor": -1, "configs": []}
+        try:
+            if name in seen:
+                raise TopicError(errors.INVALID_REQUEST, f"Create topics request contains duplicate topic {name}")
+            seen.add(name)
+            num_partitions = t["num_partitions"]
+            if t["assignments"]:
+                if num_partitions != -1 or t["replication_factor"] != -1:
+                    raise TopicError(errors.INVALID_REQUEST,
+                                     "Both numPartitions or replicationFactor and replicasAssignments were set.")
+                for a in t["assignments"]:
+                    if a["broker_ids"] != [broker.config.node_id]:
+                        raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
+                                         f"Replica assignment must name only broker {broker.config.node_id}")
+                num_partitions = len(t["assignments"])
+            configs = {c["name"]: c["value"] for c in t["configs"]}
+            topic = await broker.create_topic(name, num_partitions, t["replication_factor"], configs,
+                                              validate_only=request["validate_only"])
+            if topic is not None:
+                entry["topic_id"] = topic.topic_id
+                entry["num_partitions"] = len(topic.partitions)
+                entry["replication_factor"] = 1
+                entry["configs"] = config_entries(topic)
+            else:
+                entry["num_partitions"] = num_partitions if num_partitions > 0 else broker.config.get_int("num.partitions")
+                entry["replication_factor"] = 1
+        except TopicError as e:
+            entry["error_code"] = e.error_code
+            entry["error_message"] = e.message or None
+        results.append(entry)
+    return {"throttle_time_ms": 0, "topics": results}
+
+
+@handles("DeleteTopics")
+async def delete_topics(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    if ctx.version >= 6:
+        wanted = [(t["name"], t["topic_id"]) for t in request["topics"]]
+    else:
+        wanted = [(name, None) for name in request["topic_names"]]
+    responses = []
+    for name, topic_id in wanted:
+        entry = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
+        if name is None and topic_id is not None:
+            topic = broker.topics_by_id.get(topic_id)
+            if topic is None:
+                entry["error_code"] = errors.UNKNOWN_TOPIC_ID
+                responses.append(entry)
+                continue
+            name = entry["name"] = topic.name
+        topic = broker.topics.get(name)
+        if topic is not None:
+            entry["topic_id"] = topic.topic_id
+        if not broker.config.get_bool("delete.topic.enable"):
+            entry["error_code"] = errors.TOPIC_DELETION_DISABLED
+        elif topic is not None and topic.internal:
+            entry["error_code"] = errors.INVALID_TOPIC_EXCEPTION
+            entry["error_message"] = "internal topics cannot be deleted"
+        else:
+            try:
+                await broker.delete_topic(name)
+            except TopicError as e:
+                entry["error_code"] = e.error_code
+        responses.append(entry)
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+@handles("CreatePartitions")
+async def create_partitions(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    results = []
+    for t in request["topics"]:
+        entry = {"name": t["name"], "error_code": 0, "error_message": None}
+        try:
+            if t["assignments"]:
+                for a in t["assignments"]:
+                    if a["broker_ids"] != [broker.config.node_id]:
+                        raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
+                                         f"Replica assignment must name only broker {broker.config.node_id}")
+            await broker.add_partitions(t["name"], t["count"], request["validate_only"])
+        except TopicError as e:
+            entry["error_code"] = e.error_code
+            entry["error_message"] = e.message or None
+        results.append(entry)
+    return {"throttle_time_ms": 0, "results": results}
+
+
+@handles("DeleteRecords")
+async def delete_records(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    topics = []
+    for t in request["topics"]:
+        parts = []
+        for dp in t["partitions"]:
+            index = dp["partition_index"]
+            p = broker.partition(t["name"], index)
+            entry = {"partition_index": index, "low_watermark": -1, "error_code": 0}
+            if p is None:
+                entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
+            else:
+                offset = dp["offset"]
+                hw = p.log.high_watermark
+                if offset == -1:
+                    offset = hw
+                if offset < 0 or offset > hw:
+                    entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+                else:
+                    entry["low_watermark"] = p.log.delete_records_before(offset)
+            parts.append(entry)
+        topics.append({"name": t["name"], "partitions": parts})
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+def broker_config_entries(broker) -> list[dict]:
+    props = dict(BROKER_DEFAULTS)
+    props.update(broker.config.props)
+    out = []
+    for name in sorted(props):
+        source = SOURCE_STATIC_BROKER if name in broker.config.props else SOURCE_DEFAULT
+        out.append({"name": name, "value": props[name], "read_only": True, "config_source": source,
+                    "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "config_type": T_STRING})
+    return out
+
+
+@handles("DescribeConfigs")
+async def describe_configs(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    results = []
+    for r in request["resources"]:
+        rtype, rname = r["resource_type"], r["resource_name"]
+        entry = {"error_code": 0, "error_message": None, "resource_type": rtype,
+                 "resource_name": rname, "configs": []}
+        if rtype == RESOURCE_TOPIC:
+            topic = broker.topics.get(rname)
+            if topic is None:
+                entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
+                entry["error_message"] = f"Topic {rname} does not exist"
+            else:
+                entry["configs"] = config_entries(topic)
+        elif rtype == RESOURCE_BROKER:
+            if rname not in ("", str(broker.config.node_id)):
+                entry["error_code"] = errors.INVALID_REQUEST
+                entry["error_message"] = f"Unknown broker {rname}"
+            else:
+                entry["configs"] = broker_config_entries(broker)
+        else:
+            entry["error_code"] = errors.INVALID_REQUEST
+            entry["error_message"] = f"Unsupported resource type {rtype}"
+        keys = r["configuration_keys"]
+        if keys is not None and entry["configs"]:
+            wanted = set(keys)
+            entry["configs"] = [c for c in entry["configs"] if c["name"] in wanted]
+        if request.get("include_synonyms"):
+            for c in entry["configs"]:
+                c["synonyms"] = [{"name": c["name"], "value": c["value"], "source": c["config_source"]}]
+        results.append(entry)
+    return {"throttle_time_ms": 0, "results": results}
+
+
+def _apply_incremental(current: dict, ops: list) -> dict:
+    new = dict(current)
+    for c in ops:
+        name, op, value = c["name"], c["config_operation"], c["value"]
+        key = TOPIC_CONFIGS.get(name)
+        if key is None:
+            raise ConfigError(f"Unknown topic config name: {name}")
+        if op == OP_SET:
+            new[name] = value
+        elif op == OP_DELETE:
+            new.pop(name, None)
+        elif op in (OP_APPEND, OP_SUBTRACT):
+            if key.type != T_LIST:
+                raise ConfigError(f"Config {name} is not a list", errors.INVALID_CONFIG)
+            items = [x for x in (new.get(name) or key.default).split(",") if x]
+            for v in (value or "").split(","):
+                if op == OP_APPEND and v and v not in items:
+                    items.append(v)
+                elif op == OP_SUBTRACT and v in items:
+                    items.remove(v)
+            new[name] = ",".join(items)
+        else:
+            raise ConfigError(f"Unknown config operation {op}", errors.INVALID_REQUEST)
+    return new
+
+
+async def _alter(ctx, request: dict, incremental: bool) -> dict:
+    broker = ctx.broker
+    responses = []
+    for r in request["resources"]:
+        rtype, rname = r["resource_type"], r["resource_name"]
+        entry = {"error_code": 0, "error_message": None, "resource_type": rtype, "resource_name": rname}
+        try:
+            if rtype == RESOURCE_BROKER:
+                raise ConfigError("Broker configs are static in odradek (set them with --config)",
+                                  errors.INVALID_REQUEST)
+            if rtype != RESOURCE_TOPIC:
+                raise ConfigError(f"Unsupported resource type {rtype}", errors.INVALID_REQUEST)
+            topic = broker.topics.get(rname)
+            if topic is None:
+                raise ConfigError(f"Topic {rname} does not exist", errors.UNKNOWN_TOPIC_OR_PARTITION)
+            if incremental:
+                new = _apply_incremental(topic.config.overrides, r["configs"])
+            else:
+                new = {c["name"]: c["value"] for c in r["configs"]}
+            overrides = {}
+            for k, v in new.items():
+                v = validate_topic_config(k, v)
+                if v is not None:
+                    overrides[k] = v
+            if not request["validate_only"]:
+                await broker.alter_topic_config(rname, overrides)
+        except ConfigError as e:
+            entry["error_code"] = e.error_code
+            entry["error_message"] = str(e)
+        responses.append(entry)
+    return {"throttle_time_ms": 0, "responses": responses}
+
+
+@handles("AlterConfigs")
+async def alter_configs(ctx, request: dict) -> dict:
+    return await _alter(ctx, request, incremental=False)
+
+
+@handles("IncrementalAlterConfigs")
+async def incremental_alter_configs(ctx, request: dict) -> dict:
+    return await _alter(ctx, request, incremental=True)

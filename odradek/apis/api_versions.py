@@ -1,0 +1,20 @@
+"""ApiVersions (key 18), versions 0-4.
+
+Answers from the handler registry, so it advertises exactly what is served.
+A request at a version we do not serve is answered by the connection with
+error 35 and a v0 body (KIP-511). No feature flags are advertised.
+"""
+
+from odradek.server.registry import REGISTRY, handles
+
+
+def api_version_list() -> list[dict]:
+    return [
+        {"api_key": api.key, "min_version": api.min_version, "max_version": api.max_version}
+        for api in sorted(REGISTRY.values(), key=lambda a: a.key)
+    ]
+
+
+@handles("ApiVersions")
+async def api_versions(ctx, request: dict) -> dict:
+    return {"error_code": 0, "api_keys": api_version_list(), "throttle_time_ms": 0}

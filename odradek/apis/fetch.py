@@ -1,0 +1,116 @@
+"""Fetch (key 1), versions 4-18, for consumers (replica fetches come with clusters).
+
+Long poll: when fewer than ``min_bytes`` are available the request waits up
+to ``max_wait_ms`` and is woken at once by an append to any partition it
+asked for. Limits: ``partition_max_bytes`` per partition and ``max_bytes`` per
+response, except that the first partition with data always gets at least one
+whole batch (KIP-74), so a large message is never stuck. Records are handed
+out as the stored batches, whole; clients skip records before their offset.
+
+Fetch sessions (KIP-227) are not kept: every response carries session id 0,
+which tells the client to send full requests; a request naming a session gets
+FETCH_SESSION_ID_NOT_FOUND. read_committed reads up to the last stable offset,
+which equals the high watermark until transactions arrive. Reads from follower
+replicas (KIP-392) and replica fetches are not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from odradek.protocol import errors
+from odradek.server.registry import handles
+from odradek.storage.base import OffsetOutOfRange
+
+
+def leader_epoch_error(p, current_leader_epoch: int) -> int:
+    if current_leader_epoch < 0 or current_leader_epoch == p.leader_epoch:
+        return 0
+    if current_leader_epoch < p.leader_epoch:
+        return errors.FENCED_LEADER_EPOCH
+    return errors.UNKNOWN_LEADER_EPOCH
+
+
+def _partition_error(index: int, code: int) -> dict:
+    return {"partition_index": index, "error_code": code, "high_watermark": -1,
+            "last_stable_offset": -1, "log_start_offset": -1, "records": None}
+
+
+def read_partitions(broker, request: dict, version: int) -> tuple[list, int, list]:
+    """One pass over the requested partitions: (responses, bytes, partitions read)."""
+    budget = request["max_bytes"]
+    total = 0
+    touched = []
+    responses = []
+    by_id = version >= 13
+    for ft in request["topics"]:
+        if by_id:
+            topic = broker.topics_by_id.get(ft["topic_id"])
+            missing = errors.UNKNOWN_TOPIC_ID
+        else:
+            topic = broker.topics.get(ft["topic"])
+            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
+        parts = []
+        for fp in ft["partitions"]:
+            index = fp["partition"]
+            if topic is None:
+                parts.append(_partition_error(index, missing))
+                continue
+            if not 0 <= index < len(topic.partitions):
+                parts.append(_partition_error(index, errors.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            p = topic.partitions[index]
+            code = leader_epoch_error(p, fp["current_leader_epoch"])
+            if code:
+                parts.append(_partition_error(index, code))
+                continue
+            log = p.log
+            hw = log.high_watermark
+            entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
+                     "last_stable_offset": hw, "log_start_offset": log.log_start_offset,
+                     "aborted_transactions": None, "records": b""}
+            touched.append(p)
+            offset = fp["fetch_offset"]
+            limit = min(fp["partition_max_bytes"], budget - total)
+            if offset < hw and (limit > 0 or total == 0):
+                try:
+                    result = log.read(offset, max(limit, 1), hw)
+                except OffsetOutOfRange:
+                    entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+                else:
+                    if result.size:
+                        entry["records"] = result.chunks
+                        total += result.size
+            elif offset > log.log_end_offset or offset < log.log_start_offset:
+                entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+            parts.append(entry)
+        responses.append({"topic": ft["topic"], "topic_id": ft["topic_id"], "partitions": parts})
+    return responses, total, touched
+
+
+@handles("Fetch")
+async def fetch(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    version = ctx.version
+    if version >= 7 and request["session_id"] != 0:
+        return {"throttle_time_ms": 0, "error_code": errors.FETCH_SESSION_ID_NOT_FOUND,
+                "session_id": 0, "responses": []}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
+    min_bytes = request["min_bytes"]
+    while True:
+        responses, total, touched = read_partitions(broker, request, version)
+        remaining = deadline - loop.time()
+        if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
+            break
+        fut = loop.create_future()
+        for p in touched:
+            p.waiters.add(fut)
+        try:
+            await asyncio.wait_for(fut, remaining)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            for p in touched:
+                p.waiters.discard(fut)
+    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}

@@ -1,0 +1,145 @@
+"""Produce (key 0), versions 0-13; advertised from 0 as Apache Kafka 4 does.
+
+Versions 0-2 are framed and answered, but their message sets (magic 0/1) are
+refused with UNSUPPORTED_FOR_MESSAGE_FORMAT: only magic-2 record batches are
+stored. Old librdkafka (kcat) needs v0 in the advertised range to enable
+compression, and then produces v7 with magic 2.
+
+Per partition: every batch's framing and CRC-32C are checked (no record is
+decoded), batches over ``max.message.bytes`` get MESSAGE_TOO_LARGE,
+idempotent batches are checked against the producer's sequence state
+(duplicates answered with their first offsets, gaps with
+OUT_OF_ORDER_SEQUENCE_NUMBER), LogAppendTime topics are stamped, and the bytes
+are appended as they came. acks=all answers NOT_ENOUGH_REPLICAS when the
+topic's ``min.insync.replicas`` exceeds the one in-sync replica.
+
+Not served yet: transactional batches (no transaction coordinator), topic
+``compression.type`` other than ``producer`` is refused at config time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from odradek.broker import TopicError, now_ms
+from odradek.protocol import errors
+from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_OFFSET, HEADER_SIZE
+from odradek.server.registry import handles
+
+LONG_MAX = 2**63 - 1
+
+
+def _error(index: int, code: int, message: str | None = None) -> dict:
+    return {"index": index, "error_code": code, "base_offset": -1, "log_append_time_ms": -1,
+            "log_start_offset": -1, "error_message": message}
+
+
+def check_batches(records, max_message_bytes: int) -> list:
+    """Validate every batch in ``records``; return their headers. Raises InvalidBatch."""
+    headers = []
+    pos = 0
+    end = len(records)
+    if end == 0:
+        raise InvalidBatch("empty record set", errors.INVALID_RECORD)
+    while pos < end:
+        if end - pos > MAGIC_OFFSET and records[pos + MAGIC_OFFSET] != 2:
+            raise InvalidBatch("only magic 2 record batches are supported",
+                               errors.UNSUPPORTED_FOR_MESSAGE_FORMAT)
+        if end - pos >= HEADER_SIZE:
+            size = int.from_bytes(records[pos + 8:pos + 12], "big", signed=True) + 12
+            if size > max_message_bytes + 12 and pos + size <= end:
+                raise InvalidBatch(f"batch of {size} bytes exceeds max.message.bytes",
+                                   errors.MESSAGE_TOO_LARGE)
+        h = validate(records, pos, end)
+        headers.append(h)
+        pos += h.size
+    return headers
+
+
+def produce_partition(broker, p, records, acks: int, version: int) -> dict:
+    """Validate and append one partition's records; return its response entry."""
+    topic = p.topic
+    cfg = topic.config
+    if records is None:
+        return _error(p.index, errors.INVALID_RECORD, "null records")
+    if version < 3:
+        return _error(p.index, errors.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+                      "Produce v0-2 message sets are not supported")
+    max_message_bytes = cfg.get_int("max.message.bytes")
+    try:
+        headers = check_batches(records, max_message_bytes)
+    except InvalidBatch as e:
+        return _error(p.index, e.error_code, str(e))
+    if acks == -1 and cfg.get_int("min.insync.replicas") > 1:
+        return _error(p.index, errors.NOT_ENOUGH_REPLICAS,
+                      "in-sync replicas (1) below min.insync.replicas")
+    now = now_ms()
+    first = headers[0]
+    for h in headers:
+        if h.is_transactional or h.is_control:
+            return _error(p.index, errors.INVALID_TXN_STATE, "transactions are not supported yet")
+    before = cfg.get_int("message.timestamp.before.max.ms")
+    after = cfg.get_int("message.timestamp.after.max.ms")
+    log_append_time = cfg.get("message.timestamp.type") == "LogAppendTime"
+    if not log_append_time and (before != LONG_MAX or after != LONG_MAX):
+        for h in headers:
+            if h.base_timestamp < now - before or h.max_timestamp > now + after:
+                return _error(p.index, errors.INVALID_TIMESTAMP,
+                              "timestamp outside message.timestamp.before/after.max.ms")
+    idempotent = first.producer_id >= 0 and first.base_sequence >= 0
+    if idempotent:
+        if len(headers) != 1:
+            return _error(p.index, errors.INVALID_RECORD,
+                          "idempotent produce must carry exactly one batch")
+        code, duplicate_offset = p.producers.check(first)
+        if code:
+            return _error(p.index, code)
+        if duplicate_offset is not None:
+            return {"index": p.index, "error_code": 0, "base_offset": duplicate_offset,
+                    "log_append_time_ms": -1, "log_start_offset": p.log.log_start_offset}
+    buf = bytearray(records)
+    info = p.log.append(buf, p.leader_epoch, now, log_append_time)
+    if idempotent:
+        p.producers.record(first, info.base_offset)
+    p.notify()
+    if getattr(p.log, "flush_due", False):
+        asyncio.get_running_loop().create_task(broker.flush_partition(p))
+    return {"index": p.index, "error_code": 0, "base_offset": info.base_offset,
+            "log_append_time_ms": now if log_append_time else -1,
+            "log_start_offset": p.log.log_start_offset}
+
+
+@handles("Produce", min_version=0)
+async def produce(ctx, request: dict) -> dict | None:
+    broker = ctx.broker
+    acks = request["acks"]
+    version = ctx.version
+    responses = []
+    for td in request["topic_data"]:
+        if version >= 13:
+            topic = broker.topics_by_id.get(td["topic_id"])
+            missing = errors.UNKNOWN_TOPIC_ID
+        else:
+            topic = broker.topics.get(td["name"])
+            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
+            if topic is None and not td["name"].startswith("__"):
+                try:
+                    topic = await broker.auto_create(td["name"])
+                except TopicError as e:
+                    missing = e.error_code
+        parts = []
+        for pd in td["partition_data"]:
+            index = pd["index"]
+            if acks not in (0, 1, -1):
+                parts.append(_error(index, errors.INVALID_REQUIRED_ACKS))
+            elif topic is None or not 0 <= index < len(topic.partitions):
+                parts.append(_error(index, missing if topic is None else errors.UNKNOWN_TOPIC_OR_PARTITION))
+            elif topic.internal:
+                parts.append(_error(index, errors.INVALID_TOPIC_EXCEPTION,
+                                    "cannot produce to an internal topic"))
+            else:
+                parts.append(produce_partition(broker, topic.partitions[index], pd["records"], acks, version))
+        responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
+    if acks == 0:
+        return None
+    return {"responses": responses, "throttle_time_ms": 0}

@@ -1,0 +1,222 @@
+"""Broker and topic configuration, with Kafka's key names and defaults.
+
+A topic's effective config is: its own overrides, else the broker's setting
+for the matching ``log.*`` key (from ``server.properties`` / ``--config``),
+else Kafka's default. DescribeConfigs reports which of the three applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from odradek.storage.base import LogConfig
+
+HOUR_MS = 3600 * 1000
+DAY_MS = 24 * HOUR_MS
+LONG_MAX = 2**63 - 1
+
+# Config sources as DescribeConfigs reports them.
+SOURCE_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+
+# Config types as DescribeConfigs v3+ reports them.
+T_BOOLEAN, T_STRING, T_INT, T_SHORT, T_LONG, T_DOUBLE, T_LIST, T_CLASS, T_PASSWORD = range(1, 10)
+
+
+@dataclass(frozen=True)
+class TopicConfigKey:
+    name: str
+    type: int
+    default: str
+    broker_key: str | None = None
+    choices: tuple[str, ...] | None = None
+
+
+TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
+    k.name: k
+    for k in [
+        TopicConfigKey("cleanup.policy", T_LIST, "delete", "log.cleanup.policy",
+                       ("delete", "compact", "compact,delete", "delete,compact")),
+        TopicConfigKey("compression.type", T_STRING, "producer", "compression.type",
+                       ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")),
+        TopicConfigKey("delete.retention.ms", T_LONG, str(DAY_MS), "log.cleaner.delete.retention.ms"),
+        TopicConfigKey("file.delete.delay.ms", T_LONG, "60000", "log.segment.delete.delay.ms"),
+        TopicConfigKey("flush.messages", T_LONG, str(LONG_MAX), "log.flush.interval.messages"),
+        TopicConfigKey("flush.ms", T_LONG, str(LONG_MAX), "log.flush.interval.ms"),
+        TopicConfigKey("index.interval.bytes", T_INT, "4096", "log.index.interval.bytes"),
+        TopicConfigKey("max.compaction.lag.ms", T_LONG, str(LONG_MAX), "log.cleaner.max.compaction.lag.ms"),
+        TopicConfigKey("max.message.bytes", T_INT, "1048588", "message.max.bytes"),
+        TopicConfigKey("message.timestamp.type", T_STRING, "CreateTime", "log.message.timestamp.type",
+                       ("CreateTime", "LogAppendTime")),
+        TopicConfigKey("message.timestamp.before.max.ms", T_LONG, str(LONG_MAX),
+                       "log.message.timestamp.before.max.ms"),
+        TopicConfigKey("message.timestamp.after.max.ms", T_LONG, str(LONG_MAX),
+                       "log.message.timestamp.after.max.ms"),
+        TopicConfigKey("min.cleanable.dirty.ratio", T_DOUBLE, "0.5", "log.cleaner.min.cleanable.ratio"),
+        TopicConfigKey("min.compaction.lag.ms", T_LONG, "0", "log.cleaner.min.compaction.lag.ms"),
+        TopicConfigKey("min.insync.replicas", T_INT, "1", "min.insync.replicas"),
+        TopicConfigKey("retention.bytes", T_LONG, "-1", "log.retention.bytes"),
+        TopicConfigKey("retention.ms", T_LONG, str(7 * DAY_MS), None),
+        TopicConfigKey("segment.bytes", T_INT, str(1024**3), "log.segment.bytes"),
+        TopicConfigKey("segment.index.bytes", T_INT, str(10 * 1024 * 1024), "log.index.size.max.bytes"),
+        TopicConfigKey("segment.jitter.ms", T_LONG, "0", "log.roll.jitter.ms"),
+        TopicConfigKey("segment.ms", T_LONG, str(7 * DAY_MS), None),
+        TopicConfigKey("unclean.leader.election.enable", T_BOOLEAN, "false",
+                       "unclean.leader.election.enable"),
+    ]
+}
+
+BROKER_DEFAULTS: dict[str, str] = {
+    "num.partitions": "1",
+    "default.replication.factor": "1",
+    "auto.create.topics.enable": "true",
+    "delete.topic.enable": "true",
+    "message.max.bytes": "1048588",
+    "socket.request.max.bytes": str(100 * 1024 * 1024),
+    "log.retention.check.interval.ms": "300000",
+    "log.flush.scheduler.interval.ms": str(LONG_MAX),
+    "log.flush.offset.checkpoint.interval.ms": "60000",
+    "offsets.topic.num.partitions": "50",
+    "offsets.retention.minutes": "10080",
+    "offsets.retention.check.interval.ms": "600000",
+    "group.initial.rebalance.delay.ms": "3000",
+    "group.min.session.timeout.ms": "6000",
+    "group.max.session.timeout.ms": "1800000",
+    "log.cleaner.enable": "true",
+    "log.cleaner.backoff.ms": "15000",
+    "broker.rack": "",
+}
+
+
+class ConfigError(ValueError):
+    """An invalid config name or value; ``error_code`` is the Kafka error (40 INVALID_CONFIG)."""
+
+    def __init__(self, message: str, error_code: int = 40):
+        super().__init__(message)
+        self.error_code = error_code
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java ``.properties`` text (key=value or key: value, # and ! comments)."""
+    props: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        for sep in ("=", ":"):
+            if sep in line:
+                k, v = line.split(sep, 1)
+                props[k.strip()] = v.strip()
+                break
+        else:
+            props[line] = ""
+    return props
+
+
+@dataclass
+class BrokerConfig:
+    """Static broker settings: Kafka ``server.properties`` keys plus CLI flags."""
+
+    node_id: int = 1
+    host: str = "127.0.0.1"
+    port: int = 9092
+    advertised_host: str | None = None
+    data_dir: str | None = "./odradek-data"  # None: in memory
+    cluster_id: str | None = None
+    props: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str) -> str | None:
+        if key in self.props:
+            return self.props[key]
+        return BROKER_DEFAULTS.get(key)
+
+    def get_int(self, key: str, default: int = 0) -> int:
+        v = self.get(key)
+        return int(v) if v not in (None, "") else default
+
+    def get_bool(self, key: str) -> bool:
+        return str(self.get(key)).lower() == "true"
+
+    def broker_topic_default(self, name: str) -> str | None:
+        """The broker-level value for topic config ``name``, if the broker sets one."""
+        p = self.props
+        if name == "retention.ms":
+            for key, scale in (("log.retention.ms", 1), ("log.retention.minutes", 60000),
+                               ("log.retention.hours", HOUR_MS)):
+                if key in p:
+                    return str(int(p[key]) * scale)
+            return None
+        if name == "segment.ms":
+            for key, scale in (("log.roll.ms", 1), ("log.roll.hours", HOUR_MS)):
+                if key in p:
+                    return str(int(p[key]) * scale)
+            return None
+        key = TOPIC_CONFIGS[name].broker_key
+        return p.get(key) if key else None
+
+
+def validate_topic_config(name: str, value: str | None) -> str | None:
+    """Check one topic config override; return it normalised. Raises ConfigError."""
+    key = TOPIC_CONFIGS.get(name)
+    if key is None:
+        raise ConfigError(f"Unknown topic config name: {name}")
+    if value is None:
+        return None
+    if key.type in (T_INT, T_LONG, T_SHORT):
+        try:
+            int(value)
+        except ValueError:
+            raise ConfigError(f"Invalid value {value} for configuration {name}") from None
+    elif key.type == T_DOUBLE:
+        try:
+            float(value)
+        except ValueError:
+            raise ConfigError(f"Invalid value {value} for configuration {name}") from None
+    elif key.type == T_BOOLEAN:
+        if value.lower() not in ("true", "false"):
+            raise ConfigError(f"Invalid value {value} for configuration {name}")
+        value = value.lower()
+    if key.choices:
+        parts = value.replace(" ", "")
+        if parts not in key.choices:
+            raise ConfigError(f"Invalid value {value} for configuration {name}")
+        value = parts
+    return value
+
+
+class TopicConfig:
+    """A topic's overrides resolved against the broker's settings and Kafka's defaults."""
+
+    def __init__(self, broker: BrokerConfig, overrides: dict[str, str] | None = None):
+        self.broker = broker
+        self.overrides = dict(overrides or {})
+
+    def lookup(self, name: str) -> tuple[str, int]:
+        """(value, source) of config ``name``."""
+        if name in self.overrides:
+            return self.overrides[name], SOURCE_TOPIC
+        v = self.broker.broker_topic_default(name)
+        if v is not None:
+            return v, SOURCE_STATIC_BROKER
+        return TOPIC_CONFIGS[name].default, SOURCE_DEFAULT
+
+    def get(self, name: str) -> str:
+        return self.lookup(name)[0]
+
+    def get_int(self, name: str) -> int:
+        return int(self.get(name))
+
+    def log_config(self) -> LogConfig:
+        return LogConfig(
+            segment_bytes=self.get_int("segment.bytes"),
+            segment_ms=self.get_int("segment.ms"),
+            retention_bytes=self.get_int("retention.bytes"),
+            retention_ms=self.get_int("retention.ms"),
+            index_interval_bytes=self.get_int("index.interval.bytes"),
+            segment_index_bytes=self.get_int("segment.index.bytes"),
+            flush_messages=self.get_int("flush.messages"),
+            flush_ms=self.get_int("flush.ms"),
+            file_delete_delay_ms=self.get_int("file.delete.delay.ms"),
+            cleanup_policy=self.get("cleanup.policy"),
+        )

@@ -1,0 +1,11 @@
+"""Coordinators: state machines over records in internal topics."""
+
+
+async def start_coordinators(broker) -> None:
+    """Load the coordinators that exist; each registers itself on ``broker``."""
+    try:
+        from odradek.coordinator.group import GroupCoordinator
+    except ImportError:
+        return
+    broker.groups = GroupCoordinator(broker)
+    await broker.groups.start()

@@ -1,0 +1,149 @@
+"""Keys and values of the records in ``__consumer_offsets``, in Kafka's formats.
+
+Every key and value starts with a big-endian int16 version, followed by the
+fields of that version (specs in ``odradek/protocol/specs``):
+
+- key version 0 or 1: an offset commit, ``group, topic, partition``; we write 1.
+- key version 2: group metadata, ``group``.
+- offset commit value: version 1 when the commit carries an explicit expiry
+  (OffsetCommit v2-4 with a retention time), else version 3 (with the leader
+  epoch); versions 0-4 are read.
+- group metadata value: version 3 is written; versions 0-4 are read.
+- a null value is a tombstone: the offset, or the group, is deleted.
+
+So Kafka's own tools (kafka-console-consumer with the offsets formatter,
+kafka-dump-log --offsets-decoder) can read what odradek writes, and odradek
+can load a ``__consumer_offsets`` written by Kafka.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from odradek.protocol.schema import DecodeError, codec
+
+OFFSET_COMMIT_KEY_VERSION = 1
+GROUP_METADATA_KEY_VERSION = 2
+GROUP_METADATA_VALUE_VERSION = 3
+
+_I16 = struct.Struct(">h")
+
+
+@dataclass(frozen=True)
+class OffsetKey:
+    group: str
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    group: str
+
+
+@dataclass(frozen=True)
+class OffsetValue:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp: int
+    expire_timestamp: int = -1
+
+
+class RecordFormatError(ValueError):
+    """A key or value of ``__consumer_offsets`` we cannot read."""
+
+
+def offset_key(group: str, topic: str, partition: int) -> bytes:
+    out = bytearray(_I16.pack(OFFSET_COMMIT_KEY_VERSION))
+    codec("OffsetCommitKey", OFFSET_COMMIT_KEY_VERSION).encode(
+        {"group": group, "topic": topic, "partition": partition}, out)
+    return bytes(out)
+
+
+def group_key(group: str) -> bytes:
+    out = bytearray(_I16.pack(GROUP_METADATA_KEY_VERSION))
+    codec("GroupMetadataKey", GROUP_METADATA_KEY_VERSION).encode({"group": group}, out)
+    return bytes(out)
+
+
+def offset_value(v: OffsetValue) -> bytes:
+    version = 1 if v.expire_timestamp >= 0 else 3
+    out = bytearray(_I16.pack(version))
+    codec("OffsetCommitValue", version).encode({
+        "offset": v.offset, "leader_epoch": v.leader_epoch, "metadata": v.metadata,
+        "commit_timestamp": v.commit_timestamp, "expire_timestamp": v.expire_timestamp,
+    }, out)
+    return bytes(out)
+
+
+def group_value(value: dict) -> bytes:
+    """Encode a GroupMetadataValue given as a dict of its snake_case fields."""
+    out = bytearray(_I16.pack(GROUP_METADATA_VALUE_VERSION))
+    codec("GroupMetadataValue", GROUP_METADATA_VALUE_VERSION).encode(value, out)
+    return bytes(out)
+
+
+def _version(data: bytes) -> int:
+    if data is None or len(data) < 2:
+        raise RecordFormatError("record too short for a version")
+    return _I16.unpack_from(data, 0)[0]
+
+
+def decode_key(data: bytes) -> OffsetKey | GroupKey:
+    version = _version(data)
+    try:
+        if version in (0, 1):
+            d, _ = codec("OffsetCommitKey", version).decode(data, 2)
+            return OffsetKey(d["group"], d["topic"], d["partition"])
+        if version == 2:
+            d, _ = codec("GroupMetadataKey", 2).decode(data, 2)
+            return GroupKey(d["group"])
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    raise RecordFormatError(f"unknown key version {version}")
+
+
+def decode_offset_value(data: bytes | None) -> OffsetValue | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if not 0 <= version <= 4:
+        raise RecordFormatError(f"unknown offset commit value version {version}")
+    try:
+        d, _ = codec("OffsetCommitValue", version).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return OffsetValue(d["offset"], d["leader_epoch"], d["metadata"], d["commit_timestamp"],
+                       d["expire_timestamp"])
+
+
+def decode_group_value(data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if not 0 <= version <= 4:
+        raise RecordFormatError(f"unknown group metadata value version {version}")
+    try:
+        d, _ = codec("GroupMetadataValue", version).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d
+
+
+def java_string_hash(s: str) -> int:
+    """Java's ``String.hashCode``: over UTF-16 code units, wrapping at 32 bits."""
+    h = 0
+    data = s.encode("utf-16-be")
+    for i in range(0, len(data), 2):
+        h = (31 * h + ((data[i] << 8) | data[i + 1])) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(group: str, partitions: int) -> int:
+    """The ``__consumer_offsets`` partition of ``group``, as Kafka computes it
+    (its ``Utils.abs`` maps Integer.MIN_VALUE to 0)."""
+    h = java_string_hash(group)
+    h = 0 if h == -(1 << 31) else abs(h)
+    return h % partitions

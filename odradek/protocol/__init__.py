@@ -1,0 +1,1 @@
+"""Kafka wire protocol: batch headers, records and compression codecs."""

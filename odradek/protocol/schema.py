@@ -1,0 +1,580 @@
+"""Codecs compiled from Kafka's JSON message specs.
+
+Theory of operation: each ``<Name>Request.json`` / ``<Name>Response.json`` spec
+(shipped by kafka-python 3, plus the few in ``odradek/protocol/specs``) is
+turned, per version, into a pair of Python functions generated as source and
+compiled once: ``decode(buf, pos) -> (dict, pos)`` and ``encode(dict, out)``.
+
+Messages are plain dicts keyed by the spec's field names in snake_case
+(``ThrottleTimeMs`` -> ``throttle_time_ms``); arrays of structs are lists of
+dicts. Decoding fills every field of the spec, with the spec's default for
+fields absent in that version, so handlers never test versions to read a
+field. Encoding takes missing keys as their defaults, so handlers only set what
+they know. Unknown tagged fields are kept under ``"_tags"`` ({tag: bytes}) and
+written back when the same dict is encoded. Values: ints, bools, floats, str,
+bytes, uuid as 16 raw bytes, ``records`` as bytes (decode) or bytes-like /
+list of bytes-like chunks (encode).
+
+Decoding hostile input raises DecodeError, never anything else, and never
+allocates more than the input's size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from functools import lru_cache
+from importlib import resources
+
+_SPEC_PACKAGES = ("odradek.protocol.specs", "kafka.protocol.schemas.resources")
+ZERO_UUID = bytes(16)
+
+
+class DecodeError(ValueError):
+    """The bytes are not a valid message of the expected type and version."""
+
+
+def snake(name: str) -> str:
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s)
+    return s.lower()
+
+
+def parse_versions(text: str | None) -> tuple[int, int]:
+    """'3+' -> (3, inf); '1-4' -> (1, 4); 'none' -> empty range."""
+    if text is None or text == "none":
+        return (1, 0)
+    if text.endswith("+"):
+        return (int(text[:-1]), 1 << 30)
+    if "-" in text:
+        a, b = text.split("-")
+        return (int(a), int(b))
+    return (int(text), int(text))
+
+
+def _in(rng: tuple[int, int], v: int) -> bool:
+    return rng[0] <= v <= rng[1]
+
+
+_COMMENT = re.compile(r"(?m)^\s*//.*$")
+
+
+@lru_cache(maxsize=None)
+def load_spec(name: str) -> dict:
+    """The spec ``name`` (e.g. 'FetchRequest') with common structs inlined."""
+    for pkg in _SPEC_PACKAGES:
+        try:
+            text = resources.files(pkg).joinpath(name + ".json").read_text()
+        except (FileNotFoundError, ModuleNotFoundError):
+            continue
+        data = json.loads(_COMMENT.sub("", text))
+        common = {s["name"]: s["fields"] for s in data.get("commonStructs", [])}
+        _inline(data.get("fields", []), common)
+        return data
+    raise KeyError(name)
+
+
+def _inline(fields: list, common: dict) -> None:
+    for f in fields:
+        t = f["type"]
+        inner = t[2:] if t.startswith("[]") else t
+        if inner[:1].isupper() and "fields" not in f and inner in common:
+            f["fields"] = common[inner]
+        if "fields" in f:
+            _inline(f["fields"], common)
+
+
+def spec_names() -> list[str]:
+    names = set()
+    for pkg in _SPEC_PACKAGES:
+        try:
+            for entry in resources.files(pkg).iterdir():
+                if entry.name.endswith(".json"):
+                    names.add(entry.name[:-5])
+        except ModuleNotFoundError:
+            continue
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------
+# Primitive readers used by generated code. Each takes (buf, pos) -> (value, pos).
+
+_i8 = struct.Struct(">b")
+_i16 = struct.Struct(">h")
+_u16 = struct.Struct(">H")
+_i32 = struct.Struct(">i")
+_u32 = struct.Struct(">I")
+_i64 = struct.Struct(">q")
+_f64 = struct.Struct(">d")
+
+
+def read_uvarint(buf, pos):
+    b = buf[pos]
+    if b < 0x80:
+        return b, pos + 1
+    result = b & 0x7F
+    shift = 7
+    while True:
+        pos += 1
+        b = buf[pos]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos + 1
+        shift += 7
+        if shift > 28:  # Kafka's unsigned varints are at most 5 bytes
+            raise DecodeError("varint too long")
+
+
+def write_uvarint(out: bytearray, n: int) -> None:
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+
+
+def uvarint_bytes(n: int) -> bytes:
+    out = bytearray()
+    write_uvarint(out, n)
+    return bytes(out)
+
+
+def _check(buf, pos, n):
+    if n < 0 or pos + n > len(buf):
+        raise DecodeError("length out of bounds")
+
+
+def read_tags(buf, pos, known):
+    """Read a tagged-field section. ``known`` maps tag -> reader; returns (dict, unknown, pos)."""
+    count, pos = read_uvarint(buf, pos)
+    found = {}
+    unknown = None
+    for _ in range(count):
+        tag, pos = read_uvarint(buf, pos)
+        size, pos = read_uvarint(buf, pos)
+        _check(buf, pos, size)
+        end = pos + size
+        reader = known.get(tag)
+        if reader is None:
+            if unknown is None:
+                unknown = {}
+            unknown[tag] = bytes(buf[pos:end])
+        else:
+            found[tag], p = reader(buf, pos)
+            if p != end:
+                raise DecodeError("tagged field size mismatch")
+        pos = end
+    return found, unknown, pos
+
+
+# ---------------------------------------------------------------------------
+# Code generation.
+
+
+class _Gen:
+    """Builds the source of one decode/encode function pair for a spec+version."""
+
+    def __init__(self, version: int, flexible: bool):
+        self.v = version
+        self.flex = flexible
+        self.lines: list[str] = []
+        self.helpers: dict[str, object] = {}
+        self.n = 0
+
+    def tmp(self, prefix="t"):
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    # -- defaults --------------------------------------------------------
+    def default_expr(self, f: dict) -> str:
+        t = f["type"]
+        d = f.get("default")
+        nullable = _in(parse_versions(f.get("nullableVersions")), self.v)
+        if t.startswith("[]"):
+            return "None" if (d == "null" and nullable) else "[]"
+        if d == "null":
+            return "None"
+        if isinstance(d, bool):
+            return repr(d)
+        if isinstance(d, (int, float)):
+            d = str(d)
+        if t in ("int8", "int16", "int32", "int64", "uint16", "uint32"):
+            return str(int(d, 0)) if d not in (None, "") else "0"
+        if t == "float64":
+            return repr(float(d)) if d else "0.0"
+        if t == "bool":
+            return "True" if str(d).lower() == "true" else "False"
+        if t == "string":
+            return repr(d if d is not None else "")
+        if t in ("bytes", "records"):
+            return "None" if nullable and d is None and t == "records" else "b''"
+        if t == "uuid":
+            return "ZERO_UUID"
+        if "fields" in f:
+            return self.struct_default(f)
+        return "None"
+
+    def struct_default(self, f: dict) -> str:
+        # Defaults of a nested struct for this version, built fresh each time.
+        name = f"_default_{id(f)}_{self.v}"
+        if name not in self.helpers:
+            items = ", ".join(
+                f"{snake(c['name'])!r}: {self.default_expr(c)}"
+                for c in f["fields"]
+            )
+            src = f"def {name}():\n    return {{{items}}}\n"
+            # Nested structs' default helpers were registered while building items.
+            ns = {"ZERO_UUID": ZERO_UUID, **self.helpers}
+            exec(src, ns)  # noqa: S102 - generated from specs
+            self.helpers[name] = ns[name]
+        return f"{name}()"
+
+    def fields_in_version(self, fields):
+        for f in fields:
+            if _in(parse_versions(f.get("versions")), self.v):
+                yield f
+
+    # -- decoding --------------------------------------------------------
+    def decode_value(self, f: dict, t: str, target: str, ind: str) -> None:
+        """Emit code reading one value of type ``t`` into ``target``; advances ``pos``."""
+        L = self.lines
+        nullable = _in(parse_versions(f.get("nullableVersions")), self.v)
+        flex = self.flex and not (f.get("flexibleVersions") == "none")
+        if t == "bool":
+            L.append(f"{ind}{target} = buf[pos] != 0; pos += 1")
+        elif t == "int8":
+            L.append(f"{ind}{target} = i8(buf, pos)[0]; pos += 1")
+        elif t == "int16":
+            L.append(f"{ind}{target} = i16(buf, pos)[0]; pos += 2")
+        elif t == "uint16":
+            L.append(f"{ind}{target} = u16(buf, pos)[0]; pos += 2")
+        elif t == "int32":
+            L.append(f"{ind}{target} = i32(buf, pos)[0]; pos += 4")
+        elif t == "uint32":
+            L.append(f"{ind}{target} = u32(buf, pos)[0]; pos += 4")
+        elif t == "int64":
+            L.append(f"{ind}{target} = i64(buf, pos)[0]; pos += 8")
+        elif t == "float64":
+            L.append(f"{ind}{target} = f64(buf, pos)[0]; pos += 8")
+        elif t == "uuid":
+            L.append(f"{ind}check(buf, pos, 16); {target} = bytes(buf[pos:pos + 16]); pos += 16")
+        elif t in ("string", "bytes", "records"):
+            n = self.tmp("n")
+            if flex:
+                L.append(f"{ind}{n}, pos = uvarint(buf, pos); {n} -= 1")
+            elif t == "string":
+                L.append(f"{ind}{n} = i16(buf, pos)[0]; pos += 2")
+            else:
+                L.append(f"{ind}{n} = i32(buf, pos)[0]; pos += 4")
+            L.append(f"{ind}if {n} < 0:")
+            if nullable:
+                L.append(f"{ind}    {target} = None")
+            else:
+                L.append(f"{ind}    raise DecodeError('null in non-nullable field {f['name']}')")
+            L.append(f"{ind}else:")
+            L.append(f"{ind}    check(buf, pos, {n})")
+            if t == "string":
+                L.append(f"{ind}    {target} = str(buf[pos:pos + {n}], 'utf-8'); pos += {n}")
+            else:
+                L.append(f"{ind}    {target} = bytes(buf[pos:pos + {n}]); pos += {n}")
+        elif t.startswith("[]"):
+            inner = t[2:]
+            n = self.tmp("n")
+            if flex:
+                L.append(f"{ind}{n}, pos = uvarint(buf, pos); {n} -= 1")
+            else:
+                L.append(f"{ind}{n} = i32(buf, pos)[0]; pos += 4")
+            L.append(f"{ind}if {n} < 0:")
+            if nullable:
+                L.append(f"{ind}    {target} = None")
+            else:
+                L.append(f"{ind}    raise DecodeError('null array in {f['name']}')")
+            L.append(f"{ind}else:")
+            L.append(f"{ind}    if {n} > len(buf) - pos: raise DecodeError('array too long')")
+            lst = self.tmp("l")
+            L.append(f"{ind}    {lst} = []")
+            L.append(f"{ind}    for _ in range({n}):")
+            if "fields" in f:
+                fn = self.struct_decoder(f)
+                L.append(f"{ind}        e, pos = {fn}(buf, pos)")
+            else:
+                self.decode_value({"name": f["name"]}, inner, "e", ind + "        ")
+            L.append(f"{ind}        {lst}.append(e)")
+            L.append(f"{ind}    {target} = {lst}")
+        elif "fields" in f:
+            fn = self.struct_decoder(f)
+            if nullable:  # nullable struct: int8 presence marker
+                L.append(f"{ind}if i8(buf, pos)[0] < 0: {target} = None; pos += 1")
+                L.append(f"{ind}else: {target}, pos = {fn}(buf, pos + 1)")
+            else:
+                L.append(f"{ind}{target}, pos = {fn}(buf, pos)")
+        else:
+            raise NotImplementedError(t)
+
+    def struct_decoder(self, f: dict) -> str:
+        """Compile a decoder function for the struct ``f`` (its fields); return its name."""
+        name = f"_dec_{id(f)}"
+        if name in self.helpers:
+            return name
+        sub = _Gen(self.v, self.flex)
+        sub.helpers = self.helpers
+        sub.n = self.n + 1000
+        self.helpers[name] = None  # recursion guard
+        src = sub.decoder_source(name, f["fields"])
+        ns = dict(_RUNTIME)
+        ns.update(self.helpers)
+        exec(src, ns)  # noqa: S102
+        self.helpers[name] = ns[name]
+        return name
+
+    def decoder_source(self, name: str, fields: list) -> str:
+        L = self.lines
+        L.append(f"def {name}(buf, pos):")
+        L.append("    d = {}")
+        tagged = []
+        for f in fields:
+            key = snake(f["name"])
+            active = _in(parse_versions(f.get("versions")), self.v)
+            tv = parse_versions(f.get("taggedVersions"))
+            if active and self.flex and "tag" in f and _in(tv, self.v):
+                tagged.append(f)
+                L.append(f"    d[{key!r}] = {self.default_expr(f)}")
+            elif active:
+                self.decode_value(f, f["type"], f"d[{key!r}]", "    ")
+            else:
+                L.append(f"    d[{key!r}] = {self.default_expr(f)}")
+        if self.flex:
+            readers = {}
+            for f in tagged:
+                rname = f"_tag_{id(f)}_{self.v}"
+                sub = _Gen(self.v, self.flex)
+                sub.helpers = self.helpers
+                sub.lines.append(f"def {rname}(buf, pos):")
+                sub.decode_value(f, f["type"], "v", "    ")
+                sub.lines.append("    return v, pos")
+                ns = dict(_RUNTIME)
+                ns.update(self.helpers)
+                exec("\n".join(sub.lines), ns)  # noqa: S102
+                self.helpers[rname] = ns[rname]
+                readers[f["tag"]] = (rname, snake(f["name"]))
+            kname = f"_known_{id(fields)}_{self.v}"
+            self.helpers[kname] = {tag: self.helpers[r] for tag, (r, _) in readers.items()}
+            L.append(f"    found, unknown, pos = read_tags(buf, pos, {kname})")
+            for tag, (_, key) in readers.items():
+                L.append(f"    if {tag} in found: d[{key!r}] = found[{tag}]")
+            L.append("    if unknown: d['_tags'] = unknown")
+        L.append("    return d, pos")
+        return "\n".join(L) + "\n"
+
+    # -- encoding --------------------------------------------------------
+    def encode_value(self, f: dict, t: str, val: str, ind: str) -> None:
+        """Emit code appending value expression ``val`` of type ``t`` to ``out``."""
+        L = self.lines
+        flex = self.flex and not (f.get("flexibleVersions") == "none")
+        if t == "bool":
+            L.append(f"{ind}out.append(1 if {val} else 0)")
+        elif t == "int8":
+            L.append(f"{ind}out += p8({val})")
+        elif t == "int16":
+            L.append(f"{ind}out += p16({val})")
+        elif t == "uint16":
+            L.append(f"{ind}out += pu16({val})")
+        elif t == "int32":
+            L.append(f"{ind}out += p32({val})")
+        elif t == "uint32":
+            L.append(f"{ind}out += pu32({val})")
+        elif t == "int64":
+            L.append(f"{ind}out += p64({val})")
+        elif t == "float64":
+            L.append(f"{ind}out += pf64({val})")
+        elif t == "uuid":
+            L.append(f"{ind}out += ({val} or ZERO_UUID)")
+        elif t in ("string", "bytes", "records"):
+            v = self.tmp("v")
+            L.append(f"{ind}{v} = {val}")
+            L.append(f"{ind}if {v} is None:")
+            if flex:
+                L.append(f"{ind}    out.append(0)")
+            elif t == "string":
+                L.append(f"{ind}    out += p16(-1)")
+            else:
+                L.append(f"{ind}    out += p32(-1)")
+            L.append(f"{ind}else:")
+            if t == "string":
+                L.append(f"{ind}    {v} = {v}.encode('utf-8')")
+            elif t == "records":
+                L.append(f"{ind}    if type({v}) is list: {v} = b''.join({v})")
+            if flex:
+                L.append(f"{ind}    write_uvarint(out, len({v}) + 1)")
+            elif t == "string":
+                L.append(f"{ind}    out += p16(len({v}))")
+            else:
+                L.append(f"{ind}    out += p32(len({v}))")
+            L.append(f"{ind}    out += {v}")
+        elif t.startswith("[]"):
+            inner = t[2:]
+            v = self.tmp("v")
+            L.append(f"{ind}{v} = {val}")
+            L.append(f"{ind}if {v} is None:")
+            L.append(f"{ind}    {'out.append(0)' if flex else 'out += p32(-1)'}")
+            L.append(f"{ind}else:")
+            if flex:
+                L.append(f"{ind}    write_uvarint(out, len({v}) + 1)")
+            else:
+                L.append(f"{ind}    out += p32(len({v}))")
+            e = self.tmp("e")
+            L.append(f"{ind}    for {e} in {v}:")
+            if "fields" in f:
+                fn = self.struct_encoder(f)
+                L.append(f"{ind}        {fn}({e}, out)")
+            else:
+                self.encode_value({"name": f["name"]}, inner, e, ind + "        ")
+        elif "fields" in f:
+            fn = self.struct_encoder(f)
+            if _in(parse_versions(f.get("nullableVersions")), self.v):
+                v = self.tmp("v")
+                L.append(f"{ind}{v} = d.get({snake(f['name'])!r})")
+                L.append(f"{ind}if {v} is None: out += p8(-1)")
+                L.append(f"{ind}else: out += p8(1); {fn}({v}, out)")
+            else:
+                L.append(f"{ind}{fn}({val}, out)")
+        else:
+            raise NotImplementedError(t)
+
+    def struct_encoder(self, f: dict) -> str:
+        name = f"_enc_{id(f)}"
+        if name in self.helpers:
+            return name
+        sub = _Gen(self.v, self.flex)
+        sub.helpers = self.helpers
+        sub.n = self.n + 1000
+        self.helpers[name] = None
+        src = sub.encoder_source(name, f["fields"])
+        ns = dict(_RUNTIME)
+        ns.update(self.helpers)
+        exec(src, ns)  # noqa: S102
+        self.helpers[name] = ns[name]
+        return name
+
+    def encoder_source(self, name: str, fields: list) -> str:
+        L = self.lines
+        L.append(f"def {name}(d, out):")
+        L.append("    g = d.get")
+        tagged = []
+        for f in fields:
+            if not _in(parse_versions(f.get("versions")), self.v):
+                continue
+            key = snake(f["name"])
+            tv = parse_versions(f.get("taggedVersions"))
+            if self.flex and "tag" in f and _in(tv, self.v):
+                tagged.append(f)
+                continue
+            if "fields" in f and not f["type"].startswith("[]"):
+                val = f"(g({key!r}) or {self.default_expr(f)})"
+            else:
+                val = f"g({key!r}, {self.default_expr(f)})"
+            self.encode_value(f, f["type"], val, "    ")
+        if self.flex:
+            if not tagged:
+                L.append("    u = g('_tags')")
+                L.append("    if u: write_tags(out, [], u)")
+                L.append("    else: out.append(0)")
+            else:
+                L.append("    tags = []")
+                for f in sorted(tagged, key=lambda f: f["tag"]):
+                    key = snake(f["name"])
+                    default = self.default_expr(f)
+                    L.append(f"    v = g({key!r}, {default})")
+                    L.append(f"    if v != {default}:")
+                    L.append("        sub = out; out = bytearray()")
+                    self.encode_value(f, f["type"], "v", "        ")
+                    L.append(f"        tags.append(({f['tag']}, bytes(out))); out = sub")
+                L.append("    write_tags(out, tags, g('_tags'))")
+        return "\n".join(L) + "\n"
+
+
+def write_tags(out: bytearray, tags: list, unknown: dict | None) -> None:
+    if unknown:
+        tags = sorted(tags + list(unknown.items()))
+    write_uvarint(out, len(tags))
+    for tag, data in tags:
+        write_uvarint(out, tag)
+        write_uvarint(out, len(data))
+        out += data
+
+
+def _uvarint_checked(buf, pos):
+    try:
+        return read_uvarint(buf, pos)
+    except IndexError:
+        raise DecodeError("truncated varint") from None
+
+
+_RUNTIME = {
+    "i8": _i8.unpack_from,
+    "i16": _i16.unpack_from,
+    "u16": _u16.unpack_from,
+    "i32": _i32.unpack_from,
+    "u32": _u32.unpack_from,
+    "i64": _i64.unpack_from,
+    "f64": _f64.unpack_from,
+    "p8": _i8.pack,
+    "p16": _i16.pack,
+    "pu16": _u16.pack,
+    "p32": _i32.pack,
+    "pu32": _u32.pack,
+    "p64": _i64.pack,
+    "pf64": _f64.pack,
+    "uvarint": _uvarint_checked,
+    "write_uvarint": write_uvarint,
+    "check": _check,
+    "read_tags": read_tags,
+    "write_tags": write_tags,
+    "DecodeError": DecodeError,
+    "ZERO_UUID": ZERO_UUID,
+}
+
+
+class MessageCodec:
+    """Decoder and encoder of one spec at one version."""
+
+    __slots__ = ("name", "version", "flexible", "_decode", "_encode")
+
+    def __init__(self, spec: dict, version: int):
+        self.name = spec["name"]
+        self.version = version
+        self.flexible = _in(parse_versions(spec.get("flexibleVersions")), version)
+        root = {"name": self.name, "fields": spec.get("fields", [])}
+        gen = _Gen(version, self.flexible)
+        self._decode = gen.helpers[gen.struct_decoder(root)]
+        gen2 = _Gen(version, self.flexible)
+        self._encode = gen2.helpers[gen2.struct_encoder(root)]
+
+    def decode(self, buf, pos: int = 0) -> tuple[dict, int]:
+        try:
+            return self._decode(buf, pos)
+        except DecodeError:
+            raise
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError, TypeError) as e:
+            raise DecodeError(f"{self.name} v{self.version}: {e}") from None
+
+    def encode(self, msg: dict, out: bytearray | None = None) -> bytearray:
+        if out is None:
+            out = bytearray()
+        self._encode(msg, out)
+        return out
+
+
+@lru_cache(maxsize=None)
+def codec(name: str, version: int) -> MessageCodec:
+    """The codec for spec ``name`` (e.g. 'ProduceRequest') at ``version``."""
+    return MessageCodec(load_spec(name), version)
+
+
+if os.environ.get("ODRADEK_DUMP_CODEGEN"):  # pragma: no cover - debugging aid
+    import sys
+
+    def _dump(name, version):
+        g = _Gen(version, False)
+        print(g.decoder_source("x", load_spec(name)["fields"]), file=sys.stderr)

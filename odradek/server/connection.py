@@ -1,0 +1,171 @@
+"""One client connection: framing, dispatch and ordered responses.
+
+Theory of operation: bytes arrive in ``data_received``; complete frames
+(int32 size + payload) are queued. A single worker task per connection takes
+them in order, decodes the header and body, awaits the handler, and writes the
+response before taking the next frame, as Kafka does by muting a channel while
+a request is in flight. So responses go out in request order, a long-polling
+Fetch holds back only its own connection, and a slow client can never make the
+broker buffer more than ``MAX_QUEUED_BYTES`` of its requests (reading pauses).
+
+A frame larger than ``socket.request.max.bytes`` is refused before any
+allocation by closing the connection. A frame that does not decode, an unknown
+API key, or a handler failure closes this connection only. ApiVersions with a
+version we do not serve gets error 35 with a v0 body, per KIP-511.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import struct
+from typing import TYPE_CHECKING
+
+from odradek.protocol import errors
+from odradek.protocol.schema import DecodeError, codec
+from odradek.server.registry import REGISTRY
+
+if TYPE_CHECKING:
+    from odradek.broker import Broker
+
+log = logging.getLogger("odradek.connection")
+
+_SIZE = struct.Struct(">i")
+_HDR = struct.Struct(">hhi")
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+API_VERSIONS_KEY = 18
+
+
+class RequestContext:
+    """What a handler knows about the request it serves."""
+
+    __slots__ = ("broker", "connection", "api_key", "version", "correlation_id", "client_id", "header")
+
+    def __init__(self, broker, connection, api_key, version, correlation_id, client_id, header):
+        self.broker = broker
+        self.connection = connection
+        self.api_key = api_key
+        self.version = version
+        self.correlation_id = correlation_id
+        self.client_id = client_id
+        self.header = header
+
+
+class KafkaConnection(asyncio.Protocol):
+    def __init__(self, broker: "Broker"):
+        self.broker = broker
+        self.max_frame = broker.config.get_int("socket.request.max.bytes")
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.frames: collections.deque = collections.deque()
+        self.queued_bytes = 0
+        self.worker: asyncio.Task | None = None
+        self.paused = False
+        self.closed = False
+        self.peer = None
+
+    # -- asyncio.Protocol ------------------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.broker.connections.discard(self)
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            size = _SIZE.unpack_from(buf, pos)[0]
+            if size < 8 or size > self.max_frame:
+                log.warning("closing %s: frame size %d out of bounds", self.peer, size)
+                self.abort()
+                return
+            if n - pos - 4 < size:
+                break
+            self.frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
+            self.queued_bytes += size
+            pos += 4 + size
+        if pos:
+            del buf[:pos]
+        if self.frames and (self.worker is None or self.worker.done()):
+            self.worker = asyncio.get_running_loop().create_task(self.process())
+        if self.queued_bytes + len(buf) > MAX_QUEUED_BYTES and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- request processing ----------------------------------------------
+    async def process(self) -> None:
+        frames = self.frames
+        try:
+            while frames and not self.closed:
+                frame = frames.popleft()
+                self.queued_bytes -= len(frame)
+                if self.paused and self.queued_bytes < MAX_QUEUED_BYTES // 2:
+                    self.paused = False
+                    self.transport.resume_reading()
+                out = await self.handle(frame)
+                if out is not None and not self.closed:
+                    self.transport.write(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("closing %s after an unexpected error", self.peer)
+            self.abort()
+
+    async def handle(self, frame: bytes):
+        """Decode, dispatch and encode one request; return bytes to send or None."""
+        api_key, version, correlation_id = _HDR.unpack_from(frame, 0)
+        api = REGISTRY.get(api_key)
+        if api is None:
+            log.info("closing %s: unknown api key %d", self.peer, api_key)
+            self.abort()
+            return None
+        if not api.min_version <= version <= api.max_version:
+            if api_key == API_VERSIONS_KEY:
+                return self.unsupported_api_versions(correlation_id)
+            log.info("closing %s: %s v%d not supported", self.peer, api.name, version)
+            self.abort()
+            return None
+        flexible = api.is_flexible(version)
+        try:
+            header, pos = codec("RequestHeader", 2 if flexible else 1).decode(frame, 0)
+            request, end = api.request_codec(version).decode(frame, pos)
+        except DecodeError as e:
+            log.info("closing %s: malformed %s v%d request: %s", self.peer, api.name, version, e)
+            self.abort()
+            return None
+        ctx = RequestContext(self.broker, self, api_key, version, correlation_id,
+                             header.get("client_id"), header)
+        response = await api.handler(ctx, request)
+        if response is None:
+            return None
+        out = bytearray(4)
+        out += _SIZE.pack(correlation_id)
+        if flexible and api_key != API_VERSIONS_KEY:
+            out.append(0)  # response header v1: empty tagged fields
+        api.response_codec(version).encode(response, out)
+        _SIZE.pack_into(out, 0, len(out) - 4)
+        return out
+
+    def unsupported_api_versions(self, correlation_id: int) -> bytes:
+        from odradek.apis.api_versions import api_version_list
+
+        body = {"error_code": errors.UNSUPPORTED_VERSION, "api_keys": api_version_list()}
+        out = bytearray(4)
+        out += _SIZE.pack(correlation_id)
+        codec("ApiVersionsResponse", 0).encode(body, out)
+        _SIZE.pack_into(out, 0, len(out) - 4)
+        return bytes(out)

@@ -1,0 +1,68 @@
+"""The one registry of served APIs: handler and version range per API key.
+
+ApiVersions answers from this table, so what is advertised is exactly what
+has a handler. A handler is ``async def handler(ctx, request: dict) -> dict |
+None``; returning None sends no response (Produce with acks=0).
+
+``spec_versions`` overrides the spec's version range where we serve more or
+less than the JSON spec lists (e.g. Produce v0-2, which the codec can still
+frame, see apis/produce.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from odradek.protocol.schema import MessageCodec, codec, load_spec, parse_versions
+
+
+@dataclass
+class Api:
+    key: int
+    name: str
+    min_version: int
+    max_version: int
+    handler: Callable[..., Awaitable[dict | None]]
+    flexible_from: int
+
+    def request_codec(self, version: int) -> MessageCodec:
+        return codec(self.name + "Request", version)
+
+    def response_codec(self, version: int) -> MessageCodec:
+        return codec(self.name + "Response", version)
+
+    def is_flexible(self, version: int) -> bool:
+        return version >= self.flexible_from
+
+
+REGISTRY: dict[int, Api] = {}
+
+
+def handles(name: str, min_version: int | None = None, max_version: int | None = None):
+    """Register the decorated coroutine as the handler of API ``name`` (e.g. 'Produce')."""
+    spec = load_spec(name + "Request")
+    lo, hi = parse_versions(spec["validVersions"])
+    flex_lo, _ = parse_versions(spec.get("flexibleVersions"))
+    if flex_lo > hi:
+        flex_lo = 1 << 30
+
+    def register(fn):
+        REGISTRY[spec["apiKey"]] = Api(
+            key=spec["apiKey"],
+            name=name,
+            min_version=lo if min_version is None else min_version,
+            max_version=hi if max_version is None else max_version,
+            handler=fn,
+            flexible_from=flex_lo,
+        )
+        return fn
+
+    return register
+
+
+def load_all() -> dict[int, Api]:
+    """Import every API module so that each registers its handlers."""
+    from odradek import apis  # noqa: F401  (modules register on import)
+
+    return REGISTRY

@@ -1,0 +1,42 @@
+"""Run one broker in the foreground until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from odradek.config import BrokerConfig
+
+log = logging.getLogger("odradek")
+
+
+async def serve(config: BrokerConfig) -> None:
+    from odradek.broker import Broker
+
+    t0 = time.monotonic()
+    broker = Broker(config)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    where = config.data_dir if config.data_dir is not None else "memory"
+    log.info("odradek broker %d ready on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
+             config.node_id, config.host, broker.port, broker.advertised_host, broker.port,
+             where, (time.monotonic() - t0) * 1000)
+    await stop.wait()
+    log.info("stopping")
+    await broker.stop()
+    log.info("stopped")
+
+
+def run(config: BrokerConfig) -> None:
+    from odradek.embedded import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve(config))
+    finally:
+        loop.close()

@@ -1,0 +1,83 @@
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"broker exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"port {port} not accepting connections")
+
+
+class BrokerProcess:
+    """``odradek serve`` in a child process, for tests that kill it."""
+
+    def __init__(self, data_dir: str, port: int | None = None, props: dict | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.props = props or {}
+        self.proc = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        args = [sys.executable, "-m", "odradek", "serve", "--port", str(self.port),
+                "--data-dir", self.data_dir, "--log-level", "WARNING"]
+        for k, v in self.props.items():
+            args += ["-o", f"{k}={v}"]
+        self.proc = subprocess.Popen(args, cwd=ROOT)
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def broker_process(tmp_path):
+    started = []
+
+    def start(data_dir=None, **kw):
+        b = BrokerProcess(str(data_dir or tmp_path / "data"), **kw).start()
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+def have_kcat() -> bool:
+    return shutil.which("kcat") is not None or shutil.which("kafkacat") is not None
