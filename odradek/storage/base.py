@@ -194,8 +194,9 @@ class LeaderEpochCache:
             last_epoch, last_start = self.entries[-1]
             if epoch == last_epoch and start_offset >= last_start:
                 return False
-        while self.entries and (self.entries[-1][0] >= epoch or self.entries[-1][1] >= start_offset):
-            self.entries.pop()
+        entries = self.entries
+        while entries and (entries[-1][0] >= epoch or entries[-1][1] >= start_offset):
+            entries.pop()
         self.entries.append((epoch, start_offset))
         return True
 

@@ -1,0 +1,430 @@
+"""The filesystem seam under the disk log: the handful of file operations it uses.
+
+``OSFileSystem`` is the real thing (handles are file descriptors).
+``FakeFileSystem`` keeps files in memory, remembers what was fsynced, and can
+simulate a crash -- a process kill (page cache survives) or a power loss (only
+fsynced bytes survive), either one optionally tearing the last write -- and
+inject ``OSError`` into chosen operations, so recovery is testable in-process.
+
+Invariants: ``open`` is read-write, creates, and never truncates; writes are
+positional (``pwrite`` writes everything or raises), never O_APPEND (Linux
+ignores pwrite's offset on O_APPEND files); ``rename`` atomically replaces the
+target. Handles may be used from several threads (each call is independent).
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import posixpath
+import threading
+from collections import Counter
+
+
+class FileSystem(abc.ABC):
+    """What the disk log needs from a filesystem. Paths are strings."""
+
+    @abc.abstractmethod
+    def open(self, path: str): ...
+
+    @abc.abstractmethod
+    def close(self, handle) -> None: ...
+
+    @abc.abstractmethod
+    def pwrite(self, handle, data, pos: int) -> int:
+        """Write all of ``data`` at ``pos``; return its length."""
+
+    @abc.abstractmethod
+    def pread(self, handle, size: int, pos: int) -> bytes:
+        """Up to ``size`` bytes at ``pos`` (fewer only at end of file)."""
+
+    @abc.abstractmethod
+    def truncate(self, handle, size: int) -> None: ...
+
+    @abc.abstractmethod
+    def fsync(self, handle) -> None: ...
+
+    @abc.abstractmethod
+    def fsize(self, handle) -> int: ...
+
+    @abc.abstractmethod
+    def size(self, path: str) -> int: ...
+
+    @abc.abstractmethod
+    def rename(self, src: str, dst: str) -> None: ...
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def remove(self, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def rmdir(self, path: str) -> None: ...
+
+    @abc.abstractmethod
+    def mkdir(self, path: str) -> None:
+        """Create ``path`` and its parents; fine if it exists."""
+
+    @abc.abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abc.abstractmethod
+    def isdir(self, path: str) -> bool: ...
+
+    @abc.abstractmethod
+    def fsync_dir(self, path: str) -> None: ...
+
+    # -- helpers built on the primitives ---------------------------------
+    def read_file(self, path: str) -> bytes | None:
+        """Whole content of ``path``, or None if it does not exist."""
+        if not self.exists(path):
+            return None
+        h = self.open(path)
+        try:
+            return self.pread(h, self.fsize(h), 0)
+        finally:
+            self.close(h)
+
+    def write_atomic(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Replace ``path`` with ``data``: write ``path.tmp``, fsync, rename, fsync the dir."""
+        tmp = path + ".tmp"
+        h = self.open(tmp)
+        try:
+            self.truncate(h, 0)
+            self.pwrite(h, data, 0)
+            if durable:
+                self.fsync(h)
+        finally:
+            self.close(h)
+        self.rename(tmp, path)
+        if durable:
+            self.fsync_dir(os.path.dirname(path) or ".")
+
+    def remove_if_exists(self, path: str) -> None:
+        try:
+            self.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+class OSFileSystem(FileSystem):
+    """The operating system's filesystem; handles are file descriptors."""
+
+    _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+
+    def open(self, path):
+        return os.open(path, self._FLAGS, 0o644)
+
+    def close(self, handle):
+        os.close(handle)
+
+    def pwrite(self, handle, data, pos):
+        total = len(data)
+        n = os.pwrite(handle, data, pos)
+        if n == total:
+            return total
+        with memoryview(data) as view:
+            while n < total:
+                w = os.pwrite(handle, view[n:], pos + n)
+                if w <= 0:
+                    raise OSError(errno.EIO, "short write")
+                n += w
+        return total
+
+    def pread(self, handle, size, pos):
+        data = os.pread(handle, size, pos)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size:
+            more = os.pread(handle, size - got, pos + got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def truncate(self, handle, size):
+        os.ftruncate(handle, size)
+
+    def fsync(self, handle):
+        os.fsync(handle)
+
+    def fsize(self, handle):
+        return os.fstat(handle).st_size
+
+    def size(self, path):
+        return os.stat(path).st_size
+
+    def rename(self, src, dst):
+        os.replace(src, dst)
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def remove(self, path):
+        os.remove(path)
+
+    def rmdir(self, path):
+        os.rmdir(path)
+
+    def mkdir(self, path):
+        os.makedirs(path, exist_ok=True)
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def isdir(self, path):
+        return os.path.isdir(path)
+
+    def fsync_dir(self, path):
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _Inode:
+    __slots__ = ("data", "synced")
+
+    def __init__(self):
+        self.data = bytearray()  # what the page cache holds
+        self.synced = b""  # what the disk holds (as of the last fsync)
+
+
+class FakeFileSystem(FileSystem):
+    """In-memory files with fsync tracking, crash simulation and fault injection.
+
+    Namespace operations (create, rename, remove) are durable at once; file
+    *contents* are durable only up to the last ``fsync`` of that file. A file
+    never fsynced survives a power loss empty (as on ext4 with delayed
+    allocation). ``counts`` tallies calls per operation, ``bytes_read`` the
+    bytes returned by ``pread``.
+    """
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._files: dict[str, _Inode] = {}
+        self._dirs: set[str] = {"/"}
+        self._handles: dict[int, tuple[str, _Inode]] = {}
+        self._next_handle = 1
+        self._last_write = None  # (inode, pos, data, old_len, old_bytes)
+        self._faults: list[list] = []
+        self.counts: Counter = Counter()
+        self.bytes_read = 0
+
+    # -- test controls ----------------------------------------------------
+    def crash(self, mode: str = "power", torn: int | None = None) -> None:
+        """Simulate a crash; every open handle becomes invalid.
+
+        ``mode="kill"``: a process kill -- everything written survives.
+        ``mode="power"``: every file reverts to its fsynced content.
+        ``torn=k``: the last write before the crash keeps only its first ``k``
+        bytes (with "power", those ``k`` bytes land on top of the fsynced content).
+        """
+        if mode not in ("kill", "power"):
+            raise ValueError(mode)
+        with self._lock:
+            lw = self._last_write
+            if torn is not None and lw is not None and mode == "kill":
+                inode, pos, data, old_len, old_bytes = lw
+                keep = pos + min(torn, len(data))
+                end = pos + len(data)
+                if keep < old_len:  # restore what the torn part overwrote
+                    stop = min(end, old_len)
+                    inode.data[keep:stop] = old_bytes[keep - pos : stop - pos]
+                if end > old_len:
+                    del inode.data[max(keep, old_len) : end]
+            if mode == "power":
+                for inode in self._files.values():
+                    inode.data = bytearray(inode.synced)
+                if torn is not None and lw is not None:
+                    inode, pos, data, _, _ = lw
+                    if pos <= len(inode.data):
+                        inode.data[pos : pos + torn] = data[:torn]
+            self._handles.clear()
+            self._last_write = None
+
+    def fail(self, op: str, error: OSError | None = None, path_contains: str | None = None,
+             after: int = 0, times: int = 1) -> None:
+        """Make the next matching ``op`` calls (after skipping ``after`` of them) raise."""
+        if error is None:
+            error = OSError(errno.EIO, f"injected {op} failure")
+        with self._lock:
+            self._faults.append([op, path_contains, error, after, times])
+
+    def corrupt(self, path: str, pos: int, data: bytes) -> None:
+        """Overwrite bytes in place, in the page cache and on 'disk' alike (bit rot)."""
+        with self._lock:
+            inode = self._files[self._norm(path)]
+            inode.data[pos : pos + len(data)] = data
+            synced = bytearray(inode.synced)
+            if pos < len(synced):
+                synced[pos : pos + len(data)] = data[: max(0, len(synced) - pos)]
+                inode.synced = bytes(synced)
+
+    def contents(self, path: str) -> bytes:
+        with self._lock:
+            return bytes(self._files[self._norm(path)].data)
+
+    def synced_contents(self, path: str) -> bytes:
+        with self._lock:
+            return self._files[self._norm(path)].synced
+
+    # -- internals --------------------------------------------------------
+    @staticmethod
+    def _norm(path: str) -> str:
+        return posixpath.normpath(posixpath.join("/", str(path)))
+
+    def _check(self, op: str, path: str) -> None:
+        self.counts[op] += 1
+        for f in self._faults:
+            if f[0] == op and (f[1] is None or f[1] in path):
+                if f[3] > 0:
+                    f[3] -= 1
+                    continue
+                f[4] -= 1
+                if f[4] <= 0:
+                    self._faults.remove(f)
+                raise f[2]
+
+    def _handle(self, handle) -> tuple[str, _Inode]:
+        try:
+            return self._handles[handle]
+        except KeyError:
+            raise OSError(errno.EBADF, "bad (or crashed) file handle") from None
+
+    def _parent_must_exist(self, path: str) -> None:
+        if posixpath.dirname(path) not in self._dirs:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", posixpath.dirname(path))
+
+    # -- FileSystem ---------------------------------------------------------
+    def open(self, path):
+        path = self._norm(path)
+        with self._lock:
+            self._check("open", path)
+            inode = self._files.get(path)
+            if inode is None:
+                if path in self._dirs:
+                    raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+                self._parent_must_exist(path)
+                inode = self._files[path] = _Inode()
+            h = self._next_handle
+            self._next_handle += 1
+            self._handles[h] = (path, inode)
+            return h
+
+    def close(self, handle):
+        with self._lock:
+            self._handle(handle)
+            del self._handles[handle]
+
+    def pwrite(self, handle, data, pos):
+        with self._lock:
+            path, inode = self._handle(handle)
+            self._check("pwrite", path)
+            data = bytes(data)
+            old_len = len(inode.data)
+            if pos > old_len:
+                inode.data.extend(b"\0" * (pos - old_len))
+            old_bytes = bytes(inode.data[pos : pos + len(data)])
+            inode.data[pos : pos + len(data)] = data
+            self._last_write = (inode, pos, data, old_len, old_bytes)
+            return len(data)
+
+    def pread(self, handle, size, pos):
+        with self._lock:
+            path, inode = self._handle(handle)
+            self._check("pread", path)
+            out = bytes(inode.data[pos : pos + size])
+            self.bytes_read += len(out)
+            return out
+
+    def truncate(self, handle, size):
+        with self._lock:
+            path, inode = self._handle(handle)
+            self._check("truncate", path)
+            if size < len(inode.data):
+                del inode.data[size:]
+            else:
+                inode.data.extend(b"\0" * (size - len(inode.data)))
+            if self._last_write is not None and self._last_write[0] is inode:
+                self._last_write = None
+
+    def fsync(self, handle):
+        with self._lock:
+            path, inode = self._handle(handle)
+            self._check("fsync", path)
+            inode.synced = bytes(inode.data)
+
+    def fsize(self, handle):
+        with self._lock:
+            return len(self._handle(handle)[1].data)
+
+    def size(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            return len(self._files[path].data)
+
+    def rename(self, src, dst):
+        src, dst = self._norm(src), self._norm(dst)
+        with self._lock:
+            self._check("rename", src)
+            if src not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", src)
+            self._parent_must_exist(dst)
+            self._files[dst] = self._files.pop(src)
+
+    def listdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+            names = [p for p in list(self._files) + list(self._dirs)
+                     if p != path and posixpath.dirname(p) == path]
+            return sorted(posixpath.basename(p) for p in names)
+
+    def remove(self, path):
+        path = self._norm(path)
+        with self._lock:
+            self._check("remove", path)
+            if path not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            del self._files[path]
+
+    def rmdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+            if self.listdir(path):
+                raise OSError(errno.ENOTEMPTY, "directory not empty", path)
+            self._dirs.discard(path)
+
+    def mkdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            while path not in self._dirs:
+                if path in self._files:
+                    raise FileExistsError(errno.EEXIST, "is a file", path)
+                self._dirs.add(path)
+                path = posixpath.dirname(path)
+
+    def exists(self, path):
+        path = self._norm(path)
+        with self._lock:
+            return path in self._files or path in self._dirs
+
+    def isdir(self, path):
+        with self._lock:
+            return self._norm(path) in self._dirs
+
+    def fsync_dir(self, path):
+        with self._lock:
+            self._check("fsync_dir", self._norm(path))
