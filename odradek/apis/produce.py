@@ -13,8 +13,11 @@ OUT_OF_ORDER_SEQUENCE_NUMBER), LogAppendTime topics are stamped, and the bytes
 are appended as they came. acks=all answers NOT_ENOUGH_REPLICAS when the
 topic's ``min.insync.replicas`` exceeds the one in-sync replica.
 
-Not served yet: transactional batches (no transaction coordinator), topic
-``compression.type`` other than ``producer`` is refused at config time.
+A topic whose ``compression.type`` names a codec (not ``producer``) has
+batches in any other codec decoded and re-encoded in its codec before they are
+stored, as Kafka does; that is the one produce path with per-record work.
+
+Not served yet: transactional batches (no transaction coordinator).
 """
 
 from __future__ import annotations
@@ -27,6 +30,27 @@ from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_O
 from odradek.server.registry import handles
 
 LONG_MAX = 2**63 - 1
+TOPIC_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+
+
+def recompress(records, headers: list, codec: int) -> tuple[bytearray, list]:
+    """Re-encode the batches not already in ``codec``; return (bytes, their headers)."""
+    from odradek.protocol.records import build_batch, decode_batch
+
+    out = bytearray()
+    pos = 0
+    for h in headers:
+        if h.compression == codec:
+            out += records[pos:pos + h.size]
+        else:
+            _, recs = decode_batch(records, pos)
+            out += build_batch(recs, base_offset=h.base_offset, compression=codec,
+                               producer_id=h.producer_id, producer_epoch=h.producer_epoch,
+                               base_sequence=h.base_sequence, transactional=h.is_transactional,
+                               base_timestamp=h.base_timestamp, max_timestamp=h.max_timestamp,
+                               preserve_offsets=True, last_offset_delta=h.last_offset_delta)
+        pos += h.size
+    return out, [h for _, h in iter_batches(out)]
 
 
 def _error(index: int, code: int, message: str | None = None) -> dict:
@@ -97,7 +121,15 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
         if duplicate_offset is not None:
             return {"index": p.index, "error_code": 0, "base_offset": duplicate_offset,
                     "log_append_time_ms": -1, "log_start_offset": p.log.log_start_offset}
-    buf = bytearray(records)
+    target = TOPIC_CODECS.get(cfg.get("compression.type"))
+    if target is not None and any(h.compression != target for h in headers):
+        try:
+            buf, headers = recompress(records, headers, target)
+        except InvalidBatch as e:
+            return _error(p.index, e.error_code, str(e))
+        first = headers[0]
+    else:
+        buf = bytearray(records)
     info = p.log.append(buf, p.leader_epoch, now, log_append_time)
     if idempotent:
         p.producers.record(first, info.base_offset)

@@ -219,3 +219,32 @@ def test_garbage_leaves_broker_serving(odradek_broker):
     # Other clients still work, and nothing was stored.
     err, msg = produce_sync(producer(odradek_broker.bootstrap), topic, b"after garbage", partition=0)
     assert err is None and msg.offset() == 0
+
+
+def _stored_codecs(handle, topic):
+    from odradek.protocol.batch import iter_batches
+
+    p = handle.broker.core.partition(topic, 0)
+    res = p.log.read(0, 1 << 24, p.log.high_watermark)
+    return [h.compression for chunk in res.chunks for _, h in iter_batches(chunk)]
+
+
+def test_topic_compression_type_recompresses(odradek_broker):
+    topic = odradek_broker.create_topic("recompress", partitions=1, config={"compression.type": "zstd"})
+    p = producer(odradek_broker.bootstrap, **{"compression.type": "gzip", "enable.idempotence": True})
+    for i in range(5):
+        produce_sync(p, topic, f"value-{i}".encode() * 20, key=b"k", partition=0)
+    assert set(_stored_codecs(odradek_broker, topic)) == {4}
+    assert [r.value for r in odradek_broker.records(topic)] == [f"value-{i}".encode() * 20 for i in range(5)]
+
+
+def test_log_append_time(odradek_broker):
+    topic = odradek_broker.create_topic("lat", partitions=1, config={"message.timestamp.type": "LogAppendTime"})
+    p = producer(odradek_broker.bootstrap)
+    before = int(time.time() * 1000)
+    err, msg = produce_sync(p, topic, b"x", timestamp=1000, partition=0)
+    assert err is None
+    kind, ts = msg.timestamp()
+    assert kind == 2 and ts >= before  # TIMESTAMP_LOG_APPEND_TIME
+    [rec] = odradek_broker.records(topic)
+    assert rec.timestamp >= before

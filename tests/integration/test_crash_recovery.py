@@ -1,0 +1,136 @@
+"""Acceptance 2 and 7 of the broker core: kill -9 under an acks=all stream loses
+nothing acknowledged; segments roll and retention deletes old ones."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def read_all(bootstrap, topic, partitions, expected_min, timeout=30):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "crash-check",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                if len(got) >= expected_min:
+                    break
+                continue
+            if m.error() is None:
+                got[(m.partition(), m.offset())] = m.value()
+    finally:
+        c.close()
+    return got
+
+
+def test_kill_minus_nine_keeps_every_acknowledged_message(broker_process, tmp_path):
+    broker = broker_process(data_dir=tmp_path / "data", props={"num.partitions": 2})
+    topic = "crash"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(10)
+
+    acked = {}
+    stop = threading.Event()
+
+    def stream():
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 1,
+                      "message.timeout.ms": 3000, "retries": 0})
+
+        def cb(err, msg):
+            if err is None:
+                acked[(msg.partition(), msg.offset())] = msg.value()
+
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce(topic, f"m{i:07d}".encode() * 4, key=str(i % 10).encode(), on_delivery=cb)
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0.0005 if i % 50 == 0 else 0)
+        p.flush(5)
+
+    t = threading.Thread(target=stream)
+    t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    broker.kill()  # SIGKILL mid-stream
+    time.sleep(0.3)
+    stop.set()
+    t.join(20)
+    assert len(acked) >= 3000
+    snapshot = dict(acked)
+
+    broker.start()  # same data dir, same port
+    got = read_all(broker.bootstrap, topic, 2, len(snapshot))
+    missing = [k for k in snapshot if k not in got]
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {missing[:5]}"
+    for k, v in snapshot.items():
+        assert got[k] == v
+    # Offsets are dense per partition, and producing continues after the last one.
+    ends = {}
+    for (p, o) in got:
+        ends[p] = max(ends.get(p, -1), o)
+    for p in range(2):
+        offsets = sorted(o for (pp, o) in got if pp == p)
+        assert offsets == list(range(len(offsets)))
+    prod = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+    result = {}
+    prod.produce(topic, b"after restart", partition=0,
+                 on_delivery=lambda err, msg: result.update(err=err, offset=msg.offset()))
+    prod.flush(10)
+    assert result["err"] is None and result["offset"] == ends[0] + 1
+
+
+def test_clean_restart_keeps_topics_ids_and_data(odradek_broker_factory, tmp_path):
+    b = odradek_broker_factory(data_dir=str(tmp_path / "d"))
+    b.create_topic("keep", partitions=3, config={"retention.ms": 123456})
+    for i in range(3):
+        b.produce("keep", [f"v{i}-{j}" for j in range(5)], partition=i)
+    topic_id = b.broker.core.topics["keep"].topic_id
+    b.broker.stop()
+    b2 = odradek_broker_factory(data_dir=str(tmp_path / "d"))
+    t = b2.broker.core.topics["keep"]
+    assert t.topic_id == topic_id and len(t.partitions) == 3
+    assert t.config.get("retention.ms") == "123456"
+    assert [r.value for r in b2.records("keep", 1)] == [f"v1-{j}".encode() for j in range(5)]
+
+
+def test_segments_roll_and_retention_deletes_them(odradek_broker_factory, tmp_path):
+    data = tmp_path / "ret"
+    b = odradek_broker_factory(data_dir=str(data), config={"log.retention.check.interval.ms": "200"})
+    b.create_topic("ret", partitions=1, config={"segment.bytes": 2000, "retention.ms": 600000})
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+    for i in range(40):
+        p.produce("ret", b"x" * 200, partition=0)
+        p.flush(10)
+    segments = sorted(f.name for f in (data / "ret-0").iterdir() if f.suffix == ".log")
+    assert len(segments) >= 4, segments
+    assert all(len(s) == len("00000000000000000000.log") for s in segments)
+    # Shorten retention: everything but the active segment goes, log start moves.
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    res = ConfigResource("topic", "ret", incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)])
+    [f] = admin.incremental_alter_configs([res]).values()
+    f.result(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = sorted(f.name for f in (data / "ret-0").iterdir() if f.suffix == ".log")
+        if len(left) == 1:
+            break
+        time.sleep(0.1)
+    assert len(left) == 1, left
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "ret"})
+    low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
+    c.close()
+    assert high == 40 and low == int(left[0].split(".")[0]) and low > 0
