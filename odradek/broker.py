@@ -100,6 +100,7 @@ class Broker:
         self.tasks: list[asyncio.Task] = []
         self.started_at = 0.0
         self.groups = None  # group coordinator, once loaded
+        self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self._topic_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------
@@ -129,6 +130,11 @@ class Broker:
         )
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(loop.create_task(self.housekeeping()))
+        if self.config.get_bool("log.cleaner.enable"):
+            from odradek.storage.cleaner import LogCleaner
+
+            self.cleaner = LogCleaner(self)
+            self.tasks.append(loop.create_task(self.cleaner.run()))
         from odradek.coordinator import start_coordinators
 
         await start_coordinators(self)
@@ -211,8 +217,10 @@ class Broker:
 
     async def save_topics(self) -> None:
         data = self.registry_bytes()
-        await asyncio.get_running_loop().run_in_executor(
-            None, self.store.write_metadata, TOPICS_FILE, data)
+        # Shielded: a request cancelled by its client's disconnect must not
+        # cancel the write of a change already made in memory.
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+            None, self.store.write_metadata, TOPICS_FILE, data))
 
     def _open_topic(self, name: str, topic_id: bytes, num_partitions: int,
                     overrides: dict, leader_epoch: int = 0) -> Topic:

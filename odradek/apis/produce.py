@@ -17,6 +17,9 @@ A topic whose ``compression.type`` names a codec (not ``producer``) has
 batches in any other codec decoded and re-encoded in its codec before they are
 stored, as Kafka does; that is the one produce path with per-record work.
 
+Compacted topics (cleanup.policy with ``compact``) are the exception to "no
+record is decoded": every record must have a key, else INVALID_RECORD.
+
 Not served yet: transactional batches (no transaction coordinator).
 """
 
@@ -27,6 +30,7 @@ import asyncio
 from odradek.broker import TopicError, now_ms
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_OFFSET, HEADER_SIZE
+from odradek.protocol.records import decode_batch
 from odradek.server.registry import handles
 
 LONG_MAX = 2**63 - 1
@@ -80,6 +84,24 @@ def check_batches(records, max_message_bytes: int) -> list:
     return headers
 
 
+def _keyless_record(records, headers, where: str) -> tuple[int, str] | None:
+    """(error code, message) when ``records`` cannot go to a compacted log: a
+    record has no key (or cannot be decoded). Decodes every record, so it is
+    only called for compacted topics."""
+    pos = 0
+    for h in headers:
+        try:
+            recs = decode_batch(records, pos, verify_crc=False)[1]
+        except InvalidBatch as e:
+            return e.error_code, f"{where}: {e}"
+        for r in recs:
+            if r.key is None:
+                return errors.INVALID_RECORD, \
+                    f"a record without a key cannot be written to compacted topic partition {where}"
+        pos += h.size
+    return None
+
+
 def produce_partition(broker, p, records, acks: int, version: int) -> dict:
     """Validate and append one partition's records; return its response entry."""
     topic = p.topic
@@ -102,6 +124,10 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
     for h in headers:
         if h.is_transactional or h.is_control:
             return _error(p.index, errors.INVALID_TXN_STATE, "transactions are not supported yet")
+    if "compact" in p.log.config.cleanup_policy:
+        refused = _keyless_record(records, headers, f"{topic.name}-{p.index}")
+        if refused is not None:
+            return _error(p.index, *refused)
     before = cfg.get_int("message.timestamp.before.max.ms")
     after = cfg.get_int("message.timestamp.after.max.ms")
     log_append_time = cfg.get("message.timestamp.type") == "LogAppendTime"

@@ -25,6 +25,15 @@ Invariants:
 - ``append``/``read``/retention run on the event loop; ``flush`` may run in a
   worker thread. ``_lock`` guards only bookkeeping (never held across I/O of
   data), and a segment being flushed is pinned so its files stay open.
+- Compaction (``odradek.storage.cleaner``) rewrites non-active segments: a
+  cleaned segment keeps its batches' offsets (with gaps) and always ends with
+  a batch holding the last offset of the segments it replaces, so segments
+  stay contiguous. It is written as ``<base>.log.cleaned`` (and indexes),
+  fsynced, renamed to ``.swap`` (the log file first: its rename commits the
+  swap), then the replaced segments' files go and the ``.swap`` suffix is
+  dropped. At startup a ``.log.swap`` is completed (every segment inside its
+  offset range is removed, then it is renamed); ``.cleaned`` files are
+  dropped, which rolls back a swap not yet committed.
 """
 
 from __future__ import annotations
@@ -42,12 +51,12 @@ from odradek.protocol.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     InvalidBatch,
+    compute_crc,
     peek_size,
     read_header,
     set_base_offset,
     set_leader_epoch,
     set_log_append_time,
-    validate,
 )
 
 from .base import (
@@ -69,7 +78,9 @@ RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 HIGH_WATERMARK_CHECKPOINT = "replication-offset-checkpoint"
 LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
-_TEMP_SUFFIXES = (".tmp", ".deleted", ".cleaned", ".swap")
+_TEMP_SUFFIXES = (".tmp", ".deleted", ".cleaned")  # .swap: completed by _complete_swaps
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
 
 _IDX = struct.Struct(">ii")  # relative offset, position
 _TIDX = struct.Struct(">qi")  # timestamp, relative offset
@@ -82,17 +93,36 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _validate_stored(buf, pos: int, end: int):
+    """``validate`` for batches read back from a log: the same framing, magic and
+    CRC checks, without requiring uncompressed batches to be dense (compacted
+    batches have offset gaps, and empty ones keep their offset range)."""
+    if end - pos < HEADER_SIZE:
+        raise InvalidBatch("truncated batch header")
+    h = read_header(buf, pos)
+    if h.magic != 2:
+        raise InvalidBatch(f"unsupported magic {h.magic}")
+    if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
+        raise InvalidBatch("batch length out of bounds")
+    if compute_crc(buf, pos, h.size) != h.crc:
+        raise InvalidBatch("CRC mismatch")
+    if h.records_count < 0 or h.last_offset_delta < 0:
+        raise InvalidBatch("negative record count", 87)
+    return h
+
+
 class _Segment:
     """One segment's files and in-memory index. Not thread-safe by itself: the
     owning log mutates it on the loop; flush only fsyncs its handles."""
 
-    def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int):
+    def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
+                 suffix: str = ""):
         self.fs = fs
         self.base = base
-        stem = os.path.join(directory, f"{base:020d}")
-        self.log_path = stem + ".log"
-        self.index_path = stem + ".index"
-        self.time_path = stem + ".timeindex"
+        self.stem = stem = os.path.join(directory, f"{base:020d}")
+        self.log_path = stem + ".log" + suffix
+        self.index_path = stem + ".index" + suffix
+        self.time_path = stem + ".timeindex" + suffix
         self.log = fs.open(self.log_path)
         self.size = fs.fsize(self.log)
         self.idx_h = None
@@ -324,7 +354,7 @@ class _Segment:
                         continue
                     break
                 try:
-                    h = validate(buf, b, b + size)
+                    h = _validate_stored(buf, b, b + size)
                 except InvalidBatch as e:
                     log.warning("%s: invalid batch at position %d: %s", self.log_path, pos + b, e)
                     bad = True
@@ -375,6 +405,53 @@ class _Segment:
     def largest_timestamp(self) -> int:
         return self.max_ts if self.max_ts >= 0 else self.created_ms
 
+    def first_timestamp(self) -> int:
+        """Max timestamp of the first batch (creation time if none): what
+        max.compaction.lag.ms measures a dirty segment by."""
+        if self.first_ts is None and self.size:
+            self.first_ts = self._first_batch_ts()
+        return self.first_ts if self.first_ts is not None and self.first_ts >= 0 else self.created_ms
+
+
+class _CleanedSegment:
+    """A segment the cleaner writes (``<base>.log.cleaned`` and indexes) to
+    replace others. Created on the event loop, so every file exists before a
+    worker thread writes to it; ``append``/``finish`` may then run in a thread."""
+
+    def __init__(self, owner: "DiskPartitionLog", base: int, created_ms: int):
+        self.owner = owner
+        self.seg = seg = _Segment(owner.fs, owner.dir, base, created_ms, suffix=CLEANED_SUFFIX)
+        if seg.size:  # a leftover of an abandoned clean
+            owner.fs.truncate(seg.log, 0)
+            seg.size = 0
+        seg._index_handles()
+        self.interval = owner.config.index_interval_bytes
+
+    @property
+    def size(self) -> int:
+        return self.seg.size
+
+    def append(self, batch) -> None:
+        """Write one whole batch (its offsets already final) at the end."""
+        seg = self.seg
+        h = read_header(batch)
+        pos = seg.size
+        self.owner.fs.pwrite(seg.log, batch, pos)
+        seg.size = pos + len(batch)
+        seg.track(pos, h.last_offset, h.max_timestamp, self.interval)
+
+    def finish(self) -> None:
+        """Write the indexes and fsync all three files."""
+        seg = self.seg
+        seg.maybe_time_entry()
+        seg.write_indexes()
+        for h in seg.handles():
+            self.owner.fs.fsync(h)
+
+    def abort(self) -> None:
+        self.seg.close_handles()
+        self.seg.remove_files()
+
 
 class DiskPartitionLog(PartitionLog):
     """One partition's directory of segments. See the module docstring."""
@@ -412,6 +489,9 @@ class DiskPartitionLog(PartitionLog):
         for n in names:
             if n.endswith(_TEMP_SUFFIXES):
                 fs.remove_if_exists(os.path.join(d, n))
+        if any(n.endswith(SWAP_SUFFIX) for n in names):
+            self._complete_swaps()
+            names = fs.listdir(d)
         bases = sorted(int(n[:20]) for n in names
                        if n.endswith(".log") and len(n) == 24 and n[:20].isdigit())
         known = {f"{b:020d}" for b in bases}
@@ -483,6 +563,51 @@ class DiskPartitionLog(PartitionLog):
             self._hw = min(max(hw, self._log_start), leo)
         if self._epochs.truncate_from_end(leo) | self._epochs.truncate_from_start(self._log_start):
             self._epochs_dirty = True
+
+    def _complete_swaps(self) -> None:
+        """Startup: finish the segment swaps the cleaner committed (a ``.log.swap``
+        exists) -- remove every segment inside the swap's offset range, then drop
+        the suffix -- and the index renames that were still to come after."""
+        fs, d = self.fs, self.dir
+        names = fs.listdir(d)
+        for n in sorted(names):
+            if not (n.endswith(".log" + SWAP_SUFFIX) and len(n) == 29 and n[:20].isdigit()):
+                continue
+            base = int(n[:20])
+            swap = _Segment(fs, d, base, _now_ms(), suffix=SWAP_SUFFIX)
+            try:
+                end = None
+                for _, h in swap.headers(0):
+                    end = h.next_offset
+            finally:
+                swap.close_handles()
+            if end is None:  # nothing readable: keep the segments it was to replace
+                log.warning("%s: empty swap file, discarded", swap.log_path)
+                for p in (swap.log_path, swap.index_path, swap.time_path):
+                    fs.remove_if_exists(p)
+                continue
+            for m in names:
+                if m.endswith(".log") and len(m) == 24 and m[:20].isdigit() \
+                        and base <= int(m[:20]) < end:
+                    stem = os.path.join(d, m[:20])
+                    fs.remove_if_exists(stem + ".index")
+                    fs.remove_if_exists(stem + ".timeindex")
+                    if int(m[:20]) != base:
+                        fs.remove_if_exists(stem + ".log")
+            for src, dst in ((swap.index_path, swap.stem + ".index"),
+                             (swap.time_path, swap.stem + ".timeindex"),
+                             (swap.log_path, swap.stem + ".log")):
+                if fs.exists(src):
+                    fs.rename(src, dst)
+            log.info("%s: completed an interrupted segment swap at offset %d", d, base)
+        for n in fs.listdir(d):  # index swaps whose log was renamed already
+            if n.endswith((".index" + SWAP_SUFFIX, ".timeindex" + SWAP_SUFFIX)):
+                src = os.path.join(d, n)
+                if fs.exists(os.path.join(d, n[:20] + ".log")):
+                    fs.rename(src, src[: -len(SWAP_SUFFIX)])
+                else:
+                    fs.remove_if_exists(src)
+        fs.fsync_dir(d)
 
     @staticmethod
     def _drop_segments(segs: list, i: int) -> None:
@@ -876,6 +1001,128 @@ class DiskPartitionLog(PartitionLog):
                 s.deleted = True
                 if s.pins == 0:
                     s.close_handles()
+
+    # -- compaction (odradek.storage.cleaner) -----------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def segments_for_cleaning(self) -> list:
+        """The segments, oldest first; the last one is the active segment."""
+        return list(self._segments)
+
+    def pin_segments(self, segs) -> None:
+        """Keep ``segs``' files open while a worker thread reads them."""
+        with self._lock:
+            for s in segs:
+                s.pins += 1
+
+    def unpin_segments(self, segs) -> None:
+        with self._lock:
+            for s in segs:
+                s.pins -= 1
+                if s.deleted and s.pins == 0:
+                    s.close_handles()
+
+    def segment_batches(self, seg):
+        """Yield (header, bytes) for each whole batch of ``seg``, a pinned
+        non-active segment (safe in a worker thread: such segments never change)."""
+        fs, fh, end = self.fs, seg.log, seg.size
+        pos = 0
+        while end - pos >= HEADER_SIZE:
+            buf = fs.pread(fh, min(_RECOVER_WINDOW, end - pos), pos)
+            n, b = len(buf), 0
+            while n - b >= HEADER_SIZE:
+                size = peek_size(buf, b)
+                if size < HEADER_SIZE or pos + b + size > end:
+                    return
+                if size > n - b:
+                    if b == 0:  # one batch larger than the window
+                        buf = fs.pread(fh, size, pos)
+                        n = len(buf)
+                        if n < size:
+                            return
+                        continue
+                    break
+                yield read_header(buf, b), buf[b : b + size]
+                b += size
+            if b == 0:
+                return
+            pos += b
+
+    def cleaned_segment(self, base: int, created_ms: int) -> _CleanedSegment:
+        """A new segment file set to fill with cleaned batches (call on the loop)."""
+        return _CleanedSegment(self, base, created_ms)
+
+    def commit_swap(self, old: list, cleaned: _CleanedSegment, guard=None) -> bool:
+        """Put ``cleaned`` (finished, same base offset) in place of ``old``
+        (consecutive non-active segments). On the event loop, so appends and
+        reads see either the old segments or the new one, never a mix.
+
+        Returns False, discarding ``cleaned``, when the log changed meanwhile:
+        ``old`` is no longer there as it was, or ``guard`` (the segment after the
+        cleaned range) is gone, i.e. the log was truncated into that range.
+        Otherwise the swap is committed (``.log.swap`` exists); the caller then
+        runs ``sync_dir`` (blocking: off the loop) and ``finish_swap``."""
+        new, fs = cleaned.seg, self.fs
+        with self._lock:
+            segs = self._segments
+            i = next((k for k, s in enumerate(segs) if s is old[0]), None) if old else None
+            ok = (not self._closed and i is not None and new.base == old[0].base
+                  and i + len(old) < len(segs)
+                  and all(segs[i + k] is s and not s.deleted for k, s in enumerate(old))
+                  and (guard is None or any(s is guard for s in segs)))
+        if not ok:
+            cleaned.abort()
+            return False
+        try:
+            fs.rename(new.log_path, new.stem + ".log" + SWAP_SUFFIX)  # the commit
+        except OSError:
+            cleaned.abort()
+            raise
+        new.log_path = new.stem + ".log" + SWAP_SUFFIX
+        with self._lock:
+            self._segments[i : i + len(old)] = [new]
+            self._bases[i : i + len(old)] = [new.base]
+            for s in old:
+                s.deleted = True
+                if s.pins == 0:
+                    s.close_handles()
+            self._dir_dirty = True
+        for attr, ext in (("index_path", ".index"), ("time_path", ".timeindex")):
+            fs.rename(getattr(new, attr), new.stem + ext + SWAP_SUFFIX)
+            setattr(new, attr, new.stem + ext + SWAP_SUFFIX)
+        return True
+
+    def sync_dir(self) -> None:
+        """fsync the log directory (blocking)."""
+        if not self._closed:
+            self.fs.fsync_dir(self.dir)
+
+    def finish_swap(self, old: list, cleaned: _CleanedSegment) -> None:
+        """After ``commit_swap`` and a ``sync_dir``: remove the replaced files and
+        drop the ``.swap`` suffix (then ``sync_dir`` again). On the event loop."""
+        new, fs = cleaned.seg, self.fs
+        if self._closed:  # deleted (files gone) or shut down (startup completes it)
+            return
+        for s in old:
+            if s.base != new.base or new.deleted:  # else replaced by the renames below
+                s.remove_files()
+        if new.deleted:  # retention or truncation took the new segment meanwhile
+            return
+        for attr, ext in (("index_path", ".index"), ("time_path", ".timeindex"),
+                          ("log_path", ".log")):
+            fs.rename(getattr(new, attr), new.stem + ext)
+            setattr(new, attr, new.stem + ext)
+
+    def replace_segments(self, old: list, cleaned: _CleanedSegment, guard=None) -> bool:
+        """``commit_swap``, ``sync_dir``, ``finish_swap``, ``sync_dir`` in one go."""
+        if not self.commit_swap(old, cleaned, guard):
+            return False
+        self.sync_dir()
+        self.finish_swap(old, cleaned)
+        self.sync_dir()
+        return True
 
 
 # -- the store ----------------------------------------------------------------

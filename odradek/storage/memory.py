@@ -92,6 +92,32 @@ class _MemSegment:
     def largest_timestamp(self) -> int:
         return self.max_ts if self.max_ts >= 0 else self.created_ms
 
+    def first_timestamp(self) -> int:
+        return self.first_ts if self.first_ts is not None and self.first_ts >= 0 \
+            else self.created_ms
+
+
+class _MemCleaned:
+    """A segment the cleaner fills to replace others (see disk.py's twin)."""
+
+    def __init__(self, base: int, created_ms: int, interval: int):
+        self.seg = _MemSegment(base, created_ms)
+        self.interval = interval
+
+    @property
+    def size(self) -> int:
+        return self.seg.size
+
+    def append(self, batch) -> None:
+        h = read_header(batch)
+        self.seg.add(bytes(batch), h.last_offset, h.max_timestamp, self.interval)
+
+    def finish(self) -> None:
+        self.seg._time_entry()
+
+    def abort(self) -> None:
+        pass
+
 
 class MemoryPartitionLog(PartitionLog):
     """One partition's log in memory."""
@@ -323,6 +349,45 @@ class MemoryPartitionLog(PartitionLog):
 
     def close(self) -> None:
         self.flush()
+
+    # -- compaction (odradek.storage.cleaner; same contract as disk.py) ----
+    closed = False
+
+    def segments_for_cleaning(self) -> list:
+        return list(self._segments)
+
+    def pin_segments(self, segs) -> None:
+        pass
+
+    def unpin_segments(self, segs) -> None:
+        pass
+
+    def segment_batches(self, seg):
+        for b in list(seg.batches):
+            yield read_header(b), b
+
+    def cleaned_segment(self, base: int, created_ms: int) -> _MemCleaned:
+        return _MemCleaned(base, created_ms, self.config.index_interval_bytes)
+
+    def commit_swap(self, old: list, cleaned: _MemCleaned, guard=None) -> bool:
+        segs = self._segments
+        i = next((k for k, s in enumerate(segs) if s is old[0]), None) if old else None
+        if (i is None or cleaned.seg.base != old[0].base or i + len(old) >= len(segs)
+                or any(segs[i + k] is not s for k, s in enumerate(old))
+                or (guard is not None and not any(s is guard for s in segs))):
+            return False
+        segs[i : i + len(old)] = [cleaned.seg]
+        self._bases[i : i + len(old)] = [cleaned.seg.base]
+        return True
+
+    def sync_dir(self) -> None:
+        pass
+
+    def finish_swap(self, old: list, cleaned: _MemCleaned) -> None:
+        pass
+
+    def replace_segments(self, old: list, cleaned: _MemCleaned, guard=None) -> bool:
+        return self.commit_swap(old, cleaned, guard)
 
 
 class MemoryLogStore(LogStore):
