@@ -8,10 +8,29 @@ import sys
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="odradek")
-def main() -> None:
-    """odradek: a Kafka-compatible broker, and tools to talk to any Kafka."""
+@click.option("-b", "--bootstrap", default=None, metavar="HOST:PORT[,...]",
+              help="Broker(s) for every client command [env ODRADEK_BOOTSTRAP; default localhost:9092].")
+@click.option("-X", "--client-config", multiple=True, metavar="KEY=VALUE",
+              help="Extra librdkafka client property for every client command, repeatable.")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long client commands wait for the broker [env ODRADEK_TIMEOUT; default 10].")
+@click.option("--debug", is_flag=True, hidden=True, help="Let librdkafka log to stderr.")
+def main(bootstrap, client_config, timeout, debug) -> None:
+    """odradek: a Kafka-compatible broker, and tools to talk to any Kafka.
+
+    Client commands work against any Kafka-compatible cluster; point them at it
+    with -b/--bootstrap (before or after the command) or ODRADEK_BOOTSTRAP.
+
+    \b
+    Examples:
+      odradek serve --data-dir ./data
+      odradek topic create orders -p 6 -c retention.ms=86400000
+      seq 100 | odradek produce orders
+      odradek consume orders --from-beginning -n 10
+      odradek -b kafka-1:9092 group describe billing
+    """
 
 
 @main.command()
@@ -55,6 +74,22 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, o
     config = BrokerConfig(node_id=node_id, host=host, port=port, advertised_host=advertised_host,
                           data_dir=None if memory else data_dir, props=props)
     run(config)
+
+
+def _register() -> None:
+    # These modules import only click at load; their commands import clients when run.
+    from odradek.cli.cluster import cluster
+    from odradek.cli.consume import consume
+    from odradek.cli.dump_log import dump_log
+    from odradek.cli.group import group
+    from odradek.cli.produce import produce
+    from odradek.cli.topic import topic
+
+    for cmd in (topic, produce, consume, group, cluster, dump_log):
+        main.add_command(cmd)
+
+
+_register()
 
 
 if __name__ == "__main__":
