@@ -476,6 +476,7 @@ class DiskPartitionLog(PartitionLog):
         self._dir_dirty = False
         self._gen = 0  # bumped by truncation; a flush racing one does not move the recovery point
         self._flush_mark = 0
+        self._rolled_since_flush = False
         self._last_flush_ms = _now_ms()
         self._closed = False
         self.stats = {"recovered_segments": 0, "recovered_bytes": 0, "rebuilt_indexes": 0}
@@ -659,7 +660,12 @@ class DiskPartitionLog(PartitionLog):
 
     @property
     def flush_due(self) -> bool:
-        """See PartitionLog.flush_due: true once per flush.messages appended records."""
+        """See PartitionLog.flush_due: true once per flush.messages appended
+        records, and once after each roll (as Kafka flushes a rolled segment)."""
+        if self._rolled_since_flush:
+            self._rolled_since_flush = False
+            self._flush_mark = self._leo
+            return True
         if self._leo - max(self._rp, self._flush_mark) >= self.config.flush_messages:
             self._flush_mark = self._leo
             return True
@@ -758,6 +764,7 @@ class DiskPartitionLog(PartitionLog):
             self._segments.append(seg)
             self._bases.append(seg.base)
             self._dir_dirty = True
+        self._rolled_since_flush = True
         return seg
 
     # -- read -----------------------------------------------------------
