@@ -1,0 +1,118 @@
+"""Topic administration and config APIs through real admin clients."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
+)
+
+from tests.integration.rawclient import RawClient
+
+
+@pytest.fixture
+def admin(odradek_broker):
+    return AdminClient({"bootstrap.servers": odradek_broker.bootstrap})
+
+
+def test_create_with_configs_validate_only_and_errors(admin, odradek_broker):
+    fs = admin.create_topics([NewTopic("cfg-topic", 2, 1, config={"retention.ms": "1000", "cleanup.policy": "compact"})])
+    fs["cfg-topic"].result(10)
+    # validate_only creates nothing.
+    admin.create_topics([NewTopic("validate-only", 2, 1)], validate_only=True)["validate-only"].result(10)
+    assert "validate-only" not in admin.list_topics(timeout=10).topics
+    errors = {  # librdkafka's names for Kafka's error codes
+        "cfg-topic": "TOPIC_ALREADY_EXISTS",
+        "bad/name": "TOPIC_EXCEPTION",
+        "bad-config": "INVALID_CONFIG",
+        "bad-value": "INVALID_CONFIG",
+        "rf-three": "INVALID_REPLICATION_FACTOR",
+    }
+    new = [NewTopic("cfg-topic", 1, 1), NewTopic("bad/name", 1, 1),
+           NewTopic("bad-config", 1, 1, config={"no.such.config": "1"}),
+           NewTopic("bad-value", 1, 1, config={"retention.ms": "abc"}),
+           NewTopic("rf-three", 1, 3)]
+    fs = admin.create_topics(new)
+    for name, expected in errors.items():
+        with pytest.raises(KafkaException) as e:
+            fs[name].result(10)
+        assert e.value.args[0].name() == expected, (name, e.value.args[0])
+
+
+def test_describe_and_alter_configs(admin, odradek_broker):
+    admin.create_topics([NewTopic("alter-me", 1, 1, config={"retention.ms": "5000"})])["alter-me"].result(10)
+    res = ConfigResource("topic", "alter-me")
+    configs = admin.describe_configs([res])[res].result(10)
+    assert configs["retention.ms"].value == "5000" and not configs["retention.ms"].is_default
+    assert configs["segment.bytes"].is_default
+    inc = ConfigResource("topic", "alter-me", incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    admin.incremental_alter_configs([inc])[inc].result(10)
+    configs = admin.describe_configs([res])[res].result(10)
+    assert configs["max.message.bytes"].value == "2000"
+    assert configs["retention.ms"].is_default
+    assert configs["cleanup.policy"].value == "delete,compact"
+    assert odradek_broker.broker.core.topics["alter-me"].partitions[0].log.config.cleanup_policy == "delete,compact"
+    bad = ConfigResource("topic", "alter-me", incremental_configs=[
+        ConfigEntry("segment.bytes", "lots", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException):
+        admin.incremental_alter_configs([bad])[bad].result(10)
+    broker_res = ConfigResource("broker", "1")
+    bconf = admin.describe_configs([broker_res])[broker_res].result(10)
+    assert "num.partitions" in bconf
+
+
+def test_create_partitions_and_delete_topics(admin, odradek_broker):
+    admin.create_topics([NewTopic("grow", 2, 1)])["grow"].result(10)
+    admin.create_partitions([NewPartitions("grow", 5)])["grow"].result(10)
+    assert len(admin.list_topics(timeout=10).topics["grow"].partitions) == 5
+    with pytest.raises(KafkaException) as e:
+        admin.create_partitions([NewPartitions("grow", 3)])["grow"].result(10)
+    assert e.value.args[0].name() == "INVALID_PARTITIONS"
+    odradek_broker.produce("grow", [b"x"], partition=4)
+    admin.delete_topics(["grow"])["grow"].result(10)
+    assert "grow" not in admin.list_topics(timeout=10).topics
+    with pytest.raises(KafkaException) as e:
+        admin.delete_topics(["grow"])["grow"].result(10)
+    assert e.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
+    # Re-created under the same name: a new id and no old data.
+    admin.create_topics([NewTopic("grow", 1, 1)])["grow"].result(10)
+    assert odradek_broker.records("grow") == []
+
+
+def test_describe_cluster_and_offset_for_leader_epoch(admin, odradek_broker):
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        cluster = c.request("DescribeCluster", 1, {"include_cluster_authorized_operations": False,
+                                                   "endpoint_type": 1})
+        assert cluster["error_code"] == 0 and cluster["brokers"][0]["broker_id"] == 1
+        odradek_broker.create_topic("epochs", 1)
+        odradek_broker.produce("epochs", [b"a", b"b", b"c"])
+        resp = c.request("OffsetForLeaderEpoch", 4, {"replica_id": -1, "topics": [
+            {"topic": "epochs", "partitions": [{"partition": 0, "current_leader_epoch": -1, "leader_epoch": 0}]}]})
+        part = resp["topics"][0]["partitions"][0]
+        assert (part["error_code"], part["leader_epoch"], part["end_offset"]) == (0, 0, 3)
+        resp = c.request("OffsetForLeaderEpoch", 4, {"replica_id": -1, "topics": [
+            {"topic": "epochs", "partitions": [{"partition": 0, "current_leader_epoch": 5, "leader_epoch": 0}]}]})
+        assert resp["topics"][0]["partitions"][0]["error_code"] == 75  # UNKNOWN_LEADER_EPOCH
+        md = c.request("Metadata", 12, {"topics": None, "allow_auto_topic_creation": False})
+        ids = {t["name"]: t["topic_id"] for t in md["topics"]}
+        assert ids["epochs"] == odradek_broker.broker.core.topics["epochs"].topic_id != bytes(16)
+        by_id = c.request("Metadata", 12, {"topics": [{"topic_id": ids["epochs"], "name": None}],
+                                           "allow_auto_topic_creation": False})
+        assert by_id["topics"][0]["name"] == "epochs"
+    finally:
+        c.close()
+
+
+def test_auto_create_on_metadata_and_produce(odradek_broker):
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": odradek_broker.bootstrap})
+    p.produce("auto-created-topic", b"x")
+    assert p.flush(10) == 0
+    assert odradek_broker.end_offsets("auto-created-topic") == [1]
