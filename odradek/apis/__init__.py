@@ -4,6 +4,7 @@ from odradek.apis import (  # noqa: F401
     admin,
     api_versions,
     fetch,
+    groups,
     metadata,
     offsets,
     produce,

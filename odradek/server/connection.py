@@ -72,10 +72,12 @@ class KafkaConnection(asyncio.Protocol):
         self.broker.connections.add(self)
 
     def connection_lost(self, exc):
+        # The request in flight is finished, not cancelled (as Kafka does): a
+        # handler cut off between changing state and persisting it would leave
+        # the two apart. Its response is dropped, and no further frame is taken.
         self.closed = True
+        self.frames.clear()
         self.broker.connections.discard(self)
-        if self.worker is not None and not self.worker.done():
-            self.worker.cancel()
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer

@@ -1,0 +1,294 @@
+"""Consumer groups: the classic group protocol and committed offsets.
+
+Versions served:
+  FindCoordinator (10) 0-6: key type 0 (group) only; batched keys from v4.
+    Key type 1 (transaction) answers COORDINATOR_NOT_AVAILABLE unless a
+    transaction coordinator is attached to the broker (``broker.transactions``).
+  JoinGroup (11) 0-9: MEMBER_ID_REQUIRED from v4, static membership from v5,
+    skip_assignment for a static leader rejoining a stable group from v9.
+  SyncGroup (14) 0-5, Heartbeat (12) 0-4, LeaveGroup (13) 0-5 (batched from v3).
+  OffsetCommit (8) 2-10 (topic ids from v10), OffsetFetch (9) 1-10 (several
+    groups per request from v8, topic ids from v10).
+  DescribeGroups (15) 0-6 (v6: GROUP_ID_NOT_FOUND for unknown groups),
+  ListGroups (16) 0-5 (states filter v4, types filter v5: every group is
+  "classic"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
+
+Behaviour lives in odradek/coordinator/state.py; this module only maps
+requests and responses to it, version by version.
+
+Not implemented: the KIP-848 consumer protocol (ConsumerGroupHeartbeat),
+share groups, ACLs (authorized operations report READ, DELETE and DESCRIBE),
+OffsetFetch require_stable (no pending transactional offsets exist: commits
+by TxnOffsetCommit are not handled here), OffsetCommit v0-1.
+"""
+
+from __future__ import annotations
+
+from odradek.protocol import errors
+from odradek.server.registry import handles
+
+GROUP_KEY, TRANSACTION_KEY = 0, 1
+
+
+def _client_host(ctx) -> str:
+    peer = getattr(ctx.connection, "peer", None)
+    if isinstance(peer, tuple) and peer:
+        return "/" + str(peer[0])
+    return ""
+
+
+async def _coordinator(ctx, create: bool = True):
+    """The group coordinator, with ``__consumer_offsets`` in place; None if unavailable."""
+    gc = getattr(ctx.broker, "groups", None)
+    if gc is None:
+        return None
+    if create and not await gc.ensure_topic():
+        return None
+    return gc
+
+
+# -- FindCoordinator ---------------------------------------------------------
+
+@handles("FindCoordinator")
+async def find_coordinator(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    version = ctx.version
+    keys = request["coordinator_keys"] if version >= 4 else [request["key"]]
+    key_type = request["key_type"]
+    code, message = 0, None
+    if key_type == GROUP_KEY:
+        if await _coordinator(ctx) is None:
+            code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
+    elif key_type == TRANSACTION_KEY:
+        if getattr(broker, "transactions", None) is None:
+            code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
+    else:
+        code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
+    node = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.port}
+    if code:
+        node = {"node_id": -1, "host": "", "port": -1}
+    entries = [dict(node, key=k, error_code=code, error_message=message) for k in keys]
+    if version >= 4:
+        return {"throttle_time_ms": 0, "coordinators": entries}
+    return dict(node, throttle_time_ms=0, error_code=code, error_message=message)
+
+
+# -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup -------------------------
+
+def _join_out(resp: dict, version: int) -> dict:
+    out = dict(resp, throttle_time_ms=0)
+    if version < 7 and out.get("protocol_name") is None:
+        out["protocol_name"] = ""
+    if out.get("leader") is None:
+        out["leader"] = ""
+    return out
+
+
+@handles("JoinGroup")
+async def join_group(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx)
+    if gc is None:
+        return _join_out({"error_code": errors.COORDINATOR_NOT_AVAILABLE, "generation_id": -1,
+                          "member_id": request["member_id"], "members": []}, ctx.version)
+    res = gc.execute(
+        gc.sm.join_group,
+        group_id=request["group_id"],
+        member_id=request["member_id"] or "",
+        instance_id=request["group_instance_id"],
+        session_timeout=request["session_timeout_ms"],
+        rebalance_timeout=request["rebalance_timeout_ms"],
+        protocol_type=request["protocol_type"],
+        protocols=[(p["name"], p["metadata"]) for p in request["protocols"]],
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+        require_known_member_id=ctx.version >= 4,
+        supports_skip_assignment=ctx.version >= 9,
+    )
+    return _join_out(await gc.wait(res), ctx.version)
+
+
+@handles("SyncGroup")
+async def sync_group(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx)
+    if gc is None:
+        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "assignment": b""}
+    res = gc.execute(
+        gc.sm.sync_group,
+        group_id=request["group_id"],
+        generation=request["generation_id"],
+        member_id=request["member_id"],
+        instance_id=request["group_instance_id"],
+        protocol_type=request["protocol_type"],
+        protocol_name=request["protocol_name"],
+        assignments=[(a["member_id"], a["assignment"]) for a in request["assignments"]],
+    )
+    return dict(await gc.wait(res), throttle_time_ms=0)
+
+
+@handles("Heartbeat")
+async def heartbeat(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    if gc is None:
+        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE}
+    res = gc.execute(gc.sm.heartbeat, group_id=request["group_id"], generation=request["generation_id"],
+                     member_id=request["member_id"], instance_id=request["group_instance_id"])
+    return dict(res.response, throttle_time_ms=0)
+
+
+@handles("LeaveGroup")
+async def leave_group(ctx, request: dict) -> dict:
+    version = ctx.version
+    if version >= 3:
+        members = [(m["member_id"], m["group_instance_id"]) for m in request["members"]]
+    else:
+        members = [(request["member_id"], None)]
+    gc = await _coordinator(ctx, create=False)
+    if gc is None:
+        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "members": []}
+    res = gc.execute(gc.sm.leave_group, group_id=request["group_id"], members=members)
+    resp = res.response
+    if version < 3 and resp["error_code"] == 0 and resp["members"]:
+        return {"throttle_time_ms": 0, "error_code": resp["members"][0]["error_code"]}
+    return dict(resp, throttle_time_ms=0)
+
+
+# -- OffsetCommit / OffsetFetch ---------------------------------------------
+
+@handles("OffsetCommit")
+async def offset_commit(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    by_id = ctx.version >= 10
+    topics = []
+    for t in request["topics"]:
+        if by_id:
+            topic = broker.topics_by_id.get(t["topic_id"])
+            name = topic.name if topic is not None else None
+        else:
+            name = t["name"]
+        parts = [(p["partition_index"], p["committed_offset"], p["committed_leader_epoch"],
+                  p["committed_metadata"]) for p in t["partitions"]]
+        topics.append((name, parts))
+    gc = await _coordinator(ctx)
+    if gc is None:
+        resp = {"topics": [{"name": name, "partitions": [
+            {"partition_index": p[0], "error_code": errors.COORDINATOR_NOT_AVAILABLE} for p in parts]}
+            for name, parts in topics]}
+    else:
+        res = gc.execute(
+            gc.sm.commit_offsets,
+            group_id=request["group_id"],
+            generation=request["generation_id_or_member_epoch"],
+            member_id=request["member_id"],
+            instance_id=request["group_instance_id"],
+            topics=topics,
+            topic_exists=gc.topic_exists,
+            retention_ms=request["retention_time_ms"],
+            version=ctx.version,
+        )
+        resp = res.response
+    if by_id:
+        for t, rt in zip(request["topics"], resp["topics"]):
+            rt["topic_id"] = t["topic_id"]
+            if rt["name"] is None:
+                for p in rt["partitions"]:
+                    if p["error_code"] == errors.UNKNOWN_TOPIC_OR_PARTITION:
+                        p["error_code"] = errors.UNKNOWN_TOPIC_ID
+    return dict(resp, throttle_time_ms=0)
+
+
+def _fetch_group(ctx, gc, group_id, topics, by_id: bool) -> dict:
+    """One group's OffsetFetch answer: {"error_code", "topics"} (topics by id when ``by_id``)."""
+    broker = ctx.broker
+    if topics is not None:
+        wanted = []
+        for t in topics:
+            if by_id:
+                topic = broker.topics_by_id.get(t["topic_id"])
+                wanted.append((topic.name if topic is not None else None, t["partition_indexes"], t["topic_id"]))
+            else:
+                wanted.append((t["name"], t["partition_indexes"], None))
+    if gc is None:
+        return {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
+    resp = gc.sm.fetch_offsets(group_id, None if topics is None else [(n, ps) for n, ps, _ in wanted])
+    if not by_id:
+        return resp
+    out = []
+    if topics is None:
+        for rt in resp["topics"]:
+            topic = broker.topics.get(rt["name"])
+            if topic is not None:
+                out.append({"topic_id": topic.topic_id, "partitions": rt["partitions"]})
+    else:
+        for (name, _, topic_id), rt in zip(wanted, resp["topics"]):
+            if name is None:
+                for p in rt["partitions"]:
+                    p["error_code"] = errors.UNKNOWN_TOPIC_ID
+            out.append({"topic_id": topic_id, "partitions": rt["partitions"]})
+    return {"error_code": resp["error_code"], "topics": out}
+
+
+@handles("OffsetFetch")
+async def offset_fetch(ctx, request: dict) -> dict:
+    version = ctx.version
+    gc = await _coordinator(ctx, create=False)
+    if version >= 8:
+        groups = []
+        for g in request["groups"]:
+            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10)
+            groups.append({"group_id": g["group_id"], "topics": r["topics"], "error_code": r["error_code"]})
+        return {"throttle_time_ms": 0, "groups": groups}
+    topics = request["topics"]
+    r = _fetch_group(ctx, gc, request["group_id"], topics, False)
+    if version >= 2:
+        return {"throttle_time_ms": 0, "error_code": r["error_code"], "topics": r["topics"]}
+    # v1 has no top-level error: put it on every partition asked for.
+    if r["error_code"]:
+        r["topics"] = [{"name": t["name"], "partitions": [
+            {"partition_index": i, "committed_offset": -1, "metadata": "", "error_code": r["error_code"]}
+            for i in t["partition_indexes"]]} for t in (topics or [])]
+    return {"topics": r["topics"]}
+
+
+# -- DescribeGroups / ListGroups / DeleteGroups / OffsetDelete --------------
+
+@handles("DescribeGroups")
+async def describe_groups(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    out = []
+    for gid in request["groups"]:
+        if gc is None:
+            out.append({"group_id": gid, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "group_state": "",
+                        "protocol_type": "", "protocol_data": "", "members": []})
+        else:
+            out.append(gc.sm.describe_group(gid, ctx.version, request["include_authorized_operations"]))
+    return {"throttle_time_ms": 0, "groups": out}
+
+
+@handles("ListGroups")
+async def list_groups(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    if gc is None:
+        return {"throttle_time_ms": 0, "error_code": 0, "groups": []}
+    code, groups = gc.sm.list_groups(request["states_filter"], request["types_filter"])
+    return {"throttle_time_ms": 0, "error_code": code, "groups": groups}
+
+
+@handles("DeleteGroups")
+async def delete_groups(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    if gc is None:
+        return {"throttle_time_ms": 0, "results": [
+            {"group_id": g, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for g in request["groups_names"]]}
+    res = gc.execute(gc.sm.delete_groups, request["groups_names"])
+    return dict(res.response, throttle_time_ms=0)
+
+
+@handles("OffsetDelete")
+async def offset_delete(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    if gc is None:
+        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
+    topics = [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in request["topics"]]
+    res = gc.execute(gc.sm.delete_offsets, group_id=request["group_id"], topics=topics,
+                     topic_exists=gc.topic_exists)
+    return dict(res.response, throttle_time_ms=0)

@@ -1,0 +1,296 @@
+"""The group coordinator's runtime: the state machine wired to the log and the clock.
+
+Theory of operation: :class:`GroupCoordinator` owns one
+:class:`~odradek.coordinator.state.GroupStateMachine` and drives it from the
+event loop. Every step (a request, a timer tick, the periodic offset expiry,
+a topic deletion) goes through :meth:`GroupCoordinator.execute`, which
+
+1. calls the state machine with the current time,
+2. appends the records it returned to ``__consumer_offsets`` (one batch per
+   partition, through the partition's log, then wakes its fetchers),
+3. replays each appended record into the state machine,
+4. resolves the futures of parked JoinGroup/SyncGroup requests from the
+   state machine's completions, and re-arms the one timer at the state
+   machine's next deadline.
+
+All of this runs synchronously on the event loop (``log.append`` does not
+block on fsync), so no other request can interleave between an operation and
+its write, and a response that depends on a write is sent only after it.
+
+At start the coordinator replays every record of every ``__consumer_offsets``
+partition, oldest first, through the same ``replay``; requests for groups of
+a partition still loading get COORDINATOR_LOAD_IN_PROGRESS. The topic itself
+is created (compacted, ``offsets.topic.num.partitions`` partitions) on first
+use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from odradek.coordinator.records import RecordFormatError
+from odradek.coordinator.state import GroupConfig, GroupStateMachine, Result
+from odradek.protocol.batch import iter_batches
+from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
+
+log = logging.getLogger("odradek.groups")
+
+OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
+LOAD_READ_BYTES = 4 * 1024 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class GroupCoordinator:
+    def __init__(self, broker):
+        self.broker = broker
+        self.sm = GroupStateMachine(GroupConfig.from_broker(broker.config))
+        self.waiters: dict[int, asyncio.Future] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._create_task: asyncio.Task | None = None
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------
+    async def start(self) -> None:
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        if topic is not None:
+            self.sm.config.num_partitions = len(topic.partitions)
+            await self.load(topic)
+        interval = self.broker.config.get_int("offsets.retention.check.interval.ms", 600000)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._expiry_loop(interval / 1000)))
+        self._reschedule()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._create_task is not None and not self._create_task.done():
+            self._tasks.append(self._create_task)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        for fut in self.waiters.values():
+            if not fut.done():
+                fut.cancel()
+        self.waiters.clear()
+
+    async def ensure_topic(self) -> bool:
+        """Create ``__consumer_offsets`` if it does not exist; False if it cannot be.
+
+        The creation runs as its own task, shielded from the request that asked
+        for it: a client that disconnects mid-way must not leave the topic
+        created in memory but missing from the broker's topic registry."""
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        if topic is None:
+            if self._create_task is None or self._create_task.done():
+                self._create_task = asyncio.get_running_loop().create_task(self._create_topic())
+            topic = await asyncio.shield(self._create_task)
+            if topic is None:
+                return False
+        if len(topic.partitions) != self.sm.config.num_partitions:
+            self.sm.config.num_partitions = len(topic.partitions)
+        return True
+
+    async def _create_topic(self):
+        from odradek.broker import TopicError
+
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        if topic is not None:
+            return topic
+        try:
+            return await self.broker.create_topic(
+                OFFSETS_TOPIC, self.sm.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
+        except TopicError as e:
+            topic = self.broker.topics.get(OFFSETS_TOPIC)
+            if topic is None:
+                log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
+            return topic
+
+    # -- loading ---------------------------------------------------------
+    async def load(self, topic) -> None:
+        self.sm.loading.update(range(len(topic.partitions)))
+        started = time.monotonic()
+        count = 0
+        try:
+            for p in topic.partitions:
+                try:
+                    count += await self._load_partition(p)
+                except Exception:
+                    log.exception("loading %s-%d failed; its groups start empty", OFFSETS_TOPIC, p.index)
+                self.sm.loading.discard(p.index)
+        finally:
+            self.sm.loading.clear()
+        log.info("loaded %d records, %d groups from %s in %.3fs", count, len(self.sm.groups),
+                 OFFSETS_TOPIC, time.monotonic() - started)
+
+    async def _load_partition(self, p) -> int:
+        plog = p.log
+        offset = plog.log_start_offset
+        end = plog.log_end_offset
+        pending_txn: dict[int, list] = {}
+        count = 0
+        while offset < end:
+            chunk = plog.read(offset, LOAD_READ_BYTES, end)
+            if not chunk.size:
+                break
+            buf = b"".join(chunk.chunks)
+            progressed = False
+            now = now_ms()
+            for pos, h in iter_batches(buf):
+                if h.next_offset <= offset:
+                    continue
+                _, records = decode_batch(buf, pos)
+                if h.is_control:
+                    if h.is_transactional and records:
+                        held = pending_txn.pop(h.producer_id, [])
+                        try:
+                            if decode_control_key(records[0].key).type == CONTROL_COMMIT:
+                                for r in held:
+                                    count += self._replay(r.key, r.value, now)
+                        except InvalidBatch:
+                            pass
+                elif h.is_transactional:
+                    pending_txn.setdefault(h.producer_id, []).extend(
+                        r for r in records if r.offset >= offset)
+                else:
+                    for r in records:
+                        if r.offset >= offset:
+                            count += self._replay(r.key, r.value, now)
+                offset = h.next_offset
+                progressed = True
+            if not progressed:
+                break
+            await asyncio.sleep(0)
+        return count
+
+    def _replay(self, key, value, now: int) -> int:
+        if key is None:
+            return 0
+        try:
+            self.sm.replay(bytes(key), None if value is None else bytes(value), now)
+        except RecordFormatError as e:
+            log.warning("skipping unreadable %s record: %s", OFFSETS_TOPIC, e)
+            return 0
+        return 1
+
+    # -- executing operations -------------------------------------------
+    def execute(self, op, *args, **kwargs) -> Result:
+        """Run one state-machine operation: append, replay, deliver, re-arm."""
+        now = now_ms()
+        res = op(now, *args, **kwargs)
+        if res.wait is not None:
+            self.waiters[res.wait] = asyncio.get_running_loop().create_future()
+        self._apply(res, now)
+        return res
+
+    async def wait(self, res: Result) -> dict:
+        """The response of ``res``: at once, or when its parked request completes."""
+        if res.wait is None:
+            return res.response
+        fut = self.waiters[res.wait]  # made by execute; only this method removes it
+        try:
+            return await fut
+        finally:
+            self.waiters.pop(res.wait, None)
+
+    def _apply(self, res: Result, now: int) -> None:
+        if res.records:
+            failed = self._append_and_replay(res.records, now)
+            if failed:
+                self.sm.append_failed(failed, now)
+                if res.failure is not None:
+                    res.response = res.failure
+        self._deliver()
+        self._reschedule()
+
+    def _append_and_replay(self, records: list, now: int) -> list:
+        """Append ``records`` partition by partition, replaying each batch once
+        written; return the records that could not be written."""
+        by_partition: dict[int, list] = {}
+        for part, key, value in records:
+            by_partition.setdefault(part, []).append((key, value))
+        failed = []
+        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        for part, kvs in by_partition.items():
+            try:
+                if topic is None or not 0 <= part < len(topic.partitions):
+                    raise RuntimeError(f"{OFFSETS_TOPIC}-{part} does not exist")
+                p = topic.partitions[part]
+                batch = bytearray(build_batch([(k, v, (), now) for k, v in kvs]))
+                p.log.append(batch, p.leader_epoch, now)
+            except Exception:
+                log.exception("cannot append to %s-%d", OFFSETS_TOPIC, part)
+                failed.extend((part, k, v) for k, v in kvs)
+                continue
+            p.notify()
+            if getattr(p.log, "flush_due", False):
+                asyncio.get_running_loop().create_task(self.broker.flush_partition(p))
+            for k, v in kvs:
+                self.sm.replay(k, v, now)
+        return failed
+
+    def _deliver(self) -> None:
+        for token, response in self.sm.drain():
+            fut = self.waiters.get(token)
+            if fut is not None and not fut.done():
+                fut.set_result(response)
+
+    # -- timers ----------------------------------------------------------
+    def _reschedule(self) -> None:
+        if self._stopped:
+            return
+        deadline = self.sm.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (deadline - now_ms() + 1) / 1000)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.execute(self.sm.tick)
+        except Exception:
+            log.exception("group coordinator timer failed")
+            self._reschedule()
+
+    async def _expiry_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(max(interval, 0.05))
+            try:
+                self.execute(self.sm.expire_offsets)
+            except Exception:
+                log.exception("offset expiry failed")
+
+    # -- broker hooks ----------------------------------------------------
+    def on_topic_deleted(self, name: str) -> None:
+        if name == OFFSETS_TOPIC:
+            log.warning("%s was deleted: committed offsets and groups are gone", OFFSETS_TOPIC)
+            self.sm.groups.clear()
+            return
+        try:
+            self.execute(self.sm.topic_deleted, name)
+        except Exception:
+            log.exception("dropping offsets of deleted topic %s failed", name)
+
+    def topic_exists(self, name: str | None, partition: int) -> bool:
+        return name is not None and self.broker.partition(name, partition) is not None
+

@@ -1,0 +1,146 @@
+"""The coordinator runtime over a real (in-memory) partition log, without sockets:
+operations are appended as record batches, and a fresh coordinator loads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from odradek.broker import Broker
+from odradek.config import BrokerConfig
+from odradek.coordinator import records as rec
+from odradek.coordinator.group import OFFSETS_TOPIC, GroupCoordinator
+from odradek.coordinator.records import OffsetValue
+from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_batch, build_control_batch, iter_records
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def make_broker(**props) -> Broker:
+    cfg = {"offsets.topic.num.partitions": "3", "group.initial.rebalance.delay.ms": "0",
+           "group.min.session.timeout.ms": "100"}
+    cfg.update(props)
+    b = Broker(BrokerConfig(data_dir=None, props=cfg))
+    b.store = b.open_store()
+    await b.create_topic("t", 2, 1)
+    return b
+
+
+def append(broker, partition: int, batch: bytes) -> None:
+    p = broker.topics[OFFSETS_TOPIC].partitions[partition]
+    p.log.append(bytearray(batch), p.leader_epoch, int(time.time() * 1000))
+
+
+def test_operations_are_written_and_reloaded():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        assert await gc.ensure_topic()
+        topic = b.topics[OFFSETS_TOPIC]
+        assert len(topic.partitions) == 3 and topic.config.get("cleanup.policy") == "compact"
+        res = gc.execute(gc.sm.commit_offsets, group_id="simple", generation=-1, member_id="",
+                         instance_id=None, topics=[("t", [(0, 5, -1, "m"), (1, 6, -1, None)])],
+                         topic_exists=gc.topic_exists)
+        assert {p["error_code"] for t in res.response["topics"] for p in t["partitions"]} == {0}
+        join = gc.execute(gc.sm.join_group, group_id="g", member_id="", instance_id=None,
+                          session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
+                          protocols=[("range", b"sub")], client_id="c", require_known_member_id=False)
+        joined = await asyncio.wait_for(gc.wait(join), 5)  # completed by the timer
+        member = joined["member_id"]
+        sync = gc.execute(gc.sm.sync_group, group_id="g", generation=1, member_id=member, instance_id=None,
+                          protocol_type="consumer", protocol_name="range", assignments=[(member, b"A")])
+        assert (await gc.wait(sync))["assignment"] == b"A"
+        part = gc.sm.partition_for("simple")
+        stored = [r.key for _, r in iter_records(b"".join(topic.partitions[part].log.read(0, 1 << 20).chunks))]
+        assert rec.offset_key("simple", "t", 0) in stored
+        view = gc.sm.durable_view()
+        await gc.stop()
+
+        again = b.groups = GroupCoordinator(b)
+        await again.start()
+        assert again.sm.durable_view() == view
+        assert again.sm.groups["g"].state == "Stable"
+        assert again.sm.fetch_offsets("simple", [("t", [0, 1])])["topics"][0]["partitions"][0]["metadata"] == "m"
+        # Deleting a topic drops its offsets, durably.
+        await b.delete_topic("t")
+        assert again.sm.groups["simple"].offsets == {}
+        await again.stop()
+        third = GroupCoordinator(b)
+        await third.start()
+        assert third.sm.groups["simple"].offsets == {}
+        await third.stop()
+
+    run(main())
+
+
+def test_loading_honours_transaction_markers():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        await gc.stop()
+        part = gc.sm.partition_for("tx")
+        now = int(time.time() * 1000)
+
+        def commit(topic_partition: int, offset: int):
+            return (rec.offset_key("tx", "t", topic_partition), rec.offset_value(OffsetValue(offset, -1, "", now)),
+                    (), now)
+
+        append(b, part, build_batch([commit(0, 1)]))
+        append(b, part, build_batch([commit(0, 2)], producer_id=7, producer_epoch=0, base_sequence=0,
+                                    transactional=True))
+        append(b, part, build_batch([commit(1, 9)], producer_id=8, producer_epoch=0, base_sequence=0,
+                                    transactional=True))
+        append(b, part, build_control_batch(CONTROL_COMMIT, 7, 0, 0, now))
+        append(b, part, build_control_batch(CONTROL_ABORT, 8, 0, 0, now))
+        append(b, part, build_batch([(b"\x00\x09junk", b"x", (), now)]))  # unreadable: skipped
+        loaded = GroupCoordinator(b)
+        await loaded.start()
+        offsets = {k: v.offset for k, v in loaded.sm.groups["tx"].offsets.items()}
+        assert offsets == {("t", 0): 2}
+        await loaded.stop()
+
+    run(main())
+
+
+def test_requests_during_loading_are_refused():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        gc.execute(gc.sm.commit_offsets, group_id="g", generation=-1, member_id="", instance_id=None,
+                   topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
+        await gc.stop()
+        fresh = GroupCoordinator(b)
+        fresh.sm.loading.update(range(3))
+        assert fresh.sm.fetch_offsets("g", None)["error_code"] == 14  # COORDINATOR_LOAD_IN_PROGRESS
+        await fresh.start()
+        assert not fresh.sm.loading
+        assert fresh.sm.fetch_offsets("g", None)["topics"][0]["partitions"][0]["committed_offset"] == 5
+        await fresh.stop()
+
+    run(main())
+
+
+def test_cancelled_waiter_does_not_leak():
+    async def main():
+        b = await make_broker(**{"group.initial.rebalance.delay.ms": "60000"})
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        res = gc.execute(gc.sm.join_group, group_id="g", member_id="", instance_id=None,
+                         session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
+                         protocols=[("range", b"")], client_id="c", require_known_member_id=False)
+        task = asyncio.ensure_future(gc.wait(res))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.sleep(0)
+        assert gc.waiters == {}
+        await gc.stop()
+
+    run(main())
