@@ -93,6 +93,7 @@ class Broker:
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[bytes, Topic] = {}
         self.connections: set = set()
+        self.workers: set[asyncio.Task] = set()  # request tasks, of open and closed connections
         self.store: LogStore | None = None
         self.server: asyncio.AbstractServer | None = None
         self.port = config.port
@@ -150,8 +151,12 @@ class Broker:
         self.tasks.clear()
         if self.server is not None:
             self.server.close()
+            workers = [w for w in self.workers if not w.done()]
             for conn in list(self.connections):
                 conn.abort()
+            for w in workers:  # requests still waiting (long polls, joins) end with the broker
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             await self.server.wait_closed()
             self.server = None
         if self.groups is not None:

@@ -99,6 +99,8 @@ class KafkaConnection(asyncio.Protocol):
             del buf[:pos]
         if self.frames and (self.worker is None or self.worker.done()):
             self.worker = asyncio.get_running_loop().create_task(self.process())
+            self.broker.workers.add(self.worker)
+            self.worker.add_done_callback(self.broker.workers.discard)
         if self.queued_bytes + len(buf) > MAX_QUEUED_BYTES and not self.paused:
             self.paused = True
             self.transport.pause_reading()
