@@ -95,7 +95,9 @@ class Broker:
         self.connections: set = set()
         self.workers: set[asyncio.Task] = set()  # request tasks, of open and closed connections
         self.store: LogStore | None = None
-        self.server: asyncio.AbstractServer | None = None
+        self.server: asyncio.AbstractServer | None = None  # the first listener's
+        self.servers: list[asyncio.AbstractServer] = []
+        self.endpoints: dict[str, tuple[str, int]] = {}  # listener name -> advertised (host, port)
         self.port = config.port
         self.cluster_id = config.cluster_id or ""
         self.tasks: list[asyncio.Task] = []
@@ -125,10 +127,16 @@ class Broker:
         self.load_meta()
         self.load_topics()
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: KafkaConnection(self), self.config.host, self.config.port,
-            reuse_address=True, backlog=1024,
-        )
+        self.endpoints = {}
+        for listener in self.config.listeners():
+            server = await loop.create_server(
+                lambda listener=listener: KafkaConnection(self, listener.name),
+                listener.host or None, listener.port, reuse_address=True, backlog=1024,
+            )
+            self.servers.append(server)
+            self.endpoints[listener.name] = self.config.advertised(
+                listener, server.sockets[0].getsockname()[1])
+        self.server = self.servers[0]
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(loop.create_task(self.housekeeping()))
         if self.config.get_bool("log.cleaner.enable"):
@@ -150,14 +158,17 @@ class Broker:
                 pass
         self.tasks.clear()
         if self.server is not None:
-            self.server.close()
+            for server in self.servers:
+                server.close()
             workers = [w for w in self.workers if not w.done()]
             for conn in list(self.connections):
                 conn.abort()
             for w in workers:  # requests still waiting (long polls, joins) end with the broker
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await self.server.wait_closed()
+            for server in self.servers:
+                await server.wait_closed()
+            self.servers.clear()
             self.server = None
         if self.groups is not None:
             await self.groups.stop()
@@ -180,8 +191,14 @@ class Broker:
 
     @property
     def advertised_host(self) -> str:
-        return self.config.advertised_host or (
-            self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+        """The first listener's advertised host."""
+        return next(iter(self.endpoints.values()))[0]
+
+    def endpoint(self, listener: str | None = None) -> tuple[str, int]:
+        """Advertised (host, port) of ``listener`` (the one a request came in on)."""
+        if listener in self.endpoints:
+            return self.endpoints[listener]
+        return next(iter(self.endpoints.values()))
 
     # -- persistent metadata --------------------------------------------
     def load_meta(self) -> None:

@@ -114,6 +114,34 @@ def parse_properties(text: str) -> dict[str, str]:
     return props
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One listening endpoint, as in Kafka's ``listeners``: NAME://host:port."""
+
+    name: str
+    host: str
+    port: int
+
+
+SUPPORTED_SECURITY_PROTOCOLS = ("PLAINTEXT",)
+
+
+def parse_listeners(text: str) -> list[Listener]:
+    """Parse ``PLAINTEXT://:9092,INTERNAL://0.0.0.0:9093``; raises ConfigError."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, sep, rest = item.partition("://")
+        host, colon, port = rest.rpartition(":")
+        if not sep or not colon or not port.isdigit():
+            raise ConfigError(f"Invalid listener {item!r}: expected NAME://host:port")
+        out.append(Listener(name.upper(), host.strip("[]"), int(port)))
+    if len({l.name for l in out}) != len(out):
+        raise ConfigError(f"Listener names must be unique: {text}")
+    return out
+
+
 @dataclass
 class BrokerConfig:
     """Static broker settings: Kafka ``server.properties`` keys plus CLI flags."""
@@ -125,6 +153,37 @@ class BrokerConfig:
     data_dir: str | None = "./odradek-data"  # None: in memory
     cluster_id: str | None = None
     props: dict[str, str] = field(default_factory=dict)
+
+    def listeners(self) -> list[Listener]:
+        """Where to listen: the ``listeners`` property, else ``host``/``port``.
+
+        Only PLAINTEXT is served (``listener.security.protocol.map`` may map
+        other names to it); other protocols raise ConfigError.
+        """
+        if not self.props.get("listeners"):
+            return [Listener("PLAINTEXT", self.host, self.port)]
+        listeners = parse_listeners(self.props["listeners"])
+        protocol_map = {}
+        for entry in (self.props.get("listener.security.protocol.map") or "").split(","):
+            if ":" in entry:
+                k, v = entry.split(":", 1)
+                protocol_map[k.strip().upper()] = v.strip().upper()
+        for l in listeners:
+            protocol = protocol_map.get(l.name, l.name)
+            if protocol not in SUPPORTED_SECURITY_PROTOCOLS:
+                raise ConfigError(f"Listener {l.name} uses {protocol}; only PLAINTEXT is served so far")
+        return listeners
+
+    def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
+        """(host, port) clients are told for ``listener``."""
+        adv = {l.name: l for l in parse_listeners(self.props.get("advertised.listeners") or "")}
+        if listener.name in adv:
+            a = adv[listener.name]
+            return a.host or self.advertised_host or "127.0.0.1", a.port or bound_port
+        host = self.advertised_host or listener.host
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return host, bound_port
 
     def get(self, key: str) -> str | None:
         if key in self.props:

@@ -64,7 +64,8 @@ async def find_coordinator(ctx, request: dict) -> dict:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     else:
         code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
-    node = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.port}
+    host, port = broker.endpoint(ctx.connection.listener)
+    node = {"node_id": broker.config.node_id, "host": host, "port": port}
     if code:
         node = {"node_id": -1, "host": "", "port": -1}
     entries = [dict(node, key=k, error_code=code, error_message=message) for k in keys]

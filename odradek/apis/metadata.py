@@ -12,10 +12,11 @@ from odradek.protocol import errors
 from odradek.server.registry import handles
 
 
-def broker_list(broker) -> list[dict]:
+def broker_list(broker, listener: str | None) -> list[dict]:
+    """This broker as seen through ``listener``, the one the request came in on."""
     rack = broker.config.get("broker.rack") or None
-    return [{"node_id": broker.config.node_id, "host": broker.advertised_host,
-             "port": broker.port, "rack": rack}]
+    host, port = broker.endpoint(listener)
+    return [{"node_id": broker.config.node_id, "host": host, "port": port, "rack": rack}]
 
 
 def topic_metadata(broker, topic) -> dict:
@@ -70,7 +71,7 @@ async def metadata(ctx, request: dict) -> dict:
             topics.append(topic_metadata(broker, t))
     return {
         "throttle_time_ms": 0,
-        "brokers": broker_list(broker),
+        "brokers": broker_list(broker, ctx.connection.listener),
         "cluster_id": broker.cluster_id,
         "controller_id": broker.config.node_id,
         "topics": topics,
@@ -93,5 +94,5 @@ async def describe_cluster(ctx, request: dict) -> dict:
         "controller_id": broker.config.node_id,
         "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"],
                      "is_fenced": False}
-                    for b in broker_list(broker)],
+                    for b in broker_list(broker, ctx.connection.listener)],
     }

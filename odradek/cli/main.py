@@ -71,8 +71,14 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, o
         node_id = int(props["node.id"])
     if "log.dirs" in props and data_dir == "./odradek-data":
         data_dir = props["log.dirs"].split(",")[0]
+    from odradek.config import ConfigError
+
     config = BrokerConfig(node_id=node_id, host=host, port=port, advertised_host=advertised_host,
                           data_dir=None if memory else data_dir, props=props)
+    try:
+        config.listeners()
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
     run(config)
 
 

@@ -53,8 +53,9 @@ class RequestContext:
 
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, broker: "Broker"):
+    def __init__(self, broker: "Broker", listener: str = "PLAINTEXT"):
         self.broker = broker
+        self.listener = listener
         self.max_frame = broker.config.get_int("socket.request.max.bytes")
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()

@@ -23,9 +23,11 @@ async def serve(config: BrokerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     where = config.data_dir if config.data_dir is not None else "memory"
-    log.info("odradek broker %d ready on %s:%d (advertised %s:%d), data in %s, started in %.0f ms",
-             config.node_id, config.host, broker.port, broker.advertised_host, broker.port,
-             where, (time.monotonic() - t0) * 1000)
+    bound = ", ".join(
+        f"{name} {s.sockets[0].getsockname()[0]}:{s.sockets[0].getsockname()[1]} (advertised {h}:{p})"
+        for (name, (h, p)), s in zip(broker.endpoints.items(), broker.servers))
+    log.info("odradek broker %d ready on %s, data in %s, started in %.0f ms",
+             config.node_id, bound, where, (time.monotonic() - t0) * 1000)
     await stop.wait()
     log.info("stopping")
     await broker.stop()
