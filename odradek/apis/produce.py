@@ -199,5 +199,9 @@ async def produce(ctx, request: dict) -> dict | None:
                 parts.append(produce_partition(broker, topic.partitions[index], pd["records"], acks, version))
         responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
     if acks == 0:
+        # No response to carry an error: as Kafka does, close the connection
+        # so that the client notices and refreshes its metadata.
+        if any(pr["error_code"] for r in responses for pr in r["partition_responses"]):
+            ctx.connection.abort()
         return None
     return {"responses": responses, "throttle_time_ms": 0}

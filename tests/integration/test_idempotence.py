@@ -73,3 +73,27 @@ def test_producer_state_survives_restart(odradek_broker_factory, tmp_path):
         assert init2["producer_id"] > pid
     finally:
         c.close()
+
+
+def test_acks_zero_error_closes_the_connection(odradek_broker):
+    import pytest
+
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        bad = bytearray(build_batch([(b"k", b"v", [], 1000)]))
+        bad[-1] ^= 1  # CRC mismatch
+        body = {"acks": 0, "timeout_ms": 1000,
+                "topic_data": [{"name": "acks0", "partition_data": [{"index": 0, "records": bytes(bad)}]}]}
+        odradek_broker.create_topic("acks0", 1)
+        from odradek.protocol.schema import codec
+        import struct
+
+        out = bytearray()
+        codec("RequestHeader", 1).encode({"request_api_key": 0, "request_api_version": 7,
+                                          "correlation_id": 1, "client_id": "raw"}, out)
+        codec("ProduceRequest", 7).encode(body, out)
+        c.sock.sendall(struct.pack(">i", len(out)) + out)
+        with pytest.raises((ConnectionError, OSError)):
+            c._recv(4)
+    finally:
+        c.close()
