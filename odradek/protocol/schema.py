@@ -25,6 +25,7 @@ import json
 import os
 import re
 import struct
+import threading
 from functools import lru_cache
 import importlib.util
 
@@ -413,7 +414,16 @@ class _Gen:
             if t == "string":
                 L.append(f"{ind}    {v} = {v}.encode('utf-8')")
             elif t == "records":
-                L.append(f"{ind}    if type({v}) is list: {v} = b''.join({v})")
+                # A list of chunks (a fetch's stored batches) is not copied:
+                # spill() leaves it for encode_parts to hand out as is.
+                L.append(f"{ind}    if type({v}) is list:")
+                if flex:
+                    L.append(f"{ind}        write_uvarint(out, sum(map(len, {v})) + 1)")
+                else:
+                    L.append(f"{ind}        out += p32(sum(map(len, {v})))")
+                L.append(f"{ind}        spill(out, {v})")
+                L.append(f"{ind}    else:")
+                ind += "    "
             if flex:
                 L.append(f"{ind}    write_uvarint(out, len({v}) + 1)")
             elif t == "string":
@@ -493,9 +503,14 @@ class _Gen:
                 L.append("    tags = []")
                 for f in sorted(tagged, key=lambda f: f["tag"]):
                     key = snake(f["name"])
-                    default = self.default_expr(f)
-                    L.append(f"    v = g({key!r}, {default})")
-                    L.append(f"    if v != {default}:")
+                    # Compared with the default computed once, not rebuilt per call.
+                    const = f"_tagdefault_{id(f)}_{self.v}"
+                    expr = self.default_expr(f)  # may register a struct-default helper
+                    ns = dict(_RUNTIME)
+                    ns.update(self.helpers)
+                    self.helpers[const] = eval(expr, ns)  # noqa: S307 - from specs
+                    L.append(f"    v = g({key!r}, None)")
+                    L.append(f"    if v is not None and v != {const}:")
                     L.append("        sub = out; out = bytearray()")
                     self.encode_value(f, f["type"], "v", "        ")
                     L.append(f"        tags.append(({f['tag']}, bytes(out))); out = sub")
@@ -511,6 +526,20 @@ def write_tags(out: bytearray, tags: list, unknown: dict | None) -> None:
         write_uvarint(out, tag)
         write_uvarint(out, len(data))
         out += data
+
+
+_spills = threading.local()
+
+
+def spill(out: bytearray, chunks: list) -> None:
+    """Place ``chunks`` at the current end of ``out``: copied in, unless an
+    ``encode_parts`` call is collecting them to be written out separately."""
+    parts = getattr(_spills, "parts", None)
+    if parts is None:
+        for c in chunks:
+            out += c
+    else:
+        parts.append((len(out), chunks))
 
 
 def _uvarint_checked(buf, pos):
@@ -537,6 +566,7 @@ _RUNTIME = {
     "pf64": _f64.pack,
     "uvarint": _uvarint_checked,
     "write_uvarint": write_uvarint,
+    "spill": spill,
     "check": _check,
     "read_tags": read_tags,
     "write_tags": write_tags,
@@ -573,6 +603,31 @@ class MessageCodec:
             out = bytearray()
         self._encode(msg, out)
         return out
+
+    def encode_parts(self, msg: dict, out: bytearray) -> tuple[list, int]:
+        """Encode ``msg`` after what ``out`` holds, without copying record chunks
+        given as lists: return (buffers to write in order, their total size).
+        ``out`` must not be resized afterwards (the buffers view it)."""
+        _spills.parts = parts = []
+        try:
+            self._encode(msg, out)
+        finally:
+            _spills.parts = None
+        if not parts:
+            return [out], len(out)
+        view = memoryview(out)
+        pieces = []
+        size = len(out)
+        prev = 0
+        for at, chunks in parts:
+            if at > prev:
+                pieces.append(view[prev:at])
+            pieces.extend(chunks)
+            size += sum(map(len, chunks))
+            prev = at
+        if prev < len(out):
+            pieces.append(view[prev:])
+        return pieces, size
 
 
 @lru_cache(maxsize=None)

@@ -123,7 +123,10 @@ class KafkaConnection(asyncio.Protocol):
                     self.transport.resume_reading()
                 out = await self.handle(frame)
                 if out is not None and not self.closed:
-                    self.transport.write(out)
+                    if type(out) is list:
+                        self.transport.writelines(out)
+                    else:
+                        self.transport.write(out)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -161,9 +164,9 @@ class KafkaConnection(asyncio.Protocol):
         out += _SIZE.pack(correlation_id)
         if flexible and api_key != API_VERSIONS_KEY:
             out.append(0)  # response header v1: empty tagged fields
-        api.response_codec(version).encode(response, out)
-        _SIZE.pack_into(out, 0, len(out) - 4)
-        return out
+        pieces, size = api.response_codec(version).encode_parts(response, out)
+        _SIZE.pack_into(out, 0, size - 4)
+        return pieces
 
     def unsupported_api_versions(self, correlation_id: int) -> bytes:
         from odradek.apis.api_versions import api_version_list

@@ -686,3 +686,22 @@ def test_response_header():
     c = codec("ResponseHeader", 1)
     assert c.decode(b"\x00\x00\x00\x09\x00") == ({"correlation_id": 9}, 5)
     assert bytes(c.encode({"correlation_id": 9})) == bytes(KResponseHeader(correlation_id=9).encode(flexible=True))
+
+
+def test_encode_parts_hands_out_record_chunks_uncopied():
+    from odradek.protocol.schema import codec as _codec
+
+    chunks = [b"batch-one", bytearray(b"batch-two"), b"3"]
+    for version in (11, 12, 16):
+        c = _codec("FetchResponse", version)
+        msg = {"responses": [{"topic": "t", "topic_id": bytes(range(16)), "partitions": [
+            {"partition_index": 0, "high_watermark": 3, "records": chunks},
+            {"partition_index": 1, "high_watermark": 0, "records": b""},
+            {"partition_index": 2, "high_watermark": 5, "records": [b"x" * 7]},
+        ]}]}
+        whole = bytes(c.encode(msg, bytearray(b"HDR")))
+        pieces, size = c.encode_parts(msg, bytearray(b"HDR"))
+        assert b"".join(bytes(p) for p in pieces) == whole and size == len(whole)
+        assert any(p is chunks[1] for p in pieces)  # the stored chunk itself, not a copy
+        decoded, _ = c.decode(whole, 3)
+        assert decoded["responses"][0]["partitions"][0]["records"] == b"batch-onebatch-two3"
