@@ -66,3 +66,18 @@ def load_all() -> dict[int, Api]:
     from odradek import apis  # noqa: F401  (modules register on import)
 
     return REGISTRY
+
+
+def markdown_table() -> str:
+    """The served APIs as a Markdown table (docs/protocol.md embeds it)."""
+    rows = ["| API | key | versions | module |", "|---|---|---|---|"]
+    for api in sorted(load_all().values(), key=lambda a: a.key):
+        module = api.handler.__module__.replace(".", "/") + ".py"
+        rows.append(f"| {api.name} | {api.key} | {api.min_version}-{api.max_version} | `{module}` |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # python -m odradek.server.registry
+    from odradek.server import registry  # the module the API modules register in
+
+    print(registry.markdown_table(), end="")
