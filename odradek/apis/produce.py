@@ -155,7 +155,7 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
             return _error(p.index, e.error_code, str(e))
         first = headers[0]
     else:
-        buf = bytearray(records)
+        buf = records if type(records) is bytearray else bytearray(records)
     info = p.log.append(buf, p.leader_epoch, now, log_append_time)
     if idempotent:
         p.producers.record(first, info.base_offset)

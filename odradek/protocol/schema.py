@@ -286,6 +286,10 @@ class _Gen:
             L.append(f"{ind}    check(buf, pos, {n})")
             if t == "string":
                 L.append(f"{ind}    {target} = str(buf[pos:pos + {n}], 'utf-8'); pos += {n}")
+            elif t == "records":
+                # One copy, of the buffer's own type: a bytearray frame gives
+                # records the produce path may patch in place.
+                L.append(f"{ind}    {target} = buf[pos:pos + {n}]; pos += {n}")
             else:
                 L.append(f"{ind}    {target} = bytes(buf[pos:pos + {n}]); pos += {n}")
         elif t.startswith("[]"):

@@ -83,7 +83,7 @@ class KafkaConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
         buf += data
-        pos = 0
+        pos = 0  # frames are bytearrays, so decoded records can be patched in place
         n = len(buf)
         while n - pos >= 4:
             size = _SIZE.unpack_from(buf, pos)[0]
@@ -93,8 +93,15 @@ class KafkaConnection(asyncio.Protocol):
                 return
             if n - pos - 4 < size:
                 break
-            self.frames.append(bytes(buf[pos + 4 : pos + 4 + size]))
             self.queued_bytes += size
+            if pos == 0 and size + 4 == n:
+                # The buffer is exactly one frame: hand it over instead of copying.
+                del buf[:4]
+                self.frames.append(buf)
+                self.buffer = buf = bytearray()
+                pos = 0
+                break
+            self.frames.append(buf[pos + 4 : pos + 4 + size])
             pos += 4 + size
         if pos:
             del buf[:pos]
