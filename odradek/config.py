@@ -250,6 +250,7 @@ class TopicConfig:
     def __init__(self, broker: BrokerConfig, overrides: dict[str, str] | None = None):
         self.broker = broker
         self.overrides = dict(overrides or {})
+        self._ints: dict[str, int] = {}  # a TopicConfig never changes: altering makes a new one
 
     def lookup(self, name: str) -> tuple[str, int]:
         """(value, source) of config ``name``."""
@@ -264,7 +265,10 @@ class TopicConfig:
         return self.lookup(name)[0]
 
     def get_int(self, name: str) -> int:
-        return int(self.get(name))
+        v = self._ints.get(name)
+        if v is None:
+            v = self._ints[name] = int(self.get(name))
+        return v
 
     def log_config(self) -> LogConfig:
         return LogConfig(
