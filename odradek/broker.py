@@ -177,11 +177,15 @@ class Broker:
             store = self.store
             self.store = None
             parts = [p for t in self.topics.values() for p in t.partitions]
+            from odradek.producers import write_snapshot
+
+            snapshots = [p.producers.snapshot(p.log) for p in parts]  # on the loop: consistent
 
             def close_all():
-                for p in parts:
+                for p, snapshot in zip(parts, snapshots):
                     try:
                         p.log.flush()
+                        write_snapshot(p.log, snapshot)
                         p.log.close()
                     except Exception:  # keep closing the others
                         log.exception("closing %s-%d", p.topic.name, p.index)
@@ -388,6 +392,11 @@ class Broker:
                     checkpoint = getattr(self.store, "write_checkpoints", None)
                     if checkpoint is not None:
                         await loop.run_in_executor(None, checkpoint)
+                    from odradek.producers import take_snapshots, write_snapshots
+
+                    snapshots = take_snapshots(self.all_partitions())  # on the loop
+                    if snapshots:
+                        await loop.run_in_executor(None, write_snapshots, snapshots)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -7,17 +7,69 @@ Invariants (as Kafka's ProducerStateManager keeps them):
   with the offsets it was first written at and not written again.
 - Otherwise, within one epoch, a batch must start at last sequence + 1
   (wrapping at 2^31); a new epoch must start at sequence 0.
-- State is rebuilt at startup from the batch headers in the log, so it needs
-  no files of its own.
+- The table is a pure function of the batch headers in the log (replayed in
+  offset order through ``record``), except that, as in Kafka, producers are not
+  forgotten when the log start offset moves past their batches (Kafka drops
+  them only after producer.id.expiration.ms, which odradek does not apply).
+
+Persistence: at each periodic checkpoint and at clean shutdown the broker takes
+a *snapshot* of the table as of the log end offset ``O`` (``snapshot``, on the
+event loop, so it matches the log exactly) and writes it off the event loop
+(``write_snapshot``: the log's ``write_aux``, atomic and fsynced) as the
+partition's ``producer-state.snapshot``. At startup ``rebuild`` loads the
+snapshot and replays only the batch headers from ``O`` on (``iter_headers``,
+which on disk reads the 61-byte headers, not the data); without a usable
+snapshot it replays every header from the log start, as before. A snapshot is
+usable when ``log_start_offset <= O <= log_end_offset`` and the batch ending at
+``O - 1`` still is the one it was taken after (same base and last offset, CRC
+and leader epoch: the "anchor"); so a snapshot that outran the fsynced log
+(power loss) or a truncated log is ignored even once the log grows past ``O``
+again. Snapshots are an optimisation only: a missing, unreadable or unusable
+one costs a longer replay, never a wrong table. ``truncate_to`` on the log
+also deletes it.
+
+Snapshot format (``producer-state.snapshot``, version 1, big-endian)::
+
+    magic            4 bytes  b"OPSS"
+    version          int16    1
+    offset           int64    O: the state covers every batch below it
+    anchor_base      int64    base offset of the batch ending at O - 1 (-1: none)
+    anchor_last      int64    its last offset (-1: none)
+    anchor_crc       uint32   its CRC-32C header field (0: none)
+    anchor_epoch     int32    its partition leader epoch (-1: none)
+    count            int32    producer entries that follow
+    count times:
+      producer_id    int64
+      epoch          int16
+      last_timestamp int64
+      n              int8     cached batches (0..MAX_CACHED), oldest first
+      n times: first_seq int32, last_seq int32, first_offset int64, last_offset int64
+    crc              uint32   CRC-32C of every byte before it
 """
 
 from __future__ import annotations
 
+import logging
+import struct
+
+from crc32c import crc32c
+
 from odradek.protocol import errors
-from odradek.protocol.batch import BatchHeader, iter_batches
+from odradek.protocol.batch import CONTROL_FLAG, BatchHeader
+
+logger = logging.getLogger(__name__)
 
 MAX_CACHED = 5
 INT32_MAX = 0x7FFFFFFF
+
+SNAPSHOT_NAME = "producer-state.snapshot"
+SNAPSHOT_MAGIC = b"OPSS"
+SNAPSHOT_VERSION = 1
+_SNAP_HEAD = struct.Struct(">4shqqqIii")
+_SNAP_ENTRY = struct.Struct(">qhqb")
+_SNAP_BATCH = struct.Struct(">iiqq")
+_SNAP_CRC = struct.Struct(">I")
+_NO_ANCHOR = (-1, -1, 0, -1)
 
 
 class ProducerEntry:
@@ -30,9 +82,76 @@ class ProducerEntry:
         self.last_timestamp = -1
 
 
+class SnapshotError(ValueError):
+    pass
+
+
+def _anchor_of(h: BatchHeader | None) -> tuple[int, int, int, int]:
+    if h is None:
+        return _NO_ANCHOR
+    return (h.base_offset, h.last_offset, h.crc, h.partition_leader_epoch)
+
+
+def _first_header(log, offset: int) -> BatchHeader | None:
+    it = iter(log.iter_headers(offset))
+    try:
+        return next(it, None)
+    finally:
+        _close(it)
+
+
+def encode_snapshot(producers: dict, offset: int, anchor=_NO_ANCHOR) -> bytes:
+    """The snapshot bytes (format in the module docstring) for ``producers`` as of ``offset``."""
+    out = bytearray(_SNAP_HEAD.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, offset, *anchor,
+                                    len(producers)))
+    for pid, e in producers.items():
+        batches = e.batches[-MAX_CACHED:]
+        out += _SNAP_ENTRY.pack(pid, e.epoch, e.last_timestamp, len(batches))
+        for b in batches:
+            out += _SNAP_BATCH.pack(*b)
+    out += _SNAP_CRC.pack(crc32c(out))
+    return bytes(out)
+
+
+def decode_snapshot(data) -> tuple[int, tuple, dict]:
+    """(offset, anchor, producers) from snapshot bytes; raises SnapshotError."""
+    data = memoryview(data)
+    n = len(data)
+    if n < _SNAP_HEAD.size + _SNAP_CRC.size:
+        raise SnapshotError("snapshot too short")
+    if _SNAP_CRC.unpack_from(data, n - 4)[0] != crc32c(data[: n - 4]):
+        raise SnapshotError("snapshot CRC mismatch")
+    magic, version, offset, ab, al, ac, ae, count = _SNAP_HEAD.unpack_from(data, 0)
+    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+        raise SnapshotError(f"unsupported snapshot {bytes(magic)!r} version {version}")
+    if offset < 0 or count < 0:
+        raise SnapshotError("negative offset or count in snapshot")
+    producers: dict[int, ProducerEntry] = {}
+    pos, end = _SNAP_HEAD.size, n - 4
+    try:
+        for _ in range(count):
+            pid, epoch, ts, k = _SNAP_ENTRY.unpack_from(data, pos)
+            pos += _SNAP_ENTRY.size
+            if not 0 <= k <= MAX_CACHED:
+                raise SnapshotError(f"bad batch count {k} in snapshot")
+            e = ProducerEntry(epoch)
+            e.last_timestamp = ts
+            for _ in range(k):
+                e.batches.append(_SNAP_BATCH.unpack_from(data, pos))
+                pos += _SNAP_BATCH.size
+            producers[pid] = e
+    except struct.error as exc:
+        raise SnapshotError("truncated snapshot") from exc
+    if pos != end:
+        raise SnapshotError("trailing bytes in snapshot")
+    return offset, (ab, al, ac, ae), producers
+
+
 class ProducerStateTable:
     def __init__(self):
         self.producers: dict[int, ProducerEntry] = {}
+        self.snapshot_offset: int | None = None  # of the last snapshot loaded or taken
+        self.rebuild_stats: dict = {}
 
     def check(self, h: BatchHeader) -> tuple[int, int | None]:
         """(error_code, duplicate base offset or None) for an incoming batch."""
@@ -68,23 +187,117 @@ class ProducerStateTable:
             del entry.batches[0]
         entry.last_timestamp = h.max_timestamp
 
-    def rebuild(self, log, chunk_bytes: int = 8 * 1024 * 1024) -> None:
-        """Replay the producer ids and sequences found in ``log``'s batch headers."""
-        self.producers.clear()
-        offset = log.log_start_offset
-        end = log.log_end_offset
-        while offset < end:
-            result = log.read(offset, chunk_bytes, end)
-            if not result.chunks:
-                break
-            advanced = False
-            for chunk in result.chunks:
-                for _, h in iter_batches(chunk):
-                    if h.next_offset <= offset:
-                        continue
-                    if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
-                        self.record(h, h.base_offset)
-                    offset = h.next_offset
-                    advanced = True
-            if not advanced:
-                break
+    # -- snapshots --------------------------------------------------------
+    def snapshot(self, log, force: bool = False) -> bytes | None:
+        """The table as snapshot bytes as of ``log``'s end offset, or None when
+        no snapshot is needed (unchanged end offset since the last one, unless
+        ``force``) or it cannot be taken. Call on the event loop, where the
+        table and the log agree; write the result with ``write_snapshot``."""
+        try:
+            end, start = log.log_end_offset, log.log_start_offset
+            if not force and (end == self.snapshot_offset
+                              or (end == start and not self.producers)):
+                return None  # unchanged, or nothing a snapshot would save
+            anchor = _anchor_of(_first_header(log, end - 1)) if end > start else _NO_ANCHOR
+            data = encode_snapshot(self.producers, end, anchor)
+        except Exception:  # an optimisation only: never fail a checkpoint or shutdown
+            logger.exception("producer snapshot of %s failed", getattr(log, "dir", log))
+            return None
+        self.snapshot_offset = end
+        return data
+
+    def load_snapshot(self, log) -> tuple[int, tuple, dict] | None:
+        """The log's snapshot decoded, or None (absent, unreadable or corrupt)."""
+        try:
+            raw = log.read_aux(SNAPSHOT_NAME)
+        except OSError as e:
+            logger.warning("cannot read producer snapshot: %s", e)
+            return None
+        if raw is None:
+            return None
+        try:
+            return decode_snapshot(raw)
+        except SnapshotError as e:
+            logger.warning("ignoring producer snapshot: %s", e)
+            return None
+
+    def rebuild(self, log) -> None:
+        """Load the producer snapshot, if usable (see the module docstring), and
+        replay the batch headers after it -- or all of them from the log start.
+        ``rebuild_stats`` tells which: the offset replayed from, the snapshot
+        offset used (None if none) and the number of headers read."""
+        self.producers = {}
+        self.snapshot_offset = None
+        start, end = log.log_start_offset, log.log_end_offset
+        offset, headers, read = start, None, 0
+        snap = self.load_snapshot(log)
+        if snap is not None:
+            o, anchor, producers = snap
+            if not start <= o <= end:
+                logger.warning("ignoring producer snapshot at %d: outside the log [%d, %d]",
+                               o, start, end)
+            else:
+                if o > start:  # the batch ending at o - 1 must be the one it was taken after
+                    headers = iter(log.iter_headers(o - 1))
+                    read = 1
+                    if _anchor_of(next(headers, None)) != tuple(anchor):
+                        logger.warning("ignoring producer snapshot at %d: the log before it "
+                                       "changed", o)
+                        _close(headers)
+                        headers = None
+                        o = None
+                else:
+                    headers = iter(log.iter_headers(o))
+                if o is not None:
+                    self.producers, self.snapshot_offset, offset = producers, o, o
+        from_offset = offset
+        if headers is None:
+            headers = log.iter_headers(start)
+        record = self.record
+        for h in headers:
+            read += 1
+            nxt = h.base_offset + h.last_offset_delta + 1
+            if nxt <= offset:
+                continue
+            if h.producer_id >= 0 and h.base_sequence >= 0 and not h.attributes & CONTROL_FLAG:
+                record(h, h.base_offset)
+            offset = nxt
+        self.rebuild_stats = {"from_offset": from_offset, "snapshot_offset": self.snapshot_offset,
+                              "headers_read": read}
+
+
+def _close(it) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()
+
+
+def write_snapshot(plog, data: bytes | None) -> bool:
+    """Write snapshot bytes from ``ProducerStateTable.snapshot`` as ``plog``'s
+    producer snapshot (atomic and fsynced: blocking, run it off the event loop).
+    A failure is logged, not raised: a snapshot only shortens the next rebuild."""
+    if data is None:
+        return False
+    try:
+        plog.write_aux(SNAPSHOT_NAME, data)
+        return True
+    except Exception:
+        logger.exception("writing producer snapshot of %s failed", getattr(plog, "dir", plog))
+        return False
+
+
+def take_snapshots(partitions) -> list:
+    """On the event loop: [(log, snapshot bytes)] for the partitions (objects with
+    ``log`` and ``producers``) whose log end moved since their last snapshot."""
+    out = []
+    for p in partitions:
+        data = p.producers.snapshot(p.log)
+        if data is not None:
+            out.append((p.log, data))
+    return out
+
+
+def write_snapshots(snapshots) -> None:
+    """Blocking: write what ``take_snapshots`` returned."""
+    for plog, data in snapshots:
+        write_snapshot(plog, data)

@@ -17,6 +17,13 @@ Invariants every implementation keeps:
   it is larger than ``max_bytes``.
 - Everything acknowledged survives a process kill (the bytes are in the page
   cache via write(2)); what survives power loss is what ``flush`` reached.
+- Auxiliary files (``read_aux``/``write_aux``, names ending ``.snapshot``) hold
+  state derived from the log as of some offset (the producer-state snapshot);
+  the log does not interpret them. ``write_aux`` replaces one atomically and
+  durably and is blocking (run it off the event loop); ``truncate_to`` deletes
+  them all, as the log they were derived from may then be rewritten. Readers
+  must still check that a snapshot matches the log (it may be newer than the
+  fsynced log after a power loss).
 """
 
 from __future__ import annotations
@@ -127,6 +134,40 @@ class PartitionLog(abc.ABC):
     def size_in_bytes(self) -> int:
         return 0
 
+    def iter_headers(self, start_offset: int, chunk_bytes: int = 8 * 1024 * 1024):
+        """Yield the header of every batch from the one containing ``start_offset``
+        to the log end, in offset order (headers only: positions are the log's
+        business). Raises OffsetOutOfRange outside [log_start, log_end]. For use
+        on the event loop (or wherever appends are not running).
+
+        This default reads whole batches with ``read`` in ``chunk_bytes`` chunks;
+        logs that can read just the headers should do so."""
+        from odradek.protocol.batch import iter_batches
+
+        offset, end = start_offset, self.log_end_offset
+        if offset < self.log_start_offset or offset > end:
+            raise OffsetOutOfRange(f"offset {offset} not in [{self.log_start_offset}, {end}]")
+        while offset < end:
+            result = self.read(offset, chunk_bytes, end)
+            advanced = False
+            for chunk in result.chunks:
+                for _, h in iter_batches(chunk):
+                    if h.next_offset <= offset:
+                        continue
+                    yield h
+                    offset = h.next_offset
+                    advanced = True
+            if not advanced:
+                return
+
+    def read_aux(self, name: str) -> bytes | None:
+        """The auxiliary file ``name`` (see the module docstring), None when absent."""
+        return None
+
+    def write_aux(self, name: str, data: bytes) -> None:
+        """Atomically and durably replace the auxiliary file ``name`` with ``data``
+        (blocking: off the event loop). Logs without aux storage ignore it."""
+
     @property
     def recovery_point(self) -> int:
         """Offset below which everything is known to be fsynced."""
@@ -145,6 +186,18 @@ class PartitionLog(abc.ABC):
 
 class OffsetOutOfRange(Exception):
     pass
+
+
+AUX_SUFFIX = ".snapshot"
+
+
+def check_aux_name(name: str) -> str:
+    """``name`` if it is a legal auxiliary file name (a plain file name ending
+    ``.snapshot``); raises ValueError otherwise."""
+    if (not isinstance(name, str) or not name.endswith(AUX_SUFFIX) or len(name) <= len(AUX_SUFFIX)
+            or "/" in name or "\\" in name or name.startswith(".") or "\0" in name):
+        raise ValueError(f"bad auxiliary file name {name!r}")
+    return name
 
 
 class LogStore(abc.ABC):

@@ -7,8 +7,11 @@ than index.interval.bytes after the previous entry, mapping that batch's last
 offset to its position) and ``.timeindex`` (int64 timestamp, int32 relative
 offset of the batch holding it: the segment's max timestamp so far, appended at
 index points when it grew, and once more when the segment is rolled or closed),
-plus ``leader-epoch-checkpoint``. The data dir root holds Kafka's offset
-checkpoints and the broker's metadata files.
+plus ``leader-epoch-checkpoint`` and auxiliary files named ``*.snapshot``
+(``write_aux``: odradek's ``producer-state.snapshot``, whose format
+``odradek.producers`` defines; each replaced atomically -- temp file, fsync,
+rename, directory fsync -- and all deleted by ``truncate_to``). The data dir
+root holds Kafka's offset checkpoints and the broker's metadata files.
 
 Invariants:
 
@@ -22,9 +25,10 @@ Invariants:
   with every later segment. Above the recovery point offsets are dense, so a
   segment that does not continue its predecessor (emptied by a power loss)
   also ends the log.
-- ``append``/``read``/retention run on the event loop; ``flush`` may run in a
-  worker thread. ``_lock`` guards only bookkeeping (never held across I/O of
-  data), and a segment being flushed is pinned so its files stay open.
+- ``append``/``read``/retention run on the event loop; ``flush`` and
+  ``write_aux`` may run in a worker thread. ``_lock`` guards only bookkeeping
+  (never held across I/O of data), and a segment being flushed is pinned so
+  its files stay open.
 - Compaction (``odradek.storage.cleaner``) rewrites non-active segments: a
   cleaned segment keeps its batches' offsets (with gaps) and always ends with
   a batch holding the last offset of the segments it replaces, so segments
@@ -60,6 +64,7 @@ from odradek.protocol.batch import (
 )
 
 from .base import (
+    AUX_SUFFIX,
     AppendInfo,
     LeaderEpochCache,
     LogConfig,
@@ -67,6 +72,7 @@ from .base import (
     OffsetOutOfRange,
     PartitionLog,
     ReadResult,
+    check_aux_name,
     count_expired_segments,
     record_matching,
 )
@@ -469,6 +475,7 @@ class DiskPartitionLog(PartitionLog):
         self._lock = threading.Lock()  # bookkeeping shared with flush threads
         self._flush_lock = threading.Lock()  # one flush at a time
         self._epoch_file_lock = threading.Lock()
+        self._aux_lock = threading.Lock()  # aux file writes and truncation's deletes
         self._segments: list[_Segment] = []
         self._bases: list[int] = []
         self._epochs = LeaderEpochCache()
@@ -814,6 +821,38 @@ class DiskPartitionLog(PartitionLog):
                 offset = segs[i].base
         return result
 
+    def iter_headers(self, start_offset: int, chunk_bytes: int = 0):
+        """PartitionLog.iter_headers reading only the headers: the segment's index
+        finds a batch at or before ``start_offset``, then one ``HEADER_SIZE``
+        pread per batch hops from header to header (``chunk_bytes`` is unused).
+        Stops at the log end as of the call, or at anything malformed."""
+        self._check_offset(start_offset)
+        end = self._leo
+        with self._lock:
+            segs = list(self._segments)
+            i = max(0, bisect.bisect_right(self._bases, start_offset) - 1)
+            for s in segs:
+                s.pins += 1
+        pread = self.fs.pread
+        try:
+            pos = segs[i].lookup(start_offset) if i < len(segs) else 0
+            for seg in segs[i:]:
+                fh, size = seg.log, seg.size
+                while size - pos >= HEADER_SIZE:
+                    hdr = pread(fh, HEADER_SIZE, pos)
+                    if len(hdr) < HEADER_SIZE:
+                        break
+                    h = read_header(hdr)
+                    n = h.batch_length + LOG_OVERHEAD
+                    if n < HEADER_SIZE or pos + n > size or h.magic != 2 or h.base_offset >= end:
+                        return
+                    if h.base_offset + h.last_offset_delta >= start_offset:
+                        yield h
+                    pos += n
+                pos = 0
+        finally:
+            self.unpin_segments(segs)
+
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         start = self._log_start
         for seg in self._segments:
@@ -939,6 +978,26 @@ class DiskPartitionLog(PartitionLog):
             self._dir_dirty = True
             text = self._epochs.to_text()
         self._write_epochs(text)
+        self._drop_aux()
+
+    # -- auxiliary files --------------------------------------------------
+    def read_aux(self, name: str) -> bytes | None:
+        return self.fs.read_file(os.path.join(self.dir, check_aux_name(name)))
+
+    def write_aux(self, name: str, data: bytes) -> None:
+        """Atomically and durably replace ``<dir>/<name>`` (blocking; any thread).
+        Ignored once the log is closed (it may be being deleted)."""
+        path = os.path.join(self.dir, check_aux_name(name))
+        with self._aux_lock:
+            if not self._closed:
+                self.fs.write_atomic(path, bytes(data))
+
+    def _drop_aux(self) -> None:
+        """Delete every auxiliary file: the log they describe was truncated."""
+        with self._aux_lock:
+            for n in self.fs.listdir(self.dir):
+                if n.endswith(AUX_SUFFIX):
+                    self.fs.remove_if_exists(os.path.join(self.dir, n))
 
     # -- durability -----------------------------------------------------
     def flush(self) -> None:
@@ -992,7 +1051,7 @@ class DiskPartitionLog(PartitionLog):
             return
         self._segments[-1].maybe_time_entry()
         self.flush()
-        with self._lock:
+        with self._aux_lock, self._lock:  # no aux write runs past this point
             self._closed = True
             for s in self._segments:
                 if s.pins == 0:
@@ -1002,7 +1061,7 @@ class DiskPartitionLog(PartitionLog):
 
     def abandon(self) -> None:
         """Close files without flushing (the log is about to be deleted)."""
-        with self._lock:
+        with self._aux_lock, self._lock:  # no aux write runs past this point
             self._closed = True
             for s in self._segments:
                 s.deleted = True

@@ -6,6 +6,7 @@ Kafka's index-full roll, counted but not stored), retention, DeleteRecords,
 truncation and the leader-epoch cache behave exactly as in ``disk.py``;
 ``flush`` only moves the recovery point. Used by ``odradek serve --memory``
 and tests. Everything runs on the event loop, so there is no locking.
+Auxiliary files (``write_aux``) are a dict on the log, cleared by truncation.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .base import (
     OffsetOutOfRange,
     PartitionLog,
     ReadResult,
+    check_aux_name,
     count_expired_segments,
     record_matching,
 )
@@ -133,6 +135,7 @@ class MemoryPartitionLog(PartitionLog):
         self._bases = [0]
         self._leo = self._hw = self._log_start = self._rp = 0
         self._epochs = LeaderEpochCache()
+        self._aux: dict[str, bytes] = {}
 
     @property
     def log_start_offset(self) -> int:
@@ -343,6 +346,14 @@ class MemoryPartitionLog(PartitionLog):
         self._rp = min(self._rp, self._leo)
         self._log_start = min(self._log_start, self._leo)
         self._epochs.truncate_from_end(self._leo)
+        self._aux.clear()
+
+    # -- auxiliary files (kept with the log, like its data) -----------------
+    def read_aux(self, name: str) -> bytes | None:
+        return self._aux.get(check_aux_name(name))
+
+    def write_aux(self, name: str, data: bytes) -> None:
+        self._aux[check_aux_name(name)] = bytes(data)
 
     def flush(self) -> None:
         self._rp = self._leo

@@ -757,3 +757,91 @@ def test_recreated_log_ignores_stale_checkpoints(disk_env):
     assert (lg.log_start_offset, lg.log_end_offset) == (0, 0)
     lg = disk_env.reopen()
     assert (lg.log_start_offset, lg.log_end_offset) == (0, 0)
+
+
+# -- batch headers and auxiliary files ------------------------------------------------
+
+def test_iter_headers(env):
+    from odradek.storage.base import PartitionLog
+
+    lg = env.open(segment_bytes=BATCH_SIZE * 4, index_interval_bytes=BATCH_SIZE)
+    fill(lg, 5)
+    lg.append(make_batch([b"a", b"b", b"c"]), 1, 5000)  # offsets 5..7
+    fill(lg, 6, epoch=2)
+    leo = lg.log_end_offset
+    assert leo == 14
+    every = [h for chunk in lg.read(0, 1 << 20, leo).chunks for _, h in iter_batches(chunk)]
+    assert len(every) == 12
+    for start in range(leo + 1):
+        want = [h for h in every if h.last_offset >= start]
+        assert list(lg.iter_headers(start)) == want
+        assert list(PartitionLog.iter_headers(lg, start, chunk_bytes=2 * BATCH_SIZE)) == want
+    lg.set_high_watermark(3)  # headers go to the log end, not the high watermark
+    assert list(lg.iter_headers(10)) == every[-4:]
+    lg.set_high_watermark(leo)
+    lg.delete_records_before(3)
+    lg.delete_records_before(6)  # inside the 3-record batch
+    assert [h.base_offset for h in lg.iter_headers(6)] == [5] + list(range(8, 14))
+    for bad in (5, leo + 1):
+        with pytest.raises(OffsetOutOfRange):
+            next(iter(lg.iter_headers(bad)))
+
+
+def test_iter_headers_reads_only_headers(fake_env):
+    lg = fake_env.open(segment_bytes=40_000, index_interval_bytes=4096)
+    fill(lg, 100, values=(b"x" * 2000,))
+    fs = fake_env.fs
+    fs.bytes_read = 0
+    assert len(list(lg.iter_headers(0))) == 100
+    assert fs.bytes_read == 100 * 61  # one header per batch, none of the data
+    fs.bytes_read = 0
+    assert [h.base_offset for h in lg.iter_headers(97)] == [97, 98, 99]
+    assert fs.bytes_read <= 61 * 6  # from the index entry at or before 97
+    fs.bytes_read = 0
+    assert len(list(lg.iter_headers(99))) == 1
+
+
+def test_aux_files(env):
+    lg = env.open()
+    assert lg.read_aux("state.snapshot") is None
+    lg.write_aux("state.snapshot", b"one")
+    lg.write_aux("state.snapshot", b"two")
+    lg.write_aux("other.snapshot", b"")
+    assert (lg.read_aux("state.snapshot"), lg.read_aux("other.snapshot")) == (b"two", b"")
+    for bad in ("state", ".snapshot", "../x.snapshot", "a/b.snapshot", "leader-epoch-checkpoint",
+                "00000000000000000000.log"):
+        with pytest.raises(ValueError):
+            lg.write_aux(bad, b"x")
+        with pytest.raises(ValueError):
+            lg.read_aux(bad)
+    fill(lg, 3)
+    if env.kind != "memory":
+        lg = env.reopen()
+        assert lg.read_aux("state.snapshot") == b"two"
+        assert lg.log_end_offset == 3
+    else:
+        lg.write_aux("state.snapshot", b"two")
+    lg.truncate_to(5)  # beyond the end: nothing happens
+    assert lg.read_aux("state.snapshot") == b"two"
+    lg.truncate_to(2)  # the log they describe changed: they all go
+    assert lg.read_aux("state.snapshot") is None and lg.read_aux("other.snapshot") is None
+
+
+def test_aux_write_is_atomic_and_durable(fake_env):
+    lg = fake_env.open()
+    lg.write_aux("p.snapshot", b"old")
+    fake_env.fs.fail("rename", path_contains="p.snapshot")
+    with pytest.raises(OSError):
+        lg.write_aux("p.snapshot", b"new")
+    assert lg.read_aux("p.snapshot") == b"old"
+    lg = fake_env.reopen(crash="power")
+    assert lg.read_aux("p.snapshot") == b"old"  # fsynced, and the temp file is gone
+    assert fake_env.fs.listdir("/data/t-0") == ["00000000000000000000.index",
+                                                "00000000000000000000.log",
+                                                "00000000000000000000.timeindex",
+                                                "p.snapshot"]
+    lg.close()
+    lg.write_aux("p.snapshot", b"after close")  # ignored: the log may be being deleted
+    assert lg.read_aux("p.snapshot") == b"old"
+    fake_env.store.delete_log("t", 0)
+    assert not fake_env.fs.exists("/data/t-0")
