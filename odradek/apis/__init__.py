@@ -3,6 +3,7 @@
 from odradek.apis import (  # noqa: F401
     admin,
     api_versions,
+    consumer_groups,
     fetch,
     groups,
     metadata,

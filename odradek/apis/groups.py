@@ -10,16 +10,24 @@ Versions served:
   OffsetCommit (8) 2-10 (topic ids from v10), OffsetFetch (9) 1-10 (several
     groups per request from v8, topic ids from v10).
   DescribeGroups (15) 0-6 (v6: GROUP_ID_NOT_FOUND for unknown groups),
-  ListGroups (16) 0-5 (states filter v4, types filter v5: every group is
-  "classic"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
+  ListGroups (16) 0-5 (states filter v4, types filter v5: "classic" or
+  "consumer"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
 
 Behaviour lives in odradek/coordinator/state.py; this module only maps
 requests and responses to it, version by version.
 
-Not implemented: the KIP-848 consumer protocol (ConsumerGroupHeartbeat),
-share groups, ACLs (authorized operations report READ, DELETE and DESCRIBE),
-OffsetFetch require_stable (no pending transactional offsets exist: commits
-by TxnOffsetCommit are not handled here), OffsetCommit v0-1.
+KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe) are
+served by odradek/apis/consumer_groups.py and share the group table: their
+OffsetCommit (v9+) checks the member epoch (STALE_MEMBER_EPOCH), as does
+OffsetFetch v9+ given a member id and epoch; ListGroups reports them with
+type "consumer"; DescribeGroups answers Dead for them (v6: GROUP_ID_NOT_FOUND,
+"not a classic group"); a JoinGroup for one with members answers
+INCONSISTENT_GROUP_PROTOCOL (an empty one turns classic).
+
+Not implemented: share groups, ACLs (authorized operations report READ,
+DELETE and DESCRIBE), OffsetFetch require_stable (no pending transactional
+offsets exist: commits by TxnOffsetCommit are not handled here), OffsetCommit
+v0-1.
 """
 
 from __future__ import annotations
@@ -197,8 +205,9 @@ async def offset_commit(ctx, request: dict) -> dict:
     return dict(resp, throttle_time_ms=0)
 
 
-def _fetch_group(ctx, gc, group_id, topics, by_id: bool) -> dict:
-    """One group's OffsetFetch answer: {"error_code", "topics"} (topics by id when ``by_id``)."""
+def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None) -> dict:
+    """One group's OffsetFetch answer: {"error_code", "topics"} (topics by id when ``by_id``).
+    ``member``: (member id, member epoch) sent from v9, checked for consumer groups."""
     broker = ctx.broker
     if topics is not None:
         wanted = []
@@ -210,7 +219,11 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool) -> dict:
                 wanted.append((t["name"], t["partition_indexes"], None))
     if gc is None:
         return {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
-    resp = gc.sm.fetch_offsets(group_id, None if topics is None else [(n, ps) for n, ps, _ in wanted])
+    wanted_topics = None if topics is None else [(n, ps) for n, ps, _ in wanted]
+    if member is not None and (member[0] is not None or member[1] >= 0):
+        resp = gc.sm.fetch_offsets(group_id, wanted_topics, member_id=member[0], member_epoch=member[1])
+    else:
+        resp = gc.sm.fetch_offsets(group_id, wanted_topics)
     if not by_id:
         return resp
     out = []
@@ -235,7 +248,8 @@ async def offset_fetch(ctx, request: dict) -> dict:
     if version >= 8:
         groups = []
         for g in request["groups"]:
-            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10)
+            member = (g["member_id"], g["member_epoch"]) if version >= 9 else None
+            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member)
             groups.append({"group_id": g["group_id"], "topics": r["topics"], "error_code": r["error_code"]})
         return {"throttle_time_ms": 0, "groups": groups}
     topics = request["topics"]

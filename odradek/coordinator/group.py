@@ -1,9 +1,11 @@
 """The group coordinator's runtime: the state machine wired to the log and the clock.
 
 Theory of operation: :class:`GroupCoordinator` owns one
-:class:`~odradek.coordinator.state.GroupStateMachine` and drives it from the
-event loop. Every step (a request, a timer tick, the periodic offset expiry,
-a topic deletion) goes through :meth:`GroupCoordinator.execute`, which
+:class:`~odradek.coordinator.consumer.CoordinatorStateMachine` (classic
+groups and KIP-848 consumer groups; it reads the broker's topics through
+:class:`BrokerTopics`) and drives it from the event loop. Every step (a
+request, a timer tick, the periodic offset expiry, a topic deletion) goes
+through :meth:`GroupCoordinator.execute`, which
 
 1. calls the state machine with the current time,
 2. appends the records it returned to ``__consumer_offsets`` (one batch per
@@ -30,8 +32,9 @@ import asyncio
 import logging
 import time
 
+from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine
 from odradek.coordinator.records import RecordFormatError
-from odradek.coordinator.state import GroupConfig, GroupStateMachine, Result
+from odradek.coordinator.state import GroupConfig, Result
 from odradek.protocol.batch import iter_batches
 from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
 
@@ -46,10 +49,30 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class BrokerTopics:
+    """The broker's topics as the consumer-group state machine sees them."""
+
+    def __init__(self, broker):
+        self.broker = broker
+
+    def get(self, name: str):
+        t = self.broker.topics.get(name)
+        return None if t is None else (t.topic_id, len(t.partitions))
+
+    def names(self):
+        return [name for name, t in list(self.broker.topics.items()) if not t.internal]
+
+    def name_of(self, topic_id: bytes):
+        t = self.broker.topics_by_id.get(bytes(topic_id))
+        return None if t is None else t.name
+
+
 class GroupCoordinator:
     def __init__(self, broker):
         self.broker = broker
-        self.sm = GroupStateMachine(GroupConfig.from_broker(broker.config))
+        self.sm = CoordinatorStateMachine(GroupConfig.from_broker(broker.config),
+                                          ConsumerGroupConfig.from_broker(broker.config),
+                                          BrokerTopics(broker))
         self.waiters: dict[int, asyncio.Future] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None

@@ -10,6 +10,11 @@ fields of that version (specs in ``odradek/protocol/specs``):
   epoch); versions 0-4 are read.
 - group metadata value: version 3 is written; versions 0-4 are read.
 - a null value is a tombstone: the offset, or the group, is deleted.
+- key versions 3-8 and 16: KIP-848 consumer groups (``ConsumerKey``): the
+  group epoch (3), the subscribed topics' metadata (4), a member's
+  subscription (5), the target assignment's epoch (6) and each member's
+  target (7), each member's current assignment (8), a resolved regular
+  expression (16). Their keys and values are version 0 of their specs.
 
 So Kafka's own tools (kafka-console-consumer with the offsets formatter,
 kafka-dump-log --offsets-decoder) can read what odradek writes, and odradek
@@ -91,8 +96,10 @@ def _version(data: bytes) -> int:
     return _I16.unpack_from(data, 0)[0]
 
 
-def decode_key(data: bytes) -> OffsetKey | GroupKey:
+def decode_key(data: bytes) -> "OffsetKey | GroupKey | ConsumerKey":
     version = _version(data)
+    if version in CONSUMER_RECORD_NAMES:
+        return decode_consumer_key(version, data)
     try:
         if version in (0, 1):
             d, _ = codec("OffsetCommitKey", version).decode(data, 2)
@@ -147,3 +154,73 @@ def partition_for(group: str, partitions: int) -> int:
     h = java_string_hash(group)
     h = 0 if h == -(1 << 31) else abs(h)
     return h % partitions
+
+
+# -- KIP-848 consumer groups ------------------------------------------------
+
+CG_METADATA = 3  # ConsumerGroupMetadata: the group epoch
+CG_PARTITION_METADATA = 4  # ConsumerGroupPartitionMetadata: subscribed topics' metadata
+CG_MEMBER_METADATA = 5  # ConsumerGroupMemberMetadata: a member's subscription
+CG_TARGET_METADATA = 6  # ConsumerGroupTargetAssignmentMetadata: the target's epoch
+CG_TARGET_MEMBER = 7  # ConsumerGroupTargetAssignmentMember: a member's target partitions
+CG_CURRENT_ASSIGNMENT = 8  # ConsumerGroupCurrentMemberAssignment: a member's reconciliation
+CG_REGEX = 16  # ConsumerGroupRegularExpression: topics a regex resolved to
+
+CONSUMER_RECORD_NAMES = {
+    CG_METADATA: "ConsumerGroupMetadata",
+    CG_PARTITION_METADATA: "ConsumerGroupPartitionMetadata",
+    CG_MEMBER_METADATA: "ConsumerGroupMemberMetadata",
+    CG_TARGET_METADATA: "ConsumerGroupTargetAssignmentMetadata",
+    CG_TARGET_MEMBER: "ConsumerGroupTargetAssignmentMember",
+    CG_CURRENT_ASSIGNMENT: "ConsumerGroupCurrentMemberAssignment",
+    CG_REGEX: "ConsumerGroupRegularExpression",
+}
+_MEMBER_KEYED = (CG_MEMBER_METADATA, CG_TARGET_MEMBER, CG_CURRENT_ASSIGNMENT)
+
+
+@dataclass(frozen=True)
+class ConsumerKey:
+    """Key of a consumer group record: its type (3-8, 16), the group, and the
+    member id (types 5, 7, 8) or the regular expression (type 16)."""
+    kind: int
+    group: str
+    sub: str | None = None
+
+
+def consumer_key(kind: int, group: str, sub: str | None = None) -> bytes:
+    out = bytearray(_I16.pack(kind))
+    fields = {"group_id": group}
+    if kind in _MEMBER_KEYED:
+        fields["member_id"] = sub
+    elif kind == CG_REGEX:
+        fields["regular_expression"] = sub
+    codec(CONSUMER_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
+    return bytes(out)
+
+
+def consumer_value(kind: int, value: dict) -> bytes:
+    """Encode the value of a consumer group record (version 0) from its snake_case fields."""
+    out = bytearray(_I16.pack(0))
+    codec(CONSUMER_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
+    return bytes(out)
+
+
+def decode_consumer_key(kind: int, data: bytes) -> ConsumerKey:
+    try:
+        d, _ = codec(CONSUMER_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return ConsumerKey(kind, d["group_id"], d.get("member_id", d.get("regular_expression")))
+
+
+def decode_consumer_value(kind: int, data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if version != 0:
+        raise RecordFormatError(f"unknown {CONSUMER_RECORD_NAMES[kind]} value version {version}")
+    try:
+        d, _ = codec(CONSUMER_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d

@@ -292,7 +292,13 @@ def first_diff(a, b, path="$"):
 
 
 def test_every_kafka_python_message_class_is_covered():
-    names = {n for n in spec_names() if n.endswith(("Request", "Response"))}
+    import os
+
+    from odradek.protocol.schema import _OWN_SPECS
+
+    ours = {f[:-5] for f in os.listdir(_OWN_SPECS) if f.endswith(".json")}
+    # Specs of our own (APIs kafka-python lacks) are round-tripped elsewhere.
+    names = {n for n in spec_names() if n.endswith(("Request", "Response")) and n not in ours}
     assert len(KAFKA) >= 100
     assert names <= set(KAFKA), names - set(KAFKA)
     assert len(CASES) > 400

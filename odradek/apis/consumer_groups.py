@@ -1,0 +1,66 @@
+"""KIP-848 consumer groups: ConsumerGroupHeartbeat and ConsumerGroupDescribe.
+
+Versions served:
+  ConsumerGroupHeartbeat (68) 0-1: v1 requires the client's member id and
+    takes a server-side regular expression subscription (matched in full
+    against topic names with Python's ``re``, close to the RE2 syntax Kafka
+    uses; internal topics never match).
+  ConsumerGroupDescribe (69) 0-1: v1 reports each member's type (always
+    1, consumer protocol: classic-protocol members cannot join a consumer
+    group here). A classic or unknown group answers GROUP_ID_NOT_FOUND, which
+    makes the admin clients fall back to DescribeGroups.
+
+Behaviour lives in odradek/coordinator/consumer.py; offsets of consumer
+groups go through OffsetCommit/OffsetFetch (odradek/apis/groups.py), which
+check the member epoch from OffsetCommit v9 and OffsetFetch v9.
+
+Broker settings: group.consumer.heartbeat.interval.ms (5000),
+group.consumer.session.timeout.ms (45000), group.consumer.max.size
+(unbounded), group.consumer.assignors (uniform,range; the first is the
+default).
+"""
+
+from __future__ import annotations
+
+from odradek.apis.groups import _client_host, _coordinator
+from odradek.protocol import errors
+from odradek.server.registry import handles
+
+
+def _unavailable(code: int = errors.COORDINATOR_NOT_AVAILABLE) -> dict:
+    return {"throttle_time_ms": 0, "error_code": code, "error_message": None, "member_id": None,
+            "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
+
+
+@handles("ConsumerGroupHeartbeat")
+async def consumer_group_heartbeat(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=request["member_epoch"] == 0)
+    if gc is None or not hasattr(gc.sm, "consumer_group_heartbeat"):
+        return _unavailable()
+    res = gc.execute(
+        gc.sm.consumer_group_heartbeat,
+        group_id=request["group_id"],
+        member_id=request["member_id"],
+        member_epoch=request["member_epoch"],
+        instance_id=request["instance_id"],
+        rack_id=request["rack_id"],
+        rebalance_timeout_ms=request["rebalance_timeout_ms"],
+        subscribed_topic_names=request["subscribed_topic_names"],
+        subscribed_topic_regex=request["subscribed_topic_regex"],
+        server_assignor=request["server_assignor"],
+        topic_partitions=request["topic_partitions"],
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+        version=ctx.version,
+    )
+    return dict(res.response, throttle_time_ms=0)
+
+
+@handles("ConsumerGroupDescribe")
+async def consumer_group_describe(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    if gc is None or not hasattr(gc.sm, "consumer_group_describe"):
+        return {"throttle_time_ms": 0, "groups": [
+            {"group_id": gid, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for gid in request["group_ids"]]}
+    groups = gc.sm.consumer_group_describe(request["group_ids"], request["include_authorized_operations"])
+    return {"throttle_time_ms": 0, "groups": groups}

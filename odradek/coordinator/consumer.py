@@ -1,0 +1,1184 @@
+"""KIP-848 consumer groups, beside the classic ones, as a sans-IO state machine.
+
+Theory of operation
+-------------------
+:class:`CoordinatorStateMachine` extends the classic
+:class:`~odradek.coordinator.state.GroupStateMachine` with consumer groups
+(:class:`ConsumerGroup`), which live in the same ``groups`` table: a group id
+is either classic or consumer. The same rules hold: every operation takes
+``now`` and returns a :class:`~odradek.coordinator.state.Result`; ``replay``
+is the only code that changes durable state. For consumer groups that is
+all of it: an operation reads the group as the records left it, computes the
+records of its change, and answers; the change happens when the runtime
+replays those records. Only deadlines (member sessions, revocation
+deadlines) and the time of the last regex resolution are runtime state.
+
+Records (``__consumer_offsets``, key versions as Kafka numbers them):
+3 group epoch, 4 metadata of the subscribed topics, 5 a member's
+subscription, 6 the target assignment's epoch, 7 a member's target
+partitions, 8 a member's current assignment (epochs, state, owned
+partitions, partitions to revoke), 16 the topics a regex matched.
+
+The protocol, one ConsumerGroupHeartbeat at a time:
+
+1. The member joins with epoch 0 (a new member, or a static member taking
+   over its instance id after leaving with epoch -2), or heartbeats with its
+   epoch, which must be the current one, or the previous one when it owns
+   no partition outside its assignment (the answer that bumped it was lost);
+   else FENCED_MEMBER_EPOCH.
+2. A new or changed subscription, a changed set of subscribed topics or
+   partitions, a new regex, or a regex matching other topics bumps the
+   group epoch.
+3. When the group epoch is ahead of the target assignment's, the server
+   assignor (the one most members ask for, else the first configured:
+   ``uniform``) computes a new target for every member.
+4. The member reconciles toward its target. It keeps what stays its own,
+   and first gives up what goes to others: until its heartbeat no longer
+   lists those partitions it stays at its epoch (UNREVOKED_PARTITIONS), and
+   is fenced if that takes longer than its rebalance timeout. Then it moves
+   to the target epoch and gets the new partitions that are free; a
+   partition still owned (or being revoked) by another member is given only
+   once released (UNRELEASED_PARTITIONS). So no partition is ever owned by
+   two members.
+5. The answer carries the member's epoch, the heartbeat interval and, when
+   it changed or the member sent its full state, its assignment.
+
+Members leave with epoch -1 (removed at once, group epoch bumped) or, if
+static, -2 (kept with their partitions until their session expires or the
+instance rejoins). A member whose session expires is removed the same way.
+
+Classic and consumer groups coexist: a JoinGroup for a consumer group with
+members answers INCONSISTENT_GROUP_PROTOCOL, a ConsumerGroupHeartbeat for a
+classic group with members GROUP_ID_NOT_FOUND; an empty group of either
+kind is converted to the other (its records tombstoned, its offsets kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from odradek.coordinator import records as rec
+from odradek.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNORS, MemberSpec
+from odradek.coordinator.records import (
+    CG_CURRENT_ASSIGNMENT,
+    CG_MEMBER_METADATA,
+    CG_METADATA,
+    CG_PARTITION_METADATA,
+    CG_REGEX,
+    CG_TARGET_MEMBER,
+    CG_TARGET_METADATA,
+    ConsumerKey,
+    OffsetKey,
+)
+from odradek.coordinator.state import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    DEAD,
+    EMPTY,
+    GROUP_AUTHORIZED_OPERATIONS,
+    Group,
+    GroupConfig,
+    GroupStateMachine,
+    Result,
+    _join_error,
+    _sync_error,
+)
+from odradek.protocol import errors
+
+log = logging.getLogger("odradek.groups")
+
+# Member states (ConsumerGroupCurrentMemberAssignment.State).
+MEMBER_STABLE = 0
+UNREVOKED_PARTITIONS = 1
+UNRELEASED_PARTITIONS = 2
+MEMBER_UNKNOWN = 127
+
+# Group states, as ListGroups and ConsumerGroupDescribe spell them.
+ASSIGNING = "Assigning"
+RECONCILING = "Reconciling"
+CONSUMER_STABLE = "Stable"
+
+LEAVE_GROUP_MEMBER_EPOCH = -1
+LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
+
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
+FENCE_RETRY_MS = 1000
+
+Partitions = dict  # topic id (16 bytes) -> frozenset of partition indexes, never empty
+
+
+@dataclass
+class ConsumerGroupConfig:
+    """Broker settings of consumer groups (server.properties names)."""
+
+    session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
+    heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
+    max_size: int = 2**31 - 1  # group.consumer.max.size
+    assignors: tuple = DEFAULT_ASSIGNORS  # group.consumer.assignors; the first is the default
+    regex_refresh_ms: int = 10000  # how often regexes are matched again against the topics
+
+    @classmethod
+    def from_broker(cls, config) -> "ConsumerGroupConfig":
+        d = cls()
+        names = []
+        for item in (config.get("group.consumer.assignors") or "").split(","):
+            item = item.strip()
+            short = item.rsplit(".", 1)[-1].lower().removesuffix("assignor")
+            if short in ASSIGNORS and short not in names:
+                names.append(short)
+        return cls(
+            session_timeout_ms=config.get_int("group.consumer.session.timeout.ms", d.session_timeout_ms),
+            heartbeat_interval_ms=config.get_int("group.consumer.heartbeat.interval.ms",
+                                                 d.heartbeat_interval_ms),
+            max_size=config.get_int("group.consumer.max.size", d.max_size),
+            assignors=tuple(names) or d.assignors,
+        )
+
+
+class DictTopics:
+    """A topic view over a dict ``name -> (topic id, partitions)`` (tests, tools)."""
+
+    def __init__(self, topics: dict[str, tuple[bytes, int]] | None = None):
+        self.topics = dict(topics or {})
+
+    def get(self, name: str) -> tuple[bytes, int] | None:
+        return self.topics.get(name)
+
+    def names(self):
+        return [n for n in self.topics if n not in INTERNAL_TOPICS]
+
+    def name_of(self, topic_id: bytes) -> str | None:
+        for name, (tid, _) in self.topics.items():
+            if tid == topic_id:
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class ConsumerMember:
+    member_id: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    subscribed_topic_names: tuple = ()
+    subscribed_topic_regex: str | None = None
+    rebalance_timeout_ms: int = -1
+    server_assignor: str | None = None
+    member_epoch: int = 0
+    previous_member_epoch: int = 0
+    state: int = MEMBER_STABLE
+    assigned: dict = field(default_factory=dict)  # Partitions
+    pending_revocation: dict = field(default_factory=dict)  # Partitions
+
+    @property
+    def regex(self) -> str | None:
+        return self.subscribed_topic_regex or None
+
+    def metadata(self) -> tuple:
+        return (self.instance_id, self.rack_id, self.client_id, self.client_host,
+                self.subscribed_topic_names, self.subscribed_topic_regex, self.rebalance_timeout_ms,
+                self.server_assignor)
+
+    def assignment_state(self) -> tuple:
+        return (self.member_epoch, self.previous_member_epoch, self.state, self.assigned,
+                self.pending_revocation)
+
+    def reconciled_to(self, epoch: int) -> bool:
+        return self.state == MEMBER_STABLE and self.member_epoch == epoch
+
+    def owned(self):
+        for parts in (self.assigned, self.pending_revocation):
+            for tid, ps in parts.items():
+                for p in ps:
+                    yield tid, p
+
+
+class ConsumerGroup:
+    """One consumer group as its records describe it, plus runtime deadlines."""
+
+    protocol_type = "consumer"
+    group_type = "consumer"
+
+    def __init__(self, group_id: str, now: int):
+        self.group_id = group_id
+        self.group_epoch = 0
+        self.assignment_epoch = 0
+        self.members: dict[str, ConsumerMember] = {}
+        self.static_members: dict[str, str] = {}  # instance id -> member id
+        self.subscription_metadata: dict[str, tuple[bytes, int]] = {}  # name -> (id, partitions)
+        self.target: dict[str, dict] = {}  # member id -> Partitions
+        self.partition_epochs: dict[tuple[bytes, int], int] = {}  # owned partition -> owner's epoch
+        self.resolved_regexes: dict[str, frozenset] = {}
+        self.topic_refs: Counter = Counter()  # subscribed name -> members naming it
+        self.regex_refs: Counter = Counter()  # regex -> members subscribing with it
+        self.offsets: dict = {}
+        self.state_timestamp = now
+        # runtime only
+        self.session_deadlines: dict[str, int] = {}
+        self.rebalance_deadlines: dict[str, tuple[int, int]] = {}  # member id -> (deadline, epoch)
+        self.regex_resolved_at = 0
+        self.next_check: int | None = None
+        self.pending_members: dict = {}  # never any: the classic code paths read it
+
+    @property
+    def state(self) -> str:
+        if not self.members:
+            return EMPTY
+        if self.group_epoch > self.assignment_epoch:
+            return ASSIGNING
+        for m in self.members.values():
+            if not m.reconciled_to(self.assignment_epoch):
+                return RECONCILING
+        return CONSUMER_STABLE
+
+    def subscribed_topics(self) -> set[str]:
+        out = {n for n, c in self.topic_refs.items() if c > 0}
+        for regex, c in self.regex_refs.items():
+            if c > 0:
+                out.update(self.resolved_regexes.get(regex, ()))
+        return out
+
+    def static_member(self, instance_id: str) -> ConsumerMember | None:
+        mid = self.static_members.get(instance_id)
+        return self.members.get(mid) if mid is not None else None
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _partitions(entries) -> dict:
+    """Partitions from ``[{"topic_id", "partitions"}]`` (merging repeated topics)."""
+    out: dict[bytes, set] = {}
+    for e in entries or ():
+        if e["partitions"]:
+            out.setdefault(bytes(e["topic_id"]), set()).update(e["partitions"])
+    return {tid: frozenset(ps) for tid, ps in out.items() if ps}
+
+
+def _entries(parts: dict) -> list[dict]:
+    return [{"topic_id": tid, "partitions": sorted(ps)} for tid, ps in sorted(parts.items()) if ps]
+
+
+def _freeze(parts: dict) -> dict:
+    return {tid: frozenset(ps) for tid, ps in parts.items() if ps}
+
+
+def _hb_error(code: int, message: str | None = None) -> dict:
+    return {"error_code": code, "error_message": message, "member_id": None, "member_epoch": 0,
+            "heartbeat_interval_ms": 0, "assignment": None}
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, message: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _owns_any(owned: dict | None, parts: dict) -> bool:
+    """Whether the member still owns any of ``parts``; unknown (None) counts as yes."""
+    if owned is None:
+        return True
+    return any(owned.get(tid, frozenset()) & ps for tid, ps in parts.items())
+
+
+def _subset(owned: dict | None, parts: dict) -> bool:
+    if owned is None:
+        return False
+    return all(ps <= parts.get(tid, frozenset()) for tid, ps in owned.items())
+
+
+def _next_assignment(m: ConsumerMember, epoch: int, target_epoch: int, target: dict,
+                     partition_epoch: Callable[[bytes, int], int], owned: dict | None) -> ConsumerMember:
+    """The member's next step toward ``target``: revoke first, then take what is free."""
+    keep: dict = {}
+    revoke: dict = {}
+    gain: dict = {}
+    unreleased = False
+    for tid in set(target) | set(m.assigned):
+        want = target.get(tid, frozenset())
+        have = m.assigned.get(tid, frozenset())
+        if have & want:
+            keep[tid] = have & want
+        if have - want:
+            revoke[tid] = have - want
+        free = set()
+        for p in want - have:
+            if partition_epoch(tid, p) == -1:
+                free.add(p)
+            else:
+                unreleased = True
+        if free:
+            gain[tid] = frozenset(free)
+    if revoke and _owns_any(owned, revoke):
+        return replace(m, state=UNREVOKED_PARTITIONS, previous_member_epoch=m.member_epoch,
+                       member_epoch=epoch, assigned=keep, pending_revocation=revoke)
+    assigned = dict(keep)
+    for tid, ps in gain.items():
+        assigned[tid] = assigned.get(tid, frozenset()) | ps
+    return replace(m, state=UNRELEASED_PARTITIONS if unreleased else MEMBER_STABLE,
+                   previous_member_epoch=m.member_epoch, member_epoch=target_epoch,
+                   assigned=assigned, pending_revocation={})
+
+
+def reconcile(m: ConsumerMember, target_epoch: int, target: dict,
+              partition_epoch: Callable[[bytes, int], int], owned: dict | None) -> ConsumerMember:
+    """Move ``m`` toward its target assignment (raises _Refused to fence it)."""
+    if m.state == MEMBER_STABLE:
+        if m.member_epoch != target_epoch:
+            return _next_assignment(m, m.member_epoch, target_epoch, target, partition_epoch, owned)
+        return m
+    if m.state == UNREVOKED_PARTITIONS:
+        if _owns_any(owned, m.pending_revocation):
+            return m
+        return _next_assignment(m, m.member_epoch + 1, target_epoch, target, partition_epoch, owned)
+    if m.state == UNRELEASED_PARTITIONS:
+        return _next_assignment(m, m.member_epoch, target_epoch, target, partition_epoch, owned)
+    if owned is None or owned:
+        raise _Refused(errors.FENCED_MEMBER_EPOCH,
+                       "The member is in an unknown state; it must give up its partitions and rejoin.")
+    return _next_assignment(m, target_epoch, target_epoch, target, partition_epoch, owned)
+
+
+class CoordinatorStateMachine(GroupStateMachine):
+    """Classic groups (see the base class) and KIP-848 consumer groups."""
+
+    def __init__(self, config: GroupConfig | None = None,
+                 consumer_config: ConsumerGroupConfig | None = None, topics=None):
+        super().__init__(config)
+        self.cconfig = consumer_config or ConsumerGroupConfig()
+        self.topics = topics if topics is not None else DictTopics()
+
+    # -- records ---------------------------------------------------------
+    def _cg(self, kind: int, group_id: str, value: dict | None, sub: str | None = None) -> tuple:
+        return (self.partition_for(group_id), rec.consumer_key(kind, group_id, sub),
+                None if value is None else rec.consumer_value(kind, value))
+
+    def _member_record(self, gid: str, m: ConsumerMember) -> tuple:
+        return self._cg(CG_MEMBER_METADATA, gid, {
+            "instance_id": m.instance_id, "rack_id": m.rack_id, "client_id": m.client_id,
+            "client_host": m.client_host, "subscribed_topic_names": list(m.subscribed_topic_names),
+            "subscribed_topic_regex": m.subscribed_topic_regex,
+            "rebalance_timeout_ms": m.rebalance_timeout_ms, "server_assignor": m.server_assignor,
+        }, m.member_id)
+
+    def _target_record(self, gid: str, member_id: str, parts: dict) -> tuple:
+        return self._cg(CG_TARGET_MEMBER, gid, {"topic_partitions": _entries(parts)}, member_id)
+
+    def _current_record(self, gid: str, m: ConsumerMember) -> tuple:
+        return self._cg(CG_CURRENT_ASSIGNMENT, gid, {
+            "member_epoch": m.member_epoch, "previous_member_epoch": m.previous_member_epoch,
+            "state": m.state, "assigned_partitions": _entries(m.assigned),
+            "partitions_pending_revocation": _entries(m.pending_revocation),
+        }, m.member_id)
+
+    def _metadata_record(self, gid: str, meta: dict) -> tuple:
+        return self._cg(CG_PARTITION_METADATA, gid, {"topics": [
+            {"topic_id": tid, "topic_name": name, "num_partitions": n, "partition_metadata": []}
+            for name, (tid, n) in sorted(meta.items())]})
+
+    def _member_tombstones(self, gid: str, member_id: str) -> list:
+        return [self._cg(CG_CURRENT_ASSIGNMENT, gid, None, member_id),
+                self._cg(CG_TARGET_MEMBER, gid, None, member_id),
+                self._cg(CG_MEMBER_METADATA, gid, None, member_id)]
+
+    def _consumer_group_tombstones(self, g: ConsumerGroup) -> list:
+        out = [self._cg(CG_CURRENT_ASSIGNMENT, g.group_id, None, mid) for mid in g.members]
+        out += [self._cg(CG_TARGET_MEMBER, g.group_id, None, mid) for mid in g.members]
+        out.append(self._cg(CG_TARGET_METADATA, g.group_id, None))
+        out += [self._cg(CG_MEMBER_METADATA, g.group_id, None, mid) for mid in g.members]
+        out += [self._cg(CG_REGEX, g.group_id, None, regex) for regex in sorted(g.resolved_regexes)]
+        out.append(self._cg(CG_PARTITION_METADATA, g.group_id, None))
+        out.append(self._cg(CG_METADATA, g.group_id, None))
+        return out
+
+    # -- topics ----------------------------------------------------------
+    def _resolve_regex(self, regex: str) -> frozenset:
+        try:
+            pattern = re.compile(regex)
+        except re.error:
+            return frozenset()
+        return frozenset(n for n in self.topics.names()
+                         if n not in INTERNAL_TOPICS and pattern.fullmatch(n))
+
+    def _metadata_of(self, names) -> dict:
+        out = {}
+        for name in names:
+            found = self.topics.get(name)
+            if found is not None and found[1] > 0:
+                out[name] = (bytes(found[0]), found[1])
+        return out
+
+    @staticmethod
+    def _member_topics(m: ConsumerMember, resolved: dict) -> set[str]:
+        out = set(m.subscribed_topic_names)
+        if m.regex:
+            out.update(resolved.get(m.regex, ()))
+        return out
+
+    def _preferred_assignor(self, members) -> str:
+        votes = Counter(m.server_assignor for m in members if m.server_assignor in self.cconfig.assignors)
+        if votes:
+            return max(sorted(votes), key=votes.__getitem__)
+        return self.cconfig.assignors[0]
+
+    def _compute_target(self, members: dict[str, ConsumerMember], previous: dict[str, dict],
+                        meta: dict, resolved: dict) -> dict[str, dict]:
+        ids = {tid: n for tid, n in meta.values()}
+        names = {tid: name for name, (tid, _) in meta.items()}
+        specs = {}
+        for mid, m in members.items():
+            subscribed = {meta[n][0] for n in self._member_topics(m, resolved) if n in meta}
+            specs[mid] = MemberSpec(subscribed, m.instance_id,
+                                    {tid: set(ps) for tid, ps in previous.get(mid, {}).items()})
+        assign = ASSIGNORS[self._preferred_assignor(members.values())]
+        out = assign(specs, ids, names)
+        return {mid: _freeze(out.get(mid, {})) for mid in members}
+
+    # -- ConsumerGroupHeartbeat -----------------------------------------
+    def _check_heartbeat(self, group_id, member_id, member_epoch, instance_id, rack_id,
+                         rebalance_timeout_ms, names, regex, assignor, owned, version) -> None:
+        def invalid(message):
+            raise _Refused(errors.INVALID_REQUEST, message)
+
+        if version >= 1 and not member_id:
+            invalid("MemberId can't be empty.")
+        if not group_id:
+            invalid("GroupId can't be empty.")
+        if instance_id is not None and not instance_id.strip():
+            invalid("InstanceId can't be empty.")
+        if rack_id is not None and not rack_id.strip():
+            invalid("RackId can't be empty.")
+        if member_epoch == 0:
+            if rebalance_timeout_ms == -1:
+                invalid("RebalanceTimeoutMs must be provided in first request.")
+            if owned is None or owned:
+                invalid("TopicPartitions must be empty when (re-)joining.")
+            if names is None and regex is None:
+                invalid("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null "
+                        "when (re-)joining.")
+        elif member_epoch > 0 or member_epoch == LEAVE_GROUP_MEMBER_EPOCH:
+            if not member_id:
+                invalid("MemberId can't be empty.")
+        elif member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            if not member_id:
+                invalid("MemberId can't be empty.")
+            if instance_id is None:
+                invalid("InstanceId can't be null.")
+        else:
+            invalid("MemberEpoch is invalid.")
+        if assignor is not None and assignor not in self.cconfig.assignors:
+            raise _Refused(errors.UNSUPPORTED_ASSIGNOR,
+                           f"ServerAssignor {assignor} is not supported. Supported assignors: "
+                           f"{', '.join(self.cconfig.assignors)}.")
+        if regex:
+            try:
+                re.compile(regex)
+            except re.error as e:
+                raise _Refused(errors.INVALID_REGULAR_EXPRESSION,
+                               f"SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}.")
+
+    @staticmethod
+    def _check_epoch(m: ConsumerMember, epoch: int, owned: dict | None) -> None:
+        if epoch > m.member_epoch:
+            raise _Refused(errors.FENCED_MEMBER_EPOCH,
+                           f"The member's epoch ({epoch}) is ahead of the coordinator's "
+                           f"({m.member_epoch}); it must give up its partitions and rejoin.")
+        if epoch < m.member_epoch and (epoch != m.previous_member_epoch or not _subset(owned, m.assigned)):
+            raise _Refused(errors.FENCED_MEMBER_EPOCH,
+                           f"The member's epoch ({epoch}) is behind the coordinator's "
+                           f"({m.member_epoch}); it must give up its partitions and rejoin.")
+
+    def consumer_group_heartbeat(self, now: int, *, group_id: str, member_id: str, member_epoch: int,
+                                 instance_id: str | None = None, rack_id: str | None = None,
+                                 rebalance_timeout_ms: int = -1,
+                                 subscribed_topic_names: list[str] | None = None,
+                                 subscribed_topic_regex: str | None = None,
+                                 server_assignor: str | None = None,
+                                 topic_partitions: list[dict] | None = None,
+                                 client_id: str = "", client_host: str = "", version: int = 1) -> Result:
+        """``topic_partitions``: the owned partitions, ``[{"topic_id", "partitions"}]`` or None.
+        Answers the ConsumerGroupHeartbeat response fields (without throttle_time_ms)."""
+        owned = None if topic_partitions is None else _partitions(topic_partitions)
+        try:
+            self._check_heartbeat(group_id, member_id, member_epoch, instance_id, rack_id,
+                                  rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
+                                  server_assignor, topic_partitions, version)
+            if self.is_loading(group_id):
+                raise _Refused(errors.COORDINATOR_LOAD_IN_PROGRESS)
+            if member_epoch < 0:
+                return self._consumer_leave(now, group_id, member_id, instance_id, member_epoch)
+            return self._consumer_heartbeat(
+                now, group_id, member_id or str(uuid.uuid4()), member_epoch, instance_id, rack_id,
+                rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex, server_assignor,
+                owned, client_id, client_host)
+        except _Refused as e:
+            return Result(_hb_error(e.code, e.message))
+
+    def _consumer_heartbeat(self, now, group_id, member_id, member_epoch, instance_id, rack_id,
+                            rebalance_timeout_ms, names, regex, assignor, owned, client_id,
+                            client_host) -> Result:
+        cfg = self.cconfig
+        res = Result()
+        records = res.records
+        g = self.groups.get(group_id)
+        live = True  # g is the object in the table (else records will create it)
+        if g is None:
+            if member_epoch != 0:
+                raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
+            g, live = ConsumerGroup(group_id, now), False
+        elif not isinstance(g, ConsumerGroup):
+            if member_epoch != 0 or not self._classic_is_empty(g):
+                raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+            if g.protocol_type is not None or g.generation:
+                records.append(self._group_record(g, None))
+            converted = ConsumerGroup(group_id, now)
+            converted.offsets = g.offsets
+            g, live = converted, False
+        if len(g.members) >= cfg.max_size and member_id not in g.members:
+            raise _Refused(errors.GROUP_MAX_SIZE_REACHED,
+                           f"The consumer group has reached its maximum capacity of {cfg.max_size} members.")
+
+        # 1. The member: known, new, or a static member replacing its departed instance.
+        replaced: ConsumerMember | None = None
+        if instance_id is None:
+            member = g.members.get(member_id)
+            if member is None:
+                if member_epoch != 0:
+                    raise _Refused(errors.UNKNOWN_MEMBER_ID,
+                                   f"Member {member_id} is not a member of group {group_id}.")
+                member = ConsumerMember(member_id)
+            self._check_epoch(member, member_epoch, owned)
+        else:
+            existing = g.static_member(instance_id)
+            if member_epoch == 0:
+                if existing is None:
+                    member = g.members.get(member_id) or ConsumerMember(member_id)
+                else:
+                    if existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                        raise _Refused(errors.UNRELEASED_INSTANCE_ID,
+                                       f"Static member {member_id} with instance id {instance_id} cannot "
+                                       f"join the group: the instance id is still owned by member "
+                                       f"{existing.member_id}.")
+                    replaced = existing
+                    member = replace(existing, member_id=member_id, member_epoch=0, previous_member_epoch=0)
+                    records.extend(self._member_tombstones(group_id, existing.member_id))
+                    records.append(self._member_record(group_id, member))
+                    records.append(self._target_record(group_id, member_id,
+                                                       g.target.get(existing.member_id, {})))
+                    records.append(self._current_record(group_id, member))
+            else:
+                if existing is None:
+                    raise _Refused(errors.UNKNOWN_MEMBER_ID, f"Instance id {instance_id} is unknown.")
+                if existing.member_id != member_id:
+                    raise _Refused(errors.FENCED_INSTANCE_ID,
+                                   f"Static member {member_id} with instance id {instance_id} was "
+                                   f"fenced by member {existing.member_id}.")
+                self._check_epoch(existing, member_epoch, owned)
+                member = existing
+        known = replaced is not None or member.member_id in g.members
+
+        updated = replace(
+            member,
+            instance_id=instance_id if instance_id is not None else member.instance_id,
+            rack_id=rack_id if rack_id is not None else member.rack_id,
+            rebalance_timeout_ms=rebalance_timeout_ms if rebalance_timeout_ms != -1
+            else member.rebalance_timeout_ms,
+            server_assignor=assignor if assignor is not None else member.server_assignor,
+            subscribed_topic_names=tuple(sorted(set(names))) if names is not None
+            else member.subscribed_topic_names,
+            subscribed_topic_regex=regex if regex is not None else member.subscribed_topic_regex,
+            client_id=client_id, client_host=client_host)
+        bump = g.group_epoch == 0
+        if not known or updated.metadata() != member.metadata():
+            records.append(self._member_record(group_id, updated))
+        if (updated.subscribed_topic_names, updated.regex) != (member.subscribed_topic_names, member.regex):
+            bump = True
+
+        # 2. Subscriptions: regexes, topic metadata, group epoch.
+        previous = replaced if replaced is not None else g.members.get(member_id)
+        regex_refs = Counter(g.regex_refs)
+        topic_refs = Counter(g.topic_refs)
+        if previous is not None:
+            if previous.regex:
+                regex_refs[previous.regex] -= 1
+            topic_refs.subtract(previous.subscribed_topic_names)
+        if updated.regex:
+            regex_refs[updated.regex] += 1
+        topic_refs.update(updated.subscribed_topic_names)
+        resolved, regex_records, regex_changed = self._refresh_regexes(g, regex_refs, now, live)
+        records.extend(regex_records)
+        bump |= regex_changed
+        subscribed = {n for n, c in topic_refs.items() if c > 0}
+        for r, c in regex_refs.items():
+            if c > 0:
+                subscribed.update(resolved.get(r, ()))
+        meta = self._metadata_of(subscribed)
+        if meta != g.subscription_metadata:
+            records.append(self._metadata_record(group_id, meta))
+            bump = True
+        group_epoch = g.group_epoch
+        if bump:
+            group_epoch += 1
+            records.append(self._cg(CG_METADATA, group_id, {"epoch": group_epoch}))
+
+        # 3. The target assignment.
+        if group_epoch > g.assignment_epoch:
+            members_after = dict(g.members)
+            if replaced is not None:
+                del members_after[replaced.member_id]
+            members_after[member_id] = updated
+            prev_targets = dict(g.target)
+            if replaced is not None:
+                prev_targets[member_id] = prev_targets.pop(replaced.member_id, {})
+            targets = self._compute_target(members_after, prev_targets, meta, resolved)
+            for mid, parts in targets.items():
+                if parts != prev_targets.get(mid):
+                    records.append(self._target_record(group_id, mid, parts))
+            records.append(self._cg(CG_TARGET_METADATA, group_id,
+                                    {"assignment_epoch": group_epoch, "assignment_timestamp": now}))
+            target_epoch, target = group_epoch, targets[member_id]
+        else:
+            target_epoch = g.assignment_epoch
+            target = g.target.get(member_id)
+            if target is None and replaced is not None:
+                target = g.target.get(replaced.member_id)
+            target = target or {}
+
+        # 4. Reconciliation toward the target.
+        if not updated.reconciled_to(target_epoch):
+            def partition_epoch(tid, p):
+                return g.partition_epochs.get((tid, p), -1)
+
+            reconciled = reconcile(updated, target_epoch, target, partition_epoch, owned)
+            if reconciled.assignment_state() != updated.assignment_state():
+                # (Its replay arms or clears the revocation deadline.)
+                records.append(self._current_record(group_id, reconciled))
+            updated = reconciled
+        if live:
+            g.session_deadlines[member_id] = now + cfg.session_timeout_ms
+            self._schedule(g, now + cfg.session_timeout_ms)
+
+        full = member_epoch == 0 or (rebalance_timeout_ms != -1 and owned is not None
+                                     and (names is not None or regex is not None))
+        res.response = {
+            "error_code": 0, "error_message": None, "member_id": member_id,
+            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+            "assignment": {"topic_partitions": _entries(updated.assigned)}
+            if full or updated.assigned != member.assigned else None,
+        }
+        res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+        return res
+
+    def _refresh_regexes(self, g: ConsumerGroup, regex_refs: Counter, now: int,
+                         live: bool) -> tuple[dict, list, bool]:
+        """Regexes in use resolved (new ones at once, all of them every
+        regex_refresh_ms): (resolved map, records, whether a resolution changed)."""
+        resolved = dict(g.resolved_regexes)
+        out = []
+        changed = False
+        for regex in sorted(resolved):
+            if regex_refs.get(regex, 0) <= 0:
+                out.append(self._cg(CG_REGEX, g.group_id, None, regex))
+                del resolved[regex]
+        in_use = sorted(r for r, c in regex_refs.items() if c > 0)
+        refresh_all = now - g.regex_resolved_at >= self.cconfig.regex_refresh_ms
+        for regex in in_use:
+            if regex in resolved and not refresh_all:
+                continue
+            topics = self._resolve_regex(regex)
+            if resolved.get(regex) != topics:
+                out.append(self._cg(CG_REGEX, g.group_id,
+                                    {"topics": sorted(topics), "version": now, "timestamp": now}, regex))
+                resolved[regex] = topics
+                changed = True
+        if in_use and refresh_all and live:
+            g.regex_resolved_at = now
+        return resolved, out, changed
+
+    # -- leaving and fencing --------------------------------------------
+    def _consumer_leave(self, now, group_id, member_id, instance_id, member_epoch) -> Result:
+        g = self.groups.get(group_id)
+        if not isinstance(g, ConsumerGroup):
+            raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
+                           if g is not None else f"Group {group_id} not found.")
+        response = {"error_code": 0, "error_message": None, "member_id": member_id,
+                    "member_epoch": member_epoch, "heartbeat_interval_ms": 0, "assignment": None}
+        if instance_id is None:
+            m = g.members.get(member_id)
+            if m is None:
+                raise _Refused(errors.UNKNOWN_MEMBER_ID,
+                               f"Member {member_id} is not a member of group {group_id}.")
+            res = Result(records=self._fence(g, [m]))
+        else:
+            m = g.static_member(instance_id)
+            if m is None:
+                raise _Refused(errors.UNKNOWN_MEMBER_ID, f"Instance id {instance_id} is unknown.")
+            if m.member_id != member_id:
+                raise _Refused(errors.FENCED_INSTANCE_ID,
+                               f"Static member {member_id} with instance id {instance_id} was fenced "
+                               f"by member {m.member_id}.")
+            if member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                # Gone for now: it keeps its partitions until it comes back or its session ends.
+                away = replace(m, member_epoch=LEAVE_GROUP_STATIC_MEMBER_EPOCH, pending_revocation={})
+                res = Result(records=[self._current_record(group_id, away)])
+            else:
+                res = Result(records=self._fence(g, [m]))
+        res.response = response
+        res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+        return res
+
+    def _fence(self, g: ConsumerGroup, members: list[ConsumerMember]) -> list:
+        """Records removing ``members`` and bumping the group epoch."""
+        out = []
+        gone = {m.member_id for m in members}
+        for m in members:
+            out.extend(self._member_tombstones(g.group_id, m.member_id))
+        rest = [m for mid, m in g.members.items() if mid not in gone]
+        regexes = {m.regex for m in rest if m.regex}
+        for regex in sorted(g.resolved_regexes):
+            if regex not in regexes:
+                out.append(self._cg(CG_REGEX, g.group_id, None, regex))
+        subscribed = set()
+        for m in rest:
+            subscribed |= self._member_topics(m, g.resolved_regexes)
+        meta = self._metadata_of(subscribed)
+        if meta != g.subscription_metadata:
+            out.append(self._metadata_record(g.group_id, meta))
+        out.append(self._cg(CG_METADATA, g.group_id, {"epoch": g.group_epoch + 1}))
+        return out
+
+    # -- timers ----------------------------------------------------------
+    def _check(self, g, now: int, res: Result) -> None:
+        if not isinstance(g, ConsumerGroup):
+            return super()._check(g, now, res)
+        expired: dict[str, ConsumerMember] = {}
+        for mid, deadline in list(g.session_deadlines.items()):
+            if deadline > now:
+                continue
+            m = g.members.get(mid)
+            if m is None:
+                del g.session_deadlines[mid]
+                continue
+            log.info("group %s: member %s fenced: its session expired", g.group_id, mid)
+            expired[mid] = m
+            g.session_deadlines[mid] = now + FENCE_RETRY_MS  # in case the fencing is not written
+        for mid, (deadline, epoch) in list(g.rebalance_deadlines.items()):
+            if deadline > now:
+                continue
+            del g.rebalance_deadlines[mid]
+            m = g.members.get(mid)
+            if m is not None and m.member_epoch == epoch and mid not in expired:
+                log.info("group %s: member %s fenced: it did not revoke its partitions in %d ms",
+                         g.group_id, mid, m.rebalance_timeout_ms)
+                expired[mid] = m
+        if expired:
+            res.records.extend(self._fence(g, list(expired.values())))
+
+    def _reschedule(self, g) -> None:
+        if not isinstance(g, ConsumerGroup):
+            return super()._reschedule(g)
+        times = list(g.session_deadlines.values())
+        times.extend(d for d, _ in g.rebalance_deadlines.values())
+        if times:
+            self._schedule(g, min(times))
+
+    def _heartbeat(self, g, m, now: int, timeout: int | None = None) -> None:
+        if isinstance(g, ConsumerGroup):
+            return  # only ConsumerGroupHeartbeat keeps a consumer member's session
+        super()._heartbeat(g, m, now, timeout)
+
+    # -- replay ----------------------------------------------------------
+    def replay(self, key: bytes, value: bytes | None, now: int) -> None:
+        k = rec.decode_key(key)
+        if isinstance(k, ConsumerKey):
+            self._replay_consumer(k, rec.decode_consumer_value(k.kind, value), now)
+            return
+        g = self.groups.get(k.group)
+        if isinstance(g, ConsumerGroup):
+            if isinstance(k, OffsetKey):
+                v = rec.decode_offset_value(value)
+                if v is None:
+                    g.offsets.pop((k.topic, k.partition), None)
+                else:
+                    g.offsets[(k.topic, k.partition)] = v
+                return
+            if value is None or g.members:
+                return  # a classic tombstone of what the group was before, or a stray record
+            # An empty consumer group became classic: keep its offsets.
+            classic = self.groups[k.group] = Group(k.group, now)
+            classic.offsets = g.offsets
+        super().replay(key, value, now)
+
+    def _classic_is_empty(self, g: Group) -> bool:
+        return g.state == EMPTY and not g.members and not g.pending_members
+
+    def _replay_consumer(self, k: ConsumerKey, v: dict | None, now: int) -> None:
+        g = self.groups.get(k.group)
+        if not isinstance(g, ConsumerGroup):
+            if v is None:
+                return  # tombstone of a consumer group that is no longer one
+            if g is not None and not self._classic_is_empty(g):
+                log.warning("group %s: consumer group record over a live classic group; skipped", k.group)
+                return
+            fresh = ConsumerGroup(k.group, now)
+            if g is not None:
+                fresh.offsets = g.offsets
+            g = self.groups[k.group] = fresh
+        kind = k.kind
+        if kind == CG_METADATA:
+            if v is None:
+                self._drop_consumer_group(g, now)
+            else:
+                g.group_epoch = v["epoch"]
+                g.state_timestamp = now
+        elif kind == CG_PARTITION_METADATA:
+            g.subscription_metadata = {} if v is None else {
+                t["topic_name"]: (bytes(t["topic_id"]), t["num_partitions"]) for t in v["topics"]}
+        elif kind == CG_MEMBER_METADATA:
+            self._replay_member(g, k.sub, v, now)
+        elif kind == CG_TARGET_METADATA:
+            g.assignment_epoch = 0 if v is None else v["assignment_epoch"]
+        elif kind == CG_TARGET_MEMBER:
+            if v is None:
+                g.target.pop(k.sub, None)
+            else:
+                g.target[k.sub] = _partitions(v["topic_partitions"])
+        elif kind == CG_CURRENT_ASSIGNMENT:
+            self._replay_current(g, k.sub, v, now)
+        elif kind == CG_REGEX:
+            if v is None:
+                g.resolved_regexes.pop(k.sub, None)
+            else:
+                g.resolved_regexes[k.sub] = frozenset(v["topics"])
+                g.regex_resolved_at = max(g.regex_resolved_at, v["timestamp"])
+
+    def _drop_consumer_group(self, g: ConsumerGroup, now: int) -> None:
+        del self.groups[g.group_id]
+        if g.offsets:  # offsets outlive the group's metadata, as with classic groups
+            fresh = self.groups[g.group_id] = Group(g.group_id, now)
+            fresh.offsets = g.offsets
+
+    def _replay_member(self, g: ConsumerGroup, member_id: str, v: dict | None, now: int) -> None:
+        old = g.members.get(member_id)
+        if old is not None:
+            if old.regex:
+                g.regex_refs[old.regex] -= 1
+                if g.regex_refs[old.regex] <= 0:
+                    del g.regex_refs[old.regex]
+            g.topic_refs.subtract(old.subscribed_topic_names)
+            g.topic_refs = +g.topic_refs
+            if old.instance_id is not None and g.static_members.get(old.instance_id) == member_id:
+                del g.static_members[old.instance_id]
+        if v is None:
+            if old is None:
+                return
+            del g.members[member_id]
+            for tp in old.owned():
+                if g.partition_epochs.get(tp) is not None:
+                    del g.partition_epochs[tp]
+            g.session_deadlines.pop(member_id, None)
+            g.rebalance_deadlines.pop(member_id, None)
+            if not g.members:
+                g.state_timestamp = now
+            return
+        base = old if old is not None else ConsumerMember(member_id)
+        m = replace(base, instance_id=v["instance_id"], rack_id=v["rack_id"], client_id=v["client_id"],
+                    client_host=v["client_host"],
+                    subscribed_topic_names=tuple(v["subscribed_topic_names"]),
+                    subscribed_topic_regex=v["subscribed_topic_regex"],
+                    rebalance_timeout_ms=v["rebalance_timeout_ms"], server_assignor=v["server_assignor"])
+        g.members[member_id] = m
+        if m.regex:
+            g.regex_refs[m.regex] += 1
+        g.topic_refs.update(m.subscribed_topic_names)
+        if m.instance_id is not None:
+            g.static_members[m.instance_id] = member_id
+        if member_id not in g.session_deadlines:
+            g.session_deadlines[member_id] = now + self.cconfig.session_timeout_ms
+            self._schedule(g, now + self.cconfig.session_timeout_ms)
+
+    def _replay_current(self, g: ConsumerGroup, member_id: str, v: dict | None, now: int) -> None:
+        old = g.members.get(member_id)
+        if old is None and v is None:
+            return
+        if old is None:
+            old = g.members[member_id] = ConsumerMember(member_id)
+        for tp in old.owned():
+            if g.partition_epochs.get(tp) is not None:
+                del g.partition_epochs[tp]
+        if v is None:
+            m = replace(old, member_epoch=LEAVE_GROUP_MEMBER_EPOCH,
+                        previous_member_epoch=LEAVE_GROUP_MEMBER_EPOCH, assigned={}, pending_revocation={})
+        else:
+            m = replace(old, member_epoch=v["member_epoch"], previous_member_epoch=v["previous_member_epoch"],
+                        state=v["state"] if v["state"] in (MEMBER_STABLE, UNREVOKED_PARTITIONS,
+                                                           UNRELEASED_PARTITIONS) else MEMBER_UNKNOWN,
+                        assigned=_partitions(v["assigned_partitions"]),
+                        pending_revocation=_partitions(v["partitions_pending_revocation"]))
+        for tp in m.owned():
+            other = g.partition_epochs.get(tp)
+            if other is not None:
+                log.warning("group %s: partition %s-%d given to %s while owned at epoch %d",
+                            g.group_id, tp[0].hex(), tp[1], member_id, other)
+            g.partition_epochs[tp] = m.member_epoch
+        g.members[member_id] = m
+        if m.state == UNREVOKED_PARTITIONS and m.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            armed = g.rebalance_deadlines.get(member_id)
+            if armed is None or armed[1] != m.member_epoch:
+                deadline = now + max(m.rebalance_timeout_ms, 0)
+                g.rebalance_deadlines[member_id] = (deadline, m.member_epoch)
+                self._schedule(g, deadline)
+        else:
+            g.rebalance_deadlines.pop(member_id, None)
+
+    # -- describing and listing -----------------------------------------
+    def _described_partitions(self, parts: dict) -> list[dict]:
+        out = []
+        for tid, ps in sorted(parts.items()):
+            name = self.topics.name_of(tid)
+            if name is not None:
+                out.append({"topic_id": tid, "topic_name": name, "partitions": sorted(ps)})
+        return out
+
+    def consumer_group_describe(self, group_ids: list[str],
+                                include_authorized_operations: bool = False) -> list[dict]:
+        ops = GROUP_AUTHORIZED_OPERATIONS if include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
+        out = []
+        for gid in group_ids:
+            base = {"error_code": 0, "error_message": None, "group_id": gid, "group_state": "",
+                    "group_epoch": 0, "assignment_epoch": 0, "assignor_name": "", "members": [],
+                    "authorized_operations": ops}
+            g = self.groups.get(gid)
+            if self.is_loading(gid):
+                out.append(dict(base, error_code=errors.COORDINATOR_LOAD_IN_PROGRESS))
+            elif g is None:
+                out.append(dict(base, error_code=errors.GROUP_ID_NOT_FOUND,
+                                error_message=f"Group {gid} not found."))
+            elif not isinstance(g, ConsumerGroup):
+                out.append(dict(base, error_code=errors.GROUP_ID_NOT_FOUND,
+                                error_message=f"Group {gid} is not a consumer group."))
+            else:
+                members = [{
+                    "member_id": m.member_id, "instance_id": m.instance_id, "rack_id": m.rack_id,
+                    "member_epoch": m.member_epoch, "client_id": m.client_id, "client_host": m.client_host,
+                    "subscribed_topic_names": list(m.subscribed_topic_names),
+                    "subscribed_topic_regex": m.subscribed_topic_regex,
+                    "assignment": {"topic_partitions": self._described_partitions(m.assigned)},
+                    "target_assignment": {"topic_partitions": self._described_partitions(
+                        g.target.get(m.member_id, {}))},
+                    "member_type": 1,
+                } for m in g.members.values()]
+                out.append(dict(base, group_state=g.state, group_epoch=g.group_epoch,
+                                assignment_epoch=g.assignment_epoch,
+                                assignor_name=self._preferred_assignor(g.members.values()),
+                                members=members))
+        return out
+
+    def describe_group(self, group_id: str, version: int = 5,
+                       include_authorized_operations: bool = False) -> dict:
+        g = self.groups.get(group_id) if group_id is not None else None
+        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
+            ops = GROUP_AUTHORIZED_OPERATIONS if include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
+            out = {"error_code": 0, "error_message": None, "group_id": group_id, "group_state": DEAD,
+                   "protocol_type": "", "protocol_data": "", "members": [], "authorized_operations": ops}
+            if version >= 6:
+                out.update(error_code=errors.GROUP_ID_NOT_FOUND,
+                           error_message=f"Group {group_id} is not a classic group.")
+            return out
+        return super().describe_group(group_id, version, include_authorized_operations)
+
+    def list_groups(self, states: list[str] | None = None,
+                    types: list[str] | None = None) -> tuple[int, list[dict]]:
+        if self.loading:
+            return errors.COORDINATOR_LOAD_IN_PROGRESS, []
+        wanted_types = {t.lower() for t in types} if types else None
+        wanted_states = {s.lower() for s in states} if states else None
+        out = []
+        for g in self.groups.values():
+            kind = "consumer" if isinstance(g, ConsumerGroup) else "classic"
+            if wanted_types is not None and kind not in wanted_types:
+                continue
+            if wanted_states is not None and g.state.lower() not in wanted_states:
+                continue
+            out.append({"group_id": g.group_id, "protocol_type": g.protocol_type or "",
+                        "group_state": g.state, "group_type": kind})
+        return 0, out
+
+    # -- classic APIs on consumer groups --------------------------------
+    def join_group(self, now: int, **kw) -> Result:
+        group_id = kw.get("group_id")
+        g = self.groups.get(group_id) if group_id else None
+        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
+            if g.members:
+                return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, kw.get("member_id") or ""))
+            # An empty consumer group becomes a classic one; its offsets stay.
+            tombstones = self._consumer_group_tombstones(g)
+            classic = self.groups[group_id] = Group(group_id, now)
+            classic.offsets = g.offsets
+            res = super().join_group(now, **kw)
+            res.records[:0] = tombstones
+            return res
+        return super().join_group(now, **kw)
+
+    def sync_group(self, now: int, **kw) -> Result:
+        if isinstance(self.groups.get(kw.get("group_id")), ConsumerGroup):
+            return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
+        return super().sync_group(now, **kw)
+
+    def heartbeat(self, now: int, **kw) -> Result:
+        if isinstance(self.groups.get(kw.get("group_id")), ConsumerGroup):
+            return Result({"error_code": errors.UNKNOWN_MEMBER_ID})
+        return super().heartbeat(now, **kw)
+
+    def leave_group(self, now: int, *, group_id: str, members: list[tuple[str, str | None]]) -> Result:
+        g = self.groups.get(group_id) if group_id else None
+        if not isinstance(g, ConsumerGroup) or self.is_loading(group_id):
+            return super().leave_group(now, group_id=group_id, members=members)
+        # Static members may be removed by instance id (as the admin client
+        # does); consumer-protocol members leave through their heartbeat.
+        out = []
+        leaving: dict[str, ConsumerMember] = {}
+        for member_id, instance_id in members:
+            code = 0
+            if instance_id is None:
+                code = errors.UNKNOWN_MEMBER_ID
+            else:
+                m = g.static_member(instance_id)
+                if m is None:
+                    code = errors.UNKNOWN_MEMBER_ID
+                elif member_id and m.member_id != member_id:
+                    code = errors.FENCED_INSTANCE_ID
+                else:
+                    leaving[m.member_id] = m
+            out.append({"member_id": member_id, "group_instance_id": instance_id, "error_code": code})
+        res = Result({"error_code": 0, "members": out})
+        if leaving:
+            res.records = self._fence(g, list(leaving.values()))
+            res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "members": []}
+        return res
+
+    # -- offsets ---------------------------------------------------------
+    def commit_offsets(self, now: int, *, group_id: str | None, generation: int, member_id: str,
+                       instance_id: str | None, topics: list, topic_exists, retention_ms: int = -1,
+                       version: int = 9) -> Result:
+        g = self.groups.get(group_id) if group_id else None
+        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
+            code = 0
+            if not (generation < 0 and not g.members):
+                m = g.members.get(member_id)
+                if m is None:
+                    code = errors.UNKNOWN_MEMBER_ID
+                elif version < 9:
+                    code = errors.UNSUPPORTED_VERSION
+                elif generation != m.member_epoch:
+                    code = errors.STALE_MEMBER_EPOCH
+            if code:
+                return Result({"topics": [{"name": name, "partitions": [
+                    {"partition_index": p[0], "error_code": code} for p in parts]} for name, parts in topics]})
+        return super().commit_offsets(now, group_id=group_id, generation=generation, member_id=member_id,
+                                      instance_id=instance_id, topics=topics, topic_exists=topic_exists,
+                                      retention_ms=retention_ms, version=version)
+
+    def _validate_offset_commit(self, g, generation, member_id, instance_id) -> int:
+        if isinstance(g, ConsumerGroup):
+            return 0  # checked in commit_offsets
+        return super()._validate_offset_commit(g, generation, member_id, instance_id)
+
+    def fetch_offsets(self, group_id: str, topics, member_id: str | None = None,
+                      member_epoch: int = -1) -> dict:
+        g = self.groups.get(group_id) if group_id else None
+        if (isinstance(g, ConsumerGroup) and not self.is_loading(group_id)
+                and not (member_id is None and member_epoch < 0)):
+            m = g.members.get(member_id)
+            if m is None:
+                return {"error_code": errors.UNKNOWN_MEMBER_ID, "topics": []}
+            if member_epoch != m.member_epoch:
+                return {"error_code": errors.STALE_MEMBER_EPOCH, "topics": []}
+        return super().fetch_offsets(group_id, topics)
+
+    # -- deletion and expiry --------------------------------------------
+    @contextmanager
+    def _classic_only(self):
+        saved = self.groups
+        self.groups = {k: g for k, g in saved.items() if not isinstance(g, ConsumerGroup)}
+        try:
+            yield
+        finally:
+            self.groups = saved
+
+    def delete_groups(self, now: int, group_ids: list[str]) -> Result:
+        res = Result()
+        results = []
+        for gid in group_ids:
+            g = self.groups.get(gid) if gid is not None else None
+            if isinstance(g, ConsumerGroup) and not self.is_loading(gid):
+                code = 0
+                if g.members:
+                    code = errors.NON_EMPTY_GROUP
+                else:
+                    res.records.extend(self._offset_record(gid, t, p, None) for (t, p) in sorted(g.offsets))
+                    res.records.extend(self._consumer_group_tombstones(g))
+                results.append({"group_id": gid, "error_code": code})
+            else:
+                sub = super().delete_groups(now, [gid])
+                res.records.extend(sub.records)
+                results.extend(sub.response["results"])
+        res.response = {"results": results}
+        res.failure = {"results": [dict(r, error_code=r["error_code"] or errors.COORDINATOR_NOT_AVAILABLE)
+                                   for r in results]}
+        return res
+
+    def expire_offsets(self, now: int) -> Result:
+        with self._classic_only():
+            res = super().expire_offsets(now)
+        retention = self.config.offsets_retention_ms
+        for g in list(self.groups.values()):
+            if not isinstance(g, ConsumerGroup) or self.is_loading(g.group_id):
+                continue
+            subscribed = g.subscribed_topics()
+            expired = [key for key, v in g.offsets.items() if key[0] not in subscribed and (
+                (now >= v.expire_timestamp) if v.expire_timestamp >= 0
+                else (now - v.commit_timestamp >= retention))]
+            for topic, index in sorted(expired):
+                res.records.append(self._offset_record(g.group_id, topic, index, None))
+            if not g.members and len(expired) == len(g.offsets):
+                res.records.extend(self._consumer_group_tombstones(g))
+        return res
+
+    def append_failed(self, records: list, now: int) -> None:
+        classic = []
+        for r in records:
+            try:
+                if not isinstance(rec.decode_key(r[1]), ConsumerKey):
+                    classic.append(r)
+            except rec.RecordFormatError:
+                continue
+        super().append_failed(classic, now)
+
+    # -- inspection ------------------------------------------------------
+    def durable_view(self) -> dict:
+        with self._classic_only():
+            out = super().durable_view()
+        for gid, g in sorted(self.groups.items()):
+            if not isinstance(g, ConsumerGroup):
+                continue
+            out[gid] = {
+                "type": "consumer", "state": g.state, "group_epoch": g.group_epoch,
+                "assignment_epoch": g.assignment_epoch, "members": dict(sorted(g.members.items())),
+                "target": dict(sorted(g.target.items())), "metadata": g.subscription_metadata,
+                "regexes": dict(g.resolved_regexes), "partition_epochs": dict(g.partition_epochs),
+                "offsets": dict(sorted(g.offsets.items())),
+            }
+        return dict(sorted(out.items()))
+
+
+__all__ = [
+    "CoordinatorStateMachine", "ConsumerGroup", "ConsumerGroupConfig", "ConsumerMember", "DictTopics",
+    "reconcile",
+]

@@ -1,0 +1,327 @@
+"""KIP-848 consumer groups with librdkafka (confluent-kafka, ``group.protocol=consumer``)
+against an in-process broker, plus raw requests for what clients do not show.
+
+Brokers here use a 300 ms consumer-group heartbeat interval (the server tells
+the clients how often to heartbeat), so assignments settle in about a second.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from odradek.embedded import EmbeddedBroker
+from tests.integration.rawclient import RawClient
+from tests.integration.test_groups import BROKER_CONFIG as CLASSIC_CONFIG
+from tests.integration.test_groups import create_topic, produce, wait_until
+
+BROKER_CONFIG = dict(CLASSIC_CONFIG, **{
+    "group.consumer.heartbeat.interval.ms": "300",
+    "group.consumer.session.timeout.ms": "6000",
+})
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def broker():
+    with EmbeddedBroker(config=BROKER_CONFIG) as b:
+        yield b
+
+
+def consumer(b, group, **extra):
+    from confluent_kafka import Consumer
+
+    conf = {"bootstrap.servers": b.bootstrap, "group.id": group, "group.protocol": "consumer",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    conf.update(extra)
+    return Consumer(conf)
+
+
+def cgroup(b, group):
+    """(state, group epoch, assignment epoch, {member id: (epoch, {topic: partitions})})."""
+    async def read():
+        g = b.core.groups.sm.groups.get(group)
+        if g is None or not hasattr(g, "group_epoch"):
+            return None
+        names = {t.topic_id: t.name for t in b.core.topics.values()}
+        return g.state, g.group_epoch, g.assignment_epoch, {
+            m.member_id: (m.member_epoch, {names.get(tid): sorted(ps) for tid, ps in m.assigned.items()})
+            for m in g.members.values()}
+    return b.call(read)
+
+
+class Polled:
+    """Round-robin polling of consumers, committing what each consumed."""
+
+    def __init__(self, consumers, batch=500):
+        self.consumers = consumers
+        self.batch = batch
+        self.got = {id(c): [] for c in consumers}
+        self.dirty: set[int] = set()
+
+    def step(self):
+        from confluent_kafka import KafkaException
+
+        for c in self.consumers:
+            msgs = [m for m in c.consume(num_messages=self.batch, timeout=0.05) if m.error() is None]
+            if msgs:
+                self.got[id(c)].extend(msgs)
+                self.dirty.add(id(c))
+            if id(c) in self.dirty:
+                try:
+                    c.commit(asynchronous=False)
+                    self.dirty.discard(id(c))
+                except KafkaException:
+                    pass  # epoch moving on: commit again on the next step
+
+    def values(self, c=None):
+        cs = [c] if c is not None else self.consumers
+        return [m.value() for x in cs for m in self.got[id(x)]]
+
+
+def parts(c) -> set:
+    return {(tp.topic, tp.partition) for tp in c.assignment()}
+
+
+def test_two_members_split_four_partitions_without_duplicates(broker):
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(broker, "cp-split")
+    a, b = consumer(broker, "g-cp-split"), consumer(broker, "g-cp-split")
+    a.subscribe(["cp-split"])
+    b.subscribe(["cp-split"])
+    poll = Polled([a, b])
+    try:
+        wait_until(lambda: len(parts(a)) == 2 and len(parts(b)) == 2
+                   and cgroup(broker, "g-cp-split")[0] == "Stable", step=poll.step, what="2+2 split")
+        assert not parts(a) & parts(b)
+        values = produce(broker, "cp-split", 200)
+        wait_until(lambda: len(poll.values()) >= 200, step=poll.step, what="all messages")
+        for _ in range(3):
+            poll.step()
+        assert sorted(poll.values()) == sorted(values), "duplicates or losses within the group"
+        for c in (a, b):
+            assert {("cp-split", m.partition()) for m in poll.got[id(c)]} <= parts(c)
+        state, epoch, assignment_epoch, members = cgroup(broker, "g-cp-split")
+        assert epoch == assignment_epoch and all(e == epoch for e, _ in members.values())
+
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        desc = admin.describe_consumer_groups(["g-cp-split"])["g-cp-split"].result(10)
+        assert str(desc.type).endswith("CONSUMER") and str(desc.state).endswith("STABLE")
+        assert desc.partition_assignor == "uniform" and len(desc.members) == 2
+        listed = admin.list_consumer_groups().result(10).valid
+        assert [str(g.type) for g in listed if g.group_id == "g-cp-split"][0].endswith("CONSUMER")
+    finally:
+        a.close()
+        b.close()
+    assert cgroup(broker, "g-cp-split")[0] == "Empty"
+
+
+def test_member_leaves_and_the_other_takes_all(broker):
+    create_topic(broker, "cp-leave")
+    a, b = consumer(broker, "g-cp-leave"), consumer(broker, "g-cp-leave")
+    a.subscribe(["cp-leave"])
+    b.subscribe(["cp-leave"])
+    poll = Polled([a, b])
+    try:
+        wait_until(lambda: len(parts(a)) == 2 and len(parts(b)) == 2, step=poll.step, what="2+2 split")
+        first = produce(broker, "cp-leave", 40)
+        wait_until(lambda: len(poll.values()) >= 40, step=poll.step, what="first batch")
+        epoch_before = cgroup(broker, "g-cp-leave")[1]
+        b.close()
+        rest = Polled([a])
+        wait_until(lambda: len(parts(a)) == 4, step=rest.step, what="takeover")
+        state, epoch, _, members = cgroup(broker, "g-cp-leave")
+        assert len(members) == 1 and epoch > epoch_before
+        second = produce(broker, "cp-leave", 60, start=40)
+        wait_until(lambda: len(rest.values()) >= 60, step=rest.step, what="second batch")
+        assert sorted(poll.values()) == sorted(first)
+        assert sorted(rest.values()) == sorted(second)
+    finally:
+        a.close()
+
+
+def test_offsets_committed_and_resumed(broker):
+    from confluent_kafka import TopicPartition
+
+    create_topic(broker, "cp-resume")
+    values = produce(broker, "cp-resume", 100)
+    c = consumer(broker, "g-cp-resume")
+    c.subscribe(["cp-resume"])
+    first = Polled([c], batch=10)
+    wait_until(lambda: len(first.values()) >= 40, step=first.step, what="first part")
+    committed = c.committed([TopicPartition("cp-resume", i) for i in range(4)], timeout=10)
+    c.close()
+    seen = first.values()
+    assert sum(max(tp.offset, 0) for tp in committed) == len(seen)
+    c2 = consumer(broker, "g-cp-resume")
+    c2.subscribe(["cp-resume"])
+    second = Polled([c2])
+    wait_until(lambda: len(seen) + len(second.values()) >= 100, step=second.step, what="the rest")
+    for _ in range(5):
+        second.step()
+    c2.close()
+    assert not set(seen) & set(second.values()), "repeated messages"
+    assert sorted(seen + second.values()) == sorted(values), "gap"
+
+
+def test_regex_subscription_and_range_assignor(broker):
+    create_topic(broker, "cp-rx-a", 2)
+    create_topic(broker, "cp-rx-b", 2)
+    create_topic(broker, "cp-other", 2)
+    a = consumer(broker, "g-cp-rx", **{"group.remote.assignor": "range"})
+    b = consumer(broker, "g-cp-rx", **{"group.remote.assignor": "range"})
+    a.subscribe(["^cp-rx-.*"])
+    b.subscribe(["^cp-rx-.*"])
+    poll = Polled([a, b])
+    try:
+        # range: each member gets one partition of each topic.
+        wait_until(lambda: len(parts(a)) == 2 and len(parts(b)) == 2, step=poll.step, what="range split")
+        assert {t for t, _ in parts(a)} == {"cp-rx-a", "cp-rx-b"} == {t for t, _ in parts(b)}
+        assert {p for _, p in parts(a)} | {p for _, p in parts(b)} == {0, 1}
+        values = produce(broker, "cp-rx-a", 20, partitions=2) + produce(broker, "cp-rx-b", 20, partitions=2)
+        produce(broker, "cp-other", 10, partitions=2)
+        wait_until(lambda: len(poll.values()) >= 40, step=poll.step, what="regex topics")
+        for _ in range(3):
+            poll.step()
+        assert sorted(poll.values()) == sorted(values)
+        rc = RawClient(broker.bootstrap)
+        try:
+            g = rc.request("ConsumerGroupDescribe", 0, {"group_ids": ["g-cp-rx"],
+                                                        "include_authorized_operations": False})["groups"][0]
+        finally:
+            rc.close()
+        assert g["error_code"] == 0 and g["assignor_name"] == "range" and g["group_state"] == "Stable"
+        assert {m["subscribed_topic_regex"] for m in g["members"]} == {"(^cp-rx-.*)"}  # as librdkafka sends it
+    finally:
+        a.close()
+        b.close()
+
+
+def test_classic_and_consumer_groups_coexist(broker):
+    create_topic(broker, "cp-mixed")
+    c = consumer(broker, "g-cp-mixed")
+    c.subscribe(["cp-mixed"])
+    poll = Polled([c])
+    rc = RawClient(broker.bootstrap)
+    try:
+        wait_until(lambda: len(parts(c)) == 4, step=poll.step, what="assignment")
+        rc.request("OffsetCommit", 8, {"group_id": "g-classic-simple", "generation_id_or_member_epoch": -1,
+                                       "member_id": "", "topics": [{"name": "cp-mixed", "partitions": [
+                                           {"partition_index": 0, "committed_offset": 1}]}]})
+        join = rc.request("JoinGroup", 5, {
+            "group_id": "g-cp-mixed", "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000,
+            "member_id": "", "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": b""}]})
+        assert join["error_code"] == 23  # INCONSISTENT_GROUP_PROTOCOL
+        listed = rc.request("ListGroups", 5, {"states_filter": [], "types_filter": []})["groups"]
+        kinds = {g["group_id"]: (g["group_type"], g["protocol_type"], g["group_state"]) for g in listed}
+        assert kinds["g-cp-mixed"] == ("consumer", "consumer", "Stable")
+        assert kinds["g-classic-simple"] == ("classic", "", "Empty")
+        only = rc.request("ListGroups", 5, {"states_filter": [], "types_filter": ["consumer"]})["groups"]
+        assert [g["group_id"] for g in only] == ["g-cp-mixed"]
+        old = rc.request("DescribeGroups", 5, {"groups": ["g-cp-mixed"]})["groups"][0]
+        assert old["error_code"] == 0 and old["group_state"] == "Dead"
+        new = rc.request("DescribeGroups", 6, {"groups": ["g-cp-mixed"]})["groups"][0]
+        assert new["error_code"] == 69 and "not a classic group" in new["error_message"]
+        described = rc.request("ConsumerGroupDescribe", 1, {"group_ids": ["g-cp-mixed", "g-classic-simple",
+                                                                         "nope"]})["groups"]
+        assert [g["error_code"] for g in described] == [0, 69, 69]
+        assert described[0]["members"][0]["member_type"] == 1
+        assert sum(len(t["partitions"]) for t in described[0]["members"][0]["assignment"]["topic_partitions"]) == 4
+        # A consumer-protocol heartbeat for a classic group that is not empty is refused;
+        # for an empty one, the group turns into a consumer group and keeps its offsets.
+        hb = rc.request("ConsumerGroupHeartbeat", 1, {
+            "group_id": "g-classic-simple", "member_id": "raw-member", "member_epoch": 0,
+            "rebalance_timeout_ms": 5000, "subscribed_topic_names": ["cp-mixed"], "topic_partitions": []})
+        assert hb["error_code"] == 0 and hb["member_epoch"] == 1
+        assert len(hb["assignment"]["topic_partitions"][0]["partitions"]) == 4
+        fetched = rc.request("OffsetFetch", 9, {"groups": [{"group_id": "g-classic-simple", "member_id": "raw-member",
+                                                            "member_epoch": 1, "topics": None}]})["groups"][0]
+        assert fetched["error_code"] == 0 and fetched["topics"][0]["partitions"][0]["committed_offset"] == 1
+        stale = rc.request("OffsetFetch", 9, {"groups": [{"group_id": "g-classic-simple", "member_id": "raw-member",
+                                                          "member_epoch": 7, "topics": None}]})["groups"][0]
+        assert stale["error_code"] == 113  # STALE_MEMBER_EPOCH
+        left = rc.request("ConsumerGroupHeartbeat", 1, {"group_id": "g-classic-simple", "member_id": "raw-member",
+                                                        "member_epoch": -1})
+        assert left["error_code"] == 0 and left["member_epoch"] == -1
+    finally:
+        rc.close()
+        c.close()
+
+
+def test_consumer_group_survives_a_restart(tmp_path):
+    from confluent_kafka import TopicPartition
+
+    def view(b):
+        async def read():
+            return {k: v for k, v in b.core.groups.sm.durable_view().items() if k == "g-cp-restart"}
+        return b.call(read)
+
+    with EmbeddedBroker(data_dir=str(tmp_path), config=BROKER_CONFIG) as b:
+        create_topic(b, "cp-restart")
+        produce(b, "cp-restart", 40)
+        c = consumer(b, "g-cp-restart", **{"group.instance.id": "static-1"})
+        c.subscribe(["cp-restart"])
+        poll = Polled([c])
+        wait_until(lambda: len(poll.values()) >= 40 and not poll.dirty, step=poll.step, what="consumed")
+        committed = c.committed([TopicPartition("cp-restart", i) for i in range(4)], timeout=10)
+        assert sum(tp.offset for tp in committed) == 40
+        member_id = next(iter(cgroup(b, "g-cp-restart")[3]))
+        c.close()  # a static member leaves "for now" (epoch -2) and keeps its partitions
+        wait_until(lambda: cgroup(b, "g-cp-restart")[3][member_id][0] == -2, what="static leave")
+        before = view(b)
+    with EmbeddedBroker(data_dir=str(tmp_path), config=BROKER_CONFIG) as b:
+        after = view(b)
+        assert after == before
+        g = after["g-cp-restart"]
+        assert len(g["members"]) == 1 and sum(v.offset for v in g["offsets"].values()) == 40
+        # The instance comes back under a new member id and gets its partitions back.
+        c = consumer(b, "g-cp-restart", **{"group.instance.id": "static-1"})
+        c.subscribe(["cp-restart"])
+        poll = Polled([c])
+        try:
+            wait_until(lambda: len(parts(c)) == 4, step=poll.step, what="rejoin")
+            members = cgroup(b, "g-cp-restart")[3]
+            assert list(members) != [member_id] and len(members) == 1
+            produce(b, "cp-restart", 8, start=40)
+            wait_until(lambda: len(poll.values()) >= 8, step=poll.step, what="new messages only")
+            assert sorted(poll.values()) == sorted(f"m{i}".encode() for i in range(40, 48))
+        finally:
+            c.close()
+
+
+def test_silent_member_is_fenced_by_the_runtime_timer():
+    config = dict(BROKER_CONFIG, **{"group.consumer.session.timeout.ms": "800"})
+    with EmbeddedBroker(config=config) as b:
+        create_topic(b, "cp-silent")
+        rc = RawClient(b.bootstrap)
+        try:
+            join = {"group_id": "g-cp-silent", "member_epoch": 0, "rebalance_timeout_ms": 5000,
+                    "subscribed_topic_names": ["cp-silent"], "topic_partitions": []}
+            a = rc.request("ConsumerGroupHeartbeat", 1, dict(join, member_id="a"))
+            assert a["member_epoch"] == 1 and a["heartbeat_interval_ms"] == 300
+            bb = rc.request("ConsumerGroupHeartbeat", 1, dict(join, member_id="b"))
+            assert bb["member_epoch"] == 2 and bb["assignment"]["topic_partitions"] == []  # a still owns them
+            # b keeps heartbeating; a falls silent and is fenced after its session: b gets everything.
+            state = {"epoch": 2, "assignment": []}
+
+            def heartbeat_b():
+                r = rc.request("ConsumerGroupHeartbeat", 1, {"group_id": "g-cp-silent", "member_id": "b",
+                                                             "member_epoch": state["epoch"]})
+                assert r["error_code"] == 0
+                state["epoch"] = r["member_epoch"]
+                if r["assignment"] is not None:
+                    state["assignment"] = r["assignment"]["topic_partitions"]
+                time.sleep(0.1)
+
+            wait_until(lambda: state["assignment"], timeout=10, step=heartbeat_b, what="takeover")
+            assert "a" not in cgroup(b, "g-cp-silent")[3] and state["epoch"] == 3
+            assert sorted(state["assignment"][0]["partitions"]) == [0, 1, 2, 3]
+            gone = rc.request("ConsumerGroupHeartbeat", 1, {"group_id": "g-cp-silent", "member_id": "a",
+                                                            "member_epoch": 1})
+            assert gone["error_code"] == 25  # UNKNOWN_MEMBER_ID: it must rejoin
+        finally:
+            rc.close()

@@ -1,0 +1,159 @@
+"""The Java client (kafka-clients 4.x) with ``group.protocol=consumer`` (KIP-848):
+two consumers split a topic, one leaves and the other takes everything, the
+admin client describes and lists the group as a consumer group, and Kafka's
+own record deserializer reads the consumer group records odradek wrote.
+
+Skipped, saying why, unless javac and the Kafka 4.x jars can be had (the same
+jars and lookup as test_groups_java.py: Maven Central through
+bench/kafka_runtime.py, else ~/.m2).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from odradek.embedded import EmbeddedBroker
+from tests.integration.test_consumer_protocol import BROKER_CONFIG, create_topic, produce
+from tests.integration.test_groups_java import _resolve_classpath
+
+pytestmark = pytest.mark.timeout(120)
+
+JAVA_SOURCE = r"""
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.common.*;
+import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
+import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
+
+public class ConsumerProtocolCheck {
+  static KafkaConsumer<byte[], byte[]> consumer(String bs, String group, String assignor) {
+    Properties p = new Properties();
+    p.put("bootstrap.servers", bs);
+    p.put("group.id", group);
+    p.put("group.protocol", "consumer");
+    if (assignor != null) p.put("group.remote.assignor", assignor);
+    p.put("key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer");
+    p.put("value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer");
+    p.put("auto.offset.reset", "earliest");
+    p.put("enable.auto.commit", "false");
+    return new KafkaConsumer<>(p);
+  }
+
+  static int poll(List<KafkaConsumer<byte[], byte[]>> cs, Map<Integer, List<String>> got) {
+    int n = 0;
+    for (int i = 0; i < cs.size(); i++) {
+      ConsumerRecords<byte[], byte[]> rs = cs.get(i).poll(Duration.ofMillis(50));
+      for (ConsumerRecord<byte[], byte[]> r : rs) { got.get(i).add(new String(r.value())); n++; }
+      if (!rs.isEmpty()) cs.get(i).commitSync();
+    }
+    return n;
+  }
+
+  public static void main(String[] a) throws Exception {
+    String bs = a[0], topic = a[1];
+    int expected = Integer.parseInt(a[2]);
+    List<KafkaConsumer<byte[], byte[]>> cs = new ArrayList<>();
+    cs.add(consumer(bs, "g-java-848", null));
+    cs.add(consumer(bs, "g-java-848", null));
+    for (KafkaConsumer<byte[], byte[]> c : cs) c.subscribe(List.of(topic));
+    Map<Integer, List<String>> got = new HashMap<>();
+    got.put(0, new ArrayList<>());
+    got.put(1, new ArrayList<>());
+    int total = 0;
+    long deadline = System.currentTimeMillis() + 30000;
+    while (System.currentTimeMillis() < deadline) {
+      total += poll(cs, got);
+      if (total >= expected && cs.get(0).assignment().size() == 2 && cs.get(1).assignment().size() == 2) break;
+    }
+    Set<String> distinct = new HashSet<>(got.get(0));
+    distinct.addAll(got.get(1));
+    System.out.println("consumed=" + total + " distinct=" + distinct.size());
+    System.out.println("split=" + got.get(0).size() + "+" + got.get(1).size());
+    System.out.println("assigned=" + cs.get(0).assignment().size() + "+" + cs.get(1).assignment().size());
+    try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
+      ConsumerGroupDescription d = admin.describeConsumerGroups(List.of("g-java-848")).all().get().get("g-java-848");
+      System.out.println("describe=" + d.type() + "/" + d.groupState() + "/" + d.partitionAssignor() + "/" + d.members().size());
+      for (GroupListing l : admin.listGroups().all().get())
+        if (l.groupId().equals("g-java-848")) System.out.println("listed=" + l.type().orElse(null) + "/" + l.groupState().orElse(null));
+      long sum = 0;
+      for (OffsetAndMetadata o : admin.listConsumerGroupOffsets("g-java-848").partitionsToOffsetAndMetadata().get().values()) sum += o.offset();
+      System.out.println("committed=" + sum);
+
+      // The second consumer leaves: the first one takes all the partitions.
+      cs.get(1).close();
+      List<KafkaConsumer<byte[], byte[]>> one = List.of(cs.get(0));
+      Map<Integer, List<String>> more = new HashMap<>();
+      more.put(0, new ArrayList<>());
+      deadline = System.currentTimeMillis() + 30000;
+      while (System.currentTimeMillis() < deadline && cs.get(0).assignment().size() != 4) poll(one, more);
+      System.out.println("after-leave=" + cs.get(0).assignment().size());
+      cs.get(0).close();
+      System.out.println("after-close=" + admin.describeConsumerGroups(List.of("g-java-848")).all().get().get("g-java-848").groupState());
+    }
+    KafkaConsumer<byte[], byte[]> r = new KafkaConsumer<>(Map.of(
+        "bootstrap.servers", bs,
+        "key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+        "value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer"));
+    try (r) {
+      List<TopicPartition> tps = new ArrayList<>();
+      for (PartitionInfo pi : r.partitionsFor("__consumer_offsets")) tps.add(new TopicPartition(pi.topic(), pi.partition()));
+      r.assign(tps);
+      r.seekToBeginning(tps);
+      Map<TopicPartition, Long> ends = r.endOffsets(tps);
+      GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
+      Map<String, Integer> kinds = new TreeMap<>();
+      long stop = System.currentTimeMillis() + 20000;
+      while (System.currentTimeMillis() < stop) {
+        for (ConsumerRecord<byte[], byte[]> rec : r.poll(Duration.ofMillis(100))) {
+          CoordinatorRecord cr = serde.deserialize(ByteBuffer.wrap(rec.key()),
+              rec.value() == null ? null : ByteBuffer.wrap(rec.value()));
+          String k = cr.key().getClass().getSimpleName() + (cr.value() == null ? "-tombstone" : "");
+          kinds.merge(k, 1, Integer::sum);
+        }
+        boolean done = true;
+        for (TopicPartition tp : tps) if (r.position(tp) < ends.get(tp)) done = false;
+        if (done) break;
+      }
+      for (Map.Entry<String, Integer> e : kinds.entrySet()) System.out.println("record:" + e.getKey() + "=" + e.getValue());
+    }
+  }
+}
+"""
+
+
+def test_java_consumer_protocol_group(tmp_path):
+    CLASSPATH = _resolve_classpath() if shutil.which("javac") else None
+    if CLASSPATH is None:
+        pytest.skip("javac or the Kafka 4.x jars (kafka-clients, kafka-group-coordinator, ...; Maven Central "
+                    "or ~/.m2) are not available: the Java client's consumer protocol is not exercised")
+    src = tmp_path / "ConsumerProtocolCheck.java"
+    src.write_text(JAVA_SOURCE)
+    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
+                   capture_output=True, timeout=90)
+    with EmbeddedBroker(config=BROKER_CONFIG) as b:
+        create_topic(b, "jt848")
+        produce(b, "jt848", 100)
+        out = subprocess.run(["java", "-cp", CLASSPATH + os.pathsep + str(tmp_path), "ConsumerProtocolCheck",
+                              b.bootstrap, "jt848", "100"], capture_output=True, text=True, timeout=100)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    lines = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    assert lines["consumed"] == "100" and lines["distinct"] == "100", out.stdout
+    assert lines["assigned"] == "2+2", out.stdout
+    assert lines["describe"] == "Consumer/Stable/uniform/2", out.stdout
+    assert lines["listed"] == "Consumer/Stable", out.stdout
+    assert lines["committed"] == "100", out.stdout
+    assert lines["after-leave"] == "4", out.stdout
+    assert lines["after-close"] == "Empty", out.stdout
+    # Kafka's GroupCoordinatorRecordSerde read every consumer group record we wrote.
+    for kind in ("ConsumerGroupMetadataKey", "ConsumerGroupPartitionMetadataKey",
+                 "ConsumerGroupMemberMetadataKey", "ConsumerGroupTargetAssignmentMetadataKey",
+                 "ConsumerGroupTargetAssignmentMemberKey", "ConsumerGroupCurrentMemberAssignmentKey",
+                 "ConsumerGroupMemberMetadataKey-tombstone"):
+        assert int(lines.get(f"record:{kind}", 0)) >= 1, (kind, out.stdout)
