@@ -253,8 +253,15 @@ class Broker:
         topic = Topic(name, topic_id, TopicConfig(self.config, overrides),
                       internal=name in INTERNAL_TOPICS)
         lc = topic.config.log_config()
-        for i in range(num_partitions):
-            topic.partitions.append(Partition(topic, i, self.store.open_log(name, i, lc), leader_epoch))
+        try:
+            for i in range(num_partitions):
+                topic.partitions.append(Partition(topic, i, self.store.open_log(name, i, lc), leader_epoch))
+        except OSError:
+            # Leave nothing half-created behind; delete_log closes without
+            # flushing, which needs no new file descriptors.
+            for i in range(len(topic.partitions) + 1):
+                self.store.delete_log(name, i)
+            raise
         for p in topic.partitions:
             p.producers.rebuild(p.log)
         self.topics[name] = topic
@@ -297,7 +304,12 @@ class Broker:
                 name, num_partitions, replication_factor, configs or {})
             if validate_only:
                 return None
-            topic = self._open_topic(name, uuid.uuid4().bytes, num_partitions, overrides)
+            try:
+                topic = self._open_topic(name, uuid.uuid4().bytes, num_partitions, overrides)
+            except OSError as e:  # e.g. EMFILE: every partition holds its active segment's files open
+                raise TopicError(errors.KAFKA_STORAGE_ERROR,
+                                 f"Could not create the logs of {name}: {e} "
+                                 f"(raise the open-file limit, ulimit -n)") from None
             await self.save_topics()
             log.info("created topic %s with %d partitions", name, num_partitions)
             return topic
@@ -331,8 +343,17 @@ class Broker:
                 return
             lc = topic.config.log_config()
             epoch = topic.partitions[0].leader_epoch if topic.partitions else 0
-            for i in range(current, count):
-                topic.partitions.append(Partition(topic, i, self.store.open_log(name, i, lc), epoch))
+            added = []
+            try:
+                for i in range(current, count):
+                    added.append(Partition(topic, i, self.store.open_log(name, i, lc), epoch))
+            except OSError as e:
+                for i in range(current, current + len(added) + 1):
+                    self.store.delete_log(name, i)
+                raise TopicError(errors.KAFKA_STORAGE_ERROR,
+                                 f"Could not create the logs of {name}: {e} "
+                                 f"(raise the open-file limit, ulimit -n)") from None
+            topic.partitions.extend(added)
             await self.save_topics()
 
     async def alter_topic_config(self, name: str, overrides: dict[str, str]) -> None:

@@ -34,8 +34,25 @@ async def serve(config: BrokerConfig) -> None:
     log.info("stopped")
 
 
+def raise_open_file_limit() -> None:
+    """Lift the soft open-file limit to the hard one: each partition keeps its
+    active segment's files open, as Kafka does."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def run(config: BrokerConfig) -> None:
     from odradek.embedded import new_event_loop
+
+    raise_open_file_limit()
 
     loop = new_event_loop()
     try:

@@ -116,3 +116,32 @@ def test_auto_create_on_metadata_and_produce(odradek_broker):
     p.produce("auto-created-topic", b"x")
     assert p.flush(10) == 0
     assert odradek_broker.end_offsets("auto-created-topic") == [1]
+
+
+def test_running_out_of_file_descriptors_refuses_the_topic_cleanly(tmp_path):
+    """More partitions than the open-file limit allows: the creation is refused
+    with KAFKA_STORAGE_ERROR, nothing is left behind, and the broker serves on."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        from odradek.embedded import EmbeddedBroker
+        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka import KafkaException
+        with EmbeddedBroker(data_dir={str(tmp_path)!r}) as b:
+            a = AdminClient({{"bootstrap.servers": b.bootstrap}})
+            try:
+                a.create_topics([NewTopic("big", 500, 1)])["big"].result(30)
+                print("created?!")
+            except KafkaException as e:
+                print("refused", e.args[0].name())
+            a.create_topics([NewTopic("small", 3, 1)])["small"].result(30)
+            print("topics", sorted(a.list_topics(timeout=10).topics))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "refused KAFKA_STORAGE_ERROR" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "topics ['small']" in proc.stdout
+    assert not any(p.name.startswith("big-") for p in tmp_path.iterdir())
