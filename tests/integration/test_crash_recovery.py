@@ -134,3 +134,37 @@ def test_segments_roll_and_retention_deletes_them(odradek_broker_factory, tmp_pa
     low, high = c.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
     c.close()
     assert high == 40 and low == int(left[0].split(".")[0]) and low > 0
+
+
+def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tmp_path):
+    """One idempotent librdkafka producer keeps sending while the broker is
+    killed and restarted: every message ends up in the log exactly once, in order."""
+    broker = broker_process(data_dir=tmp_path / "data")
+    topic = "idem-crash"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(10)
+    p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
+                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200})
+    errors = []
+    acked = []
+
+    def cb(err, msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            acked.append(msg.value())
+
+    total = 6000
+    for i in range(total):
+        p.produce(topic, b"%06d" % i, partition=0, on_delivery=cb)
+        p.poll(0)
+        if i == 2000:
+            p.flush(10)
+            broker.kill()
+        if i == 2400:
+            broker.start()
+    assert p.flush(60) == 0
+    assert not errors, errors[:3]
+    got = read_all(broker.bootstrap, topic, 1, total)
+    values = [got[(0, o)] for o in sorted(o for (_, o) in got)]
+    assert values == [b"%06d" % i for i in range(total)]
