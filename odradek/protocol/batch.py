@@ -129,10 +129,12 @@ def compute_crc(buf, pos: int, size: int) -> int:
     return crc32c(memoryview(buf)[pos + ATTRIBUTES_OFFSET : pos + size])
 
 
-def validate(buf, pos: int = 0, end: int | None = None) -> BatchHeader:
+def validate(buf, pos: int = 0, end: int | None = None, dense: bool = True) -> BatchHeader:
     """Check one batch's framing, magic, counts and CRC; return its header.
 
-    Raises InvalidBatch with CORRUPT_MESSAGE (2) or INVALID_RECORD (87).
+    ``dense`` (for batches from producers) also requires an uncompressed batch
+    to hold one record per offset; batches read back from a compacted log have
+    gaps. Raises InvalidBatch with CORRUPT_MESSAGE (2) or INVALID_RECORD (87).
     """
     if end is None:
         end = len(buf)
@@ -147,7 +149,7 @@ def validate(buf, pos: int = 0, end: int | None = None) -> BatchHeader:
         raise InvalidBatch("CRC mismatch")
     if h.records_count < 0 or h.last_offset_delta < 0:
         raise InvalidBatch("negative record count", 87)
-    if not h.is_control and h.records_count != h.last_offset_delta + 1 and h.compression == 0:
+    if dense and not h.is_control and h.records_count != h.last_offset_delta + 1 and h.compression == 0:
         # Uncompressed batches from producers are dense; compacted ones only come from the cleaner.
         raise InvalidBatch("records count does not match last offset delta", 87)
     return h

@@ -31,6 +31,16 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from odradek.protocol.batch import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    InvalidBatch,
+    read_header,
+    set_base_offset,
+    set_leader_epoch,
+    set_log_append_time,
+)
+
 
 @dataclass
 class LogConfig:
@@ -352,3 +362,42 @@ def record_matching(batch, header, log_start_offset: int, match) -> tuple[int, i
             except Exception:  # undecodable (corrupt, unknown codec): answer with the batch
                 pass
     return (max(header.base_offset, log_start_offset), header.max_timestamp)
+
+
+def stamp_batches(buf: bytearray, base_offset: int, leader_epoch: int, now_ms: int,
+                  log_append_time: bool) -> tuple[list, int, int]:
+    """Give the batches in ``buf`` their offsets from ``base_offset`` on and the
+    leader epoch, and stamp LogAppendTime when asked, all in place.
+
+    Returns (spans, next offset, max timestamp) where spans holds
+    (position, size, last offset, max timestamp) per batch. Raises InvalidBatch
+    for framing that does not add up (the produce path validated it already).
+    """
+    n = len(buf)
+    if n == 0:
+        raise InvalidBatch("no record batches to append")
+    offset = base_offset
+    spans = []
+    pos = 0
+    max_ts = -1
+    while pos < n:
+        if n - pos < HEADER_SIZE:
+            raise InvalidBatch("truncated batch header")
+        h = read_header(buf, pos)
+        size = h.batch_length + LOG_OVERHEAD
+        if size < HEADER_SIZE or pos + size > n:
+            raise InvalidBatch("batch length out of bounds")
+        set_base_offset(buf, pos, offset)
+        set_leader_epoch(buf, pos, leader_epoch)
+        if log_append_time:
+            set_log_append_time(buf, pos, size, now_ms)
+            ts = now_ms
+        else:
+            ts = h.max_timestamp
+        last = offset + h.last_offset_delta
+        spans.append((pos, size, last, ts))
+        if ts > max_ts:
+            max_ts = ts
+        offset = last + 1
+        pos += size
+    return spans, offset, max_ts

@@ -55,12 +55,9 @@ from odradek.protocol.batch import (
     HEADER_SIZE,
     LOG_OVERHEAD,
     InvalidBatch,
-    compute_crc,
     peek_size,
     read_header,
-    set_base_offset,
-    set_leader_epoch,
-    set_log_append_time,
+    validate,
 )
 
 from .base import (
@@ -75,6 +72,7 @@ from .base import (
     check_aux_name,
     count_expired_segments,
     record_matching,
+    stamp_batches,
 )
 from .fs import FileSystem, OSFileSystem
 
@@ -100,21 +98,9 @@ def _now_ms() -> int:
 
 
 def _validate_stored(buf, pos: int, end: int):
-    """``validate`` for batches read back from a log: the same framing, magic and
-    CRC checks, without requiring uncompressed batches to be dense (compacted
-    batches have offset gaps, and empty ones keep their offset range)."""
-    if end - pos < HEADER_SIZE:
-        raise InvalidBatch("truncated batch header")
-    h = read_header(buf, pos)
-    if h.magic != 2:
-        raise InvalidBatch(f"unsupported magic {h.magic}")
-    if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
-        raise InvalidBatch("batch length out of bounds")
-    if compute_crc(buf, pos, h.size) != h.crc:
-        raise InvalidBatch("CRC mismatch")
-    if h.records_count < 0 or h.last_offset_delta < 0:
-        raise InvalidBatch("negative record count", 87)
-    return h
+    """``validate`` for batches read back from a log: compacted batches have
+    offset gaps, and empty ones keep their offset range."""
+    return validate(buf, pos, end, dense=False)
 
 
 class _Segment:
@@ -692,32 +678,8 @@ class DiskPartitionLog(PartitionLog):
                log_append_time: bool = False) -> AppendInfo:
         buf = records
         n = len(buf)
-        if n == 0:
-            raise InvalidBatch("no record batches to append")
-        base = offset = self._leo
-        spans = []
-        pos = 0
-        max_ts = -1
-        while pos < n:
-            if n - pos < HEADER_SIZE:
-                raise InvalidBatch("truncated batch header")
-            h = read_header(buf, pos)
-            size = h.batch_length + LOG_OVERHEAD
-            if size < HEADER_SIZE or pos + size > n:
-                raise InvalidBatch("batch length out of bounds")
-            set_base_offset(buf, pos, offset)
-            set_leader_epoch(buf, pos, leader_epoch)
-            if log_append_time:
-                set_log_append_time(buf, pos, size, now_ms)
-                ts = now_ms
-            else:
-                ts = h.max_timestamp
-            last = offset + h.last_offset_delta
-            spans.append((pos, last, ts))
-            if ts > max_ts:
-                max_ts = ts
-            offset = last + 1
-            pos += size
+        base = self._leo
+        spans, offset, max_ts = stamp_batches(buf, base, leader_epoch, now_ms, log_append_time)
         seg = self._segments[-1]
         if self._should_roll(seg, n, max_ts, offset - 1, now_ms):
             seg = self._roll(now_ms)
@@ -732,7 +694,7 @@ class DiskPartitionLog(PartitionLog):
             raise
         seg.size = at + n
         interval = self.config.index_interval_bytes
-        for p, last, ts in spans:
+        for p, _, last, ts in spans:
             seg.track(at + p, last, ts, interval)
         with self._lock:
             seg.dirty = True

@@ -14,15 +14,7 @@ from __future__ import annotations
 import bisect
 import time
 
-from odradek.protocol.batch import (
-    HEADER_SIZE,
-    LOG_OVERHEAD,
-    InvalidBatch,
-    read_header,
-    set_base_offset,
-    set_leader_epoch,
-    set_log_append_time,
-)
+from odradek.protocol.batch import read_header
 
 from .base import (
     AppendInfo,
@@ -35,6 +27,7 @@ from .base import (
     check_aux_name,
     count_expired_segments,
     record_matching,
+    stamp_batches,
 )
 
 _MAX_REL = 0x7FFFFFFF
@@ -170,31 +163,8 @@ class MemoryPartitionLog(PartitionLog):
                log_append_time: bool = False) -> AppendInfo:
         buf = records
         n = len(buf)
-        if n == 0:
-            raise InvalidBatch("no record batches to append")
-        base = offset = self._leo
-        spans = []
-        pos = 0
-        max_ts = -1
-        while pos < n:
-            if n - pos < HEADER_SIZE:
-                raise InvalidBatch("truncated batch header")
-            h = read_header(buf, pos)
-            size = h.batch_length + LOG_OVERHEAD
-            if size < HEADER_SIZE or pos + size > n:
-                raise InvalidBatch("batch length out of bounds")
-            set_base_offset(buf, pos, offset)
-            set_leader_epoch(buf, pos, leader_epoch)
-            if log_append_time:
-                set_log_append_time(buf, pos, size, now_ms)
-                ts = now_ms
-            else:
-                ts = h.max_timestamp
-            last = offset + h.last_offset_delta
-            spans.append((pos, size, last, ts))
-            max_ts = max(max_ts, ts)
-            offset = last + 1
-            pos += size
+        base = self._leo
+        spans, offset, max_ts = stamp_batches(buf, base, leader_epoch, now_ms, log_append_time)
         seg = self._segments[-1]
         if self._should_roll(seg, n, max_ts, offset - 1, now_ms):
             seg = self._roll(now_ms)
