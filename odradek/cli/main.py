@@ -8,7 +8,33 @@ import sys
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand is used, so that
+    ``odradek serve`` does not pay for the client commands' imports."""
+
+    lazy = {
+        "topic": "odradek.cli.topic:topic",
+        "produce": "odradek.cli.produce:produce",
+        "consume": "odradek.cli.consume:consume",
+        "group": "odradek.cli.group:group",
+        "cluster": "odradek.cli.cluster:cluster",
+        "dump-log": "odradek.cli.dump_log:dump_log",
+    }
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy and name not in self.commands:
+            import importlib
+
+            module, attr = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="odradek")
 @click.option("-b", "--bootstrap", default=None, metavar="HOST:PORT[,...]",
               help="Broker(s) for every client command [env ODRADEK_BOOTSTRAP; default localhost:9092].")
@@ -82,21 +108,3 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, o
     run(config)
 
 
-def _register() -> None:
-    # These modules import only click at load; their commands import clients when run.
-    from odradek.cli.cluster import cluster
-    from odradek.cli.consume import consume
-    from odradek.cli.dump_log import dump_log
-    from odradek.cli.group import group
-    from odradek.cli.produce import produce
-    from odradek.cli.topic import topic
-
-    for cmd in (topic, produce, consume, group, cluster, dump_log):
-        main.add_command(cmd)
-
-
-_register()
-
-
-if __name__ == "__main__":
-    main()
