@@ -438,6 +438,7 @@ class KafkaBroker:
         ``bootstrap``        ``"127.0.0.1:<port>"`` of the PLAINTEXT listener
         ``pid``              JVM process id
         ``startup_seconds``  JVM launch until a Metadata request succeeded
+        ``accept_seconds``   JVM launch until the listener accepted a TCP connection
         ``format_seconds``   time spent in ``StorageTool format``
         ``run_dir``          temp dir with server.properties, data/, server.log
         ``runtime``          the :class:`KafkaRuntime` in use
@@ -467,6 +468,7 @@ class KafkaBroker:
         self.bootstrap: str | None = None
         self.pid: int | None = None
         self.startup_seconds: float | None = None
+        self.accept_seconds: float | None = None
         self.format_seconds: float | None = None
         self.stop_seconds: float | None = None
         self.exit_code: int | None = None
@@ -558,9 +560,13 @@ class KafkaBroker:
                     f"Kafka exited with code {self._proc.returncode} during startup\n{self.log_tail()}")
             if not port_up:
                 port_up = _port_open(self.host, self.port)
-            if port_up and metadata_ok(self.bootstrap, timeout=2.0):
+                if not port_up:
+                    time.sleep(0.01)  # fine-grained until the listener accepts
+                    continue
+                self.accept_seconds = time.monotonic() - t0
+            if metadata_ok(self.bootstrap, timeout=2.0):
                 return
-            time.sleep(0.1)
+            time.sleep(0.02)
         raise KafkaRuntimeError(
             f"Kafka not ready after {self.startup_timeout:.0f}s on {self.bootstrap}\n{self.log_tail()}")
 
@@ -678,7 +684,7 @@ def _decode(data) -> str:
 
 
 _PRODUCER_SUMMARY = re.compile(
-    r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
+    r"(?P<records>\d+) (?:steady state )?records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, "
     r"(?P<p50>\d+) ms 50th, (?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99\.9th")
 

@@ -26,6 +26,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from broker_bench import ROOT, free_port, wait_accepting  # noqa: E402
 
+SAVED = os.path.join(ROOT, "bench", "results", "startup-latest.md")
+
 IN_PROCESS = r"""
 import json, os, socket, time
 def rss_mb():
@@ -78,6 +80,8 @@ def in_process() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--save", action="store_true",
+                    help=f"write the table to {os.path.relpath(SAVED, ROOT)} for docs/performance.md")
     args = ap.parse_args()
     kinds = {"standalone (disk)": lambda: standalone(False),
              "standalone (--memory)": lambda: standalone(True),
@@ -86,14 +90,29 @@ def main() -> None:
     for _ in range(args.repeat):
         for name, fn in kinds.items():  # interleaved, so drift hits all alike
             results[name].append(fn())
-    print(f"{'broker':30} {'metric':26} {'median':>8} {'min':>8} {'max':>8}")
+    rows = []
     for name, runs in results.items():
         for key in runs[0]:
             vals = [r[key] for r in runs]
             unit = 1000 if key.endswith("_s") else 1
             label = key.replace("_s", "_ms") if key.endswith("_s") else key
-            print(f"{name:30} {label:26} {statistics.median(vals) * unit:8.1f} "
-                  f"{min(vals) * unit:8.1f} {max(vals) * unit:8.1f}")
+            rows.append((name, label, statistics.median(vals) * unit, min(vals) * unit, max(vals) * unit))
+    print(f"{'broker':30} {'metric':26} {'median':>8} {'min':>8} {'max':>8}")
+    for name, label, med, lo, hi in rows:
+        print(f"{name:30} {label:26} {med:8.1f} {lo:8.1f} {hi:8.1f}")
+    if args.save:
+        import datetime
+
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+        when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [f"Measured by `python bench/startup_memory.py --repeat {args.repeat} --save` on {when}, "
+                 f"commit `{commit}`; medians over the repetitions, interleaved.", "",
+                 "| broker | metric | median | min | max |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {n} | {l} | {m:.1f} | {a:.1f} | {b:.1f} |" for n, l, m, a, b in rows]
+        with open(SAVED, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"wrote {SAVED}")
 
 
 if __name__ == "__main__":
