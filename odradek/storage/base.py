@@ -194,6 +194,29 @@ class PartitionLog(abc.ABC):
         return False
 
 
+class SegmentedLog(PartitionLog):
+    """What the disk and memory logs share: a list of segments, oldest first,
+    the last one active. Subclasses provide ``_segments`` (each with ``base``,
+    ``size``, ``first_ts``, ``created_ms`` and ``largest_timestamp()``),
+    ``_log_start``, ``_hw``, ``_roll(now_ms)`` and ``_delete_segments(count)``."""
+
+    @staticmethod
+    def _time_waited(seg, ts: int, now_ms: int) -> int:
+        """Kafka's roll clock: from the first batch's timestamp, else segment creation."""
+        if seg.first_ts is not None and seg.first_ts >= 0:
+            return ts - seg.first_ts
+        return now_ms - seg.created_ms
+
+    def apply_retention(self, now_ms: int) -> int:
+        active = self._segments[-1]
+        if active.size and self._time_waited(active, now_ms, now_ms) > self.config.segment_ms:
+            self._roll(now_ms)
+        descr = [(s.base, s.size, s.largest_timestamp()) for s in self._segments]
+        k = count_expired_segments(descr, self._log_start, self._hw, self.config, now_ms)
+        self._delete_segments(k)
+        return k
+
+
 class OffsetOutOfRange(Exception):
     pass
 

@@ -67,10 +67,9 @@ from .base import (
     LogConfig,
     LogStore,
     OffsetOutOfRange,
-    PartitionLog,
     ReadResult,
+    SegmentedLog,
     check_aux_name,
-    count_expired_segments,
     record_matching,
     stamp_batches,
 )
@@ -445,7 +444,7 @@ class _CleanedSegment:
         self.seg.remove_files()
 
 
-class DiskPartitionLog(PartitionLog):
+class DiskPartitionLog(SegmentedLog):
     """One partition's directory of segments. See the module docstring."""
 
     def __init__(self, directory: str, topic: str, partition: int, config: LogConfig,
@@ -714,12 +713,6 @@ class DiskPartitionLog(PartitionLog):
                 or seg.index_full(c)
                 or last - seg.base > _MAX_REL)
 
-    @staticmethod
-    def _time_waited(seg: _Segment, ts: int, now_ms: int) -> int:
-        """Kafka's roll clock: from the first batch's timestamp, else segment creation."""
-        if seg.first_ts is not None and seg.first_ts >= 0:
-            return ts - seg.first_ts
-        return now_ms - seg.created_ms
 
     def _roll(self, now_ms: int) -> _Segment:
         old = self._segments[-1]
@@ -884,17 +877,6 @@ class DiskPartitionLog(PartitionLog):
             k += 1
         self._delete_segments(k)
         return self._log_start
-
-    def apply_retention(self, now_ms: int) -> int:
-        active = self._segments[-1]
-        if active.size and now_ms - (active.first_ts if active.first_ts is not None
-                                     and active.first_ts >= 0 else active.created_ms) \
-                > self.config.segment_ms:
-            self._roll(now_ms)
-        descr = [(s.base, s.size, s.largest_timestamp()) for s in self._segments]
-        k = count_expired_segments(descr, self._log_start, self._hw, self.config, now_ms)
-        self._delete_segments(k)
-        return k
 
     def truncate_to(self, offset: int) -> None:
         if offset >= self._leo:

@@ -22,10 +22,9 @@ from .base import (
     LogConfig,
     LogStore,
     OffsetOutOfRange,
-    PartitionLog,
     ReadResult,
+    SegmentedLog,
     check_aux_name,
-    count_expired_segments,
     record_matching,
     stamp_batches,
 )
@@ -114,7 +113,7 @@ class _MemCleaned:
         pass
 
 
-class MemoryPartitionLog(PartitionLog):
+class MemoryPartitionLog(SegmentedLog):
     """One partition's log in memory."""
 
     def __init__(self, topic: str, partition: int, config: LogConfig, *,
@@ -188,11 +187,6 @@ class MemoryPartitionLog(PartitionLog):
                 or seg.time_entries >= c.segment_index_bytes // 12
                 or last - seg.base > _MAX_REL)
 
-    @staticmethod
-    def _time_waited(seg: _MemSegment, ts: int, now_ms: int) -> int:
-        if seg.first_ts is not None and seg.first_ts >= 0:
-            return ts - seg.first_ts
-        return now_ms - seg.created_ms
 
     def _roll(self, now_ms: int) -> _MemSegment:
         self._segments[-1]._time_entry()
@@ -284,17 +278,6 @@ class MemoryPartitionLog(PartitionLog):
             k += 1
         self._delete_segments(k)
         return self._log_start
-
-    def apply_retention(self, now_ms: int) -> int:
-        active = self._segments[-1]
-        if active.size and now_ms - (active.first_ts if active.first_ts is not None
-                                     and active.first_ts >= 0 else active.created_ms) \
-                > self.config.segment_ms:
-            self._roll(now_ms)
-        descr = [(s.base, s.size, s.largest_timestamp()) for s in self._segments]
-        k = count_expired_segments(descr, self._log_start, self._hw, self.config, now_ms)
-        self._delete_segments(k)
-        return k
 
     def truncate_to(self, offset: int) -> None:
         if offset >= self._leo:
