@@ -1,20 +1,22 @@
 """Keys and values of the records in ``__consumer_offsets``, in Kafka's formats.
 
-Every key and value starts with a big-endian int16 version, followed by the
-fields of that version (specs in ``odradek/protocol/specs``):
+Every key starts with a big-endian int16 record type (the spec's ``apiKey``),
+followed by version 0 of that key's spec; every value starts with an int16
+version, followed by the fields of that version (Kafka's specs, vendored in
+``odradek/protocol/specs``):
 
-- key version 0 or 1: an offset commit, ``group, topic, partition``; we write 1.
-- key version 2: group metadata, ``group``.
+- key type 0 or 1: an offset commit, ``group, topic, partition``; we write 1.
+- key type 2: group metadata, ``group``.
 - offset commit value: version 1 when the commit carries an explicit expiry
   (OffsetCommit v2-4 with a retention time), else version 3 (with the leader
   epoch); versions 0-4 are read.
 - group metadata value: version 3 is written; versions 0-4 are read.
 - a null value is a tombstone: the offset, or the group, is deleted.
-- key versions 3-8 and 16: KIP-848 consumer groups (``ConsumerKey``): the
+- key types 3-8 and 16: KIP-848 consumer groups (``ConsumerKey``): the
   group epoch (3), the subscribed topics' metadata (4), a member's
   subscription (5), the target assignment's epoch (6) and each member's
   target (7), each member's current assignment (8), a resolved regular
-  expression (16). Their keys and values are version 0 of their specs.
+  expression (16). Their values are version 0 of their specs.
 
 So Kafka's own tools (kafka-console-consumer with the offsets formatter,
 kafka-dump-log --offsets-decoder) can read what odradek writes, and odradek
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 
 from odradek.protocol.schema import DecodeError, codec
 
-OFFSET_COMMIT_KEY_VERSION = 1
-GROUP_METADATA_KEY_VERSION = 2
+OFFSET_COMMIT_KEY_TYPE = 1  # 0 is read too: the same fields
+GROUP_METADATA_KEY_TYPE = 2
 GROUP_METADATA_VALUE_VERSION = 3
 
 _I16 = struct.Struct(">h")
@@ -61,15 +63,15 @@ class RecordFormatError(ValueError):
 
 
 def offset_key(group: str, topic: str, partition: int) -> bytes:
-    out = bytearray(_I16.pack(OFFSET_COMMIT_KEY_VERSION))
-    codec("OffsetCommitKey", OFFSET_COMMIT_KEY_VERSION).encode(
+    out = bytearray(_I16.pack(OFFSET_COMMIT_KEY_TYPE))
+    codec("OffsetCommitKey", 0).encode(
         {"group": group, "topic": topic, "partition": partition}, out)
     return bytes(out)
 
 
 def group_key(group: str) -> bytes:
-    out = bytearray(_I16.pack(GROUP_METADATA_KEY_VERSION))
-    codec("GroupMetadataKey", GROUP_METADATA_KEY_VERSION).encode({"group": group}, out)
+    out = bytearray(_I16.pack(GROUP_METADATA_KEY_TYPE))
+    codec("GroupMetadataKey", 0).encode({"group": group}, out)
     return bytes(out)
 
 
@@ -101,11 +103,11 @@ def decode_key(data: bytes) -> "OffsetKey | GroupKey | ConsumerKey":
     if version in CONSUMER_RECORD_NAMES:
         return decode_consumer_key(version, data)
     try:
-        if version in (0, 1):
-            d, _ = codec("OffsetCommitKey", version).decode(data, 2)
+        if version in (0, OFFSET_COMMIT_KEY_TYPE):
+            d, _ = codec("OffsetCommitKey", 0).decode(data, 2)
             return OffsetKey(d["group"], d["topic"], d["partition"])
-        if version == 2:
-            d, _ = codec("GroupMetadataKey", 2).decode(data, 2)
+        if version == GROUP_METADATA_KEY_TYPE:
+            d, _ = codec("GroupMetadataKey", 0).decode(data, 2)
             return GroupKey(d["group"])
     except DecodeError as e:
         raise RecordFormatError(str(e)) from None
