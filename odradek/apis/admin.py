@@ -39,7 +39,7 @@ def config_entries(topic) -> list[dict]:
     return out
 
 
-@handles("CreateTopics")
+@handles("CreateTopics", 2, 7)
 async def create_topics(ctx, request: dict) -> dict:
     broker = ctx.broker
     results = []
@@ -80,7 +80,7 @@ async def create_topics(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "topics": results}
 
 
-@handles("DeleteTopics")
+@handles("DeleteTopics", 1, 6)
 async def delete_topics(ctx, request: dict) -> dict:
     broker = ctx.broker
     if ctx.version >= 6:
@@ -114,7 +114,7 @@ async def delete_topics(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "responses": responses}
 
 
-@handles("CreatePartitions")
+@handles("CreatePartitions", 0, 3)
 async def create_partitions(ctx, request: dict) -> dict:
     broker = ctx.broker
     results = []
@@ -134,7 +134,7 @@ async def create_partitions(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "results": results}
 
 
-@handles("DeleteRecords")
+@handles("DeleteRecords", 0, 2)
 async def delete_records(ctx, request: dict) -> dict:
     broker = ctx.broker
     topics = []
@@ -172,7 +172,7 @@ def broker_config_entries(broker) -> list[dict]:
     return out
 
 
-@handles("DescribeConfigs")
+@handles("DescribeConfigs", 1, 4)
 async def describe_configs(ctx, request: dict) -> dict:
     broker = ctx.broker
     results = []
@@ -266,11 +266,11 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
     return {"throttle_time_ms": 0, "responses": responses}
 
 
-@handles("AlterConfigs")
+@handles("AlterConfigs", 0, 2)
 async def alter_configs(ctx, request: dict) -> dict:
     return await _alter(ctx, request, incremental=False)
 
 
-@handles("IncrementalAlterConfigs")
+@handles("IncrementalAlterConfigs", 0, 1)
 async def incremental_alter_configs(ctx, request: dict) -> dict:
     return await _alter(ctx, request, incremental=True)

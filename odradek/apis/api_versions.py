@@ -15,6 +15,6 @@ def api_version_list() -> list[dict]:
     ]
 
 
-@handles("ApiVersions")
+@handles("ApiVersions", 0, 4)
 async def api_versions(ctx, request: dict) -> dict:
     return {"error_code": 0, "api_keys": api_version_list(), "throttle_time_ms": 0}

@@ -32,7 +32,7 @@ def _unavailable(code: int = errors.COORDINATOR_NOT_AVAILABLE) -> dict:
             "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
 
 
-@handles("ConsumerGroupHeartbeat")
+@handles("ConsumerGroupHeartbeat", 0, 1)
 async def consumer_group_heartbeat(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=request["member_epoch"] == 0)
     if gc is None or not hasattr(gc.sm, "consumer_group_heartbeat"):
@@ -56,7 +56,7 @@ async def consumer_group_heartbeat(ctx, request: dict) -> dict:
     return dict(res.response, throttle_time_ms=0)
 
 
-@handles("ConsumerGroupDescribe")
+@handles("ConsumerGroupDescribe", 0, 1)
 async def consumer_group_describe(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None or not hasattr(gc.sm, "consumer_group_describe"):

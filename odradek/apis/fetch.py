@@ -88,7 +88,7 @@ def read_partitions(broker, request: dict, version: int) -> tuple[list, int, lis
     return responses, total, touched
 
 
-@handles("Fetch")
+@handles("Fetch", 4, 18)
 async def fetch(ctx, request: dict) -> dict:
     broker = ctx.broker
     version = ctx.version

@@ -57,7 +57,7 @@ async def _coordinator(ctx, create: bool = True):
 
 # -- FindCoordinator ---------------------------------------------------------
 
-@handles("FindCoordinator")
+@handles("FindCoordinator", 0, 6)
 async def find_coordinator(ctx, request: dict) -> dict:
     broker = ctx.broker
     version = ctx.version
@@ -93,7 +93,7 @@ def _join_out(resp: dict, version: int) -> dict:
     return out
 
 
-@handles("JoinGroup")
+@handles("JoinGroup", 0, 9)
 async def join_group(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx)
     if gc is None:
@@ -116,7 +116,7 @@ async def join_group(ctx, request: dict) -> dict:
     return _join_out(await gc.wait(res), ctx.version)
 
 
-@handles("SyncGroup")
+@handles("SyncGroup", 0, 5)
 async def sync_group(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx)
     if gc is None:
@@ -134,7 +134,7 @@ async def sync_group(ctx, request: dict) -> dict:
     return dict(await gc.wait(res), throttle_time_ms=0)
 
 
-@handles("Heartbeat")
+@handles("Heartbeat", 0, 4)
 async def heartbeat(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
@@ -144,7 +144,7 @@ async def heartbeat(ctx, request: dict) -> dict:
     return dict(res.response, throttle_time_ms=0)
 
 
-@handles("LeaveGroup")
+@handles("LeaveGroup", 0, 5)
 async def leave_group(ctx, request: dict) -> dict:
     version = ctx.version
     if version >= 3:
@@ -163,7 +163,7 @@ async def leave_group(ctx, request: dict) -> dict:
 
 # -- OffsetCommit / OffsetFetch ---------------------------------------------
 
-@handles("OffsetCommit")
+@handles("OffsetCommit", 2, 10)
 async def offset_commit(ctx, request: dict) -> dict:
     broker = ctx.broker
     by_id = ctx.version >= 10
@@ -241,7 +241,7 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
     return {"error_code": resp["error_code"], "topics": out}
 
 
-@handles("OffsetFetch")
+@handles("OffsetFetch", 1, 10)
 async def offset_fetch(ctx, request: dict) -> dict:
     version = ctx.version
     gc = await _coordinator(ctx, create=False)
@@ -266,7 +266,7 @@ async def offset_fetch(ctx, request: dict) -> dict:
 
 # -- DescribeGroups / ListGroups / DeleteGroups / OffsetDelete --------------
 
-@handles("DescribeGroups")
+@handles("DescribeGroups", 0, 6)
 async def describe_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     out = []
@@ -279,7 +279,7 @@ async def describe_groups(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "groups": out}
 
 
-@handles("ListGroups")
+@handles("ListGroups", 0, 5)
 async def list_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
@@ -288,7 +288,7 @@ async def list_groups(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "error_code": code, "groups": groups}
 
 
-@handles("DeleteGroups")
+@handles("DeleteGroups", 0, 2)
 async def delete_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
@@ -298,7 +298,7 @@ async def delete_groups(ctx, request: dict) -> dict:
     return dict(res.response, throttle_time_ms=0)
 
 
-@handles("OffsetDelete")
+@handles("OffsetDelete", 0, 0)
 async def offset_delete(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:

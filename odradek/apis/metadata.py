@@ -35,7 +35,7 @@ def topic_metadata(broker, topic) -> dict:
     }
 
 
-@handles("Metadata")
+@handles("Metadata", 0, 13)
 async def metadata(ctx, request: dict) -> dict:
     broker = ctx.broker
     wanted = request["topics"]
@@ -78,7 +78,7 @@ async def metadata(ctx, request: dict) -> dict:
     }
 
 
-@handles("DescribeCluster")
+@handles("DescribeCluster", 0, 2)
 async def describe_cluster(ctx, request: dict) -> dict:
     broker = ctx.broker
     endpoint_type = request.get("endpoint_type", 1)

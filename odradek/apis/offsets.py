@@ -38,7 +38,7 @@ def list_offset(p, timestamp: int) -> dict:
     return {"timestamp": ts, "offset": offset, "leader_epoch": epoch}
 
 
-@handles("ListOffsets")
+@handles("ListOffsets", 1, 11)
 async def list_offsets(ctx, request: dict) -> dict:
     broker = ctx.broker
     topics = []
@@ -65,7 +65,7 @@ async def list_offsets(ctx, request: dict) -> dict:
     return {"throttle_time_ms": 0, "topics": topics}
 
 
-@handles("OffsetForLeaderEpoch")
+@handles("OffsetForLeaderEpoch", 2, 4)
 async def offset_for_leader_epoch(ctx, request: dict) -> dict:
     broker = ctx.broker
     topics = []

@@ -167,7 +167,7 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
             "log_start_offset": p.log.log_start_offset}
 
 
-@handles("Produce", min_version=0)
+@handles("Produce", 0, 13, below_spec=True)
 async def produce(ctx, request: dict) -> dict | None:
     broker = ctx.broker
     acks = request["acks"]

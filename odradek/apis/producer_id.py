@@ -49,7 +49,7 @@ def allocator(broker) -> ProducerIdAllocator:
     return alloc
 
 
-@handles("InitProducerId")
+@handles("InitProducerId", 0, 6)
 async def init_producer_id(ctx, request: dict) -> dict:
     if request["transactional_id"] is not None:
         return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE,

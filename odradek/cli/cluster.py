@@ -8,32 +8,8 @@ import struct
 import click
 
 from odradek.cli.common import Output, client_options, print_json
-
-API_NAMES = {
-    0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 4: "LeaderAndIsr", 5: "StopReplica",
-    6: "UpdateMetadata", 7: "ControlledShutdown", 8: "OffsetCommit", 9: "OffsetFetch", 10: "FindCoordinator",
-    11: "JoinGroup", 12: "Heartbeat", 13: "LeaveGroup", 14: "SyncGroup", 15: "DescribeGroups", 16: "ListGroups",
-    17: "SaslHandshake", 18: "ApiVersions", 19: "CreateTopics", 20: "DeleteTopics", 21: "DeleteRecords",
-    22: "InitProducerId", 23: "OffsetForLeaderEpoch", 24: "AddPartitionsToTxn", 25: "AddOffsetsToTxn",
-    26: "EndTxn", 27: "WriteTxnMarkers", 28: "TxnOffsetCommit", 29: "DescribeAcls", 30: "CreateAcls",
-    31: "DeleteAcls", 32: "DescribeConfigs", 33: "AlterConfigs", 34: "AlterReplicaLogDirs",
-    35: "DescribeLogDirs", 36: "SaslAuthenticate", 37: "CreatePartitions", 38: "CreateDelegationToken",
-    39: "RenewDelegationToken", 40: "ExpireDelegationToken", 41: "DescribeDelegationToken", 42: "DeleteGroups",
-    43: "ElectLeaders", 44: "IncrementalAlterConfigs", 45: "AlterPartitionReassignments",
-    46: "ListPartitionReassignments", 47: "OffsetDelete", 48: "DescribeClientQuotas", 49: "AlterClientQuotas",
-    50: "DescribeUserScramCredentials", 51: "AlterUserScramCredentials", 52: "Vote", 53: "BeginQuorumEpoch",
-    54: "EndQuorumEpoch", 55: "DescribeQuorum", 56: "AlterPartition", 57: "UpdateFeatures", 58: "Envelope",
-    59: "FetchSnapshot", 60: "DescribeCluster", 61: "DescribeProducers", 62: "BrokerRegistration",
-    63: "BrokerHeartbeat", 64: "UnregisterBroker", 65: "DescribeTransactions", 66: "ListTransactions",
-    67: "AllocateProducerIds", 68: "ConsumerGroupHeartbeat", 69: "ConsumerGroupDescribe",
-    70: "ControllerRegistration", 71: "GetTelemetrySubscriptions", 72: "PushTelemetry",
-    73: "AssignReplicasToDirs", 74: "ListConfigResources", 75: "DescribeTopicPartitions",
-    76: "ShareGroupHeartbeat", 77: "ShareGroupDescribe", 78: "ShareFetch", 79: "ShareAcknowledge",
-    80: "AddRaftVoter", 81: "RemoveRaftVoter", 82: "UpdateRaftVoter", 83: "InitializeShareGroupState",
-    84: "ReadShareGroupState", 85: "WriteShareGroupState", 86: "DeleteShareGroupState",
-    87: "ReadShareGroupStateSummary",
-}
-
+from odradek.protocol.frames import decode_response, encode_request
+from odradek.protocol.schema import api_names
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
     buf = bytearray()
@@ -46,28 +22,24 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 
 def api_versions(host: str, port: int, timeout: float) -> list[dict]:
-    """ApiVersions v0 over a plain socket: [{"key", "name", "min", "max"}]. Raises OSError/ValueError."""
-    client_id = b"odradek-cli"
-    body = struct.pack(">hhih", 18, 0, 0x0DAD, len(client_id)) + client_id
+    """ApiVersions v0 over a plain socket: [{"key", "name", "min", "max"}].
+    Raises OSError or ValueError (DecodeError is one)."""
+    correlation_id = 0x0DAD
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
-        s.sendall(struct.pack(">i", len(body)) + body)
+        s.sendall(encode_request("ApiVersions", 0, {}, correlation_id, "odradek-cli"))
         (size,) = struct.unpack(">i", _recv_exact(s, 4))
-        if not 10 <= size <= 1 << 20:
+        if not 4 <= size <= 1 << 20:
             raise ValueError(f"implausible ApiVersions response size {size}")
-        resp = _recv_exact(s, size)
-    corr, err, n = struct.unpack_from(">ihi", resp, 0)
-    if corr != 0x0DAD:
+        corr, resp = decode_response("ApiVersions", 0, _recv_exact(s, size))
+    if corr != correlation_id:
         raise ValueError("correlation id mismatch")
-    if err:
-        raise ValueError(f"ApiVersions error {err}")
-    if not 0 <= n <= (size - 10) // 6:
-        raise ValueError(f"implausible API count {n}")
-    out = []
-    for i in range(n):
-        key, lo, hi = struct.unpack_from(">hhh", resp, 10 + 6 * i)
-        out.append({"key": key, "name": API_NAMES.get(key, f"ApiKey{key}"), "min": lo, "max": hi})
-    return sorted(out, key=lambda a: a["key"])
+    if resp["error_code"]:
+        raise ValueError(f"ApiVersions error {resp['error_code']}")
+    names = api_names()
+    return sorted(({"key": a["api_key"], "name": names.get(a["api_key"], f"ApiKey{a['api_key']}"),
+                    "min": a["min_version"], "max": a["max_version"]} for a in resp["api_keys"]),
+                  key=lambda a: a["key"])
 
 
 def _split_hostport(addr: str) -> tuple[str, int]:
@@ -127,7 +99,7 @@ def info(as_json, no_api_versions, conn):
             host, port = _split_hostport(conn.bootstrap.split(",")[0])
             doc["api_versions"] = api_versions(host, port, conn.timeout)
             doc["api_versions_from"] = f"{host}:{port}"
-        except (OSError, ValueError, struct.error):
+        except (OSError, ValueError):
             pass
     if as_json:
         print_json(doc)

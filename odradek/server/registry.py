@@ -1,12 +1,16 @@
 """The one registry of served APIs: handler and version range per API key.
 
-ApiVersions answers from this table, so what is advertised is exactly what
-has a handler. A handler is ``async def handler(ctx, request: dict) -> dict |
-None``; returning None sends no response (Produce with acks=0).
+ApiVersions answers from this table alone, so what is advertised is exactly
+what has a handler. Each handler states the versions it serves
+(``@handles("Fetch", 4, 18)``); a range is checked against the pinned spec
+(``odradek/protocol/specs``) when the module is imported, so a served version
+always has a codec. A handler is ``async def handler(ctx, request: dict) ->
+dict | None``; returning None sends no response (Produce with acks=0).
 
-``spec_versions`` overrides the spec's version range where we serve more or
-less than the JSON spec lists (e.g. Produce v0-2, which the codec can still
-frame, see apis/produce.py).
+``below_spec`` names the lowest version of the spec's range that the handler
+still frames although Kafka dropped the versions under it (Produce v0-2,
+advertised for old librdkafka's feature checks and answered with an error,
+see apis/produce.py).
 """
 
 from __future__ import annotations
@@ -39,20 +43,28 @@ class Api:
 REGISTRY: dict[int, Api] = {}
 
 
-def handles(name: str, min_version: int | None = None, max_version: int | None = None):
-    """Register the decorated coroutine as the handler of API ``name`` (e.g. 'Produce')."""
+def handles(name: str, min_version: int, max_version: int, *, below_spec: bool = False):
+    """Register the decorated coroutine as the handler of API ``name`` (e.g.
+    'Produce') at versions ``min_version``..``max_version``."""
     spec = load_spec(name + "Request")
     lo, hi = parse_versions(spec["validVersions"])
+    if below_spec:
+        lo = 0
+    if not lo <= min_version <= max_version <= hi:
+        raise ValueError(f"{name} v{min_version}-{max_version} is outside the pinned spec's "
+                         f"versions {spec['validVersions']}")
     flex_lo, _ = parse_versions(spec.get("flexibleVersions"))
     if flex_lo > hi:
         flex_lo = 1 << 30
 
     def register(fn):
+        if spec["apiKey"] in REGISTRY:
+            raise ValueError(f"{name} has two handlers")
         REGISTRY[spec["apiKey"]] = Api(
             key=spec["apiKey"],
             name=name,
-            min_version=lo if min_version is None else min_version,
-            max_version=hi if max_version is None else max_version,
+            min_version=min_version,
+            max_version=max_version,
             handler=fn,
             flexible_from=flex_lo,
         )

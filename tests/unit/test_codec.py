@@ -745,3 +745,19 @@ def test_encode_parts_hands_out_record_chunks_uncopied():
         assert any(p is chunks[1] for p in pieces)  # the stored chunk itself, not a copy
         decoded, _ = c.decode(whole, 3)
         assert decoded["responses"][0]["partitions"][0]["records"] == b"batch-onebatch-two3"
+
+
+def test_generated_source_is_written_where_asked_and_lines_match(tmp_path, monkeypatch):
+    from odradek.protocol.schema import MessageCodec
+
+    monkeypatch.setenv("ODRADEK_CODEGEN_DIR", str(tmp_path))
+    c = MessageCodec(load_spec("MetadataRequest"), 12)
+    path = tmp_path / "MetadataRequest_v12.py"
+    lines = path.read_text().splitlines()
+    for fn, name in ((c._decode, "_decode_metadata_request"), (c._encode, "_encode_metadata_request")):
+        assert fn.__code__.co_filename == str(path)
+        assert lines[fn.__code__.co_firstlineno - 1] == f"def {name}(buf, pos):" or \
+            lines[fn.__code__.co_firstlineno - 1] == f"def {name}(d, out):"
+    # A traceback shows the generated line that failed.
+    with pytest.raises(DecodeError, match="MetadataRequest"):
+        c.decode(b"\x00\x00\x00\x05")
