@@ -1,0 +1,1 @@
+"""Cluster metadata: a store with etcd's shape (odradek.metadata.store) and its implementations."""
