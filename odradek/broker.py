@@ -86,10 +86,14 @@ def validate_topic_name(name: str) -> None:
 
 
 class Broker:
-    """A single odradek broker. ``await start()``, then serve until ``await stop()``."""
+    """A single odradek broker. ``await start()``, then serve until ``await stop()``.
 
-    def __init__(self, config: BrokerConfig):
+    ``fs`` is the filesystem under the data dir (default: the operating
+    system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls."""
+
+    def __init__(self, config: BrokerConfig, fs=None):
         self.config = config
+        self.fs = fs
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[bytes, Topic] = {}
         self.connections: set = set()
@@ -114,8 +118,9 @@ class Broker:
             return MemoryLogStore()
         from odradek.storage.disk import DiskLogStore
 
-        os.makedirs(self.config.data_dir, exist_ok=True)
-        return DiskLogStore(self.config.data_dir)
+        if self.fs is None:
+            os.makedirs(self.config.data_dir, exist_ok=True)
+        return DiskLogStore(self.config.data_dir, self.fs)
 
     async def start(self) -> None:
         from odradek.server.registry import load_all
