@@ -109,6 +109,8 @@ class Broker:
         self.groups = None  # group coordinator, once loaded
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self._topic_lock = asyncio.Lock()
+        self._registry_writer: asyncio.Task | None = None  # see save_topics
+        self._registry_waiters: list[asyncio.Future] = []
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -177,6 +179,8 @@ class Broker:
             self.server = None
         if self.groups is not None:
             await self.groups.stop()
+        if self._registry_writer is not None:  # changes made in memory reach topics.json
+            await asyncio.gather(self._registry_writer, return_exceptions=True)
         loop = asyncio.get_running_loop()
         if self.store is not None:
             store = self.store
@@ -247,11 +251,39 @@ class Broker:
         }, indent=1, sort_keys=True).encode()
 
     async def save_topics(self) -> None:
-        data = self.registry_bytes()
+        """Persist the registry as it is now (call after changing it in memory);
+        return once a write that includes the change is durable.
+
+        One writer, in order: a single task writes ``topics.json``, taking the
+        registry's snapshot (on the loop) just before each write, and every
+        change made before that snapshot is acknowledged by that write; changes
+        made while a write is under way go into the next one. So writes never
+        overlap, each holds the newest state, and the last write holds them all.
+        The write itself (fsync) runs in a worker thread."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._registry_waiters.append(done)
+        if self._registry_writer is None or self._registry_writer.done():
+            self._registry_writer = loop.create_task(self._write_registry())
         # Shielded: a request cancelled by its client's disconnect must not
         # cancel the write of a change already made in memory.
-        await asyncio.shield(asyncio.get_running_loop().run_in_executor(
-            None, self.store.write_metadata, TOPICS_FILE, data))
+        await asyncio.shield(done)
+
+    async def _write_registry(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._registry_waiters:
+            waiters, self._registry_waiters = self._registry_waiters, []
+            data = self.registry_bytes()
+            try:
+                await loop.run_in_executor(None, self.store.write_metadata, TOPICS_FILE, data)
+            except Exception as e:  # each waiter's request reports it
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(e)
+            else:
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
 
     def _open_topic(self, name: str, topic_id: bytes, num_partitions: int,
                     overrides: dict, leader_epoch: int = 0) -> Topic:
