@@ -130,10 +130,10 @@ class Broker:
 
         self.started_at = time.monotonic()
         load_all()
-        self.store = self.open_store()
-        self.load_meta()
-        self.load_topics()
         loop = asyncio.get_running_loop()
+        # Recovery reads the logs and may fsync: in a worker thread, while
+        # nothing else touches the broker's state yet.
+        await loop.run_in_executor(None, self.load)
         self.endpoints = {}
         for listener in self.config.listeners():
             server = await loop.create_server(
@@ -214,6 +214,13 @@ class Broker:
         return next(iter(self.endpoints.values()))
 
     # -- persistent metadata --------------------------------------------
+    def load(self) -> None:
+        """Open the store, then load the cluster id and the topics with their
+        logs (blocking: recovery reads the logs and may fsync)."""
+        self.store = self.open_store()
+        self.load_meta()
+        self.load_topics()
+
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
         props = {}
@@ -360,8 +367,15 @@ class Broker:
             await self.save_topics()
             for p in topic.partitions:
                 p.notify()
-                p.log.close()
-                self.store.delete_log(name, p.index)
+                p.log.abandon()  # closed here, without a flush: its files are going
+            store, indexes = self.store, [p.index for p in topic.partitions]
+
+            def delete_logs():
+                for i in indexes:
+                    store.delete_log(name, i)
+
+            # Still under the topic lock: a new topic of the same name waits for this.
+            await asyncio.get_running_loop().run_in_executor(None, delete_logs)
             if self.groups is not None:
                 self.groups.on_topic_deleted(name)
             log.info("deleted topic %s", name)

@@ -141,7 +141,13 @@ class PartitionLog(abc.ABC):
         """fsync what is written. Blocking: run it off the event loop."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Flush and close (blocking: off the event loop)."""
+
+    def abandon(self) -> None:
+        """Close without flushing: the log is about to be deleted. Does no
+        fsync, so it may run on the event loop; appends, reads and flushes
+        after it fail or do nothing. Logs holding no files need not act."""
 
     def size_in_bytes(self) -> int:
         return 0

@@ -202,3 +202,121 @@ def test_older_registry_never_lands_last():
             await b.stop()
 
     asyncio.run(second())
+
+
+# -- fsync never runs on the event loop ----------------------------------------------
+
+def batch(values, key=None, **kw) -> bytes:
+    from odradek.protocol.records import build_batch
+
+    now = int(time.time() * 1000)
+    return build_batch([(key(v) if key else None, v, [], now) for v in values], **kw)
+
+
+async def produce(c: Client, topic: str, partition: int, records: bytes) -> int:
+    res = await c.request("Produce", 9, {"acks": -1, "timeout_ms": 30000, "topic_data": [
+        {"name": topic, "partition_data": [{"index": partition, "records": records}]}]})
+    p = res["responses"][0]["partition_responses"][0]
+    assert p["error_code"] == 0, p
+    return p["base_offset"]
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_fsync_never_runs_on_the_event_loop():
+    """Drive a broker through everything that writes durably -- startup,
+    produce (flush.messages=1, rolls, idempotent producers), create, alter and
+    delete topic, add partitions, retention, DeleteRecords, truncation,
+    compaction, group offset commits, the periodic checkpoints and producer
+    snapshots, shutdown and a restart -- and check that no fsync ran on the
+    event loop's thread. (Before the fix: the startup's meta.properties, the
+    flush of a deleted topic's logs and truncation's epoch checkpoint did.)"""
+    fs = FakeFileSystem()
+    props = {"log.flush.interval.messages": 1, "log.retention.check.interval.ms": 50,
+             "log.flush.offset.checkpoint.interval.ms": 50, "log.cleaner.enable": "true",
+             "log.cleaner.backoff.ms": 20, "offsets.topic.num.partitions": 2,
+             "group.initial.rebalance.delay.ms": 0}
+    loop_threads = set()
+
+    async def first():
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs, **props)
+        await b.start()
+        c = await Client.connect(b)
+        try:
+            await c.create_topic("t", 2, {"segment.bytes": "600"})
+            for i in range(20):
+                await produce(c, "t", i % 2, batch([b"x" * 50, b"y" * 50]))
+            res = await c.request("InitProducerId", 4, {"transactional_id": None,
+                                                        "transaction_timeout_ms": 60000})
+            pid, epoch = res["producer_id"], res["producer_epoch"]
+            for seq in range(0, 10, 2):
+                await produce(c, "t", 0, batch([b"i", b"j"], producer_id=pid,
+                                               producer_epoch=epoch, base_sequence=seq))
+            t0 = b.topics["t"].partitions[0].log
+            await until(lambda: fs.exists(f"{DATA}/recovery-point-offset-checkpoint")
+                        and t0.read_aux("producer-state.snapshot") is not None)
+            await c.alter_configs("t", {"segment.bytes": "600", "retention.bytes": "700"})
+            await until(lambda: t0.log_start_offset > 0)  # retention deleted segments
+            res = await c.request("DeleteRecords", 2, {"timeout_ms": 30000, "topics": [
+                {"name": "t", "partitions": [{"partition_index": 1,
+                                              "offset": b.topics["t"].partitions[1].log.high_watermark - 2}]}]})
+            assert res["topics"][0]["partitions"][0]["error_code"] == 0, res
+            t0.truncate_to(t0.log_end_offset - 3)  # as a follower will (no API does yet)
+            await produce(c, "t", 0, batch([b"after truncation"]))
+
+            await c.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "400",
+                                          "min.cleanable.dirty.ratio": "0.01"})
+            for i in range(30):
+                await produce(c, "c", 0, batch([b"%d" % (i % 3)], key=lambda v: v))
+            await until(lambda: b.cleaner.passes >= 1)
+
+            res = await c.request("OffsetCommit", 8, {
+                "group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+                "group_instance_id": None, "topics": [{"name": "t", "partitions": [
+                    {"partition_index": 0, "committed_offset": 3, "committed_metadata": None}]}]})
+            assert res["topics"][0]["partitions"][0]["error_code"] == 0, res
+
+            await c.create_topic("d", 2, {"flush.messages": str(2**62)})
+            for i in range(4):
+                await produce(c, "d", i % 2, batch([b"unflushed"]))
+            res = await c.request("CreatePartitions", 3, {"timeout_ms": 30000, "validate_only": False,
+                                                          "topics": [{"name": "d", "count": 3,
+                                                                      "assignments": None}]})
+            assert res["results"][0]["error_code"] == 0, res
+            await produce(c, "d", 2, batch([b"unflushed"]))
+            await c.delete_topic("d")
+            await c.delete_topic("t")
+            await c.create_topic("t", 1)
+            await produce(c, "t", 0, batch([b"again"]))
+        finally:
+            await c.close()
+            await b.stop()
+
+    async def second():
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs, **props)
+        await b.start()
+        try:
+            assert set(b.topics) == {"t", "c", "__consumer_offsets"}
+            c = await Client.connect(b)
+            await produce(c, "t", 0, batch([b"after restart"]))
+            await c.close()
+        finally:
+            await b.stop()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    synced = {path.rsplit("/", 1)[-1] for _, path, _ in fs.syncs}
+    for name in ("meta.properties.tmp", "topics.json.tmp", "producer-state.snapshot.tmp",
+                 "recovery-point-offset-checkpoint.tmp", "cleaner-offset-checkpoint.tmp",
+                 "leader-epoch-checkpoint.tmp", "00000000000000000000.log.cleaned",
+                 "__consumer_offsets-0", "00000000000000000000.log"):
+        assert name in synced, name  # the test did drive it
+    on_loop = sorted({(op, path) for op, path, thread in fs.syncs if thread in loop_threads})
+    assert on_loop == [], on_loop
