@@ -294,6 +294,19 @@ class Broker:
 
     def _open_topic(self, name: str, topic_id: bytes, num_partitions: int,
                     overrides: dict, leader_epoch: int = 0) -> Topic:
+        """Open the topic's logs and register it (blocking)."""
+        return self._register(self._open_logs(name, topic_id, num_partitions, overrides,
+                                               leader_epoch))
+
+    def _register(self, topic: Topic) -> Topic:
+        self.topics[topic.name] = topic
+        self.topics_by_id[topic.topic_id] = topic
+        return topic
+
+    def _open_logs(self, name: str, topic_id: bytes, num_partitions: int,
+                   overrides: dict, leader_epoch: int = 0) -> Topic:
+        """A Topic with its logs opened (and recovered, if they exist), not yet
+        registered. Blocking: recovery reads the logs and may fsync."""
         topic = Topic(name, topic_id, TopicConfig(self.config, overrides),
                       internal=name in INTERNAL_TOPICS)
         lc = topic.config.log_config()
@@ -308,8 +321,6 @@ class Broker:
             raise
         for p in topic.partitions:
             p.producers.rebuild(p.log)
-        self.topics[name] = topic
-        self.topics_by_id[topic_id] = topic
         return topic
 
     # -- topic administration -------------------------------------------
@@ -348,12 +359,15 @@ class Broker:
                 name, num_partitions, replication_factor, configs or {})
             if validate_only:
                 return None
+            loop = asyncio.get_running_loop()
             try:
-                topic = self._open_topic(name, uuid.uuid4().bytes, num_partitions, overrides)
+                topic = await loop.run_in_executor(None, self._open_logs, name, uuid.uuid4().bytes,
+                                                   num_partitions, overrides)
             except OSError as e:  # e.g. EMFILE: every partition holds its active segment's files open
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            self._register(topic)
             await self.save_topics()
             log.info("created topic %s with %d partitions", name, num_partitions)
             return topic
@@ -392,23 +406,37 @@ class Broker:
                                  f"or equal to the requested {count}.")
             if validate_only:
                 return
-            lc = topic.config.log_config()
             epoch = topic.partitions[0].leader_epoch if topic.partitions else 0
-            added = []
+            store, lc = self.store, topic.config.log_config()
+
+            def open_logs():  # blocking: in a worker thread
+                added = []
+                try:
+                    for i in range(current, count):
+                        added.append(Partition(topic, i, store.open_log(name, i, lc), epoch))
+                except OSError:
+                    for i in range(current, current + len(added) + 1):
+                        store.delete_log(name, i)
+                    raise
+                return added
+
             try:
-                for i in range(current, count):
-                    added.append(Partition(topic, i, self.store.open_log(name, i, lc), epoch))
+                added = await asyncio.get_running_loop().run_in_executor(None, open_logs)
             except OSError as e:
-                for i in range(current, current + len(added) + 1):
-                    self.store.delete_log(name, i)
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            lc = topic.config.log_config()  # an AlterConfigs may have run meanwhile
+            for p in added:
+                p.log.config = lc
             topic.partitions.extend(added)
             await self.save_topics()
 
     async def alter_topic_config(self, name: str, overrides: dict[str, str]) -> None:
-        """Replace the topic's overrides (already validated) and apply them to its logs."""
+        """Replace the topic's overrides (already validated) and apply them to its
+        logs. The change is made at once, in memory, without the topic lock (it
+        touches no files but ``topics.json``, whose writes ``save_topics`` orders);
+        return once it is written."""
         topic = self.topics[name]
         topic.config = TopicConfig(self.config, overrides)
         lc = topic.config.log_config()

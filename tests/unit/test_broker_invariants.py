@@ -320,3 +320,36 @@ def test_fsync_never_runs_on_the_event_loop():
         assert name in synced, name  # the test did drive it
     on_loop = sorted({(op, path) for op, path, thread in fs.syncs if thread in loop_threads})
     assert on_loop == [], on_loop
+
+
+def test_logs_are_opened_off_the_event_loop():
+    """Opening a partition's log creates, reads and (recovering an existing
+    directory) may fsync its files: CreateTopics, CreatePartitions and
+    startup do it in worker threads, not on the event loop."""
+    fs = FakeFileSystem()
+    opened = []  # (path, thread) of every open under a "many-N" directory
+    fs.on("open", lambda op, path: opened.append((path, threading.get_ident())),
+          path_contains="/many-", times=-1)
+    loop_threads = set()
+
+    async def run(first: bool):
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs)
+        await b.start()
+        try:
+            if first:
+                c = await Client.connect(b)
+                await c.create_topic("many", 4)
+                res = await c.request("CreatePartitions", 3, {
+                    "timeout_ms": 30000, "validate_only": False,
+                    "topics": [{"name": "many", "count": 8, "assignments": None}]})
+                assert res["results"][0]["error_code"] == 0, res
+                await c.close()
+            assert len(b.topics["many"].partitions) == 8
+        finally:
+            await b.stop()
+
+    asyncio.run(run(True))
+    asyncio.run(run(False))
+    assert {p.split("/")[2] for p, _ in opened} == {f"many-{i}" for i in range(8)}
+    assert [p for p, thread in opened if thread in loop_threads] == []
