@@ -38,6 +38,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+async def in_worker(fn, *args):
+    """Run blocking ``fn(*args)`` in the default executor and return its result.
+    If the caller is cancelled (the broker stopping), ``fn`` is waited for before
+    the cancellation goes on: a lock held around the call still covers it, and
+    no such work outlives ``stop()``."""
+    fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.wait([fut])
+        raise
+
+
 class TopicError(Exception):
     def __init__(self, error_code: int, message: str = ""):
         super().__init__(message or str(error_code))
@@ -359,10 +372,9 @@ class Broker:
                 name, num_partitions, replication_factor, configs or {})
             if validate_only:
                 return None
-            loop = asyncio.get_running_loop()
             try:
-                topic = await loop.run_in_executor(None, self._open_logs, name, uuid.uuid4().bytes,
-                                                   num_partitions, overrides)
+                topic = await in_worker(self._open_logs, name, uuid.uuid4().bytes,
+                                        num_partitions, overrides)
             except OSError as e:  # e.g. EMFILE: every partition holds its active segment's files open
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
@@ -389,7 +401,7 @@ class Broker:
                     store.delete_log(name, i)
 
             # Still under the topic lock: a new topic of the same name waits for this.
-            await asyncio.get_running_loop().run_in_executor(None, delete_logs)
+            await in_worker(delete_logs)
             if self.groups is not None:
                 self.groups.on_topic_deleted(name)
             log.info("deleted topic %s", name)
@@ -421,7 +433,7 @@ class Broker:
                 return added
 
             try:
-                added = await asyncio.get_running_loop().run_in_executor(None, open_logs)
+                added = await in_worker(open_logs)
             except OSError as e:
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
@@ -475,7 +487,6 @@ class Broker:
         flush_every = min(self.config.get_int("log.flush.scheduler.interval.ms", 2**62), 2**31) / 1000
         checkpoint_every = self.config.get_int("log.flush.offset.checkpoint.interval.ms", 60000) / 1000
         tick = max(0.05, min(retention_every, flush_every, checkpoint_every, 1.0))
-        loop = asyncio.get_running_loop()
         last_retention = last_flush = last_checkpoint = time.monotonic()
         while True:
             await asyncio.sleep(tick)
@@ -491,12 +502,12 @@ class Broker:
                     last_checkpoint = mono
                     checkpoint = getattr(self.store, "write_checkpoints", None)
                     if checkpoint is not None:
-                        await loop.run_in_executor(None, checkpoint)
+                        await in_worker(checkpoint)
                     from odradek.producers import take_snapshots, write_snapshots
 
                     snapshots = take_snapshots(self.all_partitions())  # on the loop
                     if snapshots:
-                        await loop.run_in_executor(None, write_snapshots, snapshots)
+                        await in_worker(write_snapshots, snapshots)
             except asyncio.CancelledError:
                 raise
             except Exception:

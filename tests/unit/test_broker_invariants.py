@@ -353,3 +353,32 @@ def test_logs_are_opened_off_the_event_loop():
     asyncio.run(run(False))
     assert {p.split("/")[2] for p, _ in opened} == {f"many-{i}" for i in range(8)}
     assert [p for p, thread in opened if thread in loop_threads] == []
+
+
+def test_stop_waits_for_a_topic_deletion_under_way():
+    """A DeleteTopics whose files are being removed in a worker thread when
+    the broker stops: stop() returns only once that work is done, so nothing
+    touches the data dir after it (and the topic lock covered the work)."""
+    fs = FakeFileSystem()
+    removes = []  # time each remove under "gone-0" ended
+    fs.on("remove", lambda op, path: (time.sleep(0.05), removes.append(time.monotonic())),
+          path_contains="/gone-0/", times=-1)
+
+    async def main():
+        b = new_broker(fs)
+        await b.start()
+        c = await Client.connect(b)
+        await c.create_topic("gone", 1)
+        for _ in range(3):
+            await produce(c, "gone", 0, batch([b"v"]))
+        deleting = asyncio.ensure_future(c.delete_topic("gone"))
+        await until(lambda: removes)  # the files are going, in a worker thread
+        await b.stop()
+        stopped = time.monotonic()
+        deleting.cancel()
+        await c.close()
+        return stopped
+
+    stopped = asyncio.run(main())
+    assert removes and max(removes) <= stopped
+    assert not fs.exists(f"{DATA}/gone-0")
