@@ -1,13 +1,23 @@
 """The broker: topics, partitions, the listener and background duties.
 
 Invariants:
-- The topic registry (names, ids, partition counts, config overrides) is kept
-  in the store's ``topics.json`` and rewritten atomically on every change; the
-  logs found on disk are opened only for topics it names.
+- The topic registry (names, ids, partition counts, config overrides, leader
+  epoch) is kept in the store's ``topics.json``, rewritten atomically after
+  every change by one writer (``save_topics``): writes never overlap, each
+  holds the registry as it was when it began, and a change is acknowledged
+  only once a write that includes it is durable. At startup the logs found on
+  disk are opened only for topics it names; the others are deleted.
+- Creating, deleting and adding partitions to topics are serialized by the
+  topic lock; AlterConfigs changes the config in memory at once, without it.
 - Every partition's log is opened once, at startup or creation, and owned by
-  its ``Partition``; all appends happen on the event loop.
-- fsync never runs on the event loop: flushes and checkpoint writes go to the
-  default executor.
+  its ``Partition``; appends, reads, retention, DeleteRecords and truncation
+  happen on the event loop and never fsync.
+- fsync never runs on the event loop: startup (recovery, ``meta.properties``),
+  opening a new topic's logs, removing a deleted topic's files (its logs are
+  abandoned, not flushed), flushes, checkpoints, producer snapshots, registry
+  writes and shutdown go to the default executor, compaction to the cleaner's
+  thread. Work awaited there by a task that is cancelled (the broker
+  stopping) is waited for first (``in_worker``), so none outlives ``stop()``.
 """
 
 from __future__ import annotations
