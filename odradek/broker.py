@@ -489,7 +489,7 @@ class Broker:
 
     # -- background duties ----------------------------------------------
     async def flush_partition(self, p: Partition) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, p.log.flush)
+        await in_worker(p.log.flush)
 
     async def housekeeping(self) -> None:
         """Retention, time-based flushes and checkpoints, each on its own interval."""
