@@ -295,8 +295,8 @@ class Broker:
         self._registry_waiters.append(done)
         if self._registry_writer is None or self._registry_writer.done():
             self._registry_writer = loop.create_task(self._write_registry())
-        # Shielded: a request cancelled by its client's disconnect must not
-        # cancel the write of a change already made in memory.
+        # Shielded: a request cancelled (the broker stopping) leaves the write
+        # of a change already made in memory to go on; stop() waits for it.
         await asyncio.shield(done)
 
     async def _write_registry(self) -> None:
