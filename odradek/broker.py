@@ -1,13 +1,23 @@
 """The broker: topics, partitions, the listener and background duties.
 
 Invariants:
-- The topic registry (names, ids, partition counts, config overrides) is kept
-  in the store's ``topics.json`` and rewritten atomically on every change; the
-  logs found on disk are opened only for topics it names.
+- The topic registry (names, ids, partition counts, config overrides, leader
+  epoch) is kept in the store's ``topics.json``, rewritten atomically after
+  every change by one writer (``save_topics``): writes never overlap, each
+  holds the registry as it was when it began, and a change is acknowledged
+  only once a write that includes it is durable. At startup the logs found on
+  disk are opened only for topics it names; the others are deleted.
+- Creating, deleting and adding partitions to topics are serialized by the
+  topic lock; AlterConfigs changes the config in memory at once, without it.
 - Every partition's log is opened once, at startup or creation, and owned by
-  its ``Partition``; all appends happen on the event loop.
-- fsync never runs on the event loop: flushes and checkpoint writes go to the
-  default executor.
+  its ``Partition``; appends, reads, retention, DeleteRecords and truncation
+  happen on the event loop and never fsync.
+- fsync never runs on the event loop: startup (recovery, ``meta.properties``),
+  opening a new topic's logs, removing a deleted topic's files (its logs are
+  abandoned, not flushed), flushes, checkpoints, producer snapshots, registry
+  writes and shutdown go to the default executor, compaction to the cleaner's
+  thread. Work awaited there by a task that is cancelled (the broker
+  stopping) is waited for first (``in_worker``), so none outlives ``stop()``.
 """
 
 from __future__ import annotations
@@ -36,6 +46,19 @@ INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def in_worker(fn, *args):
+    """Run blocking ``fn(*args)`` in the default executor and return its result.
+    If the caller is cancelled (the broker stopping), ``fn`` is waited for before
+    the cancellation goes on: a lock held around the call still covers it, and
+    no such work outlives ``stop()``."""
+    fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.wait([fut])
+        raise
 
 
 class TopicError(Exception):
@@ -86,10 +109,14 @@ def validate_topic_name(name: str) -> None:
 
 
 class Broker:
-    """A single odradek broker. ``await start()``, then serve until ``await stop()``."""
+    """A single odradek broker. ``await start()``, then serve until ``await stop()``.
 
-    def __init__(self, config: BrokerConfig):
+    ``fs`` is the filesystem under the data dir (default: the operating
+    system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls."""
+
+    def __init__(self, config: BrokerConfig, fs=None):
         self.config = config
+        self.fs = fs
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[bytes, Topic] = {}
         self.connections: set = set()
@@ -105,6 +132,8 @@ class Broker:
         self.groups = None  # group coordinator, once loaded
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self._topic_lock = asyncio.Lock()
+        self._registry_writer: asyncio.Task | None = None  # see save_topics
+        self._registry_waiters: list[asyncio.Future] = []
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -114,8 +143,9 @@ class Broker:
             return MemoryLogStore()
         from odradek.storage.disk import DiskLogStore
 
-        os.makedirs(self.config.data_dir, exist_ok=True)
-        return DiskLogStore(self.config.data_dir)
+        if self.fs is None:
+            os.makedirs(self.config.data_dir, exist_ok=True)
+        return DiskLogStore(self.config.data_dir, self.fs)
 
     async def start(self) -> None:
         from odradek.server.registry import load_all
@@ -123,10 +153,10 @@ class Broker:
 
         self.started_at = time.monotonic()
         load_all()
-        self.store = self.open_store()
-        self.load_meta()
-        self.load_topics()
         loop = asyncio.get_running_loop()
+        # Recovery reads the logs and may fsync: in a worker thread, while
+        # nothing else touches the broker's state yet.
+        await loop.run_in_executor(None, self.load)
         self.endpoints = {}
         for listener in self.config.listeners():
             server = await loop.create_server(
@@ -172,6 +202,8 @@ class Broker:
             self.server = None
         if self.groups is not None:
             await self.groups.stop()
+        if self._registry_writer is not None:  # changes made in memory reach topics.json
+            await asyncio.gather(self._registry_writer, return_exceptions=True)
         loop = asyncio.get_running_loop()
         if self.store is not None:
             store = self.store
@@ -205,6 +237,13 @@ class Broker:
         return next(iter(self.endpoints.values()))
 
     # -- persistent metadata --------------------------------------------
+    def load(self) -> None:
+        """Open the store, then load the cluster id and the topics with their
+        logs (blocking: recovery reads the logs and may fsync)."""
+        self.store = self.open_store()
+        self.load_meta()
+        self.load_topics()
+
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
         props = {}
@@ -242,14 +281,55 @@ class Broker:
         }, indent=1, sort_keys=True).encode()
 
     async def save_topics(self) -> None:
-        data = self.registry_bytes()
-        # Shielded: a request cancelled by its client's disconnect must not
-        # cancel the write of a change already made in memory.
-        await asyncio.shield(asyncio.get_running_loop().run_in_executor(
-            None, self.store.write_metadata, TOPICS_FILE, data))
+        """Persist the registry as it is now (call after changing it in memory);
+        return once a write that includes the change is durable.
+
+        One writer, in order: a single task writes ``topics.json``, taking the
+        registry's snapshot (on the loop) just before each write, and every
+        change made before that snapshot is acknowledged by that write; changes
+        made while a write is under way go into the next one. So writes never
+        overlap, each holds the newest state, and the last write holds them all.
+        The write itself (fsync) runs in a worker thread."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._registry_waiters.append(done)
+        if self._registry_writer is None or self._registry_writer.done():
+            self._registry_writer = loop.create_task(self._write_registry())
+        # Shielded: a request cancelled (the broker stopping) leaves the write
+        # of a change already made in memory to go on; stop() waits for it.
+        await asyncio.shield(done)
+
+    async def _write_registry(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._registry_waiters:
+            waiters, self._registry_waiters = self._registry_waiters, []
+            data = self.registry_bytes()
+            try:
+                await loop.run_in_executor(None, self.store.write_metadata, TOPICS_FILE, data)
+            except Exception as e:  # each waiter's request reports it
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(e)
+            else:
+                for w in waiters:
+                    if not w.done():
+                        w.set_result(None)
 
     def _open_topic(self, name: str, topic_id: bytes, num_partitions: int,
                     overrides: dict, leader_epoch: int = 0) -> Topic:
+        """Open the topic's logs and register it (blocking)."""
+        return self._register(self._open_logs(name, topic_id, num_partitions, overrides,
+                                               leader_epoch))
+
+    def _register(self, topic: Topic) -> Topic:
+        self.topics[topic.name] = topic
+        self.topics_by_id[topic.topic_id] = topic
+        return topic
+
+    def _open_logs(self, name: str, topic_id: bytes, num_partitions: int,
+                   overrides: dict, leader_epoch: int = 0) -> Topic:
+        """A Topic with its logs opened (and recovered, if they exist), not yet
+        registered. Blocking: recovery reads the logs and may fsync."""
         topic = Topic(name, topic_id, TopicConfig(self.config, overrides),
                       internal=name in INTERNAL_TOPICS)
         lc = topic.config.log_config()
@@ -264,8 +344,6 @@ class Broker:
             raise
         for p in topic.partitions:
             p.producers.rebuild(p.log)
-        self.topics[name] = topic
-        self.topics_by_id[topic_id] = topic
         return topic
 
     # -- topic administration -------------------------------------------
@@ -305,11 +383,13 @@ class Broker:
             if validate_only:
                 return None
             try:
-                topic = self._open_topic(name, uuid.uuid4().bytes, num_partitions, overrides)
+                topic = await in_worker(self._open_logs, name, uuid.uuid4().bytes,
+                                        num_partitions, overrides)
             except OSError as e:  # e.g. EMFILE: every partition holds its active segment's files open
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            self._register(topic)
             await self.save_topics()
             log.info("created topic %s with %d partitions", name, num_partitions)
             return topic
@@ -323,8 +403,15 @@ class Broker:
             await self.save_topics()
             for p in topic.partitions:
                 p.notify()
-                p.log.close()
-                self.store.delete_log(name, p.index)
+                p.log.abandon()  # closed here, without a flush: its files are going
+            store, indexes = self.store, [p.index for p in topic.partitions]
+
+            def delete_logs():
+                for i in indexes:
+                    store.delete_log(name, i)
+
+            # Still under the topic lock: a new topic of the same name waits for this.
+            await in_worker(delete_logs)
             if self.groups is not None:
                 self.groups.on_topic_deleted(name)
             log.info("deleted topic %s", name)
@@ -341,23 +428,37 @@ class Broker:
                                  f"or equal to the requested {count}.")
             if validate_only:
                 return
-            lc = topic.config.log_config()
             epoch = topic.partitions[0].leader_epoch if topic.partitions else 0
-            added = []
+            store, lc = self.store, topic.config.log_config()
+
+            def open_logs():  # blocking: in a worker thread
+                added = []
+                try:
+                    for i in range(current, count):
+                        added.append(Partition(topic, i, store.open_log(name, i, lc), epoch))
+                except OSError:
+                    for i in range(current, current + len(added) + 1):
+                        store.delete_log(name, i)
+                    raise
+                return added
+
             try:
-                for i in range(current, count):
-                    added.append(Partition(topic, i, self.store.open_log(name, i, lc), epoch))
+                added = await in_worker(open_logs)
             except OSError as e:
-                for i in range(current, current + len(added) + 1):
-                    self.store.delete_log(name, i)
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            lc = topic.config.log_config()  # an AlterConfigs may have run meanwhile
+            for p in added:
+                p.log.config = lc
             topic.partitions.extend(added)
             await self.save_topics()
 
     async def alter_topic_config(self, name: str, overrides: dict[str, str]) -> None:
-        """Replace the topic's overrides (already validated) and apply them to its logs."""
+        """Replace the topic's overrides (already validated) and apply them to its
+        logs. The change is made at once, in memory, without the topic lock (it
+        touches no files but ``topics.json``, whose writes ``save_topics`` orders);
+        return once it is written."""
         topic = self.topics[name]
         topic.config = TopicConfig(self.config, overrides)
         lc = topic.config.log_config()
@@ -388,7 +489,7 @@ class Broker:
 
     # -- background duties ----------------------------------------------
     async def flush_partition(self, p: Partition) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, p.log.flush)
+        await in_worker(p.log.flush)
 
     async def housekeeping(self) -> None:
         """Retention, time-based flushes and checkpoints, each on its own interval."""
@@ -396,7 +497,6 @@ class Broker:
         flush_every = min(self.config.get_int("log.flush.scheduler.interval.ms", 2**62), 2**31) / 1000
         checkpoint_every = self.config.get_int("log.flush.offset.checkpoint.interval.ms", 60000) / 1000
         tick = max(0.05, min(retention_every, flush_every, checkpoint_every, 1.0))
-        loop = asyncio.get_running_loop()
         last_retention = last_flush = last_checkpoint = time.monotonic()
         while True:
             await asyncio.sleep(tick)
@@ -412,12 +512,12 @@ class Broker:
                     last_checkpoint = mono
                     checkpoint = getattr(self.store, "write_checkpoints", None)
                     if checkpoint is not None:
-                        await loop.run_in_executor(None, checkpoint)
+                        await in_worker(checkpoint)
                     from odradek.producers import take_snapshots, write_snapshots
 
                     snapshots = take_snapshots(self.all_partitions())  # on the loop
                     if snapshots:
-                        await loop.run_in_executor(None, write_snapshots, snapshots)
+                        await in_worker(write_snapshots, snapshots)
             except asyncio.CancelledError:
                 raise
             except Exception:

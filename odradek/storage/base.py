@@ -8,9 +8,10 @@ broker's point of view: every append gets ``log_end_offset`` as its base offset.
 Invariants every implementation keeps:
 
 - ``log_start_offset <= high_watermark <= log_end_offset``.
-- ``append`` is called from the event loop only and never blocks on fsync;
-  ``flush`` may be run in a worker thread, and must be safe to run concurrently
-  with ``append`` and ``read``.
+- ``append``, ``truncate_to``, ``delete_records_before`` and retention are
+  called from the event loop only and never fsync; ``flush`` and ``close``
+  fsync (blocking: run them in a worker thread), and ``flush`` must be safe to
+  run concurrently with ``append`` and ``read``.
 - ``read`` returns whole batches, starting with the batch that contains
   ``offset`` (so a reader may get records before ``offset``; clients skip them),
   and always at least one batch when one exists below ``max_offset``, even if
@@ -127,7 +128,8 @@ class PartitionLog(abc.ABC):
 
     @abc.abstractmethod
     def truncate_to(self, offset: int) -> None:
-        """Drop everything at or after ``offset`` (for replication later)."""
+        """Drop everything at or after ``offset`` (for replication later). On the
+        event loop, like ``append``: no fsync; ``flush`` makes it durable."""
 
     @abc.abstractmethod
     def apply_retention(self, now_ms: int) -> int:
@@ -139,7 +141,13 @@ class PartitionLog(abc.ABC):
         """fsync what is written. Blocking: run it off the event loop."""
 
     @abc.abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Flush and close (blocking: off the event loop)."""
+
+    def abandon(self) -> None:
+        """Close without flushing: the log is about to be deleted. Does no
+        fsync, so it may run on the event loop; appends, reads and flushes
+        after it fail or do nothing. Logs holding no files need not act."""
 
     def size_in_bytes(self) -> int:
         return 0

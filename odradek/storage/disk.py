@@ -25,10 +25,11 @@ Invariants:
   with every later segment. Above the recovery point offsets are dense, so a
   segment that does not continue its predecessor (emptied by a power loss)
   also ends the log.
-- ``append``/``read``/retention run on the event loop; ``flush`` and
-  ``write_aux`` may run in a worker thread. ``_lock`` guards only bookkeeping
-  (never held across I/O of data), and a segment being flushed is pinned so
-  its files stay open.
+- ``append``/``read``/retention/``truncate_to`` run on the event loop and
+  never fsync (a truncation's epoch checkpoint is written by the next flush);
+  ``flush``, ``close`` and ``write_aux`` fsync and may run in a worker thread.
+  ``_lock`` guards only bookkeeping (never held across I/O of data), and a
+  segment being flushed is pinned so its files stay open.
 - Compaction (``odradek.storage.cleaner``) rewrites non-active segments: a
   cleaned segment keeps its batches' offsets (with gaps) and always ends with
   a batch holding the last offset of the segments it replaces, so segments
@@ -917,11 +918,9 @@ class DiskPartitionLog(SegmentedLog):
             self._rp = min(self._rp, self._leo)
             self._flush_mark = min(self._flush_mark, self._leo)
             self._log_start = min(self._log_start, self._leo)
-            self._epochs.truncate_from_end(self._leo)
-            self._epochs_dirty = False
+            if self._epochs.truncate_from_end(self._leo):
+                self._epochs_dirty = True  # written by the next flush, off the loop
             self._dir_dirty = True
-            text = self._epochs.to_text()
-        self._write_epochs(text)
         self._drop_aux()
 
     # -- auxiliary files --------------------------------------------------

@@ -5,6 +5,9 @@
 simulate a crash -- a process kill (page cache survives) or a power loss (only
 fsynced bytes survive), either one optionally tearing the last write -- and
 inject ``OSError`` into chosen operations, so recovery is testable in-process.
+It also records which thread ran each fsync, and can run a test's hook (a
+delay, a barrier) before chosen operations, so races and blocking calls on the
+event loop are testable too.
 
 Invariants: ``open`` is read-write, creates, and never truncates; writes are
 positional (``pwrite`` writes everything or raises), never O_APPEND (Linux
@@ -203,7 +206,9 @@ class FakeFileSystem(FileSystem):
     *contents* are durable only up to the last ``fsync`` of that file. A file
     never fsynced survives a power loss empty (as on ext4 with delayed
     allocation). ``counts`` tallies calls per operation, ``bytes_read`` the
-    bytes returned by ``pread``.
+    bytes returned by ``pread``, and ``syncs`` lists every ``fsync`` and
+    ``fsync_dir`` (so every durable ``write_atomic``) as (operation, path,
+    ``threading.get_ident()`` of the calling thread).
     """
 
     def __init__(self):
@@ -214,8 +219,10 @@ class FakeFileSystem(FileSystem):
         self._next_handle = 1
         self._last_write = None  # (inode, pos, data, old_len, old_bytes)
         self._faults: list[list] = []
+        self._hooks: list[list] = []
         self.counts: Counter = Counter()
         self.bytes_read = 0
+        self.syncs: list[tuple[str, str, int]] = []
 
     # -- test controls ----------------------------------------------------
     def crash(self, mode: str = "power", torn: int | None = None) -> None:
@@ -257,6 +264,15 @@ class FakeFileSystem(FileSystem):
         with self._lock:
             self._faults.append([op, path_contains, error, after, times])
 
+    def on(self, op: str, action, path_contains: str | None = None, after: int = 0,
+           times: int = 1) -> None:
+        """Call ``action(op, path)`` before the next matching ``op`` calls (after
+        skipping ``after`` of them; ``times=-1``: every one). It runs outside the
+        filesystem's lock, so it may block (sleep, wait on an Event) while other
+        threads go on using the filesystem. An exception it raises fails the call."""
+        with self._lock:
+            self._hooks.append([op, path_contains, action, after, times])
+
     def corrupt(self, path: str, pos: int, data: bytes) -> None:
         """Overwrite bytes in place, in the page cache and on 'disk' alike (bit rot)."""
         with self._lock:
@@ -292,6 +308,29 @@ class FakeFileSystem(FileSystem):
                     self._faults.remove(f)
                 raise f[2]
 
+    def _before(self, op: str, path: str | None) -> None:
+        """Run the hooks (``on``) matching this call, outside the lock."""
+        if not self._hooks:
+            return
+        actions = []
+        with self._lock:
+            for h in list(self._hooks):
+                if h[0] == op and (h[1] is None or (path is not None and h[1] in path)):
+                    if h[3] > 0:
+                        h[3] -= 1
+                        continue
+                    if h[4] > 0:
+                        h[4] -= 1
+                        if h[4] == 0:
+                            self._hooks.remove(h)
+                    actions.append(h[2])
+        for action in actions:
+            action(op, path)
+
+    def _handle_path(self, handle) -> str | None:
+        entry = self._handles.get(handle)
+        return entry[0] if entry is not None else None
+
     def _handle(self, handle) -> tuple[str, _Inode]:
         try:
             return self._handles[handle]
@@ -305,6 +344,7 @@ class FakeFileSystem(FileSystem):
     # -- FileSystem ---------------------------------------------------------
     def open(self, path):
         path = self._norm(path)
+        self._before("open", path)
         with self._lock:
             self._check("open", path)
             inode = self._files.get(path)
@@ -324,6 +364,7 @@ class FakeFileSystem(FileSystem):
             del self._handles[handle]
 
     def pwrite(self, handle, data, pos):
+        self._before("pwrite", self._handle_path(handle))
         with self._lock:
             path, inode = self._handle(handle)
             self._check("pwrite", path)
@@ -345,6 +386,7 @@ class FakeFileSystem(FileSystem):
             return out
 
     def truncate(self, handle, size):
+        self._before("truncate", self._handle_path(handle))
         with self._lock:
             path, inode = self._handle(handle)
             self._check("truncate", path)
@@ -356,8 +398,10 @@ class FakeFileSystem(FileSystem):
                 self._last_write = None
 
     def fsync(self, handle):
+        self._before("fsync", self._handle_path(handle))
         with self._lock:
             path, inode = self._handle(handle)
+            self.syncs.append(("fsync", path, threading.get_ident()))
             self._check("fsync", path)
             inode.synced = bytes(inode.data)
 
@@ -374,6 +418,7 @@ class FakeFileSystem(FileSystem):
 
     def rename(self, src, dst):
         src, dst = self._norm(src), self._norm(dst)
+        self._before("rename", src)
         with self._lock:
             self._check("rename", src)
             if src not in self._files:
@@ -392,6 +437,7 @@ class FakeFileSystem(FileSystem):
 
     def remove(self, path):
         path = self._norm(path)
+        self._before("remove", path)
         with self._lock:
             self._check("remove", path)
             if path not in self._files:
@@ -426,5 +472,8 @@ class FakeFileSystem(FileSystem):
             return self._norm(path) in self._dirs
 
     def fsync_dir(self, path):
+        path = self._norm(path)
+        self._before("fsync_dir", path)
         with self._lock:
-            self._check("fsync_dir", self._norm(path))
+            self.syncs.append(("fsync_dir", path, threading.get_ident()))
+            self._check("fsync_dir", path)

@@ -344,6 +344,31 @@ def test_truncate_to(env):
     assert lg.log_end_offset == 2
 
 
+def test_truncate_to_does_not_fsync(fake_env):
+    """truncate_to runs on the event loop, so it does no fsync: the shortened
+    segment and the leader-epoch checkpoint become durable with the next flush."""
+    fs = fake_env.fs
+    lg = fake_env.open(segment_bytes=BATCH_SIZE * 3)
+    fill(lg, 6, epoch=0)
+    fill(lg, 2, epoch=3)
+    fill(lg, 2, epoch=4)
+    lg.flush()
+    path = os.path.join(fake_env.path, "t-0", "leader-epoch-checkpoint")
+
+    def epochs_on_disk() -> list:
+        return LeaderEpochCache.from_text(fs.synced_contents(path).decode()).entries
+
+    assert epochs_on_disk() == [(0, 0), (3, 6), (4, 8)]
+    n = len(fs.syncs)
+    lg.truncate_to(7)
+    assert fs.syncs[n:] == []
+    lg.flush()
+    assert epochs_on_disk() == [(0, 0), (3, 6)]
+    fake_env.store.write_checkpoints()
+    lg = fake_env.reopen(crash="power")
+    assert lg.log_end_offset == 7 and lg.leader_epochs() == [(0, 0), (3, 6)]
+
+
 # -- timestamps --------------------------------------------------------------------
 
 def test_offset_for_timestamp(env):

@@ -1,0 +1,384 @@
+"""The broker's stated invariants (odradek/broker.py), tested on a broker that
+runs over the fake filesystem and is driven through the wire protocol: the
+topic registry is written by one writer, in order; fsync never runs on the
+event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import threading
+import time
+
+from odradek.broker import TOPICS_FILE, Broker
+from odradek.config import BrokerConfig
+from odradek.protocol.schema import codec, read_tags
+from odradek.server.registry import load_all
+from odradek.storage.fs import FakeFileSystem
+
+DATA = "/data"
+
+
+class Client:
+    """One connection speaking Kafka's protocol with odradek's own codec, on the
+    broker's event loop. The broker handles a connection's requests one at a
+    time: concurrent requests need a connection each."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+        self.apis = {a.name: a for a in load_all().values()}
+        self.correlation = 0
+        self.pending: dict[int, tuple[asyncio.Future, str, int]] = {}
+        self.reading = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def connect(cls, broker: Broker) -> "Client":
+        return cls(*await asyncio.open_connection("127.0.0.1", broker.port))
+
+    async def request(self, name: str, version: int, body: dict) -> dict:
+        api = self.apis[name]
+        flexible = api.is_flexible(version)
+        self.correlation += 1
+        out = bytearray()
+        codec("RequestHeader", 2 if flexible else 1).encode(
+            {"request_api_key": api.key, "request_api_version": version,
+             "correlation_id": self.correlation, "client_id": "test"}, out)
+        codec(name + "Request", version).encode(body, out)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[self.correlation] = (fut, name, version)
+        self.writer.write(struct.pack(">i", len(out)) + out)
+        return await fut
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                size = struct.unpack(">i", await self.reader.readexactly(4))[0]
+                data = await self.reader.readexactly(size)
+            except (asyncio.IncompleteReadError, ConnectionError) as e:
+                for fut, _, _ in self.pending.values():
+                    fut.set_exception(ConnectionError(f"connection closed: {e}"))
+                return
+            fut, name, version = self.pending.pop(struct.unpack(">i", data[:4])[0])
+            pos = 4
+            if self.apis[name].is_flexible(version):
+                _, _, pos = read_tags(data, pos, {})
+            fut.set_result(codec(name + "Response", version).decode(data, pos)[0])
+
+    async def close(self) -> None:
+        self.reading.cancel()
+        self.writer.close()
+
+    # -- the admin requests the tests use ----------------------------------------
+    async def create_topic(self, name: str, partitions: int = 1, configs: dict | None = None):
+        res = await self.request("CreateTopics", 5, {"timeout_ms": 30000, "topics": [
+            {"name": name, "num_partitions": partitions, "replication_factor": 1,
+             "configs": [{"name": k, "value": v} for k, v in (configs or {}).items()]}]})
+        assert res["topics"][0]["error_code"] == 0, res
+
+    async def delete_topic(self, name: str):
+        res = await self.request("DeleteTopics", 4, {"timeout_ms": 30000, "topic_names": [name]})
+        assert res["responses"][0]["error_code"] == 0, res
+
+    async def alter_configs(self, name: str, configs: dict):
+        res = await self.request("AlterConfigs", 1, {"validate_only": False, "resources": [
+            {"resource_type": 2, "resource_name": name,
+             "configs": [{"name": k, "value": v} for k, v in configs.items()]}]})
+        assert res["responses"][0]["error_code"] == 0, res
+
+
+def new_broker(fs: FakeFileSystem, **props) -> Broker:
+    props = {"log.retention.check.interval.ms": "3600000", **props}
+    return Broker(BrokerConfig(data_dir=DATA, host="127.0.0.1", port=0,
+                               props={k: str(v) for k, v in props.items()}), fs=fs)
+
+
+def registry(fs: FakeFileSystem) -> dict:
+    return json.loads(fs.contents(f"{DATA}/{TOPICS_FILE}"))
+
+
+# -- the topic registry: one writer, in order ----------------------------------------
+
+def hold_registry_writes(fs: FakeFileSystem, n: int, seconds: float) -> None:
+    """The next ``n`` writes of topics.json start ``seconds`` late, as if the
+    thread writing each were descheduled (the hook runs in that thread)."""
+    fs.on("open", lambda op, path: time.sleep(seconds), path_contains=TOPICS_FILE + ".tmp",
+          times=n)
+
+
+def test_admin_changes_racing_each_other_all_survive_a_restart():
+    """AlterConfigs whose registry writes are held up, then CreateTopics and
+    DeleteTopics while they are: once acknowledged, every change is in
+    topics.json, and a restart finds every created topic with its logs and
+    every altered config, and no deleted topic. (Before the fix the alters'
+    older registries landed last: the created topics' logs were deleted at
+    the restart as leftovers, and the deleted topic came back, empty.)"""
+    fs = FakeFileSystem()
+
+    async def first():
+        b = new_broker(fs)
+        await b.start()
+        c = await Client.connect(b)
+        try:
+            for i in range(4):
+                await c.create_topic(f"old-{i}", 2)
+            hold_registry_writes(fs, 3, 0.3)
+            clients = [await Client.connect(b) for _ in range(8)]
+            ops = [asyncio.ensure_future(clients[i].alter_configs(
+                f"old-{i}", {"retention.ms": str(1000 + i)})) for i in range(3)]
+            await asyncio.sleep(0.05)  # the alters' writes are under way
+            ops.append(asyncio.ensure_future(clients[3].delete_topic("old-3")))
+            for i in range(4):
+                ops.append(asyncio.ensure_future(clients[4 + i].create_topic(f"new-{i}", 2)))
+            await asyncio.wait_for(asyncio.gather(*ops), 10)
+            for other in clients:
+                await other.close()
+            return registry(fs)  # acknowledged: on disk already
+        finally:
+            await c.close()
+            await b.stop()
+
+    acked = asyncio.run(first())
+    expected = {f"old-{i}" for i in range(3)} | {f"new-{i}" for i in range(4)}
+    assert set(acked) == expected
+
+    async def second():
+        b = new_broker(fs)
+        await b.start()
+        try:
+            assert set(b.topics) == expected
+            for i in range(3):
+                assert b.topics[f"old-{i}"].config.overrides == {"retention.ms": str(1000 + i)}
+            for i in range(4):
+                assert len(b.topics[f"new-{i}"].partitions) == 2
+            assert {n for n, _ in b.store.existing_logs()} == expected
+        finally:
+            await b.stop()
+
+    asyncio.run(second())
+
+
+def test_older_registry_never_lands_last():
+    """The race itself: an AlterConfigs whose registry write is held up while a
+    CreateTopics is made and written. The registry on disk afterwards (and
+    after a restart) must hold both changes; before the fix the alter's older
+    snapshot landed last and the restart deleted the new topic's logs as
+    leftovers of a deletion."""
+    fs = FakeFileSystem()
+    release = threading.Event()
+
+    async def first():
+        b = new_broker(fs)
+        await b.start()
+        c = await Client.connect(b)
+        try:
+            await c.create_topic("x")
+            fs.on("open", lambda op, path: release.wait(5), path_contains=TOPICS_FILE + ".tmp")
+            c2 = await Client.connect(b)
+            alter = asyncio.ensure_future(c.alter_configs("x", {"retention.ms": "1234"}))
+            await asyncio.sleep(0.1)  # its write is held up in a worker thread
+            create = asyncio.ensure_future(c2.create_topic("y"))
+            await asyncio.sleep(0.1)
+            release.set()
+            await asyncio.wait_for(asyncio.gather(alter, create), 10)
+            on_disk = registry(fs)
+            assert set(on_disk) == {"x", "y"}
+            assert on_disk["x"]["configs"] == {"retention.ms": "1234"}
+            await c2.close()
+        finally:
+            await c.close()
+            await b.stop()
+
+    asyncio.run(first())
+
+    async def second():
+        b = new_broker(fs)
+        await b.start()
+        try:
+            assert set(b.topics) == {"x", "y"}
+            assert b.topics["x"].config.overrides == {"retention.ms": "1234"}
+            assert ("y", 0) in b.store.existing_logs()
+        finally:
+            await b.stop()
+
+    asyncio.run(second())
+
+
+# -- fsync never runs on the event loop ----------------------------------------------
+
+def batch(values, key=None, **kw) -> bytes:
+    from odradek.protocol.records import build_batch
+
+    now = int(time.time() * 1000)
+    return build_batch([(key(v) if key else None, v, [], now) for v in values], **kw)
+
+
+async def produce(c: Client, topic: str, partition: int, records: bytes) -> int:
+    res = await c.request("Produce", 9, {"acks": -1, "timeout_ms": 30000, "topic_data": [
+        {"name": topic, "partition_data": [{"index": partition, "records": records}]}]})
+    p = res["responses"][0]["partition_responses"][0]
+    assert p["error_code"] == 0, p
+    return p["base_offset"]
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def test_fsync_never_runs_on_the_event_loop():
+    """Drive a broker through everything that writes durably -- startup,
+    produce (flush.messages=1, rolls, idempotent producers), create, alter and
+    delete topic, add partitions, retention, DeleteRecords, truncation,
+    compaction, group offset commits, the periodic checkpoints and producer
+    snapshots, shutdown and a restart -- and check that no fsync ran on the
+    event loop's thread. (Before the fix: the startup's meta.properties, the
+    flush of a deleted topic's logs and truncation's epoch checkpoint did.)"""
+    fs = FakeFileSystem()
+    props = {"log.flush.interval.messages": 1, "log.retention.check.interval.ms": 50,
+             "log.flush.offset.checkpoint.interval.ms": 50, "log.cleaner.enable": "true",
+             "log.cleaner.backoff.ms": 20, "offsets.topic.num.partitions": 2,
+             "group.initial.rebalance.delay.ms": 0}
+    loop_threads = set()
+
+    async def first():
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs, **props)
+        await b.start()
+        c = await Client.connect(b)
+        try:
+            await c.create_topic("t", 2, {"segment.bytes": "600"})
+            for i in range(20):
+                await produce(c, "t", i % 2, batch([b"x" * 50, b"y" * 50]))
+            res = await c.request("InitProducerId", 4, {"transactional_id": None,
+                                                        "transaction_timeout_ms": 60000})
+            pid, epoch = res["producer_id"], res["producer_epoch"]
+            for seq in range(0, 10, 2):
+                await produce(c, "t", 0, batch([b"i", b"j"], producer_id=pid,
+                                               producer_epoch=epoch, base_sequence=seq))
+            t0 = b.topics["t"].partitions[0].log
+            await until(lambda: fs.exists(f"{DATA}/recovery-point-offset-checkpoint")
+                        and t0.read_aux("producer-state.snapshot") is not None)
+            await c.alter_configs("t", {"segment.bytes": "600", "retention.bytes": "700"})
+            await until(lambda: t0.log_start_offset > 0)  # retention deleted segments
+            res = await c.request("DeleteRecords", 2, {"timeout_ms": 30000, "topics": [
+                {"name": "t", "partitions": [{"partition_index": 1,
+                                              "offset": b.topics["t"].partitions[1].log.high_watermark - 2}]}]})
+            assert res["topics"][0]["partitions"][0]["error_code"] == 0, res
+            t0.truncate_to(t0.log_end_offset - 3)  # as a follower will (no API does yet)
+            await produce(c, "t", 0, batch([b"after truncation"]))
+
+            await c.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "400",
+                                          "min.cleanable.dirty.ratio": "0.01"})
+            for i in range(30):
+                await produce(c, "c", 0, batch([b"%d" % (i % 3)], key=lambda v: v))
+            await until(lambda: b.cleaner.passes >= 1)
+
+            res = await c.request("OffsetCommit", 8, {
+                "group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+                "group_instance_id": None, "topics": [{"name": "t", "partitions": [
+                    {"partition_index": 0, "committed_offset": 3, "committed_metadata": None}]}]})
+            assert res["topics"][0]["partitions"][0]["error_code"] == 0, res
+
+            await c.create_topic("d", 2, {"flush.messages": str(2**62)})
+            for i in range(4):
+                await produce(c, "d", i % 2, batch([b"unflushed"]))
+            res = await c.request("CreatePartitions", 3, {"timeout_ms": 30000, "validate_only": False,
+                                                          "topics": [{"name": "d", "count": 3,
+                                                                      "assignments": None}]})
+            assert res["results"][0]["error_code"] == 0, res
+            await produce(c, "d", 2, batch([b"unflushed"]))
+            await c.delete_topic("d")
+            await c.delete_topic("t")
+            await c.create_topic("t", 1)
+            await produce(c, "t", 0, batch([b"again"]))
+        finally:
+            await c.close()
+            await b.stop()
+
+    async def second():
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs, **props)
+        await b.start()
+        try:
+            assert set(b.topics) == {"t", "c", "__consumer_offsets"}
+            c = await Client.connect(b)
+            await produce(c, "t", 0, batch([b"after restart"]))
+            await c.close()
+        finally:
+            await b.stop()
+
+    asyncio.run(first())
+    asyncio.run(second())
+    synced = {path.rsplit("/", 1)[-1] for _, path, _ in fs.syncs}
+    for name in ("meta.properties.tmp", "topics.json.tmp", "producer-state.snapshot.tmp",
+                 "recovery-point-offset-checkpoint.tmp", "cleaner-offset-checkpoint.tmp",
+                 "leader-epoch-checkpoint.tmp", "00000000000000000000.log.cleaned",
+                 "__consumer_offsets-0", "00000000000000000000.log"):
+        assert name in synced, name  # the test did drive it
+    on_loop = sorted({(op, path) for op, path, thread in fs.syncs if thread in loop_threads})
+    assert on_loop == [], on_loop
+
+
+def test_logs_are_opened_off_the_event_loop():
+    """Opening a partition's log creates, reads and (recovering an existing
+    directory) may fsync its files: CreateTopics, CreatePartitions and
+    startup do it in worker threads, not on the event loop."""
+    fs = FakeFileSystem()
+    opened = []  # (path, thread) of every open under a "many-N" directory
+    fs.on("open", lambda op, path: opened.append((path, threading.get_ident())),
+          path_contains="/many-", times=-1)
+    loop_threads = set()
+
+    async def run(first: bool):
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs)
+        await b.start()
+        try:
+            if first:
+                c = await Client.connect(b)
+                await c.create_topic("many", 4)
+                res = await c.request("CreatePartitions", 3, {
+                    "timeout_ms": 30000, "validate_only": False,
+                    "topics": [{"name": "many", "count": 8, "assignments": None}]})
+                assert res["results"][0]["error_code"] == 0, res
+                await c.close()
+            assert len(b.topics["many"].partitions) == 8
+        finally:
+            await b.stop()
+
+    asyncio.run(run(True))
+    asyncio.run(run(False))
+    assert {p.split("/")[2] for p, _ in opened} == {f"many-{i}" for i in range(8)}
+    assert [p for p, thread in opened if thread in loop_threads] == []
+
+
+def test_stop_waits_for_a_topic_deletion_under_way():
+    """A DeleteTopics whose files are being removed in a worker thread when
+    the broker stops: stop() returns only once that work is done, so nothing
+    touches the data dir after it (and the topic lock covered the work)."""
+    fs = FakeFileSystem()
+    removes = []  # time each remove under "gone-0" ended
+    fs.on("remove", lambda op, path: (time.sleep(0.05), removes.append(time.monotonic())),
+          path_contains="/gone-0/", times=-1)
+
+    async def main():
+        b = new_broker(fs)
+        await b.start()
+        c = await Client.connect(b)
+        await c.create_topic("gone", 1)
+        for _ in range(3):
+            await produce(c, "gone", 0, batch([b"v"]))
+        deleting = asyncio.ensure_future(c.delete_topic("gone"))
+        await until(lambda: removes)  # the files are going, in a worker thread
+        await b.stop()
+        stopped = time.monotonic()
+        deleting.cancel()
+        await c.close()
+        return stopped
+
+    stopped = asyncio.run(main())
+    assert removes and max(removes) <= stopped
+    assert not fs.exists(f"{DATA}/gone-0")
