@@ -1,21 +1,23 @@
 """The broker: topics, partitions, the listener and background duties.
 
 Invariants:
-- The topic registry (names, ids, partition counts, config overrides, leader
-  epoch) is kept in the store's ``topics.json``, rewritten atomically after
-  every change by one writer (``save_topics``): writes never overlap, each
-  holds the registry as it was when it began, and a change is acknowledged
-  only once a write that includes it is durable. At startup the logs found on
-  disk are opened only for topics it names; the others are deleted.
+- Topics (ids, config overrides, and per partition its leader, leader epoch
+  and replicas) live in the metadata store (``odradek.metadata``; key layout
+  in ``odradek.metadata.topics``), which serialises writes itself. Each admin
+  change is one store transaction, acknowledged once committed (fsynced), and
+  applied to the broker's topics only after it commits. At startup the logs
+  found on disk are opened only for topics the store names; the others are
+  deleted. A ``topics.json`` of an older odradek is imported into an empty
+  store once.
 - Creating, deleting and adding partitions to topics are serialized by the
-  topic lock; AlterConfigs changes the config in memory at once, without it.
+  topic lock; AlterConfigs writes only the topic's config key, without it.
 - Every partition's log is opened once, at startup or creation, and owned by
   its ``Partition``; appends, reads, retention, DeleteRecords and truncation
   happen on the event loop and never fsync.
 - fsync never runs on the event loop: startup (recovery, ``meta.properties``),
   opening a new topic's logs, removing a deleted topic's files (its logs are
-  abandoned, not flushed), flushes, checkpoints, producer snapshots, registry
-  writes and shutdown go to the default executor, compaction to the cleaner's
+  abandoned, not flushed), flushes, checkpoints, producer snapshots and
+  shutdown go to the default executor, metadata writes to the store's thread, compaction to the cleaner's
   thread. Work awaited there by a task that is cancelled (the broker
   stopping) is waited for first (``in_worker``), so none outlives ``stop()``.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import os
 import re
@@ -33,13 +34,17 @@ import uuid
 from typing import Iterable
 
 from odradek.config import BrokerConfig, ConfigError, TopicConfig, validate_topic_config
+from odradek.metadata import topics as topic_records
+from odradek.metadata.store import MetadataStore
+from odradek.metadata.topics import PartitionState, TopicState
 from odradek.protocol import errors
 from odradek.storage.base import LogStore, PartitionLog
 
 log = logging.getLogger("odradek.broker")
 
 LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-TOPICS_FILE = "topics.json"
+TOPICS_FILE = "topics.json"  # where odradek kept topics before the metadata store
+METADATA_DIR = "metadata"  # under the data dir; never a partition's directory name (no "-N")
 META_FILE = "meta.properties"
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
 
@@ -112,11 +117,18 @@ class Broker:
     """A single odradek broker. ``await start()``, then serve until ``await stop()``.
 
     ``fs`` is the filesystem under the data dir (default: the operating
-    system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls."""
+    system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls.
+    ``metadata_path`` is the metadata store's file: by default under the data
+    dir on the operating system's filesystem, else (memory mode, or another
+    ``fs``) in memory."""
 
-    def __init__(self, config: BrokerConfig, fs=None):
+    def __init__(self, config: BrokerConfig, fs=None, metadata_path: str | None = None):
         self.config = config
         self.fs = fs
+        self.metadata: MetadataStore | None = None
+        if metadata_path is None and fs is None and config.data_dir is not None:
+            metadata_path = os.path.join(config.data_dir, METADATA_DIR, "metadata.db")
+        self.metadata_path = metadata_path
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[bytes, Topic] = {}
         self.connections: set = set()
@@ -132,8 +144,6 @@ class Broker:
         self.groups = None  # group coordinator, once loaded
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self._topic_lock = asyncio.Lock()
-        self._registry_writer: asyncio.Task | None = None  # see save_topics
-        self._registry_waiters: list[asyncio.Future] = []
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -154,9 +164,7 @@ class Broker:
         self.started_at = time.monotonic()
         load_all()
         loop = asyncio.get_running_loop()
-        # Recovery reads the logs and may fsync: in a worker thread, while
-        # nothing else touches the broker's state yet.
-        await loop.run_in_executor(None, self.load)
+        await self.load()
         self.endpoints = {}
         for listener in self.config.listeners():
             server = await loop.create_server(
@@ -202,8 +210,6 @@ class Broker:
             self.server = None
         if self.groups is not None:
             await self.groups.stop()
-        if self._registry_writer is not None:  # changes made in memory reach topics.json
-            await asyncio.gather(self._registry_writer, return_exceptions=True)
         loop = asyncio.get_running_loop()
         if self.store is not None:
             store = self.store
@@ -224,6 +230,9 @@ class Broker:
                 store.close()
 
             await loop.run_in_executor(None, close_all)
+        if self.metadata is not None:
+            metadata, self.metadata = self.metadata, None
+            await metadata.close()
 
     @property
     def advertised_host(self) -> str:
@@ -237,12 +246,37 @@ class Broker:
         return next(iter(self.endpoints.values()))
 
     # -- persistent metadata --------------------------------------------
-    def load(self) -> None:
-        """Open the store, then load the cluster id and the topics with their
-        logs (blocking: recovery reads the logs and may fsync)."""
+    async def load(self) -> None:
+        """Open the metadata store and the logs: the broker's state, without
+        its listeners and background tasks (``start`` runs this first)."""
+        from odradek.metadata.sqlite import SqliteStore
+
+        loop = asyncio.get_running_loop()
+        self.metadata = await SqliteStore.open(self.metadata_path)
+        # Recovery reads the logs and may fsync: in a worker thread, while
+        # nothing else touches the broker's state yet.
+        imported = await loop.run_in_executor(None, self.load_logs_and_meta)
+        if imported:
+            await self.import_topics(imported)
+        kvs, _ = await self.metadata.range("")
+        await loop.run_in_executor(None, self.load_topics, topic_records.read_image(kvs))
+
+    def load_logs_and_meta(self) -> list[TopicState]:
+        """Open the log store and load the cluster id (blocking); return the
+        topics of an older odradek's ``topics.json``, if there is one."""
         self.store = self.open_store()
         self.load_meta()
-        self.load_topics()
+        raw = self.store.read_metadata(TOPICS_FILE)
+        return [] if raw is None else topic_records.import_registry(raw, self.config.node_id)
+
+    async def import_topics(self, topics: list[TopicState]) -> None:
+        """Write the topics of an older ``topics.json`` into a store never written
+        before (after that, ``topics.json`` is ignored)."""
+        _, revision = await self.metadata.range(topic_records.TOPICS)
+        if revision == 0:
+            for t in topics:
+                await self.metadata.txn(*topic_records.create_topic_txn(t))
+            log.info("imported %d topics from %s into the metadata store", len(topics), TOPICS_FILE)
 
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
@@ -260,82 +294,52 @@ class Broker:
             text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.config.node_id}\n"
             self.store.write_metadata(META_FILE, text.encode())
 
-    def load_topics(self) -> None:
-        raw = self.store.read_metadata(TOPICS_FILE)
-        registry = json.loads(raw) if raw else {}
-        for name, entry in registry.items():
-            self._open_topic(name, bytes.fromhex(entry["id"]), entry["partitions"],
-                             entry.get("configs", {}), entry.get("leader_epoch", 0))
-        # Logs on disk for topics not in the registry are leftovers of a deletion.
+    def load_topics(self, image: dict[str, TopicState]) -> None:
+        """Open the logs of the topics in ``image`` (blocking)."""
+        for t in image.values():
+            self._register(self._open_logs(t.name, t.topic_id, t.configs,
+                                           [p.leader_epoch for p in t.partitions]))
+        # Logs on disk for topics not in the store are leftovers of a deletion.
         for name, index in self.store.existing_logs():
             t = self.topics.get(name)
             if t is None or index >= len(t.partitions):
                 self.store.delete_log(name, index)
 
-    def registry_bytes(self) -> bytes:
-        return json.dumps({
-            t.name: {"id": t.topic_id.hex(), "partitions": len(t.partitions),
-                     "configs": t.config.overrides,
-                     "leader_epoch": t.partitions[0].leader_epoch if t.partitions else 0}
-            for t in self.topics.values()
-        }, indent=1, sort_keys=True).encode()
+    def new_partition_states(self, count: int) -> list[PartitionState]:
+        """Partitions this broker leads alone, at leader epoch 0."""
+        me = self.config.node_id
+        return [PartitionState(me, 0, [me], [me]) for _ in range(count)]
 
-    async def save_topics(self) -> None:
-        """Persist the registry as it is now (call after changing it in memory);
-        return once a write that includes the change is durable.
+    async def _discard_logs(self, topic: Topic, partitions: list[Partition] | None = None) -> None:
+        """Close (without a flush: their files are going) and delete the logs of
+        ``partitions`` (default: all the topic's), waking their fetches."""
+        parts = topic.partitions if partitions is None else partitions
+        for p in parts:
+            p.notify()
+            p.log.abandon()
+        store, name, indexes = self.store, topic.name, [p.index for p in parts]
 
-        One writer, in order: a single task writes ``topics.json``, taking the
-        registry's snapshot (on the loop) just before each write, and every
-        change made before that snapshot is acknowledged by that write; changes
-        made while a write is under way go into the next one. So writes never
-        overlap, each holds the newest state, and the last write holds them all.
-        The write itself (fsync) runs in a worker thread."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._registry_waiters.append(done)
-        if self._registry_writer is None or self._registry_writer.done():
-            self._registry_writer = loop.create_task(self._write_registry())
-        # Shielded: a request cancelled (the broker stopping) leaves the write
-        # of a change already made in memory to go on; stop() waits for it.
-        await asyncio.shield(done)
+        def delete_logs():
+            for i in indexes:
+                store.delete_log(name, i)
 
-    async def _write_registry(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._registry_waiters:
-            waiters, self._registry_waiters = self._registry_waiters, []
-            data = self.registry_bytes()
-            try:
-                await loop.run_in_executor(None, self.store.write_metadata, TOPICS_FILE, data)
-            except Exception as e:  # each waiter's request reports it
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(e)
-            else:
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
-
-    def _open_topic(self, name: str, topic_id: bytes, num_partitions: int,
-                    overrides: dict, leader_epoch: int = 0) -> Topic:
-        """Open the topic's logs and register it (blocking)."""
-        return self._register(self._open_logs(name, topic_id, num_partitions, overrides,
-                                               leader_epoch))
+        await in_worker(delete_logs)
 
     def _register(self, topic: Topic) -> Topic:
         self.topics[topic.name] = topic
         self.topics_by_id[topic.topic_id] = topic
         return topic
 
-    def _open_logs(self, name: str, topic_id: bytes, num_partitions: int,
-                   overrides: dict, leader_epoch: int = 0) -> Topic:
+    def _open_logs(self, name: str, topic_id: bytes, overrides: dict,
+                   leader_epochs: list[int]) -> Topic:
         """A Topic with its logs opened (and recovered, if they exist), not yet
         registered. Blocking: recovery reads the logs and may fsync."""
         topic = Topic(name, topic_id, TopicConfig(self.config, overrides),
                       internal=name in INTERNAL_TOPICS)
         lc = topic.config.log_config()
         try:
-            for i in range(num_partitions):
-                topic.partitions.append(Partition(topic, i, self.store.open_log(name, i, lc), leader_epoch))
+            for i, epoch in enumerate(leader_epochs):
+                topic.partitions.append(Partition(topic, i, self.store.open_log(name, i, lc), epoch))
         except OSError:
             # Leave nothing half-created behind; delete_log closes without
             # flushing, which needs no new file descriptors.
@@ -382,36 +386,38 @@ class Broker:
                 name, num_partitions, replication_factor, configs or {})
             if validate_only:
                 return None
+            state = TopicState(name, uuid.uuid4().bytes, overrides,
+                               self.new_partition_states(num_partitions))
             try:
-                topic = await in_worker(self._open_logs, name, uuid.uuid4().bytes,
-                                        num_partitions, overrides)
+                topic = await in_worker(self._open_logs, name, state.topic_id, overrides,
+                                        [p.leader_epoch for p in state.partitions])
             except OSError as e:  # e.g. EMFILE: every partition holds its active segment's files open
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            try:
+                done = await asyncio.shield(self.metadata.txn(*topic_records.create_topic_txn(state)))
+            except BaseException:
+                await self._discard_logs(topic)
+                raise
+            if not done.succeeded:  # not under this broker's lock: another writer of the store
+                await self._discard_logs(topic)
+                raise TopicError(errors.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
             self._register(topic)
-            await self.save_topics()
             log.info("created topic %s with %d partitions", name, num_partitions)
             return topic
 
     async def delete_topic(self, name: str) -> None:
         async with self._topic_lock:
-            topic = self.topics.pop(name, None)
+            topic = self.topics.get(name)
             if topic is None:
                 raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
+            # Shielded: once asked of the store, the deletion is carried through.
+            await asyncio.shield(self.metadata.txn((), topic_records.delete_topic_ops(name)))
+            del self.topics[name]
             self.topics_by_id.pop(topic.topic_id, None)
-            await self.save_topics()
-            for p in topic.partitions:
-                p.notify()
-                p.log.abandon()  # closed here, without a flush: its files are going
-            store, indexes = self.store, [p.index for p in topic.partitions]
-
-            def delete_logs():
-                for i in indexes:
-                    store.delete_log(name, i)
-
             # Still under the topic lock: a new topic of the same name waits for this.
-            await in_worker(delete_logs)
+            await self._discard_logs(topic)
             if self.groups is not None:
                 self.groups.on_topic_deleted(name)
             log.info("deleted topic %s", name)
@@ -428,14 +434,14 @@ class Broker:
                                  f"or equal to the requested {count}.")
             if validate_only:
                 return
-            epoch = topic.partitions[0].leader_epoch if topic.partitions else 0
+            states = self.new_partition_states(count - current)
             store, lc = self.store, topic.config.log_config()
 
             def open_logs():  # blocking: in a worker thread
                 added = []
                 try:
-                    for i in range(current, count):
-                        added.append(Partition(topic, i, store.open_log(name, i, lc), epoch))
+                    for i, state in enumerate(states, current):
+                        added.append(Partition(topic, i, store.open_log(name, i, lc), state.leader_epoch))
                 except OSError:
                     for i in range(current, current + len(added) + 1):
                         store.delete_log(name, i)
@@ -448,23 +454,32 @@ class Broker:
                 raise TopicError(errors.KAFKA_STORAGE_ERROR,
                                  f"Could not create the logs of {name}: {e} "
                                  f"(raise the open-file limit, ulimit -n)") from None
+            try:
+                done = await asyncio.shield(self.metadata.txn(
+                    *topic_records.add_partitions_txn(name, current, states)))
+            except BaseException:
+                await self._discard_logs(topic, added)
+                raise
+            if not done.succeeded:
+                await self._discard_logs(topic, added)
+                raise TopicError(errors.INVALID_PARTITIONS, f"Topic {name} changed meanwhile.")
             lc = topic.config.log_config()  # an AlterConfigs may have run meanwhile
             for p in added:
                 p.log.config = lc
             topic.partitions.extend(added)
-            await self.save_topics()
 
     async def alter_topic_config(self, name: str, overrides: dict[str, str]) -> None:
         """Replace the topic's overrides (already validated) and apply them to its
-        logs. The change is made at once, in memory, without the topic lock (it
-        touches no files but ``topics.json``, whose writes ``save_topics`` orders);
-        return once it is written."""
-        topic = self.topics[name]
+        logs once the store has them. Without the topic lock: it writes only the
+        topic's config key."""
+        done = await asyncio.shield(self.metadata.txn(*topic_records.set_configs_txn(name, overrides)))
+        topic = self.topics.get(name)
+        if not done.succeeded or topic is None:
+            raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
         topic.config = TopicConfig(self.config, overrides)
         lc = topic.config.log_config()
         for p in topic.partitions:
             p.log.config = lc
-        await self.save_topics()
 
     async def auto_create(self, name: str) -> Topic | None:
         """Create ``name`` with broker defaults if auto-creation is on; None otherwise."""

@@ -20,6 +20,7 @@ raises CompactedError.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,8 @@ class SqliteStore(MetadataStore):
 
     @classmethod
     async def open(cls, path: str | None, **kwargs) -> "SqliteStore":
-        """Open (creating if needed) the store at ``path``; None keeps it in memory."""
+        """Open (creating it and its directory if needed) the store at ``path``;
+        None keeps it in memory."""
         store = cls(path, **kwargs)
         store._loop = asyncio.get_running_loop()
         await store._run(store._open)
@@ -77,6 +79,8 @@ class SqliteStore(MetadataStore):
     # -- on the store thread --------------------------------------------------
 
     def _open(self) -> None:
+        if self.path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         conn = sqlite3.connect(self.path or ":memory:", isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

@@ -1,17 +1,16 @@
 """The broker's stated invariants (odradek/broker.py), tested on a broker that
 runs over the fake filesystem and is driven through the wire protocol: the
-topic registry is written by one writer, in order; fsync never runs on the
-event loop."""
+topics live in the metadata store, and concurrent admin changes all survive
+a restart; fsync never runs on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import threading
 import time
 
-from odradek.broker import TOPICS_FILE, Broker
+from odradek.broker import Broker
 from odradek.config import BrokerConfig
 from odradek.protocol.schema import codec, read_tags
 from odradek.server.registry import load_all
@@ -87,42 +86,61 @@ class Client:
         assert res["responses"][0]["error_code"] == 0, res
 
 
-def new_broker(fs: FakeFileSystem, **props) -> Broker:
+def new_broker(fs: FakeFileSystem, metadata_path=None, **props) -> Broker:
     props = {"log.retention.check.interval.ms": "3600000", **props}
     return Broker(BrokerConfig(data_dir=DATA, host="127.0.0.1", port=0,
-                               props={k: str(v) for k, v in props.items()}), fs=fs)
+                               props={k: str(v) for k, v in props.items()}), fs=fs,
+                  metadata_path=None if metadata_path is None else str(metadata_path))
 
 
-def registry(fs: FakeFileSystem) -> dict:
-    return json.loads(fs.contents(f"{DATA}/{TOPICS_FILE}"))
+async def registry(metadata_path) -> dict:
+    """The topics in the metadata store's file, read by a store of its own."""
+    from odradek.metadata.sqlite import SqliteStore
+    from odradek.metadata.topics import read_image
+
+    store = await SqliteStore.open(str(metadata_path))
+    try:
+        return read_image((await store.range(""))[0])
+    finally:
+        await store.close()
 
 
-# -- the topic registry: one writer, in order ----------------------------------------
+# -- concurrent admin changes all survive a restart ------------------------------------
 
-def hold_registry_writes(fs: FakeFileSystem, n: int, seconds: float) -> None:
-    """The next ``n`` writes of topics.json start ``seconds`` late, as if the
-    thread writing each were descheduled (the hook runs in that thread)."""
-    fs.on("open", lambda op, path: time.sleep(seconds), path_contains=TOPICS_FILE + ".tmp",
-          times=n)
+def hold_metadata_writes(b: Broker, n: int, action) -> None:
+    """The next ``n`` metadata transactions run ``action()`` first, on the
+    store's thread, as if that thread were descheduled (all later ones wait)."""
+    original = b.metadata._txn
+    left = [n]
+
+    def held(*args):
+        if left[0] > 0:
+            left[0] -= 1
+            action()
+        return original(*args)
+
+    b.metadata._txn = held
 
 
-def test_admin_changes_racing_each_other_all_survive_a_restart():
-    """AlterConfigs whose registry writes are held up, then CreateTopics and
-    DeleteTopics while they are: once acknowledged, every change is in
-    topics.json, and a restart finds every created topic with its logs and
-    every altered config, and no deleted topic. (Before the fix the alters'
-    older registries landed last: the created topics' logs were deleted at
-    the restart as leftovers, and the deleted topic came back, empty.)"""
+def test_admin_changes_racing_each_other_all_survive_a_restart(tmp_path):
+    """AlterConfigs whose metadata writes are held up, then CreateTopics and
+    DeleteTopics while they are: once acknowledged, every change is in the
+    store, and a restart finds every created topic with its logs and every
+    altered config, and no deleted topic. (With topics.json rewritten whole
+    from snapshots, the alters' older registries landed last: the created
+    topics' logs were deleted at the restart as leftovers, and the deleted
+    topic came back, empty.)"""
     fs = FakeFileSystem()
+    metadata = tmp_path / "metadata.db"
 
     async def first():
-        b = new_broker(fs)
+        b = new_broker(fs, metadata)
         await b.start()
         c = await Client.connect(b)
         try:
             for i in range(4):
                 await c.create_topic(f"old-{i}", 2)
-            hold_registry_writes(fs, 3, 0.3)
+            hold_metadata_writes(b, 3, lambda: time.sleep(0.3))
             clients = [await Client.connect(b) for _ in range(8)]
             ops = [asyncio.ensure_future(clients[i].alter_configs(
                 f"old-{i}", {"retention.ms": str(1000 + i)})) for i in range(3)]
@@ -133,7 +151,7 @@ def test_admin_changes_racing_each_other_all_survive_a_restart():
             await asyncio.wait_for(asyncio.gather(*ops), 10)
             for other in clients:
                 await other.close()
-            return registry(fs)  # acknowledged: on disk already
+            return await registry(metadata)  # acknowledged: on disk already
         finally:
             await c.close()
             await b.stop()
@@ -143,7 +161,7 @@ def test_admin_changes_racing_each_other_all_survive_a_restart():
     assert set(acked) == expected
 
     async def second():
-        b = new_broker(fs)
+        b = new_broker(fs, metadata)
         await b.start()
         try:
             assert set(b.topics) == expected
@@ -158,22 +176,23 @@ def test_admin_changes_racing_each_other_all_survive_a_restart():
     asyncio.run(second())
 
 
-def test_older_registry_never_lands_last():
-    """The race itself: an AlterConfigs whose registry write is held up while a
-    CreateTopics is made and written. The registry on disk afterwards (and
-    after a restart) must hold both changes; before the fix the alter's older
-    snapshot landed last and the restart deleted the new topic's logs as
-    leftovers of a deletion."""
+def test_older_registry_never_lands_last(tmp_path):
+    """The race of topics.json's days: an AlterConfigs whose metadata write is
+    held up while a CreateTopics is made. The store afterwards (and after a
+    restart) must hold both changes; when topics.json was rewritten whole, the
+    alter's older snapshot landed last and the restart deleted the new topic's
+    logs as leftovers of a deletion."""
     fs = FakeFileSystem()
+    metadata = tmp_path / "metadata.db"
     release = threading.Event()
 
     async def first():
-        b = new_broker(fs)
+        b = new_broker(fs, metadata)
         await b.start()
         c = await Client.connect(b)
         try:
             await c.create_topic("x")
-            fs.on("open", lambda op, path: release.wait(5), path_contains=TOPICS_FILE + ".tmp")
+            hold_metadata_writes(b, 1, lambda: release.wait(5))
             c2 = await Client.connect(b)
             alter = asyncio.ensure_future(c.alter_configs("x", {"retention.ms": "1234"}))
             await asyncio.sleep(0.1)  # its write is held up in a worker thread
@@ -181,9 +200,9 @@ def test_older_registry_never_lands_last():
             await asyncio.sleep(0.1)
             release.set()
             await asyncio.wait_for(asyncio.gather(alter, create), 10)
-            on_disk = registry(fs)
+            on_disk = await registry(metadata)
             assert set(on_disk) == {"x", "y"}
-            assert on_disk["x"]["configs"] == {"retention.ms": "1234"}
+            assert on_disk["x"].configs == {"retention.ms": "1234"}
             await c2.close()
         finally:
             await c.close()
@@ -192,7 +211,7 @@ def test_older_registry_never_lands_last():
     asyncio.run(first())
 
     async def second():
-        b = new_broker(fs)
+        b = new_broker(fs, metadata)
         await b.start()
         try:
             assert set(b.topics) == {"x", "y"}
@@ -228,7 +247,7 @@ async def until(cond, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_fsync_never_runs_on_the_event_loop():
+def test_fsync_never_runs_on_the_event_loop(tmp_path):
     """Drive a broker through everything that writes durably -- startup,
     produce (flush.messages=1, rolls, idempotent producers), create, alter and
     delete topic, add partitions, retention, DeleteRecords, truncation,
@@ -245,7 +264,7 @@ def test_fsync_never_runs_on_the_event_loop():
 
     async def first():
         loop_threads.add(threading.get_ident())
-        b = new_broker(fs, **props)
+        b = new_broker(fs, tmp_path / "metadata.db", **props)
         await b.start()
         c = await Client.connect(b)
         try:
@@ -300,7 +319,7 @@ def test_fsync_never_runs_on_the_event_loop():
 
     async def second():
         loop_threads.add(threading.get_ident())
-        b = new_broker(fs, **props)
+        b = new_broker(fs, tmp_path / "metadata.db", **props)
         await b.start()
         try:
             assert set(b.topics) == {"t", "c", "__consumer_offsets"}
@@ -313,7 +332,7 @@ def test_fsync_never_runs_on_the_event_loop():
     asyncio.run(first())
     asyncio.run(second())
     synced = {path.rsplit("/", 1)[-1] for _, path, _ in fs.syncs}
-    for name in ("meta.properties.tmp", "topics.json.tmp", "producer-state.snapshot.tmp",
+    for name in ("meta.properties.tmp", "producer-state.snapshot.tmp",
                  "recovery-point-offset-checkpoint.tmp", "cleaner-offset-checkpoint.tmp",
                  "leader-epoch-checkpoint.tmp", "00000000000000000000.log.cleaned",
                  "__consumer_offsets-0", "00000000000000000000.log"):
@@ -322,7 +341,7 @@ def test_fsync_never_runs_on_the_event_loop():
     assert on_loop == [], on_loop
 
 
-def test_logs_are_opened_off_the_event_loop():
+def test_logs_are_opened_off_the_event_loop(tmp_path):
     """Opening a partition's log creates, reads and (recovering an existing
     directory) may fsync its files: CreateTopics, CreatePartitions and
     startup do it in worker threads, not on the event loop."""
@@ -334,7 +353,7 @@ def test_logs_are_opened_off_the_event_loop():
 
     async def run(first: bool):
         loop_threads.add(threading.get_ident())
-        b = new_broker(fs)
+        b = new_broker(fs, tmp_path / "metadata.db")
         await b.start()
         try:
             if first:
@@ -382,3 +401,44 @@ def test_stop_waits_for_a_topic_deletion_under_way():
     stopped = asyncio.run(main())
     assert removes and max(removes) <= stopped
     assert not fs.exists(f"{DATA}/gone-0")
+
+
+def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
+    """A data dir written before the metadata store: its topics.json is read
+    into the empty store at the first start (ids, partitions, configs), and
+    ignored after that, so a topic deleted later stays deleted."""
+    import json
+    import uuid
+
+    data = tmp_path / "data"
+    data.mkdir()
+    topic_id = uuid.uuid4().bytes
+    (data / "topics.json").write_text(json.dumps({"old": {
+        "id": topic_id.hex(), "partitions": 3, "configs": {"retention.ms": "5000"}, "leader_epoch": 0}}))
+
+    def broker():
+        return Broker(BrokerConfig(data_dir=str(data), host="127.0.0.1", port=0))
+
+    async def first():
+        b = broker()
+        await b.start()
+        try:
+            t = b.topics["old"]
+            assert (t.topic_id, len(t.partitions), t.config.overrides) == (topic_id, 3, {"retention.ms": "5000"})
+            c = await Client.connect(b)
+            await produce(c, "old", 2, batch([b"kept"]))
+            await c.delete_topic("old")
+            await c.close()
+        finally:
+            await b.stop()
+
+    async def second():
+        b = broker()
+        await b.start()
+        try:
+            assert "old" not in b.topics
+        finally:
+            await b.stop()
+
+    asyncio.run(first())
+    asyncio.run(second())

@@ -533,26 +533,34 @@ def test_io_error_at_each_step_keeps_log_usable(step):
 
 # -- the broker's cleaner task ------------------------------------------------------
 
-def _broker(data_dir, **topic_configs):
-    from odradek.broker import TOPICS_FILE, Broker
+async def _broker(data_dir, **topic_configs):
+    """A broker's topics and logs without its listener: topic "t", compacted,
+    created at the first call and found again (with its configs) after."""
+    from odradek.broker import Broker
     from odradek.config import BrokerConfig
+    from odradek.metadata.topics import TopicState, create_topic_txn
 
     b = Broker(BrokerConfig(data_dir=data_dir, props={"log.cleaner.backoff.ms": "10"}))
-    b.store = b.open_store()
-    b.load_topics()
+    await b.load()
     configs = {"cleanup.policy": "compact", "segment.bytes": "600",
                "min.cleanable.dirty.ratio": "0.01", **topic_configs}
     if "t" not in b.topics:
-        b._open_topic("t", uuid.uuid4().bytes, 1, configs)
-        b.store.write_metadata(TOPICS_FILE, b.registry_bytes())
+        state = TopicState("t", uuid.uuid4().bytes, configs, b.new_partition_states(1))
+        assert (await b.metadata.txn(*create_topic_txn(state))).succeeded
+        b._register(b._open_logs("t", state.topic_id, configs, [0]))
     return b
+
+
+async def _close(b):
+    b.store.close()
+    await b.metadata.close()
 
 
 def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
     data = str(tmp_path / "data")
 
     async def first():
-        b = _broker(data, **{"delete.retention.ms": "1000"})
+        b = await _broker(data, **{"delete.retention.ms": "1000"})
         lg = b.topics["t"].partitions[0].log
         written = fill(lg, n_keys=3, rounds=30)
         tomb = append(lg, [(b"k1", None)])
@@ -565,14 +573,14 @@ def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
         assert parse_offset_checkpoint(raw) == {("t", 0): point}
         assert not await cleaner.clean_one()  # nothing dirty any more, horizon not passed
         assert (tomb, b"k1", None) in records(lg)
-        b.store.close()
+        await _close(b)
         return written, tomb, point
 
     written, tomb, point = asyncio.run(first())
     assert os.path.exists(os.path.join(data, CHECKPOINT_FILE))
 
     async def second():  # after a restart: horizon found again from the batches
-        b = _broker(data)
+        b = await _broker(data)
         lg = b.topics["t"].partitions[0].log
         cleaner = LogCleaner(b)
         cleaner.clean_points = cleaner._parse(b.store.read_metadata(CHECKPOINT_FILE))
@@ -581,14 +589,14 @@ def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
         assert await cleaner.clean_one()
         assert all(k != b"k1" for _, k, _ in records(lg))
         assert not await cleaner.clean_one()
-        b.store.close()
+        await _close(b)
 
     asyncio.run(second())
 
 
 def test_log_cleaner_run_stops_cleanly(tmp_path):
     async def main():
-        b = _broker(str(tmp_path / "data"))
+        b = await _broker(str(tmp_path / "data"))
         lg = b.topics["t"].partitions[0].log
         written = fill(lg, n_keys=3, rounds=60)
         cleaner = LogCleaner(b)
@@ -603,6 +611,6 @@ def test_log_cleaner_run_stops_cleanly(tmp_path):
         assert cleaner.passes >= 1
         assert latest_view(records(lg)) == latest_view(written)
         assert not [n for n in os.listdir(lg.dir) if n.endswith((".cleaned", ".swap"))]
-        b.store.close()
+        await _close(b)
 
     asyncio.run(main())

@@ -23,7 +23,7 @@ async def make_broker(**props) -> Broker:
            "group.min.session.timeout.ms": "100"}
     cfg.update(props)
     b = Broker(BrokerConfig(data_dir=None, props=cfg))
-    b.store = b.open_store()
+    await b.load()
     await b.create_topic("t", 2, 1)
     return b
 

@@ -1,0 +1,125 @@
+"""Topics in the metadata store: the key layout, and the image read from it.
+
+Keys (values are JSON):
+
+- ``topics/<name>``: ``{"id": "<32 hex digits>"}``; the topic exists while it does.
+- ``configs/topic/<name>``: the topic's config overrides.
+- ``partitions/<name>/<index>``: ``{"leader", "leader_epoch", "replicas", "isr"}``
+  (node ids); a topic's partitions are 0..n-1.
+
+Topic names cannot hold "/", so ``partitions/<name>/`` is exactly one topic's
+partitions. Each admin change is one transaction, so a reader never sees half
+of one, and changes to different keys (a config, new partitions) never
+overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from odradek.metadata.store import Compare, Delete, KeyValue, Put
+
+TOPICS = "topics/"
+CONFIGS = "configs/topic/"
+PARTITIONS = "partitions/"
+
+
+@dataclass
+class PartitionState:
+    leader: int
+    leader_epoch: int = 0
+    replicas: list[int] = field(default_factory=list)
+    isr: list[int] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"leader": self.leader, "leader_epoch": self.leader_epoch,
+                           "replicas": self.replicas, "isr": self.isr}).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "PartitionState":
+        d = json.loads(raw)
+        return cls(d["leader"], d["leader_epoch"], d["replicas"], d["isr"])
+
+
+@dataclass
+class TopicState:
+    name: str
+    topic_id: bytes
+    configs: dict[str, str] = field(default_factory=dict)
+    partitions: list[PartitionState] = field(default_factory=list)
+
+
+def topic_key(name: str) -> str:
+    return TOPICS + name
+
+
+def config_key(name: str) -> str:
+    return CONFIGS + name
+
+
+def partition_key(name: str, index: int) -> str:
+    return f"{PARTITIONS}{name}/{index}"
+
+
+def read_image(kvs: list[KeyValue]) -> dict[str, TopicState]:
+    """The topics described by the store's key-values (all of them, or at
+    least every key under the three prefixes)."""
+    topics: dict[str, TopicState] = {}
+    configs: dict[str, dict] = {}
+    partitions: dict[str, dict[int, PartitionState]] = {}
+    for kv in kvs:
+        if kv.key.startswith(TOPICS):
+            name = kv.key[len(TOPICS):]
+            topics[name] = TopicState(name, bytes.fromhex(json.loads(kv.value)["id"]))
+        elif kv.key.startswith(CONFIGS):
+            configs[kv.key[len(CONFIGS):]] = json.loads(kv.value)
+        elif kv.key.startswith(PARTITIONS):
+            name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
+            partitions.setdefault(name, {})[int(index)] = PartitionState.from_json(kv.value)
+    for name, t in topics.items():
+        t.configs = configs.get(name, {})
+        found = partitions.get(name, {})
+        t.partitions = [found[i] for i in range(len(found))]
+        if set(found) != set(range(len(found))):
+            raise ValueError(f"topic {name} has partitions {sorted(found)}: not 0..n-1")
+    return topics
+
+
+def create_topic_txn(t: TopicState) -> tuple[list[Compare], list[Put]]:
+    """Write a new topic, only if no topic of that name exists."""
+    ops = [Put(topic_key(t.name), json.dumps({"id": t.topic_id.hex()}).encode()),
+           Put(config_key(t.name), json.dumps(t.configs, sort_keys=True).encode())]
+    ops += [Put(partition_key(t.name, i), p.to_json()) for i, p in enumerate(t.partitions)]
+    return [Compare(topic_key(t.name), "version", "==", 0)], ops
+
+
+def delete_topic_ops(name: str) -> list[Delete]:
+    return [Delete(topic_key(name)), Delete(config_key(name)),
+            Delete(f"{PARTITIONS}{name}/", prefix=True)]
+
+
+def add_partitions_txn(name: str, first: int, added: list[PartitionState]) -> tuple[list[Compare], list[Put]]:
+    """Add partitions ``first``.. to an existing topic that has exactly ``first``."""
+    compares = [Compare(topic_key(name), "version", ">", 0),
+                Compare(partition_key(name, first), "version", "==", 0)]
+    if first > 0:
+        compares.append(Compare(partition_key(name, first - 1), "version", ">", 0))
+    return compares, [Put(partition_key(name, first + i), p.to_json()) for i, p in enumerate(added)]
+
+
+def set_configs_txn(name: str, overrides: dict[str, str]) -> tuple[list[Compare], list[Put]]:
+    """Replace an existing topic's config overrides."""
+    return ([Compare(topic_key(name), "version", ">", 0)],
+            [Put(config_key(name), json.dumps(overrides, sort_keys=True).encode())])
+
+
+def import_registry(raw: bytes, leader: int) -> list[TopicState]:
+    """Topics of a ``topics.json`` written by odradek before the metadata store."""
+    out = []
+    for name, entry in json.loads(raw).items():
+        epoch = entry.get("leader_epoch", 0)
+        out.append(TopicState(name, bytes.fromhex(entry["id"]), entry.get("configs", {}),
+                              [PartitionState(leader, epoch, [leader], [leader])
+                               for _ in range(entry["partitions"])]))
+    return out
