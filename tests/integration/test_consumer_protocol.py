@@ -200,6 +200,26 @@ def test_regex_subscription_and_range_assignor(broker):
         b.close()
 
 
+def test_regex_outside_re2j_is_refused(broker):
+    # librdkafka and Python's re take \Z (end of text); RE2/J, and so the
+    # coordinator, do not.
+    create_topic(broker, "cp-bad-oo", 1)
+    c = consumer(broker, "g-cp-bad")
+    c.subscribe([r"^cp-bad-oo\Z"])
+    failures = []
+
+    def step():
+        failures.extend(m.error() for m in c.consume(10, timeout=0.1) if m.error() is not None)
+
+    try:
+        wait_until(lambda: failures, step=step, what="the heartbeat's error")
+        assert "regular expression is not valid" in failures[0].str()
+        assert not parts(c)
+    finally:
+        c.close()
+    assert cgroup(broker, "g-cp-bad") is None
+
+
 def test_classic_and_consumer_groups_coexist(broker):
     create_topic(broker, "cp-mixed")
     c = consumer(broker, "g-cp-mixed")
