@@ -106,7 +106,6 @@ CONSUMER_STABLE = "Stable"
 LEAVE_GROUP_MEMBER_EPOCH = -1
 LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
 
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
 FENCE_RETRY_MS = 1000
 
 Partitions = dict  # topic id (16 bytes) -> frozenset of partition indexes, never empty
@@ -150,7 +149,7 @@ class DictTopics:
         return self.topics.get(name)
 
     def names(self):
-        return [n for n in self.topics if n not in INTERNAL_TOPICS]
+        return list(self.topics)
 
     def name_of(self, topic_id: bytes) -> str | None:
         for name, (tid, _) in self.topics.items():
@@ -399,7 +398,8 @@ class CoordinatorStateMachine(GroupStateMachine):
 
     # -- topics ----------------------------------------------------------
     def _resolve_regex(self, regex: str) -> frozenset:
-        return matching_topics(regex, (n for n in self.topics.names() if n not in INTERNAL_TOPICS))
+        # Every topic, internal ones included, as Kafka's TopicRegexResolver.
+        return matching_topics(regex, self.topics.names())
 
     def _metadata_of(self, names) -> dict:
         out = {}

@@ -292,6 +292,17 @@ def test_regex_subscription_follows_new_topics():
     assert g.resolved_regexes == {} and g.subscribed_topics() == {"u"}
 
 
+def test_regex_matches_internal_topics_as_kafka_does():
+    # Kafka's coordinator matches a regex against every topic name, internal
+    # ones included (only ACLs hide topics from it).
+    h = ConsumerHarness(topics={"__consumer_offsets": 3, "orders": 1, "orders-v2": 1})
+    resp = h.hb("a", 0, topics=None, regex="orders|__consumer_offsets")
+    assert resp["error_code"] == 0
+    assert resp["assignment"] == {"__consumer_offsets": {0, 1, 2}, "orders": {0}}
+    assert h.group().resolved_regexes == {"orders|__consumer_offsets":
+                                          frozenset({"__consumer_offsets", "orders"})}
+
+
 def test_regex_is_read_with_re2j_syntax():
     h = ConsumerHarness(topics={"a.b": 1, "axb": 1, "t1": 1, "u": 1})
     # RE2/J syntax that Python's re does not know.
