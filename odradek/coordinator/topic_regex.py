@@ -82,7 +82,7 @@ def _any_byte_escape(pattern: str) -> bool:
     return False
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=128)  # the regexes in use; each at most RE2's 8 MiB budget
 def compile_topic_regex(pattern: str):
     """The compiled pattern; raises :class:`InvalidTopicRegex`."""
     if _any_byte_escape(pattern):
