@@ -56,7 +56,6 @@ kind is converted to the other (its records tombstoned, its offsets kept).
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections import Counter
 from contextlib import contextmanager
@@ -88,6 +87,7 @@ from odradek.coordinator.state import (
     _join_error,
     _sync_error,
 )
+from odradek.coordinator.topic_regex import InvalidTopicRegex, compile_topic_regex, matching_topics
 from odradek.protocol import errors
 
 log = logging.getLogger("odradek.groups")
@@ -106,7 +106,6 @@ CONSUMER_STABLE = "Stable"
 LEAVE_GROUP_MEMBER_EPOCH = -1
 LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
 
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state", "__share_group_state"})
 FENCE_RETRY_MS = 1000
 
 Partitions = dict  # topic id (16 bytes) -> frozenset of partition indexes, never empty
@@ -150,7 +149,7 @@ class DictTopics:
         return self.topics.get(name)
 
     def names(self):
-        return [n for n in self.topics if n not in INTERNAL_TOPICS]
+        return list(self.topics)
 
     def name_of(self, topic_id: bytes) -> str | None:
         for name, (tid, _) in self.topics.items():
@@ -399,12 +398,8 @@ class CoordinatorStateMachine(GroupStateMachine):
 
     # -- topics ----------------------------------------------------------
     def _resolve_regex(self, regex: str) -> frozenset:
-        try:
-            pattern = re.compile(regex)
-        except re.error:
-            return frozenset()
-        return frozenset(n for n in self.topics.names()
-                         if n not in INTERNAL_TOPICS and pattern.fullmatch(n))
+        # Every topic, internal ones included, as Kafka's TopicRegexResolver.
+        return matching_topics(regex, self.topics.names())
 
     def _metadata_of(self, names) -> dict:
         out = {}
@@ -478,10 +473,11 @@ class CoordinatorStateMachine(GroupStateMachine):
                            f"{', '.join(self.cconfig.assignors)}.")
         if regex:
             try:
-                re.compile(regex)
-            except re.error as e:
+                compile_topic_regex(regex)
+            except InvalidTopicRegex as e:
                 raise _Refused(errors.INVALID_REGULAR_EXPRESSION,
-                               f"SubscribedTopicRegex `{regex}` is not a valid regular expression: {e}.")
+                               f"SubscribedTopicRegex `{regex}` is not a valid regular expression: "
+                               f"{e.description}.")
 
     @staticmethod
     def _check_epoch(m: ConsumerMember, epoch: int, owned: dict | None) -> None:

@@ -60,7 +60,7 @@ class BrokerTopics:
         return None if t is None else (t.topic_id, len(t.partitions))
 
     def names(self):
-        return [name for name, t in list(self.broker.topics.items()) if not t.internal]
+        return list(self.broker.topics)
 
     def name_of(self, topic_id: bytes):
         t = self.broker.topics_by_id.get(bytes(topic_id))

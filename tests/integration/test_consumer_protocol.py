@@ -200,6 +200,52 @@ def test_regex_subscription_and_range_assignor(broker):
         b.close()
 
 
+def test_regex_is_resolved_as_kafka_does(broker):
+    # Kafka matches a broker-side regex (RE2/J syntax) against every topic,
+    # internal ones included.
+    for name in ("cp-re2-orders", "cp-re2.x", "cp-re2-x"):
+        create_topic(broker, name, 2)
+    rc = RawClient(broker.bootstrap)
+    try:
+        rc.request("FindCoordinator", 3, {"key": "g-cp-re2", "key_type": 0})
+    finally:
+        rc.close()
+    wait_until(lambda: "__consumer_offsets" in broker.core.topics, what="__consumer_offsets")
+    values = produce(broker, "cp-re2-orders", 10, partitions=2) + produce(broker, "cp-re2.x", 10, partitions=2)
+    produce(broker, "cp-re2-x", 10, partitions=2)
+    c = consumer(broker, "g-cp-re2")
+    c.subscribe([r"^(__consumer_offsets|cp-re2-orders|\Qcp-re2.x\E)$"])
+    poll = Polled([c])
+    try:
+        wait_until(lambda: {t for t, _ in parts(c)} == {"__consumer_offsets", "cp-re2-orders", "cp-re2.x"},
+                   step=poll.step, what="the regex's topics")
+        assert {p for t, p in parts(c) if t == "__consumer_offsets"} == {0, 1, 2, 3}
+        wait_until(lambda: set(values) <= set(poll.values()), step=poll.step, what="their records")
+        assert not {m.topic() for m in poll.got[id(c)]} - {"__consumer_offsets", "cp-re2-orders", "cp-re2.x"}
+    finally:
+        c.close()
+
+
+def test_regex_outside_re2j_is_refused(broker):
+    # librdkafka and Python's re take \Z (end of text); RE2/J, and so the
+    # coordinator, do not.
+    create_topic(broker, "cp-bad-oo", 1)
+    c = consumer(broker, "g-cp-bad")
+    c.subscribe([r"^cp-bad-oo\Z"])
+    failures = []
+
+    def step():
+        failures.extend(m.error() for m in c.consume(10, timeout=0.1) if m.error() is not None)
+
+    try:
+        wait_until(lambda: failures, step=step, what="the heartbeat's error")
+        assert "regular expression is not valid" in failures[0].str()
+        assert not parts(c)
+    finally:
+        c.close()
+    assert cgroup(broker, "g-cp-bad") is None
+
+
 def test_classic_and_consumer_groups_coexist(broker):
     create_topic(broker, "cp-mixed")
     c = consumer(broker, "g-cp-mixed")

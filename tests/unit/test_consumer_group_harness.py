@@ -5,6 +5,8 @@ topic ids on the way in and out."""
 
 from __future__ import annotations
 
+import hashlib
+
 from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine, DictTopics
 from odradek.coordinator.state import GroupConfig, Result
 
@@ -13,7 +15,10 @@ TID = {"t": b"T" * 16, "u": b"U" * 16, "v": b"V" * 16}
 
 
 def tid(name: str) -> bytes:
-    return TID.get(name) or name.encode().ljust(16, b"_")
+    if name in TID:
+        return TID[name]
+    raw = name.encode()
+    return raw.ljust(16, b"_") if len(raw) <= 16 else hashlib.md5(raw).digest()
 
 
 NAMES = {}

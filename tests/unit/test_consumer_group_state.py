@@ -4,6 +4,7 @@ reconciliation through revocation, epochs and fencing, leaving, timeouts."""
 from __future__ import annotations
 
 import random
+import time
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.consumer import (
@@ -289,6 +290,63 @@ def test_regex_subscription_follows_new_topics():
     resp = h.hb("a", resp["member_epoch"], topics=["u"], regex="", owned=resp["assignment"])
     g = h.group()
     assert g.resolved_regexes == {} and g.subscribed_topics() == {"u"}
+
+
+def test_regex_matches_internal_topics_as_kafka_does():
+    # Kafka's coordinator matches a regex against every topic name, internal
+    # ones included (only ACLs hide topics from it).
+    h = ConsumerHarness(topics={"__consumer_offsets": 3, "orders": 1, "orders-v2": 1})
+    resp = h.hb("a", 0, topics=None, regex="orders|__consumer_offsets")
+    assert resp["error_code"] == 0
+    assert resp["assignment"] == {"__consumer_offsets": {0, 1, 2}, "orders": {0}}
+    assert h.group().resolved_regexes == {"orders|__consumer_offsets":
+                                          frozenset({"__consumer_offsets", "orders"})}
+
+
+def test_regex_is_read_with_re2j_syntax():
+    h = ConsumerHarness(topics={"a.b": 1, "axb": 1, "t1": 1, "u": 1})
+    # RE2/J syntax that Python's re does not know.
+    resp = h.hb("a", 0, topics=None, regex=r"\Qa.b\E|t\pN\z")
+    assert resp["error_code"] == 0 and resp["assignment"] == {"a.b": {0}, "t1": {0}}
+    # `{,2}` is literal text in RE2/J, a repetition in Python's re.
+    resp = h.hb("b", 0, group="g2", topics=None, regex="u{,2}")
+    assert resp["error_code"] == 0 and resp["assignment"] == {}
+
+
+def test_regex_outside_re2j_is_invalid_regular_expression():
+    h = ConsumerHarness()
+    cases = {
+        r"(?=t)t": "invalid or unsupported Perl syntax",  # lookahead
+        r"(t)\1": "invalid escape sequence",  # backreference
+        r"t++": "invalid nested repetition operator",  # possessive
+        r"(?>t)": "invalid or unsupported Perl syntax",  # atomic group
+        r"t\Z": "invalid escape sequence",
+        r"t\C": "invalid escape sequence",  # any byte: RE2 has it, RE2/J not
+        r"t{1001}": "invalid repeat count",
+        "(t": "missing closing )",
+        "[t": "missing closing ]",
+    }
+    for pattern, description in cases.items():
+        r = h.sm.consumer_group_heartbeat(
+            h.now, group_id="g", member_id="m", member_epoch=0, rebalance_timeout_ms=1000,
+            subscribed_topic_names=None, subscribed_topic_regex=pattern, topic_partitions=[],
+            version=1).response
+        assert r["error_code"] == errors.INVALID_REGULAR_EXPRESSION == 128, pattern
+        assert r["error_message"] == (f"SubscribedTopicRegex `{pattern}` is not a valid regular "
+                                      f"expression: {description}."), pattern
+    assert not h.sm.groups
+    # \C inside \Q...\E is literal text.
+    assert h.hb("a", 0, topics=None, regex=r"\Qt\C\E|t")["error_code"] == 0
+
+
+def test_regex_matching_cannot_backtrack():
+    # Python's re needs minutes for this pattern on this name; RE2 is linear.
+    name = "a" * 30 + "b"
+    h = ConsumerHarness(topics={name: 1, "a" * 30: 1})
+    start = time.monotonic()
+    resp = h.hb("a", 0, topics=None, regex="(a+)+")
+    assert time.monotonic() - start < 5
+    assert resp["assignment"] == {"a" * 30: {0}}
 
 
 def test_offset_commit_and_fetch_check_the_member_epoch():
