@@ -3,8 +3,8 @@
 Versions served:
   ConsumerGroupHeartbeat (68) 0-1: v1 requires the client's member id and
     takes a server-side regular expression subscription (matched in full
-    against topic names with Python's ``re``, close to the RE2 syntax Kafka
-    uses; internal topics never match).
+    against every topic name, internal ones included, with RE2 as Kafka's
+    RE2/J reads it; see odradek/coordinator/topic_regex.py).
   ConsumerGroupDescribe (69) 0-1: v1 reports each member's type (always
     1, consumer protocol: classic-protocol members cannot join a consumer
     group here). A classic or unknown group answers GROUP_ID_NOT_FOUND, which
