@@ -4,8 +4,10 @@ Long poll: when fewer than ``min_bytes`` are available the request waits up
 to ``max_wait_ms`` and is woken at once by an append to any partition it
 asked for. Limits: ``partition_max_bytes`` per partition and ``max_bytes`` per
 response, except that the first partition with data always gets at least one
-whole batch (KIP-74), so a large message is never stuck. Records are handed
-out as the stored batches, whole; clients skip records before their offset.
+whole batch (KIP-74), so a large message is never stuck; after it, a batch
+that does not fit in what is left of either limit is not sent (Kafka would
+send its first bytes, which the client drops). Records are handed out as the
+stored batches, whole; clients skip records before their offset.
 
 Fetch sessions (KIP-227) are not kept: every response carries session id 0,
 which tells the client to send full requests; a request naming a session gets
@@ -74,7 +76,8 @@ def read_partitions(broker, request: dict, version: int) -> tuple[list, int, lis
             limit = min(fp["partition_max_bytes"], budget - total)
             if offset < hw and (limit > 0 or total == 0):
                 try:
-                    result = log.read(offset, max(limit, 1), hw)
+                    # Only the first partition with data may exceed its limit.
+                    result = log.read(offset, max(limit, 1), hw, min_one=total == 0)
                 except OffsetOutOfRange:
                     entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
                 else:

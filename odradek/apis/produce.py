@@ -17,8 +17,15 @@ A topic whose ``compression.type`` names a codec (not ``producer``) has
 batches in any other codec decoded and re-encoded in its codec before they are
 stored, as Kafka does; that is the one produce path with per-record work.
 
-Compacted topics (cleanup.policy with ``compact``) are the exception to "no
-record is decoded": every record must have a key, else INVALID_RECORD.
+Record-level checks (KIP-467): on a compacted topic (cleanup.policy with
+``compact``) every record must have a key, and a batch whose header
+timestamps fall outside ``message.timestamp.before/after.max.ms`` has each of
+its records checked. These are the paths that decode records. A partition
+with invalid records is refused whole, as Kafka does, but the answer lists
+each invalid record (``record_errors``: its index among the partition's
+records, and why) with a summary in ``error_message``, so clients fail only
+those records and may retry the others. The partition error is
+INVALID_TIMESTAMP if any record has a bad timestamp, else INVALID_RECORD.
 
 Not served yet: transactional batches (no transaction coordinator).
 """
@@ -84,22 +91,50 @@ def check_batches(records, max_message_bytes: int) -> list:
     return headers
 
 
-def _keyless_record(records, headers, where: str) -> tuple[int, str] | None:
-    """(error code, message) when ``records`` cannot go to a compacted log: a
-    record has no key (or cannot be decoded). Decodes every record, so it is
-    only called for compacted topics."""
+def _record_errors(records, headers, where: str, compacted: bool, ts_range) -> dict | None:
+    """The error entry fields for records that cannot be appended, or None.
+
+    ``ts_range`` is (lowest, highest) allowed CreateTime timestamp, or None
+    when timestamps are not checked. Records are decoded only for a
+    compacted topic, a lower timestamp bound, or a batch whose max timestamp
+    is above the range; indexes count records from the first batch of the
+    partition's data (one batch, from every client)."""
+    found = []  # (index, code, message)
+    index = 0
     pos = 0
     for h in headers:
+        # The header's max timestamp bounds every record; its base timestamp
+        # (the first record's) does not, so a lower bound means decoding.
+        check_ts = ts_range is not None and (
+            ts_range[0] > -LONG_MAX or h.max_timestamp > ts_range[1])
+        if not (compacted or check_ts):
+            index += h.last_offset_delta + 1
+            pos += h.size
+            continue
         try:
             recs = decode_batch(records, pos, verify_crc=False)[1]
         except InvalidBatch as e:
-            return e.error_code, f"{where}: {e}"
+            return {"error_code": e.error_code, "error_message": f"{where}: {e}"}
         for r in recs:
-            if r.key is None:
-                return errors.INVALID_RECORD, \
-                    f"a record without a key cannot be written to compacted topic partition {where}"
+            if compacted and r.key is None:
+                found.append((index, errors.INVALID_RECORD,
+                              f"a record without a key cannot be written to compacted "
+                              f"topic partition {where}"))
+            elif check_ts and r.timestamp >= 0 and not ts_range[0] <= r.timestamp <= ts_range[1]:
+                found.append((index, errors.INVALID_TIMESTAMP,
+                              f"timestamp {r.timestamp} is outside [{ts_range[0]}, {ts_range[1]}] "
+                              f"(message.timestamp.before/after.max.ms) in {where}"))
+            index += 1
         pos += h.size
-    return None
+    if not found:
+        return None
+    code = errors.INVALID_TIMESTAMP if any(c == errors.INVALID_TIMESTAMP for _, c, _ in found) \
+        else errors.INVALID_RECORD
+    shown = "; ".join(f"record {i}: {m}" for i, _, m in found[:3])
+    return {"error_code": code,
+            "error_message": f"{len(found)} invalid record(s), batch refused (first ones: {shown})",
+            "record_errors": [{"batch_index": i, "batch_index_error_message": m}
+                              for i, _, m in found]}
 
 
 def produce_partition(broker, p, records, acks: int, version: int) -> dict:
@@ -124,18 +159,18 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
     for h in headers:
         if h.is_transactional or h.is_control:
             return _error(p.index, errors.INVALID_TXN_STATE, "transactions are not supported yet")
-    if "compact" in p.log.config.cleanup_policy:
-        refused = _keyless_record(records, headers, f"{topic.name}-{p.index}")
-        if refused is not None:
-            return _error(p.index, *refused)
     before = cfg.get_int("message.timestamp.before.max.ms")
     after = cfg.get_int("message.timestamp.after.max.ms")
     log_append_time = cfg.get("message.timestamp.type") == "LogAppendTime"
+    ts_range = None
     if not log_append_time and (before != LONG_MAX or after != LONG_MAX):
-        for h in headers:
-            if h.base_timestamp < now - before or h.max_timestamp > now + after:
-                return _error(p.index, errors.INVALID_TIMESTAMP,
-                              "timestamp outside message.timestamp.before/after.max.ms")
+        ts_range = (now - before if before != LONG_MAX else -LONG_MAX,
+                    now + after if after != LONG_MAX else LONG_MAX)
+    compacted = "compact" in p.log.config.cleanup_policy
+    if compacted or ts_range is not None:
+        refused = _record_errors(records, headers, f"{topic.name}-{p.index}", compacted, ts_range)
+        if refused is not None:
+            return dict(_error(p.index, refused["error_code"]), **refused)
     idempotent = first.producer_id >= 0 and first.base_sequence >= 0
     if idempotent:
         if len(headers) != 1:

@@ -103,10 +103,12 @@ class PartitionLog(abc.ABC):
         in ``records`` in place, and stamps LogAppendTime when asked."""
 
     @abc.abstractmethod
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
+             min_one: bool = True) -> ReadResult:
         """Whole batches from the one containing ``offset`` up to ``max_offset``
-        (exclusive; default the high watermark), at most ``max_bytes`` but at
-        least one batch. Raises OffsetOutOfRange outside [log_start, log_end]."""
+        (exclusive; default the high watermark), at most ``max_bytes`` but, with
+        ``min_one``, at least one batch (KIP-74). Raises OffsetOutOfRange
+        outside [log_start, log_end]."""
 
     @abc.abstractmethod
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

@@ -737,7 +737,8 @@ class DiskPartitionLog(SegmentedLog):
                 f"offset {offset} not in [{self._log_start}, {self._leo}] of "
                 f"{self.topic}-{self.partition}")
 
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
+             min_one: bool = True) -> ReadResult:
         self._check_offset(offset)
         limit = self._hw if max_offset is None else min(max_offset, self._leo)
         result = ReadResult()
@@ -763,7 +764,7 @@ class DiskPartitionLog(SegmentedLog):
                     full = False
                     end = seg.boundary(start, start + remaining) if remaining > 0 else start
                     if end == start:
-                        if result.chunks:
+                        if result.chunks or not min_one:
                             break
                         end = start + h.size
                 data = seg.read(start, end - start)

@@ -196,7 +196,8 @@ class MemoryPartitionLog(SegmentedLog):
         return seg
 
     # -- read -----------------------------------------------------------
-    def read(self, offset: int, max_bytes: int, max_offset: int | None = None) -> ReadResult:
+    def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
+             min_one: bool = True) -> ReadResult:
         if offset < self._log_start or offset > self._leo:
             raise OffsetOutOfRange(f"offset {offset} not in [{self._log_start}, {self._leo}]")
         limit = self._hw if max_offset is None else min(max_offset, self._leo)
@@ -211,7 +212,7 @@ class MemoryPartitionLog(SegmentedLog):
             lasts, batches = seg.lasts, seg.batches
             while j < len(batches):
                 b = batches[j]
-                if lasts[j] >= limit or (chunks and size + len(b) > max_bytes):
+                if lasts[j] >= limit or ((chunks or not min_one) and size + len(b) > max_bytes):
                     result.size = size
                     return result
                 chunks.append(b)

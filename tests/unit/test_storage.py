@@ -215,6 +215,21 @@ def test_at_least_one_batch(env):
     assert bases_of(lg.read(1, 1)) == [1]
 
 
+def test_min_one_false_keeps_to_the_limit(env):
+    """A Fetch's later partitions: nothing rather than a batch over the limit."""
+    lg = env.open(segment_bytes=3000)
+    big = make_batch([b"y" * 1000])
+    small = make_batch([b"z"])
+    lg.append(big, 0, 5000)
+    lg.append(small, 0, 5000)
+    for max_bytes in (0, 1, 100, len(big) - 1):
+        r = lg.read(0, max_bytes, min_one=False)
+        assert (bases_of(r), r.size) == ([], 0)
+    assert bases_of(lg.read(0, len(big), min_one=False)) == [0]
+    assert bases_of(lg.read(0, len(big) + len(small) - 1, min_one=False)) == [0]
+    assert bases_of(lg.read(1, len(small), min_one=False)) == [1]
+
+
 def test_high_watermark_bounds_reads(env):
     lg = env.open()
     fill(lg, 5)
