@@ -16,7 +16,7 @@ value's own source.
 
 from __future__ import annotations
 
-from odradek.broker import TopicError
+from odradek.topic_admin import TopicError
 from odradek.config import (
     BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_LIST, T_STRING,
     ConfigError, validate_topic_config,
@@ -29,10 +29,11 @@ RESOURCE_BROKER = 4
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
 
-def config_entries(topic) -> list[dict]:
+def config_entries(config) -> list[dict]:
+    """A topic's configs (a TopicConfig) as DescribeConfigs and CreateTopics list them."""
     out = []
     for name in sorted(TOPIC_CONFIGS):
-        value, source = topic.config.lookup(name)
+        value, source = config.lookup(name)
         out.append({"name": name, "value": value, "read_only": False, "config_source": source,
                     "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
                     "config_type": TOPIC_CONFIGS[name].type})
@@ -63,13 +64,14 @@ async def create_topics(ctx, request: dict) -> dict:
                                          f"Replica assignment must name only broker {broker.config.node_id}")
                 num_partitions = len(t["assignments"])
             configs = {c["name"]: c["value"] for c in t["configs"]}
-            topic = await broker.create_topic(name, num_partitions, t["replication_factor"], configs,
-                                              validate_only=request["validate_only"])
+            topic = await broker.admin.create_topic(name, num_partitions, t["replication_factor"], configs,
+                                                    validate_only=request["validate_only"])
             if topic is not None:
-                entry["topic_id"] = topic.topic_id
-                entry["num_partitions"] = len(topic.partitions)
+                state = broker.image.get(name)
+                entry["topic_id"] = state.topic_id
+                entry["num_partitions"] = len(state.partitions)
                 entry["replication_factor"] = 1
-                entry["configs"] = config_entries(topic)
+                entry["configs"] = config_entries(broker.admin.topic_config(name))
             else:
                 entry["num_partitions"] = num_partitions if num_partitions > 0 else broker.config.get_int("num.partitions")
                 entry["replication_factor"] = 1
@@ -91,13 +93,13 @@ async def delete_topics(ctx, request: dict) -> dict:
     for name, topic_id in wanted:
         entry = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
         if name is None and topic_id is not None:
-            topic = broker.topics_by_id.get(topic_id)
+            topic = broker.image.get(topic_id)
             if topic is None:
                 entry["error_code"] = errors.UNKNOWN_TOPIC_ID
                 responses.append(entry)
                 continue
             name = entry["name"] = topic.name
-        topic = broker.topics.get(name)
+        topic = broker.image.get(name)
         if topic is not None:
             entry["topic_id"] = topic.topic_id
         if not broker.config.get_bool("delete.topic.enable"):
@@ -107,7 +109,7 @@ async def delete_topics(ctx, request: dict) -> dict:
             entry["error_message"] = "internal topics cannot be deleted"
         else:
             try:
-                await broker.delete_topic(name)
+                await broker.admin.delete_topic(name)
             except TopicError as e:
                 entry["error_code"] = e.error_code
         responses.append(entry)
@@ -126,7 +128,7 @@ async def create_partitions(ctx, request: dict) -> dict:
                     if a["broker_ids"] != [broker.config.node_id]:
                         raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
                                          f"Replica assignment must name only broker {broker.config.node_id}")
-            await broker.add_partitions(t["name"], t["count"], request["validate_only"])
+            await broker.admin.add_partitions(t["name"], t["count"], request["validate_only"])
         except TopicError as e:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None
@@ -142,19 +144,17 @@ async def delete_records(ctx, request: dict) -> dict:
         parts = []
         for dp in t["partitions"]:
             index = dp["partition_index"]
-            p = broker.partition(t["name"], index)
-            entry = {"partition_index": index, "low_watermark": -1, "error_code": 0}
-            if p is None:
-                entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
-            else:
+            p, code = broker.replicas.partition_or_error(t["name"], index)
+            entry = {"partition_index": index, "low_watermark": -1, "error_code": code}
+            if not code:
                 offset = dp["offset"]
-                hw = p.log.high_watermark
+                hw = p.high_watermark
                 if offset == -1:
                     offset = hw
                 if offset < 0 or offset > hw:
                     entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
                 else:
-                    entry["low_watermark"] = p.log.delete_records_before(offset)
+                    entry["low_watermark"] = p.delete_records_before(offset)
             parts.append(entry)
         topics.append({"name": t["name"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
@@ -181,12 +181,12 @@ async def describe_configs(ctx, request: dict) -> dict:
         entry = {"error_code": 0, "error_message": None, "resource_type": rtype,
                  "resource_name": rname, "configs": []}
         if rtype == RESOURCE_TOPIC:
-            topic = broker.topics.get(rname)
-            if topic is None:
+            config = broker.admin.topic_config(rname)
+            if config is None:
                 entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
                 entry["error_message"] = f"Topic {rname} does not exist"
             else:
-                entry["configs"] = config_entries(topic)
+                entry["configs"] = config_entries(config)
         elif rtype == RESOURCE_BROKER:
             if rname not in ("", str(broker.config.node_id)):
                 entry["error_code"] = errors.INVALID_REQUEST
@@ -245,11 +245,11 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
                                   errors.INVALID_REQUEST)
             if rtype != RESOURCE_TOPIC:
                 raise ConfigError(f"Unsupported resource type {rtype}", errors.INVALID_REQUEST)
-            topic = broker.topics.get(rname)
+            topic = broker.image.get(rname)
             if topic is None:
                 raise ConfigError(f"Topic {rname} does not exist", errors.UNKNOWN_TOPIC_OR_PARTITION)
             if incremental:
-                new = _apply_incremental(topic.config.overrides, r["configs"])
+                new = _apply_incremental(topic.configs, r["configs"])
             else:
                 new = {c["name"]: c["value"] for c in r["configs"]}
             overrides = {}
@@ -258,8 +258,8 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
                 if v is not None:
                     overrides[k] = v
             if not request["validate_only"]:
-                await broker.alter_topic_config(rname, overrides)
-        except ConfigError as e:
+                await broker.admin.alter_topic_config(rname, overrides)
+        except (ConfigError, TopicError) as e:
             entry["error_code"] = e.error_code
             entry["error_message"] = str(e)
         responses.append(entry)

@@ -25,14 +25,6 @@ from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
 
 
-def leader_epoch_error(p, current_leader_epoch: int) -> int:
-    if current_leader_epoch < 0 or current_leader_epoch == p.leader_epoch:
-        return 0
-    if current_leader_epoch < p.leader_epoch:
-        return errors.FENCED_LEADER_EPOCH
-    return errors.UNKNOWN_LEADER_EPOCH
-
-
 def _partition_error(index: int, code: int) -> dict:
     return {"partition_index": index, "error_code": code, "high_watermark": -1,
             "last_stable_offset": -1, "log_start_offset": -1, "records": None}
@@ -44,32 +36,20 @@ def read_partitions(broker, request: dict, version: int) -> tuple[list, int, lis
     total = 0
     touched = []
     responses = []
-    by_id = version >= 13
     for ft in request["topics"]:
-        if by_id:
-            topic = broker.topics_by_id.get(ft["topic_id"])
-            missing = errors.UNKNOWN_TOPIC_ID
-        else:
-            topic = broker.topics.get(ft["topic"])
-            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
+        key = ft["topic_id"] if version >= 13 else ft["topic"]
         parts = []
         for fp in ft["partitions"]:
             index = fp["partition"]
-            if topic is None:
-                parts.append(_partition_error(index, missing))
-                continue
-            if not 0 <= index < len(topic.partitions):
-                parts.append(_partition_error(index, errors.UNKNOWN_TOPIC_OR_PARTITION))
-                continue
-            p = topic.partitions[index]
-            code = leader_epoch_error(p, fp["current_leader_epoch"])
+            p, code = broker.replicas.partition_or_error(key, index)
+            if not code:
+                code = p.check_leader_epoch(fp["current_leader_epoch"])
             if code:
                 parts.append(_partition_error(index, code))
                 continue
-            log = p.log
-            hw = log.high_watermark
+            hw = p.high_watermark
             entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
-                     "last_stable_offset": hw, "log_start_offset": log.log_start_offset,
+                     "last_stable_offset": p.last_stable_offset, "log_start_offset": p.log_start_offset,
                      "aborted_transactions": None, "records": b""}
             touched.append(p)
             offset = fp["fetch_offset"]
@@ -77,14 +57,14 @@ def read_partitions(broker, request: dict, version: int) -> tuple[list, int, lis
             if offset < hw and (limit > 0 or total == 0):
                 try:
                     # Only the first partition with data may exceed its limit.
-                    result = log.read(offset, max(limit, 1), hw, min_one=total == 0)
+                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
                 except OffsetOutOfRange:
                     entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
                 else:
                     if result.size:
                         entry["records"] = result.chunks
                         total += result.size
-            elif offset > log.log_end_offset or offset < log.log_start_offset:
+            elif offset > p.log_end_offset or offset < p.log_start_offset:
                 entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
             parts.append(entry)
         responses.append({"topic": ft["topic"], "topic_id": ft["topic_id"], "partitions": parts})
@@ -108,12 +88,12 @@ async def fetch(ctx, request: dict) -> dict:
             break
         fut = loop.create_future()
         for p in touched:
-            p.waiters.add(fut)
+            p.add_waiter(fut)
         try:
             await asyncio.wait_for(fut, remaining)
         except asyncio.TimeoutError:
             pass
         finally:
             for p in touched:
-                p.waiters.discard(fut)
+                p.discard_waiter(fut)
     return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}

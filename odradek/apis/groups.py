@@ -170,7 +170,7 @@ async def offset_commit(ctx, request: dict) -> dict:
     topics = []
     for t in request["topics"]:
         if by_id:
-            topic = broker.topics_by_id.get(t["topic_id"])
+            topic = broker.image.get(t["topic_id"])
             name = topic.name if topic is not None else None
         else:
             name = t["name"]
@@ -213,7 +213,7 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
         wanted = []
         for t in topics:
             if by_id:
-                topic = broker.topics_by_id.get(t["topic_id"])
+                topic = broker.image.get(t["topic_id"])
                 wanted.append((topic.name if topic is not None else None, t["partition_indexes"], t["topic_id"]))
             else:
                 wanted.append((t["name"], t["partition_indexes"], None))
@@ -229,7 +229,7 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
     out = []
     if topics is None:
         for rt in resp["topics"]:
-            topic = broker.topics.get(rt["name"])
+            topic = broker.image.get(rt["name"])
             if topic is not None:
                 out.append({"topic_id": topic.topic_id, "partitions": rt["partitions"]})
     else:

@@ -4,10 +4,11 @@ One broker leads every partition; replicas and ISR are that broker. Topics are
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
 Authorized operations are not computed (no ACLs yet): the fields keep their
-"not requested" default. Topic ids are stable UUIDs kept in the topic registry.
+"not requested" default. Topic ids are stable UUIDs kept in the metadata
+store; what is reported comes from the topic image read from it.
 """
 
-from odradek.broker import TopicError, validate_topic_name
+from odradek.topic_admin import TopicError, validate_topic_name
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -19,18 +20,18 @@ def broker_list(broker, listener: str | None) -> list[dict]:
     return [{"node_id": broker.config.node_id, "host": host, "port": port, "rack": rack}]
 
 
-def topic_metadata(broker, topic) -> dict:
-    node = broker.config.node_id
+def topic_metadata(topic) -> dict:
+    """A topic of the image (``odradek.metadata.topics.TopicState``) as Metadata reports it."""
     return {
         "error_code": 0,
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
         "partitions": [
-            {"error_code": 0, "partition_index": p.index, "leader_id": node,
-             "leader_epoch": p.leader_epoch, "replica_nodes": [node], "isr_nodes": [node],
+            {"error_code": 0, "partition_index": i, "leader_id": p.leader,
+             "leader_epoch": p.leader_epoch, "replica_nodes": list(p.replicas), "isr_nodes": list(p.isr),
              "offline_replicas": []}
-            for p in topic.partitions
+            for i, p in enumerate(topic.partitions)
         ],
     }
 
@@ -44,31 +45,31 @@ async def metadata(ctx, request: dict) -> dict:
     allow_auto = request["allow_auto_topic_creation"] if ctx.version >= 4 else True
     topics = []
     if wanted is None:
-        topics = [topic_metadata(broker, t) for t in list(broker.topics.values())]
+        topics = [topic_metadata(t) for t in broker.image]
     else:
         for entry in wanted:
             name = entry["name"]
             if name is None and ctx.version >= 10:
-                t = broker.topics_by_id.get(entry["topic_id"])
+                t = broker.image.get(entry["topic_id"])
                 if t is None:
                     topics.append({"error_code": errors.UNKNOWN_TOPIC_ID, "name": None,
                                    "topic_id": entry["topic_id"], "partitions": []})
                 else:
-                    topics.append(topic_metadata(broker, t))
+                    topics.append(topic_metadata(t))
                 continue
-            t = broker.topics.get(name)
+            t = broker.image.get(name)
             if t is None:
                 code = errors.UNKNOWN_TOPIC_OR_PARTITION
                 try:
                     validate_topic_name(name)
-                    if allow_auto and not name.startswith("__"):
-                        t = await broker.auto_create(name)
+                    if allow_auto and not name.startswith("__") and await broker.admin.auto_create(name):
+                        t = broker.image.get(name)
                 except TopicError as e:
                     code = e.error_code
                 if t is None:
                     topics.append({"error_code": code, "name": name, "partitions": []})
                     continue
-            topics.append(topic_metadata(broker, t))
+            topics.append(topic_metadata(t))
     return {
         "throttle_time_ms": 0,
         "brokers": broker_list(broker, ctx.connection.listener),

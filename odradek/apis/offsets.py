@@ -10,7 +10,6 @@ The v0 "old style offsets" form is not served (its spec range starts at 1).
 
 from __future__ import annotations
 
-from odradek.apis.fetch import leader_epoch_error
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -18,20 +17,19 @@ LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -
 
 
 def list_offset(p, timestamp: int) -> dict:
-    log = p.log
     epoch = p.leader_epoch
     if timestamp == LATEST:
-        return {"timestamp": -1, "offset": log.high_watermark, "leader_epoch": epoch}
+        return {"timestamp": -1, "offset": p.high_watermark, "leader_epoch": epoch}
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
-        return {"timestamp": -1, "offset": log.log_start_offset, "leader_epoch": epoch}
+        return {"timestamp": -1, "offset": p.log_start_offset, "leader_epoch": epoch}
     if timestamp == EARLIEST_PENDING_UPLOAD:
         return {"timestamp": -1, "offset": -1, "leader_epoch": -1}
     if timestamp == MAX_TIMESTAMP:
-        offset, ts = log.max_timestamp()
+        offset, ts = p.max_timestamp()
         return {"timestamp": ts, "offset": offset, "leader_epoch": epoch if offset >= 0 else -1}
     if timestamp < 0:
         raise ValueError(timestamp)
-    found = log.offset_for_timestamp(timestamp)
+    found = p.offset_for_timestamp(timestamp)
     if found is None:
         return {"timestamp": -1, "offset": -1, "leader_epoch": -1}
     offset, ts = found
@@ -43,16 +41,15 @@ async def list_offsets(ctx, request: dict) -> dict:
     broker = ctx.broker
     topics = []
     for t in request["topics"]:
-        topic = broker.topics.get(t["name"])
         parts = []
         for lp in t["partitions"]:
             index = lp["partition_index"]
             entry = {"partition_index": index, "error_code": 0}
-            if topic is None or not 0 <= index < len(topic.partitions):
-                entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
+            p, code = broker.replicas.partition_or_error(t["name"], index)
+            if code:
+                entry["error_code"] = code
             else:
-                p = topic.partitions[index]
-                code = leader_epoch_error(p, lp["current_leader_epoch"])
+                code = p.check_leader_epoch(lp["current_leader_epoch"])
                 if code:
                     entry["error_code"] = code
                 else:
@@ -70,20 +67,19 @@ async def offset_for_leader_epoch(ctx, request: dict) -> dict:
     broker = ctx.broker
     topics = []
     for t in request["topics"]:
-        topic = broker.topics.get(t["topic"])
         parts = []
         for op in t["partitions"]:
             index = op["partition"]
             entry = {"partition": index, "error_code": 0, "leader_epoch": -1, "end_offset": -1}
-            if topic is None or not 0 <= index < len(topic.partitions):
-                entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
+            p, code = broker.replicas.partition_or_error(t["topic"], index)
+            if code:
+                entry["error_code"] = code
             else:
-                p = topic.partitions[index]
-                code = leader_epoch_error(p, op["current_leader_epoch"])
+                code = p.check_leader_epoch(op["current_leader_epoch"])
                 if code:
                     entry["error_code"] = code
                 else:
-                    epoch, end = p.log.end_offset_for_epoch(op["leader_epoch"])
+                    epoch, end = p.end_offset_for_epoch(op["leader_epoch"])
                     entry["leader_epoch"], entry["end_offset"] = epoch, end
             parts.append(entry)
         topics.append({"topic": t["topic"], "partitions": parts})

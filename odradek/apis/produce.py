@@ -32,13 +32,12 @@ Not served yet: transactional batches (no transaction coordinator).
 
 from __future__ import annotations
 
-import asyncio
-
-from odradek.broker import TopicError, now_ms
+from odradek.clock import now_ms
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_OFFSET, HEADER_SIZE
 from odradek.protocol.records import decode_batch
 from odradek.server.registry import handles
+from odradek.topic_admin import TopicError
 
 LONG_MAX = 2**63 - 1
 TOPIC_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -137,7 +136,7 @@ def _record_errors(records, headers, where: str, compacted: bool, ts_range) -> d
                               for i, _, m in found]}
 
 
-def produce_partition(broker, p, records, acks: int, version: int) -> dict:
+def produce_partition(p, records, acks: int, version: int) -> dict:
     """Validate and append one partition's records; return its response entry."""
     topic = p.topic
     cfg = topic.config
@@ -166,7 +165,7 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
     if not log_append_time and (before != LONG_MAX or after != LONG_MAX):
         ts_range = (now - before if before != LONG_MAX else -LONG_MAX,
                     now + after if after != LONG_MAX else LONG_MAX)
-    compacted = "compact" in p.log.config.cleanup_policy
+    compacted = p.compacted
     if compacted or ts_range is not None:
         refused = _record_errors(records, headers, f"{topic.name}-{p.index}", compacted, ts_range)
         if refused is not None:
@@ -176,12 +175,12 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
         if len(headers) != 1:
             return _error(p.index, errors.INVALID_RECORD,
                           "idempotent produce must carry exactly one batch")
-        code, duplicate_offset = p.producers.check(first)
+        code, duplicate_offset = p.check_producer(first)
         if code:
             return _error(p.index, code)
         if duplicate_offset is not None:
             return {"index": p.index, "error_code": 0, "base_offset": duplicate_offset,
-                    "log_append_time_ms": -1, "log_start_offset": p.log.log_start_offset}
+                    "log_append_time_ms": -1, "log_start_offset": p.log_start_offset}
     target = TOPIC_CODECS.get(cfg.get("compression.type"))
     if target is not None and any(h.compression != target for h in headers):
         try:
@@ -191,15 +190,10 @@ def produce_partition(broker, p, records, acks: int, version: int) -> dict:
         first = headers[0]
     else:
         buf = records if type(records) is bytearray else bytearray(records)
-    info = p.log.append(buf, p.leader_epoch, now, log_append_time)
-    if idempotent:
-        p.producers.record(first, info.base_offset)
-    p.notify()
-    if getattr(p.log, "flush_due", False):
-        asyncio.get_running_loop().create_task(broker.flush_partition(p))
+    info = p.append_as_leader(buf, now, log_append_time, first if idempotent else None)
     return {"index": p.index, "error_code": 0, "base_offset": info.base_offset,
             "log_append_time_ms": now if log_append_time else -1,
-            "log_start_offset": p.log.log_start_offset}
+            "log_start_offset": p.log_start_offset}
 
 
 @handles("Produce", 0, 13, below_spec=True)
@@ -209,29 +203,26 @@ async def produce(ctx, request: dict) -> dict | None:
     version = ctx.version
     responses = []
     for td in request["topic_data"]:
-        if version >= 13:
-            topic = broker.topics_by_id.get(td["topic_id"])
-            missing = errors.UNKNOWN_TOPIC_ID
-        else:
-            topic = broker.topics.get(td["name"])
-            missing = errors.UNKNOWN_TOPIC_OR_PARTITION
-            if topic is None and not td["name"].startswith("__"):
-                try:
-                    topic = await broker.auto_create(td["name"])
-                except TopicError as e:
-                    missing = e.error_code
+        key = td["topic_id"] if version >= 13 else td["name"]
+        create_error = 0
+        if version < 13 and broker.replicas.topic(key) is None and not key.startswith("__"):
+            try:
+                await broker.admin.auto_create(key)
+            except TopicError as e:
+                create_error = e.error_code
         parts = []
         for pd in td["partition_data"]:
             index = pd["index"]
+            p, code = broker.replicas.partition_or_error(key, index)
             if acks not in (0, 1, -1):
                 parts.append(_error(index, errors.INVALID_REQUIRED_ACKS))
-            elif topic is None or not 0 <= index < len(topic.partitions):
-                parts.append(_error(index, missing if topic is None else errors.UNKNOWN_TOPIC_OR_PARTITION))
-            elif topic.internal:
+            elif code:
+                parts.append(_error(index, create_error or code))
+            elif p.topic.internal:
                 parts.append(_error(index, errors.INVALID_TOPIC_EXCEPTION,
                                     "cannot produce to an internal topic"))
             else:
-                parts.append(produce_partition(broker, topic.partitions[index], pd["records"], acks, version))
+                parts.append(produce_partition(p, pd["records"], acks, version))
         responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
     if acks == 0:
         # No response to carry an error: as Kafka does, close the connection

@@ -56,14 +56,14 @@ class BrokerTopics:
         self.broker = broker
 
     def get(self, name: str):
-        t = self.broker.topics.get(name)
+        t = self.broker.image.get(name)
         return None if t is None else (t.topic_id, len(t.partitions))
 
     def names(self):
-        return list(self.broker.topics)
+        return [t.name for t in self.broker.image]
 
     def name_of(self, topic_id: bytes):
-        t = self.broker.topics_by_id.get(bytes(topic_id))
+        t = self.broker.image.get(bytes(topic_id))
         return None if t is None else t.name
 
 
@@ -82,7 +82,7 @@ class GroupCoordinator:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
         if topic is not None:
             self.sm.config.num_partitions = len(topic.partitions)
             await self.load(topic)
@@ -116,7 +116,7 @@ class GroupCoordinator:
         The creation runs as its own task, shielded from the request that asked
         for it: a client that disconnects mid-way must not leave the topic
         created in memory but missing from the broker's topic registry."""
-        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
         if topic is None:
             if self._create_task is None or self._create_task.done():
                 self._create_task = asyncio.get_running_loop().create_task(self._create_topic())
@@ -128,16 +128,16 @@ class GroupCoordinator:
         return True
 
     async def _create_topic(self):
-        from odradek.broker import TopicError
+        from odradek.topic_admin import TopicError
 
-        topic = self.broker.topics.get(OFFSETS_TOPIC)
+        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
         if topic is not None:
             return topic
         try:
-            return await self.broker.create_topic(
+            return await self.broker.admin.create_topic(
                 OFFSETS_TOPIC, self.sm.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
         except TopicError as e:
-            topic = self.broker.topics.get(OFFSETS_TOPIC)
+            topic = self.broker.replicas.topic(OFFSETS_TOPIC)
             if topic is None:
                 log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
             return topic
@@ -160,13 +160,12 @@ class GroupCoordinator:
                  OFFSETS_TOPIC, time.monotonic() - started)
 
     async def _load_partition(self, p) -> int:
-        plog = p.log
-        offset = plog.log_start_offset
-        end = plog.log_end_offset
+        offset = p.log_start_offset
+        end = p.log_end_offset  # what was written before loading began
         pending_txn: dict[int, list] = {}
         count = 0
         while offset < end:
-            chunk = plog.read(offset, LOAD_READ_BYTES, end)
+            chunk = p.read_for_replica(offset, LOAD_READ_BYTES, upto=end)
             if not chunk.size:
                 break
             buf = b"".join(chunk.chunks)
@@ -246,21 +245,16 @@ class GroupCoordinator:
         for part, key, value in records:
             by_partition.setdefault(part, []).append((key, value))
         failed = []
-        topic = self.broker.topics.get(OFFSETS_TOPIC)
         for part, kvs in by_partition.items():
             try:
-                if topic is None or not 0 <= part < len(topic.partitions):
-                    raise RuntimeError(f"{OFFSETS_TOPIC}-{part} does not exist")
-                p = topic.partitions[part]
-                batch = bytearray(build_batch([(k, v, (), now) for k, v in kvs]))
-                p.log.append(batch, p.leader_epoch, now)
+                p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
+                if code:
+                    raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
+                p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
             except Exception:
                 log.exception("cannot append to %s-%d", OFFSETS_TOPIC, part)
                 failed.extend((part, k, v) for k, v in kvs)
                 continue
-            p.notify()
-            if getattr(p.log, "flush_due", False):
-                asyncio.get_running_loop().create_task(self.broker.flush_partition(p))
             for k, v in kvs:
                 self.sm.replay(k, v, now)
         return failed
@@ -315,5 +309,6 @@ class GroupCoordinator:
             log.exception("dropping offsets of deleted topic %s failed", name)
 
     def topic_exists(self, name: str | None, partition: int) -> bool:
-        return name is not None and self.broker.partition(name, partition) is not None
+        t = self.broker.image.get(name) if name is not None else None
+        return t is not None and 0 <= partition < len(t.partitions)
 

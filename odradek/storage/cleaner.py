@@ -551,7 +551,7 @@ class LogCleaner:
         """Pick the log most in need of cleaning and clean it; False if none is."""
         now = _now_ms()
         best = best_score = None
-        for p in list(self.broker.all_partitions()):
+        for p in list(self.broker.replicas.all_partitions()):
             lg = p.log
             if not is_compacted(lg) or lg.closed or lg in self._failed:
                 continue
@@ -618,7 +618,7 @@ class LogCleaner:
     async def _write_checkpoint(self) -> None:
         from odradek.storage.disk import format_offset_checkpoint
 
-        live = {(p.topic.name, p.index) for p in self.broker.all_partitions()}
+        live = {(p.topic.name, p.index) for p in self.broker.replicas.all_partitions()}
         entries = {k: v for k, v in self.clean_points.items() if k in live}
         self.clean_points = entries
         store = self.broker.store

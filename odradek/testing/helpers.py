@@ -47,15 +47,14 @@ class BrokerHandle:
         core = self.broker.core
 
         async def create():
-            t = core.topics.get(name)
-            if t is None:
-                await core.create_topic(name, partitions, -1,
-                                        {k: str(v) for k, v in (config or {}).items()})
+            if name not in core.image:
+                await core.admin.create_topic(name, partitions, -1,
+                                              {k: str(v) for k, v in (config or {}).items()})
         self.broker.call(create)
         return name
 
     def delete_topic(self, name: str) -> None:
-        self.broker.call(self.broker.core.delete_topic, name)
+        self.broker.call(self.broker.core.admin.delete_topic, name)
 
     def produce(self, topic: str, values, key=None, partition: int = 0, headers=None) -> int:
         """Append records (values, or (key, value) pairs) to one partition; return the base offset."""
@@ -72,12 +71,12 @@ class BrokerHandle:
         core = self.broker.core
 
         async def append():
-            if topic not in core.topics:
-                await core.create_topic(topic, max(1, partition + 1))
-            p = core.partition(topic, partition)
-            info = p.log.append(batch, p.leader_epoch, now)
-            p.notify()
-            return info.base_offset
+            if core.replicas.topic(topic) is None:
+                await core.admin.create_topic(topic, max(1, partition + 1))
+            p, code = core.replicas.partition_or_error(topic, partition)
+            if code:
+                raise ValueError(f"cannot produce to {topic}-{partition}: error {code}")
+            return p.append_as_leader(batch, now).base_offset
 
         return self.broker.call(append)
 
@@ -88,17 +87,16 @@ class BrokerHandle:
         core = self.broker.core
 
         async def read():
-            t = core.topics.get(topic)
+            t = core.replicas.topic(topic)
             if t is None:
                 return []
             out = []
             for p in t.partitions:
                 if partition is not None and p.index != partition:
                     continue
-                offset = p.log.log_start_offset
-                end = p.log.high_watermark
+                offset, end = p.log_start_offset, p.high_watermark
                 while offset < end:
-                    res = p.log.read(offset, 16 * 1024 * 1024, end)
+                    res = p.read_for_consumer(offset, 16 * 1024 * 1024)
                     if not res.size:
                         break
                     for chunk in res.chunks:
@@ -126,8 +124,8 @@ class BrokerHandle:
             time.sleep(0.02)
 
     def end_offsets(self, topic: str) -> list[int]:
-        t = self.broker.core.topics.get(topic)
-        return [p.log.high_watermark for p in t.partitions] if t else []
+        t = self.broker.core.replicas.topic(topic)
+        return [p.high_watermark for p in t.partitions] if t else []
 
     @contextlib.contextmanager
     def expect_produced(self, topic: str, count: int | None = None, timeout: float = 10.0):

@@ -56,7 +56,7 @@ def test_describe_and_alter_configs(admin, odradek_broker):
     assert configs["max.message.bytes"].value == "2000"
     assert configs["retention.ms"].is_default
     assert configs["cleanup.policy"].value == "delete,compact"
-    assert odradek_broker.broker.core.topics["alter-me"].partitions[0].log.config.cleanup_policy == "delete,compact"
+    assert odradek_broker.broker.core.replicas.topics["alter-me"].partitions[0].log.config.cleanup_policy == "delete,compact"
     bad = ConfigResource("topic", "alter-me", incremental_configs=[
         ConfigEntry("segment.bytes", "lots", incremental_operation=AlterConfigOpType.SET)])
     with pytest.raises(KafkaException):
@@ -101,7 +101,7 @@ def test_describe_cluster_and_offset_for_leader_epoch(admin, odradek_broker):
         assert resp["topics"][0]["partitions"][0]["error_code"] == 75  # UNKNOWN_LEADER_EPOCH
         md = c.request("Metadata", 12, {"topics": None, "allow_auto_topic_creation": False})
         ids = {t["name"]: t["topic_id"] for t in md["topics"]}
-        assert ids["epochs"] == odradek_broker.broker.core.topics["epochs"].topic_id != bytes(16)
+        assert ids["epochs"] == odradek_broker.broker.core.replicas.topics["epochs"].topic_id != bytes(16)
         by_id = c.request("Metadata", 12, {"topics": [{"topic_id": ids["epochs"], "name": None}],
                                            "allow_auto_topic_creation": False})
         assert by_id["topics"][0]["name"] == "epochs"

@@ -142,7 +142,7 @@ def test_topic_commands(odradek_broker, bs):
     assert len(cli_json(bs, "topic", "describe", "cli-topic-a", "--json")[0]["partitions"]) == 5
 
     cli(bs, "topic", "create", "cli-topic-b", "--dry-run")
-    assert "cli-topic-b" not in odradek_broker.broker.core.topics
+    assert "cli-topic-b" not in odradek_broker.broker.core.replicas.topics
     cli(bs, "topic", "delete", "cli-topic-a")
     assert "cli-topic-a" not in cli(bs, "topic", "list").out
     gone = cli(bs, "topic", "delete", "cli-topic-a", expect=3)
@@ -472,7 +472,7 @@ def test_errors(odradek_broker, bs):
                  ["topic", "add-partitions", "cli-missing", "-n", "1"]):
         res = cli(bs, *args, input=b"x\n", expect=3)
         assert res.err.strip() == "Error: unknown topic 'cli-missing'", res.err
-    assert "cli-missing" not in odradek_broker.broker.core.topics  # nothing was auto-created
+    assert "cli-missing" not in odradek_broker.broker.core.replicas.topics  # nothing was auto-created
 
     odradek_broker.create_topic("cli-err", partitions=1)
     assert "does not exist" in cli(bs, "consume", "cli-err", "-p", "3", "-e", expect=3).err

@@ -141,13 +141,13 @@ def test_consumer_offsets_compacted(broker):
                   "enable.auto.commit": False})
     c.commit(offsets=[TopicPartition(TOPIC, 0, 1)], asynchronous=False)  # creates the topic
     core = b.core
-    b.call(core.alter_topic_config, "__consumer_offsets",
+    b.call(core.admin.alter_topic_config, "__consumer_offsets",
            {"cleanup.policy": "compact", "segment.bytes": "1024",
             "min.cleanable.dirty.ratio": "0.01"})
     for i in range(2, 150):
         c.commit(offsets=[TopicPartition(TOPIC, 0, i % 10 + 1)], asynchronous=False)
     c.close()
-    offsets_log = core.topics["__consumer_offsets"].partitions[0].log
+    offsets_log = core.replicas.topics["__consumer_offsets"].partitions[0].log
 
     def count():
         async def read():

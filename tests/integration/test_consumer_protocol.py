@@ -45,7 +45,7 @@ def cgroup(b, group):
         g = b.core.groups.sm.groups.get(group)
         if g is None or not hasattr(g, "group_epoch"):
             return None
-        names = {t.topic_id: t.name for t in b.core.topics.values()}
+        names = {t.topic_id: t.name for t in b.core.replicas.topics.values()}
         return g.state, g.group_epoch, g.assignment_epoch, {
             m.member_id: (m.member_epoch, {names.get(tid): sorted(ps) for tid, ps in m.assigned.items()})
             for m in g.members.values()}
@@ -210,7 +210,7 @@ def test_regex_is_resolved_as_kafka_does(broker):
         rc.request("FindCoordinator", 3, {"key": "g-cp-re2", "key_type": 0})
     finally:
         rc.close()
-    wait_until(lambda: "__consumer_offsets" in broker.core.topics, what="__consumer_offsets")
+    wait_until(lambda: "__consumer_offsets" in broker.core.replicas.topics, what="__consumer_offsets")
     values = produce(broker, "cp-re2-orders", 10, partitions=2) + produce(broker, "cp-re2.x", 10, partitions=2)
     produce(broker, "cp-re2-x", 10, partitions=2)
     c = consumer(broker, "g-cp-re2")

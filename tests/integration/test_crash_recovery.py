@@ -95,10 +95,10 @@ def test_clean_restart_keeps_topics_ids_and_data(odradek_broker_factory, tmp_pat
     b.create_topic("keep", partitions=3, config={"retention.ms": 123456})
     for i in range(3):
         b.produce("keep", [f"v{i}-{j}" for j in range(5)], partition=i)
-    topic_id = b.broker.core.topics["keep"].topic_id
+    topic_id = b.broker.core.replicas.topics["keep"].topic_id
     b.broker.stop()
     b2 = odradek_broker_factory(data_dir=str(tmp_path / "d"))
-    t = b2.broker.core.topics["keep"]
+    t = b2.broker.core.replicas.topics["keep"]
     assert t.topic_id == topic_id and len(t.partitions) == 3
     assert t.config.get("retention.ms") == "123456"
     assert [r.value for r in b2.records("keep", 1)] == [f"v1-{j}".encode() for j in range(5)]

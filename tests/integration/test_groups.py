@@ -36,8 +36,8 @@ def broker():
 
 def create_topic(b: EmbeddedBroker, name: str, partitions: int = 4) -> None:
     async def create():
-        if name not in b.core.topics:
-            await b.core.create_topic(name, partitions, 1)
+        if name not in b.core.replicas.topics:
+            await b.core.admin.create_topic(name, partitions, 1)
     b.call(create)
 
 
@@ -568,7 +568,7 @@ def test_raw_v0_group_flow_and_batched_find_coordinator(broker):
 
 def test_raw_offsets_by_topic_id_and_multi_group_fetch(broker):
     create_topic(broker, "ids", 2)
-    topic_id = broker.core.topics["ids"].topic_id
+    topic_id = broker.core.replicas.topics["ids"].topic_id
     rc = RawClient(broker.bootstrap)
     try:
         oc = rc.request("OffsetCommit", 10, {
@@ -601,7 +601,7 @@ def test_raw_offsets_by_topic_id_and_multi_group_fetch(broker):
         od = rc.request("OffsetDelete", 0, {"group_id": "g-ids", "topics": [
             {"name": "ids", "partitions": [{"partition_index": 0}]}]})
         assert od["error_code"] == 0 and od["topics"][0]["partitions"][0]["error_code"] == 0
-        broker.call(broker.core.delete_topic, "ids")
+        broker.call(broker.core.admin.delete_topic, "ids")
         of = rc.request("OffsetFetch", 8, {"groups": [{"group_id": "g-other", "topics": None}]})
         assert of["groups"][0]["topics"] == []  # offsets of a deleted topic are dropped
     finally:

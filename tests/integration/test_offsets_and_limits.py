@@ -224,7 +224,7 @@ def test_garbage_leaves_broker_serving(odradek_broker):
 def _stored_codecs(handle, topic):
     from odradek.protocol.batch import iter_batches
 
-    p = handle.broker.core.partition(topic, 0)
+    p = handle.broker.core.replicas.partition_or_error(topic, 0)[0]
     res = p.log.read(0, 1 << 24, p.log.high_watermark)
     return [h.compression for chunk in res.chunks for _, h in iter_batches(chunk)]
 

@@ -164,11 +164,11 @@ def test_admin_changes_racing_each_other_all_survive_a_restart(tmp_path):
         b = new_broker(fs, metadata)
         await b.start()
         try:
-            assert set(b.topics) == expected
+            assert set(b.replicas.topics) == expected
             for i in range(3):
-                assert b.topics[f"old-{i}"].config.overrides == {"retention.ms": str(1000 + i)}
+                assert b.replicas.topics[f"old-{i}"].config.overrides == {"retention.ms": str(1000 + i)}
             for i in range(4):
-                assert len(b.topics[f"new-{i}"].partitions) == 2
+                assert len(b.replicas.topics[f"new-{i}"].partitions) == 2
             assert {n for n, _ in b.store.existing_logs()} == expected
         finally:
             await b.stop()
@@ -214,8 +214,8 @@ def test_older_registry_never_lands_last(tmp_path):
         b = new_broker(fs, metadata)
         await b.start()
         try:
-            assert set(b.topics) == {"x", "y"}
-            assert b.topics["x"].config.overrides == {"retention.ms": "1234"}
+            assert set(b.replicas.topics) == {"x", "y"}
+            assert b.replicas.topics["x"].config.overrides == {"retention.ms": "1234"}
             assert ("y", 0) in b.store.existing_logs()
         finally:
             await b.stop()
@@ -277,14 +277,14 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
             for seq in range(0, 10, 2):
                 await produce(c, "t", 0, batch([b"i", b"j"], producer_id=pid,
                                                producer_epoch=epoch, base_sequence=seq))
-            t0 = b.topics["t"].partitions[0].log
+            t0 = b.replicas.topics["t"].partitions[0].log
             await until(lambda: fs.exists(f"{DATA}/recovery-point-offset-checkpoint")
                         and t0.read_aux("producer-state.snapshot") is not None)
             await c.alter_configs("t", {"segment.bytes": "600", "retention.bytes": "700"})
             await until(lambda: t0.log_start_offset > 0)  # retention deleted segments
             res = await c.request("DeleteRecords", 2, {"timeout_ms": 30000, "topics": [
                 {"name": "t", "partitions": [{"partition_index": 1,
-                                              "offset": b.topics["t"].partitions[1].log.high_watermark - 2}]}]})
+                                              "offset": b.replicas.topics["t"].partitions[1].log.high_watermark - 2}]}]})
             assert res["topics"][0]["partitions"][0]["error_code"] == 0, res
             t0.truncate_to(t0.log_end_offset - 3)  # as a follower will (no API does yet)
             await produce(c, "t", 0, batch([b"after truncation"]))
@@ -322,7 +322,7 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
         b = new_broker(fs, tmp_path / "metadata.db", **props)
         await b.start()
         try:
-            assert set(b.topics) == {"t", "c", "__consumer_offsets"}
+            assert set(b.replicas.topics) == {"t", "c", "__consumer_offsets"}
             c = await Client.connect(b)
             await produce(c, "t", 0, batch([b"after restart"]))
             await c.close()
@@ -364,7 +364,7 @@ def test_logs_are_opened_off_the_event_loop(tmp_path):
                     "topics": [{"name": "many", "count": 8, "assignments": None}]})
                 assert res["results"][0]["error_code"] == 0, res
                 await c.close()
-            assert len(b.topics["many"].partitions) == 8
+            assert len(b.replicas.topics["many"].partitions) == 8
         finally:
             await b.stop()
 
@@ -423,7 +423,7 @@ def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
         b = broker()
         await b.start()
         try:
-            t = b.topics["old"]
+            t = b.replicas.topics["old"]
             assert (t.topic_id, len(t.partitions), t.config.overrides) == (topic_id, 3, {"retention.ms": "5000"})
             c = await Client.connect(b)
             await produce(c, "old", 2, batch([b"kept"]))
@@ -436,7 +436,7 @@ def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
         b = broker()
         await b.start()
         try:
-            assert "old" not in b.topics
+            assert "old" not in b.replicas.topics
         finally:
             await b.stop()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 
 import pytest
 
@@ -538,16 +537,13 @@ async def _broker(data_dir, **topic_configs):
     created at the first call and found again (with its configs) after."""
     from odradek.broker import Broker
     from odradek.config import BrokerConfig
-    from odradek.metadata.topics import TopicState, create_topic_txn
 
     b = Broker(BrokerConfig(data_dir=data_dir, props={"log.cleaner.backoff.ms": "10"}))
     await b.load()
     configs = {"cleanup.policy": "compact", "segment.bytes": "600",
                "min.cleanable.dirty.ratio": "0.01", **topic_configs}
-    if "t" not in b.topics:
-        state = TopicState("t", uuid.uuid4().bytes, configs, b.new_partition_states(1))
-        assert (await b.metadata.txn(*create_topic_txn(state))).succeeded
-        b._register(b._open_logs("t", state.topic_id, configs, [0]))
+    if "t" not in b.replicas.topics:
+        await b.admin.create_topic("t", 1, 1, configs)
     return b
 
 
@@ -561,7 +557,7 @@ def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
 
     async def first():
         b = await _broker(data, **{"delete.retention.ms": "1000"})
-        lg = b.topics["t"].partitions[0].log
+        lg = b.replicas.topics["t"].partitions[0].log
         written = fill(lg, n_keys=3, rounds=30)
         tomb = append(lg, [(b"k1", None)])
         fill(lg, n_keys=1, rounds=20)
@@ -581,7 +577,7 @@ def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
 
     async def second():  # after a restart: horizon found again from the batches
         b = await _broker(data)
-        lg = b.topics["t"].partitions[0].log
+        lg = b.replicas.topics["t"].partitions[0].log
         cleaner = LogCleaner(b)
         cleaner.clean_points = cleaner._parse(b.store.read_metadata(CHECKPOINT_FILE))
         assert cleaner.clean_points == {("t", 0): point}
@@ -597,7 +593,7 @@ def test_log_cleaner_task_cleans_and_checkpoints(tmp_path):
 def test_log_cleaner_run_stops_cleanly(tmp_path):
     async def main():
         b = await _broker(str(tmp_path / "data"))
-        lg = b.topics["t"].partitions[0].log
+        lg = b.replicas.topics["t"].partitions[0].log
         written = fill(lg, n_keys=3, rounds=60)
         cleaner = LogCleaner(b)
         task = asyncio.get_running_loop().create_task(cleaner.run())

@@ -24,12 +24,12 @@ async def make_broker(**props) -> Broker:
     cfg.update(props)
     b = Broker(BrokerConfig(data_dir=None, props=cfg))
     await b.load()
-    await b.create_topic("t", 2, 1)
+    await b.admin.create_topic("t", 2, 1)
     return b
 
 
 def append(broker, partition: int, batch: bytes) -> None:
-    p = broker.topics[OFFSETS_TOPIC].partitions[partition]
+    p = broker.replicas.topics[OFFSETS_TOPIC].partitions[partition]
     p.log.append(bytearray(batch), p.leader_epoch, int(time.time() * 1000))
 
 
@@ -39,7 +39,7 @@ def test_operations_are_written_and_reloaded():
         gc = GroupCoordinator(b)
         await gc.start()
         assert await gc.ensure_topic()
-        topic = b.topics[OFFSETS_TOPIC]
+        topic = b.replicas.topics[OFFSETS_TOPIC]
         assert len(topic.partitions) == 3 and topic.config.get("cleanup.policy") == "compact"
         res = gc.execute(gc.sm.commit_offsets, group_id="simple", generation=-1, member_id="",
                          instance_id=None, topics=[("t", [(0, 5, -1, "m"), (1, 6, -1, None)])],
@@ -65,7 +65,7 @@ def test_operations_are_written_and_reloaded():
         assert again.sm.groups["g"].state == "Stable"
         assert again.sm.fetch_offsets("simple", [("t", [0, 1])])["topics"][0]["partitions"][0]["metadata"] == "m"
         # Deleting a topic drops its offsets, durably.
-        await b.delete_topic("t")
+        await b.admin.delete_topic("t")
         assert again.sm.groups["simple"].offsets == {}
         await again.stop()
         third = GroupCoordinator(b)

@@ -326,3 +326,28 @@ def test_every_acknowledged_write_survives_kill_9(tmp_path):
         await s.close()
 
     run(check())
+
+
+def test_producer_id_blocks_are_never_handed_out_twice(tmp_path):
+    from odradek.metadata.producer_ids import BLOCK, ProducerIdAllocator
+
+    path = str(tmp_path / "m.db")
+
+    async def first():
+        s = await SqliteStore.open(path)
+        a, b = ProducerIdAllocator(s), ProducerIdAllocator(s)  # two brokers sharing the store
+        ids = [await a.allocate(), await b.allocate(), await a.allocate()]
+        await s.close()
+        return ids
+
+    async def second():  # a restart: a new block, above every claimed one
+        s = await SqliteStore.open(path)
+        ids = [await ProducerIdAllocator(s).allocate()]
+        # An older data dir's producer-ids file: claims start above its end.
+        ids.append(await ProducerIdAllocator(s, floor=50 * BLOCK).allocate())
+        await s.close()
+        return ids
+
+    ids = run(first())
+    assert ids == [0, BLOCK, 1]
+    assert run(second()) == [2 * BLOCK, 50 * BLOCK]

@@ -404,7 +404,7 @@ def test_broker_snapshots_at_checkpoint_and_shutdown(odradek_broker_factory, tmp
     b.broker.stop()  # a clean shutdown snapshots at the end
     assert decode_snapshot(open(path, "rb").read())[0] == 3
     b2 = odradek_broker_factory(data_dir=data)
-    t = b2.broker.core.partition("snap", 0).producers
+    t = b2.broker.core.replicas.partition_or_error("snap", 0)[0].producers
     assert t.rebuild_stats["snapshot_offset"] == 3 and t.rebuild_stats["headers_read"] == 1
     c = RawClient(b2.bootstrap)
     try:

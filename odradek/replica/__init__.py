@@ -1,0 +1,1 @@
+"""Partitions this broker hosts: their behaviour (partition.py) and their manager (manager.py)."""

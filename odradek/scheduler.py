@@ -1,0 +1,73 @@
+"""The broker's periodic duties, each on its own interval: retention
+(``log.retention.check.interval.ms``), time-based flushes
+(``log.flush.scheduler.interval.ms``), and the offset checkpoints with the
+producer snapshots (``log.flush.offset.checkpoint.interval.ms``).
+
+Retention runs on the event loop (it deletes segment files but never
+fsyncs); flushes, checkpoints and snapshots run in worker threads. A failure
+is logged and the next round runs as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from odradek.clock import now_ms
+from odradek.config import BrokerConfig
+from odradek.producers import take_snapshots, write_snapshots
+from odradek.replica.manager import ReplicaManager, in_worker
+
+log = logging.getLogger("odradek.scheduler")
+
+
+class Housekeeping:
+    def __init__(self, config: BrokerConfig, replicas: ReplicaManager):
+        self.replicas = replicas
+        self.retention_every = config.get_int("log.retention.check.interval.ms", 300000) / 1000
+        self.flush_every = min(config.get_int("log.flush.scheduler.interval.ms", 2**62), 2**31) / 1000
+        self.checkpoint_every = config.get_int("log.flush.offset.checkpoint.interval.ms", 60000) / 1000
+
+    async def run(self) -> None:
+        tick = max(0.05, min(self.retention_every, self.flush_every, self.checkpoint_every, 1.0))
+        last_retention = last_flush = last_checkpoint = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            mono = time.monotonic()
+            try:
+                if mono - last_retention >= self.retention_every:
+                    last_retention = mono
+                    self.apply_retention()
+                if mono - last_flush >= self.flush_every:
+                    last_flush = mono
+                    await self.flush_due_by_time()
+                if mono - last_checkpoint >= self.checkpoint_every:
+                    last_checkpoint = mono
+                    await self.checkpoint()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def apply_retention(self) -> int:
+        deleted = 0
+        now = now_ms()
+        for p in self.replicas.all_partitions():
+            if "delete" in p.log.config.cleanup_policy:
+                deleted += p.log.apply_retention(now)
+        return deleted
+
+    async def flush_due_by_time(self) -> None:
+        for p in list(self.replicas.all_partitions()):
+            if p.log.flush_due_by_time(now_ms()):
+                await self.replicas.flush(p)
+
+    async def checkpoint(self) -> None:
+        store = self.replicas.store
+        if store is None:
+            return
+        await in_worker(store.write_checkpoints)
+        snapshots = take_snapshots(self.replicas.all_partitions())  # on the loop: consistent
+        if snapshots:
+            await in_worker(write_snapshots, snapshots)
