@@ -29,7 +29,7 @@ import os
 import time
 import uuid
 
-from odradek.config import BrokerConfig
+from odradek.config import BrokerConfig, parse_properties
 from odradek.metadata import topics as topic_records
 from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
@@ -46,9 +46,11 @@ PRODUCER_IDS_FILE = "producer-ids"  # where odradek kept its producer-id block b
 META_FILE = "meta.properties"
 
 
-class Broker:
-    """A single odradek broker. ``await start()``, then serve until ``await stop()``;
-    ``await load()`` alone opens its state without listeners.
+class BrokerCore:
+    """One odradek broker on the running event loop: ``await start()``, then serve
+    until ``await stop()``; ``await load()`` alone opens its state without
+    listeners. (``odradek.Broker``, for test suites, runs one in a thread of its
+    own: see ``odradek.embedded``.)
 
     ``fs`` is the filesystem under the data dir (default: the operating
     system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls.
@@ -222,12 +224,7 @@ class Broker:
 
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
-        props = {}
-        if raw:
-            for line in raw.decode().splitlines():
-                if "=" in line and not line.startswith("#"):
-                    k, v = line.split("=", 1)
-                    props[k.strip()] = v.strip()
+        props = parse_properties(raw.decode()) if raw else {}
         if props.get("cluster.id"):
             self.cluster_id = props["cluster.id"]
         if not self.cluster_id:

@@ -49,10 +49,10 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = 30) -> "EmbeddedBroker":
-        from odradek.broker import Broker
+        from odradek.broker import BrokerCore
 
         self.loop = new_event_loop()
-        self.core = Broker(self.config)
+        self.core = BrokerCore(self.config)
 
         def run():
             asyncio.set_event_loop(self.loop)

@@ -27,7 +27,7 @@ from odradek.protocol.schema import DecodeError, codec
 from odradek.server.registry import REGISTRY
 
 if TYPE_CHECKING:
-    from odradek.broker import Broker
+    from odradek.broker import BrokerCore
 
 log = logging.getLogger("odradek.connection")
 
@@ -53,7 +53,7 @@ class RequestContext:
 
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, broker: "Broker", listener: str = "PLAINTEXT"):
+    def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT"):
         self.broker = broker
         self.listener = listener
         self.max_frame = broker.config.get_int("socket.request.max.bytes")

@@ -13,10 +13,10 @@ log = logging.getLogger("odradek")
 
 
 async def serve(config: BrokerConfig) -> None:
-    from odradek.broker import Broker
+    from odradek.broker import BrokerCore
 
     t0 = time.monotonic()
-    broker = Broker(config)
+    broker = BrokerCore(config)
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ import struct
 import threading
 import time
 
-from odradek.broker import Broker
+from odradek.broker import BrokerCore
 from odradek.config import BrokerConfig
 from odradek.protocol.schema import codec, read_tags
 from odradek.server.registry import load_all
@@ -32,7 +32,7 @@ class Client:
         self.reading = asyncio.get_running_loop().create_task(self._read())
 
     @classmethod
-    async def connect(cls, broker: Broker) -> "Client":
+    async def connect(cls, broker: BrokerCore) -> "Client":
         return cls(*await asyncio.open_connection("127.0.0.1", broker.port))
 
     async def request(self, name: str, version: int, body: dict) -> dict:
@@ -86,9 +86,9 @@ class Client:
         assert res["responses"][0]["error_code"] == 0, res
 
 
-def new_broker(fs: FakeFileSystem, metadata_path=None, **props) -> Broker:
+def new_broker(fs: FakeFileSystem, metadata_path=None, **props) -> BrokerCore:
     props = {"log.retention.check.interval.ms": "3600000", **props}
-    return Broker(BrokerConfig(data_dir=DATA, host="127.0.0.1", port=0,
+    return BrokerCore(BrokerConfig(data_dir=DATA, host="127.0.0.1", port=0,
                                props={k: str(v) for k, v in props.items()}), fs=fs,
                   metadata_path=None if metadata_path is None else str(metadata_path))
 
@@ -107,7 +107,7 @@ async def registry(metadata_path) -> dict:
 
 # -- concurrent admin changes all survive a restart ------------------------------------
 
-def hold_metadata_writes(b: Broker, n: int, action) -> None:
+def hold_metadata_writes(b: BrokerCore, n: int, action) -> None:
     """The next ``n`` metadata transactions run ``action()`` first, on the
     store's thread, as if that thread were descheduled (all later ones wait)."""
     original = b.metadata._txn
@@ -417,7 +417,7 @@ def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
         "id": topic_id.hex(), "partitions": 3, "configs": {"retention.ms": "5000"}, "leader_epoch": 0}}))
 
     def broker():
-        return Broker(BrokerConfig(data_dir=str(data), host="127.0.0.1", port=0))
+        return BrokerCore(BrokerConfig(data_dir=str(data), host="127.0.0.1", port=0))
 
     async def first():
         b = broker()

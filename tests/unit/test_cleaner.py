@@ -535,10 +535,10 @@ def test_io_error_at_each_step_keeps_log_usable(step):
 async def _broker(data_dir, **topic_configs):
     """A broker's topics and logs without its listener: topic "t", compacted,
     created at the first call and found again (with its configs) after."""
-    from odradek.broker import Broker
+    from odradek.broker import BrokerCore
     from odradek.config import BrokerConfig
 
-    b = Broker(BrokerConfig(data_dir=data_dir, props={"log.cleaner.backoff.ms": "10"}))
+    b = BrokerCore(BrokerConfig(data_dir=data_dir, props={"log.cleaner.backoff.ms": "10"}))
     await b.load()
     configs = {"cleanup.policy": "compact", "segment.bytes": "600",
                "min.cleanable.dirty.ratio": "0.01", **topic_configs}

@@ -15,7 +15,7 @@ from odradek.coordinator.consumer import (
 from odradek.coordinator.state import EMPTY, Group
 from odradek.protocol import errors
 
-from tests.unit.test_consumer_group_harness import T0, Client, ConsumerHarness, tid
+from tests.unit.consumer_group_harness import T0, Client, ConsumerHarness, tid
 
 
 def replayed(h: ConsumerHarness, now: int | None = None) -> CoordinatorStateMachine:

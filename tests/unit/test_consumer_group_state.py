@@ -15,7 +15,7 @@ from odradek.coordinator.consumer import (
 )
 from odradek.protocol import errors
 
-from tests.unit.test_consumer_group_harness import Client, ConsumerHarness
+from tests.unit.consumer_group_harness import Client, ConsumerHarness
 
 ALL_T = {"t": {0, 1, 2, 3}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from odradek.coordinator.state import EMPTY, STABLE, GroupStateMachine
 
-from tests.unit.test_group_harness import Harness
+from tests.unit.group_harness import Harness
 
 
 def replayed(h: Harness, now: int | None = None) -> GroupStateMachine:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from odradek.broker import Broker
+from odradek.broker import BrokerCore
 from odradek.config import BrokerConfig
 from odradek.coordinator import records as rec
 from odradek.coordinator.group import OFFSETS_TOPIC, GroupCoordinator
@@ -18,11 +18,11 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def make_broker(**props) -> Broker:
+async def make_broker(**props) -> BrokerCore:
     cfg = {"offsets.topic.num.partitions": "3", "group.initial.rebalance.delay.ms": "0",
            "group.min.session.timeout.ms": "100"}
     cfg.update(props)
-    b = Broker(BrokerConfig(data_dir=None, props=cfg))
+    b = BrokerCore(BrokerConfig(data_dir=None, props=cfg))
     await b.load()
     await b.admin.create_topic("t", 2, 1)
     return b

@@ -9,7 +9,7 @@ from odradek.coordinator.state import (
 )
 from odradek.protocol import errors
 
-from tests.unit.test_group_harness import Harness, subscription
+from tests.unit.group_harness import Harness, subscription
 
 
 @pytest.fixture
