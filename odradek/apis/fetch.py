@@ -41,9 +41,8 @@ def read_partitions(broker, request: dict, version: int) -> tuple[list, int, lis
         parts = []
         for fp in ft["partitions"]:
             index = fp["partition"]
-            p, code = broker.replicas.partition_or_error(key, index)
-            if not code:
-                code = p.check_leader_epoch(fp["current_leader_epoch"])
+            p, code = broker.replicas.partition_or_error(
+                key, index, current_leader_epoch=fp["current_leader_epoch"])
             if code:
                 parts.append(_partition_error(index, code))
                 continue

@@ -44,19 +44,14 @@ async def list_offsets(ctx, request: dict) -> dict:
         parts = []
         for lp in t["partitions"]:
             index = lp["partition_index"]
-            entry = {"partition_index": index, "error_code": 0}
-            p, code = broker.replicas.partition_or_error(t["name"], index)
-            if code:
-                entry["error_code"] = code
-            else:
-                code = p.check_leader_epoch(lp["current_leader_epoch"])
-                if code:
-                    entry["error_code"] = code
-                else:
-                    try:
-                        entry.update(list_offset(p, lp["timestamp"]))
-                    except ValueError:
-                        entry["error_code"] = errors.INVALID_REQUEST
+            p, code = broker.replicas.partition_or_error(
+                t["name"], index, current_leader_epoch=lp["current_leader_epoch"])
+            entry = {"partition_index": index, "error_code": code}
+            if not code:
+                try:
+                    entry.update(list_offset(p, lp["timestamp"]))
+                except ValueError:
+                    entry["error_code"] = errors.INVALID_REQUEST
             parts.append(entry)
         topics.append({"name": t["name"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}
@@ -70,17 +65,11 @@ async def offset_for_leader_epoch(ctx, request: dict) -> dict:
         parts = []
         for op in t["partitions"]:
             index = op["partition"]
-            entry = {"partition": index, "error_code": 0, "leader_epoch": -1, "end_offset": -1}
-            p, code = broker.replicas.partition_or_error(t["topic"], index)
-            if code:
-                entry["error_code"] = code
-            else:
-                code = p.check_leader_epoch(op["current_leader_epoch"])
-                if code:
-                    entry["error_code"] = code
-                else:
-                    epoch, end = p.end_offset_for_epoch(op["leader_epoch"])
-                    entry["leader_epoch"], entry["end_offset"] = epoch, end
+            p, code = broker.replicas.partition_or_error(
+                t["topic"], index, current_leader_epoch=op["current_leader_epoch"])
+            entry = {"partition": index, "error_code": code, "leader_epoch": -1, "end_offset": -1}
+            if not code:
+                entry["leader_epoch"], entry["end_offset"] = p.end_offset_for_epoch(op["leader_epoch"])
             parts.append(entry)
         topics.append({"topic": t["topic"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": topics}

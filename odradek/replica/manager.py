@@ -58,11 +58,14 @@ class ReplicaManager:
         return self.topics.get(name_or_id)
 
     def partition_or_error(self, topic: str | bytes | None, index: int, *,
-                           leader_required: bool = True) -> tuple[Partition | None, int]:
+                           leader_required: bool = True,
+                           current_leader_epoch: int = -1) -> tuple[Partition | None, int]:
         """(partition, 0), or (None, the error code a request gets): an unknown
         topic id is UNKNOWN_TOPIC_ID, an unknown name or partition
         UNKNOWN_TOPIC_OR_PARTITION, a partition this broker does not lead (with
-        ``leader_required``) NOT_LEADER_OR_FOLLOWER."""
+        ``leader_required``) NOT_LEADER_OR_FOLLOWER, and a request's leader
+        epoch other than the partition's FENCED_LEADER_EPOCH (older) or
+        UNKNOWN_LEADER_EPOCH (newer)."""
         t = self.topic(topic)
         if t is None:
             by_id = isinstance(topic, (bytes, bytearray))
@@ -72,7 +75,8 @@ class ReplicaManager:
         p = t.partitions[index]
         if leader_required and p.leader != self.node_id:
             return None, errors.NOT_LEADER_OR_FOLLOWER
-        return p, 0
+        code = p.check_leader_epoch(current_leader_epoch)
+        return (None, code) if code else (p, 0)
 
     def all_partitions(self) -> Iterable[Partition]:
         for t in list(self.topics.values()):

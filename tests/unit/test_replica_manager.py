@@ -1,0 +1,65 @@
+"""The replica manager's one lookup, and the Partition's rules: what a
+request gets for an unknown topic (by name or id), an unknown partition, a
+partition led elsewhere and a stale or future leader epoch; appends as
+leader wake waiting fetches; consumers read below the high watermark."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from odradek.config import BrokerConfig
+from odradek.metadata.topics import PartitionState, TopicState
+from odradek.protocol import errors
+from odradek.protocol.records import build_batch
+from odradek.replica.manager import ReplicaManager
+from odradek.storage.memory import MemoryLogStore
+
+TOPIC_ID = bytes(range(16))
+
+
+def manager() -> ReplicaManager:
+    m = ReplicaManager(BrokerConfig(node_id=1))
+    m.store = MemoryLogStore()
+    state = TopicState("t", TOPIC_ID, {}, [PartitionState(1, 5, [1], [1]), PartitionState(2, 0, [2], [2])])
+    m.add(m.open_topic(state))
+    return m
+
+
+def test_lookup_errors():
+    m = manager()
+    p, code = m.partition_or_error("t", 0)
+    assert code == 0 and (p.topic.name, p.index, p.leader_epoch) == ("t", 0, 5)
+    assert m.partition_or_error(TOPIC_ID, 0)[0] is p
+    assert m.partition_or_error("nope", 0) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
+    assert m.partition_or_error(bytes(16), 0) == (None, errors.UNKNOWN_TOPIC_ID)
+    assert m.partition_or_error("t", 2) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
+    assert m.partition_or_error("t", -1) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
+    # Partition 1 is led by node 2.
+    assert m.partition_or_error("t", 1) == (None, errors.NOT_LEADER_OR_FOLLOWER)
+    assert m.partition_or_error("t", 1, leader_required=False)[1] == 0
+    # Leader epochs: -1 is not checked; older is fenced; newer is unknown.
+    assert m.partition_or_error("t", 0, current_leader_epoch=-1)[1] == 0
+    assert m.partition_or_error("t", 0, current_leader_epoch=5)[1] == 0
+    assert m.partition_or_error("t", 0, current_leader_epoch=4) == (None, errors.FENCED_LEADER_EPOCH)
+    assert m.partition_or_error("t", 0, current_leader_epoch=6) == (None, errors.UNKNOWN_LEADER_EPOCH)
+    assert m.remove("t") is not None and m.partition_or_error("t", 0)[1] == errors.UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_append_as_leader_stamps_wakes_and_reads_below_the_high_watermark():
+    async def main():
+        m = manager()
+        p, _ = m.partition_or_error("t", 0)
+        waiter = asyncio.get_running_loop().create_future()
+        p.add_waiter(waiter)
+        now = int(time.time() * 1000)
+        info = p.append_as_leader(bytearray(build_batch([(b"k", b"v", [], now)] * 3)), now)
+        assert info.base_offset == 0 and waiter.done()
+        assert p.log.leader_epochs()[-1][0] == 5  # stamped with the leader's epoch
+        assert p.high_watermark == p.log_end_offset == 3
+        assert p.read_for_consumer(0, 1 << 20).size > 0
+        p.append_as_leader(bytearray(build_batch([(b"k", b"w", [], now)])), now)
+        p.truncate_to(3)  # at a batch boundary: the last batch goes
+        assert p.log_end_offset == 3
+
+    asyncio.run(main())
