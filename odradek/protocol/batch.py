@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
+from odradek.protocol import errors
+
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # base_offset + batch_length: bytes not counted by batch_length
 MAGIC_OFFSET = 16
@@ -59,7 +61,7 @@ _UI = struct.Struct(">I")
 class InvalidBatch(ValueError):
     """A batch that cannot be accepted. ``error_code`` is the Kafka error to answer."""
 
-    def __init__(self, message: str, error_code: int = 2):  # CORRUPT_MESSAGE
+    def __init__(self, message: str, error_code: int = errors.CORRUPT_MESSAGE):
         super().__init__(message)
         self.error_code = error_code
 
@@ -134,7 +136,7 @@ def validate(buf, pos: int = 0, end: int | None = None, dense: bool = True) -> B
 
     ``dense`` (for batches from producers) also requires an uncompressed batch
     to hold one record per offset; batches read back from a compacted log have
-    gaps. Raises InvalidBatch with CORRUPT_MESSAGE (2) or INVALID_RECORD (87).
+    gaps. Raises InvalidBatch with CORRUPT_MESSAGE or INVALID_RECORD.
     """
     if end is None:
         end = len(buf)
@@ -142,16 +144,16 @@ def validate(buf, pos: int = 0, end: int | None = None, dense: bool = True) -> B
         raise InvalidBatch("truncated batch header")
     h = read_header(buf, pos)
     if h.magic != 2:
-        raise InvalidBatch(f"unsupported magic {h.magic}", 2)
+        raise InvalidBatch(f"unsupported magic {h.magic}", errors.CORRUPT_MESSAGE)
     if h.batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + h.size > end:
         raise InvalidBatch("batch length out of bounds")
     if compute_crc(buf, pos, h.size) != h.crc:
         raise InvalidBatch("CRC mismatch")
     if h.records_count < 0 or h.last_offset_delta < 0:
-        raise InvalidBatch("negative record count", 87)
+        raise InvalidBatch("negative record count", errors.INVALID_RECORD)
     if dense and not h.is_control and h.records_count != h.last_offset_delta + 1 and h.compression == 0:
         # Uncompressed batches from producers are dense; compacted ones only come from the cleaner.
-        raise InvalidBatch("records count does not match last offset delta", 87)
+        raise InvalidBatch("records count does not match last offset delta", errors.INVALID_RECORD)
     return h
 
 
