@@ -18,16 +18,15 @@ from odradek.protocol.batch import read_header
 
 from .base import (
     AppendInfo,
-    LeaderEpochCache,
     LogConfig,
     LogStore,
     OffsetOutOfRange,
+    PartitionLog,
     ReadResult,
-    SegmentedLog,
     check_aux_name,
-    record_matching,
-    stamp_batches,
 )
+from .checkpoints import LeaderEpochCache
+from .log import count_expired_segments, record_matching, stamp_batches
 
 _MAX_REL = 0x7FFFFFFF
 
@@ -113,7 +112,7 @@ class _MemCleaned:
         pass
 
 
-class MemoryPartitionLog(SegmentedLog):
+class MemoryPartitionLog(PartitionLog):
     """One partition's log in memory."""
 
     def __init__(self, topic: str, partition: int, config: LogConfig, *,
@@ -256,6 +255,21 @@ class MemoryPartitionLog(SegmentedLog):
         return self._epochs.end_offset_for(epoch, self._leo)
 
     # -- deletion -------------------------------------------------------
+    @staticmethod
+    def _time_waited(seg, ts: int, now_ms: int) -> int:
+        if seg.first_ts is not None and seg.first_ts >= 0:
+            return ts - seg.first_ts
+        return now_ms - seg.created_ms
+
+    def apply_retention(self, now_ms: int) -> int:
+        active = self._segments[-1]
+        if active.size and self._time_waited(active, now_ms, now_ms) > self.config.segment_ms:
+            self._roll(now_ms)
+        descr = [(s.base, s.size, s.largest_timestamp()) for s in self._segments]
+        k = count_expired_segments(descr, self._log_start, self._hw, self.config, now_ms)
+        self._delete_segments(k)
+        return k
+
     def _delete_segments(self, count: int) -> None:
         count = min(count, len(self._segments) - 1)
         if count <= 0:

@@ -19,7 +19,8 @@ from odradek.storage.cleaner import (
     clean_steps,
     examine,
 )
-from odradek.storage.disk import DiskLogStore, parse_offset_checkpoint
+from odradek.storage.checkpoints import parse_offset_checkpoint
+from odradek.storage.disk import DiskLogStore
 from odradek.storage.fs import FakeFileSystem
 from odradek.storage.memory import MemoryLogStore
 

@@ -10,8 +10,9 @@ import pytest
 from crc32c import crc32c
 
 from odradek.protocol.batch import iter_batches, read_header
-from odradek.storage.base import LeaderEpochCache, LogConfig, OffsetOutOfRange
-from odradek.storage.disk import DiskLogStore, parse_offset_checkpoint
+from odradek.storage.base import LogConfig, OffsetOutOfRange
+from odradek.storage.checkpoints import LeaderEpochCache, parse_offset_checkpoint
+from odradek.storage.disk import DiskLogStore
 from odradek.storage.fs import FakeFileSystem
 from odradek.storage.memory import MemoryLogStore
 
