@@ -236,7 +236,10 @@ class SegmentedLog(PartitionLog):
                 full = True
                 if end - start > remaining:
                     full = False
-                    end = seg.boundary(start, start + remaining) if remaining > 0 else start
+                    if remaining - h.size < HEADER_SIZE:  # no room for a second batch
+                        end = start + h.size if h.size <= remaining else start
+                    else:
+                        end = seg.boundary(start, start + remaining)
                     if end == start:
                         if result.chunks or not min_one:
                             break

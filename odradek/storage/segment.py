@@ -48,8 +48,11 @@ SWAP_SUFFIX = ".swap"
 
 _IDX = struct.Struct(">ii")  # relative offset, position
 _TIDX = struct.Struct(">qi")  # timestamp, relative offset
+_I64 = struct.Struct(">q")  # a batch's base offset (at 0)
+_I32 = struct.Struct(">i")  # its length (at 8), its last offset delta (at 23)
 MAX_RELATIVE_OFFSET = 0x7FFFFFFF
-_SCAN_WINDOW = 16 * 1024  # header scans near an index entry
+_FIRST_WINDOW = 4096  # header scans near an index entry: the first read
+_SCAN_WINDOW = 16 * 1024  # and the next ones
 _RECOVER_WINDOW = 1024 * 1024  # validating reads at startup
 
 
@@ -90,6 +93,14 @@ class Segment:
         self.max_ts = -1
         self.max_ts_offset = -1  # last offset of the batch that holds max_ts
         self.first_ts = None  # max timestamp of the first batch (segment.ms rolls)
+        self._reset_tail()
+
+    def _reset_tail(self) -> None:
+        # The batches after the last index entry, known when they were tracked
+        # (None: unknown, as after load_indexes). At most index.interval.bytes'
+        # worth, they let find_batch skip the scan for the newest offsets.
+        self.tail_off = array("i")  # relative last offsets
+        self.tail_pos = array("i")
 
     # -- index files ----------------------------------------------------
     def _index_handles(self):
@@ -136,6 +147,7 @@ class Segment:
                 return False
         self.idx_off, self.idx_pos, self.tidx = offs, poss, bytearray(traw)
         self.last_index_pos = poss[-1] if n else 0
+        self.tail_off = self.tail_pos = None
         if m:
             self.max_ts, rel = _TIDX.unpack_from(traw, (m - 1) * 12)
             self.max_ts_offset = self.base + rel
@@ -164,16 +176,22 @@ class Segment:
         if max_ts > self.max_ts:
             self.max_ts = max_ts
             self.max_ts_offset = last_offset
-        if pos == 0:
-            self.first_ts = max_ts
-        elif pos - self.last_index_pos > interval:
+        rel = last_offset - self.base
+        if pos and pos - self.last_index_pos > interval:
             idx_h, ts_h = self._index_handles()
-            rel = last_offset - self.base
             self.fs.pwrite(idx_h, _IDX.pack(rel, pos), 8 * len(self.idx_off))
             self.idx_off.append(rel)
             self.idx_pos.append(pos)
             self.last_index_pos = pos
             self.maybe_time_entry()
+            if self.tail_off is not None:
+                self._reset_tail()
+        else:
+            if pos == 0:
+                self.first_ts = max_ts
+            if self.tail_off is not None:
+                self.tail_off.append(rel)
+                self.tail_pos.append(pos)
         self.next_offset = last_offset + 1
 
     def maybe_time_entry(self) -> None:
@@ -202,41 +220,60 @@ class Segment:
                 hi = mid
         return self.base + _TIDX.unpack_from(self.tidx, (lo - 1) * 12)[1] if lo else self.base
 
-    def headers(self, pos: int, end: int | None = None):
-        """Yield (position, header) of whole batches from ``pos`` up to ``end``
-        (no CRC check); stop at anything malformed or partial."""
-        if end is None:
-            end = self.size
+    def _walk(self, pos: int, end: int):
+        """Yield (buffer, index in it, position, size) for the header of each
+        whole batch from ``pos`` up to ``end`` (no CRC check), reading windows
+        of headers; stop at anything malformed or partial."""
         fs, fh = self.fs, self.log
+        window = _FIRST_WINDOW  # a lookup's batch is usually near: start small
         while end - pos >= HEADER_SIZE:
-            buf = fs.pread(fh, min(_SCAN_WINDOW, end - pos), pos)
+            buf = fs.pread(fh, min(window, end - pos), pos)
+            window = _SCAN_WINDOW
             n = len(buf)
             if n < HEADER_SIZE:
                 return
             b = 0
             while n - b >= HEADER_SIZE:
-                h = read_header(buf, b)
-                size = h.batch_length + LOG_OVERHEAD
-                if size < HEADER_SIZE or pos + b + size > end or h.magic != 2:
+                size = _I32.unpack_from(buf, b + 8)[0] + LOG_OVERHEAD
+                if size < HEADER_SIZE or pos + b + size > end or buf[b + 16] != 2:
                     return
-                yield pos + b, h
+                yield buf, b, pos + b, size
                 b += size
             pos += b
 
+    def headers(self, pos: int, end: int | None = None):
+        """Yield (position, header) of whole batches from ``pos`` up to ``end``
+        (no CRC check); stop at anything malformed or partial."""
+        for buf, b, p, _ in self._walk(pos, self.size if end is None else end):
+            yield p, read_header(buf, b)
+
     def find_batch(self, offset: int):
         """(position, header) of the first batch whose last offset >= ``offset``, or None."""
-        for p, h in self.headers(self.lookup(offset)):
-            if h.base_offset + h.last_offset_delta >= offset:
-                return p, h
+        rel, tail = offset - self.base, self.tail_off
+        if tail and (not self.idx_off or rel > self.idx_off[-1]):
+            j = bisect.bisect_left(tail, rel)
+            if j == len(tail):
+                return None
+            pos = self.tail_pos[j]
+            hdr = self.fs.pread(self.log, HEADER_SIZE, pos)
+            return (pos, read_header(hdr)) if len(hdr) == HEADER_SIZE else None
+        for buf, b, p, _ in self._walk(self.lookup(offset), self.size):
+            if _I64.unpack_from(buf, b)[0] + _I32.unpack_from(buf, b + 23)[0] >= offset:
+                return p, read_header(buf, b)  # (base offset + last offset delta)
         return None
 
     def boundary(self, start: int, limit: int) -> int:
         """End of the last whole batch within [start, limit] (``start`` if none)."""
+        tail = self.tail_pos
+        if tail and limit >= tail[0]:
+            j = bisect.bisect_right(tail, limit) - 1  # the last batch starting by limit
+            end = tail[j + 1] if j + 1 < len(tail) else self.size
+            return max(start, end if end <= limit else tail[j])
         i = bisect.bisect_right(self.idx_pos, limit) - 1
         p = self.idx_pos[i] if i >= 0 else 0
         end = p = max(p, start)
-        for q, h in self.headers(p, limit):
-            end = q + h.size
+        for _, _, q, size in self._walk(p, limit):
+            end = q + size
         return end
 
     def read(self, pos: int, size: int) -> bytes:
@@ -287,6 +324,7 @@ class Segment:
                 hi = mid
         del self.tidx[lo * 12:]
         self.last_index_pos = self.idx_pos[-1] if k else 0
+        self._reset_tail()  # tracked again by the scan from last_index_pos below
         self.next_offset = self.base
         self.max_ts, self.max_ts_offset, self.first_ts = -1, -1, None
         if self.tidx:

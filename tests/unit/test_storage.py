@@ -188,6 +188,49 @@ def test_read_from_middle_offsets(env, interval):
         assert b"".join(r.chunks) == b"".join(stored[k] for k in range(first, 400, 4))
 
 
+def expected_read(batches, offset, max_bytes, limit) -> list[int]:
+    """Base offsets a read should return: ``batches`` is [(base, last, size)]."""
+    out, size = [], 0
+    for base, last, n in batches:
+        if last < offset:
+            continue
+        if last >= limit or (out and size + n > max_bytes):
+            break
+        out.append(base)
+        size += n
+    return out
+
+
+@pytest.mark.parametrize("interval", [0, 150, 4096])
+def test_reads_match_a_model(env, interval):
+    """Every offset, several sizes and limits: while appending (the newest batches
+    are found without a scan), after a truncation, and (disk) after a restart."""
+    lg = env.open(segment_bytes=1500, index_interval_bytes=interval)
+    batches = []
+    for i in range(60):
+        info = lg.append(make_batch([b"x" * (7 * i % 90)] * (1 + i % 3), ts=1000 + i), 0, 5000)
+        batches.append((info.base_offset, info.last_offset, lg.size_in_bytes()
+                        - sum(n for _, _, n in batches)))
+
+    def check(lg, batches):
+        leo = lg.log_end_offset
+        for offset in range(leo):
+            for max_bytes in (1, 100, 250, 1000, 1 << 20):
+                for limit in (leo, offset + 1, offset + 5):
+                    got = bases_of(lg.read(offset, max_bytes, limit))
+                    assert got == expected_read(batches, offset, max_bytes, min(limit, leo)), \
+                        (offset, max_bytes, limit)
+
+    check(lg, batches)
+    cut = batches[46][0] + 1  # inside a batch of 2 records: it goes, with the rest
+    lg.truncate_to(cut)
+    batches = [b for b in batches if b[1] < cut]
+    assert len(batches) == 46 and lg.log_end_offset == batches[-1][1] + 1
+    check(lg, batches)
+    if env.kind != "memory":
+        check(env.reopen(), batches)
+
+
 def test_read_respects_max_bytes_and_max_offset(env):
     lg = env.open(segment_bytes=BATCH_SIZE * 5)
     fill(lg, 30)
