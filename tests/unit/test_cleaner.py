@@ -1,4 +1,4 @@
-"""Log compaction (odradek.storage.cleaner) on memory and fake-filesystem disk logs."""
+"""Log compaction (odradek.storage.cleaner) in memory mode and on the fake filesystem."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Partition logs: disk (real and fake filesystem) and memory, same behaviour."""
+"""Partition logs on the OS, fake and memory (memory mode) filesystems: same behaviour."""
 
 from __future__ import annotations
 
@@ -822,12 +822,28 @@ def test_reopen_after_truncate_and_delete(disk_env):
 def test_memory_store_keeps_logs():
     store = MemoryLogStore()
     lg = store.open_log("a", 0, LogConfig())
-    fill(lg, 2)
+    stored = fill(lg, 2)
     lg.close()
-    assert store.open_log("a", 0, LogConfig()) is lg and lg.log_end_offset == 2
+    lg = store.open_log("a", 0, LogConfig())
+    assert lg.log_end_offset == 2 and lg.read(0, 1 << 20).chunks == [b"".join(stored.values())]
     assert store.existing_logs() == [("a", 0)]
     store.delete_log("a", 0)
     assert store.existing_logs() == []
+
+
+def test_memory_store_frees_what_it_deletes():
+    store = MemoryLogStore()
+    held = store.fs._files  # path -> file: all the memory the store's data takes
+    lg = store.open_log("t", 0, LogConfig(segment_bytes=BATCH_SIZE * 10, retention_bytes=0))
+    fill(lg, 95)
+    assert lg.apply_retention(0) == 9
+    segments = sum(len(f.data) for p, f in held.items() if p.endswith(".log"))
+    assert segments == lg.size_in_bytes() == 5 * BATCH_SIZE
+    assert all(p.startswith("/t-0/") and p.endswith(("0090.log", "0090.index", "0090.timeindex",
+                                                     "leader-epoch-checkpoint"))
+               for p in held)
+    store.delete_log("t", 0)
+    assert held == {} and store.fs._handles == {}
 
 
 def test_recreated_log_ignores_stale_checkpoints(disk_env):
