@@ -25,12 +25,19 @@ Invariants every implementation keeps:
   them all, as the log they were derived from may then be rewritten. Readers
   must still check that a snapshot matches the log (it may be newer than the
   fsynced log after a power loss).
+- Compaction (``odradek.storage.cleaner``) only reads pinned non-active
+  segments and replaces consecutive ones by a cleaned segment with the same
+  base offset and the same last offset, so offsets never move; readers see
+  the old segments or the new one, never a mix.
+
+One implementation (``log.py``, over a ``FileSystem``) serves disk and memory mode.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Iterator, Protocol
 
 
 @dataclass
@@ -63,6 +70,35 @@ class ReadResult:
 
     chunks: list = field(default_factory=list)
     size: int = 0
+
+
+class SegmentView(Protocol):
+    """A segment as the cleaner sees it (``segments_for_cleaning``)."""
+
+    base: int  # base offset
+    size: int  # bytes
+    created_ms: int
+
+    def first_timestamp(self) -> int:
+        """Max timestamp of the first batch (creation time if none)."""
+
+    def largest_timestamp(self) -> int:
+        """Largest timestamp in the segment (creation time if none)."""
+
+
+class CleanedSegmentWriter(Protocol):
+    """A new segment the cleaner fills (``cleaned_segment``), then swaps in or aborts."""
+
+    size: int
+
+    def append(self, batch) -> None:
+        """Write one whole batch, its offsets final, at the end."""
+
+    def finish(self) -> None:
+        """Make it durable (blocking: off the loop); then ``commit_swap`` it."""
+
+    def abort(self) -> None:
+        """Discard it."""
 
 
 class PartitionLog(abc.ABC):
@@ -136,13 +172,14 @@ class PartitionLog(abc.ABC):
     def close(self) -> None:
         """Flush and close (blocking: off the event loop)."""
 
+    @abc.abstractmethod
     def abandon(self) -> None:
         """Close without flushing: the log is about to be deleted. Does no
         fsync, so it may run on the event loop; appends, reads and flushes
-        after it fail or do nothing. Logs holding no files need not act."""
+        after it fail or do nothing."""
 
-    def size_in_bytes(self) -> int:
-        return 0
+    @abc.abstractmethod
+    def size_in_bytes(self) -> int: ...
 
     def iter_headers(self, start_offset: int, chunk_bytes: int = 8 * 1024 * 1024):
         """Yield the header of every batch from the one containing ``start_offset``
@@ -170,28 +207,91 @@ class PartitionLog(abc.ABC):
             if not advanced:
                 return
 
+    @abc.abstractmethod
     def read_aux(self, name: str) -> bytes | None:
         """The auxiliary file ``name`` (see the module docstring), None when absent."""
-        return None
 
+    @abc.abstractmethod
     def write_aux(self, name: str, data: bytes) -> None:
         """Atomically and durably replace the auxiliary file ``name`` with ``data``
-        (blocking: off the event loop). Logs without aux storage ignore it."""
+        (blocking: off the event loop)."""
 
     @property
+    @abc.abstractmethod
     def recovery_point(self) -> int:
         """Offset below which everything is known to be fsynced."""
-        return self.log_end_offset
 
     @property
+    @abc.abstractmethod
     def flush_due(self) -> bool:
         """True when flush.messages records are unflushed: the caller should run
         ``flush()`` off the event loop. Reported once per such batch of records."""
-        return False
 
+    @abc.abstractmethod
     def flush_due_by_time(self, now_ms: int) -> bool:
         """True when there is unflushed data and flush.ms has passed since the last flush."""
-        return False
+
+    # -- compaction: what odradek.storage.cleaner uses ---------------------
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """True once closed or abandoned: the cleaner leaves the log alone."""
+
+    @abc.abstractmethod
+    def segments_for_cleaning(self) -> list[SegmentView]:
+        """The segments, oldest first; the last one is the active segment."""
+
+    @abc.abstractmethod
+    def pin_segments(self, segs: list[SegmentView]) -> None:
+        """Keep ``segs`` readable while a worker thread reads them (until
+        ``unpin_segments``), even if retention or truncation drops them."""
+
+    @abc.abstractmethod
+    def unpin_segments(self, segs: list[SegmentView]) -> None: ...
+
+    @abc.abstractmethod
+    def segment_batches(self, seg: SegmentView) -> Iterator[tuple]:
+        """Yield (header, bytes) for each whole batch of ``seg``, a pinned
+        non-active segment (safe in a worker thread: such segments never change)."""
+
+    @abc.abstractmethod
+    def cleaned_segment(self, base: int, created_ms: int) -> CleanedSegmentWriter:
+        """A new, empty segment to fill with cleaned batches. Call it on the
+        event loop; ``append`` and ``finish`` may then run in a worker thread."""
+
+    @abc.abstractmethod
+    def commit_swap(self, old: list[SegmentView], cleaned: CleanedSegmentWriter,
+                    guard: SegmentView | None = None) -> bool:
+        """Put ``cleaned`` (finished, same base offset) in place of ``old``
+        (consecutive non-active segments). On the event loop, so appends and
+        reads see either the old segments or the new one, never a mix.
+
+        Returns False, discarding ``cleaned``, when the log changed meanwhile:
+        ``old`` is no longer there as it was, or ``guard`` (the segment after the
+        cleaned range) is gone, i.e. the log was truncated into that range.
+        Otherwise the swap is committed: it survives a crash from here on. The
+        caller then runs ``sync_dir`` (blocking: off the loop), ``finish_swap``
+        and ``sync_dir`` again."""
+
+    @abc.abstractmethod
+    def sync_dir(self) -> None:
+        """Make the swap's file operations so far durable (blocking)."""
+
+    @abc.abstractmethod
+    def finish_swap(self, old: list[SegmentView], cleaned: CleanedSegmentWriter) -> None:
+        """After ``commit_swap`` and a ``sync_dir``: remove what ``old`` left and
+        give ``cleaned`` its final name (on the event loop)."""
+
+    def replace_segments(self, old: list[SegmentView], cleaned: CleanedSegmentWriter,
+                         guard: SegmentView | None = None) -> bool:
+        """``commit_swap``, ``sync_dir``, ``finish_swap``, ``sync_dir`` in one go
+        (blocking)."""
+        if not self.commit_swap(old, cleaned, guard):
+            return False
+        self.sync_dir()
+        self.finish_swap(old, cleaned)
+        self.sync_dir()
+        return True
 
 
 class OffsetOutOfRange(Exception):
@@ -228,5 +328,10 @@ class LogStore(abc.ABC):
 
     def write_metadata(self, name: str, data: bytes) -> None:
         """Durably replace a broker-level metadata file."""
+
+    @abc.abstractmethod
+    def write_checkpoints(self) -> None:
+        """Durably record every log's recovery point, log start offset and high
+        watermark, so a restart starts from them (blocking: off the event loop)."""
 
     def close(self) -> None: ...

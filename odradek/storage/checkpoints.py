@@ -46,16 +46,20 @@ def parse_offset_checkpoint(raw: bytes) -> dict:
     return out
 
 
-def read_offset_checkpoint(fs: FileSystem, path: str) -> dict:
-    """The checkpoint at ``path``; {} when it is missing or malformed."""
-    raw = fs.read_file(path)
+def load_offset_checkpoint(raw: bytes | None, name: str) -> dict:
+    """``raw`` parsed; {} when it is None or malformed (a warning names ``name``)."""
     if raw is None:
         return {}
     try:
         return parse_offset_checkpoint(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        log.warning("ignoring bad checkpoint %s: %s", path, e)
+        log.warning("ignoring bad checkpoint %s: %s", name, e)
         return {}
+
+
+def read_offset_checkpoint(fs: FileSystem, path: str) -> dict:
+    """The checkpoint at ``path``; {} when it is missing or malformed."""
+    return load_offset_checkpoint(fs.read_file(path), path)
 
 
 class LeaderEpochCache:

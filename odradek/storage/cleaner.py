@@ -492,15 +492,9 @@ class LogCleaner:
 
     @staticmethod
     def _parse(raw) -> dict:
-        if not raw:
-            return {}
-        from odradek.storage.checkpoints import parse_offset_checkpoint
+        from odradek.storage.checkpoints import load_offset_checkpoint
 
-        try:
-            return parse_offset_checkpoint(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            log.warning("ignoring bad %s: %s", CHECKPOINT_FILE, e)
-            return {}
+        return load_offset_checkpoint(raw or None, CHECKPOINT_FILE)
 
     async def _drive(self, gen):
         """Run a ``clean_steps`` generator: its blocking steps in the worker

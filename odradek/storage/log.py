@@ -531,15 +531,8 @@ class SegmentedLog(PartitionLog):
                               self.config.index_interval_bytes)
 
     def commit_swap(self, old: list, cleaned: CleanedSegment, guard=None) -> bool:
-        """Put ``cleaned`` (finished, same base offset) in place of ``old``
-        (consecutive non-active segments). On the event loop, so appends and
-        reads see either the old segments or the new one, never a mix.
-
-        Returns False, discarding ``cleaned``, when the log changed meanwhile:
-        ``old`` is no longer there as it was, or ``guard`` (the segment after the
-        cleaned range) is gone, i.e. the log was truncated into that range.
-        Otherwise the swap is committed (``.log.swap`` exists); the caller then
-        runs ``sync_dir`` (blocking: off the loop) and ``finish_swap``."""
+        """PartitionLog.commit_swap: renaming the cleaned ``.log`` to ``.log.swap``
+        commits (recovery completes the swap from there)."""
         new, fs = cleaned.seg, self.fs
         with self._lock:
             segs = self._segments
@@ -571,7 +564,7 @@ class SegmentedLog(PartitionLog):
         return True
 
     def sync_dir(self) -> None:
-        """fsync the log directory (blocking)."""
+        """fsync the log directory."""
         if not self._closed:
             self.fs.fsync_dir(self.dir)
 
@@ -590,14 +583,6 @@ class SegmentedLog(PartitionLog):
                           ("log_path", ".log")):
             fs.rename(getattr(new, attr), new.stem + ext)
             setattr(new, attr, new.stem + ext)
-
-    def replace_segments(self, old: list, cleaned: CleanedSegment, guard=None) -> bool:
-        """``commit_swap``, ``sync_dir``, ``finish_swap``, ``sync_dir`` in one go."""
-        if not self.commit_swap(old, cleaned, guard):
-            return False
-        self.sync_dir()
-        self.finish_swap(old, cleaned)
-        self.sync_dir()
 
 
 def count_expired_segments(segments, log_start_offset: int, high_watermark: int,
