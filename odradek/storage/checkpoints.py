@@ -66,8 +66,8 @@ class LeaderEpochCache:
     """Kafka's leader-epoch cache: (epoch, start_offset) entries, both strictly
     increasing, saying from which offset each leader epoch wrote the log.
 
-    Pure bookkeeping; implementations persist it (``to_text``/``from_text`` is the
-    ``leader-epoch-checkpoint`` format: version 0, count, ``epoch offset`` lines).
+    Pure bookkeeping; the log persists it with ``write_epoch_checkpoint`` and
+    loads it with ``read_epoch_checkpoint`` (``to_text``/``from_text``: the file format).
     """
 
     def __init__(self, entries=()):

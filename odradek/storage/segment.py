@@ -15,6 +15,10 @@ Invariants:
   its ``.log`` (rebuilding it gives the same bytes), so it is never trusted
   blindly: ``load_indexes`` checks it and the loader rebuilds it when it is
   missing or inconsistent.
+- In memory, besides the indexes, a segment may know the batches after its
+  last index entry (``tail_off``/``tail_pos``: every one, in order, so at most
+  index.interval.bytes' worth); it does when it tracked them itself, not
+  after ``load_indexes`` until ``recover`` rescans.
 - A segment object is not thread-safe by itself: its log mutates it on the
   event loop; other threads only fsync its handles or read a pinned segment
   that no longer changes.
