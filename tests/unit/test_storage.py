@@ -188,13 +188,13 @@ def test_read_from_middle_offsets(env, interval):
         assert b"".join(r.chunks) == b"".join(stored[k] for k in range(first, 400, 4))
 
 
-def expected_read(batches, offset, max_bytes, limit) -> list[int]:
+def expected_read(batches, offset, max_bytes, limit, min_one=True) -> list[int]:
     """Base offsets a read should return: ``batches`` is [(base, last, size)]."""
     out, size = [], 0
     for base, last, n in batches:
         if last < offset:
             continue
-        if last >= limit or (out and size + n > max_bytes):
+        if last >= limit or ((out or not min_one) and size + n > max_bytes):
             break
         out.append(base)
         size += n
@@ -217,9 +217,10 @@ def test_reads_match_a_model(env, interval):
         for offset in range(leo):
             for max_bytes in (1, 100, 250, 1000, 1 << 20):
                 for limit in (leo, offset + 1, offset + 5):
-                    got = bases_of(lg.read(offset, max_bytes, limit))
-                    assert got == expected_read(batches, offset, max_bytes, min(limit, leo)), \
-                        (offset, max_bytes, limit)
+                    for min_one in (True, False):
+                        got = bases_of(lg.read(offset, max_bytes, limit, min_one))
+                        want = expected_read(batches, offset, max_bytes, min(limit, leo), min_one)
+                        assert got == want, (offset, max_bytes, limit, min_one)
 
     check(lg, batches)
     cut = batches[46][0] + 1  # inside a batch of 2 records: it goes, with the rest
