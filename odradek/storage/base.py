@@ -25,22 +25,19 @@ Invariants every implementation keeps:
   them all, as the log they were derived from may then be rewritten. Readers
   must still check that a snapshot matches the log (it may be newer than the
   fsynced log after a power loss).
+- Compaction (``odradek.storage.cleaner``) only reads pinned non-active
+  segments and replaces consecutive ones by a cleaned segment with the same
+  base offset and the same last offset, so offsets never move; readers see
+  the old segments or the new one, never a mix.
+
+One implementation (``log.py``, over a ``FileSystem``) serves disk and memory mode.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-
-from odradek.protocol.batch import (
-    HEADER_SIZE,
-    LOG_OVERHEAD,
-    InvalidBatch,
-    read_header,
-    set_base_offset,
-    set_leader_epoch,
-    set_log_append_time,
-)
+from typing import Iterator, Protocol
 
 
 @dataclass
@@ -73,6 +70,35 @@ class ReadResult:
 
     chunks: list = field(default_factory=list)
     size: int = 0
+
+
+class SegmentView(Protocol):
+    """A segment as the cleaner sees it (``segments_for_cleaning``)."""
+
+    base: int  # base offset
+    size: int  # bytes
+    created_ms: int
+
+    def first_timestamp(self) -> int:
+        """Max timestamp of the first batch (creation time if none)."""
+
+    def largest_timestamp(self) -> int:
+        """Largest timestamp in the segment (creation time if none)."""
+
+
+class CleanedSegmentWriter(Protocol):
+    """A new segment the cleaner fills (``cleaned_segment``), then swaps in or aborts."""
+
+    size: int
+
+    def append(self, batch) -> None:
+        """Write one whole batch, its offsets final, at the end."""
+
+    def finish(self) -> None:
+        """Make it durable (blocking: off the loop); then ``commit_swap`` it."""
+
+    def abort(self) -> None:
+        """Discard it."""
 
 
 class PartitionLog(abc.ABC):
@@ -146,13 +172,14 @@ class PartitionLog(abc.ABC):
     def close(self) -> None:
         """Flush and close (blocking: off the event loop)."""
 
+    @abc.abstractmethod
     def abandon(self) -> None:
         """Close without flushing: the log is about to be deleted. Does no
         fsync, so it may run on the event loop; appends, reads and flushes
-        after it fail or do nothing. Logs holding no files need not act."""
+        after it fail or do nothing."""
 
-    def size_in_bytes(self) -> int:
-        return 0
+    @abc.abstractmethod
+    def size_in_bytes(self) -> int: ...
 
     def iter_headers(self, start_offset: int, chunk_bytes: int = 8 * 1024 * 1024):
         """Yield the header of every batch from the one containing ``start_offset``
@@ -180,51 +207,91 @@ class PartitionLog(abc.ABC):
             if not advanced:
                 return
 
+    @abc.abstractmethod
     def read_aux(self, name: str) -> bytes | None:
         """The auxiliary file ``name`` (see the module docstring), None when absent."""
-        return None
 
+    @abc.abstractmethod
     def write_aux(self, name: str, data: bytes) -> None:
         """Atomically and durably replace the auxiliary file ``name`` with ``data``
-        (blocking: off the event loop). Logs without aux storage ignore it."""
+        (blocking: off the event loop)."""
 
     @property
+    @abc.abstractmethod
     def recovery_point(self) -> int:
         """Offset below which everything is known to be fsynced."""
-        return self.log_end_offset
 
     @property
+    @abc.abstractmethod
     def flush_due(self) -> bool:
         """True when flush.messages records are unflushed: the caller should run
         ``flush()`` off the event loop. Reported once per such batch of records."""
-        return False
 
+    @abc.abstractmethod
     def flush_due_by_time(self, now_ms: int) -> bool:
         """True when there is unflushed data and flush.ms has passed since the last flush."""
-        return False
 
+    # -- compaction: what odradek.storage.cleaner uses ---------------------
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """True once closed or abandoned: the cleaner leaves the log alone."""
 
-class SegmentedLog(PartitionLog):
-    """What the disk and memory logs share: a list of segments, oldest first,
-    the last one active. Subclasses provide ``_segments`` (each with ``base``,
-    ``size``, ``first_ts``, ``created_ms`` and ``largest_timestamp()``),
-    ``_log_start``, ``_hw``, ``_roll(now_ms)`` and ``_delete_segments(count)``."""
+    @abc.abstractmethod
+    def segments_for_cleaning(self) -> list[SegmentView]:
+        """The segments, oldest first; the last one is the active segment."""
 
-    @staticmethod
-    def _time_waited(seg, ts: int, now_ms: int) -> int:
-        """Kafka's roll clock: from the first batch's timestamp, else segment creation."""
-        if seg.first_ts is not None and seg.first_ts >= 0:
-            return ts - seg.first_ts
-        return now_ms - seg.created_ms
+    @abc.abstractmethod
+    def pin_segments(self, segs: list[SegmentView]) -> None:
+        """Keep ``segs`` readable while a worker thread reads them (until
+        ``unpin_segments``), even if retention or truncation drops them."""
 
-    def apply_retention(self, now_ms: int) -> int:
-        active = self._segments[-1]
-        if active.size and self._time_waited(active, now_ms, now_ms) > self.config.segment_ms:
-            self._roll(now_ms)
-        descr = [(s.base, s.size, s.largest_timestamp()) for s in self._segments]
-        k = count_expired_segments(descr, self._log_start, self._hw, self.config, now_ms)
-        self._delete_segments(k)
-        return k
+    @abc.abstractmethod
+    def unpin_segments(self, segs: list[SegmentView]) -> None: ...
+
+    @abc.abstractmethod
+    def segment_batches(self, seg: SegmentView) -> Iterator[tuple]:
+        """Yield (header, bytes) for each whole batch of ``seg``, a pinned
+        non-active segment (safe in a worker thread: such segments never change)."""
+
+    @abc.abstractmethod
+    def cleaned_segment(self, base: int, created_ms: int) -> CleanedSegmentWriter:
+        """A new, empty segment to fill with cleaned batches. Call it on the
+        event loop; ``append`` and ``finish`` may then run in a worker thread."""
+
+    @abc.abstractmethod
+    def commit_swap(self, old: list[SegmentView], cleaned: CleanedSegmentWriter,
+                    guard: SegmentView | None = None) -> bool:
+        """Put ``cleaned`` (finished, same base offset) in place of ``old``
+        (consecutive non-active segments). On the event loop, so appends and
+        reads see either the old segments or the new one, never a mix.
+
+        Returns False, discarding ``cleaned``, when the log changed meanwhile:
+        ``old`` is no longer there as it was, or ``guard`` (the segment after the
+        cleaned range) is gone, i.e. the log was truncated into that range.
+        Otherwise the swap is committed: it survives a crash from here on. The
+        caller then runs ``sync_dir`` (blocking: off the loop), ``finish_swap``
+        and ``sync_dir`` again."""
+
+    @abc.abstractmethod
+    def sync_dir(self) -> None:
+        """Make the swap's file operations so far durable (blocking)."""
+
+    @abc.abstractmethod
+    def finish_swap(self, old: list[SegmentView], cleaned: CleanedSegmentWriter) -> None:
+        """After ``commit_swap`` and a ``sync_dir``: remove what ``old`` left and
+        give ``cleaned`` its final name (on the event loop)."""
+
+    def replace_segments(self, old: list[SegmentView], cleaned: CleanedSegmentWriter,
+                         guard: SegmentView | None = None) -> bool:
+        """``commit_swap``, ``sync_dir``, ``finish_swap``, ``sync_dir`` in one go
+        (blocking)."""
+        if not self.commit_swap(old, cleaned, guard):
+            return False
+        self.sync_dir()
+        self.finish_swap(old, cleaned)
+        self.sync_dir()
+        return True
 
 
 class OffsetOutOfRange(Exception):
@@ -262,175 +329,9 @@ class LogStore(abc.ABC):
     def write_metadata(self, name: str, data: bytes) -> None:
         """Durably replace a broker-level metadata file."""
 
+    @abc.abstractmethod
+    def write_checkpoints(self) -> None:
+        """Durably record every log's recovery point, log start offset and high
+        watermark, so a restart starts from them (blocking: off the event loop)."""
+
     def close(self) -> None: ...
-
-
-class LeaderEpochCache:
-    """Kafka's leader-epoch cache: (epoch, start_offset) entries, both strictly
-    increasing, saying from which offset each leader epoch wrote the log.
-
-    Pure bookkeeping; implementations persist it (``to_text``/``from_text`` is the
-    ``leader-epoch-checkpoint`` format: version 0, count, ``epoch offset`` lines).
-    """
-
-    def __init__(self, entries=()):
-        self.entries: list[tuple[int, int]] = [tuple(e) for e in entries]
-
-    @property
-    def latest_epoch(self) -> int:
-        return self.entries[-1][0] if self.entries else -1
-
-    def assign(self, epoch: int, start_offset: int) -> bool:
-        """Record that ``epoch`` starts at ``start_offset``; return True if changed.
-        Entries that would break monotonicity (epoch >= ``epoch`` or start offset
-        >= ``start_offset``) are dropped first, as Kafka does."""
-        if epoch < 0 or start_offset < 0:
-            return False
-        if self.entries:
-            last_epoch, last_start = self.entries[-1]
-            if epoch == last_epoch and start_offset >= last_start:
-                return False
-        entries = self.entries
-        while entries and (entries[-1][0] >= epoch or entries[-1][1] >= start_offset):
-            entries.pop()
-        self.entries.append((epoch, start_offset))
-        return True
-
-    def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:
-        """OffsetForLeaderEpoch: (largest known epoch <= ``epoch``, start offset of
-        the next epoch) -- the log end offset for the latest epoch; (-1, -1) when
-        ``epoch`` is undefined or newer than any known epoch."""
-        if epoch < 0 or not self.entries:
-            return (-1, -1)
-        if epoch == self.entries[-1][0]:
-            return (epoch, log_end_offset)
-        floor = None
-        for e, start in self.entries:
-            if e > epoch:  # the first higher entry
-                return (epoch if floor is None else floor, start)
-            floor = e
-        return (-1, -1)
-
-    def truncate_from_end(self, end_offset: int) -> bool:
-        """Forget epochs starting at or after ``end_offset`` (log truncated there)."""
-        n = len(self.entries)
-        while self.entries and self.entries[-1][1] >= end_offset:
-            self.entries.pop()
-        return len(self.entries) != n
-
-    def truncate_from_start(self, start_offset: int) -> bool:
-        """Log start moved to ``start_offset``: the epoch covering it now starts there."""
-        i = 0
-        while i < len(self.entries) and self.entries[i][1] <= start_offset:
-            i += 1
-        if i == 0 or (i == 1 and self.entries[0][1] == start_offset):
-            return False
-        epoch = self.entries[i - 1][0]
-        self.entries[: i] = [(epoch, start_offset)]
-        return True
-
-    def to_text(self) -> str:
-        lines = ["0", str(len(self.entries))]
-        lines += [f"{e} {o}" for e, o in self.entries]
-        return "\n".join(lines) + "\n"
-
-    @classmethod
-    def from_text(cls, text: str) -> "LeaderEpochCache":
-        """Parse a checkpoint; raises ValueError if it is not version 0 or malformed."""
-        lines = text.split("\n")
-        if len(lines) < 2 or lines[0].strip() != "0":
-            raise ValueError("unsupported leader-epoch-checkpoint version")
-        count = int(lines[1])
-        entries = []
-        for line in lines[2 : 2 + count]:
-            e, o = line.split()
-            entries.append((int(e), int(o)))
-        if len(entries) != count:
-            raise ValueError("leader-epoch-checkpoint is truncated")
-        return cls(entries)
-
-
-def count_expired_segments(segments, log_start_offset: int, high_watermark: int,
-                           config: LogConfig, now_ms: int) -> int:
-    """How many leading segments retention deletes, Kafka's three passes in order:
-    retention.ms (segment's largest timestamp older than now - retention.ms),
-    retention.bytes (oldest first while the log stays above the limit), then those
-    wholly below the log start offset. ``segments`` holds (base_offset, size,
-    largest_timestamp) oldest first; the last (active) one is never counted, nor a
-    segment not wholly below the high watermark."""
-    n = len(segments)
-    deletable = 0  # segments[:deletable] are wholly below the high watermark
-
-    while deletable < n - 1 and segments[deletable + 1][0] <= high_watermark:
-        deletable += 1
-    k = 0
-    if "delete" in config.cleanup_policy and config.retention_ms >= 0:
-        while k < deletable and now_ms - segments[k][2] > config.retention_ms:
-            k += 1
-    if "delete" in config.cleanup_policy and config.retention_bytes >= 0:
-        excess = sum(s[1] for s in segments[k:]) - config.retention_bytes
-        while k < deletable and excess - segments[k][1] >= 0:
-            excess -= segments[k][1]
-            k += 1
-    while k < deletable and segments[k + 1][0] <= log_start_offset:
-        k += 1
-    return k
-
-
-def record_matching(batch, header, log_start_offset: int, match) -> tuple[int, int]:
-    """(offset, timestamp) of the first record in ``batch`` (one whole batch's
-    bytes) at or after ``log_start_offset`` whose timestamp satisfies ``match``.
-    Under LogAppendTime, or when records cannot be decoded, the batch answers
-    for itself: (its base offset, its max timestamp)."""
-    if not header.log_append_time:
-        try:
-            from odradek.protocol.records import decode_batch
-        except ImportError:  # pragma: no cover - records module not there
-            decode_batch = None
-        if decode_batch is not None:
-            try:
-                for r in decode_batch(batch, 0)[1]:
-                    if r.offset >= log_start_offset and match(r.timestamp):
-                        return (r.offset, r.timestamp)
-            except Exception:  # undecodable (corrupt, unknown codec): answer with the batch
-                pass
-    return (max(header.base_offset, log_start_offset), header.max_timestamp)
-
-
-def stamp_batches(buf: bytearray, base_offset: int, leader_epoch: int, now_ms: int,
-                  log_append_time: bool) -> tuple[list, int, int]:
-    """Give the batches in ``buf`` their offsets from ``base_offset`` on and the
-    leader epoch, and stamp LogAppendTime when asked, all in place.
-
-    Returns (spans, next offset, max timestamp) where spans holds
-    (position, size, last offset, max timestamp) per batch. Raises InvalidBatch
-    for framing that does not add up (the produce path validated it already).
-    """
-    n = len(buf)
-    if n == 0:
-        raise InvalidBatch("no record batches to append")
-    offset = base_offset
-    spans = []
-    pos = 0
-    max_ts = -1
-    while pos < n:
-        if n - pos < HEADER_SIZE:
-            raise InvalidBatch("truncated batch header")
-        h = read_header(buf, pos)
-        size = h.batch_length + LOG_OVERHEAD
-        if size < HEADER_SIZE or pos + size > n:
-            raise InvalidBatch("batch length out of bounds")
-        set_base_offset(buf, pos, offset)
-        set_leader_epoch(buf, pos, leader_epoch)
-        if log_append_time:
-            set_log_append_time(buf, pos, size, now_ms)
-            ts = now_ms
-        else:
-            ts = h.max_timestamp
-        last = offset + h.last_offset_delta
-        spans.append((pos, size, last, ts))
-        if ts > max_ts:
-            max_ts = ts
-        offset = last + 1
-        pos += size
-    return spans, offset, max_ts

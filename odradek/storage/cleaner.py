@@ -26,7 +26,7 @@ Theory of operation (Apache Kafka's log cleaner is the reference):
   offset, last offset delta, producer fields, leader epoch and codec -- and
   the event loop swaps it in (``commit_swap``: appends and reads see the old
   segments or the new one, never a mix; durable renames off the loop; see
-  disk.py for the crash-safe file protocol); (4) the clean point moves to the
+  log.py for the crash-safe file protocol); (4) the clean point moves to the
   end of the range.
 - Records without a key are dropped; control batches and transactional
   batches are kept whole (and transactional records stay out of the offset map,
@@ -492,15 +492,9 @@ class LogCleaner:
 
     @staticmethod
     def _parse(raw) -> dict:
-        if not raw:
-            return {}
-        from odradek.storage.disk import parse_offset_checkpoint
+        from odradek.storage.checkpoints import load_offset_checkpoint
 
-        try:
-            return parse_offset_checkpoint(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            log.warning("ignoring bad %s: %s", CHECKPOINT_FILE, e)
-            return {}
+        return load_offset_checkpoint(raw or None, CHECKPOINT_FILE)
 
     async def _drive(self, gen):
         """Run a ``clean_steps`` generator: its blocking steps in the worker
@@ -616,7 +610,7 @@ class LogCleaner:
         return horizon
 
     async def _write_checkpoint(self) -> None:
-        from odradek.storage.disk import format_offset_checkpoint
+        from odradek.storage.checkpoints import format_offset_checkpoint
 
         live = {(p.topic.name, p.index) for p in self.broker.replicas.all_partitions()}
         entries = {k: v for k, v in self.clean_points.items() if k in live}

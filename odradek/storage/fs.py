@@ -1,10 +1,12 @@
-"""The filesystem seam under the disk log: the handful of file operations it uses.
+"""The filesystem seam under the log: the handful of file operations it uses.
 
 ``OSFileSystem`` is the real thing (handles are file descriptors).
-``FakeFileSystem`` keeps files in memory, remembers what was fsynced, and can
-simulate a crash -- a process kill (page cache survives) or a power loss (only
-fsynced bytes survive), either one optionally tearing the last write -- and
-inject ``OSError`` into chosen operations, so recovery is testable in-process.
+``MemoryFileSystem`` keeps files in memory (memory mode: nothing touches the
+disk). ``FakeFileSystem`` is that plus what tests need: it remembers what was
+fsynced, and can simulate a crash -- a process kill (page cache survives) or a
+power loss (only fsynced bytes survive), either one optionally tearing the last
+write -- and inject ``OSError`` into chosen operations, so recovery is testable
+in-process.
 It also records which thread ran each fsync, and can run a test's hook (a
 delay, a barrier) before chosen operations, so races and blocking calls on the
 event loop are testable too.
@@ -26,7 +28,7 @@ from collections import Counter
 
 
 class FileSystem(abc.ABC):
-    """What the disk log needs from a filesystem. Paths are strings."""
+    """What the log needs from a filesystem. Paths are strings."""
 
     @abc.abstractmethod
     def open(self, path: str): ...
@@ -196,10 +198,167 @@ class _Inode:
 
     def __init__(self):
         self.data = bytearray()  # what the page cache holds
-        self.synced = b""  # what the disk holds (as of the last fsync)
+        self.synced = b""  # what the disk holds (as of the last fsync; FakeFileSystem only)
 
 
-class FakeFileSystem(FileSystem):
+class MemoryFileSystem(FileSystem):
+    """Files in memory, for memory mode: a directory tree of byte arrays, no more.
+
+    ``fsync`` and ``fsync_dir`` do nothing (there is nothing to make durable);
+    a removed file's bytes are freed once its last handle is closed. Every call
+    holds one lock, so handles may be used from several threads.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._files: dict[str, _Inode] = {}  # path -> file
+        self._dirs: dict[str, set[str]] = {"/": set()}  # path -> names of its entries
+        self._handles: dict[int, tuple[str, _Inode]] = {}  # handle -> (path opened, file)
+        self._next_handle = 1
+
+    @staticmethod
+    def _norm(path: str) -> str:
+        return posixpath.normpath(posixpath.join("/", str(path)))
+
+    def _handle(self, handle) -> tuple[str, _Inode]:
+        try:
+            return self._handles[handle]
+        except KeyError:
+            raise OSError(errno.EBADF, "bad (or crashed) file handle") from None
+
+    def _entries(self, path: str) -> set[str]:
+        """The names in ``path``'s parent directory, which must exist."""
+        parent = posixpath.dirname(path)
+        try:
+            return self._dirs[parent]
+        except KeyError:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", parent) from None
+
+    def open(self, path):
+        path = self._norm(path)
+        with self._lock:
+            inode = self._files.get(path)
+            if inode is None:
+                if path in self._dirs:
+                    raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+                self._entries(path).add(posixpath.basename(path))
+                inode = self._files[path] = _Inode()
+            h = self._next_handle
+            self._next_handle += 1
+            self._handles[h] = (path, inode)
+            return h
+
+    def close(self, handle):
+        with self._lock:
+            self._handle(handle)
+            del self._handles[handle]
+
+    def pwrite(self, handle, data, pos):
+        n = len(data)
+        with self._lock:
+            buf = self._handle(handle)[1].data
+            end = len(buf)
+            if pos == end:
+                buf += data
+            else:
+                if pos > end:
+                    buf.extend(bytes(pos - end))
+                buf[pos : pos + n] = data
+            return n
+
+    def pread(self, handle, size, pos):
+        with self._lock:
+            buf = self._handle(handle)[1].data
+            if size <= 4096:
+                return bytes(buf[pos : pos + size])
+            with memoryview(buf) as view:  # one copy, not two
+                return bytes(view[pos : pos + size])
+
+    def truncate(self, handle, size):
+        with self._lock:
+            buf = self._handle(handle)[1].data
+            if size < len(buf):
+                del buf[size:]
+            else:
+                buf.extend(bytes(size - len(buf)))
+
+    def fsync(self, handle):
+        with self._lock:
+            self._handle(handle)
+
+    def fsize(self, handle):
+        with self._lock:
+            return len(self._handle(handle)[1].data)
+
+    def size(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            return len(self._files[path].data)
+
+    def rename(self, src, dst):
+        src, dst = self._norm(src), self._norm(dst)
+        with self._lock:
+            if src not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", src)
+            entries = self._entries(dst)
+            self._entries(src).discard(posixpath.basename(src))
+            entries.add(posixpath.basename(dst))
+            self._files[dst] = self._files.pop(src)
+
+    def listdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+            return sorted(self._dirs[path])
+
+    def remove(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._files:
+                raise FileNotFoundError(errno.ENOENT, "no such file", path)
+            del self._files[path]
+            self._entries(path).discard(posixpath.basename(path))
+
+    def rmdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            if path not in self._dirs:
+                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+            if self._dirs[path]:
+                raise OSError(errno.ENOTEMPTY, "directory not empty", path)
+            del self._dirs[path]
+            self._entries(path).discard(posixpath.basename(path))
+
+    def mkdir(self, path):
+        path = self._norm(path)
+        with self._lock:
+            missing = []
+            while path not in self._dirs:
+                if path in self._files:
+                    raise FileExistsError(errno.EEXIST, "is a file", path)
+                missing.append(path)
+                path = posixpath.dirname(path)
+            for path in reversed(missing):
+                self._dirs[path] = set()
+                self._dirs[posixpath.dirname(path)].add(posixpath.basename(path))
+
+    def exists(self, path):
+        path = self._norm(path)
+        with self._lock:
+            return path in self._files or path in self._dirs
+
+    def isdir(self, path):
+        with self._lock:
+            return self._norm(path) in self._dirs
+
+    def fsync_dir(self, path):
+        pass
+
+
+class FakeFileSystem(MemoryFileSystem):
     """In-memory files with fsync tracking, crash simulation and fault injection.
 
     Namespace operations (create, rename, remove) are durable at once; file
@@ -212,11 +371,8 @@ class FakeFileSystem(FileSystem):
     """
 
     def __init__(self):
-        self._lock = threading.RLock()
-        self._files: dict[str, _Inode] = {}
-        self._dirs: set[str] = {"/"}
-        self._handles: dict[int, tuple[str, _Inode]] = {}
-        self._next_handle = 1
+        super().__init__()
+        self._lock = threading.RLock()  # held around MemoryFileSystem's calls, which take it too
         self._last_write = None  # (inode, pos, data, old_len, old_bytes)
         self._faults: list[list] = []
         self._hooks: list[list] = []
@@ -292,10 +448,6 @@ class FakeFileSystem(FileSystem):
             return self._files[self._norm(path)].synced
 
     # -- internals --------------------------------------------------------
-    @staticmethod
-    def _norm(path: str) -> str:
-        return posixpath.normpath(posixpath.join("/", str(path)))
-
     def _check(self, op: str, path: str) -> None:
         self.counts[op] += 1
         for f in self._faults:
@@ -331,37 +483,13 @@ class FakeFileSystem(FileSystem):
         entry = self._handles.get(handle)
         return entry[0] if entry is not None else None
 
-    def _handle(self, handle) -> tuple[str, _Inode]:
-        try:
-            return self._handles[handle]
-        except KeyError:
-            raise OSError(errno.EBADF, "bad (or crashed) file handle") from None
-
-    def _parent_must_exist(self, path: str) -> None:
-        if posixpath.dirname(path) not in self._dirs:
-            raise FileNotFoundError(errno.ENOENT, "no such directory", posixpath.dirname(path))
-
-    # -- FileSystem ---------------------------------------------------------
+    # -- FileSystem: MemoryFileSystem's, plus faults, hooks and bookkeeping --
     def open(self, path):
         path = self._norm(path)
         self._before("open", path)
         with self._lock:
             self._check("open", path)
-            inode = self._files.get(path)
-            if inode is None:
-                if path in self._dirs:
-                    raise IsADirectoryError(errno.EISDIR, "is a directory", path)
-                self._parent_must_exist(path)
-                inode = self._files[path] = _Inode()
-            h = self._next_handle
-            self._next_handle += 1
-            self._handles[h] = (path, inode)
-            return h
-
-    def close(self, handle):
-        with self._lock:
-            self._handle(handle)
-            del self._handles[handle]
+            return super().open(path)
 
     def pwrite(self, handle, data, pos):
         self._before("pwrite", self._handle_path(handle))
@@ -370,18 +498,15 @@ class FakeFileSystem(FileSystem):
             self._check("pwrite", path)
             data = bytes(data)
             old_len = len(inode.data)
-            if pos > old_len:
-                inode.data.extend(b"\0" * (pos - old_len))
             old_bytes = bytes(inode.data[pos : pos + len(data)])
-            inode.data[pos : pos + len(data)] = data
+            super().pwrite(handle, data, pos)
             self._last_write = (inode, pos, data, old_len, old_bytes)
             return len(data)
 
     def pread(self, handle, size, pos):
         with self._lock:
-            path, inode = self._handle(handle)
-            self._check("pread", path)
-            out = bytes(inode.data[pos : pos + size])
+            self._check("pread", self._handle(handle)[0])
+            out = super().pread(handle, size, pos)
             self.bytes_read += len(out)
             return out
 
@@ -390,10 +515,7 @@ class FakeFileSystem(FileSystem):
         with self._lock:
             path, inode = self._handle(handle)
             self._check("truncate", path)
-            if size < len(inode.data):
-                del inode.data[size:]
-            else:
-                inode.data.extend(b"\0" * (size - len(inode.data)))
+            super().truncate(handle, size)
             if self._last_write is not None and self._last_write[0] is inode:
                 self._last_write = None
 
@@ -405,71 +527,19 @@ class FakeFileSystem(FileSystem):
             self._check("fsync", path)
             inode.synced = bytes(inode.data)
 
-    def fsize(self, handle):
-        with self._lock:
-            return len(self._handle(handle)[1].data)
-
-    def size(self, path):
-        path = self._norm(path)
-        with self._lock:
-            if path not in self._files:
-                raise FileNotFoundError(errno.ENOENT, "no such file", path)
-            return len(self._files[path].data)
-
     def rename(self, src, dst):
-        src, dst = self._norm(src), self._norm(dst)
+        src = self._norm(src)
         self._before("rename", src)
         with self._lock:
             self._check("rename", src)
-            if src not in self._files:
-                raise FileNotFoundError(errno.ENOENT, "no such file", src)
-            self._parent_must_exist(dst)
-            self._files[dst] = self._files.pop(src)
-
-    def listdir(self, path):
-        path = self._norm(path)
-        with self._lock:
-            if path not in self._dirs:
-                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
-            names = [p for p in list(self._files) + list(self._dirs)
-                     if p != path and posixpath.dirname(p) == path]
-            return sorted(posixpath.basename(p) for p in names)
+            super().rename(src, dst)
 
     def remove(self, path):
         path = self._norm(path)
         self._before("remove", path)
         with self._lock:
             self._check("remove", path)
-            if path not in self._files:
-                raise FileNotFoundError(errno.ENOENT, "no such file", path)
-            del self._files[path]
-
-    def rmdir(self, path):
-        path = self._norm(path)
-        with self._lock:
-            if path not in self._dirs:
-                raise FileNotFoundError(errno.ENOENT, "no such directory", path)
-            if self.listdir(path):
-                raise OSError(errno.ENOTEMPTY, "directory not empty", path)
-            self._dirs.discard(path)
-
-    def mkdir(self, path):
-        path = self._norm(path)
-        with self._lock:
-            while path not in self._dirs:
-                if path in self._files:
-                    raise FileExistsError(errno.EEXIST, "is a file", path)
-                self._dirs.add(path)
-                path = posixpath.dirname(path)
-
-    def exists(self, path):
-        path = self._norm(path)
-        with self._lock:
-            return path in self._files or path in self._dirs
-
-    def isdir(self, path):
-        with self._lock:
-            return self._norm(path) in self._dirs
+            super().remove(path)
 
     def fsync_dir(self, path):
         path = self._norm(path)

@@ -1,4 +1,4 @@
-"""Log compaction (odradek.storage.cleaner) on memory and fake-filesystem disk logs."""
+"""Log compaction (odradek.storage.cleaner) in memory mode and on the fake filesystem."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from odradek.storage.cleaner import (
     clean_steps,
     examine,
 )
-from odradek.storage.disk import DiskLogStore, parse_offset_checkpoint
+from odradek.storage.checkpoints import parse_offset_checkpoint
+from odradek.storage.disk import DiskLogStore
 from odradek.storage.fs import FakeFileSystem
 from odradek.storage.memory import MemoryLogStore
 

@@ -1,4 +1,4 @@
-"""Partition logs: disk (real and fake filesystem) and memory, same behaviour."""
+"""Partition logs on the OS, fake and memory (memory mode) filesystems: same behaviour."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from crc32c import crc32c
 
 from odradek.protocol.batch import iter_batches, read_header
-from odradek.storage.base import LeaderEpochCache, LogConfig, OffsetOutOfRange
-from odradek.storage.disk import DiskLogStore, parse_offset_checkpoint
+from odradek.storage.base import LogConfig, OffsetOutOfRange
+from odradek.storage.checkpoints import LeaderEpochCache, parse_offset_checkpoint
+from odradek.storage.disk import DiskLogStore
 from odradek.storage.fs import FakeFileSystem
 from odradek.storage.memory import MemoryLogStore
 
@@ -185,6 +186,50 @@ def test_read_from_middle_offsets(env, interval):
         assert bases_of(r)[0] == first
         assert bases_of(r) == list(range(first, 400, 4))
         assert b"".join(r.chunks) == b"".join(stored[k] for k in range(first, 400, 4))
+
+
+def expected_read(batches, offset, max_bytes, limit, min_one=True) -> list[int]:
+    """Base offsets a read should return: ``batches`` is [(base, last, size)]."""
+    out, size = [], 0
+    for base, last, n in batches:
+        if last < offset:
+            continue
+        if last >= limit or ((out or not min_one) and size + n > max_bytes):
+            break
+        out.append(base)
+        size += n
+    return out
+
+
+@pytest.mark.parametrize("interval", [0, 150, 4096])
+def test_reads_match_a_model(env, interval):
+    """Every offset, several sizes and limits: while appending (the newest batches
+    are found without a scan), after a truncation, and (disk) after a restart."""
+    lg = env.open(segment_bytes=1500, index_interval_bytes=interval)
+    batches = []
+    for i in range(60):
+        info = lg.append(make_batch([b"x" * (7 * i % 90)] * (1 + i % 3), ts=1000 + i), 0, 5000)
+        batches.append((info.base_offset, info.last_offset, lg.size_in_bytes()
+                        - sum(n for _, _, n in batches)))
+
+    def check(lg, batches):
+        leo = lg.log_end_offset
+        for offset in range(leo):
+            for max_bytes in (1, 100, 250, 1000, 1 << 20):
+                for limit in (leo, offset + 1, offset + 5):
+                    for min_one in (True, False):
+                        got = bases_of(lg.read(offset, max_bytes, limit, min_one))
+                        want = expected_read(batches, offset, max_bytes, min(limit, leo), min_one)
+                        assert got == want, (offset, max_bytes, limit, min_one)
+
+    check(lg, batches)
+    cut = batches[46][0] + 1  # inside a batch of 2 records: it goes, with the rest
+    lg.truncate_to(cut)
+    batches = [b for b in batches if b[1] < cut]
+    assert len(batches) == 46 and lg.log_end_offset == batches[-1][1] + 1
+    check(lg, batches)
+    if env.kind != "memory":
+        check(env.reopen(), batches)
 
 
 def test_read_respects_max_bytes_and_max_offset(env):
@@ -778,12 +823,28 @@ def test_reopen_after_truncate_and_delete(disk_env):
 def test_memory_store_keeps_logs():
     store = MemoryLogStore()
     lg = store.open_log("a", 0, LogConfig())
-    fill(lg, 2)
+    stored = fill(lg, 2)
     lg.close()
-    assert store.open_log("a", 0, LogConfig()) is lg and lg.log_end_offset == 2
+    lg = store.open_log("a", 0, LogConfig())
+    assert lg.log_end_offset == 2 and lg.read(0, 1 << 20).chunks == [b"".join(stored.values())]
     assert store.existing_logs() == [("a", 0)]
     store.delete_log("a", 0)
     assert store.existing_logs() == []
+
+
+def test_memory_store_frees_what_it_deletes():
+    store = MemoryLogStore()
+    held = store.fs._files  # path -> file: all the memory the store's data takes
+    lg = store.open_log("t", 0, LogConfig(segment_bytes=BATCH_SIZE * 10, retention_bytes=0))
+    fill(lg, 95)
+    assert lg.apply_retention(0) == 9
+    segments = sum(len(f.data) for p, f in held.items() if p.endswith(".log"))
+    assert segments == lg.size_in_bytes() == 5 * BATCH_SIZE
+    assert all(p.startswith("/t-0/") and p.endswith(("0090.log", "0090.index", "0090.timeindex",
+                                                     "leader-epoch-checkpoint"))
+               for p in held)
+    store.delete_log("t", 0)
+    assert held == {} and store.fs._handles == {}
 
 
 def test_recreated_log_ignores_stale_checkpoints(disk_env):

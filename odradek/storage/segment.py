@@ -1,0 +1,477 @@
+"""One segment of a partition log: its ``.log`` file and the two indexes.
+
+A segment ``<base>`` (20 digits) of a log directory holds ``<base>.log``
+(batches byte for byte), ``<base>.index`` (big-endian int32 relative offset,
+int32 position: one entry for the first batch that starts more than
+index.interval.bytes after the previous entry, mapping that batch's last
+offset to its position) and ``<base>.timeindex`` (int64 timestamp, int32
+relative offset of the batch holding it: the segment's max timestamp so far,
+appended at index points when it grew, and once more when the segment is
+rolled or closed). Kafka's formats.
+
+Invariants:
+
+- Every index entry points at a batch boundary; an index is a pure function of
+  its ``.log`` (rebuilding it gives the same bytes), so it is never trusted
+  blindly: ``load_indexes`` checks it and the loader rebuilds it when it is
+  missing or inconsistent.
+- In memory, besides the indexes, a segment may know the batches after its
+  last index entry (``tail_off``/``tail_pos``: every one, in order, so at most
+  index.interval.bytes' worth); it does when it tracked them itself, not
+  after ``load_indexes`` until ``recover`` rescans.
+- A segment object is not thread-safe by itself: its log mutates it on the
+  event loop; other threads only fsync its handles or read a pinned segment
+  that no longer changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import sys
+from array import array
+
+from odradek.protocol.batch import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    InvalidBatch,
+    peek_size,
+    read_header,
+    validate,
+)
+
+from .base import LogConfig
+from .fs import FileSystem
+
+log = logging.getLogger(__name__)
+
+CLEANED_SUFFIX = ".cleaned"
+SWAP_SUFFIX = ".swap"
+
+_IDX = struct.Struct(">ii")  # relative offset, position
+_TIDX = struct.Struct(">qi")  # timestamp, relative offset
+_I64 = struct.Struct(">q")  # a batch's base offset (at 0)
+_I32 = struct.Struct(">i")  # its length (at 8), its last offset delta (at 23)
+MAX_RELATIVE_OFFSET = 0x7FFFFFFF
+_FIRST_WINDOW = 4096  # header scans near an index entry: the first read
+_SCAN_WINDOW = 16 * 1024  # and the next ones
+_RECOVER_WINDOW = 1024 * 1024  # validating reads at startup
+
+
+def _validate_stored(buf, pos: int, end: int):
+    """``validate`` for batches read back from a log: compacted batches have
+    offset gaps, and empty ones keep their offset range."""
+    return validate(buf, pos, end, dense=False)
+
+
+class Segment:
+    """One segment's files and in-memory index. Not thread-safe by itself: the
+    owning log mutates it on the loop; flush only fsyncs its handles."""
+
+    def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
+                 suffix: str = ""):
+        self.fs = fs
+        self.base = base
+        self.stem = stem = os.path.join(directory, f"{base:020d}")
+        self.log_path = stem + ".log" + suffix
+        self.index_path = stem + ".index" + suffix
+        self.time_path = stem + ".timeindex" + suffix
+        self.log = fs.open(self.log_path)
+        self.size = fs.fsize(self.log)
+        self.idx_h = None
+        self.ts_h = None
+        self.created_ms = created_ms
+        self.pins = 0
+        self.deleted = False
+        self.dirty = False
+        self.reset_indexes()
+
+    def reset_indexes(self) -> None:
+        self.idx_off = array("i")  # relative offsets of indexed batches' last records
+        self.idx_pos = array("i")
+        self.tidx = bytearray()  # raw .timeindex entries
+        self.last_index_pos = 0
+        self.next_offset = self.base
+        self.max_ts = -1
+        self.max_ts_offset = -1  # last offset of the batch that holds max_ts
+        self.first_ts = None  # max timestamp of the first batch (segment.ms rolls)
+        self._reset_tail()
+
+    def _reset_tail(self) -> None:
+        # The batches after the last index entry, known when they were tracked
+        # (None: unknown, as after load_indexes). At most index.interval.bytes'
+        # worth, they let find_batch skip the scan for the newest offsets.
+        self.tail_off = array("i")  # relative last offsets
+        self.tail_pos = array("i")
+
+    # -- index files ----------------------------------------------------
+    def _index_handles(self):
+        if self.idx_h is None:
+            self.idx_h = self.fs.open(self.index_path)
+            self.ts_h = self.fs.open(self.time_path)
+        return self.idx_h, self.ts_h
+
+    def load_indexes(self, upper: int | None) -> bool:
+        """Read both index files; False if missing or inconsistent. ``upper`` bounds
+        the segment's offsets (next segment's base) when known."""
+        fs = self.fs
+        if not (fs.exists(self.index_path) and fs.exists(self.time_path)):
+            return False
+        raw = fs.read_file(self.index_path)
+        traw = fs.read_file(self.time_path)
+        if raw is None or traw is None or len(raw) % 8 or len(traw) % 12:
+            return False
+        a = array("i")
+        a.frombytes(raw)
+        if sys.byteorder == "little":
+            a.byteswap()
+        offs, poss = a[0::2], a[1::2]
+        n = len(offs)
+        if n:
+            if poss[0] <= 0 or poss[-1] >= self.size or offs[0] < 0 or poss[-1] < poss[0] \
+                    or offs[-1] < offs[0]:
+                return False
+            if upper is not None and self.base + offs[-1] >= upper:
+                return False
+            hdr = fs.pread(self.log, HEADER_SIZE, poss[-1])
+            if len(hdr) < HEADER_SIZE:
+                return False
+            h = read_header(hdr)
+            if h.magic != 2 or not self.base <= h.base_offset <= self.base + offs[-1]:
+                return False
+        m = len(traw) // 12
+        if m:
+            ts0, rel0 = _TIDX.unpack_from(traw, 0)
+            ts1, rel1 = _TIDX.unpack_from(traw, (m - 1) * 12)
+            if ts1 < ts0 or rel0 < 0 or rel1 < rel0:
+                return False
+            if upper is not None and self.base + rel1 >= upper:
+                return False
+        self.idx_off, self.idx_pos, self.tidx = offs, poss, bytearray(traw)
+        self.last_index_pos = poss[-1] if n else 0
+        self.tail_off = self.tail_pos = None
+        if m:
+            self.max_ts, rel = _TIDX.unpack_from(traw, (m - 1) * 12)
+            self.max_ts_offset = self.base + rel
+        return True
+
+    def write_indexes(self) -> None:
+        """Rewrite both index files from memory."""
+        idx_h, ts_h = self._index_handles()
+        a = array("i", bytes(8 * len(self.idx_off)))
+        a[0::2] = self.idx_off
+        a[1::2] = self.idx_pos
+        if sys.byteorder == "little":
+            a.byteswap()
+        raw = a.tobytes()
+        self.fs.pwrite(idx_h, raw, 0)
+        self.fs.truncate(idx_h, len(raw))
+        self.fs.pwrite(ts_h, self.tidx, 0)
+        self.fs.truncate(ts_h, len(self.tidx))
+
+    def index_full(self, config: LogConfig) -> bool:
+        return (len(self.idx_off) >= config.segment_index_bytes // 8
+                or len(self.tidx) // 12 >= config.segment_index_bytes // 12)
+
+    def track(self, pos: int, last_offset: int, max_ts: int, interval: int) -> None:
+        """Account for the batch at ``pos`` (already written): Kafka's index rule."""
+        if max_ts > self.max_ts:
+            self.max_ts = max_ts
+            self.max_ts_offset = last_offset
+        rel = last_offset - self.base
+        if pos and pos - self.last_index_pos > interval:
+            idx_h, ts_h = self._index_handles()
+            self.fs.pwrite(idx_h, _IDX.pack(rel, pos), 8 * len(self.idx_off))
+            self.idx_off.append(rel)
+            self.idx_pos.append(pos)
+            self.last_index_pos = pos
+            self.maybe_time_entry()
+            if self.tail_off is not None:
+                self._reset_tail()
+        else:
+            if pos == 0:
+                self.first_ts = max_ts
+            if self.tail_off is not None:
+                self.tail_off.append(rel)
+                self.tail_pos.append(pos)
+        self.next_offset = last_offset + 1
+
+    def maybe_time_entry(self) -> None:
+        """Append (max_ts, its offset) to the time index if the max grew."""
+        last = _TIDX.unpack_from(self.tidx, len(self.tidx) - 12)[0] if self.tidx else -1
+        if self.max_ts > last:
+            _, ts_h = self._index_handles()
+            entry = _TIDX.pack(self.max_ts, self.max_ts_offset - self.base)
+            self.fs.pwrite(ts_h, entry, len(self.tidx))
+            self.tidx += entry
+
+    # -- lookups --------------------------------------------------------
+    def lookup(self, offset: int) -> int:
+        """Position of the last indexed batch at or before ``offset`` (0 if none)."""
+        i = bisect.bisect_right(self.idx_off, offset - self.base) - 1
+        return self.idx_pos[i] if i >= 0 else 0
+
+    def time_lookup(self, ts: int) -> int:
+        """Offset of the last time-index entry with timestamp <= ``ts`` (base if none)."""
+        lo, hi = 0, len(self.tidx) // 12
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _TIDX.unpack_from(self.tidx, mid * 12)[0] <= ts:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.base + _TIDX.unpack_from(self.tidx, (lo - 1) * 12)[1] if lo else self.base
+
+    def _walk(self, pos: int, end: int):
+        """Yield (buffer, index in it, position, size) for the header of each
+        whole batch from ``pos`` up to ``end`` (no CRC check), reading windows
+        of headers; stop at anything malformed or partial."""
+        fs, fh = self.fs, self.log
+        window = _FIRST_WINDOW  # a lookup's batch is usually near: start small
+        while end - pos >= HEADER_SIZE:
+            buf = fs.pread(fh, min(window, end - pos), pos)
+            window = _SCAN_WINDOW
+            n = len(buf)
+            if n < HEADER_SIZE:
+                return
+            b = 0
+            while n - b >= HEADER_SIZE:
+                size = _I32.unpack_from(buf, b + 8)[0] + LOG_OVERHEAD
+                if size < HEADER_SIZE or pos + b + size > end or buf[b + 16] != 2:
+                    return
+                yield buf, b, pos + b, size
+                b += size
+            pos += b
+
+    def headers(self, pos: int, end: int | None = None):
+        """Yield (position, header) of whole batches from ``pos`` up to ``end``
+        (no CRC check); stop at anything malformed or partial."""
+        for buf, b, p, _ in self._walk(pos, self.size if end is None else end):
+            yield p, read_header(buf, b)
+
+    def find_batch(self, offset: int):
+        """(position, header) of the first batch whose last offset >= ``offset``, or None."""
+        rel, tail = offset - self.base, self.tail_off
+        if tail and (not self.idx_off or rel > self.idx_off[-1]):
+            j = bisect.bisect_left(tail, rel)
+            if j == len(tail):
+                return None
+            pos = self.tail_pos[j]
+            hdr = self.fs.pread(self.log, HEADER_SIZE, pos)
+            return (pos, read_header(hdr)) if len(hdr) == HEADER_SIZE else None
+        for buf, b, p, _ in self._walk(self.lookup(offset), self.size):
+            if _I64.unpack_from(buf, b)[0] + _I32.unpack_from(buf, b + 23)[0] >= offset:
+                return p, read_header(buf, b)  # (base offset + last offset delta)
+        return None
+
+    def boundary(self, start: int, limit: int) -> int:
+        """End of the last whole batch within [start, limit] (``start`` if none)."""
+        tail = self.tail_pos
+        if tail and limit >= tail[0]:
+            j = bisect.bisect_right(tail, limit) - 1  # the last batch starting by limit
+            end = tail[j + 1] if j + 1 < len(tail) else self.size
+            return max(start, end if end <= limit else tail[j])
+        i = bisect.bisect_right(self.idx_pos, limit) - 1
+        p = self.idx_pos[i] if i >= 0 else 0
+        end = p = max(p, start)
+        for _, _, q, size in self._walk(p, limit):
+            end = q + size
+        return end
+
+    def read(self, pos: int, size: int) -> bytes:
+        return self.fs.pread(self.log, size, pos)
+
+    def batches(self):
+        """Yield (header, bytes) for each whole batch, reading large windows
+        (for a segment that no longer changes: the cleaner's worker thread)."""
+        fs, fh, end = self.fs, self.log, self.size
+        pos = 0
+        while end - pos >= HEADER_SIZE:
+            buf = fs.pread(fh, min(_RECOVER_WINDOW, end - pos), pos)
+            n, b = len(buf), 0
+            while n - b >= HEADER_SIZE:
+                size = peek_size(buf, b)
+                if size < HEADER_SIZE or pos + b + size > end:
+                    return
+                if size > n - b:
+                    if b == 0:  # one batch larger than the window
+                        buf = fs.pread(fh, size, pos)
+                        n = len(buf)
+                        if n < size:
+                            return
+                        continue
+                    break
+                yield read_header(buf, b), buf[b : b + size]
+                b += size
+            if b == 0:
+                return
+            pos += b
+
+    # -- recovery -------------------------------------------------------
+    def recover(self, from_offset: int, interval: int, on_batch=None) -> int:
+        """Re-derive state from the file: batches ending before ``from_offset`` are
+        trusted (header scan from the last index entry below it); the rest are
+        CRC-validated and re-indexed, and an invalid tail is truncated. Indexes
+        must be loaded (or reset) before. Returns the number of bytes validated."""
+        rel = from_offset - self.base
+        k = bisect.bisect_left(self.idx_off, rel)
+        del self.idx_off[k:]
+        del self.idx_pos[k:]
+        lo, hi = 0, len(self.tidx) // 12  # time entries are ordered by offset too
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if _TIDX.unpack_from(self.tidx, mid * 12)[1] < rel:
+                lo = mid + 1
+            else:
+                hi = mid
+        del self.tidx[lo * 12:]
+        self.last_index_pos = self.idx_pos[-1] if k else 0
+        self._reset_tail()  # tracked again by the scan from last_index_pos below
+        self.next_offset = self.base
+        self.max_ts, self.max_ts_offset, self.first_ts = -1, -1, None
+        if self.tidx:
+            self.max_ts, r = _TIDX.unpack_from(self.tidx, len(self.tidx) - 12)
+            self.max_ts_offset = self.base + r
+        start = self.last_index_pos
+        if start > 0:  # the scan below will not see the first batch
+            self.first_ts = self._first_batch_ts()
+        for p, h in self.headers(start):
+            if h.last_offset >= from_offset:
+                break
+            self.track(p, h.last_offset, h.max_timestamp, interval)
+            start = p + h.size
+        validated = self._validate_from(start, interval, on_batch)
+        self.maybe_time_entry()
+        self.write_indexes()
+        return validated
+
+    def _first_batch_ts(self):
+        hdr = self.fs.pread(self.log, HEADER_SIZE, 0)
+        return read_header(hdr).max_timestamp if len(hdr) == HEADER_SIZE else None
+
+    def _validate_from(self, pos: int, interval: int, on_batch) -> int:
+        fs, fh, end = self.fs, self.log, self.size
+        start = pos
+        expected = self.next_offset
+        bad = False
+        while end - pos >= HEADER_SIZE and not bad:
+            buf = fs.pread(fh, min(_RECOVER_WINDOW, end - pos), pos)
+            n, b = len(buf), 0
+            while n - b >= LOG_OVERHEAD:
+                size = peek_size(buf, b)
+                if size < HEADER_SIZE or pos + b + size > end:
+                    bad = True
+                    break
+                if size > n - b:
+                    if b == 0:  # one batch larger than the window
+                        buf, n = fs.pread(fh, size, pos), size
+                        continue
+                    break
+                try:
+                    h = _validate_stored(buf, b, b + size)
+                except InvalidBatch as e:
+                    log.warning("%s: invalid batch at position %d: %s", self.log_path, pos + b, e)
+                    bad = True
+                    break
+                if h.base_offset < expected or h.last_offset - self.base > MAX_RELATIVE_OFFSET:
+                    log.warning("%s: out-of-order offset %d at position %d",
+                                self.log_path, h.base_offset, pos + b)
+                    bad = True
+                    break
+                self.track(pos + b, h.last_offset, h.max_timestamp, interval)
+                if on_batch is not None:
+                    on_batch(h)
+                expected = h.next_offset
+                b += size
+            if b == 0:
+                break
+            pos += b
+        if pos < self.size:
+            log.warning("%s: truncating %d bytes of invalid data at position %d",
+                        self.log_path, self.size - pos, pos)
+            self.fs.truncate(fh, pos)
+            self.size = pos
+        return pos - start
+
+    def truncate_at(self, pos: int, offset: int, interval: int) -> None:
+        """Drop everything from ``pos`` (the start of the batch holding ``offset``)."""
+        self.fs.truncate(self.log, pos)
+        self.size = pos
+        self.recover(offset, interval)
+
+    # -- lifecycle ------------------------------------------------------
+    def handles(self):
+        return (self.log, self.idx_h, self.ts_h)
+
+    def close_handles(self) -> None:
+        for h in self.handles():
+            if h is not None:
+                try:
+                    self.fs.close(h)
+                except OSError:
+                    pass
+        self.log = self.idx_h = self.ts_h = None
+
+    def remove_files(self) -> None:
+        for p in (self.log_path, self.index_path, self.time_path):
+            self.fs.remove_if_exists(p)
+
+    def time_waited(self, ts: int, now_ms: int) -> int:
+        """Kafka's roll clock: from the first batch's timestamp, else creation."""
+        if self.first_ts is not None and self.first_ts >= 0:
+            return ts - self.first_ts
+        return now_ms - self.created_ms
+
+    def largest_timestamp(self) -> int:
+        return self.max_ts if self.max_ts >= 0 else self.created_ms
+
+    def first_timestamp(self) -> int:
+        """Max timestamp of the first batch (creation time if none): what
+        max.compaction.lag.ms measures a dirty segment by."""
+        if self.first_ts is None and self.size:
+            self.first_ts = self._first_batch_ts()
+        return self.first_ts if self.first_ts is not None and self.first_ts >= 0 else self.created_ms
+
+
+class CleanedSegment:
+    """A segment the cleaner writes (``<base>.log.cleaned`` and indexes) to
+    replace others. Created on the event loop, so every file exists before a
+    worker thread writes to it; ``append``/``finish`` may then run in a thread."""
+
+    def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
+                 interval: int):
+        self.fs = fs
+        self.seg = seg = Segment(fs, directory, base, created_ms, suffix=CLEANED_SUFFIX)
+        if seg.size:  # a leftover of an abandoned clean
+            fs.truncate(seg.log, 0)
+            seg.size = 0
+        seg._index_handles()
+        self.interval = interval
+
+    @property
+    def size(self) -> int:
+        return self.seg.size
+
+    def append(self, batch) -> None:
+        """Write one whole batch (its offsets already final) at the end."""
+        seg = self.seg
+        h = read_header(batch)
+        pos = seg.size
+        self.fs.pwrite(seg.log, batch, pos)
+        seg.size = pos + len(batch)
+        seg.track(pos, h.last_offset, h.max_timestamp, self.interval)
+
+    def finish(self) -> None:
+        """Write the indexes and fsync all three files."""
+        seg = self.seg
+        seg.maybe_time_entry()
+        seg.write_indexes()
+        for h in seg.handles():
+            self.fs.fsync(h)
+
+    def abort(self) -> None:
+        self.seg.close_handles()
+        self.seg.remove_files()
+
