@@ -201,7 +201,7 @@ class ProducerStateTable:
             anchor = _anchor_of(_first_header(log, end - 1)) if end > start else _NO_ANCHOR
             data = encode_snapshot(self.producers, end, anchor)
         except Exception:  # an optimisation only: never fail a checkpoint or shutdown
-            logger.exception("producer snapshot of %s failed", getattr(log, "dir", log))
+            logger.exception("producer snapshot of %s failed", log)
             return None
         self.snapshot_offset = end
         return data

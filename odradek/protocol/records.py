@@ -34,9 +34,10 @@ ends before the batch does raises :class:`IncompleteBatch`, a subclass.
 from __future__ import annotations
 
 import struct
-import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, NamedTuple
+
+from odradek.clock import now_ms
 
 from . import compression as _compression
 from .batch import (
@@ -291,7 +292,7 @@ def build_batch(
             delta = i
         if ts is None:
             if now is None:
-                now = int(time.time() * 1000)
+                now = now_ms()
             ts = now
         prev_delta = delta
         items.append((delta, ts, key, value, headers or ()))

@@ -57,7 +57,6 @@ import asyncio
 import hashlib
 import logging
 import struct
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from odradek.protocol.batch import (
     compute_crc,
 )
 from odradek.protocol.records import build_batch, decode_batch
+from odradek.clock import now_ms
 
 log = logging.getLogger("odradek.cleaner")
 
@@ -439,7 +439,7 @@ def run_steps(gen):
 def clean_log(lg, cfg: CompactionConfig, now: int | None = None, clean_point: int | None = None,
               *, force: bool = False, **kwargs) -> CleanResult | None:
     """Clean ``lg`` synchronously if it is due (or ``force``); None if not cleaned."""
-    now = int(time.time() * 1000) if now is None else now
+    now = now_ms() if now is None else now
     ltc = examine(lg, clean_point, cfg, now)
     if not (force or ltc.due(cfg)):
         return None
@@ -447,10 +447,6 @@ def clean_log(lg, cfg: CompactionConfig, now: int | None = None, clean_point: in
 
 
 # -- the broker's background cleaner -------------------------------------------------
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
 
 class LogCleaner:
     """Cleans the broker's compacted logs, one at a time, the dirtiest first.
@@ -543,7 +539,7 @@ class LogCleaner:
 
     async def clean_one(self) -> bool:
         """Pick the log most in need of cleaning and clean it; False if none is."""
-        now = _now_ms()
+        now = now_ms()
         best = best_score = None
         for p in list(self.broker.replicas.all_partitions()):
             lg = p.log

@@ -34,7 +34,6 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-import time
 
 from odradek.protocol.batch import (
     HEADER_SIZE,
@@ -59,10 +58,7 @@ from .checkpoints import write_epoch_checkpoint
 from .fs import FileSystem, OSFileSystem
 from .recovery import load_log
 from .segment import MAX_RELATIVE_OFFSET, SWAP_SUFFIX, CleanedSegment, Segment
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+from odradek.clock import now_ms
 
 
 class SegmentedLog(PartitionLog):
@@ -98,7 +94,7 @@ class SegmentedLog(PartitionLog):
         else:
             self._hw = min(max(high_watermark, self._log_start), leo)
         self._rolled_since_flush = False
-        self._last_flush_ms = _now_ms()
+        self._last_flush_ms = now_ms()
         self._closed = False
 
     def _write_epochs(self, text: str) -> None:
@@ -387,7 +383,7 @@ class SegmentedLog(PartitionLog):
         for s in doomed:
             s.remove_files()
         if k == 0:
-            seg = Segment(self.fs, self.dir, offset, _now_ms())
+            seg = Segment(self.fs, self.dir, offset, now_ms())
             seg.write_indexes()
             with self._lock:
                 self._segments, self._bases = [seg], [offset]
@@ -473,7 +469,7 @@ class SegmentedLog(PartitionLog):
                     else:
                         if gen == self._gen:
                             self._rp = max(self._rp, min(end, self._leo))
-                        self._last_flush_ms = _now_ms()
+                        self._last_flush_ms = now_ms()
 
     def close(self) -> None:
         """Write the active segment's final time-index entry, flush, close files."""

@@ -25,21 +25,17 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 
 from .base import LogConfig
 from .checkpoints import LeaderEpochCache, read_epoch_checkpoint
 from .fs import FileSystem
 from .segment import SWAP_SUFFIX, Segment
+from odradek.clock import now_ms
 
 log = logging.getLogger(__name__)
 
 _TEMP_SUFFIXES = (".tmp", ".deleted", ".cleaned")  # .swap: completed by complete_swaps
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _is_log_name(n: str) -> bool:
@@ -94,7 +90,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
                                                            h.base_offset):
             epochs_dirty = True
 
-    now = _now_ms()
+    now = now_ms()
     if not bases:
         start = max(log_start or 0, 0)
         seg = Segment(fs, d, start, now)
@@ -161,7 +157,7 @@ def complete_swaps(fs: FileSystem, d: str) -> None:
         if not (n.endswith(".log" + SWAP_SUFFIX) and len(n) == 29 and n[:20].isdigit()):
             continue
         base = int(n[:20])
-        swap = Segment(fs, d, base, _now_ms(), suffix=SWAP_SUFFIX)
+        swap = Segment(fs, d, base, now_ms(), suffix=SWAP_SUFFIX)
         try:
             end = None
             for _, h in swap.headers(0):

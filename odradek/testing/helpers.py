@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from odradek.embedded import EmbeddedBroker
+from odradek.clock import now_ms
 
 
 @dataclass
@@ -60,7 +61,7 @@ class BrokerHandle:
         """Append records (values, or (key, value) pairs) to one partition; return the base offset."""
         from odradek.protocol.records import build_batch
 
-        now = int(time.time() * 1000)
+        now = now_ms()
         recs = []
         for v in values:
             k = key
