@@ -54,9 +54,10 @@ class BrokerCore:
 
     ``fs`` is the filesystem under the data dir (default: the operating
     system's); tests pass a ``FakeFileSystem`` to crash it or watch its calls.
-    ``metadata_path`` is the metadata store's file: by default under the data
-    dir on the operating system's filesystem, else (memory mode, or another
-    ``fs``) in memory."""
+    The metadata store is the one the ``metadata.store`` setting names
+    (``--metadata-store``: ``etcd://...`` for a cluster), else SQLite at
+    ``metadata_path``: by default under the data dir on the operating system's
+    filesystem, else (memory mode, or another ``fs``) in memory."""
 
     def __init__(self, config: BrokerConfig, fs=None, metadata_path: str | None = None):
         self.config = config
@@ -98,9 +99,11 @@ class BrokerCore:
         """Open the metadata store and the logs: the broker's state, without
         its listeners and background tasks (``start`` runs this first)."""
         from odradek.metadata.sqlite import SqliteStore
+        from odradek.metadata.store import open_store
 
         loop = asyncio.get_running_loop()
-        self.metadata = await SqliteStore.open(self.metadata_path)
+        url = self.config.get("metadata.store")
+        self.metadata = await (open_store(url) if url else SqliteStore.open(self.metadata_path))
         self.admin = TopicAdmin(self.config, self.metadata, self.image, self.replicas,
                                 on_deleted=self._topic_deleted)
         # Recovery reads the logs and may fsync: in a worker thread, while

@@ -68,9 +68,13 @@ def main(bootstrap, client_config, timeout, debug) -> None:
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="A Kafka server.properties file (num.partitions, log.retention.hours, ...).")
 @click.option("--memory", is_flag=True, help="Keep nothing on disk.")
+@click.option("--metadata-store", default=None, metavar="URL",
+              help="Where cluster metadata lives: etcd://HOST:PORT[,HOST:PORT...]/PREFIX "
+                   "(needs odradek[cluster]); default: a file in the data dir.")
 @click.option("-o", "--override", multiple=True, metavar="KEY=VALUE", help="Set one broker property.")
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, override, log_level):
+def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, metadata_store, override,
+          log_level):
     """Run a broker in the foreground; stops cleanly on SIGTERM or Ctrl-C.
 
     \b
@@ -93,6 +97,8 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, o
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--override")
         k, v = item.split("=", 1)
         props[k.strip()] = v.strip()
+    if metadata_store:
+        props["metadata.store"] = metadata_store
     if "node.id" in props and node_id == 1:
         node_id = int(props["node.id"])
     if "log.dirs" in props and data_dir == "./odradek-data":

@@ -17,7 +17,8 @@ Invariants every implementation keeps:
 - writes are serialised by the store: two transactions never interleave.
 
 Implementations: ``odradek.metadata.sqlite.SqliteStore`` (one broker, a file
-in its data dir or memory); the cluster work adds one over etcd.
+in its data dir or memory) and ``odradek.metadata.etcd.EtcdStore`` (a cluster
+named by an ``etcd://`` URL); ``open_store`` picks one.
 """
 
 from __future__ import annotations
@@ -123,6 +124,16 @@ class LeaseNotFound(KeyError):
     """The lease does not exist (never granted, expired or revoked)."""
 
 
+class StoreUnavailable(Exception):
+    """The store did not answer. For a write the outcome is unknown: re-read
+    before deciding what happened."""
+
+
+class WatchInterrupted(Exception):
+    """A watch stopped before it was closed (a broken connection): list the
+    prefix again and watch from the revision of that listing."""
+
+
 class MetadataStore(abc.ABC):
     """The operations the broker and the cluster use; see the module docstring."""
 
@@ -141,7 +152,7 @@ class MetadataStore(abc.ABC):
     def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:
         """Changes under ``prefix`` with revision >= ``start_revision``, then live
         ones, until the iterator is closed. Raises CompactedError if the store no
-        longer keeps ``start_revision``."""
+        longer keeps ``start_revision``, WatchInterrupted if it stops early."""
 
     @abc.abstractmethod
     async def grant_lease(self, ttl: float) -> int: ...
@@ -166,3 +177,22 @@ class MetadataStore(abc.ABC):
     async def compare_and_set(self, key: str, value: bytes, version: int) -> bool:
         """Write ``key`` only if its version is ``version`` (0: only if absent)."""
         return (await self.txn((Compare(key, "version", "==", version),), (Put(key, value),))).succeeded
+
+
+async def open_store(url: str) -> MetadataStore:
+    """The store named by ``url``: ``etcd://HOST:PORT[,...]/PREFIX`` for a
+    cluster, ``sqlite:///PATH`` or ``memory://`` for one broker."""
+    if url.startswith("etcd://"):
+        try:
+            from odradek.metadata.etcd import EtcdStore
+        except ImportError as e:
+            raise RuntimeError(f"an etcd metadata store needs the cluster extra "
+                               f"(pip install 'odradek[cluster]'): {e}") from None
+        return await EtcdStore.open(url)
+    from odradek.metadata.sqlite import SqliteStore
+
+    if url == "memory://":
+        return await SqliteStore.open(None)
+    if url.startswith("sqlite://"):
+        return await SqliteStore.open(url[len("sqlite://"):])
+    raise ValueError(f"unknown metadata store {url!r} (etcd://, sqlite:///PATH or memory://)")

@@ -351,3 +351,25 @@ def test_producer_id_blocks_are_never_handed_out_twice(tmp_path):
     ids = run(first())
     assert ids == [0, BLOCK, 1]
     assert run(second()) == [2 * BLOCK, 50 * BLOCK]
+
+
+def test_store_urls():
+    from odradek.metadata.store import open_store
+
+    pytest.importorskip("etcd3aio")
+    from odradek.metadata.etcd import parse_url
+
+    assert parse_url("etcd://127.0.0.1:2379,127.0.0.2:2379/prod/a") == (
+        ["127.0.0.1:2379", "127.0.0.2:2379"], "/prod/a/")
+    for bad in ("etcd://127.0.0.1:2379", "etcd://127.0.0.1:2379/", "http://h:1/x", "etcd:///x"):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+    with pytest.raises(ValueError):
+        run(open_store("zookeeper://h:2181/x"))
+
+    async def memory():
+        s = await open_store("memory://")
+        assert await s.put("a", b"1") == 1
+        await s.close()
+
+    run(memory())
