@@ -150,6 +150,15 @@ class BrokerCore:
                     log.warning("metadata store: %s", e2)
 
     async def start(self) -> None:
+        """Load, listen, register and start the background duties; on any
+        failure, what was started is stopped again before the error goes on."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         from odradek.coordinator import start_coordinators
         from odradek.scheduler import Housekeeping
         from odradek.server.connection import KafkaConnection
