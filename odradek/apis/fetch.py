@@ -2,7 +2,9 @@
 
 Long poll: when fewer than ``min_bytes`` are available the request waits up
 to ``max_wait_ms`` and is woken at once by an append to any partition it
-reads (in an incremental session: any partition of the session). Limits:
+reads (in an incremental session: any partition of the session), after which
+the partitions are read again; at the timeout, nothing having been appended,
+the first reading is answered. Limits:
 ``partition_max_bytes`` per partition and ``max_bytes`` per response, except
 that the first partition with data always gets at least one whole batch
 (KIP-74), so a large message is never stuck; after it, a batch that does not
@@ -56,9 +58,12 @@ def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition]
     return fetch, forgotten
 
 
-def read_partitions(broker, parts: list[FetchPartition], max_bytes: int,
-                    uses_topic_ids: bool) -> tuple[list, int, list]:
-    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read)."""
+def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
+                    skip_unchanged: bool = False) -> tuple[list, int, list]:
+    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read).
+    With ``skip_unchanged`` (an incremental session), a partition with nothing
+    to read whose high watermark and log start offset are those it was last
+    sent gets no response partition: it would not be sent."""
     total = 0
     touched = []
     entries = []
@@ -71,11 +76,15 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int,
             entries.append((fp, _partition_error(index, code)))
             continue
         hw = p.high_watermark
-        entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
-                 "last_stable_offset": p.last_stable_offset, "log_start_offset": p.log_start_offset,
-                 "aborted_transactions": None, "records": b""}
+        log_start = p.log_start_offset
         touched.append(p)
         offset = fp.fetch_offset
+        if skip_unchanged and hw == fp.high_watermark and log_start == fp.log_start_offset \
+                and log_start <= offset and hw <= offset <= p.log_end_offset:
+            continue
+        entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
+                 "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
+                 "aborted_transactions": None, "records": b""}
         limit = min(fp.max_bytes, max_bytes - total)
         if offset < hw and (limit > 0 or total == 0):
             try:
@@ -87,7 +96,7 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int,
                 if result.size:
                     entry["records"] = result.chunks
                     total += result.size
-        elif offset > p.log_end_offset or offset < p.log_start_offset:
+        elif offset > p.log_end_offset or offset < log_start:
             entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
         entries.append((fp, entry))
     return entries, total, touched
@@ -122,8 +131,9 @@ async def fetch(ctx, request: dict) -> dict:
     min_bytes = request["min_bytes"]
     max_bytes = request["max_bytes"]
     parts = context.partitions
+    incremental = context.kind == "incremental"
     while True:
-        entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids)
+        entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break
@@ -133,7 +143,7 @@ async def fetch(ctx, request: dict) -> dict:
         try:
             await asyncio.wait_for(fut, remaining)
         except asyncio.TimeoutError:
-            pass
+            break  # nothing was appended: the last pass stands
         finally:
             for p in touched:
                 p.discard_waiter(fut)
