@@ -36,7 +36,8 @@ session over a new connection. The cache holds at most
 0 turns sessions off: every full fetch is answered with session id 0). When it
 is full, a new session may take the place of an old one: first the least
 recently used, if unused for longer than
-``min.incremental.fetch.session.eviction.ms`` (default 120000); otherwise the
+``min.incremental.fetch.session.eviction.ms`` (120000 by default, a constant
+in Kafka, settable here for tests); otherwise the
 least valuable evictable session, if the newcomer is worth at least as much.
 Value orders by (privileged, partition count, session id), and the newcomer's
 id counts as 0, so it needs more partitions to win. A privileged newcomer
@@ -44,7 +45,9 @@ id counts as 0, so it needs more partitions to win. A privileged newcomer
 sessions created longer than the eviction time ago. As in Kafka, sessions are
 evicted only to make room, never by a timer.
 
-Deliberately different from Kafka: one cache, not shards; eviction looks over
+Deliberately different from Kafka: one cache, not shards (Kafka 4 splits the
+slots over 8 shards and evicts within a shard, so below 8 slots it keeps no
+sessions at all); eviction looks over
 the sessions (at most the slot count) instead of keeping sorted indexes, and
 judges whether a session is old enough to evict when it looks rather than when
 the session was last used (the same outcome for sessions in use). No code here

@@ -20,7 +20,7 @@ partitions with records, errors, or a new high watermark or log start offset.
 Session errors (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
 FETCH_SESSION_TOPIC_ID_ERROR) are answered at the top level with no
 partitions. From v13 topics are named by id; an unknown id is UNKNOWN_TOPIC_ID
-for its partitions.
+for its partitions, which are listed after the others.
 
 Not implemented: read_committed reads up to the last stable offset, which
 equals the high watermark until transactions arrive, and aborted transactions
@@ -147,6 +147,9 @@ async def fetch(ctx, request: dict) -> dict:
         finally:
             for p in touched:
                 p.discard_waiter(fut)
+    if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
+        # As in Kafka, partitions of unknown topic ids come after the others.
+        entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
     return {"throttle_time_ms": 0, "error_code": code, "session_id": session_id,
             "responses": by_topic(entries, uses_topic_ids)}

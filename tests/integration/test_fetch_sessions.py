@@ -125,8 +125,15 @@ def test_unknown_topic_id_in_a_session(odradek_broker_fn):
         assert r["responses"][0]["partitions"][0]["error_code"] == errors.UNKNOWN_TOPIC_ID
         f.topic_id = known
         r = f.fetch(sid, 2, {0: 0})
+        # As in Kafka 4.4: partitions of unknown topic ids come last.
         assert [(t["topic_id"], p["error_code"]) for t in r["responses"] for p in t["partitions"]] == \
-            [(b"\x01" * 16, errors.UNKNOWN_TOPIC_ID), (known, 0)]
+            [(known, 0), (b"\x01" * 16, errors.UNKNOWN_TOPIC_ID)]
+        r = f.fetch(sid, 3, {})
+        assert [(t["topic_id"], p["error_code"]) for t in r["responses"] for p in t["partitions"]] == \
+            [(b"\x01" * 16, errors.UNKNOWN_TOPIC_ID)]
+        f.topic_id = b"\x01" * 16
+        r = f.fetch(sid, 4, {}, forget=[0])
+        assert r["error_code"] == 0 and r["responses"] == []
     finally:
         f.close()
 
