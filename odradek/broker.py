@@ -7,7 +7,7 @@ their logs); topic administration (``odradek.topic_admin``); the periodic
 duties (``odradek.scheduler``); the group coordinator and the log cleaner;
 the listeners (``odradek.server``). API handlers reach them through the
 broker: ``broker.replicas.partition_or_error(...)``, ``broker.image``,
-``broker.admin``.
+``broker.admin``, ``broker.fetch_sessions`` (Fetch sessions, KIP-227).
 
 Invariants:
 - Topic changes are committed to the metadata store before they are applied
@@ -30,6 +30,7 @@ import time
 import uuid
 
 from odradek.config import BrokerConfig, parse_properties
+from odradek.fetch_sessions import FetchSessionCache
 from odradek.metadata import topics as topic_records
 from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
@@ -68,6 +69,7 @@ class BrokerCore:
         self.metadata: MetadataStore | None = None
         self.image = TopicImage()
         self.replicas = ReplicaManager(config)
+        self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
         self.store: LogStore | None = None
