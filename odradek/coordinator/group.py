@@ -15,6 +15,10 @@ through :meth:`GroupCoordinator.execute`, which
    state machine's completions, and re-arms the one timer at the state
    machine's next deadline.
 
+Steps 2-4 (but the futures and the timer) are
+:class:`~odradek.coordinator.runtime.ShardRunner`'s, which the state-machine
+tests use too.
+
 All of this runs synchronously on the event loop (``log.append`` does not
 block on fsync), so no other request can interleave between an operation and
 its write, and a response that depends on a write is sent only after it.
@@ -33,8 +37,8 @@ import logging
 import time
 
 from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine
-from odradek.coordinator.records import RecordFormatError
-from odradek.coordinator.state import GroupConfig, Result
+from odradek.coordinator.runtime import Result, ShardRunner
+from odradek.coordinator.state import GroupConfig
 from odradek.protocol.batch import iter_batches
 from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
 
@@ -73,6 +77,7 @@ class GroupCoordinator:
         self.sm = CoordinatorStateMachine(GroupConfig.from_broker(broker.config),
                                           ConsumerGroupConfig.from_broker(broker.config),
                                           BrokerTopics(broker))
+        self.runner = ShardRunner(self.sm, self._write)
         self.waiters: dict[int, asyncio.Future] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
@@ -199,14 +204,7 @@ class GroupCoordinator:
         return count
 
     def _replay(self, key, value, now: int) -> int:
-        if key is None:
-            return 0
-        try:
-            self.sm.replay(bytes(key), None if value is None else bytes(value), now)
-        except RecordFormatError as e:
-            log.warning("skipping unreadable %s record: %s", OFFSETS_TOPIC, e)
-            return 0
-        return 1
+        return 1 if self.runner.load(key, value, now) else 0
 
     # -- executing operations -------------------------------------------
     def execute(self, op, *args, **kwargs) -> Result:
@@ -215,7 +213,8 @@ class GroupCoordinator:
         res = op(now, *args, **kwargs)
         if res.wait is not None:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
-        self._apply(res, now)
+        self._deliver(self.runner.apply(res, now))
+        self._reschedule()
         return res
 
     async def wait(self, res: Result) -> dict:
@@ -228,39 +227,14 @@ class GroupCoordinator:
         finally:
             self.waiters.pop(res.wait, None)
 
-    def _apply(self, res: Result, now: int) -> None:
-        if res.records:
-            failed = self._append_and_replay(res.records, now)
-            if failed:
-                self.sm.append_failed(failed, now)
-                if res.failure is not None:
-                    res.response = res.failure
-        self._deliver()
-        self._reschedule()
+    def _write(self, part: int, kvs: list, now: int) -> None:
+        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
+        if code:
+            raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
+        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
 
-    def _append_and_replay(self, records: list, now: int) -> list:
-        """Append ``records`` partition by partition, replaying each batch once
-        written; return the records that could not be written."""
-        by_partition: dict[int, list] = {}
-        for part, key, value in records:
-            by_partition.setdefault(part, []).append((key, value))
-        failed = []
-        for part, kvs in by_partition.items():
-            try:
-                p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
-                if code:
-                    raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
-                p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
-            except Exception:
-                log.exception("cannot append to %s-%d", OFFSETS_TOPIC, part)
-                failed.extend((part, k, v) for k, v in kvs)
-                continue
-            for k, v in kvs:
-                self.sm.replay(k, v, now)
-        return failed
-
-    def _deliver(self) -> None:
-        for token, response in self.sm.drain():
+    def _deliver(self, completions) -> None:
+        for token, response in completions:
             fut = self.waiters.get(token)
             if fut is not None and not fut.done():
                 fut.set_result(response)

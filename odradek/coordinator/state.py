@@ -49,11 +49,12 @@ import itertools
 import struct
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.records import GroupKey, OffsetKey, OffsetValue
+from odradek.coordinator.runtime import Result
 from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
 
@@ -99,14 +100,6 @@ class GroupConfig:
             offsets_retention_ms=config.get_int("offsets.retention.minutes", 7 * 24 * 60) * 60000,
             max_metadata_bytes=config.get_int("offset.metadata.max.bytes", d.max_metadata_bytes),
         )
-
-
-@dataclass
-class Result:
-    response: dict | None = None
-    wait: int | None = None
-    records: list = field(default_factory=list)  # (partition, key bytes, value bytes | None)
-    failure: dict | None = None  # response to send instead if the records cannot be written
 
 
 class Member:

@@ -1,5 +1,5 @@
-"""Drives a CoordinatorStateMachine's consumer groups synchronously, the way
-the runtime does: records are "appended" to an in-memory log and replayed.
+"""Drives a CoordinatorStateMachine's consumer groups synchronously through
+the runtime's ShardRunner: records are "appended" to an in-memory log and replayed.
 Partitions are given by topic name here ({"t": [0, 1]}) and translated to
 topic ids on the way in and out."""
 
@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 
 from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine, DictTopics
-from odradek.coordinator.state import GroupConfig, Result
+from odradek.coordinator.runtime import Result, ShardRunner
+from odradek.coordinator.state import GroupConfig
 
 T0 = 1_700_000_000_000
 TID = {"t": b"T" * 16, "u": b"U" * 16, "v": b"V" * 16}
@@ -36,10 +37,19 @@ class ConsumerHarness:
         self.log: list[tuple[int, bytes, bytes | None]] = []
 
     # -- plumbing --------------------------------------------------------
+    @property
+    def sm(self):
+        return self.runner.shard
+
+    @sm.setter
+    def sm(self, shard) -> None:
+        self.runner = ShardRunner(shard, self._write)
+
+    def _write(self, part: int, kvs: list, now: int) -> None:
+        self.log.extend((part, k, v) for k, v in kvs)
+
     def apply(self, res: Result) -> Result:
-        for record in res.records:
-            self.log.append(record)
-            self.sm.replay(record[1], record[2], self.now)
+        self.runner.apply(res, self.now)
         return res
 
     def advance(self, ms: int) -> Result:

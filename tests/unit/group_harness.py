@@ -1,12 +1,13 @@
-"""Drives a GroupStateMachine synchronously, the way the runtime does: each
-operation's records are "appended" to an in-memory log and replayed, and
+"""Drives a GroupStateMachine synchronously through the runtime's ShardRunner:
+each operation's records are "appended" to an in-memory log and replayed, and
 parked responses are collected from the completions."""
 
 from __future__ import annotations
 
 import struct
 
-from odradek.coordinator.state import GroupConfig, GroupStateMachine, Result
+from odradek.coordinator.runtime import Result, ShardRunner
+from odradek.coordinator.state import GroupConfig, GroupStateMachine
 from odradek.protocol.schema import codec
 
 T0 = 1_700_000_000_000
@@ -29,11 +30,19 @@ class Harness:
         self.topics = {"t": 4, "u": 2}
 
     # -- plumbing --------------------------------------------------------
+    @property
+    def sm(self):
+        return self.runner.shard
+
+    @sm.setter
+    def sm(self, shard) -> None:
+        self.runner = ShardRunner(shard, self._write)
+
+    def _write(self, part: int, kvs: list, now: int) -> None:
+        self.log.extend((part, k, v) for k, v in kvs)
+
     def apply(self, res: Result) -> Result:
-        for record in res.records:
-            self.log.append(record)
-            self.sm.replay(record[1], record[2], self.now)
-        for token, response in self.sm.drain():
+        for token, response in self.runner.apply(res, self.now):
             self.responses[token] = response
         return res
 
