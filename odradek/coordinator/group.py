@@ -1,8 +1,8 @@
 """The group coordinator's runtime: the state machine wired to the log and the clock.
 
 Theory of operation: :class:`GroupCoordinator` owns one
-:class:`~odradek.coordinator.consumer.CoordinatorStateMachine` (classic
-groups and KIP-848 consumer groups; it reads the broker's topics through
+:class:`~odradek.coordinator.shard.GroupShard` (classic groups, KIP-848
+consumer groups and their offsets; it reads the broker's topics through
 :class:`BrokerTopics`) and drives it from the event loop. Every step (a
 request, a timer tick, the periodic offset expiry, a topic deletion) goes
 through :meth:`GroupCoordinator.execute`, which
@@ -36,9 +36,11 @@ import asyncio
 import logging
 import time
 
-from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine
+from odradek.coordinator import records as rec
+from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
-from odradek.coordinator.state import GroupConfig
+from odradek.coordinator.shard import GroupShard
+from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches
 from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
 
@@ -74,10 +76,11 @@ class BrokerTopics:
 class GroupCoordinator:
     def __init__(self, broker):
         self.broker = broker
-        self.sm = CoordinatorStateMachine(GroupConfig.from_broker(broker.config),
-                                          ConsumerGroupConfig.from_broker(broker.config),
-                                          BrokerTopics(broker))
-        self.runner = ShardRunner(self.sm, self._write)
+        self.config = GroupConfig.from_broker(broker.config)
+        self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
+        self.topics = BrokerTopics(broker)
+        self.loading: set[int] = set()  # __consumer_offsets partitions still being replayed
+        self._new_shard()
         self.waiters: dict[int, asyncio.Future] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
@@ -85,11 +88,55 @@ class GroupCoordinator:
         self._create_task: asyncio.Task | None = None
         self._stopped = False
 
+    def _new_shard(self) -> None:
+        self.sm = GroupShard(self.config, self.consumer_config, self.topics)
+        self.runner = ShardRunner(self.sm, self._write)
+
+    # -- routing ---------------------------------------------------------
+    def partition_for(self, group_id: str | None) -> int:
+        return rec.partition_for(group_id or "", self.config.num_partitions)
+
+    def shard_for(self, group_id: str | None) -> tuple[GroupShard | None, int]:
+        """The shard serving ``group_id``, or (None, the error a request gets)."""
+        if self.loading and self.partition_for(group_id) in self.loading:
+            return None, errors.COORDINATOR_LOAD_IN_PROGRESS
+        return self.sm, 0
+
+    def list_groups(self, states=None, types=None) -> tuple[int, list[dict]]:
+        if self.loading:
+            return errors.COORDINATOR_LOAD_IN_PROGRESS, []
+        return 0, self.sm.list_groups(states, types)
+
+    def delete_groups(self, group_ids: list[str]) -> dict:
+        """DeleteGroups over the shards: ``{"results": [{group_id, error_code}]}``."""
+        out: dict[int, dict] = {}
+        routed: dict[int, tuple[GroupShard, list[int]]] = {}
+        for i, gid in enumerate(group_ids):
+            shard, code = self.shard_for(gid)
+            if code:
+                out[i] = {"group_id": gid, "error_code": code}
+            else:
+                routed.setdefault(id(shard), (shard, []))[1].append(i)
+        for shard, indexes in routed.values():
+            res = self.execute(shard, shard.delete_groups, [group_ids[i] for i in indexes])
+            out.update(zip(indexes, res.response["results"]))
+        return {"results": [out[i] for i in range(len(group_ids))]}
+
+    # -- inspection (tests, tools) --------------------------------------
+    def group(self, group_id: str):
+        """The group object of ``group_id`` in its shard, or None."""
+        shard, _ = self.shard_for(group_id)
+        return shard.groups.get(group_id) if shard is not None else None
+
+    def durable_view(self) -> dict:
+        """Every shard's durable view, merged (group ids are unique across shards)."""
+        return self.sm.durable_view()
+
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         topic = self.broker.replicas.topic(OFFSETS_TOPIC)
         if topic is not None:
-            self.sm.config.num_partitions = len(topic.partitions)
+            self.config.num_partitions = len(topic.partitions)
             await self.load(topic)
         interval = self.broker.config.get_int("offsets.retention.check.interval.ms", 600000)
         self._tasks.append(asyncio.get_running_loop().create_task(self._expiry_loop(interval / 1000)))
@@ -128,8 +175,8 @@ class GroupCoordinator:
             topic = await asyncio.shield(self._create_task)
             if topic is None:
                 return False
-        if len(topic.partitions) != self.sm.config.num_partitions:
-            self.sm.config.num_partitions = len(topic.partitions)
+        if len(topic.partitions) != self.config.num_partitions:
+            self.config.num_partitions = len(topic.partitions)
         return True
 
     async def _create_topic(self):
@@ -140,7 +187,7 @@ class GroupCoordinator:
             return topic
         try:
             return await self.broker.admin.create_topic(
-                OFFSETS_TOPIC, self.sm.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
+                OFFSETS_TOPIC, self.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
         except TopicError as e:
             topic = self.broker.replicas.topic(OFFSETS_TOPIC)
             if topic is None:
@@ -149,7 +196,7 @@ class GroupCoordinator:
 
     # -- loading ---------------------------------------------------------
     async def load(self, topic) -> None:
-        self.sm.loading.update(range(len(topic.partitions)))
+        self.loading.update(range(len(topic.partitions)))
         started = time.monotonic()
         count = 0
         try:
@@ -158,9 +205,9 @@ class GroupCoordinator:
                     count += await self._load_partition(p)
                 except Exception:
                     log.exception("loading %s-%d failed; its groups start empty", OFFSETS_TOPIC, p.index)
-                self.sm.loading.discard(p.index)
+                self.loading.discard(p.index)
         finally:
-            self.sm.loading.clear()
+            self.loading.clear()
         log.info("loaded %d records, %d groups from %s in %.3fs", count, len(self.sm.groups),
                  OFFSETS_TOPIC, time.monotonic() - started)
 
@@ -207,8 +254,8 @@ class GroupCoordinator:
         return 1 if self.runner.load(key, value, now) else 0
 
     # -- executing operations -------------------------------------------
-    def execute(self, op, *args, **kwargs) -> Result:
-        """Run one state-machine operation: append, replay, deliver, re-arm."""
+    def execute(self, shard: GroupShard, op, *args, **kwargs) -> Result:
+        """Run ``op`` (an operation of ``shard``): append, replay, deliver, re-arm."""
         now = now_ms()
         res = op(now, *args, **kwargs)
         if res.wait is not None:
@@ -227,11 +274,15 @@ class GroupCoordinator:
         finally:
             self.waiters.pop(res.wait, None)
 
-    def _write(self, part: int, kvs: list, now: int) -> None:
-        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
-        if code:
-            raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
-        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
+    def _write(self, records: list, now: int) -> None:
+        by_partition: dict[int, list] = {}
+        for k, v in records:
+            by_partition.setdefault(self.partition_for(rec.decode_key(k).group), []).append((k, v))
+        for part, kvs in by_partition.items():
+            p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
+            if code:
+                raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
+            p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
 
     def _deliver(self, completions) -> None:
         for token, response in completions:
@@ -258,7 +309,7 @@ class GroupCoordinator:
         self._timer = None
         self._timer_at = None
         try:
-            self.execute(self.sm.tick)
+            self.execute(self.sm, self.sm.tick)
         except Exception:
             log.exception("group coordinator timer failed")
             self._reschedule()
@@ -267,7 +318,7 @@ class GroupCoordinator:
         while True:
             await asyncio.sleep(max(interval, 0.05))
             try:
-                self.execute(self.sm.expire_offsets)
+                self.execute(self.sm, self.sm.expire_offsets)
             except Exception:
                 log.exception("offset expiry failed")
 
@@ -275,10 +326,10 @@ class GroupCoordinator:
     def on_topic_deleted(self, name: str) -> None:
         if name == OFFSETS_TOPIC:
             log.warning("%s was deleted: committed offsets and groups are gone", OFFSETS_TOPIC)
-            self.sm.groups.clear()
+            self._new_shard()
             return
         try:
-            self.execute(self.sm.topic_deleted, name)
+            self.execute(self.sm, self.sm.topic_deleted, name)
         except Exception:
             log.exception("dropping offsets of deleted topic %s failed", name)
 

@@ -9,7 +9,7 @@ carries an operation through, always in the same order:
 
 1. run the operation;
 2. append its records, through the ``write`` callable it was given (one
-   batch per partition); a write that raises fails those records;
+   batch); a write that raises fails them;
 3. replay each written record into the shard: the only way its state changes;
 4. if some records could not be written, tell the shard
    (``append_failed``) and answer with the operation's ``failure`` instead;
@@ -42,8 +42,8 @@ from odradek.coordinator.records import RecordFormatError
 
 log = logging.getLogger("odradek.groups")
 
-# write(partition, [(key, value)], now): append one batch, or raise.
-Writer = Callable[[int, list, int], None]
+# write([(key, value)], now): append one batch, or raise.
+Writer = Callable[[list, int], None]
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Result:
 
     response: dict | None = None
     wait: int | None = None  # token of a parked request: its answer comes as a completion
-    records: list = field(default_factory=list)  # (partition, key bytes, value bytes | None)
+    records: list = field(default_factory=list)  # (key bytes, value bytes | None); None: a tombstone
     failure: dict | None = None  # response to send instead if the records cannot be written
 
 
@@ -93,19 +93,13 @@ class ShardRunner:
         return True
 
     def _append_and_replay(self, records: list, now: int) -> list:
-        """Append ``records`` partition by partition, replaying each batch once
-        written; return the records that could not be written."""
-        by_partition: dict[int, list] = {}
-        for part, key, value in records:
-            by_partition.setdefault(part, []).append((key, value))
-        failed = []
-        for part, kvs in by_partition.items():
-            try:
-                self.write(part, kvs, now)
-            except Exception:
-                log.exception("cannot append to partition %d", part)
-                failed.extend((part, k, v) for k, v in kvs)
-                continue
-            for k, v in kvs:
-                self.shard.replay(k, v, now)
-        return failed
+        """Append ``records`` as one batch and replay them; return the records
+        that could not be written."""
+        try:
+            self.write(records, now)
+        except Exception:
+            log.exception("cannot append %d records", len(records))
+            return list(records)
+        for k, v in records:
+            self.shard.replay(k, v, now)
+        return []

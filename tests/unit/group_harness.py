@@ -1,4 +1,4 @@
-"""Drives a GroupStateMachine synchronously through the runtime's ShardRunner:
+"""Drives a GroupShard's classic groups synchronously through the runtime's ShardRunner:
 each operation's records are "appended" to an in-memory log and replayed, and
 parked responses are collected from the completions."""
 
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import struct
 
+from odradek.coordinator.config import GroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
-from odradek.coordinator.state import GroupConfig, GroupStateMachine
+from odradek.coordinator.shard import GroupShard
 from odradek.protocol.schema import codec
 
 T0 = 1_700_000_000_000
@@ -23,9 +24,9 @@ class Harness:
     def __init__(self, **config):
         defaults = dict(num_partitions=4, min_session_timeout_ms=100, initial_rebalance_delay_ms=0)
         defaults.update(config)
-        self.sm = GroupStateMachine(GroupConfig(**defaults))
+        self.sm = GroupShard(GroupConfig(**defaults))
         self.now = T0
-        self.log: list[tuple[int, bytes, bytes | None]] = []
+        self.log: list[tuple[bytes, bytes | None]] = []
         self.responses: dict[int, dict] = {}
         self.topics = {"t": 4, "u": 2}
 
@@ -38,8 +39,8 @@ class Harness:
     def sm(self, shard) -> None:
         self.runner = ShardRunner(shard, self._write)
 
-    def _write(self, part: int, kvs: list, now: int) -> None:
-        self.log.extend((part, k, v) for k, v in kvs)
+    def _write(self, records: list, now: int) -> None:
+        self.log.extend(records)
 
     def apply(self, res: Result) -> Result:
         for token, response in self.runner.apply(res, self.now):
