@@ -19,7 +19,9 @@ group's ``__consumer_offsets`` partition (shard.py), which the service
 (group.py) finds; this module only maps requests and responses to it,
 version by version. A group whose shard is still loading gets
 COORDINATOR_LOAD_IN_PROGRESS, one whose partition this broker does not lead
-NOT_COORDINATOR.
+NOT_COORDINATOR; FindCoordinator names this broker for a group whose
+partition it leads, else answers COORDINATOR_NOT_AVAILABLE (as Kafka does
+when it knows no leader: other brokers are not known yet).
 
 KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe) are
 served by odradek/apis/consumer_groups.py and share the group table: their
@@ -80,8 +82,10 @@ async def find_coordinator(ctx, request: dict) -> dict:
     keys = request["coordinator_keys"] if version >= 4 else [request["key"]]
     key_type = request["key_type"]
     code, message = 0, None
+    gc = None
     if key_type == GROUP_KEY:
-        if await _coordinator(ctx) is None:
+        gc = await _coordinator(ctx)
+        if gc is None:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     elif key_type == TRANSACTION_KEY:
         if getattr(broker, "transactions", None) is None:
@@ -89,13 +93,20 @@ async def find_coordinator(ctx, request: dict) -> dict:
     else:
         code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
     host, port = broker.endpoint(ctx.connection.listener)
-    node = {"node_id": broker.config.node_id, "host": host, "port": port}
-    if code:
-        node = {"node_id": -1, "host": "", "port": -1}
-    entries = [dict(node, key=k, error_code=code, error_message=message) for k in keys]
+    here = {"node_id": broker.config.node_id, "host": host, "port": port}
+    nowhere = {"node_id": -1, "host": "", "port": -1}
+    entries = []
+    for k in keys:
+        # A group's coordinator is the leader of its __consumer_offsets
+        # partition: this broker, or (until other brokers are known) none.
+        c, m = (code, message) if gc is None or code or gc.leads(k) else \
+            (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+        entries.append(dict(nowhere if c else here, key=k, error_code=c, error_message=m))
     if version >= 4:
         return {"throttle_time_ms": 0, "coordinators": entries}
-    return dict(node, throttle_time_ms=0, error_code=code, error_message=message)
+    e = entries[0]
+    return {"throttle_time_ms": 0, "error_code": e["error_code"], "error_message": e["error_message"],
+            "node_id": e["node_id"], "host": e["host"], "port": e["port"]}
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup -------------------------

@@ -737,6 +737,19 @@ class ClassicGroups:
 
 
     # -- timers and failures ---------------------------------------------
+    def unload(self) -> None:
+        """Answer NOT_COORDINATOR to every parked JoinGroup and SyncGroup."""
+        for g in self.groups.values():
+            if g.group_type != CLASSIC:
+                continue
+            for m in g.members.values():
+                if m.join_waiter is not None:
+                    self._complete(m.join_waiter, _join_error(errors.NOT_COORDINATOR, m.member_id))
+                    m.join_waiter = None
+                if m.sync_waiter is not None:
+                    self._complete(m.sync_waiter, _sync_error(errors.NOT_COORDINATOR))
+                    m.sync_waiter = None
+
     def append_failed(self, records: list, now: int) -> None:
         """Group records (``(decoded key, value)``) of an operation could not be
         written: undo what waits on them."""

@@ -749,6 +749,10 @@ class ConsumerGroups:
     def append_failed(records: list, now: int) -> None:
         """Nothing waits on a consumer group's records: its state is what was written."""
 
+    @staticmethod
+    def unload() -> None:
+        """No request is ever parked by a consumer group."""
+
     # -- replay ----------------------------------------------------------
     @staticmethod
     def decode_value(key: ConsumerKey, value: bytes | None) -> dict | None:

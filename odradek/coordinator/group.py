@@ -1,41 +1,52 @@
-"""The group coordinator's runtime: the state machine wired to the log and the clock.
+"""The group coordinator: one shard per ``__consumer_offsets`` partition this broker leads.
 
-Theory of operation: :class:`GroupCoordinator` owns one
-:class:`~odradek.coordinator.shard.GroupShard` (classic groups, KIP-848
-consumer groups and their offsets; it reads the broker's topics through
-:class:`BrokerTopics`) and drives it from the event loop. Every step (a
-request, a timer tick, the periodic offset expiry, a topic deletion) goes
-through :meth:`GroupCoordinator.execute`, which
+Theory of operation
+-------------------
+:class:`GroupCoordinator` hosts a :class:`~odradek.coordinator.shard.GroupShard`
+(classic groups, KIP-848 consumer groups and their offsets) for every
+partition of ``__consumer_offsets`` that this broker leads, and drives them
+from the event loop. A group lives in the shard of
+``partition_for(group id)`` (Kafka's hash of the id, modulo the partitions).
 
-1. calls the state machine with the current time,
-2. appends the records it returned to ``__consumer_offsets`` (one batch per
-   partition, through the partition's log, then wakes its fetchers),
-3. replays each appended record into the state machine,
-4. resolves the futures of parked JoinGroup/SyncGroup requests from the
-   state machine's completions, and re-arms the one timer at the state
-   machine's next deadline.
+A shard's life: it is created, in the *loading* state, when its partition is
+found led here (at start, when the topic is created, or when a request finds
+a led partition without a shard), and every record of the partition is
+replayed into it, oldest first (transactional ones once committed), through
+the same ``replay`` that applies new records. Then it is *active*. It is
+dropped when the partition is no longer led here or the topic is deleted:
+its parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR.
 
-Steps 2-4 (but the futures and the timer) are
-:class:`~odradek.coordinator.runtime.ShardRunner`'s, which the state-machine
-tests use too.
+:meth:`GroupCoordinator.shard_for` is where requests are routed, with the
+replica manager's own lookup (``partition_or_error``): a group whose
+partition this broker does not lead gets NOT_COORDINATOR, one whose shard
+is loading COORDINATOR_LOAD_IN_PROGRESS, as Kafka's clients expect.
+ListGroups spans the shards (COORDINATOR_LOAD_IN_PROGRESS while any loads),
+as do DeleteGroups, the periodic offset expiry and a topic's deletion.
 
-All of this runs synchronously on the event loop (``log.append`` does not
-block on fsync), so no other request can interleave between an operation and
-its write, and a response that depends on a write is sent only after it.
+Every step of a shard (a request, its timer, the expiry, a topic deletion)
+goes through :meth:`GroupCoordinator.execute`: the shard's
+:class:`~odradek.coordinator.runtime.ShardRunner` runs the operation,
+appends its records to the shard's partition (``append_as_leader``), replays
+them and hands back completions; the coordinator resolves the futures of
+parked requests from them and re-arms the shard's timer at its next
+deadline. All of this runs synchronously on the event loop (appending does
+not block on fsync), so no other request can interleave between an
+operation and its write, and a response that depends on a write is sent only
+after it.
 
-At start the coordinator replays every record of every ``__consumer_offsets``
-partition, oldest first, through the same ``replay``; requests for groups of
-a partition still loading get COORDINATOR_LOAD_IN_PROGRESS. The topic itself
-is created (compacted, ``offsets.topic.num.partitions`` partitions) on first
-use.
+The topic itself is created (compacted, ``offsets.topic.num.partitions``
+partitions) on first use: FindCoordinator, JoinGroup, SyncGroup,
+OffsetCommit, and a ConsumerGroupHeartbeat joining.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
+from odradek.clock import now_ms
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
@@ -51,12 +62,8 @@ OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "10485760
 LOAD_READ_BYTES = 4 * 1024 * 1024
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class BrokerTopics:
-    """The broker's topics as the consumer-group state machine sees them."""
+    """The broker's topics as the consumer groups see them."""
 
     def __init__(self, broker):
         self.broker = broker
@@ -73,24 +80,34 @@ class BrokerTopics:
         return None if t is None else t.name
 
 
+class HostedShard:
+    """A shard hosted here: its partition, runner, state and timer."""
+
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at")
+
+    def __init__(self, index: int, partition, shard: GroupShard):
+        self.index = index
+        self.partition = partition  # the Partition it was loaded from
+        self.shard = shard
+        self.runner: ShardRunner | None = None
+        self.loading = True
+        self.load_task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: int | None = None
+
+
 class GroupCoordinator:
     def __init__(self, broker):
         self.broker = broker
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
-        self.loading: set[int] = set()  # __consumer_offsets partitions still being replayed
-        self._new_shard()
+        self.hosted: dict[int, HostedShard] = {}
+        self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
         self.waiters: dict[int, asyncio.Future] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: int | None = None
         self._tasks: list[asyncio.Task] = []
         self._create_task: asyncio.Task | None = None
         self._stopped = False
-
-    def _new_shard(self) -> None:
-        self.sm = GroupShard(self.config, self.consumer_config, self.topics)
-        self.runner = ShardRunner(self.sm, self._write)
 
     # -- routing ---------------------------------------------------------
     def partition_for(self, group_id: str | None) -> int:
@@ -98,14 +115,36 @@ class GroupCoordinator:
 
     def shard_for(self, group_id: str | None) -> tuple[GroupShard | None, int]:
         """The shard serving ``group_id``, or (None, the error a request gets)."""
-        if self.loading and self.partition_for(group_id) in self.loading:
+        h, code = self._hosted_for(self.partition_for(group_id))
+        return (h.shard, 0) if h is not None else (None, code)
+
+    def _hosted_for(self, index: int) -> tuple[HostedShard | None, int]:
+        """The active shard of partition ``index``, checking that this broker
+        still leads it (and hosting it if it does and was not yet)."""
+        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, index)
+        h = self.hosted.get(index)
+        if code:
+            if h is not None:
+                self.unload(index)
+            return None, errors.NOT_COORDINATOR
+        if h is None or h.partition is not p:
+            h = self._host(index, p)
+        if h.loading:
             return None, errors.COORDINATOR_LOAD_IN_PROGRESS
-        return self.sm, 0
+        return h, 0
+
+    def leads(self, group_id: str | None) -> bool:
+        """Whether this broker leads the partition of ``group_id`` (FindCoordinator)."""
+        _, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, self.partition_for(group_id))
+        return not code
 
     def list_groups(self, states=None, types=None) -> tuple[int, list[dict]]:
-        if self.loading:
-            return errors.COORDINATOR_LOAD_IN_PROGRESS, []
-        return 0, self.sm.list_groups(states, types)
+        out = []
+        for h in list(self.hosted.values()):
+            if h.loading:
+                return errors.COORDINATOR_LOAD_IN_PROGRESS, []
+            out.extend(h.shard.list_groups(states, types))
+        return 0, out
 
     def delete_groups(self, group_ids: list[str]) -> dict:
         """DeleteGroups over the shards: ``{"results": [{group_id, error_code}]}``."""
@@ -130,23 +169,28 @@ class GroupCoordinator:
 
     def durable_view(self) -> dict:
         """Every shard's durable view, merged (group ids are unique across shards)."""
-        return self.sm.durable_view()
+        out = {}
+        for h in self.hosted.values():
+            out.update(h.shard.durable_view())
+        return dict(sorted(out.items()))
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
-        if topic is not None:
-            self.config.num_partitions = len(topic.partitions)
-            await self.load(topic)
+        started = time.monotonic()
+        self.sync_shards()
+        loads = [h.load_task for h in self.hosted.values() if h.loading]
+        if loads:
+            await asyncio.gather(*loads, return_exceptions=True)
+            log.info("loaded %d groups from %d partitions of %s in %.3fs",
+                     sum(len(h.shard.groups) for h in self.hosted.values()), len(loads), OFFSETS_TOPIC,
+                     time.monotonic() - started)
         interval = self.broker.config.get_int("offsets.retention.check.interval.ms", 600000)
         self._tasks.append(asyncio.get_running_loop().create_task(self._expiry_loop(interval / 1000)))
-        self._reschedule()
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for index in list(self.hosted):
+            self.unload(index, answer=False)
         if self._create_task is not None and not self._create_task.done():
             self._tasks.append(self._create_task)
         for t in self._tasks:
@@ -163,7 +207,8 @@ class GroupCoordinator:
         self.waiters.clear()
 
     async def ensure_topic(self) -> bool:
-        """Create ``__consumer_offsets`` if it does not exist; False if it cannot be.
+        """Create ``__consumer_offsets`` if it does not exist, and host its
+        partitions led here; False if it cannot be.
 
         The creation runs as its own task, shielded from the request that asked
         for it: a client that disconnects mid-way must not leave the topic
@@ -175,8 +220,9 @@ class GroupCoordinator:
             topic = await asyncio.shield(self._create_task)
             if topic is None:
                 return False
-        if len(topic.partitions) != self.config.num_partitions:
-            self.config.num_partitions = len(topic.partitions)
+        loads = self.sync_shards()
+        if loads:  # partitions new to this coordinator: a created topic's are empty
+            await asyncio.shield(asyncio.gather(*loads, return_exceptions=True))
         return True
 
     async def _create_topic(self):
@@ -194,24 +240,72 @@ class GroupCoordinator:
                 log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
             return topic
 
-    # -- loading ---------------------------------------------------------
-    async def load(self, topic) -> None:
-        self.loading.update(range(len(topic.partitions)))
-        started = time.monotonic()
-        count = 0
-        try:
-            for p in topic.partitions:
-                try:
-                    count += await self._load_partition(p)
-                except Exception:
-                    log.exception("loading %s-%d failed; its groups start empty", OFFSETS_TOPIC, p.index)
-                self.loading.discard(p.index)
-        finally:
-            self.loading.clear()
-        log.info("loaded %d records, %d groups from %s in %.3fs", count, len(self.sm.groups),
-                 OFFSETS_TOPIC, time.monotonic() - started)
+    # -- hosting shards ---------------------------------------------------
+    def sync_shards(self) -> list[asyncio.Task]:
+        """Host a shard for every partition of ``__consumer_offsets`` led here
+        and drop those of partitions no longer led here (or gone); return the
+        loads started."""
+        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
+        count = len(topic.partitions) if topic is not None else 0
+        if count:
+            self.config.num_partitions = count
+        started = []
+        for index in range(count):
+            p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, index)
+            h = self.hosted.get(index)
+            if code:
+                if h is not None:
+                    self.unload(index)
+            elif h is None or h.partition is not p:
+                started.append(self._host(index, p).load_task)
+        for index in [i for i in self.hosted if i >= count]:
+            self.unload(index)
+        return started
 
-    async def _load_partition(self, p) -> int:
+    def _host(self, index: int, partition) -> HostedShard:
+        """Start hosting (and loading) the shard of partition ``index``."""
+        if index in self.hosted:
+            self.unload(index)
+        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index)
+        h = HostedShard(index, partition, shard)
+        h.runner = ShardRunner(shard, lambda records, now: self._append(h, records, now))
+        self.hosted[index] = h
+        h.load_task = asyncio.get_running_loop().create_task(self._load(h))
+        return h
+
+    def unload(self, index: int, answer: bool = True) -> None:
+        """Stop hosting the shard of partition ``index``; its parked requests
+        answer NOT_COORDINATOR (when ``answer``)."""
+        h = self.hosted.pop(index, None)
+        if h is None:
+            return
+        if h.timer is not None:
+            h.timer.cancel()
+            h.timer = None
+        if h.load_task is not None and not h.load_task.done():
+            h.load_task.cancel()
+        if answer:
+            self._deliver(h.shard.unload())
+        log.info("%s-%d unloaded: its groups are no longer coordinated here", OFFSETS_TOPIC, index)
+
+    async def _load(self, h: HostedShard) -> None:
+        started = time.monotonic()
+        try:
+            count = await self._load_partition(h, h.partition)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("loading %s-%d failed; its groups start empty", OFFSETS_TOPIC, h.index)
+            count = 0
+        if self.hosted.get(h.index) is not h:
+            return
+        h.loading = False
+        self._deliver(h.shard.drain())
+        self._reschedule(h)
+        log.debug("loaded %d records, %d groups from %s-%d in %.3fs", count, len(h.shard.groups),
+                  OFFSETS_TOPIC, h.index, time.monotonic() - started)
+
+    async def _load_partition(self, hosted: HostedShard, p) -> int:
         offset = p.log_start_offset
         end = p.log_end_offset  # what was written before loading began
         pending_txn: dict[int, list] = {}
@@ -233,7 +327,7 @@ class GroupCoordinator:
                         try:
                             if decode_control_key(records[0].key).type == CONTROL_COMMIT:
                                 for r in held:
-                                    count += self._replay(r.key, r.value, now)
+                                    count += hosted.runner.load(r.key, r.value, now)
                         except InvalidBatch:
                             pass
                 elif h.is_transactional:
@@ -242,7 +336,7 @@ class GroupCoordinator:
                 else:
                     for r in records:
                         if r.offset >= offset:
-                            count += self._replay(r.key, r.value, now)
+                            count += hosted.runner.load(r.key, r.value, now)
                 offset = h.next_offset
                 progressed = True
             if not progressed:
@@ -250,18 +344,18 @@ class GroupCoordinator:
             await asyncio.sleep(0)
         return count
 
-    def _replay(self, key, value, now: int) -> int:
-        return 1 if self.runner.load(key, value, now) else 0
 
     # -- executing operations -------------------------------------------
     def execute(self, shard: GroupShard, op, *args, **kwargs) -> Result:
         """Run ``op`` (an operation of ``shard``): append, replay, deliver, re-arm."""
+        h = self.hosted[shard.partition]
+        assert h.shard is shard, "the shard was unloaded"
         now = now_ms()
         res = op(now, *args, **kwargs)
         if res.wait is not None:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
-        self._deliver(self.runner.apply(res, now))
-        self._reschedule()
+        self._deliver(h.runner.apply(res, now))
+        self._reschedule(h)
         return res
 
     async def wait(self, res: Result) -> dict:
@@ -274,15 +368,11 @@ class GroupCoordinator:
         finally:
             self.waiters.pop(res.wait, None)
 
-    def _write(self, records: list, now: int) -> None:
-        by_partition: dict[int, list] = {}
-        for k, v in records:
-            by_partition.setdefault(self.partition_for(rec.decode_key(k).group), []).append((k, v))
-        for part, kvs in by_partition.items():
-            p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, part)
-            if code:
-                raise RuntimeError(f"{OFFSETS_TOPIC}-{part}: error {code}")
-            p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in kvs])), now)
+    def _append(self, h: HostedShard, records: list, now: int) -> None:
+        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)
+        if code:
+            raise RuntimeError(f"{OFFSETS_TOPIC}-{h.index}: error {code}")
+        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
 
     def _deliver(self, completions) -> None:
         for token, response in completions:
@@ -291,49 +381,54 @@ class GroupCoordinator:
                 fut.set_result(response)
 
     # -- timers ----------------------------------------------------------
-    def _reschedule(self) -> None:
-        if self._stopped:
+    def _reschedule(self, h: HostedShard) -> None:
+        if self._stopped or h.loading or self.hosted.get(h.index) is not h:
             return
-        deadline = self.sm.next_deadline()
+        deadline = h.shard.next_deadline()
         if deadline is None:
             return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+        if h.timer is not None and h.timer_at is not None and h.timer_at <= deadline:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        if h.timer is not None:
+            h.timer.cancel()
         delay = max(0.0, (deadline - now_ms() + 1) / 1000)
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-        self._timer_at = deadline
+        h.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, h)
+        h.timer_at = deadline
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
+    def _on_timer(self, h: HostedShard) -> None:
+        h.timer = None
+        h.timer_at = None
         try:
-            self.execute(self.sm, self.sm.tick)
+            self.execute(h.shard, h.shard.tick)
         except Exception:
             log.exception("group coordinator timer failed")
-            self._reschedule()
+            self._reschedule(h)
+
+    def _active(self) -> list[HostedShard]:
+        return [h for h in self.hosted.values() if not h.loading]
 
     async def _expiry_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(max(interval, 0.05))
-            try:
-                self.execute(self.sm, self.sm.expire_offsets)
-            except Exception:
-                log.exception("offset expiry failed")
+            for h in self._active():
+                try:
+                    self.execute(h.shard, h.shard.expire_offsets)
+                except Exception:
+                    log.exception("offset expiry failed")
 
     # -- broker hooks ----------------------------------------------------
     def on_topic_deleted(self, name: str) -> None:
         if name == OFFSETS_TOPIC:
             log.warning("%s was deleted: committed offsets and groups are gone", OFFSETS_TOPIC)
-            self._new_shard()
+            for index in list(self.hosted):
+                self.unload(index)
             return
-        try:
-            self.execute(self.sm, self.sm.topic_deleted, name)
-        except Exception:
-            log.exception("dropping offsets of deleted topic %s failed", name)
+        for h in self._active():
+            try:
+                self.execute(h.shard, h.shard.topic_deleted, name)
+            except Exception:
+                log.exception("dropping offsets of deleted topic %s failed", name)
 
     def topic_exists(self, name: str | None, partition: int) -> bool:
         t = self.broker.image.get(name) if name is not None else None
         return t is not None and 0 <= partition < len(t.partitions)
-

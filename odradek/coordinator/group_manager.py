@@ -22,7 +22,7 @@ ask about any group, through the same methods:
 - ``check(g, now, res)`` / ``reschedule(g)``: act on a passed deadline, and
   say when to look at the group next (through :meth:`GroupManager.schedule`);
 - ``replay(key, value, now)`` for its record types, ``append_failed``,
-  ``durable_view(g)``.
+  ``unload()`` (answer parked requests: the shard is going), ``durable_view(g)``.
 
 Every group object has ``group_id``, ``group_type``, ``state``,
 ``protocol_type`` and ``next_check``.
@@ -175,4 +175,8 @@ class GroupManager:
                 keys.append((k, value))
         for kind in self.kinds.values():
             kind.append_failed(keys, now)
+
+    def unload(self) -> None:
+        for kind in self.kinds.values():
+            kind.unload()
 

@@ -44,7 +44,8 @@ class GroupShard:
     """The groups and offsets of one partition. See the module docstring."""
 
     def __init__(self, config: GroupConfig | None = None, consumer_config: ConsumerGroupConfig | None = None,
-                 topics=None, tokens=None):
+                 topics=None, tokens=None, partition: int | None = None):
+        self.partition = partition  # of __consumer_offsets, when hosted by a coordinator
         self.config = config or GroupConfig()
         self.group_manager = GroupManager(tokens)
         self.classic = ClassicGroups(self.group_manager, self.config)
@@ -145,6 +146,12 @@ class GroupShard:
 
     def append_failed(self, records: list, now: int) -> None:
         self.group_manager.append_failed(records, now)
+
+    def unload(self) -> list[tuple[int, dict]]:
+        """The shard is no longer served here: the answers (NOT_COORDINATOR) of
+        every parked request."""
+        self.group_manager.unload()
+        return self.drain()
 
     # -- inspection (tests, tools) --------------------------------------
     def durable_view(self) -> dict:

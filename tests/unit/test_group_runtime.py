@@ -130,7 +130,7 @@ def test_requests_during_loading_are_refused():
                 topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
         await gc.stop()
         fresh = GroupCoordinator(b)
-        fresh.loading.update(range(3))
+        fresh.sync_shards()  # hosted, and loading until the loop runs
         assert fresh.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
         assert fresh.list_groups() == (errors.COORDINATOR_LOAD_IN_PROGRESS, [])
         assert fresh.delete_groups(["g"]) == {"results": [
@@ -177,6 +177,37 @@ def test_records_go_to_the_groups_partition():
         for group in ("alpha", "beta", "gamma"):
             assert [i for i, keys in stored.items() if rec.offset_key(group, "t", 0) in keys] == \
                 [rec.partition_for(group, 7)]
+        await gc.stop()
+
+    run(main())
+
+
+def test_a_partition_not_led_here_has_no_shard():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)  # no __consumer_offsets yet
+        assert gc.list_groups() == (0, [])
+        await gc.ensure_topic()
+        assert sorted(gc.hosted) == [0, 1, 2]
+        execute(gc, "g", "commit_offsets", generation=-1, member_id="", instance_id=None,
+                topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
+        parked = execute(gc, "g", "join_group", member_id="", instance_id=None, session_timeout=10000,
+                         rebalance_timeout=10000, protocol_type="consumer", protocols=[("range", b"")],
+                         client_id="c", require_known_member_id=False)
+        other = next(gid for gid in ("h", "i", "j", "k") if gc.partition_for(gid) != gc.partition_for("g"))
+        part = gc.partition_for("g")
+        p, _ = b.replicas.partition_or_error(OFFSETS_TOPIC, part)
+        p.leader = b.config.node_id + 1  # led elsewhere now
+        assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)
+        assert part not in gc.hosted and gc.shard_for(other)[1] == 0
+        assert (await gc.wait(parked))["error_code"] == errors.NOT_COORDINATOR
+        assert gc.delete_groups(["g"])["results"][0]["error_code"] == errors.NOT_COORDINATOR
+        p.leader = b.config.node_id  # led here again: loaded anew
+        assert gc.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
+        await gc.hosted[part].load_task
+        assert offsets_of(gc, "g")[("t", 0)].offset == 5
         await gc.stop()
 
     run(main())
