@@ -15,9 +15,9 @@ Versions served:
 
 Behaviour lives in odradek/coordinator/ (docs/coordinator.md): classic
 groups in classic_groups.py, offsets in offsets.py, both in the shard of the
-group's ``__consumer_offsets`` partition (shard.py), which the service
-(group.py) finds; this module only maps requests and responses to it,
-version by version. A group whose shard is still loading gets
+group's ``__consumer_offsets`` partition (shard.py), which the group
+coordinator (group_coordinator.py) finds; this module only maps requests and
+responses to it, version by version. A group whose shard is still loading gets
 COORDINATOR_LOAD_IN_PROGRESS, one whose partition this broker does not lead
 NOT_COORDINATOR; FindCoordinator names this broker for a group whose
 partition it leads, else answers COORDINATOR_NOT_AVAILABLE (as Kafka does

@@ -19,11 +19,11 @@ carries an operation through, always in the same order:
 Loading is the same replay: :meth:`ShardRunner.load` feeds one stored record
 through it, skipping records it cannot read.
 
-The runner knows nothing of sockets, clocks, logs or futures: the asyncio
-service (``odradek/coordinator/group.py``) gives it a ``write`` that appends
-to a partition and resolves futures from the completions; the state-machine
-tests give it a ``write`` that appends to a list. Both drive shards through
-this one class.
+The runner knows nothing of sockets, clocks, logs or futures: the group
+coordinator (``odradek/coordinator/group_coordinator.py``), on the event
+loop, gives it a ``write`` that appends to a partition, and resolves futures
+from the completions; the state-machine tests give it a ``write`` that
+appends to a list. Both drive shards through this one class.
 
 What a shard provides: ``replay(key, value, now)`` (raises
 :class:`~odradek.coordinator.records.RecordFormatError` on a record it cannot

@@ -9,7 +9,7 @@ import time
 from odradek.broker import BrokerCore
 from odradek.config import BrokerConfig
 from odradek.coordinator import records as rec
-from odradek.coordinator.group import OFFSETS_TOPIC, GroupCoordinator
+from odradek.coordinator.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from odradek.coordinator.records import OffsetValue
 from odradek.protocol import errors
 from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_batch, build_control_batch, iter_records
