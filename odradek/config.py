@@ -120,14 +120,13 @@ def parse_properties(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Listener:
-    """One listening endpoint, as in Kafka's ``listeners``: NAME://host:port."""
+    """One listening endpoint, as in Kafka's ``listeners``: NAME://host:port,
+    with its security protocol (``listener.security.protocol.map``)."""
 
     name: str
     host: str
     port: int
-
-
-SUPPORTED_SECURITY_PROTOCOLS = ("PLAINTEXT",)
+    protocol: str = "PLAINTEXT"
 
 
 def parse_listeners(text: str) -> list[Listener]:
@@ -161,22 +160,45 @@ class BrokerConfig:
     def listeners(self) -> list[Listener]:
         """Where to listen: the ``listeners`` property, else ``host``/``port``.
 
-        Only PLAINTEXT is served (``listener.security.protocol.map`` may map
-        other names to it); other protocols raise ConfigError.
+        Each listener's protocol comes from ``listener.security.protocol.map``
+        (Kafka's default maps PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL to
+        themselves). Listeners named in ``controller.listener.names`` are left
+        out: odradek has no KRaft controller. Raises ConfigError.
         """
+        from odradek.security.config import SecurityConfigError, controller_listeners, protocol_map
+
         if not self.props.get("listeners"):
             return [Listener("PLAINTEXT", self.host, self.port)]
-        listeners = parse_listeners(self.props["listeners"])
-        protocol_map = {}
-        for entry in (self.props.get("listener.security.protocol.map") or "").split(","):
-            if ":" in entry:
-                k, v = entry.split(":", 1)
-                protocol_map[k.strip().upper()] = v.strip().upper()
-        for l in listeners:
-            protocol = protocol_map.get(l.name, l.name)
-            if protocol not in SUPPORTED_SECURITY_PROTOCOLS:
-                raise ConfigError(f"Listener {l.name} uses {protocol}; only PLAINTEXT is served so far")
-        return listeners
+        try:
+            pmap = protocol_map(self.props)
+        except SecurityConfigError as e:
+            raise ConfigError(str(e)) from None
+        controllers = controller_listeners(self.props)
+        out = []
+        for l in parse_listeners(self.props["listeners"]):
+            if l.name in controllers:
+                continue
+            if l.name not in pmap:
+                raise ConfigError(f"No security protocol defined for listener {l.name} "
+                                  f"(listener.security.protocol.map)")
+            out.append(Listener(l.name, l.host, l.port, pmap[l.name]))
+        if not out:
+            raise ConfigError("No listener for clients: every listener is a controller listener")
+        return out
+
+    def security(self):
+        """The listeners' security settings (``odradek.security.config``), built
+        once; raises ConfigError naming a key odradek does not serve."""
+        cached = self.__dict__.get("_security")
+        if cached is None:
+            from odradek.security.config import SecurityConfigError, security_config
+
+            try:
+                cached = security_config(self.props, self.listeners())
+            except SecurityConfigError as e:
+                raise ConfigError(str(e)) from None
+            self.__dict__["_security"] = cached
+        return cached
 
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
         """(host, port) clients are told for ``listener``."""
