@@ -102,20 +102,78 @@ class ConfigError(ValueError):
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Parse Java ``.properties`` text (key=value or key: value, # and ! comments)."""
+    """Parse Java ``.properties`` text as ``java.util.Properties.load`` does: ``#``
+    and ``!`` comments, ``key=value``, ``key: value`` or ``key value``, a line
+    ending in an odd number of backslashes continued on the next (whose leading
+    blanks are dropped: how JAAS lines are usually written), and the escapes
+    ``\\t \\n \\r \\f \\uXXXX`` (any other escaped character stands for itself)."""
     props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].lstrip(" \t\f")
+        i += 1
         if not line or line[0] in "#!":
             continue
-        for sep in ("=", ":"):
-            if sep in line:
-                k, v = line.split(sep, 1)
-                props[k.strip()] = v.strip()
-                break
-        else:
-            props[line] = ""
+        while _continued(line) and i < len(lines):
+            line = line[:-1] + lines[i].lstrip(" \t\f")
+            i += 1
+        if _continued(line):
+            line = line[:-1]
+        key_end = _separator(line)
+        key = line[:key_end]
+        rest = line[key_end:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        stripped = rest.rstrip(" \t\f")  # Kafka trims values; an escaped blank stays
+        if not _continued(stripped):
+            rest = stripped
+        props[_unescape(key)] = _unescape(rest)
     return props
+
+
+def _continued(line: str) -> bool:
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
+
+
+def _separator(line: str) -> int:
+    """Where the key ends: at the first unescaped '=', ':' or blank."""
+    j = 0
+    while j < len(line):
+        c = line[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c in "=: \t\f":
+            return j
+        j += 1
+    return len(line)
+
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    out, j = [], 0
+    while j < len(s):
+        c = s[j]
+        if c == "\\" and j + 1 < len(s):
+            n = s[j + 1]
+            if n == "u" and len(s) >= j + 6:
+                try:
+                    out.append(chr(int(s[j + 2:j + 6], 16)))
+                    j += 6
+                    continue
+                except ValueError:
+                    pass
+            out.append(_ESCAPES.get(n, n))
+            j += 2
+            continue
+        out.append(c)
+        j += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,19 @@ def test_jaas_lines_as_kafka_writes_them():
             parse_jaas(bad)
 
 
+def test_properties_continuations_and_escapes_as_java_reads_them():
+    from odradek.config import parse_properties
+
+    text = ("listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain."
+            "PlainLoginModule required \\\n    username=\"admin\" \\\n\tuser_admin=\"a b\";\n"
+            "key value with spaces  \nsep:colon\nunicode=\\u00e9\npath=C:\\\\dir\n")
+    props = parse_properties(text)
+    [m] = parse_jaas(props["listener.name.sasl_ssl.plain.sasl.jaas.config"])
+    assert m.options == {"username": "admin", "user_admin": "a b"}
+    assert props["key"] == "value with spaces" and props["sep"] == "colon"
+    assert props["unicode"] == "\u00e9" and props["path"] == "C:\\dir"
+
+
 # -- certificate principals ------------------------------------------------------
 
 CERT = {"subject": ((("countryName", "US"),), (("organizationName", "acme, inc"),),
