@@ -19,6 +19,7 @@ class LazyGroup(click.Group):
         "group": "odradek.cli.group:group",
         "cluster": "odradek.cli.cluster:cluster",
         "dump-log": "odradek.cli.dump_log:dump_log",
+        "user": "odradek.cli.user:user",
     }
 
     def list_commands(self, ctx):
