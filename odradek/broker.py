@@ -120,22 +120,15 @@ class BrokerCore:
     async def start(self) -> None:
         from odradek.coordinator import start_coordinators
         from odradek.scheduler import Housekeeping
-        from odradek.server.connection import KafkaConnection
+        from odradek.server.listeners import start_listeners
         from odradek.server.registry import load_all
 
         self.started_at = time.monotonic()
         load_all()
+        self.config.security()  # refuses unserved security settings before anything is opened
         loop = asyncio.get_running_loop()
         await self.load()
-        self.endpoints = {}
-        for listener in self.config.listeners():
-            server = await loop.create_server(
-                lambda listener=listener: KafkaConnection(self, listener.name),
-                listener.host or None, listener.port, reuse_address=True, backlog=1024,
-            )
-            self.servers.append(server)
-            self.endpoints[listener.name] = self.config.advertised(
-                listener, server.sockets[0].getsockname()[1])
+        await start_listeners(self)
         self.server = self.servers[0]
         self.port = self.server.sockets[0].getsockname()[1]
         self.tasks.append(loop.create_task(Housekeeping(self.config, self.replicas).run()))
