@@ -55,6 +55,7 @@ from typing import Callable
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+KEPT_MARK = "<!-- Below: sections from other scripts, kept when this report is regenerated. -->"
 sys.path.insert(0, str(BENCH))
 
 import broker_bench as bb  # noqa: E402
@@ -1886,7 +1887,11 @@ def write_outputs(result: dict, args) -> int:
     report = Path(args.report)
     rel = os.path.relpath(chart, report.parent)
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(render_report(result, rows, values, note, rel))
+    text = render_report(result, rows, values, note, rel)
+    if report.exists() and KEPT_MARK in report.read_text():
+        # Sections measured by other scripts (say, bench/fetch_sessions.py) stay.
+        text = text.rstrip("\n") + "\n\n" + KEPT_MARK + report.read_text().split(KEPT_MARK, 1)[1]
+    report.write_text(text)
     log(f"wrote {report}" + (f" and {chart}" if not note else f" ({note})"))
     return 0
 

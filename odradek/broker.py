@@ -8,7 +8,7 @@ topic administration (``odradek.topic_admin``); the periodic duties
 (``odradek.scheduler``); the group coordinator and the log cleaner; the
 listeners (``odradek.server``). API handlers reach them through the broker:
 ``broker.replicas.partition_or_error(...)``, ``broker.image``,
-``broker.admin``.
+``broker.admin``, ``broker.fetch_sessions`` (Fetch sessions, KIP-227).
 
 Invariants:
 - The image changes only by applying the store's changes in revision order:
@@ -33,6 +33,7 @@ import time
 import uuid
 
 from odradek.config import BrokerConfig, parse_properties
+from odradek.fetch_sessions import FetchSessionCache
 from odradek.metadata import topics as topic_records
 from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
@@ -76,6 +77,7 @@ class BrokerCore:
         self.replicas = ReplicaManager(config, self.image)
         self.registration: Registration | None = None
         self._follower: asyncio.Task | None = None
+        self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
         self.store: LogStore | None = None
@@ -161,22 +163,15 @@ class BrokerCore:
     async def _start(self) -> None:
         from odradek.coordinator import start_coordinators
         from odradek.scheduler import Housekeeping
-        from odradek.server.connection import KafkaConnection
+        from odradek.server.listeners import start_listeners
         from odradek.server.registry import load_all
 
         self.started_at = time.monotonic()
         load_all()
+        self.config.security()  # refuses unserved security settings before anything is opened
         loop = asyncio.get_running_loop()
         await self.load()
-        self.endpoints = {}
-        for listener in self.config.listeners():
-            server = await loop.create_server(
-                lambda listener=listener: KafkaConnection(self, listener.name),
-                listener.host or None, listener.port, reuse_address=True, backlog=1024,
-            )
-            self.servers.append(server)
-            self.endpoints[listener.name] = self.config.advertised(
-                listener, server.sockets[0].getsockname()[1])
+        await start_listeners(self)
         self.server = self.servers[0]
         self.port = self.server.sockets[0].getsockname()[1]
         self.registration = Registration(self.metadata, BrokerInfo(

@@ -103,32 +103,89 @@ class ConfigError(ValueError):
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Parse Java ``.properties`` text (key=value or key: value, # and ! comments)."""
+    """Parse Java ``.properties`` text as ``java.util.Properties.load`` does: ``#``
+    and ``!`` comments, ``key=value``, ``key: value`` or ``key value``, a line
+    ending in an odd number of backslashes continued on the next (whose leading
+    blanks are dropped: how JAAS lines are usually written), and the escapes
+    ``\\t \\n \\r \\f \\uXXXX`` (any other escaped character stands for itself)."""
     props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].lstrip(" \t\f")
+        i += 1
         if not line or line[0] in "#!":
             continue
-        for sep in ("=", ":"):
-            if sep in line:
-                k, v = line.split(sep, 1)
-                props[k.strip()] = v.strip()
-                break
-        else:
-            props[line] = ""
+        while _continued(line) and i < len(lines):
+            line = line[:-1] + lines[i].lstrip(" \t\f")
+            i += 1
+        if _continued(line):
+            line = line[:-1]
+        key_end = _separator(line)
+        key = line[:key_end]
+        rest = line[key_end:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        stripped = rest.rstrip(" \t\f")  # Kafka trims values; an escaped blank stays
+        if not _continued(stripped):
+            rest = stripped
+        props[_unescape(key)] = _unescape(rest)
     return props
+
+
+def _continued(line: str) -> bool:
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
+
+
+def _separator(line: str) -> int:
+    """Where the key ends: at the first unescaped '=', ':' or blank."""
+    j = 0
+    while j < len(line):
+        c = line[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c in "=: \t\f":
+            return j
+        j += 1
+    return len(line)
+
+
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    out, j = [], 0
+    while j < len(s):
+        c = s[j]
+        if c == "\\" and j + 1 < len(s):
+            n = s[j + 1]
+            if n == "u" and len(s) >= j + 6:
+                try:
+                    out.append(chr(int(s[j + 2:j + 6], 16)))
+                    j += 6
+                    continue
+                except ValueError:
+                    pass
+            out.append(_ESCAPES.get(n, n))
+            j += 2
+            continue
+        out.append(c)
+        j += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)
 class Listener:
-    """One listening endpoint, as in Kafka's ``listeners``: NAME://host:port."""
+    """One listening endpoint, as in Kafka's ``listeners``: NAME://host:port,
+    with its security protocol (``listener.security.protocol.map``)."""
 
     name: str
     host: str
     port: int
-
-
-SUPPORTED_SECURITY_PROTOCOLS = ("PLAINTEXT",)
+    protocol: str = "PLAINTEXT"
 
 
 def parse_listeners(text: str) -> list[Listener]:
@@ -162,22 +219,45 @@ class BrokerConfig:
     def listeners(self) -> list[Listener]:
         """Where to listen: the ``listeners`` property, else ``host``/``port``.
 
-        Only PLAINTEXT is served (``listener.security.protocol.map`` may map
-        other names to it); other protocols raise ConfigError.
+        Each listener's protocol comes from ``listener.security.protocol.map``
+        (Kafka's default maps PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL to
+        themselves). Listeners named in ``controller.listener.names`` are left
+        out: odradek has no KRaft controller. Raises ConfigError.
         """
+        from odradek.security.config import SecurityConfigError, controller_listeners, protocol_map
+
         if not self.props.get("listeners"):
             return [Listener("PLAINTEXT", self.host, self.port)]
-        listeners = parse_listeners(self.props["listeners"])
-        protocol_map = {}
-        for entry in (self.props.get("listener.security.protocol.map") or "").split(","):
-            if ":" in entry:
-                k, v = entry.split(":", 1)
-                protocol_map[k.strip().upper()] = v.strip().upper()
-        for l in listeners:
-            protocol = protocol_map.get(l.name, l.name)
-            if protocol not in SUPPORTED_SECURITY_PROTOCOLS:
-                raise ConfigError(f"Listener {l.name} uses {protocol}; only PLAINTEXT is served so far")
-        return listeners
+        try:
+            pmap = protocol_map(self.props)
+        except SecurityConfigError as e:
+            raise ConfigError(str(e)) from None
+        controllers = controller_listeners(self.props)
+        out = []
+        for l in parse_listeners(self.props["listeners"]):
+            if l.name in controllers:
+                continue
+            if l.name not in pmap:
+                raise ConfigError(f"No security protocol defined for listener {l.name} "
+                                  f"(listener.security.protocol.map)")
+            out.append(Listener(l.name, l.host, l.port, pmap[l.name]))
+        if not out:
+            raise ConfigError("No listener for clients: every listener is a controller listener")
+        return out
+
+    def security(self):
+        """The listeners' security settings (``odradek.security.config``), built
+        once; raises ConfigError naming a key odradek does not serve."""
+        cached = self.__dict__.get("_security")
+        if cached is None:
+            from odradek.security.config import SecurityConfigError, security_config
+
+            try:
+                cached = security_config(self.props, self.listeners())
+            except SecurityConfigError as e:
+                raise ConfigError(str(e)) from None
+            self.__dict__["_security"] = cached
+        return cached
 
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
         """(host, port) clients are told for ``listener``."""

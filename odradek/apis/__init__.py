@@ -10,4 +10,6 @@ from odradek.apis import (  # noqa: F401
     offsets,
     produce,
     producer_id,
+    sasl,
+    scram_credentials,
 )

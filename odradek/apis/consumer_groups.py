@@ -10,9 +10,11 @@ Versions served:
     group here). A classic or unknown group answers GROUP_ID_NOT_FOUND, which
     makes the admin clients fall back to DescribeGroups.
 
-Behaviour lives in odradek/coordinator/consumer.py; offsets of consumer
-groups go through OffsetCommit/OffsetFetch (odradek/apis/groups.py), which
-check the member epoch from OffsetCommit v9 and OffsetFetch v9.
+Behaviour lives in odradek/coordinator/consumer_groups.py, in the shard of
+the group's ``__consumer_offsets`` partition (see odradek/apis/groups.py for
+the errors of a shard loading or not led here); offsets of consumer groups
+go through OffsetCommit/OffsetFetch (odradek/apis/groups.py), which check
+the member epoch from OffsetCommit v9 and OffsetFetch v9.
 
 Broker settings: group.consumer.heartbeat.interval.ms (5000),
 group.consumer.session.timeout.ms (45000), group.consumer.max.size
@@ -22,7 +24,7 @@ default).
 
 from __future__ import annotations
 
-from odradek.apis.groups import _client_host, _coordinator
+from odradek.apis.groups import _client_host, _coordinator, _shard
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -34,11 +36,11 @@ def _unavailable(code: int = errors.COORDINATOR_NOT_AVAILABLE) -> dict:
 
 @handles("ConsumerGroupHeartbeat", 0, 1)
 async def consumer_group_heartbeat(ctx, request: dict) -> dict:
-    gc = await _coordinator(ctx, create=request["member_epoch"] == 0)
-    if gc is None or not hasattr(gc.sm, "consumer_group_heartbeat"):
-        return _unavailable()
+    gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
+    if code:
+        return _unavailable(code)
     res = gc.execute(
-        gc.sm.consumer_group_heartbeat,
+        shard, shard.consumer_group_heartbeat,
         group_id=request["group_id"],
         member_id=request["member_id"],
         member_epoch=request["member_epoch"],
@@ -59,8 +61,11 @@ async def consumer_group_heartbeat(ctx, request: dict) -> dict:
 @handles("ConsumerGroupDescribe", 0, 1)
 async def consumer_group_describe(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
-    if gc is None or not hasattr(gc.sm, "consumer_group_describe"):
-        return {"throttle_time_ms": 0, "groups": [
-            {"group_id": gid, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for gid in request["group_ids"]]}
-    groups = gc.sm.consumer_group_describe(request["group_ids"], request["include_authorized_operations"])
+    groups = []
+    for gid in request["group_ids"]:
+        shard, code = gc.shard_for(gid) if gc is not None else (None, errors.COORDINATOR_NOT_AVAILABLE)
+        if code:
+            groups.append({"group_id": gid, "error_code": code})
+        else:
+            groups.extend(shard.consumer_group_describe([gid], request["include_authorized_operations"]))
     return {"throttle_time_ms": 0, "groups": groups}

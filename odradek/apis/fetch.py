@@ -2,24 +2,39 @@
 
 Long poll: when fewer than ``min_bytes`` are available the request waits up
 to ``max_wait_ms`` and is woken at once by an append to any partition it
-asked for. Limits: ``partition_max_bytes`` per partition and ``max_bytes`` per
-response, except that the first partition with data always gets at least one
-whole batch (KIP-74), so a large message is never stuck; after it, a batch
-that does not fit in what is left of either limit is not sent (Kafka would
-send its first bytes, which the client drops). Records are handed out as the
-stored batches, whole; clients skip records before their offset.
+reads (in an incremental session: any partition of the session), after which
+the partitions are read again; at the timeout, nothing having been appended,
+the first reading is answered. Limits:
+``partition_max_bytes`` per partition and ``max_bytes`` per response, except
+that the first partition with data always gets at least one whole batch
+(KIP-74), so a large message is never stuck; after it, a batch that does not
+fit in what is left of either limit is not sent (Kafka would send its first
+bytes, which the client drops). Records are handed out as the stored batches,
+whole; clients skip records before their offset.
 
-Fetch sessions (KIP-227) are not kept: every response carries session id 0,
-which tells the client to send full requests; a request naming a session gets
-FETCH_SESSION_ID_NOT_FOUND. read_committed reads up to the last stable offset,
-which equals the high watermark until transactions arrive. Reads from follower
-replicas (KIP-392) and replica fetches are not served.
+Fetch sessions (KIP-227, v7+) are kept by ``odradek.fetch_sessions``: a full
+fetch with epoch 0 gets a session id when the cache
+(``max.incremental.fetch.session.cache.slots``) has room, and the client's
+incremental fetches then name only changed partitions and get back only
+partitions with records, errors, or a new high watermark or log start offset.
+Session errors (FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH,
+FETCH_SESSION_TOPIC_ID_ERROR) are answered at the top level with no
+partitions. From v13 topics are named by id; an unknown id is UNKNOWN_TOPIC_ID
+for its partitions, which are listed after the others.
+
+Not implemented: read_committed reads up to the last stable offset, which
+equals the high watermark until transactions arrive, and aborted transactions
+are never listed. Reads from follower replicas (KIP-392) and replica fetches
+are not served: a follower's fetch is answered as a consumer's (below the
+high watermark), though its session counts as privileged for eviction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
+from odradek.fetch_sessions import FetchPartition
 from odradek.protocol import errors
 from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
@@ -30,58 +45,95 @@ def _partition_error(index: int, code: int) -> dict:
             "last_stable_offset": -1, "log_start_offset": -1, "records": None}
 
 
-def read_partitions(broker, request: dict, version: int) -> tuple[list, int, list]:
-    """One pass over the requested partitions: (responses, bytes, partitions read)."""
-    budget = request["max_bytes"]
+def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition], list[tuple]]:
+    """The request's partitions, and the keys of those it forgets."""
+    fetch = []
+    for ft in request["topics"]:
+        name, topic_id = ft["topic"], ft["topic_id"]
+        for fp in ft["partitions"]:
+            fetch.append(FetchPartition(name, topic_id, fp["partition"], fp["fetch_offset"],
+                                        fp["partition_max_bytes"], fp["current_leader_epoch"]))
+    forgotten = [(ft["topic_id"] if uses_topic_ids else ft["topic"], index)
+                 for ft in request["forgotten_topics_data"] for index in ft["partitions"]]
+    return fetch, forgotten
+
+
+def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
+                    skip_unchanged: bool = False) -> tuple[list, int, list]:
+    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read).
+    With ``skip_unchanged`` (an incremental session), a partition with nothing
+    to read whose high watermark and log start offset are those it was last
+    sent gets no response partition: it would not be sent."""
     total = 0
     touched = []
-    responses = []
-    for ft in request["topics"]:
-        key = ft["topic_id"] if version >= 13 else ft["topic"]
-        parts = []
-        for fp in ft["partitions"]:
-            index = fp["partition"]
-            p, code = broker.replicas.partition_or_error(
-                key, index, current_leader_epoch=fp["current_leader_epoch"])
-            if code:
-                parts.append(_partition_error(index, code))
-                continue
-            hw = p.high_watermark
-            entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
-                     "last_stable_offset": p.last_stable_offset, "log_start_offset": p.log_start_offset,
-                     "aborted_transactions": None, "records": b""}
-            touched.append(p)
-            offset = fp["fetch_offset"]
-            limit = min(fp["partition_max_bytes"], budget - total)
-            if offset < hw and (limit > 0 or total == 0):
-                try:
-                    # Only the first partition with data may exceed its limit.
-                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
-                except OffsetOutOfRange:
-                    entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
-                else:
-                    if result.size:
-                        entry["records"] = result.chunks
-                        total += result.size
-            elif offset > p.log_end_offset or offset < p.log_start_offset:
+    entries = []
+    lookup = broker.replicas.partition_or_error
+    for fp in parts:
+        index = fp.index
+        p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, index,
+                         current_leader_epoch=fp.leader_epoch)
+        if code:
+            entries.append((fp, _partition_error(index, code)))
+            continue
+        hw = p.high_watermark
+        log_start = p.log_start_offset
+        touched.append(p)
+        offset = fp.fetch_offset
+        if skip_unchanged and hw == fp.high_watermark and log_start == fp.log_start_offset \
+                and log_start <= offset and hw <= offset <= p.log_end_offset:
+            continue
+        entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
+                 "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
+                 "aborted_transactions": None, "records": b""}
+        limit = min(fp.max_bytes, max_bytes - total)
+        if offset < hw and (limit > 0 or total == 0):
+            try:
+                # Only the first partition with data may exceed its limit.
+                result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
+            except OffsetOutOfRange:
                 entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
-            parts.append(entry)
-        responses.append({"topic": ft["topic"], "topic_id": ft["topic_id"], "partitions": parts})
-    return responses, total, touched
+            else:
+                if result.size:
+                    entry["records"] = result.chunks
+                    total += result.size
+        elif offset > p.log_end_offset or offset < log_start:
+            entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+        entries.append((fp, entry))
+    return entries, total, touched
+
+
+def by_topic(entries: list, uses_topic_ids: bool) -> list[dict]:
+    """Response topics: runs of partitions of one topic, in the order read."""
+    responses = []
+    last = None
+    for fp, entry in entries:
+        key = fp.topic_id if uses_topic_ids else fp.topic
+        if key != last or not responses:
+            responses.append({"topic": fp.topic, "topic_id": fp.topic_id, "partitions": []})
+            last = key
+        responses[-1]["partitions"].append(entry)
+    return responses
 
 
 @handles("Fetch", 4, 18)
 async def fetch(ctx, request: dict) -> dict:
     broker = ctx.broker
-    version = ctx.version
-    if version >= 7 and request["session_id"] != 0:
-        return {"throttle_time_ms": 0, "error_code": errors.FETCH_SESSION_ID_NOT_FOUND,
-                "session_id": 0, "responses": []}
+    uses_topic_ids = ctx.version >= 13
+    fetch, forgotten = requested(request, uses_topic_ids)
+    privileged = request["replica_id"] >= 0 or request["replica_state"]["replica_id"] >= 0
+    context = broker.fetch_sessions.new_context(
+        uses_topic_ids, request["session_id"], request["session_epoch"], privileged, fetch, forgotten,
+        int(time.monotonic() * 1000))
+    if context.error:
+        return {"throttle_time_ms": 0, "error_code": context.error, "session_id": 0, "responses": []}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
     min_bytes = request["min_bytes"]
+    max_bytes = request["max_bytes"]
+    parts = context.partitions
+    incremental = context.kind == "incremental"
     while True:
-        responses, total, touched = read_partitions(broker, request, version)
+        entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break
@@ -91,8 +143,13 @@ async def fetch(ctx, request: dict) -> dict:
         try:
             await asyncio.wait_for(fut, remaining)
         except asyncio.TimeoutError:
-            pass
+            break  # nothing was appended: the last pass stands
         finally:
             for p in touched:
                 p.discard_waiter(fut)
-    return {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+    if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
+        # As in Kafka, partitions of unknown topic ids come after the others.
+        entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)
+    code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
+    return {"throttle_time_ms": 0, "error_code": code, "session_id": session_id,
+            "responses": by_topic(entries, uses_topic_ids)}

@@ -13,8 +13,15 @@ Versions served:
   ListGroups (16) 0-5 (states filter v4, types filter v5: "classic" or
   "consumer"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
 
-Behaviour lives in odradek/coordinator/state.py; this module only maps
-requests and responses to it, version by version.
+Behaviour lives in odradek/coordinator/ (docs/coordinator.md): classic
+groups in classic_groups.py, offsets in offsets.py, both in the shard of the
+group's ``__consumer_offsets`` partition (shard.py), which the group
+coordinator (group_coordinator.py) finds; this module only maps requests and
+responses to it, version by version. A group whose shard is still loading gets
+COORDINATOR_LOAD_IN_PROGRESS, one whose partition this broker does not lead
+NOT_COORDINATOR; FindCoordinator names this broker for a group whose
+partition it leads, else answers COORDINATOR_NOT_AVAILABLE (as Kafka does
+when it knows no leader: other brokers are not known yet).
 
 KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe) are
 served by odradek/apis/consumer_groups.py and share the group table: their
@@ -55,6 +62,17 @@ async def _coordinator(ctx, create: bool = True):
     return gc
 
 
+async def _shard(ctx, group_id: str | None, create: bool = True):
+    """(coordinator, shard of ``group_id``, 0), or (coordinator or None, None,
+    the error the request gets: COORDINATOR_NOT_AVAILABLE,
+    COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR)."""
+    gc = await _coordinator(ctx, create)
+    if gc is None:
+        return None, None, errors.COORDINATOR_NOT_AVAILABLE
+    shard, code = gc.shard_for(group_id)
+    return gc, shard, code
+
+
 # -- FindCoordinator ---------------------------------------------------------
 
 @handles("FindCoordinator", 0, 6)
@@ -64,22 +82,50 @@ async def find_coordinator(ctx, request: dict) -> dict:
     keys = request["coordinator_keys"] if version >= 4 else [request["key"]]
     key_type = request["key_type"]
     code, message = 0, None
+    gc = None
     if key_type == GROUP_KEY:
-        if await _coordinator(ctx) is None:
+        gc = await _coordinator(ctx)
+        if gc is None:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     elif key_type == TRANSACTION_KEY:
         if getattr(broker, "transactions", None) is None:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     else:
         code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
-    host, port = broker.endpoint(ctx.connection.listener)
-    node = {"node_id": broker.config.node_id, "host": host, "port": port}
-    if code:
-        node = {"node_id": -1, "host": "", "port": -1}
-    entries = [dict(node, key=k, error_code=code, error_message=message) for k in keys]
+    nowhere = {"node_id": -1, "host": "", "port": -1}
+    entries = []
+    for k in keys:
+        # A group's coordinator is the live leader of its __consumer_offsets
+        # partition, on the listener the request came in on; none is known
+        # while that partition is offline.
+        node = None if code or gc is None else coordinator_node(broker, gc, k, ctx.connection.listener)
+        c, m = (code, message) if node is not None or code else \
+            (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+        entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m))
     if version >= 4:
         return {"throttle_time_ms": 0, "coordinators": entries}
-    return dict(node, throttle_time_ms=0, error_code=code, error_message=message)
+    e = entries[0]
+    return {"throttle_time_ms": 0, "error_code": e["error_code"], "error_message": e["error_message"],
+            "node_id": e["node_id"], "host": e["host"], "port": e["port"]}
+
+
+def coordinator_node(broker, gc, group_id: str, listener: str | None) -> dict | None:
+    """The live broker leading ``group_id``'s ``__consumer_offsets`` partition, or None."""
+    from odradek.coordinator.group_coordinator import OFFSETS_TOPIC
+
+    state = broker.image.get(OFFSETS_TOPIC)
+    index = gc.partition_for(group_id)
+    if state is None or index >= len(state.partitions):
+        return None
+    leader = state.partitions[index].leader
+    if leader == broker.config.node_id:
+        host, port = broker.endpoint(listener)
+        return {"node_id": leader, "host": host, "port": port}
+    info = broker.image.brokers.get(leader)
+    endpoint = info.endpoint(listener) if info is not None else None
+    if endpoint is None:
+        return None
+    return {"node_id": leader, "host": endpoint[0], "port": endpoint[1]}
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup -------------------------
@@ -95,12 +141,12 @@ def _join_out(resp: dict, version: int) -> dict:
 
 @handles("JoinGroup", 0, 9)
 async def join_group(ctx, request: dict) -> dict:
-    gc = await _coordinator(ctx)
-    if gc is None:
-        return _join_out({"error_code": errors.COORDINATOR_NOT_AVAILABLE, "generation_id": -1,
+    gc, shard, code = await _shard(ctx, request["group_id"])
+    if code:
+        return _join_out({"error_code": code, "generation_id": -1,
                           "member_id": request["member_id"], "members": []}, ctx.version)
     res = gc.execute(
-        gc.sm.join_group,
+        shard, shard.join_group,
         group_id=request["group_id"],
         member_id=request["member_id"] or "",
         instance_id=request["group_instance_id"],
@@ -118,11 +164,11 @@ async def join_group(ctx, request: dict) -> dict:
 
 @handles("SyncGroup", 0, 5)
 async def sync_group(ctx, request: dict) -> dict:
-    gc = await _coordinator(ctx)
-    if gc is None:
-        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "assignment": b""}
+    gc, shard, code = await _shard(ctx, request["group_id"])
+    if code:
+        return {"throttle_time_ms": 0, "error_code": code, "assignment": b""}
     res = gc.execute(
-        gc.sm.sync_group,
+        shard, shard.sync_group,
         group_id=request["group_id"],
         generation=request["generation_id"],
         member_id=request["member_id"],
@@ -136,10 +182,10 @@ async def sync_group(ctx, request: dict) -> dict:
 
 @handles("Heartbeat", 0, 4)
 async def heartbeat(ctx, request: dict) -> dict:
-    gc = await _coordinator(ctx, create=False)
-    if gc is None:
-        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE}
-    res = gc.execute(gc.sm.heartbeat, group_id=request["group_id"], generation=request["generation_id"],
+    gc, shard, code = await _shard(ctx, request["group_id"], create=False)
+    if code:
+        return {"throttle_time_ms": 0, "error_code": code}
+    res = gc.execute(shard, shard.heartbeat, group_id=request["group_id"], generation=request["generation_id"],
                      member_id=request["member_id"], instance_id=request["group_instance_id"])
     return dict(res.response, throttle_time_ms=0)
 
@@ -151,10 +197,10 @@ async def leave_group(ctx, request: dict) -> dict:
         members = [(m["member_id"], m["group_instance_id"]) for m in request["members"]]
     else:
         members = [(request["member_id"], None)]
-    gc = await _coordinator(ctx, create=False)
-    if gc is None:
-        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "members": []}
-    res = gc.execute(gc.sm.leave_group, group_id=request["group_id"], members=members)
+    gc, shard, code = await _shard(ctx, request["group_id"], create=False)
+    if code:
+        return {"throttle_time_ms": 0, "error_code": code, "members": []}
+    res = gc.execute(shard, shard.leave_group, group_id=request["group_id"], members=members)
     resp = res.response
     if version < 3 and resp["error_code"] == 0 and resp["members"]:
         return {"throttle_time_ms": 0, "error_code": resp["members"][0]["error_code"]}
@@ -177,14 +223,14 @@ async def offset_commit(ctx, request: dict) -> dict:
         parts = [(p["partition_index"], p["committed_offset"], p["committed_leader_epoch"],
                   p["committed_metadata"]) for p in t["partitions"]]
         topics.append((name, parts))
-    gc = await _coordinator(ctx)
-    if gc is None:
+    gc, shard, code = await _shard(ctx, request["group_id"])
+    if code:
         resp = {"topics": [{"name": name, "partitions": [
-            {"partition_index": p[0], "error_code": errors.COORDINATOR_NOT_AVAILABLE} for p in parts]}
+            {"partition_index": p[0], "error_code": code} for p in parts]}
             for name, parts in topics]}
     else:
         res = gc.execute(
-            gc.sm.commit_offsets,
+            shard, shard.commit_offsets,
             group_id=request["group_id"],
             generation=request["generation_id_or_member_epoch"],
             member_id=request["member_id"],
@@ -219,11 +265,14 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
                 wanted.append((t["name"], t["partition_indexes"], None))
     if gc is None:
         return {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
+    shard, code = gc.shard_for(group_id)
+    if code:
+        return {"error_code": code, "topics": []}
     wanted_topics = None if topics is None else [(n, ps) for n, ps, _ in wanted]
     if member is not None and (member[0] is not None or member[1] >= 0):
-        resp = gc.sm.fetch_offsets(group_id, wanted_topics, member_id=member[0], member_epoch=member[1])
+        resp = shard.fetch_offsets(group_id, wanted_topics, member_id=member[0], member_epoch=member[1])
     else:
-        resp = gc.sm.fetch_offsets(group_id, wanted_topics)
+        resp = shard.fetch_offsets(group_id, wanted_topics)
     if not by_id:
         return resp
     out = []
@@ -271,11 +320,12 @@ async def describe_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     out = []
     for gid in request["groups"]:
-        if gc is None:
-            out.append({"group_id": gid, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "group_state": "",
+        shard, code = gc.shard_for(gid) if gc is not None else (None, errors.COORDINATOR_NOT_AVAILABLE)
+        if code:
+            out.append({"group_id": gid, "error_code": code, "group_state": "",
                         "protocol_type": "", "protocol_data": "", "members": []})
         else:
-            out.append(gc.sm.describe_group(gid, ctx.version, request["include_authorized_operations"]))
+            out.append(shard.describe_group(gid, ctx.version, request["include_authorized_operations"]))
     return {"throttle_time_ms": 0, "groups": out}
 
 
@@ -284,7 +334,7 @@ async def list_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
         return {"throttle_time_ms": 0, "error_code": 0, "groups": []}
-    code, groups = gc.sm.list_groups(request["states_filter"], request["types_filter"])
+    code, groups = gc.list_groups(request["states_filter"], request["types_filter"])
     return {"throttle_time_ms": 0, "error_code": code, "groups": groups}
 
 
@@ -294,16 +344,15 @@ async def delete_groups(ctx, request: dict) -> dict:
     if gc is None:
         return {"throttle_time_ms": 0, "results": [
             {"group_id": g, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for g in request["groups_names"]]}
-    res = gc.execute(gc.sm.delete_groups, request["groups_names"])
-    return dict(res.response, throttle_time_ms=0)
+    return dict(gc.delete_groups(request["groups_names"]), throttle_time_ms=0)
 
 
 @handles("OffsetDelete", 0, 0)
 async def offset_delete(ctx, request: dict) -> dict:
-    gc = await _coordinator(ctx, create=False)
-    if gc is None:
-        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
+    gc, shard, code = await _shard(ctx, request["group_id"], create=False)
+    if code:
+        return {"throttle_time_ms": 0, "error_code": code, "topics": []}
     topics = [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in request["topics"]]
-    res = gc.execute(gc.sm.delete_offsets, group_id=request["group_id"], topics=topics,
+    res = gc.execute(shard, shard.delete_offsets, group_id=request["group_id"], topics=topics,
                      topic_exists=gc.topic_exists)
     return dict(res.response, throttle_time_ms=0)

@@ -19,6 +19,7 @@ class LazyGroup(click.Group):
         "group": "odradek.cli.group:group",
         "cluster": "odradek.cli.cluster:cluster",
         "dump-log": "odradek.cli.dump_log:dump_log",
+        "user": "odradek.cli.user:user",
     }
 
     def list_commands(self, ctx):
@@ -108,9 +109,16 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
     config = BrokerConfig(node_id=node_id, host=host, port=port, advertised_host=advertised_host,
                           data_dir=None if memory else data_dir, props=props)
     try:
-        config.listeners()
+        listeners = config.listeners()
+        config.security()
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
+    ctx = click.get_current_context()
+    if props.get("listeners") and ctx.get_parameter_source("port") == click.core.ParameterSource.COMMANDLINE \
+            and port != listeners[0].port:
+        raise click.UsageError(f"--port {port} disagrees with the first of the configured listeners "
+                               f"({listeners[0].name} on port {listeners[0].port}); the listeners are "
+                               f"authoritative: drop --port or make them agree")
     run(config)
 
 

@@ -4,7 +4,7 @@
 async def start_coordinators(broker) -> None:
     """Load the coordinators that exist; each registers itself on ``broker``."""
     try:
-        from odradek.coordinator.group import GroupCoordinator
+        from odradek.coordinator.group_coordinator import GroupCoordinator
     except ImportError:
         return
     broker.groups = GroupCoordinator(broker)

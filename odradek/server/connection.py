@@ -12,18 +12,32 @@ A frame larger than ``socket.request.max.bytes`` is refused before any
 allocation by closing the connection. A frame that does not decode, an unknown
 API key, or a handler failure closes this connection only. ApiVersions with a
 version we do not serve gets error 35 with a v0 body, per KIP-511.
+
+Security: the listener's protocol decides who the connection is. TLS is the
+transport's (asyncio's SSL protocol), so this class sees plaintext bytes
+either way; on SSL the principal is the client certificate's, mapped by the
+listener's rules, when the handshake is done. On SASL listeners a
+``SaslAuthenticator`` gates every request until a login completes (see
+``odradek.security.authenticator``): before that frames are capped at
+``sasl.server.max.receive.size``, and a request it does not allow is
+answered with ILLEGAL_SASL_STATE where the response has a top-level error
+code, and the connection closed. Every request context carries the principal
+and the listener, for the authoriser to come.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import struct
 from typing import TYPE_CHECKING
 
+from odradek.clock import now_ms
 from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
+from odradek.security.principal import ANONYMOUS
 from odradek.server.registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -37,10 +51,23 @@ MAX_QUEUED_BYTES = 64 * 1024 * 1024
 API_VERSIONS_KEY = 18
 
 
+@functools.lru_cache(maxsize=None)
+def _has_error_code(api_name: str, version: int) -> bool:
+    """Whether the response of ``api_name`` at ``version`` has a top-level error code."""
+    from odradek.protocol.schema import load_spec, parse_versions
+
+    for f in load_spec(api_name + "Response")["fields"]:
+        if f["name"] == "ErrorCode":
+            lo, hi = parse_versions(f.get("versions"))
+            return lo <= version <= hi
+    return False
+
+
 class RequestContext:
     """What a handler knows about the request it serves."""
 
-    __slots__ = ("broker", "connection", "api_key", "version", "correlation_id", "client_id", "header")
+    __slots__ = ("broker", "connection", "api_key", "version", "correlation_id", "client_id", "header",
+                 "principal", "listener")
 
     def __init__(self, broker, connection, api_key, version, correlation_id, client_id, header):
         self.broker = broker
@@ -50,13 +77,24 @@ class RequestContext:
         self.correlation_id = correlation_id
         self.client_id = client_id
         self.header = header
+        self.principal = connection.principal  # KafkaPrincipal: User:alice, User:ANONYMOUS
+        self.listener = connection.listener  # the listener's name
 
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT"):
+    def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT", security=None, scram_lookup=None):
         self.broker = broker
         self.listener = listener
+        self.security = security  # odradek.security.config.ListenerSecurity, or None: PLAINTEXT
+        self.principal = ANONYMOUS
+        self.sasl = None  # a SaslAuthenticator on SASL listeners
         self.max_frame = broker.config.get_int("socket.request.max.bytes")
+        self.min_frame = 8
+        if security is not None and security.sasl is not None:
+            from odradek.security.authenticator import SaslAuthenticator
+
+            self.sasl = SaslAuthenticator(security.sasl, scram_lookup)
+            self.max_frame = min(self.max_frame, security.sasl.max_receive_size)
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.frames: collections.deque = collections.deque()
@@ -71,6 +109,12 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.broker.connections.add(self)
+        if self.security is not None and self.security.mapper is not None and self.sasl is None:
+            try:
+                self.principal = self.security.mapper.principal(transport.get_extra_info("peercert"))
+            except ValueError as e:
+                log.info("closing %s: %s", self.peer, e)
+                self.abort()
 
     def connection_lost(self, exc):
         # The request in flight is finished, not cancelled (as Kafka does): a
@@ -87,7 +131,7 @@ class KafkaConnection(asyncio.Protocol):
         n = len(buf)
         while n - pos >= 4:
             size = _SIZE.unpack_from(buf, pos)[0]
-            if size < 8 or size > self.max_frame:
+            if size < self.min_frame or size > self.max_frame:
                 log.warning("closing %s: frame size %d out of bounds", self.peer, size)
                 self.abort()
                 return
@@ -142,6 +186,8 @@ class KafkaConnection(asyncio.Protocol):
 
     async def handle(self, frame: bytes):
         """Decode, dispatch and encode one request; return bytes to send or None."""
+        if self.sasl is not None and self.sasl.raw_tokens:
+            return await self.raw_sasl_token(frame)
         api_key, version, correlation_id = _HDR.unpack_from(frame, 0)
         api = REGISTRY.get(api_key)
         if api is None:
@@ -162,18 +208,74 @@ class KafkaConnection(asyncio.Protocol):
             log.info("closing %s: malformed %s v%d request: %s", self.peer, api.name, version, e)
             self.abort()
             return None
+        sasl = self.sasl
+        if sasl is not None and (refused := sasl.allows(api_key, now_ms())) is not None:
+            log.info("closing %s: %s", self.peer, refused)
+            return self.close_with(self.illegal_sasl_state(api, version, correlation_id, flexible))
         ctx = RequestContext(self.broker, self, api_key, version, correlation_id,
                              header.get("client_id"), header)
         response = await api.handler(ctx, request)
         if response is None:
             return None
+        pieces = self.encode_response(api, version, correlation_id, flexible, response)
+        if sasl is not None and sasl.state == "FAILED":
+            return await self.fail_authentication(pieces)
+        return pieces
+
+    @staticmethod
+    def encode_response(api, version, correlation_id, flexible, response):
         out = bytearray(4)
         out += _SIZE.pack(correlation_id)
-        if flexible and api_key != API_VERSIONS_KEY:
+        if flexible and api.key != API_VERSIONS_KEY:
             out.append(0)  # response header v1: empty tagged fields
         pieces, size = api.response_codec(version).encode_parts(response, out)
         _SIZE.pack_into(out, 0, size - 4)
         return pieces
+
+    # -- authentication ----------------------------------------------------
+    def authenticated(self, principal) -> None:
+        """A SASL login (or re-login) completed: lift the pre-authentication frame cap."""
+        self.principal = principal
+        self.max_frame = self.broker.config.get_int("socket.request.max.bytes")
+        self.min_frame = 8
+
+    def illegal_sasl_state(self, api, version, correlation_id, flexible):
+        """An ILLEGAL_SASL_STATE response to a request not allowed before login, if
+        the response has a top-level error code; else None (the close says it)."""
+        if not _has_error_code(api.name, version):
+            return None
+        return self.encode_response(api, version, correlation_id, flexible,
+                                    {"error_code": errors.ILLEGAL_SASL_STATE,
+                                     "error_message": "Authenticate first (SaslHandshake, SaslAuthenticate)"})
+
+    def close_with(self, pieces):
+        """Send ``pieces`` (if any), then close; no further request is taken."""
+        self.closed = True
+        self.frames.clear()
+        if self.transport is not None:
+            if pieces is not None:
+                self.transport.writelines(pieces)
+            self.transport.close()
+        return None
+
+    async def fail_authentication(self, pieces):
+        """A failed login: the response goes out after ``connection.failed.authentication.delay.ms``
+        (as Kafka delays it, to slow password guessing), then the connection closes."""
+        self.closed = True
+        self.frames.clear()
+        delay = self.security.sasl.failed_auth_delay_ms if self.security is not None else 0
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
+        return self.close_with(pieces)
+
+    async def raw_sasl_token(self, frame):
+        """A SASL token after a SaslHandshake v0: size-prefixed, without a Kafka header."""
+        out = await self.sasl.raw_token(bytes(frame), now_ms())
+        if out is None:
+            return await self.fail_authentication(None)
+        if self.sasl.authenticated:
+            self.authenticated(self.sasl.principal)
+        return [_SIZE.pack(len(out)), out]
 
     def unsupported_api_versions(self, correlation_id: int) -> bytes:
         from odradek.apis.api_versions import api_version_list

@@ -53,8 +53,8 @@ def handles(name: str, min_version: int, max_version: int, *, below_spec: bool =
     if not lo <= min_version <= max_version <= hi:
         raise ValueError(f"{name} v{min_version}-{max_version} is outside the pinned spec's "
                          f"versions {spec['validVersions']}")
-    flex_lo, _ = parse_versions(spec.get("flexibleVersions"))
-    if flex_lo > hi:
+    flex_lo, flex_hi = parse_versions(spec.get("flexibleVersions"))
+    if flex_lo > hi or flex_lo > flex_hi:  # 'none' parses as an empty range
         flex_lo = 1 << 30
 
     def register(fn):

@@ -42,7 +42,7 @@ def consumer(b, group, **extra):
 def cgroup(b, group):
     """(state, group epoch, assignment epoch, {member id: (epoch, {topic: partitions})})."""
     async def read():
-        g = b.core.groups.sm.groups.get(group)
+        g = b.core.groups.group(group)
         if g is None or not hasattr(g, "group_epoch"):
             return None
         names = {t.topic_id: t.name for t in b.core.replicas.topics.values()}
@@ -303,7 +303,7 @@ def test_consumer_group_survives_a_restart(tmp_path):
 
     def view(b):
         async def read():
-            return {k: v for k, v in b.core.groups.sm.durable_view().items() if k == "g-cp-restart"}
+            return {k: v for k, v in b.core.groups.durable_view().items() if k == "g-cp-restart"}
         return b.call(read)
 
     with EmbeddedBroker(data_dir=str(tmp_path), config=BROKER_CONFIG) as b:

@@ -54,7 +54,7 @@ def produce(b: EmbeddedBroker, topic: str, count: int, start: int = 0, partition
 
 def group_state(b: EmbeddedBroker, group: str):
     async def read():
-        g = b.core.groups.sm.groups.get(group)
+        g = b.core.groups.group(group)
         if g is None:
             return None
         return g.state, g.generation, sorted(g.members)

@@ -37,7 +37,7 @@ def test_listener_parsing_and_unsupported_protocols():
     with pytest.raises(ConfigError):
         parse_listeners("PLAINTEXT:9092")
     with pytest.raises(ConfigError):
-        BrokerConfig(props={"listeners": "SSL://:9093"}).listeners()
+        BrokerConfig(props={"listeners": "SSL://:9093"}).security()  # no keystore
     props = parse_properties("# comment\nnum.partitions = 3\nlog.retention.hours: 1\n! other\n")
     assert props == {"num.partitions": "3", "log.retention.hours": "1"}
     cfg = BrokerConfig(props=props)

@@ -1,5 +1,5 @@
-"""Drives a CoordinatorStateMachine's consumer groups synchronously, the way
-the runtime does: records are "appended" to an in-memory log and replayed.
+"""Drives a GroupShard's consumer groups synchronously through
+the runtime's ShardRunner: records are "appended" to an in-memory log and replayed.
 Partitions are given by topic name here ({"t": [0, 1]}) and translated to
 topic ids on the way in and out."""
 
@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 
-from odradek.coordinator.consumer import ConsumerGroupConfig, CoordinatorStateMachine, DictTopics
-from odradek.coordinator.state import GroupConfig, Result
+from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
+from odradek.coordinator.consumer_groups import DictTopics
+from odradek.coordinator.runtime import Result, ShardRunner
+from odradek.coordinator.shard import GroupShard
 
 T0 = 1_700_000_000_000
 TID = {"t": b"T" * 16, "u": b"U" * 16, "v": b"V" * 16}
@@ -30,16 +32,24 @@ class ConsumerHarness:
         NAMES.update({tid(name): name for name in self.topic_view.topics})
         defaults = dict(session_timeout_ms=45000, heartbeat_interval_ms=5000)
         defaults.update(consumer_config)
-        self.sm = CoordinatorStateMachine(GroupConfig(num_partitions=4), ConsumerGroupConfig(**defaults),
-                                          self.topic_view)
+        self.sm = GroupShard(GroupConfig(num_partitions=4), ConsumerGroupConfig(**defaults), self.topic_view)
         self.now = T0
-        self.log: list[tuple[int, bytes, bytes | None]] = []
+        self.log: list[tuple[bytes, bytes | None]] = []
 
     # -- plumbing --------------------------------------------------------
+    @property
+    def sm(self):
+        return self.runner.shard
+
+    @sm.setter
+    def sm(self, shard) -> None:
+        self.runner = ShardRunner(shard, self._write)
+
+    def _write(self, records: list, now: int) -> None:
+        self.log.extend(records)
+
     def apply(self, res: Result) -> Result:
-        for record in res.records:
-            self.log.append(record)
-            self.sm.replay(record[1], record[2], self.now)
+        self.runner.apply(res, self.now)
         return res
 
     def advance(self, ms: int) -> Result:

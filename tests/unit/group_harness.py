@@ -1,12 +1,14 @@
-"""Drives a GroupStateMachine synchronously, the way the runtime does: each
-operation's records are "appended" to an in-memory log and replayed, and
+"""Drives a GroupShard's classic groups synchronously through the runtime's ShardRunner:
+each operation's records are "appended" to an in-memory log and replayed, and
 parked responses are collected from the completions."""
 
 from __future__ import annotations
 
 import struct
 
-from odradek.coordinator.state import GroupConfig, GroupStateMachine, Result
+from odradek.coordinator.config import GroupConfig
+from odradek.coordinator.runtime import Result, ShardRunner
+from odradek.coordinator.shard import GroupShard
 from odradek.protocol.schema import codec
 
 T0 = 1_700_000_000_000
@@ -22,18 +24,26 @@ class Harness:
     def __init__(self, **config):
         defaults = dict(num_partitions=4, min_session_timeout_ms=100, initial_rebalance_delay_ms=0)
         defaults.update(config)
-        self.sm = GroupStateMachine(GroupConfig(**defaults))
+        self.sm = GroupShard(GroupConfig(**defaults))
         self.now = T0
-        self.log: list[tuple[int, bytes, bytes | None]] = []
+        self.log: list[tuple[bytes, bytes | None]] = []
         self.responses: dict[int, dict] = {}
         self.topics = {"t": 4, "u": 2}
 
     # -- plumbing --------------------------------------------------------
+    @property
+    def sm(self):
+        return self.runner.shard
+
+    @sm.setter
+    def sm(self, shard) -> None:
+        self.runner = ShardRunner(shard, self._write)
+
+    def _write(self, records: list, now: int) -> None:
+        self.log.extend(records)
+
     def apply(self, res: Result) -> Result:
-        for record in res.records:
-            self.log.append(record)
-            self.sm.replay(record[1], record[2], self.now)
-        for token, response in self.sm.drain():
+        for token, response in self.runner.apply(res, self.now):
             self.responses[token] = response
         return res
 

@@ -6,21 +6,21 @@ from __future__ import annotations
 import struct
 
 from odradek.coordinator import records as rec
-from odradek.coordinator.consumer import (
+from odradek.coordinator.config import ConsumerGroupConfig
+from odradek.coordinator.consumer_groups import (
     UNREVOKED_PARTITIONS,
     ConsumerGroup,
-    ConsumerGroupConfig,
-    CoordinatorStateMachine,
 )
-from odradek.coordinator.state import EMPTY, Group
+from odradek.coordinator.classic_groups import EMPTY, ClassicGroup
+from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
 
 from tests.unit.consumer_group_harness import T0, Client, ConsumerHarness, tid
 
 
-def replayed(h: ConsumerHarness, now: int | None = None) -> CoordinatorStateMachine:
-    sm = CoordinatorStateMachine(h.sm.config, h.sm.cconfig, h.topic_view)
-    for _, key, value in h.log:
+def replayed(h: ConsumerHarness, now: int | None = None) -> GroupShard:
+    sm = GroupShard(h.sm.config, h.sm.consumer.config, h.topic_view)
+    for key, value in h.log:
         sm.replay(key, value, h.now if now is None else now)
     return sm
 
@@ -103,9 +103,9 @@ def test_replayed_group_goes_on():
 def test_replay_at_a_later_time_expires_sessions():
     h = history()
     sm = replayed(h, now=T0)
-    sm.cconfig = ConsumerGroupConfig(session_timeout_ms=1000)
+    sm.consumer.config = ConsumerGroupConfig(session_timeout_ms=1000)
     res = sm.tick(T0 + 50_000)
-    for _, key, value in res.records:
+    for key, value in res.records:
         sm.replay(key, value, T0 + 50_000)
     assert sm.groups["g"].members == {} and sm.groups["g"].state == EMPTY
 
@@ -130,10 +130,10 @@ def test_classic_and_consumer_groups_share_the_table():
     parked = join("classic")
     assert parked.wait is not None
     assert h.hb("x", 0, group="classic")["error_code"] == errors.GROUP_ID_NOT_FOUND
-    code, groups = sm.list_groups()
+    groups = sm.list_groups()
     assert {g["group_id"]: g["group_type"] for g in groups} == {"cg": "consumer", "classic": "classic"}
-    assert [g["group_id"] for g in sm.list_groups(types=["consumer"])[1]] == ["cg"]
-    assert [g["group_id"] for g in sm.list_groups(states=["stable"])[1]] == ["cg"]
+    assert [g["group_id"] for g in sm.list_groups(types=["consumer"])] == ["cg"]
+    assert [g["group_id"] for g in sm.list_groups(states=["stable"])] == ["cg"]
     assert sm.describe_group("cg", 5)["group_state"] == "Dead"
     assert sm.describe_group("cg", 6)["error_code"] == errors.GROUP_ID_NOT_FOUND
     described = sm.consumer_group_describe(["cg", "classic", "none"])
@@ -145,18 +145,18 @@ def test_classic_and_consumer_groups_share_the_table():
     h.commit("a", 1, {("t", 0): 4}, group="cg")
     h.hb("a", -1, group="cg")
     res = join("cg")
-    assert isinstance(sm.groups["cg"], Group) and res.wait is not None
-    assert sm.groups["cg"].offsets[("t", 0)].offset == 4
+    assert isinstance(sm.groups["cg"], ClassicGroup) and res.wait is not None
+    assert sm.offsets.of("cg")[("t", 0)].offset == 4
     # An empty classic group turns into a consumer group on a join with epoch 0.
     h.commit("", -1, {("t", 1): 8}, group="simple")
-    assert type(sm.groups["simple"]) is Group
+    assert type(sm.groups["simple"]) is ClassicGroup
     resp = h.hb("s", 0, group="simple")
     assert resp["error_code"] == 0 and isinstance(sm.groups["simple"], ConsumerGroup)
-    assert sm.groups["simple"].offsets[("t", 1)].offset == 8
+    assert sm.offsets.of("simple")[("t", 1)].offset == 8
     again = replayed(h)
     assert again.durable_view()["simple"] == sm.durable_view()["simple"]
     # (Classic joins still under way wrote nothing yet: "cg" is an empty classic group.)
-    assert type(again.groups["cg"]) is Group and again.groups["cg"].offsets == sm.groups["cg"].offsets
+    assert type(again.groups["cg"]) is ClassicGroup and again.offsets.of("cg") == sm.offsets.of("cg")
 
 
 def test_delete_and_expire_consumer_groups():
@@ -168,7 +168,7 @@ def test_delete_and_expire_consumer_groups():
     h.now += 2000
     res = h.apply(sm.expire_offsets(h.now))
     # Only the offset of a topic the group no longer subscribes to expires.
-    assert sorted(sm.groups["cg"].offsets) == [("t", 0)] and len(res.records) == 1
+    assert sorted(sm.offsets.of("cg")) == [("t", 0)] and len(res.records) == 1
     assert sm.delete_offsets(h.now, group_id="cg", topics=[("t", [0])],
                              topic_exists=lambda n, p: True).response["topics"][0]["partitions"][0][
         "error_code"] == errors.GROUP_SUBSCRIBED_TO_TOPIC

@@ -7,7 +7,7 @@ import random
 import time
 
 from odradek.coordinator import records as rec
-from odradek.coordinator.consumer import (
+from odradek.coordinator.consumer_groups import (
     MEMBER_STABLE,
     UNRELEASED_PARTITIONS,
     UNREVOKED_PARTITIONS,
@@ -22,7 +22,7 @@ ALL_T = {"t": {0, 1, 2, 3}}
 
 def kinds(log) -> list[int]:
     return [rec.decode_key(key).kind if isinstance(rec.decode_key(key), rec.ConsumerKey) else -1
-            for _, key, _ in log]
+            for key, _ in log]
 
 
 def owned_disjoint(clients) -> bool:

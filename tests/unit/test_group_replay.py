@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from odradek.coordinator.state import EMPTY, STABLE, GroupStateMachine
+from odradek.coordinator.classic_groups import EMPTY, STABLE
+from odradek.coordinator.shard import GroupShard
 
 from tests.unit.group_harness import Harness
 
 
-def replayed(h: Harness, now: int | None = None) -> GroupStateMachine:
-    sm = GroupStateMachine(h.sm.config)
-    for _, key, value in h.log:
+def replayed(h: Harness, now: int | None = None) -> GroupShard:
+    sm = GroupShard(h.sm.config)
+    for key, value in h.log:
         sm.replay(key, value, h.now if now is None else now)
     return sm
 
@@ -79,7 +80,7 @@ def test_replay_is_idempotent_on_live_state():
     h = Harness()
     h.stable_group(2)
     before = h.sm.durable_view()
-    for _, key, value in h.log:
+    for key, value in h.log:
         h.sm.replay(key, value, h.now)
     assert h.sm.durable_view() == before
 
@@ -91,13 +92,5 @@ def test_group_tombstone_keeps_later_offsets():
     h.commit({("t", 1): 2}, group="x")
     sm = replayed(h)
     assert sm.durable_view() == h.sm.durable_view()
-    assert {k: v.offset for k, v in sm.groups["x"].offsets.items()} == {("t", 1): 2}
+    assert {k: v.offset for k, v in sm.offsets.of("x").items()} == {("t", 1): 2}
 
-
-def test_records_go_to_the_groups_partition():
-    h = Harness(num_partitions=7)
-    h.commit({("t", 0): 1}, group="alpha")
-    h.commit({("t", 0): 1}, group="beta")
-    from odradek.coordinator.records import partition_for
-
-    assert [p for p, _, _ in h.log] == [partition_for("alpha", 7), partition_for("beta", 7)]

@@ -9,8 +9,9 @@ import time
 from odradek.broker import BrokerCore
 from odradek.config import BrokerConfig
 from odradek.coordinator import records as rec
-from odradek.coordinator.group import OFFSETS_TOPIC, GroupCoordinator
+from odradek.coordinator.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from odradek.coordinator.records import OffsetValue
+from odradek.protocol import errors
 from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_batch, build_control_batch, iter_records
 
 
@@ -28,6 +29,19 @@ async def make_broker(**props) -> BrokerCore:
     return b
 
 
+def execute(gc, group_id: str, op: str, **kw):
+    """Run an operation of ``group_id``'s shard through the coordinator."""
+    shard, code = gc.shard_for(group_id)
+    assert code == 0
+    return gc.execute(shard, getattr(shard, op), group_id=group_id, **kw)
+
+
+def offsets_of(gc, group_id: str) -> dict:
+    shard, code = gc.shard_for(group_id)
+    assert code == 0
+    return shard.offsets.of(group_id)
+
+
 def append(broker, partition: int, batch: bytes) -> None:
     p = broker.replicas.topics[OFFSETS_TOPIC].partitions[partition]
     p.log.append(bytearray(batch), p.leader_epoch, int(time.time() * 1000))
@@ -41,36 +55,35 @@ def test_operations_are_written_and_reloaded():
         assert await gc.ensure_topic()
         topic = b.replicas.topics[OFFSETS_TOPIC]
         assert len(topic.partitions) == 3 and topic.config.get("cleanup.policy") == "compact"
-        res = gc.execute(gc.sm.commit_offsets, group_id="simple", generation=-1, member_id="",
-                         instance_id=None, topics=[("t", [(0, 5, -1, "m"), (1, 6, -1, None)])],
-                         topic_exists=gc.topic_exists)
+        res = execute(gc, "simple", "commit_offsets", generation=-1, member_id="", instance_id=None,
+                      topics=[("t", [(0, 5, -1, "m"), (1, 6, -1, None)])], topic_exists=gc.topic_exists)
         assert {p["error_code"] for t in res.response["topics"] for p in t["partitions"]} == {0}
-        join = gc.execute(gc.sm.join_group, group_id="g", member_id="", instance_id=None,
-                          session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
-                          protocols=[("range", b"sub")], client_id="c", require_known_member_id=False)
+        join = execute(gc, "g", "join_group", member_id="", instance_id=None,
+                       session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
+                       protocols=[("range", b"sub")], client_id="c", require_known_member_id=False)
         joined = await asyncio.wait_for(gc.wait(join), 5)  # completed by the timer
         member = joined["member_id"]
-        sync = gc.execute(gc.sm.sync_group, group_id="g", generation=1, member_id=member, instance_id=None,
-                          protocol_type="consumer", protocol_name="range", assignments=[(member, b"A")])
+        sync = execute(gc, "g", "sync_group", generation=1, member_id=member, instance_id=None,
+                       protocol_type="consumer", protocol_name="range", assignments=[(member, b"A")])
         assert (await gc.wait(sync))["assignment"] == b"A"
-        part = gc.sm.partition_for("simple")
+        part = gc.partition_for("simple")
         stored = [r.key for _, r in iter_records(b"".join(topic.partitions[part].log.read(0, 1 << 20).chunks))]
         assert rec.offset_key("simple", "t", 0) in stored
-        view = gc.sm.durable_view()
+        view = gc.durable_view()
         await gc.stop()
 
         again = b.groups = GroupCoordinator(b)
         await again.start()
-        assert again.sm.durable_view() == view
-        assert again.sm.groups["g"].state == "Stable"
-        assert again.sm.fetch_offsets("simple", [("t", [0, 1])])["topics"][0]["partitions"][0]["metadata"] == "m"
+        assert again.durable_view() == view
+        assert again.group("g").state == "Stable"
+        assert offsets_of(again, "simple")[("t", 0)].metadata == "m"
         # Deleting a topic drops its offsets, durably.
         await b.admin.delete_topic("t")
-        assert again.sm.groups["simple"].offsets == {}
+        assert offsets_of(again, "simple") == {} and again.group("simple") is not None
         await again.stop()
         third = GroupCoordinator(b)
         await third.start()
-        assert third.sm.groups["simple"].offsets == {}
+        assert offsets_of(third, "simple") == {} and third.group("simple") is not None
         await third.stop()
 
     run(main())
@@ -83,7 +96,7 @@ def test_loading_honours_transaction_markers():
         await gc.start()
         await gc.ensure_topic()
         await gc.stop()
-        part = gc.sm.partition_for("tx")
+        part = gc.partition_for("tx")
         now = int(time.time() * 1000)
 
         def commit(topic_partition: int, offset: int):
@@ -100,7 +113,7 @@ def test_loading_honours_transaction_markers():
         append(b, part, build_batch([(b"\x00\x09junk", b"x", (), now)]))  # unreadable: skipped
         loaded = GroupCoordinator(b)
         await loaded.start()
-        offsets = {k: v.offset for k, v in loaded.sm.groups["tx"].offsets.items()}
+        offsets = {k: v.offset for k, v in offsets_of(loaded, "tx").items()}
         assert offsets == {("t", 0): 2}
         await loaded.stop()
 
@@ -113,15 +126,18 @@ def test_requests_during_loading_are_refused():
         gc = GroupCoordinator(b)
         await gc.start()
         await gc.ensure_topic()
-        gc.execute(gc.sm.commit_offsets, group_id="g", generation=-1, member_id="", instance_id=None,
-                   topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
+        execute(gc, "g", "commit_offsets", generation=-1, member_id="", instance_id=None,
+                topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
         await gc.stop()
         fresh = GroupCoordinator(b)
-        fresh.sm.loading.update(range(3))
-        assert fresh.sm.fetch_offsets("g", None)["error_code"] == 14  # COORDINATOR_LOAD_IN_PROGRESS
+        fresh.sync_shards()  # hosted, and loading until the loop runs
+        assert fresh.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
+        assert fresh.list_groups() == (errors.COORDINATOR_LOAD_IN_PROGRESS, [])
+        assert fresh.delete_groups(["g"]) == {"results": [
+            {"group_id": "g", "error_code": errors.COORDINATOR_LOAD_IN_PROGRESS}]}
         await fresh.start()
-        assert not fresh.sm.loading
-        assert fresh.sm.fetch_offsets("g", None)["topics"][0]["partitions"][0]["committed_offset"] == 5
+        assert fresh.shard_for("g")[1] == 0
+        assert offsets_of(fresh, "g")[("t", 0)].offset == 5
         await fresh.stop()
 
     run(main())
@@ -133,14 +149,65 @@ def test_cancelled_waiter_does_not_leak():
         gc = GroupCoordinator(b)
         await gc.start()
         await gc.ensure_topic()
-        res = gc.execute(gc.sm.join_group, group_id="g", member_id="", instance_id=None,
-                         session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
+        res = execute(gc, "g", "join_group", member_id="", instance_id=None,
+                      session_timeout=10000, rebalance_timeout=10000, protocol_type="consumer",
                          protocols=[("range", b"")], client_id="c", require_known_member_id=False)
         task = asyncio.ensure_future(gc.wait(res))
         await asyncio.sleep(0.01)
         task.cancel()
         await asyncio.sleep(0)
         assert gc.waiters == {}
+        await gc.stop()
+
+    run(main())
+
+
+def test_records_go_to_the_groups_partition():
+    async def main():
+        b = await make_broker(**{"offsets.topic.num.partitions": "7"})
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        for group in ("alpha", "beta", "gamma"):
+            execute(gc, group, "commit_offsets", generation=-1, member_id="", instance_id=None,
+                    topics=[("t", [(0, 1, -1, "")])], topic_exists=gc.topic_exists)
+        topic = b.replicas.topics[OFFSETS_TOPIC]
+        stored = {p.index: {r.key for _, r in iter_records(b"".join(p.log.read(0, 1 << 20).chunks))}
+                  for p in topic.partitions}
+        for group in ("alpha", "beta", "gamma"):
+            assert [i for i, keys in stored.items() if rec.offset_key(group, "t", 0) in keys] == \
+                [rec.partition_for(group, 7)]
+        await gc.stop()
+
+    run(main())
+
+
+def test_a_partition_not_led_here_has_no_shard():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)  # no __consumer_offsets yet
+        assert gc.list_groups() == (0, [])
+        await gc.ensure_topic()
+        assert sorted(gc.hosted) == [0, 1, 2]
+        execute(gc, "g", "commit_offsets", generation=-1, member_id="", instance_id=None,
+                topics=[("t", [(0, 5, -1, "")])], topic_exists=gc.topic_exists)
+        parked = execute(gc, "g", "join_group", member_id="", instance_id=None, session_timeout=10000,
+                         rebalance_timeout=10000, protocol_type="consumer", protocols=[("range", b"")],
+                         client_id="c", require_known_member_id=False)
+        other = next(gid for gid in ("h", "i", "j", "k") if gc.partition_for(gid) != gc.partition_for("g"))
+        part = gc.partition_for("g")
+        p, _ = b.replicas.partition_or_error(OFFSETS_TOPIC, part)
+        p.leader = b.config.node_id + 1  # led elsewhere now
+        assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)
+        assert part not in gc.hosted and gc.shard_for(other)[1] == 0
+        assert (await gc.wait(parked))["error_code"] == errors.NOT_COORDINATOR
+        assert gc.delete_groups(["g"])["results"][0]["error_code"] == errors.NOT_COORDINATOR
+        p.leader = b.config.node_id  # led here again: loaded anew
+        assert gc.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
+        await gc.hosted[part].load_task
+        assert offsets_of(gc, "g")[("t", 0)].offset == 5
         await gc.stop()
 
     run(main())

@@ -1,115 +1,78 @@
-"""The classic group coordinator as a sans-IO state machine.
+"""Classic groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, DescribeGroups).
 
 Theory of operation
 -------------------
-``GroupStateMachine`` holds every group this broker coordinates. It never
-touches a socket, a clock or a log: each operation takes ``now`` (ms since the
-epoch) and the request's fields, and returns a :class:`Result` with
+:class:`ClassicGroups` is the classic group type of a shard's
+:class:`~odradek.coordinator.group_manager.GroupManager`: it serves the
+classic protocol's APIs for the groups of its table, replays the group
+metadata records (key type 2), and answers what the offsets component asks
+about a classic group. It never touches a socket, a clock or a log: each
+operation takes ``now`` (ms since the epoch) and the request's fields, and
+returns a :class:`~odradek.coordinator.runtime.Result` with
 
-- ``records``: ``(partition, key, value)`` to append to ``__consumer_offsets``
-  (value None is a tombstone), all of one operation in one batch per partition;
+- ``records``: ``(key, value)`` to append to the shard's partition of
+  ``__consumer_offsets`` (value None is a tombstone);
 - ``response``: the answer, when it is known at once, else
 - ``wait``: a token; the answer arrives later as a completion ``(token,
   response)``, for JoinGroup and SyncGroup requests parked until the rebalance
-  moves on. Completions collect in an outbox that the runtime drains after
-  every step (operation, timer tick or replay).
+  moves on. Completions collect in the group manager's outbox, which the
+  runner drains after every step (operation, timer tick or replay).
 
-The runtime appends the records, then feeds each one back through
-:meth:`GroupStateMachine.replay`, then drains completions and sends
-responses, so nothing is acknowledged before it is in the log. ``replay`` is
-the only code that changes what is durable: committed offsets, group
-existence, and a group's stored generation (protocol type, generation,
-protocol, leader, members with their assignments). At startup the runtime
-replays every record of the partition, in order, through the same method, so
-the groups and offsets rebuilt after a restart or a kill are exactly those
-the records describe. Transitions that must not happen before the write
-(the group becoming Stable with the leader's assignment, offsets being
-committed or deleted, a group being deleted) happen only in ``replay``.
-Rebalance bookkeeping that Kafka keeps only in memory (members waiting in a
-JoinGroup, the next generation while it is being assigned, heartbeat
-deadlines) is changed directly by the operations; the few records written
-for such moves (a group becoming Empty, a static member replaced in Stable)
-replay onto the live group as no-ops.
+The runner appends the records, then feeds each one back through the
+shard's ``replay``, then hands back completions, so nothing is acknowledged
+before it is in the log. ``replay`` is the only code that changes what is
+durable: group existence, and a group's stored generation (protocol type,
+generation, protocol, leader, members with their assignments). At startup
+the same replay runs over every record of the partition, in order, so the
+groups rebuilt after a restart or a kill are exactly those the records
+describe. Transitions that must not happen before the write (the group
+becoming Stable with the leader's assignment, a group being deleted) happen
+only in ``replay``. Rebalance bookkeeping that Kafka keeps only in memory
+(members waiting in a JoinGroup, the next generation while it is being
+assigned, heartbeat deadlines) is changed directly by the operations; the
+few records written for such moves (a group becoming Empty, a static member
+replaced in Stable) replay onto the live group as no-ops.
 
 Deadlines: members' session expiries, MEMBER_ID_REQUIRED placeholders, the
 join phase (rebalance timeout, or group.initial.rebalance.delay.ms for the
-first rebalance of an empty group) and the sync phase live on each group; a
-heap of (time, group) says when to look at a group next. The runtime calls
-:meth:`tick` at :meth:`next_deadline`.
+first rebalance of an empty group) and the sync phase live on each group;
+the group manager calls :meth:`ClassicGroups.check` when one is due.
 
 States follow Kafka's classic protocol: Empty -> PreparingRebalance ->
 CompletingRebalance -> Stable, back to PreparingRebalance on any membership
 or metadata change, and Dead for a removed group (never kept in the table).
+
+A JoinGroup for an empty group of another type turns it into a classic
+group (that group's records are tombstoned first); for one with members it
+answers INCONSISTENT_GROUP_PROTOCOL. SyncGroup and Heartbeat for a group of
+another type answer UNKNOWN_MEMBER_ID, DescribeGroups Dead (v6:
+GROUP_ID_NOT_FOUND).
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import struct
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Iterable
 
 from odradek.coordinator import records as rec
-from odradek.coordinator.records import GroupKey, OffsetKey, OffsetValue
+from odradek.coordinator.config import GroupConfig
+from odradek.coordinator.group_manager import CLASSIC, DEAD, EMPTY, GroupManager, authorized_operations
+from odradek.coordinator.records import GroupKey
+from odradek.coordinator.runtime import Result
 from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
 
-EMPTY = "Empty"
 PREPARING_REBALANCE = "PreparingRebalance"
 COMPLETING_REBALANCE = "CompletingRebalance"
 STABLE = "Stable"
-DEAD = "Dead"
 STATES = (EMPTY, PREPARING_REBALANCE, COMPLETING_REBALANCE, STABLE, DEAD)
-
-OFFSET_METADATA_TOO_LARGE = 12  # not in odradek.protocol.errors yet
-
-# Operations a group resource allows without ACLs: READ (3), DELETE (6), DESCRIBE (8).
-GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
-AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
 
 _I16 = struct.Struct(">h")
 
 
-@dataclass
-class GroupConfig:
-    """The broker settings the coordinator acts on (server.properties names)."""
-
-    num_partitions: int = 50  # offsets.topic.num.partitions
-    min_session_timeout_ms: int = 6000  # group.min.session.timeout.ms
-    max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
-    initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
-    max_group_size: int = 2**31 - 1  # group.max.size
-    offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # offsets.retention.minutes
-    max_metadata_bytes: int = 4096  # offset.metadata.max.bytes
-    new_member_join_timeout_ms: int = 5 * 60 * 1000  # Kafka's fixed new-member timeout
-
-    @classmethod
-    def from_broker(cls, config) -> "GroupConfig":
-        d = cls()
-        return cls(
-            num_partitions=config.get_int("offsets.topic.num.partitions", d.num_partitions),
-            min_session_timeout_ms=config.get_int("group.min.session.timeout.ms", d.min_session_timeout_ms),
-            max_session_timeout_ms=config.get_int("group.max.session.timeout.ms", d.max_session_timeout_ms),
-            initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms",
-                                                      d.initial_rebalance_delay_ms),
-            max_group_size=config.get_int("group.max.size", d.max_group_size),
-            offsets_retention_ms=config.get_int("offsets.retention.minutes", 7 * 24 * 60) * 60000,
-            max_metadata_bytes=config.get_int("offset.metadata.max.bytes", d.max_metadata_bytes),
-        )
-
-
-@dataclass
-class Result:
-    response: dict | None = None
-    wait: int | None = None
-    records: list = field(default_factory=list)  # (partition, key bytes, value bytes | None)
-    failure: dict | None = None  # response to send instead if the records cannot be written
-
-
-class Member:
+class ClassicMember:
     __slots__ = ("member_id", "instance_id", "client_id", "client_host", "rebalance_timeout",
                  "session_timeout", "protocol_type", "protocols", "assignment", "join_waiter",
                  "sync_waiter", "deadline", "is_new")
@@ -138,9 +101,11 @@ class Member:
         return b""
 
 
-class Group:
+class ClassicGroup:
     """One group: durable fields (as the last replayed record left them, or the
-    live generation while rebalancing), members, offsets and deadlines."""
+    live generation while rebalancing), members and deadlines."""
+
+    group_type = CLASSIC
 
     def __init__(self, group_id: str, now: int):
         self.group_id = group_id
@@ -151,11 +116,10 @@ class Group:
         self.protocol_name: str | None = None
         self.generation = 0
         self.leader_id: str | None = None
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, ClassicMember] = {}
         self.static_members: dict[str, str] = {}  # group instance id -> member id
         self.pending_members: dict[str, int] = {}  # MEMBER_ID_REQUIRED ids -> expiry
         self.pending_sync: set[str] = set()
-        self.offsets: dict[tuple[str, int], OffsetValue] = {}
         self.join_deadline: int | None = None
         self.join_initial = False
         self.join_delay = 0
@@ -242,42 +206,32 @@ def _sync_error(code: int) -> dict:
     return {"error_code": code, "protocol_type": None, "protocol_name": None, "assignment": b""}
 
 
-class GroupStateMachine:
-    """All groups of one broker. See the module docstring."""
+class ClassicGroups:
+    """The classic groups of one shard. See the module docstring."""
 
-    def __init__(self, config: GroupConfig | None = None):
+    group_type = CLASSIC
+
+    def __init__(self, groups: GroupManager, config: GroupConfig | None = None):
+        self.gm = groups
         self.config = config or GroupConfig()
-        self.groups: dict[str, Group] = {}
-        self.loading: set[int] = set()  # __consumer_offsets partitions still being replayed
-        self.completions: list[tuple[int, dict]] = []
-        self._timers: list[tuple[int, int, str]] = []
-        self._seq = itertools.count()
-        self._tokens = itertools.count(1)
+        groups.register(self)
 
     # -- plumbing --------------------------------------------------------
-    def partition_for(self, group_id: str) -> int:
-        return rec.partition_for(group_id, self.config.num_partitions)
+    @property
+    def groups(self) -> dict:
+        return self.gm.groups
 
-    def is_loading(self, group_id: str) -> bool:
-        return bool(self.loading) and self.partition_for(group_id) in self.loading
-
-    def drain(self) -> list[tuple[int, dict]]:
-        out, self.completions = self.completions, []
-        return out
-
-    def next_deadline(self) -> int | None:
-        return self._timers[0][0] if self._timers else None
+    def _own(self, group_id: str | None) -> ClassicGroup | None:
+        g = self.gm.get(group_id)
+        return g if g is not None and g.group_type == CLASSIC else None
 
     def _complete(self, token: int | None, response: dict) -> None:
-        if token is not None:
-            self.completions.append((token, response))
+        self.gm.complete(token, response)
 
-    def _schedule(self, g: Group, when: int) -> None:
-        if g.next_check is None or when < g.next_check:
-            g.next_check = when
-            heapq.heappush(self._timers, (when, next(self._seq), g.group_id))
+    def _schedule(self, g: ClassicGroup, when: int) -> None:
+        self.gm.schedule(g, when)
 
-    def _reschedule(self, g: Group) -> None:
+    def reschedule(self, g: ClassicGroup) -> None:
         times = [m.deadline for m in g.members.values() if m.deadline is not None]
         times.extend(g.pending_members.values())
         if g.join_deadline is not None:
@@ -287,21 +241,16 @@ class GroupStateMachine:
         if times:
             self._schedule(g, min(times))
 
-    def _heartbeat(self, g: Group, m: Member, now: int, timeout: int | None = None) -> None:
+    def _heartbeat(self, g: ClassicGroup, m: ClassicMember, now: int, timeout: int | None = None) -> None:
         m.deadline = now + (m.session_timeout if timeout is None else timeout)
         self._schedule(g, m.deadline)
 
-    def _group_record(self, g: Group, value: dict | None) -> tuple:
-        return (self.partition_for(g.group_id), rec.group_key(g.group_id),
-                None if value is None else rec.group_value(value))
-
-    def _offset_record(self, group_id: str, topic: str, partition: int,
-                       value: OffsetValue | None) -> tuple:
-        return (self.partition_for(group_id), rec.offset_key(group_id, topic, partition),
-                None if value is None else rec.offset_value(value))
+    @staticmethod
+    def _group_record(g: ClassicGroup, value: dict | None) -> tuple:
+        return rec.group_key(g.group_id), None if value is None else rec.group_value(value)
 
     @staticmethod
-    def _validate_member(g: Group, member_id: str, instance_id: str | None) -> int:
+    def _validate_member(g: ClassicGroup, member_id: str, instance_id: str | None) -> int:
         if instance_id is not None:
             current = g.static_members.get(instance_id)
             if current is None:
@@ -312,7 +261,7 @@ class GroupStateMachine:
             return errors.UNKNOWN_MEMBER_ID
         return 0
 
-    def _supports(self, g: Group, protocol_type: str, protocols: list) -> bool:
+    def _supports(self, g: ClassicGroup, protocol_type: str, protocols: list) -> bool:
         if g.state == EMPTY and not g.members:
             return bool(protocol_type) and bool(protocols)
         if protocol_type != g.protocol_type:
@@ -320,7 +269,7 @@ class GroupStateMachine:
         candidates = g.candidate_protocols()
         return candidates is None or any(name in candidates for name, _ in protocols)
 
-    def _accepts_joining(self, g: Group, member_id: str) -> bool:
+    def _accepts_joining(self, g: ClassicGroup, member_id: str) -> bool:
         limit = self.config.max_group_size
         if g.state == EMPTY:
             return True
@@ -330,7 +279,7 @@ class GroupStateMachine:
             return (m is not None and m.join_waiter is not None) or awaiting < limit
         return member_id in g.members or len(g.members) < limit
 
-    def _join_response(self, g: Group, m: Member, with_members: bool, leader: str | None = None,
+    def _join_response(self, g: ClassicGroup, m: ClassicMember, with_members: bool, leader: str | None = None,
                        skip_assignment: bool = False) -> dict:
         members = []
         if with_members:
@@ -342,7 +291,7 @@ class GroupStateMachine:
                 "skip_assignment": skip_assignment, "member_id": m.member_id, "members": members}
 
     # -- rebalance mechanics --------------------------------------------
-    def _drop_member(self, g: Group, m: Member, join_code: int = errors.UNKNOWN_MEMBER_ID) -> None:
+    def _drop_member(self, g: ClassicGroup, m: ClassicMember, join_code: int = errors.UNKNOWN_MEMBER_ID) -> None:
         """Take ``m`` out of the group, answering whatever it has parked."""
         if m.join_waiter is not None:
             self._complete(m.join_waiter, _join_error(join_code))
@@ -357,14 +306,14 @@ class GroupStateMachine:
         if g.leader_id == m.member_id:
             g.leader_id = next(iter(g.members), None)
 
-    def _remove_member(self, g: Group, m: Member, now: int, res: Result) -> None:
+    def _remove_member(self, g: ClassicGroup, m: ClassicMember, now: int, res: Result) -> None:
         self._drop_member(g, m)
         if g.state in (STABLE, COMPLETING_REBALANCE):
             self._prepare_rebalance(g, now, res)
         elif g.state == PREPARING_REBALANCE and g.all_joined():
             self._complete_join(g, now, res)
 
-    def _propagate_error(self, g: Group, code: int, now: int) -> None:
+    def _propagate_error(self, g: ClassicGroup, code: int, now: int) -> None:
         for m in g.members.values():
             m.assignment = b""
             if m.sync_waiter is not None:
@@ -372,7 +321,7 @@ class GroupStateMachine:
                 m.sync_waiter = None
                 self._heartbeat(g, m, now)
 
-    def _prepare_rebalance(self, g: Group, now: int, res: Result) -> None:
+    def _prepare_rebalance(self, g: ClassicGroup, now: int, res: Result) -> None:
         if g.state == COMPLETING_REBALANCE:
             self._propagate_error(g, errors.REBALANCE_IN_PROGRESS, now)
         g.pending_sync.clear()
@@ -397,13 +346,13 @@ class GroupStateMachine:
                 g.join_deadline = now + g.rebalance_timeout()
                 self._schedule(g, g.join_deadline)
 
-    def _maybe_rebalance(self, g: Group, now: int, res: Result) -> None:
+    def _maybe_rebalance(self, g: ClassicGroup, now: int, res: Result) -> None:
         if g.state in (STABLE, COMPLETING_REBALANCE, EMPTY):
             self._prepare_rebalance(g, now, res)
         elif g.state == PREPARING_REBALANCE and g.all_joined() and g.previous_state != EMPTY:
             self._complete_join(g, now, res)
 
-    def _complete_join(self, g: Group, now: int, res: Result) -> None:
+    def _complete_join(self, g: ClassicGroup, now: int, res: Result) -> None:
         g.join_deadline = None
         for m in list(g.members.values()):
             if m.join_waiter is None and m.instance_id is None:
@@ -440,11 +389,11 @@ class GroupStateMachine:
         g.sync_deadline = now + g.rebalance_timeout()
         self._schedule(g, g.sync_deadline)
 
-    def _add_member(self, g: Group, now: int, member_id: str, instance_id: str | None, client_id: str,
+    def _add_member(self, g: ClassicGroup, now: int, member_id: str, instance_id: str | None, client_id: str,
                     client_host: str, rebalance_timeout: int, session_timeout: int, protocol_type: str,
                     protocols: list, token: int) -> Result:
         res = Result(wait=token)
-        m = Member(member_id, instance_id, client_id, client_host, rebalance_timeout, session_timeout,
+        m = ClassicMember(member_id, instance_id, client_id, client_host, rebalance_timeout, session_timeout,
                    protocol_type, protocols)
         m.is_new = True
         m.join_waiter = token
@@ -461,7 +410,7 @@ class GroupStateMachine:
         self._maybe_rebalance(g, now, res)
         return res
 
-    def _update_member(self, g: Group, m: Member, protocols: list, rebalance_timeout: int,
+    def _update_member(self, g: ClassicGroup, m: ClassicMember, protocols: list, rebalance_timeout: int,
                        session_timeout: int, token: int) -> None:
         if m.join_waiter is not None and m.join_waiter != token:
             self._complete(m.join_waiter, _join_error(errors.REBALANCE_IN_PROGRESS, m.member_id))
@@ -470,7 +419,7 @@ class GroupStateMachine:
         m.session_timeout = session_timeout
         m.join_waiter = token
 
-    def _replace_static_member(self, g: Group, now: int, old_id: str, new_id: str, instance_id: str,
+    def _replace_static_member(self, g: ClassicGroup, now: int, old_id: str, new_id: str, instance_id: str,
                                protocols: list, rebalance_timeout: int, session_timeout: int,
                                token: int, supports_skip_assignment: bool) -> Result:
         res = Result(wait=token)
@@ -523,19 +472,22 @@ class GroupStateMachine:
                    supports_skip_assignment: bool = False) -> Result:
         if not group_id:
             return Result(_join_error(errors.INVALID_GROUP_ID, member_id))
-        if self.is_loading(group_id):
-            return Result(_join_error(errors.COORDINATOR_LOAD_IN_PROGRESS, member_id))
+        g = self.groups.get(group_id)
+        replaced = None
+        if g is not None and g.group_type != CLASSIC:
+            if not self.gm.is_empty(g):
+                return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
+            replaced, g = g, None  # an empty group of another type becomes a classic one
         cfg = self.config
         if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
             return Result(_join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
         if rebalance_timeout is None or rebalance_timeout < 0:
             rebalance_timeout = session_timeout
-        g = self.groups.get(group_id)
         created = False
         if g is None:
             if member_id:
                 return Result(_join_error(errors.UNKNOWN_MEMBER_ID, member_id))
-            g = Group(group_id, now)
+            g = ClassicGroup(group_id, now)
             created = True
         if not self._accepts_joining(g, member_id):
             return Result(_join_error(errors.GROUP_MAX_SIZE_REACHED, ""))
@@ -543,7 +495,16 @@ class GroupStateMachine:
             return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
         if created:
             self.groups[group_id] = g
-        token = next(self._tokens)
+        res = self._join(g, now, member_id, instance_id, session_timeout, rebalance_timeout, protocol_type,
+                         protocols, client_id, client_host, require_known_member_id, supports_skip_assignment)
+        if replaced is not None:
+            res.records[:0] = self.gm.conversion_records(replaced)
+        return res
+
+    def _join(self, g: ClassicGroup, now: int, member_id: str, instance_id: str | None, session_timeout: int,
+              rebalance_timeout: int, protocol_type: str, protocols: list, client_id: str, client_host: str,
+              require_known_member_id: bool, supports_skip_assignment: bool) -> Result:
+        token = self.gm.next_token()
         if not member_id:
             new_id = f"{instance_id if instance_id is not None else client_id}-{uuid.uuid4()}"
             if instance_id is not None:
@@ -594,9 +555,7 @@ class GroupStateMachine:
                    assignments: Iterable[tuple[str, bytes]]) -> Result:
         if not group_id:
             return Result(_sync_error(errors.INVALID_GROUP_ID))
-        if self.is_loading(group_id):
-            return Result(_sync_error(errors.COORDINATOR_LOAD_IN_PROGRESS))
-        g = self.groups.get(group_id)
+        g = self._own(group_id)
         if g is None:
             return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
         code = self._validate_member(g, member_id, instance_id)
@@ -617,7 +576,7 @@ class GroupStateMachine:
                            "protocol_name": g.protocol_name, "assignment": m.assignment})
         if g.state != COMPLETING_REBALANCE:
             return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
-        token = next(self._tokens)
+        token = self.gm.next_token()
         if m.sync_waiter is not None:
             self._complete(m.sync_waiter, _sync_error(errors.REBALANCE_IN_PROGRESS))
         m.sync_waiter = token
@@ -634,9 +593,7 @@ class GroupStateMachine:
                   instance_id: str | None) -> Result:
         if not group_id:
             return Result({"error_code": errors.INVALID_GROUP_ID})
-        if self.is_loading(group_id):
-            return Result({"error_code": errors.COORDINATOR_LOAD_IN_PROGRESS})
-        g = self.groups.get(group_id)
+        g = self._own(group_id)
         if g is None:
             return Result({"error_code": errors.UNKNOWN_MEMBER_ID})
         code = self._validate_member(g, member_id, instance_id)
@@ -659,9 +616,7 @@ class GroupStateMachine:
         ``{"error_code", "members": [{member_id, group_instance_id, error_code}]}``."""
         if not group_id:
             return Result({"error_code": errors.INVALID_GROUP_ID, "members": []})
-        if self.is_loading(group_id):
-            return Result({"error_code": errors.COORDINATOR_LOAD_IN_PROGRESS, "members": []})
-        g = self.groups.get(group_id)
+        g = self._own(group_id)
         out = []
         res = Result()
         for member_id, instance_id in members:
@@ -688,9 +643,28 @@ class GroupStateMachine:
         res.response = {"error_code": 0, "members": out}
         return res
 
-    # -- OffsetCommit ----------------------------------------------------
-    def _validate_offset_commit(self, g: Group, generation: int, member_id: str,
-                                instance_id: str | None) -> int:
+    # -- what other components ask about a classic group ---------------
+    @staticmethod
+    def is_empty(g: ClassicGroup) -> bool:
+        return g.state == EMPTY and not g.members and not g.pending_members
+
+    def conversion_records(self, g: ClassicGroup) -> list:
+        # A group that only ever had offsets has no metadata record to delete.
+        return [self._group_record(g, None)] if g.protocol_type is not None or g.generation else []
+
+    def delete_records(self, g: ClassicGroup) -> list:
+        return [self._group_record(g, None)]
+
+    def validate_offset_commit(self, g: ClassicGroup, now: int, generation: int, member_id: str,
+                               instance_id: str | None, version: int) -> int:
+        """0 if the commit is accepted (a member's commit counts as a heartbeat)."""
+        code = self._offset_commit_error(g, generation, member_id, instance_id)
+        if not code and member_id in g.members and generation >= 0:
+            self._heartbeat(g, g.members[member_id], now)
+        return code
+
+    def _offset_commit_error(self, g: ClassicGroup, generation: int, member_id: str,
+                             instance_id: str | None) -> int:
         if generation < 0 and g.state == EMPTY:
             return 0  # a consumer that manages its partitions itself, or an admin
         if generation >= 0 or member_id or instance_id is not None:
@@ -705,97 +679,51 @@ class GroupStateMachine:
             return errors.REBALANCE_IN_PROGRESS
         return 0
 
-    def commit_offsets(self, now: int, *, group_id: str | None, generation: int, member_id: str,
-                       instance_id: str | None, topics: list[tuple[str, list[tuple]]],
-                       topic_exists: Callable[[str, int], bool], retention_ms: int = -1,
-                       version: int = 9) -> Result:
-        """``topics``: (name, [(partition, offset, leader_epoch, metadata)]). Answers
-        ``{"topics": [{"name", "partitions": [{partition_index, error_code}]}]}``."""
+    @staticmethod
+    def validate_offset_fetch(g: ClassicGroup, member_id: str | None, member_epoch: int) -> int:
+        return 0
 
-        def answer(code_for):
-            return {"topics": [{"name": name, "partitions": [
-                {"partition_index": p[0], "error_code": code_for(name, p)} for p in parts]}
-                for name, parts in topics]}
+    @staticmethod
+    def offset_delete_guard(g: ClassicGroup) -> tuple[int, set[str]]:
+        """(error, topics whose offsets must stay): a group with members may only
+        lose offsets of topics it does not subscribe to, and only if it is a
+        consumer-protocol group (whose subscriptions can be read)."""
+        if g.state == EMPTY:
+            return 0, set()
+        if g.protocol_type != "consumer":
+            return errors.NON_EMPTY_GROUP, set()
+        return 0, g.subscribed_topics() or set()
 
-        code = 0
-        g = None
-        if not group_id:
-            code = errors.INVALID_GROUP_ID
-        elif self.is_loading(group_id):
-            code = errors.COORDINATOR_LOAD_IN_PROGRESS
-        else:
-            g = self.groups.get(group_id)
-            if g is None:
-                if generation >= 0:
-                    code = errors.GROUP_ID_NOT_FOUND if version >= 9 else errors.ILLEGAL_GENERATION
-            else:
-                code = self._validate_offset_commit(g, generation, member_id, instance_id)
-        if code:
-            return Result(answer(lambda name, p: code))
-        if g is not None and member_id in g.members and generation >= 0:
-            self._heartbeat(g, g.members[member_id], now)
-        expire = now + retention_ms if retention_ms is not None and retention_ms >= 0 else -1
-        res = Result()
-        codes: dict[tuple[str, int], int] = {}
-        for name, parts in topics:
-            for index, offset, epoch, metadata in parts:
-                if not topic_exists(name, index):
-                    codes[(name, index)] = errors.UNKNOWN_TOPIC_OR_PARTITION
-                elif metadata is not None and len(metadata.encode("utf-8")) > self.config.max_metadata_bytes:
-                    codes[(name, index)] = OFFSET_METADATA_TOO_LARGE
-                else:
-                    codes[(name, index)] = 0
-                    value = OffsetValue(offset, epoch, metadata or "", now, expire)
-                    res.records.append(self._offset_record(group_id, name, index, value))
-        res.response = answer(lambda name, p: codes[(name, p[0])])
-        res.failure = answer(lambda name, p: codes[(name, p[0])] or errors.COORDINATOR_NOT_AVAILABLE)
-        return res
+    @staticmethod
+    def expiry_rule(g: ClassicGroup):
+        """None (no offset expires now), or (base time of an offset, topics whose
+        offsets do not expire): an Empty group's offsets expire counting from
+        when it became Empty; a Stable consumer-protocol group's offsets of
+        topics it no longer subscribes to, from their commit."""
+        if g.state == EMPTY:
+            if g.protocol_type is not None and g.state_timestamp >= 0:
+                return (lambda v: g.state_timestamp), set()
+            return (lambda v: v.commit_timestamp), set()
+        if g.state == STABLE and g.protocol_type == "consumer":
+            subscribed = g.subscribed_topics()
+            if subscribed is not None:
+                return (lambda v: v.commit_timestamp), subscribed
+        return None
 
-    # -- OffsetFetch -----------------------------------------------------
-    def fetch_offsets(self, group_id: str, topics: list[tuple[str, list[int]]] | None) -> dict:
-        """``topics`` None means every committed partition. Answers
-        ``{"error_code", "topics": [{"name", "partitions": [...]}]}``."""
-        if not group_id:
-            return {"error_code": errors.INVALID_GROUP_ID, "topics": []}
-        if self.is_loading(group_id):
-            return {"error_code": errors.COORDINATOR_LOAD_IN_PROGRESS, "topics": []}
-        g = self.groups.get(group_id)
-        offsets = g.offsets if g is not None else {}
-
-        def entry(index: int, v: OffsetValue | None) -> dict:
-            if v is None:
-                return {"partition_index": index, "committed_offset": -1, "committed_leader_epoch": -1,
-                        "metadata": "", "error_code": 0}
-            return {"partition_index": index, "committed_offset": v.offset,
-                    "committed_leader_epoch": v.leader_epoch, "metadata": v.metadata, "error_code": 0}
-
-        out = []
-        if topics is None:
-            by_topic: dict[str, list] = {}
-            for (topic, index) in sorted(offsets):
-                by_topic.setdefault(topic, []).append(entry(index, offsets[(topic, index)]))
-            out = [{"name": t, "partitions": ps} for t, ps in by_topic.items()]
-        else:
-            for name, indexes in topics:
-                out.append({"name": name,
-                            "partitions": [entry(i, offsets.get((name, i))) for i in indexes]})
-        return {"error_code": 0, "topics": out}
-
-    # -- DescribeGroups / ListGroups ------------------------------------
+    # -- DescribeGroups --------------------------------------------------
     def describe_group(self, group_id: str, version: int = 5,
                        include_authorized_operations: bool = False) -> dict:
-        ops = GROUP_AUTHORIZED_OPERATIONS if include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
         base = {"error_code": 0, "error_message": None, "group_id": group_id, "group_state": DEAD,
-                "protocol_type": "", "protocol_data": "", "members": [], "authorized_operations": ops}
+                "protocol_type": "", "protocol_data": "", "members": [],
+                "authorized_operations": authorized_operations(include_authorized_operations)}
         if group_id is None:
             return dict(base, group_id="", error_code=errors.INVALID_GROUP_ID)
-        if self.is_loading(group_id):
-            return dict(base, error_code=errors.COORDINATOR_LOAD_IN_PROGRESS, group_state="")
-        g = self.groups.get(group_id)
-        if g is None:
+        g = self.gm.get(group_id)
+        if g is None or g.group_type != CLASSIC:
             if version >= 6:
-                return dict(base, error_code=errors.GROUP_ID_NOT_FOUND,
-                            error_message=f"Group {group_id} not found.")
+                message = f"Group {group_id} not found." if g is None else \
+                    f"Group {group_id} is not a classic group."
+                return dict(base, error_code=errors.GROUP_ID_NOT_FOUND, error_message=message)
             return base
         stable = g.state == STABLE
         members = [{
@@ -807,154 +735,32 @@ class GroupStateMachine:
         return dict(base, group_state=g.state, protocol_type=g.protocol_type or "",
                     protocol_data=(g.protocol_name or "") if stable else "", members=members)
 
-    def list_groups(self, states: list[str] | None = None,
-                    types: list[str] | None = None) -> tuple[int, list[dict]]:
-        if self.loading:
-            return errors.COORDINATOR_LOAD_IN_PROGRESS, []
-        if types and "classic" not in {t.lower() for t in types}:
-            return 0, []
-        wanted = {s.lower() for s in states} if states else None
-        out = []
+
+    # -- timers and failures ---------------------------------------------
+    def unload(self) -> None:
+        """Answer NOT_COORDINATOR to every parked JoinGroup and SyncGroup."""
         for g in self.groups.values():
-            if wanted is not None and g.state.lower() not in wanted:
+            if g.group_type != CLASSIC:
                 continue
-            out.append({"group_id": g.group_id, "protocol_type": g.protocol_type or "",
-                        "group_state": g.state, "group_type": "classic"})
-        return 0, out
-
-    # -- DeleteGroups / OffsetDelete ------------------------------------
-    def _delete_group_records(self, g: Group) -> list:
-        out = [self._offset_record(g.group_id, t, p, None) for (t, p) in sorted(g.offsets)]
-        out.append(self._group_record(g, None))
-        return out
-
-    def delete_groups(self, now: int, group_ids: list[str]) -> Result:
-        res = Result()
-        results = []
-        for gid in group_ids:
-            code = 0
-            g = self.groups.get(gid) if gid is not None else None
-            if gid is None:
-                code = errors.INVALID_GROUP_ID
-            elif self.is_loading(gid):
-                code = errors.COORDINATOR_LOAD_IN_PROGRESS
-            elif g is None or g.state == DEAD:
-                code = errors.GROUP_ID_NOT_FOUND
-            elif g.state != EMPTY or g.members or g.pending_members:
-                code = errors.NON_EMPTY_GROUP
-            else:
-                res.records.extend(self._delete_group_records(g))
-            results.append({"group_id": gid, "error_code": code})
-        res.response = {"results": results}
-        res.failure = {"results": [dict(r, error_code=r["error_code"] or errors.COORDINATOR_NOT_AVAILABLE)
-                                   for r in results]}
-        return res
-
-    def delete_offsets(self, now: int, *, group_id: str, topics: list[tuple[str, list[int]]],
-                       topic_exists: Callable[[str, int], bool]) -> Result:
-        """Answers ``{"error_code", "topics": [{"name", "partitions": [{partition_index, error_code}]}]}``."""
-        def top(code):
-            return Result({"error_code": code, "topics": []})
-
-        if not group_id:
-            return top(errors.INVALID_GROUP_ID)
-        if self.is_loading(group_id):
-            return top(errors.COORDINATOR_LOAD_IN_PROGRESS)
-        g = self.groups.get(group_id)
-        if g is None or g.state == DEAD:
-            return top(errors.GROUP_ID_NOT_FOUND)
-        subscribed: set[str] = set()
-        if g.state != EMPTY:
-            if g.protocol_type != "consumer":
-                return top(errors.NON_EMPTY_GROUP)
-            subscribed = g.subscribed_topics() or set()
-        res = Result()
-        out = []
-        for name, indexes in topics:
-            parts = []
-            for i in indexes:
-                if name in subscribed:
-                    code = errors.GROUP_SUBSCRIBED_TO_TOPIC
-                elif not topic_exists(name, i):
-                    code = errors.UNKNOWN_TOPIC_OR_PARTITION
-                else:
-                    code = 0
-                    if (name, i) in g.offsets:
-                        res.records.append(self._offset_record(group_id, name, i, None))
-                parts.append({"partition_index": i, "error_code": code})
-            out.append({"name": name, "partitions": parts})
-        res.response = {"error_code": 0, "topics": out}
-        res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "topics": []}
-        return res
-
-    # -- background duties ----------------------------------------------
-    def expire_offsets(self, now: int) -> Result:
-        """Tombstones for offsets past retention, and for Empty groups left
-        without offsets (offsets.retention.minutes, as Kafka since 2.1)."""
-        res = Result()
-        retention = self.config.offsets_retention_ms
-        for g in list(self.groups.values()):
-            if self.is_loading(g.group_id):
-                continue
-            expired = []
-            if g.state == EMPTY:
-                for key, v in g.offsets.items():
-                    base = v.commit_timestamp
-                    if g.protocol_type is not None and g.state_timestamp >= 0:
-                        base = g.state_timestamp
-                    if (now >= v.expire_timestamp) if v.expire_timestamp >= 0 else (now - base >= retention):
-                        expired.append(key)
-            elif g.state == STABLE and g.protocol_type == "consumer":
-                subscribed = g.subscribed_topics()
-                if subscribed is not None:
-                    for key, v in g.offsets.items():
-                        if key[0] not in subscribed and (
-                                (now >= v.expire_timestamp) if v.expire_timestamp >= 0
-                                else (now - v.commit_timestamp >= retention)):
-                            expired.append(key)
-            for topic, index in sorted(expired):
-                res.records.append(self._offset_record(g.group_id, topic, index, None))
-            if (g.state == EMPTY and len(expired) == len(g.offsets) and not g.members
-                    and not g.pending_members):
-                res.records.append(self._group_record(g, None))
-        return res
-
-    def topic_deleted(self, now: int, topic: str) -> Result:
-        res = Result()
-        for g in self.groups.values():
-            for (t, index) in sorted(g.offsets):
-                if t == topic:
-                    res.records.append(self._offset_record(g.group_id, t, index, None))
-        return res
+            for m in g.members.values():
+                if m.join_waiter is not None:
+                    self._complete(m.join_waiter, _join_error(errors.NOT_COORDINATOR, m.member_id))
+                    m.join_waiter = None
+                if m.sync_waiter is not None:
+                    self._complete(m.sync_waiter, _sync_error(errors.NOT_COORDINATOR))
+                    m.sync_waiter = None
 
     def append_failed(self, records: list, now: int) -> None:
-        """The records of an operation could not be written: undo what waits on them."""
-        for _, key, value in records:
-            try:
-                k = rec.decode_key(key)
-            except rec.RecordFormatError:
-                continue
+        """Group records (``(decoded key, value)``) of an operation could not be
+        written: undo what waits on them."""
+        for k, value in records:
             if isinstance(k, GroupKey) and value is not None:
                 g = self.groups.get(k.group)
                 if g is not None and g.state == COMPLETING_REBALANCE:
                     self._propagate_error(g, errors.COORDINATOR_NOT_AVAILABLE, now)
                     self._prepare_rebalance(g, now, Result())
 
-    def tick(self, now: int) -> Result:
-        """Act on every deadline that has passed."""
-        res = Result()
-        while self._timers and self._timers[0][0] <= now:
-            when, _, gid = heapq.heappop(self._timers)
-            g = self.groups.get(gid)
-            if g is None or g.next_check != when:
-                continue
-            g.next_check = None
-            self._check(g, now, res)
-            if self.groups.get(gid) is g:
-                self._reschedule(g)
-        return res
-
-    def _check(self, g: Group, now: int, res: Result) -> None:
+    def check(self, g: ClassicGroup, now: int, res: Result) -> None:
         for mid, deadline in list(g.pending_members.items()):
             if deadline <= now:
                 del g.pending_members[mid]
@@ -986,22 +792,21 @@ class GroupStateMachine:
                 g.pending_sync.clear()
                 self._prepare_rebalance(g, now, res)
 
+
     # -- replay ----------------------------------------------------------
-    def replay(self, key: bytes, value: bytes | None, now: int) -> None:
-        """Apply one record of ``__consumer_offsets``. Raises RecordFormatError."""
-        k = rec.decode_key(key)
-        if isinstance(k, OffsetKey):
-            v = rec.decode_offset_value(value)
-            g = self.groups.get(k.group)
-            if v is None:
-                if g is not None:
-                    g.offsets.pop((k.topic, k.partition), None)
-                return
-            if g is None:
-                g = self.groups[k.group] = Group(k.group, now)
-            g.offsets[(k.topic, k.partition)] = v
-        else:
-            self._replay_group(k.group, rec.decode_group_value(value), now)
+    @staticmethod
+    def decode_value(key: GroupKey, value: bytes | None) -> dict | None:
+        return rec.decode_group_value(value)
+
+    def replay(self, key: GroupKey, v: dict | None, now: int) -> None:
+        """Apply a group metadata record (its value decoded)."""
+        self._replay_group(key.group, v, now)
+
+    def add_simple_group(self, group_id: str, now: int) -> ClassicGroup:
+        """An empty group that holds only offsets (a "simple" consumer's, or what
+        is left when a group's metadata is deleted before its offsets)."""
+        g = self.groups[group_id] = ClassicGroup(group_id, now)
+        return g
 
     def _replay_group(self, group_id: str, v: dict | None, now: int) -> None:
         g = self.groups.get(group_id)
@@ -1012,12 +817,9 @@ class GroupStateMachine:
             for m in list(g.members.values()):
                 self._drop_member(g, m, errors.COORDINATOR_NOT_AVAILABLE)
             g.state = DEAD
-            if g.offsets:  # offsets outlive their group's metadata, as in Kafka
-                fresh = self.groups[group_id] = Group(group_id, now)
-                fresh.offsets = g.offsets
             return
         if g is None:
-            g = self.groups[group_id] = Group(group_id, now)
+            g = self.groups[group_id] = ClassicGroup(group_id, now)
         completing = g.state == COMPLETING_REBALANCE and g.generation == v["generation"]
         same_generation = completing or (g.state == STABLE and g.generation == v["generation"])
         g.protocol_type = v["protocol_type"] or None
@@ -1026,16 +828,16 @@ class GroupStateMachine:
         g.leader_id = v["leader"]
         if v["current_state_timestamp"] >= 0:
             g.state_timestamp = v["current_state_timestamp"]
-        members: dict[str, Member] = {}
+        members: dict[str, ClassicMember] = {}
         for mv in v["members"]:
             m = g.members.get(mv["member_id"])
             rebalance_timeout = mv["rebalance_timeout"]
             if rebalance_timeout < 0:
                 rebalance_timeout = mv["session_timeout"]
             if m is None:
-                m = Member(mv["member_id"], mv["group_instance_id"], mv["client_id"], mv["client_host"],
-                           rebalance_timeout, mv["session_timeout"], g.protocol_type or "",
-                           [(g.protocol_name, mv["subscription"])])
+                m = ClassicMember(mv["member_id"], mv["group_instance_id"], mv["client_id"],
+                                  mv["client_host"], rebalance_timeout, mv["session_timeout"],
+                                  g.protocol_type or "", [(g.protocol_name, mv["subscription"])])
                 self._heartbeat(g, m, now)
             else:
                 m.rebalance_timeout = rebalance_timeout
@@ -1070,24 +872,19 @@ class GroupStateMachine:
             g.pending_sync.clear()
             g.sync_deadline = None
 
+
     # -- inspection (tests, tools) --------------------------------------
-    def durable_view(self) -> dict:
-        """What the records describe, per group: comparable across a replay."""
-        out = {}
-        for gid, g in sorted(self.groups.items()):
-            if g.state in (EMPTY, STABLE):
-                state = g.state
-            else:
-                state = "Rebalancing"
-            out[gid] = {
-                "state": state if g.members or g.state != EMPTY else EMPTY,
-                "generation": g.generation,
-                "protocol_type": g.protocol_type,
-                "protocol": g.protocol_name,
-                "leader": g.leader_id,
-                "members": {m.member_id: (m.instance_id, m.client_id, m.client_host, m.rebalance_timeout,
-                                          m.session_timeout, m.metadata(g.protocol_name), m.assignment)
-                            for m in g.members.values()},
-                "offsets": dict(sorted(g.offsets.items())),
-            }
-        return out
+    @staticmethod
+    def durable_view(g: ClassicGroup) -> dict:
+        """What the records describe of ``g``: comparable across a replay."""
+        state = g.state if g.state in (EMPTY, STABLE) else "Rebalancing"
+        return {
+            "state": state if g.members or g.state != EMPTY else EMPTY,
+            "generation": g.generation,
+            "protocol_type": g.protocol_type,
+            "protocol": g.protocol_name,
+            "leader": g.leader_id,
+            "members": {m.member_id: (m.instance_id, m.client_id, m.client_host, m.rebalance_timeout,
+                                      m.session_timeout, m.metadata(g.protocol_name), m.assignment)
+                        for m in g.members.values()},
+        }

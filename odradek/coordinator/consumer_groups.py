@@ -1,12 +1,12 @@
-"""KIP-848 consumer groups, beside the classic ones, as a sans-IO state machine.
+"""KIP-848 consumer groups (ConsumerGroupHeartbeat, ConsumerGroupDescribe).
 
 Theory of operation
 -------------------
-:class:`CoordinatorStateMachine` extends the classic
-:class:`~odradek.coordinator.state.GroupStateMachine` with consumer groups
-(:class:`ConsumerGroup`), which live in the same ``groups`` table: a group id
-is either classic or consumer. The same rules hold: every operation takes
-``now`` and returns a :class:`~odradek.coordinator.state.Result`; ``replay``
+:class:`ConsumerGroups` is the consumer group type of a shard's
+:class:`~odradek.coordinator.group_manager.GroupManager`, a sibling of the
+classic groups (``classic_groups.py``) in the same table: a group id is
+either classic or consumer. The same rules hold: every operation takes
+``now`` and returns a :class:`~odradek.coordinator.runtime.Result`; ``replay``
 is the only code that changes durable state. For consumer groups that is
 all of it: an operation reads the group as the records left it, computes the
 records of its change, and answers; the change happens when the runtime
@@ -49,8 +49,10 @@ instance rejoins). A member whose session expires is removed the same way.
 
 Classic and consumer groups coexist: a JoinGroup for a consumer group with
 members answers INCONSISTENT_GROUP_PROTOCOL, a ConsumerGroupHeartbeat for a
-classic group with members GROUP_ID_NOT_FOUND; an empty group of either
-kind is converted to the other (its records tombstoned, its offsets kept).
+group of another type with members GROUP_ID_NOT_FOUND; an empty group of
+either kind is converted to the other (its records tombstoned; its offsets,
+which the offsets component keeps, stay). LeaveGroup removes static members
+of a consumer group by instance id (as the admin client does).
 """
 
 from __future__ import annotations
@@ -58,12 +60,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from odradek.coordinator import records as rec
-from odradek.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNORS, MemberSpec
+from odradek.coordinator.assignors import ASSIGNORS, MemberSpec
+from odradek.coordinator.config import ConsumerGroupConfig
 from odradek.coordinator.records import (
     CG_CURRENT_ASSIGNMENT,
     CG_MEMBER_METADATA,
@@ -73,20 +75,9 @@ from odradek.coordinator.records import (
     CG_TARGET_MEMBER,
     CG_TARGET_METADATA,
     ConsumerKey,
-    OffsetKey,
 )
-from odradek.coordinator.state import (
-    AUTHORIZED_OPERATIONS_OMITTED,
-    DEAD,
-    EMPTY,
-    GROUP_AUTHORIZED_OPERATIONS,
-    Group,
-    GroupConfig,
-    GroupStateMachine,
-    Result,
-    _join_error,
-    _sync_error,
-)
+from odradek.coordinator.group_manager import CONSUMER, EMPTY, GroupManager, authorized_operations
+from odradek.coordinator.runtime import Result
 from odradek.coordinator.topic_regex import InvalidTopicRegex, compile_topic_regex, matching_topics
 from odradek.protocol import errors
 
@@ -109,34 +100,6 @@ LEAVE_GROUP_STATIC_MEMBER_EPOCH = -2
 FENCE_RETRY_MS = 1000
 
 Partitions = dict  # topic id (16 bytes) -> frozenset of partition indexes, never empty
-
-
-@dataclass
-class ConsumerGroupConfig:
-    """Broker settings of consumer groups (server.properties names)."""
-
-    session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
-    heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
-    max_size: int = 2**31 - 1  # group.consumer.max.size
-    assignors: tuple = DEFAULT_ASSIGNORS  # group.consumer.assignors; the first is the default
-    regex_refresh_ms: int = 10000  # how often regexes are matched again against the topics
-
-    @classmethod
-    def from_broker(cls, config) -> "ConsumerGroupConfig":
-        d = cls()
-        names = []
-        for item in (config.get("group.consumer.assignors") or "").split(","):
-            item = item.strip()
-            short = item.rsplit(".", 1)[-1].lower().removesuffix("assignor")
-            if short in ASSIGNORS and short not in names:
-                names.append(short)
-        return cls(
-            session_timeout_ms=config.get_int("group.consumer.session.timeout.ms", d.session_timeout_ms),
-            heartbeat_interval_ms=config.get_int("group.consumer.heartbeat.interval.ms",
-                                                 d.heartbeat_interval_ms),
-            max_size=config.get_int("group.consumer.max.size", d.max_size),
-            assignors=tuple(names) or d.assignors,
-        )
 
 
 class DictTopics:
@@ -202,7 +165,7 @@ class ConsumerGroup:
     """One consumer group as its records describe it, plus runtime deadlines."""
 
     protocol_type = "consumer"
-    group_type = "consumer"
+    group_type = CONSUMER
 
     def __init__(self, group_id: str, now: int):
         self.group_id = group_id
@@ -216,14 +179,12 @@ class ConsumerGroup:
         self.resolved_regexes: dict[str, frozenset] = {}
         self.topic_refs: Counter = Counter()  # subscribed name -> members naming it
         self.regex_refs: Counter = Counter()  # regex -> members subscribing with it
-        self.offsets: dict = {}
         self.state_timestamp = now
         # runtime only
         self.session_deadlines: dict[str, int] = {}
         self.rebalance_deadlines: dict[str, tuple[int, int]] = {}  # member id -> (deadline, epoch)
         self.regex_resolved_at = 0
         self.next_check: int | None = None
-        self.pending_members: dict = {}  # never any: the classic code paths read it
 
     @property
     def state(self) -> str:
@@ -344,19 +305,28 @@ def reconcile(m: ConsumerMember, target_epoch: int, target: dict,
     return _next_assignment(m, target_epoch, target_epoch, target, partition_epoch, owned)
 
 
-class CoordinatorStateMachine(GroupStateMachine):
-    """Classic groups (see the base class) and KIP-848 consumer groups."""
+class ConsumerGroups:
+    """The KIP-848 consumer groups of one shard. See the module docstring."""
 
-    def __init__(self, config: GroupConfig | None = None,
-                 consumer_config: ConsumerGroupConfig | None = None, topics=None):
-        super().__init__(config)
-        self.cconfig = consumer_config or ConsumerGroupConfig()
+    group_type = CONSUMER
+
+    def __init__(self, groups: GroupManager, config: ConsumerGroupConfig | None = None, topics=None):
+        self.gm = groups
+        self.config = config or ConsumerGroupConfig()
         self.topics = topics if topics is not None else DictTopics()
+        groups.register(self)
+
+    @property
+    def groups(self) -> dict:
+        return self.gm.groups
+
+    def _schedule(self, g: ConsumerGroup, when: int) -> None:
+        self.gm.schedule(g, when)
 
     # -- records ---------------------------------------------------------
-    def _cg(self, kind: int, group_id: str, value: dict | None, sub: str | None = None) -> tuple:
-        return (self.partition_for(group_id), rec.consumer_key(kind, group_id, sub),
-                None if value is None else rec.consumer_value(kind, value))
+    @staticmethod
+    def _cg(kind: int, group_id: str, value: dict | None, sub: str | None = None) -> tuple:
+        return rec.consumer_key(kind, group_id, sub), None if value is None else rec.consumer_value(kind, value)
 
     def _member_record(self, gid: str, m: ConsumerMember) -> tuple:
         return self._cg(CG_MEMBER_METADATA, gid, {
@@ -417,10 +387,10 @@ class CoordinatorStateMachine(GroupStateMachine):
         return out
 
     def _preferred_assignor(self, members) -> str:
-        votes = Counter(m.server_assignor for m in members if m.server_assignor in self.cconfig.assignors)
+        votes = Counter(m.server_assignor for m in members if m.server_assignor in self.config.assignors)
         if votes:
             return max(sorted(votes), key=votes.__getitem__)
-        return self.cconfig.assignors[0]
+        return self.config.assignors[0]
 
     def _compute_target(self, members: dict[str, ConsumerMember], previous: dict[str, dict],
                         meta: dict, resolved: dict) -> dict[str, dict]:
@@ -467,10 +437,10 @@ class CoordinatorStateMachine(GroupStateMachine):
                 invalid("InstanceId can't be null.")
         else:
             invalid("MemberEpoch is invalid.")
-        if assignor is not None and assignor not in self.cconfig.assignors:
+        if assignor is not None and assignor not in self.config.assignors:
             raise _Refused(errors.UNSUPPORTED_ASSIGNOR,
                            f"ServerAssignor {assignor} is not supported. Supported assignors: "
-                           f"{', '.join(self.cconfig.assignors)}.")
+                           f"{', '.join(self.config.assignors)}.")
         if regex:
             try:
                 compile_topic_regex(regex)
@@ -505,8 +475,6 @@ class CoordinatorStateMachine(GroupStateMachine):
             self._check_heartbeat(group_id, member_id, member_epoch, instance_id, rack_id,
                                   rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex,
                                   server_assignor, topic_partitions, version)
-            if self.is_loading(group_id):
-                raise _Refused(errors.COORDINATOR_LOAD_IN_PROGRESS)
             if member_epoch < 0:
                 return self._consumer_leave(now, group_id, member_id, instance_id, member_epoch)
             return self._consumer_heartbeat(
@@ -519,7 +487,7 @@ class CoordinatorStateMachine(GroupStateMachine):
     def _consumer_heartbeat(self, now, group_id, member_id, member_epoch, instance_id, rack_id,
                             rebalance_timeout_ms, names, regex, assignor, owned, client_id,
                             client_host) -> Result:
-        cfg = self.cconfig
+        cfg = self.config
         res = Result()
         records = res.records
         g = self.groups.get(group_id)
@@ -528,14 +496,11 @@ class CoordinatorStateMachine(GroupStateMachine):
             if member_epoch != 0:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
             g, live = ConsumerGroup(group_id, now), False
-        elif not isinstance(g, ConsumerGroup):
-            if member_epoch != 0 or not self._classic_is_empty(g):
+        elif g.group_type != CONSUMER:
+            if member_epoch != 0 or not self.gm.is_empty(g):
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
-            if g.protocol_type is not None or g.generation:
-                records.append(self._group_record(g, None))
-            converted = ConsumerGroup(group_id, now)
-            converted.offsets = g.offsets
-            g, live = converted, False
+            records.extend(self.gm.conversion_records(g))  # it becomes a consumer group
+            g, live = ConsumerGroup(group_id, now), False
         if len(g.members) >= cfg.max_size and member_id not in g.members:
             raise _Refused(errors.GROUP_MAX_SIZE_REACHED,
                            f"The consumer group has reached its maximum capacity of {cfg.max_size} members.")
@@ -683,7 +648,7 @@ class CoordinatorStateMachine(GroupStateMachine):
                 out.append(self._cg(CG_REGEX, g.group_id, None, regex))
                 del resolved[regex]
         in_use = sorted(r for r, c in regex_refs.items() if c > 0)
-        refresh_all = now - g.regex_resolved_at >= self.cconfig.regex_refresh_ms
+        refresh_all = now - g.regex_resolved_at >= self.config.regex_refresh_ms
         for regex in in_use:
             if regex in resolved and not refresh_all:
                 continue
@@ -700,7 +665,7 @@ class CoordinatorStateMachine(GroupStateMachine):
     # -- leaving and fencing --------------------------------------------
     def _consumer_leave(self, now, group_id, member_id, instance_id, member_epoch) -> Result:
         g = self.groups.get(group_id)
-        if not isinstance(g, ConsumerGroup):
+        if g is None or g.group_type != CONSUMER:
             raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
                            if g is not None else f"Group {group_id} not found.")
         response = {"error_code": 0, "error_message": None, "member_id": member_id,
@@ -750,9 +715,7 @@ class CoordinatorStateMachine(GroupStateMachine):
         return out
 
     # -- timers ----------------------------------------------------------
-    def _check(self, g, now: int, res: Result) -> None:
-        if not isinstance(g, ConsumerGroup):
-            return super()._check(g, now, res)
+    def check(self, g: ConsumerGroup, now: int, res: Result) -> None:
         expired: dict[str, ConsumerMember] = {}
         for mid, deadline in list(g.session_deadlines.items()):
             if deadline > now:
@@ -776,56 +739,32 @@ class CoordinatorStateMachine(GroupStateMachine):
         if expired:
             res.records.extend(self._fence(g, list(expired.values())))
 
-    def _reschedule(self, g) -> None:
-        if not isinstance(g, ConsumerGroup):
-            return super()._reschedule(g)
+    def reschedule(self, g: ConsumerGroup) -> None:
         times = list(g.session_deadlines.values())
         times.extend(d for d, _ in g.rebalance_deadlines.values())
         if times:
             self._schedule(g, min(times))
 
-    def _heartbeat(self, g, m, now: int, timeout: int | None = None) -> None:
-        if isinstance(g, ConsumerGroup):
-            return  # only ConsumerGroupHeartbeat keeps a consumer member's session
-        super()._heartbeat(g, m, now, timeout)
+    @staticmethod
+    def append_failed(records: list, now: int) -> None:
+        """Nothing waits on a consumer group's records: its state is what was written."""
+
+    @staticmethod
+    def unload() -> None:
+        """No request is ever parked by a consumer group."""
 
     # -- replay ----------------------------------------------------------
-    def replay(self, key: bytes, value: bytes | None, now: int) -> None:
-        k = rec.decode_key(key)
-        if isinstance(k, ConsumerKey):
-            self._replay_consumer(k, rec.decode_consumer_value(k.kind, value), now)
-            return
-        g = self.groups.get(k.group)
-        if isinstance(g, ConsumerGroup):
-            if isinstance(k, OffsetKey):
-                v = rec.decode_offset_value(value)
-                if v is None:
-                    g.offsets.pop((k.topic, k.partition), None)
-                else:
-                    g.offsets[(k.topic, k.partition)] = v
-                return
-            if value is None or g.members:
-                return  # a classic tombstone of what the group was before, or a stray record
-            # An empty consumer group became classic: keep its offsets.
-            classic = self.groups[k.group] = Group(k.group, now)
-            classic.offsets = g.offsets
-        super().replay(key, value, now)
+    @staticmethod
+    def decode_value(key: ConsumerKey, value: bytes | None) -> dict | None:
+        return rec.decode_consumer_value(key.kind, value)
 
-    def _classic_is_empty(self, g: Group) -> bool:
-        return g.state == EMPTY and not g.members and not g.pending_members
-
-    def _replay_consumer(self, k: ConsumerKey, v: dict | None, now: int) -> None:
+    def replay(self, k: ConsumerKey, v: dict | None, now: int) -> None:
+        """Apply a consumer group record (its value decoded)."""
         g = self.groups.get(k.group)
-        if not isinstance(g, ConsumerGroup):
+        if g is None:
             if v is None:
                 return  # tombstone of a consumer group that is no longer one
-            if g is not None and not self._classic_is_empty(g):
-                log.warning("group %s: consumer group record over a live classic group; skipped", k.group)
-                return
-            fresh = ConsumerGroup(k.group, now)
-            if g is not None:
-                fresh.offsets = g.offsets
-            g = self.groups[k.group] = fresh
+            g = self.groups[k.group] = ConsumerGroup(k.group, now)
         kind = k.kind
         if kind == CG_METADATA:
             if v is None:
@@ -856,9 +795,6 @@ class CoordinatorStateMachine(GroupStateMachine):
 
     def _drop_consumer_group(self, g: ConsumerGroup, now: int) -> None:
         del self.groups[g.group_id]
-        if g.offsets:  # offsets outlive the group's metadata, as with classic groups
-            fresh = self.groups[g.group_id] = Group(g.group_id, now)
-            fresh.offsets = g.offsets
 
     def _replay_member(self, g: ConsumerGroup, member_id: str, v: dict | None, now: int) -> None:
         old = g.members.get(member_id)
@@ -896,8 +832,8 @@ class CoordinatorStateMachine(GroupStateMachine):
         if m.instance_id is not None:
             g.static_members[m.instance_id] = member_id
         if member_id not in g.session_deadlines:
-            g.session_deadlines[member_id] = now + self.cconfig.session_timeout_ms
-            self._schedule(g, now + self.cconfig.session_timeout_ms)
+            g.session_deadlines[member_id] = now + self.config.session_timeout_ms
+            self._schedule(g, now + self.config.session_timeout_ms)
 
     def _replay_current(self, g: ConsumerGroup, member_id: str, v: dict | None, now: int) -> None:
         old = g.members.get(member_id)
@@ -944,19 +880,17 @@ class CoordinatorStateMachine(GroupStateMachine):
 
     def consumer_group_describe(self, group_ids: list[str],
                                 include_authorized_operations: bool = False) -> list[dict]:
-        ops = GROUP_AUTHORIZED_OPERATIONS if include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
+        ops = authorized_operations(include_authorized_operations)
         out = []
         for gid in group_ids:
             base = {"error_code": 0, "error_message": None, "group_id": gid, "group_state": "",
                     "group_epoch": 0, "assignment_epoch": 0, "assignor_name": "", "members": [],
                     "authorized_operations": ops}
-            g = self.groups.get(gid)
-            if self.is_loading(gid):
-                out.append(dict(base, error_code=errors.COORDINATOR_LOAD_IN_PROGRESS))
-            elif g is None:
+            g = self.gm.get(gid)
+            if g is None:
                 out.append(dict(base, error_code=errors.GROUP_ID_NOT_FOUND,
                                 error_message=f"Group {gid} not found."))
-            elif not isinstance(g, ConsumerGroup):
+            elif g.group_type != CONSUMER:
                 out.append(dict(base, error_code=errors.GROUP_ID_NOT_FOUND,
                                 error_message=f"Group {gid} is not a consumer group."))
             else:
@@ -976,66 +910,9 @@ class CoordinatorStateMachine(GroupStateMachine):
                                 members=members))
         return out
 
-    def describe_group(self, group_id: str, version: int = 5,
-                       include_authorized_operations: bool = False) -> dict:
-        g = self.groups.get(group_id) if group_id is not None else None
-        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
-            ops = GROUP_AUTHORIZED_OPERATIONS if include_authorized_operations else AUTHORIZED_OPERATIONS_OMITTED
-            out = {"error_code": 0, "error_message": None, "group_id": group_id, "group_state": DEAD,
-                   "protocol_type": "", "protocol_data": "", "members": [], "authorized_operations": ops}
-            if version >= 6:
-                out.update(error_code=errors.GROUP_ID_NOT_FOUND,
-                           error_message=f"Group {group_id} is not a classic group.")
-            return out
-        return super().describe_group(group_id, version, include_authorized_operations)
-
-    def list_groups(self, states: list[str] | None = None,
-                    types: list[str] | None = None) -> tuple[int, list[dict]]:
-        if self.loading:
-            return errors.COORDINATOR_LOAD_IN_PROGRESS, []
-        wanted_types = {t.lower() for t in types} if types else None
-        wanted_states = {s.lower() for s in states} if states else None
-        out = []
-        for g in self.groups.values():
-            kind = "consumer" if isinstance(g, ConsumerGroup) else "classic"
-            if wanted_types is not None and kind not in wanted_types:
-                continue
-            if wanted_states is not None and g.state.lower() not in wanted_states:
-                continue
-            out.append({"group_id": g.group_id, "protocol_type": g.protocol_type or "",
-                        "group_state": g.state, "group_type": kind})
-        return 0, out
-
-    # -- classic APIs on consumer groups --------------------------------
-    def join_group(self, now: int, **kw) -> Result:
-        group_id = kw.get("group_id")
-        g = self.groups.get(group_id) if group_id else None
-        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
-            if g.members:
-                return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, kw.get("member_id") or ""))
-            # An empty consumer group becomes a classic one; its offsets stay.
-            tombstones = self._consumer_group_tombstones(g)
-            classic = self.groups[group_id] = Group(group_id, now)
-            classic.offsets = g.offsets
-            res = super().join_group(now, **kw)
-            res.records[:0] = tombstones
-            return res
-        return super().join_group(now, **kw)
-
-    def sync_group(self, now: int, **kw) -> Result:
-        if isinstance(self.groups.get(kw.get("group_id")), ConsumerGroup):
-            return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
-        return super().sync_group(now, **kw)
-
-    def heartbeat(self, now: int, **kw) -> Result:
-        if isinstance(self.groups.get(kw.get("group_id")), ConsumerGroup):
-            return Result({"error_code": errors.UNKNOWN_MEMBER_ID})
-        return super().heartbeat(now, **kw)
-
+    # -- LeaveGroup on consumer groups ---------------------------------
     def leave_group(self, now: int, *, group_id: str, members: list[tuple[str, str | None]]) -> Result:
-        g = self.groups.get(group_id) if group_id else None
-        if not isinstance(g, ConsumerGroup) or self.is_loading(group_id):
-            return super().leave_group(now, group_id=group_id, members=members)
+        g = self.groups[group_id]
         # Static members may be removed by instance id (as the admin client
         # does); consumer-protocol members leave through their heartbeat.
         out = []
@@ -1059,122 +936,61 @@ class CoordinatorStateMachine(GroupStateMachine):
             res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "members": []}
         return res
 
-    # -- offsets ---------------------------------------------------------
-    def commit_offsets(self, now: int, *, group_id: str | None, generation: int, member_id: str,
-                       instance_id: str | None, topics: list, topic_exists, retention_ms: int = -1,
-                       version: int = 9) -> Result:
-        g = self.groups.get(group_id) if group_id else None
-        if isinstance(g, ConsumerGroup) and not self.is_loading(group_id):
-            code = 0
-            if not (generation < 0 and not g.members):
-                m = g.members.get(member_id)
-                if m is None:
-                    code = errors.UNKNOWN_MEMBER_ID
-                elif version < 9:
-                    code = errors.UNSUPPORTED_VERSION
-                elif generation != m.member_epoch:
-                    code = errors.STALE_MEMBER_EPOCH
-            if code:
-                return Result({"topics": [{"name": name, "partitions": [
-                    {"partition_index": p[0], "error_code": code} for p in parts]} for name, parts in topics]})
-        return super().commit_offsets(now, group_id=group_id, generation=generation, member_id=member_id,
-                                      instance_id=instance_id, topics=topics, topic_exists=topic_exists,
-                                      retention_ms=retention_ms, version=version)
+    # -- what other components ask about a consumer group --------------
+    @staticmethod
+    def is_empty(g: ConsumerGroup) -> bool:
+        return not g.members
 
-    def _validate_offset_commit(self, g, generation, member_id, instance_id) -> int:
-        if isinstance(g, ConsumerGroup):
-            return 0  # checked in commit_offsets
-        return super()._validate_offset_commit(g, generation, member_id, instance_id)
+    def conversion_records(self, g: ConsumerGroup) -> list:
+        return self._consumer_group_tombstones(g)
 
-    def fetch_offsets(self, group_id: str, topics, member_id: str | None = None,
-                      member_epoch: int = -1) -> dict:
-        g = self.groups.get(group_id) if group_id else None
-        if (isinstance(g, ConsumerGroup) and not self.is_loading(group_id)
-                and not (member_id is None and member_epoch < 0)):
-            m = g.members.get(member_id)
-            if m is None:
-                return {"error_code": errors.UNKNOWN_MEMBER_ID, "topics": []}
-            if member_epoch != m.member_epoch:
-                return {"error_code": errors.STALE_MEMBER_EPOCH, "topics": []}
-        return super().fetch_offsets(group_id, topics)
+    def delete_records(self, g: ConsumerGroup) -> list:
+        return self._consumer_group_tombstones(g)
 
-    # -- deletion and expiry --------------------------------------------
-    @contextmanager
-    def _classic_only(self):
-        saved = self.groups
-        self.groups = {k: g for k, g in saved.items() if not isinstance(g, ConsumerGroup)}
-        try:
-            yield
-        finally:
-            self.groups = saved
+    @staticmethod
+    def validate_offset_commit(g: ConsumerGroup, now: int, generation: int, member_id: str,
+                               instance_id: str | None, version: int) -> int:
+        """A member commits at its current epoch, with OffsetCommit v9+; anyone
+        may commit to an empty group with epoch -1."""
+        if generation < 0 and not g.members:
+            return 0
+        m = g.members.get(member_id)
+        if m is None:
+            return errors.UNKNOWN_MEMBER_ID
+        if version < 9:
+            return errors.UNSUPPORTED_VERSION
+        if generation != m.member_epoch:
+            return errors.STALE_MEMBER_EPOCH
+        return 0
 
-    def delete_groups(self, now: int, group_ids: list[str]) -> Result:
-        res = Result()
-        results = []
-        for gid in group_ids:
-            g = self.groups.get(gid) if gid is not None else None
-            if isinstance(g, ConsumerGroup) and not self.is_loading(gid):
-                code = 0
-                if g.members:
-                    code = errors.NON_EMPTY_GROUP
-                else:
-                    res.records.extend(self._offset_record(gid, t, p, None) for (t, p) in sorted(g.offsets))
-                    res.records.extend(self._consumer_group_tombstones(g))
-                results.append({"group_id": gid, "error_code": code})
-            else:
-                sub = super().delete_groups(now, [gid])
-                res.records.extend(sub.records)
-                results.extend(sub.response["results"])
-        res.response = {"results": results}
-        res.failure = {"results": [dict(r, error_code=r["error_code"] or errors.COORDINATOR_NOT_AVAILABLE)
-                                   for r in results]}
-        return res
+    @staticmethod
+    def validate_offset_fetch(g: ConsumerGroup, member_id: str | None, member_epoch: int) -> int:
+        m = g.members.get(member_id)
+        if m is None:
+            return errors.UNKNOWN_MEMBER_ID
+        if member_epoch != m.member_epoch:
+            return errors.STALE_MEMBER_EPOCH
+        return 0
 
-    def expire_offsets(self, now: int) -> Result:
-        with self._classic_only():
-            res = super().expire_offsets(now)
-        retention = self.config.offsets_retention_ms
-        for g in list(self.groups.values()):
-            if not isinstance(g, ConsumerGroup) or self.is_loading(g.group_id):
-                continue
-            subscribed = g.subscribed_topics()
-            expired = [key for key, v in g.offsets.items() if key[0] not in subscribed and (
-                (now >= v.expire_timestamp) if v.expire_timestamp >= 0
-                else (now - v.commit_timestamp >= retention))]
-            for topic, index in sorted(expired):
-                res.records.append(self._offset_record(g.group_id, topic, index, None))
-            if not g.members and len(expired) == len(g.offsets):
-                res.records.extend(self._consumer_group_tombstones(g))
-        return res
+    @staticmethod
+    def offset_delete_guard(g: ConsumerGroup) -> tuple[int, set[str]]:
+        return 0, g.subscribed_topics() if g.members else set()
 
-    def append_failed(self, records: list, now: int) -> None:
-        classic = []
-        for r in records:
-            try:
-                if not isinstance(rec.decode_key(r[1]), ConsumerKey):
-                    classic.append(r)
-            except rec.RecordFormatError:
-                continue
-        super().append_failed(classic, now)
+    @staticmethod
+    def expiry_rule(g: ConsumerGroup):
+        """Offsets of topics the group does not subscribe to expire, counting from their commit."""
+        return (lambda v: v.commit_timestamp), g.subscribed_topics()
 
     # -- inspection ------------------------------------------------------
-    def durable_view(self) -> dict:
-        with self._classic_only():
-            out = super().durable_view()
-        for gid, g in sorted(self.groups.items()):
-            if not isinstance(g, ConsumerGroup):
-                continue
-            out[gid] = {
-                "type": "consumer", "state": g.state, "group_epoch": g.group_epoch,
-                "assignment_epoch": g.assignment_epoch, "members": dict(sorted(g.members.items())),
-                "target": dict(sorted(g.target.items())), "metadata": g.subscription_metadata,
-                "regexes": dict(g.resolved_regexes), "partition_epochs": dict(g.partition_epochs),
-                "offsets": dict(sorted(g.offsets.items())),
-            }
-        return dict(sorted(out.items()))
+    @staticmethod
+    def durable_view(g: ConsumerGroup) -> dict:
+        """What the records describe of ``g``: comparable across a replay."""
+        return {
+            "type": "consumer", "state": g.state, "group_epoch": g.group_epoch,
+            "assignment_epoch": g.assignment_epoch, "members": dict(sorted(g.members.items())),
+            "target": dict(sorted(g.target.items())), "metadata": g.subscription_metadata,
+            "regexes": dict(g.resolved_regexes), "partition_epochs": dict(g.partition_epochs),
+        }
 
 
-__all__ = [
-    "CoordinatorStateMachine", "ConsumerGroup", "ConsumerGroupConfig", "ConsumerMember", "DictTopics",
-    "reconcile",
-]
+__all__ = ["ConsumerGroup", "ConsumerGroups", "ConsumerMember", "DictTopics", "reconcile"]

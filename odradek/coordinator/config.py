@@ -1,0 +1,63 @@
+"""The broker settings the group coordinator acts on (server.properties names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from odradek.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNORS
+
+
+@dataclass
+class GroupConfig:
+    """Settings of classic groups and committed offsets."""
+
+    num_partitions: int = 50  # offsets.topic.num.partitions
+    min_session_timeout_ms: int = 6000  # group.min.session.timeout.ms
+    max_session_timeout_ms: int = 1800000  # group.max.session.timeout.ms
+    initial_rebalance_delay_ms: int = 3000  # group.initial.rebalance.delay.ms
+    max_group_size: int = 2**31 - 1  # group.max.size
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # offsets.retention.minutes
+    max_metadata_bytes: int = 4096  # offset.metadata.max.bytes
+    new_member_join_timeout_ms: int = 5 * 60 * 1000  # Kafka's fixed new-member timeout
+
+    @classmethod
+    def from_broker(cls, config) -> "GroupConfig":
+        d = cls()
+        return cls(
+            num_partitions=config.get_int("offsets.topic.num.partitions", d.num_partitions),
+            min_session_timeout_ms=config.get_int("group.min.session.timeout.ms", d.min_session_timeout_ms),
+            max_session_timeout_ms=config.get_int("group.max.session.timeout.ms", d.max_session_timeout_ms),
+            initial_rebalance_delay_ms=config.get_int("group.initial.rebalance.delay.ms",
+                                                      d.initial_rebalance_delay_ms),
+            max_group_size=config.get_int("group.max.size", d.max_group_size),
+            offsets_retention_ms=config.get_int("offsets.retention.minutes", 7 * 24 * 60) * 60000,
+            max_metadata_bytes=config.get_int("offset.metadata.max.bytes", d.max_metadata_bytes),
+        )
+
+
+@dataclass
+class ConsumerGroupConfig:
+    """Settings of KIP-848 consumer groups."""
+
+    session_timeout_ms: int = 45000  # group.consumer.session.timeout.ms
+    heartbeat_interval_ms: int = 5000  # group.consumer.heartbeat.interval.ms
+    max_size: int = 2**31 - 1  # group.consumer.max.size
+    assignors: tuple = DEFAULT_ASSIGNORS  # group.consumer.assignors; the first is the default
+    regex_refresh_ms: int = 10000  # how often regexes are matched again against the topics
+
+    @classmethod
+    def from_broker(cls, config) -> "ConsumerGroupConfig":
+        d = cls()
+        names = []
+        for item in (config.get("group.consumer.assignors") or "").split(","):
+            item = item.strip()
+            short = item.rsplit(".", 1)[-1].lower().removesuffix("assignor")
+            if short in ASSIGNORS and short not in names:
+                names.append(short)
+        return cls(
+            session_timeout_ms=config.get_int("group.consumer.session.timeout.ms", d.session_timeout_ms),
+            heartbeat_interval_ms=config.get_int("group.consumer.heartbeat.interval.ms",
+                                                 d.heartbeat_interval_ms),
+            max_size=config.get_int("group.consumer.max.size", d.max_size),
+            assignors=tuple(names) or d.assignors,
+        )

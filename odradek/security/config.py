@@ -1,0 +1,325 @@
+"""Listener and security settings, read from Kafka's own ``server.properties`` keys.
+
+``security_config(props, listeners)`` resolves, for each listener, its security
+protocol (``listener.security.protocol.map``), its TLS settings and its SASL
+settings, each key looked up first as ``listener.name.<listener>.<key>`` (the
+listener name in lower case), then as ``<key>``. It refuses, with a message
+naming the key, every security key odradek does not serve, rather than
+ignoring it; keys that have no effect on a single broker (those of its
+client side: inter-broker logins, endpoint identification) are accepted and
+listed in ``notes``, which the broker logs at start.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass, field
+
+from odradek.security.jaas import JaasError, parse_jaas
+from odradek.security.principal import KafkaPrincipal
+from odradek.security.tls import PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, server_context
+
+
+class SecurityConfigError(ValueError):
+    pass
+
+
+PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+DEFAULT_MAX_RECEIVE = 524288
+
+# ssl.* keys: the ones read, and the ones accepted without effect here.
+SSL_READ = {
+    "ssl.keystore.type", "ssl.keystore.location", "ssl.keystore.password", "ssl.key.password",
+    "ssl.keystore.key", "ssl.keystore.certificate.chain", "ssl.truststore.type",
+    "ssl.truststore.location", "ssl.truststore.password", "ssl.truststore.certificates",
+    "ssl.client.auth", "ssl.enabled.protocols", "ssl.protocol", "ssl.cipher.suites",
+    "ssl.principal.mapping.rules", "ssl.provider", "ssl.engine.factory.class",
+    "ssl.keymanager.algorithm", "ssl.trustmanager.algorithm",
+}
+SSL_NO_EFFECT = {
+    "ssl.endpoint.identification.algorithm": "it applies to the broker's outgoing TLS connections, "
+                                             "and a single odradek broker makes none",
+    "ssl.secure.random.implementation": "Python's ssl module uses OpenSSL's generator",
+    "ssl.allow.dn.changes": "it applies to keystore updates at run time, which odradek does not make",
+    "ssl.allow.san.changes": "it applies to keystore updates at run time, which odradek does not make",
+}
+# Keys read per listener besides ssl.*; '<mechanism>.' keys are handled apart.
+LISTENER_READ = {"sasl.enabled.mechanisms", "sasl.server.max.receive.size", "connections.max.reauth.ms"}
+TOP_READ = LISTENER_READ | {
+    "listeners", "advertised.listeners", "listener.security.protocol.map", "inter.broker.listener.name",
+    "security.inter.broker.protocol", "sasl.mechanism.inter.broker.protocol", "controller.listener.names",
+    "super.users", "connection.failed.authentication.delay.ms", "authorizer.class.name",
+    "principal.builder.class", "security.providers",
+}
+TOP_NO_EFFECT = {
+    "allow.everyone.if.no.acl.found": "it is read by an authoriser, and none is configured",
+    "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
+    "early.start.listeners": "every listener starts once the broker has loaded its state",
+}
+# Prefixes of keys that concern security: any key under them not read above is refused.
+SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.", "authorizer.",
+                     "delegation.token.", "password.encoder.", "super.users", "connections.max.reauth",
+                     "control.plane.listener", "listener.security")
+HINTS = {
+    "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
+                        "listener.name.<listener>.<mechanism>.sasl.jaas.config",
+    "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
+    "sasl.oauthbearer.": "OAUTHBEARER is not served yet",
+    "sasl.login.": "odradek makes no SASL logins of its own (no inter-broker client)",
+    "delegation.token.": "delegation tokens are not served",
+    "control.plane.listener": "a control-plane listener is not served",
+}
+
+
+@dataclass
+class SaslSettings:
+    mechanisms: tuple[str, ...]
+    plain_users: dict[str, str] = field(default_factory=dict, repr=False)
+    max_receive_size: int = DEFAULT_MAX_RECEIVE
+    reauth_by_mechanism: dict[str, int] = field(default_factory=dict)  # connections.max.reauth.ms
+    failed_auth_delay_ms: int = 100
+
+    def reauth_ms(self, mechanism: str | None) -> int:
+        return self.reauth_by_mechanism.get(mechanism, 0)
+
+
+@dataclass
+class ListenerSecurity:
+    name: str
+    protocol: str
+    ssl_context: ssl.SSLContext | None = None
+    mapper: PrincipalMapper | None = None
+    sasl: SaslSettings | None = None
+
+
+@dataclass
+class SecurityConfig:
+    listeners: dict[str, ListenerSecurity]
+    super_users: tuple[KafkaPrincipal, ...] = ()
+    inter_broker_listener: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def protocol_map(props: dict[str, str]) -> dict[str, str]:
+    text = props.get("listener.security.protocol.map")
+    if not text:
+        return dict(DEFAULT_PROTOCOL_MAP)
+    out = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, sep, proto = entry.partition(":")
+        if not sep or proto.strip().upper() not in PROTOCOL_NAMES:
+            raise SecurityConfigError(f"Invalid listener.security.protocol.map entry {entry!r}: "
+                                      f"expected NAME:PROTOCOL with PROTOCOL one of {', '.join(PROTOCOL_NAMES)}")
+        out[name.strip().upper()] = proto.strip().upper()
+    return out
+
+
+def controller_listeners(props: dict[str, str]) -> set[str]:
+    return {n.strip().upper() for n in (props.get("controller.listener.names") or "").split(",") if n.strip()}
+
+
+def _is_security_key(k: str) -> bool:
+    return k.startswith(SECURITY_PREFIXES)
+
+
+def _refuse(key: str, why: str | None = None):
+    hint = why or next((h for p, h in HINTS.items() if key.startswith(p)), None)
+    raise SecurityConfigError(f"Unsupported security setting {key}" + (f": {hint}" if hint else
+                              ": odradek does not serve it, and will not ignore a security setting"))
+
+
+def _check_key(key: str, where: str, notes: list[str]) -> None:
+    """Refuse ``key`` unless it is read or known to have no effect; ``where`` is
+    'top' or 'listener'."""
+    if key in SSL_READ:
+        return
+    if key in SSL_NO_EFFECT:
+        notes.append(f"{key} has no effect: {SSL_NO_EFFECT[key]}")
+        return
+    mech, dot, rest = key.partition(".")
+    if dot and mech.upper() in MECHANISMS + ("GSSAPI", "OAUTHBEARER") and rest in (
+            "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class"):
+        if mech.upper() not in MECHANISMS:
+            _refuse(key, f"SASL mechanism {mech.upper()} is not served")
+        if rest == "sasl.server.callback.handler.class":
+            _refuse(key, "Java callback handlers cannot be loaded")
+        return
+    if where == "listener" and key in LISTENER_READ:
+        return
+    if where == "top" and key in TOP_READ:
+        return
+    if where == "top" and key in TOP_NO_EFFECT:
+        notes.append(f"{key} has no effect: {TOP_NO_EFFECT[key]}")
+        return
+    if where == "listener" or _is_security_key(key):
+        _refuse(key)
+
+
+def _int(value: str | None, key: str, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SecurityConfigError(f"Invalid value {value!r} for {key}: expected an integer") from None
+
+
+def security_config(props: dict[str, str], listeners) -> SecurityConfig:
+    """Validate the security keys of ``props`` for ``listeners`` (``odradek.config.Listener``,
+    controller listeners already left out) and build each listener's settings."""
+    notes: list[str] = []
+    names = {l.name.lower(): l.name for l in listeners}
+    controllers = {n.lower() for n in controller_listeners(props)}
+    for key in props:
+        if key.startswith("listener.name."):
+            lname, _, rest = key[len("listener.name."):].partition(".")
+            if lname.lower() in controllers:
+                notes.append(f"{key} has no effect: odradek has no KRaft controller listener")
+                continue
+            if lname.lower() not in names:
+                raise SecurityConfigError(f"{key} names listener {lname.upper()}, which is not in listeners")
+            _check_key(rest, "listener", notes)
+        else:
+            _check_key(key, "top", notes)
+    for key, why in (("authorizer.class.name", "ACLs are not served yet"),
+                     ("principal.builder.class", "Java principal builders cannot be loaded"),
+                     ("security.providers", "Java security providers cannot be loaded")):
+        if props.get(key, "").strip():
+            _refuse(key, why)
+
+    out: dict[str, ListenerSecurity] = {}
+    for l in listeners:
+        def get(key, default=None, _l=l.name.lower()):
+            v = props.get(f"listener.name.{_l}.{key}")
+            return v if v is not None else props.get(key, default)
+
+        sec = ListenerSecurity(l.name, l.protocol)
+        if l.protocol in ("SSL", "SASL_SSL"):
+            sec.ssl_context, sec.mapper = _tls(l.name, get)
+        if l.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            sec.sasl = _sasl(l.name, get, props)
+        out[l.name] = sec
+
+    inter = props.get("inter.broker.listener.name", "").strip().upper() or None
+    if inter and props.get("security.inter.broker.protocol", "").strip():
+        raise SecurityConfigError("Only one of inter.broker.listener.name and security.inter.broker.protocol "
+                                  "may be set")
+    if inter is None:
+        proto = (props.get("security.inter.broker.protocol") or "PLAINTEXT").strip().upper()
+        if proto not in PROTOCOL_NAMES:
+            raise SecurityConfigError(f"Invalid security.inter.broker.protocol {proto}")
+        inter = proto if props.get("security.inter.broker.protocol") else None
+    if inter is not None:
+        if inter not in out:
+            raise SecurityConfigError(f"inter.broker.listener.name (or security.inter.broker.protocol) "
+                                      f"names {inter}, which is not a listener")
+        mech = (props.get("sasl.mechanism.inter.broker.protocol") or "GSSAPI").strip()
+        if out[inter].sasl is not None and mech not in out[inter].sasl.mechanisms:
+            raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
+                                      f"inter-broker listener {inter} (sasl.enabled.mechanisms)")
+    supers = []
+    for item in (props.get("super.users") or "").split(";"):
+        if item.strip():
+            try:
+                supers.append(KafkaPrincipal.parse(item))
+            except ValueError as e:
+                raise SecurityConfigError(f"Invalid super.users: {e}") from None
+    return SecurityConfig(out, tuple(supers), inter, notes)
+
+
+def _tls(name: str, get):
+    for key, bad in (("ssl.keystore.type", "keystore"), ("ssl.truststore.type", "truststore")):
+        t = (get(key) or "").strip().upper()
+        if t and t != "PEM":
+            raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: odradek reads PEM files "
+                                      f"only (ssl.{bad}.type=PEM); convert the {bad} with openssl or keytool")
+    if get("ssl.keystore.password"):
+        raise SecurityConfigError(f"Listener {name}: ssl.keystore.password cannot be used with PEM keystores "
+                                  "(as in Kafka); an encrypted key's password is ssl.key.password")
+    if get("ssl.truststore.password"):
+        raise SecurityConfigError(f"Listener {name}: ssl.truststore.password cannot be used with PEM "
+                                  "truststores (as in Kafka)")
+    for key in ("ssl.cipher.suites", "ssl.provider", "ssl.engine.factory.class"):
+        if (get(key) or "").strip():
+            _refuse(key, "Java cipher suite names, providers and engine factories are not served; "
+                         "OpenSSL's defaults apply")
+    for key, default in (("ssl.keymanager.algorithm", "SunX509"), ("ssl.trustmanager.algorithm", "PKIX")):
+        v = (get(key) or "").strip()
+        if v and v != default:
+            _refuse(key, f"only Java's default ({default}) is understood")
+    client_auth = (get("ssl.client.auth") or "none").strip().lower()
+    if client_auth not in ("none", "requested", "required"):
+        raise SecurityConfigError(f"Invalid ssl.client.auth {client_auth!r}: none, requested or required")
+    protocols = tuple(p.strip() for p in (get("ssl.enabled.protocols") or "TLSv1.2,TLSv1.3").split(",")
+                      if p.strip())
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise SecurityConfigError(f"Unsupported ssl.enabled.protocols {','.join(bad) or '(empty)'}: "
+                                  "TLSv1.2 and TLSv1.3 are served")
+    proto = (get("ssl.protocol") or "TLSv1.3").strip()
+    if proto not in ("TLS", "TLSv1.2", "TLSv1.3"):
+        raise SecurityConfigError(f"Unsupported ssl.protocol {proto}: TLS, TLSv1.2 or TLSv1.3")
+    if proto == "TLSv1.2":
+        protocols = tuple(p for p in protocols if p == "TLSv1.2") or protocols
+    settings = TlsSettings(
+        keystore_location=get("ssl.keystore.location"), keystore_key=get("ssl.keystore.key"),
+        keystore_chain=get("ssl.keystore.certificate.chain"), key_password=get("ssl.key.password"),
+        truststore_location=get("ssl.truststore.location"),
+        truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
+        enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
+    try:
+        return server_context(settings), PrincipalMapper(settings.mapping_rules)
+    except TlsConfigError as e:
+        raise SecurityConfigError(f"Listener {name}: {e}") from None
+
+
+def _sasl(name: str, get, props) -> SaslSettings:
+    text = get("sasl.enabled.mechanisms")
+    if text is None:
+        raise SecurityConfigError(f"Listener {name} uses SASL, and sasl.enabled.mechanisms defaults to GSSAPI "
+                                  f"(Kerberos), which odradek does not serve: set sasl.enabled.mechanisms "
+                                  f"(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+    mechanisms = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not mechanisms:
+        raise SecurityConfigError(f"Listener {name}: sasl.enabled.mechanisms is empty")
+    for m in mechanisms:
+        if m not in MECHANISMS:
+            raise SecurityConfigError(f"Listener {name}: SASL mechanism {m} is not served "
+                                      f"(served: {', '.join(MECHANISMS)})")
+    users: dict[str, str] = {}
+    for m in mechanisms:
+        key = f"{m.lower()}.sasl.jaas.config"
+        jaas = get(key)
+        if jaas is None:
+            if m == "PLAIN":
+                raise SecurityConfigError(
+                    f"Listener {name} enables PLAIN but has no JAAS line for its users: set "
+                    f"listener.name.{name.lower()}.{key}={PLAIN_MODULE} required user_<name>=\"<password>\";")
+            continue
+        try:
+            modules = parse_jaas(jaas)
+        except JaasError as e:
+            raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
+        expected = PLAIN_MODULE if m == "PLAIN" else SCRAM_MODULE
+        if len(modules) != 1 or modules[0].name != expected:
+            raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: expected one {expected} entry")
+        if m == "PLAIN":
+            users = {k[len("user_"):]: v for k, v in modules[0].options.items() if k.startswith("user_")}
+    reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
+    # with a per-mechanism override, as Kafka reads it
+    reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
+                                reauth)) for m in mechanisms}
+    return SaslSettings(
+        mechanisms=mechanisms, plain_users=users,
+        max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
+                              DEFAULT_MAX_RECEIVE),
+        reauth_by_mechanism=reauth_by,
+        failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
+                                  "connection.failed.authentication.delay.ms", 100))

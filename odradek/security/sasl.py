@@ -1,0 +1,131 @@
+"""SASL mechanisms, server side and sans-IO: ``await evaluate(token)`` takes the
+client's token and returns the server's; ``complete`` and ``principal_name``
+tell the outcome. A failed login raises ``AuthenticationFailed`` with the
+message the client is told, which never says whether the user exists.
+
+- PLAIN (RFC 4616): ``authzid NUL user NUL password``; users and passwords
+  from the listener's JAAS line (``user_<name>="<password>"``), compared in
+  constant time. An authorisation id other than the user is refused.
+- SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, no channel binding), through
+  scramp: two round trips; only a verified client proof completes. Kafka's
+  ``tokenauth`` extension (delegation tokens) is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Awaitable, Callable
+
+from odradek.security.scram import MECHANISMS as SCRAM_MECHANISMS, ScramCredential
+
+
+class AuthenticationFailed(Exception):
+    """The login failed; ``str(e)`` is what the client is told."""
+
+
+class MechanismServer:
+    mechanism = ""
+
+    def __init__(self):
+        self.complete = False
+        self.principal_name: str | None = None
+
+    async def evaluate(self, token: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class PlainServer(MechanismServer):
+    mechanism = "PLAIN"
+
+    def __init__(self, users: dict[str, str]):
+        super().__init__()
+        self.users = users
+
+    async def evaluate(self, token: bytes) -> bytes:
+        if self.complete:
+            raise AuthenticationFailed("Authentication failed: PLAIN takes one message")
+        try:
+            authzid, user, password = bytes(token).decode("utf-8").split("\0")
+        except ValueError:
+            raise AuthenticationFailed("Authentication failed: invalid SASL/PLAIN message") from None
+        if not user or not password:
+            raise AuthenticationFailed("Authentication failed: username or password not specified")
+        expected = self.users.get(user)
+        # Compare even for an unknown user, so that timing does not tell.
+        ok = hmac.compare_digest((expected or "\0unknown").encode(), password.encode())
+        if expected is None or not ok:
+            raise AuthenticationFailed("Authentication failed: Invalid username or password")
+        if authzid and authzid != user:
+            raise AuthenticationFailed("Authentication failed: Client requested an authorization id "
+                                       "that is different from username")
+        self.complete = True
+        self.principal_name = user
+        return b""
+
+
+def _saslname(escaped: str) -> str:
+    """RFC 5802's saslname: '=2C' is ',' and '=3D' is '='; any other '=' is invalid."""
+    if "=" in escaped.replace("=2C", "").replace("=3D", ""):
+        raise AuthenticationFailed("Authentication failed: invalid user name encoding")
+    return escaped.replace("=2C", ",").replace("=3D", "=")
+
+
+class ScramServer(MechanismServer):
+    """``lookup(mechanism, user)`` returns the user's credential or None."""
+
+    def __init__(self, mechanism: str,
+                 lookup: Callable[[str, str], Awaitable[ScramCredential | None]]):
+        super().__init__()
+        assert mechanism in SCRAM_MECHANISMS
+        self.mechanism = mechanism
+        self.lookup = lookup
+        self.server = None
+        self.user: str | None = None
+
+    def _failed(self) -> AuthenticationFailed:
+        return AuthenticationFailed("Authentication failed during authentication due to invalid "
+                                    f"credentials with SASL mechanism {self.mechanism}")
+
+    async def evaluate(self, token: bytes) -> bytes:
+        from scramp import ScramException, ScramMechanism
+
+        try:
+            text = bytes(token).decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._failed() from None
+        if self.complete:
+            raise self._failed()
+        if self.server is None:  # client-first: gs2 header, then n=user,r=nonce[,extensions]
+            parts = text.split(",")
+            if len(parts) < 4 or not parts[2].startswith("n=") or not parts[3].startswith("r="):
+                raise self._failed()
+            if any(p.startswith("tokenauth=") for p in parts[4:]):
+                raise AuthenticationFailed("Authentication failed: delegation tokens are not supported")
+            self.user = _saslname(parts[2][2:])
+            credential = await self.lookup(self.mechanism, self.user) if self.user else None
+            if credential is None:
+                raise AuthenticationFailed("Authentication failed: Invalid user credentials")
+            info = (credential.salt, credential.stored_key, credential.server_key, credential.iterations)
+            try:
+                self.server = ScramMechanism(self.mechanism).make_server(lambda _name: info)
+                self.server.set_client_first(text)
+                return self.server.get_server_first().encode()
+            except ScramException:
+                raise self._failed() from None
+        try:
+            self.server.set_client_final(text)  # raises unless the client proof verifies
+            final = self.server.get_server_final()
+        except ScramException:
+            raise self._failed() from None
+        self.complete = True
+        self.principal_name = self.user
+        return final.encode()
+
+
+def new_server(mechanism: str, plain_users: dict[str, str] | None,
+               scram_lookup: Callable[[str, str], Awaitable[ScramCredential | None]] | None) -> MechanismServer:
+    if mechanism == "PLAIN":
+        return PlainServer(plain_users or {})
+    if mechanism in SCRAM_MECHANISMS:
+        return ScramServer(mechanism, scram_lookup)
+    raise ValueError(f"unsupported mechanism {mechanism}")
