@@ -58,17 +58,20 @@ def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
             (b.host, b.port) for b in brokers}
 
         admin.create_topics([NewTopic("spread", 6, 1)])["spread"].result(30)
-        # Any broker sees the topic at once; each hosts exactly the partitions it leads.
-        leaders = {}
-        for b in brokers:
-            state = b.core.image.get("spread")
-            assert state is not None and len(state.partitions) == 6
-            leaders = {i: p.leader for i, p in enumerate(state.partitions)}
-        assert set(leaders.values()) == {1, 2, 3}
-        for b in brokers:
+        # Every broker comes to the same image, and hosts exactly the partitions it leads.
+        state = brokers[0].core.image.get("spread")  # the creating broker: at once
+        leaders = {i: p.leader for i, p in enumerate(state.partitions)}
+        assert len(leaders) == 6 and set(leaders.values()) == {1, 2, 3}
+
+        def hosting_follows(b):
             hosted = b.core.replicas.topic("spread")
             mine = sorted(i for i, leader in leaders.items() if leader == b.core.config.node_id)
-            assert hosted is not None and sorted(hosted.by_index) == mine
+            theirs = b.core.image.get("spread")
+            return (theirs is not None and [p.leader for p in theirs.partitions] == list(leaders.values())
+                    and hosted is not None and sorted(hosted.by_index) == mine)
+
+        for b in brokers:
+            wait_until(lambda: hosting_follows(b), what=f"broker {b.core.config.node_id} to host its partitions")
 
         # A replication factor the cluster cannot serve is refused with the reason.
         with pytest.raises(Exception) as refused:
@@ -95,6 +98,32 @@ def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
         consumer.close()
         assert {(p, o) for _, p, o in acked} == {(p, o) for p, o, _ in got}
         assert {v for _, _, v in got} == {f"v{i}".encode() for i in range(600)}
+
+        # A consumer group: its coordinator is the leader of its __consumer_offsets
+        # partition, wherever that is; a second consumer resumes from the commits.
+        def group_consume(n: int) -> list:
+            c = Consumer({"bootstrap.servers": brokers[1].bootstrap, "group.id": "spread-group",
+                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
+            c.subscribe(["spread"])
+            out = []
+            deadline = time.monotonic() + 45
+            while len(out) < n and time.monotonic() < deadline:
+                msg = c.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    out.append(msg.value())
+                    if len(out) == n:
+                        c.commit(asynchronous=False)
+            c.close()
+            return out
+
+        first = group_consume(600)
+        assert sorted(first) == sorted(v for _, _, v in got)
+        for i in range(600, 612):
+            producer.produce("spread", f"v{i}".encode(), partition=i % 6)
+        assert producer.flush(30) == 0
+        assert sorted(group_consume(12)) == sorted(f"v{i}".encode() for i in range(600, 612))
+        offsets = brokers[0].core.image.get("__consumer_offsets")
+        assert offsets is not None and {p.leader for p in offsets.partitions} == {1, 2, 3}
 
         # The same node id again: refused while the first one's lease lives.
         with pytest.raises(Exception) as duplicate:
