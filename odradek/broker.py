@@ -1,17 +1,20 @@
 """The broker: the wiring of its parts, and its lifecycle.
 
 Parts, each in its own module: the metadata store (``odradek.metadata``:
-topics, configs, partition leaders) and the topic image read from it; the
-replica manager (``odradek.replica``: the partitions this broker hosts and
-their logs); topic administration (``odradek.topic_admin``); the periodic
-duties (``odradek.scheduler``); the group coordinator and the log cleaner;
-the listeners (``odradek.server``). API handlers reach them through the
-broker: ``broker.replicas.partition_or_error(...)``, ``broker.image``,
+topics, configs, partition leaders, live brokers) and the image this broker
+keeps of it; the broker's registration there; the replica manager
+(``odradek.replica``: the partitions this broker hosts and their logs);
+topic administration (``odradek.topic_admin``); the periodic duties
+(``odradek.scheduler``); the group coordinator and the log cleaner; the
+listeners (``odradek.server``). API handlers reach them through the broker:
+``broker.replicas.partition_or_error(...)``, ``broker.image``,
 ``broker.admin``, ``broker.fetch_sessions`` (Fetch sessions, KIP-227).
 
 Invariants:
-- Topic changes are committed to the metadata store before they are applied
-  to the image and the hosted partitions (see ``odradek.topic_admin``).
+- The image changes only by applying the store's changes in revision order:
+  a listing at startup, then a watch (``follow_metadata``); after each
+  change the replica manager reconciles the hosted partitions with it. Admin
+  changes are committed to the store first and reach the image that way.
 - fsync never runs on the event loop: startup (recovery, ``meta.properties``),
   opening and deleting logs, flushes, checkpoints, producer snapshots and
   shutdown run in worker threads, metadata writes on the store's thread,
@@ -34,7 +37,10 @@ from odradek.fetch_sessions import FetchSessionCache
 from odradek.metadata import topics as topic_records
 from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
-from odradek.metadata.topics import TopicImage, TopicState
+from odradek.metadata.brokers import BrokerInfo, Registration
+from odradek.metadata.image import MetadataImage
+from odradek.metadata.store import CompactedError, WatchInterrupted
+from odradek.metadata.topics import TopicState
 from odradek.replica.manager import ReplicaManager
 from odradek.storage.base import LogStore
 from odradek.topic_admin import TopicAdmin
@@ -67,8 +73,10 @@ class BrokerCore:
             metadata_path = os.path.join(config.data_dir, METADATA_DIR, "metadata.db")
         self.metadata_path = metadata_path
         self.metadata: MetadataStore | None = None
-        self.image = TopicImage()
-        self.replicas = ReplicaManager(config)
+        self.image = MetadataImage()
+        self.replicas = ReplicaManager(config, self.image)
+        self.registration: Registration | None = None
+        self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
@@ -114,10 +122,45 @@ class BrokerCore:
         if imported:
             await self.import_topics(imported)
         self.producer_ids = ProducerIdAllocator(self.metadata, producer_id_floor)
-        self.image.load((await self.metadata.range(""))[0])
-        await loop.run_in_executor(None, self.replicas.load, dict(self.image.topics))
+        revision = await self.reload_image()
+        await loop.run_in_executor(None, self.replicas.delete_leftovers)
+        self._follower = loop.create_task(self.follow_metadata(revision))
+
+    async def reload_image(self) -> int:
+        """Rebuild the image from a listing of the store and host what it
+        assigns to this broker; return the listing's revision."""
+        kvs, revision = await self.metadata.range("")
+        self.image.load(kvs, revision)
+        await self.replicas.reconcile()
+        return revision
+
+    async def follow_metadata(self, revision: int) -> None:
+        """Apply the store's changes after ``revision`` as they come; after a
+        broken watch, list the store again rather than trust a resume."""
+        while True:
+            try:
+                async for events in self.metadata.watch("", revision + 1):
+                    touched = self.image.apply(events)
+                    await self.replicas.reconcile(touched)
+                    revision = events[-1].revision
+            except (WatchInterrupted, CompactedError) as e:
+                log.warning("metadata watch ended (%s); listing the store again", e)
+                await asyncio.sleep(0.2)
+                try:
+                    revision = await self.reload_image()
+                except Exception as e2:  # the store is away: try again
+                    log.warning("metadata store: %s", e2)
 
     async def start(self) -> None:
+        """Load, listen, register and start the background duties; on any
+        failure, what was started is stopped again before the error goes on."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         from odradek.coordinator import start_coordinators
         from odradek.scheduler import Housekeeping
         from odradek.server.listeners import start_listeners
@@ -131,6 +174,11 @@ class BrokerCore:
         await start_listeners(self)
         self.server = self.servers[0]
         self.port = self.server.sockets[0].getsockname()[1]
+        self.registration = Registration(self.metadata, BrokerInfo(
+            self.config.node_id, dict(self.endpoints), self.config.get("broker.rack") or None),
+            self.config.get_int("broker.session.timeout.ms", 9000) / 1000)
+        await self.registration.register(wait=self.registration.ttl + 2)
+        self.registration.start_keepalive()
         self.tasks.append(loop.create_task(Housekeeping(self.config, self.replicas).run()))
         if self.config.get_bool("log.cleaner.enable"):
             from odradek.storage.cleaner import LogCleaner
@@ -163,6 +211,12 @@ class BrokerCore:
             self.server = None
         if self.groups is not None:
             await self.groups.stop()
+        if self.registration is not None:
+            await self.registration.withdraw()
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
         await self.replicas.wait_for_flushes()
         loop = asyncio.get_running_loop()
         if self.store is not None:

@@ -78,6 +78,7 @@ BROKER_DEFAULTS: dict[str, str] = {
     "log.flush.scheduler.interval.ms": str(LONG_MAX),
     "log.flush.offset.checkpoint.interval.ms": "60000",
     "offsets.topic.num.partitions": "50",
+    "broker.session.timeout.ms": "9000",
     "offsets.retention.minutes": "10080",
     "offsets.retention.check.interval.ms": "600000",
     "group.initial.rebalance.delay.ms": "3000",

@@ -92,21 +92,40 @@ async def find_coordinator(ctx, request: dict) -> dict:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     else:
         code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
-    host, port = broker.endpoint(ctx.connection.listener)
-    here = {"node_id": broker.config.node_id, "host": host, "port": port}
     nowhere = {"node_id": -1, "host": "", "port": -1}
     entries = []
     for k in keys:
-        # A group's coordinator is the leader of its __consumer_offsets
-        # partition: this broker, or (until other brokers are known) none.
-        c, m = (code, message) if gc is None or code or gc.leads(k) else \
+        # A group's coordinator is the live leader of its __consumer_offsets
+        # partition, on the listener the request came in on; none is known
+        # while that partition is offline.
+        node = None if code or gc is None else coordinator_node(broker, gc, k, ctx.connection.listener)
+        c, m = (code, message) if node is not None or code else \
             (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
-        entries.append(dict(nowhere if c else here, key=k, error_code=c, error_message=m))
+        entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m))
     if version >= 4:
         return {"throttle_time_ms": 0, "coordinators": entries}
     e = entries[0]
     return {"throttle_time_ms": 0, "error_code": e["error_code"], "error_message": e["error_message"],
             "node_id": e["node_id"], "host": e["host"], "port": e["port"]}
+
+
+def coordinator_node(broker, gc, group_id: str, listener: str | None) -> dict | None:
+    """The live broker leading ``group_id``'s ``__consumer_offsets`` partition, or None."""
+    from odradek.coordinator.group_coordinator import OFFSETS_TOPIC
+
+    state = broker.image.get(OFFSETS_TOPIC)
+    index = gc.partition_for(group_id)
+    if state is None or index >= len(state.partitions):
+        return None
+    leader = state.partitions[index].leader
+    if leader == broker.config.node_id:
+        host, port = broker.endpoint(listener)
+        return {"node_id": leader, "host": host, "port": port}
+    info = broker.image.brokers.get(leader)
+    endpoint = info.endpoint(listener) if info is not None else None
+    if endpoint is None:
+        return None
+    return {"node_id": leader, "host": endpoint[0], "port": endpoint[1]}
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup -------------------------

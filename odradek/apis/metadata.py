@@ -1,6 +1,10 @@
 """Metadata (key 3), versions 0-13; DescribeCluster (key 60), versions 0-2.
 
-One broker leads every partition; replicas and ISR are that broker. Topics are
+Brokers are the live ones registered in the metadata store (this one always),
+each on the listener the request came in on; the controller id is the lowest
+live broker id (there is no controller yet). Each partition has one replica,
+its leader; a partition whose leader is not live is reported without one
+(LEADER_NOT_AVAILABLE), as Kafka reports an offline partition. Topics are
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
 Authorized operations are not computed (no ACLs yet): the fields keep their
@@ -14,23 +18,34 @@ from odradek.server.registry import handles
 
 
 def broker_list(broker, listener: str | None) -> list[dict]:
-    """This broker as seen through ``listener``, the one the request came in on."""
-    rack = broker.config.get("broker.rack") or None
-    host, port = broker.endpoint(listener)
-    return [{"node_id": broker.config.node_id, "host": host, "port": port, "rack": rack}]
+    """The live brokers as seen through ``listener``, the one the request came in on."""
+    out = {}
+    for b in broker.image.brokers.values():
+        ep = b.endpoint(listener)
+        if ep is not None:
+            out[b.node_id] = {"node_id": b.node_id, "host": ep[0], "port": ep[1], "rack": b.rack}
+    if broker.config.node_id not in out:  # not registered yet (starting): itself
+        host, port = broker.endpoint(listener)
+        out[broker.config.node_id] = {"node_id": broker.config.node_id, "host": host, "port": port,
+                                      "rack": broker.config.get("broker.rack") or None}
+    return [out[k] for k in sorted(out)]
 
 
-def topic_metadata(topic) -> dict:
-    """A topic of the image (``odradek.metadata.topics.TopicState``) as Metadata reports it."""
+def topic_metadata(topic, live: set[int]) -> dict:
+    """A topic of the image (``odradek.metadata.topics.TopicState``) as Metadata
+    reports it; a partition whose leader is not live has none
+    (LEADER_NOT_AVAILABLE), as Kafka reports an offline partition."""
     return {
         "error_code": 0,
         "name": topic.name,
         "topic_id": topic.topic_id,
         "is_internal": topic.internal,
         "partitions": [
-            {"error_code": 0, "partition_index": i, "leader_id": p.leader,
-             "leader_epoch": p.leader_epoch, "replica_nodes": list(p.replicas), "isr_nodes": list(p.isr),
-             "offline_replicas": []}
+            {"error_code": 0 if p.leader in live else errors.LEADER_NOT_AVAILABLE,
+             "partition_index": i, "leader_id": p.leader if p.leader in live else -1,
+             "leader_epoch": p.leader_epoch, "replica_nodes": list(p.replicas),
+             "isr_nodes": [r for r in p.isr if r in live],
+             "offline_replicas": [r for r in p.replicas if r not in live]}
             for i, p in enumerate(topic.partitions)
         ],
     }
@@ -43,9 +58,11 @@ async def metadata(ctx, request: dict) -> dict:
     if ctx.version == 0 and not wanted:
         wanted = None
     allow_auto = request["allow_auto_topic_creation"] if ctx.version >= 4 else True
+    brokers = broker_list(broker, ctx.connection.listener)
+    live = {b["node_id"] for b in brokers}
     topics = []
     if wanted is None:
-        topics = [topic_metadata(t) for t in broker.image]
+        topics = [topic_metadata(t, live) for t in broker.image]
     else:
         for entry in wanted:
             name = entry["name"]
@@ -55,7 +72,7 @@ async def metadata(ctx, request: dict) -> dict:
                     topics.append({"error_code": errors.UNKNOWN_TOPIC_ID, "name": None,
                                    "topic_id": entry["topic_id"], "partitions": []})
                 else:
-                    topics.append(topic_metadata(t))
+                    topics.append(topic_metadata(t, live))
                 continue
             t = broker.image.get(name)
             if t is None:
@@ -69,12 +86,12 @@ async def metadata(ctx, request: dict) -> dict:
                 if t is None:
                     topics.append({"error_code": code, "name": name, "partitions": []})
                     continue
-            topics.append(topic_metadata(t))
+            topics.append(topic_metadata(t, live))
     return {
         "throttle_time_ms": 0,
-        "brokers": broker_list(broker, ctx.connection.listener),
+        "brokers": brokers,
         "cluster_id": broker.cluster_id,
-        "controller_id": broker.config.node_id,
+        "controller_id": min(live),
         "topics": topics,
     }
 
@@ -82,6 +99,7 @@ async def metadata(ctx, request: dict) -> dict:
 @handles("DescribeCluster", 0, 2)
 async def describe_cluster(ctx, request: dict) -> dict:
     broker = ctx.broker
+    brokers = broker_list(broker, ctx.connection.listener)
     endpoint_type = request.get("endpoint_type", 1)
     if endpoint_type not in (1, 2):
         return {"error_code": errors.UNSUPPORTED_ENDPOINT_TYPE,
@@ -92,8 +110,8 @@ async def describe_cluster(ctx, request: dict) -> dict:
         "error_message": None,
         "endpoint_type": endpoint_type,
         "cluster_id": broker.cluster_id,
-        "controller_id": broker.config.node_id,
+        "controller_id": min(b["node_id"] for b in brokers),
         "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"],
                      "is_fenced": False}
-                    for b in broker_list(broker, ctx.connection.listener)],
+                    for b in brokers],
     }

@@ -133,11 +133,6 @@ class GroupCoordinator:
             return None, errors.COORDINATOR_LOAD_IN_PROGRESS
         return h, 0
 
-    def leads(self, group_id: str | None) -> bool:
-        """Whether this broker leads the partition of ``group_id`` (FindCoordinator)."""
-        _, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, self.partition_for(group_id))
-        return not code
-
     def list_groups(self, states=None, types=None) -> tuple[int, list[dict]]:
         out = []
         for h in list(self.hosted.values()):
@@ -177,6 +172,7 @@ class GroupCoordinator:
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
         started = time.monotonic()
+        self.broker.replicas.listeners.append(self._on_hosting_changed)
         self.sync_shards()
         loads = [h.load_task for h in self.hosted.values() if h.loading]
         if loads:
@@ -213,12 +209,10 @@ class GroupCoordinator:
         The creation runs as its own task, shielded from the request that asked
         for it: a client that disconnects mid-way must not leave the topic
         created in memory but missing from the broker's topic registry."""
-        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
-        if topic is None:
+        if OFFSETS_TOPIC not in self.broker.image:
             if self._create_task is None or self._create_task.done():
                 self._create_task = asyncio.get_running_loop().create_task(self._create_topic())
-            topic = await asyncio.shield(self._create_task)
-            if topic is None:
+            if await asyncio.shield(self._create_task) is None:
                 return False
         loads = self.sync_shards()
         if loads:  # partitions new to this coordinator: a created topic's are empty
@@ -228,25 +222,27 @@ class GroupCoordinator:
     async def _create_topic(self):
         from odradek.topic_admin import TopicError
 
-        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
-        if topic is not None:
-            return topic
+        """``__consumer_offsets`` as the image has it once created (by this
+        broker or another), or None if it cannot be."""
+        state = self.broker.image.get(OFFSETS_TOPIC)
+        if state is not None:
+            return state
         try:
             return await self.broker.admin.create_topic(
                 OFFSETS_TOPIC, self.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
         except TopicError as e:
-            topic = self.broker.replicas.topic(OFFSETS_TOPIC)
-            if topic is None:
+            state = self.broker.image.get(OFFSETS_TOPIC)
+            if state is None:
                 log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
-            return topic
+            return state
 
     # -- hosting shards ---------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
         """Host a shard for every partition of ``__consumer_offsets`` led here
         and drop those of partitions no longer led here (or gone); return the
         loads started."""
-        topic = self.broker.replicas.topic(OFFSETS_TOPIC)
-        count = len(topic.partitions) if topic is not None else 0
+        state = self.broker.image.get(OFFSETS_TOPIC)  # all its partitions, led here or not
+        count = len(state.partitions) if state is not None else 0
         if count:
             self.config.num_partitions = count
         started = []
@@ -261,6 +257,12 @@ class GroupCoordinator:
         for index in [i for i in self.hosted if i >= count]:
             self.unload(index)
         return started
+
+    def _on_hosting_changed(self, gained: list, lost: list) -> None:
+        """The replica manager hosts or drops partitions: follow those of
+        ``__consumer_offsets`` (leadership of a partition means its shard)."""
+        if any(p.topic.name == OFFSETS_TOPIC for p in gained + lost) and not self._stopped:
+            self.sync_shards()
 
     def _host(self, index: int, partition) -> HostedShard:
         """Start hosting (and loading) the shard of partition ``index``."""

@@ -151,7 +151,7 @@ class EtcdStore(MetadataStore):
                  for r in res.responses if r.WhichOneof("response") == "response_range"]
         return TxnResult(res.succeeded, res.header.revision, reads)
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
         raw = self._key(prefix)
         create = WatchCreateRequest(key=raw, range_end=prefix_range_end(raw),
                                     start_revision=max(start_revision, 1))
@@ -167,12 +167,18 @@ class EtcdStore(MetadataStore):
                     raise CompactedError(res.compact_revision)
                 if res.canceled:
                     raise WatchInterrupted(f"etcd canceled the watch: {res.cancel_reason}")
+                # A response holds whole revisions (no fragmenting is asked for).
+                batch: list[Event] = []
                 for ev in res.events:
                     kv = self._kv_of(ev.kv)
-                    if ev.type == ev.PUT:
-                        yield Event("put", kv)
-                    else:
-                        yield Event("delete", KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, 0))
+                    if ev.type != ev.PUT:
+                        kv = KeyValue(kv.key, b"", kv.create_revision, kv.mod_revision, 0)
+                    if batch and kv.mod_revision != batch[0].revision:
+                        yield batch
+                        batch = []
+                    batch.append(Event("put" if ev.type == ev.PUT else "delete", kv))
+                if batch:
+                    yield batch
             raise WatchInterrupted("etcd ended the watch stream")
         except grpc.aio.AioRpcError as e:
             raise WatchInterrupted(f"etcd: {e.code().name}: {e.details()}") from None

@@ -8,10 +8,10 @@ commits (``synchronous=FULL``: fsynced) before its call returns. After each
 commit the thread hands the transaction's events to the event loop in commit
 order, which is what live watches see.
 
-Leases: their times to live are stored; deadlines are kept in memory and, as
-etcd does after a leader change, start afresh when the store is opened. An
-expired lease is revoked (its keys deleted) by a periodic check and before
-every operation.
+Leases: this store lives in one process, so its leases end with it: leases
+left by the previous process are revoked (their keys deleted) when the store
+is opened. Deadlines are kept in memory; an expired lease is revoked by a
+periodic check and before every operation.
 
 The history keeps the last ``history`` revisions; a watch from an older one
 raises CompactedError.
@@ -88,6 +88,8 @@ class SqliteStore(MetadataStore):
         self._conn = conn
         now = self.clock()
         self._deadlines = {lease: now + ttl for lease, ttl in conn.execute("SELECT id, ttl FROM leases")}
+        for lease in list(self._deadlines):  # the previous process's: it is gone
+            self._revoke(lease)
 
     def _meta(self, name: str) -> int:
         return self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()[0]
@@ -233,10 +235,11 @@ class SqliteStore(MetadataStore):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _dispatch(self, events: list[Event]) -> None:
+        """Hand one transaction's events (one revision) to the watches."""
         for prefix, queue in list(self._watchers):
-            for e in events:
-                if e.kv.key.startswith(prefix):
-                    queue.put_nowait(e)
+            mine = [e for e in events if e.kv.key.startswith(prefix)]
+            if mine:
+                queue.put_nowait(mine)
 
     async def _expire_periodically(self) -> None:
         while True:
@@ -253,21 +256,27 @@ class SqliteStore(MetadataStore):
                   failure: Sequence[Op] = ()) -> TxnResult:
         return await self._run(self._txn, tuple(compares), tuple(success), tuple(failure))
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:
+    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
         queue: asyncio.Queue = asyncio.Queue()
         entry = (prefix, queue)
-        # Listen first, then read the history: an event committed in between
+        # Listen first, then read the history: a change committed in between
         # is in both, and is passed over the second time by its revision.
         self._watchers.add(entry)
         try:
             past, read_at = await self._run(self._history_since, prefix, max(start_revision, 1))
+            batch: list[Event] = []
             for e in past:
-                yield e
+                if batch and e.revision != batch[0].revision:
+                    yield batch
+                    batch = []
+                batch.append(e)
+            if batch:
+                yield batch
             seen = max(read_at, start_revision - 1)
             while True:
-                e = await queue.get()
-                if e.revision > seen:
-                    yield e
+                events = await queue.get()
+                if events[0].revision > seen:
+                    yield events
         finally:
             self._watchers.discard(entry)
 

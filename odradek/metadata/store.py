@@ -7,7 +7,7 @@ creation, 1 on create). A **transaction** applies its success operations if
 all its comparisons hold, else its failure operations, atomically and at one
 revision: compare-and-set is a transaction with one comparison. A **watch**
 sees every change under a prefix from a given revision on, in revision order,
-each exactly once. A **lease** has a time to live; keys written with it are
+each exactly once, a revision's changes together. A **lease** has a time to live; keys written with it are
 deleted when it expires or is revoked.
 
 Invariants every implementation keeps:
@@ -149,10 +149,12 @@ class MetadataStore(abc.ABC):
                   failure: Sequence[Op] = ()) -> TxnResult: ...
 
     @abc.abstractmethod
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[Event]:
+    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[Event]]:
         """Changes under ``prefix`` with revision >= ``start_revision``, then live
-        ones, until the iterator is closed. Raises CompactedError if the store no
-        longer keeps ``start_revision``, WatchInterrupted if it stops early."""
+        ones, until the iterator is closed: lists of events, each list one whole
+        revision (a transaction's changes are never split). Raises
+        CompactedError if the store no longer keeps ``start_revision``,
+        WatchInterrupted if it stops early."""
 
     @abc.abstractmethod
     async def grant_lease(self, ttl: float) -> int: ...

@@ -1,4 +1,4 @@
-"""Topics in the metadata store: the key layout, and the image read from it.
+"""Topics in the metadata store: the key layout and the transactions that change them.
 
 Keys (values are JSON):
 
@@ -54,48 +54,6 @@ class TopicState:
     @property
     def internal(self) -> bool:
         return self.name in INTERNAL_TOPICS
-
-
-class TopicImage:
-    """Every topic the store holds, as of the last change this broker applied:
-    what Metadata and the admin APIs read. Changed only after the store has
-    committed the change (``apply_*``)."""
-
-    def __init__(self):
-        self.topics: dict[str, TopicState] = {}
-        self.by_id: dict[bytes, TopicState] = {}
-
-    def get(self, name_or_id: str | bytes | None) -> TopicState | None:
-        if isinstance(name_or_id, (bytes, bytearray)):
-            return self.by_id.get(bytes(name_or_id))
-        return self.topics.get(name_or_id)
-
-    def __iter__(self):
-        return iter(list(self.topics.values()))
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.topics
-
-    def load(self, kvs: list[KeyValue]) -> None:
-        self.topics.clear()
-        self.by_id.clear()
-        for t in read_image(kvs).values():
-            self.apply_create(t)
-
-    def apply_create(self, t: TopicState) -> None:
-        self.topics[t.name] = t
-        self.by_id[t.topic_id] = t
-
-    def apply_delete(self, name: str) -> None:
-        t = self.topics.pop(name, None)
-        if t is not None:
-            self.by_id.pop(t.topic_id, None)
-
-    def apply_add_partitions(self, name: str, added: list[PartitionState]) -> None:
-        self.topics[name].partitions.extend(added)
-
-    def apply_configs(self, name: str, overrides: dict[str, str]) -> None:
-        self.topics[name].configs = dict(overrides)
 
 
 def topic_key(name: str) -> str:

@@ -3,24 +3,27 @@ every API makes.
 
 ``partition_or_error(topic, index)`` is where a request's (topic name or id,
 partition) becomes a Partition or a Kafka error code; API handlers and
-coordinators call it and nothing below it. The manager also opens the logs of
-partitions given to this broker (at startup, creation, new partitions),
-closes and deletes them, and runs the flushes partitions ask for, off the
-event loop.
+coordinators call it and nothing below it. The manager hosts what the
+metadata image assigns to this broker: ``reconcile`` opens the logs of
+partitions whose replicas name it, follows changes of leader, epoch and
+config, and closes and deletes the logs of topics that are gone. It also runs
+the flushes partitions ask for, off the event loop.
 
 Invariants: a partition is reachable through the lookup only once its log is
-open and the metadata store holds it; its log is closed only after it is no
-longer reachable. Blocking work (opening, recovering, deleting, flushing
-logs) runs in worker threads through ``in_worker``.
+open and the image holds it; its log is closed only after it is no longer
+reachable. Reconciliations run one at a time, in revision order. Blocking
+work (opening, recovering, deleting, flushing logs) runs in worker threads
+through ``in_worker``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Iterable
+from typing import Callable, Iterable
 
 from odradek.config import BrokerConfig, TopicConfig
+from odradek.metadata.image import MetadataImage
 from odradek.metadata.topics import TopicState
 from odradek.protocol import errors
 from odradek.replica.partition import Partition, Topic
@@ -43,12 +46,20 @@ async def in_worker(fn, *args):
 
 
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig):
+    def __init__(self, config: BrokerConfig, image: MetadataImage):
         self.config = config
         self.node_id = config.node_id
+        self.image = image
         self.store: LogStore | None = None
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[bytes, Topic] = {}
+        #: (topic id, partition) -> (topic name, why its log could not be opened here)
+        self.failed: dict[tuple[bytes, int], tuple[str, OSError]] = {}
+        #: called with (partitions now hosted, partitions no longer hosted) after each reconcile
+        self.listeners: list[Callable[[list[Partition], list[Partition]], None]] = []
+        self.reconciled = 0  # the image revision the hosted partitions follow
+        self._lock = asyncio.Lock()
+        self._waiters: list[tuple[int, asyncio.Future]] = []
         self._flushes: set[asyncio.Task] = set()
 
     # -- lookups -------------------------------------------------------------------
@@ -62,17 +73,19 @@ class ReplicaManager:
                            current_leader_epoch: int = -1) -> tuple[Partition | None, int]:
         """(partition, 0), or (None, the error code a request gets): an unknown
         topic id is UNKNOWN_TOPIC_ID, an unknown name or partition
-        UNKNOWN_TOPIC_OR_PARTITION, a partition this broker does not lead (with
-        ``leader_required``) NOT_LEADER_OR_FOLLOWER, and a request's leader
-        epoch other than the partition's FENCED_LEADER_EPOCH (older) or
-        UNKNOWN_LEADER_EPOCH (newer)."""
+        UNKNOWN_TOPIC_OR_PARTITION, a partition this broker does not host or
+        does not lead (with ``leader_required``) NOT_LEADER_OR_FOLLOWER, and a
+        request's leader epoch other than the partition's FENCED_LEADER_EPOCH
+        (older) or UNKNOWN_LEADER_EPOCH (newer)."""
         t = self.topic(topic)
-        if t is None:
-            by_id = isinstance(topic, (bytes, bytearray))
-            return None, errors.UNKNOWN_TOPIC_ID if by_id else errors.UNKNOWN_TOPIC_OR_PARTITION
-        if not 0 <= index < len(t.partitions):
+        p = t.by_index.get(index) if t is not None else None
+        if p is None:
+            state = self.image.get(topic)
+            if state is not None and 0 <= index < len(state.partitions):
+                return None, errors.NOT_LEADER_OR_FOLLOWER
+            if state is None and isinstance(topic, (bytes, bytearray)):
+                return None, errors.UNKNOWN_TOPIC_ID
             return None, errors.UNKNOWN_TOPIC_OR_PARTITION
-        p = t.partitions[index]
         if leader_required and p.leader != self.node_id:
             return None, errors.NOT_LEADER_OR_FOLLOWER
         code = p.check_leader_epoch(current_leader_epoch)
@@ -82,31 +95,118 @@ class ReplicaManager:
         for t in list(self.topics.values()):
             yield from t.partitions
 
-    # -- hosting: logs opened and closed ----------------------------------------------
-    def open_topic(self, state: TopicState) -> Topic:
-        """A Topic with the logs of ``state``'s partitions opened (and recovered,
-        if they exist), not yet reachable. Blocking: recovery reads the logs and
-        may fsync. On failure nothing is left half-created."""
-        topic = Topic(state.name, state.topic_id, TopicConfig(self.config, state.configs))
-        topic.partitions = self.open_partitions(topic, 0, state.partitions)
-        return topic
+    # -- hosting: following the image -------------------------------------------------
+    def mine(self, state: TopicState) -> list[int]:
+        """Indexes of the partitions of ``state`` this broker hosts."""
+        return [i for i, p in enumerate(state.partitions) if self.node_id in p.replicas]
 
-    def open_partitions(self, topic: Topic, first: int, states) -> list[Partition]:
-        """Open the logs of partitions ``first``.. of ``topic`` (blocking)."""
+    def open_partitions(self, topic: Topic, indexes: list[int], state: TopicState) -> list[Partition]:
+        """Open the logs of ``indexes`` of ``topic`` (blocking: recovery reads
+        the logs and may fsync). A log that cannot be opened is recorded in
+        ``failed`` and its partition is not hosted (a new log's half-created
+        files are removed; an existing log is left as it is)."""
         lc = topic.config.log_config()
         opened: list[Partition] = []
-        try:
-            for i, s in enumerate(states, first):
-                opened.append(Partition(topic, i, self.store.open_log(topic.name, i, lc), s.leader,
-                                        s.leader_epoch, self.schedule_flush))
-        except OSError:
-            # delete_log closes without flushing, which needs no new file descriptors.
-            for i in range(first, first + len(opened) + 1):
-                self.store.delete_log(topic.name, i)
-            raise
-        for p in opened:
+        for i in indexes:
+            s = state.partitions[i]
+            existed = self.store.has_log(topic.name, i)
+            try:
+                log_ = self.store.open_log(topic.name, i, lc)
+            except OSError as e:
+                # A new log's half-created files go (delete_log needs no new file
+                # descriptors); an existing log's data stays for the next start.
+                if not existed:
+                    try:
+                        self.store.delete_log(topic.name, i)
+                    except OSError:  # left for the next start's clean-up
+                        pass
+                self.failed[(topic.topic_id, i)] = (topic.name, e)
+                log.error("cannot open the log of %s-%d: %s", topic.name, i, e)
+                continue
+            p = Partition(topic, i, log_, s.leader, s.leader_epoch, self.schedule_flush)
             p.producers.rebuild(p.log)
+            opened.append(p)
         return opened
+
+    async def reconcile(self, names: Iterable[str] | None = None) -> None:
+        """Host what the image assigns to this broker, for the topics ``names``
+        (default: all, and the topics hosted now), and note the image's
+        revision as followed."""
+        async with self._lock:
+            revision = self.image.revision
+            wanted = set(self.topics) | set(self.image.topics) if names is None else set(names)
+            gained: list[Partition] = []
+            lost: list[Partition] = []
+            for name in sorted(wanted):
+                try:
+                    await self._reconcile_topic(name, gained, lost)
+                except Exception:  # one topic's trouble stops neither the others nor the waiters
+                    log.exception("hosting the partitions of %s failed", name)
+            self.reconciled = max(self.reconciled, revision)
+            ready = [f for r, f in self._waiters if r <= self.reconciled]
+            self._waiters = [(r, f) for r, f in self._waiters if r > self.reconciled]
+            for f in ready:
+                if not f.done():
+                    f.set_result(None)
+        if gained or lost:
+            for listener in self.listeners:
+                listener(gained, lost)
+
+    async def _reconcile_topic(self, name: str, gained: list, lost: list) -> None:
+        state = self.image.get(name)
+        hosted = self.topics.get(name)
+        if hosted is not None and (state is None or state.topic_id != hosted.topic_id):
+            self.remove(name)
+            lost.extend(hosted.partitions)
+            await self.discard(hosted)
+            hosted = None
+        if state is None or (hosted is None and self._failed_of(name, state.topic_id)):
+            stale = self._failed_of(name, None if state is None else state.topic_id)
+            if stale:  # logs of a deleted topic that could not be opened: their files go too
+                for key in stale:
+                    del self.failed[key]
+                await in_worker(self._delete_logs_quietly, name, [i for _, i in stale])
+        if state is None:
+            return
+        indexes = self.mine(state)
+        if hosted is None:
+            if not indexes:
+                return
+            hosted = Topic(state.name, state.topic_id, TopicConfig(self.config, state.configs))
+        elif hosted.config.overrides != state.configs:
+            hosted.set_config(TopicConfig(self.config, state.configs))
+        for p in hosted.partitions:
+            s = state.partitions[p.index] if p.index < len(state.partitions) else None
+            if s is not None and (s.leader, s.leader_epoch) != (p.leader, p.leader_epoch):
+                p.leader, p.leader_epoch = s.leader, s.leader_epoch
+                p.notify()
+        new = [i for i in indexes if i not in hosted.by_index
+               and (state.topic_id, i) not in self.failed]
+        if new:
+            opened = await in_worker(self.open_partitions, hosted, new, state)
+            hosted.host(opened)
+            gained.extend(opened)
+        if hosted.partitions and name not in self.topics:
+            self.add(hosted)
+
+    def _failed_of(self, name: str, keep_id: bytes | None) -> list[tuple[bytes, int]]:
+        """Failed partitions of topic ``name`` with another id than ``keep_id``."""
+        return [k for k, (n, _) in self.failed.items() if n == name and k[0] != keep_id]
+
+    def _delete_logs_quietly(self, name: str, indexes: list[int]) -> None:
+        for i in indexes:
+            try:
+                self.store.delete_log(name, i)
+            except OSError as e:
+                log.warning("cannot delete the log of %s-%d: %s", name, i, e)
+
+    async def wait_reconciled(self, revision: int) -> None:
+        """Return once the hosted partitions follow the image at ``revision``."""
+        if self.reconciled >= revision:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, fut))
+        await fut
 
     def add(self, topic: Topic) -> None:
         """Make ``topic``'s partitions reachable."""
@@ -135,14 +235,12 @@ class ReplicaManager:
 
         await in_worker(delete_logs)
 
-    def load(self, image: dict[str, TopicState]) -> None:
-        """Host the topics of ``image`` (blocking); delete the logs on disk of
-        topics and partitions it does not name: leftovers of a deletion."""
-        for state in image.values():
-            self.add(self.open_topic(state))
+    def delete_leftovers(self) -> None:
+        """Delete the logs on disk that the image does not give this broker:
+        leftovers of a deletion (blocking; at startup, after the first reconcile)."""
         for name, index in self.store.existing_logs():
             t = self.topics.get(name)
-            if t is None or index >= len(t.partitions):
+            if t is None or index not in t.by_index:
                 self.store.delete_log(name, index)
 
     # -- flushes ----------------------------------------------------------------------

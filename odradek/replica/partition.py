@@ -29,16 +29,24 @@ from odradek.storage.base import AppendInfo, PartitionLog, ReadResult
 
 
 class Topic:
-    """A topic this broker hosts: its id, effective config and partitions."""
+    """A topic this broker hosts some (on one broker: all) partitions of: its
+    id, effective config and those partitions. ``partitions`` lists them by
+    index; ``by_index`` finds one."""
 
-    __slots__ = ("name", "topic_id", "partitions", "config", "internal")
+    __slots__ = ("name", "topic_id", "partitions", "by_index", "config", "internal")
 
     def __init__(self, name: str, topic_id: bytes, config: TopicConfig):
         self.name = name
         self.topic_id = topic_id
         self.partitions: list[Partition] = []
+        self.by_index: dict[int, Partition] = {}
         self.config = config
         self.internal = name in INTERNAL_TOPICS
+
+    def host(self, partitions: list["Partition"]) -> None:
+        for p in partitions:
+            self.by_index[p.index] = p
+        self.partitions = [self.by_index[i] for i in sorted(self.by_index)]
 
     def set_config(self, config: TopicConfig) -> None:
         self.config = config

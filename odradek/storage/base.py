@@ -322,6 +322,10 @@ class LogStore(abc.ABC):
     @abc.abstractmethod
     def existing_logs(self) -> list[tuple[str, int]]: ...
 
+    @abc.abstractmethod
+    def has_log(self, topic: str, partition: int) -> bool:
+        """Whether the log exists already (opened, or on disk)."""
+
     def read_metadata(self, name: str) -> bytes | None:
         """Broker-level metadata files (topic registry); None when absent."""
         return None

@@ -79,6 +79,9 @@ class DiskLogStore(LogStore):
                 self.fs.remove_if_exists(os.path.join(d, n))
             self.fs.rmdir(d)
 
+    def has_log(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self._logs or self.fs.isdir(self._dir(topic, partition))
+
     def existing_logs(self) -> list[tuple[str, int]]:
         out = []
         for n in self.fs.listdir(self.data_dir):

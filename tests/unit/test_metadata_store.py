@@ -29,6 +29,14 @@ class FakeClock:
 def run(coro):
     return asyncio.run(coro)
 
+async def flat(batches):
+    """The events of a watch one by one (it yields a revision's events together)."""
+    async for batch in batches:
+        assert batch and len({e.revision for e in batch}) == 1
+        for e in batch:
+            yield e
+
+
 
 @pytest.fixture(params=["disk", "memory"])
 def path(request, tmp_path):
@@ -122,7 +130,7 @@ def test_watch_replays_history_then_follows(path):
         seen = []
 
         async def follow():
-            async for e in s.watch("t/", 2):
+            async for e in flat(s.watch("t/", 2)):
                 seen.append((e.kind, e.kv.key, e.revision))
                 if len(seen) == 4:
                     return
@@ -151,7 +159,7 @@ def test_watch_racing_writers_sees_each_change_once_in_order(path):
         writer = asyncio.create_task(write())
         await asyncio.sleep(0.01)
         revisions = []
-        async for e in s.watch("k/", 1):
+        async for e in flat(s.watch("k/", 1)):
             revisions.append(e.revision)
             if e.revision == 200:
                 break
@@ -168,11 +176,11 @@ def test_watch_from_a_compacted_revision_is_refused(path):
         for i in range(30):
             await s.put("k", str(i).encode())
         with pytest.raises(CompactedError) as e:
-            async for _ in s.watch("k", 5):
+            async for _ in flat(s.watch("k", 5)):
                 pass
         assert e.value.compacted_revision == 20
         got = []
-        async for ev in s.watch("k", 21):
+        async for ev in flat(s.watch("k", 21)):
             got.append(ev.revision)
             if ev.revision == 30:
                 break
@@ -198,7 +206,7 @@ def test_leases_expire_and_take_their_keys(path):
         events = []
 
         async def follow():
-            async for e in s.watch("brokers/", 1):
+            async for e in flat(s.watch("brokers/", 1)):
                 events.append(e.kind)
                 if e.kind == "delete":
                     return
@@ -224,7 +232,7 @@ def test_leases_expire_and_take_their_keys(path):
     run(main())
 
 
-def test_state_survives_reopening(tmp_path):
+def test_state_survives_reopening_and_leases_do_not(tmp_path):
     path = str(tmp_path / "metadata.db")
 
     async def first():
@@ -241,13 +249,13 @@ def test_state_survives_reopening(tmp_path):
         s = await SqliteStore.open(path, clock=clock)
         a = await s.get("a")
         assert (a.value, a.version, a.mod_revision) == (b"2", 2, 2)
-        # A lease's time starts afresh on reopening.
-        assert (await s.get("b")).lease == lease
-        clock.now += 29
-        await s.expire_leases()
-        assert await s.get("b") is not None
-        assert await s.put("c", b"") == 4
-        assert [e.revision async for e in _take(s.watch("", 1), 4)] == [1, 2, 3, 4]
+        # The store lived in the previous process: its leases ended with it.
+        assert await s.get("b") is None
+        with pytest.raises(LeaseNotFound):
+            await s.keep_alive(lease)
+        assert await s.put("c", b"") == 5  # 4 was the leased key's deletion
+        assert [(e.kind, e.revision) async for e in _take(flat(s.watch("", 1)), 5)] == [
+            ("put", 1), ("put", 2), ("put", 3), ("delete", 4), ("put", 5)]
         await s.close()
 
     run(second(run(first())))
@@ -373,3 +381,19 @@ def test_store_urls():
         await s.close()
 
     run(memory())
+
+
+def test_a_transactions_changes_reach_a_watch_together(path):
+    async def main():
+        s = await SqliteStore.open(path)
+        await s.txn([], [Put("a/1", b"x"), Put("a/2", b"y"), Put("b", b"z")])  # rev 1
+        await s.put("a/3", b"w")  # rev 2
+        batches = []
+        async for batch in s.watch("a/", 1):
+            batches.append([(e.kv.key, e.revision) for e in batch])
+            if len(batches) == 2:
+                break
+        assert batches == [[("a/1", 1), ("a/2", 1)], [("a/3", 2)]]
+        await s.close()
+
+    run(main())

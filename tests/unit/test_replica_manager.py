@@ -1,7 +1,9 @@
-"""The replica manager's one lookup, and the Partition's rules: what a
-request gets for an unknown topic (by name or id), an unknown partition, a
-partition led elsewhere and a stale or future leader epoch; appends as
-leader wake waiting fetches; consumers read below the high watermark."""
+"""The replica manager's one lookup, its reconciliation with the metadata
+image, and the Partition's rules: what a request gets for an unknown topic
+(by name or id), an unknown partition, a partition hosted or led elsewhere
+and a stale or future leader epoch; hosting follows the image (new topics,
+leader changes, deletions); appends as leader wake waiting fetches;
+consumers read below the high watermark."""
 
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import asyncio
 import time
 
 from odradek.config import BrokerConfig
-from odradek.metadata.topics import PartitionState, TopicState
+from odradek.metadata.image import MetadataImage
+from odradek.metadata.store import Event, KeyValue
+from odradek.metadata.topics import PartitionState, TopicState, create_topic_txn, delete_topic_ops
 from odradek.protocol import errors
 from odradek.protocol.records import build_batch
 from odradek.replica.manager import ReplicaManager
@@ -18,37 +22,68 @@ from odradek.storage.memory import MemoryLogStore
 TOPIC_ID = bytes(range(16))
 
 
-def manager() -> ReplicaManager:
-    m = ReplicaManager(BrokerConfig(node_id=1))
+REVISION = [0]
+
+
+def events(ops) -> list[Event]:
+    """The events a store would send for ``ops`` (Puts and Deletes) at the next revision."""
+    REVISION[0] += 1
+    out = []
+    for op in ops:
+        if hasattr(op, "value"):
+            out.append(Event("put", KeyValue(op.key, op.value, REVISION[0], REVISION[0], 1)))
+        else:
+            out.append(Event("delete", KeyValue(op.key, b"", 0, REVISION[0], 0)))
+    return out
+
+
+async def manager() -> ReplicaManager:
+    m = ReplicaManager(BrokerConfig(node_id=1), MetadataImage())
     m.store = MemoryLogStore()
-    state = TopicState("t", TOPIC_ID, {}, [PartitionState(1, 5, [1], [1]), PartitionState(2, 0, [2], [2])])
-    m.add(m.open_topic(state))
+    state = TopicState("t", TOPIC_ID, {}, [PartitionState(1, 5, [1], [1]), PartitionState(2, 0, [2], [2]),
+                                           PartitionState(1, 0, [1], [1])])
+    m.image.apply(events(create_topic_txn(state)[1]))
+    await m.reconcile()
     return m
 
 
 def test_lookup_errors():
-    m = manager()
+    asyncio.run(_lookup_errors())
+
+
+async def _lookup_errors():
+    m = await manager()
     p, code = m.partition_or_error("t", 0)
     assert code == 0 and (p.topic.name, p.index, p.leader_epoch) == ("t", 0, 5)
     assert m.partition_or_error(TOPIC_ID, 0)[0] is p
     assert m.partition_or_error("nope", 0) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
     assert m.partition_or_error(bytes(16), 0) == (None, errors.UNKNOWN_TOPIC_ID)
-    assert m.partition_or_error("t", 2) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
+    assert m.partition_or_error("t", 3) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
     assert m.partition_or_error("t", -1) == (None, errors.UNKNOWN_TOPIC_OR_PARTITION)
-    # Partition 1 is led by node 2.
+    # Partition 1 is on node 2 only: not hosted here.
+    assert [p.index for p in m.topic("t").partitions] == [0, 2]
     assert m.partition_or_error("t", 1) == (None, errors.NOT_LEADER_OR_FOLLOWER)
-    assert m.partition_or_error("t", 1, leader_required=False)[1] == 0
+    assert m.partition_or_error(TOPIC_ID, 1) == (None, errors.NOT_LEADER_OR_FOLLOWER)
     # Leader epochs: -1 is not checked; older is fenced; newer is unknown.
     assert m.partition_or_error("t", 0, current_leader_epoch=-1)[1] == 0
     assert m.partition_or_error("t", 0, current_leader_epoch=5)[1] == 0
     assert m.partition_or_error("t", 0, current_leader_epoch=4) == (None, errors.FENCED_LEADER_EPOCH)
     assert m.partition_or_error("t", 0, current_leader_epoch=6) == (None, errors.UNKNOWN_LEADER_EPOCH)
-    assert m.remove("t") is not None and m.partition_or_error("t", 0)[1] == errors.UNKNOWN_TOPIC_OR_PARTITION
+    # A new leader epoch in the image reaches the partition.
+    p = m.topic("t").by_index[0]
+    m.image.apply(events([create_topic_txn(TopicState("t", TOPIC_ID, {}, [PartitionState(1, 6, [1], [1])]))[1][2]]))
+    await m.reconcile({"t"})
+    assert p.leader_epoch == 6 and m.partition_or_error("t", 0, current_leader_epoch=5)[1] == errors.FENCED_LEADER_EPOCH
+    # Deleted: the logs go.
+    m.image.apply(events(delete_topic_ops("t")))
+    await m.reconcile({"t"})
+    assert m.topic("t") is None and m.partition_or_error("t", 0)[1] == errors.UNKNOWN_TOPIC_OR_PARTITION
+    assert m.store.existing_logs() == []
 
 
 def test_append_as_leader_stamps_wakes_and_reads_below_the_high_watermark():
     async def main():
-        m = manager()
+        m = await manager()
         p, _ = m.partition_or_error("t", 0)
         waiter = asyncio.get_running_loop().create_future()
         p.add_waiter(waiter)

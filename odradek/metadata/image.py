@@ -1,0 +1,131 @@
+"""The metadata image: what the store says, as of one revision.
+
+Topics (ids, configs, partition states) and the live brokers, built from a
+listing of the store at startup and then changed only by applying the
+store's changes in revision order, a whole revision at a time
+(``apply``): readers on the event loop never see half of a transaction.
+Metadata, DescribeCluster, FindCoordinator and the admin APIs read it; the
+replica manager reconciles the partitions this broker hosts with it. The
+same code serves one broker (its own SQLite store) and a cluster (etcd).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from odradek.metadata.brokers import BROKERS, BrokerInfo
+from odradek.metadata.store import Event, KeyValue
+from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
+
+
+class MetadataImage:
+    def __init__(self):
+        self.topics: dict[str, TopicState] = {}
+        self.by_id: dict[bytes, TopicState] = {}
+        self.brokers: dict[int, BrokerInfo] = {}
+        self.revision = 0
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, name_or_id: str | bytes | None) -> TopicState | None:
+        if isinstance(name_or_id, (bytes, bytearray)):
+            return self.by_id.get(bytes(name_or_id))
+        return self.topics.get(name_or_id)
+
+    def __iter__(self):
+        return iter(list(self.topics.values()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.topics
+
+    def live_brokers(self) -> list[int]:
+        return sorted(self.brokers)
+
+    # -- changing -----------------------------------------------------------------
+    def load(self, kvs: list[KeyValue], revision: int) -> None:
+        """Rebuild from a listing of the whole store taken at ``revision``."""
+        self.topics.clear()
+        self.by_id.clear()
+        self.brokers.clear()
+        def order(kv):  # a topic before its configs and partitions, these by index
+            if kv.key.startswith(PARTITIONS):
+                name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
+                return (2, name, int(index))
+            return (0 if kv.key.startswith(TOPICS) else 1, kv.key, 0)
+
+        for kv in sorted(kvs, key=order):
+            self._put(kv)
+        self._advance(revision)
+
+    def apply(self, events: list[Event]) -> set[str]:
+        """Apply one or more whole revisions of changes; return the names of
+        the topics they touched."""
+        touched: set[str] = set()
+        for e in events:
+            name = self._put(e.kv) if e.kind == "put" else self._delete(e.kv.key)
+            if name is not None:
+                touched.add(name)
+        if events:
+            self._advance(events[-1].revision)
+        return touched
+
+    async def wait_for(self, revision: int) -> None:
+        """Return once the image holds ``revision``."""
+        if self.revision >= revision:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, fut))
+        await fut
+
+    def _advance(self, revision: int) -> None:
+        self.revision = max(self.revision, revision)
+        if self._waiters:
+            ready = [f for r, f in self._waiters if r <= self.revision]
+            self._waiters = [(r, f) for r, f in self._waiters if r > self.revision]
+            for f in ready:
+                if not f.done():
+                    f.set_result(None)
+
+    def _put(self, kv: KeyValue) -> str | None:
+        key = kv.key
+        if key.startswith(TOPICS):
+            name = key[len(TOPICS):]
+            topic_id = bytes.fromhex(json.loads(kv.value)["id"])
+            old = self.topics.get(name)
+            if old is None or old.topic_id != topic_id:
+                if old is not None:
+                    self.by_id.pop(old.topic_id, None)
+                t = self.topics[name] = TopicState(name, topic_id)
+                self.by_id[topic_id] = t
+            return name
+        if key.startswith(CONFIGS):
+            t = self.topics.get(key[len(CONFIGS):])
+            if t is not None:
+                t.configs = json.loads(kv.value)
+                return t.name
+        elif key.startswith(PARTITIONS):
+            name, _, index = key[len(PARTITIONS):].rpartition("/")
+            t = self.topics.get(name)
+            if t is not None:
+                i = int(index)
+                state = PartitionState.from_json(kv.value)
+                if i < len(t.partitions):
+                    t.partitions[i] = state
+                elif i == len(t.partitions):  # new partitions come in index order
+                    t.partitions.append(state)
+                return name
+        elif key.startswith(BROKERS):
+            node_id = int(key[len(BROKERS):])
+            self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
+        return None
+
+    def _delete(self, key: str) -> str | None:
+        if key.startswith(TOPICS):
+            t = self.topics.pop(key[len(TOPICS):], None)
+            if t is not None:
+                self.by_id.pop(t.topic_id, None)
+                return t.name
+        elif key.startswith(BROKERS):
+            self.brokers.pop(int(key[len(BROKERS):]), None)
+        return None
