@@ -79,7 +79,7 @@ async def create_topics(ctx, request: dict) -> dict:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None
         results.append(entry)
-    return {"throttle_time_ms": 0, "topics": results}
+    return {"topics": results}
 
 
 @handles("DeleteTopics", 1, 6)
@@ -113,7 +113,7 @@ async def delete_topics(ctx, request: dict) -> dict:
             except TopicError as e:
                 entry["error_code"] = e.error_code
         responses.append(entry)
-    return {"throttle_time_ms": 0, "responses": responses}
+    return {"responses": responses}
 
 
 @handles("CreatePartitions", 0, 3)
@@ -133,7 +133,7 @@ async def create_partitions(ctx, request: dict) -> dict:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None
         results.append(entry)
-    return {"throttle_time_ms": 0, "results": results}
+    return {"results": results}
 
 
 @handles("DeleteRecords", 0, 2)
@@ -157,7 +157,7 @@ async def delete_records(ctx, request: dict) -> dict:
                     entry["low_watermark"] = p.delete_records_before(offset)
             parts.append(entry)
         topics.append({"name": t["name"], "partitions": parts})
-    return {"throttle_time_ms": 0, "topics": topics}
+    return {"topics": topics}
 
 
 def broker_config_entries(broker) -> list[dict]:
@@ -204,7 +204,7 @@ async def describe_configs(ctx, request: dict) -> dict:
             for c in entry["configs"]:
                 c["synonyms"] = [{"name": c["name"], "value": c["value"], "source": c["config_source"]}]
         results.append(entry)
-    return {"throttle_time_ms": 0, "results": results}
+    return {"results": results}
 
 
 def _apply_incremental(current: dict, ops: list) -> dict:
@@ -263,7 +263,7 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
             entry["error_code"] = e.error_code
             entry["error_message"] = str(e)
         responses.append(entry)
-    return {"throttle_time_ms": 0, "responses": responses}
+    return {"responses": responses}
 
 
 @handles("AlterConfigs", 0, 2)

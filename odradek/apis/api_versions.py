@@ -17,4 +17,4 @@ def api_version_list() -> list[dict]:
 
 @handles("ApiVersions", 0, 4)
 async def api_versions(ctx, request: dict) -> dict:
-    return {"error_code": 0, "api_keys": api_version_list(), "throttle_time_ms": 0}
+    return {"error_code": 0, "api_keys": api_version_list()}

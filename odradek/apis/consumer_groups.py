@@ -30,7 +30,7 @@ from odradek.server.registry import handles
 
 
 def _unavailable(code: int = errors.COORDINATOR_NOT_AVAILABLE) -> dict:
-    return {"throttle_time_ms": 0, "error_code": code, "error_message": None, "member_id": None,
+    return {"error_code": code, "error_message": None, "member_id": None,
             "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
 
 
@@ -55,7 +55,7 @@ async def consumer_group_heartbeat(ctx, request: dict) -> dict:
         client_host=_client_host(ctx),
         version=ctx.version,
     )
-    return dict(res.response, throttle_time_ms=0)
+    return dict(res.response)
 
 
 @handles("ConsumerGroupDescribe", 0, 1)
@@ -68,4 +68,4 @@ async def consumer_group_describe(ctx, request: dict) -> dict:
             groups.append({"group_id": gid, "error_code": code})
         else:
             groups.extend(shard.consumer_group_describe([gid], request["include_authorized_operations"]))
-    return {"throttle_time_ms": 0, "groups": groups}
+    return {"groups": groups}

@@ -125,7 +125,7 @@ async def fetch(ctx, request: dict) -> dict:
         uses_topic_ids, request["session_id"], request["session_epoch"], privileged, fetch, forgotten,
         int(time.monotonic() * 1000))
     if context.error:
-        return {"throttle_time_ms": 0, "error_code": context.error, "session_id": 0, "responses": []}
+        return {"error_code": context.error, "session_id": 0, "responses": []}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
     min_bytes = request["min_bytes"]
@@ -151,5 +151,5 @@ async def fetch(ctx, request: dict) -> dict:
         # As in Kafka, partitions of unknown topic ids come after the others.
         entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
-    return {"throttle_time_ms": 0, "error_code": code, "session_id": session_id,
+    return {"error_code": code, "session_id": session_id,
             "responses": by_topic(entries, uses_topic_ids)}

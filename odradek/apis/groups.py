@@ -103,9 +103,9 @@ async def find_coordinator(ctx, request: dict) -> dict:
             (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
         entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m))
     if version >= 4:
-        return {"throttle_time_ms": 0, "coordinators": entries}
+        return {"coordinators": entries}
     e = entries[0]
-    return {"throttle_time_ms": 0, "error_code": e["error_code"], "error_message": e["error_message"],
+    return {"error_code": e["error_code"], "error_message": e["error_message"],
             "node_id": e["node_id"], "host": e["host"], "port": e["port"]}
 
 
@@ -131,7 +131,7 @@ def coordinator_node(broker, gc, group_id: str, listener: str | None) -> dict | 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup -------------------------
 
 def _join_out(resp: dict, version: int) -> dict:
-    out = dict(resp, throttle_time_ms=0)
+    out = dict(resp)
     if version < 7 and out.get("protocol_name") is None:
         out["protocol_name"] = ""
     if out.get("leader") is None:
@@ -166,7 +166,7 @@ async def join_group(ctx, request: dict) -> dict:
 async def sync_group(ctx, request: dict) -> dict:
     gc, shard, code = await _shard(ctx, request["group_id"])
     if code:
-        return {"throttle_time_ms": 0, "error_code": code, "assignment": b""}
+        return {"error_code": code, "assignment": b""}
     res = gc.execute(
         shard, shard.sync_group,
         group_id=request["group_id"],
@@ -177,17 +177,17 @@ async def sync_group(ctx, request: dict) -> dict:
         protocol_name=request["protocol_name"],
         assignments=[(a["member_id"], a["assignment"]) for a in request["assignments"]],
     )
-    return dict(await gc.wait(res), throttle_time_ms=0)
+    return dict(await gc.wait(res))
 
 
 @handles("Heartbeat", 0, 4)
 async def heartbeat(ctx, request: dict) -> dict:
     gc, shard, code = await _shard(ctx, request["group_id"], create=False)
     if code:
-        return {"throttle_time_ms": 0, "error_code": code}
+        return {"error_code": code}
     res = gc.execute(shard, shard.heartbeat, group_id=request["group_id"], generation=request["generation_id"],
                      member_id=request["member_id"], instance_id=request["group_instance_id"])
-    return dict(res.response, throttle_time_ms=0)
+    return dict(res.response)
 
 
 @handles("LeaveGroup", 0, 5)
@@ -199,12 +199,12 @@ async def leave_group(ctx, request: dict) -> dict:
         members = [(request["member_id"], None)]
     gc, shard, code = await _shard(ctx, request["group_id"], create=False)
     if code:
-        return {"throttle_time_ms": 0, "error_code": code, "members": []}
+        return {"error_code": code, "members": []}
     res = gc.execute(shard, shard.leave_group, group_id=request["group_id"], members=members)
     resp = res.response
     if version < 3 and resp["error_code"] == 0 and resp["members"]:
-        return {"throttle_time_ms": 0, "error_code": resp["members"][0]["error_code"]}
-    return dict(resp, throttle_time_ms=0)
+        return {"error_code": resp["members"][0]["error_code"]}
+    return dict(resp)
 
 
 # -- OffsetCommit / OffsetFetch ---------------------------------------------
@@ -248,7 +248,7 @@ async def offset_commit(ctx, request: dict) -> dict:
                 for p in rt["partitions"]:
                     if p["error_code"] == errors.UNKNOWN_TOPIC_OR_PARTITION:
                         p["error_code"] = errors.UNKNOWN_TOPIC_ID
-    return dict(resp, throttle_time_ms=0)
+    return dict(resp)
 
 
 def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None) -> dict:
@@ -300,11 +300,11 @@ async def offset_fetch(ctx, request: dict) -> dict:
             member = (g["member_id"], g["member_epoch"]) if version >= 9 else None
             r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member)
             groups.append({"group_id": g["group_id"], "topics": r["topics"], "error_code": r["error_code"]})
-        return {"throttle_time_ms": 0, "groups": groups}
+        return {"groups": groups}
     topics = request["topics"]
     r = _fetch_group(ctx, gc, request["group_id"], topics, False)
     if version >= 2:
-        return {"throttle_time_ms": 0, "error_code": r["error_code"], "topics": r["topics"]}
+        return {"error_code": r["error_code"], "topics": r["topics"]}
     # v1 has no top-level error: put it on every partition asked for.
     if r["error_code"]:
         r["topics"] = [{"name": t["name"], "partitions": [
@@ -326,33 +326,33 @@ async def describe_groups(ctx, request: dict) -> dict:
                         "protocol_type": "", "protocol_data": "", "members": []})
         else:
             out.append(shard.describe_group(gid, ctx.version, request["include_authorized_operations"]))
-    return {"throttle_time_ms": 0, "groups": out}
+    return {"groups": out}
 
 
 @handles("ListGroups", 0, 5)
 async def list_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
-        return {"throttle_time_ms": 0, "error_code": 0, "groups": []}
+        return {"error_code": 0, "groups": []}
     code, groups = gc.list_groups(request["states_filter"], request["types_filter"])
-    return {"throttle_time_ms": 0, "error_code": code, "groups": groups}
+    return {"error_code": code, "groups": groups}
 
 
 @handles("DeleteGroups", 0, 2)
 async def delete_groups(ctx, request: dict) -> dict:
     gc = await _coordinator(ctx, create=False)
     if gc is None:
-        return {"throttle_time_ms": 0, "results": [
+        return {"results": [
             {"group_id": g, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for g in request["groups_names"]]}
-    return dict(gc.delete_groups(request["groups_names"]), throttle_time_ms=0)
+    return dict(gc.delete_groups(request["groups_names"]))
 
 
 @handles("OffsetDelete", 0, 0)
 async def offset_delete(ctx, request: dict) -> dict:
     gc, shard, code = await _shard(ctx, request["group_id"], create=False)
     if code:
-        return {"throttle_time_ms": 0, "error_code": code, "topics": []}
+        return {"error_code": code, "topics": []}
     topics = [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in request["topics"]]
     res = gc.execute(shard, shard.delete_offsets, group_id=request["group_id"], topics=topics,
                      topic_exists=gc.topic_exists)
-    return dict(res.response, throttle_time_ms=0)
+    return dict(res.response)

@@ -88,7 +88,6 @@ async def metadata(ctx, request: dict) -> dict:
                     continue
             topics.append(topic_metadata(t, live))
     return {
-        "throttle_time_ms": 0,
         "brokers": brokers,
         "cluster_id": broker.cluster_id,
         "controller_id": min(live),
@@ -105,7 +104,6 @@ async def describe_cluster(ctx, request: dict) -> dict:
         return {"error_code": errors.UNSUPPORTED_ENDPOINT_TYPE,
                 "error_message": "Unsupported endpoint type", "cluster_id": broker.cluster_id}
     return {
-        "throttle_time_ms": 0,
         "error_code": 0,
         "error_message": None,
         "endpoint_type": endpoint_type,

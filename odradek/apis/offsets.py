@@ -54,7 +54,7 @@ async def list_offsets(ctx, request: dict) -> dict:
                     entry["error_code"] = errors.INVALID_REQUEST
             parts.append(entry)
         topics.append({"name": t["name"], "partitions": parts})
-    return {"throttle_time_ms": 0, "topics": topics}
+    return {"topics": topics}
 
 
 @handles("OffsetForLeaderEpoch", 2, 4)
@@ -72,4 +72,4 @@ async def offset_for_leader_epoch(ctx, request: dict) -> dict:
                 entry["leader_epoch"], entry["end_offset"] = p.end_offset_for_epoch(op["leader_epoch"])
             parts.append(entry)
         topics.append({"topic": t["topic"], "partitions": parts})
-    return {"throttle_time_ms": 0, "topics": topics}
+    return {"topics": topics}

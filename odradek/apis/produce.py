@@ -230,4 +230,4 @@ async def produce(ctx, request: dict) -> dict | None:
         if any(pr["error_code"] for r in responses for pr in r["partition_responses"]):
             ctx.connection.abort()
         return None
-    return {"responses": responses, "throttle_time_ms": 0}
+    return {"responses": responses}

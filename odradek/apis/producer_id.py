@@ -20,10 +20,10 @@ EPOCH_MAX = 32767
 @handles("InitProducerId", 0, 6)
 async def init_producer_id(ctx, request: dict) -> dict:
     if request["transactional_id"] is not None:
-        return {"throttle_time_ms": 0, "error_code": errors.COORDINATOR_NOT_AVAILABLE,
+        return {"error_code": errors.COORDINATOR_NOT_AVAILABLE,
                 "producer_id": -1, "producer_epoch": -1}
     pid, epoch = request["producer_id"], request["producer_epoch"]
     if pid >= 0 and 0 <= epoch < EPOCH_MAX - 1:
-        return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
+        return {"error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}
     pid = await ctx.broker.producer_ids.allocate()
-    return {"throttle_time_ms": 0, "error_code": 0, "producer_id": pid, "producer_epoch": 0}
+    return {"error_code": 0, "producer_id": pid, "producer_epoch": 0}

@@ -47,7 +47,7 @@ async def describe_user_scram_credentials(ctx, request: dict) -> dict:
             infos = [{"mechanism": scram.MECHANISM_IDS[m], "iterations": c.iterations}
                      for m, c in sorted(everyone[name].items())]
             results.append({"user": name, "error_code": 0, "error_message": None, "credential_infos": infos})
-    return {"throttle_time_ms": 0, "error_code": 0, "error_message": None, "results": results}
+    return {"error_code": 0, "error_message": None, "results": results}
 
 
 @handles("AlterUserScramCredentials", 0, 0)
@@ -93,4 +93,4 @@ async def alter_user_scram_credentials(ctx, request: dict) -> dict:
     for name in users:
         code, message = errors_by_user.get(name, (0, None))
         results.append({"user": name, "error_code": code, "error_message": message})
-    return {"throttle_time_ms": 0, "results": results}
+    return {"results": results}

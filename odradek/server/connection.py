@@ -217,6 +217,9 @@ class KafkaConnection(asyncio.Protocol):
         response = await api.handler(ctx, request)
         if response is None:
             return None
+        # The one place a response's throttle time is set (quotas are not served
+        # yet, so never throttled): handlers leave the field out.
+        response["throttle_time_ms"] = 0
         pieces = self.encode_response(api, version, correlation_id, flexible, response)
         if sasl is not None and sasl.state == "FAILED":
             return await self.fail_authentication(pieces)

@@ -49,3 +49,14 @@ def test_the_check_finds_what_it_forbids(tmp_path):
                    "    broker.replicas.topic('t').partitions[0]\n"
                    "    p.producers.check(None)\n")
     assert len(_violations(str(bad))) == 4
+
+
+def test_throttle_time_is_set_in_one_place():
+    """Handlers leave throttle_time_ms out; the connection sets it for every
+    response (where quotas will throttle)."""
+    for f in sorted(os.listdir(APIS)):
+        if f.endswith(".py"):
+            tree = ast.parse(open(os.path.join(APIS, f)).read())
+            names = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)} | \
+                {k.arg for n in ast.walk(tree) if isinstance(n, ast.Call) for k in n.keywords}
+            assert "throttle_time_ms" not in names, f
