@@ -224,3 +224,25 @@ def test_broker_keeps_its_topics_in_etcd(etcd, tmp_path):
         md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
         assert len(md.topics["in-etcd"].partitions) == 3
         assert b.core.image.get("in-etcd").configs == {"retention.ms": "7000"}
+
+
+def test_odradek_user_add_writes_to_the_clusters_store(etcd):
+    """``odradek user add --metadata-store etcd://...`` puts the SCRAM user where
+    brokers of that cluster look for it."""
+    import subprocess
+    import sys
+
+    store_url = url(etcd)
+    proc = subprocess.run([sys.executable, "-m", "odradek", "user", "add", "carol", "--metadata-store", store_url,
+                           "-m", "SCRAM-SHA-256", "--password-file", "-"],
+                          input="secret\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+    async def keys():
+        s = await open_store(store_url)
+        try:
+            return [kv.key for kv in (await s.range("scram/"))[0]]
+        finally:
+            await s.close()
+
+    assert run(keys()) == ["scram/SCRAM-SHA-256/carol"]
