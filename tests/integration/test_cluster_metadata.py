@@ -12,26 +12,9 @@ import time
 
 import pytest
 
-from odradek.cluster.etcd_server import EtcdServer, find_etcd
 from odradek.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.timeout(180)
-
-try:
-    import etcd3aio  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the machine
-    etcd3aio = None
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    if etcd3aio is None:
-        pytest.skip("etcd3aio is not installed (pip install 'odradek[cluster]')")
-    if find_etcd() is None:
-        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
-    with EtcdServer(unsafe_no_fsync=True) as server:
-        yield server
-
 
 def wait_until(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
