@@ -213,3 +213,82 @@ def test_without_an_authorizer_the_acl_apis_answer_security_disabled():
                 f.result(timeout=10)
     finally:
         b.__exit__(None, None, None)
+
+
+JAVA = r"""
+import java.time.Duration;
+import java.util.*;
+import java.util.concurrent.ExecutionException;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.serialization.*;
+
+public class AclCheck {
+    static Properties props(String bootstrap, String user) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("security.protocol", "SASL_PLAINTEXT");
+        p.put("sasl.mechanism", "PLAIN");
+        p.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"" + user
+              + "\" password=\"" + user + "-secret\";");
+        return p;
+    }
+
+    static String send(String bootstrap, String user, String topic) {
+        Properties p = props(bootstrap, user);
+        p.put("key.serializer", StringSerializer.class.getName());
+        p.put("value.serializer", StringSerializer.class.getName());
+        p.put("delivery.timeout.ms", "10000");
+        p.put("request.timeout.ms", "5000");
+        p.put("max.block.ms", "10000");
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            producer.send(new ProducerRecord<>(topic, "k", "v")).get();
+            return "ok";
+        } catch (ExecutionException e) {
+            return e.getCause().getClass().getSimpleName();
+        } catch (Exception e) {
+            return e.getClass().getSimpleName();
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0];
+        System.out.println("alice a " + send(bootstrap, "alice", "a"));
+        System.out.println("alice b " + send(bootstrap, "alice", "b"));
+        System.out.println("bob a " + send(bootstrap, "bob", "a"));
+        try (Admin admin = Admin.create(props(bootstrap, "alice"))) {
+            System.out.println("alice topics " + new TreeSet<>(admin.listTopics().names().get()));
+        }
+        Properties c = props(bootstrap, "bob");
+        c.put("group.id", "g");
+        c.put("auto.offset.reset", "earliest");
+        c.put("key.deserializer", StringDeserializer.class.getName());
+        c.put("value.deserializer", StringDeserializer.class.getName());
+        int n = 0;
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
+            consumer.subscribe(List.of("a"));
+            long end = System.currentTimeMillis() + 30000;
+            while (n == 0 && System.currentTimeMillis() < end) {
+                n += consumer.poll(Duration.ofMillis(500)).count();
+            }
+            consumer.commitSync();
+        }
+        System.out.println("bob consumed " + (n > 0));
+    }
+}
+"""
+
+
+def test_java_client(secured, tmp_path):
+    from tests.integration.java_client import run_java
+
+    out = run_java(tmp_path, "AclCheck", JAVA, [secured.addr])
+    lines = dict(line.rsplit(" ", 1) for line in out.strip().splitlines() if line.startswith(("alice", "bob")))
+    assert lines == {
+        "alice a": "ok",  # an idempotent producer: WRITE on some topic is enough
+        "alice b": "TopicAuthorizationException",
+        "bob a": "ClusterAuthorizationException",  # idempotent, and no WRITE anywhere
+        "alice topics": "[a]",
+        "bob consumed": "true",
+    }, out
