@@ -373,7 +373,8 @@ RULES: dict[str, Callable] = {
     "AlterUserScramCredentials": Whole(cluster(Op.ALTER), lambda r, code: {"results": [
         {"user": u, "error_code": code} for u in dict.fromkeys(
             x["name"] for x in r["deletions"] + r["upsertions"])]}),
-    "DescribeAcls": Whole(cluster(Op.DESCRIBE), lambda r, code: {"error_code": code, "resources": []}),
+    "DescribeAcls": Whole(cluster(Op.DESCRIBE), lambda r, code: {"error_code": code, "resources": [],
+                                                                  "error_message": "Cluster authorization failed."}),
     "CreateAcls": Whole(cluster(Op.ALTER), lambda r, code: {"results": [
         {"error_code": code} for _ in r["creations"]]}),
     "DeleteAcls": Whole(cluster(Op.ALTER), lambda r, code: {"filter_results": [
