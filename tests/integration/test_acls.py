@@ -292,3 +292,28 @@ def test_java_client(secured, tmp_path):
         "alice topics": "[a]",
         "bob consumed": "true",
     }, out
+
+
+def test_cli_acl_add_list_remove(secured):
+    import json
+
+    from tests.integration.test_cli import cli
+
+    def sasl(user):
+        return ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                "-X", f"sasl.username={user}", "-X", f"sasl.password={user}-secret"]
+
+    cli(secured.addr, "acl", "add", "--principal", "User:dan", "--operation", "read", "--operation", "describe",
+        "--topic", "dan-", "--prefixed", *sasl("admin"))
+    listed = json.loads(cli(secured.addr, "acl", "list", "--topic", "dan-", "--prefixed", "--json",
+                            *sasl("admin")).out)
+    assert sorted((r["principal"], r["operation"], r["pattern"]) for r in listed) == [
+        ("User:dan", "DESCRIBE", "PREFIXED"), ("User:dan", "READ", "PREFIXED")]
+    refused = cli(secured.addr, "acl", "add", "--principal", "User:alice", "--operation", "all", "--cluster",
+                  *sasl("alice"), expect=1)
+    assert "CLUSTER_AUTHORIZATION_FAILED" in refused.out + refused.err
+    out = cli(secured.addr, "acl", "remove", "--topic", "dan-", "--prefixed", "--operation", "read",
+              *sasl("admin")).out
+    assert "READ" in out and "DESCRIBE" not in out
+    listed = json.loads(cli(secured.addr, "acl", "list", "--principal", "User:dan", "--json", *sasl("admin")).out)
+    assert [r["operation"] for r in listed] == ["DESCRIBE"]
