@@ -317,3 +317,62 @@ def test_cli_acl_add_list_remove(secured):
     assert "READ" in out and "DESCRIBE" not in out
     listed = json.loads(cli(secured.addr, "acl", "list", "--principal", "User:dan", "--json", *sasl("admin")).out)
     assert [r["operation"] for r in listed] == ["DESCRIBE"]
+
+
+def test_admin_apis_answer_kafkas_authorisation_errors(secured):
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    alice = AdminClient(conf(secured, "alice"))
+
+    def code(future):
+        try:
+            future.result(timeout=10)
+            return None
+        except Exception as e:  # noqa: BLE001
+            return e.args[0].code()
+
+    assert code(alice.create_topics([NewTopic("alice-new", 1, 1)])["alice-new"]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert code(alice.delete_topics(["a"])["a"]) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    (f,) = alice.describe_configs([ConfigResource("TOPIC", "b")]).values()
+    assert code(f) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    (f,) = alice.describe_configs([ConfigResource("BROKER", "1")]).values()
+    assert code(f) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    assert code(alice.describe_consumer_groups(["g"])["g"]) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    assert code(alice.delete_consumer_groups(["g"])["g"]) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    # bob may read group g (READ implies DESCRIBE); ListGroups shows him only that group
+    bob = AdminClient(conf(secured, "bob"))
+    assert code(bob.describe_consumer_groups(["g"])["g"]) is None
+    listed = bob.list_consumer_groups().result(timeout=10)
+    assert {g.group_id for g in listed.valid} <= {"g"}
+
+
+def test_acls_are_kept_in_the_metadata_store_across_restarts(tmp_path):
+    from confluent_kafka.admin import AdminClient
+
+    config = broker_config()
+    b = start_in(tmp_path, config)
+    try:
+        create_topics(b, "kept")
+        admin = AdminClient(conf(b, "admin"))
+        for f in admin.create_acls([acl("TOPIC", "kept", "User:alice", "WRITE")]).values():
+            f.result(timeout=10)
+        assert produce(b, "alice", "kept", 1) == [None]
+    finally:
+        b.__exit__(None, None, None)
+    b = start_in(tmp_path, config)
+    try:
+        assert produce(b, "alice", "kept", 1) == [None]
+        assert topics_seen(b, "alice") == {"kept"}
+    finally:
+        b.__exit__(None, None, None)
+
+
+def start_in(data_dir, config):
+    from odradek.embedded import EmbeddedBroker
+
+    b = EmbeddedBroker(data_dir=str(data_dir), config=config)
+    b.__enter__()
+    b.addr = "127.0.0.1:%d" % b.core.endpoints["SASL_PLAINTEXT"][1]
+    return b
