@@ -218,7 +218,6 @@ def test_without_an_authorizer_the_acl_apis_answer_security_disabled():
 JAVA = r"""
 import java.time.Duration;
 import java.util.*;
-import java.util.concurrent.ExecutionException;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
@@ -245,10 +244,10 @@ public class AclCheck {
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             producer.send(new ProducerRecord<>(topic, "k", "v")).get();
             return "ok";
-        } catch (ExecutionException e) {
-            return e.getCause().getClass().getSimpleName();
-        } catch (Exception e) {
-            return e.getClass().getSimpleName();
+        } catch (Exception e) {  // the root cause: a refused InitProducerId may surface from send() itself
+            Throwable t = e;
+            while (t.getCause() != null) t = t.getCause();
+            return t.getClass().getSimpleName();
         }
     }
 
