@@ -206,29 +206,46 @@ def _pattern_matches(pattern_type: PatternType, pattern: str, name: str) -> bool
 
 
 class AclCache:
-    """Every binding the store holds, indexed by resource type."""
+    """Every binding the store holds, indexed for ``matching``: LITERAL ones by
+    (resource type, name), PREFIXED ones by resource type (scanned)."""
 
     def __init__(self):
         self.bindings: dict[str, AclBinding] = {}  # store key -> binding
         self.by_type: dict[ResourceType, set[AclBinding]] = {}
+        self.literal: dict[tuple[ResourceType, str], set[AclBinding]] = {}
+        self.prefixed: dict[ResourceType, set[AclBinding]] = {}
+
+    def _index(self, b: AclBinding):
+        if b.pattern_type == PatternType.LITERAL:
+            return self.literal, (b.resource_type, b.name)
+        return self.prefixed, b.resource_type
 
     def put(self, key: str) -> None:
         b = AclBinding.from_key(key)
         self.bindings[key] = b
         self.by_type.setdefault(b.resource_type, set()).add(b)
+        index, k = self._index(b)
+        index.setdefault(k, set()).add(b)
 
     def delete(self, key: str) -> None:
         b = self.bindings.pop(key, None)
         if b is not None:
             self.by_type.get(b.resource_type, set()).discard(b)
+            index, k = self._index(b)
+            index.get(k, set()).discard(b)
 
     def clear(self) -> None:
         self.bindings.clear()
         self.by_type.clear()
+        self.literal.clear()
+        self.prefixed.clear()
 
     def matching(self, resource: Resource) -> Iterable[AclBinding]:
-        for b in self.by_type.get(resource.type, ()):
-            if _pattern_matches(b.pattern_type, b.name, resource.name):
+        yield from self.literal.get((resource.type, resource.name), ())
+        if resource.name != WILDCARD:
+            yield from self.literal.get((resource.type, WILDCARD), ())
+        for b in self.prefixed.get(resource.type, ()):
+            if resource.name.startswith(b.name):
                 yield b
 
     def __iter__(self):

@@ -118,3 +118,15 @@ def test_validation():
     assert acl(T.TOPIC, "a", P.MATCH, "User:x", O.READ).validate()
     assert acl(T.TOPIC, "a", P.LITERAL, "User:x", O.ANY).validate()
     assert acl(T.TOPIC, "a", P.LITERAL, "User:x", O.READ).validate() is None
+
+
+def test_the_index_follows_puts_and_deletes(cache):
+    a = Authorizer(cache)
+    assert a.authorize("User:alice", "h", O.WRITE, Resource(T.TOPIC, "a"))
+    cache.delete(ACLS[0].key())
+    assert not a.authorize("User:alice", "h", O.WRITE, Resource(T.TOPIC, "a"))
+    assert a.authorize("User:carol", "h", O.WRITE, Resource(T.TOPIC, "logs-x"))
+    cache.delete(ACLS[3].key())
+    assert not a.authorize("User:carol", "h", O.WRITE, Resource(T.TOPIC, "logs-x"))
+    cache.clear()
+    assert list(cache.matching(Resource(T.TOPIC, "a"))) == [] and len(cache) == 0
