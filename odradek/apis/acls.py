@@ -1,7 +1,7 @@
 """DescribeAcls (key 29) v1-3, CreateAcls (key 30) v1-3, DeleteAcls (key 31) v1-3.
 
 ACLs are cluster metadata: one key per binding in the metadata store
-(``odradek.security.authorizer.AclBinding.key``), read by every broker
+(``odradek.security.authorizer.AclBinding.key`` and ``value``), read by every broker
 through its image. Create writes each valid binding (creating one that
 exists is a success, as in Kafka); a binding Kafka would refuse (an UNKNOWN
 or ANY element, a CLUSTER resource not named ``kafka-cluster``, a malformed
@@ -84,7 +84,7 @@ async def create_acls(ctx, request: dict) -> dict:
             results.append({"error_code": errors.INVALID_REQUEST, "error_message": why})
         else:
             results.append({"error_code": 0, "error_message": None})
-            puts.append(Put(b.key(), b""))
+            puts.append(Put(b.key(), b.value()))
     if puts:
         revision = (await broker.metadata.txn((), puts)).revision
         await broker.image.wait_for(revision)

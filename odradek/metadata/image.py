@@ -123,7 +123,7 @@ class MetadataImage:
             node_id = int(key[len(BROKERS):])
             self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
         elif key.startswith(ACLS):
-            self.acls.put(key)
+            self.acls.put(key, kv.value)
         return None
 
     def _delete(self, key: str) -> str | None:

@@ -24,7 +24,8 @@ resource of that type?), used by InitProducerId for an idempotent producer.
 
 The ACLs themselves are cluster metadata: the image (``odradek.metadata.image``)
 keeps an ``AclCache`` built from the store's ``acls/`` keys, one key per
-binding; this module owns their key and value formats.
+binding (``acls/<type>/<pattern type>/<name>/<entry>``, the binding in the
+value as JSON); this module owns their key and value formats.
 
 Not implemented: the Kafka host match by resolved address (hosts are compared
 as text, the client's IP as the broker sees it), and the audit log.
@@ -123,14 +124,19 @@ class AclBinding:
                            separators=(",", ":"))
         return f"{PREFIX}{self.resource_type.name}/{self.pattern_type.name}/{self.name}/{entry}"
 
+    def value(self) -> bytes:
+        """The store's value: the whole binding (the key is for listing and
+        uniqueness; names and principals may hold any character, '/' too)."""
+        return json.dumps({"resource_type": self.resource_type.name, "name": self.name,
+                           "pattern_type": self.pattern_type.name, "principal": self.principal,
+                           "host": self.host, "operation": self.operation.name,
+                           "permission": self.permission.name}).encode()
+
     @classmethod
-    def from_key(cls, key: str) -> "AclBinding":
-        rtype, ptype, rest = key[len(PREFIX):].split("/", 2)
-        # The entry is the last JSON array of the key: a name may contain '/'.
-        cut = rest.rindex("/[")
-        name, entry = rest[:cut], json.loads(rest[cut + 1:])
-        principal, host, op, perm = entry
-        return cls(ResourceType[rtype], name, PatternType[ptype], principal, host, Operation[op], Permission[perm])
+    def from_value(cls, value: bytes) -> "AclBinding":
+        d = json.loads(value)
+        return cls(ResourceType[d["resource_type"]], d["name"], PatternType[d["pattern_type"]], d["principal"],
+                   d["host"], Operation[d["operation"]], Permission[d["permission"]])
 
     def validate(self) -> str | None:
         """Why Kafka would refuse to create this binding, or None."""
@@ -220,8 +226,8 @@ class AclCache:
             return self.literal, (b.resource_type, b.name)
         return self.prefixed, b.resource_type
 
-    def put(self, key: str) -> None:
-        b = AclBinding.from_key(key)
+    def put(self, key: str, value: bytes) -> None:
+        b = AclBinding.from_value(value)
         self.bindings[key] = b
         self.by_type.setdefault(b.resource_type, set()).add(b)
         index, k = self._index(b)
