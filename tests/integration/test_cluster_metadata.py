@@ -123,3 +123,25 @@ def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_acls_reach_every_broker_through_the_store(etcd, tmp_path):
+    from confluent_kafka.admin import AdminClient
+
+    from tests.integration import test_acls as T
+
+    config = dict(T.broker_config(), **{"metadata.store": etcd.url("acls"), "broker.session.timeout.ms": "3000"})
+    brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start() for i in (1, 2)]
+    try:
+        for b in brokers:
+            b.addr = "127.0.0.1:%d" % b.core.endpoints["SASL_PLAINTEXT"][1]
+        wait_until(lambda: all(len(b.core.image.brokers) == 2 for b in brokers), what="2 registrations")
+        T.create_topics(brokers[0], "shared", "other")
+        admin = AdminClient(T.conf(brokers[0], "admin"))
+        for f in admin.create_acls([T.acl("TOPIC", "shared", "User:alice", "READ")]).values():
+            f.result(timeout=10)
+        wait_until(lambda: len(brokers[1].core.image.acls) == 1, what="the ACL on broker 2")
+        assert T.topics_seen(brokers[1], "alice") == {"shared"}
+    finally:
+        for b in brokers:
+            b.stop()
