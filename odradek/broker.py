@@ -147,10 +147,15 @@ class BrokerCore:
             except (WatchInterrupted, CompactedError) as e:
                 log.warning("metadata watch ended (%s); listing the store again", e)
                 await asyncio.sleep(0.2)
-                try:
-                    revision = await self.reload_image()
-                except Exception as e2:  # the store is away: try again
-                    log.warning("metadata store: %s", e2)
+            except Exception:  # a change that could not be applied: start again from a listing
+                log.exception("applying a metadata change failed; listing the store again")
+                await asyncio.sleep(1.0)
+            else:
+                continue
+            try:
+                revision = await self.reload_image()
+            except Exception as e2:  # the store is away, or holds what cannot be read: try again
+                log.warning("metadata store: %s", e2)
 
     async def start(self) -> None:
         """Load, listen, register and start the background duties; on any

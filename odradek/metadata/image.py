@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from odradek.metadata.brokers import BROKERS, BrokerInfo
 from odradek.metadata.store import Event, KeyValue
 from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
 from odradek.security.authorizer import PREFIX as ACLS, AclCache
+
+log = logging.getLogger("odradek.metadata")
 
 
 class MetadataImage:
@@ -59,7 +62,7 @@ class MetadataImage:
             return (0 if kv.key.startswith(TOPICS) else 1, kv.key, 0)
 
         for kv in sorted(kvs, key=order):
-            self._put(kv)
+            self._apply_one("put", kv)
         self._advance(revision)
 
     def apply(self, events: list[Event]) -> set[str]:
@@ -67,7 +70,7 @@ class MetadataImage:
         the topics they touched."""
         touched: set[str] = set()
         for e in events:
-            name = self._put(e.kv) if e.kind == "put" else self._delete(e.kv.key)
+            name = self._apply_one(e.kind, e.kv)
             if name is not None:
                 touched.add(name)
         if events:
@@ -90,6 +93,16 @@ class MetadataImage:
             for f in ready:
                 if not f.done():
                     f.set_result(None)
+
+    def _apply_one(self, kind: str, kv: KeyValue) -> str | None:
+        """One change; a value this broker cannot read is logged and passed
+        over (the rest of the image stays right), never fatal to the watch."""
+        try:
+            return self._put(kv) if kind == "put" else self._delete(kv.key)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            log.error("metadata key %s at revision %d cannot be read (%s); passed over",
+                      kv.key, kv.mod_revision, e)
+            return None
 
     def _put(self, kv: KeyValue) -> str | None:
         key = kv.key

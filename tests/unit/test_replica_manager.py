@@ -98,3 +98,15 @@ def test_append_as_leader_stamps_wakes_and_reads_below_the_high_watermark():
         assert p.log_end_offset == 3
 
     asyncio.run(main())
+
+
+def test_an_unreadable_metadata_value_is_passed_over():
+    """A value the image cannot read is logged and skipped: the other changes
+    of the revision still apply, and the revision advances."""
+    image = MetadataImage()
+    state = TopicState("good", bytes(16), {}, [PartitionState(1, 0, [1], [1])])
+    changes = events(create_topic_txn(state)[1])
+    bad = Event("put", KeyValue("topics/bad", b"{not json", changes[0].revision, changes[0].revision, 1))
+    acl = Event("put", KeyValue("acls/garbage", b"\xff", changes[0].revision, changes[0].revision, 1))
+    touched = image.apply([bad, acl] + changes)
+    assert touched == {"good"} and "bad" not in image and image.revision == changes[0].revision
