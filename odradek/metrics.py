@@ -8,6 +8,11 @@ fetch sessions, connections) is read from the broker's own state when
 ``/metrics`` is scraped, on the event loop, so there is nothing to keep in
 step. ``render(broker)`` returns the whole exposition as bytes.
 
+With ``http.metrics.compat=kafka-exporter`` the scrape also carries the
+series kafka-exporter (danielqsj/kafka_exporter) serves, under its names and
+labels, for the partitions this broker leads and the groups it coordinates:
+dashboards built on it work unchanged (one target per broker).
+
 Names: an ``odradek_`` prefix, base units (seconds, bytes), counters ending
 in ``_total``, as Prometheus's conventions ask. Counters start at zero when
 the broker starts (and a topic's when this broker starts hosting it).
@@ -158,6 +163,8 @@ def render(broker) -> bytes:
 
     _render_topics(out, broker)
     _render_groups(out, broker)
+    if broker.config.get("http.metrics.compat") == "kafka-exporter":
+        _render_kafka_exporter(out, broker)
 
     fs = broker.fetch_sessions.metrics()
     out.family("odradek_fetch_sessions", "gauge", "Incremental fetch sessions cached (KIP-227).",
@@ -239,3 +246,76 @@ def _render_groups(out: Exposition, broker) -> None:
     out.family("odradek_consumer_group_lag", "gauge",
                "Records between a group's committed offset and the high watermark, per partition "
                "led here.", lags)
+
+
+def _render_kafka_exporter(out: Exposition, broker) -> None:
+    """kafka-exporter's series: brokers, topics' partitions, consumer groups."""
+    out.family("kafka_brokers", "gauge", "Number of Brokers in the Kafka Cluster.",
+               [({}, len(broker.image.live_brokers()))])
+    node = broker.replicas.node_id
+    topics = sorted(broker.replicas.topics.values(), key=lambda t: t.name)
+    counts, current, oldest, isr, leader, preferred, replicas, under = [], [], [], [], [], [], [], []
+    for t in topics:
+        state = broker.image.get(t.name)
+        if state is None:
+            continue
+        counts.append(({"topic": t.name}, len(state.partitions)))
+        for p in t.partitions:
+            if p.leader != node or p.index >= len(state.partitions):
+                continue
+            s = state.partitions[p.index]
+            labels = {"partition": p.index, "topic": t.name}
+            in_sync = len(s.isr or [node])
+            current.append((labels, p.high_watermark))
+            oldest.append((labels, p.log_start_offset))
+            isr.append((labels, in_sync))
+            leader.append((labels, p.leader))
+            preferred.append((labels, int(bool(s.replicas) and s.replicas[0] == p.leader)))
+            replicas.append((labels, len(s.replicas)))
+            under.append((labels, int(in_sync < len(s.replicas))))
+    out.family("kafka_topic_partitions", "gauge", "Number of partitions for this Topic", counts)
+    out.family("kafka_topic_partition_current_offset", "gauge",
+               "Current Offset of a Broker at Topic/Partition", current)
+    out.family("kafka_topic_partition_oldest_offset", "gauge",
+               "Oldest Offset of a Broker at Topic/Partition", oldest)
+    out.family("kafka_topic_partition_in_sync_replica", "gauge",
+               "Number of In-Sync Replicas for this Topic/Partition", isr)
+    out.family("kafka_topic_partition_leader", "gauge", "Leader Broker ID of this Topic/Partition", leader)
+    out.family("kafka_topic_partition_leader_is_preferred", "gauge",
+               "1 if Topic/Partition is using the Preferred Broker", preferred)
+    out.family("kafka_topic_partition_replicas", "gauge", "Number of Replicas for this Topic/Partition",
+               replicas)
+    out.family("kafka_topic_partition_under_replicated_partition", "gauge",
+               "1 if Topic/Partition is under Replicated", under)
+
+    groups = broker.groups
+    offsets, offset_sums, lags, lag_sums, members = [], {}, [], {}, []
+    lookup = broker.replicas.partition_or_error
+    for h in (list(groups.hosted.values()) if groups is not None else []):
+        if h.loading:
+            continue
+        for gid, g in sorted(h.shard.groups.items()):
+            members.append(({"consumergroup": gid}, len(g.members)))
+        for gid, committed in sorted(h.shard.offsets.offsets.items()):
+            for (topic, index), value in sorted(committed.items()):
+                p, code = lookup(topic, index)
+                if p is None:
+                    continue
+                labels = {"consumergroup": gid, "partition": index, "topic": topic}
+                lag = max(p.high_watermark - value.offset, 0)
+                offsets.append((labels, value.offset))
+                lags.append((labels, lag))
+                key = (gid, topic)
+                offset_sums[key] = offset_sums.get(key, 0) + value.offset
+                lag_sums[key] = lag_sums.get(key, 0) + lag
+    out.family("kafka_consumergroup_current_offset", "gauge",
+               "Current Offset of a ConsumerGroup at Topic/Partition", offsets)
+    out.family("kafka_consumergroup_current_offset_sum", "gauge",
+               "Current Offset of a ConsumerGroup at Topic for all partitions",
+               (({"consumergroup": g, "topic": t}, v) for (g, t), v in offset_sums.items()))
+    out.family("kafka_consumergroup_lag", "gauge",
+               "Current Approximate Lag of a ConsumerGroup at Topic/Partition", lags)
+    out.family("kafka_consumergroup_lag_sum", "gauge",
+               "Current Approximate Lag of a ConsumerGroup at Topic for all partitions",
+               (({"consumergroup": g, "topic": t}, v) for (g, t), v in lag_sums.items()))
+    out.family("kafka_consumergroup_members", "gauge", "Amount of members in a consumer group", members)

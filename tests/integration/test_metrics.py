@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def broker():
-    with odradek.Broker(config={"http.listener": "127.0.0.1:0",
+    with odradek.Broker(config={"http.listener": "127.0.0.1:0", "http.metrics.compat": "kafka-exporter",
                                 "group.initial.rebalance.delay.ms": "0"}) as b:
         yield b
 
@@ -36,13 +36,14 @@ def get(broker, path: str, method: str = "GET") -> http.client.HTTPResponse:
 
 
 def scrape(broker) -> dict:
-    """{(sample name, frozenset of labels): value}, parsed by prometheus-client."""
+    """{(sample name, frozenset of labels): value}, parsed by prometheus-client;
+    every series is odradek's own or kafka-exporter's (the compatibility mode)."""
     resp = get(broker, "/metrics")
     assert resp.status == 200
     assert resp.getheader("content-type").startswith("text/plain; version=0.0.4")
     out = {}
     for family in text_string_to_metric_families(resp.body.decode()):
-        assert family.name.startswith("odradek_")
+        assert family.name.startswith(("odradek_", "kafka_"))
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out
@@ -96,6 +97,24 @@ def test_metrics_count_produce_fetch_and_group_lag(broker):
         assert sum(value(s, "odradek_fetch_session_events_total", event=k)
                    for k in ("full", "incremental", "sessionless")) >= 1  # librdkafka: sessionless
         assert ("odradek_event_loop_lag_seconds_count", frozenset()) in s
+
+        # kafka-exporter's names and labels, as its dashboards query them.
+        where = {"topic": "metered", "partition": 0}
+        assert value(s, "kafka_brokers") == 1
+        assert value(s, "kafka_topic_partitions", topic="metered") == 1
+        assert value(s, "kafka_topic_partition_current_offset", **where) == n
+        assert value(s, "kafka_topic_partition_oldest_offset", **where) == 0
+        assert value(s, "kafka_topic_partition_in_sync_replica", **where) == 1
+        assert value(s, "kafka_topic_partition_leader", **where) == 1
+        assert value(s, "kafka_topic_partition_leader_is_preferred", **where) == 1
+        assert value(s, "kafka_topic_partition_replicas", **where) == 1
+        assert value(s, "kafka_topic_partition_under_replicated_partition", **where) == 0
+        group = {"consumergroup": "meter-readers", "topic": "metered"}
+        assert value(s, "kafka_consumergroup_current_offset", partition=0, **group) == committed
+        assert value(s, "kafka_consumergroup_current_offset_sum", **group) == committed
+        assert value(s, "kafka_consumergroup_lag", partition=0, **group) == n - committed
+        assert value(s, "kafka_consumergroup_lag_sum", **group) == n - committed
+        assert value(s, "kafka_consumergroup_members", consumergroup="meter-readers") == 1
     finally:
         consumer.close()
         producer.flush(1)
@@ -163,3 +182,9 @@ def test_serve_refuses_a_bad_http_address():
 
     result = CliRunner().invoke(main, ["serve", "--memory", "--http", "nonsense"])
     assert result.exit_code == 2 and "HOST:PORT" in result.output
+
+
+def test_without_the_compatibility_mode_only_odradek_series():
+    with odradek.Broker(config={"http.listener": "127.0.0.1:0"}) as b:
+        names = {name for name, _ in scrape(b)}
+    assert names and all(n.startswith("odradek_") for n in names)
