@@ -8,8 +8,9 @@ path is 404, any other method 405. Off unless configured.
 
 Never harming the Kafka listeners: a connection's buffered request head is
 capped (``MAX_HEAD``), a request body is read and dropped up to ``MAX_BODY``
-(beyond: 413 and close), a connection idle or stalled for ``IDLE_TIMEOUT``
-seconds is closed, at most ``MAX_CONNECTIONS`` are open (more are closed at
+(beyond: 413 and close), a connection is closed when a request has not
+been read and answered within ``IDLE_TIMEOUT`` seconds of the connection or
+of the previous response (slow senders included), at most ``MAX_CONNECTIONS`` are open (more are closed at
 once), and bytes that are not HTTP/1.1 get a 400 and a close. Responses are
 small and rendered in one step; keep-alive and pipelining follow h11.
 """
@@ -62,7 +63,6 @@ class HttpConnection(asyncio.Protocol):
             self.timer = None
 
     def data_received(self, data: bytes) -> None:
-        self._arm()
         try:
             self.conn.receive_data(data)
             self._events()
@@ -102,6 +102,7 @@ class HttpConnection(asyncio.Protocol):
                     return
             elif isinstance(event, h11.EndOfMessage):
                 self._respond(self.request)
+                self._arm()  # the next request has IDLE_TIMEOUT from now
                 if conn.our_state is h11.MUST_CLOSE:
                     self.close()
                     return

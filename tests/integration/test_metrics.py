@@ -177,6 +177,44 @@ def test_pipelined_requests_and_a_half_request(broker):
     assert get(broker, "/metrics").status == 200
 
 
+def test_a_slow_or_idle_connection_is_closed(broker, monkeypatch):
+    import odradek.server.http as http_server
+
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT", 0.3)
+    with socket.create_connection(broker.http_address, timeout=5) as s:
+        t0 = time.monotonic()
+        for piece in (b"GET /metrics HTTP/1.1\r\n", b"Host: x\r\n"):  # never ends its head
+            s.sendall(piece)
+            time.sleep(0.1)
+        assert s.recv(100) == b""  # closed, without an answer
+        assert time.monotonic() - t0 < 3
+    assert get(broker, "/metrics").status == 200
+
+
+def test_serve_with_http(tmp_path):
+    """``odradek serve --http HOST:PORT``, as a user runs it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port, wait_port
+
+    port, http_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "serve", "--memory", "--port", str(port),
+                             "--http", f"127.0.0.1:{http_port}", "--log-level", "WARNING"], cwd=ROOT)
+    try:
+        wait_port(port, proc=proc)
+        wait_port(http_port, proc=proc)
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        conn.request("GET", "/metrics")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        names = {f.name for f in text_string_to_metric_families(resp.read().decode())}
+        assert {"odradek_requests", "odradek_connections", "odradek_topic_bytes_in"} <= names
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
 def test_serve_refuses_a_bad_http_address():
     from odradek.cli.main import main
 
