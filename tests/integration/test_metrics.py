@@ -159,7 +159,8 @@ def raw(broker, data: bytes, shutdown: bool = False) -> bytes:
     (b"GET /metrics HTTP/1.1\r\n\r\n", b"400"),  # HTTP/1.1 without a Host
     # a request head that does not end within 16 KiB
     (b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000, b"431"),
-    (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"a" * 200000, b"413"),
+    # a body over 64 KiB (sent only in part: the broker answers before the rest)
+    (b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n" + b"a" * 70000, b"413"),
 ])
 def test_bad_requests_are_refused_and_closed(broker, data, status):
     out = raw(broker, data)
