@@ -190,6 +190,9 @@ def _render_topics(out: Exposition, broker) -> None:
                "Record bytes sent to consumers by Fetch (Kafka's BytesOutPerSec).",
                (({"topic": t.name}, t.bytes_out) for t in topics))
     parts = [p for t in topics for p in t.partitions]
+    out.histogram("odradek_log_flush_seconds",
+                  "Time to flush (fsync) a partition's log, as its flush policy asks (Kafka's "
+                  "LogFlushRateAndTimeMs).", [({}, replicas.flush_time)])
     out.family("odradek_log_size_bytes", "gauge", "Bytes of a partition's log on this broker.",
                (({"topic": p.topic.name, "partition": p.index}, p.log.size_in_bytes()) for p in parts))
     out.family("odradek_log_start_offset", "gauge", "A partition's log start offset.",

@@ -227,3 +227,21 @@ def test_without_the_compatibility_mode_only_odradek_series():
     with odradek.Broker(config={"http.listener": "127.0.0.1:0"}) as b:
         names = {name for name, _ in scrape(b)}
     assert names and all(n.startswith("odradek_") for n in names)
+
+
+def test_flush_time_is_counted(tmp_path):
+    with odradek.Broker(data_dir=str(tmp_path), config={"http.listener": "127.0.0.1:0",
+                                                        "log.flush.interval.messages": "1"}) as b:
+        producer = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+        for i in range(5):
+            producer.produce("flushed", b"x")
+            producer.flush(10)
+        deadline = time.monotonic() + 10
+        while True:
+            s = scrape(b)
+            flushes = value(s, "odradek_log_flush_seconds_count")
+            if flushes >= 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert flushes >= 5
+        assert value(s, "odradek_log_flush_seconds_sum") > 0
