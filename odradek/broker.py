@@ -92,6 +92,7 @@ class BrokerCore:
         self.tasks: list[asyncio.Task] = []
         self.started_at = 0.0
         self.groups = None  # group coordinator, once loaded
+        self.authorizer = None  # odradek.security.authorizer.Authorizer when ACLs are on
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self.metrics = BrokerMetrics()  # counted in dispatch; the rest is read at scrape time
         self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
@@ -172,7 +173,11 @@ class BrokerCore:
 
         self.started_at = time.monotonic()
         load_all()
-        self.config.security()  # refuses unserved security settings before anything is opened
+        security = self.config.security()  # refuses unserved security settings before anything is opened
+        if security.authorizer:
+            from odradek.security.authorizer import Authorizer
+
+            self.authorizer = Authorizer(self.image.acls, security.super_users, security.allow_if_no_acl)
         loop = asyncio.get_running_loop()
         await self.load()
         await start_listeners(self)

@@ -81,3 +81,19 @@ def broker_process(tmp_path):
 
 def have_kcat() -> bool:
     return shutil.which("kcat") is not None or shutil.which("kafkacat") is not None
+
+
+@pytest.fixture(scope="session")
+def etcd():
+    """One etcd 3.5.3+ for the session (tests use prefixes of their own);
+    skipped, saying why, without it or without etcd3aio."""
+    try:
+        import etcd3aio  # noqa: F401
+    except ImportError:
+        pytest.skip("etcd3aio is not installed (pip install 'odradek[cluster]')")
+    from odradek.cluster.etcd_server import EtcdServer, find_etcd
+
+    if find_etcd() is None:
+        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
+    with EtcdServer(unsafe_no_fsync=True) as server:
+        yield server

@@ -1,6 +1,7 @@
 """One module per API family; importing this package registers every handler."""
 
 from odradek.apis import (  # noqa: F401
+    acls,
     admin,
     api_versions,
     consumer_groups,

@@ -21,6 +21,7 @@ from odradek.config import (
     BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_LIST, T_STRING,
     ConfigError, validate_topic_config,
 )
+from odradek.apis.partitions import per_partition
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -138,26 +139,17 @@ async def create_partitions(ctx, request: dict) -> dict:
 
 @handles("DeleteRecords", 0, 2)
 async def delete_records(ctx, request: dict) -> dict:
-    broker = ctx.broker
-    topics = []
-    for t in request["topics"]:
-        parts = []
-        for dp in t["partitions"]:
-            index = dp["partition_index"]
-            p, code = broker.replicas.partition_or_error(t["name"], index)
-            entry = {"partition_index": index, "low_watermark": -1, "error_code": code}
-            if not code:
-                offset = dp["offset"]
-                hw = p.high_watermark
-                if offset == -1:
-                    offset = hw
-                if offset < 0 or offset > hw:
-                    entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
-                else:
-                    entry["low_watermark"] = p.delete_records_before(offset)
-            parts.append(entry)
-        topics.append({"name": t["name"], "partitions": parts})
-    return {"topics": topics}
+    def answer(p, requested: dict, entry: dict) -> None:
+        offset, hw = requested["offset"], p.high_watermark
+        if offset == -1:
+            offset = hw
+        if offset < 0 or offset > hw:
+            entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+        else:
+            entry["low_watermark"] = p.delete_records_before(offset)
+
+    return {"topics": per_partition(ctx.broker, request["topics"], "name", "partition_index", answer,
+                                    {"low_watermark": -1})}
 
 
 def broker_config_entries(broker) -> list[dict]:

@@ -7,8 +7,9 @@ its leader; a partition whose leader is not live is reported without one
 (LEADER_NOT_AVAILABLE), as Kafka reports an offline partition. Topics are
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
-Authorized operations are not computed (no ACLs yet): the fields keep their
-"not requested" default. Topic ids are stable UUIDs kept in the metadata
+Under ACLs, unauthorised topics are left out of a full listing and named
+ones refused (``odradek.security.checks``, around this handler); authorized
+operations are not computed: the fields keep their "not requested" default. Topic ids are stable UUIDs kept in the metadata
 store; what is reported comes from the topic image read from it.
 """
 

@@ -10,6 +10,7 @@ The v0 "old style offsets" form is not served (its spec range starts at 1).
 
 from __future__ import annotations
 
+from odradek.apis.partitions import per_partition
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -38,38 +39,21 @@ def list_offset(p, timestamp: int) -> dict:
 
 @handles("ListOffsets", 1, 11)
 async def list_offsets(ctx, request: dict) -> dict:
-    broker = ctx.broker
-    topics = []
-    for t in request["topics"]:
-        parts = []
-        for lp in t["partitions"]:
-            index = lp["partition_index"]
-            p, code = broker.replicas.partition_or_error(
-                t["name"], index, current_leader_epoch=lp["current_leader_epoch"])
-            entry = {"partition_index": index, "error_code": code}
-            if not code:
-                try:
-                    entry.update(list_offset(p, lp["timestamp"]))
-                except ValueError:
-                    entry["error_code"] = errors.INVALID_REQUEST
-            parts.append(entry)
-        topics.append({"name": t["name"], "partitions": parts})
-    return {"topics": topics}
+    def answer(p, requested: dict, entry: dict) -> None:
+        try:
+            entry.update(list_offset(p, requested["timestamp"]))
+        except ValueError:
+            entry["error_code"] = errors.INVALID_REQUEST
+
+    return {"topics": per_partition(ctx.broker, request["topics"], "name", "partition_index", answer,
+                                    {}, epoch_field="current_leader_epoch")}
 
 
 @handles("OffsetForLeaderEpoch", 2, 4)
 async def offset_for_leader_epoch(ctx, request: dict) -> dict:
-    broker = ctx.broker
-    topics = []
-    for t in request["topics"]:
-        parts = []
-        for op in t["partitions"]:
-            index = op["partition"]
-            p, code = broker.replicas.partition_or_error(
-                t["topic"], index, current_leader_epoch=op["current_leader_epoch"])
-            entry = {"partition": index, "error_code": code, "leader_epoch": -1, "end_offset": -1}
-            if not code:
-                entry["leader_epoch"], entry["end_offset"] = p.end_offset_for_epoch(op["leader_epoch"])
-            parts.append(entry)
-        topics.append({"topic": t["topic"], "partitions": parts})
-    return {"topics": topics}
+    def answer(p, requested: dict, entry: dict) -> None:
+        entry["leader_epoch"], entry["end_offset"] = p.end_offset_for_epoch(requested["leader_epoch"])
+
+    return {"topics": per_partition(ctx.broker, request["topics"], "topic", "partition", answer,
+                                    {"leader_epoch": -1, "end_offset": -1},
+                                    epoch_field="current_leader_epoch")}

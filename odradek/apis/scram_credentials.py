@@ -12,8 +12,7 @@ UNSUPPORTED_SASL_MECHANISM, an iteration count outside 4096-16384 or an
 empty name or salt with UNACCEPTABLE_CREDENTIAL, a deletion of a missing
 credential with RESOURCE_NOT_FOUND; one result per user.
 
-Not implemented yet: authorisation (Kafka asks for DESCRIBE/ALTER on the
-cluster); any authenticated client may use them until ACLs arrive.
+Under ACLs they need DESCRIBE / ALTER on the cluster (``odradek.security.checks``).
 """
 
 from odradek.protocol import errors

@@ -20,6 +20,7 @@ class LazyGroup(click.Group):
         "cluster": "odradek.cli.cluster:cluster",
         "dump-log": "odradek.cli.dump_log:dump_log",
         "user": "odradek.cli.user:user",
+        "acl": "odradek.cli.acl:acl",
     }
 
     def list_commands(self, ctx):

@@ -19,26 +19,30 @@ from odradek.security import scram
 MECHANISMS = sorted(scram.MECHANISMS)
 
 
-def _data_dir(data_dir: str | None, config_file: str | None) -> str:
-    if data_dir:
-        return data_dir
+def _store_url(data_dir: str | None, config_file: str | None, metadata_store: str | None) -> str:
+    """The broker's metadata store: --metadata-store, else the config's
+    ``metadata.store``, else the SQLite file in its data dir."""
+    props = {}
     if config_file:
         from odradek.config import parse_properties
 
         with open(config_file) as f:
             props = parse_properties(f.read())
-        for key in ("log.dirs", "log.dir"):
-            if props.get(key):
-                return props[key].split(",")[0].strip()
-    return "./odradek-data"
-
-
-def _run(data_dir: str, fn):
+    if metadata_store or props.get("metadata.store"):
+        return metadata_store or props["metadata.store"]
+    if not data_dir:
+        data_dir = next((props[k].split(",")[0].strip() for k in ("log.dirs", "log.dir") if props.get(k)),
+                        "./odradek-data")
     from odradek.broker import METADATA_DIR
-    from odradek.metadata.sqlite import SqliteStore
+
+    return "sqlite://" + os.path.join(data_dir, METADATA_DIR, "metadata.db")
+
+
+def _run(where: tuple, fn):
+    from odradek.metadata.store import open_store
 
     async def go():
-        store = await SqliteStore.open(os.path.join(data_dir, METADATA_DIR, "metadata.db"))
+        store = await open_store(_store_url(*where))
         try:
             return await fn(scram.ScramStore(store))
         finally:
@@ -51,7 +55,10 @@ _where = [
     click.option("--data-dir", default=None, help="The broker's data dir [default: log.dirs of --config, "
                                                    "else ./odradek-data]."),
     click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
-                 help="The broker's server.properties (for log.dirs)."),
+                 help="The broker's server.properties (for log.dirs and metadata.store)."),
+    click.option("--metadata-store", default=None, metavar="URL",
+                 help="The cluster's metadata store (etcd://HOST:PORT[,...]/PREFIX), as given to "
+                      "odradek serve."),
 ]
 
 
@@ -83,7 +90,7 @@ def user() -> None:
 @click.option("--password-file", type=click.File("r"), default=None,
               help="Read the password from this file's first line ('-': standard input).")
 @where
-def add(name, mechanisms, iterations, password_file, data_dir, config_file):
+def add(name, mechanisms, iterations, password_file, data_dir, config_file, metadata_store):
     """Add user NAME, or set its password (env ODRADEK_USER_PASSWORD, --password-file, or a prompt).
 
     \b
@@ -105,13 +112,13 @@ def add(name, mechanisms, iterations, password_file, data_dir, config_file):
         for m in mechanisms:
             await store.put(m, name, scram.from_password(m, password, iterations))
 
-    _run(_data_dir(data_dir, config_file), put)
+    _run((data_dir, config_file, metadata_store), put)
     click.echo(f"user {name}: {', '.join(mechanisms)} ({iterations} iterations)")
 
 
 @user.command("list")
 @where
-def list_(data_dir, config_file):
+def list_(data_dir, config_file, metadata_store):
     """List users and their SCRAM mechanisms (never their keys).
 
     \b
@@ -122,7 +129,7 @@ def list_(data_dir, config_file):
     async def all_(store):
         return await store.all()
 
-    for name, creds in sorted(_run(_data_dir(data_dir, config_file), all_).items()):
+    for name, creds in sorted(_run((data_dir, config_file, metadata_store), all_).items()):
         click.echo(f"{name}\t" + ", ".join(f"{m} ({c.iterations})" for m, c in sorted(creds.items())))
 
 
@@ -131,7 +138,7 @@ def list_(data_dir, config_file):
 @click.option("-m", "--mechanism", "mechanisms", multiple=True, type=click.Choice(MECHANISMS),
               help="Only this mechanism, repeatable [default: all].")
 @where
-def delete(name, mechanisms, data_dir, config_file):
+def delete(name, mechanisms, data_dir, config_file, metadata_store):
     """Delete user NAME's SCRAM credentials.
 
     \b
@@ -142,7 +149,7 @@ def delete(name, mechanisms, data_dir, config_file):
     async def rm(store):
         return [m for m in (mechanisms or MECHANISMS) if await store.delete(m, name)]
 
-    gone = _run(_data_dir(data_dir, config_file), rm)
+    gone = _run((data_dir, config_file, metadata_store), rm)
     if not gone:
         raise click.ClickException(f"user {name} has no SCRAM credentials here")
     click.echo(f"user {name}: deleted {', '.join(gone)}")

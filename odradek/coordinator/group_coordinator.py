@@ -288,7 +288,8 @@ class GroupCoordinator:
             h.load_task.cancel()
         if answer:
             self._deliver(h.shard.unload())
-        log.info("%s-%d unloaded: its groups are no longer coordinated here", OFFSETS_TOPIC, index)
+        if not self._stopped:  # a broker stopping unloads every shard: not news
+            log.info("%s-%d unloaded: its groups are no longer coordinated here", OFFSETS_TOPIC, index)
 
     async def _load(self, h: HostedShard) -> None:
         started = time.monotonic()

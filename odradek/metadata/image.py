@@ -1,6 +1,7 @@
 """The metadata image: what the store says, as of one revision.
 
-Topics (ids, configs, partition states) and the live brokers, built from a
+Topics (ids, configs, partition states), the live brokers and the ACLs
+(``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
 (``apply``): readers on the event loop never see half of a transaction.
@@ -17,6 +18,7 @@ import json
 from odradek.metadata.brokers import BROKERS, BrokerInfo
 from odradek.metadata.store import Event, KeyValue
 from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
+from odradek.security.authorizer import PREFIX as ACLS, AclCache
 
 
 class MetadataImage:
@@ -24,6 +26,7 @@ class MetadataImage:
         self.topics: dict[str, TopicState] = {}
         self.by_id: dict[bytes, TopicState] = {}
         self.brokers: dict[int, BrokerInfo] = {}
+        self.acls = AclCache()
         self.revision = 0
         self._waiters: list[tuple[int, asyncio.Future]] = []
 
@@ -48,6 +51,7 @@ class MetadataImage:
         self.topics.clear()
         self.by_id.clear()
         self.brokers.clear()
+        self.acls.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
                 name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
@@ -118,6 +122,8 @@ class MetadataImage:
         elif key.startswith(BROKERS):
             node_id = int(key[len(BROKERS):])
             self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
+        elif key.startswith(ACLS):
+            self.acls.put(key, kv.value)
         return None
 
     def _delete(self, key: str) -> str | None:
@@ -128,4 +134,6 @@ class MetadataImage:
                 return t.name
         elif key.startswith(BROKERS):
             self.brokers.pop(int(key[len(BROKERS):]), None)
+        elif key.startswith(ACLS):
+            self.acls.delete(key)
         return None

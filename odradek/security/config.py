@@ -54,10 +54,9 @@ TOP_READ = LISTENER_READ | {
     "listeners", "advertised.listeners", "listener.security.protocol.map", "inter.broker.listener.name",
     "security.inter.broker.protocol", "sasl.mechanism.inter.broker.protocol", "controller.listener.names",
     "super.users", "connection.failed.authentication.delay.ms", "authorizer.class.name",
-    "principal.builder.class", "security.providers",
+    "principal.builder.class", "security.providers", "allow.everyone.if.no.acl.found",
 }
 TOP_NO_EFFECT = {
-    "allow.everyone.if.no.acl.found": "it is read by an authoriser, and none is configured",
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
     "early.start.listeners": "every listener starts once the broker has loaded its state",
 }
@@ -65,6 +64,7 @@ TOP_NO_EFFECT = {
 SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.", "authorizer.",
                      "delegation.token.", "password.encoder.", "super.users", "connections.max.reauth",
                      "control.plane.listener", "listener.security")
+STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
@@ -103,6 +103,8 @@ class SecurityConfig:
     super_users: tuple[KafkaPrincipal, ...] = ()
     inter_broker_listener: str | None = None
     notes: list[str] = field(default_factory=list)
+    authorizer: bool = False  # authorizer.class.name: ACLs are enforced
+    allow_if_no_acl: bool = False  # allow.everyone.if.no.acl.found
 
 
 def protocol_map(props: dict[str, str]) -> dict[str, str]:
@@ -188,8 +190,15 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
             _check_key(rest, "listener", notes)
         else:
             _check_key(key, "top", notes)
-    for key, why in (("authorizer.class.name", "ACLs are not served yet"),
-                     ("principal.builder.class", "Java principal builders cannot be loaded"),
+    authorizer = (props.get("authorizer.class.name") or "").strip()
+    if authorizer and authorizer != STANDARD_AUTHORIZER:
+        _refuse("authorizer.class.name", f"only {STANDARD_AUTHORIZER} (ACLs kept in the cluster metadata) is served")
+    allow_text = (props.get("allow.everyone.if.no.acl.found") or "false").strip().lower()
+    if allow_text not in ("true", "false"):
+        raise SecurityConfigError(f"Invalid allow.everyone.if.no.acl.found={allow_text}: expected true or false")
+    if not authorizer and props.get("allow.everyone.if.no.acl.found") is not None:
+        notes.append("allow.everyone.if.no.acl.found has no effect without authorizer.class.name")
+    for key, why in (("principal.builder.class", "Java principal builders cannot be loaded"),
                      ("security.providers", "Java security providers cannot be loaded")):
         if props.get(key, "").strip():
             _refuse(key, why)
@@ -231,7 +240,8 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
                 supers.append(KafkaPrincipal.parse(item))
             except ValueError as e:
                 raise SecurityConfigError(f"Invalid super.users: {e}") from None
-    return SecurityConfig(out, tuple(supers), inter, notes)
+    return SecurityConfig(out, tuple(supers), inter, notes, authorizer=bool(authorizer),
+                          allow_if_no_acl=allow_text == "true")
 
 
 def _tls(name: str, get):

@@ -22,7 +22,8 @@ listener's rules, when the handshake is done. On SASL listeners a
 ``sasl.server.max.receive.size``, and a request it does not allow is
 answered with ILLEGAL_SASL_STATE where the response has a top-level error
 code, and the connection closed. Every request context carries the principal
-and the listener, for the authoriser to come.
+and the listener; with an authoriser configured, requests go through
+``odradek.security.checks`` (the one table of what each API must be allowed).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING
 from odradek.clock import now_ms
 from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
+from odradek.security.checks import handle as authorized
 from odradek.security.principal import ANONYMOUS
 from odradek.server.registry import REGISTRY
 
@@ -219,7 +221,10 @@ class KafkaConnection(asyncio.Protocol):
         stats = self.broker.metrics.api(api_key, api.name)
         t0 = time.perf_counter()
         try:
-            response = await api.handler(ctx, request)
+            if self.broker.authorizer is None:
+                response = await api.handler(ctx, request)
+            else:  # ACLs: what each API must be allowed is odradek.security.checks' table
+                response = await authorized(api, ctx, request)
         except Exception:
             stats.record(time.perf_counter() - t0, True)
             raise

@@ -12,26 +12,9 @@ import time
 
 import pytest
 
-from odradek.cluster.etcd_server import EtcdServer, find_etcd
 from odradek.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.timeout(180)
-
-try:
-    import etcd3aio  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the machine
-    etcd3aio = None
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    if etcd3aio is None:
-        pytest.skip("etcd3aio is not installed (pip install 'odradek[cluster]')")
-    if find_etcd() is None:
-        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
-    with EtcdServer(unsafe_no_fsync=True) as server:
-        yield server
-
 
 def wait_until(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
@@ -137,6 +120,28 @@ def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
         assert sorted(md.brokers) == [1, 2]
         offline = {i for i, p in md.topics["spread"].partitions.items() if p.leader == -1}
         assert offline == {i for i, leader in leaders.items() if leader == 3}
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_acls_reach_every_broker_through_the_store(etcd, tmp_path):
+    from confluent_kafka.admin import AdminClient
+
+    from tests.integration import test_acls as T
+
+    config = dict(T.broker_config(), **{"metadata.store": etcd.url("acls"), "broker.session.timeout.ms": "3000"})
+    brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start() for i in (1, 2)]
+    try:
+        for b in brokers:
+            b.addr = "127.0.0.1:%d" % b.core.endpoints["SASL_PLAINTEXT"][1]
+        wait_until(lambda: all(len(b.core.image.brokers) == 2 for b in brokers), what="2 registrations")
+        T.create_topics(brokers[0], "shared", "other")
+        admin = AdminClient(T.conf(brokers[0], "admin"))
+        for f in admin.create_acls([T.acl("TOPIC", "shared", "User:alice", "READ")]).values():
+            f.result(timeout=10)
+        wait_until(lambda: len(brokers[1].core.image.acls) == 1, what="the ACL on broker 2")
+        assert T.topics_seen(brokers[1], "alice") == {"shared"}
     finally:
         for b in brokers:
             b.stop()

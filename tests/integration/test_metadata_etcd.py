@@ -13,43 +13,16 @@ import uuid
 
 import pytest
 
-from odradek.cluster.etcd_server import EtcdServer, find_etcd
 from odradek.metadata.store import (
     CompactedError, Compare, Delete, Get, LeaseNotFound, Put, WatchInterrupted, open_store,
 )
+from tests.unit.test_metadata_store import flat, run
 
 pytestmark = pytest.mark.timeout(120)
-
-try:
-    import etcd3aio  # noqa: F401
-except ImportError:  # pragma: no cover - depends on the machine
-    etcd3aio = None
-
-
-@pytest.fixture(scope="module")
-def etcd():
-    if etcd3aio is None:
-        pytest.skip("etcd3aio is not installed (pip install 'odradek[cluster]')")
-    if find_etcd() is None:
-        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
-    with EtcdServer(unsafe_no_fsync=True) as server:
-        yield server
 
 
 def url(etcd) -> str:
     return etcd.url(f"test-{uuid.uuid4().hex[:8]}")
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-async def flat(batches):
-    """The events of a watch one by one (it yields a revision's events together)."""
-    async for batch in batches:
-        assert batch and len({e.revision for e in batch}) == 1
-        for e in batch:
-            yield e
-
 
 
 def test_versions_revisions_and_prefix_isolation(etcd):
@@ -224,3 +197,25 @@ def test_broker_keeps_its_topics_in_etcd(etcd, tmp_path):
         md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10)
         assert len(md.topics["in-etcd"].partitions) == 3
         assert b.core.image.get("in-etcd").configs == {"retention.ms": "7000"}
+
+
+def test_odradek_user_add_writes_to_the_clusters_store(etcd):
+    """``odradek user add --metadata-store etcd://...`` puts the SCRAM user where
+    brokers of that cluster look for it."""
+    import subprocess
+    import sys
+
+    store_url = url(etcd)
+    proc = subprocess.run([sys.executable, "-m", "odradek", "user", "add", "carol", "--metadata-store", store_url,
+                           "-m", "SCRAM-SHA-256", "--password-file", "-"],
+                          input="secret\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+    async def keys():
+        s = await open_store(store_url)
+        try:
+            return [kv.key for kv in (await s.range("scram/"))[0]]
+        finally:
+            await s.close()
+
+    assert run(keys()) == ["scram/SCRAM-SHA-256/carol"]

@@ -117,7 +117,9 @@ def test_listeners_map_custom_names_and_skip_controller_listeners():
     ({"sasl.jaas.config": "x"}, "per mechanism"),
     ({"sasl.kerberos.service.name": "kafka"}, "GSSAPI"),
     ({"ssl.no.such.key": "1"}, "will not ignore"),
-    ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer"}, "ACLs"),
+    ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"}, "StandardAuthorizer"),
+    ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+      "allow.everyone.if.no.acl.found": "yes"}, "expected true or false"),
     ({"listener.name.other.ssl.client.auth": "required"}, "not in listeners"),
     ({"listener.name.plaintext.gssapi.sasl.jaas.config": "x"}, "GSSAPI is not served"),
     ({"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "SCRAM-SHA-256",
@@ -136,6 +138,13 @@ def test_settings_without_effect_are_noted_not_refused():
                               "allow.everyone.if.no.acl.found": "true"}).security()
     assert any("ssl.endpoint.identification.algorithm" in n for n in sec.notes)
     assert any("allow.everyone.if.no.acl.found" in n for n in sec.notes)
+
+
+def test_the_standard_authorizer_turns_acls_on():
+    assert not BrokerConfig(props={}).security().authorizer
+    sec = BrokerConfig(props={"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                              "allow.everyone.if.no.acl.found": "true", "super.users": "User:admin"}).security()
+    assert sec.authorizer and sec.allow_if_no_acl and not sec.notes
 
 
 def test_the_port_option_must_agree_with_configured_listeners(tmp_path):

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""The ACL cases of tests/integration/test_acls.py against Apache Kafka 4.4 and
+odradek, side by side: the same clients, users, ACLs and questions, one
+line of output per answer, and the lines that differ.
+
+    PYTHONPATH=. python3 bench/acl_side_by_side.py
+
+Kafka runs through bench/kafka_runtime.py (a PLAINTEXT listener for the
+runtime's readiness check and the inter-broker traffic, whose ANONYMOUS
+principal is therefore a super user there, and a SASL_PLAINTEXT listener
+for the clients); odradek in-process with the tests' configuration.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+spec = importlib.util.spec_from_file_location("kafka_runtime", ROOT / "bench" / "kafka_runtime.py")
+kr = importlib.util.module_from_spec(spec)
+sys.modules["kafka_runtime"] = kr
+spec.loader.exec_module(kr)
+
+from tests.integration import test_acls as T  # noqa: E402
+
+
+class Endpoint:
+    def __init__(self, addr):
+        self.addr = addr
+
+
+def questions(b) -> list[str]:
+    """Set up topics and ACLs as the tests do, then ask; one line per answer."""
+    from confluent_kafka.admin import AdminClient
+
+    T.create_topics(b, "a", "b", "open")
+    admin = AdminClient(T.conf(b, "admin"))
+    for f in admin.create_acls([T.acl("TOPIC", "a", "User:alice", "WRITE"), T.acl("TOPIC", "a", "User:bob", "READ"),
+                                T.acl("GROUP", "g", "User:bob", "READ")]).values():
+        f.result(timeout=15)
+    time.sleep(1)
+    out = [f"confluent alice produce a: {T.produce(b, 'alice', 'a', 2)}",
+           f"confluent alice produce b: {T.produce(b, 'alice', 'b', 1)}",
+           f"confluent carol produce open: {T.produce(b, 'carol', 'open', 1)}"]
+    for user in ("alice", "bob", "carol", "admin"):
+        out.append(f"confluent {user} sees: {sorted(T.topics_seen(b, user))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        from tests.integration.java_client import run_java
+
+        java = run_java(Path(tmp), "AclCheck", T.JAVA, [b.addr])
+        out += [f"java {line}" for line in java.splitlines() if line.startswith(("alice", "bob"))]
+    return out
+
+
+def kafka(allow_everyone: bool) -> list[str]:
+    sasl = kr.free_port()
+    k = kr.KafkaBroker()
+    k.port, k.controller_port = kr.free_port(), kr.free_port()
+    k.extra_config.update({
+        "listeners": f"PLAINTEXT://127.0.0.1:{k.port},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+                     f"CONTROLLER://127.0.0.1:{k.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{k.port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": T.JAAS,
+        "authorizer.class.name": T.AUTHORIZER,
+        "super.users": "User:admin;User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found": str(allow_everyone).lower(),
+        "auto.create.topics.enable": "false",
+    })
+    with k:
+        return questions(Endpoint(f"127.0.0.1:{sasl}"))
+
+
+def odradek(allow_everyone: bool) -> list[str]:
+    b = T.start(T.broker_config(**{"allow.everyone.if.no.acl.found": str(allow_everyone).lower()}))
+    try:
+        return questions(b)
+    finally:
+        b.__exit__(None, None, None)
+
+
+def main() -> int:
+    differ = 0
+    for allow_everyone in (False, True):
+        print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}")
+        theirs, ours = kafka(allow_everyone), odradek(allow_everyone)
+        for k_line, o_line in zip(theirs, ours):
+            same = k_line == o_line
+            differ += not same
+            print(f"{'  ' if same else '!='} kafka:   {k_line}")
+            if not same:
+                print(f"   odradek: {o_line}")
+    print("same answers" if not differ else f"{differ} answers differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("ODRADEK_LOG_LEVEL", "WARNING")
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The authorisation answers of each API on the wire, byte for byte as Kafka
+shapes them, from a raw client on a PLAINTEXT listener (principal
+User:ANONYMOUS, allowed DESCRIBE on topic "a" only); the admin sets things up
+over SASL with confluent-kafka."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration import test_acls as T
+from tests.integration.rawclient import RawClient
+
+pytestmark = pytest.mark.timeout(120)
+
+TOPIC_DENIED, GROUP_DENIED, CLUSTER_DENIED, TXN_DENIED = 29, 30, 31, 53
+
+
+@pytest.fixture(scope="module")
+def broker():
+    from confluent_kafka.admin import AdminClient
+
+    config = T.broker_config(**{
+        "listeners": "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        "auto.create.topics.enable": "true",
+    })
+    b = T.start(config)
+    try:
+        b.plain = "127.0.0.1:%d" % b.core.endpoints["PLAINTEXT"][1]
+        T.create_topics(b, "a", "b")
+        admin = AdminClient(T.conf(b, "admin"))
+        for f in admin.create_acls([T.acl("TOPIC", "a", "User:ANONYMOUS", "DESCRIBE")]).values():
+            f.result(timeout=10)
+        yield b
+    finally:
+        b.__exit__(None, None, None)
+
+
+@pytest.fixture
+def raw(broker):
+    c = RawClient(broker.plain)
+    yield c
+    c.close()
+
+
+def test_metadata_lists_only_what_may_be_described_and_never_auto_creates_without_create(broker, raw):
+    full = raw.request("Metadata", 12, {"topics": None})
+    assert [t["name"] for t in full["topics"]] == ["a"]
+    named = raw.request("Metadata", 12, {"topics": [{"name": n} for n in ("a", "b", "zz-new")],
+                                         "allow_auto_topic_creation": True})
+    assert {t["name"]: t["error_code"] for t in named["topics"]} == {"a": 0, "b": TOPIC_DENIED,
+                                                                     "zz-new": TOPIC_DENIED}
+    assert "zz-new" not in broker.core.image
+
+
+def test_partition_apis_answer_topic_authorization_failed(raw):
+    lo = raw.request("ListOffsets", 7, {"replica_id": -1, "topics": [
+        {"name": n, "partitions": [{"partition_index": 0, "timestamp": -1}]} for n in ("a", "b")]})
+    assert {t["name"]: t["partitions"][0]["error_code"] for t in lo["topics"]} == {"a": 0, "b": TOPIC_DENIED}
+    fetch = raw.request("Fetch", 12, {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "topics": [
+        {"topic": "a", "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1024}]}]})
+    assert [(t["topic"], t["partitions"][0]["error_code"]) for t in fetch["responses"]] == [("a", TOPIC_DENIED)]
+    produce = raw.request("Produce", 9, {"acks": 1, "timeout_ms": 1000, "topic_data": [
+        {"name": "a", "partition_data": [{"index": 0, "records": None}]}]})
+    assert produce["responses"][0]["partition_responses"][0]["error_code"] == TOPIC_DENIED
+
+
+def test_group_transaction_and_cluster_apis(raw):
+    assert raw.request("InitProducerId", 4, {"transactional_id": None, "transaction_timeout_ms": 60000})[
+        "error_code"] == CLUSTER_DENIED
+    assert raw.request("InitProducerId", 4, {"transactional_id": "tx", "transaction_timeout_ms": 60000})[
+        "error_code"] == TXN_DENIED
+    fc = raw.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["g1", "g2"]})
+    assert {c["key"]: c["error_code"] for c in fc["coordinators"]} == {"g1": GROUP_DENIED, "g2": GROUP_DENIED}
+    of = raw.request("OffsetFetch", 8, {"groups": [{"group_id": "g1", "topics": None}]})
+    assert of["groups"][0]["error_code"] == GROUP_DENIED
+    assert raw.request("JoinGroup", 7, {"group_id": "g1", "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000,
+                                        "member_id": "", "protocol_type": "consumer", "protocols": []})[
+        "error_code"] == GROUP_DENIED
+    assert raw.request("DescribeAcls", 3, {"resource_type_filter": 1, "pattern_type_filter": 1, "operation": 1,
+                                           "permission_type": 1})["error_code"] == CLUSTER_DENIED
+    created = raw.request("CreateAcls", 3, {"creations": [
+        {"resource_type": 2, "resource_name": "b", "resource_pattern_type": 3, "principal": "User:ANONYMOUS",
+         "host": "*", "operation": 2, "permission_type": 3}]})
+    assert [r["error_code"] for r in created["results"]] == [CLUSTER_DENIED]
+    assert raw.request("DescribeUserScramCredentials", 0, {"users": None})["error_code"] == CLUSTER_DENIED
+    lg = raw.request("ListGroups", 4, {"states_filter": []})
+    assert lg["error_code"] == 0 and lg["groups"] == []
