@@ -41,6 +41,7 @@ from odradek.metadata.brokers import BrokerInfo, Registration
 from odradek.metadata.image import MetadataImage
 from odradek.metadata.store import CompactedError, WatchInterrupted
 from odradek.metadata.topics import TopicState
+from odradek.metrics import BrokerMetrics
 from odradek.replica.manager import ReplicaManager
 from odradek.storage.base import LogStore
 from odradek.topic_admin import TopicAdmin
@@ -93,6 +94,9 @@ class BrokerCore:
         self.groups = None  # group coordinator, once loaded
         self.authorizer = None  # odradek.security.authorizer.Authorizer when ACLs are on
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
+        self.metrics = BrokerMetrics()  # counted in dispatch; the rest is read at scrape time
+        self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
+        self.http_address: tuple[str, int] | None = None  # where it is bound
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -196,6 +200,18 @@ class BrokerCore:
             self.cleaner = LogCleaner(self)
             self.tasks.append(loop.create_task(self.cleaner.run()))
         await start_coordinators(self)
+        if self.config.get("http.listener"):
+            await self.start_http(self.config.get("http.listener"))
+
+    async def start_http(self, address: str) -> None:
+        """Serve ``/metrics`` over HTTP at ``address`` (HOST:PORT), on this loop."""
+        from odradek.metrics import render
+        from odradek.server.http import HttpServer, parse_address
+
+        host, port = parse_address(address)
+        self.http = HttpServer(lambda: render(self))
+        self.http_address = await self.http.start(host, port)
+        self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
 
     async def stop(self) -> None:
         for t in self.tasks:
@@ -206,6 +222,9 @@ class BrokerCore:
             except (asyncio.CancelledError, Exception):
                 pass
         self.tasks.clear()
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
         if self.server is not None:
             for server in self.servers:
                 server.close()

@@ -45,6 +45,11 @@ class EmbeddedBroker:
         return self.core.advertised_host
 
     @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the HTTP listener is bound (config ``http.listener``), or None."""
+        return self.core.http_address
+
+    @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 

@@ -59,13 +59,15 @@ def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition]
 
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
-                    skip_unchanged: bool = False) -> tuple[list, int, list]:
-    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read).
+                    skip_unchanged: bool = False) -> tuple[list, int, list, list]:
+    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
+    [(partition, bytes) with records]).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
     to read whose high watermark and log start offset are those it was last
     sent gets no response partition: it would not be sent."""
     total = 0
     touched = []
+    sent = []
     entries = []
     lookup = broker.replicas.partition_or_error
     for fp in parts:
@@ -96,10 +98,11 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
                 if result.size:
                     entry["records"] = result.chunks
                     total += result.size
+                    sent.append((p, result.size))
         elif offset > p.log_end_offset or offset < log_start:
             entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
         entries.append((fp, entry))
-    return entries, total, touched
+    return entries, total, touched, sent
 
 
 def by_topic(entries: list, uses_topic_ids: bool) -> list[dict]:
@@ -133,7 +136,7 @@ async def fetch(ctx, request: dict) -> dict:
     parts = context.partitions
     incremental = context.kind == "incremental"
     while True:
-        entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental)
+        entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break
@@ -150,6 +153,8 @@ async def fetch(ctx, request: dict) -> dict:
     if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
         # As in Kafka, partitions of unknown topic ids come after the others.
         entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)
+    for p, size in sent:  # what goes out (odradek.metrics: BytesOutPerSec)
+        p.topic.bytes_out += size
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
     return {"error_code": code, "session_id": session_id,
             "responses": by_topic(entries, uses_topic_ids)}

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Callable, Iterable
 
 from odradek.config import BrokerConfig, TopicConfig
 from odradek.metadata.image import MetadataImage
 from odradek.metadata.topics import TopicState
+from odradek.metrics import LATENCY_BUCKETS, Histogram
 from odradek.protocol import errors
 from odradek.replica.partition import Partition, Topic
 from odradek.storage.base import LogStore
@@ -45,6 +47,13 @@ async def in_worker(fn, *args):
         raise
 
 
+def _timed(fn) -> float:
+    """Run ``fn()``; return the seconds it took."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 class ReplicaManager:
     def __init__(self, config: BrokerConfig, image: MetadataImage):
         self.config = config
@@ -61,6 +70,7 @@ class ReplicaManager:
         self._lock = asyncio.Lock()
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._flushes: set[asyncio.Task] = set()
+        self.flush_time = Histogram(LATENCY_BUCKETS)  # seconds per partition flush (fsync), odradek.metrics
 
     # -- lookups -------------------------------------------------------------------
     def topic(self, name_or_id: str | bytes | None) -> Topic | None:
@@ -251,7 +261,8 @@ class ReplicaManager:
         task.add_done_callback(self._flushes.discard)
 
     async def flush(self, p: Partition) -> None:
-        await in_worker(p.log.flush)
+        # Timed in the worker, counted here on the loop (the only writer of flush_time).
+        self.flush_time.observe(await in_worker(_timed, p.log.flush))
 
     async def wait_for_flushes(self) -> None:
         while self._flushes:

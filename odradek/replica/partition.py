@@ -33,7 +33,8 @@ class Topic:
     id, effective config and those partitions. ``partitions`` lists them by
     index; ``by_index`` finds one."""
 
-    __slots__ = ("name", "topic_id", "partitions", "by_index", "config", "internal")
+    __slots__ = ("name", "topic_id", "partitions", "by_index", "config", "internal",
+                 "bytes_in", "messages_in", "bytes_out")
 
     def __init__(self, name: str, topic_id: bytes, config: TopicConfig):
         self.name = name
@@ -42,6 +43,10 @@ class Topic:
         self.by_index: dict[int, Partition] = {}
         self.config = config
         self.internal = name in INTERNAL_TOPICS
+        # Counters (odradek.metrics): appended by this broker as leader, and sent by Fetch.
+        self.bytes_in = 0
+        self.messages_in = 0
+        self.bytes_out = 0
 
     def host(self, partitions: list["Partition"]) -> None:
         for p in partitions:
@@ -118,6 +123,9 @@ class Partition:
         idempotent ``producer_batch`` header (checked already), wake the waiting
         fetches and schedule the flush the log asks for."""
         info = self.log.append(records, self.leader_epoch, now_ms, log_append_time)
+        topic = self.topic
+        topic.bytes_in += len(records)
+        topic.messages_in += info.last_offset - info.base_offset + 1
         if producer_batch is not None:
             self.producers.record(producer_batch, info.base_offset)
         self.notify()

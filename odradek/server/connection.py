@@ -33,6 +33,7 @@ import collections
 import functools
 import logging
 import struct
+import time
 from typing import TYPE_CHECKING
 
 from odradek.clock import now_ms
@@ -216,10 +217,18 @@ class KafkaConnection(asyncio.Protocol):
             return self.close_with(self.illegal_sasl_state(api, version, correlation_id, flexible))
         ctx = RequestContext(self.broker, self, api_key, version, correlation_id,
                              header.get("client_id"), header)
-        if self.broker.authorizer is None:
-            response = await api.handler(ctx, request)
-        else:  # ACLs: what each API must be allowed is odradek.security.checks' table
-            response = await authorized(api, ctx, request)
+        # The one place requests are counted: per API, with errors and latency.
+        stats = self.broker.metrics.api(api_key, api.name)
+        t0 = time.perf_counter()
+        try:
+            if self.broker.authorizer is None:
+                response = await api.handler(ctx, request)
+            else:  # ACLs: what each API must be allowed is odradek.security.checks' table
+                response = await authorized(api, ctx, request)
+        except Exception:
+            stats.record(time.perf_counter() - t0, True)
+            raise
+        stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0)
         if response is None:
             return None
         # The one place a response's throttle time is set (quotas are not served

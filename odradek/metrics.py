@@ -1,0 +1,324 @@
+"""The broker's metrics, kept by hand and rendered in Prometheus's text format.
+
+Theory of operation: the hot paths only add to plain Python numbers (one
+``ApiStats`` per API key, counted once in the connection's dispatch; three
+counters on each hosted ``Topic``, counted where a partition appends and where
+Fetch sends). Everything else (partitions, log sizes, groups and their lag,
+fetch sessions, connections) is read from the broker's own state when
+``/metrics`` is scraped, on the event loop, so there is nothing to keep in
+step. ``render(broker)`` returns the whole exposition as bytes.
+
+With ``http.metrics.compat=kafka-exporter`` the scrape also carries the
+series kafka-exporter (danielqsj/kafka_exporter) serves, under its names and
+labels, for the partitions this broker leads and the groups it coordinates:
+dashboards built on it work unchanged (one target per broker).
+
+Names: an ``odradek_`` prefix, base units (seconds, bytes), counters ending
+in ``_total``, as Prometheus's conventions ask. Counters start at zero when
+the broker starts (and a topic's when this broker starts hosting it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+
+# Request latency buckets, in seconds: from 100 us to 30 s (long polls and joins wait).
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Event-loop lag buckets, in seconds.
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_PROBE_INTERVAL = 0.25  # seconds between two event-loop lag samples
+
+
+class Histogram:
+    """Counts per bucket (not cumulative until rendered), their sum and count."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class ApiStats:
+    """One API's requests, errors and latency, as the dispatch counts them."""
+
+    __slots__ = ("name", "requests", "errors", "latency")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.requests = 0
+        self.errors = 0
+        self.latency = Histogram(LATENCY_BUCKETS)
+
+    def record(self, seconds: float, error: bool) -> None:
+        self.requests += 1
+        if error:
+            self.errors += 1
+        lat = self.latency
+        lat.counts[bisect.bisect_left(lat.bounds, seconds)] += 1
+        lat.sum += seconds
+
+
+class BrokerMetrics:
+    """The counters that are not read from the broker's state: per API and of the event loop."""
+
+    def __init__(self):
+        self.apis: dict[int, ApiStats] = {}  # api key -> its stats, from its first request
+        self.loop_lag = Histogram(LAG_BUCKETS)
+
+    def api(self, key: int, name: str) -> ApiStats:
+        stats = self.apis.get(key)
+        if stats is None:
+            stats = self.apis[key] = ApiStats(name)
+        return stats
+
+    async def probe_loop_lag(self, interval: float = LAG_PROBE_INTERVAL) -> None:
+        """Sample how late the event loop wakes a sleeper: its lag, as a histogram."""
+        clock = time.monotonic
+        while True:
+            t0 = clock()
+            await asyncio.sleep(interval)
+            self.loop_lag.observe(max(clock() - t0 - interval, 0.0))
+
+
+# -- rendering -----------------------------------------------------------------------
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: dict) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _num(v) -> str:
+    if isinstance(v, float):
+        if v == float("inf"):
+            return "+Inf"
+        return repr(v)
+    return str(v)
+
+
+class Exposition:
+    """Lines of the text format, each family headed by its HELP and TYPE once."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_: str, samples) -> None:
+        """``samples``: iterable of (labels dict, value)."""
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        sample_name = name + "_total" if kind == "counter" and not name.endswith("_total") else name
+        for labels, value in samples:
+            self.lines.append(f"{sample_name}{_labels(labels)} {_num(value)}")
+
+    def histogram(self, name: str, help_: str, series) -> None:
+        """``series``: iterable of (labels dict, Histogram)."""
+        self.lines.append(f"# HELP {name} {help_}")
+        self.lines.append(f"# TYPE {name} histogram")
+        for labels, h in series:
+            running = 0
+            for bound, n in zip(h.bounds + (float("inf"),), h.counts):
+                running += n
+                self.lines.append(f"{name}_bucket{_labels({**labels, 'le': _num(float(bound))})} {running}")
+            self.lines.append(f"{name}_sum{_labels(labels)} {_num(float(h.sum))}")
+            self.lines.append(f"{name}_count{_labels(labels)} {running}")
+
+    def text(self) -> bytes:
+        return ("\n".join(self.lines) + "\n").encode()
+
+
+def render(broker) -> bytes:
+    """The broker's metrics now, in Prometheus's text format (version 0.0.4)."""
+    out = Exposition()
+    m = broker.metrics
+    apis = [s for s in m.apis.values() if s.requests]
+    out.family("odradek_requests_total", "counter", "Requests served, per API.",
+               (({"api": s.name}, s.requests) for s in apis))
+    out.family("odradek_request_errors_total", "counter",
+               "Requests answered with a top-level error code, or that closed the connection, per API.",
+               (({"api": s.name}, s.errors) for s in apis))
+    out.histogram("odradek_request_duration_seconds",
+                  "Time from a request's decoding to its response, waits included (long polls, "
+                  "joins), per API.", (({"api": s.name}, s.latency) for s in apis))
+
+    conns: dict[str, int] = {name: 0 for name in broker.endpoints}
+    for c in list(broker.connections):
+        conns[c.listener] = conns.get(c.listener, 0) + 1
+    out.family("odradek_connections", "gauge", "Open client connections, per listener.",
+               (({"listener": k}, v) for k, v in conns.items()))
+    out.histogram("odradek_event_loop_lag_seconds",
+                  f"How late the event loop woke a {LAG_PROBE_INTERVAL} s sleep.", [({}, m.loop_lag)])
+
+    _render_topics(out, broker)
+    _render_groups(out, broker)
+    if broker.config.get("http.metrics.compat") == "kafka-exporter":
+        _render_kafka_exporter(out, broker)
+
+    fs = broker.fetch_sessions.metrics()
+    out.family("odradek_fetch_sessions", "gauge", "Incremental fetch sessions cached (KIP-227).",
+               [({}, fs.pop("NumIncrementalFetchSessions"))])
+    out.family("odradek_fetch_session_partitions", "gauge", "Partitions cached in fetch sessions.",
+               [({}, fs.pop("NumIncrementalFetchPartitionsCached"))])
+    out.family("odradek_fetch_session_events_total", "counter",
+               "Fetch contexts made, by kind (full, incremental, sessionless, errors), and "
+               "sessions created and evicted.", (({"event": k}, v) for k, v in sorted(fs.items())))
+    return out.text()
+
+
+def _render_topics(out: Exposition, broker) -> None:
+    replicas = broker.replicas
+    topics = sorted(replicas.topics.values(), key=lambda t: t.name)
+    out.family("odradek_topic_bytes_in_total", "counter",
+               "Bytes appended to a topic's partitions led here (Kafka's BytesInPerSec).",
+               (({"topic": t.name}, t.bytes_in) for t in topics))
+    out.family("odradek_topic_messages_in_total", "counter",
+               "Records appended to a topic's partitions led here (Kafka's MessagesInPerSec).",
+               (({"topic": t.name}, t.messages_in) for t in topics))
+    out.family("odradek_topic_bytes_out_total", "counter",
+               "Record bytes sent to consumers by Fetch (Kafka's BytesOutPerSec).",
+               (({"topic": t.name}, t.bytes_out) for t in topics))
+    parts = [p for t in topics for p in t.partitions]
+    out.histogram("odradek_log_flush_seconds",
+                  "Time to flush (fsync) a partition's log, as its flush policy asks (Kafka's "
+                  "LogFlushRateAndTimeMs).", [({}, replicas.flush_time)])
+    out.family("odradek_log_size_bytes", "gauge", "Bytes of a partition's log on this broker.",
+               (({"topic": p.topic.name, "partition": p.index}, p.log.size_in_bytes()) for p in parts))
+    out.family("odradek_log_start_offset", "gauge", "A partition's log start offset.",
+               (({"topic": p.topic.name, "partition": p.index}, p.log_start_offset) for p in parts))
+    out.family("odradek_log_end_offset", "gauge", "A partition's log end offset.",
+               (({"topic": p.topic.name, "partition": p.index}, p.log_end_offset) for p in parts))
+    online = offline = under_replicated = under_min_isr = 0
+    node = replicas.node_id
+    for t in topics:
+        state = broker.image.get(t.name)
+        for p in t.partitions:
+            if p.leader != node:
+                continue
+            online += 1
+            if state is not None and p.index < len(state.partitions):
+                s = state.partitions[p.index]
+                isr = s.isr or [node]  # no ISR kept yet: the leader alone
+                if len(isr) < len(s.replicas):
+                    under_replicated += 1
+                if len(isr) < t.config.get_int("min.insync.replicas"):
+                    under_min_isr += 1
+    offline = len(replicas.failed)
+    out.family("odradek_partitions", "gauge",
+               "Partitions led by this broker (online), and those it cannot open (offline).",
+               [({"state": "online"}, online), ({"state": "offline"}, offline)])
+    out.family("odradek_partitions_under_replicated", "gauge",
+               "Partitions led here whose ISR is smaller than their replicas.", [({}, under_replicated)])
+    out.family("odradek_partitions_under_min_isr", "gauge",
+               "Partitions led here whose ISR is smaller than min.insync.replicas.", [({}, under_min_isr)])
+
+
+def _render_groups(out: Exposition, broker) -> None:
+    groups = broker.groups
+    hosted = list(groups.hosted.values()) if groups is not None else []
+    members, states, lags = [], [], []
+    lookup = broker.replicas.partition_or_error
+    for h in hosted:
+        if h.loading:
+            continue
+        shard = h.shard
+        for gid, g in sorted(shard.groups.items()):
+            members.append(({"group": gid}, len(g.members)))
+            states.append(({"group": gid, "state": g.state}, 1))
+        for gid, offsets in sorted(shard.offsets.offsets.items()):
+            for (topic, index), value in sorted(offsets.items()):
+                p, code = lookup(topic, index)
+                if p is None:
+                    continue  # led elsewhere: that broker reports the lag
+                lags.append(({"group": gid, "topic": topic, "partition": index},
+                             max(p.high_watermark - value.offset, 0)))
+    out.family("odradek_consumer_group_members", "gauge", "Members of a group.", members)
+    out.family("odradek_consumer_group_state", "gauge", "A group's state (the series with value 1).",
+               states)
+    out.family("odradek_consumer_group_lag", "gauge",
+               "Records between a group's committed offset and the high watermark, per partition "
+               "led here.", lags)
+
+
+def _render_kafka_exporter(out: Exposition, broker) -> None:
+    """kafka-exporter's series: brokers, topics' partitions, consumer groups."""
+    out.family("kafka_brokers", "gauge", "Number of Brokers in the Kafka Cluster.",
+               [({}, len(broker.image.live_brokers()))])
+    node = broker.replicas.node_id
+    topics = sorted(broker.replicas.topics.values(), key=lambda t: t.name)
+    counts, current, oldest, isr, leader, preferred, replicas, under = [], [], [], [], [], [], [], []
+    for t in topics:
+        state = broker.image.get(t.name)
+        if state is None:
+            continue
+        counts.append(({"topic": t.name}, len(state.partitions)))
+        for p in t.partitions:
+            if p.leader != node or p.index >= len(state.partitions):
+                continue
+            s = state.partitions[p.index]
+            labels = {"partition": p.index, "topic": t.name}
+            in_sync = len(s.isr or [node])
+            current.append((labels, p.high_watermark))
+            oldest.append((labels, p.log_start_offset))
+            isr.append((labels, in_sync))
+            leader.append((labels, p.leader))
+            preferred.append((labels, int(bool(s.replicas) and s.replicas[0] == p.leader)))
+            replicas.append((labels, len(s.replicas)))
+            under.append((labels, int(in_sync < len(s.replicas))))
+    out.family("kafka_topic_partitions", "gauge", "Number of partitions for this Topic", counts)
+    out.family("kafka_topic_partition_current_offset", "gauge",
+               "Current Offset of a Broker at Topic/Partition", current)
+    out.family("kafka_topic_partition_oldest_offset", "gauge",
+               "Oldest Offset of a Broker at Topic/Partition", oldest)
+    out.family("kafka_topic_partition_in_sync_replica", "gauge",
+               "Number of In-Sync Replicas for this Topic/Partition", isr)
+    out.family("kafka_topic_partition_leader", "gauge", "Leader Broker ID of this Topic/Partition", leader)
+    out.family("kafka_topic_partition_leader_is_preferred", "gauge",
+               "1 if Topic/Partition is using the Preferred Broker", preferred)
+    out.family("kafka_topic_partition_replicas", "gauge", "Number of Replicas for this Topic/Partition",
+               replicas)
+    out.family("kafka_topic_partition_under_replicated_partition", "gauge",
+               "1 if Topic/Partition is under Replicated", under)
+
+    groups = broker.groups
+    offsets, offset_sums, lags, lag_sums, members = [], {}, [], {}, []
+    lookup = broker.replicas.partition_or_error
+    for h in (list(groups.hosted.values()) if groups is not None else []):
+        if h.loading:
+            continue
+        for gid, g in sorted(h.shard.groups.items()):
+            members.append(({"consumergroup": gid}, len(g.members)))
+        for gid, committed in sorted(h.shard.offsets.offsets.items()):
+            for (topic, index), value in sorted(committed.items()):
+                p, code = lookup(topic, index)
+                if p is None:
+                    continue
+                labels = {"consumergroup": gid, "partition": index, "topic": topic}
+                lag = max(p.high_watermark - value.offset, 0)
+                offsets.append((labels, value.offset))
+                lags.append((labels, lag))
+                key = (gid, topic)
+                offset_sums[key] = offset_sums.get(key, 0) + value.offset
+                lag_sums[key] = lag_sums.get(key, 0) + lag
+    out.family("kafka_consumergroup_current_offset", "gauge",
+               "Current Offset of a ConsumerGroup at Topic/Partition", offsets)
+    out.family("kafka_consumergroup_current_offset_sum", "gauge",
+               "Current Offset of a ConsumerGroup at Topic for all partitions",
+               (({"consumergroup": g, "topic": t}, v) for (g, t), v in offset_sums.items()))
+    out.family("kafka_consumergroup_lag", "gauge",
+               "Current Approximate Lag of a ConsumerGroup at Topic/Partition", lags)
+    out.family("kafka_consumergroup_lag_sum", "gauge",
+               "Current Approximate Lag of a ConsumerGroup at Topic for all partitions",
+               (({"consumergroup": g, "topic": t}, v) for (g, t), v in lag_sums.items()))
+    out.family("kafka_consumergroup_members", "gauge", "Amount of members in a consumer group", members)
