@@ -24,14 +24,37 @@ from odradek.security.authorizer import PREFIX as ACLS, AclCache
 log = logging.getLogger("odradek.metadata")
 
 
+class Progress:
+    """A revision that only moves forward, and the tasks waiting for it to reach theirs."""
+
+    def __init__(self):
+        self.value = 0
+        self._waiters: list[tuple[int, asyncio.Future]] = []
+
+    async def reached(self, revision: int) -> None:
+        if self.value >= revision:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, fut))
+        await fut
+
+    def advance(self, revision: int) -> None:
+        self.value = max(self.value, revision)
+        if self._waiters:
+            ready = [f for r, f in self._waiters if r <= self.value]
+            self._waiters = [(r, f) for r, f in self._waiters if r > self.value]
+            for f in ready:
+                if not f.done():
+                    f.set_result(None)
+
+
 class MetadataImage:
     def __init__(self):
         self.topics: dict[str, TopicState] = {}
         self.by_id: dict[bytes, TopicState] = {}
         self.brokers: dict[int, BrokerInfo] = {}
         self.acls = AclCache()
-        self.revision = 0
-        self._waiters: list[tuple[int, asyncio.Future]] = []
+        self.progress = Progress()
 
     # -- reading ------------------------------------------------------------------
     def get(self, name_or_id: str | bytes | None) -> TopicState | None:
@@ -63,7 +86,7 @@ class MetadataImage:
 
         for kv in sorted(kvs, key=order):
             self._apply_one("put", kv)
-        self._advance(revision)
+        self.progress.advance(revision)
 
     def apply(self, events: list[Event]) -> set[str]:
         """Apply one or more whole revisions of changes; return the names of
@@ -74,25 +97,16 @@ class MetadataImage:
             if name is not None:
                 touched.add(name)
         if events:
-            self._advance(events[-1].revision)
+            self.progress.advance(events[-1].revision)
         return touched
+
+    @property
+    def revision(self) -> int:
+        return self.progress.value
 
     async def wait_for(self, revision: int) -> None:
         """Return once the image holds ``revision``."""
-        if self.revision >= revision:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((revision, fut))
-        await fut
-
-    def _advance(self, revision: int) -> None:
-        self.revision = max(self.revision, revision)
-        if self._waiters:
-            ready = [f for r, f in self._waiters if r <= self.revision]
-            self._waiters = [(r, f) for r, f in self._waiters if r > self.revision]
-            for f in ready:
-                if not f.done():
-                    f.set_result(None)
+        await self.progress.reached(revision)
 
     def _apply_one(self, kind: str, kv: KeyValue) -> str | None:
         """One change; a value this broker cannot read is logged and passed

@@ -24,7 +24,7 @@ import time
 from typing import Callable, Iterable
 
 from odradek.config import BrokerConfig, TopicConfig
-from odradek.metadata.image import MetadataImage
+from odradek.metadata.image import MetadataImage, Progress
 from odradek.metadata.topics import TopicState
 from odradek.metrics import LATENCY_BUCKETS, Histogram
 from odradek.protocol import errors
@@ -66,9 +66,8 @@ class ReplicaManager:
         self.failed: dict[tuple[bytes, int], tuple[str, OSError]] = {}
         #: called with (partitions now hosted, partitions no longer hosted) after each reconcile
         self.listeners: list[Callable[[list[Partition], list[Partition]], None]] = []
-        self.reconciled = 0  # the image revision the hosted partitions follow
+        self.reconciled = Progress()  # the image revision the hosted partitions follow
         self._lock = asyncio.Lock()
-        self._waiters: list[tuple[int, asyncio.Future]] = []
         self._flushes: set[asyncio.Task] = set()
         self.flush_time = Histogram(LATENCY_BUCKETS)  # seconds per partition flush (fsync), odradek.metrics
 
@@ -152,12 +151,7 @@ class ReplicaManager:
                     await self._reconcile_topic(name, gained, lost)
                 except Exception:  # one topic's trouble stops neither the others nor the waiters
                     log.exception("hosting the partitions of %s failed", name)
-            self.reconciled = max(self.reconciled, revision)
-            ready = [f for r, f in self._waiters if r <= self.reconciled]
-            self._waiters = [(r, f) for r, f in self._waiters if r > self.reconciled]
-            for f in ready:
-                if not f.done():
-                    f.set_result(None)
+            self.reconciled.advance(revision)
         if gained or lost:
             for listener in self.listeners:
                 listener(gained, lost)
@@ -212,11 +206,7 @@ class ReplicaManager:
 
     async def wait_reconciled(self, revision: int) -> None:
         """Return once the hosted partitions follow the image at ``revision``."""
-        if self.reconciled >= revision:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((revision, fut))
-        await fut
+        await self.reconciled.reached(revision)
 
     def add(self, topic: Topic) -> None:
         """Make ``topic``'s partitions reachable."""
