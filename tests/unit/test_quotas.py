@@ -1,0 +1,89 @@
+"""Client quotas: Kafka's precedence, looked up per quota key, and who shares a quota."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from odradek.metadata.image import MetadataImage
+from odradek.metadata.store import Event, KeyValue
+from odradek.security.quotas import (CLIENT_ID, USER, QuotaCache, entity_key, entity_of_key, validate_entity,
+                                     validate_value)
+
+P = "producer_byte_rate"
+ALL = {
+    "u+c": ((USER, "alice"), (CLIENT_ID, "app")),
+    "u+dc": ((USER, "alice"), (CLIENT_ID, None)),
+    "u": ((USER, "alice"),),
+    "du+c": ((USER, None), (CLIENT_ID, "app")),
+    "du+dc": ((USER, None), (CLIENT_ID, None)),
+    "du": ((USER, None),),
+    "c": ((CLIENT_ID, "app"),),
+    "dc": ((CLIENT_ID, None),),
+}
+# Which entity wins, and the (user, client id) that share the quota.
+SHARING = {"u+c": ("alice", "app"), "u+dc": ("alice", "app"), "u": ("alice", ""), "du+c": ("alice", "app"),
+           "du+dc": ("alice", "app"), "du": ("alice", ""), "c": ("", "app"), "dc": ("", "app")}
+ORDER = list(ALL)
+
+
+def cache_with(names, key=P):
+    cache = QuotaCache()
+    for i, name in enumerate(names):
+        cache.put(entity_key(ALL[name]), json.dumps({key: 1000.0 * (ORDER.index(name) + 1)}))
+    return cache
+
+
+@pytest.mark.parametrize("present", [ORDER[i:] for i in range(len(ORDER))] + [[n] for n in ORDER]
+                         + [["dc", "u"], ["c", "du"], ["du+c", "u+dc"], ["c", "dc", "du+dc"]])
+def test_precedence(present):
+    winner = min(present, key=ORDER.index)
+    q = cache_with(present).quota("alice", "app", P)
+    assert q.bound == 1000.0 * (ORDER.index(winner) + 1)
+    assert q.key == SHARING[winner]
+
+
+def test_other_names_do_not_match():
+    cache = cache_with(["u+c", "u", "c"])
+    assert cache.quota("bob", "other", P) is None
+    assert cache.quota("bob", "app", P).key == ("", "app")
+    assert cache.quota("alice", "other", P).key == ("alice", "")
+
+
+def test_lookup_is_per_key():
+    cache = QuotaCache()
+    cache.put(entity_key(ALL["u+c"]), json.dumps({"consumer_byte_rate": 5.0}))
+    cache.put(entity_key(ALL["dc"]), json.dumps({P: 7.0}))
+    assert cache.quota("alice", "app", P).bound == 7.0
+    assert cache.quota("alice", "app", "consumer_byte_rate").bound == 5.0
+    assert cache.quota("alice", "app", "request_percentage") is None
+
+
+def test_keys_round_trip_odd_names():
+    for entity in [((USER, "a/b=c"),), ((CLIENT_ID, "<default>"), (USER, None)), ((CLIENT_ID, "x y%"),)]:
+        assert entity_of_key(entity_key(entity)) == tuple(sorted(entity))
+    assert entity_key(((USER, "<default>"),)) != entity_key(((USER, None),))
+
+
+def test_validation():
+    assert validate_entity([]) is not None
+    assert validate_entity([(USER, "a"), (USER, "b")]) is not None
+    assert validate_entity([(USER, "a"), ("ip", "1.2.3.4")]) is not None
+    assert validate_entity([("group", "g")]) is not None
+    assert validate_entity([(USER, None), (CLIENT_ID, "c")]) is None
+    assert validate_value({USER}, P, 1024) is None
+    assert validate_value({USER}, P, 10.5) is not None
+    assert validate_value({USER}, "request_percentage", 10.5) is None
+    assert validate_value({USER}, "bogus", 1) is not None
+    assert validate_value({USER}, "connection_creation_rate", 1) is not None
+
+
+def test_image_follows_quota_keys():
+    image = MetadataImage()
+    key = entity_key(ALL["c"])
+    kv = KeyValue(key, json.dumps({P: 100.0}).encode(), 5, 5, 1)
+    image.load([kv], 5)
+    assert image.quotas.quota("x", "app", P).bound == 100.0
+    image.apply([Event("delete", KeyValue(key, b"", 5, 6, 0))])
+    assert image.quotas.quota("x", "app", P) is None
