@@ -137,3 +137,96 @@ class QuotaCache:
             if values is not None and quota_key in values:
                 return Quota(values[quota_key], (user if u else "", client_id if c else ""))
         return None
+
+
+class SampledRate:
+    """A rate over ``samples`` windows of ``window_ms``, as Kafka's sampled
+    ``Rate`` measures it: the total of the samples not older than all the
+    windows together, divided by the time they cover, which counts as at least
+    ``samples - 1`` whole windows (so a first burst is not measured over a
+    few milliseconds)."""
+
+    __slots__ = ("samples", "window_ms", "starts", "totals", "last_ms")
+
+    def __init__(self, samples: int, window_ms: int):
+        self.samples = samples
+        self.window_ms = window_ms
+        self.starts: list[int] = []  # each sample's start, oldest first
+        self.totals: list[float] = []
+        self.last_ms = 0
+
+    def _purge(self, now_ms: int) -> None:
+        horizon = now_ms - self.samples * self.window_ms
+        while self.starts and self.starts[0] <= horizon:
+            del self.starts[0], self.totals[0]
+
+    def record(self, value: float, now_ms: int) -> None:
+        self.last_ms = now_ms
+        if not self.starts or now_ms >= self.starts[-1] + self.window_ms:
+            self.starts.append(now_ms)
+            self.totals.append(0.0)
+            if len(self.starts) > self.samples:
+                del self.starts[0], self.totals[0]
+        self.totals[-1] += value
+        self._purge(now_ms)
+
+    def window_size_ms(self, now_ms: int) -> int:
+        self._purge(now_ms)
+        elapsed = now_ms - (self.starts[0] if self.starts else now_ms)
+        full = elapsed // self.window_ms
+        if full < self.samples - 1:
+            elapsed += (self.samples - 1 - full) * self.window_ms
+        return elapsed
+
+    def rate(self, now_ms: int) -> float:
+        """Per second."""
+        return sum(self.totals) / (self.window_size_ms(now_ms) / 1000)
+
+
+def throttle_ms(rate: SampledRate, bound: float, now_ms: int) -> int:
+    """Kafka's throttle time for a rate over its bound: how long the client must
+    stay quiet for the measured rate, over its window, to come back to the
+    bound; 0 within the bound."""
+    window = rate.window_size_ms(now_ms)
+    value = sum(rate.totals) / (window / 1000)
+    if value <= bound:
+        return 0
+    return round((value - bound) / bound * window)
+
+
+class ClientQuotas:
+    """The broker's quota accounting: one sampled rate per quota key and per
+    (user, client id) sharing a quota (``Quota.key``); the quotas themselves
+    are the image's (``QuotaCache``), so a change applies from the next
+    request. Rates idle for all their windows are dropped."""
+
+    def __init__(self, cache: QuotaCache, samples: int = 11, window_ms: int = 1000):
+        self.cache = cache
+        self.samples = samples
+        self.window_ms = window_ms
+        self.rates: dict[tuple, SampledRate] = {}
+        self._next_sweep = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.cache.entities)
+
+    def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> int:
+        """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms."""
+        quota = self.cache.quota(user, client_id or "", quota_key)
+        if quota is None:
+            return 0
+        k = (quota_key, quota.key)
+        rate = self.rates.get(k)
+        if rate is None:
+            rate = self.rates[k] = SampledRate(self.samples, self.window_ms)
+        rate.record(value, now_ms)
+        if now_ms >= self._next_sweep:
+            self._sweep(now_ms)
+        return throttle_ms(rate, quota.bound, now_ms)
+
+    def _sweep(self, now_ms: int) -> None:
+        span = self.samples * self.window_ms
+        self._next_sweep = now_ms + span
+        for k in [k for k, r in self.rates.items() if r.last_ms < now_ms - span]:
+            del self.rates[k]

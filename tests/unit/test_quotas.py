@@ -87,3 +87,36 @@ def test_image_follows_quota_keys():
     assert image.quotas.quota("x", "app", P).bound == 100.0
     image.apply([Event("delete", KeyValue(key, b"", 5, 6, 0))])
     assert image.quotas.quota("x", "app", P) is None
+
+
+def test_sampled_rate_counts_at_least_all_but_one_window():
+    from odradek.security.quotas import SampledRate, throttle_ms
+
+    r = SampledRate(11, 1000)
+    r.record(1000, 0)
+    assert r.window_size_ms(0) == 10_000
+    assert r.rate(0) == 100.0
+    # 2000 bytes over 10.5 s (10 windows plus the 0.5 s elapsed): 190.5 B/s;
+    # at a bound of 100 B/s the client must stay quiet for (190.5 - 100) / 100 of 10.5 s.
+    r.record(1000, 500)
+    assert throttle_ms(r, 100, 500) == 9500
+    assert throttle_ms(r, 200, 500) == 0
+    # After all the windows, the old samples no longer count.
+    r.record(10, 20_000)
+    assert r.rate(20_000) == 1.0
+    # Steady 50 B/s for 30 s: the rate reads 50.
+    s = SampledRate(11, 1000)
+    for t in range(0, 30_000, 100):
+        s.record(5, t)
+    assert abs(s.rate(29_999) - 50) < 3
+
+
+def test_client_quotas_share_by_match_and_skip_unlimited():
+    from odradek.security.quotas import ClientQuotas
+
+    cache = cache_with(["u"])  # alice: 3000 B/s for all her clients
+    q = ClientQuotas(cache)
+    assert q.record(P, "bob", "x", 10**9, 0) == 0
+    assert q.record(P, "alice", "one", 30_000, 0) == 0
+    assert q.record(P, "alice", "two", 3_000, 0) > 0  # the same rate: shared
+    assert list(q.rates) == [(P, ("alice", ""))]
