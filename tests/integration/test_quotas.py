@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from tests.integration.rawclient import RawClient
@@ -78,3 +81,47 @@ def test_describe_refuses_bad_filters(raw):
         r = raw.request("DescribeClientQuotas", 1, {"components": [
             {"entity_type": t, "match_type": m, "match": n} for t, m, n in components], "strict": False})
         assert r["error_code"] == INVALID_REQUEST, components
+
+
+def produce(raw, topic, nbytes):
+    from odradek.protocol.records import build_batch
+
+    batch = build_batch([(None, os.urandom(10_000), [], 1000) for _ in range(nbytes // 10_000)])
+    return raw.request("Produce", 9, {"acks": 1, "timeout_ms": 5000, "topic_data": [
+        {"name": topic, "partition_data": [{"index": 0, "records": batch}]}]})
+
+
+def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
+    """KIP-219: the response carries the throttle time and goes out at once;
+    the next request of that connection waits it out, even from a client that
+    ignores the field. Other clients are not slowed."""
+    topic = raw.broker.create_topic("q")
+    assert alter(raw, [(entity(client_id="raw"), {"producer_byte_rate": 10_000, "consumer_byte_rate": 10_000})]) \
+        == [(0, None)]
+    # 120 kB at once: 12 kB/s over the 10 s Kafka counts at least, 20% over the bound.
+    t0 = time.monotonic()
+    r = produce(raw, topic, 120_000)
+    assert r["responses"][0]["partition_responses"][0]["error_code"] == 0
+    throttle = r["throttle_time_ms"]
+    assert 1500 <= throttle <= 2500, throttle
+    assert time.monotonic() - t0 < 1.0  # answered before the throttle time, not after
+    other = RawClient(raw.broker.bootstrap)  # another connection, client id "raw" too: shares the quota's rate
+    try:
+        t1 = time.monotonic()
+        other.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        assert time.monotonic() - t1 < 0.5  # a muted connection holds back only itself
+    finally:
+        other.close()
+    raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+    assert time.monotonic() - t0 >= throttle / 1000 - 0.05
+    # Fetch: the response's bytes count against consumer_byte_rate.
+    f = raw.request("Fetch", 12, {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 10**7,
+                                  "topics": [{"topic": topic, "partitions": [
+                                      {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]})
+    assert f["responses"][0]["partitions"][0]["error_code"] == 0
+    assert f["throttle_time_ms"] > 0
+    # Without a quota nothing is counted or throttled.
+    assert alter(raw, [(entity(client_id="raw"), {"producer_byte_rate": None, "consumer_byte_rate": None})]) \
+        == [(0, None)]
+    raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+    assert produce(raw, topic, 120_000)["throttle_time_ms"] == 0
