@@ -125,3 +125,47 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
         == [(0, None)]
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     assert produce(raw, topic, 120_000)["throttle_time_ms"] == 0
+
+
+def test_confluent_kafka_producer_is_held_near_its_client_id_quota(odradek_broker_factory):
+    """librdkafka with a 50 kB/s producer_byte_rate on its client id: over the
+    run its acknowledged bytes stay near the quota, it reports the throttle
+    (throttle_cb), and a client without a quota is not slowed. Three windows
+    of 1 s, so the rate settles within the test (Kafka's default is 11)."""
+    from confluent_kafka import Producer
+
+    broker = odradek_broker_factory(config={"quota.window.num": "3"})
+    topic = broker.create_topic("rate")
+    raw = RawClient(broker.bootstrap)
+    try:
+        assert alter(raw, [(entity(client_id="slow"), {"producer_byte_rate": 50_000})]) == [(0, None)]
+    finally:
+        raw.close()
+
+    def run(client_id, seconds, throttles):
+        acked = [0]
+
+        def delivered(err, msg):
+            if err is None:
+                acked[0] += len(msg.value())
+
+        p = Producer({"bootstrap.servers": broker.bootstrap, "client.id": client_id, "linger.ms": 5,
+                      "batch.size": 16384, "queue.buffering.max.kbytes": 64,
+                      "throttle_cb": lambda ev: throttles.append(ev.throttle_time)})
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            try:
+                p.produce(topic, os.urandom(1000), on_delivery=delivered)
+            except BufferError:
+                p.poll(0.05)
+            p.poll(0)
+        assert p.flush(30) == 0
+        return acked[0] / (time.monotonic() - t0)
+
+    fast_throttles, slow_throttles = [], []
+    fast = run("fast", 1.5, fast_throttles)
+    slow = run("slow", 8, slow_throttles)
+    print(f"fast {fast:.0f} B/s, slow {slow:.0f} B/s, {len(slow_throttles)} throttles")
+    assert fast > 1_000_000 and fast_throttles == []
+    assert 35_000 <= slow <= 65_000, slow
+    assert slow_throttles and max(slow_throttles) > 0
