@@ -169,3 +169,56 @@ def test_confluent_kafka_producer_is_held_near_its_client_id_quota(odradek_broke
     assert fast > 1_000_000 and fast_throttles == []
     assert 35_000 <= slow <= 65_000, slow
     assert slow_throttles and max(slow_throttles) > 0
+
+
+JAVA_ADMIN = """
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.quota.*;
+
+public class QuotaAdmin {
+    public static void main(String[] args) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", args[0]);
+        try (Admin admin = Admin.create(p)) {
+            Map<String, String> names = new HashMap<>();
+            names.put(ClientQuotaEntity.USER, "alice");
+            names.put(ClientQuotaEntity.CLIENT_ID, "app");
+            ClientQuotaEntity both = new ClientQuotaEntity(names);
+            ClientQuotaEntity anyClient = new ClientQuotaEntity(Collections.singletonMap(ClientQuotaEntity.CLIENT_ID, null));
+            admin.alterClientQuotas(List.of(
+                new ClientQuotaAlteration(both, List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1024.0),
+                                                        new ClientQuotaAlteration.Op("consumer_byte_rate", 2048.0))),
+                new ClientQuotaAlteration(anyClient, List.of(new ClientQuotaAlteration.Op("request_percentage", 25.0)))
+            )).all().get();
+            try {
+                admin.alterClientQuotas(List.of(new ClientQuotaAlteration(both,
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 1.5))))).all().get();
+                System.out.println("refused: no");
+            } catch (Exception e) {
+                System.out.println("refused: " + e.getCause().getClass().getSimpleName());
+            }
+            Map<ClientQuotaEntity, Map<String, Double>> all =
+                admin.describeClientQuotas(ClientQuotaFilter.all()).entities().get();
+            TreeMap<String, String> sorted = new TreeMap<>();
+            all.forEach((e, v) -> sorted.put(new TreeMap<>(e.entries()).toString(), new TreeMap<>(v).toString()));
+            sorted.forEach((e, v) -> System.out.println(e + " " + v));
+            Map<ClientQuotaEntity, Map<String, Double>> alice = admin.describeClientQuotas(ClientQuotaFilter.contains(
+                List.of(ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.USER, "alice")))).entities().get();
+            System.out.println("alice: " + alice.size());
+        }
+    }
+}
+"""
+
+
+def test_java_admin_alters_and_describes_client_quotas(odradek_broker_fn, tmp_path):
+    from tests.integration.java_client import run_java
+
+    out = run_java(tmp_path, "QuotaAdmin", JAVA_ADMIN, [odradek_broker_fn.bootstrap])
+    assert out.splitlines() == [
+        "refused: InvalidRequestException",
+        "{client-id=app, user=alice} {consumer_byte_rate=2048.0, producer_byte_rate=1024.0}",
+        "{client-id=null} {request_percentage=25.0}",
+        "alice: 1",
+    ]
