@@ -108,16 +108,23 @@ class QuotaCache:
 
     def __init__(self):
         self.entities: dict[Entity, dict[str, float]] = {}
+        self.keys: frozenset[str] = frozenset()  # the quota keys some entity sets
 
     def put(self, key: str, value: bytes | str) -> None:
         values = {k: float(v) for k, v in json.loads(value).items()}
         self.entities[entity_of_key(key)] = values
+        self._changed()
 
     def delete(self, key: str) -> None:
         self.entities.pop(entity_of_key(key), None)
+        self._changed()
 
     def clear(self) -> None:
         self.entities.clear()
+        self._changed()
+
+    def _changed(self) -> None:
+        self.keys = frozenset(k for values in self.entities.values() for k in values)
 
     def __iter__(self):
         return iter(list(self.entities.items()))
@@ -211,8 +218,20 @@ class ClientQuotas:
     def active(self) -> bool:
         return bool(self.cache.entities)
 
+    @property
+    def request_quotas(self) -> bool:
+        """Whether some entity has a ``request_percentage`` (handler time is measured only then)."""
+        return REQUEST_PERCENTAGE in self.cache.keys
+
+    def record_request_time(self, user: str, client_id: str | None, ns: int, now_ms: int) -> int:
+        """Count ``ns`` of handler time against ``request_percentage`` (percent of
+        one thread per second); the throttle, which Kafka bounds at one window."""
+        return min(self.record(REQUEST_PERCENTAGE, user, client_id, ns * 100 / 1e9, now_ms), self.window_ms)
+
     def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> int:
         """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms."""
+        if quota_key not in self.cache.keys:
+            return 0
         quota = self.cache.quota(user, client_id or "", quota_key)
         if quota is None:
             return 0

@@ -222,3 +222,17 @@ def test_java_admin_alters_and_describes_client_quotas(odradek_broker_fn, tmp_pa
         "{client-id=null} {request_percentage=25.0}",
         "alice: 1",
     ]
+
+
+def test_request_percentage_throttles_a_busy_client_for_at_most_one_window(raw):
+    """Handler time counts against request_percentage (percent of one thread);
+    the throttle is bounded at one window, as Kafka bounds it."""
+    assert alter(raw, [(entity(client_id="raw"), {"request_percentage": 0.0001})]) == [(0, None)]
+    for _ in range(200):
+        throttle = raw.request("Metadata", 12, {"topics": None})["throttle_time_ms"]
+        if throttle:
+            break
+    assert 0 < throttle <= 1000
+    t0 = time.monotonic()
+    raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})  # exempt, but muted
+    assert time.monotonic() - t0 >= throttle / 1000 - 0.05

@@ -120,3 +120,60 @@ def test_client_quotas_share_by_match_and_skip_unlimited():
     assert q.record(P, "alice", "one", 30_000, 0) == 0
     assert q.record(P, "alice", "two", 3_000, 0) > 0  # the same rate: shared
     assert list(q.rates) == [(P, ("alice", ""))]
+
+
+def test_timed_counts_only_the_coroutines_own_steps():
+    import asyncio
+    import time
+
+    from odradek.server.connection import _Timed
+
+    async def handler():
+        await asyncio.sleep(0.2)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.05:
+            pass
+        return "done"
+
+    async def main():
+        timed = _Timed(handler())
+        assert await timed == "done"
+        return timed.ns
+
+    ns = asyncio.run(main())
+    assert 0.05e9 <= ns < 0.15e9
+
+
+def test_timed_passes_exceptions_and_cancellation():
+    import asyncio
+
+    from odradek.server.connection import _Timed
+
+    async def fails():
+        await asyncio.sleep(0)
+        raise KeyError("x")
+
+    async def main():
+        with pytest.raises(KeyError):
+            await _Timed(fails())
+        async def waits():
+            return await _Timed(asyncio.sleep(10))
+
+        task = asyncio.ensure_future(waits())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_request_percentage_throttle_is_bounded_at_one_window():
+    from odradek.security.quotas import ClientQuotas
+
+    cache = QuotaCache()
+    cache.put(entity_key(ALL["c"]), json.dumps({"request_percentage": 1.0}))
+    q = ClientQuotas(cache)
+    assert q.request_quotas
+    assert q.record_request_time("u", "app", 10**9, 0) == 1000  # a whole second of one thread: 10% > 1%
+    assert q.record_request_time("u", "other", 10**9, 0) == 0
