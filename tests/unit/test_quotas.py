@@ -177,3 +177,13 @@ def test_request_percentage_throttle_is_bounded_at_one_window():
     assert q.request_quotas
     assert q.record_request_time("u", "app", 10**9, 0) == 1000  # a whole second of one thread: 10% > 1%
     assert q.record_request_time("u", "other", 10**9, 0) == 0
+
+
+def test_quota_settings_checked_at_start():
+    from odradek.security.config import SecurityConfigError, security_config
+
+    security_config({"quota.window.num": "11", "quota.window.size.seconds": "1"}, [])
+    for props in ({"client.quota.callback.class": "com.example.Quotas"}, {"quota.window.num": "0"},
+                  {"quota.window.size.seconds": "x"}):
+        with pytest.raises(SecurityConfigError):
+            security_config(props, [])
