@@ -236,3 +236,44 @@ def test_request_percentage_throttles_a_busy_client_for_at_most_one_window(raw):
     t0 = time.monotonic()
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})  # exempt, but muted
     assert time.monotonic() - t0 >= throttle / 1000 - 0.05
+
+
+def test_confluent_kafka_consumer_is_held_near_its_client_id_quota(odradek_broker_factory):
+    """A consumer_byte_rate of 100 kB/s on a confluent-kafka consumer's client
+    id: over the run the bytes it receives stay near the quota; one without a
+    quota reads the same topic at full speed."""
+    from confluent_kafka import Consumer
+
+    broker = odradek_broker_factory(config={"quota.window.num": "3"})
+    topic = broker.create_topic("read")
+    raw = RawClient(broker.bootstrap)
+    try:
+        for _ in range(60):
+            produce(raw, topic, 50_000)  # 3 MB
+        assert alter(raw, [(entity(client_id="slowc"), {"consumer_byte_rate": 100_000})]) == [(0, None)]
+    finally:
+        raw.close()
+
+    def run(client_id, seconds):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "client.id": client_id, "group.id": client_id,
+                      "auto.offset.reset": "earliest", "fetch.max.bytes": 65536, "message.max.bytes": 65536,
+                      "max.partition.fetch.bytes": 65536, "enable.auto.commit": False})
+        c.subscribe([topic])
+        got, t0 = 0, None
+        try:
+            while t0 is None or time.monotonic() - t0 < seconds:
+                m = c.poll(0.1)
+                if m is not None and m.error() is None:
+                    t0 = t0 or time.monotonic()
+                    got += len(m.value())
+                    if got >= 3_000_000:
+                        break
+            return got / (time.monotonic() - t0)
+        finally:
+            c.close()
+
+    fast = run("fastc", 5)
+    slow = run("slowc", 6)
+    print(f"consumer: fast {fast:.0f} B/s, slow {slow:.0f} B/s")
+    assert fast > 1_000_000
+    assert 60_000 <= slow <= 150_000, slow
