@@ -277,3 +277,46 @@ def test_confluent_kafka_consumer_is_held_near_its_client_id_quota(odradek_broke
     print(f"consumer: fast {fast:.0f} B/s, slow {slow:.0f} B/s")
     assert fast > 1_000_000
     assert 60_000 <= slow <= 150_000, slow
+
+
+def test_user_quotas_follow_the_sasl_principal_and_the_quota_apis_need_the_cluster():
+    """A user quota applies to that SASL user's clients, whatever their client
+    id; the quota APIs need ALTER_CONFIGS / DESCRIBE_CONFIGS on the cluster."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from tests.integration import test_acls as T
+
+    b = T.start(T.broker_config(**{"listeners": "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+                                   "allow.everyone.if.no.acl.found": "true", "quota.window.num": "2"}))
+    try:
+        T.create_topics(b, "q")
+        raw = RawClient("127.0.0.1:%d" % b.core.endpoints["PLAINTEXT"][1])
+        try:
+            assert alter(raw, [(entity(user="alice"), {"producer_byte_rate": 20_000})]) == [(0, None)]
+            admin = AdminClient(T.conf(b, "admin"))
+            for f in admin.create_acls([T.acl("BROKER", "kafka-cluster", "User:ANONYMOUS", "ALTER_CONFIGS", "DENY"),
+                                        T.acl("BROKER", "kafka-cluster", "User:ANONYMOUS", "DESCRIBE_CONFIGS",
+                                              "DENY")]).values():
+                f.result(timeout=10)
+            assert [c for c, _ in alter(raw, [(entity(user="alice"), {"producer_byte_rate": 1})])] == [31]
+            r = raw.request("DescribeClientQuotas", 1, {"components": [], "strict": False})
+            assert r["error_code"] == 31 and r["entries"] is None
+        finally:
+            raw.close()
+
+        def throttled(user, client_id):
+            seen = []
+            p = Producer(T.conf(b, user, **{"client.id": client_id, "linger.ms": 5,
+                                            "throttle_cb": lambda ev: seen.append(ev.throttle_time)}))
+            for _ in range(150):
+                p.produce("q", os.urandom(1000))
+                p.poll(0)
+            assert p.flush(30) == 0
+            p.poll(0.5)
+            return bool(seen)
+
+        assert throttled("alice", "any-client")
+        assert not throttled("bob", "any-client")
+    finally:
+        b.__exit__(None, None, None)
