@@ -6,7 +6,9 @@ Describe answers the entities a filter matches, with their values: each
 filter component names an entity type (``user``, ``client-id``, ``ip``) and
 matches an exact name, the default, or any specified name; with ``strict``
 an entity must have no other type. Alter applies each entry's set and
-remove operations to its entity, all entries in one store transaction; an
+remove operations to its entity, all entries in one store transaction
+(compared against the entities as read, so that alterations through two
+brokers at once cannot lose one another's values); an
 entry Kafka would refuse (an empty or repeated entity type, ``ip`` with
 another type, an unknown key, a fractional byte rate, a value not above
 zero) gets INVALID_REQUEST in its own result and changes nothing.
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import json
 
-from odradek.metadata.store import Delete, Put
+from odradek.metadata.store import Compare, Delete, Put
 from odradek.protocol import errors
 from odradek.security.quotas import CLIENT_ID, IP, USER, entity_key, validate_entity, validate_value
 from odradek.server.registry import handles
 
 EXACT, DEFAULT, SPECIFIED = 0, 1, 2
+ATTEMPTS = 5
 
 
 def _filter_error(components: list[dict]) -> str | None:
@@ -102,24 +105,36 @@ def _altered(current: dict[str, float], entity: list, ops: list[dict]) -> tuple[
 
 @handles("AlterClientQuotas", 0, 1)
 async def alter_client_quotas(ctx, request: dict) -> dict:
+    """Read each entity from the store, apply the entries, and write them all
+    in one transaction that holds only if none of them changed meanwhile
+    (another broker's alteration); else read and apply again."""
     broker = ctx.broker
-    results, ops = [], {}
-    for entry in request["entries"]:
-        entity = [(e["entity_type"], e["entity_name"]) for e in entry["entity"]]
-        why = validate_entity(entity)
-        values = {}
-        if why is None:
-            key = entity_key(tuple(entity))
-            current = ops[key][1] if key in ops else broker.image.quotas.entities.get(tuple(sorted(entity)), {})
-            why, values = _altered(current, entity, entry["ops"])
-        if why is not None:
-            results.append({"error_code": errors.INVALID_REQUEST, "error_message": why, "entity": entry["entity"]})
-            continue
-        results.append({"error_code": 0, "error_message": None, "entity": entry["entity"]})
-        ops[key] = (entity, values)
-    if ops and not request["validate_only"]:
-        writes = [Put(key, json.dumps(values).encode()) if values else Delete(key)
-                  for key, (_, values) in ops.items()]
-        revision = (await broker.metadata.txn((), writes)).revision
-        await broker.image.wait_for(revision)
-    return {"entries": results}
+    for _ in range(ATTEMPTS):
+        results, writes, compares = [], {}, {}
+        for entry in request["entries"]:
+            entity = [(e["entity_type"], e["entity_name"]) for e in entry["entity"]]
+            why = validate_entity(entity)
+            if why is None:
+                key = entity_key(tuple(entity))
+                if key not in compares:
+                    kv = await broker.metadata.get(key)
+                    compares[key] = Compare(key, "mod_revision", "==", 0 if kv is None else kv.mod_revision)
+                    writes[key] = {} if kv is None else {k: float(v) for k, v in json.loads(kv.value).items()}
+                why, values = _altered(writes[key], entity, entry["ops"])
+            if why is not None:
+                results.append({"error_code": errors.INVALID_REQUEST, "error_message": why,
+                                "entity": entry["entity"]})
+                continue
+            results.append({"error_code": 0, "error_message": None, "entity": entry["entity"]})
+            writes[key] = values
+        changed = {k for k, c in compares.items() if c.operand or writes[k]}
+        if not changed or request["validate_only"]:
+            return {"entries": results}
+        result = await broker.metadata.txn(
+            [compares[k] for k in changed],
+            [Put(k, json.dumps(writes[k]).encode()) if writes[k] else Delete(k) for k in changed])
+        if result.succeeded:
+            await broker.image.wait_for(result.revision)
+            return {"entries": results}
+    return {"entries": [{"error_code": errors.UNKNOWN_SERVER_ERROR, "error_message": "Concurrent alterations; retry",
+                         "entity": entry["entity"]} for entry in request["entries"]]}

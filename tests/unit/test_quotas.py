@@ -187,3 +187,47 @@ def test_quota_settings_checked_at_start():
                   {"quota.window.size.seconds": "x"}):
         with pytest.raises(SecurityConfigError):
             security_config(props, [])
+
+
+def test_alter_reads_again_when_the_store_changed_meanwhile():
+    import asyncio
+    from types import SimpleNamespace
+
+    from odradek.apis.quotas import alter_client_quotas
+    from odradek.metadata.store import TxnResult
+
+    key = entity_key(ALL["u"])
+
+    class Store:
+        def __init__(self):
+            self.values = {}
+            self.rev = 1
+            self.txns = []
+
+        async def get(self, k):
+            v = self.values.get(k)
+            return None if v is None else KeyValue(k, v[0], 1, v[1], 1)
+
+        async def txn(self, compares, ops):
+            self.txns.append((compares, ops))
+            if len(self.txns) == 1:  # another broker wrote consumer_byte_rate first
+                self.rev += 1
+                self.values[key] = (json.dumps({"consumer_byte_rate": 5.0}).encode(), self.rev)
+                return TxnResult(False, self.rev)
+            assert all(c.operand == self.values.get(c.key, (None, 0))[1] for c in compares)
+            for op in ops:
+                self.rev += 1
+                self.values[op.key] = (op.value, self.rev)
+            return TxnResult(True, self.rev)
+
+    async def wait_for(revision):
+        return None
+
+    store = Store()
+    ctx = SimpleNamespace(broker=SimpleNamespace(metadata=store, image=SimpleNamespace(wait_for=wait_for)))
+    request = {"validate_only": False, "entries": [{"entity": [{"entity_type": "user", "entity_name": "alice"}],
+                                                    "ops": [{"key": P, "value": 7.0, "remove": False}]}]}
+    response = asyncio.run(alter_client_quotas(ctx, request))
+    assert response["entries"][0]["error_code"] == 0
+    assert len(store.txns) == 2
+    assert json.loads(store.values[key][0]) == {"consumer_byte_rate": 5.0, P: 7.0}
