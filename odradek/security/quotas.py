@@ -213,6 +213,7 @@ class ClientQuotas:
         self.window_ms = window_ms
         self.rates: dict[tuple, SampledRate] = {}
         self._next_sweep = 0
+        self.throttles: dict[str, list] = {}  # quota key -> [throttled responses, total throttle ms]
 
     @property
     def active(self) -> bool:
@@ -226,7 +227,7 @@ class ClientQuotas:
     def record_request_time(self, user: str, client_id: str | None, ns: int, now_ms: int) -> int:
         """Count ``ns`` of handler time against ``request_percentage`` (percent of
         one thread per second); the throttle, which Kafka bounds at one window."""
-        return min(self.record(REQUEST_PERCENTAGE, user, client_id, ns * 100 / 1e9, now_ms), self.window_ms)
+        return self.record(REQUEST_PERCENTAGE, user, client_id, ns * 100 / 1e9, now_ms)
 
     def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> int:
         """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms."""
@@ -242,7 +243,14 @@ class ClientQuotas:
         rate.record(value, now_ms)
         if now_ms >= self._next_sweep:
             self._sweep(now_ms)
-        return throttle_ms(rate, quota.bound, now_ms)
+        throttle = throttle_ms(rate, quota.bound, now_ms)
+        if throttle:
+            if quota_key == REQUEST_PERCENTAGE:
+                throttle = min(throttle, self.window_ms)
+            counts = self.throttles.setdefault(quota_key, [0, 0])
+            counts[0] += 1
+            counts[1] += throttle
+        return throttle
 
     def _sweep(self, now_ms: int) -> None:
         span = self.samples * self.window_ms

@@ -120,6 +120,11 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
                                       {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]})
     assert f["responses"][0]["partitions"][0]["error_code"] == 0
     assert f["throttle_time_ms"] > 0
+    from odradek.metrics import render
+
+    text = render(raw.broker.broker.core).decode()
+    assert 'odradek_quota_throttles_total{quota="producer_byte_rate"} 1' in text
+    assert 'odradek_quota_throttles_total{quota="consumer_byte_rate"} 1' in text
     # Without a quota nothing is counted or throttled.
     assert alter(raw, [(entity(client_id="raw"), {"producer_byte_rate": None, "consumer_byte_rate": None})]) \
         == [(0, None)]

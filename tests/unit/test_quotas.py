@@ -177,6 +177,7 @@ def test_request_percentage_throttle_is_bounded_at_one_window():
     assert q.request_quotas
     assert q.record_request_time("u", "app", 10**9, 0) == 1000  # a whole second of one thread: 10% > 1%
     assert q.record_request_time("u", "other", 10**9, 0) == 0
+    assert q.throttles == {"request_percentage": [1, 1000]}
 
 
 def test_quota_settings_checked_at_start():
