@@ -95,6 +95,11 @@ class BrokerCore:
         self.authorizer = None  # odradek.security.authorizer.Authorizer when ACLs are on
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self.metrics = BrokerMetrics()  # counted in dispatch; the rest is read at scrape time
+        from odradek.security.quotas import ClientQuotas
+
+        # Client quota accounting (the quotas are the image's), counted in dispatch.
+        self.quotas = ClientQuotas(self.image.quotas, samples=config.get_int("quota.window.num", 11),
+                                   window_ms=1000 * config.get_int("quota.window.size.seconds", 1))
         self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
         self.http_address: tuple[str, int] | None = None  # where it is bound
 

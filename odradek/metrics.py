@@ -161,6 +161,14 @@ def render(broker) -> bytes:
     out.histogram("odradek_event_loop_lag_seconds",
                   f"How late the event loop woke a {LAG_PROBE_INTERVAL} s sleep.", [({}, m.loop_lag)])
 
+    throttles = sorted(broker.quotas.throttles.items())
+    out.family("odradek_quota_throttles_total", "counter",
+               "Responses throttled by a client quota (and the connection muted), per quota key.",
+               (({"quota": k}, n) for k, (n, _) in throttles))
+    out.family("odradek_quota_throttle_seconds_total", "counter",
+               "Throttle time answered (and muted) for client quotas, per quota key.",
+               (({"quota": k}, ms / 1000) for k, (_, ms) in throttles))
+
     _render_topics(out, broker)
     _render_groups(out, broker)
     if broker.config.get("http.metrics.compat") == "kafka-exporter":

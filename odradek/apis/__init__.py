@@ -11,6 +11,7 @@ from odradek.apis import (  # noqa: F401
     offsets,
     produce,
     producer_id,
+    quotas,
     sasl,
     scram_credentials,
 )

@@ -1,7 +1,9 @@
 """The metadata image: what the store says, as of one revision.
 
-Topics (ids, configs, partition states), the live brokers and the ACLs
-(``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding), built from a
+Topics (ids, configs, partition states), the live brokers, the ACLs
+(``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding)
+and the client quotas (``odradek.security.quotas.QuotaCache``, one
+``quotas/...`` key per entity), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
 (``apply``): readers on the event loop never see half of a transaction.
@@ -20,6 +22,7 @@ from odradek.metadata.brokers import BROKERS, BrokerInfo
 from odradek.metadata.store import Event, KeyValue
 from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
 from odradek.security.authorizer import PREFIX as ACLS, AclCache
+from odradek.security.quotas import PREFIX as QUOTAS, QuotaCache
 
 log = logging.getLogger("odradek.metadata")
 
@@ -54,6 +57,7 @@ class MetadataImage:
         self.by_id: dict[bytes, TopicState] = {}
         self.brokers: dict[int, BrokerInfo] = {}
         self.acls = AclCache()
+        self.quotas = QuotaCache()
         self.progress = Progress()
 
     # -- reading ------------------------------------------------------------------
@@ -78,6 +82,7 @@ class MetadataImage:
         self.by_id.clear()
         self.brokers.clear()
         self.acls.clear()
+        self.quotas.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
                 name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
@@ -151,6 +156,8 @@ class MetadataImage:
             self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
         elif key.startswith(ACLS):
             self.acls.put(key, kv.value)
+        elif key.startswith(QUOTAS):
+            self.quotas.put(key, kv.value)
         return None
 
     def _delete(self, key: str) -> str | None:
@@ -163,4 +170,6 @@ class MetadataImage:
             self.brokers.pop(int(key[len(BROKERS):]), None)
         elif key.startswith(ACLS):
             self.acls.delete(key)
+        elif key.startswith(QUOTAS):
+            self.quotas.delete(key)
         return None

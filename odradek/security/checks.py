@@ -379,6 +379,11 @@ RULES: dict[str, Callable] = {
         {"error_code": code} for _ in r["creations"]]}),
     "DeleteAcls": Whole(cluster(Op.ALTER), lambda r, code: {"filter_results": [
         {"error_code": code, "matching_acls": []} for _ in r["filters"]]}),
+    "DescribeClientQuotas": Whole(cluster(Op.DESCRIBE_CONFIGS),
+                                  lambda r, code: {"error_code": code, "entries": None,
+                                                   "error_message": "Cluster authorization failed."}),
+    "AlterClientQuotas": Whole(cluster(Op.ALTER_CONFIGS), lambda r, code: {"entries": [
+        {"error_code": code, "error_message": None, "entity": e["entity"]} for e in r["entries"]]}),
 }
 
 

@@ -199,9 +199,15 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
     if not authorizer and props.get("allow.everyone.if.no.acl.found") is not None:
         notes.append("allow.everyone.if.no.acl.found has no effect without authorizer.class.name")
     for key, why in (("principal.builder.class", "Java principal builders cannot be loaded"),
-                     ("security.providers", "Java security providers cannot be loaded")):
+                     ("security.providers", "Java security providers cannot be loaded"),
+                     ("client.quota.callback.class",
+                      "Java quota callbacks cannot be loaded (Kafka's default quotas are served)")):
         if props.get(key, "").strip():
             _refuse(key, why)
+
+    for key in ("quota.window.num", "quota.window.size.seconds"):
+        if _int(props.get(key), key, 1) < 1:
+            raise SecurityConfigError(f"Invalid value {props[key]!r} for {key}: expected at least 1")
 
     out: dict[str, ListenerSecurity] = {}
     for l in listeners:

@@ -41,6 +41,7 @@ from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
 from odradek.security.checks import handle as authorized
 from odradek.security.principal import ANONYMOUS
+from odradek.security.quotas import CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE
 from odradek.server.registry import REGISTRY
 
 if TYPE_CHECKING:
@@ -52,6 +53,50 @@ _SIZE = struct.Struct(">i")
 _HDR = struct.Struct(">hhi")
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 API_VERSIONS_KEY = 18
+PRODUCE_KEY, FETCH_KEY = 0, 1
+
+
+def _monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+# Not counted against request_percentage: what a client needs before it is
+# anyone (the version exchange, the SASL login).
+_REQUEST_QUOTA_EXEMPT = {18, 17, 36}
+
+
+class _Timed:
+    """Await a coroutine and add up the time spent in its own steps only (not
+    while it waits), for ``request_percentage``: the handler's share of the
+    loop, as Kafka counts a request handler thread's time."""
+
+    __slots__ = ("coro", "ns")
+
+    def __init__(self, coro):
+        self.coro = coro
+        self.ns = 0
+
+    def __await__(self):
+        coro, clock = self.coro, time.perf_counter_ns
+        send, exc = None, None
+        while True:
+            t = clock()
+            try:
+                future = coro.send(send) if exc is None else coro.throw(exc)
+            except StopIteration as done:
+                self.ns += clock() - t
+                return done.value
+            except BaseException:
+                self.ns += clock() - t
+                raise
+            self.ns += clock() - t
+            try:
+                send, exc = (yield future), None
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as e:
+                send, exc = None, e
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,7 +148,8 @@ class KafkaConnection(asyncio.Protocol):
         self.frames: collections.deque = collections.deque()
         self.queued_bytes = 0
         self.worker: asyncio.Task | None = None
-        self.paused = False
+        self.paused = False  # reading paused: too many bytes queued
+        self.mute_ms = 0  # after this response, mute the connection this long (a quota's throttle)
         self.closed = False
         self.peer = None
 
@@ -181,11 +227,25 @@ class KafkaConnection(asyncio.Protocol):
                         self.transport.writelines(out)
                     else:
                         self.transport.write(out)
+                if self.mute_ms and not self.closed:
+                    await self.mute()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("closing %s after an unexpected error", self.peer)
             self.abort()
+
+    async def mute(self) -> None:
+        """KIP-219: after a throttled response, read nothing more from the client
+        (nor serve what it already sent) for the throttle time. This is what holds
+        a client that ignores ``throttle_time_ms`` to its quota."""
+        delay, self.mute_ms = self.mute_ms, 0
+        self.transport.pause_reading()
+        try:
+            await asyncio.sleep(delay / 1000)
+        finally:
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
 
     async def handle(self, frame: bytes):
         """Decode, dispatch and encode one request; return bytes to send or None."""
@@ -219,22 +279,42 @@ class KafkaConnection(asyncio.Protocol):
                              header.get("client_id"), header)
         # The one place requests are counted: per API, with errors and latency.
         stats = self.broker.metrics.api(api_key, api.name)
+        quotas = self.broker.quotas
         t0 = time.perf_counter()
         try:
             if self.broker.authorizer is None:
-                response = await api.handler(ctx, request)
+                serve = api.handler(ctx, request)
             else:  # ACLs: what each API must be allowed is odradek.security.checks' table
-                response = await authorized(api, ctx, request)
+                serve = authorized(api, ctx, request)
+            if quotas.request_quotas and api_key not in _REQUEST_QUOTA_EXEMPT:
+                timed = _Timed(serve)
+                response = await timed
+                self.mute_ms = quotas.record_request_time(ctx.principal.name, ctx.client_id, timed.ns,
+                                                          _monotonic_ms())
+            else:
+                response = await serve
         except Exception:
             stats.record(time.perf_counter() - t0, True)
             raise
         stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0)
+        # The one place a response's throttle time is set: handlers leave the
+        # field out. Produce counts its request's bytes, Fetch its response's,
+        # against the client's byte-rate quota, every request its handler time
+        # against request_percentage (above); the larger throttle is answered
+        # and the connection then muted for it (KIP-219), see process().
+        if api_key == PRODUCE_KEY and quotas.active:
+            self.mute_ms = max(self.mute_ms, quotas.record(PRODUCER_BYTE_RATE, ctx.principal.name, ctx.client_id,
+                                                           len(frame) + 4, _monotonic_ms()))
         if response is None:
             return None
-        # The one place a response's throttle time is set (quotas are not served
-        # yet, so never throttled): handlers leave the field out.
-        response["throttle_time_ms"] = 0
+        response["throttle_time_ms"] = self.mute_ms
         pieces = self.encode_response(api, version, correlation_id, flexible, response)
+        if api_key == FETCH_KEY and quotas.active:
+            size = sum(map(len, pieces))
+            throttle = quotas.record(CONSUMER_BYTE_RATE, ctx.principal.name, ctx.client_id, size, _monotonic_ms())
+            if throttle > self.mute_ms:  # ThrottleTimeMs is the body's first field (Fetch v1+)
+                _SIZE.pack_into(pieces[0], 8 + (1 if flexible else 0), throttle)
+                self.mute_ms = throttle
         if sasl is not None and sasl.state == "FAILED":
             return await self.fail_authentication(pieces)
         return pieces

@@ -53,7 +53,7 @@ def test_the_check_finds_what_it_forbids(tmp_path):
 
 def test_throttle_time_is_set_in_one_place():
     """Handlers leave throttle_time_ms out; the connection sets it for every
-    response (where quotas will throttle)."""
+    response (from the client quotas)."""
     for f in sorted(os.listdir(APIS)):
         if f.endswith(".py"):
             tree = ast.parse(open(os.path.join(APIS, f)).read())
