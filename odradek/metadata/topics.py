@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from odradek.metadata.store import Compare, Delete, KeyValue, Put
+from odradek.metadata.store import Compare, Delete, Put
 
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
 
@@ -66,30 +66,6 @@ def config_key(name: str) -> str:
 
 def partition_key(name: str, index: int) -> str:
     return f"{PARTITIONS}{name}/{index}"
-
-
-def read_image(kvs: list[KeyValue]) -> dict[str, TopicState]:
-    """The topics described by the store's key-values (all of them, or at
-    least every key under the three prefixes)."""
-    topics: dict[str, TopicState] = {}
-    configs: dict[str, dict] = {}
-    partitions: dict[str, dict[int, PartitionState]] = {}
-    for kv in kvs:
-        if kv.key.startswith(TOPICS):
-            name = kv.key[len(TOPICS):]
-            topics[name] = TopicState(name, bytes.fromhex(json.loads(kv.value)["id"]))
-        elif kv.key.startswith(CONFIGS):
-            configs[kv.key[len(CONFIGS):]] = json.loads(kv.value)
-        elif kv.key.startswith(PARTITIONS):
-            name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
-            partitions.setdefault(name, {})[int(index)] = PartitionState.from_json(kv.value)
-    for name, t in topics.items():
-        t.configs = configs.get(name, {})
-        found = partitions.get(name, {})
-        t.partitions = [found[i] for i in range(len(found))]
-        if set(found) != set(range(len(found))):
-            raise ValueError(f"topic {name} has partitions {sorted(found)}: not 0..n-1")
-    return topics
 
 
 def create_topic_txn(t: TopicState) -> tuple[list[Compare], list[Put]]:

@@ -16,7 +16,7 @@ import pytest
 from odradek.metadata.store import (
     CompactedError, Compare, Delete, Get, LeaseNotFound, Put, WatchInterrupted, open_store,
 )
-from tests.unit.test_metadata_store import flat, run
+from tests.unit.test_metadata_store import flat, increment_concurrently, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,14 +65,7 @@ def test_transactions_compare_and_set(etcd):
                               [Get("epoch")])
             assert not res.succeeded and res.reads[0][0].value == b"1"
 
-            async def increment():
-                while True:
-                    kv = await s.get("n")
-                    n = int(kv.value) if kv else 0
-                    if await s.compare_and_set("n", str(n + 1).encode(), kv.version if kv else 0):
-                        return
-
-            await asyncio.gather(*(increment() for _ in range(20)))
+            await increment_concurrently(s, "n", 20)
             assert (await s.get("n")).value == b"20"
         finally:
             await s.close()

@@ -9,10 +9,8 @@ import hashlib
 
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
 from odradek.coordinator.consumer_groups import DictTopics
-from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
-
-T0 = 1_700_000_000_000
+from tests.unit.group_harness import T0, ShardHarness
 TID = {"t": b"T" * 16, "u": b"U" * 16, "v": b"V" * 16}
 
 
@@ -26,35 +24,14 @@ def tid(name: str) -> bytes:
 NAMES = {}
 
 
-class ConsumerHarness:
+class ConsumerHarness(ShardHarness):
     def __init__(self, topics=None, **consumer_config):
         self.topic_view = DictTopics({name: (tid(name), n) for name, n in (topics or {"t": 4, "u": 2}).items()})
         NAMES.update({tid(name): name for name in self.topic_view.topics})
         defaults = dict(session_timeout_ms=45000, heartbeat_interval_ms=5000)
         defaults.update(consumer_config)
-        self.sm = GroupShard(GroupConfig(num_partitions=4), ConsumerGroupConfig(**defaults), self.topic_view)
-        self.now = T0
-        self.log: list[tuple[bytes, bytes | None]] = []
-
-    # -- plumbing --------------------------------------------------------
-    @property
-    def sm(self):
-        return self.runner.shard
-
-    @sm.setter
-    def sm(self, shard) -> None:
-        self.runner = ShardRunner(shard, self._write)
-
-    def _write(self, records: list, now: int) -> None:
-        self.log.extend(records)
-
-    def apply(self, res: Result) -> Result:
-        self.runner.apply(res, self.now)
-        return res
-
-    def advance(self, ms: int) -> Result:
-        self.now += ms
-        return self.apply(self.sm.tick(self.now))
+        super().__init__(GroupShard(GroupConfig(num_partitions=4), ConsumerGroupConfig(**defaults),
+                                    self.topic_view))
 
     def set_topic(self, name: str, partitions: int) -> None:
         self.topic_view.topics[name] = (tid(name), partitions)

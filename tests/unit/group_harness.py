@@ -20,17 +20,16 @@ def subscription(*topics: str) -> bytes:
     return bytes(out)
 
 
-class Harness:
-    def __init__(self, **config):
-        defaults = dict(num_partitions=4, min_session_timeout_ms=100, initial_rebalance_delay_ms=0)
-        defaults.update(config)
-        self.sm = GroupShard(GroupConfig(**defaults))
+class ShardHarness:
+    """A GroupShard run by the runtime's ShardRunner at a clock the test moves:
+    appended records go to ``log``, parked responses to ``responses``."""
+
+    def __init__(self, shard: GroupShard):
         self.now = T0
         self.log: list[tuple[bytes, bytes | None]] = []
         self.responses: dict[int, dict] = {}
-        self.topics = {"t": 4, "u": 2}
+        self.sm = shard
 
-    # -- plumbing --------------------------------------------------------
     @property
     def sm(self):
         return self.runner.shard
@@ -47,14 +46,22 @@ class Harness:
             self.responses[token] = response
         return res
 
+    def advance(self, ms: int) -> Result:
+        self.now += ms
+        return self.apply(self.sm.tick(self.now))
+
+
+class Harness(ShardHarness):
+    def __init__(self, **config):
+        defaults = dict(num_partitions=4, min_session_timeout_ms=100, initial_rebalance_delay_ms=0)
+        defaults.update(config)
+        super().__init__(GroupShard(GroupConfig(**defaults)))
+        self.topics = {"t": 4, "u": 2}
+
     def answer(self, res: Result) -> dict | None:
         if res.wait is None:
             return res.response
         return self.responses.get(res.wait)
-
-    def advance(self, ms: int) -> Result:
-        self.now += ms
-        return self.apply(self.sm.tick(self.now))
 
     def topic_exists(self, name, partition) -> bool:
         return name in self.topics and 0 <= partition < self.topics[name]

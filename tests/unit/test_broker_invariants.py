@@ -96,11 +96,13 @@ def new_broker(fs: FakeFileSystem, metadata_path=None, **props) -> BrokerCore:
 async def registry(metadata_path) -> dict:
     """The topics in the metadata store's file, read by a store of its own."""
     from odradek.metadata.sqlite import SqliteStore
-    from odradek.metadata.topics import read_image
+    from odradek.metadata.image import MetadataImage
 
     store = await SqliteStore.open(str(metadata_path))
     try:
-        return read_image((await store.range(""))[0])
+        image = MetadataImage()
+        image.load(*await store.range(""))
+        return image.topics
     finally:
         await store.close()
 

@@ -29,6 +29,18 @@ class FakeClock:
 def run(coro):
     return asyncio.run(coro)
 
+async def increment_concurrently(store, key: str, writers: int) -> None:
+    """``writers`` tasks each add 1 to ``key`` by compare-and-set, retrying on conflict."""
+    async def increment():
+        while True:
+            kv = await store.get(key)
+            n = int(kv.value) if kv else 0
+            if await store.compare_and_set(key, str(n + 1).encode(), kv.version if kv else 0):
+                return
+
+    await asyncio.gather(*(increment() for _ in range(writers)))
+
+
 async def flat(batches):
     """The events of a watch one by one (it yields a revision's events together)."""
     async for batch in batches:
@@ -107,14 +119,7 @@ def test_concurrent_writers_are_serialised(path):
     async def main():
         s = await SqliteStore.open(path)
 
-        async def increment():
-            while True:
-                kv = await s.get("n")
-                n = int(kv.value) if kv else 0
-                if await s.compare_and_set("n", str(n + 1).encode(), kv.version if kv else 0):
-                    return
-
-        await asyncio.gather(*(increment() for _ in range(40)))
+        await increment_concurrently(s, "n", 40)
         assert (await s.get("n")).value == b"40"
         await s.close()
 
