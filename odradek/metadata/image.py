@@ -145,7 +145,7 @@ class MetadataImage:
             t = self.topics.get(name)
             if t is not None:
                 i = int(index)
-                state = PartitionState.from_json(kv.value)
+                state = PartitionState.from_json(kv.value, kv.mod_revision)
                 if i < len(t.partitions):
                     t.partitions[i] = state
                 elif i == len(t.partitions):  # new partitions come in index order

@@ -4,8 +4,12 @@ Keys (values are JSON):
 
 - ``topics/<name>``: ``{"id": "<32 hex digits>"}``; the topic exists while it does.
 - ``configs/topic/<name>``: the topic's config overrides.
-- ``partitions/<name>/<index>``: ``{"leader", "leader_epoch", "replicas", "isr"}``
-  (node ids); a topic's partitions are 0..n-1.
+- ``partitions/<name>/<index>``: ``{"leader", "leader_epoch", "replicas", "isr",
+  "elr"}`` (node ids; leader -1 when no replica can lead; ``elr`` is room for
+  KIP-966's eligible leader replicas, empty for now); a topic's partitions are
+  0..n-1. The key's mod revision is the partition's version: every write to
+  it after creation compares it (and the writer's epoch), so a stale writer
+  (a paused leader, an old controller) cannot overwrite newer state.
 
 Topic names cannot hold "/", so ``partitions/<name>/`` is exactly one topic's
 partitions. Each admin change is one transaction, so a reader never sees half
@@ -33,15 +37,18 @@ class PartitionState:
     leader_epoch: int = 0
     replicas: list[int] = field(default_factory=list)
     isr: list[int] = field(default_factory=list)
+    elr: list[int] = field(default_factory=list)
+    #: the mod revision of the key this state was read from (0: not written yet); not stored
+    revision: int = field(default=0, compare=False)
 
     def to_json(self) -> bytes:
         return json.dumps({"leader": self.leader, "leader_epoch": self.leader_epoch,
-                           "replicas": self.replicas, "isr": self.isr}).encode()
+                           "replicas": self.replicas, "isr": self.isr, "elr": self.elr}).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "PartitionState":
+    def from_json(cls, raw: bytes, revision: int = 0) -> "PartitionState":
         d = json.loads(raw)
-        return cls(d["leader"], d["leader_epoch"], d["replicas"], d["isr"])
+        return cls(d["leader"], d["leader_epoch"], d["replicas"], d["isr"], d.get("elr", []), revision)
 
 
 @dataclass
@@ -94,6 +101,16 @@ def set_configs_txn(name: str, overrides: dict[str, str]) -> tuple[list[Compare]
     """Replace an existing topic's config overrides."""
     return ([Compare(topic_key(name), "version", ">", 0)],
             [Put(config_key(name), json.dumps(overrides, sort_keys=True).encode())])
+
+
+def update_partition_txn(name: str, index: int, new: PartitionState, read_at: int,
+                         fence: Compare) -> tuple[list[Compare], list[Put]]:
+    """Replace a partition's state, only if its key is still at mod revision
+    ``read_at`` (the state the writer decided on) and ``fence`` holds: the
+    writer's own epoch, e.g. the controller key's or the leader's registration's
+    create revision. Both are checked by the store, never by the writer."""
+    return ([Compare(partition_key(name, index), "mod_revision", "==", read_at), fence],
+            [Put(partition_key(name, index), new.to_json())])
 
 
 def import_registry(raw: bytes, leader: int) -> list[TopicState]:
