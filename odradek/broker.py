@@ -77,6 +77,7 @@ class BrokerCore:
         self.image = MetadataImage()
         self.replicas = ReplicaManager(config, self.image)
         self.registration: Registration | None = None
+        self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
@@ -108,12 +109,13 @@ class BrokerCore:
         if self.config.data_dir is None:
             from odradek.storage.memory import MemoryLogStore
 
-            return MemoryLogStore()
+            return MemoryLogStore(auto_high_watermark=False)
         from odradek.storage.disk import DiskLogStore
 
         if self.fs is None:
             os.makedirs(self.config.data_dir, exist_ok=True)
-        return DiskLogStore(self.config.data_dir, self.fs)
+        # High watermarks are kept by the partitions (odradek.replica.partition).
+        return DiskLogStore(self.config.data_dir, self.fs, auto_high_watermark=False)
 
     async def load(self) -> None:
         """Open the metadata store and the logs: the broker's state, without
@@ -198,6 +200,7 @@ class BrokerCore:
             self.config.get_int("broker.session.timeout.ms", 9000) / 1000)
         await self.registration.register(wait=self.registration.ttl + 2)
         self.registration.start_keepalive()
+        self.start_replication()
         self.tasks.append(loop.create_task(Housekeeping(self.config, self.replicas).run()))
         if self.config.get_bool("log.cleaner.enable"):
             from odradek.storage.cleaner import LogCleaner
@@ -207,6 +210,23 @@ class BrokerCore:
         await start_coordinators(self)
         if self.config.get("http.listener"):
             await self.start_http(self.config.get("http.listener"))
+
+    def start_replication(self) -> None:
+        """Once registered: ISR changes are written fenced by this broker's
+        epoch, followers fetch from their leaders, leaders check their ISRs."""
+        from odradek.metadata.brokers import broker_key
+        from odradek.metadata.store import Compare
+        from odradek.replica.fetcher import FetcherManager
+
+        registration = self.registration
+        key = broker_key(self.config.node_id)
+        self.replicas.metadata = self.metadata
+        self.replicas.fence = lambda: Compare(key, "create_revision", "==", registration.info.epoch)
+        self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
+                                       lambda: registration.info.epoch)
+        self.replicas.fetchers = self.fetchers
+        self.fetchers.follow(list(self.replicas.all_partitions()), [])
+        self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
 
     async def start_http(self, address: str) -> None:
         """Serve ``/metrics`` over HTTP at ``address`` (HOST:PORT), on this loop."""
@@ -227,6 +247,9 @@ class BrokerCore:
             except (asyncio.CancelledError, Exception):
                 pass
         self.tasks.clear()
+        if self.fetchers is not None:
+            self.replicas.fetchers = None
+            await self.fetchers.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None
