@@ -31,6 +31,9 @@ ISR; and from v12, a ``last_fetched_epoch`` the leader's log does not agree
 with is answered with ``diverging_epoch`` (the largest epoch at or below it
 and where it ends) and no records, so the follower truncates (KIP-320).
 A replica fetch needs CLUSTER_ACTION on the cluster when ACLs are on.
+A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
+with, from v12, its current leader, and from v16 that leader's endpoint
+(KIP-951).
 
 Not implemented: read_committed reads up to the last stable offset, which
 equals the high watermark until transactions arrive, and aborted transactions
@@ -43,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from odradek.apis.partitions import LeaderHints
 from odradek.clock import now_ms
 from odradek.fetch_sessions import FetchPartition
 from odradek.protocol import errors
@@ -207,5 +211,11 @@ async def fetch(ctx, request: dict) -> dict:
     for p, size in sent:  # what goes out (odradek.metrics: BytesOutPerSec)
         p.topic.bytes_out += size
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
-    return {"error_code": code, "session_id": session_id,
-            "responses": by_topic(entries, uses_topic_ids)}
+    response = {"error_code": code, "session_id": session_id, "responses": by_topic(entries, uses_topic_ids)}
+    if ctx.version >= 12:
+        hints = LeaderHints(broker, ctx.connection.listener)
+        for fp, entry in entries:
+            hints.hint(fp.topic_id if uses_topic_ids else fp.topic, fp.index, entry)
+        if hints.leaders and ctx.version >= 16:
+            response["node_endpoints"] = hints.node_endpoints()
+    return response

@@ -27,6 +27,9 @@ records, and why) with a summary in ``error_message``, so clients fail only
 those records and may retry the others. The partition error is
 INVALID_TIMESTAMP if any record has a bad timestamp, else INVALID_RECORD.
 
+A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
+with, from v10, its current leader and that leader's endpoint (KIP-951).
+
 Not served yet: transactional batches (no transaction coordinator).
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 
+from odradek.apis.partitions import LeaderHints
 from odradek.clock import now_ms
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_OFFSET, HEADER_SIZE
@@ -258,6 +262,13 @@ async def produce(ctx, request: dict) -> dict | None:
         responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
     if waits:
         await wait_replicated(waits, request["timeout_ms"])
+    if version >= 10:
+        hints = LeaderHints(broker, ctx.connection.listener)
+        for td, r in zip(request["topic_data"], responses):
+            for entry in r["partition_responses"]:
+                hints.hint(td["topic_id"] if version >= 13 else td["name"], entry["index"], entry)
+        if hints.leaders:
+            return {"responses": responses, "node_endpoints": hints.node_endpoints()}
     if acks == 0:
         # No response to carry an error: as Kafka does, close the connection
         # so that the client notices and refreshes its metadata.

@@ -193,3 +193,61 @@ def test_a_former_leader_truncates_what_its_successor_never_had(etcd, tmp_path):
 
 async def _async(fn, *args):
     return fn(*args)
+
+
+def test_a_follower_names_the_leader_and_a_new_leader_withholds_offsets(etcd, tmp_path):
+    """KIP-951: Produce and Fetch to a follower get NOT_LEADER_OR_FOLLOWER with
+    the leader and its endpoint. A new leader answers ListOffsets latest once
+    its followers have fetched in its epoch (OFFSET_NOT_AVAILABLE before
+    that: tests/unit/test_partition_roles.py)."""
+    from odradek.protocol import errors
+    from odradek.protocol.records import build_batch
+    from tests.integration.rawclient import RawClient
+
+    brokers = start_brokers(etcd, tmp_path, "hints")
+    try:
+        create_replicated(brokers[0], "h", [(1, 2, 3)])
+        wait_until(lambda: all(hosted(b, "h", 0) is not None for b in brokers), what="hosting")
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "h", [b"a"] * 3))
+        client = RawClient(brokers[1].bootstrap)
+        batch = bytes(build_batch([(None, b"x", (), 1000)]))
+        r = client.request("Produce", 11, {"acks": -1, "timeout_ms": 5000, "topic_data": [
+            {"name": "h", "partition_data": [{"index": 0, "records": batch}]}]})
+        entry = r["responses"][0]["partition_responses"][0]
+        assert entry["error_code"] == errors.NOT_LEADER_OR_FOLLOWER
+        assert entry["current_leader"] == {"leader_id": 1, "leader_epoch": 0}
+        assert [(n["node_id"], n["port"]) for n in r["node_endpoints"]] == [(1, brokers[0].port)]
+        topic_id = brokers[0].core.image.get("h").topic_id
+        r = client.request("Fetch", 16, {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
+                                         "session_epoch": -1, "topics": [
+            {"topic_id": topic_id, "partitions": [{"partition": 0, "fetch_offset": 0,
+                                                   "partition_max_bytes": 1 << 20}]}]})
+        entry = r["responses"][0]["partitions"][0]
+        assert entry["error_code"] == errors.NOT_LEADER_OR_FOLLOWER
+        assert entry["current_leader"] == {"leader_id": 1, "leader_epoch": 0}
+        assert [n["node_id"] for n in r["node_endpoints"]] == [1]
+        client.close()
+
+        # Followers stop; broker 2 is made leader.
+        for b in brokers:
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [], [hosted(b, "h", 0)]))
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "h", [b"b"] * 2, acks="1"))
+        write_state(brokers[0], "h", 0, lambda s: (setattr(s, "leader", 2), setattr(s, "leader_epoch", 1)))
+        wait_until(lambda: hosted(brokers[1], "h", 0).is_leader, what="broker 2 to lead")
+        client = RawClient(brokers[1].bootstrap)
+
+        def latest():
+            r = client.request("ListOffsets", 7, {"replica_id": -1, "isolation_level": 0, "topics": [
+                {"name": "h", "partitions": [{"partition_index": 0, "current_leader_epoch": 1, "timestamp": -1}]}]})
+            return r["topics"][0]["partitions"][0]
+
+        assert latest()["error_code"] in (0, errors.OFFSET_NOT_AVAILABLE)
+        # Once the followers fetch in epoch 1, it is answered.
+        for b in (brokers[0], brokers[2]):
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [hosted(b, "h", 0)], []))
+        wait_until(lambda: latest()["error_code"] == 0, what="the new leader's high watermark")
+        assert latest()["offset"] == 3
+        client.close()
+    finally:
+        for b in brokers:
+            b.stop()
