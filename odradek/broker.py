@@ -78,6 +78,7 @@ class BrokerCore:
         self.replicas = ReplicaManager(config, self.image)
         self.registration: Registration | None = None
         self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
+        self.inter_broker_listener: str | None = None  # where followers reach leaders
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
@@ -186,6 +187,7 @@ class BrokerCore:
         self.started_at = time.monotonic()
         load_all()
         security = self.config.security()  # refuses unserved security settings before anything is opened
+        self.inter_broker_listener = self.check_inter_broker_listener(security)
         if security.authorizer:
             from odradek.security.authorizer import Authorizer
 
@@ -211,6 +213,21 @@ class BrokerCore:
         if self.config.get("http.listener"):
             await self.start_http(self.config.get("http.listener"))
 
+    def check_inter_broker_listener(self, security) -> str:
+        """The listener followers reach leaders on: ``inter.broker.listener.name``
+        (or the one ``security.inter.broker.protocol`` names), else the first.
+        In a cluster it must be PLAINTEXT until replica fetchers speak TLS and
+        SASL: anything else is refused at start, never half served."""
+        from odradek.config import ConfigError
+
+        name = security.inter_broker_listener or next(iter(security.listeners))
+        cluster = (self.config.get("metadata.store") or "").startswith("etcd://")
+        if cluster and security.listeners[name].protocol != "PLAINTEXT":
+            raise ConfigError(f"the inter-broker listener {name} is {security.listeners[name].protocol}: "
+                              f"replication between odradek brokers is served over PLAINTEXT listeners only "
+                              f"for now (set inter.broker.listener.name to a PLAINTEXT listener)")
+        return name
+
     def start_replication(self) -> None:
         """Once registered: ISR changes are written fenced by this broker's
         epoch, followers fetch from their leaders, leaders check their ISRs."""
@@ -223,7 +240,7 @@ class BrokerCore:
         self.replicas.metadata = self.metadata
         self.replicas.fence = lambda: Compare(key, "create_revision", "==", registration.info.epoch)
         self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
-                                       lambda: registration.info.epoch)
+                                       lambda: registration.info.epoch, self.inter_broker_listener)
         self.replicas.fetchers = self.fetchers
         self.fetchers.follow(list(self.replicas.all_partitions()), [])
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))

@@ -64,7 +64,7 @@ class ReplicaFetcher:
     """Fetches the partitions this broker follows from one leader."""
 
     def __init__(self, leader_id: int, node_id: int, image: MetadataImage, config: BrokerConfig,
-                 broker_epoch: Callable[[], int]):
+                 broker_epoch: Callable[[], int], listener: str | None = None):
         self.leader_id = leader_id
         self.node_id = node_id
         self.image = image
@@ -74,7 +74,7 @@ class ReplicaFetcher:
         self.delayed: dict[tuple[bytes, int], float] = {}  # key -> monotonic time to fetch again
         self.changed = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.listener = config.get("inter.broker.listener.name") or None
+        self.listener = listener  # the inter-broker listener (None: the leader's first)
         self.backoff = config.get_int("replica.fetch.backoff.ms", 1000) / 1000
         self.max_wait_ms = config.get_int("replica.fetch.wait.max.ms", 500)
         self.min_bytes = config.get_int("replica.fetch.min.bytes", 1)
@@ -231,8 +231,9 @@ class FetcherManager:
     """The replica fetchers of this broker, one per leader it follows."""
 
     def __init__(self, node_id: int, image: MetadataImage, config: BrokerConfig,
-                 broker_epoch: Callable[[], int]):
+                 broker_epoch: Callable[[], int], listener: str | None = None):
         self.node_id = node_id
+        self.listener = listener
         self.image = image
         self.config = config
         self.broker_epoch = broker_epoch
@@ -250,7 +251,7 @@ class FetcherManager:
                 f = self.fetchers.get(p.leader)
                 if f is None:
                     f = self.fetchers[p.leader] = ReplicaFetcher(
-                        p.leader, self.node_id, self.image, self.config, self.broker_epoch)
+                        p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener)
                     f.start()
                 f.add(p)
                 self.assigned[(p.topic.topic_id, p.index)] = f

@@ -251,3 +251,12 @@ def test_a_follower_names_the_leader_and_a_new_leader_withholds_offsets(etcd, tm
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_an_inter_broker_listener_other_than_plaintext_is_refused_in_a_cluster(etcd, tmp_path):
+    from tests.integration import test_acls as T
+
+    config = dict(T.broker_config(), **{"metadata.store": etcd.url("sasl-inter")})
+    with pytest.raises(Exception) as refused:
+        EmbeddedBroker(data_dir=str(tmp_path / "b1"), node_id=1, config=config).start(timeout=30)
+    assert "inter-broker listener SASL_PLAINTEXT" in str(refused.value)
