@@ -239,8 +239,11 @@ class BrokerCore:
         key = broker_key(self.config.node_id)
         self.replicas.metadata = self.metadata
         self.replicas.fence = lambda: Compare(key, "create_revision", "==", registration.info.epoch)
+        # Followers connect from the inter-broker listener's own address, when it has one.
+        bind = next((l.host for l in self.config.listeners() if l.name == self.inter_broker_listener), "")
+        local_host = bind if bind not in ("", "0.0.0.0", "::") else None
         self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
-                                       lambda: registration.info.epoch, self.inter_broker_listener)
+                                       lambda: registration.info.epoch, self.inter_broker_listener, local_host)
         self.replicas.fetchers = self.fetchers
         self.fetchers.follow(list(self.replicas.all_partitions()), [])
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))

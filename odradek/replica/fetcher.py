@@ -64,8 +64,10 @@ class ReplicaFetcher:
     """Fetches the partitions this broker follows from one leader."""
 
     def __init__(self, leader_id: int, node_id: int, image: MetadataImage, config: BrokerConfig,
-                 broker_epoch: Callable[[], int], listener: str | None = None):
+                 broker_epoch: Callable[[], int], listener: str | None = None,
+                 local_host: str | None = None):
         self.leader_id = leader_id
+        self.local_host = local_host
         self.node_id = node_id
         self.image = image
         self.config = config
@@ -125,7 +127,8 @@ class ReplicaFetcher:
                     if endpoint is None:  # not registered (yet, or any more)
                         await asyncio.sleep(self.backoff)
                         continue
-                    conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-replica-{self.node_id}")
+                    conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-replica-{self.node_id}",
+                                          self.local_host)
                     try:
                         await conn.connect(self.timeout)
                     except (OSError, asyncio.TimeoutError) as e:
@@ -231,9 +234,11 @@ class FetcherManager:
     """The replica fetchers of this broker, one per leader it follows."""
 
     def __init__(self, node_id: int, image: MetadataImage, config: BrokerConfig,
-                 broker_epoch: Callable[[], int], listener: str | None = None):
+                 broker_epoch: Callable[[], int], listener: str | None = None,
+                 local_host: str | None = None):
         self.node_id = node_id
         self.listener = listener
+        self.local_host = local_host
         self.image = image
         self.config = config
         self.broker_epoch = broker_epoch
@@ -251,7 +256,8 @@ class FetcherManager:
                 f = self.fetchers.get(p.leader)
                 if f is None:
                     f = self.fetchers[p.leader] = ReplicaFetcher(
-                        p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener)
+                        p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener,
+                        self.local_host)
                     f.start()
                 f.add(p)
                 self.assigned[(p.topic.topic_id, p.index)] = f

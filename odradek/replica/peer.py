@@ -19,10 +19,13 @@ MAX_RESPONSE = 256 * 1024 * 1024
 
 
 class PeerConnection:
-    def __init__(self, host: str, port: int, client_id: str):
+    def __init__(self, host: str, port: int, client_id: str, local_host: str | None = None):
+        """``local_host``: the address to connect from (this broker's own, when
+        it listens on one), so peers see, and firewall rules can match, it."""
         self.host = host
         self.port = port
         self.client_id = client_id
+        self.local_host = local_host
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
@@ -33,7 +36,8 @@ class PeerConnection:
 
     async def connect(self, timeout: float) -> None:
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), timeout)
+            asyncio.open_connection(self.host, self.port,
+                                    local_addr=(self.local_host, 0) if self.local_host else None), timeout)
 
     async def request(self, name: str, version: int, body: dict, timeout: float) -> dict:
         """Send one request and return its response body. Raises OSError,
