@@ -90,6 +90,10 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
+def _properties(config: dict) -> dict[str, str]:
+    return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # the broker leads its own process group
@@ -232,17 +236,33 @@ class ClusterBroker:
         return self.proc.returncode
 
     def pause(self) -> None:
-        """SIGSTOP: the process stays, does nothing, and its lease runs out."""
+        """SIGSTOP: the process stays, does nothing, and its lease runs out.
+        Returns once the process is stopped."""
         if not self.alive:
             raise RuntimeError(f"broker {self.node_id} is not running")
         _signal_group(self.proc, signal.SIGSTOP)
         self.paused = True
+        self._wait_state(lambda s: s == "T")
 
     def resume(self) -> None:
-        """SIGCONT after ``pause``."""
+        """SIGCONT after ``pause``; returns once the process runs again."""
         if self.alive:
             _signal_group(self.proc, signal.SIGCONT)
+            self._wait_state(lambda s: s != "T")
         self.paused = False
+
+    def _wait_state(self, ok, timeout: float = 5.0) -> None:
+        """Wait until the process's state (Linux: /proc/PID/stat) satisfies ``ok``;
+        signals are delivered asynchronously. Without /proc, return at once."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{self.pid}/stat") as f:
+                    if ok(f.read().rpartition(")")[2].split()[0]):
+                        return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.005)
 
     def log_tail(self, chars: int = 4000) -> str:
         """The end of what this broker wrote since its last start."""
@@ -263,17 +283,19 @@ class Cluster:
     a sequence gives the addresses. ``data_dir``: where the brokers' dirs (and
     etcd's, when started here) go; kept at close. Without it a temporary
     directory is used and removed at close. ``config``: broker properties
-    given to every broker (``-o key=value``). ``etcd``: an ``EtcdServer`` or
+    given to every broker (``-o key=value``); ``broker_config``: more for some
+    brokers, by node id (``{1: {"broker.rack": "a"}}``). ``etcd``: an ``EtcdServer`` or
     an etcd endpoint ``host:port`` to use instead of starting one; a cluster
     then takes a fresh prefix unless ``prefix`` is given. ``first_port``:
     brokers on consecutive ports from it, else on free ports.
 
-    ``with Cluster(3) as c:`` starts everything and waits until it serves;
+    ``with Cluster(3) as c:`` starts everything and waits until it serves
+    (``start=False``: only etcd, and ``start()`` starts the brokers);
     ``close()`` stops the brokers (SIGTERM, then SIGKILL), then etcd.
     """
 
     def __init__(self, n: int = 3, *, hosts: Sequence[str] | bool | None = None, data_dir: str | None = None,
-                 config: dict | None = None, etcd: EtcdServer | str | None = None, prefix: str | None = None,
+                 config: dict | None = None, broker_config: dict[int, dict] | None = None, etcd: EtcdServer | str | None = None, prefix: str | None = None,
                  first_port: int | None = None, log_level: str = "INFO", timeout: float | None = None,
                  start: bool = True):
         if n < 1:
@@ -307,12 +329,15 @@ class Cluster:
                 endpoint = etcd.endpoint if isinstance(etcd, EtcdServer) else str(etcd)
                 self.etcd_endpoint = endpoint.removeprefix("http://").rstrip("/")
                 self.prefix = (prefix or f"odradek-{uuid.uuid4().hex[:8]}").strip("/")
-            config = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (config or {}).items()}
+            unknown = set(broker_config or {}) - set(range(1, n + 1))
+            if unknown:
+                raise ValueError(f"broker_config for node id(s) {sorted(unknown)} of a {n}-broker cluster")
             self.brokers = []
             for i, host in enumerate(hosts):
                 port = first_port + i if first_port else _free_port(host)
+                own = _properties(dict(config or {}, **(broker_config or {}).get(i + 1, {})))
                 self.brokers.append(ClusterBroker(self, i + 1, host, port,
-                                                  os.path.join(self.data_dir, f"broker-{i + 1}"), config))
+                                                  os.path.join(self.data_dir, f"broker-{i + 1}"), own))
             if start:
                 self.start(timeout)
         except BaseException:
@@ -390,14 +415,13 @@ class Cluster:
                 return f"broker {b.node_id} is not registered yet"
         if not self._plaintext():
             return None
-        want = {b.node_id: (b.address.rsplit(":", 1)[0], b.port) for b in running}
+        want = {b.node_id for b in running}
         for b in running:
             try:
                 md = metadata_request(_connect_host(b.host), b.port, timeout=2.0, topics=[])
             except (OSError, ValueError) as e:
                 return f"broker {b.node_id} does not answer Metadata: {e}"
-            listed = {x["node_id"]: (x["host"], x["port"]) for x in md["brokers"]}
-            missing = [i for i, hp in want.items() if listed.get(i) != hp]
+            missing = sorted(want - {x["node_id"] for x in md["brokers"]})
             if missing:
                 return f"broker {b.node_id} does not list broker(s) {missing} yet"
         return None

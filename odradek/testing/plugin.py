@@ -5,14 +5,16 @@
 - ``odradek_broker_factory``: start brokers with your own settings
   (``factory(config={...}, data_dir=...)``); all are stopped after the test.
 - ``odradek_cluster`` (function scope): an :class:`odradek.Cluster` of broker
-  processes on an etcd (3 brokers; ``@pytest.mark.odradek_cluster(brokers=N,
-  config={...}, hosts=...)`` or indirect parametrization with such a dict to
-  change it). Skipped, saying why, without an etcd binary or the cluster extra.
+  processes (3 by default) on the session's etcd; change it with
+  ``@pytest.mark.odradek_cluster(brokers=N, config={...}, broker_config={id: {...}},
+  hosts=True)`` or by indirect parametrization with such a dict. Skipped,
+  saying why, without an etcd binary or the cluster extra.
 - ``odradek_etcd`` (session scope): the one etcd those clusters share, each
   under a prefix of its own.
 
-Each yields a :class:`odradek.testing.helpers.BrokerHandle` (``.bootstrap``,
-``create_topic``, ``produce``, ``records``, ``wait_for``, ``expect_produced``).
+The three broker fixtures yield a :class:`odradek.testing.helpers.BrokerHandle`
+(``.bootstrap``, ``create_topic``, ``produce``, ``records``, ``wait_for``,
+``expect_produced``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ from odradek.testing.helpers import BrokerHandle
 FAST_GROUPS = {"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "4"}
 # A killed broker's registration lapses, and it may start again, after this.
 FAST_CLUSTER = dict(FAST_GROUPS, **{"broker.session.timeout.ms": "3000"})
-CLUSTER_OPTIONS = ("brokers", "config", "hosts")
+CLUSTER_OPTIONS = ("brokers", "config", "broker_config", "hosts")
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "odradek_cluster(brokers=3, config=None, hosts=None): "
-                                       "how the odradek_cluster fixture builds its cluster")
+    config.addinivalue_line("markers", "odradek_cluster(brokers=3, config=None, broker_config=None, "
+                                       "hosts=None): how the odradek_cluster fixture builds its cluster")
 
 
 @pytest.fixture(scope="session")
@@ -93,5 +95,5 @@ def odradek_cluster(request, odradek_etcd):
                         f"known: {', '.join(CLUSTER_OPTIONS)}")
     config = dict(FAST_CLUSTER, **(options.get("config") or {}))
     with Cluster(options.get("brokers", 3), hosts=options.get("hosts"), config=config,
-                 etcd=odradek_etcd) as cluster:
+                 broker_config=options.get("broker_config"), etcd=odradek_etcd) as cluster:
         yield cluster

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from odradek.cluster.local import BrokerStartError, Cluster
+from odradek.cluster.local import BrokerStartError, Cluster, metadata_request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -158,8 +158,11 @@ def test_owned_etcd_and_temp_dir_go_at_close_and_a_failed_start_shows_the_log():
     assert "listener" in str(failed.value).lower()
 
 
-@pytest.mark.odradek_cluster(brokers=2, hosts=True, config={"num.partitions": "2"})
+@pytest.mark.odradek_cluster(brokers=2, hosts=True, config={"num.partitions": "2"},
+                             broker_config={2: {"broker.rack": "r2"}})
 def test_the_fixture_with_a_marker(odradek_cluster):
+    md = metadata_request("127.0.0.2", odradek_cluster.broker(1).port, topics=[])
+    assert {b["node_id"]: b["rack"] for b in md["brokers"]} == {1: None, 2: "r2"}
     assert [(b.node_id, b.host) for b in odradek_cluster.brokers] == [(1, "127.0.0.2"), (2, "127.0.0.3")]
     assert odradek_cluster.bootstrap.startswith("127.0.0.2:")
     assert listed_brokers(odradek_cluster.bootstrap) == {1: ("127.0.0.2", odradek_cluster.broker(1).port),
