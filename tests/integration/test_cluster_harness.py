@@ -86,6 +86,13 @@ def produce_and_read(bootstrap: str, topic: str, partitions: int, count: int, st
     assert got == {f"v{i}".encode() for i in range(start + count)}
 
 
+def test_odradek_cluster_is_exported_lazily():
+    code = ("import sys, odradek; lazy = 'odradek.cluster.local' not in sys.modules; "
+            "from odradek.cluster.local import Cluster; print(lazy, odradek.Cluster is Cluster)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]
+
+
 def test_three_brokers_kill_restart_pause_resume_close(etcd):
     from confluent_kafka.admin import AdminClient, NewTopic
 
