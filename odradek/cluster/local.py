@@ -101,14 +101,67 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
+# The watchdog: a small process that SIGKILLs the process groups it was told
+# of when its stdin reaches end of file, which happens when the process owning
+# the cluster exits in any way, even by SIGKILL (the write end is inherited
+# by no child: Python's pipes are not inheritable and Popen closes other fds).
+_WATCHDOG = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
 class _Processes:
     """What must not outlive a Cluster, kept apart from it so that a
-    finalizer can stop it without keeping the Cluster alive."""
+    finalizer can stop it without keeping the Cluster alive; a watchdog
+    process kills the groups left if the owning process dies without
+    stopping them."""
 
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
         self.etcd: EtcdServer | None = None
         self.tmp: str | None = None
+        self.watchdog: subprocess.Popen | None = None
+        try:
+            self.watchdog = subprocess.Popen([sys.executable, "-S", "-c", _WATCHDOG], stdin=subprocess.PIPE,
+                                             stdout=subprocess.DEVNULL, start_new_session=True, text=True)
+        except OSError:
+            pass
+
+    def _tell(self, line: str) -> None:
+        if self.watchdog is not None:
+            try:
+                self.watchdog.stdin.write(line + "\n")
+                self.watchdog.stdin.flush()
+            except (OSError, ValueError):
+                pass
+
+    def watch(self, pgid: int) -> None:
+        """Kill process group ``pgid`` if the owner dies before ``unwatch``."""
+        self._tell(f"+{pgid}")
+
+    def unwatch(self, pgid: int) -> None:
+        self._tell(f"-{pgid}")
+
+    def add(self, proc: subprocess.Popen) -> None:
+        self.procs.append(proc)
+        self.watch(proc.pid)
+
+    def remove(self, proc: subprocess.Popen) -> None:
+        """``proc`` has exited and was reaped."""
+        if proc in self.procs:
+            self.procs.remove(proc)
+            self.unwatch(proc.pid)
 
     def stop(self, timeout: float = 15.0) -> None:
         live = [p for p in self.procs if p.poll() is None]
@@ -121,14 +174,20 @@ class _Processes:
                 p.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-        for p in self.procs:
+        for p in list(self.procs):
             if p.poll() is None:  # never signal a reaped pid's group: the id may be reused
                 _signal_group(p, signal.SIGKILL)
                 p.wait()
-        self.procs.clear()
+            self.remove(p)
         if self.etcd is not None:
             self.etcd.stop()
+            if self.etcd.proc is not None:
+                self.unwatch(self.etcd.proc.pid)
             self.etcd = None
+        if self.watchdog is not None:
+            self.watchdog.stdin.close()
+            self.watchdog.wait()
+            self.watchdog = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
@@ -194,7 +253,7 @@ class ClusterBroker:
             self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         self.paused = False
-        self.cluster._processes.procs.append(self.proc)
+        self.cluster._processes.add(self.proc)
 
     def start(self, timeout: float | None = None) -> "ClusterBroker":
         """Start the process (same node id, port and data dir) and wait until it
@@ -232,7 +291,7 @@ class ClusterBroker:
             _signal_group(self.proc, signal.SIGKILL)
             self.proc.wait()
         self.paused = False
-        self.cluster._processes.procs.remove(self.proc)
+        self.cluster._processes.remove(self.proc)
         return self.proc.returncode
 
     def pause(self) -> None:
@@ -322,6 +381,7 @@ class Cluster:
                                        unsafe_no_fsync=data_dir is None)
                 self._processes.etcd = self.etcd
                 self.etcd.start()
+                self._processes.watch(self.etcd.proc.pid)
                 self.etcd_endpoint = self.etcd.endpoint
                 self.prefix = (prefix or "odradek").strip("/")
             else:
@@ -438,7 +498,7 @@ class Cluster:
         while True:
             for b in self.brokers:
                 if b.proc is not None and b.proc in self._processes.procs and not b.alive:
-                    self._processes.procs.remove(b.proc)
+                    self._processes.remove(b.proc)
                     raise BrokerStartError(f"broker {b.node_id} exited with {b.returncode}; "
                                            f"its log ({b.log_path}) ends:\n{b.log_tail()}")
             why = self._not_ready()

@@ -22,6 +22,15 @@ FAST = {"broker.session.timeout.ms": "3000", "group.initial.rebalance.delay.ms":
         "offsets.topic.num.partitions": "3"}
 
 
+def needs_etcd() -> None:
+    """Skip, saying why, where a cluster cannot run (as the etcd fixture does)."""
+    from odradek.cluster.etcd_server import find_etcd
+
+    pytest.importorskip("etcd3aio", reason="etcd3aio is not installed (pip install 'odradek[cluster]')")
+    if find_etcd() is None:
+        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
+
+
 def wait_until(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
@@ -148,9 +157,10 @@ def test_three_brokers_kill_restart_pause_resume_close(etcd):
 
 
 def test_owned_etcd_and_temp_dir_go_at_close_and_a_failed_start_shows_the_log():
+    needs_etcd()
     cluster = Cluster(1, config=FAST)
     try:
-        pids = [cluster.broker(1).pid, cluster.etcd.proc.pid]
+        pids = [cluster.broker(1).pid, cluster.etcd.proc.pid, cluster._processes.watchdog.pid]
         root = cluster.data_dir
         assert cluster.etcd_url == f"etcd://{cluster.etcd.endpoint}/odradek"
         assert listed_brokers(cluster.bootstrap) == {1: ("127.0.0.1", cluster.broker(1).port)}
@@ -163,6 +173,23 @@ def test_owned_etcd_and_temp_dir_go_at_close_and_a_failed_start_shows_the_log():
         Cluster(2, config={"listeners": "NOPE://:1"})
     assert "broker" in str(failed.value) and "exited with" in str(failed.value)
     assert "listener" in str(failed.value).lower()
+
+
+def test_nothing_outlives_an_owner_killed_with_sigkill(tmp_path):
+    """A process that dies without closing its cluster (SIGKILL: no finalizer
+    runs) leaves neither brokers nor etcd: the watchdog kills them."""
+    needs_etcd()
+    script = ("import os, sys, time; from odradek.cluster.local import Cluster; "
+              f"c = Cluster(2, data_dir={str(tmp_path)!r}, config={{'broker.session.timeout.ms': 3000}}); "
+              "print(*[b.pid for b in c.brokers], c.etcd.proc.pid, flush=True); time.sleep(600)")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 3 and all(exists(p) for p in pids)
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_until(lambda: not any(exists(p) for p in pids), timeout=10, what="the owner's processes to go")
 
 
 @pytest.mark.odradek_cluster(brokers=2, hosts=True, config={"num.partitions": "2"},
@@ -184,11 +211,7 @@ def test_the_fixture_parametrized(odradek_cluster):
 
 
 def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
-    from odradek.cluster.etcd_server import find_etcd
-
-    pytest.importorskip("etcd3aio", reason="etcd3aio is not installed (pip install 'odradek[cluster]')")
-    if find_etcd() is None:
-        pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
+    needs_etcd()
     proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", "--brokers", "2",
                              "--data-dir", str(tmp_path / "c"), "-o", "broker.session.timeout.ms=3000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -201,7 +224,7 @@ def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
         assert sorted(listed_brokers(bootstrap)) == [1, 2]
         produce_and_read(bootstrap, "up", 1, 5)
         started = children(proc.pid)
-        assert len(started) == 3  # etcd and two brokers
+        assert len(started) == 4  # etcd, two brokers and the watchdog
         assert os.path.isfile(tmp_path / "c" / "broker-1" / "broker.log")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
