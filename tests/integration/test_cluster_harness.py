@@ -111,6 +111,9 @@ def test_three_brokers_kill_restart_pause_resume_close(etcd):
         assert cluster.bootstrap == ",".join(f"127.0.0.1:{b.port}" for b in cluster.brokers)
         assert listed_brokers(cluster.bootstrap) == {b.node_id: ("127.0.0.1", b.port) for b in cluster.brokers}
         assert len({b.data_dir for b in cluster.brokers}) == 3
+        # One cluster id, whichever broker is asked (the first to start wrote it to the store).
+        ids = {metadata_request("127.0.0.1", b.port, topics=[])["cluster_id"] for b in cluster.brokers}
+        assert len(ids) == 1 and None not in ids
         assert all(os.path.isdir(b.data_dir) and os.path.isfile(b.log_path) for b in cluster.brokers)
 
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
@@ -234,3 +237,20 @@ def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
             proc.wait()
     assert not any(exists(p) for p in started)
     assert os.path.isdir(tmp_path / "c" / "etcd")  # --data-dir keeps everything
+
+
+def test_one_cluster_id_per_store_and_a_data_dir_of_another_cluster_is_refused(etcd, tmp_path):
+    from odradek.embedded import EmbeddedBroker
+
+    def broker(data_dir, prefix, node_id=1):
+        return EmbeddedBroker(data_dir=str(tmp_path / data_dir), node_id=node_id,
+                              config={"metadata.store": etcd.url(prefix), "broker.session.timeout.ms": "3000"})
+
+    with broker("a", "ids-one") as a:
+        one = a.core.cluster_id
+    with broker("b", "ids-two") as b, broker("c", "ids-two", node_id=2) as c:
+        two = b.core.cluster_id
+        assert c.core.cluster_id == two != one  # a fresh data dir takes the store's id
+    assert f"cluster.id={two}" in (tmp_path / "c" / "meta.properties").read_text()
+    with pytest.raises(RuntimeError, match=f"belongs to cluster {one}, the metadata store to cluster {two}"):
+        broker("a", "ids-two", node_id=3).start()
