@@ -94,6 +94,25 @@ def _properties(config: dict) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in config.items()}
 
 
+def _broker_env() -> dict[str, str]:
+    """The environment of a broker process: this one's, with the directory this
+    odradek was imported from first on PYTHONPATH unless it is a site-packages
+    directory (the child has those), so that the brokers run the same code as
+    the harness (and never a checkout that happens to be the working directory:
+    they run in their own directories)."""
+    import site
+
+    import odradek
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(odradek.__file__)))
+    env = dict(os.environ)
+    installed = {os.path.abspath(p) for p in site.getsitepackages() + [site.getusersitepackages()]}
+    if where not in installed:
+        rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.abspath(p) != where]
+        env["PYTHONPATH"] = os.pathsep.join([where] + rest)
+    return env
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # the broker leads its own process group
@@ -251,7 +270,8 @@ class ClusterBroker:
             log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting broker {self.node_id}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         cwd=self.dir, env=_broker_env())
         self.paused = False
         self.cluster._processes.add(self.proc)
 
