@@ -13,17 +13,9 @@ import threading
 import click
 
 from odradek.cli.common import CliError, Output, client_options, note, parse_kv, print_json, warn
+from odradek.cluster.local import recv_exact
 from odradek.protocol.frames import decode_response, encode_request
 from odradek.protocol.schema import api_names
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return bytes(buf)
 
 
 def api_versions(host: str, port: int, timeout: float) -> list[dict]:
@@ -33,10 +25,10 @@ def api_versions(host: str, port: int, timeout: float) -> list[dict]:
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(encode_request("ApiVersions", 0, {}, correlation_id, "odradek-cli"))
-        (size,) = struct.unpack(">i", _recv_exact(s, 4))
+        (size,) = struct.unpack(">i", recv_exact(s, 4))
         if not 4 <= size <= 1 << 20:
             raise ValueError(f"implausible ApiVersions response size {size}")
-        corr, resp = decode_response("ApiVersions", 0, _recv_exact(s, size))
+        corr, resp = decode_response("ApiVersions", 0, recv_exact(s, size))
     if corr != correlation_id:
         raise ValueError("correlation id mismatch")
     if resp["error_code"]:

@@ -34,8 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 import weakref
 from typing import NamedTuple, Sequence
@@ -59,7 +57,8 @@ class BrokerStartError(RuntimeError):
     with the tail of its log."""
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``sock``; ConnectionError if it closes first."""
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -79,10 +78,10 @@ def metadata_request(host: str, port: int, timeout: float = 5.0, topics: list[st
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(encode_request("Metadata", 12, body, 1, "odradek-cluster"))
-        (size,) = struct.unpack(">i", _recv_exact(s, 4))
+        (size,) = struct.unpack(">i", recv_exact(s, 4))
         if not 4 <= size <= 64 << 20:
             raise ValueError(f"implausible Metadata response size {size}")
-        _, resp = decode_response("Metadata", 12, _recv_exact(s, size))
+        _, resp = decode_response("Metadata", 12, recv_exact(s, size))
     return resp
 
 
@@ -363,10 +362,12 @@ class Cluster:
     etcd's, when started here) go; kept at close. Without it a temporary
     directory is used and removed at close. ``config``: broker properties
     given to every broker (``-o key=value``); ``broker_config``: more for some
-    brokers, by node id (``{1: {"broker.rack": "a"}}``). ``etcd``: an ``EtcdServer`` or
-    an etcd endpoint ``host:port`` to use instead of starting one; a cluster
-    then takes a fresh prefix unless ``prefix`` is given. ``first_port``:
-    brokers on consecutive ports from it, else on free ports.
+    brokers, by node id (``{1: {"broker.rack": "a"}}``). ``etcd``: an
+    ``EtcdServer`` or an etcd endpoint ``host:port`` to use instead of
+    starting one; a cluster then takes a fresh prefix unless ``prefix`` is
+    given. ``first_port``: brokers on consecutive ports from it, else on free
+    ports. ``timeout``: how long to wait for them to serve (default: 30 s
+    plus ``broker.session.timeout.ms``).
 
     ``with Cluster(3) as c:`` starts everything and waits until it serves
     (``start=False``: only etcd, and ``start()`` starts the brokers);
@@ -374,9 +375,9 @@ class Cluster:
     """
 
     def __init__(self, n: int = 3, *, hosts: Sequence[str] | bool | None = None, data_dir: str | None = None,
-                 config: dict | None = None, broker_config: dict[int, dict] | None = None, etcd: EtcdServer | str | None = None, prefix: str | None = None,
-                 first_port: int | None = None, log_level: str = "INFO", timeout: float | None = None,
-                 start: bool = True):
+                 config: dict | None = None, broker_config: dict[int, dict] | None = None,
+                 etcd: EtcdServer | str | None = None, prefix: str | None = None, first_port: int | None = None,
+                 log_level: str = "INFO", timeout: float | None = None, start: bool = True):
         if n < 1:
             raise ValueError("a cluster needs at least one broker")
         if hosts is True:
@@ -455,6 +456,8 @@ class Cluster:
     # -- readiness ---------------------------------------------------------
 
     def _etcd(self, method: str, body: dict) -> dict:
+        import urllib.request
+
         req = urllib.request.Request(f"http://{self.etcd_endpoint.split(',')[0]}/v3/{method}",
                                      json.dumps(body).encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as r:
