@@ -213,19 +213,27 @@ def test_the_fixture_parametrized(odradek_cluster):
     assert sorted(listed_brokers(odradek_cluster.bootstrap)) == [1]
 
 
+def cluster_up(*args: str) -> tuple[subprocess.Popen, str]:
+    """``odradek cluster up ARGS`` started; (the process, its bootstrap string)."""
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, second = proc.stdout.readline(), proc.stdout.readline()
+    if not first.startswith("bootstrap: "):
+        proc.kill()
+        pytest.fail(f"cluster up printed {first!r}: {proc.communicate()[1]}")
+    assert second.startswith("etcd: etcd://127.0.0.1:") and second.rstrip().endswith("/odradek")
+    return proc, first.split(": ", 1)[1].strip()
+
+
 def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
     needs_etcd()
-    proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", "--brokers", "2",
-                             "--data-dir", str(tmp_path / "c"), "-o", "broker.session.timeout.ms=3000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = ["--brokers", "2", "--data-dir", str(tmp_path / "c"), "-o", "broker.session.timeout.ms=3000",
+            "-o", "num.partitions=2"]
+    proc, bootstrap = cluster_up(*args)
     try:
-        first, second = proc.stdout.readline(), proc.stdout.readline()
-        assert first.startswith("bootstrap: "), (first, proc.stderr.read() if proc.poll() is not None else "")
-        assert second.startswith("etcd: etcd://")
-        bootstrap = first.split(": ", 1)[1].strip()
         assert len(bootstrap.split(",")) == 2
         assert sorted(listed_brokers(bootstrap)) == [1, 2]
-        produce_and_read(bootstrap, "up", 1, 5)
+        produce_and_read(bootstrap, "up", 2, 6)
         started = children(proc.pid)
         assert len(started) == 4  # etcd, two brokers and the watchdog
         assert os.path.isfile(tmp_path / "c" / "broker-1" / "broker.log")
@@ -236,7 +244,17 @@ def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
             proc.kill()
             proc.wait()
     assert not any(exists(p) for p in started)
-    assert os.path.isdir(tmp_path / "c" / "etcd")  # --data-dir keeps everything
+
+    # With --data-dir, topics and records survive a restart (etcd's data is there too).
+    proc, bootstrap = cluster_up(*args)
+    try:
+        produce_and_read(bootstrap, "up", 2, 2, start=6)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_one_cluster_id_per_store_and_a_data_dir_of_another_cluster_is_refused(etcd, tmp_path):
