@@ -67,7 +67,7 @@ class _Stop(Exception):
 
 
 @cluster.command("up")
-@click.option("--brokers", "n", type=click.IntRange(min=1), default=None,
+@click.option("--brokers", "n", type=click.IntRange(min=1), default=None, metavar="N",
               help="How many brokers [default: one per core].")
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Keep the brokers' data and etcd's here, across restarts [default: a temporary "

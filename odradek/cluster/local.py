@@ -413,10 +413,11 @@ class Cluster:
             unknown = set(broker_config or {}) - set(range(1, n + 1))
             if unknown:
                 raise ValueError(f"broker_config for node id(s) {sorted(unknown)} of a {n}-broker cluster")
+            self.config = _properties(config or {})  # every broker's, added ones too
             self.brokers = []
             for i, host in enumerate(hosts):
                 port = first_port + i if first_port else _free_port(host)
-                own = _properties(dict(config or {}, **(broker_config or {}).get(i + 1, {})))
+                own = dict(self.config, **_properties((broker_config or {}).get(i + 1, {})))
                 self.brokers.append(ClusterBroker(self, i + 1, host, port,
                                                   os.path.join(self.data_dir, f"broker-{i + 1}"), own))
             if start:
@@ -448,6 +449,19 @@ class Cluster:
             if b.node_id == node_id:
                 return b
         raise KeyError(f"no broker {node_id}")
+
+    def add_broker(self, host: str = "127.0.0.1", config: dict | None = None, *, start: bool = True,
+                   timeout: float | None = None) -> ClusterBroker:
+        """One more broker, with the next node id, the cluster's config (and
+        ``config``), on a free port of ``host``; started unless ``start=False``."""
+        node_id = max(b.node_id for b in self.brokers) + 1
+        own = dict(self.config, **_properties(config or {}))
+        b = ClusterBroker(self, node_id, host, _free_port(host),
+                          os.path.join(self.data_dir, f"broker-{node_id}"), own)
+        self.brokers.append(b)
+        if start:
+            b.start(timeout)
+        return b
 
     def running(self) -> list[ClusterBroker]:
         """The brokers whose process runs and is not paused."""

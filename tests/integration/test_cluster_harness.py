@@ -211,6 +211,9 @@ def test_the_fixture_with_a_marker(odradek_cluster):
 @pytest.mark.parametrize("odradek_cluster", [{"brokers": 1}], indirect=True)
 def test_the_fixture_parametrized(odradek_cluster):
     assert sorted(listed_brokers(odradek_cluster.bootstrap)) == [1]
+    two = odradek_cluster.add_broker(config={"broker.rack": "r2"})
+    assert two.node_id == 2 and two.config["broker.session.timeout.ms"] == "3000"
+    assert sorted(listed_brokers(odradek_cluster.bootstrap)) == [1, 2]
 
 
 def cluster_up(*args: str) -> tuple[subprocess.Popen, str]:
