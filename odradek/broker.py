@@ -39,7 +39,7 @@ from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
 from odradek.metadata.brokers import BrokerInfo, Registration
 from odradek.metadata.image import MetadataImage
-from odradek.metadata.store import CompactedError, WatchInterrupted
+from odradek.metadata.store import CompactedError, Compare, Get, Put, WatchInterrupted
 from odradek.metadata.topics import TopicState
 from odradek.metrics import BrokerMetrics
 from odradek.replica.manager import ReplicaManager
@@ -52,6 +52,7 @@ TOPICS_FILE = "topics.json"  # where odradek kept topics before the metadata sto
 METADATA_DIR = "metadata"  # under the data dir; never a partition's directory name (no "-N")
 PRODUCER_IDS_FILE = "producer-ids"  # where odradek kept its producer-id block before the store
 META_FILE = "meta.properties"
+CLUSTER_ID_KEY = "cluster/id"  # in the metadata store: the one cluster id of its brokers
 
 
 class BrokerCore:
@@ -134,6 +135,7 @@ class BrokerCore:
         imported, producer_id_floor = await loop.run_in_executor(None, self.load_logs_and_meta)
         if imported:
             await self.import_topics(imported)
+        await self.agree_cluster_id()  # after the import: that needs a store never written
         self.producer_ids = ProducerIdAllocator(self.metadata, producer_id_floor)
         revision = await self.reload_image()
         await loop.run_in_executor(None, self.replicas.delete_leftovers)
@@ -354,13 +356,34 @@ class BrokerCore:
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
         props = parse_properties(raw.decode()) if raw else {}
+        self.meta_cluster_id = props.get("cluster.id") or None  # what the data dir held
         if props.get("cluster.id"):
             self.cluster_id = props["cluster.id"]
         if not self.cluster_id:
             self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if props.get("cluster.id") != self.cluster_id:
-            text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.config.node_id}\n"
-            self.store.write_metadata(META_FILE, text.encode())
+            self.write_meta()
+
+    def write_meta(self) -> None:
+        text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.config.node_id}\n"
+        self.store.write_metadata(META_FILE, text.encode())
+
+    async def agree_cluster_id(self) -> None:
+        """Every broker of a metadata store reports one cluster id: the first to
+        start writes its own (only if there is none), the others take it. As in
+        Kafka, a data dir that already belongs to another cluster is refused."""
+        done = await self.metadata.txn([Compare(CLUSTER_ID_KEY, "version", "==", 0)],
+                                       [Put(CLUSTER_ID_KEY, self.cluster_id.encode())], [Get(CLUSTER_ID_KEY)])
+        if done.succeeded:
+            return
+        theirs = done.reads[0][0].value.decode()
+        if theirs == self.cluster_id:
+            return
+        if self.meta_cluster_id is not None:
+            raise RuntimeError(f"the data dir {self.config.data_dir} belongs to cluster {self.meta_cluster_id}, "
+                               f"the metadata store to cluster {theirs}; remove its {META_FILE} to join it")
+        self.cluster_id = theirs
+        await asyncio.get_running_loop().run_in_executor(None, self.write_meta)
 
     def _topic_deleted(self, name: str) -> None:
         if self.groups is not None:
