@@ -1,6 +1,8 @@
 """The metadata image: what the store says, as of one revision.
 
-Topics (ids, configs, partition states), the live brokers, the ACLs
+Topics (ids, configs, partition states), the live brokers, the controller
+(``controller_id``, -1 when there is none, and ``controller_epoch``, the
+``controller`` key's create revision; see ``odradek.cluster.controller``), the ACLs
 (``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding)
 and the client quotas (``odradek.security.quotas.QuotaCache``, one
 ``quotas/...`` key per entity), built from a
@@ -19,6 +21,8 @@ import json
 import logging
 
 from odradek.metadata.brokers import BROKERS, BrokerInfo
+
+CONTROLLER = "controller"  # {"node_id": N}, under the controller's registration lease
 from odradek.metadata.store import Event, KeyValue
 from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
 from odradek.security.authorizer import PREFIX as ACLS, AclCache
@@ -56,6 +60,8 @@ class MetadataImage:
         self.topics: dict[str, TopicState] = {}
         self.by_id: dict[bytes, TopicState] = {}
         self.brokers: dict[int, BrokerInfo] = {}
+        self.controller_id = -1  # the elected controller's node id, -1 when there is none
+        self.controller_epoch = 0  # the controller key's create revision
         self.acls = AclCache()
         self.quotas = QuotaCache()
         self.progress = Progress()
@@ -75,12 +81,17 @@ class MetadataImage:
     def live_brokers(self) -> list[int]:
         return sorted(self.brokers)
 
+    def shutting_down(self) -> set[int]:
+        """Live brokers in a controlled shutdown."""
+        return {b.node_id for b in self.brokers.values() if b.shutting_down}
+
     # -- changing -----------------------------------------------------------------
     def load(self, kvs: list[KeyValue], revision: int) -> None:
         """Rebuild from a listing of the whole store taken at ``revision``."""
         self.topics.clear()
         self.by_id.clear()
         self.brokers.clear()
+        self.controller_id, self.controller_epoch = -1, 0
         self.acls.clear()
         self.quotas.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
@@ -154,6 +165,9 @@ class MetadataImage:
         elif key.startswith(BROKERS):
             node_id = int(key[len(BROKERS):])
             self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
+        elif key == CONTROLLER:
+            self.controller_id = int(json.loads(kv.value)["node_id"])
+            self.controller_epoch = kv.create_revision
         elif key.startswith(ACLS):
             self.acls.put(key, kv.value)
         elif key.startswith(QUOTAS):
@@ -168,6 +182,8 @@ class MetadataImage:
                 return t.name
         elif key.startswith(BROKERS):
             self.brokers.pop(int(key[len(BROKERS):]), None)
+        elif key == CONTROLLER:
+            self.controller_id, self.controller_epoch = -1, 0
         elif key.startswith(ACLS):
             self.acls.delete(key)
         elif key.startswith(QUOTAS):
