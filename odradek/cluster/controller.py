@@ -289,10 +289,7 @@ class Controller:
                 wait = max(0.05, next_rebalance - loop.time())
             else:
                 wait = None
-            try:
-                await asyncio.wait_for(self.image.wait_for(self.image.revision + 1), wait)
-            except asyncio.TimeoutError:
-                pass
+            await self.image.next_change(wait)
 
     async def write(self, c: Change) -> tuple[bool, int]:
         """Write one decision, fenced; return (written, revision). Raises

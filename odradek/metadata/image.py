@@ -43,7 +43,11 @@ class Progress:
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((revision, fut))
-        await fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._waiters = [(r, f) for r, f in self._waiters if f is not fut]
+            raise
 
     def advance(self, revision: int) -> None:
         self.value = max(self.value, revision)
@@ -123,6 +127,16 @@ class MetadataImage:
     async def wait_for(self, revision: int) -> None:
         """Return once the image holds ``revision``."""
         await self.progress.reached(revision)
+
+    async def next_change(self, timeout: float | None = None) -> None:
+        """Return once the image moves past its current revision, or after
+        ``timeout`` seconds. (Not ``asyncio.wait_for``, which on Python 3.11
+        can swallow a cancellation that arrives as the wait completes.)"""
+        inner = asyncio.ensure_future(self.wait_for(self.revision + 1))
+        try:
+            await asyncio.wait([inner], timeout=timeout)
+        finally:
+            inner.cancel()
 
     def _apply_one(self, kind: str, kv: KeyValue) -> str | None:
         """One change; a value this broker cannot read is logged and passed
