@@ -30,13 +30,14 @@ def replicated(monkeypatch):
 
 @pytest.fixture
 def cluster(etcd, tmp_path, request):
-    """start(n, prefix, **config) -> n brokers (node ids 1..n) on one prefix,
+    """start(n, prefix, racks=None, **config) -> n brokers (node ids 1..n) on one prefix,
     all registered; stopped at the end."""
     started = []
 
-    def start(n, prefix, **config):
+    def start(n, prefix, racks=None, **config):
         conf = dict(FAST, **{"metadata.store": etcd.url(prefix)}, **config)
-        brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"{prefix}-b{i}"), node_id=i, config=conf).start()
+        brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"{prefix}-b{i}"), node_id=i,
+                                  config=dict(conf, **({"broker.rack": racks[i - 1]} if racks else {}))).start()
                    for i in range(1, n + 1)]
         started.extend(brokers)
         wait_until(lambda: all(len(b.core.image.brokers) == n for b in brokers), what=f"{n} registrations")
@@ -302,3 +303,41 @@ def test_automatic_preferred_leader_rebalancing(cluster, replicated):
                what="the preferred leader back")
     assert time.monotonic() - t0 < 4
     assert b.core.image.get("rb").partitions[0].leader_epoch == s.leader_epoch + 2
+
+
+def test_replicated_topics_are_spread_over_brokers_and_racks(cluster, replicated):
+    from collections import Counter
+
+    from tests.integration.rawclient import RawClient
+
+    racks = ["r1", "r1", "r2", "r2"]
+    brokers = cluster(4, "racks", racks=racks)
+    b = brokers[0]
+    b.call(b.core.admin.create_topic, "spread", 8, 2)
+    st = states(b, "spread")
+    for leader, epoch, replicas, isr in st:
+        assert leader == replicas[0] and isr == replicas and epoch == 0
+        assert {racks[r - 1] for r in replicas} == {"r1", "r2"}
+    assert set(Counter(s[0] for s in st).values()) == {2}  # leaders balanced
+    assert set(Counter(r for s in st for r in s[2]).values()) == {4}  # replicas too
+    b.call(b.core.admin.add_partitions, "spread", 12)
+    assert all(len(s[2]) == 2 and len({racks[r - 1] for r in s[2]}) == 2 for s in states(b, "spread"))
+
+    # __consumer_offsets, created by the first FindCoordinator, gets offsets.topic.replication.factor (3).
+    raw = RawClient(b.bootstrap)
+    try:
+        def found():
+            res = raw.request("FindCoordinator", 3, {"key": "g", "key_type": 0})
+            return res["error_code"] == 0
+        wait_until(found, what="the coordinator")
+    finally:
+        raw.close()
+    offsets = b.core.image.get("__consumer_offsets")
+    assert {len(p.replicas) for p in offsets.partitions} == {3}
+
+
+def test_offsets_topic_replication_is_capped_by_live_brokers(cluster, replicated, monkeypatch):
+    brokers = cluster(2, "capped")
+    assert brokers[0].core.admin.offsets_replication_factor() == 2
+    monkeypatch.setattr(topic_admin, "REPLICATION_SERVED", False)
+    assert brokers[0].core.admin.offsets_replication_factor() == 1
