@@ -305,9 +305,10 @@ class Controller:
             raise NotController(f"controller epoch {self.epoch} is fenced")
         return False, done.revision
 
-    async def apply(self, decide, rounds: int = 20) -> None:
+    async def apply(self, decide, rounds: int = 20, written: set | None = None) -> None:
         """Write what ``decide()`` says until it says nothing (the image caught
-        up with every write) or ``rounds`` pass."""
+        up with every write) or ``rounds`` pass; add the (topic, index) of
+        each write made to ``written``."""
         async with self._lock:
             for _ in range(rounds):
                 if not self.active:
@@ -317,7 +318,7 @@ class Controller:
                     return
                 results = await asyncio.gather(*(self.write(c) for c in changes), return_exceptions=True)
                 top = self.image.revision
-                for r in results:
+                for c, r in zip(changes, results):
                     if isinstance(r, NotController):
                         raise r
                     if isinstance(r, StoreUnavailable):  # outcome unknown: decide again from a fresh image
@@ -327,6 +328,8 @@ class Controller:
                         raise r
                     else:
                         top = max(top, r[1])
+                        if r[0] and written is not None:
+                            written.add((c.topic, c.index))
                 await self.image.wait_for(top)
 
     async def elect_leaders(self, wanted: list[tuple[str, int]], election_type: int
@@ -355,21 +358,23 @@ class Controller:
                 s = t.partitions[index]
                 new, code = elect(s, election_type, live, shutting)
                 if new is None:
-                    if (name, index) not in results:  # not elected by an earlier round of this request
+                    if (name, index) not in written:  # else elected by an earlier round of this request
                         results[(name, index)] = (code, None if code == errors.ELECTION_NOT_NEEDED else
                                                   f"Failed to elect leader for partition {name}-{index} under "
                                                   f"strategy {'preferred' if election_type == PREFERRED else 'unclean'}")
                     pending.remove((name, index))
                 else:
-                    results[(name, index)] = (0, None)
                     out.append(Change(name, index, new, s.revision))
             return out
 
+        written: set[tuple[str, int]] = set()
         if not self.active:
             raise NotController()
-        await self.apply(decide)
-        if not self.active:
+        await self.apply(decide, written=written)
+        if not self.active and not written:
             raise NotController()
+        for key in written:
+            results.setdefault(key, (0, None))
         for key in pending:  # still contended after every round
             results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
-        return results
+        return {k: results[k] for k in wanted if k in results}

@@ -180,3 +180,26 @@ def test_manual_replica_assignments(admin, odradek_broker):
         assert res["results"][0]["error_code"] == 0
     finally:
         raw.close()
+
+
+def test_elect_leaders_on_one_broker(admin, odradek_broker):
+    """One broker is its own controller: its partitions' preferred leader
+    leads already, and unknown partitions are named."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    admin.create_topics([NewTopic("elect-one", 2, 1)])["elect-one"].result(10)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("elect-one", 0),
+                                                          TopicPartition("elect-one", 5)]).result(10)
+    errs = {tp.partition: e for tp, e in result.items()}
+    assert "ELECTION_NOT_NEEDED" in str(errs[0]) and "val=3," in str(errs[5])
+    raw = RawClient(odradek_broker.bootstrap)
+    try:
+        for election_type in (0, 1):  # every partition: none needs an election, none is listed
+            res = raw.request("ElectLeaders", 2, {"election_type": election_type, "timeout_ms": 1000,
+                                                  "topic_partitions": None})
+            assert res["error_code"] == 0 and res["replica_election_results"] == []
+        res = raw.request("ElectLeaders", 0, {"timeout_ms": 1000,
+                                              "topic_partitions": [{"topic": "elect-one", "partitions": [1]}]})
+        assert res["replica_election_results"][0]["partition_result"][0]["error_code"] == 84
+    finally:
+        raw.close()
