@@ -341,3 +341,17 @@ def test_offsets_topic_replication_is_capped_by_live_brokers(cluster, replicated
     assert brokers[0].core.admin.offsets_replication_factor() == 2
     monkeypatch.setattr(topic_admin, "REPLICATION_SERVED", False)
     assert brokers[0].core.admin.offsets_replication_factor() == 1
+
+
+def test_a_broker_that_registers_again_claims_with_its_new_lease(cluster):
+    from odradek.cluster.controller import CONTROLLER
+
+    b, = cluster(1, "reclaim")
+    core = b.core
+    epoch, lease = core.image.controller_epoch, core.registration.lease
+    b.call(core.metadata.revoke_lease, lease)
+    wait_until(lambda: core.registration.lease not in (0, lease) and core.image.controller_epoch > epoch,
+               timeout=10, what="a new registration and controller epoch")
+    assert core.image.controller_id == 1 and core.controller.active
+    kv = b.call(core.metadata.get, CONTROLLER)
+    assert kv.lease == core.registration.lease and kv.create_revision == core.controller.epoch
