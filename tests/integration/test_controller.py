@@ -355,3 +355,44 @@ def test_a_broker_that_registers_again_claims_with_its_new_lease(cluster):
     assert core.image.controller_id == 1 and core.controller.active
     kv = b.call(core.metadata.get, CONTROLLER)
     assert kv.lease == core.registration.lease and kv.create_revision == core.controller.epoch
+
+
+def test_a_killed_leader_process_is_replaced_once_its_lease_lapses(cluster, replicated, etcd, tmp_path):
+    """kill -9 of a broker process: its lease lapses after
+    broker.session.timeout.ms (2 s here) and the controller moves what it led."""
+    import subprocess
+    import sys
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tests.conftest import ROOT, free_port, wait_port
+
+    brokers = cluster(2, "killed")  # one of these two is the controller
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "serve", "--node-id", "3", "--port", str(port),
+                             "--data-dir", str(tmp_path / "killed-b3"), "--metadata-store", etcd.url("killed"),
+                             "--log-level", "WARNING", "-o", "broker.session.timeout.ms=2000"], cwd=ROOT)
+    try:
+        wait_port(port, proc=proc)
+        wait_until(lambda: 3 in brokers[0].core.image.brokers, what="broker 3 to register")
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        admin.create_topics([NewTopic("k", 6, 3)])["k"].result(30)
+        led = [i for i, s in enumerate(states(brokers[0], "k")) if s[0] == 3]
+        assert led
+        t0 = time.monotonic()
+        proc.kill()
+        proc.wait()
+
+        def moved():
+            _, view = client_view(brokers[1].bootstrap, "k")
+            return all(view[i][0] not in (3, -1) and 3 not in view[i][2] for i in led)
+
+        wait_until(moved, timeout=15, what="new leaders in Metadata")
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, elapsed
+        for i in led:
+            assert states(brokers[1], "k")[i][1] == 1  # epoch 0 -> 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
