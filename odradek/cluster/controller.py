@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import replace
 from typing import Iterable, NamedTuple
 
 from odradek.config import BrokerConfig, TopicConfig
