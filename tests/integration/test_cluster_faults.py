@@ -55,6 +55,9 @@ def finish(work: Workload, cluster) -> None:
     work.final_read(timeout=30)
     problems = work.check()
     assert problems == [], problems
+    epochs = {(p, e) for _, p, e, _ in work.leaders}
+    print(f"{len(work.acked)} acknowledged, {len(work.reads)} read, {len(work.failed)} failed, "
+          f"leader epochs seen: {sorted(epochs)}")
     assert len(work.acked) > 200
 
 
@@ -75,6 +78,8 @@ def test_kill_the_leader_of_every_partition_and_chase_it(odradek_cluster):
         victim.start()
         wait_until(lambda: full_isr(cluster), timeout=60, what=f"broker {leader} back in the ISR")
     finish(work, cluster)
+    print(f"kill to next acknowledgement of 30 records: {sorted(round(r, 2) for r in recoveries)} s; "
+          f"{len(work.acked)} acknowledged, {len(work.failed)} failed")
     assert max(recoveries) < 15
 
 
