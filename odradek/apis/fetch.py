@@ -22,9 +22,12 @@ FETCH_SESSION_TOPIC_ID_ERROR) are answered at the top level with no
 partitions. From v13 topics are named by id; an unknown id is UNKNOWN_TOPIC_ID
 for its partitions, which are listed after the others.
 
-Not implemented: read_committed reads up to the last stable offset, which
-equals the high watermark until transactions arrive, and aborted transactions
-are never listed. Reads from follower replicas (KIP-392) and replica fetches
+isolation_level=1 (read_committed) reads below the partition's last stable
+offset (the first offset of its earliest open transaction) and lists the
+aborted transactions overlapping what it returns (``Partition.read_committed``,
+docs/transactions.md); read_uncommitted reads below the high watermark.
+
+Not implemented: reads from follower replicas (KIP-392) and replica fetches
 are not served: a follower's fetch is answered as a consumer's (below the
 high watermark), though its session counts as privileged for eviction.
 """
@@ -59,7 +62,7 @@ def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition]
 
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
-                    skip_unchanged: bool = False) -> tuple[list, int, list, list]:
+                    skip_unchanged: bool = False, committed: bool = False) -> tuple[list, int, list, list]:
     """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
     [(partition, bytes) with records]).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
@@ -88,10 +91,17 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
                  "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
                  "aborted_transactions": None, "records": b""}
         limit = min(fp.max_bytes, max_bytes - total)
-        if offset < hw and (limit > 0 or total == 0):
+        if committed:
+            entry["aborted_transactions"] = []
+        if offset < (entry["last_stable_offset"] if committed else hw) and (limit > 0 or total == 0):
             try:
                 # Only the first partition with data may exceed its limit.
-                result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
+                if committed:
+                    result, aborted = p.read_committed(offset, max(limit, 1), min_one=total == 0)
+                    entry["aborted_transactions"] = [
+                        {"producer_id": a.producer_id, "first_offset": a.first_offset} for a in aborted]
+                else:
+                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
             except OffsetOutOfRange:
                 entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
             else:
@@ -136,7 +146,8 @@ async def fetch(ctx, request: dict) -> dict:
     parts = context.partitions
     incremental = context.kind == "incremental"
     while True:
-        entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental)
+        entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
+                                                        request["isolation_level"] == 1)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break

@@ -7,8 +7,11 @@ and coordinators never touch a log:
 - appends happen only as leader (``append_as_leader``), on the event loop:
   validate nothing more (the caller did), stamp, append, record producer
   state, wake the waiters, schedule the flush the log asks for;
-- a consumer reads below the high watermark (later: the last stable offset),
-  a replica up to the log end;
+- a consumer reads below the high watermark (read_committed: below the last
+  stable offset, with the aborted transactions of what it read), a replica up
+  to the log end;
+- transaction markers are appended through one method (``append_marker``),
+  here for a local coordinator and for WriteTxnMarkers alike;
 - the leader epoch is checked where a request carries one;
 - truncation rebuilds the producer state from what is left.
 
@@ -85,8 +88,9 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        """Where read_committed consumers stop: the high watermark until transactions arrive."""
-        return self.log.high_watermark
+        """Where read_committed consumers stop: the first offset of the earliest
+        open transaction, or the high watermark (``odradek.txn_state``)."""
+        return self.producers.txns.last_stable_offset(self.log.high_watermark)
 
     @property
     def log_start_offset(self) -> int:
@@ -163,6 +167,41 @@ class Partition:
         """Drop everything from ``offset`` on, and the producer state of it."""
         self.log.truncate_to(offset)
         self.producers.rebuild(self.log)
+
+    # -- transactions ----------------------------------------------------------------
+    def in_txn(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has a transaction open here (its writes were verified)."""
+        return self.producers.in_txn(producer_id)
+
+    def append_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                      commit: bool, now_ms: int) -> int:
+        """Append a commit or abort marker (a control batch, Kafka's EndTxnMarker)
+        for ``producer_id`` as leader; 0 or the error. A marker that would end
+        no open transaction and fence no older epoch (sent again after a
+        coordinator restart) is answered without being appended again."""
+        from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
+
+        code = self.producers.check_marker(producer_id, producer_epoch)
+        if code:
+            return code
+        if not self.producers.marker_needed(producer_id, producer_epoch):
+            return 0
+        batch = build_control_batch(CONTROL_COMMIT if commit else CONTROL_ABORT, producer_id,
+                                    producer_epoch, coordinator_epoch, now_ms)
+        info = self.log.append(bytearray(batch), self.leader_epoch, now_ms)
+        self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms)
+        self.notify()
+        if self.log.flush_due:
+            self._schedule_flush(self)
+        return 0
+
+    def read_committed(self, offset: int, max_bytes: int, min_one: bool = True):
+        """read_committed: (batches from ``offset`` below the last stable offset,
+        the aborted transactions overlapping them). Raises OffsetOutOfRange."""
+        lso = self.last_stable_offset
+        result = self.log.read(offset, max_bytes, lso, min_one=min_one)
+        aborted = self.producers.txns.aborted_between(offset, lso) if result.size else []
+        return result, aborted
 
     # -- waiting fetches ------------------------------------------------------------
     def add_waiter(self, fut: asyncio.Future) -> None:
