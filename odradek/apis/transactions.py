@@ -1,0 +1,211 @@
+"""Transactions: the client APIs of the transaction coordinator, and WriteTxnMarkers.
+
+  InitProducerId (22) 0-6 with a transactional id (``init_transactional``;
+    the handler lives in producer_id.py): a new producer id, or the epoch
+    bumped; an open transaction is aborted with the epoch bumped (fencing its
+    producer) and the request answered CONCURRENT_TRANSACTIONS until the
+    abort completes; INVALID_TRANSACTION_TIMEOUT above
+    ``transaction.max.timeout.ms``.
+  AddPartitionsToTxn (24) 0-5: the client form (v0-3) and the batched broker
+    form (v4+, with ``verify_only``). Unknown partitions get
+    UNKNOWN_TOPIC_OR_PARTITION and the others OPERATION_NOT_ATTEMPTED.
+  AddOffsetsToTxn (25) 0-4: adds the group's ``__consumer_offsets`` partition.
+  EndTxn (26) 0-4: writes PrepareCommit/PrepareAbort and answers; the
+    markers and the Complete state follow.
+  TxnOffsetCommit (28) 0-4: offsets held by the group's shard until the
+    transaction's marker; the generation and member are checked as
+    OffsetCommit does (v3+); the ``__consumer_offsets`` partition must be in
+    the transaction (AddOffsetsToTxn), as Kafka 4 verifies.
+  WriteTxnMarkers (27) 1-2: the receiving side, for a coordinator on
+    another broker: each marker appended through ``Partition.append_marker``.
+
+Versions before PRODUCER_FENCED existed (InitProducerId < 4, the others
+< 2) get INVALID_PRODUCER_EPOCH instead, as Kafka answers them.
+
+Not served: transactions v2 (KIP-890 part 2: EndTxn v5, TxnOffsetCommit
+v5+, the ``transaction.version`` feature), two-phase commit (KIP-939:
+InitProducerId v6's ``enable_2pc`` is refused), DescribeTransactions,
+ListTransactions, DescribeProducers. Behaviour lives in
+odradek/coordinator/transactions/ (docs/transactions.md).
+"""
+
+from __future__ import annotations
+
+from odradek.protocol import errors
+from odradek.server.registry import handles
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def _fenced(code: int, version: int, first_with_fenced: int) -> int:
+    if code == errors.PRODUCER_FENCED and version < first_with_fenced:
+        return errors.INVALID_PRODUCER_EPOCH
+    return code
+
+
+async def _shard(ctx, transactional_id: str | None, create: bool = False):
+    """(coordinator, hosted shard, 0) or (coordinator or None, None, error)."""
+    tc = getattr(ctx.broker, "transactions", None)
+    if tc is None or not transactional_id:
+        return tc, None, errors.COORDINATOR_NOT_AVAILABLE if tc is None else errors.INVALID_REQUEST
+    if create and not await tc.ensure_topic():
+        return tc, None, errors.COORDINATOR_NOT_AVAILABLE
+    h, code = tc.shard_for(transactional_id)
+    return tc, h, code
+
+
+# -- InitProducerId ----------------------------------------------------------
+
+async def init_transactional(ctx, request: dict) -> dict:
+    """InitProducerId for a transactional producer."""
+    txn_id = request["transactional_id"]
+    if request.get("enable2_pc"):
+        return {"error_code": errors.INVALID_REQUEST, "producer_id": -1, "producer_epoch": -1}
+    tc, h, code = await _shard(ctx, txn_id, create=True)
+    new_pid = None
+    if not code and h.shard.needs_producer_id(txn_id):
+        new_pid = await ctx.broker.producer_ids.allocate()
+        h, code = tc.shard_for(txn_id)  # the await may have let anything happen
+    if code:
+        return {"error_code": code, "producer_id": -1, "producer_epoch": -1}
+    res = tc.execute(h, h.shard.init_producer_id, txn_id, request["transaction_timeout_ms"],
+                     request["producer_id"], request["producer_epoch"], new_pid)
+    out = dict(res.response)
+    out["error_code"] = _fenced(out["error_code"], ctx.version, 4)
+    return out
+
+
+# -- AddPartitionsToTxn / AddOffsetsToTxn ------------------------------------
+
+def _topic_results(topics: list[tuple[str, list[int]]], code_of) -> list[dict]:
+    return [{"name": name, "results_by_partition": [
+        {"partition_index": i, "partition_error_code": code_of(name, i)} for i in indexes]}
+        for name, indexes in topics]
+
+
+async def _add_partitions(ctx, txn_id, producer_id: int, producer_epoch: int,
+                          topics: list[tuple[str, list[int]]], verify_only: bool = False) -> list[dict]:
+    broker = ctx.broker
+    tc, h, code = await _shard(ctx, txn_id)
+    if code:
+        return _topic_results(topics, lambda n, i: code)
+    if verify_only:
+        return _topic_results(topics, lambda n, i: h.shard.verify(txn_id, producer_id, producer_epoch, (n, i)))
+
+    def known(name: str, index: int) -> bool:
+        t = broker.image.get(name)
+        return t is not None and 0 <= index < len(t.partitions)
+
+    if not all(known(n, i) for n, indexes in topics for i in indexes):
+        return _topic_results(topics, lambda n, i: errors.OPERATION_NOT_ATTEMPTED if known(n, i)
+                              else errors.UNKNOWN_TOPIC_OR_PARTITION)
+    wanted = {(n, i) for n, indexes in topics for i in indexes}
+    res = tc.execute(h, h.shard.add_partitions, txn_id, producer_id, producer_epoch, wanted)
+    code = res.response["error_code"]
+    return _topic_results(topics, lambda n, i: code)
+
+
+@handles("AddPartitionsToTxn", 0, 5)
+async def add_partitions_to_txn(ctx, request: dict) -> dict:
+    v = ctx.version
+    if v <= 3:
+        topics = [(t["name"], list(t["partitions"])) for t in request["v3_and_below_topics"]]
+        results = await _add_partitions(ctx, request["v3_and_below_transactional_id"],
+                                        request["v3_and_below_producer_id"],
+                                        request["v3_and_below_producer_epoch"], topics)
+        for t in results:
+            for p in t["results_by_partition"]:
+                p["partition_error_code"] = _fenced(p["partition_error_code"], v, 2)
+        return {"results_by_topic_v3_and_below": results}
+    out = []
+    for txn in request["transactions"]:
+        topics = [(t["name"], list(t["partitions"])) for t in txn["topics"]]
+        out.append({"transactional_id": txn["transactional_id"],
+                    "topic_results": await _add_partitions(ctx, txn["transactional_id"], txn["producer_id"],
+                                                           txn["producer_epoch"], topics, txn["verify_only"])})
+    return {"error_code": 0, "results_by_transaction": out}
+
+
+@handles("AddOffsetsToTxn", 0, 4)
+async def add_offsets_to_txn(ctx, request: dict) -> dict:
+    gc = getattr(ctx.broker, "groups", None)
+    if gc is None or not await gc.ensure_topic():
+        return {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
+    tc, h, code = await _shard(ctx, request["transactional_id"])
+    if not code:
+        index = gc.partition_for(request["group_id"])
+        res = tc.execute(h, h.shard.add_partitions, request["transactional_id"], request["producer_id"],
+                         request["producer_epoch"], {(OFFSETS_TOPIC, index)})
+        code = res.response["error_code"]
+    return {"error_code": _fenced(code, ctx.version, 2)}
+
+
+# -- EndTxn ------------------------------------------------------------------
+
+@handles("EndTxn", 0, 4)
+async def end_txn(ctx, request: dict) -> dict:
+    tc, h, code = await _shard(ctx, request["transactional_id"])
+    if not code:
+        res = tc.execute(h, h.shard.end_txn, request["transactional_id"], request["producer_id"],
+                         request["producer_epoch"], request["committed"])
+        code = res.response["error_code"]
+    return {"error_code": _fenced(code, ctx.version, 2)}
+
+
+# -- TxnOffsetCommit -----------------------------------------------------------
+
+@handles("TxnOffsetCommit", 0, 4)
+async def txn_offset_commit(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    topics = [(t["name"], [(p["partition_index"], p["committed_offset"], p["committed_leader_epoch"],
+                            p["committed_metadata"]) for p in t["partitions"]]) for t in request["topics"]]
+
+    def everywhere(code: int) -> dict:
+        return {"topics": [{"name": name, "partitions": [{"partition_index": p[0], "error_code": code}
+                                                         for p in parts]} for name, parts in topics]}
+
+    gc = getattr(broker, "groups", None)
+    if gc is None:
+        return everywhere(errors.COORDINATOR_NOT_AVAILABLE)
+    group_id, pid, epoch = request["group_id"], request["producer_id"], request["producer_epoch"]
+    shard, code = gc.shard_for(group_id)
+    if code:
+        return everywhere(code)
+    # The group's partition must be part of the transaction (AddOffsetsToTxn).
+    index = gc.partition_for(group_id)
+    p, _ = broker.replicas.partition_or_error(OFFSETS_TOPIC, index)
+    tc = getattr(broker, "transactions", None)
+    if p is not None and not p.in_txn(pid):
+        code = errors.INVALID_TXN_STATE if tc is None else \
+            tc.verify(request["transactional_id"], pid, epoch, OFFSETS_TOPIC, index)
+        if code:
+            return everywhere(_fenced(code, ctx.version, 2))
+    res = gc.execute(shard, shard.txn_commit_offsets, producer_id=pid, producer_epoch=epoch,
+                     group_id=group_id, generation=request["generation_id_or_member_epoch"],
+                     member_id=request["member_id"], instance_id=request["group_instance_id"],
+                     topics=topics, topic_exists=gc.topic_exists, version=8)
+    return dict(res.response)
+
+
+# -- WriteTxnMarkers -------------------------------------------------------------
+
+@handles("WriteTxnMarkers", 1, 2)
+async def write_txn_markers(ctx, request: dict) -> dict:
+    """Markers from a transaction coordinator (on this or another broker)."""
+    from odradek.coordinator.transactions.markers import write_marker
+
+    broker = ctx.broker
+    out = []
+    for m in request["markers"]:
+        topics = []
+        for t in m["topics"]:
+            parts = []
+            for index in t["partition_indexes"]:
+                p, code = broker.replicas.partition_or_error(t["name"], index)
+                if not code:
+                    code = write_marker(broker, p, m["producer_id"], m["producer_epoch"],
+                                        m["coordinator_epoch"], m["transaction_result"])
+                parts.append({"partition_index": index, "error_code": code})
+            topics.append({"name": t["name"], "partitions": parts})
+        out.append({"producer_id": m["producer_id"], "topics": topics})
+    return {"markers": out}
