@@ -15,8 +15,11 @@ headers as they are appended (or replayed at a rebuild):
 
 What readers ask:
 
-- the *last stable offset*: the first offset of the earliest ongoing
-  transaction, or the high watermark if it is lower or none is ongoing.
+- the *last stable offset*: the first offset of the earliest transaction
+  that is open or whose marker is not yet below the high watermark (a
+  marker a new leader might not have: Kafka's "unreplicated transactions"),
+  or the high watermark if it is lower or there is none. On one broker the
+  high watermark is the log end, so only open transactions count.
   ``read_committed`` consumers read below it.
 - the aborted transactions overlapping a fetched range ``[start, end)``, as
   Kafka selects them: ``last_offset >= start and first_offset < end``, sorted
@@ -52,11 +55,14 @@ _ABORTED = struct.Struct(">qqqq")
 
 
 class TxnIndex:
-    __slots__ = ("ongoing", "aborted")
+    __slots__ = ("ongoing", "aborted", "unreplicated")
 
     def __init__(self):
         self.ongoing: dict[int, int] = {}  # producer id -> first offset of its open transaction
         self.aborted: list[AbortedTxn] = []  # in the order their markers were written
+        # (first offset, marker offset) of ended transactions whose marker may
+        # still be above the high watermark, in marker order (memory only)
+        self.unreplicated: list[tuple[int, int]] = []
 
     def in_txn(self, producer_id: int) -> bool:
         return producer_id in self.ongoing
@@ -69,18 +75,35 @@ class TxnIndex:
         """A marker of ``producer_id`` was written at ``marker_offset``; the
         aborted transaction it ended, if it was an abort of one."""
         first = self.ongoing.pop(producer_id, None)
-        if first is None or commit:
+        if first is None:
+            return None
+        self.unreplicated.append((first, marker_offset))
+        if commit:
             return None
         lso = min(self.ongoing.values(), default=marker_offset + 1)
         a = AbortedTxn(producer_id, first, marker_offset, lso)
         self.aborted.append(a)
         return a
 
-    def first_unstable_offset(self) -> int | None:
-        return min(self.ongoing.values()) if self.ongoing else None
+    def first_unstable_offset(self, high_watermark: int) -> int | None:
+        """The first offset of the earliest open transaction or of one whose
+        marker is at or above ``high_watermark``; None if there is none."""
+        done = self.settle(high_watermark)
+        first = min(self.ongoing.values()) if self.ongoing else None
+        if done:
+            earliest = min(f for f, _ in done)
+            first = earliest if first is None else min(first, earliest)
+        return first
+
+    def settle(self, high_watermark: int) -> list:
+        """Forget ended transactions whose marker is below ``high_watermark``."""
+        done = self.unreplicated
+        if done and done[0][1] < high_watermark:
+            self.unreplicated = done = [t for t in done if t[1] >= high_watermark]
+        return done
 
     def last_stable_offset(self, high_watermark: int) -> int:
-        first = self.first_unstable_offset()
+        first = self.first_unstable_offset(high_watermark)
         return high_watermark if first is None else min(first, high_watermark)
 
     def aborted_between(self, start: int, end: int) -> list[AbortedTxn]:

@@ -190,6 +190,7 @@ class Partition:
                                     producer_epoch, coordinator_epoch, now_ms)
         info = self.log.append(bytearray(batch), self.leader_epoch, now_ms)
         self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms)
+        self.producers.txns.settle(self.log.high_watermark)
         self.notify()
         if self.log.flush_due:
             self._schedule_flush(self)

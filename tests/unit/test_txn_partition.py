@@ -86,6 +86,17 @@ def test_index_overlap_rule():
     assert idx.aborted == [AbortedTxn(1, 6, 9, 10)]
 
 
+def test_lso_waits_for_the_marker_below_the_high_watermark():
+    # With replication, a marker above the high watermark may be lost with
+    # its leader: the transaction stays unstable until the marker is below it.
+    idx = TxnIndex()
+    idx.begin(1, 10)
+    idx.end(1, 12, commit=True)
+    assert idx.last_stable_offset(12) == 10  # the marker (12) is not below the HW
+    assert idx.last_stable_offset(13) == 13
+    assert idx.unreplicated == []
+
+
 def test_lso_read_committed_and_markers():
     e = Env()
     p = e.p
