@@ -22,10 +22,13 @@
 Versions before PRODUCER_FENCED existed (InitProducerId < 4, the others
 < 2) get INVALID_PRODUCER_EPOCH instead, as Kafka answers them.
 
+  DescribeTransactions (65) 0, ListTransactions (66) 0-2 (state, producer id,
+    duration and id pattern filters; Kafka's state names), over the shards
+    hosted here; DescribeProducers (61) 0, from each partition's producer state.
+
 Not served: transactions v2 (KIP-890 part 2: EndTxn v5, TxnOffsetCommit
 v5+, the ``transaction.version`` feature), two-phase commit (KIP-939:
-InitProducerId v6's ``enable_2pc`` is refused), DescribeTransactions,
-ListTransactions, DescribeProducers. Behaviour lives in
+InitProducerId v6's ``enable_2pc`` is refused). Behaviour lives in
 odradek/coordinator/transactions/ (docs/transactions.md).
 """
 
@@ -209,3 +212,71 @@ async def write_txn_markers(ctx, request: dict) -> dict:
             topics.append({"name": t["name"], "partitions": parts})
         out.append({"producer_id": m["producer_id"], "topics": topics})
     return {"markers": out}
+
+
+# -- DescribeTransactions / ListTransactions / DescribeProducers ------------------
+
+@handles("DescribeTransactions", 0, 0)
+async def describe_transactions(ctx, request: dict) -> dict:
+    out = []
+    for txn_id in request["transactional_ids"]:
+        entry = {"transactional_id": txn_id, "error_code": 0, "transaction_state": "",
+                 "transaction_timeout_ms": 0, "transaction_start_time_ms": -1, "producer_id": -1,
+                 "producer_epoch": -1, "topics": []}
+        tc, h, code = await _shard(ctx, txn_id)
+        m = None if code else h.shard.describe(txn_id)
+        if code or m is None:
+            entry["error_code"] = code or errors.TRANSACTIONAL_ID_NOT_FOUND
+        else:
+            by_topic: dict[str, list[int]] = {}
+            for topic, index in sorted(m.partitions):
+                by_topic.setdefault(topic, []).append(index)
+            entry.update(transaction_state=m.state.kafka_name, transaction_timeout_ms=m.timeout_ms,
+                         transaction_start_time_ms=m.start_ms, producer_id=m.producer_id,
+                         producer_epoch=m.producer_epoch,
+                         topics=[{"topic": t, "partitions": ps} for t, ps in by_topic.items()])
+        out.append(entry)
+    return {"transaction_states": out}
+
+
+@handles("ListTransactions", 0, 2)
+async def list_transactions(ctx, request: dict) -> dict:
+    import re
+
+    from odradek.clock import now_ms
+    from odradek.coordinator.transactions.records import STATE_NAMES
+
+    tc = getattr(ctx.broker, "transactions", None)
+    known = set(STATE_NAMES.values())
+    states = set(request["state_filters"] or ())
+    answer = {"error_code": 0, "unknown_state_filters": sorted(states - known), "transaction_states": []}
+    if tc is None:
+        return answer
+    pattern = request.get("transactional_id_pattern")
+    try:
+        compiled = re.compile(pattern) if pattern else None
+    except re.error:
+        return dict(answer, error_code=errors.INVALID_REQUEST)
+    now = now_ms()
+    for h in list(tc.hosted.values()):
+        if h.loading:
+            return dict(answer, error_code=errors.COORDINATOR_LOAD_IN_PROGRESS)
+        answer["transaction_states"].extend(h.shard.list_transactions(
+            now, states & known if states else None, set(request["producer_id_filters"] or ()),
+            request.get("duration_filter", -1), compiled))
+    if states and not states & known:
+        answer["transaction_states"] = []  # only unknown states asked for: none match
+    return answer
+
+
+@handles("DescribeProducers", 0, 0)
+async def describe_producers(ctx, request: dict) -> dict:
+    from odradek.apis.partitions import per_partition
+
+    def answer(p, requested, entry: dict) -> None:
+        entry["active_producers"] = p.describe_producers()
+
+    topics = per_partition(ctx.broker, [{"name": t["name"], "partitions": [
+        {"partition_index": i} for i in t["partition_indexes"]]} for t in request["topics"]],
+        "name", "partition_index", answer, {"active_producers": [], "error_message": None})
+    return {"topics": topics}

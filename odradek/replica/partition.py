@@ -196,6 +196,16 @@ class Partition:
             self._schedule_flush(self)
         return 0
 
+    def describe_producers(self) -> list[dict]:
+        """DescribeProducers: the producers this partition knows, with the
+        first offset of each one's open transaction (-1: none)."""
+        txns = self.producers.txns.ongoing
+        return [{"producer_id": pid, "producer_epoch": e.epoch,
+                 "last_sequence": e.batches[-1][1] if e.batches else -1,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": -1,
+                 "current_txn_start_offset": txns.get(pid, -1)}
+                for pid, e in sorted(self.producers.producers.items())]
+
     def read_committed(self, offset: int, max_bytes: int, min_one: bool = True):
         """read_committed: (batches from ``offset`` below the last stable offset,
         the aborted transactions overlapping them). Raises OffsetOutOfRange."""

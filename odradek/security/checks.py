@@ -346,6 +346,14 @@ async def add_partitions_to_txn(api, ctx, request):
             for i in t["partitions"]]} for t in topics]}
 
 
+async def list_transactions(api, ctx, request):
+    """Only the transactional ids the principal may DESCRIBE are listed."""
+    response = await api.handler(ctx, request)
+    response["transaction_states"] = [s for s in response["transaction_states"] if allowed(
+        ctx, Op.DESCRIBE, T.TRANSACTIONAL_ID, s["transactional_id"])]
+    return response
+
+
 def txn_and_group(ctx, request) -> int:
     """WRITE on the transactional id, then READ on the group."""
     return txn_write(ctx, request) or group_of(Op.READ)(ctx, request)
@@ -403,6 +411,16 @@ RULES: dict[str, Callable] = {
     "AddOffsetsToTxn": Whole(txn_and_group, top_error),
     "EndTxn": Whole(txn_write, top_error),
     "TxnOffsetCommit": Items("topics", "topics", topic_check(Op.READ), offset_commit_error, whole=txn_and_group),
+    "DescribeTransactions": Items(
+        "transactional_ids", "transaction_states",
+        lambda ctx, txn: 0 if allowed(ctx, Op.DESCRIBE, T.TRANSACTIONAL_ID, txn) else TXN_DENIED,
+        lambda txn, code: {"transactional_id": txn, "error_code": code, "transaction_state": "",
+                           "transaction_timeout_ms": 0, "transaction_start_time_ms": -1,
+                           "producer_id": -1, "producer_epoch": -1, "topics": []}),
+    "ListTransactions": list_transactions,
+    "DescribeProducers": Items("topics", "topics", topic_check(Op.READ), lambda t, code: {
+        "name": t["name"], "partitions": [{"partition_index": i, "error_code": code, "error_message": None,
+                                           "active_producers": []} for i in t["partition_indexes"]]}),
     "WriteTxnMarkers": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"markers": [
         {"producer_id": m["producer_id"], "topics": [
             {"name": t["name"], "partitions": [{"partition_index": i, "error_code": code}

@@ -76,6 +76,8 @@ def test_group_transaction_and_cluster_apis(raw):
         "v3_and_below_topics": [{"name": "a", "partitions": [0, 1]}]})
     assert [p["partition_error_code"] for t in add["results_by_topic_v3_and_below"]
             for p in t["results_by_partition"]] == [TXN_DENIED, TXN_DENIED]
+    assert raw.request("DescribeTransactions", 0, {"transactional_ids": ["tx"]})["transaction_states"][0][
+        "error_code"] == TXN_DENIED
     assert raw.request("WriteTxnMarkers", 1, {"markers": [{
         "producer_id": 1, "producer_epoch": 0, "transaction_result": True, "coordinator_epoch": 0,
         "topics": [{"name": "a", "partition_indexes": [0]}]}]})["markers"][0]["topics"][0]["partitions"][0][

@@ -243,3 +243,39 @@ def test_prepared_commit_is_completed_after_restart(odradek_broker_factory, tmp_
         part = b.broker.core.replicas.partition_or_error("tx-prepared", index)[0]
         buf = b"".join(bytes(c) for c in part.read_for_replica(0, 1 << 20).chunks)
         assert [h.is_control for _, h in iter_batches(buf)] == [False, True]
+
+
+def test_describe_and_list_transactions_and_producers(odradek_broker_factory):
+    b = odradek_broker_factory(config=TXN_CONFIG)
+    b.create_topic("tx-describe", 1)
+    p = producer(b.bootstrap, "txn-describe")
+    done = producer(b.bootstrap, "txn-done")
+    done.begin_transaction()
+    done.produce("tx-describe", b"d")
+    done.commit_transaction(30)
+    p.begin_transaction()
+    p.produce("tx-describe", b"x")
+    p.flush()
+    raw = RawClient(b.bootstrap)
+    try:
+        d = raw.request("DescribeTransactions", 0, {"transactional_ids": ["txn-describe", "nope"]})
+        ours, unknown = d["transaction_states"]
+        assert ours["error_code"] == 0 and ours["transaction_state"] == "Ongoing"
+        assert ours["topics"] == [{"topic": "tx-describe", "partitions": [0]}]
+        assert ours["transaction_start_time_ms"] > 0 and ours["producer_id"] >= 0
+        assert unknown["error_code"] == 105  # TRANSACTIONAL_ID_NOT_FOUND
+        lst = raw.request("ListTransactions", 1, {"state_filters": [], "producer_id_filters": [],
+                                                  "duration_filter": -1})
+        assert {(s["transactional_id"], s["transaction_state"]) for s in lst["transaction_states"]} == {
+            ("txn-describe", "Ongoing"), ("txn-done", "CompleteCommit")}
+        lst = raw.request("ListTransactions", 2, {"state_filters": ["Ongoing", "Bogus"], "producer_id_filters": [],
+                                                  "duration_filter": -1, "transactional_id_pattern": "txn-.*"})
+        assert [s["transactional_id"] for s in lst["transaction_states"]] == ["txn-describe"]
+        assert lst["unknown_state_filters"] == ["Bogus"]
+        prod = raw.request("DescribeProducers", 0, {"topics": [{"name": "tx-describe", "partition_indexes": [0]}]})
+        active = {a["producer_id"]: a for a in prod["topics"][0]["partitions"][0]["active_producers"]}
+        assert active[ours["producer_id"]]["current_txn_start_offset"] == 2  # after d (0) and its marker (1)
+        assert all(a["current_txn_start_offset"] == -1 for pid, a in active.items() if pid != ours["producer_id"])
+    finally:
+        raw.close()
+    p.abort_transaction(30)

@@ -39,6 +39,19 @@ class TxnState(IntEnum):
     DEAD = 6
     PREPARE_EPOCH_FENCE = 7  # in memory only: never written
 
+    @property
+    def kafka_name(self) -> str:
+        """The name Kafka's admin APIs use (DescribeTransactions, ListTransactions)."""
+        return STATE_NAMES[self]
+
+
+STATE_NAMES = {
+    TxnState.EMPTY: "Empty", TxnState.ONGOING: "Ongoing", TxnState.PREPARE_COMMIT: "PrepareCommit",
+    TxnState.PREPARE_ABORT: "PrepareAbort", TxnState.COMPLETE_COMMIT: "CompleteCommit",
+    TxnState.COMPLETE_ABORT: "CompleteAbort", TxnState.DEAD: "Dead",
+    TxnState.PREPARE_EPOCH_FENCE: "PrepareEpochFence",
+}
+
 
 @dataclass
 class TxnValue:

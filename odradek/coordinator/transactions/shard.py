@@ -312,6 +312,24 @@ class TransactionShard:
         m = self.txns.get(txn_id)
         return None if m is None or m.state == S.DEAD else m
 
+    def list_transactions(self, now: int, states: set | None = None, producer_ids: set | None = None,
+                          min_duration_ms: int = -1, pattern=None) -> list[dict]:
+        """ListTransactions over this shard: ``states`` by Kafka's names, a
+        minimum running time (``now - start``), a compiled id pattern."""
+        out = []
+        for txn_id, m in sorted(self.txns.items()):
+            if states and m.state.kafka_name not in states:
+                continue
+            if producer_ids and m.producer_id not in producer_ids:
+                continue
+            if min_duration_ms >= 0 and (m.start_ms < 0 or now - m.start_ms < min_duration_ms):
+                continue
+            if pattern is not None and not pattern.fullmatch(txn_id):
+                continue
+            out.append({"transactional_id": txn_id, "producer_id": m.producer_id,
+                        "transaction_state": m.state.kafka_name})
+        return out
+
     def durable_view(self) -> dict:
         """What the records describe, per transactional id: comparable across a replay."""
         return {t: (m.producer_id, m.producer_epoch, m.timeout_ms, m.state.name, sorted(m.partitions),
