@@ -51,6 +51,7 @@ Snapshot format (``producer-state.snapshot``, version 2, big-endian; version
       producer_id    int64
       epoch          int16
       last_timestamp int64
+      coord_epoch    int32    (version 2 only) coordinator epoch of its last marker, -1: none
       n              int8     cached batches (0..MAX_CACHED), oldest first
       n times: first_seq int32, last_seq int32, first_offset int64, last_offset int64
     (version 2:)
@@ -81,17 +82,19 @@ SNAPSHOT_NAME = "producer-state.snapshot"
 SNAPSHOT_MAGIC = b"OPSS"
 SNAPSHOT_VERSION = 2
 _SNAP_HEAD = struct.Struct(">4shqqqIii")
-_SNAP_ENTRY = struct.Struct(">qhqb")
+_SNAP_ENTRY_V1 = struct.Struct(">qhqb")
+_SNAP_ENTRY = struct.Struct(">qhqib")
 _SNAP_BATCH = struct.Struct(">iiqq")
 _SNAP_CRC = struct.Struct(">I")
 _NO_ANCHOR = (-1, -1, 0, -1)
 
 
 class ProducerEntry:
-    __slots__ = ("epoch", "batches", "last_timestamp")
+    __slots__ = ("epoch", "batches", "last_timestamp", "coordinator_epoch")
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, coordinator_epoch: int = -1):
         self.epoch = epoch
+        self.coordinator_epoch = coordinator_epoch  # of the last marker written for it
         # (first_seq, last_seq, first_offset, last_offset), oldest first
         self.batches: list[tuple[int, int, int, int]] = []
         self.last_timestamp = -1
@@ -121,7 +124,7 @@ def encode_snapshot(producers: dict, offset: int, anchor=_NO_ANCHOR, txns: TxnIn
                                     len(producers)))
     for pid, e in producers.items():
         batches = e.batches[-MAX_CACHED:]
-        out += _SNAP_ENTRY.pack(pid, e.epoch, e.last_timestamp, len(batches))
+        out += _SNAP_ENTRY.pack(pid, e.epoch, e.last_timestamp, e.coordinator_epoch, len(batches))
         for b in batches:
             out += _SNAP_BATCH.pack(*b)
     (txns or TxnIndex()).encode(out)
@@ -151,11 +154,16 @@ def decode_snapshot_txns(data) -> tuple[int, tuple, dict, TxnIndex]:
     pos, end = _SNAP_HEAD.size, n - 4
     try:
         for _ in range(count):
-            pid, epoch, ts, k = _SNAP_ENTRY.unpack_from(data, pos)
-            pos += _SNAP_ENTRY.size
+            if version >= 2:
+                pid, epoch, ts, coordinator_epoch, k = _SNAP_ENTRY.unpack_from(data, pos)
+                pos += _SNAP_ENTRY.size
+            else:
+                pid, epoch, ts, k = _SNAP_ENTRY_V1.unpack_from(data, pos)
+                pos += _SNAP_ENTRY_V1.size
+                coordinator_epoch = -1
             if not 0 <= k <= MAX_CACHED:
                 raise SnapshotError(f"bad batch count {k} in snapshot")
-            e = ProducerEntry(epoch)
+            e = ProducerEntry(epoch, coordinator_epoch)
             e.last_timestamp = ts
             for _ in range(k):
                 e.batches.append(_SNAP_BATCH.unpack_from(data, pos))
@@ -206,7 +214,8 @@ class ProducerStateTable:
         batch) just written at ``base_offset``."""
         entry = self.producers.get(h.producer_id)
         if entry is None or h.producer_epoch > entry.epoch:
-            entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
+            entry = self.producers[h.producer_id] = ProducerEntry(
+                h.producer_epoch, -1 if entry is None else entry.coordinator_epoch)
         if h.base_sequence >= 0:
             entry.batches.append((h.base_sequence, h.last_sequence, base_offset,
                                   base_offset + h.last_offset_delta))
@@ -220,12 +229,17 @@ class ProducerStateTable:
         """Whether ``producer_id`` has a transaction open at this partition."""
         return self.txns.in_txn(producer_id)
 
-    def check_marker(self, producer_id: int, epoch: int) -> int:
-        """The error for a marker of ``producer_id`` at ``epoch``, or 0: an
-        older epoch than the producer's is refused, as Kafka does."""
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int = -1) -> int:
+        """The error for a marker of ``producer_id`` at ``epoch`` from a
+        coordinator at ``coordinator_epoch``, or 0: an older producer epoch
+        than the producer's is refused (INVALID_PRODUCER_EPOCH), and so is an
+        older coordinator epoch than the last marker's
+        (TRANSACTION_COORDINATOR_FENCED: a coordinator since replaced), as Kafka does."""
         entry = self.producers.get(producer_id)
         if entry is not None and epoch < entry.epoch:
             return errors.INVALID_PRODUCER_EPOCH
+        if entry is not None and coordinator_epoch < entry.coordinator_epoch:
+            return errors.TRANSACTION_COORDINATOR_FENCED
         return 0
 
     def marker_needed(self, producer_id: int, epoch: int) -> bool:
@@ -236,13 +250,14 @@ class ProducerStateTable:
         return self.txns.in_txn(producer_id) or entry is None or epoch > entry.epoch
 
     def record_marker(self, producer_id: int, epoch: int, offset: int, commit: bool,
-                      timestamp: int = -1):
+                      timestamp: int = -1, coordinator_epoch: int = -1):
         """Remember a commit or abort marker written at ``offset``; return the
         aborted transaction it ended, if any."""
         entry = self.producers.get(producer_id)
         if entry is None or epoch > entry.epoch:
             entry = self.producers[producer_id] = ProducerEntry(epoch)
         entry.last_timestamp = max(entry.last_timestamp, timestamp)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
         return self.txns.end(producer_id, offset, commit)
 
     # -- snapshots --------------------------------------------------------
@@ -322,10 +337,10 @@ class ProducerStateTable:
                 continue
             if h.producer_id >= 0:
                 if h.attributes & CONTROL_FLAG:
-                    commit = _marker_commit(log, h)
-                    if commit is not None:
-                        self.record_marker(h.producer_id, h.producer_epoch, h.base_offset, commit,
-                                           h.max_timestamp)
+                    marker = _marker_of(log, h)
+                    if marker is not None:
+                        self.record_marker(h.producer_id, h.producer_epoch, h.base_offset, marker[0],
+                                           h.max_timestamp, marker[1])
                 elif h.base_sequence >= 0 or h.is_transactional:
                     record(h, h.base_offset)
             offset = nxt
@@ -334,25 +349,29 @@ class ProducerStateTable:
                               "headers_read": read}
 
 
-def _marker_commit(log, h: BatchHeader) -> bool | None:
-    """Whether the control batch ``h`` is a commit marker (None: not a
+def _marker_of(log, h: BatchHeader) -> tuple[bool, int] | None:
+    """(commit?, coordinator epoch) of the control batch ``h`` (None: not a
     transaction marker, or unreadable). Reads the batch's one record."""
     from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, InvalidBatch, decode_batch, \
-        decode_control_key
+        decode_control_key, decode_end_txn_marker
 
     try:
         res = log.read(h.base_offset, h.size, h.last_offset + 1, min_one=True)
         buf = b"".join(bytes(c) for c in res.chunks)
-        kind = None
+        kind, coordinator_epoch = None, -1
         for pos, bh in iter_batches(buf):
             if bh.base_offset == h.base_offset:
                 _, records = decode_batch(buf, pos)
-                kind = decode_control_key(records[0].key).type if records else None
+                if records:
+                    kind = decode_control_key(records[0].key).type
+                    coordinator_epoch = decode_end_txn_marker(records[0].value).coordinator_epoch
                 break
     except (InvalidBatch, IndexError, ValueError) as e:
         logger.warning("unreadable control batch at %d: %s", h.base_offset, e)
         return None
-    return {CONTROL_COMMIT: True, CONTROL_ABORT: False}.get(kind)
+    if kind not in (CONTROL_COMMIT, CONTROL_ABORT):
+        return None
+    return kind == CONTROL_COMMIT, coordinator_epoch
 
 
 def _close(it) -> None:

@@ -181,7 +181,7 @@ class Partition:
         coordinator restart) is answered without being appended again."""
         from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
 
-        code = self.producers.check_marker(producer_id, producer_epoch)
+        code = self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
         if code:
             return code
         if not self.producers.marker_needed(producer_id, producer_epoch):
@@ -189,7 +189,8 @@ class Partition:
         batch = build_control_batch(CONTROL_COMMIT if commit else CONTROL_ABORT, producer_id,
                                     producer_epoch, coordinator_epoch, now_ms)
         info = self.log.append(bytearray(batch), self.leader_epoch, now_ms)
-        self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms)
+        self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms,
+                                     coordinator_epoch)
         self.producers.txns.settle(self.log.high_watermark)
         self.notify()
         if self.log.flush_due:
@@ -202,7 +203,7 @@ class Partition:
         txns = self.producers.txns.ongoing
         return [{"producer_id": pid, "producer_epoch": e.epoch,
                  "last_sequence": e.batches[-1][1] if e.batches else -1,
-                 "last_timestamp": e.last_timestamp, "coordinator_epoch": -1,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": e.coordinator_epoch,
                  "current_txn_start_offset": txns.get(pid, -1)}
                 for pid, e in sorted(self.producers.producers.items())]
 

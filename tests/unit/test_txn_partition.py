@@ -197,3 +197,19 @@ def test_snapshot_format_versions():
     v1 += struct.pack(">I", crc32c(bytes(v1)))
     offset, _, producers, txns = decode_snapshot_txns(bytes(v1))
     assert offset == 12 and txns == TxnIndex()
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_markers_of_an_older_coordinator_are_fenced(snapshot):
+    e = Env()
+    e.write(7)
+    assert e.p.append_marker(7, 0, 5, True, e.now) == 0  # coordinator epoch 5
+    e.write(7)
+    assert e.p.append_marker(7, 0, 4, False, e.now) == errors.TRANSACTION_COORDINATOR_FENCED
+    if snapshot:
+        write_snapshot(e.p.log, e.p.producers.snapshot(e.p.log, force=True))
+    p = e.restart()
+    assert p.append_marker(7, 0, 4, False, e.now) == errors.TRANSACTION_COORDINATOR_FENCED
+    assert p.describe_producers()[0]["coordinator_epoch"] == 5
+    assert p.append_marker(7, 0, 5, False, e.now) == 0
+    assert p.last_stable_offset == p.high_watermark

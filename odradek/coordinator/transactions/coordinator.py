@@ -302,6 +302,10 @@ class TransactionCoordinator:
             while pending:
                 results = await self.markers.write(job.producer_id, job.producer_epoch, coordinator_epoch,
                                                    job.commit, sorted(pending))
+                if errors.TRANSACTION_COORDINATOR_FENCED in results.values():
+                    log.warning("markers of %r: a newer coordinator wrote markers for this producer; "
+                                "leaving the transaction to it", job.transactional_id)
+                    return
                 for tp, code in results.items():
                     if code in MARKER_DONE:
                         if code:
