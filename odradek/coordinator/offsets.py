@@ -86,8 +86,11 @@ class OffsetManager:
                 if generation >= 0:
                     code = errors.GROUP_ID_NOT_FOUND if version >= 9 else errors.ILLEGAL_GENERATION
             else:
+                # A transactional commit to a KIP-848 group is checked by member
+                # epoch whatever its version, as Kafka does (not UNSUPPORTED_VERSION).
                 code = self.groups.kind(g).validate_offset_commit(g, now, generation, member_id,
-                                                                  instance_id, version)
+                                                                  instance_id, max(version, 9) if transactional
+                                                                  else version)
         if code:
             return Result(answer(lambda name, p: code))
         expire = now + retention_ms if retention_ms is not None and retention_ms >= 0 else -1
