@@ -9,4 +9,8 @@ def __getattr__(name):
         from odradek.embedded import EmbeddedBroker
 
         return EmbeddedBroker
+    if name == "Cluster":
+        from odradek.cluster.local import Cluster
+
+        return Cluster
     raise AttributeError(name)

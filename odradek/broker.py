@@ -39,7 +39,7 @@ from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
 from odradek.metadata.brokers import BrokerInfo, Registration
 from odradek.metadata.image import MetadataImage
-from odradek.metadata.store import CompactedError, WatchInterrupted
+from odradek.metadata.store import CompactedError, Compare, Get, Put, WatchInterrupted
 from odradek.metadata.topics import TopicState
 from odradek.metrics import BrokerMetrics
 from odradek.replica.manager import ReplicaManager
@@ -52,6 +52,7 @@ TOPICS_FILE = "topics.json"  # where odradek kept topics before the metadata sto
 METADATA_DIR = "metadata"  # under the data dir; never a partition's directory name (no "-N")
 PRODUCER_IDS_FILE = "producer-ids"  # where odradek kept its producer-id block before the store
 META_FILE = "meta.properties"
+CLUSTER_ID_KEY = "cluster/id"  # in the metadata store: the one cluster id of its brokers
 
 
 class BrokerCore:
@@ -77,6 +78,8 @@ class BrokerCore:
         self.image = MetadataImage()
         self.replicas = ReplicaManager(config, self.image)
         self.registration: Registration | None = None
+        self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
+        self.inter_broker_listener: str | None = None  # where followers reach leaders
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
@@ -109,12 +112,13 @@ class BrokerCore:
         if self.config.data_dir is None:
             from odradek.storage.memory import MemoryLogStore
 
-            return MemoryLogStore()
+            return MemoryLogStore(auto_high_watermark=False)
         from odradek.storage.disk import DiskLogStore
 
         if self.fs is None:
             os.makedirs(self.config.data_dir, exist_ok=True)
-        return DiskLogStore(self.config.data_dir, self.fs)
+        # High watermarks are kept by the partitions (odradek.replica.partition).
+        return DiskLogStore(self.config.data_dir, self.fs, auto_high_watermark=False)
 
     async def load(self) -> None:
         """Open the metadata store and the logs: the broker's state, without
@@ -132,6 +136,7 @@ class BrokerCore:
         imported, producer_id_floor = await loop.run_in_executor(None, self.load_logs_and_meta)
         if imported:
             await self.import_topics(imported)
+        await self.agree_cluster_id()  # after the import: that needs a store never written
         self.producer_ids = ProducerIdAllocator(self.metadata, producer_id_floor)
         revision = await self.reload_image()
         await loop.run_in_executor(None, self.replicas.delete_leftovers)
@@ -185,6 +190,7 @@ class BrokerCore:
         self.started_at = time.monotonic()
         load_all()
         security = self.config.security()  # refuses unserved security settings before anything is opened
+        self.inter_broker_listener = self.check_inter_broker_listener(security)
         if security.authorizer:
             from odradek.security.authorizer import Authorizer
 
@@ -199,6 +205,7 @@ class BrokerCore:
             self.config.get_int("broker.session.timeout.ms", 9000) / 1000)
         await self.registration.register(wait=self.registration.ttl + 2)
         self.registration.start_keepalive()
+        self.start_replication()
         self.tasks.append(loop.create_task(Housekeeping(self.config, self.replicas).run()))
         if self.config.get_bool("log.cleaner.enable"):
             from odradek.storage.cleaner import LogCleaner
@@ -208,6 +215,41 @@ class BrokerCore:
         await start_coordinators(self)
         if self.config.get("http.listener"):
             await self.start_http(self.config.get("http.listener"))
+
+    def check_inter_broker_listener(self, security) -> str:
+        """The listener followers reach leaders on: ``inter.broker.listener.name``
+        (or the one ``security.inter.broker.protocol`` names), else the first.
+        In a cluster it must be PLAINTEXT until replica fetchers speak TLS and
+        SASL: anything else is refused at start, never half served."""
+        from odradek.config import ConfigError
+
+        name = security.inter_broker_listener or next(iter(security.listeners))
+        cluster = (self.config.get("metadata.store") or "").startswith("etcd://")
+        if cluster and security.listeners[name].protocol != "PLAINTEXT":
+            raise ConfigError(f"the inter-broker listener {name} is {security.listeners[name].protocol}: "
+                              f"replication between odradek brokers is served over PLAINTEXT listeners only "
+                              f"for now (set inter.broker.listener.name to a PLAINTEXT listener)")
+        return name
+
+    def start_replication(self) -> None:
+        """Once registered: ISR changes are written fenced by this broker's
+        epoch, followers fetch from their leaders, leaders check their ISRs."""
+        from odradek.metadata.brokers import broker_key
+        from odradek.metadata.store import Compare
+        from odradek.replica.fetcher import FetcherManager
+
+        registration = self.registration
+        key = broker_key(self.config.node_id)
+        self.replicas.metadata = self.metadata
+        self.replicas.fence = lambda: Compare(key, "create_revision", "==", registration.info.epoch)
+        # Followers connect from the inter-broker listener's own address, when it has one.
+        bind = next((l.host for l in self.config.listeners() if l.name == self.inter_broker_listener), "")
+        local_host = bind if bind not in ("", "0.0.0.0", "::") else None
+        self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
+                                       lambda: registration.info.epoch, self.inter_broker_listener, local_host)
+        self.replicas.fetchers = self.fetchers
+        self.fetchers.follow(list(self.replicas.all_partitions()), [])
+        self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
 
     async def start_http(self, address: str) -> None:
         """Serve ``/metrics`` over HTTP at ``address`` (HOST:PORT), on this loop."""
@@ -228,6 +270,9 @@ class BrokerCore:
             except (asyncio.CancelledError, Exception):
                 pass
         self.tasks.clear()
+        if self.fetchers is not None:
+            self.replicas.fetchers = None
+            await self.fetchers.stop()
         if self.http is not None:
             await self.http.stop()
             self.http = None
@@ -314,13 +359,34 @@ class BrokerCore:
     def load_meta(self) -> None:
         raw = self.store.read_metadata(META_FILE)
         props = parse_properties(raw.decode()) if raw else {}
+        self.meta_cluster_id = props.get("cluster.id") or None  # what the data dir held
         if props.get("cluster.id"):
             self.cluster_id = props["cluster.id"]
         if not self.cluster_id:
             self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if props.get("cluster.id") != self.cluster_id:
-            text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.config.node_id}\n"
-            self.store.write_metadata(META_FILE, text.encode())
+            self.write_meta()
+
+    def write_meta(self) -> None:
+        text = f"version=1\ncluster.id={self.cluster_id}\nnode.id={self.config.node_id}\n"
+        self.store.write_metadata(META_FILE, text.encode())
+
+    async def agree_cluster_id(self) -> None:
+        """Every broker of a metadata store reports one cluster id: the first to
+        start writes its own (only if there is none), the others take it. As in
+        Kafka, a data dir that already belongs to another cluster is refused."""
+        done = await self.metadata.txn([Compare(CLUSTER_ID_KEY, "version", "==", 0)],
+                                       [Put(CLUSTER_ID_KEY, self.cluster_id.encode())], [Get(CLUSTER_ID_KEY)])
+        if done.succeeded:
+            return
+        theirs = done.reads[0][0].value.decode()
+        if theirs == self.cluster_id:
+            return
+        if self.meta_cluster_id is not None:
+            raise RuntimeError(f"the data dir {self.config.data_dir} belongs to cluster {self.meta_cluster_id}, "
+                               f"the metadata store to cluster {theirs}; remove its {META_FILE} to join it")
+        self.cluster_id = theirs
+        await asyncio.get_running_loop().run_in_executor(None, self.write_meta)
 
     def _topic_deleted(self, name: str) -> None:
         if self.groups is not None:

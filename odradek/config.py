@@ -91,6 +91,14 @@ BROKER_DEFAULTS: dict[str, str] = {
     "log.cleaner.enable": "true",
     "log.cleaner.backoff.ms": "15000",
     "broker.rack": "",
+    # Replication (odradek.replica): Kafka's defaults.
+    "replica.lag.time.max.ms": "30000",
+    "replica.fetch.wait.max.ms": "500",
+    "replica.fetch.min.bytes": "1",
+    "replica.fetch.max.bytes": "1048576",
+    "replica.fetch.response.max.bytes": "10485760",
+    "replica.fetch.backoff.ms": "1000",
+    "replica.socket.timeout.ms": "30000",
 }
 
 

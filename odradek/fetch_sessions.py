@@ -85,16 +85,17 @@ class FetchPartition:
     what it was last sent. ``key`` is (topic id or name, index)."""
 
     __slots__ = ("topic", "topic_id", "index", "fetch_offset", "max_bytes", "leader_epoch",
-                 "high_watermark", "log_start_offset")
+                 "high_watermark", "log_start_offset", "last_fetched_epoch")
 
     def __init__(self, topic: str, topic_id: bytes, index: int, fetch_offset: int, max_bytes: int,
-                 leader_epoch: int = -1):
+                 leader_epoch: int = -1, last_fetched_epoch: int = -1):
         self.topic = topic
         self.topic_id = topic_id
         self.index = index
         self.fetch_offset = fetch_offset
         self.max_bytes = max_bytes
         self.leader_epoch = leader_epoch
+        self.last_fetched_epoch = last_fetched_epoch  # a follower's (v12+), -1 otherwise
         self.high_watermark = -1  # last sent; -1: never, or an error since
         self.log_start_offset = -1
 
@@ -102,6 +103,7 @@ class FetchPartition:
         self.fetch_offset = other.fetch_offset
         self.max_bytes = other.max_bytes
         self.leader_epoch = other.leader_epoch
+        self.last_fetched_epoch = other.last_fetched_epoch
 
     def must_send(self, entry: dict) -> bool:
         """Whether an incremental response carries ``entry`` (a response

@@ -349,29 +349,38 @@ class ProducerStateTable:
                               "headers_read": read}
 
 
-def _marker_of(log, h: BatchHeader) -> tuple[bool, int] | None:
-    """(commit?, coordinator epoch) of the control batch ``h`` (None: not a
-    transaction marker, or unreadable). Reads the batch's one record."""
+def marker_in(buf, pos: int = 0) -> tuple[bool, int] | None:
+    """(commit?, coordinator epoch) of the control batch at ``pos`` in ``buf``
+    (None: not a transaction marker, or unreadable): its one record's key
+    and value (Kafka's EndTxnMarker)."""
     from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, InvalidBatch, decode_batch, \
         decode_control_key, decode_end_txn_marker
 
     try:
-        res = log.read(h.base_offset, h.size, h.last_offset + 1, min_one=True)
-        buf = b"".join(bytes(c) for c in res.chunks)
-        kind, coordinator_epoch = None, -1
-        for pos, bh in iter_batches(buf):
-            if bh.base_offset == h.base_offset:
-                _, records = decode_batch(buf, pos)
-                if records:
-                    kind = decode_control_key(records[0].key).type
-                    coordinator_epoch = decode_end_txn_marker(records[0].value).coordinator_epoch
-                break
+        _, records = decode_batch(buf, pos)
+        if not records:
+            return None
+        kind = decode_control_key(records[0].key).type
+        if kind not in (CONTROL_COMMIT, CONTROL_ABORT):
+            return None
+        return kind == CONTROL_COMMIT, decode_end_txn_marker(records[0].value).coordinator_epoch
     except (InvalidBatch, IndexError, ValueError) as e:
-        logger.warning("unreadable control batch at %d: %s", h.base_offset, e)
+        logger.warning("unreadable control batch: %s", e)
         return None
-    if kind not in (CONTROL_COMMIT, CONTROL_ABORT):
+
+
+def _marker_of(log, h: BatchHeader) -> tuple[bool, int] | None:
+    """``marker_in`` for the control batch ``h`` of ``log`` (read from it)."""
+    try:
+        res = log.read(h.base_offset, h.size, h.last_offset + 1, min_one=True)
+    except Exception as e:
+        logger.warning("cannot read the control batch at %d: %s", h.base_offset, e)
         return None
-    return kind == CONTROL_COMMIT, coordinator_epoch
+    buf = b"".join(bytes(c) for c in res.chunks)
+    for pos, bh in iter_batches(buf):
+        if bh.base_offset == h.base_offset:
+            return marker_in(buf, pos)
+    return None
 
 
 def _close(it) -> None:

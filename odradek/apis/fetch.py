@@ -22,14 +22,26 @@ FETCH_SESSION_TOPIC_ID_ERROR) are answered at the top level with no
 partitions. From v13 topics are named by id; an unknown id is UNKNOWN_TOPIC_ID
 for its partitions, which are listed after the others.
 
+Replica fetches (a replica id in ``replica_id``, or from v15 in
+``replica_state`` with the follower's broker epoch) are a follower copying
+the leader (``odradek.replica.fetcher``): they read up to the log end, not
+the high watermark; each tells the leader the follower's log end (its fetch
+offset), which moves the high watermark and may bring the follower into the
+ISR; and from v12, a ``last_fetched_epoch`` the leader's log does not agree
+with is answered with ``diverging_epoch`` (the largest epoch at or below it
+and where it ends) and no records, so the follower truncates (KIP-320).
+A replica fetch needs CLUSTER_ACTION on the cluster when ACLs are on.
+A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
+with, from v12, its current leader, and from v16 that leader's endpoint
+(KIP-951).
+
 isolation_level=1 (read_committed) reads below the partition's last stable
-offset (the first offset of its earliest open transaction) and lists the
+offset (the first offset of its earliest unstable transaction) and lists the
 aborted transactions overlapping what it returns (``Partition.read_committed``,
 docs/transactions.md); read_uncommitted reads below the high watermark.
 
-Not implemented: reads from follower replicas (KIP-392) and replica fetches
-are not served: a follower's fetch is answered as a consumer's (below the
-high watermark), though its session counts as privileged for eviction.
+Not implemented: reads from follower replicas (KIP-392) are not served:
+consumers fetch from leaders.
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from odradek.apis.partitions import LeaderHints
+from odradek.clock import now_ms
 from odradek.fetch_sessions import FetchPartition
 from odradek.protocol import errors
 from odradek.server.registry import handles
@@ -55,19 +69,47 @@ def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition]
         name, topic_id = ft["topic"], ft["topic_id"]
         for fp in ft["partitions"]:
             fetch.append(FetchPartition(name, topic_id, fp["partition"], fp["fetch_offset"],
-                                        fp["partition_max_bytes"], fp["current_leader_epoch"]))
+                                        fp["partition_max_bytes"], fp["current_leader_epoch"],
+                                        fp.get("last_fetched_epoch", -1)))
     forgotten = [(ft["topic_id"] if uses_topic_ids else ft["topic"], index)
                  for ft in request["forgotten_topics_data"] for index in ft["partitions"]]
     return fetch, forgotten
 
 
+def diverging_epoch(p, fp: FetchPartition) -> tuple[int, int] | None:
+    """(epoch, end offset) when a follower's last fetched epoch and fetch
+    offset do not agree with this leader's log, else None (KIP-320)."""
+    if fp.last_fetched_epoch < 0:
+        return None
+    epoch, end = p.end_offset_for_epoch(fp.last_fetched_epoch)
+    if epoch < 0 or end < 0:
+        return None  # older than anything this log knows: let the offset check decide
+    if epoch < fp.last_fetched_epoch or end < fp.fetch_offset:
+        return epoch, end
+    return None
+
+
+def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_topic_ids: bool) -> None:
+    """A follower's fetch offsets are its log ends: tell the partitions led
+    here (once per request; those it diverges from are left out)."""
+    now = now_ms()
+    lookup = broker.replicas.partition_or_error
+    for fp in parts:
+        p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, fp.index,
+                         current_leader_epoch=fp.leader_epoch)
+        if not code and diverging_epoch(p, fp) is None:
+            p.on_follower_fetch(replica_id, fp.fetch_offset, now)
+
+
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
-                    skip_unchanged: bool = False, committed: bool = False) -> tuple[list, int, list, list]:
+                    skip_unchanged: bool = False, replica: bool = False,
+                    committed: bool = False) -> tuple[list, int, list, list]:
     """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
     [(partition, bytes) with records]).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
     to read whose high watermark and log start offset are those it was last
-    sent gets no response partition: it would not be sent."""
+    sent gets no response partition: it would not be sent. A ``replica``
+    (follower) reads up to the log end."""
     total = 0
     touched = []
     sent = []
@@ -84,19 +126,31 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
         log_start = p.log_start_offset
         touched.append(p)
         offset = fp.fetch_offset
+        if replica:
+            diverging = diverging_epoch(p, fp)
+            if diverging is not None:
+                entries.append((fp, {"partition_index": index, "error_code": 0, "high_watermark": hw,
+                                     "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
+                                     "diverging_epoch": {"epoch": diverging[0], "end_offset": diverging[1]},
+                                     "aborted_transactions": None, "records": b""}))
+                continue
+            hw = p.log_end_offset  # what a follower may read
         if skip_unchanged and hw == fp.high_watermark and log_start == fp.log_start_offset \
                 and log_start <= offset and hw <= offset <= p.log_end_offset:
             continue
-        entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
+        entry = {"partition_index": index, "error_code": 0, "high_watermark": p.high_watermark,
                  "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
                  "aborted_transactions": None, "records": b""}
         limit = min(fp.max_bytes, max_bytes - total)
         if committed:
             entry["aborted_transactions"] = []
-        if offset < (entry["last_stable_offset"] if committed else hw) and (limit > 0 or total == 0):
+            hw = entry["last_stable_offset"]  # what a read_committed consumer may read
+        if offset < hw and (limit > 0 or total == 0):
             try:
                 # Only the first partition with data may exceed its limit.
-                if committed:
+                if replica:
+                    result = p.read_for_replica(offset, max(limit, 1), min_one=total == 0)
+                elif committed:
                     result, aborted = p.read_committed(offset, max(limit, 1), min_one=total == 0)
                     entry["aborted_transactions"] = [
                         {"producer_id": a.producer_id, "first_offset": a.first_offset} for a in aborted]
@@ -133,7 +187,8 @@ async def fetch(ctx, request: dict) -> dict:
     broker = ctx.broker
     uses_topic_ids = ctx.version >= 13
     fetch, forgotten = requested(request, uses_topic_ids)
-    privileged = request["replica_id"] >= 0 or request["replica_state"]["replica_id"] >= 0
+    replica_id = max(request["replica_id"], request["replica_state"]["replica_id"])
+    privileged = replica_id >= 0
     context = broker.fetch_sessions.new_context(
         uses_topic_ids, request["session_id"], request["session_epoch"], privileged, fetch, forgotten,
         int(time.monotonic() * 1000))
@@ -145,9 +200,11 @@ async def fetch(ctx, request: dict) -> dict:
     max_bytes = request["max_bytes"]
     parts = context.partitions
     incremental = context.kind == "incremental"
+    if privileged:
+        follower_fetched(broker, parts, replica_id, uses_topic_ids)
     while True:
         entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                        request["isolation_level"] == 1)
+                                                        privileged, request["isolation_level"] == 1 and not privileged)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break
@@ -167,5 +224,11 @@ async def fetch(ctx, request: dict) -> dict:
     for p, size in sent:  # what goes out (odradek.metrics: BytesOutPerSec)
         p.topic.bytes_out += size
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
-    return {"error_code": code, "session_id": session_id,
-            "responses": by_topic(entries, uses_topic_ids)}
+    response = {"error_code": code, "session_id": session_id, "responses": by_topic(entries, uses_topic_ids)}
+    if ctx.version >= 12:
+        hints = LeaderHints(broker, ctx.connection.listener)
+        for fp, entry in entries:
+            hints.hint(fp.topic_id if uses_topic_ids else fp.topic, fp.index, entry)
+        if hints.leaders and ctx.version >= 16:
+            response["node_endpoints"] = hints.node_endpoints()
+    return response

@@ -35,7 +35,8 @@ def broker_list(broker, listener: str | None) -> list[dict]:
 def topic_metadata(topic, live: set[int]) -> dict:
     """A topic of the image (``odradek.metadata.topics.TopicState``) as Metadata
     reports it; a partition whose leader is not live has none
-    (LEADER_NOT_AVAILABLE), as Kafka reports an offline partition."""
+    (LEADER_NOT_AVAILABLE), as Kafka reports an offline partition. The ISR is
+    reported as stored (never empty), the replicas not live as offline."""
     return {
         "error_code": 0,
         "name": topic.name,
@@ -45,7 +46,7 @@ def topic_metadata(topic, live: set[int]) -> dict:
             {"error_code": 0 if p.leader in live else errors.LEADER_NOT_AVAILABLE,
              "partition_index": i, "leader_id": p.leader if p.leader in live else -1,
              "leader_epoch": p.leader_epoch, "replica_nodes": list(p.replicas),
-             "isr_nodes": [r for r in p.isr if r in live],
+             "isr_nodes": list(p.isr),
              "offline_replicas": [r for r in p.replicas if r not in live]}
             for i, p in enumerate(topic.partitions)
         ],

@@ -4,7 +4,10 @@ ListOffsets answers the special timestamps -1 (latest: the high watermark, or
 the last stable offset for read_committed: isolation_level 1, v2+),
 -2 (earliest), -3 (max timestamp, KIP-734), -4 (earliest local, KIP-405: the
 log start, as nothing is tiered) and -5 (earliest pending upload: none, so -1);
-any other timestamp finds the first offset whose timestamp is at or after it.
+any other timestamp finds the first offset below the high watermark whose
+timestamp is at or after it. While a new leader's high watermark is behind
+the start of its epoch (its followers have not yet fetched), latest and
+timestamp lookups answer OFFSET_NOT_AVAILABLE, as Kafka does, and clients retry.
 The v0 "old style offsets" form is not served (its spec range starts at 1).
 """
 
@@ -17,9 +20,20 @@ from odradek.server.registry import handles
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
 
 
+class OffsetNotAvailable(Exception):
+    """A new leader's high watermark has not reached the start of its epoch:
+    offsets below the log end may not be committed yet, so none is answered."""
+
+
 def list_offset(p, timestamp: int, committed: bool = False) -> dict:
+    """Raises ValueError for an unknown special timestamp, OffsetNotAvailable
+    (as Kafka) for latest or timestamp lookups while a new leader's high
+    watermark is behind the start of its epoch. ``committed``: read_committed."""
     epoch = p.leader_epoch
+    lagging = p.epoch_start_offset > p.high_watermark
     if timestamp == LATEST:
+        if lagging:
+            raise OffsetNotAvailable()
         return {"timestamp": -1, "offset": p.last_stable_offset if committed else p.high_watermark,
                 "leader_epoch": epoch}
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
@@ -32,7 +46,9 @@ def list_offset(p, timestamp: int, committed: bool = False) -> dict:
     if timestamp < 0:
         raise ValueError(timestamp)
     found = p.offset_for_timestamp(timestamp)
-    if found is None:
+    if found is None or found[0] >= p.high_watermark:  # only what consumers can read
+        if lagging:
+            raise OffsetNotAvailable()
         return {"timestamp": -1, "offset": -1, "leader_epoch": -1}
     offset, ts = found
     return {"timestamp": ts, "offset": offset, "leader_epoch": epoch}
@@ -45,6 +61,8 @@ async def list_offsets(ctx, request: dict) -> dict:
             entry.update(list_offset(p, requested["timestamp"], request.get("isolation_level") == 1))
         except ValueError:
             entry["error_code"] = errors.INVALID_REQUEST
+        except OffsetNotAvailable:
+            entry["error_code"] = errors.OFFSET_NOT_AVAILABLE
 
     return {"topics": per_partition(ctx.broker, request["topics"], "name", "partition_index", answer,
                                     {}, epoch_field="current_leader_epoch")}

@@ -27,6 +27,9 @@ records, and why) with a summary in ``error_message``, so clients fail only
 those records and may retry the others. The partition error is
 INVALID_TIMESTAMP if any record has a bad timestamp, else INVALID_RECORD.
 
+A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
+with, from v10, its current leader and that leader's endpoint (KIP-951).
+
 Transactional batches (one per partition, from an idempotent producer) are
 accepted only for a partition that is part of the open transaction of their
 producer id and epoch, as Kafka 4 verifies them (KIP-890 part 1): a
@@ -40,6 +43,9 @@ only (INVALID_RECORD from a client).
 
 from __future__ import annotations
 
+import asyncio
+
+from odradek.apis.partitions import LeaderHints
 from odradek.clock import now_ms
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches, validate, MAGIC_OFFSET, HEADER_SIZE
@@ -170,9 +176,10 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
         headers = check_batches(records, max_message_bytes)
     except InvalidBatch as e:
         return _error(p.index, e.error_code, str(e))
-    if acks == -1 and cfg.get_int("min.insync.replicas") > 1:
+    if acks == -1 and len(p.isr) < cfg.get_int("min.insync.replicas"):
         return _error(p.index, errors.NOT_ENOUGH_REPLICAS,
-                      "in-sync replicas (1) below min.insync.replicas")
+                      f"in-sync replicas ({len(p.isr)}) below min.insync.replicas "
+                      f"({cfg.get_int('min.insync.replicas')})")
     now = now_ms()
     first = headers[0]
     for h in headers:
@@ -207,7 +214,8 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
             return _error(p.index, code)
         if duplicate_offset is not None:
             return {"index": p.index, "error_code": 0, "base_offset": duplicate_offset,
-                    "log_append_time_ms": -1, "log_start_offset": p.log_start_offset}
+                    "log_append_time_ms": -1, "log_start_offset": p.log_start_offset,
+                    "_last_offset": duplicate_offset + first.last_offset_delta}
     target = TOPIC_CODECS.get(cfg.get("compression.type"))
     if target is not None and any(h.compression != target for h in headers):
         try:
@@ -220,7 +228,30 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
     info = p.append_as_leader(buf, now, log_append_time, first if idempotent else None)
     return {"index": p.index, "error_code": 0, "base_offset": info.base_offset,
             "log_append_time_ms": now if log_append_time else -1,
-            "log_start_offset": p.log_start_offset}
+            "log_start_offset": p.log_start_offset, "_last_offset": info.last_offset}
+
+
+async def wait_replicated(waits: list, timeout_ms: int) -> None:
+    """acks=all: wait until the high watermark passes each appended entry's
+    last offset, as long as the request's timeout; then answer each entry as
+    Kafka does: NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR fell below
+    ``min.insync.replicas`` meanwhile, REQUEST_TIMED_OUT if not replicated
+    in time, NOT_LEADER_OR_FOLLOWER if leadership was lost first."""
+    futures = [(p, entry, fut) for p, entry, fut in waits if fut is not None]
+    if futures:
+        done, _ = await asyncio.wait([f for _, _, f in futures], timeout=max(timeout_ms, 0) / 1000)
+    for p, entry, fut in waits:
+        code = 0
+        if fut is not None:
+            if fut.done():
+                code = fut.result()
+            else:
+                p.discard_ack(fut)
+                code = errors.REQUEST_TIMED_OUT
+        if not code and len(p.isr) < p.config.get_int("min.insync.replicas"):
+            code = errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        if code:
+            entry.update(error_code=code, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)
 
 
 @handles("Produce", 0, 13, below_spec=True)
@@ -229,6 +260,7 @@ async def produce(ctx, request: dict) -> dict | None:
     acks = request["acks"]
     version = ctx.version
     responses = []
+    waits = []  # acks=all: (partition, response entry, replication future or None)
     for td in request["topic_data"]:
         key = td["topic_id"] if version >= 13 else td["name"]
         create_error = 0
@@ -249,9 +281,22 @@ async def produce(ctx, request: dict) -> dict | None:
                 parts.append(_error(index, errors.INVALID_TOPIC_EXCEPTION,
                                     "cannot produce to an internal topic"))
             else:
-                parts.append(produce_partition(p, pd["records"], acks, version, request.get("transactional_id"),
-                                               getattr(broker, "transactions", None)))
+                entry = produce_partition(p, pd["records"], acks, version, request.get("transactional_id"),
+                                          getattr(broker, "transactions", None))
+                last = entry.pop("_last_offset", None)
+                if acks == -1 and last is not None and not (len(p.isr) == 1 and p.pending_isr is None):
+                    waits.append((p, entry, p.replicated(last)))
+                parts.append(entry)
         responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
+    if waits:
+        await wait_replicated(waits, request["timeout_ms"])
+    if version >= 10:
+        hints = LeaderHints(broker, ctx.connection.listener)
+        for td, r in zip(request["topic_data"], responses):
+            for entry in r["partition_responses"]:
+                hints.hint(td["topic_id"] if version >= 13 else td["name"], entry["index"], entry)
+        if hints.leaders:
+            return {"responses": responses, "node_endpoints": hints.node_endpoints()}
     if acks == 0:
         # No response to carry an error: as Kafka does, close the connection
         # so that the client notices and refreshes its metadata.

@@ -1,24 +1,21 @@
-"""``odradek cluster``: what the cluster is made of and which APIs it speaks."""
+"""``odradek cluster``: what the cluster is made of and which APIs it speaks
+(``info``), and a cluster of brokers on this machine (``up``)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
+import sys
+import threading
 
 import click
 
-from odradek.cli.common import Output, client_options, print_json
+from odradek.cli.common import CliError, Output, client_options, note, parse_kv, print_json, warn
+from odradek.cluster.local import recv_exact
 from odradek.protocol.frames import decode_response, encode_request
 from odradek.protocol.schema import api_names
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed")
-        buf += chunk
-    return bytes(buf)
 
 
 def api_versions(host: str, port: int, timeout: float) -> list[dict]:
@@ -28,10 +25,10 @@ def api_versions(host: str, port: int, timeout: float) -> list[dict]:
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
         s.sendall(encode_request("ApiVersions", 0, {}, correlation_id, "odradek-cli"))
-        (size,) = struct.unpack(">i", _recv_exact(s, 4))
+        (size,) = struct.unpack(">i", recv_exact(s, 4))
         if not 4 <= size <= 1 << 20:
             raise ValueError(f"implausible ApiVersions response size {size}")
-        corr, resp = decode_response("ApiVersions", 0, _recv_exact(s, size))
+        corr, resp = decode_response("ApiVersions", 0, recv_exact(s, size))
     if corr != correlation_id:
         raise ValueError("correlation id mismatch")
     if resp["error_code"]:
@@ -55,13 +52,89 @@ def _split_hostport(addr: str) -> tuple[str, int]:
 
 @click.group()
 def cluster() -> None:
-    """Inspect the cluster: id, controller, brokers, supported APIs.
+    """Inspect the cluster (id, controller, brokers, supported APIs), or run one here.
 
     \b
     Examples:
       odradek cluster info
       odradek -b kafka-1:9092 cluster info --json
+      odradek cluster up --brokers 3
     """
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived while the cluster was starting."""
+
+
+@cluster.command("up")
+@click.option("--brokers", "n", type=click.IntRange(min=1), default=None, metavar="N",
+              help="How many brokers [default: one per core].")
+@click.option("--data-dir", default=None, metavar="DIR",
+              help="Keep the brokers' data and etcd's here, across restarts [default: a temporary "
+                   "directory, removed at exit].")
+@click.option("--port", "first_port", type=click.IntRange(1, 65535), default=None, metavar="FIRST_PORT",
+              help="Brokers listen on FIRST_PORT, FIRST_PORT+1, ... [default: free ports].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the brokers listen on.")
+@click.option("-o", "--override", multiple=True, metavar="KEY=VALUE",
+              help="A broker property for every broker, repeatable.")
+@click.option("--log-level", default="INFO", show_default=True, help="The brokers' log level.")
+def up(n, data_dir, first_port, host, override, log_level):
+    """Run etcd and N brokers on this machine until Ctrl-C or SIGTERM.
+
+    Prints the bootstrap string and the etcd URL on stdout once every broker
+    serves; each broker logs to broker.log in its directory. On Ctrl-C or
+    SIGTERM the brokers stop (cleanly), then etcd, and the exit code is 0.
+
+    \b
+    Examples:
+      odradek cluster up --brokers 3
+      odradek cluster up --data-dir ./cluster --port 19092 -o default.replication.factor=1
+    """
+    from odradek.cluster.etcd_server import find_etcd
+    from odradek.cluster.local import BrokerStartError, Cluster
+
+    if find_etcd() is None:
+        raise CliError("no etcd 3.5.3+ found in $ODRADEK_ETCD, on PATH or in "
+                       "~/.cache/odradek/etcd-<version>/ (see docs/cluster.md, Getting etcd)")
+    n = n or os.cpu_count() or 1
+    stop = threading.Event()
+    starting = True
+
+    def on_signal(signum, frame):
+        stop.set()
+        if starting:
+            raise _Stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    cluster = None
+    try:
+        try:
+            cluster = Cluster(n, hosts=[host] * n, data_dir=data_dir, first_port=first_port,
+                              config=dict(parse_kv(override, "--override")), log_level=log_level)
+        except (BrokerStartError, RuntimeError, OSError) as e:
+            raise CliError(str(e)) from None
+        finally:
+            starting = False
+        click.echo(f"bootstrap: {cluster.bootstrap}")
+        click.echo(f"etcd: {cluster.etcd_url}")
+        sys.stdout.flush()
+        note(f"{n} broker(s), data and logs in {cluster.data_dir}; Ctrl-C stops them")
+        reported = set()
+        while not stop.wait(0.5):
+            for b in cluster.brokers:
+                if not b.alive and b.node_id not in reported:
+                    reported.add(b.node_id)
+                    warn(f"broker {b.node_id} exited with {b.returncode}; see {b.log_path}")
+    except _Stop:
+        pass
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # the stop itself is not interrupted
+        if cluster is not None:
+            note("stopping the brokers, then etcd")
+            cluster.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @cluster.command("info")

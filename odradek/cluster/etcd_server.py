@@ -82,7 +82,10 @@ class EtcdServer:
                 "--initial-cluster", f"odradek-etcd={peer}", "--log-level", "error"]
         if self.unsafe_no_fsync:
             args.append("--unsafe-no-fsync")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # A session of its own: Ctrl-C in a terminal reaches the process that owns
+        # it, which stops the brokers before etcd.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

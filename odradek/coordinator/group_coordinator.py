@@ -32,7 +32,10 @@ parked requests from them and re-arms the shard's timer at its next
 deadline. All of this runs synchronously on the event loop (appending does
 not block on fsync), so no other request can interleave between an
 operation and its write, and a response that depends on a write is sent only
-after it.
+after it is committed: once the partition's high watermark has passed it
+(at once when the leader is alone in the ISR; on a replicated
+``__consumer_offsets``, once the ISR has it). If leadership is lost first,
+such responses carry NOT_COORDINATOR in every error code.
 
 The topic itself is created (compacted, ``offsets.topic.num.partitions``
 partitions) on first use: FindCoordinator, JoinGroup, SyncGroup,
@@ -80,10 +83,22 @@ class BrokerTopics:
         return None if t is None else t.name
 
 
+def not_coordinator(response):
+    """``response`` with NOT_COORDINATOR in every error code (a write that
+    leadership was lost before it was committed)."""
+    if isinstance(response, dict):
+        return {k: (errors.NOT_COORDINATOR if k == "error_code" else not_coordinator(v))
+                for k, v in response.items()}
+    if isinstance(response, list):
+        return [not_coordinator(v) for v in response]
+    return response
+
+
 class HostedShard:
     """A shard hosted here: its partition, runner, state and timer."""
 
-    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at")
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at",
+                 "last_written")
 
     def __init__(self, index: int, partition, shard: GroupShard):
         self.index = index
@@ -94,6 +109,7 @@ class HostedShard:
         self.load_task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: int | None = None
+        self.last_written = -1  # offset of the last record this shard appended
 
 
 class GroupCoordinator:
@@ -364,7 +380,14 @@ class GroupCoordinator:
         res = op(now, *args, **kwargs)
         if res.wait is not None:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
-        self._deliver(h.runner.apply(res, now))
+        completions = h.runner.apply(res, now)
+        if completions:
+            replicated = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
+            if replicated is None:
+                self._deliver(completions)
+            else:
+                replicated.add_done_callback(lambda f: self._deliver(
+                    completions if f.result() == 0 else [(t, not_coordinator(r)) for t, r in completions]))
         self._reschedule(h)
         return res
 
@@ -383,13 +406,14 @@ class GroupCoordinator:
         if code:
             raise RuntimeError(f"{OFFSETS_TOPIC}-{h.index}: error {code}")
         if producer is None:
-            p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
-            return
-        # TxnOffsetCommit: one transactional batch of the producer, tracked by
-        # the partition as an open transaction until its marker.
-        buf = bytearray(build_batch([(k, v, (), now) for k, v in records], producer_id=producer[0],
-                                    producer_epoch=producer[1], base_sequence=-1, transactional=True))
-        p.append_as_leader(buf, now, producer_batch=next(iter_batches(buf))[1])
+            info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        else:
+            # TxnOffsetCommit: one transactional batch of the producer, tracked by
+            # the partition as an open transaction until its marker.
+            buf = bytearray(build_batch([(k, v, (), now) for k, v in records], producer_id=producer[0],
+                                        producer_epoch=producer[1], base_sequence=-1, transactional=True))
+            info = p.append_as_leader(buf, now, producer_batch=next(iter_batches(buf))[1])
+        h.last_written = info.last_offset
 
     def complete_transaction(self, index: int, producer_id: int, commit: bool) -> None:
         """A marker of ``producer_id`` was written to partition ``index``: its

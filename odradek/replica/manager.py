@@ -23,9 +23,11 @@ import logging
 import time
 from typing import Callable, Iterable
 
+from odradek.clock import now_ms
 from odradek.config import BrokerConfig, TopicConfig
 from odradek.metadata.image import MetadataImage, Progress
-from odradek.metadata.topics import TopicState
+from odradek.metadata.store import Compare, MetadataStore, StoreUnavailable
+from odradek.metadata.topics import PartitionState, TopicState, update_partition_txn
 from odradek.metrics import LATENCY_BUCKETS, Histogram
 from odradek.protocol import errors
 from odradek.replica.partition import Partition, Topic
@@ -64,8 +66,15 @@ class ReplicaManager:
         self.topics_by_id: dict[bytes, Topic] = {}
         #: (topic id, partition) -> (topic name, why its log could not be opened here)
         self.failed: dict[tuple[bytes, int], tuple[str, OSError]] = {}
-        #: called with (partitions now hosted, partitions no longer hosted) after each reconcile
+        #: called after each reconcile with (partitions now hosted or with a new
+        #: leadership, partitions no longer hosted)
         self.listeners: list[Callable[[list[Partition], list[Partition]], None]] = []
+        #: where ISR changes are written, and the compare that fences them (this
+        #: broker's registration epoch); set by the broker once registered
+        self.metadata: MetadataStore | None = None
+        self.fence: Callable[[], Compare] | None = None
+        self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once started
+        self._isr_writes: set[asyncio.Task] = set()
         self.reconciled = Progress()  # the image revision the hosted partitions follow
         self._lock = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
@@ -132,7 +141,8 @@ class ReplicaManager:
                 self.failed[(topic.topic_id, i)] = (topic.name, e)
                 log.error("cannot open the log of %s-%d: %s", topic.name, i, e)
                 continue
-            p = Partition(topic, i, log_, s.leader, s.leader_epoch, self.schedule_flush)
+            p = Partition(topic, i, log_, self.node_id, self.schedule_flush)
+            p._isr_changes = self.write_isr
             p.producers.rebuild(p.log)
             opened.append(p)
         return opened
@@ -153,6 +163,8 @@ class ReplicaManager:
                     log.exception("hosting the partitions of %s failed", name)
             self.reconciled.advance(revision)
         if gained or lost:
+            if self.fetchers is not None:
+                self.fetchers.follow(gained, lost)
             for listener in self.listeners:
                 listener(gained, lost)
 
@@ -179,15 +191,18 @@ class ReplicaManager:
             hosted = Topic(state.name, state.topic_id, TopicConfig(self.config, state.configs))
         elif hosted.config.overrides != state.configs:
             hosted.set_config(TopicConfig(self.config, state.configs))
+        now = now_ms()
         for p in hosted.partitions:
             s = state.partitions[p.index] if p.index < len(state.partitions) else None
-            if s is not None and (s.leader, s.leader_epoch) != (p.leader, p.leader_epoch):
-                p.leader, p.leader_epoch = s.leader, s.leader_epoch
-                p.notify()
+            if s is not None and s.revision != p.state_revision and p.apply_state(s, now):
+                gained.append(p)
         new = [i for i in indexes if i not in hosted.by_index
                and (state.topic_id, i) not in self.failed]
         if new:
             opened = await in_worker(self.open_partitions, hosted, new, state)
+            now = now_ms()
+            for p in opened:
+                p.apply_state(state.partitions[p.index], now)
             hosted.host(opened)
             gained.extend(opened)
         if hosted.partitions and name not in self.topics:
@@ -242,6 +257,47 @@ class ReplicaManager:
             t = self.topics.get(name)
             if t is None or index not in t.by_index:
                 self.store.delete_log(name, index)
+
+    # -- the ISR, as leader ------------------------------------------------------------
+    def write_isr(self, p: Partition, isr: list[int]) -> None:
+        """Write ``p``'s new ISR (``p.pending_isr``), fenced by this broker's
+        epoch and the state it was decided on; on failure the partition may ask again."""
+        if self.metadata is None or self.fence is None:
+            p.isr_change_failed()
+            return
+        task = asyncio.get_running_loop().create_task(self._write_isr(p, isr))
+        self._isr_writes.add(task)
+        task.add_done_callback(self._isr_writes.discard)
+
+    async def _write_isr(self, p: Partition, isr: list[int]) -> None:
+        new = PartitionState(p.leader, p.leader_epoch, list(p.replicas), isr)
+        try:
+            done = await self.metadata.txn(*update_partition_txn(
+                p.topic.name, p.index, new, p.state_revision, self.fence()))
+        except (StoreUnavailable, OSError) as e:
+            log.warning("%s-%d: ISR change to %s not written: %s", p.topic.name, p.index, isr, e)
+            done = None
+        if done is None or not done.succeeded:
+            p.isr_change_failed()
+        else:
+            log.info("%s-%d: ISR %s -> %s", p.topic.name, p.index, p.isr, isr)
+
+    def shrink_isrs(self, now: int) -> None:
+        """As leader, drop from each ISR the followers not caught up within
+        ``replica.lag.time.max.ms`` (Kafka's rule; the leader always stays)."""
+        max_lag = self.config.get_int("replica.lag.time.max.ms", 30000)
+        for t in list(self.topics.values()):
+            for p in t.partitions:
+                if p.is_leader and len(p.isr) > 1 and p.pending_isr is None:
+                    lagging = p.lagging_followers(now, max_lag)
+                    if lagging:
+                        p.propose_isr([r for r in p.isr if r not in lagging])
+
+    async def run_isr_checks(self) -> None:
+        interval = self.config.get_int("replica.lag.time.max.ms", 30000) / 2000
+        while True:
+            await asyncio.sleep(interval)
+            self.shrink_isrs(now_ms())
 
     # -- flushes ----------------------------------------------------------------------
     def schedule_flush(self, p: Partition) -> None:

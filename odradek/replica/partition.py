@@ -4,19 +4,25 @@ A ``Partition`` owns its log, its idempotent producers' state and the fetches
 waiting on it. Every rule about a partition lives here, so that API handlers
 and coordinators never touch a log:
 
-- appends happen only as leader (``append_as_leader``), on the event loop:
-  validate nothing more (the caller did), stamp, append, record producer
-  state, wake the waiters, schedule the flush the log asks for;
+- a partition has the role the metadata image gives it (``apply_state``):
+  leader when its leader is this broker, else follower (of leader -1: of
+  nobody, offline);
+- appends happen as leader (``append_as_leader``: stamp with this leader's
+  epoch, append, record producer state, wake the waiters, schedule the flush
+  the log asks for) or as follower (``append_as_follower``: the leader's
+  batches as they are, offsets and epochs kept, their producers' state and
+  transaction markers recorded as the leader recorded them);
+- the leader tracks each follower's log end from its fetches and moves the
+  high watermark to the lowest log end over the ISR (its "maximal" form while
+  an expansion is being written); the high watermark only increases while
+  this broker leads; acks=all waiters complete when it passes their offset;
 - a consumer reads below the high watermark (read_committed: below the last
   stable offset, with the aborted transactions of what it read), a replica up
   to the log end;
-- transaction markers are appended through one method (``append_marker``),
-  here for a local coordinator and for WriteTxnMarkers alike;
+- transaction markers are appended as leader through one method
+  (``append_marker``), for a local coordinator and for WriteTxnMarkers alike;
 - the leader epoch is checked where a request carries one;
 - truncation rebuilds the producer state from what is left.
-
-Only the leader role exists until replication arrives: a partition's
-``leader`` is this broker's node id.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import asyncio
 from typing import Callable
 
 from odradek.config import TopicConfig
-from odradek.metadata.topics import INTERNAL_TOPICS
-from odradek.producers import ProducerStateTable
+from odradek.metadata.topics import INTERNAL_TOPICS, PartitionState
+from odradek.producers import ProducerStateTable, marker_in
 from odradek.protocol import errors
+from odradek.protocol.batch import iter_batches
 from odradek.storage.base import AppendInfo, PartitionLog, ReadResult
 
 
@@ -63,20 +70,45 @@ class Topic:
             p.log.config = lc
 
 
+class FollowerState:
+    """What a leader knows of one follower, from its fetches: its log end, and
+    when it was last caught up (Kafka's lastCaughtUpTimeMs)."""
+
+    __slots__ = ("log_end_offset", "caught_up_ms", "last_fetch_ms", "leader_end_at_last_fetch")
+
+    def __init__(self, caught_up_ms: int):
+        self.log_end_offset = -1  # unknown until it fetches
+        self.caught_up_ms = caught_up_ms
+        self.last_fetch_ms = 0
+        self.leader_end_at_last_fetch = -1
+
+
 class Partition:
     __slots__ = ("topic", "index", "log", "leader", "leader_epoch", "waiters", "producers",
-                 "_schedule_flush")
+                 "_schedule_flush", "node_id", "replicas", "isr", "state_revision", "followers",
+                 "epoch_start_offset", "pending_isr", "_acks", "_isr_changes")
 
-    def __init__(self, topic: Topic, index: int, log: PartitionLog, leader: int, leader_epoch: int,
+    def __init__(self, topic: Topic, index: int, log: PartitionLog, node_id: int,
                  schedule_flush: Callable[["Partition"], None]):
+        """A partition with no role yet: ``apply_state`` gives it one."""
         self.topic = topic
         self.index = index
         self.log = log
-        self.leader = leader
-        self.leader_epoch = leader_epoch
+        self.leader = -1
+        self.leader_epoch = -1
         self.waiters: set[asyncio.Future] = set()
         self.producers = ProducerStateTable()
         self._schedule_flush = schedule_flush
+        self.node_id = node_id
+        self.replicas: list[int] = []
+        self.isr: list[int] = []  # as the image has it
+        self.state_revision = 0  # the partition key's mod revision the state came from
+        self.followers: dict[int, FollowerState] = {}  # as leader
+        self.epoch_start_offset = 0  # as leader: where this leader's epoch began
+        self.pending_isr: list[int] | None = None  # as leader: an ISR change being written
+        self._acks: list[tuple[int, asyncio.Future]] = []  # (offset, waiter), offsets ascending
+        #: called with (partition, proposed ISR) when, as leader, the ISR should change
+        self._isr_changes: Callable[["Partition", list[int]], None] | None = None
 
     def __repr__(self) -> str:
         return f"Partition({self.topic.name}-{self.index})"
@@ -108,6 +140,18 @@ class Partition:
     def compacted(self) -> bool:
         return "compact" in self.log.config.cleanup_policy
 
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.node_id
+
+    @property
+    def maximal_isr(self) -> list[int]:
+        """The ISR the high watermark is computed over: the image's, widened
+        by an expansion being written (it may have committed already)."""
+        if self.pending_isr is not None and len(self.pending_isr) > len(self.isr):
+            return self.pending_isr
+        return self.isr
+
     def check_leader_epoch(self, current: int) -> int:
         """The error for a request made at leader epoch ``current`` (-1: unchecked), or 0."""
         if current < 0 or current == self.leader_epoch:
@@ -132,10 +176,160 @@ class Partition:
         topic.messages_in += info.last_offset - info.base_offset + 1
         if producer_batch is not None:
             self.producers.record(producer_batch, info.base_offset)
+        if len(self.isr) == 1 and self.pending_isr is None:  # alone in the ISR: committed at once
+            self.log.set_high_watermark(info.last_offset + 1)
+            if self._acks:
+                self._complete_acks()
         self.notify()
         if self.log.flush_due:
             self._schedule_flush(self)
         return info
+
+    def append_as_follower(self, records: bytearray, now_ms: int) -> AppendInfo:
+        """Append batches fetched from the leader as they are (offsets and
+        epochs kept), recording their producers' state. Raises InvalidBatch."""
+        info = self.log.append_replicated(records, now_ms)
+        for pos, h in iter_batches(records):
+            if h.producer_id < 0:
+                continue
+            if h.is_control:  # a transaction marker: its type is in the batch's one record
+                marker = marker_in(records, pos)
+                if marker is not None:
+                    self.producers.record_marker(h.producer_id, h.producer_epoch, h.base_offset, marker[0],
+                                                 h.max_timestamp, marker[1])
+            elif h.base_sequence >= 0 or h.is_transactional:
+                self.producers.record(h, h.base_offset)
+        self.notify()
+        if self.log.flush_due:
+            self._schedule_flush(self)
+        return info
+
+    def follow_high_watermark(self, leader_high_watermark: int) -> None:
+        """As follower: the leader's high watermark, capped by this log's end."""
+        before = self.log.high_watermark
+        self.log.set_high_watermark(min(leader_high_watermark, self.log.log_end_offset))
+        if self.log.high_watermark != before:
+            self.notify()
+
+    # -- roles --------------------------------------------------------------------
+    def apply_state(self, s: PartitionState, now_ms: int) -> bool:
+        """Take the state the image has for this partition; return True if this
+        broker's role or the leader epoch changed (a new leadership)."""
+        new_leadership = (s.leader, s.leader_epoch) != (self.leader, self.leader_epoch)
+        was_leader = self.is_leader
+        if s.revision != self.state_revision:
+            # A pending ISR change was written before this state or lost to it
+            # (it compared the revision it was decided on): it is over either way.
+            self.pending_isr = None
+        self.leader, self.leader_epoch = s.leader, s.leader_epoch
+        self.replicas, self.isr, self.state_revision = list(s.replicas), list(s.isr), s.revision
+        if new_leadership:
+            if was_leader or not self.is_leader:
+                self._fail_acks(errors.NOT_LEADER_OR_FOLLOWER)
+            if self.is_leader:
+                self._become_leader(now_ms)
+            else:
+                self.followers = {}
+        if self.is_leader:
+            self.advance_high_watermark()
+        self.notify()
+        return new_leadership
+
+    def _become_leader(self, now_ms: int) -> None:
+        """Followers' log ends are unknown until they fetch; those in the ISR
+        count as caught up now (they get ``replica.lag.time.max.ms`` to fetch)."""
+        self.followers = {r: FollowerState(now_ms if r in self.isr else 0)
+                          for r in self.replicas if r != self.node_id}
+        self.epoch_start_offset = self.log.log_end_offset
+        if self.leader_epoch > self.log.latest_epoch:
+            self.log.assign_epoch(self.leader_epoch)
+
+    def on_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
+        """As leader: follower ``replica_id`` fetches from ``fetch_offset``, so
+        it holds everything below it. Moves the high watermark, and asks for
+        the follower to join the ISR once it has caught up."""
+        f = self.followers.get(replica_id)
+        if f is None:
+            if replica_id not in self.replicas:
+                return
+            f = self.followers[replica_id] = FollowerState(0)
+        end = self.log.log_end_offset
+        offset = min(fetch_offset, end)
+        if offset >= end:
+            f.caught_up_ms = now_ms
+        elif offset >= f.leader_end_at_last_fetch >= 0:
+            f.caught_up_ms = max(f.caught_up_ms, f.last_fetch_ms)
+        f.leader_end_at_last_fetch = end
+        f.last_fetch_ms = now_ms
+        f.log_end_offset = offset
+        if (replica_id not in self.isr and self.pending_isr is None
+                and offset >= self.log.high_watermark and offset >= self.epoch_start_offset):
+            self.propose_isr(sorted(set(self.isr) | {replica_id}, key=self._replica_order))
+        self.advance_high_watermark()
+
+    def lagging_followers(self, now_ms: int, max_lag_ms: int) -> list[int]:
+        """As leader: ISR members not caught up within ``max_lag_ms``."""
+        return [r for r in self.isr if r != self.node_id
+                and now_ms - self.followers.get(r, FollowerState(0)).caught_up_ms > max_lag_ms]
+
+    def _replica_order(self, r: int) -> int:
+        return self.replicas.index(r) if r in self.replicas else len(self.replicas)
+
+    def propose_isr(self, isr: list[int]) -> None:
+        """As leader: ask for the ISR to become ``isr`` (written, fenced, by the
+        replica manager; the image then brings it back through ``apply_state``)."""
+        if self._isr_changes is not None and self.pending_isr is None and isr != self.isr and isr:
+            self.pending_isr = isr
+            self._isr_changes(self, isr)
+
+    def isr_change_failed(self) -> None:
+        self.pending_isr = None
+
+    def advance_high_watermark(self) -> None:
+        """As leader: the high watermark becomes the lowest log end over the
+        (maximal) ISR, if that is higher; waiters are completed and woken."""
+        hw = self.log.log_end_offset
+        for r in self.maximal_isr:
+            if r != self.node_id:
+                f = self.followers.get(r)
+                hw = min(hw, f.log_end_offset if f is not None else -1)
+        if hw > self.log.high_watermark:
+            self.log.set_high_watermark(hw)
+            if self._acks:
+                self._complete_acks()
+            self.notify()
+
+    # -- acks=all -----------------------------------------------------------------
+    def replicated(self, offset: int) -> asyncio.Future | None:
+        """As leader: None if the high watermark has passed ``offset`` already,
+        else a future that resolves with 0 when it does, or with an error code
+        (NOT_LEADER_OR_FOLLOWER when leadership is lost first)."""
+        if self.log.high_watermark > offset:
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        self._acks.append((offset, fut))
+        return fut
+
+    def _complete_acks(self) -> None:
+        hw = self.log.high_watermark
+        acks = self._acks
+        n = 0
+        while n < len(acks) and acks[n][0] < hw:
+            fut = acks[n][1]
+            if not fut.done():
+                fut.set_result(0)
+            n += 1
+        if n:
+            del acks[:n]
+
+    def _fail_acks(self, code: int) -> None:
+        acks, self._acks = self._acks, []
+        for _, fut in acks:
+            if not fut.done():
+                fut.set_result(code)
+
+    def discard_ack(self, fut: asyncio.Future) -> None:
+        self._acks = [(o, f) for o, f in self._acks if f is not fut]
 
     # -- reads ------------------------------------------------------------------
     def read_for_consumer(self, offset: int, max_bytes: int, min_one: bool = True) -> ReadResult:
@@ -168,6 +362,11 @@ class Partition:
         self.log.truncate_to(offset)
         self.producers.rebuild(self.log)
 
+    def reset_to(self, offset: int) -> None:
+        """As follower: start the log afresh, empty, at ``offset`` (the leader's log start)."""
+        self.log.reset_to(offset)
+        self.producers.rebuild(self.log)
+
     # -- transactions ----------------------------------------------------------------
     def in_txn(self, producer_id: int) -> bool:
         """Whether ``producer_id`` has a transaction open here (its writes were verified)."""
@@ -181,6 +380,8 @@ class Partition:
         coordinator restart) is answered without being appended again."""
         from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
 
+        if not self.is_leader:
+            return errors.NOT_LEADER_OR_FOLLOWER
         code = self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
         if code:
             return code
@@ -188,13 +389,10 @@ class Partition:
             return 0
         batch = build_control_batch(CONTROL_COMMIT if commit else CONTROL_ABORT, producer_id,
                                     producer_epoch, coordinator_epoch, now_ms)
-        info = self.log.append(bytearray(batch), self.leader_epoch, now_ms)
+        info = self.append_as_leader(bytearray(batch), now_ms)  # high watermark, acks, waiters, flush
         self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms,
                                      coordinator_epoch)
         self.producers.txns.settle(self.log.high_watermark)
-        self.notify()
-        if self.log.flush_due:
-            self._schedule_flush(self)
         return 0
 
     def describe_producers(self) -> list[dict]:

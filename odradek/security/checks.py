@@ -209,6 +209,22 @@ def produce_whole(ctx, request) -> int:
     return 0
 
 
+CONSUMER_FETCH = None  # set below: the Items rule of a consumer's Fetch
+
+
+async def fetch(api, ctx, request):
+    """A follower's fetch (a replica id) needs CLUSTER_ACTION on the cluster,
+    else each partition is refused TOPIC_AUTHORIZATION_FAILED, as Kafka does;
+    a consumer's needs READ on each topic."""
+    replica_id = max(request.get("replica_id", -1), (request.get("replica_state") or {}).get("replica_id", -1))
+    if replica_id < 0:
+        return await CONSUMER_FETCH(api, ctx, request)
+    if allowed(ctx, Op.CLUSTER_ACTION, T.CLUSTER, ""):
+        return await api.handler(ctx, request)
+    return {"error_code": 0, "session_id": 0,
+            "responses": [fetch_error(t, TOPIC_DENIED) for t in request.get("topics") or []]}
+
+
 # -- the filtering APIs ----------------------------------------------------------------
 async def metadata(api, ctx, request):
     """Kafka's Metadata: a full listing leaves out topics without DESCRIBE; a
@@ -367,7 +383,7 @@ RULES: dict[str, Callable] = {
     "DescribeCluster": NONE,  # Kafka checks DESCRIBE on the cluster only for authorised operations
     "Metadata": metadata,
     "Produce": Items("topic_data", "responses", topic_check(Op.WRITE), produce_error, whole=produce_whole),
-    "Fetch": Items("topics", "responses", topic_check(Op.READ, "topic"), fetch_error),
+    "Fetch": fetch,
     "ListOffsets": Items("topics", "topics", topic_check(Op.DESCRIBE),
                          partitions_error("name", "partitions", "partition_index", timestamp=-1, offset=-1)),
     "OffsetForLeaderEpoch": Items("topics", "topics", topic_check(Op.DESCRIBE, "topic"),
@@ -448,3 +464,5 @@ RULES: dict[str, Callable] = {
 async def handle(api, ctx, request):
     """Serve ``request`` under the ACLs: the connection's one call when an authoriser is on."""
     return await RULES[api.name](api, ctx, request)
+
+CONSUMER_FETCH = Items("topics", "responses", topic_check(Op.READ, "topic"), fetch_error)

@@ -129,6 +129,26 @@ class PartitionLog(abc.ABC):
         in ``records`` in place, and stamps LogAppendTime when asked."""
 
     @abc.abstractmethod
+    def append_replicated(self, records: bytearray, now_ms: int) -> AppendInfo:
+        """Append batches as a follower received them from its leader: their
+        offsets (the first must be ``log_end_offset``) and leader epochs are
+        kept, and the leader-epoch cache follows them. Raises InvalidBatch."""
+
+    @abc.abstractmethod
+    def assign_epoch(self, leader_epoch: int) -> None:
+        """Record that ``leader_epoch`` starts at the log end (a new leader's first act)."""
+
+    @property
+    @abc.abstractmethod
+    def latest_epoch(self) -> int:
+        """The newest leader epoch in the log's epoch cache (-1: none)."""
+
+    @abc.abstractmethod
+    def reset_to(self, offset: int) -> None:
+        """Drop every record and start afresh, empty, at ``offset`` (a follower
+        whose log ends before its leader's log start)."""
+
+    @abc.abstractmethod
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
              min_one: bool = True) -> ReadResult:
         """Whole batches from the one containing ``offset`` up to ``max_offset``

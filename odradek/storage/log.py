@@ -146,10 +146,22 @@ class SegmentedLog(PartitionLog):
     # -- append ---------------------------------------------------------
     def append(self, records: bytearray, leader_epoch: int, now_ms: int,
                log_append_time: bool = False) -> AppendInfo:
-        buf = records
-        n = len(buf)
         base = self._leo
-        spans, offset, max_ts = stamp_batches(buf, base, leader_epoch, now_ms, log_append_time)
+        spans, offset, max_ts = stamp_batches(records, base, leader_epoch, now_ms, log_append_time)
+        self._write(records, spans, offset, max_ts, now_ms, ((leader_epoch, base),))
+        return AppendInfo(base, offset - 1, max_ts, now_ms if log_append_time else -1)
+
+    def append_replicated(self, records: bytearray, now_ms: int) -> AppendInfo:
+        base = self._leo
+        spans, offset, max_ts, epochs = read_spans(records, base)
+        self._write(records, spans, offset, max_ts, now_ms, epochs)
+        return AppendInfo(base, offset - 1, max_ts, -1)
+
+    def _write(self, buf, spans, offset: int, max_ts: int, now_ms: int, epochs) -> None:
+        """Write the batches of ``buf`` (offsets ``self._leo``..``offset``-1,
+        described by ``spans``) at the end; ``epochs`` are the (leader epoch,
+        start offset) pairs they begin."""
+        n = len(buf)
         seg = self._segments[-1]
         if self._should_roll(seg, n, max_ts, offset - 1, now_ms):
             seg = self._roll(now_ms)
@@ -171,9 +183,18 @@ class SegmentedLog(PartitionLog):
             self._leo = offset
             if self.auto_high_watermark:
                 self._hw = offset
-            if leader_epoch >= 0 and self._epochs.assign(leader_epoch, base):
+            for epoch, start in epochs:
+                if epoch >= 0 and self._epochs.assign(epoch, start):
+                    self._epochs_dirty = True
+
+    def assign_epoch(self, leader_epoch: int) -> None:
+        with self._lock:
+            if self._epochs.assign(leader_epoch, self._leo):
                 self._epochs_dirty = True
-        return AppendInfo(base, offset - 1, max_ts, now_ms if log_append_time else -1)
+
+    @property
+    def latest_epoch(self) -> int:
+        return self._epochs.latest_epoch
 
     def _should_roll(self, seg: Segment, n: int, max_ts: int, last: int, now_ms: int) -> bool:
         if seg.size == 0:
@@ -364,6 +385,11 @@ class SegmentedLog(PartitionLog):
 
     def truncate_to(self, offset: int) -> None:
         if offset >= self._leo:
+            # Nothing to drop; but an epoch this broker began as leader without
+            # writing in it (it starts at the log end) is not the leader's.
+            with self._lock:
+                if self._epochs.truncate_from_end(self._leo):
+                    self._epochs_dirty = True
             return
         if offset < 0:
             raise ValueError(f"cannot truncate to {offset}")
@@ -403,6 +429,29 @@ class SegmentedLog(PartitionLog):
             self._log_start = min(self._log_start, self._leo)
             if self._epochs.truncate_from_end(self._leo):
                 self._epochs_dirty = True  # written by the next flush, off the loop
+            self._dir_dirty = True
+        self._drop_aux()
+
+    def reset_to(self, offset: int) -> None:
+        if offset < 0:
+            raise ValueError(f"cannot start a log at {offset}")
+        with self._lock:
+            self._gen += 1
+            doomed = self._segments
+            for s in doomed:
+                s.deleted = True
+                if s.pins == 0:
+                    s.close_handles()
+        for s in doomed:
+            s.remove_files()
+        seg = Segment(self.fs, self.dir, offset, now_ms())
+        seg.write_indexes()
+        seg.dirty = True
+        with self._lock:
+            self._segments, self._bases = [seg], [offset]
+            self._leo = self._hw = self._rp = self._flush_mark = self._log_start = offset
+            self._epochs.entries.clear()
+            self._epochs_dirty = True
             self._dir_dirty = True
         self._drop_aux()
 
@@ -665,3 +714,36 @@ def stamp_batches(buf: bytearray, base_offset: int, leader_epoch: int, now_ms: i
         offset = last + 1
         pos += size
     return spans, offset, max_ts
+
+
+def read_spans(buf, base_offset: int) -> tuple[list, int, int, list]:
+    """The batches of ``buf`` as a replica received them (offsets and leader
+    epochs final): (spans as ``stamp_batches`` gives them, next offset, max
+    timestamp, [(leader epoch, start offset)] where the epoch changes). Raises
+    InvalidBatch unless the first batch starts at ``base_offset`` and each
+    next one where the previous ended."""
+    n = len(buf)
+    if n == 0:
+        raise InvalidBatch("no record batches to append")
+    offset = base_offset
+    spans = []
+    epochs = []
+    pos = 0
+    max_ts = -1
+    while pos < n:
+        if n - pos < HEADER_SIZE:
+            raise InvalidBatch("truncated batch header")
+        h = read_header(buf, pos)
+        size = h.batch_length + LOG_OVERHEAD
+        if size < HEADER_SIZE or pos + size > n:
+            raise InvalidBatch("batch length out of bounds")
+        if h.base_offset != offset:
+            raise InvalidBatch(f"batch at offset {h.base_offset} where {offset} was expected")
+        if not epochs or epochs[-1][0] != h.partition_leader_epoch:
+            epochs.append((h.partition_leader_epoch, offset))
+        last = offset + h.last_offset_delta
+        spans.append((pos, size, last, h.max_timestamp))
+        max_ts = max(max_ts, h.max_timestamp)
+        offset = last + 1
+        pos += size
+    return spans, offset, max_ts, epochs

@@ -85,7 +85,7 @@ def test_help_has_examples_for_every_command():
     assert {("topic", "create"), ("topic", "list"), ("topic", "describe"), ("topic", "delete"),
             ("topic", "alter-config"), ("topic", "add-partitions"), ("produce",), ("consume",),
             ("group", "list"), ("group", "describe"), ("group", "reset-offsets"), ("group", "delete"),
-            ("cluster", "info"), ("dump-log",), ("serve",)} <= set(paths)
+            ("cluster", "info"), ("cluster", "up"), ("dump-log",), ("serve",)} <= set(paths)
     for path in paths + [("topic",), ("group",), ("cluster",), ()]:
         res = runner.invoke(main, [*path, "--help"])
         assert res.exit_code == 0, (path, res.output)

@@ -130,7 +130,13 @@ def test_acls_reach_every_broker_through_the_store(etcd, tmp_path):
 
     from tests.integration import test_acls as T
 
-    config = dict(T.broker_config(), **{"metadata.store": etcd.url("acls"), "broker.session.timeout.ms": "3000"})
+    # Brokers reach each other on a PLAINTEXT listener of their own (replication
+    # refuses any other inter-broker listener for now).
+    config = dict(T.broker_config(), **{
+        "metadata.store": etcd.url("acls"), "broker.session.timeout.ms": "3000",
+        "listeners": "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+        "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT",
+        "inter.broker.listener.name": "INTERNAL"})
     brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start() for i in (1, 2)]
     try:
         for b in brokers:

@@ -70,9 +70,12 @@ def cfg(**kw) -> CompactionConfig:
 
 
 def append(lg, records, ts=1000, **batch_kw) -> int:
-    """Append one batch of (key, value) pairs; return its base offset."""
+    """Append one batch of (key, value) pairs, committed (the high watermark
+    moves past it, as a leader alone in its ISR does); return its base offset."""
     b = bytearray(build_batch([(k, v, [], ts) for k, v in records], **batch_kw))
-    return lg.append(b, 0, 5000).base_offset
+    info = lg.append(b, 0, 5000)
+    lg.set_high_watermark(info.last_offset + 1)
+    return info.base_offset
 
 
 def fill(lg, n_keys=5, rounds=20, per_batch=1, ts=1000):

@@ -10,6 +10,7 @@ import pytest
 from crc32c import crc32c
 
 from odradek.config import BrokerConfig, TopicConfig
+from odradek.metadata.topics import PartitionState
 from odradek.producers import ProducerStateTable, decode_snapshot_txns, encode_snapshot, write_snapshot
 from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches, read_header
@@ -35,8 +36,9 @@ class Env:
     def open(self):
         self.topic = Topic("t", b"\x01" * 16, TopicConfig(BrokerConfig()))
         log = self.store.open_log("t", 0, LogConfig())
-        self.p = Partition(self.topic, 0, log, 1, 0, lambda p: None)
+        self.p = Partition(self.topic, 0, log, 1, lambda p: None)
         self.p.producers.rebuild(log)
+        self.p.apply_state(PartitionState(1, 0, [1], [1]), self.now)  # the leader, alone in the ISR
         return self.p
 
     def write(self, pid, n=1, epoch=0, txn=True) -> int:
@@ -213,3 +215,18 @@ def test_markers_of_an_older_coordinator_are_fenced(snapshot):
     assert p.describe_producers()[0]["coordinator_epoch"] == 5
     assert p.append_marker(7, 0, 5, False, e.now) == 0
     assert p.last_stable_offset == p.high_watermark
+
+
+def test_a_follower_records_the_leaders_transactions():
+    leader = Env()
+    leader.write(7, n=2)  # 0-1
+    leader.marker(7, commit=False)  # 2
+    leader.write(8)  # 3, open
+    buf = bytearray(b"".join(bytes(c) for c in leader.p.read_for_replica(0, 1 << 20).chunks))
+    follower = Env()
+    follower.p.apply_state(PartitionState(2, 1, [2, 1], [2, 1]), follower.now)  # led by broker 2
+    follower.p.append_as_follower(buf, follower.now)
+    follower.p.follow_high_watermark(4)
+    assert follower.p.producers.txns == leader.p.producers.txns
+    assert follower.p.last_stable_offset == 3
+    assert follower.p.append_marker(8, 0, 0, True, follower.now) == errors.NOT_LEADER_OR_FOLLOWER

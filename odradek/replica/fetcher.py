@@ -1,0 +1,274 @@
+"""Replica fetchers: how a follower copies its leader's log.
+
+One ``ReplicaFetcher`` per leader broker fetches every partition this broker
+follows from that leader, with Kafka's own Fetch (v15: the replica id and
+this broker's epoch in ReplicaState, the last fetched epoch per partition),
+sessionless, one request in flight. For each partition of an answer:
+
+- records are appended as they came (``Partition.append_as_follower``), and
+  the follower's high watermark becomes the leader's, capped by its log end;
+  the leader's log start, when higher, moves the follower's (up to its high
+  watermark);
+- a diverging epoch (the follower's log has a tail the leader does not)
+  truncates the log to where it agrees with the leader, as KIP-320 describes;
+  the next fetch asks again from there;
+- OFFSET_OUT_OF_RANGE below the leader's log start starts the log afresh
+  there; otherwise the log is truncated to its high watermark;
+- other errors (a leader that no longer leads, epochs not yet known to one
+  side, an unknown topic) back the partition off for
+  ``replica.fetch.backoff.ms`` while the metadata image catches up.
+
+A partition answered for an epoch or leader it no longer has is passed over:
+the image moved it, and ``FetcherManager.follow`` with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+from odradek.clock import now_ms
+from odradek.config import BrokerConfig
+from odradek.metadata.image import MetadataImage
+from odradek.protocol import errors
+from odradek.protocol.batch import InvalidBatch, iter_batches
+from odradek.replica.partition import Partition
+from odradek.replica.peer import PeerConnection
+
+log = logging.getLogger("odradek.replica.fetcher")
+
+FETCH_VERSION = 15
+BACKOFF_ERRORS = {errors.NOT_LEADER_OR_FOLLOWER, errors.FENCED_LEADER_EPOCH, errors.UNKNOWN_LEADER_EPOCH,
+                  errors.UNKNOWN_TOPIC_ID, errors.UNKNOWN_TOPIC_OR_PARTITION, errors.KAFKA_STORAGE_ERROR,
+                  errors.OFFSET_NOT_AVAILABLE}
+
+
+def truncation_offset(p: Partition, epoch: int, end_offset: int) -> int:
+    """Where a follower's log agrees with its leader's, told by the leader
+    that its epoch ``epoch`` (the largest at or below the follower's last
+    fetched one) ends at ``end_offset``."""
+    leo = p.log_end_offset
+    if epoch < 0:
+        return min(end_offset, leo) if end_offset >= 0 else min(p.high_watermark, leo)
+    own_epoch, own_end = p.end_offset_for_epoch(epoch)
+    if own_epoch < 0:  # nothing of that epoch or before it here
+        return min(end_offset, leo)
+    if own_epoch != epoch:  # the follower's epoch below it ends here; look again from there
+        return min(own_end, leo)
+    return min(end_offset, own_end, leo)
+
+
+class ReplicaFetcher:
+    """Fetches the partitions this broker follows from one leader."""
+
+    def __init__(self, leader_id: int, node_id: int, image: MetadataImage, config: BrokerConfig,
+                 broker_epoch: Callable[[], int], listener: str | None = None,
+                 local_host: str | None = None):
+        self.leader_id = leader_id
+        self.local_host = local_host
+        self.node_id = node_id
+        self.image = image
+        self.config = config
+        self.broker_epoch = broker_epoch
+        self.partitions: dict[tuple[bytes, int], Partition] = {}
+        self.delayed: dict[tuple[bytes, int], float] = {}  # key -> monotonic time to fetch again
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task | None = None
+        self.listener = listener  # the inter-broker listener (None: the leader's first)
+        self.backoff = config.get_int("replica.fetch.backoff.ms", 1000) / 1000
+        self.max_wait_ms = config.get_int("replica.fetch.wait.max.ms", 500)
+        self.min_bytes = config.get_int("replica.fetch.min.bytes", 1)
+        self.partition_max_bytes = config.get_int("replica.fetch.max.bytes", 1048576)
+        self.max_bytes = config.get_int("replica.fetch.response.max.bytes", 10485760)
+        self.timeout = config.get_int("replica.socket.timeout.ms", 30000) / 1000 + self.max_wait_ms / 1000
+
+    def add(self, p: Partition) -> None:
+        self.partitions[(p.topic.topic_id, p.index)] = p
+        self.delayed.pop((p.topic.topic_id, p.index), None)
+        self.changed.set()
+
+    def remove(self, p: Partition) -> None:
+        key = (p.topic.topic_id, p.index)
+        if self.partitions.get(key) is p:
+            del self.partitions[key]
+            self.delayed.pop(key, None)
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    def _endpoint(self) -> tuple[str, int] | None:
+        info = self.image.brokers.get(self.leader_id)
+        return info.endpoint(self.listener) if info is not None else None
+
+    async def run(self) -> None:
+        conn: PeerConnection | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                ready = [p for k, p in self.partitions.items() if self.delayed.get(k, 0) <= now]
+                if not ready:
+                    self.changed.clear()
+                    wait = min(self.delayed.values(), default=now + 3600) - now
+                    try:
+                        await asyncio.wait_for(self.changed.wait(), max(wait, 0.01))
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                if conn is None or not conn.connected:
+                    endpoint = self._endpoint()
+                    if endpoint is None:  # not registered (yet, or any more)
+                        await asyncio.sleep(self.backoff)
+                        continue
+                    conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-replica-{self.node_id}",
+                                          self.local_host)
+                    try:
+                        await conn.connect(self.timeout)
+                    except (OSError, asyncio.TimeoutError) as e:
+                        log.debug("broker %d: cannot reach leader %d at %s: %s",
+                                  self.node_id, self.leader_id, endpoint, e)
+                        conn = None
+                        await asyncio.sleep(self.backoff)
+                        continue
+                sent = {(p.topic.topic_id, p.index): (p, p.leader_epoch, p.log_end_offset) for p in ready}
+                try:
+                    response = await conn.request("Fetch", FETCH_VERSION, self.request(ready), self.timeout)
+                except (OSError, EOFError, ValueError, asyncio.TimeoutError) as e:
+                    log.debug("broker %d: fetch from leader %d failed: %s", self.node_id, self.leader_id, e)
+                    conn = None
+                    await asyncio.sleep(self.backoff)
+                    continue
+                if response["error_code"]:
+                    log.warning("broker %d: fetch from leader %d: error %d", self.node_id, self.leader_id,
+                                response["error_code"])
+                    await asyncio.sleep(self.backoff)
+                    continue
+                self.handle(response, sent)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def request(self, parts: list[Partition]) -> dict:
+        topics: dict[bytes, list] = {}
+        for p in parts:
+            topics.setdefault(p.topic.topic_id, []).append({
+                "partition": p.index, "current_leader_epoch": p.leader_epoch,
+                "fetch_offset": p.log_end_offset, "last_fetched_epoch": p.log.latest_epoch,
+                "log_start_offset": p.log_start_offset, "partition_max_bytes": self.partition_max_bytes})
+        return {"replica_state": {"replica_id": self.node_id, "replica_epoch": self.broker_epoch()},
+                "max_wait_ms": self.max_wait_ms, "min_bytes": self.min_bytes, "max_bytes": self.max_bytes,
+                "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic_id": tid, "partitions": ps} for tid, ps in topics.items()],
+                "forgotten_topics_data": [], "rack_id": ""}
+
+    def handle(self, response: dict, sent: dict) -> None:
+        now = now_ms()
+        for t in response["responses"]:
+            for entry in t["partitions"]:
+                key = (t["topic_id"], entry["partition_index"])
+                if key not in sent:
+                    continue
+                p, epoch, offset = sent[key]
+                if (self.partitions.get(key) is not p or p.leader != self.leader_id or p.leader_epoch != epoch
+                        or p.log_end_offset != offset):
+                    continue  # moved, or changed meanwhile: the next fetch asks again
+                try:
+                    self.handle_partition(p, entry, now)
+                except (InvalidBatch, OSError, ValueError) as e:
+                    log.error("%s: cannot follow leader %d: %s", p, self.leader_id, e)
+                    self.delayed[key] = time.monotonic() + self.backoff
+
+    def handle_partition(self, p: Partition, entry: dict, now: int) -> None:
+        code = entry["error_code"]
+        key = (p.topic.topic_id, p.index)
+        if code == errors.OFFSET_OUT_OF_RANGE:
+            leader_start = entry["log_start_offset"]
+            if leader_start >= 0 and p.log_end_offset < leader_start:
+                log.info("%s: log ends before the leader's log start %d; starting afresh there", p, leader_start)
+                p.reset_to(leader_start)
+            else:
+                target = min(p.high_watermark, max(entry["high_watermark"], 0))
+                log.warning("%s: offset %d out of range on leader %d; truncating to %d",
+                            p, p.log_end_offset, self.leader_id, target)
+                p.truncate_to(target)
+            return
+        if code:
+            if code not in BACKOFF_ERRORS:
+                log.warning("%s: leader %d answers error %d", p, self.leader_id, code)
+            self.delayed[key] = time.monotonic() + self.backoff
+            return
+        diverging = entry.get("diverging_epoch") or {}
+        if diverging.get("epoch", -1) >= 0 or diverging.get("end_offset", -1) >= 0:
+            target = truncation_offset(p, diverging["epoch"], diverging["end_offset"])
+            log.info("%s: diverges from leader %d at epoch %d (ends at %d); truncating to %d",
+                     p, self.leader_id, diverging["epoch"], diverging["end_offset"], target)
+            p.truncate_to(target)
+            return
+        records = entry["records"]
+        if records:
+            buf = bytearray(records)
+            leo = p.log_end_offset
+            start = 0
+            for pos, h in iter_batches(buf):  # whole batches the follower already has are skipped
+                if h.next_offset > leo:
+                    start = pos
+                    break
+            else:
+                start = len(buf)
+            if start < len(buf):
+                p.append_as_follower(buf[start:] if start else buf, now)
+        p.follow_high_watermark(entry["high_watermark"])
+        leader_start = entry["log_start_offset"]
+        if leader_start > p.log_start_offset:
+            p.delete_records_before(min(leader_start, p.high_watermark))
+
+
+class FetcherManager:
+    """The replica fetchers of this broker, one per leader it follows."""
+
+    def __init__(self, node_id: int, image: MetadataImage, config: BrokerConfig,
+                 broker_epoch: Callable[[], int], listener: str | None = None,
+                 local_host: str | None = None):
+        self.node_id = node_id
+        self.listener = listener
+        self.local_host = local_host
+        self.image = image
+        self.config = config
+        self.broker_epoch = broker_epoch
+        self.fetchers: dict[int, ReplicaFetcher] = {}
+        self.assigned: dict[tuple[bytes, int], ReplicaFetcher] = {}
+
+    def follow(self, changed: list[Partition], lost: list[Partition]) -> None:
+        """Partitions whose role or leader changed (``changed``) fetch from
+        their new leader, if they follow one; ``lost`` ones stop fetching."""
+        for p in lost:
+            self._unassign(p)
+        for p in changed:
+            self._unassign(p)
+            if not p.is_leader and p.leader >= 0:
+                f = self.fetchers.get(p.leader)
+                if f is None:
+                    f = self.fetchers[p.leader] = ReplicaFetcher(
+                        p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener,
+                        self.local_host)
+                    f.start()
+                f.add(p)
+                self.assigned[(p.topic.topic_id, p.index)] = f
+
+    def _unassign(self, p: Partition) -> None:
+        f = self.assigned.pop((p.topic.topic_id, p.index), None)
+        if f is not None:
+            f.remove(p)
+
+    async def stop(self) -> None:
+        fetchers, self.fetchers = list(self.fetchers.values()), {}
+        self.assigned.clear()
+        for f in fetchers:
+            await f.stop()

@@ -1,0 +1,295 @@
+"""Replication between brokers on one etcd prefix, with Kafka's protocol:
+followers fetch from their leader, the leader moves the high watermark over
+the ISR, acks=all waits for it, a lagging follower leaves the ISR and comes
+back once caught up, and a former leader truncates the tail its successor
+never had (KIP-320's diverging epoch). Leaders are changed here by writing
+the partition state as a controller would, so the data path is tested on its
+own. Skipped, saying why, without etcd 3.5.3+ or etcd3aio."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from odradek.embedded import EmbeddedBroker
+from odradek.metadata.store import Compare
+from odradek.metadata.topics import PartitionState, TopicState, create_topic_txn, update_partition_txn
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def wait_until(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def start_brokers(etcd, tmp_path, name, n=3, **extra):
+    config = {"metadata.store": etcd.url(name), "broker.session.timeout.ms": "3000",
+              "replica.lag.time.max.ms": "1500", "replica.fetch.wait.max.ms": "200",
+              "replica.fetch.backoff.ms": "100", **extra}
+    brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start()
+               for i in range(1, n + 1)]
+    wait_until(lambda: all(len(b.core.image.brokers) == n for b in brokers), what=f"{n} registrations")
+    return brokers
+
+
+def create_replicated(broker, name, placements, configs=None):
+    """Create topic ``name`` with one partition per (leader, replicas), all in the ISR."""
+    state = TopicState(name, uuid.uuid4().bytes, configs or {},
+                       [PartitionState(replicas[0], 0, list(replicas), list(replicas)) for replicas in placements])
+
+    async def create():
+        done = await broker.core.metadata.txn(*create_topic_txn(state))
+        assert done.succeeded
+        return done.revision
+
+    return broker.call(create)
+
+
+def write_state(broker, name, index, change):
+    """Rewrite a partition's state as a controller would (compared with its revision)."""
+    async def write():
+        s = broker.core.image.get(name).partitions[index]
+        new = PartitionState(s.leader, s.leader_epoch, list(s.replicas), list(s.isr))
+        change(new)
+        done = await broker.core.metadata.txn(*update_partition_txn(
+            name, index, new, s.revision, Compare("topics/" + name, "version", ">", 0)))
+        assert done.succeeded
+        return done.revision
+
+    return broker.call(write)
+
+
+def hosted(broker, name, index):
+    t = broker.core.replicas.topic(name)
+    return t.by_index.get(index) if t is not None else None
+
+
+def offsets(broker, name, index):
+    p = hosted(broker, name, index)
+    return None if p is None else (p.log_end_offset, p.high_watermark)
+
+
+def log_bytes(broker, name, index):
+    p = hosted(broker, name, index)
+    return b"".join(bytes(c) for c in p.log.read(p.log_start_offset, 1 << 30, p.log_end_offset).chunks)
+
+
+def produce(bootstrap, topic, values, partition=0, acks="all", **conf):
+    """Produce ``values``; ``conf`` keys are librdkafka's with "_" for "."."""
+    from confluent_kafka import Producer
+
+    results = []
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
+                         **{k.replace("_", "."): v for k, v in conf.items()}})
+    for v in values:
+        producer.produce(topic, v, partition=partition,
+                         on_delivery=lambda err, msg: results.append((err, msg.offset())))
+    assert producer.flush(60) == 0
+    return results
+
+
+def test_followers_copy_the_leader_and_acks_all_waits_for_the_isr(etcd, tmp_path):
+    brokers = start_brokers(etcd, tmp_path, "copy")
+    try:
+        create_replicated(brokers[0], "r", [(1, 2, 3), (2, 3, 1), (3, 1, 2)], {"min.insync.replicas": "2"})
+        for b in brokers:
+            wait_until(lambda: all(hosted(b, "r", i) is not None for i in range(3)), what="hosting")
+        for i in range(3):
+            results = produce(brokers[0].bootstrap, "r", [b"v%d-%d" % (i, n) for n in range(200)], partition=i,
+                              enable_idempotence=True)
+            assert all(err is None for err, _ in results) and len(results) == 200
+            # acks=all answered only once the high watermark covered the records.
+            leader = brokers[i]
+            assert offsets(leader, "r", i) == (200, 200)
+            for b in brokers:
+                wait_until(lambda: offsets(b, "r", i) == (200, 200), what=f"broker {b.core.config.node_id} "
+                                                                          f"to copy partition {i}")
+                assert log_bytes(b, "r", i) == log_bytes(leader, "r", i)
+        # Idempotent producers' state is copied too: the follower knows their sequences.
+        p0 = hosted(brokers[1], "r", 0)
+        assert p0.producers.producers, "the follower rebuilt no producer state"
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_a_lagging_follower_leaves_the_isr_and_comes_back(etcd, tmp_path):
+    brokers = start_brokers(etcd, tmp_path, "lag")
+    try:
+        create_replicated(brokers[0], "lag", [(1, 2, 3)], {"min.insync.replicas": "2"})
+        wait_until(lambda: all(hosted(b, "lag", 0) is not None for b in brokers), what="hosting")
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "lag", [b"a"] * 10))
+
+        # Broker 3 stops fetching (as if paused): the leader drops it from the ISR
+        # after replica.lag.time.max.ms, and acks=all goes on with two.
+        brokers[2].call(lambda: _async(brokers[2].core.fetchers.follow, [], [hosted(brokers[2], "lag", 0)]))
+        wait_until(lambda: brokers[0].core.image.get("lag").partitions[0].isr == [1, 2], timeout=10,
+                   what="the ISR to shrink to [1, 2]")
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "lag", [b"b"] * 10))
+        assert offsets(brokers[2], "lag", 0)[0] == 10
+
+        # Broker 2 too: the ISR is [1], below min.insync.replicas=2, so acks=all is refused.
+        brokers[1].call(lambda: _async(brokers[1].core.fetchers.follow, [], [hosted(brokers[1], "lag", 0)]))
+        wait_until(lambda: brokers[0].core.image.get("lag").partitions[0].isr == [1], timeout=10,
+                   what="the ISR to shrink to [1]")
+        refused = produce(brokers[0].bootstrap, "lag", [b"c"], retries=0, message_timeout_ms=3000)
+        assert refused[0][0] is not None and "NOT_ENOUGH_REPLICAS" in refused[0][0].name()
+        ok = produce(brokers[0].bootstrap, "lag", [b"d"] * 5, acks="1")
+        assert all(err is None for err, _ in ok)
+
+        # Both fetch again: they catch up and are back in the ISR.
+        for b in brokers[1:]:
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [hosted(b, "lag", 0)], []))
+        wait_until(lambda: brokers[0].core.image.get("lag").partitions[0].isr == [1, 2, 3], timeout=10,
+                   what="the ISR to grow back to [1, 2, 3]")
+        for b in brokers:
+            wait_until(lambda: offsets(b, "lag", 0) == (25, 25), what="every replica to catch up")
+            assert log_bytes(b, "lag", 0) == log_bytes(brokers[0], "lag", 0)
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_a_former_leader_truncates_what_its_successor_never_had(etcd, tmp_path):
+    brokers = start_brokers(etcd, tmp_path, "diverge")
+    try:
+        create_replicated(brokers[0], "d", [(1, 2, 3)])
+        wait_until(lambda: all(hosted(b, "d", 0) is not None for b in brokers), what="hosting")
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "d", [b"x%d" % i for i in range(20)]))
+        for b in brokers:
+            wait_until(lambda: offsets(b, "d", 0) == (20, 20), what="replication")
+        # The followers stop fetching; the leader takes 5 records with acks=1 that nobody copies.
+        for b in brokers[1:]:
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [], [hosted(b, "d", 0)]))
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "d", [b"lost"] * 5, acks="1"))
+        assert offsets(brokers[0], "d", 0)[0] == 25
+        # A controller makes broker 2 leader at epoch 1 (1 stays a replica).
+        write_state(brokers[0], "d", 0, lambda s: (setattr(s, "leader", 2), setattr(s, "leader_epoch", 1),
+                                                   setattr(s, "isr", [2, 3])))
+        wait_until(lambda: hosted(brokers[1], "d", 0).is_leader, what="broker 2 to lead")
+        brokers[2].call(lambda: _async(brokers[2].core.fetchers.follow, [hosted(brokers[2], "d", 0)], []))
+        results = produce(brokers[1].bootstrap, "d", [b"y%d" % i for i in range(7)])
+        assert all(err is None for err, _ in results)
+        assert [o for _, o in results] == list(range(20, 27))
+        # Broker 1 follows 2: its 5 unreplicated records go, 2's come, all logs agree.
+        for b in brokers:
+            wait_until(lambda: offsets(b, "d", 0) == (27, 27), what=f"broker {b.core.config.node_id} to agree")
+        assert log_bytes(brokers[0], "d", 0) == log_bytes(brokers[1], "d", 0) == log_bytes(brokers[2], "d", 0)
+        assert b"lost" not in log_bytes(brokers[0], "d", 0)
+        assert hosted(brokers[0], "d", 0).log.leader_epochs() == [(0, 0), (1, 20)]
+        # Broker 1 caught up, so it is back in the ISR.
+        wait_until(lambda: brokers[1].core.image.get("d").partitions[0].isr == [2, 3, 1] or
+                   sorted(brokers[1].core.image.get("d").partitions[0].isr) == [1, 2, 3],
+                   what="broker 1 back in the ISR")
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+async def _async(fn, *args):
+    return fn(*args)
+
+
+def test_a_follower_names_the_leader_and_a_new_leader_withholds_offsets(etcd, tmp_path):
+    """KIP-951: Produce and Fetch to a follower get NOT_LEADER_OR_FOLLOWER with
+    the leader and its endpoint. A new leader answers ListOffsets latest once
+    its followers have fetched in its epoch (OFFSET_NOT_AVAILABLE before
+    that: tests/unit/test_partition_roles.py)."""
+    from odradek.protocol import errors
+    from odradek.protocol.records import build_batch
+    from tests.integration.rawclient import RawClient
+
+    brokers = start_brokers(etcd, tmp_path, "hints")
+    try:
+        create_replicated(brokers[0], "h", [(1, 2, 3)])
+        wait_until(lambda: all(hosted(b, "h", 0) is not None for b in brokers), what="hosting")
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "h", [b"a"] * 3))
+        client = RawClient(brokers[1].bootstrap)
+        batch = bytes(build_batch([(None, b"x", (), 1000)]))
+        r = client.request("Produce", 11, {"acks": -1, "timeout_ms": 5000, "topic_data": [
+            {"name": "h", "partition_data": [{"index": 0, "records": batch}]}]})
+        entry = r["responses"][0]["partition_responses"][0]
+        assert entry["error_code"] == errors.NOT_LEADER_OR_FOLLOWER
+        assert entry["current_leader"] == {"leader_id": 1, "leader_epoch": 0}
+        assert [(n["node_id"], n["port"]) for n in r["node_endpoints"]] == [(1, brokers[0].port)]
+        topic_id = brokers[0].core.image.get("h").topic_id
+        r = client.request("Fetch", 16, {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20,
+                                         "session_epoch": -1, "topics": [
+            {"topic_id": topic_id, "partitions": [{"partition": 0, "fetch_offset": 0,
+                                                   "partition_max_bytes": 1 << 20}]}]})
+        entry = r["responses"][0]["partitions"][0]
+        assert entry["error_code"] == errors.NOT_LEADER_OR_FOLLOWER
+        assert entry["current_leader"] == {"leader_id": 1, "leader_epoch": 0}
+        assert [n["node_id"] for n in r["node_endpoints"]] == [1]
+        client.close()
+
+        # Followers stop; broker 2 is made leader.
+        for b in brokers:
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [], [hosted(b, "h", 0)]))
+        assert all(err is None for err, _ in produce(brokers[0].bootstrap, "h", [b"b"] * 2, acks="1"))
+        write_state(brokers[0], "h", 0, lambda s: (setattr(s, "leader", 2), setattr(s, "leader_epoch", 1)))
+        wait_until(lambda: hosted(brokers[1], "h", 0).is_leader, what="broker 2 to lead")
+        client = RawClient(brokers[1].bootstrap)
+
+        def latest():
+            r = client.request("ListOffsets", 7, {"replica_id": -1, "isolation_level": 0, "topics": [
+                {"name": "h", "partitions": [{"partition_index": 0, "current_leader_epoch": 1, "timestamp": -1}]}]})
+            return r["topics"][0]["partitions"][0]
+
+        assert latest()["error_code"] in (0, errors.OFFSET_NOT_AVAILABLE)
+        # Once the followers fetch in epoch 1, it is answered.
+        for b in (brokers[0], brokers[2]):
+            b.call(lambda b=b: _async(b.core.fetchers.follow, [hosted(b, "h", 0)], []))
+        wait_until(lambda: latest()["error_code"] == 0, what="the new leader's high watermark")
+        assert latest()["offset"] == 3
+        client.close()
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_an_inter_broker_listener_other_than_plaintext_is_refused_in_a_cluster(etcd, tmp_path):
+    from tests.integration import test_acls as T
+
+    config = dict(T.broker_config(), **{"metadata.store": etcd.url("sasl-inter")})
+    with pytest.raises(Exception) as refused:
+        EmbeddedBroker(data_dir=str(tmp_path / "b1"), node_id=1, config=config).start(timeout=30)
+    assert "inter-broker listener SASL_PLAINTEXT" in str(refused.value)
+
+
+def test_leadership_moves_under_load_without_loss_or_duplicates(etcd, tmp_path):
+    """An idempotent acks=all producer and a consumer run while each
+    partition's leadership moves to another ISR member, three times, as a
+    controller moves it: nothing acknowledged is lost, nothing is stored
+    twice, every (partition, offset) has one value."""
+    from tests.integration.workload import Workload
+
+    brokers = start_brokers(etcd, tmp_path, "moves")
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+    try:
+        create_replicated(brokers[0], "m", [(1, 2, 3), (2, 3, 1), (3, 1, 2)], {"min.insync.replicas": "2"})
+        wait_until(lambda: all(hosted(b, "m", i) is not None for b in brokers for i in range(3)), what="hosting")
+        work = Workload(bootstrap, "m", 3).start()
+        work.wait_acked(100)
+        for round_ in range(3):
+            for i in range(3):
+                def move(s):
+                    s.leader = next(r for r in s.replicas[s.replicas.index(s.leader) + 1:] + s.replicas
+                                    if r in s.isr and r != s.leader)
+                    s.leader_epoch += 1
+                write_state(brokers[0], "m", i, move)
+            work.wait_acked(100, timeout=30)
+        work.stop()
+        assert not [f for f in work.failed if f[1] != "_MSG_TIMED_OUT"], work.failed[:5]
+        work.final_read()
+        assert work.check() == []
+        assert len(work.acked) >= 400
+        assert {e for _, _, e, _ in work.leaders} >= {0, 3}, "the sampler saw no moves"
+    finally:
+        for b in brokers:
+            b.stop()
