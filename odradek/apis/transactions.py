@@ -46,6 +46,13 @@ def _fenced(code: int, version: int, first_with_fenced: int) -> int:
     return code
 
 
+async def _answer(tc, h, res) -> dict:
+    """``res.response``, once what the operation wrote is committed."""
+    if res.records and await tc.committed(h):
+        return dict(res.response, error_code=errors.NOT_COORDINATOR)
+    return res.response
+
+
 async def _shard(ctx, transactional_id: str | None, create: bool = False):
     """(coordinator, hosted shard, 0) or (coordinator or None, None, error)."""
     tc = getattr(ctx.broker, "transactions", None)
@@ -73,7 +80,7 @@ async def init_transactional(ctx, request: dict) -> dict:
         return {"error_code": code, "producer_id": -1, "producer_epoch": -1}
     res = tc.execute(h, h.shard.init_producer_id, txn_id, request["transaction_timeout_ms"],
                      request["producer_id"], request["producer_epoch"], new_pid)
-    out = dict(res.response)
+    out = dict(await _answer(tc, h, res))
     out["error_code"] = _fenced(out["error_code"], ctx.version, 4)
     return out
 
@@ -104,7 +111,7 @@ async def _add_partitions(ctx, txn_id, producer_id: int, producer_epoch: int,
                               else errors.UNKNOWN_TOPIC_OR_PARTITION)
     wanted = {(n, i) for n, indexes in topics for i in indexes}
     res = tc.execute(h, h.shard.add_partitions, txn_id, producer_id, producer_epoch, wanted)
-    code = res.response["error_code"]
+    code = (await _answer(tc, h, res))["error_code"]
     return _topic_results(topics, lambda n, i: code)
 
 
@@ -139,7 +146,7 @@ async def add_offsets_to_txn(ctx, request: dict) -> dict:
         index = gc.partition_for(request["group_id"])
         res = tc.execute(h, h.shard.add_partitions, request["transactional_id"], request["producer_id"],
                          request["producer_epoch"], {(OFFSETS_TOPIC, index)})
-        code = res.response["error_code"]
+        code = (await _answer(tc, h, res))["error_code"]
     return {"error_code": _fenced(code, ctx.version, 2)}
 
 
@@ -151,7 +158,7 @@ async def end_txn(ctx, request: dict) -> dict:
     if not code:
         res = tc.execute(h, h.shard.end_txn, request["transactional_id"], request["producer_id"],
                          request["producer_epoch"], request["committed"])
-        code = res.response["error_code"]
+        code = (await _answer(tc, h, res))["error_code"]
     return {"error_code": _fenced(code, ctx.version, 2)}
 
 

@@ -15,7 +15,9 @@ Each shard is a :class:`~odradek.coordinator.transactions.shard.TransactionShard
 driven by the shared :class:`~odradek.coordinator.runtime.ShardRunner`:
 every operation (a request, a timer tick, a completion) runs, its records
 are appended to the partition (``append_as_leader``) and replayed, on the
-event loop, before the answer is sent.
+event loop; the answer waits until they are committed (``committed``: the
+partition's high watermark passed them, at once on a leader alone in its
+ISR), and so do the markers of a Prepare state.
 
 Markers: after each operation and after a load, every transaction of the
 shard in a Prepare state (``shard.markers``) that has no marker task gets
@@ -59,7 +61,8 @@ MARKER_DONE = (0, errors.UNKNOWN_TOPIC_OR_PARTITION, errors.INVALID_PRODUCER_EPO
 
 
 class Hosted:
-    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at")
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at",
+                 "last_written")
 
     def __init__(self, index: int, partition, shard: TransactionShard):
         self.index = index
@@ -70,6 +73,7 @@ class Hosted:
         self.load_task: asyncio.Task | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: int | None = None
+        self.last_written = -1  # offset of the last record this shard appended
 
 
 class TransactionCoordinator:
@@ -282,7 +286,17 @@ class TransactionCoordinator:
         p, code = self.broker.replicas.partition_or_error(TXN_TOPIC, h.index)
         if code or p is not h.partition:
             raise RuntimeError(f"{TXN_TOPIC}-{h.index}: error {code}")
-        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        h.last_written = info.last_offset
+
+    async def committed(self, h: Hosted) -> int:
+        """0 once everything ``h`` appended is committed (below the high
+        watermark); NOT_COORDINATOR if leadership is lost first."""
+        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
+        if fut is None:
+            return 0
+        code = await asyncio.shield(fut)
+        return errors.NOT_COORDINATOR if code else 0
 
     def _after(self, h: Hosted) -> None:
         if self._stopped or self.hosted.get(h.index) is not h:
@@ -299,6 +313,8 @@ class TransactionCoordinator:
         pending = set(job.partitions)
         coordinator_epoch = h.partition.leader_epoch
         try:
+            if await self.committed(h):  # the Prepare state first, then its markers
+                return
             while pending:
                 results = await self.markers.write(job.producer_id, job.producer_epoch, coordinator_epoch,
                                                    job.commit, sorted(pending))
