@@ -22,7 +22,7 @@ ISR), and so do the markers of a Prepare state.
 Markers: after each operation and after a load, every transaction of the
 shard in a Prepare state (``shard.markers``) that has no marker task gets
 one. The task writes the markers through the :class:`MarkerWriter
-<odradek.coordinator.transactions.markers.LocalMarkerWriter>`, retrying
+<odradek.coordinator.transactions.markers.MarkerWriter>`, retrying
 partitions that answer a retriable error, and then runs ``shard.complete``,
 which writes the Complete state. A Prepare state found at load (the broker
 stopped between the Prepare record and the Complete one) is completed the
@@ -43,7 +43,7 @@ import time
 from odradek.clock import now_ms
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.transactions import records as rec
-from odradek.coordinator.transactions.markers import LocalMarkerWriter
+from odradek.coordinator.transactions.markers import MarkerWriter
 from odradek.coordinator.transactions.shard import MarkerJob, TransactionShard, TxnConfig
 from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches
@@ -80,7 +80,7 @@ class TransactionCoordinator:
     def __init__(self, broker, markers=None):
         self.broker = broker
         self.config = TxnConfig.from_broker(broker.config)
-        self.markers = markers or LocalMarkerWriter(broker)
+        self.markers = markers or MarkerWriter(broker)
         self.hosted: dict[int, Hosted] = {}
         self.sending: dict[tuple[int, str], asyncio.Task] = {}  # (partition, txn id) -> marker task
         self._create_task: asyncio.Task | None = None
@@ -158,6 +158,9 @@ class TransactionCoordinator:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.sending.clear()
+        close = getattr(self.markers, "close", None)
+        if close is not None:
+            close()
 
     async def ensure_topic(self) -> bool:
         """Create ``__transaction_state`` if it does not exist and host its
