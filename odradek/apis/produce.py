@@ -34,7 +34,8 @@ Transactional batches (one per partition, from an idempotent producer) are
 accepted only for a partition that is part of the open transaction of their
 producer id and epoch, as Kafka 4 verifies them (KIP-890 part 1): a
 producer with no transaction open at the partition is checked with the
-transaction coordinator (``broker.transactions.verify``), and refused with
+transaction coordinator (``broker.transactions.verify``; one on another
+broker is asked first with AddPartitionsToTxn v4, ``prepare_verify``), and refused with
 its answer (INVALID_TXN_STATE when the partition was not added,
 PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS), so
 no transaction is left hanging. Control batches are written by the broker
@@ -281,8 +282,11 @@ async def produce(ctx, request: dict) -> dict | None:
                 parts.append(_error(index, errors.INVALID_TOPIC_EXCEPTION,
                                     "cannot produce to an internal topic"))
             else:
+                transactions = getattr(broker, "transactions", None)
+                if transactions is not None:  # a remote coordinator's verification, if one is needed
+                    await transactions.prepare_verify(request.get("transactional_id"), p, pd["records"])
                 entry = produce_partition(p, pd["records"], acks, version, request.get("transactional_id"),
-                                          getattr(broker, "transactions", None))
+                                          transactions)
                 last = entry.pop("_last_offset", None)
                 if acks == -1 and last is not None and not (len(p.isr) == 1 and p.pending_isr is None):
                     waits.append((p, entry, p.replicated(last)))

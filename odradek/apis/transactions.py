@@ -187,7 +187,7 @@ async def txn_offset_commit(ctx, request: dict) -> dict:
     tc = getattr(broker, "transactions", None)
     if p is not None and not p.in_txn(pid):
         code = errors.INVALID_TXN_STATE if tc is None else \
-            tc.verify(request["transactional_id"], pid, epoch, OFFSETS_TOPIC, index)
+            tc.verify(request["transactional_id"], pid, epoch, OFFSETS_TOPIC, index, unasked=0)
         if code:
             return everywhere(_fenced(code, ctx.version, 2))
     res = gc.execute(shard, shard.txn_commit_offsets, producer_id=pid, producer_epoch=epoch,

@@ -47,3 +47,48 @@ def test_transactions_over_partitions_led_by_three_brokers(odradek_cluster):
     # offsets of the committed transactions only, on the group's coordinator (wherever it is)
     assert group.committed([TopicPartition("spread", 0)], timeout=10)[0].offset == 12
     group.close()
+
+
+def test_writes_verified_with_a_coordinator_on_another_broker(odradek_cluster):
+    from odradek.protocol.records import build_batch
+    from tests.integration.rawclient import RawClient
+
+    bootstrap = odradek_cluster.bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic("verified", 3, 1)])["verified"].result(30)
+    leaders = {p.id: p.leader for p in admin.list_topics("verified", timeout=10).topics["verified"].partitions.values()}
+    raw = RawClient(bootstrap.split(",")[0])
+    try:
+        fc = raw.request("FindCoordinator", 1, {"key": "raw-txn", "key_type": 1})
+        assert fc["error_code"] == 0, fc
+    finally:
+        raw.close()
+    coord = RawClient(f"{fc['host']}:{fc['port']}")
+    index = next(i for i, leader in leaders.items() if leader != fc["node_id"])  # led elsewhere
+    leader = RawClient(odradek_cluster.broker(leaders[index]).address)
+    try:
+        init = coord.request("InitProducerId", 4, {"transactional_id": "raw-txn", "transaction_timeout_ms": 60000,
+                                                   "producer_id": -1, "producer_epoch": -1})
+        assert init["error_code"] == 0, init
+        pid, epoch = init["producer_id"], init["producer_epoch"]
+
+        def produce():
+            batch = build_batch([(b"k", b"v", [], 1000)], producer_id=pid, producer_epoch=epoch, base_sequence=0,
+                                transactional=True)
+            r = leader.request("Produce", 9, {"transactional_id": "raw-txn", "acks": -1, "timeout_ms": 5000,
+                                              "topic_data": [{"name": "verified", "partition_data": [
+                                                  {"index": index, "records": batch}]}]})
+            return r["responses"][0]["partition_responses"][0]["error_code"]
+
+        assert produce() == 48  # INVALID_TXN_STATE: not added, says the coordinator on the other broker
+        add = coord.request("AddPartitionsToTxn", 3, {
+            "v3_and_below_transactional_id": "raw-txn", "v3_and_below_producer_id": pid,
+            "v3_and_below_producer_epoch": epoch, "v3_and_below_topics": [{"name": "verified", "partitions": [index]}]})
+        assert add["results_by_topic_v3_and_below"][0]["results_by_partition"][0]["partition_error_code"] == 0
+        assert produce() == 0
+        end = coord.request("EndTxn", 3, {"transactional_id": "raw-txn", "producer_id": pid, "producer_epoch": epoch,
+                                          "committed": False})
+        assert end["error_code"] == 0
+    finally:
+        coord.close()
+        leader.close()

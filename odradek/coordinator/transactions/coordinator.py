@@ -46,7 +46,7 @@ from odradek.coordinator.transactions import records as rec
 from odradek.coordinator.transactions.markers import MarkerWriter
 from odradek.coordinator.transactions.shard import MarkerJob, TransactionShard, TxnConfig
 from odradek.protocol import errors
-from odradek.protocol.batch import iter_batches
+from odradek.protocol.batch import HEADER_SIZE, iter_batches, read_header
 from odradek.protocol.records import build_batch, decode_batch
 
 log = logging.getLogger("odradek.transactions")
@@ -85,6 +85,8 @@ class TransactionCoordinator:
         self.sending: dict[tuple[int, str], asyncio.Task] = {}  # (partition, txn id) -> marker task
         self._create_task: asyncio.Task | None = None
         self._stopped = False
+        # (txn id, producer id, epoch, topic, partition) -> a remote coordinator's verification
+        self._remote: dict[tuple, int] = {}
 
     # -- routing ---------------------------------------------------------
     def partition_for(self, transactional_id: str) -> int:
@@ -123,18 +125,52 @@ class TransactionCoordinator:
         return None if endpoint is None else {"node_id": leader, "host": endpoint[0], "port": endpoint[1]}
 
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
-               index: int) -> int:
+               index: int, unasked: int = errors.NOT_ENOUGH_REPLICAS) -> int:
         """KIP-890 verification of a transactional write to (topic, index): 0 or the error.
-        A coordinator on another broker would be asked with AddPartitionsToTxn v4+
-        (verify only); until the cluster serves that, such writes are not verified."""
+        For a coordinator on another broker, the answer ``prepare_verify`` got
+        from it, or ``unasked`` if it was not asked."""
         h, code = self.shard_for(transactional_id)
         if code == errors.NOT_COORDINATOR:
-            return 0
+            return self._remote.pop((transactional_id, producer_id, producer_epoch, topic, index), unasked)
         if code == errors.COORDINATOR_NOT_AVAILABLE:
             return errors.INVALID_TXN_STATE  # no transaction was ever begun
         if code:
             return errors.NOT_ENOUGH_REPLICAS  # retriable for producers, as Kafka answers
         return h.shard.verify(transactional_id, producer_id, producer_epoch, (topic, index))
+
+    async def prepare_verify(self, transactional_id: str | None, p, records) -> None:
+        """Before a Produce to partition ``p``: if ``records`` start with a
+        transactional batch of a producer with no transaction open at ``p``, and
+        ``transactional_id``'s coordinator is another broker, ask it
+        (AddPartitionsToTxn v4, verify only) and keep its answer for ``verify``."""
+        if transactional_id is None or records is None or len(records) < HEADER_SIZE:
+            return
+        h = read_header(records)
+        if not h.is_transactional or h.is_control or h.producer_id < 0 or p.in_txn(h.producer_id):
+            return
+        state = self.broker.image.get(TXN_TOPIC)
+        index = self.partition_for(transactional_id)
+        if state is None or index >= len(state.partitions):
+            return
+        node = state.partitions[index].leader
+        if node < 0 or node == self.broker.config.node_id or not hasattr(self.markers, "call"):
+            return
+        body = {"transactions": [{"transactional_id": transactional_id, "producer_id": h.producer_id,
+                                  "producer_epoch": h.producer_epoch, "verify_only": True,
+                                  "topics": [{"name": p.topic.name, "partitions": [p.index]}]}]}
+        code = errors.NOT_ENOUGH_REPLICAS
+        try:
+            resp = await self.markers.call(node, "AddPartitionsToTxn", 4, body)
+            code = resp["error_code"] or \
+                resp["results_by_transaction"][0]["topic_results"][0]["results_by_partition"][0][
+                    "partition_error_code"]
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError, IndexError, KeyError) as e:
+            log.info("verifying a write of %r with broker %d failed: %s", transactional_id, node, e)
+        if code in (errors.NOT_COORDINATOR, errors.COORDINATOR_NOT_AVAILABLE, errors.COORDINATOR_LOAD_IN_PROGRESS):
+            code = errors.NOT_ENOUGH_REPLICAS  # retriable for producers, as Kafka answers
+        if len(self._remote) > 10000:
+            self._remote.clear()  # answers never used (a request that failed before its check)
+        self._remote[(transactional_id, h.producer_id, h.producer_epoch, p.topic.name, p.index)] = code
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:

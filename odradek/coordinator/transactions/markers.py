@@ -44,7 +44,8 @@ class MarkerWriter:
     def __init__(self, broker, timeout_s: float = 30.0):
         self.broker = broker
         self.timeout = timeout_s
-        self.peers: dict[int, object] = {}  # leader id -> PeerConnection
+        self.peers: dict[int, object] = {}  # broker id -> PeerConnection
+        self.locks: dict[int, asyncio.Lock] = {}  # one request at a time per connection
 
     async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
                     partitions) -> dict:
@@ -79,10 +80,8 @@ class MarkerWriter:
                              "transaction_result": commit, "coordinator_epoch": coordinator_epoch,
                              "topics": [{"name": t, "partition_indexes": ix} for t, ix in by_topic.items()]}]}
         try:
-            conn = await self._peer(leader)
-            resp = await conn.request("WriteTxnMarkers", 1, body, self.timeout)
+            resp = await self.call(leader, "WriteTxnMarkers", 1, body)
         except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as e:
-            self.peers.pop(leader, None)
             log.info("WriteTxnMarkers to broker %d failed (%s); retrying", leader, e)
             return {tp: errors.NETWORK_EXCEPTION for tp in tps}
         out = {tp: errors.UNKNOWN_SERVER_ERROR for tp in tps}
@@ -91,6 +90,19 @@ class MarkerWriter:
                 for part in t["partitions"]:
                     out[(t["name"], part["partition_index"])] = part["error_code"]
         return out
+
+    async def call(self, node: int, api: str, version: int, body: dict) -> dict:
+        """One inter-broker request to broker ``node``, after any other to it
+        finished. Raises OSError, asyncio.TimeoutError, ValueError or
+        ConnectionError (the connection is then dropped)."""
+        lock = self.locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            try:
+                conn = await self._peer(node)
+                return await conn.request(api, version, body, self.timeout)
+            except BaseException:
+                self.peers.pop(node, None)
+                raise
 
     async def _peer(self, leader: int):
         from odradek.replica.peer import PeerConnection
