@@ -15,6 +15,13 @@ Invariants:
   a listing at startup, then a watch (``follow_metadata``); after each
   change the replica manager reconciles the hosted partitions with it. Admin
   changes are committed to the store first and reach the image that way.
+- Every broker runs a controller candidate (``odradek.cluster.controller``);
+  the one holding the store's ``controller`` key moves leaderships. A clean
+  stop with ``controlled.shutdown.enable`` (default true) first marks the
+  registration shutting down and waits, at most
+  ``controlled.shutdown.timeout.ms`` (30 s), until the image shows this
+  broker leading no partition that another live ISR member could lead;
+  only then do the listeners close and the registration go.
 - fsync never runs on the event loop: startup (recovery, ``meta.properties``),
   opening and deleting logs, flushes, checkpoints, producer snapshots and
   shutdown run in worker threads, metadata writes on the store's thread,
@@ -80,6 +87,7 @@ class BrokerCore:
         self.registration: Registration | None = None
         self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
         self.inter_broker_listener: str | None = None  # where followers reach leaders
+        self.controller = None  # odradek.cluster.controller.Controller, once registered
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         self.admin: TopicAdmin | None = None  # once loaded
@@ -206,6 +214,10 @@ class BrokerCore:
         await self.registration.register(wait=self.registration.ttl + 2)
         self.registration.start_keepalive()
         self.start_replication()
+        from odradek.cluster.controller import Controller
+
+        self.controller = Controller(self.config, self.metadata, self.image, self.registration)
+        self.tasks.append(loop.create_task(self.controller.run()))
         self.tasks.append(loop.create_task(Housekeeping(self.config, self.replicas).run()))
         if self.config.get_bool("log.cleaner.enable"):
             from odradek.storage.cleaner import LogCleaner
@@ -261,7 +273,35 @@ class BrokerCore:
         self.http_address = await self.http.start(host, port)
         self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
 
+    async def controlled_shutdown(self) -> bool:
+        """Announce this broker's shutdown in its registration and wait (at most
+        ``controlled.shutdown.timeout.ms``) until the controller has moved away
+        every leadership another live ISR member can take; return whether it did."""
+        from odradek.cluster.controller import leads_movable
+
+        reg = self.registration
+        if reg is None or not reg.lease or self._follower is None or not await reg.mark_shutting_down():
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.get_int("controlled.shutdown.timeout.ms", 30000) / 1000
+        me = self.config.node_id
+        while True:
+            info = self.image.brokers.get(me)
+            if info is not None and info.shutting_down and not leads_movable(self.image, me):
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                log.warning("controlled shutdown: leaderships not moved within the timeout: %s",
+                            leads_movable(self.image, me)[:10])
+                return False
+            await self.image.next_change(left)
+
     async def stop(self) -> None:
+        if self.config.get_bool("controlled.shutdown.enable"):
+            try:
+                await self.controlled_shutdown()
+            except Exception:  # the stop goes on regardless
+                log.exception("controlled shutdown failed")
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

@@ -89,7 +89,11 @@ class EmbeddedBroker:
             return
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
+        # A controlled shutdown may first wait for leaderships to move (odradek.broker).
+        wait = 30.0
+        if self.config.get_bool("controlled.shutdown.enable"):
+            wait += self.config.get_int("controlled.shutdown.timeout.ms", 30000) / 1000
+        self.thread.join(wait)
         self.thread = None
 
     def __enter__(self) -> "EmbeddedBroker":

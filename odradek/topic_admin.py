@@ -8,9 +8,12 @@ what it did. Any broker may make a change: the store serialises them, and
 every broker applies them from its watch. Creating, deleting and adding
 partitions are serialised on a broker by one lock, so a new topic of a
 deleted one's name waits until the old files are gone; a config change
-writes only its own key and takes no lock. New partitions go to the live
-brokers round-robin from a random one, as Kafka places them, one replica
-each (replication is not served yet). If this broker cannot open the logs
+writes only its own key and takes no lock. New partitions are placed on the
+live brokers not shutting down as Kafka places them
+(``odradek.cluster.placement``: leaders round-robin from a random broker,
+followers spread, racks alternated), or where a manual assignment says;
+``replicas[0]`` is the preferred and initial leader and the ISR is every
+replica. If this broker cannot open the logs
 it is given for a new topic (e.g. out of file descriptors), the topic is
 deleted again and the request answered KAFKA_STORAGE_ERROR.
 """
@@ -19,11 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import uuid
 from typing import Callable
 
+from odradek.cluster.placement import assign_replicas, check_assignment
 from odradek.config import BrokerConfig, ConfigError, TopicConfig, validate_topic_config
 from odradek.metadata import topics as topic_records
 from odradek.metadata.image import MetadataImage
@@ -65,13 +68,46 @@ class TopicAdmin:
         self.on_deleted = on_deleted
         self._lock = asyncio.Lock()
 
-    def place(self, count: int) -> list[PartitionState]:
-        """Leaders for ``count`` new partitions: the live brokers round-robin
-        from a random one (this broker alone before any has registered)."""
-        brokers = self.image.live_brokers() or [self.config.node_id]
-        start = random.randrange(len(brokers))
-        chosen = [brokers[(start + i) % len(brokers)] for i in range(count)]
-        return [PartitionState(b, 0, [b], [b]) for b in chosen]
+    def placement_brokers(self) -> list[tuple[int, str | None]]:
+        """(node id, rack) of the brokers new replicas may go to: the live ones
+        not shutting down (all live ones if every one is; this broker alone
+        before any has registered)."""
+        live = list(self.image.brokers.values())
+        ready = [b for b in live if not b.shutting_down] or live
+        if not ready:
+            return [(self.config.node_id, self.config.get("broker.rack") or None)]
+        return [(b.node_id, b.rack) for b in ready]
+
+    def place(self, count: int, rf: int = 1, first_partition: int = 0,
+              start: int | None = None) -> list[PartitionState]:
+        """States of ``count`` new partitions of ``rf`` replicas each, placed
+        as Kafka places them; each led by its first replica, with every
+        replica in the ISR."""
+        brokers = self.placement_brokers()
+        return [PartitionState(r[0], 0, r, list(r))
+                for r in assign_replicas(brokers, count, rf, first_partition=first_partition, start=start)]
+
+    def live_ids(self) -> set[int]:
+        return set(self.image.brokers) or {self.config.node_id}
+
+    def offsets_replication_factor(self) -> int:
+        """``offsets.topic.replication.factor`` (3) capped by the live brokers,
+        as Kafka creates ``__consumer_offsets``."""
+        wanted = self.config.get_int("offsets.topic.replication.factor", 3)
+        return max(1, min(wanted, len(self.placement_brokers())))
+
+    @staticmethod
+    def check_replication_factor(rf: int, live: int) -> None:
+        if rf <= 0:
+            raise TopicError(errors.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0.")
+        if rf > live:
+            raise TopicError(errors.INVALID_REPLICATION_FACTOR,
+                             f"Replication factor: {rf} larger than available brokers: {live}.")
+
+    def check_assignment(self, assignment: list[list[int]], rf: int | None = None) -> None:
+        why = check_assignment(assignment, self.live_ids(), rf)
+        if why is not None:
+            raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT, why)
 
     async def _commit(self, compares, ops) -> TxnResult:
         """Write one change; once committed, wait until this broker's image and
@@ -84,11 +120,16 @@ class TopicAdmin:
         return done
 
     def check_new_topic(self, name: str, num_partitions: int, replication_factor: int,
-                        configs: dict[str, str | None]) -> tuple[int, dict[str, str]]:
-        """Validate a CreateTopics entry; return (partitions, overrides). Raises TopicError."""
+                        configs: dict[str, str | None],
+                        assignment: list[list[int]] | None = None) -> tuple[int, int, dict[str, str]]:
+        """Validate a CreateTopics entry; return (partitions, replication
+        factor, overrides). Raises TopicError."""
         validate_topic_name(name)
         if name in self.image:
             raise TopicError(errors.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        if assignment:
+            self.check_assignment(assignment)
+            num_partitions, replication_factor = len(assignment), len(assignment[0])
         if num_partitions == -1:
             num_partitions = self.config.get_int("num.partitions", 1)
         if num_partitions <= 0:
@@ -97,14 +138,7 @@ class TopicAdmin:
             raise TopicError(errors.INVALID_PARTITIONS, "Too many partitions.")
         if replication_factor == -1:
             replication_factor = self.config.get_int("default.replication.factor", 1)
-        live = max(len(self.image.live_brokers()), 1)
-        if replication_factor > live:
-            raise TopicError(errors.INVALID_REPLICATION_FACTOR,
-                             f"Replication factor: {replication_factor} larger than available brokers: {live}.")
-        if replication_factor != 1:
-            raise TopicError(errors.INVALID_REPLICATION_FACTOR,
-                             f"Replication factor {replication_factor}: odradek does not replicate partitions "
-                             f"yet; use 1.")
+        self.check_replication_factor(replication_factor, len(self.placement_brokers()))
         overrides = {}
         for k, v in configs.items():
             try:
@@ -113,18 +147,25 @@ class TopicAdmin:
                 raise TopicError(e.error_code, str(e)) from None
             if v is not None:
                 overrides[k] = v
-        return num_partitions, overrides
+        return num_partitions, replication_factor, overrides
 
     async def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
                            configs: dict[str, str | None] | None = None,
-                           validate_only: bool = False) -> TopicState | None:
-        """Create the topic; return it as the image has it (None with ``validate_only``)."""
+                           validate_only: bool = False,
+                           assignment: list[list[int]] | None = None) -> TopicState | None:
+        """Create the topic, placed by ``assignment`` (a replica list per
+        partition) if given; return it as the image has it (None with
+        ``validate_only``)."""
         async with self._lock:
-            num_partitions, overrides = self.check_new_topic(
-                name, num_partitions, replication_factor, configs or {})
+            num_partitions, rf, overrides = self.check_new_topic(
+                name, num_partitions, replication_factor, configs or {}, assignment)
             if validate_only:
                 return None
-            state = TopicState(name, uuid.uuid4().bytes, overrides, self.place(num_partitions))
+            if assignment:
+                parts = [PartitionState(r[0], 0, list(r), list(r)) for r in assignment]
+            else:
+                parts = self.place(num_partitions, rf)
+            state = TopicState(name, uuid.uuid4().bytes, overrides, parts)
             done = await self._commit(*topic_records.create_topic_txn(state))
             if not done.succeeded:  # another broker got there first
                 raise TopicError(errors.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
@@ -146,7 +187,8 @@ class TopicAdmin:
             self.on_deleted(name)
             log.info("deleted topic %s", name)
 
-    async def add_partitions(self, name: str, count: int, validate_only: bool = False) -> None:
+    async def add_partitions(self, name: str, count: int, validate_only: bool = False,
+                             assignment: list[list[int]] | None = None) -> None:
         async with self._lock:
             state = self.image.get(name)
             if state is None:
@@ -158,10 +200,27 @@ class TopicAdmin:
                                  f"or equal to the requested {count}.")
             if count > MAX_PARTITIONS:
                 raise TopicError(errors.INVALID_PARTITIONS, "Too many partitions.")
+            rf = len(state.partitions[0].replicas) if state.partitions else 1
+            if assignment:
+                if len(assignment) != count - current:
+                    raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
+                                     f"Increasing the number of partitions by {count - current} but "
+                                     f"{len(assignment)} assignments provided.")
+                self.check_assignment(assignment, rf)
+                added = [PartitionState(r[0], 0, list(r), list(r)) for r in assignment]
+            else:
+                brokers = self.placement_brokers()
+                if rf > len(brokers):
+                    raise TopicError(errors.INVALID_REPLICATION_FACTOR,
+                                     f"Replication factor: {rf} larger than available brokers: {len(brokers)}.")
+                # Kafka goes on from the broker of partition 0's preferred leader.
+                ids = sorted(b for b, _ in brokers)
+                first = state.partitions[0].replicas[0] if state.partitions and state.partitions[0].replicas else 0
+                start = next((i for i, b in enumerate(ids) if b >= first), 0)
+                added = self.place(count - current, rf, first_partition=current, start=start)
             if validate_only:
                 return
-            done = await self._commit(*topic_records.add_partitions_txn(
-                name, current, self.place(count - current)))
+            done = await self._commit(*topic_records.add_partitions_txn(name, current, added))
             if not done.succeeded:
                 raise TopicError(errors.INVALID_PARTITIONS, f"Topic {name} changed meanwhile.")
             failed = [self.replicas.failed[(state.topic_id, i)][1] for i in self.replicas.mine(state)

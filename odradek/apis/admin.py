@@ -1,10 +1,13 @@
 """Topic administration.
 
-CreateTopics (19) v2-7: with configs and validate_only; replication factor
-must be 1 (or -1 for the default) on a single broker; manual replica
-assignments are refused with INVALID_REPLICA_ASSIGNMENT unless they name only
-this broker. DeleteTopics (20) v1-6: by name, or by id from v6.
-CreatePartitions (37) v0-3. DeleteRecords (21) v0-2: moves the log start
+CreateTopics (19) v2-7: with configs, validate_only and manual replica
+assignments (checked as Kafka checks them: INVALID_REPLICA_ASSIGNMENT for
+partitions not numbered 0..n-1, empty or repeated replicas, brokers not
+registered, lists of different lengths); placement and the replication
+factor are ``odradek.topic_admin``'s (above 1 refused until replication is
+served). DeleteTopics (20) v1-6: by name, or by id from v6.
+CreatePartitions (37) v0-3, with manual assignments of the new partitions
+(one list each, of the topic's replication factor). DeleteRecords (21) v0-2: moves the log start
 offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
 each value, and brokers (4), read-only. AlterConfigs (33) v0-2 and
@@ -55,27 +58,33 @@ async def create_topics(ctx, request: dict) -> dict:
                 raise TopicError(errors.INVALID_REQUEST, f"Create topics request contains duplicate topic {name}")
             seen.add(name)
             num_partitions = t["num_partitions"]
+            assignment = None
             if t["assignments"]:
                 if num_partitions != -1 or t["replication_factor"] != -1:
                     raise TopicError(errors.INVALID_REQUEST,
                                      "Both numPartitions or replicationFactor and replicasAssignments were set.")
-                for a in t["assignments"]:
-                    if a["broker_ids"] != [broker.config.node_id]:
-                        raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
-                                         f"Replica assignment must name only broker {broker.config.node_id}")
-                num_partitions = len(t["assignments"])
+                by_index = {a["partition_index"]: list(a["broker_ids"]) for a in t["assignments"]}
+                if sorted(by_index) != list(range(len(t["assignments"]))):
+                    raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
+                                     "Partitions should be a consecutive 0-based integer sequence")
+                assignment = [by_index[i] for i in range(len(by_index))]
             configs = {c["name"]: c["value"] for c in t["configs"]}
             topic = await broker.admin.create_topic(name, num_partitions, t["replication_factor"], configs,
-                                                    validate_only=request["validate_only"])
+                                                    validate_only=request["validate_only"],
+                                                    assignment=assignment)
             if topic is not None:
                 state = broker.image.get(name)
                 entry["topic_id"] = state.topic_id
                 entry["num_partitions"] = len(state.partitions)
-                entry["replication_factor"] = 1
+                entry["replication_factor"] = len(state.partitions[0].replicas) if state.partitions else 1
                 entry["configs"] = config_entries(broker.admin.topic_config(name))
+            elif assignment:
+                entry["num_partitions"] = len(assignment)
+                entry["replication_factor"] = len(assignment[0])
             else:
                 entry["num_partitions"] = num_partitions if num_partitions > 0 else broker.config.get_int("num.partitions")
-                entry["replication_factor"] = 1
+                rf = t["replication_factor"]
+                entry["replication_factor"] = rf if rf > 0 else broker.config.get_int("default.replication.factor", 1)
         except TopicError as e:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None
@@ -124,12 +133,8 @@ async def create_partitions(ctx, request: dict) -> dict:
     for t in request["topics"]:
         entry = {"name": t["name"], "error_code": 0, "error_message": None}
         try:
-            if t["assignments"]:
-                for a in t["assignments"]:
-                    if a["broker_ids"] != [broker.config.node_id]:
-                        raise TopicError(errors.INVALID_REPLICA_ASSIGNMENT,
-                                         f"Replica assignment must name only broker {broker.config.node_id}")
-            await broker.admin.add_partitions(t["name"], t["count"], request["validate_only"])
+            assignment = [list(a["broker_ids"]) for a in t["assignments"]] if t["assignments"] else None
+            await broker.admin.add_partitions(t["name"], t["count"], request["validate_only"], assignment)
         except TopicError as e:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None

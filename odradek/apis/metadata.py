@@ -1,9 +1,12 @@
 """Metadata (key 3), versions 0-13; DescribeCluster (key 60), versions 0-2.
 
 Brokers are the live ones registered in the metadata store (this one always),
-each on the listener the request came in on; the controller id is the lowest
-live broker id (there is no controller yet). Each partition has one replica,
-its leader; a partition whose leader is not live is reported without one
+each on the listener the request came in on; the controller id is the
+elected controller of the image (``odradek.cluster.controller``), or the
+lowest live broker id while there is none. Partitions are reported with
+their replicas and ISR as the store has them (ISR members and replicas not
+live are left out of the ISR and listed offline); a partition whose leader
+is not live, or that has none (-1), is reported without one
 (LEADER_NOT_AVAILABLE), as Kafka reports an offline partition. Topics are
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
@@ -30,6 +33,12 @@ def broker_list(broker, listener: str | None) -> list[dict]:
         out[broker.config.node_id] = {"node_id": broker.config.node_id, "host": host, "port": port,
                                       "rack": broker.config.get("broker.rack") or None}
     return [out[k] for k in sorted(out)]
+
+
+def controller_id(broker, live) -> int:
+    """The image's controller, else (none elected yet) the lowest live broker id."""
+    c = broker.image.controller_id
+    return c if c >= 0 else min(live)
 
 
 def topic_metadata(topic, live: set[int]) -> dict:
@@ -92,7 +101,7 @@ async def metadata(ctx, request: dict) -> dict:
     return {
         "brokers": brokers,
         "cluster_id": broker.cluster_id,
-        "controller_id": min(live),
+        "controller_id": controller_id(broker, live),
         "topics": topics,
     }
 
@@ -110,7 +119,7 @@ async def describe_cluster(ctx, request: dict) -> dict:
         "error_message": None,
         "endpoint_type": endpoint_type,
         "cluster_id": broker.cluster_id,
-        "controller_id": min(b["node_id"] for b in brokers),
+        "controller_id": controller_id(broker, {b["node_id"] for b in brokers}),
         "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"],
                      "is_fenced": False}
                     for b in brokers],

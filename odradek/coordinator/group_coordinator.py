@@ -245,7 +245,8 @@ class GroupCoordinator:
             return state
         try:
             return await self.broker.admin.create_topic(
-                OFFSETS_TOPIC, self.config.num_partitions, 1, dict(OFFSETS_TOPIC_CONFIGS))
+                OFFSETS_TOPIC, self.config.num_partitions, self.broker.admin.offsets_replication_factor(),
+                dict(OFFSETS_TOPIC_CONFIGS))
         except TopicError as e:
             state = self.broker.image.get(OFFSETS_TOPIC)
             if state is None:

@@ -1,8 +1,11 @@
 """Brokers in the metadata store: each live broker's registration.
 
-Key ``brokers/<node id>``: ``{"endpoints": {listener: [host, port]}, "rack": r}``,
-written under a lease the broker keeps alive; the key's create revision is
-the broker epoch. A broker whose process dies (or pauses past its lease) is
+Key ``brokers/<node id>``: ``{"endpoints": {listener: [host, port]}, "rack": r,
+"shutting_down": bool}``, written under a lease the broker keeps alive; the
+key's create revision is the broker epoch. ``shutting_down`` is set by the
+broker itself at the start of a controlled shutdown (the same key rewritten
+under the same lease, so its epoch stays): the controller then moves its
+leaderships away and takes it out of ISRs, and no leader adds it to an ISR. A broker whose process dies (or pauses past its lease) is
 no longer registered once the lease lapses, and a second broker with the same
 node id cannot register while the first one's lease lives.
 """
@@ -27,15 +30,19 @@ class BrokerInfo:
     endpoints: dict[str, tuple[str, int]] = field(default_factory=dict)
     rack: str | None = None
     epoch: int = 0  # the registration's create revision
+    shutting_down: bool = False  # in a controlled shutdown
 
     def to_json(self) -> bytes:
-        return json.dumps({"endpoints": {k: list(v) for k, v in self.endpoints.items()},
-                           "rack": self.rack}).encode()
+        d = {"endpoints": {k: list(v) for k, v in self.endpoints.items()}, "rack": self.rack}
+        if self.shutting_down:
+            d["shutting_down"] = True
+        return json.dumps(d).encode()
 
     @classmethod
     def from_json(cls, node_id: int, raw: bytes, epoch: int) -> "BrokerInfo":
         d = json.loads(raw)
-        return cls(node_id, {k: (h, p) for k, (h, p) in d["endpoints"].items()}, d.get("rack"), epoch)
+        return cls(node_id, {k: (h, p) for k, (h, p) in d["endpoints"].items()}, d.get("rack"), epoch,
+                   bool(d.get("shutting_down", False)))
 
     def endpoint(self, listener: str | None) -> tuple[str, int] | None:
         """(host, port) on ``listener`` (the one a request came in on), else the first."""
@@ -99,6 +106,22 @@ class Registration:
                     log.error("broker %d: cannot register again: %s", self.info.node_id, e)
             except StoreUnavailable as e:
                 log.warning("broker %d: keep-alive failed: %s", self.info.node_id, e)
+
+    async def mark_shutting_down(self) -> bool:
+        """Rewrite this registration with ``shutting_down`` set (same lease, so
+        the broker epoch stays), only if it is still the one this broker made;
+        return whether it was written."""
+        if not self.lease:
+            return False
+        key = broker_key(self.info.node_id)
+        self.info.shutting_down = True
+        try:
+            done = await self.store.txn([Compare(key, "create_revision", "==", self.info.epoch)],
+                                        [Put(key, self.info.to_json(), self.lease)])
+        except (LeaseNotFound, StoreUnavailable) as e:
+            log.warning("broker %d: cannot announce its controlled shutdown: %s", self.info.node_id, e)
+            return False
+        return done.succeeded
 
     async def withdraw(self) -> None:
         if self._task is not None:

@@ -1,6 +1,8 @@
 """The metadata image: what the store says, as of one revision.
 
-Topics (ids, configs, partition states), the live brokers, the ACLs
+Topics (ids, configs, partition states), the live brokers, the controller
+(``controller_id``, -1 when there is none, and ``controller_epoch``, the
+``controller`` key's create revision; see ``odradek.cluster.controller``), the ACLs
 (``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding)
 and the client quotas (``odradek.security.quotas.QuotaCache``, one
 ``quotas/...`` key per entity), built from a
@@ -19,6 +21,8 @@ import json
 import logging
 
 from odradek.metadata.brokers import BROKERS, BrokerInfo
+
+CONTROLLER = "controller"  # {"node_id": N}, under the controller's registration lease
 from odradek.metadata.store import Event, KeyValue
 from odradek.metadata.topics import CONFIGS, PARTITIONS, TOPICS, PartitionState, TopicState
 from odradek.security.authorizer import PREFIX as ACLS, AclCache
@@ -39,7 +43,11 @@ class Progress:
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append((revision, fut))
-        await fut
+        try:
+            await fut
+        except asyncio.CancelledError:
+            self._waiters = [(r, f) for r, f in self._waiters if f is not fut]
+            raise
 
     def advance(self, revision: int) -> None:
         self.value = max(self.value, revision)
@@ -56,6 +64,8 @@ class MetadataImage:
         self.topics: dict[str, TopicState] = {}
         self.by_id: dict[bytes, TopicState] = {}
         self.brokers: dict[int, BrokerInfo] = {}
+        self.controller_id = -1  # the elected controller's node id, -1 when there is none
+        self.controller_epoch = 0  # the controller key's create revision
         self.acls = AclCache()
         self.quotas = QuotaCache()
         self.progress = Progress()
@@ -75,12 +85,17 @@ class MetadataImage:
     def live_brokers(self) -> list[int]:
         return sorted(self.brokers)
 
+    def shutting_down(self) -> set[int]:
+        """Live brokers in a controlled shutdown."""
+        return {b.node_id for b in self.brokers.values() if b.shutting_down}
+
     # -- changing -----------------------------------------------------------------
     def load(self, kvs: list[KeyValue], revision: int) -> None:
         """Rebuild from a listing of the whole store taken at ``revision``."""
         self.topics.clear()
         self.by_id.clear()
         self.brokers.clear()
+        self.controller_id, self.controller_epoch = -1, 0
         self.acls.clear()
         self.quotas.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
@@ -112,6 +127,16 @@ class MetadataImage:
     async def wait_for(self, revision: int) -> None:
         """Return once the image holds ``revision``."""
         await self.progress.reached(revision)
+
+    async def next_change(self, timeout: float | None = None) -> None:
+        """Return once the image moves past its current revision, or after
+        ``timeout`` seconds. (Not ``asyncio.wait_for``, which on Python 3.11
+        can swallow a cancellation that arrives as the wait completes.)"""
+        inner = asyncio.ensure_future(self.wait_for(self.revision + 1))
+        try:
+            await asyncio.wait([inner], timeout=timeout)
+        finally:
+            inner.cancel()
 
     def _apply_one(self, kind: str, kv: KeyValue) -> str | None:
         """One change; a value this broker cannot read is logged and passed
@@ -154,6 +179,9 @@ class MetadataImage:
         elif key.startswith(BROKERS):
             node_id = int(key[len(BROKERS):])
             self.brokers[node_id] = BrokerInfo.from_json(node_id, kv.value, kv.create_revision)
+        elif key == CONTROLLER:
+            self.controller_id = int(json.loads(kv.value)["node_id"])
+            self.controller_epoch = kv.create_revision
         elif key.startswith(ACLS):
             self.acls.put(key, kv.value)
         elif key.startswith(QUOTAS):
@@ -168,6 +196,8 @@ class MetadataImage:
                 return t.name
         elif key.startswith(BROKERS):
             self.brokers.pop(int(key[len(BROKERS):]), None)
+        elif key == CONTROLLER:
+            self.controller_id, self.controller_epoch = -1, 0
         elif key.startswith(ACLS):
             self.acls.delete(key)
         elif key.startswith(QUOTAS):

@@ -99,10 +99,13 @@ class ReplicaFetcher:
         self.task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+        """Cancel the fetch loop and wait for it to end; cancelled again while it
+        runs on (a cancellation can be lost inside ``asyncio.wait_for`` on 3.11)."""
+        task, self.task = self.task, None
+        if task is not None:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
 
     def _endpoint(self) -> tuple[str, int] | None:
         info = self.image.brokers.get(self.leader_id)

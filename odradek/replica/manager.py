@@ -265,6 +265,12 @@ class ReplicaManager:
         if self.metadata is None or self.fence is None:
             p.isr_change_failed()
             return
+        joining = set(isr) - set(p.isr)
+        if joining and not joining <= set(self.image.brokers) - self.image.shutting_down():
+            # KIP-841: only registered brokers not shutting down join an ISR
+            # (the controller takes a stopping broker out; it must stay out).
+            p.isr_change_failed()
+            return
         task = asyncio.get_running_loop().create_task(self._write_isr(p, isr))
         self._isr_writes.add(task)
         task.add_done_callback(self._isr_writes.discard)

@@ -456,6 +456,10 @@ RULES: dict[str, Callable] = {
     "DescribeClientQuotas": Whole(cluster(Op.DESCRIBE_CONFIGS),
                                   lambda r, code: {"error_code": code, "entries": None,
                                                    "error_message": "Cluster authorization failed."}),
+    "ElectLeaders": Whole(cluster(Op.ALTER), lambda r, code: {"error_code": code, "replica_election_results": [
+        {"topic": t["topic"], "partition_result": [
+            {"partition_id": p, "error_code": code, "error_message": None} for p in t["partitions"]]}
+        for t in r["topic_partitions"] or []]}),
     "AlterClientQuotas": Whole(cluster(Op.ALTER_CONFIGS), lambda r, code: {"entries": [
         {"error_code": code, "error_message": None, "entity": e["entity"]} for e in r["entries"]]}),
 }

@@ -98,3 +98,12 @@ def test_group_transaction_and_cluster_apis(raw):
     assert raw.request("DescribeUserScramCredentials", 0, {"users": None})["error_code"] == CLUSTER_DENIED
     lg = raw.request("ListGroups", 4, {"states_filter": []})
     assert lg["error_code"] == 0 and lg["groups"] == []
+
+
+def test_elect_leaders_needs_alter_on_the_cluster(raw):
+    res = raw.request("ElectLeaders", 2, {"election_type": 0, "timeout_ms": 1000,
+                                          "topic_partitions": [{"topic": "a", "partitions": [0]}]})
+    assert res["error_code"] == CLUSTER_DENIED
+    assert res["replica_election_results"] == [{"topic": "a", "partition_result": [
+        {"partition_id": 0, "error_code": CLUSTER_DENIED, "error_message": None}]}]
+

@@ -145,3 +145,61 @@ def test_running_out_of_file_descriptors_refuses_the_topic_cleanly(tmp_path):
     assert "refused KAFKA_STORAGE_ERROR" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert "topics ['small']" in proc.stdout
     assert not any(p.name.startswith("big-") for p in tmp_path.iterdir())
+
+
+def test_manual_replica_assignments(admin, odradek_broker):
+    """Assignments are checked as Kafka checks them and used as given; more
+    than one replica is refused while replication is not served."""
+    me = 1
+    admin.create_topics([NewTopic("assigned", 2, -1, replica_assignment=[[me], [me]])])["assigned"].result(10)
+    parts = admin.list_topics("assigned", timeout=10).topics["assigned"].partitions
+    assert {i: (p.leader, p.replicas, p.isrs) for i, p in parts.items()} == {0: (me, [me], [me]), 1: (me, [me], [me])}
+    fs = admin.create_topics([NewTopic("unknown-broker", 1, -1, replica_assignment=[[7]]),
+                              NewTopic("twice", 1, -1, replica_assignment=[[me, me]]),
+                              NewTopic("two-replicas", 1, -1, replica_assignment=[[me, 7]])])
+    for name, expected in {"unknown-broker": "INVALID_REPLICA_ASSIGNMENT", "twice": "INVALID_REPLICA_ASSIGNMENT",
+                           "two-replicas": "INVALID_REPLICA_ASSIGNMENT"}.items():
+        with pytest.raises(KafkaException) as e:
+            fs[name].result(10)
+        assert e.value.args[0].name() == expected, (name, e.value.args[0])
+    raw = RawClient(odradek_broker.bootstrap)
+    try:
+        def create(name, assignments):
+            res = raw.request("CreateTopics", 7, {"timeout_ms": 10000, "validate_only": False, "topics": [
+                {"name": name, "num_partitions": -1, "replication_factor": -1, "configs": [],
+                 "assignments": [{"partition_index": i, "broker_ids": b} for i, b in assignments]}]})
+            return res["topics"][0]["error_code"]
+
+        assert create("gap", [(0, [me]), (2, [me])]) == 39  # INVALID_REPLICA_ASSIGNMENT
+        assert create("rf-two", [(0, [me, 2])]) == 39  # broker 2 is not registered
+        res = raw.request("CreatePartitions", 3, {"timeout_ms": 10000, "validate_only": False, "topics": [
+            {"name": "assigned", "count": 4, "assignments": [{"broker_ids": [me]}]}]})
+        assert res["results"][0]["error_code"] == 39  # 2 partitions added, 1 assignment
+        res = raw.request("CreatePartitions", 3, {"timeout_ms": 10000, "validate_only": False, "topics": [
+            {"name": "assigned", "count": 3, "assignments": [{"broker_ids": [me]}]}]})
+        assert res["results"][0]["error_code"] == 0
+    finally:
+        raw.close()
+
+
+def test_elect_leaders_on_one_broker(admin, odradek_broker):
+    """One broker is its own controller: its partitions' preferred leader
+    leads already, and unknown partitions are named."""
+    from confluent_kafka import ElectionType, TopicPartition
+
+    admin.create_topics([NewTopic("elect-one", 2, 1)])["elect-one"].result(10)
+    result = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition("elect-one", 0),
+                                                          TopicPartition("elect-one", 5)]).result(10)
+    errs = {tp.partition: e for tp, e in result.items()}
+    assert "ELECTION_NOT_NEEDED" in str(errs[0]) and "val=3," in str(errs[5])
+    raw = RawClient(odradek_broker.bootstrap)
+    try:
+        for election_type in (0, 1):  # every partition: none needs an election, none is listed
+            res = raw.request("ElectLeaders", 2, {"election_type": election_type, "timeout_ms": 1000,
+                                                  "topic_partitions": None})
+            assert res["error_code"] == 0 and res["replica_election_results"] == []
+        res = raw.request("ElectLeaders", 0, {"timeout_ms": 1000,
+                                              "topic_partitions": [{"topic": "elect-one", "partitions": [1]}]})
+        assert res["replica_election_results"][0]["partition_result"][0]["error_code"] == 84
+    finally:
+        raw.close()

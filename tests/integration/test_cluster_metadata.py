@@ -2,9 +2,9 @@
 share one image of the topics, spread a topic's partitions over the live
 brokers, each hosting only its own, and clients produce to and read from
 every partition through any of them. A second broker with a live broker's
-node id is refused, and a stopped broker's partitions are reported offline.
-Replication is not served yet: each partition has one replica. Skipped,
-saying why, without etcd 3.5.3+ or etcd3aio."""
+node id is refused, and a stopped broker's partitions of replication factor
+1 are reported offline. Skipped, saying why, without etcd 3.5.3+ or
+etcd3aio."""
 
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
         for b in brokers:
             wait_until(lambda: hosting_follows(b), what=f"broker {b.core.config.node_id} to host its partitions")
 
-        # A replication factor the cluster cannot serve is refused with the reason.
+        # A replication factor above the live brokers is refused with the reason.
         with pytest.raises(Exception) as refused:
-            admin.create_topics([NewTopic("rf3", 3, 3)])["rf3"].result(30)
+            admin.create_topics([NewTopic("rf4", 3, 4)])["rf4"].result(30)
         assert "INVALID_REPLICATION_FACTOR" in str(refused.value)
 
         acked = []

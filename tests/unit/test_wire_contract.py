@@ -55,6 +55,7 @@ PINNED = {
     "CreatePartitions": (37, 0, 3),
     "SaslAuthenticate": (36, 0, 2),
     "DeleteGroups": (42, 0, 2),
+    "ElectLeaders": (43, 0, 2),
     "IncrementalAlterConfigs": (44, 0, 1),
     "OffsetDelete": (47, 0, 0),
     "DescribeClientQuotas": (48, 0, 1),

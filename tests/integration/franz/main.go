@@ -71,6 +71,11 @@ func main() {
 		})
 	}
 	must(c.CommitUncommittedOffsets(ctx))
+	// A moment more: the consumer's next fetch (an incremental one of its
+	// session) reaches the broker even when the first answer held everything.
+	short, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	c.PollFetches(short)
+	cancel()
 	c.Close()
 	lag, err := kadm.NewClient(func() *kgo.Client { cl, _ := kgo.NewClient(kgo.SeedBrokers(bootstrap)); return cl }()).Lag(ctx, "franz-group")
 	must(err)
