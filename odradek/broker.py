@@ -104,6 +104,7 @@ class BrokerCore:
         self.tasks: list[asyncio.Task] = []
         self.started_at = 0.0
         self.groups = None  # group coordinator, once loaded
+        self.transactions = None  # transaction coordinator, once loaded
         self.authorizer = None  # odradek.security.authorizer.Authorizer when ACLs are on
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self.metrics = BrokerMetrics()  # counted in dispatch; the rest is read at scrape time
@@ -331,6 +332,8 @@ class BrokerCore:
                 await server.wait_closed()
             self.servers.clear()
             self.server = None
+        if self.transactions is not None:
+            await self.transactions.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.registration is not None:

@@ -15,4 +15,5 @@ from odradek.apis import (  # noqa: F401
     quotas,
     sasl,
     scram_credentials,
+    transactions,
 )
