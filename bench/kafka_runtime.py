@@ -859,6 +859,21 @@ class KafkaCluster:
         raise KafkaRuntimeError(f"Kafka cluster not ready after {timeout:.0f}s\n"
                                 + "\n".join(nd.log_tail(10) for nd in self.nodes))
 
+    def active_controller(self, timeout: float = 60.0) -> int | None:
+        """The node id of the active controller (the quorum's leader), from
+        Kafka's MetadataQuorumCommand (a JVM start, about 2 s); None if unknown."""
+        rt = self.runtime
+        endpoints = ",".join(f"{self.host}:{nd.controller_port}" for nd in self.nodes if nd.alive())
+        try:
+            proc = subprocess.run(
+                rt.java_command("org.apache.kafka.tools.MetadataQuorumCommand",
+                                ["--bootstrap-controller", endpoints, "describe", "--status"], heap="256M"),
+                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return None
+        m = re.search(r"^LeaderId:\s+(-?\d+)", proc.stdout, re.M)
+        return int(m[1]) if m and int(m[1]) >= 0 else None
+
     def stop(self) -> None:
         """SIGKILL every node (nothing of the run is kept) and remove the run dir."""
         for nd in self.nodes:
