@@ -417,10 +417,51 @@ def rng(s: dict | None, digits: int = 0) -> str:
     return "—" if not s else f"{s['min']:.{digits}f}–{s['max']:.{digits}f}"
 
 
+def throughput_table(result: dict) -> list[str]:
+    L: list[str] = []
+    w = L.append
+    vals = throughput_values(result)
+    w("| case | odradek MB/s median | min–max | Kafka MB/s median | min–max | ratio | odradek vs its 1 broker | Kafka vs its 1 broker |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for b, rf, acks in THROUGHPUT_CASES:
+        key = case_key(b, rf, acks)
+        o = stats(vals.get(key, {}).get("odradek", []))
+        k = stats(vals.get(key, {}).get("kafka", []))
+        ratio = f"{o['median'] / k['median']:.2f}" if o and k and k["median"] else "—"
+        if o and k and o["min"] <= k["max"] and k["min"] <= o["max"]:
+            ratio += " ~"
+        base = case_key(1, 1, acks)
+
+        def rel(side, s):
+            bs = stats(vals.get(base, {}).get(side, []))
+            return f"{s['median'] / bs['median']:.2f}" if s and bs and b != 1 else ""
+        w(f"| {case_label(b, rf, acks)} | {f(o and o['median'])} | {rng(o)} | {f(k and k['median'])} | "
+          f"{rng(k)} | {ratio} | {rel('odradek', o)} | {rel('kafka', k)} |")
+    return L
+
+
+def failover_table(result: dict) -> list[str]:
+    L: list[str] = []
+    w = L.append
+    fo = result["failover"]
+    w("| cluster | repetitions | after-kill median (s) | min–max | any median (s) | min–max | killed broker was controller | delivery failures |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for key, _, _, label in FAILOVER_ROWS:
+        row = fo.get(key)
+        if not row:
+            continue
+        reps = row["repetitions"]
+        a = stats([r["after_s"] for r in reps])
+        y = stats([r["any_s"] for r in reps])
+        ctl = sum(1 for r in reps if r.get("killed_was_controller"))
+        w(f"| {label} | {len(reps)} | {f(a and a['median'], 2)} | {rng(a, 2)} | {f(y and y['median'], 2)} | "
+          f"{rng(y, 2)} | {ctl} of {len(reps)} | {row.get('delivery_failures', '—')} |")
+    return L
+
+
 def render(result: dict) -> str:
     env = result["environment"]
     sizes = result["sizes"]
-    vals = throughput_values(result)
     L: list[str] = []
     w = L.append
     w("# Performance: clusters of odradek next to clusters of Apache Kafka")
@@ -501,22 +542,7 @@ def render(result: dict) -> str:
       "the two systems' min–max ranges overlap. The last columns compare each system with itself "
       "on 1 broker (RF 1, same acks).")
     w("")
-    w("| case | odradek MB/s median | min–max | Kafka MB/s median | min–max | ratio | odradek vs its 1 broker | Kafka vs its 1 broker |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for b, rf, acks in THROUGHPUT_CASES:
-        key = case_key(b, rf, acks)
-        o = stats(vals.get(key, {}).get("odradek", []))
-        k = stats(vals.get(key, {}).get("kafka", []))
-        ratio = f"{o['median'] / k['median']:.2f}" if o and k and k["median"] else "—"
-        if o and k and o["min"] <= k["max"] and k["min"] <= o["max"]:
-            ratio += " ~"
-        base = case_key(1, 1, acks)
-
-        def rel(side, s):
-            bs = stats(vals.get(base, {}).get(side, []))
-            return f"{s['median'] / bs['median']:.2f}" if s and bs and b != 1 else ""
-        w(f"| {case_label(b, rf, acks)} | {f(o and o['median'])} | {rng(o)} | {f(k and k['median'])} | "
-          f"{rng(k)} | {ratio} | {rel('odradek', o)} | {rel('kafka', k)} |")
+    L += throughput_table(result)
     w("")
     su = {side: [run["startup_s"] for rep in result["throughput"] for n_, run in rep.get(side, {}).items()
                  if run.get("startup_s") is not None and n_ == "2"] for side in SIDES}
@@ -528,19 +554,8 @@ def render(result: dict) -> str:
         w("")
     w("## Failover: kill -9 of the partition leader, 3 brokers")
     w("")
-    w("| cluster | repetitions | after-kill median (s) | min–max | any median (s) | min–max | killed broker was controller | delivery failures |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    L += failover_table(result)
     fo = result["failover"]
-    for key, _, _, label in FAILOVER_ROWS:
-        row = fo.get(key)
-        if not row:
-            continue
-        reps = row["repetitions"]
-        a = stats([r["after_s"] for r in reps])
-        y = stats([r["any_s"] for r in reps])
-        ctl = sum(1 for r in reps if r.get("killed_was_controller"))
-        w(f"| {label} | {len(reps)} | {f(a and a['median'], 2)} | {rng(a, 2)} | {f(y and y['median'], 2)} | "
-          f"{rng(y, 2)} | {ctl} of {len(reps)} | {row.get('delivery_failures', '—')} |")
     w("")
     w("Every repetition, in seconds (after-kill / any):")
     w("")
@@ -586,9 +601,9 @@ def verdict(result: dict) -> str:
           "`broker.session.timeout.ms` (9000 in both) from the broker's last sign of life: "
           "odradek's registration lease expires that long after its last keep-alive (sent every "
           "third of it), Kafka's controller fences a broker that has not sent a heartbeat "
-          "(every `broker.heartbeat.interval.ms`, 2000) for that long. A kill therefore costs "
-          "somewhat less than the timeout plus the time to elect a leader and for the producer "
-          "to find it.")
+          "(every `broker.heartbeat.interval.ms`, 2000) for that long. A kill is therefore noticed "
+          "somewhat less than the timeout after it, and a failover adds to that the time to elect a "
+          "leader and for the producer to find it.")
     if o3:
         s += (f" With `broker.session.timeout.ms=3000`, a non-default setting that lets a broker "
               f"paused for over 3 s (a long GC or a stalled disk) lose its leaderships, odradek's "
@@ -622,7 +637,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("throughput", "failover"), help="run one of the two parts")
     ap.add_argument("--json", default=str(BENCH / "results" / "cluster-latest.json"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "performance-cluster.md"))
-    ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--performance", default=str(ROOT / "docs" / "performance.md"),
+                    help="the report whose clusters' section is rewritten")
+    ap.add_argument("--no-report", action="store_true", help="print the report, write no file")
     ap.add_argument("--from-json", help="only render the report from an earlier JSON result")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -686,13 +703,54 @@ def compare_run(cmd: list[str]) -> str:
     return compare.run_text(cmd)
 
 
+#: performance.md (written by compare.py) keeps what follows this mark when
+#: it is regenerated; the clusters' summary lives there between these two.
+KEPT_MARK = "<!-- Below: sections from other scripts, kept when this report is regenerated. -->"
+SECTION_BEGIN = "<!-- cluster_bench.py: begin -->"
+SECTION_END = "<!-- cluster_bench.py: end -->"
+
+
+def summary_section(result: dict, report_name: str) -> str:
+    """The clusters' section of performance.md: both tables and the verdict."""
+    env = result["environment"]
+    L = [SECTION_BEGIN, "", "## Clusters: 1 broker against 2, and failover", "",
+         f"Measured by `{result['command']}` on {result['started']} (odradek commit "
+         f"`{env['git_commit']}`, Apache Kafka {env['kafka_version']}), same machine and caveats as "
+         f"above, and more so: every broker of a cluster shares the 2 cores. Method, machine and every "
+         f"repetition: [{report_name}]({report_name}).", "",
+         "Produce throughput, 1 KiB records, 8 partitions, confluent-kafka "
+         f"({result['sizes']['throughput_repetitions']} repetitions; ratio = odradek / Kafka; ~: ranges overlap):", ""]
+    L += throughput_table(result)
+    L += ["", "Failover: kill -9 of a partition's leader in a 3-broker cluster, replication factor 3, "
+          "`min.insync.replicas=2`, idempotent acks=all producer; seconds from the kill to the first "
+          "acknowledgement of a record sent after it (*after-kill*) and of any record (*any*):", ""]
+    L += failover_table(result)
+    L += ["", verdict(result), "", SECTION_END]
+    return "\n".join(L)
+
+
 def write_report(result: dict, args) -> int:
     text = render(result)
     if args.no_report:
         print(text)
         return 0
-    Path(args.report).write_text(text)
-    log(f"wrote {args.report}")
+    report = Path(args.report)
+    report.write_text(text)
+    log(f"wrote {report}")
+    perf = Path(args.performance)
+    if perf.exists():
+        old = perf.read_text()
+        section = summary_section(result, os.path.relpath(report, perf.parent))
+        if SECTION_BEGIN in old and SECTION_END in old:
+            head, rest = old.split(SECTION_BEGIN, 1)
+            new = head + section + rest.split(SECTION_END, 1)[1]
+        else:
+            if KEPT_MARK not in old:
+                old = old.rstrip("\n") + "\n\n" + KEPT_MARK + "\n"
+            head, tail = old.split(KEPT_MARK, 1)
+            new = head + KEPT_MARK + "\n\n" + section + "\n" + tail
+        perf.write_text(new)
+        log(f"updated the clusters' section of {perf}")
     return 0
 
 
