@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Clusters of odradek next to clusters of Apache Kafka, on this machine.
 
-    python bench/cluster_bench.py            # full run (about 15 min here)
+    python bench/cluster_bench.py            # full run (about 15 min on 2 cores)
     python bench/cluster_bench.py --quick    # smoke run: small counts, 1 repetition
 
 Two measurements, odradek and Kafka in the same invocation:
@@ -78,7 +78,7 @@ class Sizes:
     failover_repetitions: int
 
 
-FULL = Sizes(throughput_repetitions=5, records=200_000, warmup_records=20_000, failover_repetitions=7)
+FULL = Sizes(throughput_repetitions=5, records=500_000, warmup_records=100_000, failover_repetitions=7)
 QUICK = Sizes(throughput_repetitions=1, records=20_000, warmup_records=2_000, failover_repetitions=1)
 
 
