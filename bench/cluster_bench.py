@@ -533,8 +533,10 @@ def render(result: dict) -> str:
       f"producer's poll loop (at most {SEND_INTERVAL * 1000:.0f} ms late). Then the killed broker is "
       "restarted on its data dir (odradek's waits first for its old registration lease to lapse) "
       "and the next repetition starts once the ISR holds all three replicas again. Whether the "
-      "killed broker was also the controller is noted (a Kafka node here is both; in odradek the "
-      "controller is the broker holding etcd's controller key).")
+      "killed broker was also the controller is noted: for Kafka the active controller of the "
+      "KRaft quorum (every node here is both broker and controller), asked with Kafka's "
+      "MetadataQuorumCommand before each kill; for odradek the broker holding etcd's controller "
+      "key, as DescribeCluster names it.")
     w("")
     w("## Produce throughput: 1 broker against 2")
     w("")
