@@ -13,6 +13,9 @@ and a way to drive *any* Kafka-protocol endpoint with Kafka's own perf tools:
   broker+controller) on free loopback ports in a temporary directory, waits
   until a Metadata request through ``confluent_kafka.admin.AdminClient``
   succeeds, and stops it again (SIGTERM, then SIGKILL).
+* :class:`KafkaCluster` starts ``n`` such combined nodes as one cluster (a
+  static quorum of all ``n`` controllers, one cluster id formatted on every
+  node), with handles to kill and restart a node.
 * :func:`producer_perf`, :func:`consumer_perf` and :func:`end_to_end_latency`
   run ``org.apache.kafka.tools.ProducerPerformance``, ``ConsumerPerformance``
   and ``EndToEndLatency`` against an arbitrary bootstrap address and parse
@@ -61,6 +64,7 @@ __all__ = [
     "KAFKA_VERSIONS",
     "KafkaRuntime",
     "KafkaBroker",
+    "KafkaCluster",
     "KafkaRuntimeError",
     "KafkaToolError",
     "fetch",
@@ -625,6 +629,273 @@ class KafkaBroker:
     def __repr__(self) -> str:
         return (f"KafkaBroker(version={self.version!r}, bootstrap={self.bootstrap!r}, "
                 f"pid={self.pid}, alive={self.alive()})")
+
+
+# --------------------------------------------------------------------------
+# A small multi-node KRaft cluster
+# --------------------------------------------------------------------------
+
+class KafkaNode:
+    """One node of a :class:`KafkaCluster`: a combined broker+controller JVM
+    with its own ports and data dir, which survive a kill and a restart."""
+
+    def __init__(self, cluster: "KafkaCluster", node_id: int, port: int, controller_port: int):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.port = port
+        self.controller_port = controller_port
+        self.dir = cluster.run_dir / f"node-{node_id}"
+        self.pid: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self._out = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.cluster.host}:{self.port}"
+
+    @property
+    def props_file(self) -> Path:
+        return self.dir / "server.properties"
+
+    def server_properties(self) -> dict[str, str]:
+        c = self.cluster
+        host = c.host
+        n = len(c.nodes_spec)
+        props: dict[str, object] = {
+            "process.roles": "broker,controller",
+            "node.id": self.node_id,
+            "controller.quorum.voters": ",".join(f"{i}@{host}:{cp}" for i, (_, cp) in c.nodes_spec.items()),
+            "listeners": f"PLAINTEXT://{host}:{self.port},CONTROLLER://{host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": self.dir / "data",
+            # Kafka's defaults ask for 3 replicas of its internal topics; a
+            # smaller cluster gets as many as it has brokers.
+            "offsets.topic.replication.factor": min(3, n),
+            "transaction.state.log.replication.factor": min(3, n),
+            "transaction.state.log.min.isr": min(2, n),
+            "share.coordinator.state.topic.replication.factor": min(3, n),
+            "share.coordinator.state.topic.min.isr": min(2, n),
+            "group.initial.rebalance.delay.ms": 0,
+        }
+        props.update(c.extra_config)
+        return {k: str(v) for k, v in props.items()}
+
+    def format(self) -> None:
+        """Write the config and format the storage with the cluster's id."""
+        rt = self.cluster.runtime
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.props_file.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        (self.dir / "log4j2.properties").write_text(BROKER_LOG4J2)
+        fmt = subprocess.run(
+            rt.java_command(rt.storage_tool_class(),
+                            ["format", "--config", str(self.props_file),
+                             "--cluster-id", self.cluster.cluster_id], heap="256M"),
+            capture_output=True, text=True, timeout=120)
+        if fmt.returncode != 0:
+            raise KafkaToolError(f"StorageTool format failed on node {self.node_id}", fmt.stdout, fmt.stderr)
+
+    def launch(self) -> None:
+        """Start the JVM (data dir as it is); does not wait."""
+        if self.alive():
+            raise KafkaRuntimeError(f"node {self.node_id} is running")
+        rt = self.cluster.runtime
+        jvm_opts = [*BROKER_JVM_OPTS, f"-Dkafka.logs.dir={self.dir}", *self.cluster.jvm_opts]
+        cmd = rt.java_command(BROKER_MAIN, [str(self.props_file)], heap=self.cluster.heap,
+                              jvm_opts=jvm_opts, log4j2=self.dir / "log4j2.properties")
+        self._out = open(self.dir / "broker.out", "ab")
+        self._proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self._proc.pid
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _end(self, sig: int, timeout: float) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait(10)
+        try:  # stragglers of its process group
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._proc = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def kill(self) -> None:
+        """SIGKILL to the JVM's process group; returns once it has exited."""
+        self._end(signal.SIGKILL, 10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL after ``timeout``."""
+        self._end(signal.SIGTERM, timeout)
+
+    def start(self, timeout: float = 120.0) -> "KafkaNode":
+        """Launch the JVM and wait until the cluster's Metadata lists it."""
+        self.launch()
+        self.cluster.wait_ready(timeout)
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        parts = []
+        for name in ("broker.out", "server.log"):
+            path = self.dir / name
+            if path.exists():
+                parts.append(f"--- node {self.node_id} {name} ---\n" + _tail(path.read_text(errors="replace"), lines))
+        return "\n".join(parts)
+
+
+class KafkaCluster:
+    """``n`` combined broker+controller KRaft nodes (node ids 1..n, every
+    node a controller quorum voter, a static quorum) on free loopback ports:
+    every node is formatted with the same cluster id and starts together.
+
+    Usage::
+
+        with KafkaCluster(3) as kc:
+            kc.node(2).kill()
+            kc.node(2).start()      # same ports and data dir; waits until listed
+
+    ``config`` adds broker properties for every node. Kafka's defaults hold
+    otherwise (``broker.session.timeout.ms`` 9000,
+    ``broker.heartbeat.interval.ms`` 2000, ...), except that the internal
+    topics' replication factors are capped by ``n``.
+    """
+
+    def __init__(self, n: int = 3, version: str | None = None, heap: str = "1G", *,
+                 host: str = "127.0.0.1", config: Mapping[str, object] | None = None,
+                 jvm_opts: Sequence[str] = (), startup_timeout: float = 180.0, quiet: bool = True):
+        if n < 1:
+            raise ValueError("a cluster needs at least one node")
+        self.n = n
+        self.version = version
+        self.heap = heap
+        self.host = host
+        self.extra_config = dict(config or {})
+        self.jvm_opts = tuple(jvm_opts)
+        self.startup_timeout = startup_timeout
+        self.quiet = quiet
+        self.runtime: KafkaRuntime | None = None
+        self.run_dir: Path | None = None
+        self.cluster_id = random_cluster_id()
+        self.nodes: list[KafkaNode] = []
+        self.nodes_spec: dict[int, tuple[int, int]] = {}
+        self.startup_seconds: float | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(nd.address for nd in self.nodes)
+
+    def node(self, node_id: int) -> KafkaNode:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> "KafkaCluster":
+        self.runtime = fetch(self.version, quiet=self.quiet)
+        self.version = self.runtime.version
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"odradek-kafka-cluster-{self.version}-"))
+        used: set[int] = set()
+        for i in range(1, self.n + 1):
+            ports = []
+            while len(ports) < 2:
+                p = free_port(self.host)
+                if p not in used:
+                    used.add(p)
+                    ports.append(p)
+            self.nodes_spec[i] = (ports[0], ports[1])
+        self.nodes = [KafkaNode(self, i, *self.nodes_spec[i]) for i in range(1, self.n + 1)]
+        _LIVE_CLUSTERS.add(self)
+        try:
+            for nd in self.nodes:
+                nd.format()
+            t0 = time.monotonic()
+            for nd in self.nodes:
+                nd.launch()
+            self.wait_ready(self.startup_timeout)
+            self.startup_seconds = time.monotonic() - t0
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Until Metadata, asked of each running node, lists every running node."""
+        from confluent_kafka.admin import AdminClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [nd for nd in self.nodes if nd.alive()]
+            dead = [nd for nd in self.nodes if nd._proc is not None and not nd.alive()]
+            if dead:
+                raise KafkaRuntimeError(f"Kafka node {dead[0].node_id} exited\n{dead[0].log_tail()}")
+            ok = True
+            for nd in running:
+                try:
+                    md = AdminClient({"bootstrap.servers": nd.address, "log_level": 2}).list_topics(timeout=2)
+                    if not {x.node_id for x in running} <= set(md.brokers):
+                        ok = False
+                except Exception:
+                    ok = False
+                if not ok:
+                    break
+            if ok:
+                return
+            time.sleep(0.1)
+        raise KafkaRuntimeError(f"Kafka cluster not ready after {timeout:.0f}s\n"
+                                + "\n".join(nd.log_tail(10) for nd in self.nodes))
+
+    def active_controller(self, timeout: float = 60.0) -> int | None:
+        """The node id of the active controller (the quorum's leader), from
+        Kafka's MetadataQuorumCommand (a JVM start, about 2 s); None if unknown."""
+        rt = self.runtime
+        endpoints = ",".join(f"{self.host}:{nd.controller_port}" for nd in self.nodes if nd.alive())
+        try:
+            proc = subprocess.run(
+                rt.java_command("org.apache.kafka.tools.MetadataQuorumCommand",
+                                ["--bootstrap-controller", endpoints, "describe", "--status"], heap="256M"),
+                capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return None
+        m = re.search(r"^LeaderId:\s+(-?\d+)", proc.stdout, re.M)
+        return int(m[1]) if m and int(m[1]) >= 0 else None
+
+    def stop(self) -> None:
+        """SIGKILL every node (nothing of the run is kept) and remove the run dir."""
+        for nd in self.nodes:
+            nd.kill()
+        _LIVE_CLUSTERS.discard(self)
+        if self.run_dir and self.run_dir.exists():
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> "KafkaCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+_LIVE_CLUSTERS: "set[KafkaCluster]" = set()
+
+
+@atexit.register
+def _stop_leftover_clusters() -> None:
+    for c in list(_LIVE_CLUSTERS):
+        c.stop()
 
 
 # --------------------------------------------------------------------------
