@@ -249,3 +249,66 @@ def test_a_new_replica_starts_at_the_leaders_log_start(etcd, tmp_path):
     finally:
         for b in brokers:
             b.stop()
+
+
+JAVA_REASSIGN = r"""
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.*;
+
+public class Reassign {
+    public static void main(String[] args) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", args[0]);
+        try (Admin admin = Admin.create(props)) {
+            TopicPartition tp0 = new TopicPartition("jv", 0), tp1 = new TopicPartition("jv", 1);
+            Map<TopicPartition, Optional<NewPartitionReassignment>> moves = new HashMap<>();
+            moves.put(tp0, Optional.of(new NewPartitionReassignment(Arrays.asList(2, 3))));
+            admin.alterPartitionReassignments(moves).all().get();
+            System.out.println("altered");
+            for (int i = 0; i < 200; i++) {
+                if (admin.listPartitionReassignments().reassignments().get().isEmpty()) break;
+                Thread.sleep(100);
+            }
+            System.out.println("listed " + admin.listPartitionReassignments().reassignments().get());
+            TopicDescription d = admin.describeTopics(Collections.singleton("jv")).allTopicNames().get().get("jv");
+            System.out.println("replicas " + d.partitions().get(0).replicas().stream().map(Node::id).toList());
+            Map<TopicPartition, Optional<NewPartitionReassignment>> bad = new HashMap<>();
+            bad.put(tp1, Optional.empty());
+            try {
+                admin.alterPartitionReassignments(bad).all().get();
+                System.out.println("cancel: none");
+            } catch (Exception e) {
+                System.out.println("cancel: " + e.getCause().getClass().getSimpleName());
+            }
+            bad.put(tp1, Optional.of(new NewPartitionReassignment(Arrays.asList(1, 1))));
+            try {
+                admin.alterPartitionReassignments(bad).all().get();
+                System.out.println("dup: none");
+            } catch (Exception e) {
+                System.out.println("dup: " + e.getCause().getClass().getSimpleName());
+            }
+        }
+    }
+}
+"""
+
+
+def test_the_java_admin_moves_a_partition(etcd, tmp_path):
+    """Kafka's own admin client, bootstrapped on a broker that is not the
+    controller, finds the controller and reassigns with it."""
+    from tests.integration.java_client import require_java, run_java
+
+    require_java()
+    brokers = start_brokers(etcd, tmp_path, "reassign-java")
+    try:
+        create_replicated(brokers[0], "jv", [[1, 2], [1, 2]])
+        controller = controller_of(brokers)
+        other = next(b for b in brokers if b is not controller)
+        out = run_java(tmp_path, "Reassign", JAVA_REASSIGN, [other.bootstrap])
+        assert "altered" in out and "listed {}" in out and "replicas [2, 3]" in out, out
+        assert "cancel: NoReassignmentInProgressException" in out, out
+        assert "dup: InvalidReplicaAssignmentException" in out, out
+    finally:
+        for b in brokers:
+            b.stop()

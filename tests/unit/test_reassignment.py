@@ -177,3 +177,13 @@ async def _moved_away():
     m.image.apply(events([Put(partition_key("m", 1), state(2, 1, [2, 3, 1], [2, 3], adding=[1]).to_json())]))
     await m.reconcile()
     assert m.topic("m") is not None and sorted(m.topic("m").by_index) == [1]
+
+
+def test_a_leader_never_adds_a_removed_replica_back_to_the_isr():
+    from tests.unit.test_partition_roles import make
+
+    p, proposals = make(state=PartitionState(1, 0, [1, 2, 3], [1, 2], revision=5))
+    p.apply_state(PartitionState(1, 0, [1, 2], [1, 2], revision=6), 1001)  # 3 moved away
+    assert 3 not in p.followers
+    p.on_follower_fetch(3, p.log_end_offset, 1002)  # a fetch still in flight from it
+    assert proposals == [] and p.pending_isr is None
