@@ -10,7 +10,8 @@ Alter, per partition: a target replica list starts (or replaces) a
 reassignment, a null one cancels the ongoing one. Refused as Kafka refuses
 them: INVALID_REPLICA_ASSIGNMENT (an empty list, duplicates, a broker that
 is not registered), UNKNOWN_TOPIC_OR_PARTITION, NO_REASSIGNMENT_IN_PROGRESS
-(cancelling none). The answer is sent once the reassignment's first state
+(cancelling none), INVALID_REPLICATION_FACTOR (v1, KIP-860: a target of
+another size when ``allow_replication_factor_change`` is false). The answer is sent once the reassignment's first state
 is written (fenced by the controller epoch) and is in the controller's
 image; the data moves afterwards, and the controller completes the
 reassignment when every added replica is in the ISR. List answers the
@@ -19,9 +20,7 @@ adding and removing replicas.
 
 Not served: ``timeout_ms`` is not a bound of its own (the controller makes
 a bounded number of write rounds; a partition still contended after them
-is answered REQUEST_TIMED_OUT); ``allow_replication_factor_change`` (v1) is
-taken as true whatever it says (the answer echoes true), so a target may
-change the replication factor; no replication throttles. Under ACLs Alter
+is answered REQUEST_TIMED_OUT); no replication throttles. Under ACLs Alter
 needs ALTER and List DESCRIBE on the cluster (``odradek.security.checks``).
 """
 
@@ -46,9 +45,10 @@ async def alter_partition_reassignments(ctx, request: dict) -> dict:
         for p in t["partitions"]:
             replicas = p["replicas"]
             wanted.append((t["name"], p["partition_index"], None if replicas is None else list(replicas)))
-    response = {"allow_replication_factor_change": True, "error_code": 0, "error_message": None}
+    allow = request.get("allow_replication_factor_change", True) if ctx.version >= 1 else True
+    response = {"allow_replication_factor_change": allow, "error_code": 0, "error_message": None}
     try:
-        results = await _controller(ctx).alter_reassignments(wanted)
+        results = await _controller(ctx).alter_reassignments(wanted, allow)
     except NotController:
         code = errors.NOT_CONTROLLER
         results = {(name, index): (code, None) for name, index, _ in wanted}

@@ -208,8 +208,8 @@ def _reassigned(s: PartitionState, replicas: list[int], adding: list[int], remov
                           adding=list(adding), removing=list(removing))
 
 
-def start_reassignment(s: PartitionState, target: list[int], live: set[int],
-                       shutting_down: set[int]) -> tuple[PartitionState | None, int, str | None]:
+def start_reassignment(s: PartitionState, target: list[int], live: set[int], shutting_down: set[int],
+                       allow_rf_change: bool = True) -> tuple[PartitionState | None, int, str | None]:
     """AlterPartitionReassignments to ``target`` for one partition: (new state,
     0, None), (None, 0, None) when nothing changes, or (None, error, message).
 
@@ -217,7 +217,9 @@ def start_reassignment(s: PartitionState, target: list[int], live: set[int],
     a new target replaces the ongoing one), ``adding`` is target minus them,
     ``removing`` them minus target, and the replicas become target followed
     by ``removing``; the ISR and the leader stay. A reassignment that adds no
-    replica completes at once (``complete_reassignment``)."""
+    replica completes at once (``complete_reassignment``). Without
+    ``allow_rf_change`` (KIP-860) a target of another size than ``original``
+    is refused."""
     if not target:
         return None, errors.INVALID_REPLICA_ASSIGNMENT, "The replica list is empty."
     if len(set(target)) != len(target):
@@ -225,9 +227,13 @@ def start_reassignment(s: PartitionState, target: list[int], live: set[int],
     unknown = [r for r in target if r not in live]
     if unknown:
         return None, errors.INVALID_REPLICA_ASSIGNMENT, f"Replicas {unknown} are not live brokers."
+    original = s.original
+    if not allow_rf_change and len(target) != len(original):
+        return None, errors.INVALID_REPLICATION_FACTOR, (
+            f"The replication factor is changed from {len(original)} to {len(target)} "
+            "but allowReplicationFactorChange is false.")
     if target == (s.target if s.reassigning else s.replicas):
         return None, 0, None  # already the ongoing (or the current) assignment
-    original = s.original
     adding = [r for r in target if r not in original]
     removing = [r for r in original if r not in target]
     new = _reassigned(s, target + removing, adding, removing, live, shutting_down)
@@ -474,7 +480,8 @@ class Controller:
             results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
         return {k: results[k] for k in wanted if k in results}
 
-    async def alter_reassignments(self, wanted: list[tuple[str, int, list[int] | None]]
+    async def alter_reassignments(self, wanted: list[tuple[str, int, list[int] | None]],
+                                  allow_rf_change: bool = True
                                   ) -> dict[tuple[str, int], tuple[int, str | None]]:
         """AlterPartitionReassignments: per (topic, index), start a
         reassignment to the target replicas, or cancel one (target None);
@@ -504,7 +511,7 @@ class Controller:
                     if new is None and key in written:  # cancelled by an earlier round of this request
                         code, message = 0, None
                 else:
-                    new, code, message = start_reassignment(s, target, live, shutting)
+                    new, code, message = start_reassignment(s, target, live, shutting, allow_rf_change)
                 if new is None:
                     results[key] = (code, message)
                     pending.remove(key)

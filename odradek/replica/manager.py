@@ -7,8 +7,8 @@ coordinators call it and nothing below it. The manager hosts what the
 metadata image assigns to this broker: ``reconcile`` opens the logs of
 partitions whose replicas name it, follows changes of leader, epoch and
 config, and closes and deletes the logs of topics that are gone and of
-partitions whose replicas no longer name it (a reassignment moved them). It also runs
-the flushes partitions ask for, off the event loop.
+partitions whose replicas no longer name it (a reassignment moved them
+away). It also runs the flushes partitions ask for, off the event loop.
 
 Invariants: a partition is reachable through the lookup only once its log is
 open and the image holds it; its log is closed only after it is no longer

@@ -33,11 +33,11 @@ def by_id(brokers, node_id):
     return next(b for b in brokers if b.core.config.node_id == node_id)
 
 
-def alter(broker, topic, targets: dict[int, list[int] | None], version=1):
+def alter(broker, topic, targets: dict[int, list[int] | None], version=1, allow=True):
     raw = RawClient(broker.bootstrap)
     try:
         res = raw.request("AlterPartitionReassignments", version, {
-            "timeout_ms": 10000, "allow_replication_factor_change": True,
+            "timeout_ms": 10000, "allow_replication_factor_change": allow,
             "topics": [{"name": topic, "partitions": [{"partition_index": i, "replicas": r}
                                                       for i, r in targets.items()]}]})
     finally:
@@ -188,7 +188,15 @@ def test_cancel_reverts_and_invalid_targets_are_refused(etcd, tmp_path):
                          5: errors.UNKNOWN_TOPIC_OR_PARTITION}
         res, codes = alter(controller, "nope", {0: [1]}, version=0)
         assert codes == {0: errors.UNKNOWN_TOPIC_OR_PARTITION}
-        assert [state(controller, "cx", i) for i in (0, 1)] == [(1, 0, [1, 2], [1, 2]), (2, 0, [2, 3], [2, 3])]
+        held = hold_fetches(b1)  # so that the move of partition 1 stays in progress
+        res, codes = alter(controller, "cx", {0: [1, 2, 3], 1: [3, 1]}, allow=False)
+        assert res["allow_replication_factor_change"] is False
+        assert codes == {0: errors.INVALID_REPLICATION_FACTOR, 1: 0}
+        res, codes = alter(controller, "cx", {1: None})
+        assert codes == {1: 0} and listed(controller) == {}
+        wait_until(lambda: hosted(b1, "cx", 1) is None, what="broker 1 to drop the cancelled replica")
+        release(b1, held, "cx", 1)
+        assert [state(controller, "cx", i) for i in (0, 1)] == [(1, 0, [1, 2], [1, 2]), (2, 0, [3, 2], [2, 3])]
 
         # Started, held in progress, then cancelled: back to [1, 2]; broker 3 drops what it began.
         fetchers = hold_fetches(b3)

@@ -187,3 +187,12 @@ def test_a_leader_never_adds_a_removed_replica_back_to_the_isr():
     assert 3 not in p.followers
     p.on_follower_fetch(3, p.log_end_offset, 1002)  # a fetch still in flight from it
     assert proposals == [] and p.pending_isr is None
+
+
+def test_a_replication_factor_change_can_be_refused():
+    s = state(1, 0, [1, 2], [1, 2])
+    new, code, message = start_reassignment(s, [2, 3, 4], LIVE, set(), allow_rf_change=False)
+    assert new is None and code == errors.INVALID_REPLICATION_FACTOR and "from 2 to 3" in message
+    new, code, _ = start_reassignment(s, [2, 3], LIVE, set(), allow_rf_change=False)
+    assert code == 0 and new.adding == [3]
+    assert start_reassignment(s, [2, 3, 4], LIVE, set())[1] == 0
