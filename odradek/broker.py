@@ -87,6 +87,7 @@ class BrokerCore:
         self.registration: Registration | None = None
         self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
         self.inter_broker_listener: str | None = None  # where followers reach leaders
+        self.inter_broker_security = None  # how (odradek.security.config.InterBrokerClient), in a cluster
         self.controller = None  # odradek.cluster.controller.Controller, once registered
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
@@ -103,6 +104,7 @@ class BrokerCore:
         self.tasks: list[asyncio.Task] = []
         self.started_at = 0.0
         self.groups = None  # group coordinator, once loaded
+        self.transactions = None  # transaction coordinator, once loaded
         self.authorizer = None  # odradek.security.authorizer.Authorizer when ACLs are on
         self.cleaner = None  # log cleaner (compaction), when log.cleaner.enable
         self.metrics = BrokerMetrics()  # counted in dispatch; the rest is read at scrape time
@@ -230,17 +232,18 @@ class BrokerCore:
     def check_inter_broker_listener(self, security) -> str:
         """The listener followers reach leaders on: ``inter.broker.listener.name``
         (or the one ``security.inter.broker.protocol`` names), else the first.
-        In a cluster it must be PLAINTEXT until replica fetchers speak TLS and
-        SASL: anything else is refused at start, never half served."""
+        In a cluster its client side (TLS trust, this broker's SASL login) must
+        be servable, or the broker is refused at start, never half served."""
         from odradek.config import ConfigError
+        from odradek.security.config import SecurityConfigError
 
-        name = security.inter_broker_listener or next(iter(security.listeners))
-        cluster = (self.config.get("metadata.store") or "").startswith("etcd://")
-        if cluster and security.listeners[name].protocol != "PLAINTEXT":
-            raise ConfigError(f"the inter-broker listener {name} is {security.listeners[name].protocol}: "
-                              f"replication between odradek brokers is served over PLAINTEXT listeners only "
-                              f"for now (set inter.broker.listener.name to a PLAINTEXT listener)")
-        return name
+        self.inter_broker_security = None
+        if (self.config.get("metadata.store") or "").startswith("etcd://"):
+            try:
+                self.inter_broker_security = security.inter_broker_client()
+            except SecurityConfigError as e:
+                raise ConfigError(str(e)) from None
+        return security.inter_broker_listener or next(iter(security.listeners))
 
     def start_replication(self) -> None:
         """Once registered: ISR changes are written fenced by this broker's
@@ -257,7 +260,8 @@ class BrokerCore:
         bind = next((l.host for l in self.config.listeners() if l.name == self.inter_broker_listener), "")
         local_host = bind if bind not in ("", "0.0.0.0", "::") else None
         self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
-                                       lambda: registration.info.epoch, self.inter_broker_listener, local_host)
+                                       lambda: registration.info.epoch, self.inter_broker_listener, local_host,
+                                       self.inter_broker_security)
         self.replicas.fetchers = self.fetchers
         self.fetchers.follow(list(self.replicas.all_partitions()), [])
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
@@ -328,6 +332,8 @@ class BrokerCore:
                 await server.wait_closed()
             self.servers.clear()
             self.server = None
+        if self.transactions is not None:
+            await self.transactions.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.registration is not None:

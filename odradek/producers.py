@@ -1,4 +1,5 @@
-"""Idempotent-producer state per partition: epochs and recent sequence numbers.
+"""Idempotent and transactional producer state per partition: epochs, recent
+sequence numbers, and the partition's transactions (``odradek.txn_state``).
 
 Invariants (as Kafka's ProducerStateManager keeps them):
 - For each producer id the table holds its current epoch and the metadata of
@@ -7,8 +8,15 @@ Invariants (as Kafka's ProducerStateManager keeps them):
   with the offsets it was first written at and not written again.
 - Otherwise, within one epoch, a batch must start at last sequence + 1
   (wrapping at 2^31); a new epoch must start at sequence 0.
+- A transactional batch begins its producer's transaction at the partition
+  (if none is open) at its base offset; a control batch (commit or abort
+  marker, ``record_marker``) ends it and moves the producer to the marker's
+  epoch (a bumped epoch fences the older one). ``txns`` (a
+  :class:`~odradek.txn_state.TxnIndex`) holds the open transactions' first
+  offsets and the aborted transactions.
 - The table is a pure function of the batch headers in the log (replayed in
-  offset order through ``record``), except that, as in Kafka, producers are not
+  offset order through ``record`` and, for control batches, whose type is in
+  their one record, ``record_marker``), except that, as in Kafka, producers are not
   forgotten when the log start offset moves past their batches (Kafka drops
   them only after producer.id.expiration.ms, which odradek does not apply).
 
@@ -28,7 +36,8 @@ again. Snapshots are an optimisation only: a missing, unreadable or unusable
 one costs a longer replay, never a wrong table. ``truncate_to`` on the log
 also deletes it.
 
-Snapshot format (``producer-state.snapshot``, version 1, big-endian)::
+Snapshot format (``producer-state.snapshot``, version 2, big-endian; version
+1, without the transactions, is still read)::
 
     magic            4 bytes  b"OPSS"
     version          int16    1
@@ -42,8 +51,14 @@ Snapshot format (``producer-state.snapshot``, version 1, big-endian)::
       producer_id    int64
       epoch          int16
       last_timestamp int64
+      coord_epoch    int32    (version 2 only) coordinator epoch of its last marker, -1: none
       n              int8     cached batches (0..MAX_CACHED), oldest first
       n times: first_seq int32, last_seq int32, first_offset int64, last_offset int64
+    (version 2:)
+    ongoing          int32    open transactions that follow
+      producer_id int64, first_offset int64
+    aborted          int32    aborted transactions that follow (Kafka's AbortedTxn)
+      producer_id int64, first_offset int64, last_offset int64, last_stable_offset int64
     crc              uint32   CRC-32C of every byte before it
 """
 
@@ -55,7 +70,8 @@ import struct
 from crc32c import crc32c
 
 from odradek.protocol import errors
-from odradek.protocol.batch import CONTROL_FLAG, BatchHeader
+from odradek.protocol.batch import CONTROL_FLAG, BatchHeader, iter_batches
+from odradek.txn_state import TxnIndex
 
 logger = logging.getLogger(__name__)
 
@@ -64,19 +80,21 @@ INT32_MAX = 0x7FFFFFFF
 
 SNAPSHOT_NAME = "producer-state.snapshot"
 SNAPSHOT_MAGIC = b"OPSS"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 _SNAP_HEAD = struct.Struct(">4shqqqIii")
-_SNAP_ENTRY = struct.Struct(">qhqb")
+_SNAP_ENTRY_V1 = struct.Struct(">qhqb")
+_SNAP_ENTRY = struct.Struct(">qhqib")
 _SNAP_BATCH = struct.Struct(">iiqq")
 _SNAP_CRC = struct.Struct(">I")
 _NO_ANCHOR = (-1, -1, 0, -1)
 
 
 class ProducerEntry:
-    __slots__ = ("epoch", "batches", "last_timestamp")
+    __slots__ = ("epoch", "batches", "last_timestamp", "coordinator_epoch")
 
-    def __init__(self, epoch: int):
+    def __init__(self, epoch: int, coordinator_epoch: int = -1):
         self.epoch = epoch
+        self.coordinator_epoch = coordinator_epoch  # of the last marker written for it
         # (first_seq, last_seq, first_offset, last_offset), oldest first
         self.batches: list[tuple[int, int, int, int]] = []
         self.last_timestamp = -1
@@ -100,21 +118,27 @@ def _first_header(log, offset: int) -> BatchHeader | None:
         _close(it)
 
 
-def encode_snapshot(producers: dict, offset: int, anchor=_NO_ANCHOR) -> bytes:
+def encode_snapshot(producers: dict, offset: int, anchor=_NO_ANCHOR, txns: TxnIndex | None = None) -> bytes:
     """The snapshot bytes (format in the module docstring) for ``producers`` as of ``offset``."""
     out = bytearray(_SNAP_HEAD.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, offset, *anchor,
                                     len(producers)))
     for pid, e in producers.items():
         batches = e.batches[-MAX_CACHED:]
-        out += _SNAP_ENTRY.pack(pid, e.epoch, e.last_timestamp, len(batches))
+        out += _SNAP_ENTRY.pack(pid, e.epoch, e.last_timestamp, e.coordinator_epoch, len(batches))
         for b in batches:
             out += _SNAP_BATCH.pack(*b)
+    (txns or TxnIndex()).encode(out)
     out += _SNAP_CRC.pack(crc32c(out))
     return bytes(out)
 
 
 def decode_snapshot(data) -> tuple[int, tuple, dict]:
     """(offset, anchor, producers) from snapshot bytes; raises SnapshotError."""
+    return decode_snapshot_txns(data)[:3]
+
+
+def decode_snapshot_txns(data) -> tuple[int, tuple, dict, TxnIndex]:
+    """(offset, anchor, producers, transactions) from snapshot bytes; raises SnapshotError."""
     data = memoryview(data)
     n = len(data)
     if n < _SNAP_HEAD.size + _SNAP_CRC.size:
@@ -122,7 +146,7 @@ def decode_snapshot(data) -> tuple[int, tuple, dict]:
     if _SNAP_CRC.unpack_from(data, n - 4)[0] != crc32c(data[: n - 4]):
         raise SnapshotError("snapshot CRC mismatch")
     magic, version, offset, ab, al, ac, ae, count = _SNAP_HEAD.unpack_from(data, 0)
-    if magic != SNAPSHOT_MAGIC or version != SNAPSHOT_VERSION:
+    if magic != SNAPSHOT_MAGIC or version not in (1, SNAPSHOT_VERSION):
         raise SnapshotError(f"unsupported snapshot {bytes(magic)!r} version {version}")
     if offset < 0 or count < 0:
         raise SnapshotError("negative offset or count in snapshot")
@@ -130,26 +154,35 @@ def decode_snapshot(data) -> tuple[int, tuple, dict]:
     pos, end = _SNAP_HEAD.size, n - 4
     try:
         for _ in range(count):
-            pid, epoch, ts, k = _SNAP_ENTRY.unpack_from(data, pos)
-            pos += _SNAP_ENTRY.size
+            if version >= 2:
+                pid, epoch, ts, coordinator_epoch, k = _SNAP_ENTRY.unpack_from(data, pos)
+                pos += _SNAP_ENTRY.size
+            else:
+                pid, epoch, ts, k = _SNAP_ENTRY_V1.unpack_from(data, pos)
+                pos += _SNAP_ENTRY_V1.size
+                coordinator_epoch = -1
             if not 0 <= k <= MAX_CACHED:
                 raise SnapshotError(f"bad batch count {k} in snapshot")
-            e = ProducerEntry(epoch)
+            e = ProducerEntry(epoch, coordinator_epoch)
             e.last_timestamp = ts
             for _ in range(k):
                 e.batches.append(_SNAP_BATCH.unpack_from(data, pos))
                 pos += _SNAP_BATCH.size
             producers[pid] = e
+        txns = TxnIndex()
+        if version >= 2:
+            txns, pos = TxnIndex.decode(data, pos)
     except struct.error as exc:
         raise SnapshotError("truncated snapshot") from exc
     if pos != end:
         raise SnapshotError("trailing bytes in snapshot")
-    return offset, (ab, al, ac, ae), producers
+    return offset, (ab, al, ac, ae), producers, txns
 
 
 class ProducerStateTable:
     def __init__(self):
         self.producers: dict[int, ProducerEntry] = {}
+        self.txns = TxnIndex()  # the partition's open and aborted transactions
         self.snapshot_offset: int | None = None  # of the last snapshot loaded or taken
         self.rebuild_stats: dict = {}
 
@@ -177,15 +210,55 @@ class ProducerStateTable:
         return errors.NONE, None
 
     def record(self, h: BatchHeader, base_offset: int) -> None:
-        """Remember a batch just written at ``base_offset``."""
+        """Remember a batch (idempotent, transactional or both; not a control
+        batch) just written at ``base_offset``."""
         entry = self.producers.get(h.producer_id)
         if entry is None or h.producer_epoch > entry.epoch:
-            entry = self.producers[h.producer_id] = ProducerEntry(h.producer_epoch)
-        entry.batches.append((h.base_sequence, h.last_sequence, base_offset,
-                              base_offset + h.last_offset_delta))
-        if len(entry.batches) > MAX_CACHED:
-            del entry.batches[0]
+            entry = self.producers[h.producer_id] = ProducerEntry(
+                h.producer_epoch, -1 if entry is None else entry.coordinator_epoch)
+        if h.base_sequence >= 0:
+            entry.batches.append((h.base_sequence, h.last_sequence, base_offset,
+                                  base_offset + h.last_offset_delta))
+            if len(entry.batches) > MAX_CACHED:
+                del entry.batches[0]
         entry.last_timestamp = h.max_timestamp
+        if h.is_transactional:
+            self.txns.begin(h.producer_id, base_offset)
+
+    def in_txn(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has a transaction open at this partition."""
+        return self.txns.in_txn(producer_id)
+
+    def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int = -1) -> int:
+        """The error for a marker of ``producer_id`` at ``epoch`` from a
+        coordinator at ``coordinator_epoch``, or 0: an older producer epoch
+        than the producer's is refused (INVALID_PRODUCER_EPOCH), and so is an
+        older coordinator epoch than the last marker's
+        (TRANSACTION_COORDINATOR_FENCED: a coordinator since replaced), as Kafka does."""
+        entry = self.producers.get(producer_id)
+        if entry is not None and epoch < entry.epoch:
+            return errors.INVALID_PRODUCER_EPOCH
+        if entry is not None and coordinator_epoch < entry.coordinator_epoch:
+            return errors.TRANSACTION_COORDINATOR_FENCED
+        return 0
+
+    def marker_needed(self, producer_id: int, epoch: int) -> bool:
+        """Whether a marker would end or fence anything: an open transaction, or
+        an epoch above the producer's. Markers sent again (a coordinator that
+        restarted before recording that they were written) are not appended twice."""
+        entry = self.producers.get(producer_id)
+        return self.txns.in_txn(producer_id) or entry is None or epoch > entry.epoch
+
+    def record_marker(self, producer_id: int, epoch: int, offset: int, commit: bool,
+                      timestamp: int = -1, coordinator_epoch: int = -1):
+        """Remember a commit or abort marker written at ``offset``; return the
+        aborted transaction it ended, if any."""
+        entry = self.producers.get(producer_id)
+        if entry is None or epoch > entry.epoch:
+            entry = self.producers[producer_id] = ProducerEntry(epoch)
+        entry.last_timestamp = max(entry.last_timestamp, timestamp)
+        entry.coordinator_epoch = max(entry.coordinator_epoch, coordinator_epoch)
+        return self.txns.end(producer_id, offset, commit)
 
     # -- snapshots --------------------------------------------------------
     def snapshot(self, log, force: bool = False) -> bytes | None:
@@ -199,14 +272,15 @@ class ProducerStateTable:
                               or (end == start and not self.producers)):
                 return None  # unchanged, or nothing a snapshot would save
             anchor = _anchor_of(_first_header(log, end - 1)) if end > start else _NO_ANCHOR
-            data = encode_snapshot(self.producers, end, anchor)
+            self.txns.prune(start)
+            data = encode_snapshot(self.producers, end, anchor, self.txns)
         except Exception:  # an optimisation only: never fail a checkpoint or shutdown
             logger.exception("producer snapshot of %s failed", log)
             return None
         self.snapshot_offset = end
         return data
 
-    def load_snapshot(self, log) -> tuple[int, tuple, dict] | None:
+    def load_snapshot(self, log) -> tuple[int, tuple, dict, TxnIndex] | None:
         """The log's snapshot decoded, or None (absent, unreadable or corrupt)."""
         try:
             raw = log.read_aux(SNAPSHOT_NAME)
@@ -216,7 +290,7 @@ class ProducerStateTable:
         if raw is None:
             return None
         try:
-            return decode_snapshot(raw)
+            return decode_snapshot_txns(raw)
         except SnapshotError as e:
             logger.warning("ignoring producer snapshot: %s", e)
             return None
@@ -227,12 +301,13 @@ class ProducerStateTable:
         ``rebuild_stats`` tells which: the offset replayed from, the snapshot
         offset used (None if none) and the number of headers read."""
         self.producers = {}
+        self.txns = TxnIndex()
         self.snapshot_offset = None
         start, end = log.log_start_offset, log.log_end_offset
         offset, headers, read = start, None, 0
         snap = self.load_snapshot(log)
         if snap is not None:
-            o, anchor, producers = snap
+            o, anchor, producers, txns = snap
             if not start <= o <= end:
                 logger.warning("ignoring producer snapshot at %d: outside the log [%d, %d]",
                                o, start, end)
@@ -250,6 +325,7 @@ class ProducerStateTable:
                     headers = iter(log.iter_headers(o))
                 if o is not None:
                     self.producers, self.snapshot_offset, offset = producers, o, o
+                    self.txns = txns
         from_offset = offset
         if headers is None:
             headers = log.iter_headers(start)
@@ -259,11 +335,52 @@ class ProducerStateTable:
             nxt = h.base_offset + h.last_offset_delta + 1
             if nxt <= offset:
                 continue
-            if h.producer_id >= 0 and h.base_sequence >= 0 and not h.attributes & CONTROL_FLAG:
-                record(h, h.base_offset)
+            if h.producer_id >= 0:
+                if h.attributes & CONTROL_FLAG:
+                    marker = _marker_of(log, h)
+                    if marker is not None:
+                        self.record_marker(h.producer_id, h.producer_epoch, h.base_offset, marker[0],
+                                           h.max_timestamp, marker[1])
+                elif h.base_sequence >= 0 or h.is_transactional:
+                    record(h, h.base_offset)
             offset = nxt
+        self.txns.prune(start)
         self.rebuild_stats = {"from_offset": from_offset, "snapshot_offset": self.snapshot_offset,
                               "headers_read": read}
+
+
+def marker_in(buf, pos: int = 0) -> tuple[bool, int] | None:
+    """(commit?, coordinator epoch) of the control batch at ``pos`` in ``buf``
+    (None: not a transaction marker, or unreadable): its one record's key
+    and value (Kafka's EndTxnMarker)."""
+    from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, InvalidBatch, decode_batch, \
+        decode_control_key, decode_end_txn_marker
+
+    try:
+        _, records = decode_batch(buf, pos)
+        if not records:
+            return None
+        kind = decode_control_key(records[0].key).type
+        if kind not in (CONTROL_COMMIT, CONTROL_ABORT):
+            return None
+        return kind == CONTROL_COMMIT, decode_end_txn_marker(records[0].value).coordinator_epoch
+    except (InvalidBatch, IndexError, ValueError) as e:
+        logger.warning("unreadable control batch: %s", e)
+        return None
+
+
+def _marker_of(log, h: BatchHeader) -> tuple[bool, int] | None:
+    """``marker_in`` for the control batch ``h`` of ``log`` (read from it)."""
+    try:
+        res = log.read(h.base_offset, h.size, h.last_offset + 1, min_one=True)
+    except Exception as e:
+        logger.warning("cannot read the control batch at %d: %s", h.base_offset, e)
+        return None
+    buf = b"".join(bytes(c) for c in res.chunks)
+    for pos, bh in iter_batches(buf):
+        if bh.base_offset == h.base_offset:
+            return marker_in(buf, pos)
+    return None
 
 
 def _close(it) -> None:

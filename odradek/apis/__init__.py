@@ -16,4 +16,5 @@ from odradek.apis import (  # noqa: F401
     reassignments,
     sasl,
     scram_credentials,
+    transactions,
 )

@@ -35,9 +35,12 @@ A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
 with, from v12, its current leader, and from v16 that leader's endpoint
 (KIP-951).
 
-Not implemented: read_committed reads up to the last stable offset, which
-equals the high watermark until transactions arrive, and aborted transactions
-are never listed. Reads from follower replicas (KIP-392) are not served:
+isolation_level=1 (read_committed) reads below the partition's last stable
+offset (the first offset of its earliest unstable transaction) and lists the
+aborted transactions overlapping what it returns (``Partition.read_committed``,
+docs/transactions.md); read_uncommitted reads below the high watermark.
+
+Not implemented: reads from follower replicas (KIP-392) are not served:
 consumers fetch from leaders.
 """
 
@@ -99,7 +102,8 @@ def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_
 
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
-                    skip_unchanged: bool = False, replica: bool = False) -> tuple[list, int, list, list]:
+                    skip_unchanged: bool = False, replica: bool = False,
+                    committed: bool = False) -> tuple[list, int, list, list]:
     """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
     [(partition, bytes) with records]).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
@@ -138,11 +142,20 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
                  "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
                  "aborted_transactions": None, "records": b""}
         limit = min(fp.max_bytes, max_bytes - total)
+        if committed:
+            entry["aborted_transactions"] = []
+            hw = entry["last_stable_offset"]  # what a read_committed consumer may read
         if offset < hw and (limit > 0 or total == 0):
             try:
                 # Only the first partition with data may exceed its limit.
-                read = p.read_for_replica if replica else p.read_for_consumer
-                result = read(offset, max(limit, 1), min_one=total == 0)
+                if replica:
+                    result = p.read_for_replica(offset, max(limit, 1), min_one=total == 0)
+                elif committed:
+                    result, aborted = p.read_committed(offset, max(limit, 1), min_one=total == 0)
+                    entry["aborted_transactions"] = [
+                        {"producer_id": a.producer_id, "first_offset": a.first_offset} for a in aborted]
+                else:
+                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
             except OffsetOutOfRange:
                 entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
             else:
@@ -191,7 +204,7 @@ async def fetch(ctx, request: dict) -> dict:
         follower_fetched(broker, parts, replica_id, uses_topic_ids)
     while True:
         entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                        privileged)
+                                                        privileged, request["isolation_level"] == 1 and not privileged)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
             break

@@ -1,9 +1,8 @@
 """Consumer groups: the classic group protocol and committed offsets.
 
 Versions served:
-  FindCoordinator (10) 0-6: key type 0 (group) only; batched keys from v4.
-    Key type 1 (transaction) answers COORDINATOR_NOT_AVAILABLE unless a
-    transaction coordinator is attached to the broker (``broker.transactions``).
+  FindCoordinator (10) 0-6: key types 0 (group) and 1 (transactional id,
+    the leader of its ``__transaction_state`` partition); batched keys from v4.
   JoinGroup (11) 0-9: MEMBER_ID_REQUIRED from v4, static membership from v5,
     skip_assignment for a static leader rejoining a stable group from v9.
   SyncGroup (14) 0-5, Heartbeat (12) 0-4, LeaveGroup (13) 0-5 (batched from v3).
@@ -31,10 +30,12 @@ type "consumer"; DescribeGroups answers Dead for them (v6: GROUP_ID_NOT_FOUND,
 "not a classic group"); a JoinGroup for one with members answers
 INCONSISTENT_GROUP_PROTOCOL (an empty one turns classic).
 
+OffsetFetch v7+ with ``require_stable`` answers UNSTABLE_OFFSET_COMMIT for a
+partition whose transactional offset (TxnOffsetCommit, odradek/apis/transactions.py)
+awaits its transaction's marker.
+
 Not implemented: share groups, ACLs (authorized operations report READ,
-DELETE and DESCRIBE), OffsetFetch require_stable (no pending transactional
-offsets exist: commits by TxnOffsetCommit are not handled here), OffsetCommit
-v0-1.
+DELETE and DESCRIBE), OffsetCommit v0-1.
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ async def find_coordinator(ctx, request: dict) -> dict:
         if gc is None:
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     elif key_type == TRANSACTION_KEY:
-        if getattr(broker, "transactions", None) is None:
+        tc = getattr(broker, "transactions", None)
+        if tc is None or not await tc.ensure_topic():
             code, message = errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available."
     else:
         code, message = errors.INVALID_REQUEST, f"Unsupported key type {key_type}."
@@ -98,7 +100,12 @@ async def find_coordinator(ctx, request: dict) -> dict:
         # A group's coordinator is the live leader of its __consumer_offsets
         # partition, on the listener the request came in on; none is known
         # while that partition is offline.
-        node = None if code or gc is None else coordinator_node(broker, gc, k, ctx.connection.listener)
+        if code:
+            node = None
+        elif key_type == TRANSACTION_KEY:
+            node = tc.coordinator_node(k, ctx.connection.listener)
+        else:
+            node = coordinator_node(broker, gc, k, ctx.connection.listener)
         c, m = (code, message) if node is not None or code else \
             (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
         entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m))
@@ -251,7 +258,8 @@ async def offset_commit(ctx, request: dict) -> dict:
     return dict(resp)
 
 
-def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None) -> dict:
+def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None,
+                 require_stable: bool = False) -> dict:
     """One group's OffsetFetch answer: {"error_code", "topics"} (topics by id when ``by_id``).
     ``member``: (member id, member epoch) sent from v9, checked for consumer groups."""
     broker = ctx.broker
@@ -273,6 +281,11 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
         resp = shard.fetch_offsets(group_id, wanted_topics, member_id=member[0], member_epoch=member[1])
     else:
         resp = shard.fetch_offsets(group_id, wanted_topics)
+    if require_stable:  # v7+: a pending transactional offset is not answered (KIP-447)
+        for rt in resp["topics"]:
+            for p in rt["partitions"]:
+                if shard.offsets.unstable(group_id, rt["name"], p["partition_index"]):
+                    p.update(error_code=errors.UNSTABLE_OFFSET_COMMIT, committed_offset=-1)
     if not by_id:
         return resp
     out = []
@@ -298,11 +311,13 @@ async def offset_fetch(ctx, request: dict) -> dict:
         groups = []
         for g in request["groups"]:
             member = (g["member_id"], g["member_epoch"]) if version >= 9 else None
-            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member)
+            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member,
+                             require_stable=request["require_stable"])
             groups.append({"group_id": g["group_id"], "topics": r["topics"], "error_code": r["error_code"]})
         return {"groups": groups}
     topics = request["topics"]
-    r = _fetch_group(ctx, gc, request["group_id"], topics, False)
+    r = _fetch_group(ctx, gc, request["group_id"], topics, False,
+                     require_stable=version >= 7 and request["require_stable"])
     if version >= 2:
         return {"error_code": r["error_code"], "topics": r["topics"]}
     # v1 has no top-level error: put it on every partition asked for.

@@ -1,7 +1,7 @@
 """ListOffsets (key 2), versions 1-11; OffsetForLeaderEpoch (key 23), versions 2-4.
 
 ListOffsets answers the special timestamps -1 (latest: the high watermark, or
-the last stable offset for read_committed, equal until transactions arrive),
+the last stable offset for read_committed: isolation_level 1, v2+),
 -2 (earliest), -3 (max timestamp, KIP-734), -4 (earliest local, KIP-405: the
 log start, as nothing is tiered) and -5 (earliest pending upload: none, so -1);
 any other timestamp finds the first offset below the high watermark whose
@@ -25,16 +25,17 @@ class OffsetNotAvailable(Exception):
     offsets below the log end may not be committed yet, so none is answered."""
 
 
-def list_offset(p, timestamp: int) -> dict:
+def list_offset(p, timestamp: int, committed: bool = False) -> dict:
     """Raises ValueError for an unknown special timestamp, OffsetNotAvailable
     (as Kafka) for latest or timestamp lookups while a new leader's high
-    watermark is behind the start of its epoch."""
+    watermark is behind the start of its epoch. ``committed``: read_committed."""
     epoch = p.leader_epoch
     lagging = p.epoch_start_offset > p.high_watermark
     if timestamp == LATEST:
         if lagging:
             raise OffsetNotAvailable()
-        return {"timestamp": -1, "offset": p.high_watermark, "leader_epoch": epoch}
+        return {"timestamp": -1, "offset": p.last_stable_offset if committed else p.high_watermark,
+                "leader_epoch": epoch}
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return {"timestamp": -1, "offset": p.log_start_offset, "leader_epoch": epoch}
     if timestamp == EARLIEST_PENDING_UPLOAD:
@@ -57,7 +58,7 @@ def list_offset(p, timestamp: int) -> dict:
 async def list_offsets(ctx, request: dict) -> dict:
     def answer(p, requested: dict, entry: dict) -> None:
         try:
-            entry.update(list_offset(p, requested["timestamp"]))
+            entry.update(list_offset(p, requested["timestamp"], request.get("isolation_level") == 1))
         except ValueError:
             entry["error_code"] = errors.INVALID_REQUEST
         except OffsetNotAvailable:

@@ -30,7 +30,16 @@ INVALID_TIMESTAMP if any record has a bad timestamp, else INVALID_RECORD.
 A partition this broker does not lead is answered NOT_LEADER_OR_FOLLOWER
 with, from v10, its current leader and that leader's endpoint (KIP-951).
 
-Not served yet: transactional batches (no transaction coordinator).
+Transactional batches (one per partition, from an idempotent producer) are
+accepted only for a partition that is part of the open transaction of their
+producer id and epoch, as Kafka 4 verifies them (KIP-890 part 1): a
+producer with no transaction open at the partition is checked with the
+transaction coordinator (``broker.transactions.verify``; one on another
+broker is asked first with AddPartitionsToTxn v4, ``prepare_verify``), and refused with
+its answer (INVALID_TXN_STATE when the partition was not added,
+PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS), so
+no transaction is left hanging. Control batches are written by the broker
+only (INVALID_RECORD from a client).
 """
 
 from __future__ import annotations
@@ -142,7 +151,19 @@ def _record_errors(records, headers, where: str, compacted: bool, ts_range) -> d
                               for i, _, m in found]}
 
 
-def produce_partition(p, records, acks: int, version: int) -> dict:
+def verify_transactional(p, h, transactional_id: str | None, transactions) -> int:
+    """0 if the transactional batch ``h`` may be written to ``p``, else the error."""
+    if h.producer_id < 0 or h.base_sequence < 0:
+        return errors.INVALID_RECORD
+    if p.in_txn(h.producer_id):
+        return 0  # verified when its transaction began here; the epoch is checked with the sequence
+    if transactional_id is None or transactions is None:
+        return errors.INVALID_TXN_STATE
+    return transactions.verify(transactional_id, h.producer_id, h.producer_epoch, p.topic.name, p.index)
+
+
+def produce_partition(p, records, acks: int, version: int, transactional_id: str | None = None,
+                      transactions=None) -> dict:
     """Validate and append one partition's records; return its response entry."""
     topic = p.topic
     cfg = topic.config
@@ -163,8 +184,15 @@ def produce_partition(p, records, acks: int, version: int) -> dict:
     now = now_ms()
     first = headers[0]
     for h in headers:
-        if h.is_transactional or h.is_control:
-            return _error(p.index, errors.INVALID_TXN_STATE, "transactions are not supported yet")
+        if h.is_control:
+            return _error(p.index, errors.INVALID_RECORD, "control batches cannot be produced")
+        if h.is_transactional and len(headers) != 1:
+            return _error(p.index, errors.INVALID_RECORD, "transactional produce must carry exactly one batch")
+    if first.is_transactional:
+        code = verify_transactional(p, first, transactional_id, transactions)
+        if code:
+            return _error(p.index, code, "the partition is not part of the producer's open transaction"
+                          if code == errors.INVALID_TXN_STATE else None)
     before = cfg.get_int("message.timestamp.before.max.ms")
     after = cfg.get_int("message.timestamp.after.max.ms")
     log_append_time = cfg.get("message.timestamp.type") == "LogAppendTime"
@@ -254,7 +282,11 @@ async def produce(ctx, request: dict) -> dict | None:
                 parts.append(_error(index, errors.INVALID_TOPIC_EXCEPTION,
                                     "cannot produce to an internal topic"))
             else:
-                entry = produce_partition(p, pd["records"], acks, version)
+                transactions = getattr(broker, "transactions", None)
+                if transactions is not None:  # a remote coordinator's verification, if one is needed
+                    await transactions.prepare_verify(request.get("transactional_id"), p, pd["records"])
+                entry = produce_partition(p, pd["records"], acks, version, request.get("transactional_id"),
+                                          transactions)
                 last = entry.pop("_last_offset", None)
                 if acks == -1 and last is not None and not (len(p.isr) == 1 and p.pending_isr is None):
                     waits.append((p, entry, p.replicated(last)))

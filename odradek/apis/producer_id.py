@@ -1,12 +1,12 @@
-"""InitProducerId (key 22), versions 0-6, for idempotent producers.
+"""InitProducerId (key 22), versions 0-6, for idempotent and transactional producers.
 
 Producer ids come from blocks claimed in the metadata store (see
 odradek/metadata/producer_ids.py), so an id is never handed out twice, even
 after a crash. v3+ requests that name their current id and epoch get the
 epoch bumped (KIP-360); at the epoch's limit a new id is issued.
 
-Not served yet: transactional ids (no transaction coordinator). A request
-with a transactional id is answered with COORDINATOR_NOT_AVAILABLE.
+A request with a transactional id goes to the transaction coordinator
+(``odradek.apis.transactions.init_transactional``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ EPOCH_MAX = 32767
 @handles("InitProducerId", 0, 6)
 async def init_producer_id(ctx, request: dict) -> dict:
     if request["transactional_id"] is not None:
-        return {"error_code": errors.COORDINATOR_NOT_AVAILABLE,
-                "producer_id": -1, "producer_epoch": -1}
+        from odradek.apis.transactions import init_transactional
+
+        return await init_transactional(ctx, request)
     pid, epoch = request["producer_id"], request["producer_epoch"]
     if pid >= 0 and 0 <= epoch < EPOCH_MAX - 1:
         return {"error_code": 0, "producer_id": pid, "producer_epoch": epoch + 1}

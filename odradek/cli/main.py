@@ -73,13 +73,14 @@ def main(bootstrap, client_config, timeout, debug) -> None:
 @click.option("--metadata-store", default=None, metavar="URL",
               help="Where cluster metadata lives: etcd://HOST:PORT[,HOST:PORT...]/PREFIX "
                    "(needs odradek[cluster]); default: a file in the data dir.")
+@click.option("--rack", default=None, help="This broker's rack (config broker.rack), for replica placement.")
 @click.option("--http", "http_listener", default=None, metavar="HOST:PORT",
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (config http.listener); "
                    "off by default.")
 @click.option("-o", "--override", multiple=True, metavar="KEY=VALUE", help="Set one broker property.")
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, metadata_store, http_listener,
-          override, log_level):
+def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, metadata_store, rack,
+          http_listener, override, log_level):
     """Run a broker in the foreground; stops cleanly on SIGTERM or Ctrl-C.
 
     \b
@@ -88,6 +89,7 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
       odradek serve --port 19092 --data-dir /var/lib/odradek --config server.properties
       odradek serve --memory -o num.partitions=3
       odradek serve --memory --http 127.0.0.1:9100   # metrics at http://127.0.0.1:9100/metrics
+      odradek serve --node-id 2 --port 9093 --data-dir d2 --rack r2 --metadata-store etcd://127.0.0.1:2379/prod
     """
     from odradek.config import BrokerConfig, parse_properties
     from odradek.server.serve import run
@@ -105,6 +107,8 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
         props[k.strip()] = v.strip()
     if metadata_store:
         props["metadata.store"] = metadata_store
+    if rack:
+        props["broker.rack"] = rack
     if http_listener:
         props["http.listener"] = http_listener
     if props.get("http.listener"):

@@ -9,3 +9,7 @@ async def start_coordinators(broker) -> None:
         return
     broker.groups = GroupCoordinator(broker)
     await broker.groups.start()
+    from odradek.coordinator.transactions.coordinator import TransactionCoordinator
+
+    broker.transactions = TransactionCoordinator(broker)
+    await broker.transactions.start()

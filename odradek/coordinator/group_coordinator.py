@@ -287,7 +287,7 @@ class GroupCoordinator:
             self.unload(index)
         shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index)
         h = HostedShard(index, partition, shard)
-        h.runner = ShardRunner(shard, lambda records, now: self._append(h, records, now))
+        h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))
         self.hosted[index] = h
         h.load_task = asyncio.get_running_loop().create_task(self._load(h))
         return h
@@ -362,6 +362,13 @@ class GroupCoordinator:
             if not progressed:
                 break
             await asyncio.sleep(0)
+        for pid, held in pending_txn.items():  # transactions still open: pending offsets
+            for r in held:
+                if r.key is not None:
+                    try:
+                        hosted.shard.replay_pending(pid, bytes(r.key), None if r.value is None else bytes(r.value), now_ms())
+                    except rec.RecordFormatError:
+                        pass
         return count
 
 
@@ -395,12 +402,33 @@ class GroupCoordinator:
         finally:
             self.waiters.pop(res.wait, None)
 
-    def _append(self, h: HostedShard, records: list, now: int) -> None:
+    def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
         p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)
         if code:
             raise RuntimeError(f"{OFFSETS_TOPIC}-{h.index}: error {code}")
-        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        if producer is None:
+            info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        else:
+            # TxnOffsetCommit: one transactional batch of the producer, tracked by
+            # the partition as an open transaction until its marker.
+            buf = bytearray(build_batch([(k, v, (), now) for k, v in records], producer_id=producer[0],
+                                        producer_epoch=producer[1], base_sequence=-1, transactional=True))
+            info = p.append_as_leader(buf, now, producer_batch=next(iter_batches(buf))[1])
         h.last_written = info.last_offset
+
+    def complete_transaction(self, index: int, producer_id: int, commit: bool) -> None:
+        """A marker of ``producer_id`` was written to partition ``index``: its
+        shard materialises or drops that producer's transactional offsets (a
+        shard still loading does so once loaded)."""
+        h = self.hosted.get(index)
+        if h is None:
+            return  # not hosted here: the next load reads the marker from the log
+        if h.loading:
+            if h.load_task is not None:
+                h.load_task.add_done_callback(
+                    lambda _: self.complete_transaction(index, producer_id, commit))
+            return
+        h.shard.complete_transaction(now_ms(), producer_id, commit)
 
     def _deliver(self, completions) -> None:
         for token, response in completions:

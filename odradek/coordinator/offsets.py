@@ -18,6 +18,12 @@ commit keys, type 1; a null value deletes the offset) and only
 for), counting from when the group became Empty, or from the commit for
 offsets of topics a group no longer subscribes to; a deleted topic's offsets
 are deleted with it.
+
+Transactional offsets (TxnOffsetCommit) are replayed into ``pending``, per
+producer id, and become committed offsets when that producer's commit
+marker is written to the partition (``complete_transaction``), or are
+dropped at its abort marker; OffsetFetch with ``require_stable`` answers
+UNSTABLE_OFFSET_COMMIT for a partition with a pending offset.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class OffsetManager:
         self.groups = groups
         self.config = config or GroupConfig()
         self.offsets: dict[str, dict[tuple[str, int], OffsetValue]] = {}
+        # producer id -> group -> (topic, partition) -> offset, until the transaction's marker
+        self.pending: dict[int, dict[str, dict[tuple[str, int], OffsetValue]]] = {}
 
     def of(self, group_id: str) -> dict[tuple[str, int], OffsetValue]:
         return self.offsets.get(group_id, {})
@@ -58,7 +66,7 @@ class OffsetManager:
     def commit_offsets(self, now: int, *, group_id: str | None, generation: int, member_id: str,
                        instance_id: str | None, topics: list[tuple[str, list[tuple]]],
                        topic_exists: Callable[[str, int], bool], retention_ms: int = -1,
-                       version: int = 9) -> Result:
+                       version: int = 9, transactional: bool = False) -> Result:
         """``topics``: (name, [(partition, offset, leader_epoch, metadata)]). Answers
         ``{"topics": [{"name", "partitions": [{partition_index, error_code}]}]}``."""
 
@@ -70,14 +78,19 @@ class OffsetManager:
         code = 0
         if not group_id:
             code = errors.INVALID_GROUP_ID
+        elif transactional and generation < 0 and not member_id:
+            pass  # TxnOffsetCommit before v3, or without group metadata: not checked, as in Kafka
         else:
             g = self.groups.get(group_id)
             if g is None:
                 if generation >= 0:
                     code = errors.GROUP_ID_NOT_FOUND if version >= 9 else errors.ILLEGAL_GENERATION
             else:
+                # A transactional commit to a KIP-848 group is checked by member
+                # epoch whatever its version, as Kafka does (not UNSUPPORTED_VERSION).
                 code = self.groups.kind(g).validate_offset_commit(g, now, generation, member_id,
-                                                                  instance_id, version)
+                                                                  instance_id, max(version, 9) if transactional
+                                                                  else version)
         if code:
             return Result(answer(lambda name, p: code))
         expire = now + retention_ms if retention_ms is not None and retention_ms >= 0 else -1
@@ -193,6 +206,27 @@ class OffsetManager:
         for gid, offsets in self.offsets.items():
             res.records.extend(self.tombstones(gid, [key for key in offsets if key[0] == topic]))
         return res
+
+    # -- transactional offsets -------------------------------------------
+    def replay_pending(self, producer_id: int, key: OffsetKey, value: bytes | None) -> None:
+        v = rec.decode_offset_value(value)
+        if v is not None:
+            self.pending.setdefault(producer_id, {}).setdefault(key.group, {})[(key.topic, key.partition)] = v
+
+    def complete_transaction(self, producer_id: int, commit: bool) -> list[str]:
+        """Materialise (commit) or drop the offsets of ``producer_id``'s
+        transaction; return the groups that got offsets."""
+        pending = self.pending.pop(producer_id, {})
+        if not commit:
+            return []
+        for group, offsets in pending.items():
+            self.offsets.setdefault(group, {}).update(offsets)
+        return list(pending)
+
+    def unstable(self, group_id: str, topic: str, partition: int) -> bool:
+        """Whether a transactional offset of the partition awaits its marker."""
+        return any((topic, partition) in by_group.get(group_id, ())
+                   for by_group in self.pending.values())
 
     # -- replay ----------------------------------------------------------
     def replay(self, key: OffsetKey, value: bytes | None) -> None:

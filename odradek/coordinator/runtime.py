@@ -19,6 +19,12 @@ carries an operation through, always in the same order:
 Loading is the same replay: :meth:`ShardRunner.load` feeds one stored record
 through it, skipping records it cannot read.
 
+A result with a ``producer`` (producer id, epoch) holds transactional
+records (TxnOffsetCommit): they are written as one transactional batch of
+that producer (``write(records, now, producer=...)``) and replayed with
+``replay_pending(producer_id, key, value, now)``, which keeps them aside
+until the transaction's marker.
+
 The runner knows nothing of sockets, clocks, logs or futures: the group
 coordinator (``odradek/coordinator/group_coordinator.py``), on the event
 loop, gives it a ``write`` that appends to a partition, and resolves futures
@@ -54,6 +60,7 @@ class Result:
     wait: int | None = None  # token of a parked request: its answer comes as a completion
     records: list = field(default_factory=list)  # (key bytes, value bytes | None); None: a tombstone
     failure: dict | None = None  # response to send instead if the records cannot be written
+    producer: tuple | None = None  # (producer id, epoch): the records belong to its transaction
 
 
 class ShardRunner:
@@ -71,7 +78,7 @@ class ShardRunner:
     def apply(self, res: Result, now: int) -> list[tuple[int, dict]]:
         """Append and replay ``res``'s records; return the completions to deliver."""
         if res.records:
-            failed = self._append_and_replay(res.records, now)
+            failed = self._append_and_replay(res.records, now, res.producer)
             if failed:
                 self.shard.append_failed(failed, now)
                 if res.failure is not None:
@@ -92,14 +99,20 @@ class ShardRunner:
             return False
         return True
 
-    def _append_and_replay(self, records: list, now: int) -> list:
+    def _append_and_replay(self, records: list, now: int, producer: tuple | None = None) -> list:
         """Append ``records`` as one batch and replay them; return the records
         that could not be written."""
         try:
-            self.write(records, now)
+            if producer is None:
+                self.write(records, now)
+            else:
+                self.write(records, now, producer=producer)
         except Exception:
             log.exception("cannot append %d records", len(records))
             return list(records)
         for k, v in records:
-            self.shard.replay(k, v, now)
+            if producer is None:
+                self.shard.replay(k, v, now)
+            else:
+                self.shard.replay_pending(producer[0], k, v, now)
         return []

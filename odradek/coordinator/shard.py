@@ -122,6 +122,26 @@ class GroupShard:
     def topic_deleted(self, now: int, topic: str) -> Result:
         return self.offsets.topic_deleted(now, topic)
 
+    # -- transactional offsets (TxnOffsetCommit) -------------------------
+    def txn_commit_offsets(self, now: int, *, producer_id: int, producer_epoch: int, **kw) -> Result:
+        res = self.offsets.commit_offsets(now, transactional=True, **kw)
+        res.producer = (producer_id, producer_epoch)
+        return res
+
+    def replay_pending(self, producer_id: int, key: bytes, value: bytes | None, now: int) -> None:
+        """Apply one transactional record of ``producer_id``: kept aside until its marker."""
+        k = rec.decode_key(key)
+        if isinstance(k, OffsetKey):
+            self.offsets.replay_pending(producer_id, k, value)
+
+    def complete_transaction(self, now: int, producer_id: int, commit: bool) -> None:
+        """A marker of ``producer_id`` was written to this shard's partition:
+        its pending offsets become committed (commit) or are dropped (abort).
+        Like replaying a record, this changes state only as the log says."""
+        for group in self.offsets.complete_transaction(producer_id, commit):
+            if group not in self.groups:
+                self.classic.add_simple_group(group, now)
+
     # -- what the runner calls -------------------------------------------
     def replay(self, key: bytes, value: bytes | None, now: int) -> None:
         """Apply one record of the partition. Raises RecordFormatError."""

@@ -37,7 +37,7 @@ from odradek.metadata.image import MetadataImage
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches
 from odradek.replica.partition import Partition
-from odradek.replica.peer import PeerConnection
+from odradek.replica.peer import AuthenticationError, PeerConnection
 
 log = logging.getLogger("odradek.replica.fetcher")
 
@@ -67,9 +67,10 @@ class ReplicaFetcher:
 
     def __init__(self, leader_id: int, node_id: int, image: MetadataImage, config: BrokerConfig,
                  broker_epoch: Callable[[], int], listener: str | None = None,
-                 local_host: str | None = None):
+                 local_host: str | None = None, security=None):
         self.leader_id = leader_id
         self.local_host = local_host
+        self.security = security
         self.node_id = node_id
         self.image = image
         self.config = config
@@ -133,10 +134,15 @@ class ReplicaFetcher:
                         await asyncio.sleep(self.backoff)
                         continue
                     conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-replica-{self.node_id}",
-                                          self.local_host)
+                                          self.local_host, self.security)
                     try:
                         await conn.connect(self.timeout)
-                    except (OSError, asyncio.TimeoutError) as e:
+                    except AuthenticationError as e:
+                        log.error("broker %d: cannot log in to leader %d: %s", self.node_id, self.leader_id, e)
+                        conn = None
+                        await asyncio.sleep(self.backoff)
+                        continue
+                    except (OSError, asyncio.TimeoutError, ValueError) as e:
                         log.debug("broker %d: cannot reach leader %d at %s: %s",
                                   self.node_id, self.leader_id, endpoint, e)
                         conn = None
@@ -247,10 +253,11 @@ class FetcherManager:
 
     def __init__(self, node_id: int, image: MetadataImage, config: BrokerConfig,
                  broker_epoch: Callable[[], int], listener: str | None = None,
-                 local_host: str | None = None):
+                 local_host: str | None = None, security=None):
         self.node_id = node_id
         self.listener = listener
         self.local_host = local_host
+        self.security = security
         self.image = image
         self.config = config
         self.broker_epoch = broker_epoch
@@ -269,7 +276,7 @@ class FetcherManager:
                 if f is None:
                     f = self.fetchers[p.leader] = ReplicaFetcher(
                         p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener,
-                        self.local_host)
+                        self.local_host, self.security)
                     f.start()
                 f.add(p)
                 self.assigned[(p.topic.topic_id, p.index)] = f

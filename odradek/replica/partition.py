@@ -10,13 +10,17 @@ and coordinators never touch a log:
 - appends happen as leader (``append_as_leader``: stamp with this leader's
   epoch, append, record producer state, wake the waiters, schedule the flush
   the log asks for) or as follower (``append_as_follower``: the leader's
-  batches as they are, offsets and epochs kept);
+  batches as they are, offsets and epochs kept, their producers' state and
+  transaction markers recorded as the leader recorded them);
 - the leader tracks each follower's log end from its fetches and moves the
   high watermark to the lowest log end over the ISR (its "maximal" form while
   an expansion is being written); the high watermark only increases while
   this broker leads; acks=all waiters complete when it passes their offset;
-- a consumer reads below the high watermark (later: the last stable offset),
-  a replica up to the log end;
+- a consumer reads below the high watermark (read_committed: below the last
+  stable offset, with the aborted transactions of what it read), a replica up
+  to the log end;
+- transaction markers are appended as leader through one method
+  (``append_marker``), for a local coordinator and for WriteTxnMarkers alike;
 - the leader epoch is checked where a request carries one;
 - truncation rebuilds the producer state from what is left.
 """
@@ -28,7 +32,7 @@ from typing import Callable
 
 from odradek.config import TopicConfig
 from odradek.metadata.topics import INTERNAL_TOPICS, PartitionState
-from odradek.producers import ProducerStateTable
+from odradek.producers import ProducerStateTable, marker_in
 from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches
 from odradek.storage.base import AppendInfo, PartitionLog, ReadResult
@@ -116,8 +120,9 @@ class Partition:
 
     @property
     def last_stable_offset(self) -> int:
-        """Where read_committed consumers stop: the high watermark until transactions arrive."""
-        return self.log.high_watermark
+        """Where read_committed consumers stop: the first offset of the earliest
+        open transaction, or the high watermark (``odradek.txn_state``)."""
+        return self.producers.txns.last_stable_offset(self.log.high_watermark)
 
     @property
     def log_start_offset(self) -> int:
@@ -184,8 +189,15 @@ class Partition:
         """Append batches fetched from the leader as they are (offsets and
         epochs kept), recording their producers' state. Raises InvalidBatch."""
         info = self.log.append_replicated(records, now_ms)
-        for _, h in iter_batches(records):
-            if h.producer_id >= 0 and h.base_sequence >= 0 and not h.is_control:
+        for pos, h in iter_batches(records):
+            if h.producer_id < 0:
+                continue
+            if h.is_control:  # a transaction marker: its type is in the batch's one record
+                marker = marker_in(records, pos)
+                if marker is not None:
+                    self.producers.record_marker(h.producer_id, h.producer_epoch, h.base_offset, marker[0],
+                                                 h.max_timestamp, marker[1])
+            elif h.base_sequence >= 0 or h.is_transactional:
                 self.producers.record(h, h.base_offset)
         self.notify()
         if self.log.flush_due:
@@ -357,6 +369,52 @@ class Partition:
         """As follower: start the log afresh, empty, at ``offset`` (the leader's log start)."""
         self.log.reset_to(offset)
         self.producers.rebuild(self.log)
+
+    # -- transactions ----------------------------------------------------------------
+    def in_txn(self, producer_id: int) -> bool:
+        """Whether ``producer_id`` has a transaction open here (its writes were verified)."""
+        return self.producers.in_txn(producer_id)
+
+    def append_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                      commit: bool, now_ms: int) -> int:
+        """Append a commit or abort marker (a control batch, Kafka's EndTxnMarker)
+        for ``producer_id`` as leader; 0 or the error. A marker that would end
+        no open transaction and fence no older epoch (sent again after a
+        coordinator restart) is answered without being appended again."""
+        from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_control_batch
+
+        if not self.is_leader:
+            return errors.NOT_LEADER_OR_FOLLOWER
+        code = self.producers.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        if code:
+            return code
+        if not self.producers.marker_needed(producer_id, producer_epoch):
+            return 0
+        batch = build_control_batch(CONTROL_COMMIT if commit else CONTROL_ABORT, producer_id,
+                                    producer_epoch, coordinator_epoch, now_ms)
+        info = self.append_as_leader(bytearray(batch), now_ms)  # high watermark, acks, waiters, flush
+        self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms,
+                                     coordinator_epoch)
+        self.producers.txns.settle(self.log.high_watermark)
+        return 0
+
+    def describe_producers(self) -> list[dict]:
+        """DescribeProducers: the producers this partition knows, with the
+        first offset of each one's open transaction (-1: none)."""
+        txns = self.producers.txns.ongoing
+        return [{"producer_id": pid, "producer_epoch": e.epoch,
+                 "last_sequence": e.batches[-1][1] if e.batches else -1,
+                 "last_timestamp": e.last_timestamp, "coordinator_epoch": e.coordinator_epoch,
+                 "current_txn_start_offset": txns.get(pid, -1)}
+                for pid, e in sorted(self.producers.producers.items())]
+
+    def read_committed(self, offset: int, max_bytes: int, min_one: bool = True):
+        """read_committed: (batches from ``offset`` below the last stable offset,
+        the aborted transactions overlapping them). Raises OffsetOutOfRange."""
+        lso = self.last_stable_offset
+        result = self.log.read(offset, max_bytes, lso, min_one=min_one)
+        aborted = self.producers.txns.aborted_between(offset, lso) if result.size else []
+        return result, aborted
 
     # -- waiting fetches ------------------------------------------------------------
     def add_waiter(self, fut: asyncio.Future) -> None:

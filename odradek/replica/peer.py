@@ -2,9 +2,10 @@
 
 One request at a time, framed with odradek's own codec
 (``odradek.protocol.frames``), so a caller awaits each answer before it
-sends the next; that is all a replica fetcher needs. Plaintext only: a
-cluster's inter-broker listener must be a PLAINTEXT one until inter-broker
-security is served (the broker refuses other settings at start).
+sends the next; that is all a replica fetcher needs. Over the inter-broker
+listener's security (``odradek.security.config.InterBrokerClient``): TLS
+with its truststore and keystore, then a SASL login (SaslHandshake v1 and
+SaslAuthenticate v2, PLAIN or SCRAM) before any other request.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ _SIZE = struct.Struct(">i")
 MAX_RESPONSE = 256 * 1024 * 1024
 
 
+class AuthenticationError(Exception):
+    """The other broker refused this broker's SASL login."""
+
+
 class PeerConnection:
-    def __init__(self, host: str, port: int, client_id: str, local_host: str | None = None):
+    def __init__(self, host: str, port: int, client_id: str, local_host: str | None = None, security=None):
         """``local_host``: the address to connect from (this broker's own, when
-        it listens on one), so peers see, and firewall rules can match, it."""
+        it listens on one), so peers see, and firewall rules can match, it.
+        ``security``: an ``InterBrokerClient`` (None: plaintext, no login)."""
         self.host = host
         self.port = port
         self.client_id = client_id
         self.local_host = local_host
+        self.security = security
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
@@ -35,9 +42,40 @@ class PeerConnection:
         return self._writer is not None and not self._writer.is_closing()
 
     async def connect(self, timeout: float) -> None:
+        """Connect, then log in if the listener wants SASL. Raises OSError,
+        asyncio.TimeoutError, ssl.SSLError or AuthenticationError."""
+        sec = self.security
+        ctx = sec.ssl_context if sec is not None else None
         self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port,
+            asyncio.open_connection(self.host, self.port, ssl=ctx, server_hostname=self.host if ctx else None,
                                     local_addr=(self.local_host, 0) if self.local_host else None), timeout)
+        if sec is not None and sec.mechanism is not None:
+            await self._login(sec, timeout)
+
+    async def _login(self, sec, timeout: float) -> None:
+        r = await self.request("SaslHandshake", 1, {"mechanism": sec.mechanism}, timeout)
+        if r["error_code"]:
+            raise AuthenticationError(f"SASL handshake for {sec.mechanism} refused (error {r['error_code']}; "
+                                      f"the server offers {r['mechanisms']})")
+        if sec.mechanism == "PLAIN":
+            await self._authenticate(b"\0" + sec.username.encode() + b"\0" + sec.password.encode(), timeout)
+            return
+        from scramp import ScramClient, ScramException
+
+        scram = ScramClient([sec.mechanism], sec.username, sec.password)
+        try:
+            scram.set_server_first((await self._authenticate(scram.get_client_first().encode(), timeout)).decode())
+            scram.set_server_final((await self._authenticate(scram.get_client_final().encode(), timeout)).decode())
+        except ScramException as e:
+            self.close()
+            raise AuthenticationError(f"SCRAM login as {sec.username}: {e}") from None
+
+    async def _authenticate(self, token: bytes, timeout: float) -> bytes:
+        r = await self.request("SaslAuthenticate", 2, {"auth_bytes": token}, timeout)
+        if r["error_code"]:
+            self.close()
+            raise AuthenticationError(f"SASL login refused: {r['error_message'] or r['error_code']}")
+        return r["auth_bytes"]
 
     async def request(self, name: str, version: int, body: dict, timeout: float) -> dict:
         """Send one request and return its response body. Raises OSError,

@@ -17,7 +17,9 @@ is answered; handlers stay unaware of ACLs. Three shapes cover the APIs:
   error response without calling the handler.
 - a function for the few APIs whose answer is filtered rather than refused:
   Metadata (unauthorised topics are left out of a full listing),
-  ListGroups, OffsetFetch, FindCoordinator, InitProducerId.
+  ListGroups, OffsetFetch, FindCoordinator, InitProducerId; and
+  AddPartitionsToTxn, refused whole when one topic is (Kafka answers the
+  others OPERATION_NOT_ATTEMPTED).
 
 Every registered API has an entry (``tests/unit/test_acl_rules.py``), ``NONE``
 for those Kafka does not check (ApiVersions, the SASL exchange,
@@ -336,6 +338,43 @@ async def init_producer_id(api, ctx, request):
     return await api.handler(ctx, request)
 
 
+def txn_write(ctx, request, key: str = "transactional_id") -> int:
+    return 0 if allowed(ctx, Op.WRITE, T.TRANSACTIONAL_ID, request[key]) else TXN_DENIED
+
+
+async def add_partitions_to_txn(api, ctx, request):
+    """v0-3 (clients): WRITE on the transactional id, then WRITE on each topic;
+    a refused topic gets TOPIC_AUTHORIZATION_FAILED and the others
+    OPERATION_NOT_ATTEMPTED, without the handler. v4+ (brokers): CLUSTER_ACTION."""
+    if ctx.version >= 4:
+        if not allowed(ctx, Op.CLUSTER_ACTION, T.CLUSTER, ""):
+            return {"error_code": CLUSTER_DENIED, "results_by_transaction": []}
+        return await api.handler(ctx, request)
+    topics = request["v3_and_below_topics"]
+    code = txn_write(ctx, request, "v3_and_below_transactional_id")
+    verdicts = {t["name"]: code or (0 if allowed(ctx, Op.WRITE, T.TOPIC, t["name"]) else TOPIC_DENIED)
+                for t in topics}
+    if not any(verdicts.values()):
+        return await api.handler(ctx, request)
+    return {"results_by_topic_v3_and_below": [
+        {"name": t["name"], "results_by_partition": [
+            {"partition_index": i, "partition_error_code": verdicts[t["name"]] or errors.OPERATION_NOT_ATTEMPTED}
+            for i in t["partitions"]]} for t in topics]}
+
+
+async def list_transactions(api, ctx, request):
+    """Only the transactional ids the principal may DESCRIBE are listed."""
+    response = await api.handler(ctx, request)
+    response["transaction_states"] = [s for s in response["transaction_states"] if allowed(
+        ctx, Op.DESCRIBE, T.TRANSACTIONAL_ID, s["transactional_id"])]
+    return response
+
+
+def txn_and_group(ctx, request) -> int:
+    """WRITE on the transactional id, then READ on the group."""
+    return txn_write(ctx, request) or group_of(Op.READ)(ctx, request)
+
+
 # -- the table -----------------------------------------------------------------------
 RULES: dict[str, Callable] = {
     "ApiVersions": NONE,
@@ -384,6 +423,25 @@ RULES: dict[str, Callable] = {
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),
                           lambda g, code: {"group_id": g, "error_code": code}),
     "InitProducerId": init_producer_id,
+    "AddPartitionsToTxn": add_partitions_to_txn,
+    "AddOffsetsToTxn": Whole(txn_and_group, top_error),
+    "EndTxn": Whole(txn_write, top_error),
+    "TxnOffsetCommit": Items("topics", "topics", topic_check(Op.READ), offset_commit_error, whole=txn_and_group),
+    "DescribeTransactions": Items(
+        "transactional_ids", "transaction_states",
+        lambda ctx, txn: 0 if allowed(ctx, Op.DESCRIBE, T.TRANSACTIONAL_ID, txn) else TXN_DENIED,
+        lambda txn, code: {"transactional_id": txn, "error_code": code, "transaction_state": "",
+                           "transaction_timeout_ms": 0, "transaction_start_time_ms": -1,
+                           "producer_id": -1, "producer_epoch": -1, "topics": []}),
+    "ListTransactions": list_transactions,
+    "DescribeProducers": Items("topics", "topics", topic_check(Op.READ), lambda t, code: {
+        "name": t["name"], "partitions": [{"partition_index": i, "error_code": code, "error_message": None,
+                                           "active_producers": []} for i in t["partition_indexes"]]}),
+    "WriteTxnMarkers": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"markers": [
+        {"producer_id": m["producer_id"], "topics": [
+            {"name": t["name"], "partitions": [{"partition_index": i, "error_code": code}
+                                               for i in t["partition_indexes"]]} for t in m["topics"]]}
+        for m in r["markers"]]}),
     "DescribeUserScramCredentials": Whole(cluster(Op.DESCRIBE),
                                           lambda r, code: {"error_code": code, "results": []}),
     "AlterUserScramCredentials": Whole(cluster(Op.ALTER), lambda r, code: {"results": [

@@ -5,9 +5,14 @@ protocol (``listener.security.protocol.map``), its TLS settings and its SASL
 settings, each key looked up first as ``listener.name.<listener>.<key>`` (the
 listener name in lower case), then as ``<key>``. It refuses, with a message
 naming the key, every security key odradek does not serve, rather than
-ignoring it; keys that have no effect on a single broker (those of its
-client side: inter-broker logins, endpoint identification) are accepted and
-listed in ``notes``, which the broker logs at start.
+ignoring it; keys that have no effect here are accepted and listed in
+``notes``, which the broker logs at start. ``inter_broker_client`` gives the
+client side of the inter-broker listener, as a follower connects to its
+leader: TLS with the listener's truststore and keystore (and
+``ssl.endpoint.identification.algorithm``), and a SASL login (PLAIN or SCRAM,
+``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
+``password`` of the listener's JAAS line for that mechanism, as Kafka's
+brokers log in to each other.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from dataclasses import dataclass, field
 
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
-from odradek.security.tls import PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, server_context
+from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
+                                  server_context)
 
 
 class SecurityConfigError(ValueError):
@@ -39,11 +45,9 @@ SSL_READ = {
     "ssl.truststore.location", "ssl.truststore.password", "ssl.truststore.certificates",
     "ssl.client.auth", "ssl.enabled.protocols", "ssl.protocol", "ssl.cipher.suites",
     "ssl.principal.mapping.rules", "ssl.provider", "ssl.engine.factory.class",
-    "ssl.keymanager.algorithm", "ssl.trustmanager.algorithm",
+    "ssl.keymanager.algorithm", "ssl.trustmanager.algorithm", "ssl.endpoint.identification.algorithm",
 }
 SSL_NO_EFFECT = {
-    "ssl.endpoint.identification.algorithm": "it applies to the broker's outgoing TLS connections, "
-                                             "and a single odradek broker makes none",
     "ssl.secure.random.implementation": "Python's ssl module uses OpenSSL's generator",
     "ssl.allow.dn.changes": "it applies to keystore updates at run time, which odradek does not make",
     "ssl.allow.san.changes": "it applies to keystore updates at run time, which odradek does not make",
@@ -70,7 +74,8 @@ HINTS = {
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
     "sasl.oauthbearer.": "OAUTHBEARER is not served yet",
-    "sasl.login.": "odradek makes no SASL logins of its own (no inter-broker client)",
+    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
+                   "password of the inter-broker listener's JAAS line",
     "delegation.token.": "delegation tokens are not served",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -95,6 +100,21 @@ class ListenerSecurity:
     ssl_context: ssl.SSLContext | None = None
     mapper: PrincipalMapper | None = None
     sasl: SaslSettings | None = None
+    tls: TlsSettings | None = None  # for the client side, when this is the inter-broker listener
+    check_hostname: bool = True  # ssl.endpoint.identification.algorithm=https (Kafka's default)
+    logins: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)  # mechanism -> (user, password)
+
+
+@dataclass
+class InterBrokerClient:
+    """How this broker connects to another's inter-broker listener."""
+
+    listener: str
+    protocol: str
+    ssl_context: ssl.SSLContext | None = None
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -105,6 +125,32 @@ class SecurityConfig:
     notes: list[str] = field(default_factory=list)
     authorizer: bool = False  # authorizer.class.name: ACLs are enforced
     allow_if_no_acl: bool = False  # allow.everyone.if.no.acl.found
+    inter_broker_mechanism: str = "GSSAPI"  # sasl.mechanism.inter.broker.protocol
+
+    def inter_broker_client(self) -> InterBrokerClient:
+        """The client side of the inter-broker listener (default: the first
+        listener). Raises SecurityConfigError when it cannot be served."""
+        name = self.inter_broker_listener or next(iter(self.listeners))
+        sec = self.listeners[name]
+        client = InterBrokerClient(name, sec.protocol)
+        if sec.tls is not None:
+            try:
+                client.ssl_context = client_context(sec.tls, sec.check_hostname)
+            except TlsConfigError as e:
+                raise SecurityConfigError(f"Inter-broker listener {name}: {e}") from None
+        if sec.sasl is not None:
+            mech = self.inter_broker_mechanism
+            if mech not in sec.sasl.mechanisms:
+                raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
+                                          f"inter-broker listener {name} (sasl.enabled.mechanisms)")
+            login = sec.logins.get(mech)
+            if login is None:
+                raise SecurityConfigError(
+                    f"Inter-broker listener {name}: the JAAS line for {mech} "
+                    f"(listener.name.{name.lower()}.{mech.lower()}.sasl.jaas.config) has no username and "
+                    f"password for this broker's own login")
+            client.mechanism, (client.username, client.password) = mech, login
+        return client
 
 
 def protocol_map(props: dict[str, str]) -> dict[str, str]:
@@ -217,9 +263,14 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
 
         sec = ListenerSecurity(l.name, l.protocol)
         if l.protocol in ("SSL", "SASL_SSL"):
-            sec.ssl_context, sec.mapper = _tls(l.name, get)
+            sec.ssl_context, sec.mapper, sec.tls = _tls(l.name, get)
+            algorithm = (get("ssl.endpoint.identification.algorithm", "https") or "").strip().lower()
+            if algorithm not in ("", "https"):
+                raise SecurityConfigError(f"Invalid ssl.endpoint.identification.algorithm {algorithm!r}: "
+                                          f"https or empty")
+            sec.check_hostname = algorithm == "https"
         if l.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-            sec.sasl = _sasl(l.name, get, props)
+            sec.sasl, sec.logins = _sasl(l.name, get, props)
         out[l.name] = sec
 
     inter = props.get("inter.broker.listener.name", "").strip().upper() or None
@@ -247,7 +298,9 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
             except ValueError as e:
                 raise SecurityConfigError(f"Invalid super.users: {e}") from None
     return SecurityConfig(out, tuple(supers), inter, notes, authorizer=bool(authorizer),
-                          allow_if_no_acl=allow_text == "true")
+                          allow_if_no_acl=allow_text == "true",
+                          inter_broker_mechanism=(props.get("sasl.mechanism.inter.broker.protocol")
+                                                  or "GSSAPI").strip())
 
 
 def _tls(name: str, get):
@@ -291,12 +344,14 @@ def _tls(name: str, get):
         truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
         enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
     try:
-        return server_context(settings), PrincipalMapper(settings.mapping_rules)
+        return server_context(settings), PrincipalMapper(settings.mapping_rules), settings
     except TlsConfigError as e:
         raise SecurityConfigError(f"Listener {name}: {e}") from None
 
 
-def _sasl(name: str, get, props) -> SaslSettings:
+def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str]]]:
+    """The listener's SASL settings, and this broker's own logins per mechanism
+    (the ``username``/``password`` of its JAAS lines)."""
     text = get("sasl.enabled.mechanisms")
     if text is None:
         raise SecurityConfigError(f"Listener {name} uses SASL, and sasl.enabled.mechanisms defaults to GSSAPI "
@@ -310,6 +365,7 @@ def _sasl(name: str, get, props) -> SaslSettings:
             raise SecurityConfigError(f"Listener {name}: SASL mechanism {m} is not served "
                                       f"(served: {', '.join(MECHANISMS)})")
     users: dict[str, str] = {}
+    logins: dict[str, tuple[str, str]] = {}
     for m in mechanisms:
         key = f"{m.lower()}.sasl.jaas.config"
         jaas = get(key)
@@ -328,6 +384,9 @@ def _sasl(name: str, get, props) -> SaslSettings:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: expected one {expected} entry")
         if m == "PLAIN":
             users = {k[len("user_"):]: v for k, v in modules[0].options.items() if k.startswith("user_")}
+        options = modules[0].options
+        if "username" in options and "password" in options:  # this broker's own login, to the others
+            logins[m] = (options["username"], options["password"])
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -338,4 +397,4 @@ def _sasl(name: str, get, props) -> SaslSettings:
                               DEFAULT_MAX_RECEIVE),
         reauth_by_mechanism=reauth_by,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
-                                  "connection.failed.authentication.delay.ms", 100))
+                                  "connection.failed.authentication.delay.ms", 100)), logins

@@ -88,6 +88,30 @@ def server_context(s: TlsSettings) -> ssl.SSLContext:
     return ctx
 
 
+def client_context(s: TlsSettings, check_hostname: bool) -> ssl.SSLContext:
+    """A client-side SSLContext for this broker's connections to others over a
+    listener with settings ``s``: the listener's truststore verifies them, its
+    keystore (when it has one) is this broker's certificate for ``ssl.client.auth``,
+    and ``check_hostname`` follows ``ssl.endpoint.identification.algorithm``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    versions = sorted(PROTOCOLS[p] for p in s.enabled_protocols)
+    ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
+    try:
+        if s.truststore_location:
+            ctx.load_verify_locations(cafile=s.truststore_location)
+        elif s.truststore_certificates:
+            ctx.load_verify_locations(cadata=s.truststore_certificates)
+        else:
+            ctx.load_default_certs()
+        if s.keystore_location:
+            ctx.load_cert_chain(s.keystore_location, password=s.key_password)
+    except (ssl.SSLError, OSError) as e:
+        raise TlsConfigError(f"Cannot load the inter-broker TLS settings: {e}") from None
+    ctx.check_hostname = check_hostname
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 # -- the principal of a certificate -------------------------------------------
 
 # The attribute keywords RFC 2253 prints (Java's X500Principal.getName() uses these).

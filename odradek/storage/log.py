@@ -686,20 +686,10 @@ def stamp_batches(buf: bytearray, base_offset: int, leader_epoch: int, now_ms: i
     (position, size, last offset, max timestamp) per batch. Raises InvalidBatch
     for framing that does not add up (the produce path validated it already).
     """
-    n = len(buf)
-    if n == 0:
-        raise InvalidBatch("no record batches to append")
     offset = base_offset
     spans = []
-    pos = 0
     max_ts = -1
-    while pos < n:
-        if n - pos < HEADER_SIZE:
-            raise InvalidBatch("truncated batch header")
-        h = read_header(buf, pos)
-        size = h.batch_length + LOG_OVERHEAD
-        if size < HEADER_SIZE or pos + size > n:
-            raise InvalidBatch("batch length out of bounds")
+    for pos, size, h in framed_batches(buf):
         set_base_offset(buf, pos, offset)
         set_leader_epoch(buf, pos, leader_epoch)
         if log_append_time:
@@ -712,8 +702,25 @@ def stamp_batches(buf: bytearray, base_offset: int, leader_epoch: int, now_ms: i
         if ts > max_ts:
             max_ts = ts
         offset = last + 1
-        pos += size
     return spans, offset, max_ts
+
+
+def framed_batches(buf):
+    """(position, size, header) of each batch of ``buf``, in order. Raises
+    InvalidBatch for an empty buffer or framing that does not add up."""
+    n = len(buf)
+    if n == 0:
+        raise InvalidBatch("no record batches to append")
+    pos = 0
+    while pos < n:
+        if n - pos < HEADER_SIZE:
+            raise InvalidBatch("truncated batch header")
+        h = read_header(buf, pos)
+        size = h.batch_length + LOG_OVERHEAD
+        if size < HEADER_SIZE or pos + size > n:
+            raise InvalidBatch("batch length out of bounds")
+        yield pos, size, h
+        pos += size
 
 
 def read_spans(buf, base_offset: int) -> tuple[list, int, int, list]:
@@ -722,21 +729,11 @@ def read_spans(buf, base_offset: int) -> tuple[list, int, int, list]:
     timestamp, [(leader epoch, start offset)] where the epoch changes). Raises
     InvalidBatch unless the first batch starts at ``base_offset`` and each
     next one where the previous ended."""
-    n = len(buf)
-    if n == 0:
-        raise InvalidBatch("no record batches to append")
     offset = base_offset
     spans = []
     epochs = []
-    pos = 0
     max_ts = -1
-    while pos < n:
-        if n - pos < HEADER_SIZE:
-            raise InvalidBatch("truncated batch header")
-        h = read_header(buf, pos)
-        size = h.batch_length + LOG_OVERHEAD
-        if size < HEADER_SIZE or pos + size > n:
-            raise InvalidBatch("batch length out of bounds")
+    for pos, size, h in framed_batches(buf):
         if h.base_offset != offset:
             raise InvalidBatch(f"batch at offset {h.base_offset} where {offset} was expected")
         if not epochs or epochs[-1][0] != h.partition_leader_epoch:
@@ -745,5 +742,4 @@ def read_spans(buf, base_offset: int) -> tuple[list, int, int, list]:
         spans.append((pos, size, last, h.max_timestamp))
         max_ts = max(max_ts, h.max_timestamp)
         offset = last + 1
-        pos += size
     return spans, offset, max_ts, epochs

@@ -69,6 +69,19 @@ def test_group_transaction_and_cluster_apis(raw):
         "error_code"] == CLUSTER_DENIED
     assert raw.request("InitProducerId", 4, {"transactional_id": "tx", "transaction_timeout_ms": 60000})[
         "error_code"] == TXN_DENIED
+    assert raw.request("EndTxn", 3, {"transactional_id": "tx", "producer_id": 1, "producer_epoch": 0,
+                                     "committed": True})["error_code"] == TXN_DENIED
+    add = raw.request("AddPartitionsToTxn", 3, {
+        "v3_and_below_transactional_id": "tx", "v3_and_below_producer_id": 1, "v3_and_below_producer_epoch": 0,
+        "v3_and_below_topics": [{"name": "a", "partitions": [0, 1]}]})
+    assert [p["partition_error_code"] for t in add["results_by_topic_v3_and_below"]
+            for p in t["results_by_partition"]] == [TXN_DENIED, TXN_DENIED]
+    assert raw.request("DescribeTransactions", 0, {"transactional_ids": ["tx"]})["transaction_states"][0][
+        "error_code"] == TXN_DENIED
+    assert raw.request("WriteTxnMarkers", 1, {"markers": [{
+        "producer_id": 1, "producer_epoch": 0, "transaction_result": True, "coordinator_epoch": 0,
+        "topics": [{"name": "a", "partition_indexes": [0]}]}]})["markers"][0]["topics"][0]["partitions"][0][
+        "error_code"] == CLUSTER_DENIED
     fc = raw.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["g1", "g2"]})
     assert {c["key"]: c["error_code"] for c in fc["coordinators"]} == {"g1": GROUP_DENIED, "g2": GROUP_DENIED}
     of = raw.request("OffsetFetch", 8, {"groups": [{"group_id": "g1", "topics": None}]})

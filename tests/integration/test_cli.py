@@ -482,3 +482,23 @@ def test_errors(odradek_broker, bs):
     cli(bs, "consume", "cli-err", "-f", "{nope}", expect=2)
     cli(bs, "topic", "create", "x", "-c", "novalue", expect=2)
     cli(bs, "consume", "cli-err", "-o", "sideways", expect=2)
+
+
+def test_serve_rack_is_the_brokers_rack():
+    import subprocess
+
+    from tests.conftest import free_port, wait_port
+    from tests.integration.rawclient import RawClient
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "serve", "--memory", "--port", str(port),
+                             "--rack", "r7"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=proc)
+        client = RawClient(f"127.0.0.1:{port}")
+        md = client.request("Metadata", 12, {"topics": [], "allow_auto_topic_creation": False})
+        client.close()
+        assert [(b["node_id"], b["rack"]) for b in md["brokers"]] == [(1, "r7")]
+    finally:
+        proc.terminate()
+        proc.wait(30)

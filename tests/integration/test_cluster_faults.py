@@ -206,3 +206,25 @@ def coordinator_of(cluster, group: str) -> int:
         client.close()
     assert r["error_code"] == 0, r
     return r["node_id"]
+
+
+@pytest.mark.parametrize("producer", ["java", "kafka-python"])
+@pytest.mark.odradek_cluster(config=FAULT_CONFIG)
+def test_other_clients_fail_over_when_the_leader_is_killed(odradek_cluster, producer, tmp_path):
+    """Apache Kafka's Java producer and kafka-python, idempotent with
+    acks=all, through a kill -9 of each partition's leader."""
+    if producer == "java":
+        from tests.integration.java_client import require_java
+
+        require_java()
+    cluster = odradek_cluster
+    create_topic(cluster)
+    work = Workload(cluster.bootstrap, TOPIC, PARTITIONS, producer=producer, java_dir=str(tmp_path)).start()
+    work.wait_acked(100, timeout=60)
+    for p in range(PARTITIONS):
+        victim = cluster.broker(cluster.leader(TOPIC, p))
+        victim.kill()
+        work.wait_acked(30, timeout=30)
+        victim.start()
+        wait_until(lambda: full_isr(cluster), timeout=60, what=f"broker {victim.node_id} back in the ISR")
+    finish(work, cluster)

@@ -41,3 +41,19 @@ def test_franz_go_round_trip(odradek_broker, franz_binary):
     assert lines[-1] == "lag 0"
     stored = odradek_broker.records("franz-topic")
     assert len(stored) == 5 * n
+
+
+def test_franz_go_txn_etl(odradek_broker_factory):
+    """franz-go's own TestTxnEtl (pkg/kgo/txn_test.go): a transactional
+    producer, then consume-transform-produce chains in transactions with
+    classic and KIP-848 groups, read back read_committed, exactly once."""
+    if shutil.which("go") is None:
+        pytest.skip("Go is not installed")
+    b = odradek_broker_factory(config={"transaction.state.log.num.partitions": "3"})
+    env = dict(os.environ, KGO_SEEDS=b.bootstrap, KGO_TEST_RF="1", KGO_TEST_RECORDS="20000")
+    proc = subprocess.run(["go", "test", "github.com/twmb/franz-go/pkg/kgo", "-run", "TestTxnEtl$", "-count=1",
+                           "-timeout", "300s", "-v"], cwd=os.path.join(HERE, "franz"), env=env,
+                          capture_output=True, text=True, timeout=380)
+    if proc.returncode != 0 and "--- " not in proc.stdout:
+        pytest.skip(f"could not build franz-go's tests (no module proxy?): {proc.stderr[-500:]}")
+    assert proc.returncode == 0 and "--- PASS: TestTxnEtl " in proc.stdout, proc.stdout[-4000:]

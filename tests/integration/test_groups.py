@@ -539,7 +539,8 @@ def test_raw_v0_group_flow_and_batched_find_coordinator(broker):
         assert [c["key"] for c in fc["coordinators"]] == ["a", "b"]
         assert {c["error_code"] for c in fc["coordinators"]} == {0}
         txn = rc.request("FindCoordinator", 4, {"key_type": 1, "coordinator_keys": ["t"]})
-        assert txn["coordinators"][0]["error_code"] == 15  # COORDINATOR_NOT_AVAILABLE
+        assert txn["coordinators"][0]["error_code"] == 0  # the transaction coordinator
+        assert txn["coordinators"][0]["port"] == broker.port
         join = rc.request("JoinGroup", 0, {"group_id": "g-raw", "session_timeout_ms": 6000, "member_id": "",
                                            "protocol_type": "consumer",
                                            "protocols": [{"name": "range", "metadata": b"meta"}]})

@@ -253,13 +253,57 @@ def test_a_follower_names_the_leader_and_a_new_leader_withholds_offsets(etcd, tm
             b.stop()
 
 
-def test_an_inter_broker_listener_other_than_plaintext_is_refused_in_a_cluster(etcd, tmp_path):
+def test_replication_over_sasl_ssl_with_acls(etcd, tmp_path):
+    """Brokers whose only listener is SASL_SSL (PLAIN) with ACLs on: each logs
+    in to its leader as the broker user of its JAAS line (a super user, so
+    its replica fetches have CLUSTER_ACTION) over TLS checked against the
+    truststore, and replication works as on PLAINTEXT."""
+    from confluent_kafka import Producer
+
+    from tests.integration.certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    pki.server = pki.issue("server", "CN=localhost,O=odradek", server=True)
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
+            'password="broker-secret" user_broker="broker-secret" user_alice="alice-secret";')
+    secured = {"listeners": "SASL_SSL://127.0.0.1:0", "sasl.enabled.mechanisms": "PLAIN",
+               "sasl.mechanism.inter.broker.protocol": "PLAIN",
+               "listener.name.sasl_ssl.plain.sasl.jaas.config": jaas,
+               "ssl.keystore.type": "PEM", "ssl.keystore.location": pki.server["pem"],
+               "ssl.truststore.type": "PEM", "ssl.truststore.location": pki.ca_file,
+               "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "super.users": "User:broker;User:alice"}
+    brokers = start_brokers(etcd, tmp_path, "sasl-ssl", **secured)
+    try:
+        create_replicated(brokers[0], "s", [(1, 2, 3)], {"min.insync.replicas": "3"})
+        wait_until(lambda: all(hosted(b, "s", 0) is not None for b in brokers), what="hosting")
+        address = "127.0.0.1:%d" % brokers[0].core.endpoints["SASL_SSL"][1]
+        acked = []
+        producer = Producer({"bootstrap.servers": address, "security.protocol": "SASL_SSL",
+                             "sasl.mechanisms": "PLAIN", "sasl.username": "alice", "sasl.password": "alice-secret",
+                             "ssl.ca.location": pki.ca_file, "acks": "all", "enable.idempotence": True})
+        for i in range(50):
+            producer.produce("s", b"v%d" % i, partition=0, on_delivery=lambda err, msg: acked.append(err))
+        assert producer.flush(60) == 0
+        assert acked == [None] * 50  # min.insync.replicas=3: every replica had them
+        for b in brokers:
+            wait_until(lambda: offsets(b, "s", 0) == (50, 50), what="replication over SASL_SSL")
+            assert log_bytes(b, "s", 0) == log_bytes(brokers[0], "s", 0)
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_a_cluster_broker_without_a_login_of_its_own_is_refused(etcd, tmp_path):
     from tests.integration import test_acls as T
 
-    config = dict(T.broker_config(), **{"metadata.store": etcd.url("sasl-inter")})
+    config = dict(T.broker_config(), **{
+        "metadata.store": etcd.url("no-login"), "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": T.JAAS.replace(
+            'username="admin" password="admin-secret" ', "")})
     with pytest.raises(Exception) as refused:
         EmbeddedBroker(data_dir=str(tmp_path / "b1"), node_id=1, config=config).start(timeout=30)
-    assert "inter-broker listener SASL_PLAINTEXT" in str(refused.value)
+    assert "has no username and password for this broker's own login" in str(refused.value)
 
 
 def test_leadership_moves_under_load_without_loss_or_duplicates(etcd, tmp_path):
@@ -290,6 +334,36 @@ def test_leadership_moves_under_load_without_loss_or_duplicates(etcd, tmp_path):
         assert work.check() == []
         assert len(work.acked) >= 400
         assert {e for _, _, e, _ in work.leaders} >= {0, 3}, "the sampler saw no moves"
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_replication_with_a_scram_login_created_after_start(etcd, tmp_path):
+    """The inter-broker listener wants SCRAM-SHA-256; the brokers' user is
+    created (through the other listener) only after they started: their
+    logins fail until then, and replication begins once it exists."""
+    from confluent_kafka.admin import AdminClient, UserScramCredentialUpsertion, ScramCredentialInfo, ScramMechanism
+
+    jaas = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="b-pw";'
+    config = {"listeners": "PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+              "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT",
+              "inter.broker.listener.name": "INTERNAL", "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-256",
+              "listener.name.internal.sasl.enabled.mechanisms": "SCRAM-SHA-256",
+              "listener.name.internal.scram-sha-256.sasl.jaas.config": jaas}
+    brokers = start_brokers(etcd, tmp_path, "scram", n=2, **config)
+    try:
+        create_replicated(brokers[0], "sc", [(1, 2)])
+        wait_until(lambda: all(hosted(b, "sc", 0) is not None for b in brokers), what="hosting")
+        bootstrap = "127.0.0.1:%d" % brokers[0].core.endpoints["PLAINTEXT"][1]
+        assert all(err is None for err, _ in produce(bootstrap, "sc", [b"early"] * 5, acks="1"))
+        time.sleep(0.5)
+        assert offsets(brokers[1], "sc", 0)[0] == 0  # broker 2 cannot log in yet
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "broker", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"b-pw")])["broker"].result(30)
+        wait_until(lambda: offsets(brokers[1], "sc", 0) == (5, 5), what="replication once the login exists")
+        assert log_bytes(brokers[1], "sc", 0) == log_bytes(brokers[0], "sc", 0)
     finally:
         for b in brokers:
             b.stop()

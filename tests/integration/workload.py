@@ -2,7 +2,9 @@
 
 ``Workload`` runs, in threads, while a test injures the cluster: an
 idempotent acks=all producer writing unique values round-robin over a
-topic's partitions (recording every acknowledgement), a consumer reading
+topic's partitions (recording every acknowledgement; confluent-kafka by
+default, or ``producer="kafka-python"`` or ``"java"``: Apache Kafka's own
+client in a JVM, see ``JAVA_PRODUCER``), a consumer reading
 every partition from the start (recording every record it sees), and a
 sampler of each partition's leader, leader epoch and ISR from Metadata. After
 healing, ``final_read`` reads everything again, and ``check`` holds the
@@ -21,6 +23,7 @@ history to what Jepsen checks of Kafka-like systems:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -30,7 +33,9 @@ from odradek.protocol import errors
 
 class Workload:
     def __init__(self, bootstrap: str, topic: str, partitions: int, *, producer_conf: dict | None = None,
-                 rate: float = 200.0):
+                 rate: float = 200.0, producer: str = "confluent", java_dir=None):
+        self.producer = producer
+        self.java_dir = java_dir  # a directory to compile the Java producer in
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
@@ -75,7 +80,22 @@ class Workload:
             time.sleep(0.02)
         return time.monotonic() - start
 
+    def _delivered(self, partition: int, offset: int, value: bytes, error: str | None) -> None:
+        with self._lock:
+            if error is None:
+                key = (partition, offset)
+                if key in self.acked and self.acked[key] != value:
+                    self.failed.append((value, f"offset {key} acknowledged twice"))
+                self.acked[key] = value
+                self.ack_times.append(time.monotonic())
+            else:
+                self.failed.append((value, error))
+
     def _produce(self) -> None:
+        if self.producer == "kafka-python":
+            return self._produce_kafka_python()
+        if self.producer == "java":
+            return self._produce_java()
         from confluent_kafka import Producer
 
         conf = {"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
@@ -84,15 +104,7 @@ class Workload:
         producer = Producer(conf)
 
         def delivered(err, msg):
-            with self._lock:
-                if err is None:
-                    key = (msg.partition(), msg.offset())
-                    if key in self.acked and self.acked[key] != msg.value():
-                        self.failed.append((msg.value(), f"offset {key} acknowledged twice"))
-                    self.acked[key] = msg.value()
-                    self.ack_times.append(time.monotonic())
-                else:
-                    self.failed.append((msg.value(), err.name()))
+            self._delivered(msg.partition(), msg.offset(), msg.value(), None if err is None else err.name())
 
         n = 0
         interval = 1.0 / self.rate
@@ -106,6 +118,54 @@ class Workload:
             producer.poll(interval)
         self.sent = n
         producer.flush(120)
+
+    def _produce_kafka_python(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks="all",
+                                 enable_idempotence=True, linger_ms=2, retries=2**31 - 1,
+                                 delivery_timeout_ms=120000, metadata_max_age_ms=1000)
+        n = 0
+        interval = 1.0 / self.rate
+        while not self._stop.is_set():
+            value = b"w-%d" % n
+            p = n % self.partitions
+            fut = producer.send(self.topic, value, partition=p)
+            fut.add_callback(lambda md, v=value: self._delivered(md.partition, md.offset, v, None))
+            fut.add_errback(lambda e, v=value: self._delivered(-1, -1, v, type(e).__name__))
+            n += 1
+            time.sleep(interval)
+        self.sent = n
+        producer.flush(120)
+        producer.close()
+
+    def _produce_java(self) -> None:
+        import subprocess
+
+        from tests.integration.java_client import require_java
+
+        cp = require_java()
+        src = os.path.join(self.java_dir, "WorkloadProducer.java")
+        with open(src, "w") as f:
+            f.write(JAVA_PRODUCER)
+        subprocess.run(["javac", "-cp", cp, "-d", self.java_dir, src], check=True, capture_output=True,
+                       timeout=120)
+        stop_file = os.path.join(self.java_dir, "stop")
+        proc = subprocess.Popen(["java", "-cp", f"{self.java_dir}{os.pathsep}{cp}", "WorkloadProducer",
+                                 self.bootstrap, self.topic, str(self.partitions), str(int(self.rate)),
+                                 stop_file], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stopper = threading.Thread(target=lambda: (self._stop.wait(), open(stop_file, "w").close()),
+                                   daemon=True)
+        stopper.start()
+        for line in proc.stdout:
+            parts = line.split()
+            if parts[:1] == ["ack"]:
+                self._delivered(int(parts[1]), int(parts[2]), parts[3].encode(), None)
+            elif parts[:1] == ["fail"]:
+                self._delivered(-1, -1, parts[1].encode(), " ".join(parts[2:]))
+            elif parts[:1] == ["sent"]:
+                self.sent = int(parts[1])
+        proc.wait(180)
 
     def _consume(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -225,3 +285,52 @@ def metadata_states(bootstrap: str, topic: str) -> tuple[str, list[tuple[int, in
                     out.append((p["partition_index"], p["leader_epoch"], p["leader_id"], list(p["isr_nodes"])))
         return address, out
     return "", []
+
+
+JAVA_PRODUCER = """
+import java.nio.file.*;
+import java.util.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+// Writes w-0, w-1, ... round-robin over the partitions, idempotent with
+// acks=all, printing each acknowledgement ("ack P O VALUE") or failure
+// ("fail VALUE ERROR"), until the stop file exists; then "sent N".
+public class WorkloadProducer {
+    public static void main(String[] a) throws Exception {
+        Properties props = new Properties();
+        props.put("bootstrap.servers", a[0]);
+        props.put("acks", "all");
+        props.put("enable.idempotence", "true");
+        props.put("linger.ms", "2");
+        props.put("delivery.timeout.ms", "120000");
+        props.put("metadata.max.age.ms", "1000");
+        props.put("key.serializer", StringSerializer.class.getName());
+        props.put("value.serializer", StringSerializer.class.getName());
+        String topic = a[1];
+        int partitions = Integer.parseInt(a[2]);
+        long pause = 1000L / Math.max(1, Integer.parseInt(a[3]));
+        Path stop = Paths.get(a[4]);
+        int n = 0;
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
+            while (!Files.exists(stop)) {
+                String value = "w-" + n;
+                producer.send(new ProducerRecord<>(topic, n % partitions, null, value), (md, e) -> {
+                    synchronized (System.out) {
+                        if (e == null) System.out.println("ack " + md.partition() + " " + md.offset() + " " + value);
+                        else System.out.println("fail " + value + " " + e.getClass().getSimpleName());
+                        System.out.flush();
+                    }
+                });
+                n++;
+                Thread.sleep(pause);
+            }
+            producer.flush();
+        }
+        synchronized (System.out) {
+            System.out.println("sent " + n);
+            System.out.flush();
+        }
+    }
+}
+"""

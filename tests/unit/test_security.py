@@ -134,10 +134,34 @@ def test_unserved_security_settings_are_refused_with_a_reason(props, message):
 
 
 def test_settings_without_effect_are_noted_not_refused():
-    sec = BrokerConfig(props={"ssl.endpoint.identification.algorithm": "https",
+    sec = BrokerConfig(props={"ssl.secure.random.implementation": "SHA1PRNG",
                               "allow.everyone.if.no.acl.found": "true"}).security()
-    assert any("ssl.endpoint.identification.algorithm" in n for n in sec.notes)
+    assert any("ssl.secure.random.implementation" in n for n in sec.notes)
     assert any("allow.everyone.if.no.acl.found" in n for n in sec.notes)
+
+
+def test_the_inter_broker_client_side():
+    """A broker's login to the others is the username and password of the
+    inter-broker listener's JAAS line, its TLS the listener's trust."""
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" '
+            'password="b-secret" user_broker="b-secret" user_alice="a";')
+    sec = BrokerConfig(props={
+        "listeners": "PLAINTEXT://:1,INTERNAL://:2", "listener.security.protocol.map":
+            "PLAINTEXT:PLAINTEXT,INTERNAL:SASL_PLAINTEXT", "inter.broker.listener.name": "INTERNAL",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN", "listener.name.internal.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.internal.plain.sasl.jaas.config": jaas}).security()
+    client = sec.inter_broker_client()
+    assert (client.listener, client.protocol, client.mechanism, client.username, client.password) == (
+        "INTERNAL", "SASL_PLAINTEXT", "PLAIN", "broker", "b-secret")
+    assert client.ssl_context is None
+    # Without a login of its own, a broker cannot replicate over it: refused with the key to set.
+    sec = BrokerConfig(props={
+        "listeners": "INTERNAL://:2", "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN", "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.internal.plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a";'}).security()
+    with pytest.raises(ValueError, match="listener.name.internal.plain.sasl.jaas.config"):
+        sec.inter_broker_client()
 
 
 def test_the_standard_authorizer_turns_acls_on():

@@ -1,0 +1,125 @@
+"""How commit and abort markers reach a partition's leader.
+
+The coordinator hands a :class:`MarkerWriter` one transaction's markers
+(producer id, epoch, coordinator epoch, commit or abort, partitions) and
+gets back an error code per partition; partitions answering a retriable
+error are sent again. A partition this broker leads gets its marker at once
+through ``Partition.append_marker`` (``write_marker``); the others are sent
+WriteTxnMarkers (v1), one request per leader, over a connection to its
+inter-broker listener -- the receiving broker's handler appends through the
+same ``write_marker``. A partition with no leader answers
+LEADER_NOT_AVAILABLE and waits.
+
+``write_marker`` is the one place a marker is appended: after a marker on a
+``__consumer_offsets`` partition the group coordinator materialises (commit)
+or drops (abort) that producer's pending transactional offsets, as Kafka's
+WriteTxnMarkers handler does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from odradek.clock import now_ms
+from odradek.protocol import errors
+
+log = logging.getLogger("odradek.transactions")
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def write_marker(broker, p, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                 commit: bool) -> int:
+    """Append one marker to partition ``p`` (led here); 0 or the error."""
+    code = p.append_marker(producer_id, producer_epoch, coordinator_epoch, commit, now_ms())
+    if not code and p.topic.name == OFFSETS_TOPIC and getattr(broker, "groups", None) is not None:
+        broker.groups.complete_transaction(p.index, producer_id, commit)
+    return code
+
+
+class MarkerWriter:
+    """Markers for this broker's partitions, appended at once, and for other
+    leaders' partitions, sent to them as WriteTxnMarkers."""
+
+    def __init__(self, broker, timeout_s: float = 30.0):
+        self.broker = broker
+        self.timeout = timeout_s
+        self.peers: dict[int, object] = {}  # broker id -> PeerConnection
+        self.locks: dict[int, asyncio.Lock] = {}  # one request at a time per connection
+
+    async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
+                    partitions) -> dict:
+        broker = self.broker
+        out: dict = {}
+        remote: dict[int, list] = {}
+        for topic, index in partitions:
+            p, code = broker.replicas.partition_or_error(topic, index)
+            if not code:
+                out[(topic, index)] = write_marker(broker, p, producer_id, producer_epoch, coordinator_epoch,
+                                                   commit)
+                continue
+            t = broker.image.get(topic)
+            if t is None or not 0 <= index < len(t.partitions):
+                out[(topic, index)] = errors.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            leader = t.partitions[index].leader
+            if leader < 0 or leader == broker.config.node_id or leader not in broker.image.brokers:
+                out[(topic, index)] = errors.LEADER_NOT_AVAILABLE if leader < 0 else code
+                continue
+            remote.setdefault(leader, []).append((topic, index))
+        for leader, tps in remote.items():
+            out.update(await self._send(leader, producer_id, producer_epoch, coordinator_epoch, commit, tps))
+        return out
+
+    async def _send(self, leader: int, producer_id: int, producer_epoch: int, coordinator_epoch: int,
+                    commit: bool, tps: list) -> dict:
+        by_topic: dict[str, list[int]] = {}
+        for topic, index in tps:
+            by_topic.setdefault(topic, []).append(index)
+        body = {"markers": [{"producer_id": producer_id, "producer_epoch": producer_epoch,
+                             "transaction_result": commit, "coordinator_epoch": coordinator_epoch,
+                             "topics": [{"name": t, "partition_indexes": ix} for t, ix in by_topic.items()]}]}
+        try:
+            resp = await self.call(leader, "WriteTxnMarkers", 1, body)
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as e:
+            log.info("WriteTxnMarkers to broker %d failed (%s); retrying", leader, e)
+            return {tp: errors.NETWORK_EXCEPTION for tp in tps}
+        out = {tp: errors.UNKNOWN_SERVER_ERROR for tp in tps}
+        for m in resp["markers"]:
+            for t in m["topics"]:
+                for part in t["partitions"]:
+                    out[(t["name"], part["partition_index"])] = part["error_code"]
+        return out
+
+    async def call(self, node: int, api: str, version: int, body: dict) -> dict:
+        """One inter-broker request to broker ``node``, after any other to it
+        finished. Raises OSError, asyncio.TimeoutError, ValueError or
+        ConnectionError (the connection is then dropped)."""
+        lock = self.locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            try:
+                conn = await self._peer(node)
+                return await conn.request(api, version, body, self.timeout)
+            except BaseException:
+                self.peers.pop(node, None)
+                raise
+
+    async def _peer(self, leader: int):
+        from odradek.replica.peer import PeerConnection
+
+        conn = self.peers.get(leader)
+        if conn is not None and conn.connected:
+            return conn
+        info = self.broker.image.brokers.get(leader)
+        endpoint = info.endpoint(getattr(self.broker, "inter_broker_listener", None)) if info else None
+        if endpoint is None:
+            raise ConnectionError(f"broker {leader} has no endpoint")
+        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-txn-markers-{self.broker.config.node_id}")
+        await conn.connect(self.timeout)
+        self.peers[leader] = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in self.peers.values():
+            conn.close()
+        self.peers.clear()
