@@ -13,6 +13,7 @@ from odradek.apis import (  # noqa: F401
     produce,
     producer_id,
     quotas,
+    reassignments,
     sasl,
     scram_credentials,
     transactions,

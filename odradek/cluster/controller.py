@@ -38,6 +38,15 @@ Invariants of every decision (``decide_partition``):
 - brokers not live, and (where others remain) brokers shutting down, leave
   the ISR; nothing here ever adds a broker to an ISR (the partition's leader
   does that as followers catch up).
+
+*Reassignments* (KIP-455, ``start_reassignment``, ``cancel_reassignment``,
+``complete_reassignment``): a partition being moved has replicas = target
+followed by the replicas being removed, with ``adding`` and ``removing``
+recorded in its state; the brokers added host it and fetch like any
+follower, and its leader adds them to the ISR as they catch up. Each round
+the controller completes every reassignment whose adding replicas are all
+in the ISR: replicas = target, the removed ones out of the ISR, a leader
+being removed replaced from target and ISR (epoch + 1).
 """
 
 from __future__ import annotations
@@ -75,7 +84,8 @@ def unclean_enabled(config: BrokerConfig, topic: TopicState) -> bool:
 
 def _new(s: PartitionState, leader: int, isr: list[int]) -> PartitionState:
     epoch = s.leader_epoch + 1 if leader != s.leader else s.leader_epoch
-    return PartitionState(leader, epoch, list(s.replicas), list(isr), list(s.elr))
+    return PartitionState(leader, epoch, list(s.replicas), list(isr), list(s.elr),
+                          adding=list(s.adding), removing=list(s.removing))
 
 
 def decide_partition(s: PartitionState, live: set[int], shutting_down: set[int],
@@ -179,6 +189,95 @@ def elect(s: PartitionState, election_type: int, live: set[int],
     return new, 0
 
 
+def _reassigned(s: PartitionState, replicas: list[int], adding: list[int], removing: list[int],
+                live: set[int], shutting_down: set[int]) -> PartitionState | None:
+    """``s`` with replicas ``replicas`` (and that reassignment state): the ISR
+    keeps only members among them; a leader no longer among them is replaced
+    by the first of ``replicas`` in the new ISR that is live and not shutting
+    down (epoch + 1). None when that leaves an empty ISR or no leader."""
+    isr = [r for r in s.isr if r in replicas]
+    leader = s.leader
+    if leader != -1 and leader not in replicas:
+        leader = next((r for r in replicas if r in isr and r in live and r not in shutting_down), -1)
+        if leader == -1:
+            return None
+    if not isr:
+        return None
+    epoch = s.leader_epoch + 1 if leader != s.leader else s.leader_epoch
+    return PartitionState(leader, epoch, list(replicas), isr, list(s.elr),
+                          adding=list(adding), removing=list(removing))
+
+
+def start_reassignment(s: PartitionState, target: list[int], live: set[int], shutting_down: set[int],
+                       allow_rf_change: bool = True) -> tuple[PartitionState | None, int, str | None]:
+    """AlterPartitionReassignments to ``target`` for one partition: (new state,
+    0, None), (None, 0, None) when nothing changes, or (None, error, message).
+
+    As Kafka: from the replicas before any ongoing reassignment (``original``;
+    a new target replaces the ongoing one), ``adding`` is target minus them,
+    ``removing`` them minus target, and the replicas become target followed
+    by ``removing``; the ISR and the leader stay. A reassignment that adds no
+    replica completes at once (``complete_reassignment``). Without
+    ``allow_rf_change`` (KIP-860) a target of another size than ``original``
+    is refused."""
+    if not target:
+        return None, errors.INVALID_REPLICA_ASSIGNMENT, "The replica list is empty."
+    if len(set(target)) != len(target):
+        return None, errors.INVALID_REPLICA_ASSIGNMENT, f"Duplicate replicas in {target}."
+    unknown = [r for r in target if r not in live]
+    if unknown:
+        return None, errors.INVALID_REPLICA_ASSIGNMENT, f"Replicas {unknown} are not live brokers."
+    original = s.original
+    if not allow_rf_change and len(target) != len(original):
+        return None, errors.INVALID_REPLICATION_FACTOR, (
+            f"The replication factor is changed from {len(original)} to {len(target)} "
+            "but allowReplicationFactorChange is false.")
+    if target == (s.target if s.reassigning else s.replicas):
+        return None, 0, None  # already the ongoing (or the current) assignment
+    adding = [r for r in target if r not in original]
+    removing = [r for r in original if r not in target]
+    new = _reassigned(s, target + removing, adding, removing, live, shutting_down)
+    if new is None:
+        return None, errors.INVALID_REPLICA_ASSIGNMENT, "No replica of the new assignment could lead."
+    done = complete_reassignment(new, live, shutting_down)
+    return (done or new), 0, None
+
+
+def cancel_reassignment(s: PartitionState, live: set[int],
+                        shutting_down: set[int]) -> tuple[PartitionState | None, int, str | None]:
+    """A null target: back to the replicas before the reassignment, its added
+    replicas out of the ISR (a leader among them replaced)."""
+    if not s.reassigning:
+        return None, errors.NO_REASSIGNMENT_IN_PROGRESS, None
+    new = _reassigned(s, s.original, [], [], live, shutting_down)
+    if new is None:
+        return None, errors.INVALID_REPLICA_ASSIGNMENT, "No replica of the original assignment is in sync."
+    return new, 0, None
+
+
+def complete_reassignment(s: PartitionState, live: set[int], shutting_down: set[int]) -> PartitionState | None:
+    """The completed state of an ongoing reassignment once every adding
+    replica is in the ISR: replicas = target, the removed ones out of the
+    ISR, a new leader from target and ISR if the leader is removed (epoch +
+    1), adding and removing cleared. None while it must wait (a replica
+    still catching up; no ISR member of the target could lead)."""
+    if not s.reassigning or any(r not in s.isr for r in s.adding):
+        return None
+    return _reassigned(s, s.target, [], [], live, shutting_down)
+
+
+def reassignment_changes(topics: Iterable[TopicState], live: set[int], shutting_down: set[int]) -> list[Change]:
+    """Reassignments the controller completes now."""
+    out = []
+    for t in topics:
+        for i, s in enumerate(t.partitions):
+            if s.reassigning:
+                new = complete_reassignment(s, live, shutting_down)
+                if new is not None:
+                    out.append(Change(t.name, i, new, s.revision))
+    return out
+
+
 def leads_movable(image: MetadataImage, node_id: int) -> list[tuple[str, int]]:
     """Partitions ``node_id`` leads that another live ISR member, not shutting
     down, could lead: what a controlled shutdown waits to see moved."""
@@ -270,6 +369,8 @@ class Controller:
                 if self.active:
                     await self.apply(lambda: leadership_changes(
                         self.image, set(self.image.brokers), self.image.shutting_down(), self.config))
+                    await self.apply(lambda: reassignment_changes(
+                        self.image, set(self.image.brokers), self.image.shutting_down()))
                     if self.rebalance_enabled and loop.time() >= next_rebalance:
                         next_rebalance = loop.time() + self.rebalance_interval
                         await self.apply(lambda: rebalance_changes(
@@ -296,8 +397,9 @@ class Controller:
         compares, ops = update_partition_txn(c.topic, c.index, c.state, c.read_at, self.fence())
         done = await self.store.txn(compares, ops, [Get(CONTROLLER)])
         if done.succeeded:
-            log.info("partition %s-%d: leader %d epoch %d isr %s", c.topic, c.index, c.state.leader,
-                     c.state.leader_epoch, c.state.isr)
+            log.info("partition %s-%d: leader %d epoch %d replicas %s isr %s%s", c.topic, c.index,
+                     c.state.leader, c.state.leader_epoch, c.state.replicas, c.state.isr,
+                     f" adding {c.state.adding} removing {c.state.removing}" if c.state.reassigning else "")
             return True, done.revision
         current = done.reads[0] if done.reads else []
         if not current or current[0].create_revision != self.epoch:
@@ -377,3 +479,69 @@ class Controller:
         for key in pending:  # still contended after every round
             results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
         return {k: results[k] for k in wanted if k in results}
+
+    async def alter_reassignments(self, wanted: list[tuple[str, int, list[int] | None]],
+                                  allow_rf_change: bool = True
+                                  ) -> dict[tuple[str, int], tuple[int, str | None]]:
+        """AlterPartitionReassignments: per (topic, index), start a
+        reassignment to the target replicas, or cancel one (target None);
+        answered (error code, message) once written and in this broker's
+        image. Raises NotController."""
+        results: dict[tuple[str, int], tuple[int, str | None]] = {}
+        targets: dict[tuple[str, int], list[int] | None] = {}
+        for name, index, target in wanted:
+            targets[(name, index)] = target
+        pending = list(targets)
+        written: set[tuple[str, int]] = set()
+
+        def decide():
+            out = []
+            live, shutting = set(self.image.brokers), self.image.shutting_down()
+            for key in list(pending):
+                name, index = key
+                t = self.image.get(name)
+                if t is None or not 0 <= index < len(t.partitions):
+                    results[key] = (errors.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist.")
+                    pending.remove(key)
+                    continue
+                s = t.partitions[index]
+                target = targets[key]
+                if target is None:
+                    new, code, message = cancel_reassignment(s, live, shutting)
+                    if new is None and key in written:  # cancelled by an earlier round of this request
+                        code, message = 0, None
+                else:
+                    new, code, message = start_reassignment(s, target, live, shutting, allow_rf_change)
+                if new is None:
+                    results[key] = (code, message)
+                    pending.remove(key)
+                else:
+                    out.append(Change(name, index, new, s.revision))
+            return out
+
+        if not self.active:
+            raise NotController()
+        await self.apply(decide, written=written)
+        if not self.active and not written:
+            raise NotController()
+        for key in written:
+            results.setdefault(key, (0, None))
+        for key in pending:  # still contended after every round
+            results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
+        return {k: results[k] for k in targets if k in results}
+
+    def list_reassignments(self, wanted: list[tuple[str, int]] | None
+                           ) -> dict[str, list[tuple[int, PartitionState]]]:
+        """ListPartitionReassignments: the ongoing reassignments, of every
+        partition or of ``wanted`` (unknown ones are left out, as Kafka does),
+        from the controller's image. Raises NotController."""
+        if not self.active:
+            raise NotController()
+        out: dict[str, list[tuple[int, PartitionState]]] = {}
+        keys = ([(t.name, i) for t in self.image for i in range(len(t.partitions))]
+                if wanted is None else wanted)
+        for name, index in keys:
+            t = self.image.get(name)
+            if t is not None and 0 <= index < len(t.partitions) and t.partitions[index].reassigning:
+                out.setdefault(name, []).append((index, t.partitions[index]))
+        return out

@@ -5,8 +5,11 @@ Keys (values are JSON):
 - ``topics/<name>``: ``{"id": "<32 hex digits>"}``; the topic exists while it does.
 - ``configs/topic/<name>``: the topic's config overrides.
 - ``partitions/<name>/<index>``: ``{"leader", "leader_epoch", "replicas", "isr",
-  "elr"}`` (node ids; leader -1 when no replica can lead; ``elr`` is room for
-  KIP-966's eligible leader replicas, empty for now); a topic's partitions are
+  "elr", "adding", "removing"}`` (node ids; leader -1 when no replica can lead;
+  ``elr`` is room for KIP-966's eligible leader replicas, empty for now;
+  ``adding`` and ``removing`` are the replicas an ongoing reassignment
+  (KIP-455) adds and removes, both empty when none is; values written
+  without them read as empty); a topic's partitions are
   0..n-1. The key's mod revision is the partition's version: every write to
   it after creation compares it (and the writer's epoch), so a stale writer
   (a paused leader, an old controller) cannot overwrite newer state.
@@ -40,15 +43,34 @@ class PartitionState:
     elr: list[int] = field(default_factory=list)
     #: the mod revision of the key this state was read from (0: not written yet); not stored
     revision: int = field(default=0, compare=False)
+    #: an ongoing reassignment (KIP-455): replicas being added, and being removed
+    adding: list[int] = field(default_factory=list)
+    removing: list[int] = field(default_factory=list)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
+
+    @property
+    def target(self) -> list[int]:
+        """The replicas once an ongoing reassignment completes (else ``replicas``)."""
+        return [r for r in self.replicas if r not in self.removing]
+
+    @property
+    def original(self) -> list[int]:
+        """The replicas before an ongoing reassignment (what cancelling reverts to)."""
+        return [r for r in self.replicas if r not in self.adding]
 
     def to_json(self) -> bytes:
         return json.dumps({"leader": self.leader, "leader_epoch": self.leader_epoch,
-                           "replicas": self.replicas, "isr": self.isr, "elr": self.elr}).encode()
+                           "replicas": self.replicas, "isr": self.isr, "elr": self.elr,
+                           "adding": self.adding, "removing": self.removing}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes, revision: int = 0) -> "PartitionState":
         d = json.loads(raw)
-        return cls(d["leader"], d["leader_epoch"], d["replicas"], d["isr"], d.get("elr", []), revision)
+        return cls(d["leader"], d["leader_epoch"], d["replicas"], d["isr"], d.get("elr", []), revision,
+                   d.get("adding", []), d.get("removing", []))
 
 
 @dataclass

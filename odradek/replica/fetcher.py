@@ -13,7 +13,9 @@ sessionless, one request in flight. For each partition of an answer:
   truncates the log to where it agrees with the leader, as KIP-320 describes;
   the next fetch asks again from there;
 - OFFSET_OUT_OF_RANGE below the leader's log start starts the log afresh
-  there; otherwise the log is truncated to its high watermark;
+  there (at the first batch's base offset when that start falls inside a
+  batch, as Kafka's follower does); otherwise the log is truncated to its
+  high watermark;
 - other errors (a leader that no longer leads, epochs not yet known to one
   side, an unknown topic) back the partition off for
   ``replica.fetch.backoff.ms`` while the metadata image catches up.
@@ -228,6 +230,13 @@ class ReplicaFetcher:
             for pos, h in iter_batches(buf):  # whole batches the follower already has are skipped
                 if h.next_offset > leo:
                     start = pos
+                    if h.base_offset < leo and leo == p.log_start_offset:
+                        # An empty log started at the leader's log start, which falls
+                        # inside this batch (records deleted up to the middle of it):
+                        # the log starts again at the batch, as Kafka's follower does.
+                        log.info("%s: the leader's log start %d is inside a batch; starting at %d",
+                                 p, leo, h.base_offset)
+                        p.reset_to(h.base_offset)
                     break
             else:
                 start = len(buf)

@@ -6,8 +6,9 @@ partition) becomes a Partition or a Kafka error code; API handlers and
 coordinators call it and nothing below it. The manager hosts what the
 metadata image assigns to this broker: ``reconcile`` opens the logs of
 partitions whose replicas name it, follows changes of leader, epoch and
-config, and closes and deletes the logs of topics that are gone. It also runs
-the flushes partitions ask for, off the event loop.
+config, and closes and deletes the logs of topics that are gone and of
+partitions whose replicas no longer name it (a reassignment moved them
+away). It also runs the flushes partitions ask for, off the event loop.
 
 Invariants: a partition is reachable through the lookup only once its log is
 open and the image holds it; its log is closed only after it is no longer
@@ -192,10 +193,14 @@ class ReplicaManager:
         elif hosted.config.overrides != state.configs:
             hosted.set_config(TopicConfig(self.config, state.configs))
         now = now_ms()
+        dropped = [p for p in hosted.partitions if p.index not in indexes]
         for p in hosted.partitions:
             s = state.partitions[p.index] if p.index < len(state.partitions) else None
-            if s is not None and s.revision != p.state_revision and p.apply_state(s, now):
+            if s is not None and s.revision != p.state_revision and p.apply_state(s, now) \
+                    and p not in dropped:
                 gained.append(p)
+        if dropped:
+            await self._drop(hosted, dropped, lost)
         new = [i for i in indexes if i not in hosted.by_index
                and (state.topic_id, i) not in self.failed]
         if new:
@@ -207,6 +212,23 @@ class ReplicaManager:
             gained.extend(opened)
         if hosted.partitions and name not in self.topics:
             self.add(hosted)
+        elif not hosted.partitions and self.topics.get(name) is hosted:
+            self.remove(name)
+
+    async def _drop(self, hosted: Topic, dropped: list[Partition], lost: list) -> None:
+        """Stop hosting ``dropped`` partitions of ``hosted``, which the image no
+        longer assigns to this broker (a reassignment moved them away): first
+        unreachable (out of the lookup, their fetchers stopped), then their
+        logs closed and deleted; the listeners learn of them with ``lost``."""
+        for p in dropped:
+            hosted.by_index.pop(p.index, None)
+        hosted.host([])
+        if self.fetchers is not None:
+            self.fetchers.follow([], dropped)
+        lost.extend(dropped)
+        log.info("%s: no longer a replica here; deleting the log(s) of partition(s) %s",
+                 hosted.name, [p.index for p in dropped])
+        await self.discard(hosted, dropped)
 
     def _failed_of(self, name: str, keep_id: bytes | None) -> list[tuple[bytes, int]]:
         """Failed partitions of topic ``name`` with another id than ``keep_id``."""
@@ -276,7 +298,13 @@ class ReplicaManager:
         task.add_done_callback(self._isr_writes.discard)
 
     async def _write_isr(self, p: Partition, isr: list[int]) -> None:
-        new = PartitionState(p.leader, p.leader_epoch, list(p.replicas), isr)
+        topic = self.image.get(p.topic.name)
+        known = topic.partitions[p.index] if topic is not None and p.index < len(topic.partitions) else None
+        if known is None or known.revision != p.state_revision:  # the state moved on: decide again from it
+            p.isr_change_failed()
+            return
+        new = PartitionState(p.leader, p.leader_epoch, list(p.replicas), isr, list(known.elr),
+                             adding=list(known.adding), removing=list(known.removing))
         try:
             done = await self.metadata.txn(*update_partition_txn(
                 p.topic.name, p.index, new, p.state_revision, self.fence()))

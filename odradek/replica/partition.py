@@ -230,6 +230,9 @@ class Partition:
                 self._become_leader(now_ms)
             else:
                 self.followers = {}
+        elif self.is_leader and any(r not in self.replicas for r in self.followers):
+            # Replicas a reassignment removed: no longer followers.
+            self.followers = {r: f for r, f in self.followers.items() if r in self.replicas}
         if self.is_leader:
             self.advance_high_watermark()
         self.notify()
@@ -248,10 +251,10 @@ class Partition:
         """As leader: follower ``replica_id`` fetches from ``fetch_offset``, so
         it holds everything below it. Moves the high watermark, and asks for
         the follower to join the ISR once it has caught up."""
+        if replica_id not in self.replicas:  # not (or no longer: a reassignment moved it) a replica
+            return
         f = self.followers.get(replica_id)
         if f is None:
-            if replica_id not in self.replicas:
-                return
             f = self.followers[replica_id] = FollowerState(0)
         end = self.log.log_end_offset
         offset = min(fetch_offset, end)

@@ -460,6 +460,14 @@ RULES: dict[str, Callable] = {
         {"topic": t["topic"], "partition_result": [
             {"partition_id": p, "error_code": code, "error_message": None} for p in t["partitions"]]}
         for t in r["topic_partitions"] or []]}),
+    "AlterPartitionReassignments": Whole(cluster(Op.ALTER), lambda r, code: {
+        "allow_replication_factor_change": True, "error_code": code,
+        "error_message": "Cluster authorization failed.", "responses": [
+            {"name": t["name"], "partitions": [
+                {"partition_index": p["partition_index"], "error_code": code, "error_message": None}
+                for p in t["partitions"]]} for t in r["topics"]]}),
+    "ListPartitionReassignments": Whole(cluster(Op.DESCRIBE), lambda r, code: {
+        "error_code": code, "error_message": "Cluster authorization failed.", "topics": []}),
     "AlterClientQuotas": Whole(cluster(Op.ALTER_CONFIGS), lambda r, code: {"entries": [
         {"error_code": code, "error_message": None, "entity": e["entity"]} for e in r["entries"]]}),
 }

@@ -107,3 +107,14 @@ def test_elect_leaders_needs_alter_on_the_cluster(raw):
     assert res["replica_election_results"] == [{"topic": "a", "partition_result": [
         {"partition_id": 0, "error_code": CLUSTER_DENIED, "error_message": None}]}]
 
+
+
+def test_reassignments_need_alter_and_describe_on_the_cluster(raw):
+    res = raw.request("AlterPartitionReassignments", 1, {
+        "timeout_ms": 1000, "allow_replication_factor_change": True,
+        "topics": [{"name": "a", "partitions": [{"partition_index": 0, "replicas": [1]}]}]})
+    assert res["error_code"] == CLUSTER_DENIED
+    assert res["responses"] == [{"name": "a", "partitions": [
+        {"partition_index": 0, "error_code": CLUSTER_DENIED, "error_message": None}]}]
+    res = raw.request("ListPartitionReassignments", 0, {"timeout_ms": 1000, "topics": None})
+    assert res["error_code"] == CLUSTER_DENIED and res["topics"] == []
