@@ -91,7 +91,7 @@ def test_one_controller_is_elected_and_another_when_it_stops(cluster):
 def test_a_leader_that_stops_is_replaced_from_the_isr(cluster):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    brokers = cluster(3, "failover", **{"controlled.shutdown.enable": "false"})
+    brokers = cluster(3, "failover", **{"controlled.shutdown.enable": "false", "replica.lag.time.max.ms": "1000"})
     admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
     admin.create_topics([NewTopic("rep", 6, 3)])["rep"].result(30)
     before = states(brokers[0], "rep")
@@ -141,8 +141,14 @@ def test_a_leader_that_stops_is_replaced_from_the_isr(cluster):
     for i in led:
         assert st[i][0] == me and st[i][1] == mid[i][1] + 1 and st[i][3] == [me]
 
-    # The last ISR member stopping too: offline, its ISR kept as it was.
+    # The lapsed broker registers again, catches up and is back in the ISR.
     wait_until(lambda: victim2 in other.core.image.brokers, what="the lapsed broker to register again")
+    wait_until(lambda: all(sorted(s[3]) == sorted([me, victim2]) for s in states(other, "rep")),
+               what="the lapsed broker back in the ISR")
+    # It stops fetching: the leader drops it from the ISR after replica.lag.time.max.ms.
+    b2.call(lambda: _async(b2.core.fetchers.follow, [], list(b2.core.replicas.topic("rep").partitions)))
+    wait_until(lambda: all(s[3] == [me] for s in states(other, "rep")), what="the ISR to shrink")
+    # The last ISR member stopping too: offline, its ISR kept as it was.
     other.stop()
     survivor = b2
     wait_until(lambda: all(s[0] == -1 for s in states(survivor, "rep")), timeout=10, what="offline partitions")
@@ -393,3 +399,7 @@ def test_a_killed_leader_process_is_replaced_once_its_lease_lapses(cluster, etcd
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _async(fn, *args):
+    return fn(*args)
