@@ -392,6 +392,7 @@ def clean_group(lg, group: list, cleaned, offsets: dict, now: int, cfg: Compacti
     (when anything changed: otherwise the caller discards it)."""
     out = GroupOutcome(changed=len(group) > 1)
     dropped_last = None
+    kept_before = len(txn.kept) if txn is not None else 0
     for seg in group:
         out.bytes_in += seg.size
         for h, batch in lg.segment_batches(seg):
@@ -413,6 +414,12 @@ def clean_group(lg, group: list, cleaned, offsets: dict, now: int, cfg: Compacti
     if dropped_last is not None:  # the segment must still end where the group did
         cleaned.append(empty_batch(dropped_last))
         out.batches_dropped -= 1
+    if txn is not None:  # the aborted transactions whose markers this group keeps
+        kept = txn.kept[kept_before:]
+        if [a.last_offset for a in kept] != [a.last_offset for s in group for a in s.aborted]:
+            out.changed = True
+        for a in kept:
+            cleaned.add_aborted(a)
     out.bytes_out = cleaned.size
     if out.changed and cleaned.size:
         cleaned.finish()
@@ -584,6 +591,7 @@ def clean_log(lg, cfg: CompactionConfig, now: int | None = None, clean_point: in
     if "aborted" not in kwargs:
         table = ProducerStateTable()
         table.rebuild(lg)
+        lg.restore_aborted(table.txns.aborted)
         batches, markers = producer_retention(table.producers)
         kwargs["aborted"] = list(table.txns.aborted)
         kwargs.setdefault("producer_batches", batches)
@@ -713,7 +721,7 @@ class LogCleaner:
         producer_batches, producer_markers = producer_retention(p.producers.producers)
         gen = clean_steps(ltc, cfg, now, producer_batches=producer_batches,
                           producer_markers=producer_markers,
-                          aborted=list(p.producers.txns.aborted), map_budget=self.map_budget, should_abort=self._should_abort(lg))
+                          aborted=lg.aborted_between(0, LONG_MAX), map_budget=self.map_budget, should_abort=self._should_abort(lg))
         try:
             result = await self._drive(gen)
         except CleanerAborted:
