@@ -12,10 +12,11 @@ bench/kafka_runtime.py) assigns every partition of one topic and reads it
 (one record each, not measured); then, measured:
 
 - busy: a producer in the same JVM writes ``--rate`` records/s of 100 B to
-  random partitions for ``--seconds``; the consumer fetches (default
-  fetch.max.wait.ms=500, fetch.min.bytes=1), so most fetches return one or a
-  few records;
-- idle: no producer for ``--seconds``: every fetch waits out its 500 ms.
+  random partitions for ``--seconds``; the consumer fetches
+  (fetch.max.wait.ms=``--max-wait-ms``, 20 by default; fetch.min.bytes=1),
+  so most fetches return one or a few records;
+- idle: no producer for ``--seconds``: every fetch waits out its
+  fetch.max.wait.ms.
 
 The consumer reaches the broker through a counting TCP proxy in this process
 (the broker advertises the proxy's port), which records the size of every

@@ -29,11 +29,12 @@ What readers ask:
 
 Persistence: the index is part of the producer snapshot (version 2 of its
 format, :mod:`odradek.producers`) and is rebuilt with the table from the
-log's control batches after it. It is an in-memory index per partition, not
-Kafka's ``.txnindex`` files per segment: the aborted transactions of the
-whole log are listed (pruned below the log start offset), which is fine for
-logs with few aborts; per-segment files are a later step. The cleaner keeps
-transactional and control batches whole, so compaction never invalidates it.
+log's control batches after it. The aborted list here is the complete
+record the snapshot carries and recovery restores the log's per-segment
+``.txnindex`` files from (``SegmentedLog.restore_aborted``); Fetch lookups
+read those files' entries (``SegmentedLog.aborted_between``), which the
+cleaner trims as Kafka's does. ``aborted_between`` here is the reference
+the tests compare them with.
 """
 
 from __future__ import annotations

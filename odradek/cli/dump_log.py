@@ -209,8 +209,36 @@ def dump_log(paths, records, as_json):
         finally:
             if isinstance(buf, mmap.mmap):
                 buf.close()
+            _dump_txn_index(path, pr, as_json)
     if any_invalid:
         sys.exit(EXIT_ERROR)
+
+
+def _dump_txn_index(log_path: str, pr, as_json: bool) -> None:
+    """The segment's ``.txnindex`` (Kafka's AbortedTxn entries), if it has one."""
+    import struct
+
+    path = log_path[: -len(".log")] + ".txnindex" if log_path.endswith(".log") else None
+    if path is None or not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        raw = f.read()
+    entry = struct.Struct(">hqqqq")
+    n = len(raw) // entry.size
+    if not as_json:
+        pr.plain(f"Dumping {path} ({n} aborted transaction(s))", bold=True)
+    for i in range(n):
+        version, pid, first, last, lso = entry.unpack_from(raw, i * entry.size)
+        doc = {"version": version, "producer_id": pid, "first_offset": first,
+               "last_offset": last, "last_stable_offset": lso}
+        if as_json:
+            sys.stdout.write(json.dumps({"file": path, "aborted_txn": doc}) + "\n")
+        else:
+            pr.line([("version", str(version)), ("producerId", str(pid)),
+                     ("firstOffset", str(first)), ("lastOffset", str(last)),
+                     ("lastStableOffset", str(lso))])
+    if len(raw) % entry.size and not as_json:
+        pr.plain(f"{len(raw) % entry.size} trailing bytes (an incomplete entry)")
 
 
 def _incomplete(buf, pos: int, size: int) -> bool:

@@ -144,7 +144,7 @@ class ReplicaManager:
                 continue
             p = Partition(topic, i, log_, self.node_id, self.schedule_flush)
             p._isr_changes = self.write_isr
-            p.producers.rebuild(p.log)
+            p.rebuild_producers()
             opened.append(p)
         return opened
 

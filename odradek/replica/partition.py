@@ -195,8 +195,10 @@ class Partition:
             if h.is_control:  # a transaction marker: its type is in the batch's one record
                 marker = marker_in(records, pos)
                 if marker is not None:
-                    self.producers.record_marker(h.producer_id, h.producer_epoch, h.base_offset, marker[0],
-                                                 h.max_timestamp, marker[1])
+                    a = self.producers.record_marker(h.producer_id, h.producer_epoch, h.base_offset,
+                                                     marker[0], h.max_timestamp, marker[1])
+                    if a is not None:
+                        self.log.append_aborted(a)
             elif h.base_sequence >= 0 or h.is_transactional:
                 self.producers.record(h, h.base_offset)
         self.notify()
@@ -363,12 +365,18 @@ class Partition:
     def truncate_to(self, offset: int) -> None:
         """Drop everything from ``offset`` on, and the producer state of it."""
         self.log.truncate_to(offset)
-        self.producers.rebuild(self.log)
+        self.rebuild_producers()
 
     def reset_to(self, offset: int) -> None:
         """As follower: start the log afresh, empty, at ``offset`` (the leader's log start)."""
         self.log.reset_to(offset)
+        self.rebuild_producers()
+
+    def rebuild_producers(self) -> None:
+        """Rebuild the producer state from the log (snapshot and replay), and
+        with it the ``.txnindex`` entries recovery or truncation dropped."""
         self.producers.rebuild(self.log)
+        self.log.restore_aborted(self.producers.txns.aborted)
 
     # -- transactions ----------------------------------------------------------------
     def in_txn(self, producer_id: int) -> bool:
@@ -393,8 +401,10 @@ class Partition:
         batch = build_control_batch(CONTROL_COMMIT if commit else CONTROL_ABORT, producer_id,
                                     producer_epoch, coordinator_epoch, now_ms)
         info = self.append_as_leader(bytearray(batch), now_ms)  # high watermark, acks, waiters, flush
-        self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit, now_ms,
-                                     coordinator_epoch)
+        a = self.producers.record_marker(producer_id, producer_epoch, info.base_offset, commit,
+                                         now_ms, coordinator_epoch)
+        if a is not None:
+            self.log.append_aborted(a)
         self.producers.txns.settle(self.log.high_watermark)
         return 0
 
@@ -413,7 +423,7 @@ class Partition:
         the aborted transactions overlapping them). Raises OffsetOutOfRange."""
         lso = self.last_stable_offset
         result = self.log.read(offset, max_bytes, lso, min_one=min_one)
-        aborted = self.producers.txns.aborted_between(offset, lso) if result.size else []
+        aborted = self.log.aborted_between(offset, lso) if result.size else []
         return result, aborted
 
     # -- waiting fetches ------------------------------------------------------------

@@ -28,12 +28,24 @@ Theory of operation (Apache Kafka's log cleaner is the reference):
   segments or the new one, never a mix; durable renames off the loop; see
   log.py for the crash-safe file protocol); (4) the clean point moves to the
   end of the range.
-- Records without a key are dropped; control batches and transactional
-  batches are kept whole (and transactional records stay out of the offset map,
-  so an aborted write never hides an older value). A batch left empty is
-  dropped unless it may carry producer state (idempotence) or it is the last
-  batch of its group (a cleaned segment always ends at the offset its group
-  ended at, so segments stay contiguous).
+- Records without a key are dropped. A batch left empty is dropped unless
+  it may carry producer state (idempotence) or it is the last batch of its
+  group (a cleaned segment always ends at the offset its group ended at, so
+  segments stay contiguous).
+- Transactions, as Kafka's cleaner treats them (``TxnCleaning``): nothing at
+  or above the last stable offset is cleaned (``examine``), so every
+  transaction met has ended; records of aborted transactions (the log's
+  AbortedTxn entries) are removed and never enter the offset map; records of
+  committed transactions compact like any other. A marker stays while its
+  transaction's data may be in the log (a batch of it was walked in this
+  pass); once none is, it is stamped with a delete horizon like a tombstone
+  and removed by a pass at or after it. Batches keep their producer id,
+  epoch and sequence: the batches a producer table caches are kept (emptied
+  when all their records go), and a marker that is its producer's last entry
+  (an epoch bump, e.g. a fencing abort) is kept whole, so a rebuilt producer
+  table equals the one before (Kafka keeps only each producer's last batch,
+  and such a marker as an empty batch; odradek's rebuild reads the epoch
+  from the marker's record, so keeps it whole).
 - Tombstones (null values): the first cleaning that keeps one stamps its batch
   with a *delete horizon* (clean time + delete.retention.ms), as Kafka does for
   magic 2: attribute bit 6 set and the horizon in the base timestamp field,
@@ -46,7 +58,7 @@ Theory of operation (Apache Kafka's log cleaner is the reference):
 Cleaning steps are written once, as a generator (``clean_steps``) that runs on
 the event loop and yields the blocking parts as callables: ``clean_log`` runs
 them inline (tests), ``LogCleaner`` in its worker thread. Not implemented:
-transactions (no aborted-data removal, no marker removal), the I/O throttle,
+the I/O throttle,
 several cleaner threads, and forcing a roll of the active segment when
 max.compaction.lag.ms passes.
 """
@@ -70,6 +82,7 @@ from odradek.protocol.batch import (
 )
 from odradek.protocol.records import build_batch, decode_batch
 from odradek.clock import now_ms
+from odradek.producers import ProducerStateTable, marker_in
 
 log = logging.getLogger("odradek.cleaner")
 
@@ -134,8 +147,11 @@ class LogToClean:
         return self.dirty_bytes > 0 and (self.must_clean or self.ratio > cfg.min_cleanable_ratio)
 
 
-def examine(lg, clean_point: int | None, cfg: CompactionConfig, now: int) -> LogToClean:
-    """Where ``lg``'s dirty section lies and how dirty it is (cheap: segment metadata)."""
+def examine(lg, clean_point: int | None, cfg: CompactionConfig, now: int,
+            last_stable_offset: int | None = None) -> LogToClean:
+    """Where ``lg``'s dirty section lies and how dirty it is (cheap: segment
+    metadata). Nothing at or above ``last_stable_offset`` (default: the high
+    watermark) is cleanable: an open transaction's data stays as written."""
     segs = lg.segments_for_cleaning()
     active = segs[-1]
     start = max(lg.log_start_offset, segs[0].base)
@@ -145,8 +161,10 @@ def examine(lg, clean_point: int | None, cfg: CompactionConfig, now: int) -> Log
         first_dirty = clean_point
     fu = active.base
     hw = lg.high_watermark
+    if last_stable_offset is not None:
+        hw = min(hw, last_stable_offset)
     for i, seg in enumerate(segs[:-1]):
-        if segs[i + 1].base > hw:  # holds records above the high watermark
+        if segs[i + 1].base > hw:  # holds records above the high watermark (or the LSO)
             fu = min(fu, seg.base)
             break
     if cfg.min_compaction_lag_ms > 0:
@@ -171,24 +189,93 @@ def examine(lg, clean_point: int | None, cfg: CompactionConfig, now: int) -> Log
 
 # -- the record-level work (worker thread) --------------------------------------
 
+class TxnCleaning:
+    """The transactions a cleaning pass walks through, in offset order (Kafka's
+    CleanedTransactionMetadata): which data batches belong to aborted
+    transactions (dropped), and which markers may go.
+
+    ``aborted`` is the log's AbortedTxn entries; those overlapping ``[start,
+    end)`` are taken in first-offset order as the walk reaches them. A data
+    batch of a producer with such an aborted transaction under way is
+    aborted data (``on_batch`` answers True); any other transactional batch
+    belongs to a committed transaction (below the last stable offset every
+    transaction has ended). A marker may be discarded (``on_marker`` answers
+    True) when no batch of its transaction was walked since the previous
+    marker of its producer: its data is gone. An abort marker whose data was
+    still walked is kept, and its AbortedTxn goes to ``kept`` (what the
+    cleaned segments' aborted-transaction index holds)."""
+
+    def __init__(self, aborted=(), start: int = 0, end: int = LONG_MAX):
+        self._pending = sorted((a for a in aborted if a.last_offset >= start and a.first_offset < end),
+                               key=lambda a: a.first_offset)
+        self._next = 0
+        self.aborted_ongoing: dict[int, list] = {}  # producer id -> [AbortedTxn, data walked?]
+        self.committed_ongoing: set[int] = set()
+        self.kept: list = []
+
+    def _reach(self, offset: int) -> None:
+        p = self._pending
+        while self._next < len(p) and p[self._next].first_offset <= offset:
+            a = p[self._next]
+            self._next += 1
+            self.aborted_ongoing.setdefault(a.producer_id, [a, False])
+
+    def on_batch(self, h) -> bool:
+        """A data batch walked: True if it is aborted data."""
+        self._reach(h.last_offset)
+        if not h.is_transactional:
+            return False
+        e = self.aborted_ongoing.get(h.producer_id)
+        if e is not None:
+            e[1] = True
+            return True
+        self.committed_ongoing.add(h.producer_id)
+        return False
+
+    def on_marker(self, h, commit: bool | None) -> bool:
+        """A control batch walked (``commit``: its type, None if it has no
+        marker record): True if its transaction has no data left before it."""
+        self._reach(h.last_offset)
+        pid = h.producer_id
+        if commit is None:
+            return True
+        if commit:
+            walked = pid in self.committed_ongoing
+            self.committed_ongoing.discard(pid)
+            return not walked
+        e = self.aborted_ongoing.pop(pid, None)
+        if e is not None and e[1]:
+            self.kept.append(e[0])
+            return False
+        return True
+
+
 def _map_key(key: bytes) -> bytes:
     return key if len(key) <= _MAX_KEY else hashlib.blake2b(key, digest_size=16).digest()
 
 
-def build_offset_map(lg, dirty: list, end: int, budget: int, should_abort) -> tuple[dict, int]:
+def build_offset_map(lg, dirty: list, end: int, budget: int, should_abort,
+                     aborted=()) -> tuple[dict, int]:
     """Key -> last offset over the ``dirty`` segments (whole ones; at least the
     first, then while under ``budget`` bytes). Returns the map and the offset
     it covers up to: ``end`` if every segment made it, else the base of the
-    first segment left out."""
+    first segment left out. Records of aborted transactions (``aborted``:
+    the log's AbortedTxn entries) are left out, so they never hide a value;
+    committed transactions' records count like any other."""
     offsets: dict[bytes, int] = {}
     cost = 0
+    txn = TxnCleaning(aborted, dirty[0].base if dirty else end, end)
     for n, seg in enumerate(dirty):
         if n and cost > budget:
             return offsets, seg.base
         for h, batch in lg.segment_batches(seg):
             if should_abort():
                 raise CleanerAborted()
-            if h.is_control or h.is_transactional:
+            if h.is_control:
+                m = marker_in(batch)
+                txn.on_marker(h, None if m is None else m[0])
+                continue
+            if txn.on_batch(h):
                 continue
             for r in decode_batch(batch)[1]:
                 if r.key is not None:
@@ -218,13 +305,32 @@ def empty_batch(h) -> bytes:
         partition_leader_epoch=h.partition_leader_epoch)
 
 
-def filter_batch(h, batch, offsets: dict, now: int, delete_retention_ms: int, keep_empty):
+def filter_batch(h, batch, offsets: dict, now: int, delete_retention_ms: int, keep_empty,
+                 txn: TxnCleaning | None = None, keep_marker=lambda h: False):
     """What cleaning makes of one batch: (bytes or None to drop it, the delete
-    horizon of the tombstones it keeps or None). Unchanged batches come back
-    as the very same object."""
-    if h.is_control or h.is_transactional:
-        return batch, None
+    horizon of the tombstones or marker it keeps or None). Unchanged batches
+    come back as the very same object. ``txn`` follows the transactions
+    (None: no transaction is aborted); ``keep_marker(h)`` says a marker is
+    its producer's last entry and stays whole (its epoch fences)."""
+    txn = txn if txn is not None else TxnCleaning()
     horizon = h.base_timestamp if h.attributes & DELETE_HORIZON_FLAG else None
+    if h.is_control:
+        m = marker_in(batch)
+        discardable = txn.on_marker(h, None if m is None else m[0])
+        if m is None:  # no marker record left: an empty batch of an earlier cleaning
+            return (batch if keep_empty(h) else None), None
+        if not discardable or keep_marker(h):
+            return batch, None
+        # Its transaction's data is gone: like a tombstone, the marker stays
+        # until delete.retention.ms after the first cleaning that saw that.
+        if horizon is None:
+            horizon = min(now + delete_retention_ms, LONG_MAX)
+            return _rebuild(h, decode_batch(batch)[1], horizon), horizon
+        if now >= horizon:
+            return None, None
+        return batch, horizon
+    if txn.on_batch(h):  # aborted data
+        return (empty_batch(h) if keep_empty(h) else None), None
     records = decode_batch(batch)[1]
     if not records:  # an empty batch an earlier cleaning kept
         return (batch if keep_empty(h) else None), None
@@ -249,18 +355,25 @@ def filter_batch(h, batch, offsets: dict, now: int, delete_retention_ms: int, ke
         horizon = min(now + delete_retention_ms, LONG_MAX)
     elif not tombstones:
         horizon = None
+    return _rebuild(h, kept, horizon), horizon
+
+
+def _rebuild(h, kept: list, horizon: int | None) -> bytes:
+    """``h``'s batch holding only the records ``kept`` (original offsets), with
+    ``horizon`` stamped as its delete horizon when not None."""
     lat = h.log_append_time
     out = build_batch(
         kept, base_offset=h.base_offset, preserve_offsets=True,
         last_offset_delta=h.last_offset_delta, compression=h.compression,
         producer_id=h.producer_id, producer_epoch=h.producer_epoch,
         base_sequence=h.base_sequence, log_append_time=lat,
+        transactional=h.is_transactional, control=h.is_control,
         partition_leader_epoch=h.partition_leader_epoch,
         base_timestamp=horizon,  # None: the first record's
         max_timestamp=h.max_timestamp if lat else None)
     if horizon is not None:
         out = _set_delete_horizon(out)
-    return out, horizon
+    return out
 
 
 @dataclass
@@ -273,18 +386,20 @@ class GroupOutcome:
 
 
 def clean_group(lg, group: list, cleaned, offsets: dict, now: int, cfg: CompactionConfig,
-                keep_empty, should_abort) -> GroupOutcome:
+                keep_empty, should_abort, txn: TxnCleaning | None = None,
+                keep_marker=lambda h: False) -> GroupOutcome:
     """Write the cleaned contents of ``group`` into ``cleaned`` and finish it
     (when anything changed: otherwise the caller discards it)."""
     out = GroupOutcome(changed=len(group) > 1)
     dropped_last = None
+    kept_before = len(txn.kept) if txn is not None else 0
     for seg in group:
         out.bytes_in += seg.size
         for h, batch in lg.segment_batches(seg):
             if should_abort():
                 raise CleanerAborted()
             data, horizon = filter_batch(h, batch, offsets, now, cfg.delete_retention_ms,
-                                         keep_empty)
+                                         keep_empty, txn, keep_marker)
             if data is None:
                 out.changed = True
                 out.batches_dropped += 1
@@ -299,6 +414,12 @@ def clean_group(lg, group: list, cleaned, offsets: dict, now: int, cfg: Compacti
     if dropped_last is not None:  # the segment must still end where the group did
         cleaned.append(empty_batch(dropped_last))
         out.batches_dropped -= 1
+    if txn is not None:  # the aborted transactions whose markers this group keeps
+        kept = txn.kept[kept_before:]
+        if [a.last_offset for a in kept] != [a.last_offset for s in group for a in s.aborted]:
+            out.changed = True
+        for a in kept:
+            cleaned.add_aborted(a)
     out.bytes_out = cleaned.size
     if out.changed and cleaned.size:
         cleaned.finish()
@@ -334,7 +455,7 @@ def scan_horizons(lg, segs: list, should_abort) -> int | None:
         for h, _ in lg.segment_batches(seg):
             if should_abort():
                 raise CleanerAborted()
-            if h.attributes & DELETE_HORIZON_FLAG and not h.is_control:
+            if h.attributes & DELETE_HORIZON_FLAG:
                 if best is None or h.base_timestamp < best:
                     best = h.base_timestamp
     return best
@@ -354,8 +475,20 @@ class CleanResult:
     outcomes: list = field(default_factory=list)
 
 
+def producer_retention(producers: dict) -> tuple[set, dict]:
+    """What cleaning keeps for a producer table's sake (``ProducerStateTable.producers``):
+    the base offsets of the batches it caches (kept, emptied if need be, so
+    their sequence numbers survive a rebuild) and, for producers whose last
+    entry is a marker (an epoch bump cleared their batches), producer id ->
+    that epoch (their markers of that epoch stay: they fence older epochs)."""
+    batches = {b[2] for e in producers.values() for b in e.batches}
+    markers = {pid: e.epoch for pid, e in producers.items() if not e.batches}
+    return batches, markers
+
+
 def clean_steps(ltc: LogToClean, cfg: CompactionConfig, now: int, *,
-                producer_batches: set | None = None, map_budget: int = DEFAULT_DEDUPE_BYTES,
+                producer_batches: set | None = None, producer_markers: dict | None = None,
+                aborted=(), map_budget: int = DEFAULT_DEDUPE_BYTES,
                 should_abort=lambda: False):
     """One cleaning pass over ``ltc.log``, as a generator run on the event loop:
     it yields callables to run in a worker thread and is sent their results
@@ -363,7 +496,10 @@ def clean_steps(ltc: LogToClean, cfg: CompactionConfig, now: int, *,
 
     ``producer_batches``: base offsets of batches whose header the producer
     state needs (kept as empty batches if all their records go); None keeps
-    every idempotent batch's header."""
+    every idempotent batch's header. ``producer_markers``: see
+    ``producer_retention`` (None: none). ``aborted``: the log's AbortedTxn
+    entries (their data is removed); ``ltc`` must end at or below the last
+    stable offset (``examine``), so every transaction met has ended."""
     lg = ltc.log
     segs = ltc.segments
     fu = ltc.first_uncleanable
@@ -377,15 +513,23 @@ def clean_steps(ltc: LogToClean, cfg: CompactionConfig, now: int, *,
     else:
         def keep_empty(h):
             return h.base_offset in producer_batches
+    markers = producer_markers or {}
+
+    def keep_marker(h):
+        return markers.get(h.producer_id, -2) == h.producer_epoch
+
+    aborted = list(aborted)
     lg.pin_segments(pinned)
     try:
         dirty = [s for i, s in enumerate(pinned) if segs[i + 1].base > ltc.first_dirty]
-        offsets, end = yield partial(build_offset_map, lg, dirty, fu, map_budget, should_abort)
+        offsets, end = yield partial(build_offset_map, lg, dirty, fu, map_budget, should_abort,
+                                     aborted)
         count = 0
         while count < n and segs[count].base < end:
             count += 1
         guard = segs[count]
         result = CleanResult(end_offset=end)
+        txn = TxnCleaning(aborted, segs[0].base if segs else 0, end)
         for group in group_segments(segs, count, cfg.segment_bytes):
             if should_abort():
                 raise CleanerAborted()
@@ -393,7 +537,7 @@ def clean_steps(ltc: LogToClean, cfg: CompactionConfig, now: int, *,
             cleaned = lg.cleaned_segment(group[0].base, group[0].created_ms)
             try:
                 outcome = yield partial(clean_group, lg, group, cleaned, offsets, now, cfg,
-                                        keep_empty, should_abort)
+                                        keep_empty, should_abort, txn, keep_marker)
             except BaseException:
                 cleaned.abort()
                 raise
@@ -438,9 +582,22 @@ def run_steps(gen):
 
 def clean_log(lg, cfg: CompactionConfig, now: int | None = None, clean_point: int | None = None,
               *, force: bool = False, **kwargs) -> CleanResult | None:
-    """Clean ``lg`` synchronously if it is due (or ``force``); None if not cleaned."""
+    """Clean ``lg`` synchronously if it is due (or ``force``); None if not cleaned.
+    Without ``aborted`` in ``kwargs``, the transactions, the last stable
+    offset and what producer state needs come from a producer table rebuilt
+    from the log (as a partition has them)."""
     now = now_ms() if now is None else now
-    ltc = examine(lg, clean_point, cfg, now)
+    lso = None
+    if "aborted" not in kwargs:
+        table = ProducerStateTable()
+        table.rebuild(lg)
+        lg.restore_aborted(table.txns.aborted)
+        batches, markers = producer_retention(table.producers)
+        kwargs["aborted"] = list(table.txns.aborted)
+        kwargs.setdefault("producer_batches", batches)
+        kwargs.setdefault("producer_markers", markers)
+        lso = table.txns.last_stable_offset(lg.high_watermark)
+    ltc = examine(lg, clean_point, cfg, now, lso)
     if not (force or ltc.due(cfg)):
         return None
     return run_steps(clean_steps(ltc, cfg, now, **kwargs))
@@ -547,7 +704,7 @@ class LogCleaner:
                 continue
             key = (p.topic.name, p.index)
             cfg = CompactionConfig.from_topic(p.topic.config)
-            ltc = examine(lg, self.clean_points.get(key), cfg, now)
+            ltc = examine(lg, self.clean_points.get(key), cfg, now, p.last_stable_offset)
             if ltc.due(cfg):
                 score = (2 if ltc.must_clean else 1, ltc.ratio)
             else:
@@ -561,9 +718,10 @@ class LogCleaner:
             return False
         p, key, cfg, ltc = best
         lg = p.log
-        producer_batches = {b[2] for e in p.producers.producers.values() for b in e.batches}
+        producer_batches, producer_markers = producer_retention(p.producers.producers)
         gen = clean_steps(ltc, cfg, now, producer_batches=producer_batches,
-                          map_budget=self.map_budget, should_abort=self._should_abort(lg))
+                          producer_markers=producer_markers,
+                          aborted=lg.aborted_between(0, LONG_MAX), map_budget=self.map_budget, should_abort=self._should_abort(lg))
         try:
             result = await self._drive(gen)
         except CleanerAborted:

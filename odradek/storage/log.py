@@ -89,6 +89,10 @@ class SegmentedLog(PartitionLog):
         self._leo = leo = loaded.log_end_offset
         self._log_start = loaded.log_start
         self._rp = self._flush_mark = loaded.recovery_point
+        # .txnindex entries from here on were dropped by recovery and come back
+        # from the producer-state replay (restore_aborted)
+        self.txn_restore_from = loaded.txn_rebuild_from
+        self._n_aborted = sum(len(s.aborted) for s in loaded.segments)
         if auto_high_watermark or high_watermark is None:
             self._hw = leo if auto_high_watermark else self._log_start
         else:
@@ -337,6 +341,55 @@ class SegmentedLog(PartitionLog):
     def leader_epochs(self) -> list[tuple[int, int]]:
         return list(self._epochs.entries)
 
+    # -- the aborted-transaction index (.txnindex per segment) ------------
+    def append_aborted(self, a) -> None:
+        """An abort marker was just appended: index its transaction (an
+        AbortedTxn) in the active segment's ``.txnindex`` (no fsync: the
+        segment's next flush)."""
+        seg = self._segments[-1]
+        seg.add_aborted(a)
+        self._n_aborted += 1
+
+    def restore_aborted(self, aborted) -> int:
+        """After loading or truncation: put back the entries recovery dropped
+        (those whose marker is at or after ``txn_restore_from``) from the
+        producer-state replay's aborted transactions; returns how many."""
+        start, self.txn_restore_from = self.txn_restore_from, None
+        if start is None:
+            return 0
+        n = 0
+        for a in aborted:
+            if a.last_offset < start or not self._log_start <= a.last_offset < self._leo:
+                continue
+            i = bisect.bisect_right(self._bases, a.last_offset) - 1
+            if i >= 0 and self._segments[i].insert_aborted(a):
+                n += 1
+        self._n_aborted += n
+        return n
+
+    def aborted_between(self, start: int, end: int) -> list:
+        """The aborted transactions overlapping ``[start, end)`` (``last_offset
+        >= start and first_offset < end``), by first offset: from the segment
+        holding ``start`` on, until an entry's last stable offset reaches
+        ``end`` (no transaction ending later began below ``end``), as Kafka
+        collects them."""
+        if not self._n_aborted:
+            return []
+        out = []
+        segs = self._segments
+        i = max(0, bisect.bisect_right(self._bases, start) - 1)
+        for seg in segs[i:]:
+            done = False
+            for a in seg.aborted:
+                if a.last_offset >= start and a.first_offset < end:
+                    out.append(a)
+                if a.last_stable_offset >= end:
+                    done = True
+            if done:
+                break
+        out.sort(key=lambda a: a.first_offset)
+        return out
+
     # -- deletion -------------------------------------------------------
     def apply_retention(self, now_ms: int) -> int:
         active = self._segments[-1]
@@ -356,6 +409,7 @@ class SegmentedLog(PartitionLog):
             doomed = self._segments[:count]
             del self._segments[:count]
             del self._bases[:count]
+            self._n_aborted -= sum(len(s.aborted) for s in doomed)
             for seg in doomed:
                 seg.deleted = True
                 if seg.pins == 0:
@@ -420,6 +474,7 @@ class SegmentedLog(PartitionLog):
             if found is not None:
                 seg.truncate_at(found[0], found[1].base_offset, interval)
             seg._index_handles()
+            seg.trim_txn_index(seg.next_offset)
         seg.dirty = True
         with self._lock:
             self._leo = self._segments[-1].next_offset
@@ -430,6 +485,8 @@ class SegmentedLog(PartitionLog):
             if self._epochs.truncate_from_end(self._leo):
                 self._epochs_dirty = True  # written by the next flush, off the loop
             self._dir_dirty = True
+            self._n_aborted = sum(len(s.aborted) for s in self._segments)
+            self.txn_restore_from = None
         self._drop_aux()
 
     def reset_to(self, offset: int) -> None:
@@ -450,6 +507,8 @@ class SegmentedLog(PartitionLog):
         with self._lock:
             self._segments, self._bases = [seg], [offset]
             self._leo = self._hw = self._rp = self._flush_mark = self._log_start = offset
+            self._n_aborted = 0
+            self.txn_restore_from = None
             self._epochs.entries.clear()
             self._epochs_dirty = True
             self._dir_dirty = True
@@ -603,7 +662,12 @@ class SegmentedLog(PartitionLog):
                 if s.pins == 0:
                     s.close_handles()
             self._dir_dirty = True
-        for attr, ext in (("index_path", ".index"), ("time_path", ".timeindex")):
+            self._n_aborted += len(new.aborted) - sum(len(s.aborted) for s in old)
+        for attr, ext in (("index_path", ".index"), ("time_path", ".timeindex"),
+                          ("txn_path", ".txnindex")):
+            if attr == "txn_path" and not fs.exists(new.txn_path):
+                new.txn_path = new.stem + ext + SWAP_SUFFIX
+                continue
             fs.rename(getattr(new, attr), new.stem + ext + SWAP_SUFFIX)
             setattr(new, attr, new.stem + ext + SWAP_SUFFIX)
         return True
@@ -624,8 +688,13 @@ class SegmentedLog(PartitionLog):
                 s.remove_files()
         if new.deleted:  # retention or truncation took the new segment meanwhile
             return
+        if not fs.exists(new.txn_path):  # none: the replaced segment's must not stay
+            fs.remove_if_exists(new.stem + ".txnindex")
         for attr, ext in (("index_path", ".index"), ("time_path", ".timeindex"),
-                          ("log_path", ".log")):
+                          ("txn_path", ".txnindex"), ("log_path", ".log")):
+            if attr == "txn_path" and not fs.exists(new.txn_path):
+                new.txn_path = new.stem + ext
+                continue
             fs.rename(getattr(new, attr), new.stem + ext)
             setattr(new, attr, new.stem + ext)
 

@@ -15,6 +15,11 @@
   power loss) also ends the log.
 - The leader-epoch cache comes from its checkpoint plus the epochs of the
   re-validated batches, trimmed to what survives.
+- Each segment's ``.txnindex`` is read; entries whose marker is gone, and in
+  segments from the recovery point on every entry at or after it, are
+  dropped (with a torn last entry): those are rebuilt from the log's control
+  batches by the producer-state replay (``SegmentedLog.restore_aborted``,
+  from ``txn_restore_from``).
 
 Everything here is blocking I/O: it runs off the event loop (the broker loads
 logs in a worker thread).
@@ -54,6 +59,7 @@ class LoadedLog:
     epochs_dirty: bool  # the epoch checkpoint must be rewritten
     dir_dirty: bool  # segment files were created: the directory needs an fsync
     stats: dict = field(default_factory=dict)
+    txn_rebuild_from: int = 0  # .txnindex entries from here on are to be restored
 
     @property
     def log_end_offset(self) -> int:
@@ -78,7 +84,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
     known = {f"{b:020d}" for b in bases}
     for n in names:  # index files whose log is gone
         stem, ext = os.path.splitext(n)
-        if ext in (".index", ".timeindex") and stem not in known:
+        if ext in (".index", ".timeindex", ".txnindex") and stem not in known:
             fs.remove_if_exists(os.path.join(d, n))
     epochs, epochs_dirty = read_epoch_checkpoint(fs, d)
     stats = {"recovered_segments": 0, "recovered_bytes": 0, "rebuilt_indexes": 0}
@@ -91,6 +97,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
             epochs_dirty = True
 
     now = now_ms()
+    txn_rebuild_from = recovery_point
     if not bases:
         start = max(log_start or 0, 0)
         seg = Segment(fs, d, start, now)
@@ -136,6 +143,12 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
                 _drop_segments(segs, i + 1)
                 break
             i += 1
+        for j, seg in enumerate(segs):
+            seg.load_txn_index()
+            if seg.txn_torn:  # a torn write: what it lost comes back from the replay
+                txn_rebuild_from = min(txn_rebuild_from, seg.base)
+            bound = seg.next_offset if j < k else min(seg.next_offset, max(recovery_point, seg.base))
+            seg.trim_txn_index(bound)
         active = segs[-1]
         active._index_handles()
         if active.first_ts is None and active.size:
@@ -145,7 +158,10 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
     recovery_point = min(max(recovery_point, segs[0].base), leo)
     if epochs.truncate_from_end(leo) | epochs.truncate_from_start(log_start):
         epochs_dirty = True
-    return LoadedLog(segs, log_start, recovery_point, epochs, epochs_dirty, dir_dirty, stats)
+    loaded = LoadedLog(segs, log_start, recovery_point, epochs, epochs_dirty, dir_dirty, stats)
+    loaded.txn_rebuild_from = min(txn_rebuild_from, recovery_point)
+    return loaded
+
 
 
 def complete_swaps(fs: FileSystem, d: str) -> None:
@@ -173,16 +189,19 @@ def complete_swaps(fs: FileSystem, d: str) -> None:
                 stem = os.path.join(d, m[:20])
                 fs.remove_if_exists(stem + ".index")
                 fs.remove_if_exists(stem + ".timeindex")
+                fs.remove_if_exists(stem + ".txnindex")
                 if int(m[:20]) != base:
                     fs.remove_if_exists(stem + ".log")
         for src, dst in ((swap.index_path, swap.stem + ".index"),
                          (swap.time_path, swap.stem + ".timeindex"),
+                         (swap.txn_path, swap.stem + ".txnindex"),
                          (swap.log_path, swap.stem + ".log")):
             if fs.exists(src):
                 fs.rename(src, dst)
         log.info("%s: completed an interrupted segment swap at offset %d", d, base)
     for n in fs.listdir(d):  # index swaps whose log was renamed already
-        if n.endswith((".index" + SWAP_SUFFIX, ".timeindex" + SWAP_SUFFIX)):
+        if n.endswith((".index" + SWAP_SUFFIX, ".timeindex" + SWAP_SUFFIX,
+                       ".txnindex" + SWAP_SUFFIX)):
             src = os.path.join(d, n)
             if fs.exists(os.path.join(d, n[:20] + ".log")):
                 fs.rename(src, src[: -len(SWAP_SUFFIX)])

@@ -7,7 +7,11 @@ index.interval.bytes after the previous entry, mapping that batch's last
 offset to its position) and ``<base>.timeindex`` (int64 timestamp, int32
 relative offset of the batch holding it: the segment's max timestamp so far,
 appended at index points when it grew, and once more when the segment is
-rolled or closed). Kafka's formats.
+rolled or closed) and, once the segment holds an abort marker,
+``<base>.txnindex`` (the aborted transactions whose abort marker is in the
+segment, in marker order: Kafka's AbortedTxn entries of 34 bytes, int16
+version 0, int64 producer id, first offset, last offset = the marker's, last
+stable offset when it ended). Kafka's formats.
 
 Invariants:
 
@@ -44,6 +48,7 @@ from odradek.protocol.batch import (
 
 from .base import LogConfig
 from .fs import FileSystem
+from odradek.txn_state import AbortedTxn
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ _IDX = struct.Struct(">ii")  # relative offset, position
 _TIDX = struct.Struct(">qi")  # timestamp, relative offset
 _I64 = struct.Struct(">q")  # a batch's base offset (at 0)
 _I32 = struct.Struct(">i")  # its length (at 8), its last offset delta (at 23)
+_TXN = struct.Struct(">hqqqq")  # AbortedTxn: version, producer id, first, last, last stable offset
+TXN_ENTRY_SIZE = _TXN.size  # 34
 MAX_RELATIVE_OFFSET = 0x7FFFFFFF
 _FIRST_WINDOW = 4096  # header scans near an index entry: the first read
 _SCAN_WINDOW = 16 * 1024  # and the next ones
@@ -78,10 +85,14 @@ class Segment:
         self.log_path = stem + ".log" + suffix
         self.index_path = stem + ".index" + suffix
         self.time_path = stem + ".timeindex" + suffix
+        self.txn_path = stem + ".txnindex" + suffix
         self.log = fs.open(self.log_path)
         self.size = fs.fsize(self.log)
         self.idx_h = None
         self.ts_h = None
+        self.txn_h = None
+        self.aborted: list[AbortedTxn] = []  # the .txnindex entries, in marker order
+        self.txn_torn = False  # the file ended inside an entry (or held a bad one)
         self.created_ms = created_ms
         self.pins = 0
         self.deleted = False
@@ -206,6 +217,68 @@ class Segment:
             entry = _TIDX.pack(self.max_ts, self.max_ts_offset - self.base)
             self.fs.pwrite(ts_h, entry, len(self.tidx))
             self.tidx += entry
+
+    # -- the aborted-transaction index (.txnindex) ------------------------
+    def load_txn_index(self) -> None:
+        """Read ``.txnindex`` (absent: no entries). Whole version-0 entries
+        are kept up to the first partial or unknown one (``txn_torn``)."""
+        fs = self.fs
+        raw = fs.read_file(self.txn_path) if fs.exists(self.txn_path) else None
+        out = []
+        if raw:
+            for pos in range(0, len(raw) - TXN_ENTRY_SIZE + 1, TXN_ENTRY_SIZE):
+                version, pid, first, last, lso = _TXN.unpack_from(raw, pos)
+                if version != 0 or last < first or not self.base <= last:
+                    break
+                out.append(AbortedTxn(pid, first, last, lso))
+        self.aborted = out
+        self.txn_torn = raw is not None and len(raw) != TXN_ENTRY_SIZE * len(out)
+
+    def _txn_handle(self):
+        if self.txn_h is None:
+            self.txn_h = self.fs.open(self.txn_path)
+        return self.txn_h
+
+    def add_aborted(self, a: AbortedTxn) -> None:
+        """Append an entry (its marker is the newest in this segment)."""
+        h = self._txn_handle()
+        self.fs.pwrite(h, _TXN.pack(0, *a), TXN_ENTRY_SIZE * len(self.aborted))
+        self.aborted.append(AbortedTxn(*a))
+        self.dirty = True
+
+    def write_txn_index(self) -> None:
+        """Rewrite ``.txnindex`` from memory (removed, or emptied if open, when
+        there is no entry)."""
+        if not self.aborted and self.txn_h is None:
+            self.fs.remove_if_exists(self.txn_path)
+            self.txn_torn = False
+            return
+        raw = b"".join(_TXN.pack(0, *a) for a in self.aborted)
+        h = self._txn_handle()
+        self.fs.pwrite(h, raw, 0)
+        self.fs.truncate(h, len(raw))
+        self.dirty = True
+        self.txn_torn = False
+
+    def trim_txn_index(self, end_offset: int) -> bool:
+        """Forget entries whose marker is at or after ``end_offset`` (and a torn
+        tail); True if the file was rewritten."""
+        keep = [a for a in self.aborted if a.last_offset < end_offset]
+        if len(keep) == len(self.aborted) and not self.txn_torn:
+            return False
+        self.aborted = keep
+        self.write_txn_index()
+        return True
+
+    def insert_aborted(self, a: AbortedTxn) -> bool:
+        """Add ``a`` unless an entry for its marker is there (restoring after
+        recovery); keeps marker order. True if added."""
+        if any(e.last_offset == a.last_offset for e in self.aborted):
+            return False
+        self.aborted.append(AbortedTxn(*a))
+        self.aborted.sort(key=lambda e: e.last_offset)
+        self.write_txn_index()
+        return True
 
     # -- lookups --------------------------------------------------------
     def lookup(self, offset: int) -> int:
@@ -403,7 +476,7 @@ class Segment:
 
     # -- lifecycle ------------------------------------------------------
     def handles(self):
-        return (self.log, self.idx_h, self.ts_h)
+        return (self.log, self.idx_h, self.ts_h, self.txn_h)
 
     def close_handles(self) -> None:
         for h in self.handles():
@@ -412,10 +485,10 @@ class Segment:
                     self.fs.close(h)
                 except OSError:
                     pass
-        self.log = self.idx_h = self.ts_h = None
+        self.log = self.idx_h = self.ts_h = self.txn_h = None
 
     def remove_files(self) -> None:
-        for p in (self.log_path, self.index_path, self.time_path):
+        for p in (self.log_path, self.index_path, self.time_path, self.txn_path):
             self.fs.remove_if_exists(p)
 
     def time_waited(self, ts: int, now_ms: int) -> int:
@@ -447,6 +520,7 @@ class CleanedSegment:
         if seg.size:  # a leftover of an abandoned clean
             fs.truncate(seg.log, 0)
             seg.size = 0
+        fs.remove_if_exists(seg.txn_path)
         seg._index_handles()
         self.interval = interval
 
@@ -463,13 +537,18 @@ class CleanedSegment:
         seg.size = pos + len(batch)
         seg.track(pos, h.last_offset, h.max_timestamp, self.interval)
 
+    def add_aborted(self, a: AbortedTxn) -> None:
+        """An aborted transaction whose abort marker this segment keeps."""
+        self.seg.add_aborted(a)
+
     def finish(self) -> None:
-        """Write the indexes and fsync all three files."""
+        """Write the indexes and fsync the files."""
         seg = self.seg
         seg.maybe_time_entry()
         seg.write_indexes()
         for h in seg.handles():
-            self.fs.fsync(h)
+            if h is not None:
+                self.fs.fsync(h)
 
     def abort(self) -> None:
         self.seg.close_handles()

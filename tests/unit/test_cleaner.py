@@ -331,18 +331,141 @@ def test_compression_codec_kept(env, codec):
     assert {h.compression for h, _ in batches(lg) if h.records_count} == {codec}
 
 
-def test_control_and_transactional_batches_kept(env):
+def _txn(lg, pid, recs, seq=0, epoch=0) -> int:
+    b = bytearray(build_batch([(k, v, [], 1000) for k, v in recs], transactional=True,
+                              producer_id=pid, producer_epoch=epoch, base_sequence=seq))
+    info = lg.append(b, 0, 5000)
+    lg.set_high_watermark(info.last_offset + 1)
+    return info.base_offset
+
+
+def _marker(lg, pid, commit, epoch=0) -> int:
+    info = lg.append(bytearray(build_control_batch(1 if commit else 0, pid, epoch, 0, 1000)), 0, 5000)
+    lg.set_high_watermark(info.last_offset + 1)
+    return info.base_offset
+
+
+def _markers(lg):
+    return [(h.base_offset, h.producer_id) for h, _ in batches(lg) if h.is_control]
+
+
+def _table(lg):
+    t = ProducerStateTable()
+    t.rebuild(lg)
+    return t
+
+
+def test_transactions_compacted_as_kafka_does(env):
+    """Aborted records go (and never hide an older value), committed ones
+    compact like any other; each marker stays while its transaction's data
+    may be in the log, then delete.retention.ms after the first cleaning
+    that found its data gone."""
     lg = env.open(segment_bytes=600)
-    fill(lg, n_keys=2, rounds=4)
-    txn = bytearray(build_batch([(b"k0", b"txn", [], 1000)], transactional=True,
-                                producer_id=7, producer_epoch=0, base_sequence=0))
-    lg.append(txn, 0, 5000)
-    marker = bytearray(build_control_batch(1, 7, 0, 0, 1000))
-    lg.append(marker, 0, 5000)
+    append(lg, [(b"a", b"old-a"), (b"b", b"old-b")])
+    c1 = _txn(lg, 7, [(b"a", b"committed-a"), (b"c", b"committed-c")])
+    a1 = _txn(lg, 8, [(b"b", b"aborted-b"), (b"d", b"aborted-d")])
+    commit = _marker(lg, 7, True)
+    abort = _marker(lg, 8, False)
+    fill(lg, n_keys=1, rounds=40)  # key k0 only: rolls segments past the transactions
+    c = cfg(delete_retention_ms=1000)
+    # Producer state kept nothing (as after the producers expired): only the
+    # transactions decide what stays.
+    res = clean_log(lg, c, NOW, producer_batches=set(), producer_markers={})
+    recs = {(o, k, v) for o, k, v in records(lg)}
+    assert (a1, b"b", b"aborted-b") not in recs and (a1 + 1, b"d", b"aborted-d") not in recs
+    assert (0, b"a", b"old-a") not in recs  # superseded by the committed value
+    assert {(1, b"b", b"old-b"), (c1, b"a", b"committed-a"), (c1 + 1, b"c", b"committed-c")} <= recs
+    # Both markers stay: their transactions' data was still there in this pass.
+    assert _markers(lg) == [(commit, 7), (abort, 8)]
+    assert res.horizon is None
+    # Next pass: the aborted data is gone, its marker gets a delete horizon;
+    # the committed data is still there (the latest a and c): its marker stays.
+    kw = dict(producer_batches=set(), producer_markers={})
+    res = clean_log(lg, c, NOW + 10, force=True, **kw)
+    assert _markers(lg) == [(commit, 7), (abort, 8)]
+    assert res.horizon == NOW + 10 + 1000
+    hs = {h.base_offset: h for h, _ in batches(lg) if h.is_control}
+    assert hs[abort].attributes & DELETE_HORIZON_FLAG and hs[abort].base_timestamp == NOW + 1010
+    assert not hs[commit].attributes & DELETE_HORIZON_FLAG
+    assert [b for h, b in batches(lg) if h.is_control and
+            decode_batch(b)[1][0].timestamp != 1000] == []  # record timestamps unchanged
+    # Before the horizon it stays; at it, it goes.
+    clean_log(lg, c, NOW + 1009, force=True, **kw)
+    assert _markers(lg) == [(commit, 7), (abort, 8)]
+    clean_log(lg, c, NOW + 1010, force=True, **kw)
+    assert _markers(lg) == [(commit, 7)]
+    # Newer values of a and c: the committed transaction's data goes, then its marker.
+    append(lg, [(b"a", b"new-a"), (b"c", b"new-c")])
+    fill(lg, n_keys=1, rounds=40)
+    clean_log(lg, c, NOW + 2000, force=True, **kw)
+    assert _markers(lg) == [(commit, 7)]
+    res = clean_log(lg, c, NOW + 2000, force=True, **kw)
+    assert res.horizon == NOW + 3000
+    clean_log(lg, c, NOW + 3000, force=True, **kw)
+    assert _markers(lg) == []
+    # What is left rebuilds into a consistent state: nothing open, no aborts.
+    t = _table(lg)
+    assert t.txns.ongoing == {} and t.txns.last_stable_offset(lg.high_watermark) == lg.high_watermark
+    assert latest_view(records(lg))[b"b"] == (1, b"old-b")
+    assert latest_view(records(lg))[b"a"][1] == b"new-a"
+
+
+def test_producer_state_survives_transaction_cleaning(env):
+    """The batches a producer table caches stay (emptied), and so does the
+    abort marker that fenced a producer (its epoch); rebuilt state is equal."""
+    lg = env.open(segment_bytes=600)
+    _txn(lg, 7, [(b"a", b"1")], seq=0)
+    _marker(lg, 7, True)
+    _txn(lg, 7, [(b"a", b"2")], seq=1)
+    _marker(lg, 7, False)
+    _txn(lg, 9, [(b"x", b"zombie")], seq=0, epoch=3)
+    fence = _marker(lg, 9, False, epoch=4)  # a fencing abort: epoch bumped
+    fill(lg, n_keys=1, rounds=40)
+    before = _table(lg)
+    c = cfg(delete_retention_ms=0)
+    for t in range(4):  # defaults: what producer state needs, from a rebuilt table
+        clean_log(lg, c, NOW + t, force=True)
+    after = _table(lg)
+    assert {pid: (e.epoch, e.batches) for pid, e in after.producers.items()} == \
+        {pid: (e.epoch, e.batches) for pid, e in before.producers.items()}
+    assert after.txns.ongoing == {}
+    assert (fence, 9) in _markers(lg)  # kept whole: producer 9's epoch 4 lives in it
+    recs = records(lg)
+    assert all(v not in (b"2", b"zombie") for _, _, v in recs)  # aborted data gone
+    assert [(k, v) for _, k, v in recs if k == b"a"] == [(b"a", b"1")]
+
+
+def test_no_cleaning_at_or_past_the_last_stable_offset(env):
+    lg = env.open(segment_bytes=600)
+    fill(lg, n_keys=2, rounds=10)
+    first = _txn(lg, 5, [(b"k0", b"open")])  # never ended
     fill(lg, n_keys=2, rounds=40)
-    clean_log(lg, cfg(), NOW)
-    kept = [b for h, b in batches(lg) if h.is_transactional]
-    assert kept == [bytes(txn), bytes(marker)]
+    seg_of_first = max(b for b in lg.segment_base_offsets() if b <= first)
+    before = [(h.base_offset, b) for h, b in batches(lg) if h.base_offset >= seg_of_first]
+    res = clean_log(lg, cfg(), NOW)
+    assert res.end_offset <= seg_of_first
+    after = [(h.base_offset, b) for h, b in batches(lg) if h.base_offset >= seg_of_first]
+    assert after == before  # the open transaction and all after it untouched
+    assert (first, b"k0", b"open") in records(lg)
+    # Once it commits, it compacts like any other record.
+    _marker(lg, 5, True)
+    fill(lg, n_keys=2, rounds=40)
+    clean_log(lg, cfg(), NOW, force=True, producer_batches=set(), producer_markers={})
+    assert (first, b"k0", b"open") not in records(lg)
+
+
+def test_cleaned_transactions_survive_restart(disk):
+    lg = disk.open(segment_bytes=600)
+    _txn(lg, 8, [(b"b", b"aborted")])
+    _marker(lg, 8, False)
+    fill(lg, n_keys=1, rounds=40)
+    c = cfg(delete_retention_ms=1000)
+    clean_log(lg, c, NOW, producer_batches=set(), producer_markers={})
+    clean_log(lg, c, NOW, force=True, producer_batches=set(), producer_markers={})
+    lg = disk.reopen(crash="kill")
+    assert len(_markers(lg)) == 1 and all(k != b"b" for _, k, _ in records(lg))
+    clean_log(lg, c, NOW + 1000, force=True, producer_batches=set(), producer_markers={})
+    assert _markers(lg) == []
 
 
 def test_keyless_records_dropped(env):

@@ -37,7 +37,7 @@ class Env:
         self.topic = Topic("t", b"\x01" * 16, TopicConfig(BrokerConfig()))
         log = self.store.open_log("t", 0, LogConfig())
         self.p = Partition(self.topic, 0, log, 1, lambda p: None)
-        self.p.producers.rebuild(log)
+        self.p.rebuild_producers()
         self.p.apply_state(PartitionState(1, 0, [1], [1]), self.now)  # the leader, alone in the ISR
         return self.p
 
