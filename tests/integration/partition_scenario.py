@@ -10,6 +10,10 @@ Addresses, all on the namespace's loopback:
 - etcd: 127.0.0.1 for the harness, and 127.0.0.{i+11} for broker ``i`` only
   (same port), so one broker can be cut off etcd alone.
 
+The leader cut is the controller's own broker when the controller leads a
+partition (it usually does: three partitions, leaders balanced), so that the
+controller is cut off too and another broker must take over.
+
 The cut: DROP every packet between the leader's address and each peer's,
 both ways, and every packet to and from the leader's etcd address. Its registration
 lease lapses, the controller moves its leaderships to a broker the others
@@ -68,6 +72,13 @@ def wait_until(cond, timeout, what):
         time.sleep(0.1)
 
 
+def controller_id(cluster) -> int:
+    from odradek.cluster.local import metadata_request
+
+    b = cluster.brokers[0]
+    return metadata_request(b.host, b.port, topics=[])["controller_id"]
+
+
 def produce_direct(address: str, partition: int, value: bytes, timeout_ms: int) -> int:
     """One acks=all Produce straight to ``address``; its error code."""
     from odradek.protocol.records import build_batch
@@ -108,10 +119,16 @@ def run() -> dict:
                             producer_conf={"request.timeout.ms": 4000}).start()
             work.wait_acked(100)
 
-            before = cluster.metadata()[(TOPIC, 0)]
+            # Cut the leader of a partition; the controller's, when it leads one, so that
+            # the controller is cut off too and another broker must take over.
+            md = cluster.metadata()
+            controller = controller_id(cluster)
+            part = next((p for p in range(PARTITIONS) if md[(TOPIC, p)].leader == controller), 0)
+            before = md[(TOPIC, part)]
             cut = cluster.broker(before.leader)
             peers = [b for b in cluster.brokers if b is not cut]
-            result.update(cut=cut.node_id, epoch_before=before.leader_epoch,
+            result.update(cut=cut.node_id, partition=part, controller_cut=controller == cut.node_id,
+                          epoch_before=before.leader_epoch,
                           led_before=sorted(p for p in range(PARTITIONS)
                                             if cluster.metadata()[(TOPIC, p)].leader == cut.node_id))
             rules = cut_rules(cut, peers)
@@ -120,20 +137,20 @@ def run() -> dict:
             t_cut = time.monotonic()
             try:
                 # The cut leader still answers clients, and acks=all to it is never a success.
-                result["direct_produce_error"] = produce_direct(cut.address, 0, b"to-the-cut-leader", 2000)
+                result["direct_produce_error"] = produce_direct(cut.address, part, b"to-the-cut-leader", 2000)
                 # The partition moves to a broker the others reach.
-                wait_until(lambda: cluster.metadata(node_id=peers[0].node_id)[(TOPIC, 0)].leader
-                           not in (cut.node_id, None), 30, "a new leader of partition 0")
+                wait_until(lambda: cluster.metadata(node_id=peers[0].node_id)[(TOPIC, part)].leader
+                           not in (cut.node_id, None), 30, f"a new leader of partition {part}")
                 moved = cluster.metadata(node_id=peers[0].node_id)
                 result["moved_after_s"] = round(time.monotonic() - t_cut, 2)
-                result["leader_after"] = moved[(TOPIC, 0)].leader
-                result["epoch_after"] = moved[(TOPIC, 0)].leader_epoch
+                result["leader_after"] = moved[(TOPIC, part)].leader
+                result["epoch_after"] = moved[(TOPIC, part)].leader_epoch
                 result["leaders_during_cut"] = {p: moved[(TOPIC, p)].leader for p in range(PARTITIONS)}
                 # Writes go on through the others while the old leader stays cut off.
                 work.wait_acked(100, timeout=30)
                 # The cut leader, asked by a client, may still think it leads.
-                result["cut_leader_view"] = cluster.metadata(node_id=cut.node_id)[(TOPIC, 0)].leader
-                result["direct_produce_error_late"] = produce_direct(cut.address, 0, b"late", 1000)
+                result["cut_leader_view"] = cluster.metadata(node_id=cut.node_id)[(TOPIC, part)].leader
+                result["direct_produce_error_late"] = produce_direct(cut.address, part, b"late", 1000)
             finally:
                 for r in rules:
                     sh("iptables", "-D", "INPUT", *r)

@@ -74,3 +74,4 @@ def test_a_leader_cut_from_its_peers_acknowledges_nothing_it_cannot_commit_and_t
     assert r["problems"] == [], r["problems"]
     assert r["truncated"] and not r["cut_write_survived"], log
     assert r["acked"] > 200, r
+    print("the controller was cut off too" if r["controller_cut"] else "the controller was not cut off")
