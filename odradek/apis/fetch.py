@@ -58,8 +58,9 @@ from odradek.storage.base import OffsetOutOfRange
 
 
 def _partition_error(index: int, code: int) -> dict:
+    # An empty record set, as Kafka sends: librdkafka takes a null one for a protocol error.
     return {"partition_index": index, "error_code": code, "high_watermark": -1,
-            "last_stable_offset": -1, "log_start_offset": -1, "records": None}
+            "last_stable_offset": -1, "log_start_offset": -1, "records": b""}
 
 
 def requested(request: dict, uses_topic_ids: bool) -> tuple[list[FetchPartition], list[tuple]]:

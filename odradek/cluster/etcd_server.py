@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Sequence
 
 MIN_VERSION = (3, 5, 3)
 CACHE = os.path.expanduser("~/.cache/odradek")
@@ -50,10 +51,13 @@ def _free_port(host: str) -> int:
 class EtcdServer:
     """One etcd member on loopback, in a directory of its own, for as long as
     it is needed. ``unsafe_no_fsync`` makes it fast for tests that do not kill
-    it; never use it where etcd's own durability is under test."""
+    it; never use it where etcd's own durability is under test.
+    ``extra_hosts``: more addresses it serves clients on, at the same port
+    (``endpoint_on(host)``), so that a test can give each broker an etcd
+    address of its own and cut one broker off etcd with a firewall rule."""
 
     def __init__(self, binary: str | None = None, data_dir: str | None = None, host: str = "127.0.0.1",
-                 unsafe_no_fsync: bool = False):
+                 unsafe_no_fsync: bool = False, extra_hosts: Sequence[str] = ()):
         self.binary = binary or find_etcd()
         if self.binary is None:
             raise FileNotFoundError("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek)")
@@ -63,11 +67,18 @@ class EtcdServer:
         self.client_port = _free_port(host)
         self.peer_port = _free_port(host)
         self.unsafe_no_fsync = unsafe_no_fsync
+        self.extra_hosts = list(extra_hosts)
         self.proc: subprocess.Popen | None = None
 
     @property
     def endpoint(self) -> str:
         return f"{self.host}:{self.client_port}"
+
+    def endpoint_on(self, host: str) -> str:
+        """The endpoint on one of ``extra_hosts`` (or the main host)."""
+        if host != self.host and host not in self.extra_hosts:
+            raise ValueError(f"etcd does not listen on {host}")
+        return f"{host}:{self.client_port}"
 
     def url(self, prefix: str) -> str:
         """The ``etcd://`` URL of a cluster under ``prefix`` in this etcd."""
@@ -75,9 +86,10 @@ class EtcdServer:
 
     def start(self, timeout: float = 20.0) -> "EtcdServer":
         client = f"http://{self.endpoint}"
+        listen = ",".join([client] + [f"http://{h}:{self.client_port}" for h in self.extra_hosts])
         peer = f"http://{self.host}:{self.peer_port}"
         args = [self.binary, "--name", "odradek-etcd", "--data-dir", self.data_dir,
-                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-client-urls", listen, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"odradek-etcd={peer}", "--log-level", "error"]
         if self.unsafe_no_fsync:

@@ -224,6 +224,9 @@ class ClusterBroker:
         self.data_dir = os.path.join(root, "data")
         self.log_path = os.path.join(root, "broker.log")
         self.config = dict(config)  # used at every start; change it before a restart to change the broker
+        # The etcd endpoint(s) this broker is given, when not the cluster's
+        # (``host:port[,...]``, same prefix); used at every start.
+        self.etcd_endpoint: str | None = None
         self.proc: subprocess.Popen | None = None
         self.paused = False
         self._log_offset = 0
@@ -253,10 +256,17 @@ class ClusterBroker:
     def args(self) -> list[str]:
         args = [sys.executable, "-m", "odradek", "serve", "--node-id", str(self.node_id),
                 "--host", self.host, "--port", str(self.port), "--data-dir", self.data_dir,
-                "--metadata-store", self.cluster.etcd_url, "--log-level", self.cluster.log_level]
+                "--metadata-store", self.metadata_store, "--log-level", self.cluster.log_level]
         for k, v in self.config.items():
             args += ["-o", f"{k}={v}"]
         return args
+
+    @property
+    def metadata_store(self) -> str:
+        """The ``etcd://`` URL this broker is started with."""
+        if self.etcd_endpoint is None:
+            return self.cluster.etcd_url
+        return f"etcd://{self.etcd_endpoint}/{self.cluster.prefix}"
 
     def launch(self) -> None:
         """Start the process and return at once (``start`` also waits)."""

@@ -115,6 +115,19 @@ class ReplicaFetcher:
         return info.endpoint(self.listener) if info is not None else None
 
     async def run(self) -> None:
+        """Fetch until cancelled. An unexpected error in one round is logged
+        and the round retried after the backoff: the loop never ends by
+        itself, since a follower whose fetcher died would silently leave
+        every ISR of that leader."""
+        while True:
+            try:
+                await self._run()
+            except Exception:
+                log.exception("broker %d: fetcher for leader %d failed; fetching again", self.node_id,
+                              self.leader_id)
+                await asyncio.sleep(self.backoff)
+
+    async def _run(self) -> None:
         conn: PeerConnection | None = None
         try:
             while True:

@@ -175,6 +175,11 @@ class ReplicaManager:
         if hosted is not None and (state is None or state.topic_id != hosted.topic_id):
             self.remove(name)
             lost.extend(hosted.partitions)
+            if self.fetchers is not None:
+                # Their fetches stop before the logs close: a fetcher that built a
+                # request from a closed log died, and the follower left every ISR
+                # of that leader.
+                self.fetchers.follow([], hosted.partitions)
             await self.discard(hosted)
             hosted = None
         if state is None or (hosted is None and self._failed_of(name, state.topic_id)):

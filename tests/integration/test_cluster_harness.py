@@ -275,3 +275,23 @@ def test_one_cluster_id_per_store_and_a_data_dir_of_another_cluster_is_refused(e
     assert f"cluster.id={two}" in (tmp_path / "c" / "meta.properties").read_text()
     with pytest.raises(RuntimeError, match=f"belongs to cluster {one}, the metadata store to cluster {two}"):
         broker("a", "ids-two", node_id=3).start()
+
+
+def test_a_broker_with_an_etcd_address_of_its_own():
+    """``EtcdServer(extra_hosts=...)`` serves clients on more loopback addresses;
+    a broker handle's ``etcd_endpoint`` starts that broker on one of them (the
+    network partition test cuts one broker off etcd this way)."""
+    from odradek.cluster.etcd_server import EtcdServer
+
+    needs_etcd()
+    with EtcdServer(unsafe_no_fsync=True, extra_hosts=["127.0.0.12"]) as etcd:
+        assert etcd.endpoint_on("127.0.0.12") == f"127.0.0.12:{etcd.client_port}"
+        with pytest.raises(ValueError):
+            etcd.endpoint_on("127.0.0.13")
+        with Cluster(2, etcd=etcd, config=FAST, start=False) as c:
+            c.broker(2).etcd_endpoint = etcd.endpoint_on("127.0.0.12")
+            assert c.broker(1).metadata_store == c.etcd_url
+            assert c.broker(2).metadata_store == f"etcd://127.0.0.12:{etcd.client_port}/{c.prefix}"
+            c.start()
+            assert sorted(c.registrations()) == [1, 2]
+            assert f"--metadata-store etcd://127.0.0.12:{etcd.client_port}/" in " ".join(c.broker(2).args())

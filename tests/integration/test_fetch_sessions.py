@@ -110,6 +110,23 @@ def test_session_rules(odradek_broker_fn, version):
         f.close()
 
 
+@pytest.mark.parametrize("version", [4, 12, 16])
+def test_a_partition_error_carries_an_empty_record_set(odradek_broker_fn, version):
+    """As in Kafka, a partition answered with an error has an empty record
+    set, never a null one: librdkafka takes a null one (size -1) for a
+    protocol error and drops the connection (seen on NOT_LEADER_OR_FOLLOWER
+    while a partition moved)."""
+    b = odradek_broker_fn
+    b.create_topic("errs", 1)
+    f = Fetcher(b.bootstrap, "errs", version)
+    try:
+        r = f.fetch(0, -1, {0: 0, 7: 0})
+        got = {p["partition_index"]: (p["error_code"], p["records"]) for p in r["responses"][0]["partitions"]}
+        assert got[7] == (errors.UNKNOWN_TOPIC_OR_PARTITION, b"")
+    finally:
+        f.close()
+
+
 def test_unknown_topic_id_in_a_session(odradek_broker_fn):
     b = odradek_broker_fn
     b.create_topic("ids", 1)

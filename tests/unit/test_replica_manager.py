@@ -110,3 +110,62 @@ def test_an_unreadable_metadata_value_is_passed_over():
     acl = Event("put", KeyValue("acls/garbage", b"\xff", changes[0].revision, changes[0].revision, 1))
     touched = image.apply([bad, acl] + changes)
     assert touched == {"good"} and "bad" not in image and image.revision == changes[0].revision
+
+
+def test_a_deleted_topics_fetches_stop_before_its_logs_close():
+    """A follower's fetcher must never touch a closed log: the partitions of a
+    deleted topic are taken from their fetchers before ``discard`` closes them
+    (not once every topic is reconciled)."""
+    async def go():
+        m = await manager()
+        order = []
+
+        class Fetchers:
+            def follow(self, changed, lost):
+                order.append(("follow", sorted(p.index for p in lost)))
+
+        m.fetchers = Fetchers()
+        discard = m.discard
+
+        async def recording_discard(topic, partitions=None):
+            order.append(("discard", sorted(p.index for p in topic.partitions)))
+            await discard(topic, partitions)
+
+        m.discard = recording_discard
+        hosted = sorted(p.index for p in m.topic("t").partitions)
+        m.image.apply(events(delete_topic_ops("t")))
+        await m.reconcile({"t"})
+        assert order[:2] == [("follow", hosted), ("discard", hosted)]
+
+    asyncio.run(go())
+
+
+def test_a_fetcher_survives_an_unexpected_error(caplog):
+    """An unexpected error in a replica fetcher's round is logged and the
+    fetcher goes on: it never ends by itself."""
+    import pytest
+
+    from odradek.replica.fetcher import ReplicaFetcher
+
+    f = ReplicaFetcher.__new__(ReplicaFetcher)
+    f.node_id, f.leader_id, f.backoff = 1, 2, 0.01
+    rounds = []
+
+    async def failing_once():
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise RuntimeError("a closed log")
+        await asyncio.sleep(3600)
+
+    f._run = failing_once
+
+    async def go():
+        task = asyncio.get_running_loop().create_task(f.run())
+        while len(rounds) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert "fetcher for leader 2 failed" in caplog.text and "a closed log" in caplog.text
