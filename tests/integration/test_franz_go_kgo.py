@@ -30,9 +30,6 @@ pytestmark = pytest.mark.timeout(600)
 
 # Left out, and why.
 EXCLUDED = {
-    "TestTxnEtl": "needs transactions, not served yet: its transactional producer's InitProducerId is "
-                  "answered COORDINATOR_NOT_AVAILABLE, and it would hold a parallel slot until the run "
-                  "times out",
     "Test848RegexBrokerResolves": "races against any real broker: its poll loop ends once it has records of as "
                                   "many topics as it wants, counting __consumer_offsets, which its regex "
                                   "matches (the broker resolves regexes over every topic, internal ones too, "
@@ -49,6 +46,7 @@ MUST_PASS = [
     "TestIssue523", "TestIssue648", "TestIssue769", "TestIssue810", "TestIssue831", "TestIssue865",
     "TestIssueFetchLargerThanBrokerMaxReadBytes", "TestIssueProduceSyncManualPartitionNegativeDoesNotPanic",
     "TestPauseIssue489", "TestPauseIssueOct2023", "TestPing", "TestPooling", "TestUnknownGroupOffsetFetchPinned",
+    "TestTxnEtl",
 ]
 # What franz-go skips by itself here, and why.
 SKIPPED_BY_KGO = {
