@@ -145,7 +145,7 @@ def finalized_features(bootstrap: str) -> dict[str, int]:
     return {f["name"]: f["max_version_level"] for f in r.get("finalized_features") or []}
 
 
-def test_java_client_uses_transactions_v1_against_odradek(odradek_broker_factory, tmp_path):
+def test_clients_use_transactions_v1_against_odradek(odradek_broker_factory, tmp_path):
     b = odradek_broker_factory(config={"transaction.state.log.num.partitions": "3"})
     assert "transaction.version" not in finalized_features(b.bootstrap)
     sent = run_client(tmp_path, b.bootstrap)
@@ -164,8 +164,8 @@ def test_java_client_uses_transactions_v1_against_odradek(odradek_broker_factory
     print("odradek:", {"java": sent, "librdkafka": rdk, "franz-go": franz})
 
 
-def test_java_client_uses_transactions_v2_against_kafka(tmp_path):
-    """The same client against Apache Kafka 4.4 (single node, its defaults):
+def test_clients_choose_side_by_side_against_kafka(tmp_path):
+    """The same clients against Apache Kafka 4.4 (single node, its defaults):
     the side-by-side reference for the test above."""
     require_java()
     kafka_runtime = pytest.importorskip("kafka_runtime")  # loaded by require_java from bench/
