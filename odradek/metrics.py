@@ -50,16 +50,19 @@ class Histogram:
 class ApiStats:
     """One API's requests, errors and latency, as the dispatch counts them."""
 
-    __slots__ = ("name", "requests", "errors", "latency")
+    __slots__ = ("name", "requests", "errors", "latency", "versions")
 
     def __init__(self, name: str):
         self.name = name
         self.requests = 0
         self.errors = 0
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.versions: dict[int, int] = {}  # request version -> requests (Kafka's RequestsPerSec by version)
 
-    def record(self, seconds: float, error: bool) -> None:
+    def record(self, seconds: float, error: bool, version: int | None = None) -> None:
         self.requests += 1
+        if version is not None:
+            self.versions[version] = self.versions.get(version, 0) + 1
         if error:
             self.errors += 1
         lat = self.latency
@@ -146,6 +149,9 @@ def render(broker) -> bytes:
     apis = [s for s in m.apis.values() if s.requests]
     out.family("odradek_requests_total", "counter", "Requests served, per API.",
                (({"api": s.name}, s.requests) for s in apis))
+    out.family("odradek_requests_by_version_total", "counter",
+               "Requests served, per API and request version (which protocol each client chose).",
+               (({"api": s.name, "version": str(v)}, n) for s in apis for v, n in sorted(s.versions.items())))
     out.family("odradek_request_errors_total", "counter",
                "Requests answered with a top-level error code, or that closed the connection, per API.",
                (({"api": s.name}, s.errors) for s in apis))

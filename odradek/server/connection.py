@@ -294,9 +294,10 @@ class KafkaConnection(asyncio.Protocol):
             else:
                 response = await serve
         except Exception:
-            stats.record(time.perf_counter() - t0, True)
+            stats.record(time.perf_counter() - t0, True, version)
             raise
-        stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0)
+        stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0,
+                     version)
         # The one place a response's throttle time is set: handlers leave the
         # field out. Produce counts its request's bytes, Fetch its response's,
         # against the client's byte-rate quota, every request its handler time

@@ -40,13 +40,14 @@ def require_java() -> str:
     return cp
 
 
-def run_java(tmp_path, class_name: str, source: str, args: list[str], timeout: float = 120) -> str:
+def run_java(tmp_path, class_name: str, source: str, args: list[str], timeout: float = 120,
+             jvm_opts: list[str] = ()) -> str:
     cp = require_java()
     src = tmp_path / f"{class_name}.java"
     src.write_text(source)
     subprocess.run(["javac", "-cp", cp, "-d", str(tmp_path), str(src)], check=True,
                    capture_output=True, timeout=120)
-    proc = subprocess.run(["java", "-cp", f"{tmp_path}{os.pathsep}{cp}", class_name, *args],
+    proc = subprocess.run(["java", *jvm_opts, "-cp", f"{tmp_path}{os.pathsep}{cp}", class_name, *args],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"java {class_name} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
