@@ -74,39 +74,11 @@ def test_franz_go_reads_interleaved_transactions(odradek_broker_factory, franz_t
     interleaved (written by confluent-kafka), one partition holding only
     aborted data; read_committed reads exactly the committed records, in
     order, read_uncommitted all of them."""
-    ck = pytest.importorskip("confluent_kafka")
+    from tests.integration import txn_interleaved
+
     b = odradek_broker_factory(config={"transaction.state.log.num.partitions": "3"})
     b.create_topic("franz-tx", 3)
-    p = ck.Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "franz-tx", "linger.ms": 0})
-    p.init_transactions(30)
-    committed: list[tuple[int, int, str]] = []
-    written: list[tuple[int, int, str]] = []
-
-    def produce(partition, value):
-        def ack(err, msg):
-            assert err is None, err
-            written.append((msg.partition(), msg.offset(), msg.value().decode()))
-        p.produce("franz-tx", value.encode(), partition=partition, on_delivery=ack)
-
-    for i in range(8):
-        p.begin_transaction()
-        produce(0, f"t{i}-p0-a")
-        produce(1, f"t{i}-p1")
-        produce(0, f"t{i}-p0-b")
-        if i % 2:
-            produce(2, f"t{i}-p2-aborted")  # partition 2 holds only aborted data
-        p.flush(30)  # written before the abort (abort_transaction drops unsent records)
-        if i % 3 == 1 or i % 2:
-            p.abort_transaction(30)
-        else:
-            p.commit_transaction(30)
-            committed += [w for w in written if w[2].startswith(f"t{i}-")]
-    plain = ck.Producer({"bootstrap.servers": b.bootstrap})  # outside any transaction: always visible
-    plain.produce("franz-tx", b"plain", partition=1)
-    assert plain.flush(30) == 0
-    assert len(written) == 8 * 3 + 4
-    # offsets of the plain record: after t7's records and abort marker on partition 1
-    expected_committed = sorted(committed) + [(1, max(o for q, o, _ in written if q == 1) + 2, "plain")]
+    want, everything = txn_interleaved.write(b.bootstrap, "franz-tx")
 
     def read(isolation):
         proc = subprocess.run([franz_txnread, b.bootstrap, "franz-tx", "3", isolation],
@@ -118,15 +90,8 @@ def test_franz_go_reads_interleaved_transactions(odradek_broker_factory, franz_t
             out.append((int(part), int(offset), value))
         return out
 
-    def by_partition(records):
-        return {q: [(o, v) for p_, o, v in records if p_ == q] for q in range(3)}
-
-    got = by_partition(read("read_committed"))
-    want = by_partition(expected_committed)
+    got = txn_interleaved.by_partition(read("read_committed"))
     assert got == want  # exactly the committed set, in offset order per partition
-    assert got[2] == [] and [v for _, v in got[0]] == ["t0-p0-a", "t0-p0-b", "t2-p0-a", "t2-p0-b",
-                                                        "t6-p0-a", "t6-p0-b"]
-    everything = by_partition(read("read_uncommitted"))
-    assert everything == by_partition(sorted(written) + [expected_committed[-1]])
+    assert txn_interleaved.by_partition(read("read_uncommitted")) == everything
     assert [v for _, v in everything[2]] == ["t1-p2-aborted", "t3-p2-aborted", "t5-p2-aborted",
                                              "t7-p2-aborted"]
