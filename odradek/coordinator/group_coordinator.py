@@ -5,7 +5,11 @@ Theory of operation
 :class:`GroupCoordinator` hosts a :class:`~odradek.coordinator.shard.GroupShard`
 (classic groups, KIP-848 consumer groups and their offsets) for every
 partition of ``__consumer_offsets`` that this broker leads, and drives them
-from the event loop. A group lives in the shard of
+from the event loop. The hosting itself (the topic, following leadership,
+loading, appends, timers) is a composed
+:class:`~odradek.coordinator.hosting.ShardHosting`, shared with the
+transaction coordinator; this module says what a load replays and what an
+unload answers. A group lives in the shard of
 ``partition_for(group id)`` (Kafka's hash of the id, modulo the partitions).
 
 A shard's life: it is created, in the *loading* state, when its partition is
@@ -17,7 +21,8 @@ dropped when the partition is no longer led here or the topic is deleted:
 its parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR.
 
 :meth:`GroupCoordinator.shard_for` is where requests are routed, with the
-replica manager's own lookup (``partition_or_error``): a group whose
+replica manager's own lookup (``partition_or_error``, in
+:meth:`ShardHosting.hosted_for <odradek.coordinator.hosting.ShardHosting.hosted_for>`): a group whose
 partition this broker does not lead gets NOT_COORDINATOR, one whose shard
 is loading COORDINATOR_LOAD_IN_PROGRESS, as Kafka's clients expect.
 ListGroups spans the shards (COORDINATOR_LOAD_IN_PROGRESS while any loads),

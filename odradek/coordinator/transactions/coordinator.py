@@ -4,11 +4,13 @@ Theory of operation
 -------------------
 :class:`TransactionCoordinator` follows the leadership of
 ``__transaction_state`` partitions exactly as the group coordinator follows
-``__consumer_offsets``: the replica manager's hosting changes (its
-``listeners``) and every routed request resynchronise the shards; a shard is
+``__consumer_offsets``, through the same composed
+:class:`~odradek.coordinator.hosting.ShardHosting`: the replica manager's
+hosting changes (its ``listeners``) and every routed request resynchronise
+the shards; a shard is
 *loading* while every record of its partition is replayed into it
-(COORDINATOR_LOAD_IN_PROGRESS), then *active*; it is dropped when the
-partition is no longer led here (NOT_COORDINATOR). A transactional id lives
+(COORDINATOR_LOAD_IN_PROGRESS; control batches are skipped), then *active*;
+it is dropped when the partition is no longer led here (NOT_COORDINATOR). A transactional id lives
 in the shard of ``partition_for(id)`` (Kafka's hash).
 
 Each shard is a :class:`~odradek.coordinator.transactions.shard.TransactionShard`
