@@ -94,6 +94,14 @@ def run(coro):
     return asyncio.run(coro)
 
 
+async def hosting_with_topic() -> Coordinator:
+    """A coordinator whose hosting has started and created its topic."""
+    c = Coordinator(await make_broker())
+    await c.hosting.start()
+    assert await c.hosting.ensure_topic()
+    return c
+
+
 def test_the_topic_is_created_on_first_use_and_its_shards_loaded():
     async def main():
         b = await make_broker()
@@ -141,10 +149,7 @@ def test_records_appended_are_loaded_by_the_next_host():
 
 def test_a_shard_is_unloaded_when_its_partition_is_gone_and_rehosted_for_a_new_one():
     async def main():
-        b = await make_broker()
-        c = Coordinator(b)
-        await c.hosting.start()
-        await c.hosting.ensure_topic()
+        c = await hosting_with_topic()
         first = c.hosting.hosted[0]
         c.hosting.unload(0)
         assert ("unloaded", 0, True) in c.events and 0 not in c.hosting.hosted
@@ -160,10 +165,7 @@ def test_a_shard_is_unloaded_when_its_partition_is_gone_and_rehosted_for_a_new_o
 
 def test_the_timer_fires_at_the_shard_deadline_and_not_after_unload():
     async def main():
-        b = await make_broker()
-        c = Coordinator(b)
-        await c.hosting.start()
-        await c.hosting.ensure_topic()
+        c = await hosting_with_topic()
         h0, h1 = c.hosting.hosted[0], c.hosting.hosted[1]
         now = int(time.time() * 1000)
         h0.shard.deadline = h1.shard.deadline = now + 20
