@@ -5,11 +5,7 @@ Theory of operation
 :class:`GroupCoordinator` hosts a :class:`~odradek.coordinator.shard.GroupShard`
 (classic groups, KIP-848 consumer groups and their offsets) for every
 partition of ``__consumer_offsets`` that this broker leads, and drives them
-from the event loop. The hosting itself (the topic, following leadership,
-loading, appends, timers) is a composed
-:class:`~odradek.coordinator.hosting.ShardHosting`, shared with the
-transaction coordinator; this module says what a load replays and what an
-unload answers. A group lives in the shard of
+from the event loop. A group lives in the shard of
 ``partition_for(group id)`` (Kafka's hash of the id, modulo the partitions).
 
 A shard's life: it is created, in the *loading* state, when its partition is
@@ -21,8 +17,7 @@ dropped when the partition is no longer led here or the topic is deleted:
 its parked JoinGroup/SyncGroup requests answer NOT_COORDINATOR.
 
 :meth:`GroupCoordinator.shard_for` is where requests are routed, with the
-replica manager's own lookup (``partition_or_error``, in
-:meth:`ShardHosting.hosted_for <odradek.coordinator.hosting.ShardHosting.hosted_for>`): a group whose
+replica manager's own lookup (``partition_or_error``): a group whose
 partition this broker does not lead gets NOT_COORDINATOR, one whose shard
 is loading COORDINATOR_LOAD_IN_PROGRESS, as Kafka's clients expect.
 ListGroups spans the shards (COORDINATOR_LOAD_IN_PROGRESS while any loads),
@@ -52,20 +47,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 
 from odradek.clock import now_ms
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
-from odradek.coordinator.hosting import HostedShard, ShardHosting, read_log
-from odradek.coordinator.runtime import Result
+from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
-from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, decode_control_key
+from odradek.protocol.batch import iter_batches
+from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
 
 log = logging.getLogger("odradek.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
+LOAD_READ_BYTES = 4 * 1024 * 1024
 
 
 class BrokerTopics:
@@ -97,27 +94,36 @@ def not_coordinator(response):
     return response
 
 
+class HostedShard:
+    """A shard hosted here: its partition, runner, state and timer."""
+
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at",
+                 "last_written")
+
+    def __init__(self, index: int, partition, shard: GroupShard):
+        self.index = index
+        self.partition = partition  # the Partition it was loaded from
+        self.shard = shard
+        self.runner: ShardRunner | None = None
+        self.loading = True
+        self.load_task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: int | None = None
+        self.last_written = -1  # offset of the last record this shard appended
+
+
 class GroupCoordinator:
     def __init__(self, broker):
         self.broker = broker
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
+        self.hosted: dict[int, HostedShard] = {}
         self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
         self.waiters: dict[int, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []
-        self.hosting = ShardHosting(
-            broker, OFFSETS_TOPIC, self.config, OFFSETS_TOPIC_CONFIGS,
-            factors=lambda: (broker.admin.offsets_replication_factor(),),
-            build=lambda index: GroupShard(self.config, self.consumer_config, self.topics, self.tokens,
-                                           partition=index),
-            load=self._load_partition, loaded=self._loaded, unloaded=self._unloaded, tick=self._tick,
-            noun="groups", size=lambda shard: len(shard.groups), log=log)
-
-    @property
-    def hosted(self) -> dict[int, HostedShard]:
-        """The shards hosted here, by partition index."""
-        return self.hosting.hosted
+        self._create_task: asyncio.Task | None = None
+        self._stopped = False
 
     # -- routing ---------------------------------------------------------
     def partition_for(self, group_id: str | None) -> int:
@@ -125,8 +131,23 @@ class GroupCoordinator:
 
     def shard_for(self, group_id: str | None) -> tuple[GroupShard | None, int]:
         """The shard serving ``group_id``, or (None, the error a request gets)."""
-        h, code = self.hosting.hosted_for(self.partition_for(group_id))
+        h, code = self._hosted_for(self.partition_for(group_id))
         return (h.shard, 0) if h is not None else (None, code)
+
+    def _hosted_for(self, index: int) -> tuple[HostedShard | None, int]:
+        """The active shard of partition ``index``, checking that this broker
+        still leads it (and hosting it if it does and was not yet)."""
+        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, index)
+        h = self.hosted.get(index)
+        if code:
+            if h is not None:
+                self.unload(index)
+            return None, errors.NOT_COORDINATOR
+        if h is None or h.partition is not p:
+            h = self._host(index, p)
+        if h.loading:
+            return None, errors.COORDINATOR_LOAD_IN_PROGRESS
+        return h, 0
 
     def list_groups(self, states=None, types=None) -> tuple[int, list[dict]]:
         out = []
@@ -166,12 +187,24 @@ class GroupCoordinator:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        await self.hosting.start()
+        started = time.monotonic()
+        self.broker.replicas.listeners.append(self._on_hosting_changed)
+        self.sync_shards()
+        loads = [h.load_task for h in self.hosted.values() if h.loading]
+        if loads:
+            await asyncio.gather(*loads, return_exceptions=True)
+            log.info("loaded %d groups from %d partitions of %s in %.3fs",
+                     sum(len(h.shard.groups) for h in self.hosted.values()), len(loads), OFFSETS_TOPIC,
+                     time.monotonic() - started)
         interval = self.broker.config.get_int("offsets.retention.check.interval.ms", 600000)
         self._tasks.append(asyncio.get_running_loop().create_task(self._expiry_loop(interval / 1000)))
 
     async def stop(self) -> None:
-        await self.hosting.stop()
+        self._stopped = True
+        for index in list(self.hosted):
+            self.unload(index, answer=False)
+        if self._create_task is not None and not self._create_task.done():
+            self._tasks.append(self._create_task)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -187,51 +220,148 @@ class GroupCoordinator:
 
     async def ensure_topic(self) -> bool:
         """Create ``__consumer_offsets`` if it does not exist, and host its
-        partitions led here; False if it cannot be."""
-        return await self.hosting.ensure_topic()
+        partitions led here; False if it cannot be.
 
+        The creation runs as its own task, shielded from the request that asked
+        for it: a client that disconnects mid-way must not leave the topic
+        created in memory but missing from the broker's topic registry."""
+        if OFFSETS_TOPIC not in self.broker.image:
+            if self._create_task is None or self._create_task.done():
+                self._create_task = asyncio.get_running_loop().create_task(self._create_topic())
+            if await asyncio.shield(self._create_task) is None:
+                return False
+        loads = self.sync_shards()
+        if loads:  # partitions new to this coordinator: a created topic's are empty
+            await asyncio.shield(asyncio.gather(*loads, return_exceptions=True))
+        return True
+
+    async def _create_topic(self):
+        from odradek.topic_admin import TopicError
+
+        """``__consumer_offsets`` as the image has it once created (by this
+        broker or another), or None if it cannot be."""
+        state = self.broker.image.get(OFFSETS_TOPIC)
+        if state is not None:
+            return state
+        try:
+            return await self.broker.admin.create_topic(
+                OFFSETS_TOPIC, self.config.num_partitions, self.broker.admin.offsets_replication_factor(),
+                dict(OFFSETS_TOPIC_CONFIGS))
+        except TopicError as e:
+            state = self.broker.image.get(OFFSETS_TOPIC)
+            if state is None:
+                log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
+            return state
+
+    # -- hosting shards ---------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
         """Host a shard for every partition of ``__consumer_offsets`` led here
-        and drop the others; return the loads started."""
-        return self.hosting.sync_shards()
+        and drop those of partitions no longer led here (or gone); return the
+        loads started."""
+        state = self.broker.image.get(OFFSETS_TOPIC)  # all its partitions, led here or not
+        count = len(state.partitions) if state is not None else 0
+        if count:
+            self.config.num_partitions = count
+        started = []
+        for index in range(count):
+            p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, index)
+            h = self.hosted.get(index)
+            if code:
+                if h is not None:
+                    self.unload(index)
+            elif h is None or h.partition is not p:
+                started.append(self._host(index, p).load_task)
+        for index in [i for i in self.hosted if i >= count]:
+            self.unload(index)
+        return started
+
+    def _on_hosting_changed(self, gained: list, lost: list) -> None:
+        """The replica manager hosts or drops partitions: follow those of
+        ``__consumer_offsets`` (leadership of a partition means its shard)."""
+        if any(p.topic.name == OFFSETS_TOPIC for p in gained + lost) and not self._stopped:
+            self.sync_shards()
+
+    def _host(self, index: int, partition) -> HostedShard:
+        """Start hosting (and loading) the shard of partition ``index``."""
+        if index in self.hosted:
+            self.unload(index)
+        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index)
+        h = HostedShard(index, partition, shard)
+        h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))
+        self.hosted[index] = h
+        h.load_task = asyncio.get_running_loop().create_task(self._load(h))
+        return h
 
     def unload(self, index: int, answer: bool = True) -> None:
         """Stop hosting the shard of partition ``index``; its parked requests
         answer NOT_COORDINATOR (when ``answer``)."""
-        self.hosting.unload(index, answer)
-
-    # -- hosting callbacks ------------------------------------------------
-    def _unloaded(self, h: HostedShard, answer: bool) -> None:
+        h = self.hosted.pop(index, None)
+        if h is None:
+            return
+        if h.timer is not None:
+            h.timer.cancel()
+            h.timer = None
+        if h.load_task is not None and not h.load_task.done():
+            h.load_task.cancel()
         if answer:
             self._deliver(h.shard.unload())
+        if not self._stopped:  # a broker stopping unloads every shard: not news
+            log.info("%s-%d unloaded: its groups are no longer coordinated here", OFFSETS_TOPIC, index)
 
-    def _loaded(self, h: HostedShard, count: int, seconds: float) -> None:
+    async def _load(self, h: HostedShard) -> None:
+        started = time.monotonic()
+        try:
+            count = await self._load_partition(h, h.partition)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("loading %s-%d failed; its groups start empty", OFFSETS_TOPIC, h.index)
+            count = 0
+        if self.hosted.get(h.index) is not h:
+            return
+        h.loading = False
         self._deliver(h.shard.drain())
-        self.hosting.reschedule(h)
+        self._reschedule(h)
         log.debug("loaded %d records, %d groups from %s-%d in %.3fs", count, len(h.shard.groups),
-                  OFFSETS_TOPIC, h.index, seconds)
+                  OFFSETS_TOPIC, h.index, time.monotonic() - started)
 
-    async def _load_partition(self, hosted: HostedShard) -> int:
-        """Replay the partition into the shard: transactional records once
-        their commit marker is read, those of transactions still open as
-        pending offsets."""
+    async def _load_partition(self, hosted: HostedShard, p) -> int:
+        offset = p.log_start_offset
+        end = p.log_end_offset  # what was written before loading began
         pending_txn: dict[int, list] = {}
         count = 0
-        async for h, records, now in read_log(hosted.partition):
-            if h.is_control:
-                if h.is_transactional and records:
-                    held = pending_txn.pop(h.producer_id, [])
-                    try:
-                        if decode_control_key(records[0].key).type == CONTROL_COMMIT:
-                            for r in held:
-                                count += hosted.runner.load(r.key, r.value, now)
-                    except InvalidBatch:
-                        pass
-            elif h.is_transactional:
-                pending_txn.setdefault(h.producer_id, []).extend(records)
-            else:
-                for r in records:
-                    count += hosted.runner.load(r.key, r.value, now)
+        while offset < end:
+            chunk = p.read_for_replica(offset, LOAD_READ_BYTES, upto=end)
+            if not chunk.size:
+                break
+            buf = b"".join(chunk.chunks)
+            progressed = False
+            now = now_ms()
+            for pos, h in iter_batches(buf):
+                if h.next_offset <= offset:
+                    continue
+                _, records = decode_batch(buf, pos)
+                if h.is_control:
+                    if h.is_transactional and records:
+                        held = pending_txn.pop(h.producer_id, [])
+                        try:
+                            if decode_control_key(records[0].key).type == CONTROL_COMMIT:
+                                for r in held:
+                                    count += hosted.runner.load(r.key, r.value, now)
+                        except InvalidBatch:
+                            pass
+                elif h.is_transactional:
+                    pending_txn.setdefault(h.producer_id, []).extend(
+                        r for r in records if r.offset >= offset)
+                else:
+                    for r in records:
+                        if r.offset >= offset:
+                            count += hosted.runner.load(r.key, r.value, now)
+                offset = h.next_offset
+                progressed = True
+            if not progressed:
+                break
+            await asyncio.sleep(0)
         for pid, held in pending_txn.items():  # transactions still open: pending offsets
             for r in held:
                 if r.key is not None:
@@ -240,6 +370,7 @@ class GroupCoordinator:
                     except rec.RecordFormatError:
                         pass
         return count
+
 
     # -- executing operations -------------------------------------------
     def execute(self, shard: GroupShard, op, *args, **kwargs) -> Result:
@@ -252,13 +383,13 @@ class GroupCoordinator:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
         completions = h.runner.apply(res, now)
         if completions:
-            replicated = h.replicated()
+            replicated = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
             if replicated is None:
                 self._deliver(completions)
             else:
                 replicated.add_done_callback(lambda f: self._deliver(
                     completions if f.result() == 0 else [(t, not_coordinator(r)) for t, r in completions]))
-        self.hosting.reschedule(h)
+        self._reschedule(h)
         return res
 
     async def wait(self, res: Result) -> dict:
@@ -270,6 +401,20 @@ class GroupCoordinator:
             return await fut
         finally:
             self.waiters.pop(res.wait, None)
+
+    def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
+        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)
+        if code:
+            raise RuntimeError(f"{OFFSETS_TOPIC}-{h.index}: error {code}")
+        if producer is None:
+            info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        else:
+            # TxnOffsetCommit: one transactional batch of the producer, tracked by
+            # the partition as an open transaction until its marker.
+            buf = bytearray(build_batch([(k, v, (), now) for k, v in records], producer_id=producer[0],
+                                        producer_epoch=producer[1], base_sequence=-1, transactional=True))
+            info = p.append_as_leader(buf, now, producer_batch=next(iter_batches(buf))[1])
+        h.last_written = info.last_offset
 
     def complete_transaction(self, index: int, producer_id: int, commit: bool) -> None:
         """A marker of ``producer_id`` was written to partition ``index``: its
@@ -292,17 +437,36 @@ class GroupCoordinator:
                 fut.set_result(response)
 
     # -- timers ----------------------------------------------------------
-    def _tick(self, h: HostedShard) -> None:
+    def _reschedule(self, h: HostedShard) -> None:
+        if self._stopped or h.loading or self.hosted.get(h.index) is not h:
+            return
+        deadline = h.shard.next_deadline()
+        if deadline is None:
+            return
+        if h.timer is not None and h.timer_at is not None and h.timer_at <= deadline:
+            return
+        if h.timer is not None:
+            h.timer.cancel()
+        delay = max(0.0, (deadline - now_ms() + 1) / 1000)
+        h.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, h)
+        h.timer_at = deadline
+
+    def _on_timer(self, h: HostedShard) -> None:
+        h.timer = None
+        h.timer_at = None
         try:
             self.execute(h.shard, h.shard.tick)
         except Exception:
             log.exception("group coordinator timer failed")
-            self.hosting.reschedule(h)
+            self._reschedule(h)
+
+    def _active(self) -> list[HostedShard]:
+        return [h for h in self.hosted.values() if not h.loading]
 
     async def _expiry_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(max(interval, 0.05))
-            for h in self.hosting.active():
+            for h in self._active():
                 try:
                     self.execute(h.shard, h.shard.expire_offsets)
                 except Exception:
@@ -315,7 +479,7 @@ class GroupCoordinator:
             for index in list(self.hosted):
                 self.unload(index)
             return
-        for h in self.hosting.active():
+        for h in self._active():
             try:
                 self.execute(h.shard, h.shard.topic_deleted, name)
             except Exception:

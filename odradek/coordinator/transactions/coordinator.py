@@ -4,13 +4,11 @@ Theory of operation
 -------------------
 :class:`TransactionCoordinator` follows the leadership of
 ``__transaction_state`` partitions exactly as the group coordinator follows
-``__consumer_offsets``, through the same composed
-:class:`~odradek.coordinator.hosting.ShardHosting`: the replica manager's
-hosting changes (its ``listeners``) and every routed request resynchronise
-the shards; a shard is
+``__consumer_offsets``: the replica manager's hosting changes (its
+``listeners``) and every routed request resynchronise the shards; a shard is
 *loading* while every record of its partition is replayed into it
-(COORDINATOR_LOAD_IN_PROGRESS; control batches are skipped), then *active*;
-it is dropped when the partition is no longer led here (NOT_COORDINATOR). A transactional id lives
+(COORDINATOR_LOAD_IN_PROGRESS), then *active*; it is dropped when the
+partition is no longer led here (NOT_COORDINATOR). A transactional id lives
 in the shard of ``partition_for(id)`` (Kafka's hash).
 
 Each shard is a :class:`~odradek.coordinator.transactions.shard.TransactionShard`
@@ -40,25 +38,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from odradek.clock import now_ms
-from odradek.coordinator.hosting import HostedShard as Hosted
-from odradek.coordinator.hosting import ShardHosting, read_log
-from odradek.coordinator.runtime import Result
+from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.transactions import records as rec
 from odradek.coordinator.transactions.markers import MarkerWriter
 from odradek.coordinator.transactions.shard import MarkerJob, TransactionShard, TxnConfig
 from odradek.protocol import errors
-from odradek.protocol.batch import HEADER_SIZE, read_header
+from odradek.protocol.batch import HEADER_SIZE, iter_batches, read_header
+from odradek.protocol.records import build_batch, decode_batch
 
 log = logging.getLogger("odradek.transactions")
 
 TXN_TOPIC = "__transaction_state"
 TXN_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
+LOAD_READ_BYTES = 4 * 1024 * 1024
 MARKER_RETRY_S = 0.1
 # Errors after which a partition's marker is considered written: done, or
 # nothing left to write to (a deleted topic), as Kafka's marker handler does.
 MARKER_DONE = (0, errors.UNKNOWN_TOPIC_OR_PARTITION, errors.INVALID_PRODUCER_EPOCH)
+
+
+class Hosted:
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "timer", "timer_at",
+                 "last_written")
+
+    def __init__(self, index: int, partition, shard: TransactionShard):
+        self.index = index
+        self.partition = partition
+        self.shard = shard
+        self.runner: ShardRunner | None = None
+        self.loading = True
+        self.load_task: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: int | None = None
+        self.last_written = -1  # offset of the last record this shard appended
 
 
 class TransactionCoordinator:
@@ -66,19 +81,12 @@ class TransactionCoordinator:
         self.broker = broker
         self.config = TxnConfig.from_broker(broker.config)
         self.markers = markers or MarkerWriter(broker)
+        self.hosted: dict[int, Hosted] = {}
         self.sending: dict[tuple[int, str], asyncio.Task] = {}  # (partition, txn id) -> marker task
-        self.hosting = ShardHosting(
-            broker, TXN_TOPIC, self.config, TXN_TOPIC_CONFIGS, factors=self._factors,
-            build=lambda index: TransactionShard(self.config, index), load=self._load,
-            loaded=lambda h, count, seconds: self._after(h), unloaded=self._unloaded, tick=self._tick,
-            noun="transactional ids", size=lambda shard: len(shard.txns), log=log, min_delay=0.01)
+        self._create_task: asyncio.Task | None = None
+        self._stopped = False
         # (txn id, producer id, epoch, topic, partition) -> a remote coordinator's verification
         self._remote: dict[tuple, int] = {}
-
-    @property
-    def hosted(self) -> dict[int, Hosted]:
-        """The shards hosted here, by partition index."""
-        return self.hosting.hosted
 
     # -- routing ---------------------------------------------------------
     def partition_for(self, transactional_id: str) -> int:
@@ -89,7 +97,18 @@ class TransactionCoordinator:
         COORDINATOR_LOAD_IN_PROGRESS / COORDINATOR_NOT_AVAILABLE)."""
         if TXN_TOPIC not in self.broker.image:
             return None, errors.COORDINATOR_NOT_AVAILABLE
-        return self.hosting.hosted_for(self.partition_for(transactional_id))
+        index = self.partition_for(transactional_id)
+        p, code = self.broker.replicas.partition_or_error(TXN_TOPIC, index)
+        h = self.hosted.get(index)
+        if code:
+            if h is not None:
+                self.unload(index)
+            return None, errors.NOT_COORDINATOR
+        if h is None or h.partition is not p:
+            h = self._host(index, p)
+        if h.loading:
+            return None, errors.COORDINATOR_LOAD_IN_PROGRESS
+        return h, 0
 
     def coordinator_node(self, transactional_id: str, listener: str | None) -> dict | None:
         """The live broker leading ``transactional_id``'s partition, or None."""
@@ -155,11 +174,22 @@ class TransactionCoordinator:
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
-        await self.hosting.start()
+        self.broker.replicas.listeners.append(self._on_hosting_changed)
+        loads = self.sync_shards()
+        if loads:
+            started = time.monotonic()
+            await asyncio.gather(*loads, return_exceptions=True)
+            log.info("loaded %d transactional ids from %d partitions of %s in %.3fs",
+                     sum(len(h.shard.txns) for h in self.hosted.values()), len(loads), TXN_TOPIC,
+                     time.monotonic() - started)
 
     async def stop(self) -> None:
-        await self.hosting.stop()
+        self._stopped = True
+        for index in list(self.hosted):
+            self.unload(index)
         tasks = list(self.sending.values())
+        if self._create_task is not None and not self._create_task.done():
+            tasks.append(self._create_task)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -171,32 +201,114 @@ class TransactionCoordinator:
     async def ensure_topic(self) -> bool:
         """Create ``__transaction_state`` if it does not exist and host its
         partitions led here; False if it cannot be."""
-        return await self.hosting.ensure_topic()
+        if TXN_TOPIC not in self.broker.image:
+            if self._create_task is None or self._create_task.done():
+                self._create_task = asyncio.get_running_loop().create_task(self._create_topic())
+            if await asyncio.shield(self._create_task) is None:
+                return False
+        loads = self.sync_shards()
+        if loads:
+            await asyncio.shield(asyncio.gather(*loads, return_exceptions=True))
+        return True
 
-    def _factors(self) -> tuple:
-        """The configured replication factor capped by the live brokers, then 1."""
+    async def _create_topic(self):
+        from odradek.topic_admin import TopicError
+
+        state = self.broker.image.get(TXN_TOPIC)
+        if state is not None:
+            return state
         live = max(1, len(self.broker.image.brokers))
-        return tuple(dict.fromkeys((max(1, min(self.config.replication_factor, live)), 1)))
+        rf = max(1, min(self.config.replication_factor, live))
+        for factor in dict.fromkeys((rf, 1)):
+            try:
+                return await self.broker.admin.create_topic(
+                    TXN_TOPIC, self.config.num_partitions, factor, dict(TXN_TOPIC_CONFIGS))
+            except TopicError as e:
+                state = self.broker.image.get(TXN_TOPIC)
+                if state is not None:
+                    return state
+                if e.error_code != errors.INVALID_REPLICATION_FACTOR:
+                    log.error("cannot create %s: %s", TXN_TOPIC, e)
+                    return None
+                log.info("%s: replication factor %d refused (%s); trying 1", TXN_TOPIC, factor, e)
+        return None
 
-    # -- hosting callbacks -------------------------------------------------
+    # -- hosting ---------------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
-        return self.hosting.sync_shards()
+        state = self.broker.image.get(TXN_TOPIC)
+        count = len(state.partitions) if state is not None else 0
+        if count:
+            self.config.num_partitions = count
+        started = []
+        for index in range(count):
+            p, code = self.broker.replicas.partition_or_error(TXN_TOPIC, index)
+            h = self.hosted.get(index)
+            if code:
+                if h is not None:
+                    self.unload(index)
+            elif h is None or h.partition is not p:
+                started.append(self._host(index, p).load_task)
+        for index in [i for i in self.hosted if i >= count]:
+            self.unload(index)
+        return started
+
+    def _on_hosting_changed(self, gained: list, lost: list) -> None:
+        if not self._stopped and any(p.topic.name == TXN_TOPIC for p in gained + lost):
+            self.sync_shards()
+
+    def _host(self, index: int, partition) -> Hosted:
+        if index in self.hosted:
+            self.unload(index)
+        h = Hosted(index, partition, TransactionShard(self.config, index))
+        h.runner = ShardRunner(h.shard, lambda records, now: self._append(h, records, now))
+        self.hosted[index] = h
+        h.load_task = asyncio.get_running_loop().create_task(self._load(h))
+        return h
 
     def unload(self, index: int) -> None:
-        self.hosting.unload(index)
-
-    def _unloaded(self, h: Hosted, answer: bool) -> None:
-        for key in [k for k in self.sending if k[0] == h.index]:
+        h = self.hosted.pop(index, None)
+        if h is None:
+            return
+        if h.timer is not None:
+            h.timer.cancel()
+        if h.load_task is not None and not h.load_task.done():
+            h.load_task.cancel()
+        for key in [k for k in self.sending if k[0] == index]:
             self.sending.pop(key).cancel()
+        if not self._stopped:
+            log.info("%s-%d unloaded: its transactional ids are no longer coordinated here", TXN_TOPIC, index)
 
-    async def _load(self, h: Hosted) -> int:
-        """Replay the partition into the shard; control batches are skipped."""
-        count = 0
-        async for bh, records, now in read_log(h.partition):
-            if not bh.is_control:
-                for r in records:
-                    count += h.runner.load(r.key, r.value, now)
-        return count
+    async def _load(self, h: Hosted) -> None:
+        try:
+            p = h.partition
+            offset, end = p.log_start_offset, p.log_end_offset
+            while offset < end:
+                chunk = p.read_for_replica(offset, LOAD_READ_BYTES, upto=end)
+                if not chunk.size:
+                    break
+                buf = b"".join(chunk.chunks)
+                progressed = False
+                now = now_ms()
+                for pos, bh in iter_batches(buf):
+                    if bh.next_offset <= offset:
+                        continue
+                    if not bh.is_control:
+                        for r in decode_batch(buf, pos)[1]:
+                            if r.offset >= offset:
+                                h.runner.load(r.key, r.value, now)
+                    offset = bh.next_offset
+                    progressed = True
+                if not progressed:
+                    break
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("loading %s-%d failed; its transactional ids start empty", TXN_TOPIC, h.index)
+        if self.hosted.get(h.index) is not h:
+            return
+        h.loading = False
+        self._after(h)
 
     # -- operations --------------------------------------------------------
     def execute(self, h: Hosted, op, *args, **kwargs) -> Result:
@@ -209,24 +321,31 @@ class TransactionCoordinator:
         self._after(h)
         return res
 
+    def _append(self, h: Hosted, records: list, now: int) -> None:
+        p, code = self.broker.replicas.partition_or_error(TXN_TOPIC, h.index)
+        if code or p is not h.partition:
+            raise RuntimeError(f"{TXN_TOPIC}-{h.index}: error {code}")
+        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        h.last_written = info.last_offset
+
     async def committed(self, h: Hosted) -> int:
         """0 once everything ``h`` appended is committed (below the high
         watermark); NOT_COORDINATOR if leadership is lost first."""
-        fut = h.replicated()
+        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
         if fut is None:
             return 0
         code = await asyncio.shield(fut)
         return errors.NOT_COORDINATOR if code else 0
 
     def _after(self, h: Hosted) -> None:
-        if self.hosting.stopped or self.hosted.get(h.index) is not h:
+        if self._stopped or self.hosted.get(h.index) is not h:
             return
         loop = asyncio.get_running_loop()
         for txn_id, job in h.shard.markers.items():
             task = self.sending.get((h.index, txn_id))
             if task is None or task.done():
                 self.sending[(h.index, txn_id)] = loop.create_task(self._send(h, job))
-        self.hosting.reschedule(h)
+        self._reschedule(h)
 
     async def _send(self, h: Hosted, job: MarkerJob) -> None:
         """Write ``job``'s markers, retrying, then record the transaction Complete."""
@@ -259,7 +378,21 @@ class TransactionCoordinator:
             self.execute(h, h.shard.complete, job)
 
     # -- timers ----------------------------------------------------------
-    def _tick(self, h: Hosted) -> None:
+    def _reschedule(self, h: Hosted) -> None:
+        deadline = h.shard.next_deadline()
+        if deadline is None or (h.timer is not None and h.timer_at is not None and h.timer_at <= deadline):
+            return
+        if h.timer is not None:
+            h.timer.cancel()
+        delay = max(0.01, (deadline - now_ms() + 1) / 1000)  # a failed write is retried, not spun on
+        h.timer = asyncio.get_running_loop().call_later(delay, self._on_timer, h)
+        h.timer_at = deadline
+
+    def _on_timer(self, h: Hosted) -> None:
+        h.timer = None
+        h.timer_at = None
+        if self.hosted.get(h.index) is not h:
+            return
         try:
             self.execute(h, h.shard.tick)
         except Exception:
