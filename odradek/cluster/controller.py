@@ -469,16 +469,7 @@ class Controller:
             return out
 
         written: set[tuple[str, int]] = set()
-        if not self.active:
-            raise NotController()
-        await self.apply(decide, written=written)
-        if not self.active and not written:
-            raise NotController()
-        for key in written:
-            results.setdefault(key, (0, None))
-        for key in pending:  # still contended after every round
-            results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
-        return {k: results[k] for k in wanted if k in results}
+        return await self._answer(decide, written, results, pending, wanted)
 
     async def alter_reassignments(self, wanted: list[tuple[str, int, list[int] | None]],
                                   allow_rf_change: bool = True
@@ -519,6 +510,14 @@ class Controller:
                     out.append(Change(name, index, new, s.revision))
             return out
 
+        return await self._answer(decide, written, results, pending, targets)
+
+    async def _answer(self, decide, written: set, results: dict, pending: list, keys) -> dict:
+        """Run a request's ``decide`` through ``apply`` and answer each of
+        ``keys``: its refusal from ``results``, success once written, or
+        REQUEST_TIMED_OUT if still contended after every round. Raises
+        NotController when this broker is not (or stops being) the controller
+        before anything was written."""
         if not self.active:
             raise NotController()
         await self.apply(decide, written=written)
@@ -528,7 +527,7 @@ class Controller:
             results.setdefault(key, (0, None))
         for key in pending:  # still contended after every round
             results.setdefault(key, (errors.REQUEST_TIMED_OUT, None))
-        return {k: results[k] for k in targets if k in results}
+        return {k: results[k] for k in keys if k in results}
 
     def list_reassignments(self, wanted: list[tuple[str, int]] | None
                            ) -> dict[str, list[tuple[int, PartitionState]]]:
