@@ -8,6 +8,7 @@ from odradek.apis import (  # noqa: F401
     elect_leaders,
     fetch,
     groups,
+    log_dirs,
     metadata,
     offsets,
     produce,

@@ -4,8 +4,7 @@ CreateTopics (19) v2-7: with configs, validate_only and manual replica
 assignments (checked as Kafka checks them: INVALID_REPLICA_ASSIGNMENT for
 partitions not numbered 0..n-1, empty or repeated replicas, brokers not
 registered, lists of different lengths); placement and the replication
-factor are ``odradek.topic_admin``'s (above 1 refused until replication is
-served). DeleteTopics (20) v1-6: by name, or by id from v6.
+factor (at most the live brokers) are ``odradek.topic_admin``'s. DeleteTopics (20) v1-6: by name, or by id from v6.
 CreatePartitions (37) v0-3, with manual assignments of the new partitions
 (one list each, of the topic's replication factor). DeleteRecords (21) v0-2: moves the log start
 offset; offset -1 means the high watermark.

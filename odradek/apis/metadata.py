@@ -1,4 +1,5 @@
-"""Metadata (key 3), versions 0-13; DescribeCluster (key 60), versions 0-2.
+"""Metadata (key 3), versions 0-13; DescribeCluster (key 60), versions 0-2;
+DescribeTopicPartitions (key 75), v0.
 
 Brokers are the live ones registered in the metadata store (this one always),
 each on the listener the request came in on; the controller id is the
@@ -14,6 +15,14 @@ Under ACLs, unauthorised topics are left out of a full listing and named
 ones refused (``odradek.security.checks``, around this handler); authorized
 operations are not computed: the fields keep their "not requested" default. Topic ids are stable UUIDs kept in the metadata
 store; what is reported comes from the topic image read from it.
+
+DescribeTopicPartitions (KIP-966; the Java admin client's describeTopics
+prefers it) reports the same partitions in name order, paged: at most
+``response_partition_limit`` partitions (capped by the broker's
+``max.request.partition.size.limit``, 2000) from the cursor on, with the
+cursor of the next partition when more are left. It never creates topics.
+Eligible leader replicas are not kept (KIP-966's ELR is off, as on a Kafka
+cluster without ``eligible.leader.replicas.version``): both ELR lists are empty.
 """
 
 from odradek.topic_admin import TopicError, validate_topic_name
@@ -124,3 +133,42 @@ async def describe_cluster(ctx, request: dict) -> dict:
                      "is_fenced": False}
                     for b in brokers],
     }
+
+
+DESCRIBE_TOPIC_PARTITIONS_LIMIT = "max.request.partition.size.limit"
+
+
+@handles("DescribeTopicPartitions", 0, 0)
+async def describe_topic_partitions(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    live = {b["node_id"] for b in broker_list(broker, ctx.connection.listener)}
+    limit = min(max(request["response_partition_limit"], 1),
+                broker.config.get_int(DESCRIBE_TOPIC_PARTITIONS_LIMIT, 2000))
+    names = sorted({t["name"] for t in request["topics"]}) if request["topics"] \
+        else sorted(t.name for t in broker.image)
+    cursor = request["cursor"]
+    if cursor is not None:
+        names = [n for n in names if n >= cursor["topic_name"]]
+    topics, next_cursor, left = [], None, limit
+    for name in names:
+        t = broker.image.get(name)
+        if t is None:
+            topics.append({"error_code": errors.UNKNOWN_TOPIC_OR_PARTITION, "name": name,
+                           "topic_id": bytes(16), "is_internal": False, "partitions": []})
+            continue
+        if left == 0:
+            next_cursor = {"topic_name": name, "partition_index": 0}
+            break
+        entry = topic_metadata(t, live)
+        first = cursor["partition_index"] if cursor is not None and name == cursor["topic_name"] else 0
+        parts = [dict(p, eligible_leader_replicas=[], last_known_elr=[])
+                 for p in entry["partitions"][first:]]
+        if len(parts) > left:
+            next_cursor = {"topic_name": name, "partition_index": parts[left]["partition_index"]}
+            parts = parts[:left]
+        left -= len(parts)
+        entry["partitions"] = parts
+        topics.append(entry)
+        if next_cursor is not None:
+            break
+    return {"topics": topics, "next_cursor": next_cursor}

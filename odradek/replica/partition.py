@@ -133,6 +133,11 @@ class Partition:
         return self.log.log_end_offset
 
     @property
+    def size_in_bytes(self) -> int:
+        """Bytes of this partition's log on this broker (its segments)."""
+        return self.log.size_in_bytes()
+
+    @property
     def config(self) -> TopicConfig:
         return self.topic.config
 

@@ -256,6 +256,29 @@ async def metadata(api, ctx, request):
     return response
 
 
+async def describe_topic_partitions(api, ctx, request):
+    """As Metadata: a full listing leaves out topics without DESCRIBE (the
+    handler pages over the visible ones), a named one without it is answered
+    TOPIC_AUTHORIZATION_FAILED."""
+    if not request["topics"]:
+        request["topics"] = [{"name": t.name} for t in ctx.broker.image
+                             if allowed(ctx, Op.DESCRIBE, T.TOPIC, t.name)]
+        if not request["topics"]:
+            return {"topics": [], "next_cursor": None}
+        return await api.handler(ctx, request)
+    kept, refused = [], []
+    for entry in request["topics"]:
+        if allowed(ctx, Op.DESCRIBE, T.TOPIC, entry["name"]):
+            kept.append(entry)
+        else:
+            refused.append({"error_code": TOPIC_DENIED, "name": entry["name"], "topic_id": bytes(16),
+                            "is_internal": False, "partitions": []})
+    response = await api.handler(ctx, request | {"topics": kept}) if kept \
+        else {"topics": [], "next_cursor": None}
+    response["topics"] = list(response["topics"]) + refused
+    return response
+
+
 async def list_groups(api, ctx, request):
     response = await api.handler(ctx, request)
     if not allowed(ctx, Op.DESCRIBE, T.CLUSTER, ""):
@@ -420,6 +443,7 @@ RULES: dict[str, Callable] = {
                                    lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
                                                     "assignor_name": "", "members": []}),
     "ListGroups": list_groups,
+    "DescribeTopicPartitions": describe_topic_partitions,
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),
                           lambda g, code: {"group_id": g, "error_code": code}),
     "InitProducerId": init_producer_id,
@@ -466,6 +490,7 @@ RULES: dict[str, Callable] = {
             {"name": t["name"], "partitions": [
                 {"partition_index": p["partition_index"], "error_code": code, "error_message": None}
                 for p in t["partitions"]]} for t in r["topics"]]}),
+    "DescribeLogDirs": Whole(cluster(Op.DESCRIBE), lambda r, code: {"error_code": code, "results": []}),
     "ListPartitionReassignments": Whole(cluster(Op.DESCRIBE), lambda r, code: {
         "error_code": code, "error_message": "Cluster authorization failed.", "topics": []}),
     "AlterClientQuotas": Whole(cluster(Op.ALTER_CONFIGS), lambda r, code: {"entries": [

@@ -118,3 +118,17 @@ def test_reassignments_need_alter_and_describe_on_the_cluster(raw):
         {"partition_index": 0, "error_code": CLUSTER_DENIED, "error_message": None}]}]
     res = raw.request("ListPartitionReassignments", 0, {"timeout_ms": 1000, "topics": None})
     assert res["error_code"] == CLUSTER_DENIED and res["topics"] == []
+
+
+def test_describe_topic_partitions_filters_as_metadata_does(raw):
+    full = raw.request("DescribeTopicPartitions", 0, {"topics": [], "response_partition_limit": 100,
+                                                     "cursor": None})
+    assert [t["name"] for t in full["topics"]] == ["a"]
+    named = raw.request("DescribeTopicPartitions", 0, {"topics": [{"name": "a"}, {"name": "b"}],
+                                                      "response_partition_limit": 100, "cursor": None})
+    assert {t["name"]: t["error_code"] for t in named["topics"]} == {"a": 0, "b": TOPIC_DENIED}
+
+
+def test_describe_log_dirs_needs_describe_on_the_cluster(raw):
+    res = raw.request("DescribeLogDirs", 4, {"topics": None})
+    assert res["error_code"] == CLUSTER_DENIED and res["results"] == []

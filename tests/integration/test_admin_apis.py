@@ -203,3 +203,63 @@ def test_elect_leaders_on_one_broker(admin, odradek_broker):
         assert res["replica_election_results"][0]["partition_result"][0]["error_code"] == 84
     finally:
         raw.close()
+
+
+def test_describe_topic_partitions_pages_with_a_cursor(odradek_broker):
+    """KIP-966's DescribeTopicPartitions: name order, at most the limit per
+    response, the next cursor where it stopped; unknown topics named."""
+    odradek_broker.create_topic("page-a", 3)
+    odradek_broker.create_topic("page-b", 2)
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        def page(cursor, topics=("page-b", "page-a", "page-none")):
+            return c.request("DescribeTopicPartitions", 0, {
+                "topics": [{"name": t} for t in topics], "response_partition_limit": 2, "cursor": cursor})
+
+        seen, cursor, pages = [], None, 0
+        while True:
+            resp = page(cursor)
+            pages += 1
+            for t in resp["topics"]:
+                if t["error_code"]:
+                    seen.append((t["name"], t["error_code"]))
+                seen += [(t["name"], p["partition_index"]) for p in t["partitions"]]
+                assert all(p["eligible_leader_replicas"] == [] and p["isr_nodes"] == [1] for p in t["partitions"])
+            cursor = resp["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == 3
+        assert seen == [("page-a", 0), ("page-a", 1), ("page-a", 2), ("page-b", 0), ("page-b", 1),
+                        ("page-none", 3)]  # UNKNOWN_TOPIC_OR_PARTITION
+        everything = c.request("DescribeTopicPartitions", 0, {"topics": [], "response_partition_limit": 2000,
+                                                              "cursor": None})
+        assert {"page-a", "page-b"} <= {t["name"] for t in everything["topics"]}
+        assert everything["next_cursor"] is None
+    finally:
+        c.close()
+
+
+def test_describe_log_dirs(odradek_broker_factory, tmp_path):
+    on_disk = odradek_broker_factory(data_dir=str(tmp_path / "d"))
+    on_disk.create_topic("dirs", 2)
+    on_disk.produce("dirs", [b"x" * 100])
+    c = RawClient(on_disk.bootstrap)
+    try:
+        resp = c.request("DescribeLogDirs", 4, {"topics": [{"topic": "dirs", "partitions": [0, 1, 7]},
+                                                           {"topic": "nowhere", "partitions": [0]}]})
+        (d,) = resp["results"]
+        assert d["error_code"] == 0 and d["log_dir"] == str(tmp_path / "d")
+        assert d["total_bytes"] >= d["usable_bytes"] > 0
+        (t,) = d["topics"]
+        sizes = {p["partition_index"]: p["partition_size"] for p in t["partitions"]}
+        assert t["name"] == "dirs" and sorted(sizes) == [0, 1] and sum(sizes.values()) > 100
+        everything = c.request("DescribeLogDirs", 1, {"topics": None})
+        assert "dirs" in {t["name"] for t in everything["results"][0]["topics"]}
+    finally:
+        c.close()
+    in_memory = odradek_broker_factory()
+    c = RawClient(in_memory.bootstrap)
+    try:
+        assert c.request("DescribeLogDirs", 4, {"topics": None})["results"] == []
+    finally:
+        c.close()

@@ -37,6 +37,8 @@ PINNED = {
     "CreateTopics": (19, 2, 7),
     "DeleteTopics": (20, 1, 6),
     "DeleteRecords": (21, 0, 2),
+    "DescribeLogDirs": (35, 1, 5),
+    "DescribeTopicPartitions": (75, 0, 0),
     "InitProducerId": (22, 0, 6),
     "AddPartitionsToTxn": (24, 0, 5),
     "AddOffsetsToTxn": (25, 0, 4),
