@@ -3,10 +3,11 @@
 Theory of operation: the hot paths only add to plain Python numbers (one
 ``ApiStats`` per API key, counted once in the connection's dispatch; three
 counters on each hosted ``Topic``, counted where a partition appends and where
-Fetch sends). Everything else (partitions, log sizes, groups and their lag,
-fetch sessions, connections) is read from the broker's own state when
-``/metrics`` is scraped, on the event loop, so there is nothing to keep in
-step. ``render(broker)`` returns the whole exposition as bytes.
+Fetch sends; connections opened and closed; ISR changes written). Everything
+else (partitions, log sizes, groups and their lag, fetch sessions,
+connections, the controller, the process) is read from the broker's own state
+when ``/metrics`` is scraped, on the event loop, so there is nothing to keep
+in step. ``render(broker)`` returns the whole exposition as bytes.
 
 With ``http.metrics.compat=kafka-exporter`` the scrape also carries the
 series kafka-exporter (danielqsj/kafka_exporter) serves, under its names and
@@ -22,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import time
+
+from odradek.storage.base import OffsetOutOfRange
 
 # Request latency buckets, in seconds: from 100 us to 30 s (long polls and joins wait).
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -76,6 +80,14 @@ class BrokerMetrics:
     def __init__(self):
         self.apis: dict[int, ApiStats] = {}  # api key -> its stats, from its first request
         self.loop_lag = Histogram(LAG_BUCKETS)
+        self.accepted: dict[str, int] = {}  # listener -> connections opened
+        self.closed: dict[str, int] = {}  # listener -> connections closed
+
+    def connection_opened(self, listener: str) -> None:
+        self.accepted[listener] = self.accepted.get(listener, 0) + 1
+
+    def connection_closed(self, listener: str) -> None:
+        self.closed[listener] = self.closed.get(listener, 0) + 1
 
     def api(self, key: int, name: str) -> ApiStats:
         stats = self.apis.get(key)
@@ -164,6 +176,24 @@ def render(broker) -> bytes:
         conns[c.listener] = conns.get(c.listener, 0) + 1
     out.family("odradek_connections", "gauge", "Open client connections, per listener.",
                (({"listener": k}, v) for k, v in conns.items()))
+    out.family("odradek_connections_accepted_total", "counter", "Connections accepted, per listener.",
+               (({"listener": k}, m.accepted.get(k, 0)) for k in conns))
+    out.family("odradek_connections_closed_total", "counter",
+               "Connections closed (by either side), per listener.",
+               (({"listener": k}, m.closed.get(k, 0)) for k in conns))
+    out.family("odradek_event_loop_cpu_seconds_total", "counter",
+               "CPU time of the thread running the broker's event loop (its busy time, "
+               "blocking reads aside).", [({}, time.thread_time())])
+    out.family("odradek_controller_active", "gauge",
+               "1 on the broker that is the cluster's active controller (Kafka's ActiveControllerCount).",
+               [({}, int(broker.image.controller_id == broker.config.node_id))])
+    out.family("odradek_isr_shrinks_total", "counter",
+               "ISR changes written by this broker as leader that took replicas out (IsrShrinksPerSec).",
+               [({}, broker.replicas.isr_shrinks)])
+    out.family("odradek_isr_expands_total", "counter",
+               "ISR changes written by this broker as leader that added replicas (IsrExpandsPerSec).",
+               [({}, broker.replicas.isr_expands)])
+    _render_process(out)
     out.histogram("odradek_event_loop_lag_seconds",
                   f"How late the event loop woke a {LAG_PROBE_INTERVAL} s sleep.", [({}, m.loop_lag)])
 
@@ -241,7 +271,8 @@ def _render_topics(out: Exposition, broker) -> None:
 def _render_groups(out: Exposition, broker) -> None:
     groups = broker.groups
     hosted = list(groups.hosted.values()) if groups is not None else []
-    members, states, lags = [], [], []
+    members, states, lags, time_lags = [], [], [], []
+    now_ms = time.time() * 1000
     lookup = broker.replicas.partition_or_error
     for h in hosted:
         if h.loading:
@@ -255,14 +286,65 @@ def _render_groups(out: Exposition, broker) -> None:
                 p, code = lookup(topic, index)
                 if p is None:
                     continue  # led elsewhere: that broker reports the lag
-                lags.append(({"group": gid, "topic": topic, "partition": index},
-                             max(p.high_watermark - value.offset, 0)))
+                labels = {"group": gid, "topic": topic, "partition": index}
+                lags.append((labels, max(p.high_watermark - value.offset, 0)))
+                seconds = time_lag(p, value.offset, now_ms)
+                if seconds is not None:
+                    time_lags.append((labels, seconds))
     out.family("odradek_consumer_group_members", "gauge", "Members of a group.", members)
     out.family("odradek_consumer_group_state", "gauge", "A group's state (the series with value 1).",
                states)
     out.family("odradek_consumer_group_lag", "gauge",
                "Records between a group's committed offset and the high watermark, per partition "
                "led here.", lags)
+    out.family("odradek_consumer_group_lag_seconds", "gauge",
+               "How old the group's next record is (now minus the timestamp of the batch holding its "
+               "committed offset); 0 when caught up, per partition led here.", time_lags)
+
+
+def time_lag(p, committed: int, now_ms: float) -> float | None:
+    """Seconds since the batch holding ``committed`` was stamped (its first
+    timestamp; the append time under LogAppendTime); 0 at or past the high
+    watermark; None when the log no longer holds that offset."""
+    if committed >= p.high_watermark:
+        return 0.0
+    try:
+        for h in p.log.iter_headers(max(committed, p.log_start_offset), 64 * 1024):
+            stamped = h.max_timestamp if h.log_append_time else h.base_timestamp
+            return max(now_ms - stamped, 0.0) / 1000
+    except OffsetOutOfRange:
+        return None
+    return None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _render_process(out: Exposition) -> None:
+    """The process series every Prometheus client library serves, same names (Linux /proc)."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime"))
+        fds = len(os.listdir("/proc/self/fd"))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return  # not Linux: left out
+    import resource
+    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+    out.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+               [({}, cpu)])
+    out.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+               [({}, int(fields[21]) * _PAGE_SIZE)])
+    out.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+               [({}, int(fields[20]))])
+    out.family("process_start_time_seconds", "gauge",
+               "Start time of the process since unix epoch in seconds.",
+               [({}, boot + int(fields[19]) / _CLOCK_TICKS)])
+    out.family("process_open_fds", "gauge", "Number of open file descriptors.", [({}, fds)])
+    out.family("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+               [({}, resource.getrlimit(resource.RLIMIT_NOFILE)[0])])
 
 
 def _render_kafka_exporter(out: Exposition, broker) -> None:

@@ -80,6 +80,8 @@ class ReplicaManager:
         self._lock = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
         self.flush_time = Histogram(LATENCY_BUCKETS)  # seconds per partition flush (fsync), odradek.metrics
+        self.isr_shrinks = 0  # ISR changes written as leader that took replicas out (Kafka's IsrShrinksPerSec)
+        self.isr_expands = 0  # ... and that added replicas (IsrExpandsPerSec)
 
     # -- lookups -------------------------------------------------------------------
     def topic(self, name_or_id: str | bytes | None) -> Topic | None:
@@ -319,7 +321,10 @@ class ReplicaManager:
         if done is None or not done.succeeded:
             p.isr_change_failed()
         else:
-            log.info("%s-%d: ISR %s -> %s", p.topic.name, p.index, p.isr, isr)
+            log.info("%s-%d: ISR %s -> %s", p.topic.name, p.index, known.isr, isr)
+            old = set(known.isr)  # p.isr may already be the new one: the image moves on its own
+            self.isr_shrinks += bool(old - set(isr))
+            self.isr_expands += bool(set(isr) - old)
 
     def shrink_isrs(self, now: int) -> None:
         """As leader, drop from each ISR the followers not caught up within

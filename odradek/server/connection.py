@@ -158,6 +158,7 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.broker.connections.add(self)
+        self.broker.metrics.connection_opened(self.listener)
         if self.security is not None and self.security.mapper is not None and self.sasl is None:
             try:
                 self.principal = self.security.mapper.principal(transport.get_extra_info("peercert"))
@@ -172,6 +173,7 @@ class KafkaConnection(asyncio.Protocol):
         self.closed = True
         self.frames.clear()
         self.broker.connections.discard(self)
+        self.broker.metrics.connection_closed(self.listener)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer

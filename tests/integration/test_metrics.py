@@ -43,7 +43,7 @@ def scrape(broker) -> dict:
     assert resp.getheader("content-type").startswith("text/plain; version=0.0.4")
     out = {}
     for family in text_string_to_metric_families(resp.body.decode()):
-        assert family.name.startswith(("odradek_", "kafka_"))
+        assert family.name.startswith(("odradek_", "kafka_", "process_"))
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out
@@ -118,6 +118,46 @@ def test_metrics_count_produce_fetch_and_group_lag(broker):
     finally:
         consumer.close()
         producer.flush(1)
+
+
+def test_group_lag_in_seconds_connections_controller_and_process(broker):
+    """The lag in time is the age of the group's next record; caught up, 0."""
+    now_ms = int(time.time() * 1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i, age_s in enumerate((600, 120, 30)):
+        producer.produce("aged", f"r{i}".encode(), timestamp=now_ms - age_s * 1000)
+        producer.flush(10)  # one batch per record, each with its own timestamp
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "aged-readers"})
+    try:
+        lag = {"group": "aged-readers", "topic": "aged", "partition": 0}
+        for committed, age_s in ((1, 120), (2, 30), (3, 0)):
+            consumer.commit(offsets=[TopicPartition("aged", 0, committed)], asynchronous=False)
+            s = scrape(broker)
+            assert value(s, "odradek_consumer_group_lag", **lag) == 3 - committed
+            assert age_s <= value(s, "odradek_consumer_group_lag_seconds", **lag) < age_s + 15
+    finally:
+        consumer.close()
+
+    before = scrape(broker)
+    with socket.create_connection(broker.bootstrap.split(":")) as c:
+        c.sendall(b"")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        after = scrape(broker)
+        if value(after, "odradek_connections_closed_total", listener="PLAINTEXT") > \
+                value(before, "odradek_connections_closed_total", listener="PLAINTEXT"):
+            break
+        time.sleep(0.05)
+    assert value(after, "odradek_connections_accepted_total", listener="PLAINTEXT") >= \
+        value(before, "odradek_connections_accepted_total", listener="PLAINTEXT") + 1
+    assert value(after, "odradek_connections_closed_total", listener="PLAINTEXT") >= \
+        value(before, "odradek_connections_closed_total", listener="PLAINTEXT") + 1
+    assert value(after, "odradek_controller_active") == 1  # one broker: it is the controller
+    assert value(after, "odradek_isr_shrinks_total") == value(after, "odradek_isr_expands_total") == 0
+    assert 0 < value(after, "odradek_event_loop_cpu_seconds_total") <= value(after, "process_cpu_seconds_total")
+    assert value(after, "process_resident_memory_bytes") > 10 * 2**20
+    assert 0 < value(after, "process_open_fds") < value(after, "process_max_fds")
+    assert abs(value(after, "process_start_time_seconds") - time.time()) < 3600
 
 
 def test_a_second_scrape_sees_more_requests(broker):
@@ -224,9 +264,11 @@ def test_serve_refuses_a_bad_http_address():
 
 
 def test_without_the_compatibility_mode_only_odradek_series():
+    """odradek's own series and the process ones every Prometheus client serves."""
     with odradek.Broker(config={"http.listener": "127.0.0.1:0"}) as b:
         names = {name for name, _ in scrape(b)}
-    assert names and all(n.startswith("odradek_") for n in names)
+    assert names and all(n.startswith(("odradek_", "process_")) for n in names)
+    assert "process_cpu_seconds_total" in names
 
 
 def test_flush_time_is_counted(tmp_path):

@@ -150,6 +150,13 @@ def test_a_lagging_follower_leaves_the_isr_and_comes_back(etcd, tmp_path):
         for b in brokers:
             wait_until(lambda: offsets(b, "lag", 0) == (25, 25), what="every replica to catch up")
             assert log_bytes(b, "lag", 0) == log_bytes(brokers[0], "lag", 0)
+
+        # The leader counted its ISR changes (Kafka's IsrShrinksPerSec, IsrExpandsPerSec),
+        # and exactly one broker says it is the controller.
+        scraped = [scrape_metrics(b) for b in brokers]
+        assert scraped[0]["odradek_isr_shrinks_total"] == 2
+        assert scraped[0]["odradek_isr_expands_total"] in (1, 2)  # both back at once, or one by one
+        assert [s["odradek_controller_active"] for s in scraped].count(1) == 1
     finally:
         for b in brokers:
             b.stop()
@@ -193,6 +200,16 @@ def test_a_former_leader_truncates_what_its_successor_never_had(etcd, tmp_path):
 
 async def _async(fn, *args):
     return fn(*args)
+
+
+def scrape_metrics(b) -> dict[str, float]:
+    """A broker's unlabelled series, rendered on its loop and parsed as Prometheus does."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from odradek.metrics import render
+
+    text = b.call(lambda: _async(render, b.core)).decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
 def test_a_follower_names_the_leader_and_a_new_leader_withholds_offsets(etcd, tmp_path):
