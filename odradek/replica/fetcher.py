@@ -16,9 +16,13 @@ sessionless, one request in flight. For each partition of an answer:
   there (at the first batch's base offset when that start falls inside a
   batch, as Kafka's follower does); otherwise the log is truncated to its
   high watermark;
-- other errors (a leader that no longer leads, epochs not yet known to one
-  side, an unknown topic) back the partition off for
-  ``replica.fetch.backoff.ms`` while the metadata image catches up.
+- a leader behind the follower (UNKNOWN_LEADER_EPOCH: it does not know the
+  follower's epoch yet; NOT_LEADER_OR_FOLLOWER: it does not know it leads)
+  is asked again soon, 50 ms then doubling up to ``replica.fetch.backoff.ms``:
+  its image is about to catch up, and acks=all waits for this follower;
+- other errors (a follower behind the leader, an unknown topic) back the
+  partition off for ``replica.fetch.backoff.ms`` while the image catches up
+  (when the follower's own image moves, the partition is fetched at once).
 
 A partition answered for an epoch or leader it no longer has is passed over:
 the image moved it, and ``FetcherManager.follow`` with it.
@@ -45,6 +49,9 @@ FETCH_VERSION = 15
 BACKOFF_ERRORS = {errors.NOT_LEADER_OR_FOLLOWER, errors.FENCED_LEADER_EPOCH, errors.UNKNOWN_LEADER_EPOCH,
                   errors.UNKNOWN_TOPIC_ID, errors.UNKNOWN_TOPIC_OR_PARTITION, errors.KAFKA_STORAGE_ERROR,
                   errors.OFFSET_NOT_AVAILABLE}
+# The leader's image is behind the follower's: retried sooner (RETRY_FIRST, doubling).
+LEADER_BEHIND = {errors.UNKNOWN_LEADER_EPOCH, errors.NOT_LEADER_OR_FOLLOWER}
+RETRY_FIRST = 0.05
 
 
 def truncation_offset(p: Partition, epoch: int, end_offset: int) -> int:
@@ -77,6 +84,7 @@ class ReplicaFetcher:
         self.broker_epoch = broker_epoch
         self.partitions: dict[tuple[bytes, int], Partition] = {}
         self.delayed: dict[tuple[bytes, int], float] = {}  # key -> monotonic time to fetch again
+        self.retry_in: dict[tuple[bytes, int], float] = {}  # key -> next delay while the leader is behind
         self.changed = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.listener = listener  # the inter-broker listener (None: the leader's first)
@@ -90,6 +98,7 @@ class ReplicaFetcher:
     def add(self, p: Partition) -> None:
         self.partitions[(p.topic.topic_id, p.index)] = p
         self.delayed.pop((p.topic.topic_id, p.index), None)
+        self.retry_in.pop((p.topic.topic_id, p.index), None)
         self.changed.set()
 
     def remove(self, p: Partition) -> None:
@@ -97,6 +106,7 @@ class ReplicaFetcher:
         if self.partitions.get(key) is p:
             del self.partitions[key]
             self.delayed.pop(key, None)
+            self.retry_in.pop(key, None)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run())
@@ -226,8 +236,13 @@ class ReplicaFetcher:
         if code:
             if code not in BACKOFF_ERRORS:
                 log.warning("%s: leader %d answers error %d", p, self.leader_id, code)
-            self.delayed[key] = time.monotonic() + self.backoff
+            delay = self.backoff
+            if code in LEADER_BEHIND:
+                delay = min(self.retry_in.get(key, RETRY_FIRST), self.backoff)
+                self.retry_in[key] = delay * 2
+            self.delayed[key] = time.monotonic() + delay
             return
+        self.retry_in.pop(key, None)
         diverging = entry.get("diverging_epoch") or {}
         if diverging.get("epoch", -1) >= 0 or diverging.get("end_offset", -1) >= 0:
             target = truncation_offset(p, diverging["epoch"], diverging["end_offset"])

@@ -169,3 +169,37 @@ def test_a_fetcher_survives_an_unexpected_error(caplog):
 
     asyncio.run(go())
     assert "fetcher for leader 2 failed" in caplog.text and "a closed log" in caplog.text
+
+
+def test_a_leader_behind_the_follower_is_asked_again_soon():
+    """UNKNOWN_LEADER_EPOCH and NOT_LEADER_OR_FOLLOWER mean the leader's image
+    is behind: the partition is fetched again after 50 ms, doubling up to
+    replica.fetch.backoff.ms, and from 50 ms again after an answer with data;
+    errors of a follower behind the leader wait the whole backoff."""
+    from odradek.replica.fetcher import ReplicaFetcher
+
+    async def go():
+        m = await manager()
+        followed = TopicState("f", bytes(range(1, 17)), {}, [PartitionState(2, 0, [2, 1], [2, 1])])
+        m.image.apply(events(create_topic_txn(followed)[1]))
+        await m.reconcile({"f"})
+        p = m.topic("f").by_index[0]  # led by broker 2: followed here
+        f = ReplicaFetcher(2, 1, m.image, BrokerConfig(node_id=1), lambda: 1)
+        f.add(p)
+        key = (p.topic.topic_id, p.index)
+
+        def answer(code: int) -> float | None:
+            f.delayed.pop(key, None)
+            f.handle_partition(p, {"error_code": code, "high_watermark": 0, "log_start_offset": 0,
+                                   "records": None}, 0)
+            return round(f.delayed[key] - time.monotonic(), 2) if key in f.delayed else None
+
+        assert [answer(errors.UNKNOWN_LEADER_EPOCH) for _ in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+        assert answer(errors.NONE) is None
+        assert answer(errors.NOT_LEADER_OR_FOLLOWER) == 0.05
+        assert answer(errors.FENCED_LEADER_EPOCH) == 1.0
+        f.remove(p)
+        f.add(p)
+        assert answer(errors.UNKNOWN_LEADER_EPOCH) == 0.05
+
+    asyncio.run(go())
