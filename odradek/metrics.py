@@ -34,6 +34,8 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 # Event-loop lag buckets, in seconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_PROBE_INTERVAL = 0.25  # seconds between two event-loop lag samples
+# The APIs whose handlers wait (RequestContext.wait), with a wait histogram.
+WAITING_APIS = frozenset({"Fetch", "Produce", "JoinGroup", "SyncGroup"})
 
 
 class Histogram:
@@ -54,13 +56,14 @@ class Histogram:
 class ApiStats:
     """One API's requests, errors and latency, as the dispatch counts them."""
 
-    __slots__ = ("name", "requests", "errors", "latency", "versions")
+    __slots__ = ("name", "requests", "errors", "latency", "versions", "waits")
 
     def __init__(self, name: str):
         self.name = name
         self.requests = 0
         self.errors = 0
         self.latency = Histogram(LATENCY_BUCKETS)
+        self.waits = Histogram(LATENCY_BUCKETS)  # of the requests that waited: for how long
         self.versions: dict[int, int] = {}  # request version -> requests (Kafka's RequestsPerSec by version)
 
     def record(self, seconds: float, error: bool, version: int | None = None) -> None:
@@ -170,6 +173,10 @@ def render(broker) -> bytes:
     out.histogram("odradek_request_duration_seconds",
                   "Time from a request's decoding to its response, waits included (long polls, "
                   "joins), per API.", (({"api": s.name}, s.latency) for s in apis))
+    out.histogram("odradek_request_wait_seconds",
+                  "Of the requests that waited (a Fetch's long poll, acks=all, a JoinGroup's or "
+                  "SyncGroup's rebalance), the time waiting, per API; part of the duration above.",
+                  (({"api": s.name}, s.waits) for s in apis if s.name in WAITING_APIS))
 
     conns: dict[str, int] = {name: 0 for name in broker.endpoints}
     for c in list(broker.connections):

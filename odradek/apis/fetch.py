@@ -213,7 +213,7 @@ async def fetch(ctx, request: dict) -> dict:
         for p in touched:
             p.add_waiter(fut)
         try:
-            await asyncio.wait_for(fut, remaining)
+            await ctx.wait(asyncio.wait_for(fut, remaining))
         except asyncio.TimeoutError:
             break  # nothing was appended: the last pass stands
         finally:

@@ -166,7 +166,7 @@ async def join_group(ctx, request: dict) -> dict:
         require_known_member_id=ctx.version >= 4,
         supports_skip_assignment=ctx.version >= 9,
     )
-    return _join_out(await gc.wait(res), ctx.version)
+    return _join_out(await ctx.wait(gc.wait(res)), ctx.version)
 
 
 @handles("SyncGroup", 0, 5)
@@ -184,7 +184,7 @@ async def sync_group(ctx, request: dict) -> dict:
         protocol_name=request["protocol_name"],
         assignments=[(a["member_id"], a["assignment"]) for a in request["assignments"]],
     )
-    return dict(await gc.wait(res))
+    return dict(await ctx.wait(gc.wait(res)))
 
 
 @handles("Heartbeat", 0, 4)

@@ -293,7 +293,7 @@ async def produce(ctx, request: dict) -> dict | None:
                 parts.append(entry)
         responses.append({"name": td["name"], "topic_id": td["topic_id"], "partition_responses": parts})
     if waits:
-        await wait_replicated(waits, request["timeout_ms"])
+        await ctx.wait(wait_replicated(waits, request["timeout_ms"]))
     if version >= 10:
         hints = LeaderHints(broker, ctx.connection.listener)
         for td, r in zip(request["topic_data"], responses):

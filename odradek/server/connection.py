@@ -115,7 +115,7 @@ class RequestContext:
     """What a handler knows about the request it serves."""
 
     __slots__ = ("broker", "connection", "api_key", "version", "correlation_id", "client_id", "header",
-                 "principal", "listener")
+                 "principal", "listener", "waited")
 
     def __init__(self, broker, connection, api_key, version, correlation_id, client_id, header):
         self.broker = broker
@@ -127,6 +127,17 @@ class RequestContext:
         self.header = header
         self.principal = connection.principal  # KafkaPrincipal: User:alice, User:ANONYMOUS
         self.listener = connection.listener  # the listener's name
+        self.waited = 0.0  # seconds spent in wait(): long polls, acks=all, rebalances
+
+    async def wait(self, awaitable):
+        """Await what the request waits for (data for a long poll, replicas
+        for acks=all, the other members for a rebalance), its time counted
+        apart from the request's own work (odradek.metrics)."""
+        t0 = time.perf_counter()
+        try:
+            return await awaitable
+        finally:
+            self.waited += time.perf_counter() - t0
 
 
 class KafkaConnection(asyncio.Protocol):
@@ -300,6 +311,8 @@ class KafkaConnection(asyncio.Protocol):
             raise
         stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0,
                      version)
+        if ctx.waited:
+            stats.waits.observe(ctx.waited)
         # The one place a response's throttle time is set: handlers leave the
         # field out. Produce counts its request's bytes, Fetch its response's,
         # against the client's byte-rate quota, every request its handler time

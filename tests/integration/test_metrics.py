@@ -70,6 +70,7 @@ def test_metrics_count_produce_fetch_and_group_lag(broker):
         if m is not None and m.error() is None:
             got += 1
     assert got == n
+    assert consumer.poll(1.5) is None  # caught up: its fetches now long-poll (fetch.wait.max.ms 500)
     consumer.commit(offsets=[TopicPartition("metered", 0, committed)], asynchronous=False)
     try:
         s = scrape(broker)
@@ -90,6 +91,14 @@ def test_metrics_count_produce_fetch_and_group_lag(broker):
             assert value(s, "odradek_request_duration_seconds_bucket", api=api, le="+Inf") == \
                 value(s, "odradek_requests_total", api=api)
         assert value(s, "odradek_request_errors_total", api="Produce") == 0
+        # A consumer's long polls and its join waited: counted apart, within the durations.
+        for api in ("Fetch", "JoinGroup"):
+            assert value(s, "odradek_request_wait_seconds_count", api=api) >= 1, api
+            assert 0 < value(s, "odradek_request_wait_seconds_sum", api=api) <= \
+                value(s, "odradek_request_duration_seconds_sum", api=api), api
+        assert value(s, "odradek_request_wait_seconds_count", api="Produce") == 0  # one replica: no wait
+        assert not any(name == "odradek_request_wait_seconds_count" and ("api", "Metadata") in labels
+                       for name, labels in s)
         assert value(s, "odradek_connections", listener="PLAINTEXT") >= 2
         assert value(s, "odradek_partitions", state="online") >= 1
         assert value(s, "odradek_partitions", state="offline") == 0
