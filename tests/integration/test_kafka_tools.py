@@ -3,7 +3,8 @@ against Apache Kafka 4.4 with the same steps: their output has the same shape.
 
 The tools (kafka-topics, kafka-configs, kafka-consumer-groups, the console
 producer and consumer, kafka-get-offsets, kafka-delete-records,
-kafka-log-dirs, kafka-broker-api-versions, kafka-dump-log) are the main
+kafka-log-dirs, kafka-broker-api-versions, kafka-dump-log, kafka-groups,
+kafka-cluster, kafka-transactions, kafka-leader-election) are the main
 classes of the kafka-tools jar from Maven Central; ToolRunner.java runs them
 one after the other in one JVM. Skipped where Java, Maven or the jars cannot
 be had.
@@ -72,6 +73,11 @@ def steps(bootstrap: str, data_dir: str, scratch: str) -> list[tuple[str, str, s
         ("log dirs", "-", T + "LogDirsCommand", b + ["--describe", "--topic-list", "tools"]),
         ("api versions", "-", T + "BrokerApiVersionsCommand", b),
         ("dump log", "-", T + "DumpLogSegments", ["--files", segment + ".log", "--print-data-log"]),
+        ("groups of every type", "-", T + "GroupsCommand", b + ["--list"]),
+        ("cluster id", "-", T + "ClusterTool", ["cluster-id"] + b),
+        ("transactions", "-", T + "TransactionsCommand", b + ["list"]),
+        ("preferred leaders", "-", T + "LeaderElectionCommand",
+         b + ["--election-type", "preferred", "--topic", "tools", "--partition", "0"]),
         ("delete group", "-", GROUPS, b + ["--delete", "--group", "tg"]),
         ("delete topic", "-", TOPICS, b + ["--delete", "--topic", "tools"]),
         ("list after delete", "-", TOPICS, b + ["--list", "--exclude-internal"]),
@@ -194,8 +200,18 @@ def test_each_tool_runs_against_odradek(odradek_session):
     assert [line.rsplit("payload: ", 1)[-1] for line in dump[3:]] and all(
         line.startswith("| offset: ") for line in dump[3:])
 
+    assert "tg                   Classic              consumer" in out["groups of every type"][1]
+    assert out["cluster id"][1].strip() == f"Cluster ID: {cluster_id(broker.data_dir)}"
+    assert out["transactions"][1].split() == ["TransactionalId", "Coordinator", "ProducerId", "TransactionState"]
+    assert "Valid replica already elected for partitions tools-0" in out["preferred leaders"][1]
     assert "Deletion of requested consumer groups ('tg') was successful." in out["delete group"][1]
     assert lines(out["list after delete"][1]) == []
+
+
+def cluster_id(data_dir: str) -> str:
+    """The cluster id the broker wrote in its data dir's meta.properties."""
+    with open(os.path.join(data_dir, "meta.properties")) as f:
+        return next(line.split("=", 1)[1].strip() for line in f if line.startswith("cluster.id="))
 
 
 # Steps whose output holds values that differ by nature between two brokers
@@ -206,7 +222,7 @@ NOT_COMPARED = {"api versions"}  # odradek serves fewer APIs: same line form, ch
 
 def shape(text: str, bootstrap: str, data_dir: str) -> list[str]:
     text = text.replace(os.path.abspath(data_dir), "DATA").replace(bootstrap, "HOST")
-    text = re.sub(r"TopicId: \S+", "TopicId: ID", text)
+    text = re.sub(r"(TopicId|Cluster ID): \S+", r"\1: ID", text)
     text = re.sub(r"(CONSUMER-ID|consumer-tg-\d+-)[\w-]*", r"\1", text)
     text = re.sub(r"\d+", "N", text)
     text = re.sub(r"Configs: .*", "Configs:", text)  # static broker settings differ
