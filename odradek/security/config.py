@@ -33,9 +33,11 @@ class SecurityConfigError(ValueError):
 
 PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # a broker's own login to another
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -73,7 +75,9 @@ HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
-    "sasl.oauthbearer.": "OAUTHBEARER is not served yet",
+    "sasl.oauthbearer.": "Kafka's JWKS-based OAUTHBEARER validation is not served; OAUTHBEARER tokens are "
+                         "checked by Kafka's unsecured validator (tests) or a Python validator named in "
+                         "listener.name.<listener>.oauthbearer.sasl.server.callback.handler.class",
     "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
                    "password of the inter-broker listener's JAAS line",
     "delegation.token.": "delegation tokens are not served",
@@ -88,6 +92,7 @@ class SaslSettings:
     max_receive_size: int = DEFAULT_MAX_RECEIVE
     reauth_by_mechanism: dict[str, int] = field(default_factory=dict)  # connections.max.reauth.ms
     failed_auth_delay_ms: int = 100
+    oauth_validator: object = field(default=None, repr=False)  # odradek.security.oauthbearer, for OAUTHBEARER
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -140,6 +145,9 @@ class SecurityConfig:
                 raise SecurityConfigError(f"Inter-broker listener {name}: {e}") from None
         if sec.sasl is not None:
             mech = self.inter_broker_mechanism
+            if mech not in LOGIN_MECHANISMS:
+                raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech}: a broker's own login "
+                                          f"to another is served with {', '.join(LOGIN_MECHANISMS)} only")
             if mech not in sec.sasl.mechanisms:
                 raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
                                           f"inter-broker listener {name} (sasl.enabled.mechanisms)")
@@ -196,7 +204,7 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
             "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class"):
         if mech.upper() not in MECHANISMS:
             _refuse(key, f"SASL mechanism {mech.upper()} is not served")
-        if rest == "sasl.server.callback.handler.class":
+        if rest == "sasl.server.callback.handler.class" and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
     if where == "listener" and key in LISTENER_READ:
@@ -356,7 +364,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
     if text is None:
         raise SecurityConfigError(f"Listener {name} uses SASL, and sasl.enabled.mechanisms defaults to GSSAPI "
                                   f"(Kerberos), which odradek does not serve: set sasl.enabled.mechanisms "
-                                  f"(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+                                  f"({', '.join(MECHANISMS)})")
     mechanisms = tuple(m.strip() for m in text.split(",") if m.strip())
     if not mechanisms:
         raise SecurityConfigError(f"Listener {name}: sasl.enabled.mechanisms is empty")
@@ -366,6 +374,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
                                       f"(served: {', '.join(MECHANISMS)})")
     users: dict[str, str] = {}
     logins: dict[str, tuple[str, str]] = {}
+    oauth_options: dict[str, str] = {}
     for m in mechanisms:
         key = f"{m.lower()}.sasl.jaas.config"
         jaas = get(key)
@@ -379,14 +388,26 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             modules = parse_jaas(jaas)
         except JaasError as e:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
-        expected = PLAIN_MODULE if m == "PLAIN" else SCRAM_MODULE
+        expected = {"PLAIN": PLAIN_MODULE, "OAUTHBEARER": OAUTH_MODULE}.get(m, SCRAM_MODULE)
         if len(modules) != 1 or modules[0].name != expected:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: expected one {expected} entry")
         if m == "PLAIN":
             users = {k[len("user_"):]: v for k, v in modules[0].options.items() if k.startswith("user_")}
         options = modules[0].options
+        if m == "OAUTHBEARER":
+            oauth_options = options
+            continue
         if "username" in options and "password" in options:  # this broker's own login, to the others
             logins[m] = (options["username"], options["password"])
+    validator = None
+    if "OAUTHBEARER" in mechanisms:
+        from odradek.security.oauthbearer import load_validator
+
+        key = "oauthbearer.sasl.server.callback.handler.class"
+        try:
+            validator = load_validator(get(key) or "", oauth_options, props)
+        except ValueError as e:
+            raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -395,6 +416,6 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         mechanisms=mechanisms, plain_users=users,
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
-        reauth_by_mechanism=reauth_by,
+        reauth_by_mechanism=reauth_by, oauth_validator=validator,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins
