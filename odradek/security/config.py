@@ -38,6 +38,10 @@ LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # a broker's own
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
+# sasl.oauthbearer.<key>, read by Kafka's JWKS validator (also as listener.name.<l>.oauthbearer.sasl.oauthbearer.<key>)
+OAUTH_READ = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
+              "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
+              "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -75,9 +79,10 @@ HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
-    "sasl.oauthbearer.": "Kafka's JWKS-based OAUTHBEARER validation is not served; OAUTHBEARER tokens are "
-                         "checked by Kafka's unsecured validator (tests) or a Python validator named in "
-                         "listener.name.<listener>.oauthbearer.sasl.server.callback.handler.class",
+    "sasl.oauthbearer.": "only the JWKS validator's keys are read (sasl.oauthbearer.jwks.endpoint.url, "
+                         "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
+                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds); a broker's own "
+                         "OAUTHBEARER login (token endpoint) is not served",
     "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
                    "password of the inter-broker listener's JAAS line",
     "delegation.token.": "delegation tokens are not served",
@@ -207,6 +212,9 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         if rest == "sasl.server.callback.handler.class" and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
+    if key.startswith(("sasl.oauthbearer.", "oauthbearer.sasl.oauthbearer.")) \
+            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ:
+        return
     if where == "listener" and key in LISTENER_READ:
         return
     if where == "top" and key in TOP_READ:
@@ -281,6 +289,9 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
             sec.sasl, sec.logins = _sasl(l.name, get, props)
         out[l.name] = sec
 
+    if not any(sec.sasl is not None and "OAUTHBEARER" in sec.sasl.mechanisms for sec in out.values()):
+        notes += [f"{k} has no effect: no listener enables OAUTHBEARER" for k in props
+                  if k.startswith("sasl.oauthbearer.")]
     inter = props.get("inter.broker.listener.name", "").strip().upper() or None
     if inter and props.get("security.inter.broker.protocol", "").strip():
         raise SecurityConfigError("Only one of inter.broker.listener.name and security.inter.broker.protocol "
@@ -404,8 +415,14 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         from odradek.security.oauthbearer import load_validator
 
         key = "oauthbearer.sasl.server.callback.handler.class"
+        oauth_settings = {}
+        for k in OAUTH_READ:
+            v = get(f"oauthbearer.sasl.oauthbearer.{k}")
+            v = v if v is not None else get(f"sasl.oauthbearer.{k}")
+            if v is not None and v.strip():
+                oauth_settings[k] = v
         try:
-            validator = load_validator(get(key) or "", oauth_options, props)
+            validator = load_validator(get(key) or "", oauth_options, props, oauth_settings)
         except ValueError as e:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)

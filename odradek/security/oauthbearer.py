@@ -22,6 +22,15 @@ Validators (``listener.name.<l>.oauthbearer.sasl.server.callback.handler.class``
   ``sub``), ``unsecuredValidatorScopeClaimName`` (``scope``),
   ``unsecuredValidatorRequiredScope`` (space separated),
   ``unsecuredValidatorAllowableClockSkewMs`` (0).
+- Kafka's JWKS validator (``org.apache.kafka.common.security.oauthbearer.
+  OAuthBearerValidatorCallbackHandler``): a signed JWT verified with a key of
+  the JSON Web Key Set at ``sasl.oauthbearer.jwks.endpoint.url`` (https, http
+  or file), ``exp`` and ``iat`` required, ``sasl.oauthbearer.expected.audience``
+  and ``...expected.issuer`` checked when set, ``...clock.skew.seconds``
+  (30), ``...sub.claim.name`` and ``...scope.claim.name``. PyJWT (with
+  cryptography) verifies; the key set is fetched off the event loop, kept
+  ``...jwks.endpoint.refresh.ms`` (an hour), and fetched again, at most every
+  ten seconds, when a token names a key id it does not hold.
 - A Python class, named ``package.module:Class``: built with the JAAS options
   and the broker's properties, and asked ``await validate(token_value)``, which
   returns an ``OAuthBearerToken`` or raises ``TokenInvalid``.
@@ -32,6 +41,7 @@ Kafka's unsecured validator, which accepts any.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import importlib
@@ -226,14 +236,119 @@ def unsecured_jws(claims: dict, header: dict | None = None) -> str:
     return f"{enc(header or {'alg': 'none'})}.{enc(claims)}."
 
 
-def load_validator(name: str, options: dict[str, str], props: dict[str, str]):
-    """The validator a callback handler class names; raises ValueError saying why not."""
+# -- Kafka's JWKS validator ---------------------------------------------------------------
+
+JWKS_KEYS = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
+             "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
+             "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
+# The signature algorithms each kind of key may verify (never 'none').
+_ALGORITHMS = {"RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
+               "EC": ("ES256", "ES384", "ES512", "ES256K"), "OKP": ("EdDSA",), "oct": ("HS256", "HS384", "HS512")}
+MISSING_KID_REFRESH_S = 10.0
+
+
+class JwksValidator:
+    """Kafka's ``OAuthBearerValidatorCallbackHandler``; ``settings`` maps the
+    ``sasl.oauthbearer.*`` keys without that prefix."""
+
+    def __init__(self, settings: dict[str, str], clock=time.time):
+        try:
+            import jwt  # noqa: F401  (PyJWT, with cryptography for RSA and EC keys)
+        except ImportError:
+            raise ValueError("JWKS validation needs PyJWT and cryptography (pip install 'PyJWT[crypto]')") from None
+        self.url = (settings.get("jwks.endpoint.url") or "").strip()
+        if not self.url.startswith(("https://", "http://", "file:")):
+            raise ValueError("sasl.oauthbearer.jwks.endpoint.url must be set to an https://, http:// or file: URL "
+                             "for Kafka's JWKS validator")
+
+        def number(key, default):
+            text = (settings.get(key) or "").strip()
+            try:
+                value = int(text) if text else default
+            except ValueError:
+                raise ValueError(f"sasl.oauthbearer.{key}={text} is not an integer") from None
+            if value < 0:
+                raise ValueError(f"sasl.oauthbearer.{key} must not be negative")
+            return value
+
+        self.refresh_s = number("jwks.endpoint.refresh.ms", 3_600_000) / 1000
+        self.skew_s = number("clock.skew.seconds", 30)
+        self.audience = [a.strip() for a in (settings.get("expected.audience") or "").split(",") if a.strip()]
+        self.issuer = (settings.get("expected.issuer") or "").strip() or None
+        self.scope_claim = (settings.get("scope.claim.name") or "").strip() or "scope"
+        self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
+        self.clock = clock
+        self.keys: list[dict] = []
+        self.fetched_at: float | None = None
+        self.lock = asyncio.Lock()
+
+    def _fetch(self) -> list[dict]:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url, timeout=10) as r:
+            doc = json.loads(r.read())
+        keys = doc.get("keys") if isinstance(doc, dict) else None
+        if not isinstance(keys, list):
+            raise ValueError("not a JSON Web Key Set")
+        return [k for k in keys if isinstance(k, dict) and k.get("use", "sig") == "sig"]
+
+    async def _key_set(self, kid: str | None, refresh_missing: bool) -> list[dict]:
+        async with self.lock:
+            now = time.monotonic()
+            stale = self.fetched_at is None or now - self.fetched_at >= self.refresh_s
+            missing = refresh_missing and kid is not None and all(k.get("kid") != kid for k in self.keys) \
+                and (self.fetched_at is None or now - self.fetched_at >= MISSING_KID_REFRESH_S)
+            if stale or missing:
+                try:
+                    self.keys = await asyncio.to_thread(self._fetch)
+                    self.fetched_at = now
+                except Exception as e:  # keep the keys held; this login fails if none fits
+                    log.warning("could not fetch the JSON Web Key Set from %s: %s", self.url, e)
+            return self.keys
+
+    async def validate(self, value: str) -> OAuthBearerToken:
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(value)
+        except jwt.PyJWTError as e:
+            raise TokenInvalid(f"Could not validate the access token: {e}") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if not isinstance(alg, str) or alg == "none":
+            raise TokenInvalid("Could not validate the access token: an unsigned token")
+        keys = [k for k in await self._key_set(kid, True) if kid is None or k.get("kid") == kid]
+        key = next((k for k in keys if alg in _ALGORITHMS.get(k.get("kty"), ()) and k.get("alg", alg) == alg), None)
+        if key is None:
+            raise TokenInvalid(f"Could not validate the access token: no key for kid {kid!r} and alg {alg}")
+        try:
+            claims = jwt.decode(value, jwt.PyJWK(key, algorithm=alg), algorithms=[alg],
+                                audience=self.audience or None, issuer=self.issuer, leeway=self.skew_s,
+                                options={"require": ["exp", "iat"], "verify_aud": bool(self.audience)})
+        except (jwt.PyJWTError, ValueError, TypeError) as e:
+            raise TokenInvalid(f"Could not validate the access token: {e}") from None
+        sub = claims.get(self.sub_claim)
+        if not isinstance(sub, str) or not sub.strip():
+            raise TokenInvalid(f"The {self.sub_claim} claim is missing or empty")
+        raw_scope = claims.get(self.scope_claim)
+        items = [raw_scope] if isinstance(raw_scope, str) else raw_scope if isinstance(raw_scope, list) else []
+        scope = frozenset(str(s).strip() for s in items if str(s).strip())
+        return OAuthBearerToken(value, sub.strip(), round(float(claims["exp"]) * 1000), scope,
+                                round(float(claims["iat"]) * 1000))
+
+
+def load_validator(name: str, options: dict[str, str], props: dict[str, str],
+                   oauth_settings: dict[str, str] | None = None):
+    """The validator a callback handler class names; raises ValueError saying why not.
+    ``oauth_settings``: the listener's ``sasl.oauthbearer.*`` keys, without that prefix."""
     name = (name or "").strip() or UNSECURED_VALIDATOR
+    oauth_settings = oauth_settings or {}
+    if name in JWKS_VALIDATORS:
+        return JwksValidator(oauth_settings)
+    if oauth_settings:
+        raise ValueError(f"sasl.oauthbearer.{next(iter(oauth_settings))} is read only by Kafka's JWKS validator: "
+                         f"set the callback handler class to {JWKS_VALIDATORS[0]}")
     if name == UNSECURED_VALIDATOR:
         return UnsecuredValidator(options, props)
-    if name in JWKS_VALIDATORS:
-        raise ValueError(f"{name} (JWKS-based validation) is not served; use a Python validator "
-                         f"(package.module:Class) or Kafka's unsecured validator for tests")
     if ":" not in name:
         raise ValueError(f"{name} cannot be loaded: Java classes are not served; name a Python "
                          f"validator as package.module:Class")

@@ -157,7 +157,13 @@ class Configured:
 
 @pytest.mark.parametrize("extra, message", [
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
-      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"}, "JWKS"),
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"},
+     "jwks.endpoint.url must be set"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+      "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks", "sasl.oauthbearer.clock.skew.seconds": "x"},
+     "not an integer"),
+    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "token endpoint"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "com.acme.Validator"},
      "Java classes"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "no.such.module:V"},
@@ -178,3 +184,9 @@ def test_no_inter_broker_login_with_oauthbearer():
                               "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER"}).security()
     with pytest.raises(ValueError, match="PLAIN, SCRAM"):
         sec.inter_broker_client()
+
+
+def test_jwks_keys_without_an_oauthbearer_listener_are_noted():
+    sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1",
+                              "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks"}).security()
+    assert any("sasl.oauthbearer.jwks.endpoint.url has no effect" in n for n in sec.notes)
