@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
-                                  server_context)
+                                  pkcs12_keystore, pkcs12_truststore, server_context)
 
 
 class SecurityConfigError(ValueError):
@@ -322,18 +322,51 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
                                                   or "GSSAPI").strip())
 
 
+STORE_TYPES = ("PEM", "PKCS12")
+
+
+def _store_type(name: str, get, key: str, location_key: str) -> str:
+    """``ssl.keystore.type`` / ``ssl.truststore.type``: PEM or PKCS12. Kafka's default
+    is JKS; without the key, a file that is not PEM is taken for what Kafka would
+    read, and refused as JKS is."""
+    t = (get(key) or "").strip().upper()
+    if not t:
+        location = get(location_key)
+        t = "PEM"
+        if location:
+            try:
+                with open(location, "rb") as f:
+                    if b"-----BEGIN" not in f.read(1 << 20):
+                        t = "JKS"
+            except OSError:
+                pass  # reported when it is loaded
+    what = key.split(".")[1]
+    if t == "JKS":
+        raise SecurityConfigError(
+            f"Listener {name}: {key}=JKS (Kafka's default) is not served: odradek reads PEM and PKCS12; "
+            f"convert the {what} with: keytool -importkeystore -srckeystore <file.jks> -destkeystore "
+            f"<file.p12> -deststoretype PKCS12, then set {key}=PKCS12")
+    if t not in STORE_TYPES:
+        raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: PEM or PKCS12")
+    return t
+
+
 def _tls(name: str, get):
-    for key, bad in (("ssl.keystore.type", "keystore"), ("ssl.truststore.type", "truststore")):
-        t = (get(key) or "").strip().upper()
-        if t and t != "PEM":
-            raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: odradek reads PEM files "
-                                      f"only (ssl.{bad}.type=PEM); convert the {bad} with openssl or keytool")
-    if get("ssl.keystore.password"):
+    keystore_type = _store_type(name, get, "ssl.keystore.type", "ssl.keystore.location")
+    truststore_type = _store_type(name, get, "ssl.truststore.type", "ssl.truststore.location")
+    if keystore_type == "PEM" and get("ssl.keystore.password"):
         raise SecurityConfigError(f"Listener {name}: ssl.keystore.password cannot be used with PEM keystores "
                                   "(as in Kafka); an encrypted key's password is ssl.key.password")
-    if get("ssl.truststore.password"):
+    if truststore_type == "PEM" and get("ssl.truststore.password"):
         raise SecurityConfigError(f"Listener {name}: ssl.truststore.password cannot be used with PEM "
                                   "truststores (as in Kafka)")
+    for store, t in (("keystore", keystore_type), ("truststore", truststore_type)):
+        if t == "PKCS12" and not get(f"ssl.{store}.location"):
+            raise SecurityConfigError(f"Listener {name}: ssl.{store}.type=PKCS12 needs ssl.{store}.location")
+        if t == "PKCS12" and (get(f"ssl.{store}.certificates") or get(f"ssl.{store}.key")
+                              or get(f"ssl.{store}.certificate.chain")):
+            raise SecurityConfigError(f"Listener {name}: PEM text (ssl.{store}.key, .certificate.chain, "
+                                      f".certificates) cannot be used with ssl.{store}.type=PKCS12")
     for key in ("ssl.cipher.suites", "ssl.provider", "ssl.engine.factory.class"):
         if (get(key) or "").strip():
             _refuse(key, "Java cipher suite names, providers and engine factories are not served; "
@@ -363,6 +396,14 @@ def _tls(name: str, get):
         truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
         enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
     try:
+        if keystore_type == "PKCS12":
+            settings.keystore_key, settings.keystore_chain = pkcs12_keystore(
+                settings.keystore_location, get("ssl.keystore.password"), get("ssl.key.password"))
+            settings.keystore_location = settings.key_password = None
+        if truststore_type == "PKCS12":
+            settings.truststore_certificates = pkcs12_truststore(settings.truststore_location,
+                                                                 get("ssl.truststore.password"))
+            settings.truststore_location = None
         return server_context(settings), PrincipalMapper(settings.mapping_rules), settings
     except TlsConfigError as e:
         raise SecurityConfigError(f"Listener {name}: {e}") from None
