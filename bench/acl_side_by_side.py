@@ -5,6 +5,9 @@ line of output per answer, and the lines that differ.
 
     PYTHONPATH=. python3 bench/acl_side_by_side.py
 
+The questions include the authorized operations (KIP-430) the Java Admin
+is told for a topic, the cluster and a group, per user.
+
 Kafka runs through bench/kafka_runtime.py (a PLAINTEXT listener for the
 runtime's readiness check and the inter-broker traffic, whose ANONYMOUS
 principal is therefore a super user there, and a SASL_PLAINTEXT listener
@@ -55,6 +58,14 @@ def questions(b) -> list[str]:
 
         java = run_java(Path(tmp), "AclCheck", T.JAVA, [b.addr])
         out += [f"java {line}" for line in java.splitlines() if line.startswith(("alice", "bob"))]
+        # KIP-430: the authorized operations the Java Admin is told (topics, cluster, groups).
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer(T.conf(b, "bob", **{"group.id": "g"}))
+        c.commit(offsets=[TopicPartition("a", 0, 0)], asynchronous=False)
+        c.close()
+        ops = T.authorized_ops_lines(Path(tmp), b.addr)
+        out += [f"java authorized operations {k}: {v}" for k, v in sorted(ops.items())]
     return out
 
 
