@@ -69,7 +69,7 @@ async def consumer_group_describe(ctx, request: dict) -> dict:
         if code:
             groups.append({"group_id": gid, "error_code": code})
         else:
-            described = shard.consumer_group_describe([gid], False)
+            described = shard.consumer_group_describe([gid])
             if request["include_authorized_operations"]:
                 for g in described:
                     g["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)

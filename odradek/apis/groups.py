@@ -342,7 +342,7 @@ async def describe_groups(ctx, request: dict) -> dict:
             out.append({"group_id": gid, "error_code": code, "group_state": "",
                         "protocol_type": "", "protocol_data": "", "members": []})
         else:
-            group = shard.describe_group(gid, ctx.version, False)
+            group = shard.describe_group(gid, ctx.version)
             if request["include_authorized_operations"]:
                 group["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)
             out.append(group)
