@@ -224,13 +224,27 @@ class ClientQuotas:
         """Whether some entity has a ``request_percentage`` (handler time is measured only then)."""
         return REQUEST_PERCENTAGE in self.cache.keys
 
+    def window_allowance(self, quota_key: str, user: str, client_id: str | None) -> float | None:
+        """What the quota lets through over all windows but one (Kafka's
+        maxValueInQuotaWindow: a Fetch asks for no more than this, so that one
+        answer can never be over the quota by itself); None without a quota."""
+        if quota_key not in self.cache.keys:
+            return None
+        quota = self.cache.quota(user, client_id or "", quota_key)
+        if quota is None:
+            return None
+        return quota.bound * max(self.samples - 1, 1) * self.window_ms / 1000
+
     def record_request_time(self, user: str, client_id: str | None, ns: int, now_ms: int) -> int:
         """Count ``ns`` of handler time against ``request_percentage`` (percent of
         one thread per second); the throttle, which Kafka bounds at one window."""
         return self.record(REQUEST_PERCENTAGE, user, client_id, ns * 100 / 1e9, now_ms)
 
-    def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> int:
-        """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms."""
+    def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int,
+               keep_if_throttled: bool = True) -> int:
+        """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms.
+        With ``keep_if_throttled`` false, a throttled ``value`` is taken back out (Kafka's
+        unrecord: a throttled Fetch is answered empty, so its bytes never went out)."""
         if quota_key not in self.cache.keys:
             return 0
         quota = self.cache.quota(user, client_id or "", quota_key)
@@ -244,6 +258,8 @@ class ClientQuotas:
         if now_ms >= self._next_sweep:
             self._sweep(now_ms)
         throttle = throttle_ms(rate, quota.bound, now_ms)
+        if throttle and not keep_if_throttled:
+            rate.record(-value, now_ms)
         if throttle:
             if quota_key == REQUEST_PERCENTAGE:
                 throttle = min(throttle, self.window_ms)

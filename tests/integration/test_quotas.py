@@ -114,12 +114,12 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
         other.close()
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     assert time.monotonic() - t0 >= throttle / 1000 - 0.05
-    # Fetch: the response's bytes count against consumer_byte_rate.
+    # Fetch: the answer's bytes count against consumer_byte_rate; over it, the
+    # answer is empty (as Kafka answers) and carries the throttle time.
     f = raw.request("Fetch", 12, {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 10**7,
                                   "topics": [{"topic": topic, "partitions": [
                                       {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]})
-    assert f["responses"][0]["partitions"][0]["error_code"] == 0
-    assert f["throttle_time_ms"] > 0
+    assert f["error_code"] == 0 and f["responses"] == [] and f["throttle_time_ms"] > 0, f
     from odradek.metrics import render
 
     text = render(raw.broker.broker.core).decode()
@@ -130,6 +130,44 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
         == [(0, None)]
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     assert produce(raw, topic, 120_000)["throttle_time_ms"] == 0
+
+
+def test_a_throttled_fetch_is_answered_empty_and_keeps_its_session(odradek_broker_factory):
+    """As Kafka: a consumer's Fetch asks for no more than its quota lets
+    through over the windows but one (50 kB/s x 1 s here), one that would take
+    the rate over the quota is answered empty with the throttle time, its
+    bytes not counted, and an incremental fetch session carries on unchanged."""
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    topic = broker.create_topic("qf")
+    raw = RawClient(broker.bootstrap)
+    try:
+        for _ in range(3):
+            produce(raw, topic, 20_000)  # three batches of 20 kB, two records each
+        assert alter(raw, [(entity(client_id="raw"), {"consumer_byte_rate": 50_000})]) == [(0, None)]
+
+        def fetch(offset, session_id, epoch):
+            return raw.request("Fetch", 12, {
+                "replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 10**7, "isolation_level": 0,
+                "session_id": session_id, "session_epoch": epoch, "forgotten_topics_data": [], "rack_id": "",
+                "topics": [{"topic": topic, "partitions": [{"partition": 0, "fetch_offset": offset,
+                                                            "partition_max_bytes": 10**7}]}]})
+
+        full = fetch(0, 0, 0)  # capped at the 50 kB allowance: two of the three batches
+        got = full["responses"][0]["partitions"][0]["records"]
+        assert full["throttle_time_ms"] == 0 and full["session_id"] > 0 and 40_000 <= len(got) < 50_000
+        session = full["session_id"]
+        t0 = time.monotonic()
+        throttled = fetch(4, session, 1)  # the third batch would make 60 kB in the 1 s counted
+        assert throttled["error_code"] == 0 and throttled["session_id"] == session and throttled["responses"] == []
+        assert 100 <= throttled["throttle_time_ms"] <= 400, throttled
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        assert time.monotonic() - t0 >= throttled["throttle_time_ms"] / 1000 - 0.05  # muted meanwhile
+        time.sleep(0.3)  # the windows have grown: the rate is back under the quota
+        later = fetch(4, session, 2)  # now the batch comes, in the same session
+        assert later["error_code"] == 0 and later["session_id"] == session and later["throttle_time_ms"] == 0, later
+        assert len(later["responses"][0]["partitions"][0]["records"]) >= 20_000
+    finally:
+        raw.close()
 
 
 def test_confluent_kafka_producer_is_held_near_its_client_id_quota(odradek_broker_factory):

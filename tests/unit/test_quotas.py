@@ -232,3 +232,15 @@ def test_alter_reads_again_when_the_store_changed_meanwhile():
     assert response["entries"][0]["error_code"] == 0
     assert len(store.txns) == 2
     assert json.loads(store.values[key][0]) == {"consumer_byte_rate": 5.0, P: 7.0}
+
+
+def test_a_throttled_value_can_be_taken_back_and_the_window_allowance():
+    """A throttled Fetch is answered empty: its bytes are not counted. A Fetch
+    asks for no more than the quota over all windows but one."""
+    from odradek.security.quotas import ClientQuotas
+
+    q = ClientQuotas(cache_with(["u"]))  # alice: 3000 B/s
+    assert q.window_allowance(P, "alice", "x") == 3000 * 10 and q.window_allowance(P, "bob", "x") is None
+    assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) == 0
+    assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) > 0  # not kept
+    assert q.record(P, "alice", "x", 5_000, 0) == 0  # 30 kB in 10 s: at the bound
