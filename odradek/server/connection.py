@@ -150,6 +150,7 @@ class KafkaConnection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False  # reading paused: too many bytes queued
         self.mute_ms = 0  # after this response, mute the connection this long (a quota's throttle)
+        self.mutation = None  # the request's controller_mutation_rate, if it has one
         self.closed = False
         self.peer = None
 
@@ -301,12 +302,16 @@ class KafkaConnection(asyncio.Protocol):
         # The one place a response's throttle time is set: handlers leave the
         # field out. Produce counts its request's bytes against the client's
         # byte-rate quota, a consumer's Fetch its records before it answers
-        # (fetch_quota, below), every request its handler time against
+        # (fetch_quota, below), the topic APIs their partitions against
+        # controller_mutation_rate (mutation_quota), every request its handler time against
         # request_percentage (above); the larger throttle is answered and the
         # connection then muted for it (KIP-219), see process().
         if api_key == PRODUCE_KEY and quotas.active:
             self.mute_ms = max(self.mute_ms, quotas.record(PRODUCER_BYTE_RATE, ctx.principal.name, ctx.client_id,
                                                            len(frame) + 4, _monotonic_ms()))
+        if self.mutation is not None:
+            self.mute_ms = max(self.mute_ms, self.mutation.throttle_ms)
+            self.mutation = None
         if response is None:
             return None
         response["throttle_time_ms"] = self.mute_ms
@@ -314,6 +319,18 @@ class KafkaConnection(asyncio.Protocol):
         if sasl is not None and sasl.state == "FAILED":
             return await self.fail_authentication(pieces)
         return pieces
+
+    def mutation_quota(self, ctx, strict: bool):
+        """The ``controller_mutation_rate`` of a CreateTopics, CreatePartitions or
+        DeleteTopics (``odradek.security.quotas.MutationQuota``; None: no quota);
+        its throttle time is answered, and the connection muted for it, after
+        the handler."""
+        quotas = self.broker.quotas
+        if not quotas.active:
+            return None
+        quota = quotas.mutation(ctx.principal.name, ctx.client_id, strict, _monotonic_ms)
+        self.mutation = quota
+        return quota
 
     def fetch_allowance(self, ctx) -> int | None:
         """The most a consumer's Fetch may ask for under its ``consumer_byte_rate``

@@ -363,3 +363,95 @@ def test_user_quotas_follow_the_sasl_principal_and_the_quota_apis_need_the_clust
         assert not throttled("bob", "any-client")
     finally:
         b.__exit__(None, None, None)
+
+
+def test_controller_mutation_rate(odradek_broker_factory):
+    """KIP-599: 2 partitions per second, a bucket of 2 windows (4 partitions).
+    CreateTopics v7, DeleteTopics v6 and CreatePartitions v3 refuse the topics
+    past the point where the bucket is empty with THROTTLING_QUOTA_EXCEEDED
+    and the throttle time; older versions (CreateTopics v5) are served and
+    throttled."""
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    raw = RawClient(broker.bootstrap)
+    try:
+        assert alter(raw, [(entity(client_id="raw"), {"controller_mutation_rate": 2.0})]) == [(0, None)]
+
+        def create(version, names, partitions=3):
+            return raw.request("CreateTopics", version, {"timeout_ms": 5000, "validate_only": False, "topics": [
+                {"name": n, "num_partitions": partitions, "replication_factor": 1, "assignments": [],
+                 "configs": []} for n in names]})
+
+        r = create(7, ["m1", "m2", "m3", "m4"])  # 4 tokens: m1 (4 -> 1), m2 (1 -> -2), then refused
+        codes = [(t["name"], t["error_code"]) for t in r["topics"]]
+        assert codes == [("m1", 0), ("m2", 0), ("m3", 89), ("m4", 89)], r
+        assert r["topics"][2]["error_message"] == "The throttling quota has been exceeded."
+        assert 900 <= r["throttle_time_ms"] <= 1000, r  # 2 tokens short at 2 a second
+        t0 = time.monotonic()
+        r = create(5, ["m5", "m6"])  # muted for the throttle, then served: an old version is not refused
+        assert time.monotonic() - t0 >= 0.85
+        assert [t["error_code"] for t in r["topics"]] == [0, 0] and r["throttle_time_ms"] > 0
+        time.sleep(r["throttle_time_ms"] / 1000)
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        time.sleep(1.0)  # two tokens: a topic of 3 partitions goes (the bucket was not below zero), the next not
+        d = raw.request("DeleteTopics", 6, {"timeout_ms": 5000, "topics": [
+            {"name": n, "topic_id": bytes(16)} for n in ("m1", "m2")]})
+        assert [t["error_code"] for t in d["responses"]] == [0, 89] and d["throttle_time_ms"] > 0, d
+        time.sleep(d["throttle_time_ms"] / 1000)
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        time.sleep(1.0)
+        p = raw.request("CreatePartitions", 3, {"timeout_ms": 5000, "validate_only": False, "topics": [
+            {"name": n, "count": 6, "assignments": None} for n in ("m5", "m6")]})
+        assert [t["error_code"] for t in p["results"]] == [0, 89] and p["throttle_time_ms"] > 0, p
+        assert len(broker.broker.core.image.get("m5").partitions) == 6
+        assert len(broker.broker.core.image.get("m6").partitions) == 3
+    finally:
+        raw.close()
+
+
+JAVA_MUTATIONS = r"""
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.KafkaFuture;
+
+public class Mutations {
+  public static void main(String[] a) throws Exception {
+    Properties p = new Properties();
+    p.put("bootstrap.servers", a[0]);
+    p.put("client.id", "java-admin");
+    try (Admin admin = Admin.create(p)) {
+      List<NewTopic> topics = new ArrayList<>();
+      for (int i = 1; i <= 4; i++) topics.add(new NewTopic("j" + i, 3, (short) 1));
+      Map<String, KafkaFuture<Void>> fs = admin.createTopics(topics,
+          new CreateTopicsOptions().retryOnQuotaViolation(false)).values();
+      for (String t : new TreeSet<>(fs.keySet())) {
+        try { fs.get(t).get(); System.out.println(t + " created"); }
+        catch (Exception e) { System.out.println(t + " " + e.getCause().getClass().getSimpleName()); }
+      }
+      List<NewTopic> more = new ArrayList<>();
+      for (int i = 4; i <= 7; i++) more.add(new NewTopic("j" + i, 3, (short) 1));
+      long t0 = System.currentTimeMillis();
+      admin.createTopics(more).all().get();  // retried by the Admin after each throttle
+      System.out.println("retried and created in " + (System.currentTimeMillis() - t0) + " ms");
+    }
+  }
+}
+"""
+
+
+def test_java_admin_and_controller_mutation_rate(odradek_broker_factory, tmp_path):
+    """The Java Admin (KIP-599): without retries the topics past the quota fail
+    with ThrottlingQuotaExceededException; with them (its default) it waits
+    the throttle time and creates them."""
+    from tests.integration.java_client import run_java
+
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    raw = RawClient(broker.bootstrap)
+    try:
+        assert alter(raw, [(entity(client_id="java-admin"), {"controller_mutation_rate": 3.0})]) == [(0, None)]
+    finally:
+        raw.close()
+    out = run_java(tmp_path, "Mutations", JAVA_MUTATIONS, [broker.bootstrap], timeout=90).splitlines()
+    # 6 tokens: j1 (6 -> 3), j2 (3 -> 0), j3 (0 -> -3), then refused
+    assert out[:4] == ["j1 created", "j2 created", "j3 created", "j4 ThrottlingQuotaExceededException"], out
+    assert out[4].startswith("retried and created in ") and int(out[4].split()[-2]) >= 900, out
+    assert all(broker.broker.core.image.get(f"j{i}") is not None for i in range(1, 8))

@@ -244,3 +244,23 @@ def test_a_throttled_value_can_be_taken_back_and_the_window_allowance():
     assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) == 0
     assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) > 0  # not kept
     assert q.record(P, "alice", "x", 5_000, 0) == 0  # 30 kB in 10 s: at the bound
+
+
+def test_controller_mutation_token_bucket_strict_and_permissive():
+    """KIP-599: the bucket starts full (samples x window x quota), refills at
+    the quota; strict refuses once it is below zero, and everything after in
+    the same request; permissive takes it and tells the throttle."""
+    from odradek.security.quotas import CONTROLLER_MUTATION_RATE, ClientQuotas
+
+    cache = QuotaCache()
+    cache.put(entity_key(ALL["c"]), json.dumps({CONTROLLER_MUTATION_RATE: 2.0}))
+    q = ClientQuotas(cache, samples=2)
+    now = [0]
+    strict = q.mutation("u", "app", True, lambda: now[0])
+    assert [strict.admit(3), strict.admit(3), strict.admit(1)] == [None, None, "The throttling quota has been exceeded."]
+    assert strict.throttle_ms == 1000 and strict.admit(0) is not None  # 4 -> 1 -> -2: a second at 2/s
+    assert q.mutation("u", "other", True, lambda: 0) is None  # no quota for that client id
+    now[0] = 1000
+    permissive = q.mutation("u", "app", False, lambda: now[0])
+    assert permissive.admit(5) is None and permissive.throttle_ms == 2500  # 0 -> -5
+    assert q.throttles[CONTROLLER_MUTATION_RATE] == [2, 3500]
