@@ -5,6 +5,8 @@ line of output per answer, and the lines that differ.
 
     PYTHONPATH=. python3 bench/acl_side_by_side.py
 
+Then Kafka's own kafka-acls (AclCommand) grants and denies, and a client's
+answers after each (tests/integration/test_acl_command.py's ``flow``).
 The questions include the authorized operations (KIP-430) the Java Admin
 is told for a topic, the cluster and a group, per user.
 
@@ -69,7 +71,16 @@ def questions(b) -> list[str]:
     return out
 
 
-def kafka(allow_everyone: bool) -> list[str]:
+def acl_command_flow(b) -> list[str]:
+    """Acceptance 3 of the security issue: Kafka's own kafka-acls (AclCommand)
+    makes a prefixed grant, a group grant and a DENY; a client's answers."""
+    from tests.integration import test_acl_command as C
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return [f"kafka-acls {line}" for line in C.flow(b, C.kafka_runtime(), Path(tmp))]
+
+
+def kafka(allow_everyone: bool, ask=None) -> list[str]:
     sasl = kr.free_port()
     k = kr.KafkaBroker()
     k.port, k.controller_port = kr.free_port(), kr.free_port()
@@ -86,22 +97,23 @@ def kafka(allow_everyone: bool) -> list[str]:
         "auto.create.topics.enable": "false",
     })
     with k:
-        return questions(Endpoint(f"127.0.0.1:{sasl}"))
+        return (ask or questions)(Endpoint(f"127.0.0.1:{sasl}"))
 
 
-def odradek(allow_everyone: bool) -> list[str]:
+def odradek(allow_everyone: bool, ask=None) -> list[str]:
     b = T.start(T.broker_config(**{"allow.everyone.if.no.acl.found": str(allow_everyone).lower()}))
     try:
-        return questions(b)
+        return (ask or questions)(b)
     finally:
         b.__exit__(None, None, None)
 
 
 def main() -> int:
     differ = 0
-    for allow_everyone in (False, True):
-        print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}")
-        theirs, ours = kafka(allow_everyone), odradek(allow_everyone)
+    for allow_everyone, ask in ((False, None), (True, None), (False, acl_command_flow)):
+        print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}"
+              + (" (kafka-acls)" if ask else ""))
+        theirs, ours = kafka(allow_everyone, ask), odradek(allow_everyone, ask)
         for k_line, o_line in zip(theirs, ours):
             same = k_line == o_line
             differ += not same
