@@ -69,6 +69,12 @@ TOP_READ = LISTENER_READ | {
 TOP_NO_EFFECT = {
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
     "early.start.listeners": "every listener starts once the broker has loaded its state",
+    # Connection limits: only the per-ip connection_creation_rate quota (KIP-612) is served.
+    "max.connections": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connections.per.ip": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connections.per.ip.overrides": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connection.creation.rate": "the broker-wide connection rate is not served (ip connection_creation_rate "
+                                    "quotas are)",
 }
 # Prefixes of keys that concern security: any key under them not read above is refused.
 SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.", "authorizer.",

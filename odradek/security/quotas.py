@@ -146,6 +146,16 @@ class QuotaCache:
         return None
 
 
+def ip_quota(cache: QuotaCache, ip: str) -> float | None:
+    """``connection_creation_rate`` for connections from ``ip``: its own entity's,
+    else the default ip's; None: unlimited."""
+    for name in (ip, None):
+        values = cache.entities.get(((IP, name),))
+        if values is not None and CONNECTION_CREATION_RATE in values:
+            return values[CONNECTION_CREATION_RATE]
+    return None
+
+
 class SampledRate:
     """A rate over ``samples`` windows of ``window_ms``, as Kafka's sampled
     ``Rate`` measures it: the total of the samples not older than all the
@@ -303,6 +313,28 @@ class ClientQuotas:
         counts = self.throttles.setdefault(quota_key, [0, 0])
         counts[0] += 1
         counts[1] += throttle_ms
+
+    def record_connection(self, ip: str, now_ms: int) -> int:
+        """KIP-612: count a new connection from ``ip`` against its
+        ``connection_creation_rate``; the throttle time (bounded at one window)
+        when it is over, the connection then not counted, as Kafka does."""
+        if CONNECTION_CREATION_RATE not in self.cache.keys:
+            return 0
+        bound = ip_quota(self.cache, ip)
+        if bound is None:
+            return 0
+        k = (CONNECTION_CREATION_RATE, (ip, ""))
+        rate = self.rates.get(k)
+        if rate is None:
+            rate = self.rates[k] = SampledRate(self.samples, self.window_ms)
+        rate.record(1, now_ms)
+        if now_ms >= self._next_sweep:
+            self._sweep(now_ms)
+        throttle = min(throttle_ms(rate, bound, now_ms), self.window_ms)
+        if throttle:
+            rate.record(-1, now_ms)
+            self.count_throttle(CONNECTION_CREATION_RATE, throttle)
+        return throttle
 
     def mutation(self, user: str, client_id: str | None, strict: bool, clock) -> MutationQuota | None:
         """The ``controller_mutation_rate`` of a CreateTopics, CreatePartitions or

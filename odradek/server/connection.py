@@ -159,6 +159,14 @@ class KafkaConnection(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.broker.connections.add(self)
+        if self.broker.quotas.active and self.peer:
+            throttle = self.broker.quotas.record_connection(self.peer[0], _monotonic_ms())
+            if throttle:  # KIP-612: over its ip's connection_creation_rate: never served, closed after the throttle
+                log.info("closing %s in %d ms: over its connection_creation_rate", self.peer, throttle)
+                self.closed = True
+                transport.pause_reading()
+                asyncio.get_running_loop().call_later(throttle / 1000, transport.close)
+                return
         if self.security is not None and self.security.mapper is not None and self.sasl is None:
             try:
                 self.principal = self.security.mapper.principal(transport.get_extra_info("peercert"))

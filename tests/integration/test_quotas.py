@@ -455,3 +455,39 @@ def test_java_admin_and_controller_mutation_rate(odradek_broker_factory, tmp_pat
     assert out[:4] == ["j1 created", "j2 created", "j3 created", "j4 ThrottlingQuotaExceededException"], out
     assert out[4].startswith("retried and created in ") and int(out[4].split()[-2]) >= 900, out
     assert all(broker.broker.core.image.get(f"j{i}") is not None for i in range(1, 8))
+
+
+def test_ip_connection_creation_rate(odradek_broker_factory):
+    """KIP-612: the default ip's connection_creation_rate of 2 a second (two
+    windows): a third connection within the second is accepted but never
+    served, and closed after the throttle time; an ip with a quota of its own
+    is held to that one; other connections keep working."""
+    import socket
+
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    host, port = broker.bootstrap.split(":")
+    admin = RawClient(broker.bootstrap)  # before the quota: not counted
+    try:
+        assert alter(admin, [([{"entity_type": "ip", "entity_name": None}],
+                              {"connection_creation_rate": 2})]) == [(0, None)]
+        clients = [RawClient(broker.bootstrap) for _ in range(2)]
+        for c in clients:
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        t0 = time.monotonic()
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"\0\0\0\x0a\0\x12\0\0\0\0\0\x07\xff\xff")  # ApiVersions v0, no client id
+        assert s.recv(100) == b""  # closed, unanswered
+        assert 0.3 <= time.monotonic() - t0 <= 1.5
+        s.close()
+        for c in clients:  # the connections already made are served
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+            c.close()
+        # An ip's own entity wins over the default.
+        assert alter(admin, [([{"entity_type": "ip", "entity_name": "127.0.0.1"}],
+                              {"connection_creation_rate": 100})]) == [(0, None)]
+        more = [RawClient(broker.bootstrap) for _ in range(5)]
+        for c in more:
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+            c.close()
+    finally:
+        admin.close()

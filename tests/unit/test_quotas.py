@@ -264,3 +264,24 @@ def test_controller_mutation_token_bucket_strict_and_permissive():
     permissive = q.mutation("u", "app", False, lambda: now[0])
     assert permissive.admit(5) is None and permissive.throttle_ms == 2500  # 0 -> -5
     assert q.throttles[CONTROLLER_MUTATION_RATE] == [2, 3500]
+
+
+def test_ip_connection_creation_rate_own_entity_then_default():
+    from odradek.security.quotas import CONNECTION_CREATION_RATE, IP, ClientQuotas, ip_quota
+
+    cache = QuotaCache()
+    cache.put(entity_key(((IP, None),)), json.dumps({CONNECTION_CREATION_RATE: 2}))
+    cache.put(entity_key(((IP, "10.0.0.1"),)), json.dumps({CONNECTION_CREATION_RATE: 50}))
+    assert ip_quota(cache, "10.0.0.1") == 50 and ip_quota(cache, "10.0.0.2") == 2
+    q = ClientQuotas(cache, samples=2)
+    assert [q.record_connection("10.0.0.2", 0) for _ in range(3)] == [0, 0, 500]
+    assert q.record_connection("10.0.0.2", 0) == 500  # the refused one was not counted
+    assert q.record_connection("10.0.0.3", 0) == 0  # each ip its own rate
+
+
+def test_connection_limits_are_noted_at_start():
+    from odradek.config import BrokerConfig
+
+    notes = BrokerConfig(props={"max.connections.per.ip": "5", "max.connection.creation.rate": "3"}).security().notes
+    assert any(n.startswith("max.connections.per.ip has no effect") for n in notes)
+    assert any(n.startswith("max.connection.creation.rate has no effect") for n in notes)
