@@ -1,7 +1,8 @@
 """SASL/OAUTHBEARER with real clients: confluent-kafka (librdkafka's unsecured
 JWT and an oauth_cb), kafka-python and aiokafka (token providers) and the Java
-client (Kafka's unsecured login module) log in with unsecured JWS tokens
-checked by Kafka's unsecured validator, configured with Kafka's keys. A bad
+client (Kafka's unsecured login module) log in over SASL_SSL with unsecured
+JWS tokens checked by Kafka's unsecured validator (named, and as the
+default), configured with Kafka's keys. A bad
 token, an expired one and one without the required scope are refused with
 SASL_AUTHENTICATION_FAILED while others keep working; the token's expiry
 bounds the session."""
@@ -15,6 +16,7 @@ import pytest
 
 from odradek.protocol import errors
 from odradek.security.oauthbearer import unsecured_jws
+from tests.integration.certs import make_pki
 from tests.integration.java_client import run_java
 from tests.integration.test_security import Raw, failures_of
 
@@ -25,18 +27,30 @@ JAAS = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule req
 
 
 @pytest.fixture(scope="module")
-def broker():
+def pki(tmp_path_factory):
+    p = make_pki(tmp_path_factory.mktemp("pki"))
+    p.server = p.issue("server", "CN=localhost,O=odradek", server=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def broker(pki):
+    """OAUTHBEARER on SASL_PLAINTEXT (OAUTH, for the byte-level checks) and on
+    SASL_SSL (OAUTH_TLS, for the clients), Kafka's keys."""
     from odradek.embedded import EmbeddedBroker
 
     config = {
-        "listeners": "INTERNAL://127.0.0.1:0,OAUTH://127.0.0.1:0",
-        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,OAUTH:SASL_PLAINTEXT",
+        "listeners": "INTERNAL://127.0.0.1:0,OAUTH://127.0.0.1:0,OAUTH_TLS://127.0.0.1:0",
+        "listener.security.protocol.map": "INTERNAL:PLAINTEXT,OAUTH:SASL_PLAINTEXT,OAUTH_TLS:SASL_SSL",
         "inter.broker.listener.name": "INTERNAL",
-        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
         "listener.name.oauth.oauthbearer.sasl.jaas.config": JAAS,
         "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class":
             "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
             "OAuthBearerUnsecuredValidatorCallbackHandler",
+        "listener.name.oauth_tls.oauthbearer.sasl.jaas.config": JAAS,
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": pki.server["pem"],
         "group.initial.rebalance.delay.ms": "0",
         "offsets.topic.num.partitions": "2",
         "connection.failed.authentication.delay.ms": "10",
@@ -64,6 +78,12 @@ def confluent_conf(b, **extra):
     return conf
 
 
+def tls_conf(b, pki, **extra):
+    """The same over SASL_SSL, the host name checked."""
+    return confluent_conf(b, **{"bootstrap.servers": b.addr["OAUTH_TLS"], "security.protocol": "SASL_SSL",
+                                "ssl.ca.location": pki.ca_file}, **extra)
+
+
 def round_trip(conf, topic, n=5):
     from confluent_kafka import Consumer, Producer
 
@@ -82,12 +102,12 @@ def round_trip(conf, topic, n=5):
     assert got == [f"v{i}".encode() for i in range(n)]
 
 
-def test_confluent_kafka_unsecured_jwt(broker):
-    """librdkafka makes the unsecured token itself (enable.sasl.oauthbearer.unsecure.jwt)."""
-    conf = confluent_conf(broker, **{"enable.sasl.oauthbearer.unsecure.jwt": True,
+def test_confluent_kafka_unsecured_jwt(broker, pki):
+    """librdkafka makes the unsecured token itself (enable.sasl.oauthbearer.unsecure.jwt), over TLS."""
+    conf = tls_conf(broker, pki, **{"enable.sasl.oauthbearer.unsecure.jwt": True,
                                      "sasl.oauthbearer.config": "principal=carol scope=kafka,other"})
     p = produce_one(conf, "oauth-librdkafka")
-    assert "User:carol" in oauth_principals(broker)
+    assert "User:carol" in {str(c.principal) for c in list(broker.core.connections) if c.listener == "OAUTH_TLS"}
     del p
     round_trip(conf, "oauth-librdkafka-group")
 
@@ -185,7 +205,7 @@ def test_librdkafka_renews_its_token_on_the_same_connection(broker):
     assert before & set(broker.core.connections), "the connection was closed instead of re-authenticated"
 
 
-def test_kafka_python_token_provider(broker):
+def test_kafka_python_token_provider(broker, pki):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.net.sasl.oauth import AbstractTokenProvider
 
@@ -193,7 +213,7 @@ def test_kafka_python_token_provider(broker):
         def token(self):
             return token("gina")
 
-    kw = dict(bootstrap_servers=broker.addr["OAUTH"], security_protocol="SASL_PLAINTEXT",
+    kw = dict(bootstrap_servers=broker.addr["OAUTH_TLS"], security_protocol="SASL_SSL", ssl_cafile=pki.ca_file,
               sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider())
     p = KafkaProducer(**kw)
     p.send("oauth-kp", b"hello").get(20)
@@ -203,7 +223,7 @@ def test_kafka_python_token_provider(broker):
     c.close()
 
 
-def test_aiokafka_token_provider(broker):
+def test_aiokafka_token_provider(broker, pki):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.abc import AbstractTokenProvider
 
@@ -212,7 +232,10 @@ def test_aiokafka_token_provider(broker):
             return token("hank")
 
     async def main():
-        kw = dict(bootstrap_servers=broker.addr["OAUTH"], security_protocol="SASL_PLAINTEXT",
+        from aiokafka.helpers import create_ssl_context
+
+        kw = dict(bootstrap_servers=broker.addr["OAUTH_TLS"], security_protocol="SASL_SSL",
+                  ssl_context=create_ssl_context(cafile=pki.ca_file),
                   sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=Provider())
         p = AIOKafkaProducer(**kw)
         await p.start()
@@ -241,10 +264,14 @@ import org.apache.kafka.common.errors.SaslAuthenticationException;
 import org.apache.kafka.common.serialization.*;
 
 public class JavaOAuth {
+  static String ca;
+
   static Properties conf(String bs, String options) {
     Properties p = new Properties();
     p.put("bootstrap.servers", bs);
-    p.put("security.protocol", "SASL_PLAINTEXT");
+    p.put("security.protocol", "SASL_SSL");
+    p.put("ssl.truststore.type", "PEM");
+    p.put("ssl.truststore.location", ca);
     p.put("sasl.mechanism", "OAUTHBEARER");
     p.put("sasl.jaas.config", "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
         + options + ";");
@@ -253,6 +280,7 @@ public class JavaOAuth {
 
   public static void main(String[] a) throws Exception {
     String bs = a[0], topic = "oauth-java";
+    ca = a[1];
     String good = "unsecuredLoginStringClaim_sub=\"ivy\" unsecuredLoginListClaim_scope=\",kafka\"";
     try (KafkaProducer<String, String> p = new KafkaProducer<>(conf(bs, good), new StringSerializer(), new StringSerializer())) {
       for (int i = 0; i < 5; i++) p.send(new ProducerRecord<>(topic, "k" + i, "v" + i)).get();
@@ -283,8 +311,8 @@ public class JavaOAuth {
 """
 
 
-def test_java_client_unsecured_login_module(broker, tmp_path):
-    out = run_java(tmp_path, "JavaOAuth", JAVA, [broker.addr["OAUTH"]])
+def test_java_client_unsecured_login_module(broker, pki, tmp_path):
+    out = run_java(tmp_path, "JavaOAuth", JAVA, [broker.addr["OAUTH_TLS"], pki.ca_file])
     lines = out.splitlines()
     assert "produced 5" in lines and "consumed 5" in lines, out
     refused = [l for l in lines if l.startswith("wrong scope")]
