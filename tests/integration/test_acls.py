@@ -435,7 +435,7 @@ AUTHORIZED_OPS = {  # what Apache Kafka 4.4 answers the same program (bench/acl_
 def authorized_ops_lines(tmp_path, addr) -> dict:
     from tests.integration.java_client import run_java
 
-    out = run_java(tmp_path, "AuthorizedOps", JAVA_OPS, [addr], timeout=60)
+    out = run_java(tmp_path, "AuthorizedOps", JAVA_OPS, [addr], timeout=60, jvm_opts=["-XX:TieredStopAtLevel=1"])
     return {" ".join(line.split(" ", 2)[:2]): line.split(" ", 2)[2] for line in out.strip().splitlines()}
 
 

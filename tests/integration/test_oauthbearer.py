@@ -312,7 +312,8 @@ public class JavaOAuth {
 
 
 def test_java_client_unsecured_login_module(broker, pki, tmp_path):
-    out = run_java(tmp_path, "JavaOAuth", JAVA, [broker.addr["OAUTH_TLS"], pki.ca_file])
+    out = run_java(tmp_path, "JavaOAuth", JAVA, [broker.addr["OAUTH_TLS"], pki.ca_file],
+                   jvm_opts=["-XX:TieredStopAtLevel=1"])
     lines = out.splitlines()
     assert "produced 5" in lines and "consumed 5" in lines, out
     refused = [l for l in lines if l.startswith("wrong scope")]

@@ -450,7 +450,8 @@ def test_java_admin_and_controller_mutation_rate(odradek_broker_factory, tmp_pat
         assert alter(raw, [(entity(client_id="java-admin"), {"controller_mutation_rate": 3.0})]) == [(0, None)]
     finally:
         raw.close()
-    out = run_java(tmp_path, "Mutations", JAVA_MUTATIONS, [broker.bootstrap], timeout=90).splitlines()
+    out = run_java(tmp_path, "Mutations", JAVA_MUTATIONS, [broker.bootstrap], timeout=90,
+                   jvm_opts=["-XX:TieredStopAtLevel=1"]).splitlines()
     # 6 tokens: j1 (6 -> 3), j2 (3 -> 0), j3 (0 -> -3), then refused
     assert out[:4] == ["j1 created", "j2 created", "j3 created", "j4 ThrottlingQuotaExceededException"], out
     assert out[4].startswith("retried and created in ") and int(out[4].split()[-2]) >= 900, out
