@@ -190,3 +190,17 @@ def test_jwks_keys_without_an_oauthbearer_listener_are_noted():
     sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1",
                               "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks"}).security()
     assert any("sasl.oauthbearer.jwks.endpoint.url has no effect" in n for n in sec.notes)
+
+
+def test_jwks_settings_per_listener_as_kafka_names_them():
+    from odradek.security.oauthbearer import JwksValidator
+
+    v = listener(**{
+        "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks",
+        "sasl.oauthbearer.expected.audience": "kafka, other",
+        "listener.name.sasl_plaintext.sasl.oauthbearer.expected.issuer": "https://idp",
+        "sasl.oauthbearer.clock.skew.seconds": "5"}).oauth_validator
+    assert isinstance(v, JwksValidator)
+    assert (v.url, v.audience, v.issuer, v.skew_s) == ("https://idp/jwks", ["kafka", "other"], "https://idp", 5)
