@@ -5,6 +5,11 @@ line of output per answer, and the lines that differ.
 
     PYTHONPATH=. python3 bench/acl_side_by_side.py
 
+Then Kafka's own kafka-acls (AclCommand) grants and denies, and a client's
+answers after each (tests/integration/test_acl_command.py's ``flow``).
+The questions include the authorized operations (KIP-430) the Java Admin
+is told for a topic, the cluster and a group, per user.
+
 Kafka runs through bench/kafka_runtime.py (a PLAINTEXT listener for the
 runtime's readiness check and the inter-broker traffic, whose ANONYMOUS
 principal is therefore a super user there, and a SASL_PLAINTEXT listener
@@ -55,10 +60,27 @@ def questions(b) -> list[str]:
 
         java = run_java(Path(tmp), "AclCheck", T.JAVA, [b.addr])
         out += [f"java {line}" for line in java.splitlines() if line.startswith(("alice", "bob"))]
+        # KIP-430: the authorized operations the Java Admin is told (topics, cluster, groups).
+        from confluent_kafka import Consumer, TopicPartition
+
+        c = Consumer(T.conf(b, "bob", **{"group.id": "g"}))
+        c.commit(offsets=[TopicPartition("a", 0, 0)], asynchronous=False)
+        c.close()
+        ops = T.authorized_ops_lines(Path(tmp), b.addr)
+        out += [f"java authorized operations {k}: {v}" for k, v in sorted(ops.items())]
     return out
 
 
-def kafka(allow_everyone: bool) -> list[str]:
+def acl_command_flow(b) -> list[str]:
+    """Acceptance 3 of the security issue: Kafka's own kafka-acls (AclCommand)
+    makes a prefixed grant, a group grant and a DENY; a client's answers."""
+    from tests.integration import test_acl_command as C
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return [f"kafka-acls {line}" for line in C.flow(b, C.kafka_runtime(), Path(tmp))]
+
+
+def kafka(allow_everyone: bool, ask=None) -> list[str]:
     sasl = kr.free_port()
     k = kr.KafkaBroker()
     k.port, k.controller_port = kr.free_port(), kr.free_port()
@@ -75,22 +97,23 @@ def kafka(allow_everyone: bool) -> list[str]:
         "auto.create.topics.enable": "false",
     })
     with k:
-        return questions(Endpoint(f"127.0.0.1:{sasl}"))
+        return (ask or questions)(Endpoint(f"127.0.0.1:{sasl}"))
 
 
-def odradek(allow_everyone: bool) -> list[str]:
+def odradek(allow_everyone: bool, ask=None) -> list[str]:
     b = T.start(T.broker_config(**{"allow.everyone.if.no.acl.found": str(allow_everyone).lower()}))
     try:
-        return questions(b)
+        return (ask or questions)(b)
     finally:
         b.__exit__(None, None, None)
 
 
 def main() -> int:
     differ = 0
-    for allow_everyone in (False, True):
-        print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}")
-        theirs, ours = kafka(allow_everyone), odradek(allow_everyone)
+    for allow_everyone, ask in ((False, None), (True, None), (False, acl_command_flow)):
+        print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}"
+              + (" (kafka-acls)" if ask else ""))
+        theirs, ours = kafka(allow_everyone, ask), odradek(allow_everyone, ask)
         for k_line, o_line in zip(theirs, ours):
             same = k_line == o_line
             differ += not same

@@ -174,6 +174,12 @@ class FetchContext:
         """(error code, session id, entries to send) for the partitions read."""
         return self.error, INVALID_SESSION_ID, entries if not self.error else []
 
+    def throttled(self) -> tuple[int, int]:
+        """(error code, session id) of a quota-throttled answer, which sends no
+        partitions and changes nothing the session remembers (Kafka's
+        getThrottledResponse): a full fetch gets no session."""
+        return self.error, INVALID_SESSION_ID
+
 
 class FullContext(FetchContext):
     kind = "full"
@@ -193,6 +199,9 @@ class FullContext(FetchContext):
             parts[partition_key(fp, self.uses_topic_ids)] = fp
         session = self.cache.maybe_create(now_ms, self.privileged, self.uses_topic_ids, parts)
         return 0, session.id if session else INVALID_SESSION_ID, entries
+
+    def throttled(self):
+        return 0, INVALID_SESSION_ID
 
 
 class IncrementalContext(FetchContext):
@@ -219,6 +228,11 @@ class IncrementalContext(FetchContext):
                     if key in parts:
                         parts.move_to_end(key)
         return 0, session.id, out
+
+    def throttled(self):
+        if self.session.epoch != self.expected_epoch:
+            return errors.INVALID_FETCH_SESSION_EPOCH, self.session.id
+        return 0, self.session.id
 
 
 class FetchSessionCache:

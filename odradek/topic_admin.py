@@ -48,6 +48,15 @@ class TopicError(Exception):
         self.message = message
 
 
+def _admit(quota, partitions: int) -> None:
+    """Charge ``partitions`` to a request's controller mutation quota (KIP-599);
+    raises THROTTLING_QUOTA_EXCEEDED when it refuses them."""
+    if quota is not None:
+        refused = quota.admit(partitions)
+        if refused:
+            raise TopicError(errors.THROTTLING_QUOTA_EXCEEDED, refused)
+
+
 def validate_topic_name(name: str) -> None:
     if not name or name in (".", "..") or not LEGAL_TOPIC.match(name):
         raise TopicError(errors.INVALID_TOPIC_EXCEPTION, f"Topic name '{name}' is illegal")
@@ -152,15 +161,17 @@ class TopicAdmin:
     async def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
                            configs: dict[str, str | None] | None = None,
                            validate_only: bool = False,
-                           assignment: list[list[int]] | None = None) -> TopicState | None:
+                           assignment: list[list[int]] | None = None, quota=None) -> TopicState | None:
         """Create the topic, placed by ``assignment`` (a replica list per
         partition) if given; return it as the image has it (None with
-        ``validate_only``)."""
+        ``validate_only``). ``quota`` (a controller mutation quota) admits
+        its partitions once the topic is found valid."""
         async with self._lock:
             num_partitions, rf, overrides = self.check_new_topic(
                 name, num_partitions, replication_factor, configs or {}, assignment)
             if validate_only:
                 return None
+            _admit(quota, len(assignment) if assignment else num_partitions)
             if assignment:
                 parts = [PartitionState(r[0], 0, list(r), list(r)) for r in assignment]
             else:
@@ -177,10 +188,11 @@ class TopicAdmin:
             log.info("created topic %s with %d partitions", name, num_partitions)
             return self.image.get(name)
 
-    async def delete_topic(self, name: str) -> None:
+    async def delete_topic(self, name: str, quota=None) -> None:
         async with self._lock:
             if name not in self.image:
                 raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
+            _admit(quota, len(self.image.get(name).partitions))
             # Under the lock until this broker's files are gone: a new topic of
             # the same name waits for that.
             await self._commit((), topic_records.delete_topic_ops(name))
@@ -188,7 +200,7 @@ class TopicAdmin:
             log.info("deleted topic %s", name)
 
     async def add_partitions(self, name: str, count: int, validate_only: bool = False,
-                             assignment: list[list[int]] | None = None) -> None:
+                             assignment: list[list[int]] | None = None, quota=None) -> None:
         async with self._lock:
             state = self.image.get(name)
             if state is None:
@@ -220,6 +232,7 @@ class TopicAdmin:
                 added = self.place(count - current, rf, first_partition=current, start=start)
             if validate_only:
                 return
+            _admit(quota, count - current)
             done = await self._commit(*topic_records.add_partitions_txn(name, current, added))
             if not done.succeeded:
                 raise TopicError(errors.INVALID_PARTITIONS, f"Topic {name} changed meanwhile.")

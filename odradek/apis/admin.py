@@ -12,6 +12,10 @@ DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
 each value, and brokers (4), read-only. AlterConfigs (33) v0-2 and
 IncrementalAlterConfigs (44) v0-1: topic configs only; broker configs are
 static (from --config) and altering them answers INVALID_REQUEST.
+CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
+the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
+from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
+older versions are served and throttled.
 Not served: config documentation strings (returned null), synonyms beyond the
 value's own source.
 """
@@ -48,6 +52,7 @@ async def create_topics(ctx, request: dict) -> dict:
     broker = ctx.broker
     results = []
     seen = set()
+    quota = ctx.connection.mutation_quota(ctx, strict=ctx.version >= 6)  # KIP-599
     for t in request["topics"]:
         name = t["name"]
         entry = {"name": name, "error_code": 0, "error_message": None, "num_partitions": -1,
@@ -70,7 +75,7 @@ async def create_topics(ctx, request: dict) -> dict:
             configs = {c["name"]: c["value"] for c in t["configs"]}
             topic = await broker.admin.create_topic(name, num_partitions, t["replication_factor"], configs,
                                                     validate_only=request["validate_only"],
-                                                    assignment=assignment)
+                                                    assignment=assignment, quota=quota)
             if topic is not None:
                 state = broker.image.get(name)
                 entry["topic_id"] = state.topic_id
@@ -99,6 +104,7 @@ async def delete_topics(ctx, request: dict) -> dict:
     else:
         wanted = [(name, None) for name in request["topic_names"]]
     responses = []
+    quota = ctx.connection.mutation_quota(ctx, strict=ctx.version >= 5)  # KIP-599
     for name, topic_id in wanted:
         entry = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
         if name is None and topic_id is not None:
@@ -118,9 +124,11 @@ async def delete_topics(ctx, request: dict) -> dict:
             entry["error_message"] = "internal topics cannot be deleted"
         else:
             try:
-                await broker.admin.delete_topic(name)
+                await broker.admin.delete_topic(name, quota)
             except TopicError as e:
                 entry["error_code"] = e.error_code
+                if e.error_code == errors.THROTTLING_QUOTA_EXCEEDED:
+                    entry["error_message"] = e.message
         responses.append(entry)
     return {"responses": responses}
 
@@ -129,11 +137,13 @@ async def delete_topics(ctx, request: dict) -> dict:
 async def create_partitions(ctx, request: dict) -> dict:
     broker = ctx.broker
     results = []
+    quota = ctx.connection.mutation_quota(ctx, strict=ctx.version >= 3)  # KIP-599
     for t in request["topics"]:
         entry = {"name": t["name"], "error_code": 0, "error_message": None}
         try:
             assignment = [list(a["broker_ids"]) for a in t["assignments"]] if t["assignments"] else None
-            await broker.admin.add_partitions(t["name"], t["count"], request["validate_only"], assignment)
+            await broker.admin.add_partitions(t["name"], t["count"], request["validate_only"], assignment,
+                                              quota=quota)
         except TopicError as e:
             entry["error_code"] = e.error_code
             entry["error_message"] = e.message or None

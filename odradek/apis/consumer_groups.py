@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from odradek.apis.groups import _client_host, _coordinator, _shard
 from odradek.protocol import errors
+from odradek.security.authorizer import ResourceType
+from odradek.security.checks import authorized_operations
 from odradek.server.registry import handles
 
 
@@ -67,5 +69,9 @@ async def consumer_group_describe(ctx, request: dict) -> dict:
         if code:
             groups.append({"group_id": gid, "error_code": code})
         else:
-            groups.extend(shard.consumer_group_describe([gid], request["include_authorized_operations"]))
+            described = shard.consumer_group_describe([gid])
+            if request["include_authorized_operations"]:
+                for g in described:
+                    g["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)
+            groups.extend(described)
     return {"groups": groups}

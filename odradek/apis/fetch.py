@@ -56,6 +56,11 @@ from odradek.protocol import errors
 from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
 
+# What a partition adds to a Fetch response besides its records (index, error,
+# offsets, aborted list, preferred replica, sizes): counted with the records
+# against consumer_byte_rate.
+PARTITION_OVERHEAD = 48
+
 
 def _partition_error(index: int, code: int) -> dict:
     # An empty record set, as Kafka sends: librdkafka takes a null one for a protocol error.
@@ -197,8 +202,11 @@ async def fetch(ctx, request: dict) -> dict:
         return {"error_code": context.error, "session_id": 0, "responses": []}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request["max_wait_ms"], 0) / 1000
-    min_bytes = request["min_bytes"]
     max_bytes = request["max_bytes"]
+    allowance = None if privileged else ctx.connection.fetch_allowance(ctx)
+    if allowance is not None:  # as Kafka: never ask for more than the quota lets through
+        max_bytes = min(max_bytes, allowance)
+    min_bytes = min(request["min_bytes"], max_bytes)
     parts = context.partitions
     incremental = context.kind == "incremental"
     if privileged:
@@ -222,6 +230,13 @@ async def fetch(ctx, request: dict) -> dict:
     if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
         # As in Kafka, partitions of unknown topic ids come after the others.
         entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)
+    # consumer_byte_rate (odradek.security.quotas): counted on the records and
+    # each partition's header, before the answer; over the quota the answer
+    # is empty, with the throttle time, as Kafka answers (replicas are not
+    # client-quota'd).
+    if not privileged and ctx.connection.fetch_quota(ctx, total + PARTITION_OVERHEAD * len(entries)) > 0:
+        code, session_id = context.throttled()
+        return {"error_code": code, "session_id": session_id, "responses": []}
     for p, size in sent:  # what goes out (odradek.metrics: BytesOutPerSec)
         p.topic.bytes_out += size
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))

@@ -41,6 +41,8 @@ DELETE and DESCRIBE), OffsetCommit v0-1.
 from __future__ import annotations
 
 from odradek.protocol import errors
+from odradek.security.authorizer import ResourceType
+from odradek.security.checks import authorized_operations
 from odradek.server.registry import handles
 
 GROUP_KEY, TRANSACTION_KEY = 0, 1
@@ -340,7 +342,10 @@ async def describe_groups(ctx, request: dict) -> dict:
             out.append({"group_id": gid, "error_code": code, "group_state": "",
                         "protocol_type": "", "protocol_data": "", "members": []})
         else:
-            out.append(shard.describe_group(gid, ctx.version, request["include_authorized_operations"]))
+            group = shard.describe_group(gid, ctx.version)
+            if request["include_authorized_operations"]:
+                group["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)
+            out.append(group)
     return {"groups": out}
 
 

@@ -12,8 +12,13 @@ is not live, or that has none (-1), is reported without one
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
 Under ACLs, unauthorised topics are left out of a full listing and named
-ones refused (``odradek.security.checks``, around this handler); authorized
-operations are not computed: the fields keep their "not requested" default. Topic ids are stable UUIDs kept in the metadata
+ones refused (``odradek.security.checks``, around this handler). Authorized
+operations (KIP-430: ``include_topic_authorized_operations``, v8+;
+``include_cluster_authorized_operations``, Metadata v8-10 and
+DescribeCluster) come from ``odradek.security.checks.authorized_operations``,
+the authoriser's answer for each operation of the resource (all of them
+without ACLs); a refused topic keeps the "not requested" value, and the
+cluster's field is 0 without DESCRIBE on it, as in Kafka. Topic ids are stable UUIDs kept in the metadata
 store; what is reported comes from the topic image read from it.
 
 DescribeTopicPartitions (KIP-966; the Java admin client's describeTopics
@@ -23,10 +28,14 @@ prefers it) reports the same partitions in name order, paged: at most
 cursor of the next partition when more are left. It never creates topics.
 Eligible leader replicas are not kept (KIP-966's ELR is off, as on a Kafka
 cluster without ``eligible.leader.replicas.version``): both ELR lists are empty.
+Each topic found carries its authorized operations (the request has no flag
+for them: Kafka always fills them in).
 """
 
 from odradek.topic_admin import TopicError, validate_topic_name
 from odradek.protocol import errors
+from odradek.security.checks import authorized_operations, cluster_authorized_operations
+from odradek.security.authorizer import ResourceType
 from odradek.server.registry import handles
 
 
@@ -107,12 +116,20 @@ async def metadata(ctx, request: dict) -> dict:
                     topics.append({"error_code": code, "name": name, "partitions": []})
                     continue
             topics.append(topic_metadata(t, live))
-    return {
+    response = {
         "brokers": brokers,
         "cluster_id": broker.cluster_id,
         "controller_id": controller_id(broker, live),
         "topics": topics,
     }
+    if ctx.version >= 8:
+        if request.get("include_topic_authorized_operations"):
+            for t in topics:
+                if t.get("name") is not None:
+                    t["topic_authorized_operations"] = authorized_operations(ctx, ResourceType.TOPIC, t["name"])
+        if ctx.version <= 10 and request.get("include_cluster_authorized_operations"):
+            response["cluster_authorized_operations"] = cluster_authorized_operations(ctx)
+    return response
 
 
 @handles("DescribeCluster", 0, 2)
@@ -132,6 +149,8 @@ async def describe_cluster(ctx, request: dict) -> dict:
         "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"],
                      "is_fenced": False}
                     for b in brokers],
+        **({"cluster_authorized_operations": cluster_authorized_operations(ctx)}
+           if request.get("include_cluster_authorized_operations") else {}),
     }
 
 
@@ -168,6 +187,7 @@ async def describe_topic_partitions(ctx, request: dict) -> dict:
             parts = parts[:left]
         left -= len(parts)
         entry["partitions"] = parts
+        entry["topic_authorized_operations"] = authorized_operations(ctx, ResourceType.TOPIC, name)  # always, as Kafka
         topics.append(entry)
         if next_cursor is not None:
             break

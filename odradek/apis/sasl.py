@@ -11,7 +11,7 @@ SaslAuthenticate), which the connection relays. A failed login answers
 SASL_AUTHENTICATION_FAILED (or UNSUPPORTED_SASL_MECHANISM) and closes the
 connection after ``connection.failed.authentication.delay.ms``.
 
-Not implemented: GSSAPI, OAUTHBEARER, delegation tokens.
+Not implemented: GSSAPI, delegation tokens.
 """
 
 from odradek.clock import now_ms

@@ -58,7 +58,7 @@ from typing import Iterable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import GroupConfig
-from odradek.coordinator.group_manager import CLASSIC, DEAD, EMPTY, GroupManager, authorized_operations
+from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, DEAD, EMPTY, GroupManager
 from odradek.coordinator.records import GroupKey
 from odradek.coordinator.runtime import Result
 from odradek.protocol import errors
@@ -711,11 +711,12 @@ class ClassicGroups:
         return None
 
     # -- DescribeGroups --------------------------------------------------
-    def describe_group(self, group_id: str, version: int = 5,
-                       include_authorized_operations: bool = False) -> dict:
+    def describe_group(self, group_id: str, version: int = 5) -> dict:
+        """The group as DescribeGroups tells it; its authorized operations are
+        the API's (``odradek.security.checks``), left "not requested" here."""
         base = {"error_code": 0, "error_message": None, "group_id": group_id, "group_state": DEAD,
                 "protocol_type": "", "protocol_data": "", "members": [],
-                "authorized_operations": authorized_operations(include_authorized_operations)}
+                "authorized_operations": AUTHORIZED_OPERATIONS_OMITTED}
         if group_id is None:
             return dict(base, group_id="", error_code=errors.INVALID_GROUP_ID)
         g = self.gm.get(group_id)

@@ -76,7 +76,7 @@ from odradek.coordinator.records import (
     CG_TARGET_METADATA,
     ConsumerKey,
 )
-from odradek.coordinator.group_manager import CONSUMER, EMPTY, GroupManager, authorized_operations
+from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CONSUMER, EMPTY, GroupManager
 from odradek.coordinator.runtime import Result
 from odradek.coordinator.topic_regex import InvalidTopicRegex, compile_topic_regex, matching_topics
 from odradek.protocol import errors
@@ -878,9 +878,8 @@ class ConsumerGroups:
                 out.append({"topic_id": tid, "topic_name": name, "partitions": sorted(ps)})
         return out
 
-    def consumer_group_describe(self, group_ids: list[str],
-                                include_authorized_operations: bool = False) -> list[dict]:
-        ops = authorized_operations(include_authorized_operations)
+    def consumer_group_describe(self, group_ids: list[str]) -> list[dict]:
+        ops = AUTHORIZED_OPERATIONS_OMITTED  # the API fills them in (odradek.security.checks)
         out = []
         for gid in group_ids:
             base = {"error_code": 0, "error_message": None, "group_id": gid, "group_state": "",

@@ -49,13 +49,9 @@ CONSUMER = "consumer"
 EMPTY = "Empty"
 DEAD = "Dead"
 
-# Operations a group resource allows without ACLs: READ (3), DELETE (6), DESCRIBE (8).
-GROUP_AUTHORIZED_OPERATIONS = (1 << 3) | (1 << 6) | (1 << 8)
+# The "not requested" value of the authorized_operations fields; the APIs fill
+# them in when asked (KIP-430, odradek.security.checks.authorized_operations).
 AUTHORIZED_OPERATIONS_OMITTED = -(1 << 31)
-
-
-def authorized_operations(include: bool) -> int:
-    return GROUP_AUTHORIZED_OPERATIONS if include else AUTHORIZED_OPERATIONS_OMITTED
 
 
 class GroupManager:

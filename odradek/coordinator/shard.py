@@ -70,15 +70,15 @@ class GroupShard:
     def leave_group(self, now: int, **kw) -> Result:
         return self.group_manager.leave_group(now, **kw)
 
-    def describe_group(self, group_id: str, version: int = 5, include_authorized_operations: bool = False) -> dict:
-        return self.classic.describe_group(group_id, version, include_authorized_operations)
+    def describe_group(self, group_id: str, version: int = 5) -> dict:
+        return self.classic.describe_group(group_id, version)
 
     # -- consumer groups -------------------------------------------------
     def consumer_group_heartbeat(self, now: int, **kw) -> Result:
         return self.consumer.consumer_group_heartbeat(now, **kw)
 
-    def consumer_group_describe(self, group_ids: list[str], include_authorized_operations: bool = False) -> list:
-        return self.consumer.consumer_group_describe(group_ids, include_authorized_operations)
+    def consumer_group_describe(self, group_ids: list[str]) -> list:
+        return self.consumer.consumer_group_describe(group_ids)
 
     # -- offsets ---------------------------------------------------------
     def commit_offsets(self, now: int, **kw) -> Result:

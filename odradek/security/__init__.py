@@ -12,7 +12,8 @@ authoriser can be added in one place.
   certificate (``ssl.principal.mapping.rules``).
 - ``jaas``: the JAAS lines Kafka reads (``...PlainLoginModule required
   user_alice="..." ;``).
-- ``sasl``: the mechanisms, sans-IO: PLAIN and SCRAM-SHA-256/512.
+- ``sasl``: the mechanisms, sans-IO: PLAIN and SCRAM-SHA-256/512;
+  ``oauthbearer``: OAUTHBEARER and its validators.
 - ``authenticator``: the per-connection SASL state machine (handshake,
   authenticate, complete; re-authentication, KIP-368).
 - ``scram``: SCRAM credentials and their home in the metadata store.

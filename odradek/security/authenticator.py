@@ -8,8 +8,12 @@ connection is closed):
     AUTHENTICATE  SaslAuthenticate (or, after a
                   SaslHandshake v0, raw tokens)   -> COMPLETE | FAILED
     COMPLETE      everything; a SaslHandshake starts re-authentication
-                  (KIP-368) when connections.max.reauth.ms > 0
+                  (KIP-368) when the session has an end (below)
     FAILED        nothing: the connection closes after the failure response
+
+A credential that expires (an OAUTHBEARER token) bounds the session too, as in
+Kafka: the lifetime told to the client is the smaller of the token's remaining
+life and ``connections.max.reauth.ms`` (when set).
 
 Before COMPLETE, frames are capped at ``sasl.server.max.receive.size``
 (512 KiB). A session told its lifetime (SaslAuthenticate v1+ with
@@ -71,7 +75,7 @@ class SaslAuthenticator:
         """The SaslHandshake response; state FAILED if the mechanism is not enabled."""
         enabled = list(self.settings.mechanisms)
         if self.state == COMPLETE:
-            if self.settings.reauth_ms(self.mechanism) <= 0 or version < 1:
+            if self.expires_at_ms is None or version < 1:  # as Kafka: only a session that ends may renew
                 return {"error_code": errors.ILLEGAL_SASL_STATE, "mechanisms": enabled}
             if mechanism != self.mechanism:
                 log.info("re-authentication with %s refused: the session used %s", mechanism, self.mechanism)
@@ -85,7 +89,8 @@ class SaslAuthenticator:
             self.state = FAILED
             return {"error_code": errors.UNSUPPORTED_SASL_MECHANISM, "mechanisms": enabled}
         self.mechanism = mechanism
-        self.server = new_server(mechanism, self.settings.plain_users, self.scram_lookup)
+        self.server = new_server(mechanism, self.settings.plain_users, self.scram_lookup,
+                                 self.settings.oauth_validator)
         self.raw_tokens = version == 0
         self.state = AUTHENTICATE
         return {"error_code": errors.NONE, "mechanisms": enabled}
@@ -136,7 +141,14 @@ class SaslAuthenticator:
         self.state = COMPLETE
         self.reauthenticating = False
         self.raw_tokens = False
+        credential_expiry = self.server.credential_expiry_ms
         self.server = None
-        reauth = self.settings.reauth_ms(self.mechanism)
-        self.expires_at_ms = now_ms + reauth if reauth > 0 and self.client_supports_reauth else None
+        self.expires_at_ms = None
+        if self.client_supports_reauth:  # as Kafka: the smaller of the reauth bound and the credential's life
+            reauth = self.settings.reauth_ms(self.mechanism)
+            bounds = [now_ms + reauth] if reauth > 0 else []
+            if credential_expiry is not None:
+                bounds.append(max(now_ms, credential_expiry))
+            if bounds:
+                self.expires_at_ms = min(bounds)
         return None

@@ -98,6 +98,29 @@ IMPLIED = {
 
 CLUSTER_NAME = "kafka-cluster"
 
+# The operations each resource type has (Kafka's AclEntry.supportedOperations): the
+# bits of the authorized_operations fields of Metadata, DescribeCluster and
+# DescribeGroups (KIP-430).
+SUPPORTED_OPERATIONS = {
+    ResourceType.TOPIC: (Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE, Operation.DELETE,
+                         Operation.ALTER, Operation.DESCRIBE_CONFIGS, Operation.ALTER_CONFIGS),
+    ResourceType.GROUP: (Operation.READ, Operation.DESCRIBE, Operation.DELETE, Operation.DESCRIBE_CONFIGS,
+                         Operation.ALTER_CONFIGS),
+    ResourceType.CLUSTER: (Operation.CREATE, Operation.CLUSTER_ACTION, Operation.DESCRIBE_CONFIGS,
+                           Operation.ALTER_CONFIGS, Operation.IDEMPOTENT_WRITE, Operation.ALTER, Operation.DESCRIBE),
+    ResourceType.TRANSACTIONAL_ID: (Operation.DESCRIBE, Operation.WRITE),
+    ResourceType.DELEGATION_TOKEN: (Operation.DESCRIBE,),
+    ResourceType.USER: (Operation.CREATE_TOKENS, Operation.DESCRIBE_TOKENS),
+}
+
+
+def operations_field(ops) -> int:
+    """A set of operations as the 32-bit field Kafka sends (bit n: operation code n)."""
+    out = 0
+    for op in ops:
+        out |= 1 << int(op)
+    return out
+
 
 @dataclass(frozen=True)
 class Resource:
@@ -293,6 +316,11 @@ class Authorizer:
         if allowed:
             return True
         return not found and self.allow_if_no_acl
+
+    def authorized_operations(self, principal, host: str, resource: Resource) -> int:
+        """The operations of ``resource``'s type that are allowed on it, as Kafka's bit field."""
+        return operations_field(op for op in SUPPORTED_OPERATIONS[resource.type]
+                                if self.authorize(principal, host, op, resource))
 
     def authorize_any(self, principal, host: str, operation: Operation, resource_type: ResourceType) -> bool:
         """Whether ``operation`` is allowed on at least one resource of ``resource_type``:

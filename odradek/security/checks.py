@@ -54,6 +54,23 @@ def allowed(ctx, op: Op, rtype: T, name: str) -> bool:
     return authz.authorize(ctx.principal, host(ctx), op, resource)
 
 
+def authorized_operations(ctx, rtype: T, name: str) -> int:
+    """KIP-430's field for a resource: the operations of its type the request's
+    principal may perform on it; every one without an authoriser, as in Kafka."""
+    from odradek.security.authorizer import SUPPORTED_OPERATIONS, operations_field
+
+    authz = ctx.broker.authorizer
+    resource = CLUSTER if rtype == T.CLUSTER else Resource(rtype, name)
+    if authz is None:
+        return operations_field(SUPPORTED_OPERATIONS[rtype])
+    return authz.authorized_operations(ctx.principal, host(ctx), resource)
+
+
+def cluster_authorized_operations(ctx) -> int:
+    """The cluster's field: 0 without DESCRIBE on the cluster, as Kafka answers."""
+    return authorized_operations(ctx, T.CLUSTER, "") if allowed(ctx, Op.DESCRIBE, T.CLUSTER, "") else 0
+
+
 def topic_name(ctx, item: dict, name_key: str = "name") -> str | None:
     """A request item's topic: its name, else the image's name for its id (None: unknown id)."""
     name = item.get(name_key)

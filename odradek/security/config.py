@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
-                                  server_context)
+                                  pkcs12_keystore, pkcs12_truststore, server_context)
 
 
 class SecurityConfigError(ValueError):
@@ -33,9 +33,15 @@ class SecurityConfigError(ValueError):
 
 PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
-MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # a broker's own login to another
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
+# sasl.oauthbearer.<key>, read by Kafka's JWKS validator (also as listener.name.<l>.oauthbearer.sasl.oauthbearer.<key>)
+OAUTH_READ = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
+              "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
+              "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -63,6 +69,12 @@ TOP_READ = LISTENER_READ | {
 TOP_NO_EFFECT = {
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
     "early.start.listeners": "every listener starts once the broker has loaded its state",
+    # Connection limits: only the per-ip connection_creation_rate quota (KIP-612) is served.
+    "max.connections": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connections.per.ip": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connections.per.ip.overrides": "connection limits are not served (ip connection_creation_rate quotas are)",
+    "max.connection.creation.rate": "the broker-wide connection rate is not served (ip connection_creation_rate "
+                                    "quotas are)",
 }
 # Prefixes of keys that concern security: any key under them not read above is refused.
 SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.", "authorizer.",
@@ -73,7 +85,10 @@ HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
-    "sasl.oauthbearer.": "OAUTHBEARER is not served yet",
+    "sasl.oauthbearer.": "only the JWKS validator's keys are read (sasl.oauthbearer.jwks.endpoint.url, "
+                         "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
+                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds); a broker's own "
+                         "OAUTHBEARER login (token endpoint) is not served",
     "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
                    "password of the inter-broker listener's JAAS line",
     "delegation.token.": "delegation tokens are not served",
@@ -88,6 +103,7 @@ class SaslSettings:
     max_receive_size: int = DEFAULT_MAX_RECEIVE
     reauth_by_mechanism: dict[str, int] = field(default_factory=dict)  # connections.max.reauth.ms
     failed_auth_delay_ms: int = 100
+    oauth_validator: object = field(default=None, repr=False)  # odradek.security.oauthbearer, for OAUTHBEARER
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -140,6 +156,9 @@ class SecurityConfig:
                 raise SecurityConfigError(f"Inter-broker listener {name}: {e}") from None
         if sec.sasl is not None:
             mech = self.inter_broker_mechanism
+            if mech not in LOGIN_MECHANISMS:
+                raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech}: a broker's own login "
+                                          f"to another is served with {', '.join(LOGIN_MECHANISMS)} only")
             if mech not in sec.sasl.mechanisms:
                 raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
                                           f"inter-broker listener {name} (sasl.enabled.mechanisms)")
@@ -196,8 +215,11 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
             "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class"):
         if mech.upper() not in MECHANISMS:
             _refuse(key, f"SASL mechanism {mech.upper()} is not served")
-        if rest == "sasl.server.callback.handler.class":
+        if rest == "sasl.server.callback.handler.class" and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
+        return
+    if key.startswith(("sasl.oauthbearer.", "oauthbearer.sasl.oauthbearer.")) \
+            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ:
         return
     if where == "listener" and key in LISTENER_READ:
         return
@@ -273,6 +295,9 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
             sec.sasl, sec.logins = _sasl(l.name, get, props)
         out[l.name] = sec
 
+    if not any(sec.sasl is not None and "OAUTHBEARER" in sec.sasl.mechanisms for sec in out.values()):
+        notes += [f"{k} has no effect: no listener enables OAUTHBEARER" for k in props
+                  if k.startswith("sasl.oauthbearer.")]
     inter = props.get("inter.broker.listener.name", "").strip().upper() or None
     if inter and props.get("security.inter.broker.protocol", "").strip():
         raise SecurityConfigError("Only one of inter.broker.listener.name and security.inter.broker.protocol "
@@ -303,18 +328,51 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
                                                   or "GSSAPI").strip())
 
 
+STORE_TYPES = ("PEM", "PKCS12")
+
+
+def _store_type(name: str, get, key: str, location_key: str) -> str:
+    """``ssl.keystore.type`` / ``ssl.truststore.type``: PEM or PKCS12. Kafka's default
+    is JKS; without the key, a file that is not PEM is taken for what Kafka would
+    read, and refused as JKS is."""
+    t = (get(key) or "").strip().upper()
+    if not t:
+        location = get(location_key)
+        t = "PEM"
+        if location:
+            try:
+                with open(location, "rb") as f:
+                    if b"-----BEGIN" not in f.read(1 << 20):
+                        t = "JKS"
+            except OSError:
+                pass  # reported when it is loaded
+    what = key.split(".")[1]
+    if t == "JKS":
+        raise SecurityConfigError(
+            f"Listener {name}: {key}=JKS (Kafka's default) is not served: odradek reads PEM and PKCS12; "
+            f"convert the {what} with: keytool -importkeystore -srckeystore <file.jks> -destkeystore "
+            f"<file.p12> -deststoretype PKCS12, then set {key}=PKCS12")
+    if t not in STORE_TYPES:
+        raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: PEM or PKCS12")
+    return t
+
+
 def _tls(name: str, get):
-    for key, bad in (("ssl.keystore.type", "keystore"), ("ssl.truststore.type", "truststore")):
-        t = (get(key) or "").strip().upper()
-        if t and t != "PEM":
-            raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: odradek reads PEM files "
-                                      f"only (ssl.{bad}.type=PEM); convert the {bad} with openssl or keytool")
-    if get("ssl.keystore.password"):
+    keystore_type = _store_type(name, get, "ssl.keystore.type", "ssl.keystore.location")
+    truststore_type = _store_type(name, get, "ssl.truststore.type", "ssl.truststore.location")
+    if keystore_type == "PEM" and get("ssl.keystore.password"):
         raise SecurityConfigError(f"Listener {name}: ssl.keystore.password cannot be used with PEM keystores "
                                   "(as in Kafka); an encrypted key's password is ssl.key.password")
-    if get("ssl.truststore.password"):
+    if truststore_type == "PEM" and get("ssl.truststore.password"):
         raise SecurityConfigError(f"Listener {name}: ssl.truststore.password cannot be used with PEM "
                                   "truststores (as in Kafka)")
+    for store, t in (("keystore", keystore_type), ("truststore", truststore_type)):
+        if t == "PKCS12" and not get(f"ssl.{store}.location"):
+            raise SecurityConfigError(f"Listener {name}: ssl.{store}.type=PKCS12 needs ssl.{store}.location")
+        if t == "PKCS12" and (get(f"ssl.{store}.certificates") or get(f"ssl.{store}.key")
+                              or get(f"ssl.{store}.certificate.chain")):
+            raise SecurityConfigError(f"Listener {name}: PEM text (ssl.{store}.key, .certificate.chain, "
+                                      f".certificates) cannot be used with ssl.{store}.type=PKCS12")
     for key in ("ssl.cipher.suites", "ssl.provider", "ssl.engine.factory.class"):
         if (get(key) or "").strip():
             _refuse(key, "Java cipher suite names, providers and engine factories are not served; "
@@ -344,6 +402,14 @@ def _tls(name: str, get):
         truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
         enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
     try:
+        if keystore_type == "PKCS12":
+            settings.keystore_key, settings.keystore_chain = pkcs12_keystore(
+                settings.keystore_location, get("ssl.keystore.password"), get("ssl.key.password"))
+            settings.keystore_location = settings.key_password = None
+        if truststore_type == "PKCS12":
+            settings.truststore_certificates = pkcs12_truststore(settings.truststore_location,
+                                                                 get("ssl.truststore.password"))
+            settings.truststore_location = None
         return server_context(settings), PrincipalMapper(settings.mapping_rules), settings
     except TlsConfigError as e:
         raise SecurityConfigError(f"Listener {name}: {e}") from None
@@ -356,7 +422,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
     if text is None:
         raise SecurityConfigError(f"Listener {name} uses SASL, and sasl.enabled.mechanisms defaults to GSSAPI "
                                   f"(Kerberos), which odradek does not serve: set sasl.enabled.mechanisms "
-                                  f"(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+                                  f"({', '.join(MECHANISMS)})")
     mechanisms = tuple(m.strip() for m in text.split(",") if m.strip())
     if not mechanisms:
         raise SecurityConfigError(f"Listener {name}: sasl.enabled.mechanisms is empty")
@@ -366,6 +432,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
                                       f"(served: {', '.join(MECHANISMS)})")
     users: dict[str, str] = {}
     logins: dict[str, tuple[str, str]] = {}
+    oauth_options: dict[str, str] = {}
     for m in mechanisms:
         key = f"{m.lower()}.sasl.jaas.config"
         jaas = get(key)
@@ -379,14 +446,32 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             modules = parse_jaas(jaas)
         except JaasError as e:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
-        expected = PLAIN_MODULE if m == "PLAIN" else SCRAM_MODULE
+        expected = {"PLAIN": PLAIN_MODULE, "OAUTHBEARER": OAUTH_MODULE}.get(m, SCRAM_MODULE)
         if len(modules) != 1 or modules[0].name != expected:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: expected one {expected} entry")
         if m == "PLAIN":
             users = {k[len("user_"):]: v for k, v in modules[0].options.items() if k.startswith("user_")}
         options = modules[0].options
+        if m == "OAUTHBEARER":
+            oauth_options = options
+            continue
         if "username" in options and "password" in options:  # this broker's own login, to the others
             logins[m] = (options["username"], options["password"])
+    validator = None
+    if "OAUTHBEARER" in mechanisms:
+        from odradek.security.oauthbearer import load_validator
+
+        key = "oauthbearer.sasl.server.callback.handler.class"
+        oauth_settings = {}
+        for k in OAUTH_READ:
+            v = get(f"oauthbearer.sasl.oauthbearer.{k}")
+            v = v if v is not None else get(f"sasl.oauthbearer.{k}")
+            if v is not None and v.strip():
+                oauth_settings[k] = v
+        try:
+            validator = load_validator(get(key) or "", oauth_options, props, oauth_settings)
+        except ValueError as e:
+            raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -395,6 +480,6 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         mechanisms=mechanisms, plain_users=users,
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
-        reauth_by_mechanism=reauth_by,
+        reauth_by_mechanism=reauth_by, oauth_validator=validator,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins

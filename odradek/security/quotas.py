@@ -146,6 +146,16 @@ class QuotaCache:
         return None
 
 
+def ip_quota(cache: QuotaCache, ip: str) -> float | None:
+    """``connection_creation_rate`` for connections from ``ip``: its own entity's,
+    else the default ip's; None: unlimited."""
+    for name in (ip, None):
+        values = cache.entities.get(((IP, name),))
+        if values is not None and CONNECTION_CREATION_RATE in values:
+            return values[CONNECTION_CREATION_RATE]
+    return None
+
+
 class SampledRate:
     """A rate over ``samples`` windows of ``window_ms``, as Kafka's sampled
     ``Rate`` measures it: the total of the samples not older than all the
@@ -201,6 +211,69 @@ def throttle_ms(rate: SampledRate, bound: float, now_ms: int) -> int:
     return round((value - bound) / bound * window)
 
 
+class TokenBucket:
+    """Kafka's token bucket for ``controller_mutation_rate`` (KIP-599): it holds
+    up to ``samples`` x ``window`` seconds of the quota (full at first), refills
+    at the quota per second, and a mutation takes its partitions out, which
+    may leave it below zero."""
+
+    def __init__(self, samples: int, window_ms: int):
+        self.samples, self.window_ms = samples, window_ms
+        self.tokens: float | None = None
+        self.last_ms = 0
+
+    def level(self, bound: float, now_ms: int) -> float:
+        burst = self.samples * self.window_ms / 1000 * bound
+        if self.tokens is None:
+            self.tokens = burst
+        else:
+            self.tokens = min(burst, self.tokens + bound * max(0, now_ms - self.last_ms) / 1000)
+        self.last_ms = now_ms
+        return self.tokens
+
+    def take(self, value: float, bound: float, now_ms: int) -> float:
+        self.tokens = self.level(bound, now_ms) - value
+        return self.tokens
+
+
+THROTTLING_MESSAGE = "The throttling quota has been exceeded."
+
+
+class MutationQuota:
+    """One request's ``controller_mutation_rate`` (KIP-599). ``admit(partitions)``
+    before each topic is created, deleted or given partitions: strict (the
+    versions that know THROTTLING_QUOTA_EXCEEDED) refuses it, with the
+    message, once the bucket is below zero, and every later one of the
+    request; permissive (older versions) takes the partitions anyway. Either
+    way ``throttle_ms`` is how long the client must wait for the bucket to
+    come back to zero."""
+
+    def __init__(self, quotas: "ClientQuotas", bucket: TokenBucket, bound: float, strict: bool, clock):
+        self.quotas, self.bucket, self.bound, self.strict, self.clock = quotas, bucket, bound, strict, clock
+        self.throttle_ms = 0
+
+    def _throttle(self, tokens: float) -> int:
+        return round(-tokens / self.bound * 1000) if tokens < 0 else 0
+
+    def admit(self, partitions: int) -> str | None:
+        now = self.clock()
+        if self.strict:
+            if self.throttle_ms > 0:
+                return THROTTLING_MESSAGE
+            throttle = self._throttle(self.bucket.level(self.bound, now))
+            if throttle:
+                self.throttle_ms = throttle
+                self.quotas.count_throttle(CONTROLLER_MUTATION_RATE, throttle)
+                return THROTTLING_MESSAGE
+            self.bucket.take(partitions, self.bound, now)
+            return None
+        throttle = self._throttle(self.bucket.take(partitions, self.bound, now))
+        if throttle:
+            self.throttle_ms = throttle
+            self.quotas.count_throttle(CONTROLLER_MUTATION_RATE, throttle)
+        return None
+
+
 class ClientQuotas:
     """The broker's quota accounting: one sampled rate per quota key and per
     (user, client id) sharing a quota (``Quota.key``); the quotas themselves
@@ -214,6 +287,7 @@ class ClientQuotas:
         self.rates: dict[tuple, SampledRate] = {}
         self._next_sweep = 0
         self.throttles: dict[str, list] = {}  # quota key -> [throttled responses, total throttle ms]
+        self.buckets: dict[tuple, TokenBucket] = {}  # controller_mutation_rate, per Quota.key
 
     @property
     def active(self) -> bool:
@@ -224,13 +298,67 @@ class ClientQuotas:
         """Whether some entity has a ``request_percentage`` (handler time is measured only then)."""
         return REQUEST_PERCENTAGE in self.cache.keys
 
+    def window_allowance(self, quota_key: str, user: str, client_id: str | None) -> float | None:
+        """What the quota lets through over all windows but one (Kafka's
+        maxValueInQuotaWindow: a Fetch asks for no more than this, so that one
+        answer can never be over the quota by itself); None without a quota."""
+        if quota_key not in self.cache.keys:
+            return None
+        quota = self.cache.quota(user, client_id or "", quota_key)
+        if quota is None:
+            return None
+        return quota.bound * max(self.samples - 1, 1) * self.window_ms / 1000
+
+    def count_throttle(self, quota_key: str, throttle_ms: int) -> None:
+        counts = self.throttles.setdefault(quota_key, [0, 0])
+        counts[0] += 1
+        counts[1] += throttle_ms
+
+    def record_connection(self, ip: str, now_ms: int) -> int:
+        """KIP-612: count a new connection from ``ip`` against its
+        ``connection_creation_rate``; the throttle time (bounded at one window)
+        when it is over, the connection then not counted, as Kafka does."""
+        if CONNECTION_CREATION_RATE not in self.cache.keys:
+            return 0
+        bound = ip_quota(self.cache, ip)
+        if bound is None:
+            return 0
+        k = (CONNECTION_CREATION_RATE, (ip, ""))
+        rate = self.rates.get(k)
+        if rate is None:
+            rate = self.rates[k] = SampledRate(self.samples, self.window_ms)
+        rate.record(1, now_ms)
+        if now_ms >= self._next_sweep:
+            self._sweep(now_ms)
+        throttle = min(throttle_ms(rate, bound, now_ms), self.window_ms)
+        if throttle:
+            rate.record(-1, now_ms)
+            self.count_throttle(CONNECTION_CREATION_RATE, throttle)
+        return throttle
+
+    def mutation(self, user: str, client_id: str | None, strict: bool, clock) -> MutationQuota | None:
+        """The ``controller_mutation_rate`` of a CreateTopics, CreatePartitions or
+        DeleteTopics request; None when no such quota applies."""
+        if CONTROLLER_MUTATION_RATE not in self.cache.keys:
+            return None
+        quota = self.cache.quota(user, client_id or "", CONTROLLER_MUTATION_RATE)
+        if quota is None:
+            return None
+        bucket = self.buckets.get(quota.key)
+        if bucket is None:
+            bucket = self.buckets[quota.key] = TokenBucket(self.samples, self.window_ms)
+        return MutationQuota(self, bucket, quota.bound, strict, clock)
+
     def record_request_time(self, user: str, client_id: str | None, ns: int, now_ms: int) -> int:
         """Count ``ns`` of handler time against ``request_percentage`` (percent of
         one thread per second); the throttle, which Kafka bounds at one window."""
         return self.record(REQUEST_PERCENTAGE, user, client_id, ns * 100 / 1e9, now_ms)
 
-    def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> int:
-        """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms."""
+    def record(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int,
+               keep_if_throttled: bool = True) -> int:
+        """Count ``value`` against the quota of ``quota_key`` that applies; the throttle time in ms.
+        With ``keep_if_throttled`` false, a throttled ``value`` is taken back out (Kafka's
+        unrecord: a throttled Fetch is answered empty, so its bytes never went out)."""
         if quota_key not in self.cache.keys:
             return 0
         quota = self.cache.quota(user, client_id or "", quota_key)
@@ -244,12 +372,12 @@ class ClientQuotas:
         if now_ms >= self._next_sweep:
             self._sweep(now_ms)
         throttle = throttle_ms(rate, quota.bound, now_ms)
+        if throttle and not keep_if_throttled:
+            rate.record(-value, now_ms)
         if throttle:
             if quota_key == REQUEST_PERCENTAGE:
                 throttle = min(throttle, self.window_ms)
-            counts = self.throttles.setdefault(quota_key, [0, 0])
-            counts[0] += 1
-            counts[1] += throttle
+            self.count_throttle(quota_key, throttle)
         return throttle
 
     def _sweep(self, now_ms: int) -> None:
@@ -257,3 +385,5 @@ class ClientQuotas:
         self._next_sweep = now_ms + span
         for k in [k for k, r in self.rates.items() if r.last_ms < now_ms - span]:
             del self.rates[k]
+        for k in [k for k, b in self.buckets.items() if b.last_ms < now_ms - span]:
+            del self.buckets[k]  # idle that long, it is full again: as good as new

@@ -9,6 +9,11 @@ message the client is told, which never says whether the user exists.
 - SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, no channel binding), through
   scramp: two round trips; only a verified client proof completes. Kafka's
   ``tokenauth`` extension (delegation tokens) is refused.
+- OAUTHBEARER (RFC 7628): ``odradek.security.oauthbearer``.
+
+A mechanism server may say when its credential expires
+(``credential_expiry_ms``, ms since the epoch; None: never), which bounds the
+session as Kafka's credential lifetime does.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ class MechanismServer:
     def __init__(self):
         self.complete = False
         self.principal_name: str | None = None
+
+    @property
+    def credential_expiry_ms(self) -> int | None:
+        return None
 
     async def evaluate(self, token: bytes) -> bytes:
         raise NotImplementedError
@@ -123,9 +132,14 @@ class ScramServer(MechanismServer):
 
 
 def new_server(mechanism: str, plain_users: dict[str, str] | None,
-               scram_lookup: Callable[[str, str], Awaitable[ScramCredential | None]] | None) -> MechanismServer:
+               scram_lookup: Callable[[str, str], Awaitable[ScramCredential | None]] | None,
+               oauth_validator=None) -> MechanismServer:
     if mechanism == "PLAIN":
         return PlainServer(plain_users or {})
     if mechanism in SCRAM_MECHANISMS:
         return ScramServer(mechanism, scram_lookup)
+    if mechanism == "OAUTHBEARER" and oauth_validator is not None:
+        from odradek.security.oauthbearer import OAuthBearerServer
+
+        return OAuthBearerServer(oauth_validator)
     raise ValueError(f"unsupported mechanism {mechanism}")

@@ -8,6 +8,13 @@ optionally encrypted with ``ssl.key.password``; or the PEM text itself in
 ``ssl.truststore.location`` (a PEM file of CA certificates) or
 ``ssl.truststore.certificates`` (the PEM text).
 
+PKCS12 keystores and truststores (``ssl.keystore.type=PKCS12``, with
+``ssl.keystore.password``; ``ssl.truststore.type=PKCS12``) are read with
+cryptography and turned into the same PEM text (``pkcs12_keystore``,
+``pkcs12_truststore``); the key never touches the disk unencrypted except
+in a private temporary file that the ssl module loads and that is removed
+at once.
+
 Client certificates (``ssl.client.auth``): ``none`` (not asked for),
 ``requested`` (asked for, verified if sent), ``required``.
 
@@ -51,24 +58,77 @@ class TlsSettings:
     mapping_rules: str = "DEFAULT"
 
 
+def pkcs12_keystore(path: str, password: str | None, key_password: str | None) -> tuple[str, str]:
+    """(the private key, the certificate chain) of the PKCS12 keystore at ``path``,
+    as PEM text; the key is tried with ``password`` (the store's), then with
+    ``key_password``. Raises TlsConfigError."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise TlsConfigError(f"Cannot read the SSL keystore {path}: {e}") from None
+    loaded, error = None, None
+    for pw in list(dict.fromkeys(p for p in (password, key_password) if p)) or [None]:
+        try:
+            loaded = pkcs12.load_pkcs12(data, pw.encode() if pw is not None else None)
+            break
+        except (ValueError, TypeError) as e:
+            error = e
+    if loaded is None:
+        raise TlsConfigError(f"Cannot load the PKCS12 keystore {path} (wrong ssl.keystore.password?): {error}")
+    if loaded.key is None or loaded.cert is None:
+        raise TlsConfigError(f"The PKCS12 keystore {path} holds no private key with its certificate")
+    key = loaded.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()).decode()
+    chain = [loaded.cert.certificate] + [c.certificate for c in loaded.additional_certs]
+    return key, "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
+
+
+def pkcs12_truststore(path: str, password: str | None) -> str:
+    """The certificates of the PKCS12 truststore at ``path`` (Java's trusted
+    certificate entries included), as PEM text. Raises TlsConfigError."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        data = open(path, "rb").read()
+        loaded = pkcs12.load_pkcs12(data, password.encode() if password else None)
+    except OSError as e:
+        raise TlsConfigError(f"Cannot read the SSL truststore {path}: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise TlsConfigError(f"Cannot load the PKCS12 truststore {path} (ssl.truststore.password?): {e}") from None
+    certs = ([loaded.cert] if loaded.cert is not None else []) + list(loaded.additional_certs)
+    if not certs:
+        raise TlsConfigError(f"The PKCS12 truststore {path} holds no certificate")
+    return "".join(c.certificate.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+
+
+def _load_keystore(ctx: ssl.SSLContext, s: TlsSettings) -> bool:
+    """Load the keystore of ``s`` into ``ctx``; False if it has none."""
+    if s.keystore_location:
+        ctx.load_cert_chain(s.keystore_location, password=s.key_password)
+    elif s.keystore_key and s.keystore_chain:
+        # The ssl module loads keys from files only: a private directory, removed at once.
+        with tempfile.TemporaryDirectory(prefix="odradek-tls-") as d:
+            path = os.path.join(d, "keystore.pem")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(s.keystore_key.strip() + "\n" + s.keystore_chain.strip() + "\n")
+            ctx.load_cert_chain(path, password=s.key_password)
+    else:
+        return False
+    return True
+
+
 def server_context(s: TlsSettings) -> ssl.SSLContext:
     """A server-side SSLContext for ``s``; raises TlsConfigError saying which key is wrong."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     versions = sorted(PROTOCOLS[p] for p in s.enabled_protocols)
     ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
-    password = s.key_password
     try:
-        if s.keystore_location:
-            ctx.load_cert_chain(s.keystore_location, password=password)
-        elif s.keystore_key and s.keystore_chain:
-            # The ssl module loads keys from files only: a private directory, removed at once.
-            with tempfile.TemporaryDirectory(prefix="odradek-tls-") as d:
-                path = os.path.join(d, "keystore.pem")
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(s.keystore_key.strip() + "\n" + s.keystore_chain.strip() + "\n")
-                ctx.load_cert_chain(path, password=password)
-        else:
+        if not _load_keystore(ctx, s):
             raise TlsConfigError("An SSL listener needs a keystore: ssl.keystore.location "
                                  "(ssl.keystore.type=PEM), or ssl.keystore.key and "
                                  "ssl.keystore.certificate.chain")
@@ -103,8 +163,7 @@ def client_context(s: TlsSettings, check_hostname: bool) -> ssl.SSLContext:
             ctx.load_verify_locations(cadata=s.truststore_certificates)
         else:
             ctx.load_default_certs()
-        if s.keystore_location:
-            ctx.load_cert_chain(s.keystore_location, password=s.key_password)
+        _load_keystore(ctx, s)
     except (ssl.SSLError, OSError) as e:
         raise TlsConfigError(f"Cannot load the inter-broker TLS settings: {e}") from None
     ctx.check_hostname = check_hostname

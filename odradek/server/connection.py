@@ -161,6 +161,7 @@ class KafkaConnection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False  # reading paused: too many bytes queued
         self.mute_ms = 0  # after this response, mute the connection this long (a quota's throttle)
+        self.mutation = None  # the request's controller_mutation_rate, if it has one
         self.closed = False
         self.peer = None
 
@@ -170,6 +171,14 @@ class KafkaConnection(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername")
         self.broker.connections.add(self)
         self.broker.metrics.connection_opened(self.listener)
+        if self.broker.quotas.active and self.peer:
+            throttle = self.broker.quotas.record_connection(self.peer[0], _monotonic_ms())
+            if throttle:  # KIP-612: over its ip's connection_creation_rate: never served, closed after the throttle
+                log.info("closing %s in %d ms: over its connection_creation_rate", self.peer, throttle)
+                self.closed = True
+                transport.pause_reading()
+                asyncio.get_running_loop().call_later(throttle / 1000, transport.close)
+                return
         if self.security is not None and self.security.mapper is not None and self.sasl is None:
             try:
                 self.principal = self.security.mapper.principal(transport.get_extra_info("peercert"))
@@ -302,8 +311,8 @@ class KafkaConnection(asyncio.Protocol):
             if quotas.request_quotas and api_key not in _REQUEST_QUOTA_EXEMPT:
                 timed = _Timed(serve)
                 response = await timed
-                self.mute_ms = quotas.record_request_time(ctx.principal.name, ctx.client_id, timed.ns,
-                                                          _monotonic_ms())
+                self.mute_ms = max(self.mute_ms, quotas.record_request_time(
+                    ctx.principal.name, ctx.client_id, timed.ns, _monotonic_ms()))
             else:
                 response = await serve
         except Exception:
@@ -314,26 +323,59 @@ class KafkaConnection(asyncio.Protocol):
         if ctx.waited:
             stats.waits.observe(ctx.waited)
         # The one place a response's throttle time is set: handlers leave the
-        # field out. Produce counts its request's bytes, Fetch its response's,
-        # against the client's byte-rate quota, every request its handler time
-        # against request_percentage (above); the larger throttle is answered
-        # and the connection then muted for it (KIP-219), see process().
+        # field out. Produce counts its request's bytes against the client's
+        # byte-rate quota, a consumer's Fetch its records before it answers
+        # (fetch_quota, below), the topic APIs their partitions against
+        # controller_mutation_rate (mutation_quota), every request its handler time against
+        # request_percentage (above); the larger throttle is answered and the
+        # connection then muted for it (KIP-219), see process().
         if api_key == PRODUCE_KEY and quotas.active:
             self.mute_ms = max(self.mute_ms, quotas.record(PRODUCER_BYTE_RATE, ctx.principal.name, ctx.client_id,
                                                            len(frame) + 4, _monotonic_ms()))
+        if self.mutation is not None:
+            self.mute_ms = max(self.mute_ms, self.mutation.throttle_ms)
+            self.mutation = None
         if response is None:
             return None
         response["throttle_time_ms"] = self.mute_ms
         pieces = self.encode_response(api, version, correlation_id, flexible, response)
-        if api_key == FETCH_KEY and quotas.active:
-            size = sum(map(len, pieces))
-            throttle = quotas.record(CONSUMER_BYTE_RATE, ctx.principal.name, ctx.client_id, size, _monotonic_ms())
-            if throttle > self.mute_ms:  # ThrottleTimeMs is the body's first field (Fetch v1+)
-                _SIZE.pack_into(pieces[0], 8 + (1 if flexible else 0), throttle)
-                self.mute_ms = throttle
         if sasl is not None and sasl.state == "FAILED":
             return await self.fail_authentication(pieces)
         return pieces
+
+    def mutation_quota(self, ctx, strict: bool):
+        """The ``controller_mutation_rate`` of a CreateTopics, CreatePartitions or
+        DeleteTopics (``odradek.security.quotas.MutationQuota``; None: no quota);
+        its throttle time is answered, and the connection muted for it, after
+        the handler."""
+        quotas = self.broker.quotas
+        if not quotas.active:
+            return None
+        quota = quotas.mutation(ctx.principal.name, ctx.client_id, strict, _monotonic_ms)
+        self.mutation = quota
+        return quota
+
+    def fetch_allowance(self, ctx) -> int | None:
+        """The most a consumer's Fetch may ask for under its ``consumer_byte_rate``
+        (None: no quota), as Kafka caps ``max_bytes``."""
+        quotas = self.broker.quotas
+        if not quotas.active:
+            return None
+        allowance = quotas.window_allowance(CONSUMER_BYTE_RATE, ctx.principal.name, ctx.client_id)
+        return None if allowance is None else int(allowance)
+
+    def fetch_quota(self, ctx, size: int) -> int:
+        """``consumer_byte_rate`` for a consumer's Fetch about to send ``size``
+        bytes: the throttle time (0: send it). As in Kafka, a throttled Fetch is
+        answered empty, so its bytes are not counted; the connection is muted
+        after the answer."""
+        quotas = self.broker.quotas
+        if not quotas.active:
+            return 0
+        throttle = quotas.record(CONSUMER_BYTE_RATE, ctx.principal.name, ctx.client_id, size, _monotonic_ms(),
+                                 keep_if_throttled=False)
+        self.mute_ms = max(self.mute_ms, throttle)
+        return throttle
 
     @staticmethod
     def encode_response(api, version, correlation_id, flexible, response):

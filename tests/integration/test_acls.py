@@ -375,3 +375,76 @@ def start_in(data_dir, config):
     b.__enter__()
     b.addr = "127.0.0.1:%d" % b.core.endpoints["SASL_PLAINTEXT"][1]
     return b
+
+
+JAVA_OPS = r"""
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.acl.AclOperation;
+
+public class AuthorizedOps {
+    static Properties props(String bootstrap, String user) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("security.protocol", "SASL_PLAINTEXT");
+        p.put("sasl.mechanism", "PLAIN");
+        p.put("sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"" + user
+              + "\" password=\"" + user + "-secret\";");
+        return p;
+    }
+
+    static String ops(Set<AclOperation> s) {
+        if (s == null) return "null";
+        TreeSet<String> t = new TreeSet<>();
+        for (AclOperation o : s) t.add(o.name());
+        return t.toString();
+    }
+
+    public static void main(String[] args) throws Exception {
+        for (String user : new String[]{"alice", "bob", "admin"}) {
+            try (Admin admin = Admin.create(props(args[0], user))) {
+                TopicDescription t = admin.describeTopics(List.of("a"),
+                    new DescribeTopicsOptions().includeAuthorizedOperations(true)).allTopicNames().get().get("a");
+                System.out.println(user + " topic " + ops(t.authorizedOperations()));
+                System.out.println(user + " cluster " + ops(admin.describeCluster(
+                    new DescribeClusterOptions().includeAuthorizedOperations(true)).authorizedOperations().get()));
+                System.out.println(user + " plain-topic " + ops(admin.describeTopics(List.of("a"))
+                    .allTopicNames().get().get("a").authorizedOperations()));
+                if (!user.equals("alice")) {
+                    ConsumerGroupDescription g = admin.describeConsumerGroups(List.of("g"),
+                        new DescribeConsumerGroupsOptions().includeAuthorizedOperations(true)).all().get().get("g");
+                    System.out.println(user + " group " + ops(g.authorizedOperations()));
+                }
+            }
+        }
+    }
+}
+"""
+
+TOPIC_OPS = "[ALTER, ALTER_CONFIGS, CREATE, DELETE, DESCRIBE, DESCRIBE_CONFIGS, READ, WRITE]"
+AUTHORIZED_OPS = {  # what Apache Kafka 4.4 answers the same program (bench/acl_side_by_side.py)
+    "alice topic": "[DESCRIBE, WRITE]", "alice cluster": "[]", "alice plain-topic": "null",
+    "bob topic": "[DESCRIBE, READ]", "bob cluster": "[]", "bob plain-topic": "null",
+    "bob group": "[DESCRIBE, READ]",
+    "admin topic": TOPIC_OPS,
+    "admin cluster": "[ALTER, ALTER_CONFIGS, CLUSTER_ACTION, CREATE, DESCRIBE, DESCRIBE_CONFIGS, IDEMPOTENT_WRITE]",
+    "admin plain-topic": "null", "admin group": "[ALTER_CONFIGS, DELETE, DESCRIBE, DESCRIBE_CONFIGS, READ]",
+}
+
+
+def authorized_ops_lines(tmp_path, addr) -> dict:
+    from tests.integration.java_client import run_java
+
+    out = run_java(tmp_path, "AuthorizedOps", JAVA_OPS, [addr], timeout=60, jvm_opts=["-XX:TieredStopAtLevel=1"])
+    return {" ".join(line.split(" ", 2)[:2]): line.split(" ", 2)[2] for line in out.strip().splitlines()}
+
+
+def test_authorized_operations_java_admin(secured, tmp_path):
+    """KIP-430: the Java Admin's includeAuthorizedOperations on topics, the
+    cluster and groups, computed by the authoriser for each user."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(conf(secured, "bob", **{"group.id": "g"}))  # group g exists: bob commits in it
+    c.commit(offsets=[TopicPartition("a", 0, 0)], asynchronous=False)
+    c.close()
+    assert authorized_ops_lines(tmp_path, secured.addr) == AUTHORIZED_OPS

@@ -57,9 +57,9 @@ SKIPPED_BY_KGO = {
     "TestShareGroupETL": "share groups (KIP-932) are not served",
     "TestShareGroupOffsetsAdmin": "share groups (KIP-932) are not served",
     "TestConsumeRegexShareSkipsInternal": "share groups (KIP-932) are not served",
-    "TestSCRAMAuth": "needs KGO_TEST_SCRAM_SEEDS (a SASL listener): covered by the security tests",
-    "TestSCRAMAuthBadCredentials": "needs KGO_TEST_SCRAM_SEEDS (a SASL listener): covered by the security tests",
-    "TestOAuthAuth": "needs KGO_TEST_OAUTH_SEEDS: OAUTHBEARER is not served",
+    "TestSCRAMAuth": "needs KGO_TEST_SCRAM_SEEDS (a SASL listener): run by test_franz_go_sasl_tests",
+    "TestSCRAMAuthBadCredentials": "needs KGO_TEST_SCRAM_SEEDS (a SASL listener): run by test_franz_go_sasl_tests",
+    "TestOAuthAuth": "needs KGO_TEST_OAUTH_SEEDS (an OAUTHBEARER listener): run by test_franz_go_sasl_tests",
 }
 RESULT = re.compile(r"^--- (PASS|FAIL|SKIP): (\S+) \(", re.M)
 
@@ -114,3 +114,36 @@ def test_franz_go_kgo_suite_against_three_brokers(odradek_cluster, kgo_tests):
     assert not not_passed, f"tests that use a broker did not pass: {not_passed}"
     unexpected = sorted(set(skipped) - set(SKIPPED_BY_KGO))
     assert not unexpected, f"skipped by franz-go, unexpectedly: {unexpected}"
+
+
+SASL_TESTS = ["TestOAuthAuth", "TestSCRAMAuth", "TestSCRAMAuthBadCredentials"]
+
+
+def test_franz_go_sasl_tests(odradek_broker_factory, kgo_tests):
+    """franz-go's own SCRAM and OAUTHBEARER tests, against one broker with a
+    SCRAM-SHA-256 listener and an OAUTHBEARER one (Kafka's default validator,
+    unsecured tokens); a good login pings, a bad password and an expired
+    token are refused (SASL_AUTHENTICATION_FAILED, invalid_token)."""
+    binary, src = kgo_tests
+    b = odradek_broker_factory(config={
+        "listeners": "PLAINTEXT://127.0.0.1:0,SCRAM://127.0.0.1:0,OAUTH://127.0.0.1:0",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SCRAM:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT",
+        "listener.name.scram.sasl.enabled.mechanisms": "SCRAM-SHA-256",
+        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "connection.failed.authentication.delay.ms": "10",
+    })
+    addr = {name: f"127.0.0.1:{port}" for name, (_, port) in b.broker.core.endpoints.items()}
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    admin = AdminClient({"bootstrap.servers": addr["PLAINTEXT"]})
+    for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+            "kgo", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"kgo-secret")]).values():
+        f.result(timeout=15)
+    env = dict(os.environ, KGO_SEEDS=addr["PLAINTEXT"], KGO_TEST_SCRAM_SEEDS=addr["SCRAM"],
+               KGO_TEST_SCRAM="kgo:kgo-secret:256", KGO_TEST_OAUTH_SEEDS=addr["OAUTH"])
+    proc = subprocess.run([binary, "-test.v", "-test.count=1", "-test.timeout=120s",
+                           "-test.run", "^(" + "|".join(SASL_TESTS) + ")$"],
+                          cwd=src, env=env, capture_output=True, text=True, timeout=180)
+    out = proc.stdout + proc.stderr
+    results = {name: status for status, name in RESULT.findall(out)}
+    assert results == {n: "PASS" for n in SASL_TESTS}, out[-3000:]

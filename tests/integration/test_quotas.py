@@ -114,12 +114,12 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
         other.close()
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     assert time.monotonic() - t0 >= throttle / 1000 - 0.05
-    # Fetch: the response's bytes count against consumer_byte_rate.
+    # Fetch: the answer's bytes count against consumer_byte_rate; over it, the
+    # answer is empty (as Kafka answers) and carries the throttle time.
     f = raw.request("Fetch", 12, {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 10**7,
                                   "topics": [{"topic": topic, "partitions": [
                                       {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]})
-    assert f["responses"][0]["partitions"][0]["error_code"] == 0
-    assert f["throttle_time_ms"] > 0
+    assert f["error_code"] == 0 and f["responses"] == [] and f["throttle_time_ms"] > 0, f
     from odradek.metrics import render
 
     text = render(raw.broker.broker.core).decode()
@@ -130,6 +130,44 @@ def test_a_throttled_request_is_answered_then_the_connection_muted(raw):
         == [(0, None)]
     raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     assert produce(raw, topic, 120_000)["throttle_time_ms"] == 0
+
+
+def test_a_throttled_fetch_is_answered_empty_and_keeps_its_session(odradek_broker_factory):
+    """As Kafka: a consumer's Fetch asks for no more than its quota lets
+    through over the windows but one (50 kB/s x 1 s here), one that would take
+    the rate over the quota is answered empty with the throttle time, its
+    bytes not counted, and an incremental fetch session carries on unchanged."""
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    topic = broker.create_topic("qf")
+    raw = RawClient(broker.bootstrap)
+    try:
+        for _ in range(3):
+            produce(raw, topic, 20_000)  # three batches of 20 kB, two records each
+        assert alter(raw, [(entity(client_id="raw"), {"consumer_byte_rate": 50_000})]) == [(0, None)]
+
+        def fetch(offset, session_id, epoch):
+            return raw.request("Fetch", 12, {
+                "replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 10**7, "isolation_level": 0,
+                "session_id": session_id, "session_epoch": epoch, "forgotten_topics_data": [], "rack_id": "",
+                "topics": [{"topic": topic, "partitions": [{"partition": 0, "fetch_offset": offset,
+                                                            "partition_max_bytes": 10**7}]}]})
+
+        full = fetch(0, 0, 0)  # capped at the 50 kB allowance: two of the three batches
+        got = full["responses"][0]["partitions"][0]["records"]
+        assert full["throttle_time_ms"] == 0 and full["session_id"] > 0 and 40_000 <= len(got) < 50_000
+        session = full["session_id"]
+        t0 = time.monotonic()
+        throttled = fetch(4, session, 1)  # the third batch would make 60 kB in the 1 s counted
+        assert throttled["error_code"] == 0 and throttled["session_id"] == session and throttled["responses"] == []
+        assert 100 <= throttled["throttle_time_ms"] <= 400, throttled
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        assert time.monotonic() - t0 >= throttled["throttle_time_ms"] / 1000 - 0.05  # muted meanwhile
+        time.sleep(0.3)  # the windows have grown: the rate is back under the quota
+        later = fetch(4, session, 2)  # now the batch comes, in the same session
+        assert later["error_code"] == 0 and later["session_id"] == session and later["throttle_time_ms"] == 0, later
+        assert len(later["responses"][0]["partitions"][0]["records"]) >= 20_000
+    finally:
+        raw.close()
 
 
 def test_confluent_kafka_producer_is_held_near_its_client_id_quota(odradek_broker_factory):
@@ -325,3 +363,132 @@ def test_user_quotas_follow_the_sasl_principal_and_the_quota_apis_need_the_clust
         assert not throttled("bob", "any-client")
     finally:
         b.__exit__(None, None, None)
+
+
+def test_controller_mutation_rate(odradek_broker_factory):
+    """KIP-599: 2 partitions per second, a bucket of 2 windows (4 partitions).
+    CreateTopics v7, DeleteTopics v6 and CreatePartitions v3 refuse the topics
+    past the point where the bucket is empty with THROTTLING_QUOTA_EXCEEDED
+    and the throttle time; older versions (CreateTopics v5) are served and
+    throttled."""
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    raw = RawClient(broker.bootstrap)
+    try:
+        assert alter(raw, [(entity(client_id="raw"), {"controller_mutation_rate": 2.0})]) == [(0, None)]
+
+        def create(version, names, partitions=3):
+            return raw.request("CreateTopics", version, {"timeout_ms": 5000, "validate_only": False, "topics": [
+                {"name": n, "num_partitions": partitions, "replication_factor": 1, "assignments": [],
+                 "configs": []} for n in names]})
+
+        r = create(7, ["m1", "m2", "m3", "m4"])  # 4 tokens: m1 (4 -> 1), m2 (1 -> -2), then refused
+        codes = [(t["name"], t["error_code"]) for t in r["topics"]]
+        assert codes == [("m1", 0), ("m2", 0), ("m3", 89), ("m4", 89)], r
+        assert r["topics"][2]["error_message"] == "The throttling quota has been exceeded."
+        assert 900 <= r["throttle_time_ms"] <= 1000, r  # 2 tokens short at 2 a second
+        t0 = time.monotonic()
+        r = create(5, ["m5", "m6"])  # muted for the throttle, then served: an old version is not refused
+        assert time.monotonic() - t0 >= 0.85
+        assert [t["error_code"] for t in r["topics"]] == [0, 0] and r["throttle_time_ms"] > 0
+        time.sleep(r["throttle_time_ms"] / 1000)
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        time.sleep(1.0)  # two tokens: a topic of 3 partitions goes (the bucket was not below zero), the next not
+        d = raw.request("DeleteTopics", 6, {"timeout_ms": 5000, "topics": [
+            {"name": n, "topic_id": bytes(16)} for n in ("m1", "m2")]})
+        assert [t["error_code"] for t in d["responses"]] == [0, 89] and d["throttle_time_ms"] > 0, d
+        time.sleep(d["throttle_time_ms"] / 1000)
+        raw.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        time.sleep(1.0)
+        p = raw.request("CreatePartitions", 3, {"timeout_ms": 5000, "validate_only": False, "topics": [
+            {"name": n, "count": 6, "assignments": None} for n in ("m5", "m6")]})
+        assert [t["error_code"] for t in p["results"]] == [0, 89] and p["throttle_time_ms"] > 0, p
+        assert len(broker.broker.core.image.get("m5").partitions) == 6
+        assert len(broker.broker.core.image.get("m6").partitions) == 3
+    finally:
+        raw.close()
+
+
+JAVA_MUTATIONS = r"""
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.KafkaFuture;
+
+public class Mutations {
+  public static void main(String[] a) throws Exception {
+    Properties p = new Properties();
+    p.put("bootstrap.servers", a[0]);
+    p.put("client.id", "java-admin");
+    try (Admin admin = Admin.create(p)) {
+      List<NewTopic> topics = new ArrayList<>();
+      for (int i = 1; i <= 4; i++) topics.add(new NewTopic("j" + i, 3, (short) 1));
+      Map<String, KafkaFuture<Void>> fs = admin.createTopics(topics,
+          new CreateTopicsOptions().retryOnQuotaViolation(false)).values();
+      for (String t : new TreeSet<>(fs.keySet())) {
+        try { fs.get(t).get(); System.out.println(t + " created"); }
+        catch (Exception e) { System.out.println(t + " " + e.getCause().getClass().getSimpleName()); }
+      }
+      List<NewTopic> more = new ArrayList<>();
+      for (int i = 4; i <= 7; i++) more.add(new NewTopic("j" + i, 3, (short) 1));
+      long t0 = System.currentTimeMillis();
+      admin.createTopics(more).all().get();  // retried by the Admin after each throttle
+      System.out.println("retried and created in " + (System.currentTimeMillis() - t0) + " ms");
+    }
+  }
+}
+"""
+
+
+def test_java_admin_and_controller_mutation_rate(odradek_broker_factory, tmp_path):
+    """The Java Admin (KIP-599): without retries the topics past the quota fail
+    with ThrottlingQuotaExceededException; with them (its default) it waits
+    the throttle time and creates them."""
+    from tests.integration.java_client import run_java
+
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    raw = RawClient(broker.bootstrap)
+    try:
+        assert alter(raw, [(entity(client_id="java-admin"), {"controller_mutation_rate": 3.0})]) == [(0, None)]
+    finally:
+        raw.close()
+    out = run_java(tmp_path, "Mutations", JAVA_MUTATIONS, [broker.bootstrap], timeout=90,
+                   jvm_opts=["-XX:TieredStopAtLevel=1"]).splitlines()
+    # 6 tokens: j1 (6 -> 3), j2 (3 -> 0), j3 (0 -> -3), then refused
+    assert out[:4] == ["j1 created", "j2 created", "j3 created", "j4 ThrottlingQuotaExceededException"], out
+    assert out[4].startswith("retried and created in ") and int(out[4].split()[-2]) >= 900, out
+    assert all(broker.broker.core.image.get(f"j{i}") is not None for i in range(1, 8))
+
+
+def test_ip_connection_creation_rate(odradek_broker_factory):
+    """KIP-612: the default ip's connection_creation_rate of 2 a second (two
+    windows): a third connection within the second is accepted but never
+    served, and closed after the throttle time; an ip with a quota of its own
+    is held to that one; other connections keep working."""
+    import socket
+
+    broker = odradek_broker_factory(config={"quota.window.num": "2"})
+    host, port = broker.bootstrap.split(":")
+    admin = RawClient(broker.bootstrap)  # before the quota: not counted
+    try:
+        assert alter(admin, [([{"entity_type": "ip", "entity_name": None}],
+                              {"connection_creation_rate": 2})]) == [(0, None)]
+        clients = [RawClient(broker.bootstrap) for _ in range(2)]
+        for c in clients:
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+        t0 = time.monotonic()
+        s = socket.create_connection((host, int(port)), timeout=5)
+        s.sendall(b"\0\0\0\x0a\0\x12\0\0\0\0\0\x07\xff\xff")  # ApiVersions v0, no client id
+        assert s.recv(100) == b""  # closed, unanswered
+        assert 0.3 <= time.monotonic() - t0 <= 1.5
+        s.close()
+        for c in clients:  # the connections already made are served
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+            c.close()
+        # An ip's own entity wins over the default.
+        assert alter(admin, [([{"entity_type": "ip", "entity_name": "127.0.0.1"}],
+                              {"connection_creation_rate": 100})]) == [(0, None)]
+        more = [RawClient(broker.bootstrap) for _ in range(5)]
+        for c in more:
+            assert c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+            c.close()
+    finally:
+        admin.close()

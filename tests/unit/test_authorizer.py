@@ -136,3 +136,18 @@ def test_the_index_follows_puts_and_deletes(cache):
     assert not a.authorize("User:carol", "h", O.WRITE, Resource(T.TOPIC, "logs-x"))
     cache.clear()
     assert list(cache.matching(Resource(T.TOPIC, "a"))) == [] and len(cache) == 0
+
+
+def test_authorized_operations_are_kafkas_bit_field():
+    """KIP-430: bit n set when operation code n is allowed, over the resource type's operations."""
+    cache = AclCache()
+    for b in ACLS:
+        cache.put(b.key(), b.value())
+    a = Authorizer(cache, [KafkaPrincipal("User", "admin")])
+    bits = lambda *ops: sum(1 << int(o) for o in ops)  # noqa: E731
+    assert a.authorized_operations("User:alice", "1.2.3.4", Resource(T.TOPIC, "a")) == bits(O.WRITE, O.DESCRIBE)
+    assert a.authorized_operations("User:carol", "1.2.3.4", Resource(T.TOPIC, "logs-secret")) == bits(
+        O.WRITE, O.CREATE, O.DESCRIBE, O.DELETE, O.ALTER, O.DESCRIBE_CONFIGS, O.ALTER_CONFIGS)  # READ denied
+    assert a.authorized_operations("User:alice", "1.2.3.4", CLUSTER) == 0
+    assert a.authorized_operations("User:admin", "1.2.3.4", Resource(T.GROUP, "x")) == bits(
+        O.READ, O.DESCRIBE, O.DELETE, O.DESCRIBE_CONFIGS, O.ALTER_CONFIGS)

@@ -232,3 +232,56 @@ def test_alter_reads_again_when_the_store_changed_meanwhile():
     assert response["entries"][0]["error_code"] == 0
     assert len(store.txns) == 2
     assert json.loads(store.values[key][0]) == {"consumer_byte_rate": 5.0, P: 7.0}
+
+
+def test_a_throttled_value_can_be_taken_back_and_the_window_allowance():
+    """A throttled Fetch is answered empty: its bytes are not counted. A Fetch
+    asks for no more than the quota over all windows but one."""
+    from odradek.security.quotas import ClientQuotas
+
+    q = ClientQuotas(cache_with(["u"]))  # alice: 3000 B/s
+    assert q.window_allowance(P, "alice", "x") == 3000 * 10 and q.window_allowance(P, "bob", "x") is None
+    assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) == 0
+    assert q.record(P, "alice", "x", 25_000, 0, keep_if_throttled=False) > 0  # not kept
+    assert q.record(P, "alice", "x", 5_000, 0) == 0  # 30 kB in 10 s: at the bound
+
+
+def test_controller_mutation_token_bucket_strict_and_permissive():
+    """KIP-599: the bucket starts full (samples x window x quota), refills at
+    the quota; strict refuses once it is below zero, and everything after in
+    the same request; permissive takes it and tells the throttle."""
+    from odradek.security.quotas import CONTROLLER_MUTATION_RATE, ClientQuotas
+
+    cache = QuotaCache()
+    cache.put(entity_key(ALL["c"]), json.dumps({CONTROLLER_MUTATION_RATE: 2.0}))
+    q = ClientQuotas(cache, samples=2)
+    now = [0]
+    strict = q.mutation("u", "app", True, lambda: now[0])
+    assert [strict.admit(3), strict.admit(3), strict.admit(1)] == [None, None, "The throttling quota has been exceeded."]
+    assert strict.throttle_ms == 1000 and strict.admit(0) is not None  # 4 -> 1 -> -2: a second at 2/s
+    assert q.mutation("u", "other", True, lambda: 0) is None  # no quota for that client id
+    now[0] = 1000
+    permissive = q.mutation("u", "app", False, lambda: now[0])
+    assert permissive.admit(5) is None and permissive.throttle_ms == 2500  # 0 -> -5
+    assert q.throttles[CONTROLLER_MUTATION_RATE] == [2, 3500]
+
+
+def test_ip_connection_creation_rate_own_entity_then_default():
+    from odradek.security.quotas import CONNECTION_CREATION_RATE, IP, ClientQuotas, ip_quota
+
+    cache = QuotaCache()
+    cache.put(entity_key(((IP, None),)), json.dumps({CONNECTION_CREATION_RATE: 2}))
+    cache.put(entity_key(((IP, "10.0.0.1"),)), json.dumps({CONNECTION_CREATION_RATE: 50}))
+    assert ip_quota(cache, "10.0.0.1") == 50 and ip_quota(cache, "10.0.0.2") == 2
+    q = ClientQuotas(cache, samples=2)
+    assert [q.record_connection("10.0.0.2", 0) for _ in range(3)] == [0, 0, 500]
+    assert q.record_connection("10.0.0.2", 0) == 500  # the refused one was not counted
+    assert q.record_connection("10.0.0.3", 0) == 0  # each ip its own rate
+
+
+def test_connection_limits_are_noted_at_start():
+    from odradek.config import BrokerConfig
+
+    notes = BrokerConfig(props={"max.connections.per.ip": "5", "max.connection.creation.rate": "3"}).security().notes
+    assert any(n.startswith("max.connections.per.ip has no effect") for n in notes)
+    assert any(n.startswith("max.connection.creation.rate has no effect") for n in notes)

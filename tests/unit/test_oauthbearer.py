@@ -1,0 +1,206 @@
+"""SASL/OAUTHBEARER without sockets: the client's first message, Kafka's
+unsecured-JWS validator (claims, times, scope), the error exchange, the
+session bounded by the token, and the configuration keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from odradek.config import BrokerConfig, ConfigError
+from odradek.protocol import errors
+from odradek.security.authenticator import COMPLETE, FAILED, SaslAuthenticator
+from odradek.security.config import SaslSettings
+from odradek.security.oauthbearer import (OAuthBearerServer, OAuthBearerToken, TokenInvalid, UnsecuredValidator,
+                                          parse_client_first, unsecured_jws)
+from odradek.security.sasl import AuthenticationFailed
+
+NOW = 1_800_000_000_000  # ms
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def first(token, authzid="", ext=""):
+    return f"n,{'a=' + authzid if authzid else ''},\x01auth=Bearer {token}\x01{ext}\x01".encode()
+
+
+def test_client_first_message():
+    assert parse_client_first(first("abc.def.")) == ("", "abc.def.", {})
+    assert parse_client_first(first("t", "alice", "traceId=1\x01")) == ("alice", "t", {"traceId": "1"})
+    for bad in (b"", b"n,,auth=Bearer t", first("t").replace(b"Bearer", b"Basic"), b"y,,\x01auth=Bearer t\x01\x01",
+                first("t", ext="bad key=1\x01"), b"\xff\xfe", first("t").replace(b"auth=", b"other=")):
+        with pytest.raises(AuthenticationFailed, match="OAUTHBEARER"):
+            parse_client_first(bad)
+
+
+def check(claims, options=None, header=None, now=NOW):
+    return UnsecuredValidator(options or {}).check(unsecured_jws(claims, header), now)
+
+
+def test_the_unsecured_validator_as_kafka_reads_tokens():
+    t = check({"sub": "alice", "iat": NOW / 1000 - 10, "exp": NOW / 1000 + 60, "scope": ["a", "b"]})
+    assert (t.principal_name, t.lifetime_ms, t.scope) == ("alice", NOW + 60_000, frozenset({"a", "b"}))
+    assert check({"sub": "x", "exp": NOW / 1000 + 1, "scope": "a b"}).scope == {"a b"}  # a string is one item
+    assert check({"user": "bob", "exp": NOW / 1000 + 1},
+                 {"unsecuredValidatorPrincipalClaimName": "user"}).principal_name == "bob"
+    refused = [
+        ({"sub": "a"}, None, None, "No expiration time"),
+        ({"sub": "a", "exp": NOW / 1000}, None, None, "on or after the Expiration Time"),
+        ({"exp": NOW / 1000 + 5}, None, None, "No principal name"),
+        ({"sub": "", "exp": NOW / 1000 + 5}, None, None, "No principal name"),
+        ({"sub": 7, "exp": NOW / 1000 + 5}, None, None, "incorrect type"),
+        ({"sub": "a", "exp": "soon"}, None, None, "not of type Number"),
+        ({"sub": "a", "exp": NOW / 1000 + 5, "iat": NOW / 1000 + 1}, None, None, "Issued At"),
+        ({"sub": "a", "exp": NOW / 1000 + 5}, None, {"alg": "HS256"}, "'none'"),
+        ({"sub": "a", "exp": NOW / 1000 + 5, "scope": ["a"]}, {"unsecuredValidatorRequiredScope": "a b"}, None,
+         "missing a required scope"),
+    ]
+    for claims, options, header, message in refused:
+        with pytest.raises(TokenInvalid, match=message):
+            check(claims, options, header)
+    # Clock skew lets a token a little past its expiry in, and one issued a little ahead.
+    assert check({"sub": "a", "exp": NOW / 1000 - 1, "iat": NOW / 1000 - 10},
+                 {"unsecuredValidatorAllowableClockSkewMs": "2000"})
+    assert check({"sub": "a", "exp": NOW / 1000 + 10, "iat": NOW / 1000 + 1},
+                 {"unsecuredValidatorAllowableClockSkewMs": "2000"})
+    v = UnsecuredValidator({})
+    for token in ("a.b", "a..b", "e30.e30.sig", "!!.e30."):
+        with pytest.raises(TokenInvalid):
+            v.check(token, NOW)
+    with pytest.raises(TokenInvalid) as e:
+        check({"sub": "a", "exp": NOW / 1000 + 5}, {"unsecuredValidatorRequiredScope": "x y"})
+    assert e.value.json() == '{"status":"insufficient_scope", "scope":"[x, y]"}'
+    with pytest.raises(ValueError):
+        UnsecuredValidator({"unsecuredValidatorAllowableClockSkewMs": "-1"})
+
+
+class Fixed:
+    """A validator that knows one token."""
+
+    def __init__(self, expiry_ms):
+        self.expiry_ms = expiry_ms
+
+    async def validate(self, value):
+        if value != "good":
+            raise TokenInvalid("unknown token")
+        return OAuthBearerToken(value, "alice", self.expiry_ms)
+
+
+def test_a_refused_token_gets_kafkas_json_then_fails_on_the_clients_0x01():
+    s = OAuthBearerServer(Fixed(NOW))
+    assert run(s.evaluate(first("bad"))) == b'{"status":"invalid_token"}' and not s.complete
+    with pytest.raises(AuthenticationFailed, match='"status":"invalid_token"'):
+        run(s.evaluate(b"\x01"))
+    s = OAuthBearerServer(Fixed(NOW))
+    assert run(s.evaluate(first("good"))) == b"" and s.complete and s.principal_name == "alice"
+    with pytest.raises(AuthenticationFailed, match="authorization id"):
+        run(OAuthBearerServer(Fixed(NOW)).evaluate(first("good", "bob")))
+
+
+def test_the_token_bounds_the_session_and_lets_it_renew():
+    settings = SaslSettings(mechanisms=("OAUTHBEARER",), oauth_validator=Fixed(NOW + 5000))
+    a = SaslAuthenticator(settings, None)
+    a.handshake("OAUTHBEARER", 1)
+    r = run(a.authenticate(first("good"), 1, NOW))
+    assert r["error_code"] == 0 and r["session_lifetime_ms"] == 5000 and a.state == COMPLETE
+    assert a.allows(3, NOW + 5000) is None and a.allows(3, NOW + 5001) is not None
+    assert a.handshake("OAUTHBEARER", 1)["error_code"] == 0  # re-authentication, with no reauth key set
+    # connections.max.reauth.ms shorter than the token: it wins.
+    settings.reauth_by_mechanism["OAUTHBEARER"] = 1000
+    a = SaslAuthenticator(settings, None)
+    a.handshake("OAUTHBEARER", 1)
+    assert run(a.authenticate(first("good"), 1, NOW))["session_lifetime_ms"] == 1000
+    # A client on SaslAuthenticate v0 is told nothing and not cut off (as Kafka).
+    a = SaslAuthenticator(settings, None)
+    a.handshake("OAUTHBEARER", 1)
+    assert run(a.authenticate(first("good"), 0, NOW))["session_lifetime_ms"] == 0 and a.allows(3, NOW + 10**9) is None
+    a = SaslAuthenticator(settings, None)
+    a.handshake("OAUTHBEARER", 1)
+    assert run(a.authenticate(first("bad"), 1, NOW))["error_code"] == 0
+    r = run(a.authenticate(b"\x01", 1, NOW))
+    assert r["error_code"] == errors.SASL_AUTHENTICATION_FAILED and a.state == FAILED
+
+
+def listener(**extra):
+    props = {"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "OAUTHBEARER"}
+    props.update(extra)
+    return BrokerConfig(props=props).security().listeners["SASL_PLAINTEXT"].sasl
+
+
+JAAS = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+        'unsecuredLoginStringClaim_sub="admin" unsecuredValidatorRequiredScope="kafka";')
+
+
+def test_configured_as_kafka_reads_it():
+    v = listener().oauth_validator
+    assert isinstance(v, UnsecuredValidator) and v.required_scope == []
+    v = listener(**{"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": JAAS,
+                    "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+                        "org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                        "OAuthBearerUnsecuredValidatorCallbackHandler"}).oauth_validator
+    assert v.required_scope == ["kafka"]
+    v = listener(**{"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+                    "tests.unit.test_oauthbearer:Configured"}).oauth_validator
+    assert isinstance(v, Configured)
+
+
+class Configured:
+    def __init__(self, options, props):
+        self.options = options
+
+    async def validate(self, value):
+        raise TokenInvalid("never")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"},
+     "jwks.endpoint.url must be set"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+      "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks", "sasl.oauthbearer.clock.skew.seconds": "x"},
+     "not an integer"),
+    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "token endpoint"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "com.acme.Validator"},
+     "Java classes"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "no.such.module:V"},
+     "cannot load"),
+    ({"sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks"}, "JWKS"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": "x.Y required;"}, "OAuthBearerLoginModule"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config": JAAS.replace('"kafka"', '"a\\\\b"')},
+     "Invalid scope"),
+    ({"listener.name.sasl_plaintext.plain.sasl.server.callback.handler.class": "x"}, "callback handlers"),
+])
+def test_oauthbearer_settings_refused_with_a_reason(extra, message):
+    with pytest.raises(ConfigError, match=message):
+        listener(**extra)
+
+
+def test_no_inter_broker_login_with_oauthbearer():
+    sec = BrokerConfig(props={"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "OAUTHBEARER",
+                              "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER"}).security()
+    with pytest.raises(ValueError, match="PLAIN, SCRAM"):
+        sec.inter_broker_client()
+
+
+def test_jwks_keys_without_an_oauthbearer_listener_are_noted():
+    sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1",
+                              "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks"}).security()
+    assert any("sasl.oauthbearer.jwks.endpoint.url has no effect" in n for n in sec.notes)
+
+
+def test_jwks_settings_per_listener_as_kafka_names_them():
+    from odradek.security.oauthbearer import JwksValidator
+
+    v = listener(**{
+        "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        "listener.name.sasl_plaintext.oauthbearer.sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks",
+        "sasl.oauthbearer.expected.audience": "kafka, other",
+        "listener.name.sasl_plaintext.sasl.oauthbearer.expected.issuer": "https://idp",
+        "sasl.oauthbearer.clock.skew.seconds": "5"}).oauth_validator
+    assert isinstance(v, JwksValidator)
+    assert (v.url, v.audience, v.issuer, v.skew_s) == ("https://idp/jwks", ["kafka", "other"], "https://idp", 5)
