@@ -1,0 +1,409 @@
+"""The console's Kafka client: the cluster seen through the Kafka protocol only.
+
+Theory of operation: requests are framed by odradek's own codec over
+``PeerConnection`` (``odradek.replica.peer``, with its TLS and SASL login),
+one connection per broker, each used by one request at a time (a lock), plus
+throwaway connections for the long polls of a live tail. The first broker
+answering from the bootstrap list gives the metadata; requests for a
+partition go to its leader, those for a group to its coordinator. Versions
+are fixed per API, chosen so that Apache Kafka 4.x and odradek both serve
+them (topics by name, not by id); a broker that serves less is told in
+the error. Nothing here reads a broker's internals, so the same code serves
+the console embedded in ``odradek serve`` and ``odradek console --bootstrap``
+against any Kafka-compatible cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from odradek.protocol import errors
+from odradek.protocol.records import build_batch, iter_records
+from odradek.replica.peer import PeerConnection
+
+TIMEOUT = 10.0
+
+# API -> the version sent (Kafka 4.x serves each; odradek too).
+VERSIONS = {
+    "ApiVersions": 3, "Metadata": 12, "DescribeCluster": 0, "CreateTopics": 7, "DeleteTopics": 6,
+    "CreatePartitions": 3, "DescribeConfigs": 4, "IncrementalAlterConfigs": 1, "ListOffsets": 7,
+    "Fetch": 12, "Produce": 9, "FindCoordinator": 3, "ListGroups": 4, "DescribeGroups": 5,
+    "OffsetFetch": 7, "OffsetCommit": 8, "DeleteGroups": 2,
+}
+
+EARLIEST, LATEST = -2, -1
+
+
+class KafkaError(Exception):
+    """A request answered with an error code (or the cluster not reached)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+_NAMES = {v: k for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)}
+
+
+def error_name(code: int) -> str:
+    return _NAMES.get(code, f"error {code}")
+
+
+def check(code: int, what: str, message: str | None = None) -> None:
+    if code:
+        raise KafkaError(f"{what}: {error_name(code)}" + (f" ({message})" if message else ""), code)
+
+
+@dataclass
+class PartitionInfo:
+    index: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+    offline: list[int]
+    error: int = 0
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    internal: bool
+    partitions: list[PartitionInfo]
+    error: int = 0
+
+
+@dataclass
+class ClusterInfo:
+    cluster_id: str | None
+    controller: int
+    brokers: dict[int, tuple[str, int, str | None]]  # node -> (host, port, rack)
+    topics: dict[str, TopicInfo]
+    fetched: float = field(default_factory=time.monotonic)
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's default partitioner hash (the Java client's ``Utils.murmur2``)."""
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length % 4
+    tail = length - rest
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+class ClusterClient:
+    def __init__(self, bootstrap: list[tuple[str, int]], security=None, client_id: str = "odradek-console"):
+        self.bootstrap = bootstrap
+        self.security = security  # an InterBrokerClient-shaped login (TLS context, SASL), or None
+        self.client_id = client_id
+        self.conns: dict[int | tuple, PeerConnection] = {}
+        self.locks: dict[int | tuple, asyncio.Lock] = {}
+        self.cluster: ClusterInfo | None = None
+        self.api_versions: dict[str, tuple[int, int]] = {}
+        self.features: dict[str, int] = {}
+
+    # -- connections ---------------------------------------------------------
+    def _address(self, node) -> tuple[str, int]:
+        if isinstance(node, tuple):
+            return node
+        if self.cluster is None or node not in self.cluster.brokers:
+            raise KafkaError(f"broker {node} is not in the cluster's metadata")
+        host, port, _ = self.cluster.brokers[node]
+        return host, port
+
+    async def request(self, node, name: str, body: dict, timeout: float = TIMEOUT, slot=None) -> dict:
+        """Send ``name`` to ``node`` (a broker id, or a (host, port)) and return
+        its answer; over the connection kept as ``slot`` when given (a long poll's own)."""
+        slot = node if slot is None else slot
+        lock = self.locks.setdefault(slot, asyncio.Lock())
+        async with lock:
+            conn = self.conns.get(slot)
+            if conn is None or not conn.connected:
+                host, port = self._address(node)
+                conn = PeerConnection(host, port, self.client_id, security=self.security)
+                try:
+                    await conn.connect(timeout)
+                except (OSError, asyncio.TimeoutError) as e:
+                    raise KafkaError(f"cannot reach {host}:{port}: {e or type(e).__name__}") from None
+                self.conns[slot] = conn
+            try:
+                return await conn.request(name, VERSIONS[name], body, timeout)
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                raise KafkaError(f"{name} to {conn.host}:{conn.port} failed: {e or type(e).__name__}") from None
+
+    async def any_broker(self, name: str, body: dict, timeout: float = TIMEOUT) -> dict:
+        """Send to a known broker, trying the bootstrap addresses when none answers."""
+        nodes: list = list(self.cluster.brokers) if self.cluster else []
+        nodes += list(self.bootstrap)
+        last = None
+        for node in nodes:
+            try:
+                return await self.request(node, name, body, timeout)
+            except KafkaError as e:
+                last = e
+        raise last or KafkaError("no broker to ask")
+
+    def close(self) -> None:
+        for c in self.conns.values():
+            c.close()
+        self.conns.clear()
+
+    # -- metadata ------------------------------------------------------------
+    async def metadata(self, max_age: float = 0.0) -> ClusterInfo:
+        """Every topic's partitions, the brokers and the controller."""
+        if self.cluster is not None and time.monotonic() - self.cluster.fetched <= max_age:
+            return self.cluster
+        if not self.api_versions:
+            r = await self.any_broker("ApiVersions", {"client_software_name": "odradek-console",
+                                                      "client_software_version": "1"})
+            check(r["error_code"], "ApiVersions")
+            self.api_versions = {_api_name(a["api_key"]): (a["min_version"], a["max_version"])
+                                 for a in r["api_keys"]}
+            self.features = {f["name"]: f["max_version_level"] for f in r.get("finalized_features") or []}
+        r = await self.any_broker("Metadata", {"topics": None, "allow_auto_topic_creation": False})
+        topics = {}
+        for t in r["topics"]:
+            parts = [PartitionInfo(p["partition_index"], p["leader_id"], list(p["replica_nodes"]),
+                                   list(p["isr_nodes"]), list(p["offline_replicas"]), p["error_code"])
+                     for p in t["partitions"]]
+            parts.sort(key=lambda p: p.index)
+            topics[t["name"]] = TopicInfo(t["name"], t["is_internal"], parts, t["error_code"])
+        self.cluster = ClusterInfo(r["cluster_id"], r["controller_id"],
+                                   {b["node_id"]: (b["host"], b["port"], b["rack"]) for b in r["brokers"]},
+                                   dict(sorted(topics.items())))
+        return self.cluster
+
+    def serves(self, name: str) -> bool:
+        lo, hi = self.api_versions.get(name, (1, 0))
+        return lo <= VERSIONS.get(name, -1) <= hi
+
+    async def topic(self, name: str) -> TopicInfo:
+        cluster = await self.metadata()
+        t = cluster.topics.get(name)
+        if t is None:
+            raise KafkaError(f"Unknown topic {name!r}", errors.UNKNOWN_TOPIC_OR_PARTITION)
+        return t
+
+    # -- offsets -------------------------------------------------------------
+    async def list_offsets(self, parts: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
+        """(topic, partition) -> (offset, timestamp) for ``timestamp`` (EARLIEST,
+        LATEST, or ms: the first offset at or after it; -1 when none)."""
+        cluster = self.cluster or await self.metadata()
+        by_leader: dict[int, dict[str, list[int]]] = {}
+        for topic, p in parts:
+            t = cluster.topics.get(topic)
+            if t is None or p >= len(t.partitions):
+                raise KafkaError(f"Unknown partition {topic}-{p}", errors.UNKNOWN_TOPIC_OR_PARTITION)
+            by_leader.setdefault(t.partitions[p].leader, {}).setdefault(topic, []).append(p)
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+
+        async def ask(leader, topics):
+            if leader < 0:
+                for topic, ps in topics.items():
+                    for p in ps:
+                        out[(topic, p)] = (-1, -1)
+                return
+            r = await self.request(leader, "ListOffsets", {
+                "replica_id": -1, "isolation_level": 0,
+                "topics": [{"name": topic, "partitions": [{"partition_index": p, "timestamp": timestamp,
+                                                           "current_leader_epoch": -1} for p in ps]}
+                           for topic, ps in topics.items()]})
+            for t in r["topics"]:
+                for p in t["partitions"]:
+                    if p["error_code"]:
+                        out[(t["name"], p["partition_index"])] = (-1, -1)
+                    else:
+                        out[(t["name"], p["partition_index"])] = (p["offset"], p["timestamp"])
+
+        await asyncio.gather(*(ask(leader, topics) for leader, topics in by_leader.items()))
+        return out
+
+    async def watermarks(self, topics: list[str] | None = None) -> dict[tuple[str, int], tuple[int, int]]:
+        """(topic, partition) -> (log start, high watermark) of ``topics`` (all: None)."""
+        cluster = self.cluster or await self.metadata()
+        names = list(cluster.topics) if topics is None else topics
+        parts = [(n, p.index) for n in names for p in cluster.topics[n].partitions]
+        if not parts:
+            return {}
+        start, end = await asyncio.gather(self.list_offsets(parts, EARLIEST), self.list_offsets(parts, LATEST))
+        return {k: (start[k][0], end[k][0]) for k in parts}
+
+    # -- records ---------------------------------------------------------------
+    async def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,
+                    max_wait_ms: int = 0, slot=None) -> tuple[list, int, int]:
+        """Records from ``offset`` (as many as one Fetch brings): ([Record], high
+        watermark, log start). Control records are left out."""
+        t = await self.topic(topic)
+        if not 0 <= partition < len(t.partitions):
+            raise KafkaError(f"Unknown partition {topic}-{partition}", errors.UNKNOWN_TOPIC_OR_PARTITION)
+        leader = t.partitions[partition].leader
+        if leader < 0:
+            raise KafkaError(f"{topic}-{partition} has no leader", errors.LEADER_NOT_AVAILABLE)
+        r = await self.request(leader, "Fetch", {
+            "replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1, "max_bytes": max_bytes,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": topic, "partitions": [{"partition": partition, "fetch_offset": offset,
+                                                        "log_start_offset": -1, "partition_max_bytes": max_bytes,
+                                                        "current_leader_epoch": -1}]}]},
+            timeout=TIMEOUT + max_wait_ms / 1000, slot=None if slot is None else (*slot, leader))
+        check(r["error_code"], "Fetch")
+        p = r["responses"][0]["partitions"][0]
+        check(p["error_code"], f"Fetch {topic}-{partition} at {offset}")
+        records = [rec for h, rec in iter_records(p["records"] or b"") if not h.is_control and rec.offset >= offset]
+        return records, p["high_watermark"], p["log_start_offset"]
+
+    async def produce(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
+                      headers: list[tuple[str, bytes]]) -> tuple[int, int]:
+        """Append one record (acks=all); (partition, offset). Without a partition:
+        by the key's murmur2 hash as the Java client does, else partition 0."""
+        t = await self.topic(topic)
+        n = len(t.partitions)
+        if partition is None:
+            partition = (murmur2(key) & 0x7FFFFFFF) % n if key is not None else 0
+        if not 0 <= partition < n:
+            raise KafkaError(f"{topic} has no partition {partition}", errors.UNKNOWN_TOPIC_OR_PARTITION)
+        leader = t.partitions[partition].leader
+        if leader < 0:
+            raise KafkaError(f"{topic}-{partition} has no leader", errors.LEADER_NOT_AVAILABLE)
+        batch = build_batch([(key, value, headers, None)])
+        r = await self.request(leader, "Produce", {
+            "transactional_id": None, "acks": -1, "timeout_ms": 10000,
+            "topic_data": [{"name": topic, "partition_data": [{"index": partition, "records": batch}]}]})
+        p = r["responses"][0]["partition_responses"][0]
+        check(p["error_code"], f"Produce to {topic}-{partition}", p.get("error_message"))
+        return partition, p["base_offset"]
+
+    # -- topics ------------------------------------------------------------------
+    async def controller(self) -> int:
+        cluster = await self.metadata()
+        return cluster.controller if cluster.controller in cluster.brokers else next(iter(cluster.brokers))
+
+    async def create_topic(self, name: str, partitions: int, replication: int, configs: dict[str, str]) -> None:
+        r = await self.request(await self.controller(), "CreateTopics", {
+            "topics": [{"name": name, "num_partitions": partitions, "replication_factor": replication,
+                        "assignments": [], "configs": [{"name": k, "value": v} for k, v in configs.items()]}],
+            "timeout_ms": 10000, "validate_only": False})
+        t = r["topics"][0]
+        check(t["error_code"], f"Creating topic {name!r}", t.get("error_message"))
+        await self.metadata()
+
+    async def delete_topic(self, name: str) -> None:
+        r = await self.request(await self.controller(), "DeleteTopics", {
+            "topics": [{"name": name, "topic_id": b"\0" * 16}], "timeout_ms": 10000})
+        t = r["responses"][0]
+        check(t["error_code"], f"Deleting topic {name!r}", t.get("error_message"))
+        await self.metadata()
+
+    async def add_partitions(self, name: str, count: int) -> None:
+        r = await self.request(await self.controller(), "CreatePartitions", {
+            "topics": [{"name": name, "count": count, "assignments": None}], "timeout_ms": 10000,
+            "validate_only": False})
+        t = r["results"][0]
+        check(t["error_code"], f"Adding partitions to {name!r}", t.get("error_message"))
+        await self.metadata()
+
+    async def topic_configs(self, name: str) -> list[dict]:
+        """[{name, value, source, read_only, default}] of the topic."""
+        await self.topic(name)
+        r = await self.any_broker("DescribeConfigs", {
+            "resources": [{"resource_type": 2, "resource_name": name, "configuration_keys": None}],
+            "include_synonyms": False, "include_documentation": False})
+        res = r["results"][0]
+        check(res["error_code"], f"Configs of {name!r}", res.get("error_message"))
+        return [{"name": c["name"], "value": c["value"], "source": c["config_source"],
+                 "read_only": c["read_only"], "default": c["config_source"] == 5}
+                for c in sorted(res["configs"], key=lambda c: c["name"])]
+
+    async def alter_topic_config(self, name: str, key: str, value: str | None) -> None:
+        """Set ``key`` (``value`` None: back to its default)."""
+        r = await self.any_broker("IncrementalAlterConfigs", {
+            "resources": [{"resource_type": 2, "resource_name": name,
+                           "configs": [{"name": key, "config_operation": 0 if value is not None else 1,
+                                        "value": value}]}], "validate_only": False})
+        res = r["responses"][0]
+        check(res["error_code"], f"Setting {key} of {name!r}", res.get("error_message"))
+
+    # -- groups ----------------------------------------------------------------------
+    async def coordinator(self, group: str) -> int:
+        r = await self.any_broker("FindCoordinator", {"key": group, "key_type": 0})
+        check(r["error_code"], f"Coordinator of group {group!r}", r.get("error_message"))
+        cluster = await self.metadata(max_age=5.0)
+        if r["node_id"] not in cluster.brokers:
+            cluster = await self.metadata()
+        return r["node_id"]
+
+    async def list_groups(self) -> list[dict]:
+        """[{group_id, state, protocol_type}] from every broker."""
+        cluster = self.cluster or await self.metadata()
+        out = []
+
+        async def ask(node):
+            r = await self.request(node, "ListGroups", {"states_filter": []})
+            check(r["error_code"], "ListGroups")
+            out.extend(r["groups"])
+
+        await asyncio.gather(*(ask(n) for n in cluster.brokers))
+        return sorted(out, key=lambda g: g["group_id"])
+
+    async def describe_group(self, group: str) -> dict:
+        node = await self.coordinator(group)
+        r = await self.request(node, "DescribeGroups", {"groups": [group], "include_authorized_operations": False})
+        g = r["groups"][0]
+        check(g["error_code"], f"Group {group!r}")
+        return g
+
+    async def committed(self, group: str) -> dict[tuple[str, int], int]:
+        node = await self.coordinator(group)
+        r = await self.request(node, "OffsetFetch", {"group_id": group, "topics": None, "require_stable": False})
+        check(r["error_code"], f"Offsets of group {group!r}")
+        out = {}
+        for t in r["topics"]:
+            for p in t["partitions"]:
+                if not p["error_code"] and p["committed_offset"] >= 0:
+                    out[(t["name"], p["partition_index"])] = p["committed_offset"]
+        return out
+
+    async def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit as an admin (no generation): the group must have no members."""
+        node = await self.coordinator(group)
+        topics: dict[str, list] = {}
+        for (t, p), off in sorted(offsets.items()):
+            topics.setdefault(t, []).append({"partition_index": p, "committed_offset": off,
+                                             "committed_leader_epoch": -1, "committed_metadata": ""})
+        r = await self.request(node, "OffsetCommit", {
+            "group_id": group, "generation_id_or_member_epoch": -1, "member_id": "", "group_instance_id": None,
+            "retention_time_ms": -1, "topics": [{"name": t, "partitions": ps} for t, ps in topics.items()]})
+        for t in r["topics"]:
+            for p in t["partitions"]:
+                check(p["error_code"], f"Committing {t['name']}-{p['partition_index']} for {group!r}")
+
+    async def delete_group(self, group: str) -> None:
+        node = await self.coordinator(group)
+        r = await self.request(node, "DeleteGroups", {"groups_names": [group]})
+        res = r["results"][0]
+        check(res["error_code"], f"Deleting group {group!r}")
+
+
+def _api_name(key: int) -> str:
+    from odradek.protocol.schema import api_names
+
+    return api_names().get(key, str(key))
