@@ -155,6 +155,16 @@ def fmt_age(ms: float | None) -> str:
     return f"{s / 3600:.1f} h"
 
 
+def fmt_bytes(n: int | None) -> str:
+    if n is None or n < 0:
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
 def fmt_time(ms: int) -> str:
     if ms is None or ms < 0:
         return "–"
@@ -170,7 +180,7 @@ class Console:
         self.samples: deque[tuple[float, dict[str, int]]] = deque(maxlen=HISTORY)
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age,
+        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age, fmt_bytes=fmt_bytes,
                                 fmt_time=fmt_time, show=show_bytes, sparkline=sparkline)
         self.static = {name: resources.files("odradek.console").joinpath("static", name).read_bytes()
                        for name in STATIC}
@@ -283,7 +293,7 @@ class Console:
     # -- overview ----------------------------------------------------------------
     async def overview(self, req: HttpRequest) -> HttpResponse:
         cluster = await self.client.metadata()
-        marks = await self.sample()
+        marks, disk = await asyncio.gather(self.sample(), self.client.log_dirs())
         partitions = [p for t in cluster.topics.values() for p in t.partitions]
         under = [(t.name, p) for t in cluster.topics.values() for p in t.partitions
                  if p.leader >= 0 and len(p.isr) < len(p.replicas)]
@@ -294,7 +304,7 @@ class Console:
             leaders[p.leader] = leaders.get(p.leader, 0) + 1
         return self.render(
             "overview.html", page="overview", cluster=cluster, features=self.client.features,
-            server_version=self.server_version, topics=len(cluster.topics),
+            server_version=self.server_version, topics=len(cluster.topics), disk=disk[0] if disk else None,
             internal=sum(t.internal for t in cluster.topics.values()), partitions=len(partitions),
             under=under, offline=offline, leaders=leaders,
             records=sum(max(hw - ls, 0) for ls, hw in marks.values() if hw >= 0),
@@ -303,7 +313,8 @@ class Console:
     # -- topics --------------------------------------------------------------------
     async def topics(self, req: HttpRequest) -> HttpResponse:
         cluster = await self.client.metadata()
-        marks = await self.sample()
+        marks, disk = await asyncio.gather(self.sample(), self.client.log_dirs())
+        sizes = disk[1] if disk else None
         show_internal = req.query.get("internal") == "1"
         rows = []
         for t in cluster.topics.values():
@@ -314,10 +325,13 @@ class Console:
             rows.append({"name": t.name, "internal": t.internal, "partitions": len(t.partitions),
                          "replication": max((len(p.replicas) for p in t.partitions), default=0),
                          "records": sum(max(hw - ls, 0) for ls, hw in ms if hw >= 0),
+                         "size": sum(sizes.get((t.name, p.index), 0) for p in t.partitions) if sizes is not None
+                         else None,
                          "under": sum(1 for p in t.partitions if p.leader >= 0 and len(p.isr) < len(p.replicas)),
                          "offline": sum(1 for p in t.partitions if p.leader < 0),
                          "rate": rates[-1] if rates else None, "spark": sparkline(rates[-20:], 80, 18)})
         return self.render("topics.html", page="topics", rows=rows, show_internal=show_internal,
+                           sizes=sizes is not None,
                            done=req.query.get("done"))
 
     async def create_topic(self, req: HttpRequest) -> HttpResponse:
@@ -338,9 +352,12 @@ class Console:
 
     async def topic(self, req: HttpRequest, name: str) -> HttpResponse:
         t = await self.client.topic(name)
-        marks, configs = await asyncio.gather(self.client.watermarks([name]), self.client.topic_configs(name))
-        rows = [{"p": p, "start": marks[(name, p.index)][0], "end": marks[(name, p.index)][1]} for p in t.partitions]
-        return self.render("topic.html", page="topics", topic=t, rows=rows, configs=configs,
+        marks, configs, disk = await asyncio.gather(self.client.watermarks([name]), self.client.topic_configs(name),
+                                                    self.client.log_dirs())
+        sizes = disk[1] if disk else None
+        rows = [{"p": p, "start": marks[(name, p.index)][0], "end": marks[(name, p.index)][1],
+                 "size": sizes.get((name, p.index), 0) if sizes is not None else None} for p in t.partitions]
+        return self.render("topic.html", page="topics", topic=t, rows=rows, configs=configs, sizes=sizes is not None,
                            records=sum(max(r["end"] - r["start"], 0) for r in rows), done=req.query.get("done"))
 
     async def delete_topic(self, req: HttpRequest, name: str) -> HttpResponse:

@@ -30,7 +30,7 @@ VERSIONS = {
     "ApiVersions": 3, "Metadata": 12, "DescribeCluster": 0, "CreateTopics": 7, "DeleteTopics": 6,
     "CreatePartitions": 3, "DescribeConfigs": 4, "IncrementalAlterConfigs": 1, "ListOffsets": 7,
     "Fetch": 12, "Produce": 9, "FindCoordinator": 3, "ListGroups": 4, "DescribeGroups": 5,
-    "OffsetFetch": 7, "OffsetCommit": 8, "DeleteGroups": 2,
+    "OffsetFetch": 7, "OffsetCommit": 8, "DeleteGroups": 2, "DescribeLogDirs": 4,
 }
 
 EARLIEST, LATEST = -2, -1
@@ -246,6 +246,39 @@ class ClusterClient:
             return {}
         start, end = await asyncio.gather(self.list_offsets(parts, EARLIEST), self.list_offsets(parts, LATEST))
         return {k: (start[k][0], end[k][0]) for k in parts}
+
+    async def log_dirs(self) -> tuple[dict[int, list[dict]], dict[tuple[str, int], int]] | None:
+        """Disk use, when the cluster serves DescribeLogDirs (None when not):
+        ({broker: [{dir, error, size, total, usable}]}, {(topic, partition):
+        bytes of its largest replica})."""
+        cluster = self.cluster or await self.metadata()
+        if not self.serves("DescribeLogDirs"):
+            return None
+        dirs: dict[int, list[dict]] = {}
+        sizes: dict[tuple[str, int], int] = {}
+
+        async def ask(node):
+            try:
+                r = await self.request(node, "DescribeLogDirs", {"topics": None})
+            except KafkaError:
+                dirs[node] = []
+                return
+            out = []
+            for d in r["results"]:
+                used = 0
+                for t in d["topics"]:
+                    for p in t["partitions"]:
+                        if p["is_future_key"]:
+                            continue
+                        used += p["partition_size"]
+                        k = (t["name"], p["partition_index"])
+                        sizes[k] = max(sizes.get(k, 0), p["partition_size"])
+                out.append({"dir": d["log_dir"], "error": d["error_code"], "size": used,
+                            "total": d["total_bytes"], "usable": d["usable_bytes"]})
+            dirs[node] = out
+
+        await asyncio.gather(*(ask(n) for n in cluster.brokers))
+        return dirs, sizes
 
     # -- records ---------------------------------------------------------------
     async def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,

@@ -346,3 +346,63 @@ def test_first_page_renders_in_under_200_ms_with_1000_topics():
             assert resp.status == 200 and re.search(r'<span class="n">1000</span> topics', resp.text)
             times.append(float(resp.getheader("server-timing").split("dur=")[1]))
         assert statistics.median(times[2:]) < 200, times
+
+
+def test_odradek_console_against_apache_kafka(tmp_path):
+    """The same console against Apache Kafka 4.4 (single node): the versions
+    it sends are Kafka's too, and disk use shows, as Kafka serves DescribeLogDirs."""
+    from tests.integration.java_client import require_java
+
+    require_java()
+    kafka_runtime = pytest.importorskip("kafka_runtime")  # loaded by require_java from bench/
+    try:
+        kafka = kafka_runtime.KafkaBroker(heap="512M").start()
+    except Exception as e:  # noqa: BLE001 - no release resolvable, no Java to run it
+        pytest.skip(f"could not start Apache Kafka: {e}")
+    port = free_port()
+    log = open(tmp_path / "console.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "console", "--bootstrap", kafka.bootstrap,
+                             "--http", f"127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc=proc)
+        web = Web(("127.0.0.1", port))
+        assert web.post("/topics", {"name": "on-kafka", "partitions": "2", "configs": "retention.ms=600000"}
+                        ).status == 303
+        r = web.post("/topics/on-kafka/produce", {"partition": "1", "key": "k", "value": SCRIPT, "headers": "h=1"})
+        assert r.status == 303, r.text
+        page = web.get(r.getheader("location")).text
+        assert "&lt;script&gt;alert" in page and "<script>alert" not in page and "h=1" in page
+        home = web.get("/").text
+        assert re.search(r'<span class="n">1</span> brokers', home) and 'id="disk"' in home
+        assert "metadata.version=" in home
+        topic = web.get("/topics/on-kafka").text
+        assert "<td>retention.ms</td><td><code>600000</code></td><td>topic</td>" in topic
+        assert re.search(r"<th class=\"num\">size</th>", web.get("/topics").text)
+        assert web.post("/topics/on-kafka/partitions", {"count": "3"}).status == 303
+        assert web.post("/topics/on-kafka/config", {"key": "retention.ms", "value": "700000"}).status == 303
+
+        c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "kafka-readers", "enable.auto.commit": False})
+        deadline = time.monotonic() + 30
+        while True:  # Kafka creates __consumer_offsets on the first group's request
+            try:
+                c.commit(offsets=[TopicPartition("on-kafka", 1, 0)], asynchronous=False)
+                break
+            except Exception:  # noqa: BLE001 - NOT_COORDINATOR while it loads
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        c.close()
+        assert re.search(r'id="total-lag">1<', web.get("/groups/kafka-readers").text)
+        assert "kafka-readers" in web.get("/groups").text
+        plan = web.post("/groups/kafka-readers/reset", {"to": "latest"})
+        assert re.findall(r'class="num new-offset">(\d+)<', plan.text) == ["1"]
+        assert web.post("/groups/kafka-readers/reset", {"to": "latest", "apply": "1"}).status == 303
+        assert re.search(r'id="total-lag">0<', web.get("/groups/kafka-readers").text)
+        assert web.post("/groups/kafka-readers/delete", {}).status == 303
+        assert web.post("/topics/on-kafka/delete", {"confirm": "on-kafka"}).status == 303
+        assert_readable_error(web.get("/topics/on-kafka"), 404, "Unknown topic")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        kafka.stop()
+    assert proc.returncode == 0, (tmp_path / "console.log").read_text()
