@@ -483,39 +483,37 @@ class Console:
                             stream=self._tail(name, nexts, template))
 
     async def _tail(self, name: str, nexts: dict[int, int], template):
-        key = ("tail", secrets.token_hex(4))
+        slot = ("tail", secrets.token_hex(4))
         last_beat = time.monotonic()
         yield b"retry: 1000\n\n"
+        wait = 0  # the first round at once: it finds where an out-of-range offset goes on
         try:
             while True:
+                try:
+                    got, moved = await self.client.fetch_many(name, dict(nexts), wait, slot)
+                    wait = 500
+                except KafkaError as e:
+                    yield f"event: problem\ndata: {e}\n\n".encode()
+                    await asyncio.sleep(1.0)
+                    await self.client.metadata()
+                    continue
+                nexts.update(moved)
                 sent = False
-                for p in sorted(nexts):
-                    wait = 0 if len(nexts) > 1 else 500
-                    try:
-                        records, _, _ = await self.client.fetch(name, p, nexts[p], 256 * 1024, wait,
-                                                                slot=key + (p,))
-                    except KafkaError as e:
-                        yield f"event: problem\ndata: {e}\n\n".encode()
-                        await asyncio.sleep(1.0)
-                        await self.client.metadata()
-                        continue
-                    for r in records:
+                for p in sorted(got):
+                    for r in got[p]:
                         nexts[p] = r.offset + 1
                         html = template.render(topic=name, partition=p, r=r, fmt="auto", live=True)
                         ident = ",".join(f"{k}:{v}" for k, v in sorted(nexts.items()))
                         data = "".join(f"data: {line}\n" for line in html.splitlines())
                         yield f"id: {ident}\nevent: record\n{data}\n".encode()
                         sent = True
-                if not sent:
-                    if len(nexts) > 1:
-                        await asyncio.sleep(0.3)
-                    if time.monotonic() - last_beat > 15:
-                        last_beat = time.monotonic()
-                        yield b": keep-alive\n\n"
-                else:
+                if sent:
                     last_beat = time.monotonic()
+                elif time.monotonic() - last_beat > 15:
+                    last_beat = time.monotonic()
+                    yield b": keep-alive\n\n"
         finally:
-            for k in [k for k in self.client.conns if isinstance(k, tuple) and k[:2] == key]:
+            for k in [k for k in self.client.conns if isinstance(k, tuple) and k[:2] == slot]:
                 self.client.conns.pop(k).close()
                 self.client.locks.pop(k, None)
 

@@ -282,7 +282,7 @@ class ClusterClient:
 
     # -- records ---------------------------------------------------------------
     async def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,
-                    max_wait_ms: int = 0, slot=None) -> tuple[list, int, int]:
+                    max_wait_ms: int = 0) -> tuple[list, int, int]:
         """Records from ``offset`` (as many as one Fetch brings): ([Record], high
         watermark, log start). Control records are left out."""
         t = await self.topic(topic)
@@ -297,12 +297,52 @@ class ClusterClient:
             "topics": [{"topic": topic, "partitions": [{"partition": partition, "fetch_offset": offset,
                                                         "log_start_offset": -1, "partition_max_bytes": max_bytes,
                                                         "current_leader_epoch": -1}]}]},
-            timeout=TIMEOUT + max_wait_ms / 1000, slot=None if slot is None else (*slot, leader))
+            timeout=TIMEOUT + max_wait_ms / 1000)
         check(r["error_code"], "Fetch")
         p = r["responses"][0]["partitions"][0]
         check(p["error_code"], f"Fetch {topic}-{partition} at {offset}")
         records = [rec for h, rec in iter_records(p["records"] or b"") if not h.is_control and rec.offset >= offset]
         return records, p["high_watermark"], p["log_start_offset"]
+
+    async def fetch_many(self, topic: str, offsets: dict[int, int], max_wait_ms: int, slot,
+                         max_bytes: int = 256 * 1024) -> tuple[dict[int, list], dict[int, int]]:
+        """Records from each partition's offset, one Fetch per leader (all at
+        once; each waits up to ``max_wait_ms`` for something to arrive), over
+        connections kept apart as ``slot``: ({partition: [Record]}, {partition:
+        where to go on} for those whose offset is out of range: the log start
+        when before it, else the high watermark)."""
+        t = await self.topic(topic)
+        by_leader: dict[int, list[int]] = {}
+        for p in offsets:
+            leader = t.partitions[p].leader if p < len(t.partitions) else -1
+            if leader < 0:
+                raise KafkaError(f"{topic}-{p} has no leader", errors.LEADER_NOT_AVAILABLE)
+            by_leader.setdefault(leader, []).append(p)
+        out: dict[int, list] = {}
+        moved: dict[int, int] = {}
+
+        async def ask(leader, parts):
+            r = await self.request(leader, "Fetch", {
+                "replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1, "max_bytes": max_bytes,
+                "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "topics": [{"topic": topic, "partitions": [
+                    {"partition": p, "fetch_offset": offsets[p], "log_start_offset": -1,
+                     "partition_max_bytes": max_bytes // len(parts) or 1, "current_leader_epoch": -1}
+                    for p in parts]}]},
+                timeout=TIMEOUT + max_wait_ms / 1000, slot=(*slot, leader))
+            check(r["error_code"], "Fetch")
+            for p in r["responses"][0]["partitions"]:
+                i = p["partition_index"]
+                if p["error_code"] == errors.OFFSET_OUT_OF_RANGE and p["high_watermark"] >= 0:
+                    start = p["log_start_offset"]
+                    moved[i] = start if 0 <= start and offsets[i] < start else p["high_watermark"]
+                    continue
+                check(p["error_code"], f"Fetch {topic}-{i} at {offsets[i]}")
+                out[i] = [rec for h, rec in iter_records(p["records"] or b"")
+                          if not h.is_control and rec.offset >= offsets[i]]
+
+        await asyncio.gather(*(ask(leader, parts) for leader, parts in by_leader.items()))
+        return out, moved
 
     async def produce(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
                       headers: list[tuple[str, bytes]]) -> tuple[int, int]:

@@ -279,6 +279,21 @@ def test_live_tail_streams_and_resumes(broker, web):
     events = read_events(sock, 2)
     sock.close()
     assert [re.search(r'class="key text">(\w+)<', e["data"]).group(1) for e in events] in (["k2", "k3"], ["k3", "k2"])
+    # A tail whose client left stops, and closes its own connections to the brokers.
+    def tails():
+        return [k for k in broker.core.console.client.conns if isinstance(k, tuple) and k[0] == "tail"]
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and tails():
+        time.sleep(0.05)
+    assert not tails()
+    # An offset past the end (the topic was recreated, say) goes on from the high watermark.
+    sock = open_tail(broker.http_address, "/topics/tailed/tail?from=0:100,1:100")
+    time.sleep(0.5)
+    produce(broker, "tailed", [(b"k4", b"after a jump", None)], partition=0)
+    events = read_events(sock, 1)
+    sock.close()
+    assert events and events[0]["id"] == "0:3,1:2"
     assert_readable_error(web.request("GET", "/topics/tailed/tail", headers={"last-event-id": "x"}), 400,
                           "PARTITION:OFFSET")
 
