@@ -34,6 +34,12 @@ VERSIONS = {
 }
 
 EARLIEST, LATEST = -2, -1
+# Answers that say "ask again in a moment" (leadership or a coordinator moving,
+# a topic just created): retried with backoff for up to RETRY_FOR seconds.
+RETRIABLE = {errors.LEADER_NOT_AVAILABLE, errors.NOT_LEADER_OR_FOLLOWER, errors.COORDINATOR_LOAD_IN_PROGRESS,
+             errors.COORDINATOR_NOT_AVAILABLE, errors.NOT_COORDINATOR, errors.FENCED_LEADER_EPOCH,
+             errors.UNKNOWN_LEADER_EPOCH}
+RETRY_FOR = 5.0
 
 
 class KafkaError(Exception):
@@ -162,6 +168,20 @@ class ClusterClient:
                 last = e
         raise last or KafkaError("no broker to ask")
 
+    async def retrying(self, op):
+        """``await op()``, again after a retriable error (with fresh metadata)."""
+        deadline = time.monotonic() + RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except KafkaError as e:
+                if e.code not in RETRIABLE or time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            await self.metadata()
+
     def close(self) -> None:
         for c in self.conns.values():
             c.close()
@@ -285,6 +305,10 @@ class ClusterClient:
                     max_wait_ms: int = 0) -> tuple[list, int, int]:
         """Records from ``offset`` (as many as one Fetch brings): ([Record], high
         watermark, log start). Control records are left out."""
+        return await self.retrying(lambda: self._fetch(topic, partition, offset, max_bytes, max_wait_ms))
+
+    async def _fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 1 << 20,
+                     max_wait_ms: int = 0) -> tuple[list, int, int]:
         t = await self.topic(topic)
         if not 0 <= partition < len(t.partitions):
             raise KafkaError(f"Unknown partition {topic}-{partition}", errors.UNKNOWN_TOPIC_OR_PARTITION)
@@ -348,6 +372,10 @@ class ClusterClient:
                       headers: list[tuple[str, bytes]]) -> tuple[int, int]:
         """Append one record (acks=all); (partition, offset). Without a partition:
         by the key's murmur2 hash as the Java client does, else partition 0."""
+        return await self.retrying(lambda: self._produce(topic, partition, key, value, headers))
+
+    async def _produce(self, topic: str, partition: int | None, key: bytes | None, value: bytes | None,
+                       headers: list[tuple[str, bytes]]) -> tuple[int, int]:
         t = await self.topic(topic)
         n = len(t.partitions)
         if partition is None:
@@ -438,6 +466,9 @@ class ClusterClient:
         return sorted(out, key=lambda g: g["group_id"])
 
     async def describe_group(self, group: str) -> dict:
+        return await self.retrying(lambda: self._describe_group(group))
+
+    async def _describe_group(self, group: str) -> dict:
         node = await self.coordinator(group)
         r = await self.request(node, "DescribeGroups", {"groups": [group], "include_authorized_operations": False})
         g = r["groups"][0]
@@ -445,6 +476,9 @@ class ClusterClient:
         return g
 
     async def committed(self, group: str) -> dict[tuple[str, int], int]:
+        return await self.retrying(lambda: self._committed(group))
+
+    async def _committed(self, group: str) -> dict[tuple[str, int], int]:
         node = await self.coordinator(group)
         r = await self.request(node, "OffsetFetch", {"group_id": group, "topics": None, "require_stable": False})
         check(r["error_code"], f"Offsets of group {group!r}")
@@ -457,6 +491,9 @@ class ClusterClient:
 
     async def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         """Commit as an admin (no generation): the group must have no members."""
+        return await self.retrying(lambda: self._commit(group, offsets))
+
+    async def _commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
         node = await self.coordinator(group)
         topics: dict[str, list] = {}
         for (t, p), off in sorted(offsets.items()):
@@ -470,6 +507,9 @@ class ClusterClient:
                 check(p["error_code"], f"Committing {t['name']}-{p['partition_index']} for {group!r}")
 
     async def delete_group(self, group: str) -> None:
+        return await self.retrying(lambda: self._delete_group(group))
+
+    async def _delete_group(self, group: str) -> None:
         node = await self.coordinator(group)
         r = await self.request(node, "DeleteGroups", {"groups_names": [group]})
         res = r["results"][0]

@@ -421,3 +421,33 @@ def test_odradek_console_against_apache_kafka(tmp_path):
         proc.wait(10)
         kafka.stop()
     assert proc.returncode == 0, (tmp_path / "console.log").read_text()
+
+
+def test_retriable_answers_are_asked_again_and_others_are_not():
+    import asyncio
+
+    from odradek.console.client import ClusterClient, KafkaError
+    from odradek.protocol import errors
+
+    client = ClusterClient([("127.0.0.1", 1)])
+    refreshed = []
+
+    async def metadata(max_age=0.0):
+        refreshed.append(1)
+
+    client.metadata = metadata
+    calls = []
+
+    def op(code, fail_times):
+        async def run():
+            calls.append(code)
+            if len([c for c in calls if c == code]) <= fail_times:
+                raise KafkaError("moving", code)
+            return "done"
+        return run
+
+    assert asyncio.run(client.retrying(op(errors.NOT_LEADER_OR_FOLLOWER, 2))) == "done"
+    assert len(refreshed) == 2  # fresh metadata before each new try
+    with pytest.raises(KafkaError):
+        asyncio.run(client.retrying(op(errors.INVALID_CONFIG, 1)))
+    assert calls.count(errors.INVALID_CONFIG) == 1
