@@ -322,8 +322,9 @@ class BrokerCore:
         if self.http is not None:
             await self.http.stop()
             self.http = None
-        if getattr(self, "console", None) is not None:
-            self.console.client.close()
+        if self.console is not None:
+            if self.console.client is not None:
+                self.console.client.close()
             self.console = None
         if self.server is not None:
             for server in self.servers:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 
 def for_broker(broker):
-    """The console of a started broker (``BrokerCore``), or None with the reason
-    logged when its inter-broker listener's login cannot be served."""
+    """The console of a started broker (``BrokerCore``); when its inter-broker
+    listener's login cannot be served, an app that says why (503), the
+    reason logged too."""
     import logging
 
     from odradek import __version__
-    from odradek.console.app import Console
+    from odradek.console.app import Console, Unavailable
     from odradek.console.client import ClusterClient
     from odradek.security.config import SecurityConfigError
 
@@ -26,7 +27,8 @@ def for_broker(broker):
         security = broker.config.security().inter_broker_client()
     except SecurityConfigError as e:
         logging.getLogger("odradek.console").warning("console not served: %s", e)
-        return None
+        return Unavailable(f"The console is not served: it logs in as the broker does on its inter-broker "
+                           f"listener, and {e}")
     host, port = broker.endpoint(broker.inter_broker_listener)
     client = ClusterClient([(host, port)], security, client_id=f"odradek-console-{broker.config.node_id}")
     return Console(client, server_version=__version__)

@@ -171,6 +171,17 @@ def fmt_time(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+class Unavailable:
+    """The app of a broker whose console cannot be served: every page says why."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        self.client = None
+
+    async def __call__(self, req: HttpRequest) -> HttpResponse:
+        return HttpResponse(503, (self.reason + "\n").encode(), "text/plain; charset=utf-8")
+
+
 class Console:
     def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None):
         self.client = client

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from odradek.protocol import errors
 from odradek.protocol.records import build_batch, iter_records
-from odradek.replica.peer import PeerConnection
+from odradek.replica.peer import AuthenticationError, PeerConnection
 
 TIMEOUT = 10.0
 
@@ -150,6 +150,8 @@ class ClusterClient:
                     await conn.connect(timeout)
                 except (OSError, asyncio.TimeoutError) as e:
                     raise KafkaError(f"cannot reach {host}:{port}: {e or type(e).__name__}") from None
+                except AuthenticationError as e:
+                    raise KafkaError(f"{host}:{port}: {e}") from None
                 self.conns[slot] = conn
             try:
                 return await conn.request(name, VERSIONS[name], body, timeout)
