@@ -40,6 +40,7 @@ from odradek.server.http import HttpRequest, HttpResponse
 log = logging.getLogger("odradek.console")
 
 HISTORY = 60
+MAX_GROUP_HISTORIES = 1000
 BROWSE_LIMIT = 500
 DOWNLOAD_LIMIT = 100_000
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
@@ -189,6 +190,7 @@ class Console:
         self.server_version = server_version  # the broker's, when embedded
         self.csrf = secrets.token_urlsafe(24)
         self.samples: deque[tuple[float, dict[str, int]]] = deque(maxlen=HISTORY)
+        self.lag_history: dict[str, deque[tuple[float, int]]] = {}  # group -> (when, total lag)
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age, fmt_bytes=fmt_bytes,
@@ -567,8 +569,15 @@ class Console:
                 row["lag_ms"] = max(now - records[0].timestamp, 0)
 
         await asyncio.gather(*(lag_time(r) for r in rows[:200]))
-        return {"group": g, "members": members, "rows": rows,
-                "lag": sum(r["lag"] or 0 for r in rows),
+        lag = sum(r["lag"] or 0 for r in rows)
+        history = self.lag_history.pop(group, None) or deque(maxlen=HISTORY)
+        self.lag_history[group] = history  # the most recently seen last
+        if not history or time.monotonic() - history[-1][0] >= 1.0:
+            history.append((time.monotonic(), lag))
+        while len(self.lag_history) > MAX_GROUP_HISTORIES:
+            del self.lag_history[next(iter(self.lag_history))]
+        return {"group": g, "members": members, "rows": rows, "lag": lag,
+                "lag_spark": sparkline([float(v) for _, v in history]),
                 "lag_ms": max((r["lag_ms"] or 0 for r in rows), default=0)}
 
     async def group(self, req: HttpRequest, group: str) -> HttpResponse:
@@ -618,4 +627,5 @@ class Console:
 
     async def delete_group(self, req: HttpRequest, group: str) -> HttpResponse:
         await self.client.delete_group(group)
+        self.lag_history.pop(group, None)
         return self.redirect("/groups", done=f"Deleted group {group}")

@@ -116,6 +116,7 @@ def test_console_in_a_browser(broker, browser, shots):
         got += m is not None and m.error() is None
     consumer.commit(asynchronous=False)
     expect(page.locator("#total-lag")).to_have_text("0", timeout=10000)
+    expect(page.locator("#lag-history polyline")).to_have_count(1)  # the lag while the page was watched
     consumer.close()
     expect(page.locator("#group-state")).to_have_text("Empty", timeout=10000)
 
