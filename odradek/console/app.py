@@ -56,7 +56,10 @@ class BadInput(Exception):
         self.status = status
 
 
-def _int(form: dict, name: str, default: int | None = None, lo: int | None = None) -> int:
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+
+
+def _int(form: dict, name: str, default: int | None = None, lo: int | None = None, hi: int = INT32_MAX) -> int:
     raw = (form.get(name) or "").strip()
     if not raw:
         if default is None:
@@ -68,6 +71,8 @@ def _int(form: dict, name: str, default: int | None = None, lo: int | None = Non
         raise BadInput(f"{name}: {raw!r} is not a whole number") from None
     if lo is not None and v < lo:
         raise BadInput(f"{name}: {v} is below {lo}")
+    if not -hi - 1 <= v <= hi:
+        raise BadInput(f"{name}: {v} is out of range")
     return v
 
 
@@ -75,14 +80,18 @@ def _time_ms(raw: str) -> int:
     """A timestamp in ms, or an ISO 8601 date-time (UTC unless it says)."""
     raw = raw.strip()
     if raw.lstrip("-").isdigit():
-        return int(raw)
-    try:
-        dt = datetime.datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadInput(f"timestamp: {raw!r} is neither ms since the epoch nor an ISO date-time") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return int(dt.timestamp() * 1000)
+        ms = int(raw)
+    else:
+        try:
+            dt = datetime.datetime.fromisoformat(raw)
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=datetime.timezone.utc)
+            ms = int(dt.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            raise BadInput(f"timestamp: {raw!r} is neither ms since the epoch nor an ISO date-time") from None
+    if not 0 <= ms <= INT64_MAX:
+        raise BadInput(f"timestamp: {raw!r} is out of range")
+    return ms
 
 
 def show_bytes(data: bytes | None, fmt: str = "auto") -> dict:
@@ -413,7 +422,7 @@ class Console:
             if offset < 0:
                 offset = end
         elif q.get("offset", "").strip():
-            offset = _int(q, "offset", None)
+            offset = _int(q, "offset", None, hi=INT64_MAX)
             if offset < 0:  # from the end
                 offset = max(end + offset, start)
         else:
@@ -491,6 +500,8 @@ class Console:
             marks = await self.client.watermarks([name])
             for p in t.partitions:
                 nexts.setdefault(p.index, marks[(name, p.index)][1])
+        if req.method == "HEAD":
+            return HttpResponse(200, b"", "text/event-stream; charset=utf-8")
         template = self.env.get_template("record_row.html")
         return HttpResponse(200, content_type="text/event-stream; charset=utf-8",
                             stream=self._tail(name, nexts, template))
@@ -599,10 +610,10 @@ class Console:
         elif to == "latest":
             targets = {(r["topic"], r["partition"]): r["end"] for r in rows}
         elif to == "offset":
-            v = _int(form, "value", None)
+            v = _int(form, "value", None, hi=INT64_MAX)
             targets = {(r["topic"], r["partition"]): v for r in rows}
         elif to == "shift":
-            v = _int(form, "value", None)
+            v = _int(form, "value", None, hi=INT64_MAX)
             targets = {(r["topic"], r["partition"]): r["committed"] + v for r in rows}
         elif to == "timestamp":
             ts = _time_ms(form.get("value") or "")

@@ -135,6 +135,8 @@ def test_untrusted_payloads_are_escaped(broker, web):
     ("/topics/shown/messages?partition=9", 404, "partitions 0 to 2"),
     ("/topics/shown/messages?timestamp=yesterday", 400, "neither ms since the epoch nor an ISO date-time"),
     ("/topics/shown/messages?format=xml", 400, "is not one of auto"),
+    ("/topics/shown/messages?offset=99999999999999999999", 400, "out of range"),
+    ("/topics/shown/messages?timestamp=2026-13-45", 400, "neither ms"),
     ("/groups/nobody-home", 404, "Unknown group 'nobody-home'"),
     ("/no/such/page", 404, "No page at /no/such/page"),
     ("/static/../../etc/passwd", 404, "No such file"),
@@ -168,6 +170,7 @@ def test_topic_actions(broker, web):
     assert web.post("/topics/acted/partitions", {"count": "3"}).status == 303
     assert len(re.findall(r"/topics/acted/messages\?partition=\d", web.get("/topics/acted").text)) == 3
     assert_readable_error(web.post("/topics/acted/partitions", {"count": "2"}), 502, "INVALID_PARTITIONS")
+    assert_readable_error(web.post("/topics/acted/partitions", {"count": str(2**40)}), 400, "out of range")
 
     r = web.post("/topics/acted/produce", {"partition": "2", "key": "k", "value": '{"n": 1}', "headers": "h=v"})
     assert r.status == 303 and "partition=2" in r.getheader("location")
@@ -296,6 +299,8 @@ def test_live_tail_streams_and_resumes(broker, web):
     assert events and events[0]["id"] == "0:3,1:2"
     assert_readable_error(web.request("GET", "/topics/tailed/tail", headers={"last-event-id": "x"}), 400,
                           "PARTITION:OFFSET")
+    head = web.request("HEAD", "/topics/tailed/tail")
+    assert head.status == 200 and head.body == b"" and head.getheader("content-type").startswith("text/event-stream")
 
 
 def test_console_code_reaches_the_cluster_only_through_the_kafka_protocol():
