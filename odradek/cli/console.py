@@ -33,10 +33,13 @@ def client_security(props: dict[str, str]):
         return None
     sec = InterBrokerClient("console", protocol)
     if protocol.endswith("SSL"):
-        ctx = ssl.create_default_context(cafile=props.get("ssl.ca.location"))
-        if props.get("ssl.certificate.location"):
-            ctx.load_cert_chain(props["ssl.certificate.location"], props.get("ssl.key.location"),
-                                props.get("ssl.key.password"))
+        try:
+            ctx = ssl.create_default_context(cafile=props.get("ssl.ca.location"))
+            if props.get("ssl.certificate.location"):
+                ctx.load_cert_chain(props["ssl.certificate.location"], props.get("ssl.key.location"),
+                                    props.get("ssl.key.password"))
+        except (OSError, ssl.SSLError) as e:
+            raise click.BadParameter(f"cannot load the TLS files: {e}", param_hint="-X") from None
         if props.get("ssl.endpoint.identification.algorithm", "https").lower() in ("", "none"):
             ctx.check_hostname = False
         sec.ssl_context = ctx
@@ -108,5 +111,7 @@ def console(bootstrap, http_address, client_config, log_level):
     loop = new_event_loop()
     try:
         loop.run_until_complete(run())
+    except OSError as e:
+        raise click.ClickException(f"cannot serve the console at {http_address}: {e}") from None
     finally:
         loop.close()

@@ -438,13 +438,15 @@ class Console:
             for r in batch:
                 if r.offset >= end:
                     break
+                pos = r.offset + 1  # the next to read: where "next records" goes on
                 scanned += 1
                 if key and (r.key is None or key.encode() not in r.key):
                     continue
                 records.append(r)
                 if len(records) >= limit:
                     break
-            pos = batch[-1].offset + 1
+            else:
+                pos = max(pos, batch[-1].offset + 1)
         return {"topic": t, "partition": partition, "offset": offset, "start": start, "end": end,
                 "limit": limit, "key": key, "records": records, "scanned": scanned, "next": pos}
 

@@ -456,3 +456,27 @@ def test_retriable_answers_are_asked_again_and_others_are_not():
     with pytest.raises(KafkaError):
         asyncio.run(client.retrying(op(errors.INVALID_CONFIG, 1)))
     assert calls.count(errors.INVALID_CONFIG) == 1
+
+
+def test_message_browser_by_time_offset_and_key(broker, web):
+    web.post("/topics", {"name": "timed"})
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    base = 1_780_000_000_000  # 2026-05-28T20:26:40Z
+    for i in range(10):
+        p.produce("timed", key=b"even" if i % 2 == 0 else b"odd", value=b"%d" % i, partition=0,
+                  timestamp=base + i * 60_000)
+    assert p.flush(10) == 0
+
+    def offsets(query):
+        return [int(o) for o in re.findall(r'data-offset="(\d+)"', web.get("/topics/timed/messages?" + query).text)]
+
+    assert offsets(f"timestamp={base + 3 * 60_000}&limit=3") == [3, 4, 5]
+    assert offsets(f"timestamp={base + 3 * 60_000 - 1}&limit=2") == [3, 4]  # the first at or after it
+    assert offsets("timestamp=2026-05-28T20:30:40&limit=2") == [4, 5]  # ISO 8601, UTC unless it says
+    assert offsets("timestamp=2026-05-28T22:30:40%2B02:00&limit=1") == [4]
+    assert offsets("offset=-2") == [8, 9]
+    assert offsets("limit=3") == [7, 8, 9]  # the last ones
+    assert offsets("offset=0&key=odd&limit=3") == [1, 3, 5]
+    assert offsets(f"timestamp={base + 3_600_000}") == []  # after the last record
+    page = web.get("/topics/timed/messages?offset=0&limit=4").text
+    assert "2026-05-28 20:26:40.000" in page and 'href="?limit=4&amp;offset=4">Next records from offset 4' in page
