@@ -41,6 +41,7 @@ log = logging.getLogger("odradek.console")
 
 HISTORY = 60
 MAX_GROUP_HISTORIES = 1000
+MAX_FIRST_UNREAD = 10_000
 BROWSE_LIMIT = 500
 DOWNLOAD_LIMIT = 100_000
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
@@ -200,6 +201,8 @@ class Console:
         self.csrf = secrets.token_urlsafe(24)
         self.samples: deque[tuple[float, dict[str, int]]] = deque(maxlen=HISTORY)
         self.lag_history: dict[str, deque[tuple[float, int]]] = {}  # group -> (when, total lag)
+        # (topic, partition, offset) -> the timestamp of the record there (it does not change)
+        self.first_unread: dict[tuple[str, int, int], int] = {}
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age, fmt_bytes=fmt_bytes,
@@ -574,12 +577,19 @@ class Console:
             if not row["lag"]:
                 row["lag_ms"] = 0 if row["lag"] == 0 else None
                 return
-            try:
-                records, _, _ = await self.client.fetch(row["topic"], row["partition"], row["committed"], 4096)
-            except KafkaError:
-                return
-            if records:
-                row["lag_ms"] = max(now - records[0].timestamp, 0)
+            where = (row["topic"], row["partition"], row["committed"])
+            ts = self.first_unread.get(where)
+            if ts is None:
+                try:
+                    records, _, _ = await self.client.fetch(row["topic"], row["partition"], row["committed"], 4096)
+                except KafkaError:
+                    return
+                if not records:
+                    return
+                ts = self.first_unread[where] = records[0].timestamp
+                while len(self.first_unread) > MAX_FIRST_UNREAD:
+                    del self.first_unread[next(iter(self.first_unread))]
+            row["lag_ms"] = max(now - ts, 0)
 
         await asyncio.gather(*(lag_time(r) for r in rows[:200]))
         lag = sum(r["lag"] or 0 for r in rows)

@@ -480,3 +480,23 @@ def test_message_browser_by_time_offset_and_key(broker, web):
     assert offsets(f"timestamp={base + 3_600_000}") == []  # after the last record
     page = web.get("/topics/timed/messages?offset=0&limit=4").text
     assert "2026-05-28 20:26:40.000" in page and 'href="?limit=4&amp;offset=4">Next records from offset 4' in page
+
+
+def test_lag_in_time_is_the_age_of_the_first_record_not_consumed(broker, web):
+    web.post("/topics", {"name": "aged"})
+    now = int(time.time() * 1000)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for age_s in (90, 30):
+        p.produce("aged", value=b"x", partition=0, timestamp=now - age_s * 1000)
+    assert p.flush(10) == 0
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "agers", "enable.auto.commit": False})
+    for committed, low, high in ((0, 90, 95), (1, 30, 35), (2, None, None)):
+        c.commit(offsets=[TopicPartition("aged", 0, committed)], asynchronous=False)
+        row = re.search(r'<td class="num lag">(\d+)</td><td class="num">([^<]+)</td>',
+                        web.get("/groups/agers").text)
+        if low is None:
+            assert row.groups() == ("0", "0 ms")
+        else:
+            lag, age = row.group(1), float(row.group(2).removesuffix(" s"))
+            assert int(lag) == 2 - committed and low <= age < high, row.groups()
+    c.close()
