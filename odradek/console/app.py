@@ -33,7 +33,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import jinja2
 
 from odradek import __version__
-from odradek.console.client import EARLIEST, LATEST, ClusterClient, KafkaError
+from odradek.console.client import ClusterClient, KafkaError
 from odradek.protocol import errors
 from odradek.server.http import HttpRequest, HttpResponse
 
@@ -205,7 +205,8 @@ class Console:
         self.first_unread: dict[tuple[str, int, int], int] = {}
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age, fmt_bytes=fmt_bytes,
+        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age,
+                                fmt_bytes=fmt_bytes,
                                 fmt_time=fmt_time, show=show_bytes, sparkline=sparkline)
         self.static = {name: resources.files("odradek.console").joinpath("static", name).read_bytes()
                        for name in STATIC}

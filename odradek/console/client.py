@@ -219,14 +219,19 @@ class ClusterClient:
         return lo <= VERSIONS.get(name, -1) <= hi
 
     async def topic(self, name: str) -> TopicInfo:
-        cluster = await self.metadata()
+        """``name``'s partitions, from metadata at most a second old (fresh
+        when the topic is not in it; after a retriable error it is fresh too)."""
+        cluster = await self.metadata(max_age=1.0)
+        if name not in cluster.topics:
+            cluster = await self.metadata()
         t = cluster.topics.get(name)
         if t is None:
             raise KafkaError(f"Unknown topic {name!r}", errors.UNKNOWN_TOPIC_OR_PARTITION)
         return t
 
     # -- offsets -------------------------------------------------------------
-    async def list_offsets(self, parts: list[tuple[str, int]], timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
+    async def list_offsets(self, parts: list[tuple[str, int]],
+                           timestamp: int) -> dict[tuple[str, int], tuple[int, int]]:
         """(topic, partition) -> (offset, timestamp) for ``timestamp`` (EARLIEST,
         LATEST, or ms: the first offset at or after it; -1 when none)."""
         cluster = self.cluster or await self.metadata()
