@@ -401,6 +401,13 @@ class ClusterClient:
         return partition, p["base_offset"]
 
     # -- topics ------------------------------------------------------------------
+    async def settle(self, done, timeout: float = RETRY_FOR) -> None:
+        """Refresh the metadata until ``done(cluster)`` (a change the controller
+        accepted reaches every broker's metadata a moment later), or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not done(await self.metadata()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     async def controller(self) -> int:
         cluster = await self.metadata()
         return cluster.controller if cluster.controller in cluster.brokers else next(iter(cluster.brokers))
@@ -412,14 +419,14 @@ class ClusterClient:
             "timeout_ms": 10000, "validate_only": False})
         t = r["topics"][0]
         check(t["error_code"], f"Creating topic {name!r}", t.get("error_message"))
-        await self.metadata()
+        await self.settle(lambda c: name in c.topics and all(p.leader >= 0 for p in c.topics[name].partitions))
 
     async def delete_topic(self, name: str) -> None:
         r = await self.request(await self.controller(), "DeleteTopics", {
             "topics": [{"name": name, "topic_id": b"\0" * 16}], "timeout_ms": 10000})
         t = r["responses"][0]
         check(t["error_code"], f"Deleting topic {name!r}", t.get("error_message"))
-        await self.metadata()
+        await self.settle(lambda c: name not in c.topics)
 
     async def add_partitions(self, name: str, count: int) -> None:
         r = await self.request(await self.controller(), "CreatePartitions", {
@@ -427,7 +434,7 @@ class ClusterClient:
             "validate_only": False})
         t = r["results"][0]
         check(t["error_code"], f"Adding partitions to {name!r}", t.get("error_message"))
-        await self.metadata()
+        await self.settle(lambda c: name in c.topics and len(c.topics[name].partitions) >= count)
 
     async def topic_configs(self, name: str) -> list[dict]:
         """[{name, value, source, read_only, default}] of the topic."""
