@@ -1,6 +1,7 @@
 """The console embedded in one broker of a three-broker odradek cluster (on
 etcd): every broker, the controller, replicas and ISR; a broker killed shows
-as under-replicated partitions, then as a broker gone."""
+as under-replicated partitions, offline ones (those it alone held), then as
+a broker gone."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def cells(page: str, table: str) -> list[list[str]]:
 def test_console_sees_every_broker_and_an_under_replicated_partition(odradek_cluster):
     web = Web(("127.0.0.1", HTTP_PORT))
     assert web.post("/topics", {"name": "replicated", "partitions": "3", "replication": "3"}).status == 303
+    assert web.post("/topics", {"name": "single", "partitions": "3", "replication": "1"}).status == 303
+    alone_on_3 = [r[0] for r in cells(web.get("/topics/single").text, "partitions") if r[2] == "3"]
+    assert alone_on_3  # placement spreads the three single replicas over the three brokers
     deadline = time.monotonic() + 20
     while True:
         rows = cells(web.get("/topics/replicated").text, "partitions")
@@ -46,11 +50,15 @@ def test_console_sees_every_broker_and_an_under_replicated_partition(odradek_clu
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         home = web.get("/").text
-        if re.search(r'id="under-replicated">3<', home) and len(cells(home, "brokers")) == 2:
+        if re.search(r'id="under-replicated">3<', home) and len(cells(home, "brokers")) == 2 and \
+                re.search(rf'id="offline">{len(alone_on_3)}<', home):
             break
         time.sleep(0.3)
     assert re.search(r'id="under-replicated">3<', home), home
     assert [r[0] for r in cells(home, "brokers")] == ["1", "2"]  # its registration lapsed
+    assert re.search(rf'id="offline">{len(alone_on_3)}<', home), home
     attention = cells(home, "attention")
-    assert sorted(r[0] + "-" + r[1] for r in attention) == ["replicated-0", "replicated-1", "replicated-2"]
-    assert all("3" not in r[4].split(", ") for r in attention)  # out of the ISR
+    offline, under = attention[:len(alone_on_3)], attention[len(alone_on_3):]
+    assert [(r[0], r[1], r[2]) for r in offline] == [("single", p, "none") for p in alone_on_3]
+    assert sorted(r[0] + "-" + r[1] for r in under) == ["replicated-0", "replicated-1", "replicated-2"]
+    assert all("3" not in r[4].split(", ") for r in under)  # out of the ISR
