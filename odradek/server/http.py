@@ -8,7 +8,8 @@ other request goes to the ``app`` when there is one (the web console,
 ``odradek.console``): an ``async def app(HttpRequest) -> HttpResponse``, awaited
 while the connection reads no further (so pipelined requests are answered in
 order); a response may be a stream (server-sent events), sent as chunks until
-the client goes away. Without an app any other path is 404, any other method
+the client goes away, or until more than ``MAX_STREAM_BUFFER`` bytes wait
+unread (a client that does not keep up is closed; an event stream resumes). Without an app any other path is 404, any other method
 405. Off unless configured.
 
 Never harming the Kafka listeners: a connection's buffered request head is
@@ -37,6 +38,7 @@ MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 IDLE_TIMEOUT = 30.0
 MAX_CONNECTIONS = 64
+MAX_STREAM_BUFFER = 1024 * 1024
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -238,6 +240,10 @@ class HttpConnection(asyncio.Protocol):
         try:
             async for chunk in resp.stream:
                 if self.transport is None or self.transport.is_closing():
+                    break
+                if self.transport.get_write_buffer_size() > MAX_STREAM_BUFFER:
+                    log.debug("http: dropping a stream its client does not read")
+                    self.transport.abort()  # close() would wait for the unread bytes to go
                     break
                 self.transport.write(self.conn.send(h11.Data(data=chunk)))
         finally:

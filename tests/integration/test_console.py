@@ -500,3 +500,24 @@ def test_lag_in_time_is_the_age_of_the_first_record_not_consumed(broker, web):
             lag, age = row.group(1), float(row.group(2).removesuffix(" s"))
             assert int(lag) == 2 - committed and low <= age < high, row.groups()
     c.close()
+
+
+def test_a_tail_its_client_does_not_read_is_closed(broker, web, monkeypatch):
+    import odradek.server.http as http_server
+
+    monkeypatch.setattr(http_server, "MAX_STREAM_BUFFER", 64 * 1024)
+    web.post("/topics", {"name": "flood"})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(broker.http_address)
+    sock.sendall(b"GET /topics/flood/tail HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3)
+    for c in broker.core.http.connections:  # so that the kernel does not take it all
+        if c.streaming:
+            c.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    produce(broker, "flood", [(None, b"x" * 50_000, None)] * 40)  # 2 MB the client never reads
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(c.streaming for c in broker.core.http.connections):
+        time.sleep(0.1)
+    assert not any(c.streaming for c in broker.core.http.connections)
+    sock.close()
