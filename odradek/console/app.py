@@ -44,6 +44,9 @@ MAX_GROUP_HISTORIES = 1000
 MAX_FIRST_UNREAD = 10_000
 BROWSE_LIMIT = 500
 DOWNLOAD_LIMIT = 100_000
+BROWSE_BYTES = 8 << 20  # a page shows at most this much of keys and values...
+DOWNLOAD_BYTES = 64 << 20  # ...and a download holds at most this much
+SHOW_LIMIT = 64 * 1024  # of one key or value, on a page
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
           "htmx.LICENSE": "text/plain"}
 NOT_FOUND_CODES = {errors.UNKNOWN_TOPIC_OR_PARTITION, errors.GROUP_ID_NOT_FOUND}
@@ -95,24 +98,28 @@ def _time_ms(raw: str) -> int:
     return ms
 
 
-def show_bytes(data: bytes | None, fmt: str = "auto") -> dict:
-    """How to show a key or value: {kind: null|text|json|hex, text}."""
+def show_bytes(data: bytes | None, fmt: str = "auto", limit: int = SHOW_LIMIT) -> dict:
+    """How to show a key or value: {kind: null|text|json|hex, text, cut}; only
+    its first ``limit`` bytes (``cut``: how many more there are)."""
     if data is None:
-        return {"kind": "null", "text": "null"}
-    if fmt in ("auto", "json"):
+        return {"kind": "null", "text": "null", "cut": 0}
+    cut = max(len(data) - limit, 0)
+    if cut:
+        data = data[:limit]
+    if fmt in ("auto", "json") and not cut:
         try:
             obj = json.loads(data)
             if fmt == "json" or isinstance(obj, (dict, list)):
-                return {"kind": "json", "text": json.dumps(obj, indent=2, ensure_ascii=False)}
+                return {"kind": "json", "text": json.dumps(obj, indent=2, ensure_ascii=False), "cut": 0}
         except ValueError:
             pass
     if fmt in ("auto", "text", "json"):
         try:
-            return {"kind": "text", "text": data.decode("utf-8")}
+            return {"kind": "text", "text": data.decode("utf-8"), "cut": cut}
         except UnicodeDecodeError:
-            if fmt == "text":
-                return {"kind": "text", "text": data.decode("utf-8", "replace")}
-    return {"kind": "hex", "text": data.hex(" ")}
+            if fmt == "text" or cut:
+                return {"kind": "text", "text": data.decode("utf-8", "replace"), "cut": cut}
+    return {"kind": "hex", "text": data.hex(" "), "cut": cut}
 
 
 def json_bytes(data: bytes | None) -> dict:
@@ -409,9 +416,10 @@ class Console:
                              done=f"{key} reset to its default" if value is None else f"{key} set to {value}")
 
     # -- messages ---------------------------------------------------------------------
-    async def read_range(self, name: str, q: dict, limit_max: int) -> dict:
+    async def read_range(self, name: str, q: dict, limit_max: int, max_bytes: int) -> dict:
         """The records a browse or download asks for: partition, start (offset,
-        or timestamp, or the last ``limit``), key filter, limit."""
+        or timestamp, or the last ``limit``), key filter, limit; stopping once
+        their keys and values pass ``max_bytes``."""
         t = await self.client.topic(name)
         partition = _int(q, "partition", 0, 0)
         if partition >= len(t.partitions):
@@ -432,7 +440,7 @@ class Console:
         else:
             offset = max(end - limit, start)
         key = q.get("key") or ""
-        records, scanned = [], 0
+        records, scanned, size = [], 0, 0
         pos = max(offset, start)
         deadline = time.monotonic() + 5.0
         while pos < end and len(records) < limit and time.monotonic() < deadline:
@@ -447,15 +455,18 @@ class Console:
                 if key and (r.key is None or key.encode() not in r.key):
                     continue
                 records.append(r)
-                if len(records) >= limit:
+                size += len(r.key or b"") + len(r.value or b"")
+                if len(records) >= limit or size >= max_bytes:
                     break
             else:
                 pos = max(pos, batch[-1].offset + 1)
+                continue
+            break
         return {"topic": t, "partition": partition, "offset": offset, "start": start, "end": end,
                 "limit": limit, "key": key, "records": records, "scanned": scanned, "next": pos}
 
     async def messages(self, req: HttpRequest, name: str) -> HttpResponse:
-        got = await self.read_range(name, req.query, BROWSE_LIMIT)
+        got = await self.read_range(name, req.query, BROWSE_LIMIT, BROWSE_BYTES)
         fmt = req.query.get("format", "auto")
         if fmt not in ("auto", "text", "json", "hex"):
             raise BadInput(f"format: {fmt!r} is not one of auto, text, json, hex")
@@ -464,7 +475,7 @@ class Console:
                            next_qs=urlencode({**rest, "offset": got["next"]}), done=req.query.get("done"), **got)
 
     async def download(self, req: HttpRequest, name: str) -> HttpResponse:
-        got = await self.read_range(name, req.query, DOWNLOAD_LIMIT)
+        got = await self.read_range(name, req.query, DOWNLOAD_LIMIT, DOWNLOAD_BYTES)
         body = "".join(record_json(name, got["partition"], r) + "\n" for r in got["records"]).encode()
         fname = f"{name}-{got['partition']}-{got['offset']}.jsonl".replace('"', "_")
         return HttpResponse(200, body, "application/x-ndjson; charset=utf-8",

@@ -521,3 +521,13 @@ def test_a_tail_its_client_does_not_read_is_closed(broker, web, monkeypatch):
         time.sleep(0.1)
     assert not any(c.streaming for c in broker.core.http.connections)
     sock.close()
+
+
+def test_a_large_value_is_cut_on_the_page_and_whole_in_the_download(broker, web):
+    web.post("/topics", {"name": "bulky"})
+    value = json.dumps({"blob": "y" * 100_000}).encode()
+    produce(broker, "bulky", [(b"big", value, None), (b"small", b"tiny", None)])
+    page = web.get("/topics/bulky/messages").text
+    assert f"… {len(value) - 64 * 1024} more bytes (download to see all)" in page and "tiny" in page
+    lines = web.get("/topics/bulky/messages.jsonl?offset=0").text.splitlines()
+    assert json.loads(lines[0])["value"]["value"].encode() == value
