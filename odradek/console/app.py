@@ -45,7 +45,8 @@ MAX_FIRST_UNREAD = 10_000
 BROWSE_LIMIT = 500
 DOWNLOAD_LIMIT = 100_000
 BROWSE_BYTES = 8 << 20  # a page shows at most this much of keys and values...
-DOWNLOAD_BYTES = 64 << 20  # ...and a download holds at most this much
+DOWNLOAD_BYTES = 64 << 20  # ...and a download holds at most this much,
+DOWNLOAD_CHUNK = 1 << 20  # sent in pieces of about this much as the client reads them
 SHOW_LIMIT = 64 * 1024  # of one key or value, on a page
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
           "htmx.LICENSE": "text/plain"}
@@ -471,15 +472,39 @@ class Console:
         if fmt not in ("auto", "text", "json", "hex"):
             raise BadInput(f"format: {fmt!r} is not one of auto, text, json, hex")
         rest = {k: v for k, v in req.query.items() if k not in ("offset", "timestamp", "done")}
-        return self.render("messages.html", page="topics", fmt=fmt, query=req.query, qs=urlencode(rest),
+        return self.render("messages.html", page="topics", fmt=fmt, query=req.query,
+                           qs=urlencode({**rest, "offset": got["offset"]}),
                            next_qs=urlencode({**rest, "offset": got["next"]}), done=req.query.get("done"), **got)
 
     async def download(self, req: HttpRequest, name: str) -> HttpResponse:
-        got = await self.read_range(name, req.query, DOWNLOAD_LIMIT, DOWNLOAD_BYTES)
-        body = "".join(record_json(name, got["partition"], r) + "\n" for r in got["records"]).encode()
-        fname = f"{name}-{got['partition']}-{got['offset']}.jsonl".replace('"', "_")
-        return HttpResponse(200, body, "application/x-ndjson; charset=utf-8",
-                            [("content-disposition", f'attachment; filename="{quote(fname)}"')])
+        """The range as JSON lines, streamed as it is read (at most
+        ``DOWNLOAD_LIMIT`` records or ``DOWNLOAD_BYTES``)."""
+        q = dict(req.query)
+        q.setdefault("limit", str(DOWNLOAD_LIMIT))
+        if not q.get("offset", "").strip() and not q.get("timestamp", "").strip():
+            q["offset"] = str(-min(_int(q, "limit", DOWNLOAD_LIMIT, 1), DOWNLOAD_LIMIT))  # the last ones
+        first = await self.read_range(name, {**q, "limit": "1"}, 1, DOWNLOAD_BYTES)  # checks the input
+        fname = f"{name}-{first['partition']}-{first['offset']}.jsonl"
+        headers = [("content-disposition", f'attachment; filename="{quote(fname)}"')]
+        if req.method == "HEAD":
+            return HttpResponse(200, b"", "application/x-ndjson; charset=utf-8", headers)
+        return HttpResponse(200, content_type="application/x-ndjson; charset=utf-8", headers=headers,
+                            stream=self._download(name, q))
+
+    async def _download(self, name: str, q: dict):
+        left, left_bytes = min(_int(q, "limit", DOWNLOAD_LIMIT, 1), DOWNLOAD_LIMIT), DOWNLOAD_BYTES
+        q = {**q, "limit": str(min(left, BROWSE_LIMIT))}
+        while left > 0 and left_bytes > 0:
+            got = await self.read_range(name, q, min(left, BROWSE_LIMIT), min(left_bytes, DOWNLOAD_CHUNK))
+            if not got["records"]:
+                return
+            yield "".join(record_json(name, got["partition"], r) + "\n" for r in got["records"]).encode()
+            left -= len(got["records"])
+            left_bytes -= sum(len(r.key or b"") + len(r.value or b"") for r in got["records"])
+            if got["next"] >= got["end"]:
+                return
+            q = {k: v for k, v in q.items() if k != "timestamp"}
+            q["offset"] = str(got["next"])
 
     async def produce(self, req: HttpRequest, name: str) -> HttpResponse:
         form = req.form()
@@ -521,7 +546,7 @@ class Console:
             return HttpResponse(200, b"", "text/event-stream; charset=utf-8")
         template = self.env.get_template("record_row.html")
         return HttpResponse(200, content_type="text/event-stream; charset=utf-8",
-                            stream=self._tail(name, nexts, template))
+                            stream=self._tail(name, nexts, template), live=True)
 
     async def _tail(self, name: str, nexts: dict[int, int], template):
         slot = ("tail", secrets.token_hex(4))

@@ -7,9 +7,11 @@ text rendered from the broker's state (``odradek.metrics.render``). Every
 other request goes to the ``app`` when there is one (the web console,
 ``odradek.console``): an ``async def app(HttpRequest) -> HttpResponse``, awaited
 while the connection reads no further (so pipelined requests are answered in
-order); a response may be a stream (server-sent events), sent as chunks until
-the client goes away, or until more than ``MAX_STREAM_BUFFER`` bytes wait
-unread (a client that does not keep up is closed; an event stream resumes). Without an app any other path is 404, any other method
+order); a response may be a stream, sent as chunks until it ends or the
+client goes away: a live one (server-sent events) is dropped when more than
+``MAX_STREAM_BUFFER`` bytes wait unread (the browser resumes it), any other
+waits for the client to read (flow control), at most ``IDLE_TIMEOUT`` each
+time. Without an app any other path is 404, any other method
 405. Off unless configured.
 
 Never harming the Kafka listeners: a connection's buffered request head is
@@ -73,6 +75,7 @@ class HttpResponse:
     content_type: str = "text/html; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
     stream: AsyncIterator[bytes] | None = None  # sent chunked after the head, instead of ``body``
+    live: bool = False  # a stream that drops a client who falls behind rather than wait for it
 
 
 def parse_request(req: h11.Request, body: bytes) -> HttpRequest:
@@ -94,6 +97,8 @@ class HttpConnection(asyncio.Protocol):
         self.body = bytearray()
         self.task: asyncio.Task | None = None  # the app answering the current request
         self.streaming = False
+        self.writable = asyncio.Event()  # the transport's flow control (pause_writing/resume_writing)
+        self.writable.set()
 
     # -- asyncio.Protocol ------------------------------------------------
     def connection_made(self, transport):
@@ -112,6 +117,12 @@ class HttpConnection(asyncio.Protocol):
         if self.task is not None:
             self.task.cancel()
             self.task = None
+
+    def pause_writing(self):
+        self.writable.clear()
+
+    def resume_writing(self):
+        self.writable.set()
 
     def data_received(self, data: bytes) -> None:
         if self.streaming:
@@ -241,11 +252,20 @@ class HttpConnection(asyncio.Protocol):
             async for chunk in resp.stream:
                 if self.transport is None or self.transport.is_closing():
                     break
-                if self.transport.get_write_buffer_size() > MAX_STREAM_BUFFER:
+                if resp.live and self.transport.get_write_buffer_size() > MAX_STREAM_BUFFER:
                     log.debug("http: dropping a stream its client does not read")
                     self.transport.abort()  # close() would wait for the unread bytes to go
                     break
                 self.transport.write(self.conn.send(h11.Data(data=chunk)))
+                if not resp.live and not self.writable.is_set():
+                    try:
+                        await asyncio.wait_for(self.writable.wait(), IDLE_TIMEOUT)
+                    except asyncio.TimeoutError:
+                        self.transport.abort()
+                        break
+            else:
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(self.conn.send(h11.EndOfMessage()))
         finally:
             aclose = getattr(resp.stream, "aclose", None)
             if aclose is not None:

@@ -480,6 +480,15 @@ def test_message_browser_by_time_offset_and_key(broker, web):
     assert offsets(f"timestamp={base + 3_600_000}") == []  # after the last record
     page = web.get("/topics/timed/messages?offset=0&limit=4").text
     assert "2026-05-28 20:26:40.000" in page and 'href="?limit=4&amp;offset=4">Next records from offset 4' in page
+    # The page's download link holds what the page shows; without a range, the last records (all ten here).
+    link = html.unescape(re.search(r'href="(/topics/timed/messages.jsonl[^"]*)"', page).group(1))
+    resp = web.get(link)
+    assert resp.getheader("transfer-encoding") == "chunked"  # streamed as it is read
+    assert [json.loads(line)["offset"] for line in resp.text.splitlines()] == [0, 1, 2, 3]
+    assert [json.loads(line)["offset"] for line in web.get("/topics/timed/messages.jsonl").text.splitlines()] == \
+        list(range(10))
+    assert [json.loads(line)["value"]["value"] for line in
+            web.get("/topics/timed/messages.jsonl?offset=0&key=odd&limit=2").text.splitlines()] == ["1", "3"]
 
 
 def test_lag_in_time_is_the_age_of_the_first_record_not_consumed(broker, web):
@@ -531,3 +540,23 @@ def test_a_large_value_is_cut_on_the_page_and_whole_in_the_download(broker, web)
     assert f"… {len(value) - 64 * 1024} more bytes (download to see all)" in page and "tiny" in page
     lines = web.get("/topics/bulky/messages.jsonl?offset=0").text.splitlines()
     assert json.loads(lines[0])["value"]["value"].encode() == value
+
+
+def test_a_download_waits_for_a_slow_client(broker, web):
+    web.post("/topics", {"name": "heavy"})
+    produce(broker, "heavy", [(None, b"z" * 50_000, None)] * 160)  # 8 MB: more than the kernel buffers (4 MB)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    sock.connect(broker.http_address)
+    sock.sendall(b"GET /topics/heavy/messages.jsonl?offset=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(1.0)  # not reading: the server waits rather than buffers it all, or drops it
+    buffered = [c.transport.get_write_buffer_size() for c in broker.core.http.connections if c.streaming]
+    assert buffered and buffered[0] < 2 * 1024 * 1024  # about one piece (1 MiB) waits, not the 8 MB
+    data = b""
+    sock.settimeout(10)
+    while chunk := sock.recv(1 << 20):
+        data += chunk
+    sock.close()
+    body = re.sub(rb"\r\n[0-9a-f]+\r\n", b"", b"\r\n" + data.split(b"\r\n\r\n", 1)[1])
+    lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    assert [r["offset"] for r in lines] == list(range(160)) and all(len(r["value"]["value"]) == 50_000 for r in lines)
