@@ -40,6 +40,7 @@ from odradek.server.http import HttpRequest, HttpResponse
 log = logging.getLogger("odradek.console")
 
 HISTORY = 60
+TAIL_CHECK = 5.0  # seconds between a live tail's checks for added partitions or a deleted topic
 MAX_GROUP_HISTORIES = 1000
 MAX_FIRST_UNREAD = 10_000
 BROWSE_LIMIT = 500
@@ -549,19 +550,31 @@ class Console:
                             stream=self._tail(name, nexts, template), live=True)
 
     async def _tail(self, name: str, nexts: dict[int, int], template):
+        """The events of a live tail. Every ``TAIL_CHECK`` seconds it asks
+        whether partitions were added (followed from offset 0) or the topic
+        deleted (a ``gone`` event, then the stream ends)."""
         slot = ("tail", secrets.token_hex(4))
-        last_beat = time.monotonic()
+        last_beat = last_check = time.monotonic()
         yield b"retry: 1000\n\n"
         wait = 0  # the first round at once: it finds where an out-of-range offset goes on
         try:
             while True:
                 try:
-                    got, moved = await self.client.fetch_many(name, dict(nexts), wait, slot)
+                    if time.monotonic() - last_check > TAIL_CHECK or wait < 0:
+                        last_check = time.monotonic()
+                        count = await self.client.partition_count(name)
+                        if count is None:
+                            yield f"event: gone\ndata: topic {name} was deleted\n\n".encode()
+                            return
+                        if count > len(nexts):
+                            await self.client.metadata()
+                            nexts.update({p: 0 for p in range(count) if p not in nexts})
+                    got, moved = await self.client.fetch_many(name, dict(nexts), max(wait, 0), slot)
                     wait = 500
                 except KafkaError as e:
                     yield f"event: problem\ndata: {e}\n\n".encode()
                     await asyncio.sleep(1.0)
-                    await self.client.metadata()
+                    wait = -1  # check the topic before fetching again
                     continue
                 nexts.update(moved)
                 sent = False

@@ -214,6 +214,17 @@ class ClusterClient:
                                    dict(sorted(topics.items())))
         return self.cluster
 
+    async def partition_count(self, name: str) -> int | None:
+        """How many partitions ``name`` has now (None: no such topic), asking
+        for that topic alone."""
+        r = await self.any_broker("Metadata", {"topics": [{"name": name, "topic_id": b"\0" * 16}],
+                                               "allow_auto_topic_creation": False})
+        t = r["topics"][0] if r["topics"] else None
+        if t is None or t["error_code"] == errors.UNKNOWN_TOPIC_OR_PARTITION:
+            return None
+        check(t["error_code"], f"Metadata of {name!r}")
+        return len(t["partitions"])
+
     def serves(self, name: str) -> bool:
         lo, hi = self.api_versions.get(name, (1, 0))
         return lo <= VERSIONS.get(name, -1) <= hi

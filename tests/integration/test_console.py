@@ -560,3 +560,25 @@ def test_a_download_waits_for_a_slow_client(broker, web):
     body = re.sub(rb"\r\n[0-9a-f]+\r\n", b"", b"\r\n" + data.split(b"\r\n\r\n", 1)[1])
     lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
     assert [r["offset"] for r in lines] == list(range(160)) and all(len(r["value"]["value"]) == 50_000 for r in lines)
+
+
+def test_a_tail_follows_added_partitions_and_ends_when_the_topic_goes(broker, web, monkeypatch):
+    import odradek.console.app as console_app
+
+    monkeypatch.setattr(console_app, "TAIL_CHECK", 0.2)
+    web.post("/topics", {"name": "growing"})
+    sock = open_tail(broker.http_address, "/topics/growing/tail")
+    time.sleep(0.3)
+    assert web.post("/topics/growing/partitions", {"count": "2"}).status == 303
+    time.sleep(0.8)  # a check finds the new partition
+    produce(broker, "growing", [(b"new", b"in the new partition", None)], partition=1)
+    events = read_events(sock, 1)
+    assert events and events[0]["id"] == "0:0,1:1"
+    assert web.post("/topics/growing/delete", {"confirm": "growing"}).status == 303
+    sock.settimeout(5)
+    rest = b""
+    while chunk := sock.recv(65536):
+        rest += chunk
+    sock.close()
+    assert b"event: gone\ndata: topic growing was deleted" in rest
+    assert rest.endswith(b"0\r\n\r\n")  # the stream ended

@@ -19,5 +19,6 @@ document.addEventListener("DOMContentLoaded", () => {
       while (body.rows.length > 500) body.deleteRow(body.rows.length - 1);
     });
     source.addEventListener("problem", (e) => { status.textContent = e.data; });
+    source.addEventListener("gone", (e) => { stop(); status.textContent = e.data; });
   });
 });
