@@ -213,6 +213,9 @@ def test_serve_with_http(tmp_path):
         assert resp.status == 200
         names = {f.name for f in text_string_to_metric_families(resp.read().decode())}
         assert {"odradek_requests", "odradek_connections", "odradek_topic_bytes_in"} <= names
+        conn.request("GET", "/")  # the console, on the same connection
+        resp = conn.getresponse()
+        assert resp.status == 200 and b"<span class=\"n\">1</span> brokers" in resp.read()
     finally:
         proc.terminate()
         assert proc.wait(15) == 0
