@@ -11,9 +11,17 @@ each answers with a redirect (303) to the page it changed. Bad input
 with a 4xx status; a failed Kafka request gives one with 502; anything else
 a bare 500 without details (the traceback goes to the log).
 
+Two answers are streams: the live tail (server-sent events, one long-poll
+Fetch per leader over connections of its own, resumable by the offsets in
+each event's id) and the JSON-lines download (read and sent in pieces as
+the client takes them). Pages show at most ``BROWSE_BYTES`` of records and
+``SHOW_LIMIT`` of one value, so a topic of large records cannot fill the
+broker's memory.
+
 Rates and sparklines come from the high watermarks sampled when a page that
 lists them is rendered (at most once a second, the last ``HISTORY`` samples
-kept), so they cover the time the console has been watched.
+kept), so they cover the time the console has been watched; a group's lag
+history likewise.
 """
 
 from __future__ import annotations
