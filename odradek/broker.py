@@ -115,6 +115,7 @@ class BrokerCore:
                                    window_ms=1000 * config.get_int("quota.window.size.seconds", 1))
         self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
         self.http_address: tuple[str, int] | None = None  # where it is bound
+        self.console = None  # odradek.console.app.Console, served by the HTTP listener
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -267,12 +268,14 @@ class BrokerCore:
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
 
     async def start_http(self, address: str) -> None:
-        """Serve ``/metrics`` over HTTP at ``address`` (HOST:PORT), on this loop."""
+        """Serve ``/metrics`` and the console over HTTP at ``address`` (HOST:PORT), on this loop."""
+        from odradek.console import for_broker
         from odradek.metrics import render
         from odradek.server.http import HttpServer, parse_address
 
         host, port = parse_address(address)
-        self.http = HttpServer(lambda: render(self))
+        self.console = for_broker(self)
+        self.http = HttpServer(lambda: render(self), app=self.console)
         self.http_address = await self.http.start(host, port)
         self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
 
@@ -319,6 +322,10 @@ class BrokerCore:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.console is not None:
+            if self.console.client is not None:
+                self.console.client.close()
+            self.console = None
         if self.server is not None:
             for server in self.servers:
                 server.close()

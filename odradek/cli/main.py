@@ -21,6 +21,7 @@ class LazyGroup(click.Group):
         "dump-log": "odradek.cli.dump_log:dump_log",
         "user": "odradek.cli.user:user",
         "acl": "odradek.cli.acl:acl",
+        "console": "odradek.cli.console:console",
     }
 
     def list_commands(self, ctx):
@@ -75,7 +76,8 @@ def main(bootstrap, client_config, timeout, debug) -> None:
                    "(needs odradek[cluster]); default: a file in the data dir.")
 @click.option("--rack", default=None, help="This broker's rack (config broker.rack), for replica placement.")
 @click.option("--http", "http_listener", default=None, metavar="HOST:PORT",
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (config http.listener); "
+              help="Serve the web console at http://HOST:PORT/ and Prometheus metrics at /metrics "
+                   "(config http.listener); "
                    "off by default.")
 @click.option("-o", "--override", multiple=True, metavar="KEY=VALUE", help="Set one broker property.")
 @click.option("--log-level", default="INFO", show_default=True)
@@ -88,7 +90,7 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
       odradek serve
       odradek serve --port 19092 --data-dir /var/lib/odradek --config server.properties
       odradek serve --memory -o num.partitions=3
-      odradek serve --memory --http 127.0.0.1:9100   # metrics at http://127.0.0.1:9100/metrics
+      odradek serve --memory --http 127.0.0.1:9100   # console at http://127.0.0.1:9100/, metrics at /metrics
       odradek serve --node-id 2 --port 9093 --data-dir d2 --rack r2 --metadata-store etcd://127.0.0.1:2379/prod
     """
     from odradek.config import BrokerConfig, parse_properties

@@ -29,7 +29,7 @@ async def serve(config: BrokerConfig) -> None:
     log.info("odradek broker %d ready on %s, data in %s, started in %.0f ms",
              config.node_id, bound, where, (time.monotonic() - t0) * 1000)
     if broker.http_address is not None:
-        log.info("metrics at http://%s:%d/metrics", *broker.http_address)
+        log.info("console at http://%s:%d/, metrics at /metrics", *broker.http_address)
     await stop.wait()
     log.info("stopping")
     await broker.stop()

@@ -178,7 +178,7 @@ def test_a_second_scrape_sees_more_requests(broker):
 
 
 def test_other_paths_and_methods(broker):
-    assert get(broker, "/").status == 404
+    assert get(broker, "/").status == 200  # the console (tests/integration/test_console.py)
     assert get(broker, "/metricsx").status == 404
     resp = get(broker, "/metrics", "POST")
     assert resp.status == 405 and resp.getheader("allow") == "GET, HEAD"
@@ -220,9 +220,11 @@ def test_bad_requests_are_refused_and_closed(broker, data, status):
 
 
 def test_pipelined_requests_and_a_half_request(broker):
-    out = raw(broker, b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
+    # The first answered by the console (awaited), the second by /metrics: in order.
+    out = raw(broker, b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n"
                       b"Connection: close\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 404") and out.count(b"HTTP/1.1 200") == 1
+    assert out.index(b"HTTP/1.1 200") > out.index(b"</html>")
     assert raw(broker, b"GET /metr", shutdown=True) == b""  # closed with nothing to answer
     assert get(broker, "/metrics").status == 200
 
@@ -260,6 +262,9 @@ def test_serve_with_http(tmp_path):
         assert resp.status == 200
         names = {f.name for f in text_string_to_metric_families(resp.read().decode())}
         assert {"odradek_requests", "odradek_connections", "odradek_topic_bytes_in"} <= names
+        conn.request("GET", "/")  # the console, on the same connection
+        resp = conn.getresponse()
+        assert resp.status == 200 and b"<span class=\"n\">1</span> brokers" in resp.read()
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

@@ -1,0 +1,46 @@
+"""The web console: server-rendered pages over the Kafka protocol.
+
+``odradek serve --http HOST:PORT`` serves it at ``/`` beside ``/metrics``,
+asking the broker through its own inter-broker listener (with that
+listener's TLS and SASL login, as a follower would); ``odradek console
+--bootstrap B --http HOST:PORT`` serves it alone against any
+Kafka-compatible cluster. Both run the same code: ``client`` (an asyncio
+Kafka client on odradek's codec) and ``app`` (routes and Jinja2 templates,
+htmx from package data for live refresh). See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+
+def for_broker(broker):
+    """The console of a started broker (``BrokerCore``); when its inter-broker
+    listener's login cannot be served, an app that says why (503), the
+    reason logged too."""
+    import logging
+
+    from odradek import __version__
+    from odradek.console.app import Console, Unavailable
+    from odradek.console.client import ClusterClient
+    from odradek.security.config import SecurityConfigError
+
+    try:
+        security = broker.config.security().inter_broker_client()
+    except SecurityConfigError as e:
+        logging.getLogger("odradek.console").warning("console not served: %s", e)
+        return Unavailable(f"The console is not served: it logs in as the broker does on its inter-broker "
+                           f"listener, and {e}")
+    host, port = broker.endpoint(broker.inter_broker_listener)
+    client = ClusterClient([(host, port)], security, client_id=f"odradek-console-{broker.config.node_id}")
+    return Console(client, server_version=__version__)
+
+
+async def serve_standalone(bootstrap: list[tuple[str, int]], host: str, port: int, security=None):
+    """Serve the console alone at ``host:port``; returns (HttpServer, Console, bound address)."""
+    from odradek.console.app import Console
+    from odradek.console.client import ClusterClient
+    from odradek.server.http import HttpServer
+
+    console = Console(ClusterClient(bootstrap, security))
+    server = HttpServer(app=console)
+    address = await server.start(host, port)
+    return server, console, address
