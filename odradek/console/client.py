@@ -287,8 +287,9 @@ class ClusterClient:
 
     async def log_dirs(self) -> tuple[dict[int, list[dict]], dict[tuple[str, int], int]] | None:
         """Disk use, when the cluster serves DescribeLogDirs (None when not):
-        ({broker: [{dir, error, size, total, usable}]}, {(topic, partition):
-        bytes of its largest replica})."""
+        ({broker: [{dir, error, size, total, usable}], or None when it did not
+        answer}, {(topic, partition): bytes of its largest replica}, or None
+        when no broker has a log directory)."""
         cluster = self.cluster or await self.metadata()
         if not self.serves("DescribeLogDirs"):
             return None
@@ -299,7 +300,7 @@ class ClusterClient:
             try:
                 r = await self.request(node, "DescribeLogDirs", {"topics": None})
             except KafkaError:
-                dirs[node] = []
+                dirs[node] = None  # not answered
                 return
             out = []
             for d in r["results"]:
@@ -316,6 +317,8 @@ class ClusterClient:
             dirs[node] = out
 
         await asyncio.gather(*(ask(n) for n in cluster.brokers))
+        if not any(dirs.values()):  # no broker keeps a log directory (odradek --memory): sizes unknown
+            return dirs, None
         return dirs, sizes
 
     # -- records ---------------------------------------------------------------

@@ -340,6 +340,20 @@ def test_odradek_console_serves_a_cluster_it_is_not_part_of(broker, tmp_path):
     assert proc.returncode == 0, (tmp_path / "console.log").read_text()
 
 
+def test_disk_use_and_sizes_of_a_broker_on_disk(web, tmp_path):
+    """DescribeLogDirs: a broker keeping logs on disk shows its data directory
+    and each topic's size; one in memory (the module's broker) shows none."""
+    with odradek.Broker(data_dir=str(tmp_path / "d"), config={"http.listener": "127.0.0.1:0"}) as b:
+        on_disk = Web(b.http_address)
+        produce(b, "sized", [(b"k", b"x" * 1000, None)])
+        home = on_disk.get("/").text
+        assert 'id="disk"' in home and f"<code>{tmp_path / 'd'}</code>" in home
+        page = on_disk.get("/topics/sized").text
+        assert re.search(r"<th class=\"num\">size</th>", page)
+        assert re.search(r'<td class="num">1(\.\d)? KiB</td></tr>', page), page
+    assert "no log directory (logs kept in memory)" in web.get("/").text
+
+
 def test_first_page_renders_in_under_200_ms_with_1000_topics():
     """The server's own time for the overview of 1,000 topics, from its
     Server-Timing header: the event loop's CPU time, which is what the
