@@ -1,10 +1,12 @@
-"""Fetch (key 1), versions 4-18, for consumers (replica fetches come with clusters).
+"""Fetch (key 1), versions 4-18, for consumers and followers (replica fetches).
 
 Long poll: when fewer than ``min_bytes`` are available the request waits up
 to ``max_wait_ms`` and is woken at once by an append to any partition it
 reads (in an incremental session: any partition of the session), after which
 the partitions are read again; at the timeout, nothing having been appended,
-the first reading is answered. Limits:
+the first reading is answered. A partition answered with an error (an offset
+out of range, a leader elsewhere) or a diverging epoch ends the wait at once,
+as in Kafka. Limits:
 ``partition_max_bytes`` per partition and ``max_bytes`` per response, except
 that the first partition with data always gets at least one whole batch
 (KIP-74), so a large message is never stuck; after it, a batch that does not
@@ -215,8 +217,9 @@ async def fetch(ctx, request: dict) -> dict:
         entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
                                                         privileged, request["isolation_level"] == 1 and not privileged)
         remaining = deadline - loop.time()
-        if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed:
-            break
+        if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
+                or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
+            break  # as Kafka: an error or a diverging epoch is answered at once, not after the wait
         fut = loop.create_future()
         for p in touched:
             p.add_waiter(fut)

@@ -80,3 +80,33 @@ def test_consume_after_seek_is_immediate(odradek_broker, topic):
     finally:
         c.close()
     assert max(times[1:]) < 0.25, times
+
+
+@pytest.mark.parametrize("bad", [{"partition": 1, "fetch_offset": 5},   # out of range: OFFSET_OUT_OF_RANGE
+                                 {"partition": 7, "fetch_offset": 0}])  # no such partition
+def test_a_partition_in_error_ends_the_long_poll_at_once(odradek_broker, bad):
+    """As Kafka: a Fetch with a partition it answers with an error is answered
+    at once, not after max_wait_ms (a consumer resetting its offset, or
+    finding a moved leader, is not kept waiting)."""
+    from tests.integration.rawclient import RawClient
+
+    topic = f"errs-{bad['partition']}"
+    odradek_broker.create_topic(topic, 2)
+    odradek_broker.produce(topic, [b"one"])
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        t0 = time.monotonic()
+        resp = c.request("Fetch", 11, {
+            "replica_id": -1, "max_wait_ms": 5000, "min_bytes": 1 << 20, "max_bytes": 1 << 20,
+            "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+            "topics": [{"topic": topic, "partitions": [
+                {"partition": p["partition"], "current_leader_epoch": -1, "fetch_offset": p["fetch_offset"],
+                 "log_start_offset": -1, "partition_max_bytes": 1 << 20}
+                for p in ({"partition": 0, "fetch_offset": 1}, bad)]}],
+            "forgotten_topics_data": [], "rack_id": ""})
+        elapsed = time.monotonic() - t0
+    finally:
+        c.close()
+    codes = {p["partition_index"]: p["error_code"] for p in resp["responses"][0]["partitions"]}
+    assert codes[0] == 0 and codes[bad["partition"]] != 0
+    assert elapsed < 2.5, elapsed
