@@ -21,6 +21,7 @@ class LazyGroup(click.Group):
         "dump-log": "odradek.cli.dump_log:dump_log",
         "user": "odradek.cli.user:user",
         "acl": "odradek.cli.acl:acl",
+        "quota": "odradek.cli.quota:quota",
         "console": "odradek.cli.console:console",
     }
 

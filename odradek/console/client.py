@@ -31,6 +31,7 @@ VERSIONS = {
     "CreatePartitions": 3, "DescribeConfigs": 4, "IncrementalAlterConfigs": 1, "ListOffsets": 7,
     "Fetch": 12, "Produce": 9, "FindCoordinator": 3, "ListGroups": 4, "DescribeGroups": 5,
     "OffsetFetch": 7, "OffsetCommit": 8, "DeleteGroups": 2, "DescribeLogDirs": 4,
+    "DescribeClientQuotas": 1, "AlterClientQuotas": 1,  # odradek quota
 }
 
 EARLIEST, LATEST = -2, -1

@@ -318,6 +318,35 @@ def test_cli_acl_add_list_remove(secured):
     assert [r["operation"] for r in listed] == ["DESCRIBE"]
 
 
+def test_cli_quota_set_list_remove(secured):
+    """``odradek quota`` over SASL: set, list (the broker's image holds what
+    was set), remove; a user without ALTER_CONFIGS on the cluster is refused."""
+    import json
+
+    from tests.integration.test_cli import cli
+
+    def sasl(user):
+        return ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN",
+                "-X", f"sasl.username={user}", "-X", f"sasl.password={user}-secret"]
+
+    out = cli(secured.addr, "quota", "set", "--user", "dan", "producer_byte_rate=1048576",
+              "consumer_byte_rate=2000000", *sasl("admin")).out
+    assert "user=dan" in out and "1048576" in out
+    cli(secured.addr, "quota", "set", "--user-default", "--client-id", "etl", "request_percentage=50",
+        *sasl("admin"))
+    listed = json.loads(cli(secured.addr, "quota", "list", "--json", *sasl("admin")).out)
+    assert {(r["entity"], r["key"], r["value"]) for r in listed} >= {
+        ("user=dan", "producer_byte_rate", 1048576), ("user=dan", "consumer_byte_rate", 2000000),
+        ("user=<default>,client-id=etl", "request_percentage", 50)}
+    cli(secured.addr, "quota", "remove", "--user", "dan", "producer_byte_rate", *sasl("admin"))
+    listed = json.loads(cli(secured.addr, "quota", "list", "--user", "dan", "--json", *sasl("admin")).out)
+    assert [(r["key"], r["value"]) for r in listed] == [("consumer_byte_rate", 2000000)]
+    refused = cli(secured.addr, "quota", "set", "--user", "alice", "producer_byte_rate=1", *sasl("alice"), expect=1)
+    assert "CLUSTER_AUTHORIZATION_FAILED" in refused.out + refused.err
+    usage = cli(secured.addr, "quota", "set", "producer_byte_rate=1", *sasl("admin"), expect=2)
+    assert "name an entity" in usage.out + usage.err
+
+
 def test_admin_apis_answer_kafkas_authorisation_errors(secured):
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
