@@ -140,7 +140,14 @@ def quota() -> None:
 @click.argument("settings", nargs=-1, required=True, metavar="KEY=VALUE...")
 @client_options
 def set_(user, user_default, client_id, client_id_default, ip, ip_default, settings, conn):
-    """Set quotas of one entity (a user, a client id, both, or an ip)."""
+    """Set quotas of one entity (a user, a client id, both, or an ip).
+
+    \b
+    Examples:
+      odradek quota set --user alice producer_byte_rate=1048576
+      odradek quota set --user-default --client-id etl request_percentage=50
+      odradek quota set --ip-default connection_creation_rate=20
+    """
     ops = []
     for s in settings:
         key, sep, value = s.partition("=")
@@ -161,7 +168,13 @@ def set_(user, user_default, client_id, client_id_default, ip, ip_default, setti
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 @client_options
 def remove(user, user_default, client_id, client_id_default, ip, ip_default, keys, conn):
-    """Remove quotas of one entity (the keys named)."""
+    """Remove quotas of one entity (the keys named).
+
+    \b
+    Examples:
+      odradek quota remove --user alice producer_byte_rate consumer_byte_rate
+      odradek quota remove --user-default request_percentage
+    """
     bad = [k for k in keys if k not in KEYS]
     if bad:
         raise CliError(f"not a quota key: {', '.join(bad)} (one of {', '.join(KEYS)})", 2)
@@ -173,7 +186,13 @@ def remove(user, user_default, client_id, client_id_default, ip, ip_default, key
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @client_options
 def list_(user, user_default, client_id, client_id_default, ip, ip_default, as_json, conn):
-    """List quotas: all, or of the entities matching the options given."""
+    """List quotas: all, or of the entities matching the options given.
+
+    \b
+    Examples:
+      odradek quota list
+      odradek quota list --user alice --json
+    """
     components = []
     for e in _entity(locals()):
         if e["entity_name"] is None:
