@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_port
 from tests.integration.test_console import Web
 
 pytestmark = pytest.mark.timeout(90)
@@ -27,6 +27,7 @@ def cells(page: str, table: str) -> list[list[str]]:
                                                 "controlled.shutdown.enable": "false"},
                              broker_config={1: {"http.listener": f"127.0.0.1:{HTTP_PORT}"}})
 def test_console_sees_every_broker_and_an_under_replicated_partition(odradek_cluster):
+    wait_port(HTTP_PORT, timeout=30)  # the HTTP listener opens after the Kafka one the fixture waits for
     web = Web(("127.0.0.1", HTTP_PORT))
     assert web.post("/topics", {"name": "replicated", "partitions": "3", "replication": "3"}).status == 303
     assert web.post("/topics", {"name": "single", "partitions": "3", "replication": "1"}).status == 303
