@@ -16,5 +16,6 @@ from odradek.apis import (  # noqa: F401
     reassignments,
     sasl,
     scram_credentials,
+    share_groups,
     transactions,
 )

@@ -51,7 +51,7 @@ import time
 
 from odradek.clock import now_ms
 from odradek.coordinator import records as rec
-from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
+from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
@@ -117,6 +117,7 @@ class GroupCoordinator:
         self.broker = broker
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
+        self.share_config = ShareGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
         self.hosted: dict[int, HostedShard] = {}
         self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
@@ -285,7 +286,8 @@ class GroupCoordinator:
         """Start hosting (and loading) the shard of partition ``index``."""
         if index in self.hosted:
             self.unload(index)
-        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index)
+        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index,
+                           share_config=self.share_config)
         h = HostedShard(index, partition, shard)
         h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))
         self.hosted[index] = h

@@ -67,6 +67,8 @@ PINNED = {
     "DescribeCluster": (60, 0, 2),
     "ConsumerGroupHeartbeat": (68, 0, 1),
     "ConsumerGroupDescribe": (69, 0, 1),
+    "ShareGroupHeartbeat": (76, 1, 1),
+    "ShareGroupDescribe": (77, 1, 1),
 }
 
 _ADVERTISED = """
