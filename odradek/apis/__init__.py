@@ -16,6 +16,7 @@ from odradek.apis import (  # noqa: F401
     reassignments,
     sasl,
     scram_credentials,
+    share_fetch,
     share_groups,
     transactions,
 )

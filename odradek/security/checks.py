@@ -162,6 +162,11 @@ def fetch_error(item, code):
                            for p in item["partitions"]]}
 
 
+def share_error(item, code):
+    return {"topic_id": item["topic_id"], "partitions": [
+        {"partition_index": p["partition_index"], "error_code": code} for p in item["partitions"]]}
+
+
 def offset_commit_error(item, code):
     return {"name": item.get("name"), "topic_id": item.get("topic_id"),
             "partitions": [{"partition_index": p["partition_index"], "error_code": code}
@@ -408,6 +413,10 @@ RULES: dict[str, Callable] = {
     "LeaveGroup": Whole(group_of(Op.READ), top_error),
     "ConsumerGroupHeartbeat": Whole(group_of(Op.READ), top_error),
     "ShareGroupHeartbeat": Whole(group_of(Op.READ), top_error),
+    "ShareFetch": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
+                        whole=group_of(Op.READ)),
+    "ShareAcknowledge": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
+                              whole=group_of(Op.READ)),
     "OffsetCommit": Items("topics", "topics", topic_check(Op.READ), offset_commit_error,
                           whole=group_of(Op.READ)),
     "OffsetFetch": offset_fetch,

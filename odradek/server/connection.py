@@ -172,6 +172,9 @@ class KafkaConnection(asyncio.Protocol):
         self.closed = True
         self.frames.clear()
         self.broker.connections.discard(self)
+        share = getattr(self.broker, "share", None)
+        if share is not None:
+            share.connection_closed(self)  # its share sessions end, their records are released
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer

@@ -107,10 +107,13 @@ class SharePartition:
         return self.end - self.start
 
     # -- acquiring -----------------------------------------------------------
-    def acquire(self, member: str, batches, now: int, max_records: int = 500) -> list[tuple[int, int, int]]:
+    def acquire(self, member: str, batches, now: int, max_records: int = 500,
+                strict: bool = False) -> list[tuple[int, int, int]]:
         """Acquire for ``member`` what is available in ``batches`` (the
         ``(base offset, last offset)`` of the record batches read from the
-        log, in order): ``[(first, last, delivery count)]`` ranges."""
+        log, in order): ``[(first, last, delivery count)]`` ranges. With
+        ``strict`` (ShareFetch's record-limit acquire mode) no more than
+        ``max_records`` are acquired, splitting a batch if need be."""
         taken: list[tuple[int, int]] = []  # (offset, delivery count)
         deadline = now + self.config.lock_duration_ms
         max_records = max(1, max_records)
@@ -121,11 +124,13 @@ class SharePartition:
                 continue
             # Records already in the window: the available ones, one by one.
             for off in range(max(base, self.start), min(last + 1, self.end)):
+                if strict and len(taken) >= max_records:
+                    break
                 r = self._records[off]
                 if r.state == AVAILABLE:
                     self._lock(r, member, deadline)
                     taken.append((off, r.delivery_count))
-            if last < self.end:
+            if last < self.end or (strict and len(taken) >= max_records):
                 continue
             # Fresh records: the whole batch, if the window has room.
             if self.end - self.start >= self.config.max_record_locks:
@@ -133,6 +138,8 @@ class SharePartition:
             first = max(base, self.end)
             for off in range(self.end, first):
                 self._records[off] = _Record(ARCHIVED)  # not in the log (compacted, or markers)
+            if strict:
+                last = min(last, first + max_records - len(taken) - 1)
             for off in range(first, last + 1):
                 r = self._records[off] = _Record()
                 self._lock(r, member, deadline)
@@ -211,6 +218,14 @@ class SharePartition:
         if n:
             self._advance()
         return n
+
+    def skip(self, upto: int) -> None:
+        """Offsets from the window's end to ``upto`` hold no records for
+        consumers (transaction markers): archived, never delivered."""
+        for off in range(self.end, upto):
+            self._records[off] = _Record(ARCHIVED)
+        self.end = max(self.end, upto)
+        self._advance()
 
     def log_start_moved(self, log_start: int) -> None:
         """The log lost its records below ``log_start`` (retention, deletion)."""

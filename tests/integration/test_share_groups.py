@@ -10,7 +10,7 @@ import pytest
 
 from odradek.embedded import EmbeddedBroker
 from tests.integration.rawclient import RawClient
-from tests.integration.test_groups import create_topic
+from tests.integration.test_groups import create_topic, produce
 
 BROKER_CONFIG = {
     "offsets.topic.num.partitions": "4",
@@ -78,3 +78,76 @@ def test_share_group_heartbeat_describe_list_and_delete(broker):
         assert listed == []
     finally:
         rc.close()
+
+
+def _fetch(rc, member, epoch, tid=None, acks=None, wait=0, group="sg-fetch-g", **kw):
+    topics = []
+    if tid is not None:
+        topics = [{"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": acks or []}]}]
+    body = {"group_id": group, "member_id": member, "share_session_epoch": epoch, "max_wait_ms": wait,
+            "min_bytes": 1, "max_bytes": 1 << 20, "max_records": 500, "batch_size": 500, "topics": topics,
+            "forgotten_topics_data": []}
+    body.update(kw)
+    return rc.request("ShareFetch", 1, body)
+
+
+def _acquired(resp) -> list[tuple[int, int, int]]:
+    return [(a["first_offset"], a["last_offset"], a["delivery_count"])
+            for t in resp["responses"] for p in t["partitions"] for a in p["acquired_records"]]
+
+
+def test_share_fetch_sessions_acquire_and_acknowledge(broker):
+    create_topic(broker, "sg-fetch", 1)
+    tid = topic_id(broker, "sg-fetch")
+    a, b = RawClient(broker.bootstrap), RawClient(broker.bootstrap)
+    try:
+        for rc, m in ((a, "ma"), (b, "mb")):
+            hb = rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-fetch-g", "member_id": m, "member_epoch": 0,
+                                                       "subscribed_topic_names": ["sg-fetch"]})
+            assert hb["error_code"] == 0
+        # opening sessions starts the share-partition at the high watermark (latest)
+        first = _fetch(a, "ma", 0, tid)
+        assert first["error_code"] == 0 and first["acquisition_lock_timeout_ms"] == 1000
+        assert _acquired(first) == []
+        assert _fetch(b, "mb", 0, tid)["error_code"] == 0
+        produce(broker, "sg-fetch", 10, partitions=1)
+        got = _fetch(a, "ma", 1, wait=2000)
+        acquired = _acquired(got)
+        assert acquired and acquired[0][0] == 0 and acquired[0][2] == 1
+        last = acquired[-1][1]
+        assert got["responses"][0]["partitions"][0]["records"]
+        # b cannot acquire what a holds, nor acknowledge it
+        other = _fetch(b, "mb", 1, wait=0)
+        assert all(first > last for first, _, _ in _acquired(other))
+        bad = _fetch(b, "mb", 2, tid, acks=[{"first_offset": 0, "last_offset": 0, "acknowledge_types": [1]}])
+        assert bad["responses"][0]["partitions"][0]["acknowledge_error_code"] == 121  # INVALID_RECORD_STATE
+        # a accepts offset 0 and releases offset 1; b gets offset 1 again, with delivery count 2
+        ack = a.request("ShareAcknowledge", 1, {
+            "group_id": "sg-fetch-g", "member_id": "ma", "share_session_epoch": 2, "topics": [
+                {"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": [
+                    {"first_offset": 0, "last_offset": 1, "acknowledge_types": [1, 2]}]}]}]})
+        assert ack["error_code"] == 0 and ack["responses"][0]["partitions"][0]["error_code"] == 0
+        again = _fetch(b, "mb", 3, wait=2000)
+        assert (1, 1, 2) in _acquired(again)
+        # session epochs are checked
+        assert _fetch(a, "ma", 7)["error_code"] == 123  # INVALID_SHARE_SESSION_EPOCH
+        assert _fetch(a, "nobody", 1)["error_code"] == 122  # SHARE_SESSION_NOT_FOUND
+        assert a.request("ShareAcknowledge", 1, {"group_id": "sg-fetch-g", "member_id": "ma",
+                                                 "share_session_epoch": 0, "topics": []})["error_code"] == 123
+        # a's locks expire (1 s): b acquires the records a did not acknowledge, delivery count 2
+        held_by_a = [r for r in acquired if r[1] >= 2]
+        assert held_by_a
+        late = _fetch(b, "mb", 4, wait=3000, min_bytes=1)
+        assert any(c == 2 for _, _, c in _acquired(late))
+        # closing a's session (-1) is accepted
+        assert _fetch(a, "ma", -1)["error_code"] == 0
+        assert _fetch(a, "ma", 3)["error_code"] == 122
+    finally:
+        a.close()
+        b.close()
+
+
+def topic_id(b, name) -> bytes:
+    async def read():
+        return b.core.replicas.topics[name].topic_id
+    return b.call(read)

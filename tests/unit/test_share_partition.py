@@ -221,3 +221,13 @@ def test_many_members_never_hold_the_same_record_and_every_record_is_done_once()
             break
     assert p.start >= 300, p.start
     assert accepted  # and every other record was archived on the way
+
+
+def test_the_record_limit_mode_splits_batches():
+    p = sp()
+    assert p.acquire("a", [(0, 4), (5, 9)], 0, max_records=3, strict=True) == [(0, 2, 1)]
+    assert p.end == 3 and p.next_fetch_offset() == 3
+    assert p.acquire("b", [(0, 4), (5, 9)], 0, max_records=3, strict=True) == [(3, 5, 1)]
+    p.acknowledge("a", [(0, 2, [RELEASE])], 0)
+    assert p.acquire("c", [(0, 4)], 0, max_records=2, strict=True) == [(0, 1, 2)]
+    p.check()

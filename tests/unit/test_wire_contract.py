@@ -69,6 +69,8 @@ PINNED = {
     "ConsumerGroupDescribe": (69, 0, 1),
     "ShareGroupHeartbeat": (76, 1, 1),
     "ShareGroupDescribe": (77, 1, 1),
+    "ShareFetch": (78, 1, 2),
+    "ShareAcknowledge": (79, 1, 2),
 }
 
 _ADVERTISED = """

@@ -1,0 +1,122 @@
+"""The share-partitions this broker leads, their share sessions, and the
+timer that expires acquisition locks. The part of share groups that lives
+on the event loop (the state machines are ``partition.py`` and
+``sessions.py``).
+
+Theory of operation
+-------------------
+:class:`SharePartitions` keeps one
+:class:`~odradek.share.partition.SharePartition` per (group, topic id,
+partition) read by a share group on this broker, created at the first
+ShareFetch naming it, with its start offset at the partition's high
+watermark (``share.auto.offset.reset=latest``, Kafka's default: a share
+group reads what is produced after it first reads a partition). The state
+is held in memory by the leader only: it is lost with the process or a
+change of leader (see docs/share-groups.md), as are the share sessions.
+
+Every change that makes records available again (a release, an expired
+lock, a closed session) wakes the partition's waiting fetches
+(``Partition.notify``), so a long-polling ShareFetch acquires them at once.
+One timer, armed for the earliest lock deadline, expires locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from odradek.clock import now_ms
+from odradek.coordinator.config import ShareGroupConfig
+from odradek.share.partition import RELEASE, SharePartition, SharePartitionConfig
+from odradek.share.sessions import ShareSession, ShareSessionCache
+
+
+class SharePartitions:
+    def __init__(self, config: ShareGroupConfig | None = None):
+        self.config = config or ShareGroupConfig()
+        self.partition_config = SharePartitionConfig(
+            lock_duration_ms=self.config.record_lock_duration_ms,
+            delivery_count_limit=self.config.delivery_count_limit,
+            max_record_locks=self.config.max_record_locks)
+        self.sessions = ShareSessionCache(self.config.max_share_sessions)
+        self.states: dict[tuple[str, bytes, int], tuple[SharePartition, object]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+
+    @property
+    def lock_duration_ms(self) -> int:
+        return self.partition_config.lock_duration_ms
+
+    def get(self, group_id: str, p) -> SharePartition:
+        """The share-partition of ``group_id`` over partition ``p`` (led here)."""
+        key = (group_id, p.topic.topic_id, p.index)
+        entry = self.states.get(key)
+        if entry is None or entry[1] is not p:
+            sp = SharePartition(p.high_watermark, self.partition_config)
+            self.states[key] = (sp, p)
+            return sp
+        sp = entry[0]
+        if p.log_start_offset > sp.start:
+            sp.log_start_moved(p.log_start_offset)
+        return sp
+
+    def find(self, group_id: str, p) -> SharePartition | None:
+        entry = self.states.get((group_id, p.topic.topic_id, p.index))
+        return entry[0] if entry is not None and entry[1] is p else None
+
+    # -- changes that free records ---------------------------------------
+    def acknowledge(self, group_id: str, member_id: str, p, batches, renew: bool = False) -> int:
+        sp = self.find(group_id, p)
+        if sp is None:
+            from odradek.protocol import errors
+            return errors.INVALID_RECORD_STATE
+        code = sp.acknowledge(member_id, batches, now_ms(), renew=renew)
+        if not code and any(RELEASE in types for _, _, types in batches):
+            p.notify()
+        self.arm()
+        return code
+
+    def release_session(self, s: ShareSession) -> None:
+        """``s`` is closed (or replaced): its member's records are released."""
+        for (group_id, _, _), (sp, p) in self.states.items():
+            if group_id == s.group_id and sp.release_member(s.member_id):
+                p.notify()
+
+    def close_session(self, s: ShareSession) -> None:
+        self.sessions.close(s)
+        self.release_session(s)
+
+    def connection_closed(self, connection) -> None:
+        for s in self.sessions.of_connection(connection):
+            self.close_session(s)
+
+    def expire(self) -> None:
+        now = now_ms()
+        for sp, p in self.states.values():
+            if sp.expire(now):
+                p.notify()
+
+    # -- the lock timer ----------------------------------------------------
+    def arm(self) -> None:
+        """Arm the timer for the earliest lock deadline (call after acquiring)."""
+        deadlines = [d for d in (sp.next_deadline() for sp, _ in self.states.values()) if d is not None]
+        if not deadlines:
+            return
+        when = min(deadlines)
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = when
+        self._timer = loop.call_later(max(0, when - now_ms()) / 1000 + 0.001, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.expire()
+        self.arm()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
