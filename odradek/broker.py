@@ -94,7 +94,7 @@ class BrokerCore:
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
         # Share groups' share-partitions and share sessions (odradek.share), led here.
-        self.share = SharePartitions(ShareGroupConfig.from_broker(config))
+        self.share = SharePartitions(ShareGroupConfig.from_broker(config), self.image.group_configs)
         self.admin: TopicAdmin | None = None  # once loaded
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
         self.store: LogStore | None = None

@@ -32,11 +32,17 @@ group.share.record.lock.duration.ms (30000), group.share.delivery.count.limit
 (5), group.share.partition.max.record.locks (2000),
 group.share.max.share.sessions (2000).
 
+Group configs (odradek/metadata/group_configs.py): share.auto.offset.reset
+(latest, earliest, by_duration) places a share-partition's start when the
+group first reads it; share.record.lock.duration.ms sets the group's locks;
+share.isolation.level=read_committed reads below the last stable offset and
+archives the records of aborted transactions (transaction markers are never
+delivered).
+
 Not implemented: durable share-partition state (the share coordinator and
 ``__share_group_state``): what a share group acquired and acknowledged is
 lost when the broker restarts or the partition's leader changes, and it
-starts again from the high watermark. share.isolation.level is
-read_uncommitted (the high watermark); share.auto.offset.reset is latest.
+starts again where share.auto.offset.reset says.
 """
 
 from __future__ import annotations
@@ -95,6 +101,25 @@ def _by_topic(entries: list[tuple[tuple[bytes, int], dict]]) -> list[dict]:
     return out
 
 
+def _deliverable(batches, aborted) -> list[tuple[int, int, bool]]:
+    """``(base, last, deliver)`` of each batch read: transaction markers, and
+    with read_committed the batches of aborted transactions, are not delivered."""
+    starts = sorted((a.first_offset, a.producer_id) for a in aborted)
+    active: set[int] = set()
+    i = 0
+    out = []
+    for _, _, h in batches:
+        while i < len(starts) and starts[i][0] <= h.base_offset:
+            active.add(starts[i][1])
+            i += 1
+        if h.is_control:
+            active.discard(h.producer_id)
+            out.append((h.base_offset, h.last_offset, False))
+        else:
+            out.append((h.base_offset, h.last_offset, not (h.is_transactional and h.producer_id in active)))
+    return out
+
+
 def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, records_left: int,
              first: bool, strict: bool) -> tuple[int, int]:
     """Acquire what is available of ``p`` into ``entry``: (bytes, records)."""
@@ -106,10 +131,15 @@ def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, 
     if not sp.can_acquire():
         return 0, 0
     offset = sp.next_fetch_offset()
-    if offset >= p.high_watermark:
+    committed = share.read_committed(group_id)
+    if offset >= (p.last_stable_offset if committed else p.high_watermark):
         return 0, 0
+    aborted = []
     try:
-        result = p.read_for_consumer(offset, max(limit, 1), min_one=first)
+        if committed:
+            result, aborted = p.read_committed(offset, max(limit, 1), min_one=first)
+        else:
+            result = p.read_for_consumer(offset, max(limit, 1), min_one=first)
     except OffsetOutOfRange:
         sp.log_start_moved(p.log_start_offset)
         return 0, 0
@@ -117,11 +147,7 @@ def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, 
     for chunk in result.chunks:
         for pos, h in iter_batches(chunk):
             batches.append((chunk, pos, h))
-    data = [(h.base_offset, h.last_offset) for _, _, h in batches if not h.is_control]
-    acquired = sp.acquire(member_id, data, now, records_left, strict=strict)
-    if batches and batches[-1][2].is_control and sp.end <= batches[-1][2].last_offset:
-        if not acquired or acquired[-1][1] < batches[-1][2].base_offset:
-            sp.skip(batches[-1][2].last_offset + 1)  # markers at the end of what was read
+    acquired = sp.acquire(member_id, _deliverable(batches, aborted), now, records_left, strict=strict)
     if not acquired:
         return 0, 0
     share.arm()
@@ -143,7 +169,7 @@ def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, 
 async def share_fetch(ctx, request: dict) -> dict:
     broker = ctx.broker
     share = broker.share
-    lock_ms = share.lock_duration_ms
+    lock_ms = share.lock_duration_ms(request["group_id"] or "")
 
     def top(code: int, message: str | None = None) -> dict:
         return {"error_code": code, "error_message": message, "acquisition_lock_timeout_ms": lock_ms,
@@ -250,7 +276,7 @@ async def share_acknowledge(ctx, request: dict) -> dict:
 
     def top(code: int, message: str | None = None) -> dict:
         return {"error_code": code, "error_message": message,
-                "acquisition_lock_timeout_ms": share.lock_duration_ms, "responses": []}
+                "acquisition_lock_timeout_ms": share.lock_duration_ms(group_id or ""), "responses": []}
 
     group_id, member_id, epoch = request["group_id"], request["member_id"], request["share_session_epoch"]
     if not group_id:
@@ -274,7 +300,8 @@ async def share_acknowledge(ctx, request: dict) -> dict:
                  "current_leader": {"leader_id": -1, "leader_epoch": -1}}
         hints.hint(tid, index, entry)
         out.append((key, entry))
-    response = {"error_code": 0, "error_message": None, "acquisition_lock_timeout_ms": share.lock_duration_ms,
+    response = {"error_code": 0, "error_message": None,
+                "acquisition_lock_timeout_ms": share.lock_duration_ms(group_id),
                 "responses": _by_topic(out)}
     if hints.leaders:
         response["node_endpoints"] = hints.node_endpoints()

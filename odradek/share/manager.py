@@ -8,9 +8,11 @@ Theory of operation
 :class:`SharePartitions` keeps one
 :class:`~odradek.share.partition.SharePartition` per (group, topic id,
 partition) read by a share group on this broker, created at the first
-ShareFetch naming it, with its start offset at the partition's high
-watermark (``share.auto.offset.reset=latest``, Kafka's default: a share
-group reads what is produced after it first reads a partition). The state
+ShareFetch naming it, with its start offset where the group's
+``share.auto.offset.reset`` says (latest, Kafka's default: the high
+watermark; earliest; by_duration), its lock duration the group's
+``share.record.lock.duration.ms`` (group configs,
+``odradek/metadata/group_configs.py``, over the broker's settings). The state
 is held in memory by the leader only: it is lost with the process or a
 change of leader (see docs/share-groups.md), as are the share sessions.
 
@@ -26,35 +28,61 @@ import asyncio
 
 from odradek.clock import now_ms
 from odradek.coordinator.config import ShareGroupConfig
+from odradek.metadata.group_configs import (
+    AUTO_OFFSET_RESET, ISOLATION_LEVEL, LOCK_DURATION, GroupConfigCache, parse_duration_ms,
+)
 from odradek.share.partition import RELEASE, SharePartition, SharePartitionConfig
 from odradek.share.sessions import ShareSession, ShareSessionCache
 
 
 class SharePartitions:
-    def __init__(self, config: ShareGroupConfig | None = None):
+    def __init__(self, config: ShareGroupConfig | None = None, group_configs: GroupConfigCache | None = None):
         self.config = config or ShareGroupConfig()
-        self.partition_config = SharePartitionConfig(
-            lock_duration_ms=self.config.record_lock_duration_ms,
-            delivery_count_limit=self.config.delivery_count_limit,
-            max_record_locks=self.config.max_record_locks)
+        self.group_configs = group_configs if group_configs is not None else GroupConfigCache()
+        self._partition_configs: dict[int, SharePartitionConfig] = {}
         self.sessions = ShareSessionCache(self.config.max_share_sessions)
         self.states: dict[tuple[str, bytes, int], tuple[SharePartition, object]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
 
-    @property
-    def lock_duration_ms(self) -> int:
-        return self.partition_config.lock_duration_ms
+    # -- the group's settings (group configs over broker settings) ---------
+    def lock_duration_ms(self, group_id: str) -> int:
+        value = self.group_configs.of(group_id).get(LOCK_DURATION)
+        return int(value) if value is not None else self.config.record_lock_duration_ms
+
+    def read_committed(self, group_id: str) -> bool:
+        return self.group_configs.of(group_id).get(ISOLATION_LEVEL) == "read_committed"
+
+    def _partition_config(self, group_id: str) -> SharePartitionConfig:
+        lock = self.lock_duration_ms(group_id)
+        cfg = self._partition_configs.get(lock)
+        if cfg is None:
+            cfg = self._partition_configs[lock] = SharePartitionConfig(
+                lock_duration_ms=lock, delivery_count_limit=self.config.delivery_count_limit,
+                max_record_locks=self.config.max_record_locks)
+        return cfg
+
+    def _start_offset(self, group_id: str, p) -> int:
+        """share.auto.offset.reset: latest (the high watermark), earliest (the
+        log start), or by_duration (the first record at or after now minus it)."""
+        reset = self.group_configs.of(group_id).get(AUTO_OFFSET_RESET, "latest")
+        if reset == "earliest":
+            return p.log_start_offset
+        if reset.startswith("by_duration:"):
+            found = p.offset_for_timestamp(now_ms() - parse_duration_ms(reset[len("by_duration:"):]))
+            return found[0] if found is not None else p.high_watermark
+        return p.high_watermark
 
     def get(self, group_id: str, p) -> SharePartition:
         """The share-partition of ``group_id`` over partition ``p`` (led here)."""
         key = (group_id, p.topic.topic_id, p.index)
         entry = self.states.get(key)
         if entry is None or entry[1] is not p:
-            sp = SharePartition(p.high_watermark, self.partition_config)
+            sp = SharePartition(self._start_offset(group_id, p), self._partition_config(group_id))
             self.states[key] = (sp, p)
             return sp
         sp = entry[0]
+        sp.config = self._partition_config(group_id)
         if p.log_start_offset > sp.start:
             sp.log_start_moved(p.log_start_offset)
         return sp

@@ -111,16 +111,22 @@ class SharePartition:
                 strict: bool = False) -> list[tuple[int, int, int]]:
         """Acquire for ``member`` what is available in ``batches`` (the
         ``(base offset, last offset)`` of the record batches read from the
-        log, in order): ``[(first, last, delivery count)]`` ranges. With
+        log, in order; ``(base, last, False)`` for a batch never to be
+        delivered, such as transaction markers or aborted records, which is
+        archived): ``[(first, last, delivery count)]`` ranges. With
         ``strict`` (ShareFetch's record-limit acquire mode) no more than
         ``max_records`` are acquired, splitting a batch if need be."""
         taken: list[tuple[int, int]] = []  # (offset, delivery count)
         deadline = now + self.config.lock_duration_ms
         max_records = max(1, max_records)
-        for base, last in batches:
+        for batch in batches:
+            base, last = batch[0], batch[1]
             if taken and len(taken) >= max_records:
                 break
             if last < self.start:
+                continue
+            if len(batch) > 2 and not batch[2]:
+                self._archive(base, last)
                 continue
             # Records already in the window: the available ones, one by one.
             for off in range(max(base, self.start), min(last + 1, self.end)):
@@ -147,6 +153,17 @@ class SharePartition:
             self.end = last + 1
         self._advance()
         return _ranges(taken)
+
+    def _archive(self, base: int, last: int) -> None:
+        """Offsets ``base..last`` hold nothing to deliver: archive them."""
+        for off in range(max(base, self.start), min(last + 1, self.end)):
+            r = self._records[off]
+            if r.state == AVAILABLE:
+                r.state = ARCHIVED
+        if last >= self.end and self.end - self.start < self.config.max_record_locks:
+            for off in range(self.end, last + 1):
+                self._records[off] = _Record(ARCHIVED)
+            self.end = last + 1
 
     @staticmethod
     def _lock(r: _Record, member: str, deadline: int) -> None:
@@ -218,14 +235,6 @@ class SharePartition:
         if n:
             self._advance()
         return n
-
-    def skip(self, upto: int) -> None:
-        """Offsets from the window's end to ``upto`` hold no records for
-        consumers (transaction markers): archived, never delivered."""
-        for off in range(self.end, upto):
-            self._records[off] = _Record(ARCHIVED)
-        self.end = max(self.end, upto)
-        self._advance()
 
     def log_start_moved(self, log_start: int) -> None:
         """The log lost its records below ``log_start`` (retention, deletion)."""

@@ -151,3 +151,79 @@ def topic_id(b, name) -> bytes:
     async def read():
         return b.core.replicas.topics[name].topic_id
     return b.call(read)
+
+
+def _configs(rc, group):
+    r = rc.request("DescribeConfigs", 4, {"resources": [{"resource_type": 32, "resource_name": group,
+                                                         "configuration_keys": None}],
+                                          "include_synonyms": False, "include_documentation": False})
+    res = r["results"][0]
+    assert res["error_code"] == 0, res
+    return {c["name"]: (c["value"], c["config_source"]) for c in res["configs"]}
+
+
+def _alter(rc, group, *ops):
+    r = rc.request("IncrementalAlterConfigs", 1, {"resources": [{
+        "resource_type": 32, "resource_name": group,
+        "configs": [{"name": n, "config_operation": op, "value": v} for n, op, v in ops]}],
+        "validate_only": False})
+    return r["responses"][0]
+
+
+def test_group_configs_set_where_a_share_group_starts_and_its_locks(broker):
+    create_topic(broker, "sg-cfg", 1)
+    produce(broker, "sg-cfg", 5, partitions=1)
+    tid = topic_id(broker, "sg-cfg")
+    rc = RawClient(broker.bootstrap)
+    try:
+        assert _configs(rc, "sg-cfg-g") == {"share.auto.offset.reset": ("latest", 5),
+                                            "share.isolation.level": ("read_uncommitted", 5),
+                                            "share.record.lock.duration.ms": ("1000", 5)}
+        bad = _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 0, "somewhere"))
+        assert bad["error_code"] == 40, bad  # INVALID_CONFIG
+        assert _alter(rc, "sg-cfg-g", ("consumer.session.timeout.ms", 0, "45000"))["error_code"] == 40
+        assert _alter(rc, "sg-cfg-g", ("share.record.lock.duration.ms", 0, "10"))["error_code"] == 40
+        ok = _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 0, "earliest"),
+                    ("share.record.lock.duration.ms", 0, "20000"))
+        assert ok["error_code"] == 0, ok
+        cfg = _configs(rc, "sg-cfg-g")
+        assert cfg["share.auto.offset.reset"] == ("earliest", 8) and cfg["share.record.lock.duration.ms"] == ("20000", 8)
+        rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-cfg-g", "member_id": "m", "member_epoch": 0,
+                                              "subscribed_topic_names": ["sg-cfg"]})
+        got = _fetch(rc, "m", 0, tid, group="sg-cfg-g", wait=1000)
+        assert got["acquisition_lock_timeout_ms"] == 20000
+        assert _acquired(got) == [(0, 4, 1)]  # from the log start, not the high watermark
+        assert _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 1, None),
+                      ("share.record.lock.duration.ms", 1, None))["error_code"] == 0
+        assert _configs(rc, "sg-cfg-g")["share.auto.offset.reset"] == ("latest", 5)
+    finally:
+        rc.close()
+
+
+def test_read_committed_share_group_skips_aborted_records(broker):
+    from confluent_kafka import Producer
+
+    create_topic(broker, "sg-txn", 1)
+    tid = topic_id(broker, "sg-txn")
+    rc = RawClient(broker.bootstrap)
+    try:
+        for name, value in (("share.auto.offset.reset", "earliest"), ("share.isolation.level", "read_committed")):
+            assert _alter(rc, "sg-txn-g", (name, 0, value))["error_code"] == 0
+        p = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "sg-txn-p"})
+        p.init_transactions(10)
+        p.begin_transaction()
+        p.produce("sg-txn", b"aborted-1", partition=0)
+        p.produce("sg-txn", b"aborted-2", partition=0)
+        p.flush()
+        p.abort_transaction(10)
+        p.begin_transaction()
+        p.produce("sg-txn", b"committed", partition=0)
+        p.commit_transaction(10)
+        rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-txn-g", "member_id": "m", "member_epoch": 0,
+                                              "subscribed_topic_names": ["sg-txn"]})
+        got = _fetch(rc, "m", 0, tid, group="sg-txn-g", wait=1000)
+        acquired = _acquired(got)
+        # aborted records (offsets 0-1) and both markers (2, 4) are archived; only 3 is delivered
+        assert acquired == [(3, 3, 1)], acquired
+    finally:
+        rc.close()

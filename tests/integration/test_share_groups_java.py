@@ -2,7 +2,9 @@
 (kafka-clients 4.x): implicit acknowledgement; explicit accept, release and
 reject; redelivery to another member after a lock expires; the delivery-count
 limit archiving a record; three consumers on one partition sharing it, every
-record delivered once. The admin client describes the group.
+record delivered once. The admin client describes the group, and sets the
+group config share.auto.offset.reset=earliest, with which a new group reads
+what was produced before it.
 
 The broker runs with 2 s record locks and a delivery-count limit of 2. Share
 groups start reading at the high watermark when they first fetch
@@ -21,7 +23,7 @@ import subprocess
 import pytest
 
 from odradek.embedded import EmbeddedBroker
-from tests.integration.test_groups import create_topic
+from tests.integration.test_groups import create_topic, produce
 from tests.integration.test_groups_java import _resolve_classpath
 
 pytestmark = pytest.mark.timeout(180)
@@ -40,6 +42,7 @@ import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.*;
+import org.apache.kafka.common.config.ConfigResource;
 
 public class ShareCheck {
   static String bs;
@@ -90,6 +93,29 @@ public class ShareCheck {
     pp.put("value.serializer", "org.apache.kafka.common.serialization.StringSerializer");
     pp.put("linger.ms", "0");
     producer = new KafkaProducer<>(pp);
+
+    // F: share.auto.offset.reset=earliest, set with the admin client (a GROUP
+    // config), makes a new share group read what was produced before it.
+    {
+      String early = a[2];
+      try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
+        ConfigResource g = new ConfigResource(ConfigResource.Type.GROUP, "sg-j-earliest");
+        admin.incrementalAlterConfigs(Map.of(g, List.of(new AlterConfigOp(
+            new org.apache.kafka.clients.admin.ConfigEntry("share.auto.offset.reset", "earliest"),
+            AlterConfigOp.OpType.SET)))).all().get();
+        Config cfg = admin.describeConfigs(List.of(g)).all().get().get(g);
+        System.out.println("group-config=" + cfg.get("share.auto.offset.reset").value() + "/"
+            + cfg.get("share.auto.offset.reset").source());
+      }
+      KafkaShareConsumer<String, String> c = consumer("sg-j-earliest", "implicit", 500);
+      c.subscribe(List.of(early));
+      Set<String> got = new HashSet<>();
+      long deadline = System.currentTimeMillis() + 20000;
+      while (got.size() < 7 && System.currentTimeMillis() < deadline)
+        for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) got.add(r.value());
+      System.out.println("earliest=" + got.size());
+      c.close();
+    }
 
     // A: implicit acknowledgement.
     {
@@ -248,8 +274,10 @@ def test_java_share_consumers(tmp_path):
                    capture_output=True, timeout=90)
     with EmbeddedBroker(config=BROKER_CONFIG) as b:
         create_topic(b, "sgj", 1)
+        create_topic(b, "sgj-early", 1)
+        produce(b, "sgj-early", 7, partitions=1)
         out = subprocess.run(["java", "-cp", classpath + os.pathsep + str(tmp_path), "ShareCheck", b.bootstrap,
-                              "sgj"], capture_output=True, text=True, timeout=150)
+                              "sgj", "sgj-early"], capture_output=True, text=True, timeout=150)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
 
         async def states():
@@ -258,6 +286,8 @@ def test_java_share_consumers(tmp_path):
             return {key[0]: (sp.start, sp.end) for key, (sp, _) in b.core.share.states.items()}
         windows = b.call(states)
     lines = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    assert lines["group-config"] == "earliest/DYNAMIC_GROUP_CONFIG", out.stdout
+    assert lines["earliest"] == "7", out.stdout
     assert lines["implicit"] == "20", out.stdout
     assert lines["explicit"] == "b-accept/1,b-release/1,b-reject/1,b-end/1,b-release/2,b-after/1", out.stdout
     # c1 held what it got (delivery count 1) without acknowledging; c2 got those again (2) once the lock expired

@@ -231,3 +231,16 @@ def test_the_record_limit_mode_splits_batches():
     p.acknowledge("a", [(0, 2, [RELEASE])], 0)
     assert p.acquire("c", [(0, 4)], 0, max_records=2, strict=True) == [(0, 1, 2)]
     p.check()
+
+
+def test_batches_not_to_deliver_are_archived():
+    p = sp()
+    # a transactional batch, its abort marker, then a plain batch
+    got = p.acquire("a", [(0, 2, False), (3, 3, False), (4, 5)], 0)
+    assert got == [(4, 5, 1)]
+    assert p.start == 4
+    # a marker at the end of what was read moves the window on
+    p.acknowledge("a", [(4, 5, [ACCEPT])], 0)
+    assert p.acquire("a", [(6, 6, False)], 0) == []
+    assert (p.start, p.end) == (7, 7)
+    p.check()
