@@ -12,7 +12,9 @@ offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
 each value, brokers (4), read-only, and groups (32): the group configs
 odradek serves (odradek/metadata/group_configs.py: share.auto.offset.reset,
-share.record.lock.duration.ms, share.isolation.level). AlterConfigs (33)
+share.record.lock.duration.ms, share.isolation.level,
+share.delivery.count.limit, share.partition.max.record.locks,
+share.heartbeat.interval.ms, share.session.timeout.ms). AlterConfigs (33)
 v0-2: topic configs; IncrementalAlterConfigs (44) v0-1: topic and group
 configs (SET and DELETE; other group config names answer INVALID_CONFIG);
 broker configs are static (from --config) and altering them answers
@@ -29,7 +31,7 @@ from odradek.config import (
     ConfigError, validate_topic_config,
 )
 from odradek.apis.partitions import per_partition
-from odradek.metadata.group_configs import GroupConfigBounds, GroupConfigError
+from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
@@ -180,12 +182,14 @@ def group_config_entries(broker, group_id: str) -> list[dict]:
     """A group's configs (odradek.metadata.group_configs): its overrides over
     the broker's defaults."""
     overrides = broker.image.group_configs.of(group_id)
+    bounds = GroupConfigBounds.from_broker(broker.config)
     out = []
-    for name, default in sorted(GroupConfigBounds.from_broker(broker.config).defaults().items()):
-        source = SOURCE_GROUP if name in overrides else SOURCE_DEFAULT
+    for name, default in sorted(bounds.defaults().items()):
+        source = SOURCE_GROUP if name in overrides else \
+            SOURCE_STATIC_BROKER if bounds.from_broker_config(name) else SOURCE_DEFAULT
         out.append({"name": name, "value": overrides.get(name, default), "read_only": False,
                     "config_source": source, "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
-                    "config_type": T_INT if name.endswith(".ms") else T_STRING})
+                    "config_type": T_STRING if name in STRING_DEFAULTS else T_INT})
     return out
 
 

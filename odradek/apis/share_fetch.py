@@ -13,8 +13,8 @@ Versions served:
     ``acquired_records`` ranges with their delivery counts; the client hands
     out only those. Long poll: fewer than ``min_bytes`` acquired waits up to
     ``max_wait_ms``, woken by appends and by records made available again.
-    A full session answer (epoch 0) lists every partition of the session,
-    an incremental one those with records, an error or an acknowledgement.
+    The answer lists the partitions with records, an error or an
+    acknowledgement, as Kafka's (the opening one included).
     v2 ``is_renew_ack``: renew acknowledgements (type 4) extend locks, and
     nothing is fetched.
   ShareAcknowledge (79) 1-2: acknowledgements only, in the same session
@@ -190,12 +190,10 @@ async def share_fetch(ctx, request: dict) -> dict:
             return top(code)
         if replaced is not None:
             share.release_session(replaced)
-        full = True
     else:
         code, session = share.sessions.advance(group_id, member_id, epoch)
         if code:
             return top(code)
-        full = False
         if epoch != FINAL_EPOCH:
             for key in requested:
                 session.partitions.setdefault(key, None)
@@ -252,7 +250,7 @@ async def share_fetch(ctx, request: dict) -> dict:
     for key, entry in entries.items():
         if key in ack_codes:
             entry["acknowledge_error_code"] = ack_codes[key]
-        if full or entry["error_code"] or entry["acquired_records"] or key in ack_codes:
+        if entry["error_code"] or entry["acquired_records"] or key in ack_codes:
             out.append((key, entry))
     for key, code in ack_codes.items():
         if key not in entries:

@@ -287,7 +287,8 @@ class GroupCoordinator:
         if index in self.hosted:
             self.unload(index)
         shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index,
-                           share_config=self.share_config)
+                           share_config=self.share_config,
+                           group_configs=self.broker.image.group_configs)
         h = HostedShard(index, partition, shard)
         h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))
         self.hosted[index] = h

@@ -46,13 +46,13 @@ class GroupShard:
 
     def __init__(self, config: GroupConfig | None = None, consumer_config: ConsumerGroupConfig | None = None,
                  topics=None, tokens=None, partition: int | None = None,
-                 share_config: ShareGroupConfig | None = None):
+                 share_config: ShareGroupConfig | None = None, group_configs=None):
         self.partition = partition  # of __consumer_offsets, when hosted by a coordinator
         self.config = config or GroupConfig()
         self.group_manager = GroupManager(tokens)
         self.classic = ClassicGroups(self.group_manager, self.config)
         self.consumer = ConsumerGroups(self.group_manager, consumer_config, topics)
-        self.share = ShareGroups(self.group_manager, share_config, topics)
+        self.share = ShareGroups(self.group_manager, share_config, topics, group_configs)
         self.offsets = OffsetManager(self.group_manager, self.config)
 
     @property

@@ -36,8 +36,11 @@ One ShareGroupHeartbeat:
    partitions; with more, every partition has a member.
 4. The member takes its target: epoch and assignment in one record.
 
-A member whose session expires (``group.share.session.timeout.ms``) is
-removed and the group epoch bumped. Group states: Empty (no members) and
+A member whose session expires (the group's ``share.session.timeout.ms``,
+else ``group.share.session.timeout.ms``) is removed and the group epoch
+bumped; the heartbeat interval is the group's ``share.heartbeat.interval.ms``,
+else ``group.share.heartbeat.interval.ms`` (group configs,
+``odradek/metadata/group_configs.py``). Group states: Empty (no members) and
 Stable.
 
 A share group id is never taken over by another group type, nor does a
@@ -219,11 +222,26 @@ class ShareGroups:
 
     group_type = SHARE
 
-    def __init__(self, groups: GroupManager, config: ShareGroupConfig | None = None, topics=None):
+    def __init__(self, groups: GroupManager, config: ShareGroupConfig | None = None, topics=None,
+                 group_configs=None):
         self.gm = groups
         self.config = config or ShareGroupConfig()
         self.topics = topics if topics is not None else DictTopics()
+        self.group_configs = group_configs  # odradek.metadata.group_configs.GroupConfigCache, or None
         groups.register(self)
+
+    def _setting(self, group_id: str, name: str, default: int) -> int:
+        """A group config (share.heartbeat.interval.ms, share.session.timeout.ms) over the broker's."""
+        if self.group_configs is None:
+            return default
+        value = self.group_configs.of(group_id).get(name)
+        return int(value) if value is not None else default
+
+    def session_timeout_ms(self, group_id: str) -> int:
+        return self._setting(group_id, "share.session.timeout.ms", self.config.session_timeout_ms)
+
+    def heartbeat_interval_ms(self, group_id: str) -> int:
+        return self._setting(group_id, "share.heartbeat.interval.ms", self.config.heartbeat_interval_ms)
 
     @property
     def groups(self) -> dict:
@@ -385,12 +403,13 @@ class ShareGroups:
                               assigned=target)
             records.append(self._current_record(group_id, updated))
         if live:
-            g.session_deadlines[member_id] = now + cfg.session_timeout_ms
-            self.gm.schedule(g, now + cfg.session_timeout_ms)
+            timeout = self.session_timeout_ms(group_id)
+            g.session_deadlines[member_id] = now + timeout
+            self.gm.schedule(g, now + timeout)
         full = member_epoch == 0 or updated.assigned != member.assigned
         res.response = {
             "error_code": 0, "error_message": None, "member_id": member_id,
-            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": self.heartbeat_interval_ms(group_id),
             "assignment": {"topic_partitions": _entries(updated.assigned)} if full else None,
         }
         res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
@@ -467,8 +486,9 @@ class ShareGroups:
                                            client_host=v["client_host"],
                                            subscribed_topic_names=tuple(v["subscribed_topic_names"]))
                 if k.sub not in g.session_deadlines:
-                    g.session_deadlines[k.sub] = now + self.config.session_timeout_ms
-                    self.gm.schedule(g, now + self.config.session_timeout_ms)
+                    timeout = self.session_timeout_ms(g.group_id)
+                    g.session_deadlines[k.sub] = now + timeout
+                    self.gm.schedule(g, now + timeout)
         elif kind == SG_TARGET_METADATA:
             g.assignment_epoch = 0 if v is None else v["assignment_epoch"]
         elif kind == SG_TARGET_MEMBER:

@@ -11,7 +11,9 @@ partition) read by a share group on this broker, created at the first
 ShareFetch naming it, with its start offset where the group's
 ``share.auto.offset.reset`` says (latest, Kafka's default: the high
 watermark; earliest; by_duration), its lock duration the group's
-``share.record.lock.duration.ms`` (group configs,
+``share.record.lock.duration.ms``, its delivery-count limit and window
+the group's ``share.delivery.count.limit`` and
+``share.partition.max.record.locks`` (group configs,
 ``odradek/metadata/group_configs.py``, over the broker's settings). The state
 is held in memory by the leader only: it is lost with the process or a
 change of leader (see docs/share-groups.md), as are the share sessions.
@@ -29,7 +31,8 @@ import asyncio
 from odradek.clock import now_ms
 from odradek.coordinator.config import ShareGroupConfig
 from odradek.metadata.group_configs import (
-    AUTO_OFFSET_RESET, ISOLATION_LEVEL, LOCK_DURATION, GroupConfigCache, parse_duration_ms,
+    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, ISOLATION_LEVEL, LOCK_DURATION, MAX_RECORD_LOCKS, GroupConfigCache,
+    parse_duration_ms,
 )
 from odradek.share.partition import RELEASE, SharePartition, SharePartitionConfig
 from odradek.share.sessions import ShareSession, ShareSessionCache
@@ -39,7 +42,7 @@ class SharePartitions:
     def __init__(self, config: ShareGroupConfig | None = None, group_configs: GroupConfigCache | None = None):
         self.config = config or ShareGroupConfig()
         self.group_configs = group_configs if group_configs is not None else GroupConfigCache()
-        self._partition_configs: dict[int, SharePartitionConfig] = {}
+        self._partition_configs: dict[tuple, SharePartitionConfig] = {}
         self.sessions = ShareSessionCache(self.config.max_share_sessions)
         self.states: dict[tuple[str, bytes, int], tuple[SharePartition, object]] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -54,12 +57,13 @@ class SharePartitions:
         return self.group_configs.of(group_id).get(ISOLATION_LEVEL) == "read_committed"
 
     def _partition_config(self, group_id: str) -> SharePartitionConfig:
-        lock = self.lock_duration_ms(group_id)
-        cfg = self._partition_configs.get(lock)
+        overrides = self.group_configs.of(group_id)
+        key = (self.lock_duration_ms(group_id),
+               int(overrides.get(DELIVERY_COUNT_LIMIT, self.config.delivery_count_limit)),
+               int(overrides.get(MAX_RECORD_LOCKS, self.config.max_record_locks)))
+        cfg = self._partition_configs.get(key)
         if cfg is None:
-            cfg = self._partition_configs[lock] = SharePartitionConfig(
-                lock_duration_ms=lock, delivery_count_limit=self.config.delivery_count_limit,
-                max_record_locks=self.config.max_record_locks)
+            cfg = self._partition_configs[key] = SharePartitionConfig(*key)
         return cfg
 
     def _start_offset(self, group_id: str, p) -> int:

@@ -176,9 +176,16 @@ def test_group_configs_set_where_a_share_group_starts_and_its_locks(broker):
     tid = topic_id(broker, "sg-cfg")
     rc = RawClient(broker.bootstrap)
     try:
+        # defaults: Kafka's (source 5), or the broker's own setting (source 4)
         assert _configs(rc, "sg-cfg-g") == {"share.auto.offset.reset": ("latest", 5),
                                             "share.isolation.level": ("read_uncommitted", 5),
-                                            "share.record.lock.duration.ms": ("1000", 5)}
+                                            "share.record.lock.duration.ms": ("1000", 4),
+                                            "share.delivery.count.limit": ("5", 5),
+                                            "share.partition.max.record.locks": ("2000", 5),
+                                            "share.heartbeat.interval.ms": ("300", 4),
+                                            "share.session.timeout.ms": ("6000", 4)}
+        assert _alter(rc, "sg-cfg-g", ("share.delivery.count.limit", 0, "11"))["error_code"] == 40
+        assert _alter(rc, "sg-cfg-g", ("share.heartbeat.interval.ms", 0, "100"))["error_code"] == 40
         bad = _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 0, "somewhere"))
         assert bad["error_code"] == 40, bad  # INVALID_CONFIG
         assert _alter(rc, "sg-cfg-g", ("consumer.session.timeout.ms", 0, "45000"))["error_code"] == 40
@@ -190,6 +197,9 @@ def test_group_configs_set_where_a_share_group_starts_and_its_locks(broker):
         assert cfg["share.auto.offset.reset"] == ("earliest", 8) and cfg["share.record.lock.duration.ms"] == ("20000", 8)
         rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-cfg-g", "member_id": "m", "member_epoch": 0,
                                               "subscribed_topic_names": ["sg-cfg"]})
+        assert _alter(rc, "sg-cfg-g", ("share.heartbeat.interval.ms", 0, "7000"))["error_code"] == 0
+        hb = rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-cfg-g", "member_id": "m", "member_epoch": 1})
+        assert hb["heartbeat_interval_ms"] == 7000
         got = _fetch(rc, "m", 0, tid, group="sg-cfg-g", wait=1000)
         assert got["acquisition_lock_timeout_ms"] == 20000
         assert _acquired(got) == [(0, 4, 1)]  # from the log start, not the high watermark
