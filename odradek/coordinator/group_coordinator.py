@@ -323,6 +323,7 @@ class GroupCoordinator:
         if self.hosted.get(h.index) is not h:
             return
         h.loading = False
+        h.shard.share.drain_departures()  # what the log says happened before: nothing to release now
         self._deliver(h.shard.drain())
         self._reschedule(h)
         log.debug("loaded %d records, %d groups from %s-%d in %.3fs", count, len(h.shard.groups),
@@ -385,6 +386,7 @@ class GroupCoordinator:
         if res.wait is not None:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
         completions = h.runner.apply(res, now)
+        self._share_departures(h)
         if completions:
             replicated = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
             if replicated is None:
@@ -394,6 +396,14 @@ class GroupCoordinator:
                     completions if f.result() == 0 else [(t, not_coordinator(r)) for t, r in completions]))
         self._reschedule(h)
         return res
+
+    def _share_departures(self, h: HostedShard) -> None:
+        """Share group members removed (or groups deleted) by what was just
+        replayed: this broker's share-partitions release what they hold."""
+        share = getattr(self.broker, "share", None)
+        for group_id, member_id in h.shard.share.drain_departures():
+            if share is not None:
+                share.member_left(group_id, member_id)
 
     async def wait(self, res: Result) -> dict:
         """The response of ``res``: at once, or when its parked request completes."""

@@ -36,6 +36,12 @@ One ShareGroupHeartbeat:
    partitions; with more, every partition has a member.
 4. The member takes its target: epoch and assignment in one record.
 
+Members removed (leaving, fenced) and deleted groups are reported through
+``drain_departures``: the group coordinator has this broker's
+share-partitions release the records such a member holds (and forget a
+deleted group's state), as Kafka's group coordinator tells the
+share-partition leaders.
+
 A member whose session expires (the group's ``share.session.timeout.ms``,
 else ``group.share.session.timeout.ms``) is removed and the group epoch
 bumped; the heartbeat interval is the group's ``share.heartbeat.interval.ms``,
@@ -228,7 +234,14 @@ class ShareGroups:
         self.config = config or ShareGroupConfig()
         self.topics = topics if topics is not None else DictTopics()
         self.group_configs = group_configs  # odradek.metadata.group_configs.GroupConfigCache, or None
+        self.departures: list[tuple[str, str]] = []  # (group, member) removed since the last drain
         groups.register(self)
+
+    def drain_departures(self) -> list[tuple[str, str]]:
+        """Members removed (left, fenced, their group deleted) since the last
+        call: the share-partitions release what they hold."""
+        out, self.departures = self.departures, []
+        return out
 
     def _setting(self, group_id: str, name: str, default: int) -> int:
         """A group config (share.heartbeat.interval.ms, share.session.timeout.ms) over the broker's."""
@@ -472,13 +485,16 @@ class ShareGroups:
         if kind == SG_METADATA:
             if v is None:
                 del self.groups[g.group_id]
+                self.departures.append((g.group_id, None))  # the group is gone
             else:
                 g.group_epoch = v["epoch"]
                 g.metadata_hash = v["metadata_hash"]
         elif kind == SG_MEMBER_METADATA:
             if v is None:
-                if g.members.pop(k.sub, None) is not None and not g.members:
-                    g.state_timestamp = now
+                if g.members.pop(k.sub, None) is not None:
+                    self.departures.append((g.group_id, k.sub))
+                    if not g.members:
+                        g.state_timestamp = now
                 g.session_deadlines.pop(k.sub, None)
             else:
                 old = g.members.get(k.sub) or ShareMember(k.sub)

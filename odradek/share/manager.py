@@ -113,6 +113,18 @@ class SharePartitions:
             if group_id == s.group_id and sp.release_member(s.member_id):
                 p.notify()
 
+    def member_left(self, group_id: str, member_id: str | None) -> None:
+        """A member left the share group (None: the group was deleted): what
+        it holds is released; a deleted group's share-partitions are dropped."""
+        for key, (sp, p) in list(self.states.items()):
+            if key[0] != group_id:
+                continue
+            if member_id is None:
+                del self.states[key]
+                p.notify()
+            elif sp.release_member(member_id):
+                p.notify()
+
     def close_session(self, s: ShareSession) -> None:
         self.sessions.close(s)
         self.release_session(s)

@@ -237,3 +237,31 @@ def test_read_committed_share_group_skips_aborted_records(broker):
         assert acquired == [(3, 3, 1)], acquired
     finally:
         rc.close()
+
+
+def test_a_member_leaving_the_group_releases_its_records_and_deleting_the_group_forgets_them(broker):
+    create_topic(broker, "sg-leave", 1)
+    tid = topic_id(broker, "sg-leave")
+    produce(broker, "sg-leave", 4, partitions=1)
+    a, b = RawClient(broker.bootstrap), RawClient(broker.bootstrap)
+    try:
+        assert _alter(a, "sg-leave-g", ("share.auto.offset.reset", 0, "earliest"),
+                      ("share.record.lock.duration.ms", 0, "60000"))["error_code"] == 0
+        for rc, m in ((a, "ma"), (b, "mb")):
+            rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-leave-g", "member_id": m, "member_epoch": 0,
+                                                  "subscribed_topic_names": ["sg-leave"]})
+        assert _acquired(_fetch(a, "ma", 0, tid, group="sg-leave-g", wait=1000)) == [(0, 3, 1)]
+        assert _acquired(_fetch(b, "mb", 0, tid, group="sg-leave-g", wait=0)) == []
+        # a leaves the group (its share session still open): its records go to b at once, not in 60 s
+        left = a.request("ShareGroupHeartbeat", 1, {"group_id": "sg-leave-g", "member_id": "ma", "member_epoch": -1})
+        assert left["error_code"] == 0
+        assert _acquired(_fetch(b, "mb", 1, group="sg-leave-g", wait=2000)) == [(0, 3, 2)]
+        b.request("ShareGroupHeartbeat", 1, {"group_id": "sg-leave-g", "member_id": "mb", "member_epoch": -1})
+        assert b.request("DeleteGroups", 2, {"groups_names": ["sg-leave-g"]})["results"][0]["error_code"] == 0
+
+        async def states():
+            return [k for k in broker.core.share.states if k[0] == "sg-leave-g"]
+        assert broker.call(states) == []
+    finally:
+        a.close()
+        b.close()

@@ -193,3 +193,16 @@ def test_a_new_partition_bumps_the_epoch_on_the_next_heartbeat():
     nxt = h.hb("a", first["member_epoch"])
     assert nxt["member_epoch"] == first["member_epoch"] + 1
     assert nxt["assignment"] == {"u": {0, 1, 2, 3}}
+
+
+def test_departures_are_reported_for_the_share_partitions():
+    h = ShareHarness(session_timeout_ms=1000)
+    h.hb("a", 0)
+    h.hb("b", 0)
+    assert h.sm.share.drain_departures() == []
+    h.hb("b", -1)
+    assert h.sm.share.drain_departures() == [("g", "b")]
+    h.advance(1001)
+    assert h.sm.share.drain_departures() == [("g", "a")]
+    h.apply(h.sm.delete_groups(h.now, ["g"]))
+    assert h.sm.share.drain_departures() == [("g", None)]
