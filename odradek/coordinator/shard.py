@@ -90,6 +90,9 @@ class GroupShard:
     def share_group_describe(self, group_ids: list[str], include_authorized_operations: bool = False) -> list:
         return self.share.share_group_describe(group_ids, include_authorized_operations)
 
+    def share_offsets_check(self, now: int, group_id: str, mode: str = "describe") -> Result:
+        return self.share.offsets_check(now, group_id, mode)
+
     # -- offsets ---------------------------------------------------------
     def commit_offsets(self, now: int, **kw) -> Result:
         return self.offsets.commit_offsets(now, **kw)

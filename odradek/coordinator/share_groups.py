@@ -567,6 +567,31 @@ class ShareGroups:
         m = g.members.get(member_id)
         return None if m is None else m.assigned
 
+    # -- share group offsets (Describe/Alter/DeleteShareGroupOffsets) ----
+    def offsets_check(self, now: int, group_id: str, mode: str = "describe") -> Result:
+        """Whether the offsets of ``group_id`` may be read (``mode``
+        "describe") or changed ("alter", "delete"): ``{"error_code",
+        "error_message"}``. Changing them needs an empty group;
+        AlterShareGroupOffsets creates a missing one (an empty share group,
+        its metadata record at epoch 0)."""
+        alter = mode != "describe"
+        ok = {"error_code": 0, "error_message": None}
+        if not group_id:
+            return Result({"error_code": errors.INVALID_GROUP_ID, "error_message": "The group id is missing."})
+        g = self.groups.get(group_id)
+        if g is None:
+            if mode == "alter":
+                res = Result(dict(ok), records=[self._sg(SG_METADATA, group_id, {"epoch": 0, "metadata_hash": 0})])
+                res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "error_message": None}
+                return res
+            return Result({"error_code": errors.GROUP_ID_NOT_FOUND, "error_message": f"Group {group_id} not found."})
+        if g.group_type != SHARE:
+            return Result({"error_code": errors.GROUP_ID_NOT_FOUND,
+                           "error_message": f"Group {group_id} is not a share group."})
+        if alter and g.members:
+            return Result({"error_code": errors.NON_EMPTY_GROUP, "error_message": "The group is not empty."})
+        return Result(dict(ok))
+
     # -- other APIs on a share group ------------------------------------
     @staticmethod
     def leave_group(now: int, *, group_id: str, members: list) -> Result:

@@ -432,6 +432,17 @@ RULES: dict[str, Callable] = {
     "ShareGroupDescribe": Items("group_ids", "groups", group_check(Op.DESCRIBE),
                                 lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
                                                  "assignor_name": "", "members": []}),
+    "DescribeShareGroupOffsets": Items(
+        "groups", "groups", lambda ctx, g: group_check(Op.DESCRIBE)(ctx, g["group_id"]),
+        lambda g, code: {"group_id": g["group_id"], "error_code": code, "error_message": None, "topics": []}),
+    "AlterShareGroupOffsets": Items(
+        "topics", "responses", topic_check(Op.READ, "topic_name"),
+        lambda t, code: {"topic_name": t["topic_name"], "partitions": [
+            {"partition_index": p["partition_index"], "error_code": code} for p in t["partitions"]]},
+        whole=group_of(Op.READ)),
+    "DeleteShareGroupOffsets": Items(
+        "topics", "responses", topic_check(Op.READ, "topic_name"),
+        lambda t, code: {"topic_name": t["topic_name"], "error_code": code}, whole=group_of(Op.DELETE)),
     "ListGroups": list_groups,
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),
                           lambda g, code: {"group_id": g, "error_code": code}),

@@ -125,6 +125,22 @@ class SharePartitions:
             elif sp.release_member(member_id):
                 p.notify()
 
+    # -- share group offsets -------------------------------------------------
+    def of_group(self, group_id: str) -> list[tuple[SharePartition, object]]:
+        return [(sp, p) for (g, _, _), (sp, p) in self.states.items() if g == group_id]
+
+    def set_start(self, group_id: str, p, offset: int) -> None:
+        """AlterShareGroupOffsets: the share-partition starts again at ``offset``."""
+        start = min(max(offset, p.log_start_offset), p.high_watermark)
+        self.states[(group_id, p.topic.topic_id, p.index)] = (
+            SharePartition(start, self._partition_config(group_id)), p)
+        p.notify()
+
+    def forget_topic(self, group_id: str, topic_id: bytes) -> None:
+        """DeleteShareGroupOffsets: the group's share-partitions of a topic are dropped."""
+        for key in [k for k in self.states if k[0] == group_id and k[1] == topic_id]:
+            del self.states[key]
+
     def close_session(self, s: ShareSession) -> None:
         self.sessions.close(s)
         self.release_session(s)

@@ -106,6 +106,12 @@ class SharePartition:
     def in_flight(self) -> int:
         return self.end - self.start
 
+    def lag(self, high_watermark: int) -> int:
+        """Records below ``high_watermark`` not yet acknowledged or archived."""
+        done = sum(1 for off in range(self.start, min(self.end, high_watermark))
+                   if self._records[off].state in (ACKNOWLEDGED, ARCHIVED))
+        return max(0, high_watermark - self.start - done)
+
     # -- acquiring -----------------------------------------------------------
     def acquire(self, member: str, batches, now: int, max_records: int = 500,
                 strict: bool = False) -> list[tuple[int, int, int]]:

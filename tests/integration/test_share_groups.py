@@ -265,3 +265,61 @@ def test_a_member_leaving_the_group_releases_its_records_and_deleting_the_group_
     finally:
         a.close()
         b.close()
+
+
+def test_share_group_offsets_describe_alter_delete(broker):
+    create_topic(broker, "sg-off", 1)
+    tid = topic_id(broker, "sg-off")
+    produce(broker, "sg-off", 10, partitions=1)
+    rc = RawClient(broker.bootstrap)
+
+    def describe(topics=None):
+        body = {"groups": [{"group_id": "sg-off-g", "topics": topics}]}
+        return rc.request("DescribeShareGroupOffsets", 1, body)["groups"][0]
+
+    def alter(group, offset):
+        return rc.request("AlterShareGroupOffsets", 0, {"group_id": group, "topics": [
+            {"topic_name": "sg-off", "partitions": [{"partition_index": 0, "start_offset": offset}]}]})
+
+    try:
+        missing = describe()
+        assert missing["error_code"] == 69 and missing["error_message"] == "Group sg-off-g not found."
+        # Alter creates the empty group and sets where it starts
+        done = alter("sg-off-g", 4)
+        assert done["error_code"] == 0 and done["responses"][0]["partitions"][0]["error_code"] == 0
+        listed = rc.request("ListGroups", 5, {"states_filter": [], "types_filter": ["share"]})["groups"]
+        assert ("sg-off-g", "Empty") in [(g["group_id"], g["group_state"]) for g in listed]
+        d = describe()
+        part = d["topics"][0]["partitions"][0]
+        assert (d["topics"][0]["topic_name"], part["start_offset"], part["lag"]) == ("sg-off", 4, 6)
+        unread = describe([{"topic_name": "sg-off", "partitions": [0]}])["topics"][0]["partitions"][0]
+        assert unread["start_offset"] == 4
+        # a member reads from there; its group is no longer empty
+        rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-off-g", "member_id": "m", "member_epoch": 0,
+                                              "subscribed_topic_names": ["sg-off"]})
+        got = _fetch(rc, "m", 0, tid, group="sg-off-g", wait=1000)
+        assert _acquired(got) == [(4, 9, 1)]
+        _fetch(rc, "m", 1, tid, group="sg-off-g",
+               acks=[{"first_offset": 4, "last_offset": 6, "acknowledge_types": [1]}])
+        part = describe()["topics"][0]["partitions"][0]
+        assert (part["start_offset"], part["lag"]) == (7, 3)
+        busy = alter("sg-off-g", 0)
+        assert busy["error_code"] == 68 and busy["error_message"] == "The group is not empty."
+        assert busy["responses"][0]["partitions"][0]["error_code"] == 68
+        assert rc.request("DeleteShareGroupOffsets", 0, {"group_id": "sg-off-g", "topics": [
+            {"topic_name": "sg-off"}]})["error_code"] == 68
+        # a consumer group's id is not a share group's
+        rc.request("ConsumerGroupHeartbeat", 1, {"group_id": "sg-off-cg", "member_id": "x", "member_epoch": 0,
+                                                 "rebalance_timeout_ms": 5000, "subscribed_topic_names": ["sg-off"],
+                                                 "topic_partitions": []})
+        other = alter("sg-off-cg", 0)
+        assert other["error_code"] == 69 and other["error_message"] == "Group sg-off-cg is not a share group."
+        # once the member left: delete forgets the share-partition
+        rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-off-g", "member_id": "m", "member_epoch": -1})
+        deleted = rc.request("DeleteShareGroupOffsets", 0, {"group_id": "sg-off-g", "topics": [
+            {"topic_name": "sg-off"}, {"topic_name": "sg-nope"}]})
+        assert deleted["error_code"] == 0
+        assert [r["error_code"] for r in deleted["responses"]] == [0, 3]
+        assert describe()["topics"] == []
+    finally:
+        rc.close()

@@ -306,3 +306,44 @@ def test_java_share_consumers(tmp_path):
     for group in ("sg-j-implicit", "sg-j-three"):
         start, end = windows[group]
         assert start == end, (group, windows)
+
+
+def test_kafka_share_groups_tool(tmp_path):
+    """Kafka's own kafka-share-groups.sh (ShareGroupCommand): list, describe
+    offsets with lag, describe members, reset offsets, delete the group."""
+    classpath = _resolve_classpath() if shutil.which("java") else None
+    if classpath is None:
+        pytest.skip("java or the Kafka 4.x jars are not available: kafka-share-groups.sh is not exercised")
+    from tests.integration.rawclient import RawClient
+
+    def tool(bootstrap, *args) -> str:
+        out = subprocess.run(["java", "-Xmx256M", "-cp", classpath,
+                              "org.apache.kafka.tools.consumer.group.ShareGroupCommand",
+                              "--bootstrap-server", bootstrap, *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out.stdout + out.stderr
+
+    with EmbeddedBroker(config=BROKER_CONFIG) as b:
+        create_topic(b, "sgt", 2)
+        produce(b, "sgt", 10, partitions=2)
+        rc = RawClient(b.bootstrap)
+        try:
+            altered = rc.request("AlterShareGroupOffsets", 0, {"group_id": "sgt-g", "topics": [
+                {"topic_name": "sgt", "partitions": [{"partition_index": 0, "start_offset": 1}]}]})
+            assert altered["error_code"] == 0
+        finally:
+            rc.close()
+        assert [w for w in tool(b.bootstrap, "--list").split() if w.startswith("sgt")] == ["sgt-g"]
+        rows = [line.split() for line in tool(b.bootstrap, "--describe", "--group", "sgt-g").splitlines()
+                if line.startswith(("GROUP", "sgt-g"))]
+        assert rows == [["GROUP", "TOPIC", "PARTITION", "START-OFFSET", "LAG"], ["sgt-g", "sgt", "0", "1", "4"]]
+        assert "has no active members" in tool(b.bootstrap, "--describe", "--group", "sgt-g", "--members")
+        reset = tool(b.bootstrap, "--reset-offsets", "--group", "sgt-g", "--topic", "sgt", "--to-earliest",
+                     "--execute")
+        assert sorted(line.split()[2:] for line in reset.splitlines() if line.startswith("sgt-g")) == \
+            [["0", "0"], ["1", "0"]]
+        rows = [line.split() for line in tool(b.bootstrap, "--describe", "--group", "sgt-g").splitlines()
+                if line.startswith("sgt-g")]
+        assert sorted(rows) == [["sgt-g", "sgt", "0", "0", "5"], ["sgt-g", "sgt", "1", "0", "5"]]
+        assert "successful" in tool(b.bootstrap, "--delete", "--group", "sgt-g")
+        assert [w for w in tool(b.bootstrap, "--list").split() if w.startswith("sgt")] == []

@@ -71,6 +71,9 @@ PINNED = {
     "ShareGroupDescribe": (77, 1, 1),
     "ShareFetch": (78, 1, 2),
     "ShareAcknowledge": (79, 1, 2),
+    "DescribeShareGroupOffsets": (90, 0, 1),
+    "AlterShareGroupOffsets": (91, 0, 0),
+    "DeleteShareGroupOffsets": (92, 0, 0),
 }
 
 _ADVERTISED = """
