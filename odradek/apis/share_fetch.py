@@ -150,7 +150,7 @@ def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, 
     acquired = sp.acquire(member_id, _deliverable(batches, aborted), now, records_left, strict=strict)
     if not acquired:
         return 0, 0
-    share.arm()
+    share.arm(now + sp.config.lock_duration_ms)
     chunks = []
     size = 0
     for buf, pos, h in batches:

@@ -45,6 +45,7 @@ class SharePartitions:
         self._partition_configs: dict[tuple, SharePartitionConfig] = {}
         self.sessions = ShareSessionCache(self.config.max_share_sessions)
         self.states: dict[tuple[str, bytes, int], tuple[SharePartition, object]] = {}
+        self._epochs: dict[tuple[str, bytes, int], int] = {}  # the leader epoch each was created in
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
 
@@ -81,9 +82,11 @@ class SharePartitions:
         """The share-partition of ``group_id`` over partition ``p`` (led here)."""
         key = (group_id, p.topic.topic_id, p.index)
         entry = self.states.get(key)
-        if entry is None or entry[1] is not p:
+        if entry is None or entry[1] is not p or self._epochs.get(key) != p.leader_epoch:
+            # New, or led here again after another leader served it: it starts afresh.
             sp = SharePartition(self._start_offset(group_id, p), self._partition_config(group_id))
             self.states[key] = (sp, p)
+            self._epochs[key] = p.leader_epoch
             return sp
         sp = entry[0]
         sp.config = self._partition_config(group_id)
@@ -92,8 +95,10 @@ class SharePartitions:
         return sp
 
     def find(self, group_id: str, p) -> SharePartition | None:
-        entry = self.states.get((group_id, p.topic.topic_id, p.index))
-        return entry[0] if entry is not None and entry[1] is p else None
+        key = (group_id, p.topic.topic_id, p.index)
+        entry = self.states.get(key)
+        ok = entry is not None and entry[1] is p and self._epochs.get(key) == p.leader_epoch
+        return entry[0] if ok else None
 
     # -- changes that free records ---------------------------------------
     def acknowledge(self, group_id: str, member_id: str, p, batches, renew: bool = False) -> int:
@@ -101,10 +106,12 @@ class SharePartitions:
         if sp is None:
             from odradek.protocol import errors
             return errors.INVALID_RECORD_STATE
-        code = sp.acknowledge(member_id, batches, now_ms(), renew=renew)
+        now = now_ms()
+        code = sp.acknowledge(member_id, batches, now, renew=renew)
         if not code and any(RELEASE in types for _, _, types in batches):
             p.notify()
-        self.arm()
+        if not code and renew:
+            self.arm(now + sp.config.lock_duration_ms)
         return code
 
     def release_session(self, s: ShareSession) -> None:
@@ -121,6 +128,7 @@ class SharePartitions:
                 continue
             if member_id is None:
                 del self.states[key]
+                self._epochs.pop(key, None)
                 p.notify()
             elif sp.release_member(member_id):
                 p.notify()
@@ -132,14 +140,16 @@ class SharePartitions:
     def set_start(self, group_id: str, p, offset: int) -> None:
         """AlterShareGroupOffsets: the share-partition starts again at ``offset``."""
         start = min(max(offset, p.log_start_offset), p.high_watermark)
-        self.states[(group_id, p.topic.topic_id, p.index)] = (
-            SharePartition(start, self._partition_config(group_id)), p)
+        key = (group_id, p.topic.topic_id, p.index)
+        self.states[key] = (SharePartition(start, self._partition_config(group_id)), p)
+        self._epochs[key] = p.leader_epoch
         p.notify()
 
     def forget_topic(self, group_id: str, topic_id: bytes) -> None:
         """DeleteShareGroupOffsets: the group's share-partitions of a topic are dropped."""
         for key in [k for k in self.states if k[0] == group_id and k[1] == topic_id]:
             del self.states[key]
+            self._epochs.pop(key, None)
 
     def close_session(self, s: ShareSession) -> None:
         self.sessions.close(s)
@@ -156,12 +166,14 @@ class SharePartitions:
                 p.notify()
 
     # -- the lock timer ----------------------------------------------------
-    def arm(self) -> None:
-        """Arm the timer for the earliest lock deadline (call after acquiring)."""
-        deadlines = [d for d in (sp.next_deadline() for sp, _ in self.states.values()) if d is not None]
-        if not deadlines:
-            return
-        when = min(deadlines)
+    def arm(self, when: int | None = None) -> None:
+        """Arm the timer for a lock deadline ``when`` (after acquiring or
+        renewing), or for the earliest of all (``when`` None)."""
+        if when is None:
+            deadlines = [d for d in (sp.next_deadline() for sp, _ in self.states.values()) if d is not None]
+            if not deadlines:
+                return
+            when = min(deadlines)
         if self._timer is not None and self._timer_at is not None and self._timer_at <= when:
             return
         if self._timer is not None:
