@@ -148,8 +148,8 @@ class SharePartition:
             if self.end - self.start >= self.config.max_record_locks:
                 break
             first = max(base, self.end)
-            for off in range(self.end, first):
-                self._records[off] = _Record(ARCHIVED)  # not in the log (compacted, or markers)
+            if not self._skip_to(first):
+                break
             if strict:
                 last = min(last, first + max_records - len(taken) - 1)
             for off in range(first, last + 1):
@@ -167,9 +167,24 @@ class SharePartition:
             if r.state == AVAILABLE:
                 r.state = ARCHIVED
         if last >= self.end and self.end - self.start < self.config.max_record_locks:
-            for off in range(self.end, last + 1):
-                self._records[off] = _Record(ARCHIVED)
-            self.end = last + 1
+            self._skip_to(last + 1)
+        self._advance()
+
+    def _skip_to(self, offset: int) -> bool:
+        """Offsets from the window's end to ``offset`` hold nothing (compacted
+        away, or markers): archived. An empty window just moves; a gap wider
+        than the window may grow waits until the window is empty (False)."""
+        if offset <= self.end:
+            return True
+        if self.start == self.end:
+            self.start = self.end = offset
+            return True
+        if offset - self.end > self.config.max_record_locks:
+            return False
+        for off in range(self.end, offset):
+            self._records[off] = _Record(ARCHIVED)
+        self.end = offset
+        return True
 
     @staticmethod
     def _lock(r: _Record, member: str, deadline: int) -> None:

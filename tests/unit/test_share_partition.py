@@ -244,3 +244,14 @@ def test_batches_not_to_deliver_are_archived():
     assert p.acquire("a", [(6, 6, False)], 0) == []
     assert (p.start, p.end) == (7, 7)
     p.check()
+
+
+def test_wide_gaps_of_a_compacted_log_cost_nothing():
+    p = sp(max_record_locks=10)
+    assert p.acquire("a", [(0, 0), (10**12, 10**12)], 0) == [(0, 0, 1)]  # the gap waits
+    assert len(p.state_batches()) == 1
+    p.acknowledge("a", [(0, 0, [ACCEPT])], 0)
+    assert p.acquire("a", [(10**12, 10**12)], 0) == [(10**12, 10**12, 1)]  # an empty window jumps
+    assert (p.start, p.end) == (10**12, 10**12 + 1)
+    assert p.acquire("a", [(2 * 10**12, 2 * 10**12, False)], 0) == []
+    p.check()
