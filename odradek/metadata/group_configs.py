@@ -110,7 +110,7 @@ class GroupConfigBounds:
     def from_broker_config(self, name: str) -> bool:
         """Whether the default of ``name`` is a setting of the broker's config file."""
         k = INT_KEYS.get(name)
-        return k is not None and self.config is not None and self.config.get(k.broker_key) not in (None, "")
+        return k is not None and self.config is not None and k.broker_key in getattr(self.config, "props", {})
 
     def defaults(self) -> dict[str, str]:
         out = dict(STRING_DEFAULTS)
