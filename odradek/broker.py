@@ -339,6 +339,8 @@ class BrokerCore:
             self.server = None
         if self.transactions is not None:
             await self.transactions.stop()
+        if self.share.coordinator is not None:
+            await self.share.coordinator.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.registration is not None:

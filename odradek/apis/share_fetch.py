@@ -26,8 +26,11 @@ INVALID_RECORD_STATE if an offset is not held by the member (its lock
 expired, or another member holds it).
 
 State: odradek/share/partition.py (one share-partition),
-odradek/share/sessions.py (share sessions), odradek/share/manager.py (held
-by this broker in memory, with the lock timer). Broker settings:
+odradek/share/sessions.py (share sessions), odradek/share/manager.py (the
+share-partitions this broker leads, the lock timer, and their state in
+``__share_group_state``, odradek/coordinator/share_state.py: read when a
+share-partition starts here, written before acknowledgements are answered
+and after records are released or their locks expire). Broker settings:
 group.share.record.lock.duration.ms (30000), group.share.delivery.count.limit
 (5), group.share.partition.max.record.locks (2000),
 group.share.max.share.sessions (2000).
@@ -39,10 +42,12 @@ share.isolation.level=read_committed reads below the last stable offset and
 archives the records of aborted transactions (transaction markers are never
 delivered).
 
-Not implemented: durable share-partition state (the share coordinator and
-``__share_group_state``): what a share group acquired and acknowledged is
-lost when the broker restarts or the partition's leader changes, and it
-starts again where share.auto.offset.reset says.
+Not implemented: the share coordinator's inter-broker APIs
+(Initialize/Read/Write/DeleteShareGroupState, ReadShareGroupStateSummary):
+a share-partition whose state partition of ``__share_group_state`` is led by
+another broker keeps its state in memory only (docs/share-groups.md).
+Acquisitions are not written: after a restart, records that were only
+acquired are delivered again.
 """
 
 from __future__ import annotations
@@ -201,8 +206,12 @@ async def share_fetch(ctx, request: dict) -> dict:
                 for index in t["partitions"]:
                     session.partitions.pop((bytes(t["topic_id"]), index), None)
 
-    ack_codes = _acknowledge(broker, group_id, member_id, requested, renew)
     fetching = [] if epoch == FINAL_EPOCH or renew else list(session.partitions)
+    for tid, index in fetching:  # share-partitions starting here read their persisted state
+        p, code = broker.replicas.partition_or_error(tid, index)
+        if not code:
+            await share.load(group_id, p)
+    ack_codes = _acknowledge(broker, group_id, member_id, requested, renew)
     if epoch == FINAL_EPOCH:
         share.close_session(session)
 

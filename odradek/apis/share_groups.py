@@ -23,11 +23,14 @@ Versions served:
 Behaviour lives in odradek/coordinator/share_groups.py, in the shard of the
 group's ``__consumer_offsets`` partition, beside the classic and consumer
 groups (ListGroups reports share groups with type "share", DeleteGroups
-deletes an empty one). The share-partitions (what was acquired and
-acknowledged) are kept in memory by the partitions' leader
-(odradek/share/manager.py, odradek/apis/share_fetch.py); the offsets APIs
-read and change those of this broker, so in a cluster a partition led by
-another broker than the group's coordinator answers NOT_LEADER_OR_FOLLOWER.
+deletes an empty one and its share-partitions' state). The share-partitions
+(what was acquired and acknowledged) are kept by the partitions' leader
+(odradek/share/manager.py, odradek/apis/share_fetch.py) and written to
+``__share_group_state`` by this broker's share coordinator
+(odradek/coordinator/share_state.py); the offsets APIs read and change
+those of this broker (Describe also those only in its share coordinator),
+so in a cluster a partition led by another broker than the group's
+coordinator answers NOT_LEADER_OR_FOLLOWER.
 
 Broker settings: group.share.heartbeat.interval.ms (5000),
 group.share.session.timeout.ms (45000), group.share.max.size (200); the
@@ -35,8 +38,8 @@ group configs share.heartbeat.interval.ms and share.session.timeout.ms
 override the first two per group.
 
 Not implemented: the share-partition initialisation Kafka records in the
-group (ShareGroupStatePartitionMetadata, key 15) and its calls to the share
-coordinator (share-partition state is not durable); rack-aware assignment.
+group (ShareGroupStatePartitionMetadata, key 15) and the share
+coordinator's inter-broker APIs; rack-aware assignment.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ async def describe_share_group_offsets(ctx, request: dict) -> dict:
         groups.append(entry)
         if code:
             continue
-        held = {(p.topic.topic_id, p.index): (sp, p) for sp, p in broker.share.of_group(gid)}
+        held = broker.share.stored(gid)  # (topic id, partition) -> share-partition
         if rg["topics"] is None:
             wanted: dict = {}
             for tid, index in sorted(held):
@@ -125,11 +128,12 @@ async def describe_share_group_offsets(ctx, request: dict) -> dict:
                 if pcode:
                     part["error_code"] = pcode
                 else:
-                    found = held.get((p.topic.topic_id, index))
-                    if found is not None:
-                        sp = found[0]
-                        part.update(start_offset=sp.start, leader_epoch=p.leader_epoch,
-                                    lag=sp.lag(p.high_watermark))
+                    sp = held.get((p.topic.topic_id, index))
+                    if sp is not None:
+                        start = max(sp.start, p.log_start_offset)
+                        part.update(start_offset=start, leader_epoch=p.leader_epoch,
+                                    lag=sp.lag(p.high_watermark) if start == sp.start else
+                                    max(0, p.high_watermark - start))
                 parts.append(part)
             entry["topics"].append({"topic_name": name, "topic_id": topic.topic_id if topic else bytes(16),
                                     "partitions": parts})
@@ -152,6 +156,7 @@ async def alter_share_group_offsets(ctx, request: dict) -> dict:
                 if not pcode and rp["start_offset"] < 0:
                     pcode, pmessage = errors.INVALID_REQUEST, "The start offset must not be negative."
                 if not pcode:
+                    await broker.share.load(gid, p)  # its state in __share_group_state, to replace
                     broker.share.set_start(gid, p, rp["start_offset"])
             parts.append({"partition_index": rp["partition_index"], "error_code": pcode, "error_message": pmessage})
         responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),

@@ -14,9 +14,19 @@ watermark; earliest; by_duration), its lock duration the group's
 ``share.record.lock.duration.ms``, its delivery-count limit and window
 the group's ``share.delivery.count.limit`` and
 ``share.partition.max.record.locks`` (group configs,
-``odradek/metadata/group_configs.py``, over the broker's settings). The state
-is held in memory by the leader only: it is lost with the process or a
-change of leader (see docs/share-groups.md), as are the share sessions.
+``odradek/metadata/group_configs.py``, over the broker's settings).
+
+Durability: a share-partition starting here (first use, after a restart, or
+led here again) reads its state from the share coordinator of this broker
+(``odradek/coordinator/share_state.py``, ``__share_group_state``), and its
+state is written there after every acknowledgement (before it is answered),
+every release (sessions ending, members leaving) and every expiry, as a
+snapshot of its start offset and state batches (acquired records as
+available). When the state's partition of ``__share_group_state`` is led by
+another broker (a cluster), the inter-broker APIs being not served, the
+state is kept in memory only, and a leader change starts it afresh where
+``share.auto.offset.reset`` says. Share sessions are not persisted, as in
+Kafka.
 
 Every change that makes records available again (a release, an expired
 lock, a closed session) wakes the partition's waiting fetches
@@ -27,6 +37,7 @@ One timer, armed for the earliest lock deadline, expires locks.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from odradek.clock import now_ms
 from odradek.coordinator.config import ShareGroupConfig
@@ -36,6 +47,8 @@ from odradek.metadata.group_configs import (
 )
 from odradek.share.partition import RELEASE, SharePartition, SharePartitionConfig
 from odradek.share.sessions import ShareSession, ShareSessionCache
+
+log = logging.getLogger("odradek.share")
 
 
 class SharePartitions:
@@ -48,6 +61,10 @@ class SharePartitions:
         self._epochs: dict[tuple[str, bytes, int], int] = {}  # the leader epoch each was created in
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
+        # The share coordinator (odradek/coordinator/share_state.py), once started,
+        # and the shard keeping each share-partition's state (None: in memory only).
+        self.coordinator = None
+        self._shards: dict[tuple[str, bytes, int], object] = {}
 
     # -- the group's settings (group configs over broker settings) ---------
     def lock_duration_ms(self, group_id: str) -> int:
@@ -94,6 +111,91 @@ class SharePartitions:
             sp.log_start_moved(p.log_start_offset)
         return sp
 
+    def _valid(self, key, p) -> bool:
+        entry = self.states.get(key)
+        return entry is not None and entry[1] is p and self._epochs.get(key) == p.leader_epoch
+
+    async def load(self, group_id: str, p) -> SharePartition:
+        """:meth:`get`, reading the share-partition's persisted state when it
+        starts here (and persisting where a new one starts)."""
+        key = (group_id, p.topic.topic_id, p.index)
+        if self._valid(key, p):
+            return self.get(group_id, p)
+        shard = None
+        if self.coordinator is not None:
+            try:
+                shard = await self.coordinator.shard_for(key)
+            except Exception:  # the state stays in memory; the fetch goes on
+                log.exception("share-partition state of %s: its coordinator is not available", key)
+        if self._valid(key, p):  # started meanwhile by another request
+            return self.get(group_id, p)
+        stored = shard.read(key) if shard is not None else None
+        if stored is not None:
+            start, batches = stored
+            sp = SharePartition.restore(start, batches, self._partition_config(group_id))
+        else:
+            sp = SharePartition(self._start_offset(group_id, p), self._partition_config(group_id))
+        self.states[key] = (sp, p)
+        self._epochs[key] = p.leader_epoch
+        if shard is not None:
+            self._shards[key] = shard
+        else:
+            self._shards.pop(key, None)
+        sp = self.get(group_id, p)  # the log may have moved on
+        if stored is None:
+            self.persist(group_id, p)
+        return sp
+
+    def persist(self, group_id: str, p) -> None:
+        """Write the share-partition's state to its coordinator (a snapshot in
+        ``__share_group_state``), when it has one on this broker."""
+        key = (group_id, p.topic.topic_id, p.index)
+        shard = self._shards.get(key)
+        entry = self.states.get(key)
+        if shard is None or entry is None or self.coordinator is None:
+            return
+        sp = entry[0]
+        res = self.coordinator.execute(shard, shard.write, key, p.leader_epoch, sp.start, sp.state_batches())
+        if res.response.get("error_code"):
+            log.warning("share-partition state of %s not written (error %d): its coordinator moved",
+                        key, res.response["error_code"])
+            self._shards.pop(key, None)
+
+    def _forget(self, group_id: str, topic_id: bytes | None = None) -> None:
+        """Drop the group's share-partitions (of one topic, or all), in memory
+        and in ``__share_group_state`` (those this broker's shards keep)."""
+        keys = [k for k in self.states if k[0] == group_id and (topic_id is None or k[1] == topic_id)]
+        for key in keys:
+            sp_p = self.states.pop(key)
+            self._epochs.pop(key, None)
+            self._shards.pop(key, None)
+            sp_p[1].notify()
+        if self.coordinator is None:
+            return
+        for h in list(self.coordinator.hosted.values()):
+            if h.loading:
+                continue
+            gone = [k for k in h.shard.states if k[0] == group_id and (topic_id is None or k[1] == topic_id)]
+            if gone:
+                self.coordinator.execute(h.shard, h.shard.delete, gone)
+
+    def stored(self, group_id: str) -> dict[tuple[bytes, int], SharePartition]:
+        """The group's share-partitions, in memory or only in this broker's
+        ``__share_group_state`` shards (topic id, partition) -> state."""
+        out: dict = {}
+        if self.coordinator is not None:
+            for h in self.coordinator.hosted.values():
+                if h.loading:
+                    continue
+                for key in h.shard.states:
+                    if key[0] == group_id:
+                        start, batches = h.shard.read(key)
+                        out[(key[1], key[2])] = SharePartition.restore(start, batches, self._partition_config(group_id))
+        for (g, tid, index), (sp, _) in self.states.items():
+            if g == group_id:
+                out[(tid, index)] = sp
+        return out
+
     def find(self, group_id: str, p) -> SharePartition | None:
         key = (group_id, p.topic.topic_id, p.index)
         entry = self.states.get(key)
@@ -110,32 +212,35 @@ class SharePartitions:
         code = sp.acknowledge(member_id, batches, now, renew=renew)
         if not code and any(RELEASE in types for _, _, types in batches):
             p.notify()
+        if not code and not renew:
+            self.persist(group_id, p)
         if not code and renew:
             self.arm(now + sp.config.lock_duration_ms)
         return code
 
     def release_session(self, s: ShareSession) -> None:
         """``s`` is closed (or replaced): its member's records are released."""
-        for (group_id, _, _), (sp, p) in self.states.items():
+        for (group_id, _, _), (sp, p) in list(self.states.items()):
             if group_id == s.group_id and sp.release_member(s.member_id):
                 p.notify()
+                self.persist(group_id, p)
 
     def member_left(self, group_id: str, member_id: str | None) -> None:
         """A member left the share group (None: the group was deleted): what
         it holds is released; a deleted group's share-partitions are dropped."""
+        if member_id is None:
+            self._forget(group_id)
+            return
         for key, (sp, p) in list(self.states.items()):
             if key[0] != group_id:
                 continue
             if member_id is None:
-                del self.states[key]
-                self._epochs.pop(key, None)
+                continue
+            if sp.release_member(member_id):
                 p.notify()
-            elif sp.release_member(member_id):
-                p.notify()
+                self.persist(group_id, p)
 
     # -- share group offsets -------------------------------------------------
-    def of_group(self, group_id: str) -> list[tuple[SharePartition, object]]:
-        return [(sp, p) for (g, _, _), (sp, p) in self.states.items() if g == group_id]
 
     def set_start(self, group_id: str, p, offset: int) -> None:
         """AlterShareGroupOffsets: the share-partition starts again at ``offset``."""
@@ -143,13 +248,12 @@ class SharePartitions:
         key = (group_id, p.topic.topic_id, p.index)
         self.states[key] = (SharePartition(start, self._partition_config(group_id)), p)
         self._epochs[key] = p.leader_epoch
+        self.persist(group_id, p)
         p.notify()
 
     def forget_topic(self, group_id: str, topic_id: bytes) -> None:
         """DeleteShareGroupOffsets: the group's share-partitions of a topic are dropped."""
-        for key in [k for k in self.states if k[0] == group_id and k[1] == topic_id]:
-            del self.states[key]
-            self._epochs.pop(key, None)
+        self._forget(group_id, topic_id)
 
     def close_session(self, s: ShareSession) -> None:
         self.sessions.close(s)
@@ -161,9 +265,10 @@ class SharePartitions:
 
     def expire(self) -> None:
         now = now_ms()
-        for sp, p in self.states.values():
+        for (group_id, _, _), (sp, p) in list(self.states.items()):
             if sp.expire(now):
                 p.notify()
+                self.persist(group_id, p)
 
     # -- the lock timer ----------------------------------------------------
     def arm(self, when: int | None = None) -> None:

@@ -4,6 +4,7 @@ DescribeGroups, DeleteGroups)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -321,5 +322,69 @@ def test_share_group_offsets_describe_alter_delete(broker):
         assert deleted["error_code"] == 0
         assert [r["error_code"] for r in deleted["responses"]] == [0, 3]
         assert describe()["topics"] == []
+    finally:
+        rc.close()
+
+
+def test_acknowledged_records_stay_acknowledged_across_kill_minus_nine(broker_process, tmp_path):
+    """The share-partition state is in __share_group_state: after kill -9 and
+    a restart, what was accepted or rejected is not delivered again, what was
+    only acquired (or released) is, and its delivery count goes on."""
+    props = {"offsets.topic.num.partitions": 2, "share.coordinator.state.topic.num.partitions": 2}
+    b = broker_process(data_dir=tmp_path / "data", props=props)
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic("sg-kill", 1, 1)])["sg-kill"].result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap})
+    for i in range(10):
+        p.produce("sg-kill", f"k{i}".encode(), partition=0)
+    assert p.flush(10) == 0
+
+    def join(rc, member):
+        for _ in range(50):
+            hb = rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-kill-g", "member_id": member,
+                                                       "member_epoch": 0, "subscribed_topic_names": ["sg-kill"]})
+            if hb["error_code"] == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(hb)
+
+    rc = RawClient(b.bootstrap)
+    try:
+        assert _alter(rc, "sg-kill-g", ("share.auto.offset.reset", 0, "earliest"))["error_code"] == 0
+        md = rc.request("Metadata", 12, {"topics": [{"topic_id": bytes(16), "name": "sg-kill"}],
+                                         "allow_auto_topic_creation": False,
+                                         "include_topic_authorized_operations": False})
+        tid = md["topics"][0]["topic_id"]
+        join(rc, "m1")
+        got = _fetch(rc, "m1", 0, tid, group="sg-kill-g", wait=2000)
+        assert _acquired(got) == [(0, 9, 1)]
+        # accept 0-3, reject 4, release 5; 6-9 stay acquired
+        acked = _fetch(rc, "m1", 1, tid, group="sg-kill-g", acks=[
+            {"first_offset": 0, "last_offset": 5, "acknowledge_types": [1, 1, 1, 1, 3, 2]}])
+        assert acked["responses"][0]["partitions"][0]["acknowledge_error_code"] == 0
+        # the released record comes back at once: delivery count 2, and it stays acquired
+        assert _acquired(acked) == [(5, 5, 2)]
+    finally:
+        rc.close()
+    b.kill()
+    b.start()
+    rc = RawClient(b.bootstrap)
+    try:
+        join(rc, "m2")
+        again = []
+        deadline = time.monotonic() + 20
+        epoch = 0
+        while time.monotonic() < deadline and not again:
+            got = _fetch(rc, "m2", epoch, tid if epoch == 0 else None, group="sg-kill-g", wait=500)
+            epoch += 1
+            again = _acquired(got)
+        # 0-4 were done with; 5 (released) and 6-9 (only acquired) come again, each
+        # counted as delivered once before (what was last written; acquisitions are not)
+        assert again == [(5, 9, 2)], again
+        d = rc.request("DescribeShareGroupOffsets", 1, {"groups": [{"group_id": "sg-kill-g", "topics": None}]})
+        assert d["groups"][0]["topics"][0]["partitions"][0]["start_offset"] == 5
     finally:
         rc.close()

@@ -78,7 +78,7 @@ def test_members_leaving_and_offsets():
     m.set_start("g", p, 99)
     assert m.get("g", p).start == 15
     m.forget_topic("g", FakeTopic.topic_id)
-    assert m.of_group("g") == []
+    assert m.stored("g") == {}
     m.get("g", p)
     m.member_left("g", None)  # the group was deleted
     assert m.states == {}
