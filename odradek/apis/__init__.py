@@ -18,5 +18,6 @@ from odradek.apis import (  # noqa: F401
     scram_credentials,
     share_fetch,
     share_groups,
+    share_state,
     transactions,
 )

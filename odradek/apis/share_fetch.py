@@ -42,12 +42,13 @@ share.isolation.level=read_committed reads below the last stable offset and
 archives the records of aborted transactions (transaction markers are never
 delivered).
 
-Not implemented: the share coordinator's inter-broker APIs
-(Initialize/Read/Write/DeleteShareGroupState, ReadShareGroupStateSummary):
-a share-partition whose state partition of ``__share_group_state`` is led by
-another broker keeps its state in memory only (docs/share-groups.md).
-Acquisitions are not written: after a restart, records that were only
-acquired are delivered again.
+A share-partition whose share coordinator is not available yet (its
+partition of ``__share_group_state`` being elected or loaded, or
+unreachable) is not read: it is left out of the answer, as Kafka leaves out
+one still initialising, and tried again by the next request.
+
+Acquisitions are not written: after a restart or a change of leader,
+records that were only acquired are delivered again.
 """
 
 from __future__ import annotations
@@ -207,11 +208,13 @@ async def share_fetch(ctx, request: dict) -> dict:
                     session.partitions.pop((bytes(t["topic_id"]), index), None)
 
     fetching = [] if epoch == FINAL_EPOCH or renew else list(session.partitions)
-    for tid, index in fetching:  # share-partitions starting here read their persisted state
-        p, code = broker.replicas.partition_or_error(tid, index)
-        if not code:
-            await share.load(group_id, p)
+    waiting = set()  # share-partitions whose share coordinator is not available yet: nothing to read
+    for key in fetching:  # share-partitions starting here read their persisted state
+        p, code = broker.replicas.partition_or_error(*key)
+        if not code and await share.load(group_id, p) is None:
+            waiting.add(key)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, renew)
+    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
     if epoch == FINAL_EPOCH:
         share.close_session(session)
 
@@ -232,6 +235,8 @@ async def share_fetch(ctx, request: dict) -> dict:
             if code:
                 continue
             touched.append(p)
+            if key in waiting:  # not read until its share coordinator answers (as Kafka's initialising)
+                continue
             if records >= max_records or total >= request["max_bytes"]:
                 continue
             size, n = _acquire(broker, group_id, member_id, p, entry, request["max_bytes"] - total,
@@ -297,6 +302,7 @@ async def share_acknowledge(ctx, request: dict) -> dict:
         return top(code)
     requested = _requested(request)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, ctx.version >= 2 and request["is_renew_ack"])
+    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
     if epoch == FINAL_EPOCH:
         share.close_session(session)
     out = []

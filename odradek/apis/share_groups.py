@@ -38,8 +38,9 @@ group configs share.heartbeat.interval.ms and share.session.timeout.ms
 override the first two per group.
 
 Not implemented: the share-partition initialisation Kafka records in the
-group (ShareGroupStatePartitionMetadata, key 15) and the share
-coordinator's inter-broker APIs; rack-aware assignment.
+group (ShareGroupStatePartitionMetadata, key 15) with
+InitializeShareGroupState, and ReadShareGroupStateSummary (Describe reads
+the states kept on this broker); rack-aware assignment.
 """
 
 from __future__ import annotations
@@ -155,8 +156,9 @@ async def alter_share_group_offsets(ctx, request: dict) -> dict:
                 p, pcode = broker.replicas.partition_or_error(t["topic_name"], rp["partition_index"])
                 if not pcode and rp["start_offset"] < 0:
                     pcode, pmessage = errors.INVALID_REQUEST, "The start offset must not be negative."
+                if not pcode and await broker.share.load(gid, p) is None:  # its state, to replace
+                    pcode, pmessage = errors.COORDINATOR_NOT_AVAILABLE, "The share coordinator is not available."
                 if not pcode:
-                    await broker.share.load(gid, p)  # its state in __share_group_state, to replace
                     broker.share.set_start(gid, p, rp["start_offset"])
             parts.append({"partition_index": rp["partition_index"], "error_code": pcode, "error_message": pmessage})
         responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),

@@ -28,10 +28,10 @@ brokers).
 The share-partition leaders (``odradek/share/manager.py``) read a state
 when they start a share-partition and write one after every change that
 must survive them (acknowledgements, released or expired records, a new
-start offset). They call the coordinator of this broker directly: the
-inter-broker APIs (Read/Write/Initialize/DeleteShareGroupState,
-ReadShareGroupStateSummary) are not served, so a state whose partition of
-``__share_group_state`` is led by another broker stays in memory only.
+start offset): directly when this broker leads the key's partition, else
+through Read/Write/DeleteShareGroupState to the broker that does
+(``odradek/apis/share_state.py``). A write from a leader epoch older than
+the last writer's is fenced (FENCED_LEADER_EPOCH).
 """
 
 from __future__ import annotations
@@ -142,7 +142,11 @@ class ShareStateShard:
     # -- operations --------------------------------------------------------
     def write(self, now: int, key: tuple[str, bytes, int], leader_epoch: int, start: int,
               batches: list[tuple[int, int, int, int]]) -> Result:
+        """A new snapshot of ``key``; FENCED_LEADER_EPOCH from a leader older
+        than the last one that wrote it."""
         old = self.states.get(key)
+        if old is not None and 0 <= leader_epoch < old["leader_epoch"]:
+            return Result({"error_code": errors.FENCED_LEADER_EPOCH})
         value = {
             "snapshot_epoch": 0 if old is None else old["snapshot_epoch"] + 1,
             "state_epoch": 0 if old is None else old["state_epoch"],
@@ -159,6 +163,13 @@ class ShareStateShard:
         res = Result({"error_code": 0}, records=[(snapshot_key(*k), None) for k in keys if k in self.states])
         res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
         return res
+
+    def read_checked(self, key: tuple[str, bytes, int], leader_epoch: int):
+        """(error, :meth:`read`): FENCED_LEADER_EPOCH for a leader older than the last writer."""
+        v = self.states.get(key)
+        if v is not None and 0 <= leader_epoch < v["leader_epoch"]:
+            return errors.FENCED_LEADER_EPOCH, None
+        return 0, self.read(key)
 
     def read(self, key: tuple[str, bytes, int]) -> tuple[int, list[tuple[int, int, int, int]]] | None:
         """(start offset, state batches) of ``key``, or None."""
@@ -257,6 +268,15 @@ class ShareCoordinator:
             if self.hosted.get(index) is not h or h.loading:
                 return None
         return h.shard
+
+    def node_of(self, key: tuple[str, bytes, int]) -> int | None:
+        """The live broker leading ``key``'s partition of the topic, or None."""
+        image = self.broker.image
+        state = image.get(STATE_TOPIC)
+        if state is None or not state.partitions:
+            return None
+        leader = state.partitions[partition_for(*key, len(state.partitions))].leader
+        return leader if leader >= 0 and leader in image.brokers else None
 
     def execute(self, shard: ShareStateShard, op, *args) -> Result:
         h = self.hosted.get(shard.index)

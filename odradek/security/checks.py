@@ -443,6 +443,9 @@ RULES: dict[str, Callable] = {
     "DeleteShareGroupOffsets": Items(
         "topics", "responses", topic_check(Op.READ, "topic_name"),
         lambda t, code: {"topic_name": t["topic_name"], "error_code": code}, whole=group_of(Op.DELETE)),
+    "ReadShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "WriteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "DeleteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
     "ListGroups": list_groups,
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),
                           lambda g, code: {"group_id": g, "error_code": code}),

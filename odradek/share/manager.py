@@ -17,16 +17,15 @@ the group's ``share.delivery.count.limit`` and
 ``odradek/metadata/group_configs.py``, over the broker's settings).
 
 Durability: a share-partition starting here (first use, after a restart, or
-led here again) reads its state from the share coordinator of this broker
-(``odradek/coordinator/share_state.py``, ``__share_group_state``), and its
-state is written there after every acknowledgement (before it is answered),
-every release (sessions ending, members leaving) and every expiry, as a
-snapshot of its start offset and state batches (acquired records as
-available). When the state's partition of ``__share_group_state`` is led by
-another broker (a cluster), the inter-broker APIs being not served, the
-state is kept in memory only, and a leader change starts it afresh where
-``share.auto.offset.reset`` says. Share sessions are not persisted, as in
-Kafka.
+led here again) reads its state from its share coordinator
+(``odradek/coordinator/share_state.py``, ``__share_group_state``): this
+broker's, or another broker's through ReadShareGroupState (``StateClient``);
+until that coordinator answers, the share-partition is not started (None).
+Its state is written there after every acknowledgement (answered once
+written), every release (sessions ending, members leaving) and every
+expiry, as a snapshot of its start offset and state batches (acquired
+records as available), with the partition's leader epoch, so an older
+leader's writes are fenced. Share sessions are not persisted, as in Kafka.
 
 Every change that makes records available again (a release, an expired
 lock, a closed session) wakes the partition's waiting fetches
@@ -46,6 +45,7 @@ from odradek.metadata.group_configs import (
     parse_duration_ms,
 )
 from odradek.share.partition import RELEASE, SharePartition, SharePartitionConfig
+from odradek.protocol import errors
 from odradek.share.sessions import ShareSession, ShareSessionCache
 
 log = logging.getLogger("odradek.share")
@@ -65,6 +65,9 @@ class SharePartitions:
         # and the shard keeping each share-partition's state (None: in memory only).
         self.coordinator = None
         self._shards: dict[tuple[str, bytes, int], object] = {}
+        self._remote: dict[tuple[str, bytes, int], int] = {}  # key -> broker of its coordinator
+        self._pending: dict[tuple[str, bytes, int], asyncio.Task] = {}  # its last remote write
+        self.client = StateClient(self)
 
     # -- the group's settings (group configs over broker settings) ---------
     def lock_duration_ms(self, group_id: str) -> int:
@@ -115,21 +118,34 @@ class SharePartitions:
         entry = self.states.get(key)
         return entry is not None and entry[1] is p and self._epochs.get(key) == p.leader_epoch
 
-    async def load(self, group_id: str, p) -> SharePartition:
-        """:meth:`get`, reading the share-partition's persisted state when it
-        starts here (and persisting where a new one starts)."""
+    async def load(self, group_id: str, p) -> SharePartition | None:
+        """:meth:`get`, reading the share-partition's persisted state from its
+        share coordinator (this broker's, or another's through
+        ReadShareGroupState) when it starts here, and writing the state of a
+        new one. None while that coordinator is not available (being
+        elected, loading, unreachable): the share-partition waits for it."""
         key = (group_id, p.topic.topic_id, p.index)
         if self._valid(key, p):
             return self.get(group_id, p)
-        shard = None
+        shard = node = stored = None
         if self.coordinator is not None:
             try:
                 shard = await self.coordinator.shard_for(key)
-            except Exception:  # the state stays in memory; the fetch goes on
-                log.exception("share-partition state of %s: its coordinator is not available", key)
+            except Exception:
+                log.exception("share-partition state of %s: its coordinator failed", key)
+                return None
+            if shard is not None:
+                stored = shard.read(key)
+            else:
+                node = self.coordinator.node_of(key)
+                if node is None or node == self.coordinator.broker.config.node_id:
+                    return None  # no leader for its state yet
+                code, stored = await self.client.read(node, key, p.leader_epoch)
+                if code not in (0, errors.UNKNOWN_TOPIC_OR_PARTITION):
+                    log.info("share-partition state of %s: broker %d answered %d; retried", key, node, code)
+                    return None
         if self._valid(key, p):  # started meanwhile by another request
             return self.get(group_id, p)
-        stored = shard.read(key) if shard is not None else None
         if stored is not None:
             start, batches = stored
             sp = SharePartition.restore(start, batches, self._partition_config(group_id))
@@ -137,10 +153,12 @@ class SharePartitions:
             sp = SharePartition(self._start_offset(group_id, p), self._partition_config(group_id))
         self.states[key] = (sp, p)
         self._epochs[key] = p.leader_epoch
+        self._shards.pop(key, None)
+        self._remote.pop(key, None)
         if shard is not None:
             self._shards[key] = shard
-        else:
-            self._shards.pop(key, None)
+        elif node is not None:
+            self._remote[key] = node
         sp = self.get(group_id, p)  # the log may have moved on
         if stored is None:
             self.persist(group_id, p)
@@ -152,14 +170,29 @@ class SharePartitions:
         key = (group_id, p.topic.topic_id, p.index)
         shard = self._shards.get(key)
         entry = self.states.get(key)
-        if shard is None or entry is None or self.coordinator is None:
+        if entry is None or self.coordinator is None:
             return
         sp = entry[0]
+        node = self._remote.get(key)
+        if shard is None and node is not None:  # the coordinator is another broker: WriteShareGroupState
+            self._pending[key] = asyncio.get_running_loop().create_task(
+                self.client.write(node, key, p.leader_epoch, sp.start, sp.state_batches()))
+            return
+        if shard is None:
+            return
         res = self.coordinator.execute(shard, shard.write, key, p.leader_epoch, sp.start, sp.state_batches())
         if res.response.get("error_code"):
             log.warning("share-partition state of %s not written (error %d): its coordinator moved",
                         key, res.response["error_code"])
             self._shards.pop(key, None)
+
+    async def written(self, group_id: str, partitions) -> None:
+        """Wait for the remote writes of the state of ``partitions`` ((topic id,
+        index)) of ``group_id`` (acknowledgements are answered once written)."""
+        tasks = [self._pending.get((group_id, tid, index)) for tid, index in partitions]
+        tasks = [t for t in tasks if t is not None and not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
 
     def _forget(self, group_id: str, topic_id: bytes | None = None) -> None:
         """Drop the group's share-partitions (of one topic, or all), in memory
@@ -169,6 +202,9 @@ class SharePartitions:
             sp_p = self.states.pop(key)
             self._epochs.pop(key, None)
             self._shards.pop(key, None)
+            node = self._remote.pop(key, None)
+            if node is not None:
+                asyncio.get_running_loop().create_task(self.client.delete(node, key))
             sp_p[1].notify()
         if self.coordinator is None:
             return
@@ -297,3 +333,90 @@ class SharePartitions:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for t in self._pending.values():
+            t.cancel()
+        self._pending.clear()
+        self.client.close()
+
+
+class StateClient:
+    """Read/Write/DeleteShareGroupState to the share coordinator on another
+    broker, one request at a time per broker, over its inter-broker listener."""
+
+    def __init__(self, owner: SharePartitions, timeout_s: float = 10.0):
+        self.owner = owner
+        self.timeout = timeout_s
+        self.peers: dict[int, object] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    async def read(self, node: int, key, leader_epoch: int):
+        """(error, (start, batches) or None)."""
+        group_id, tid, index = key
+        body = {"group_id": group_id, "topics": [{"topic_id": tid, "partitions": [
+            {"partition": index, "leader_epoch": leader_epoch}]}]}
+        try:
+            resp = await self.call(node, "ReadShareGroupState", 0, body)
+            r = resp["results"][0]["partitions"][0]
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError, IndexError, KeyError) as e:
+            log.info("ReadShareGroupState to broker %d failed (%s)", node, e)
+            return errors.NETWORK_EXCEPTION, None
+        if r["error_code"]:
+            return r["error_code"], None
+        return 0, (r["start_offset"], [(b["first_offset"], b["last_offset"], b["delivery_state"],
+                                        b["delivery_count"]) for b in r["state_batches"]])
+
+    async def write(self, node: int, key, leader_epoch: int, start: int, batches) -> int:
+        group_id, tid, index = key
+        body = {"group_id": group_id, "topics": [{"topic_id": tid, "partitions": [{
+            "partition": index, "state_epoch": 0, "leader_epoch": leader_epoch, "start_offset": start,
+            "state_batches": [{"first_offset": f, "last_offset": la, "delivery_state": s, "delivery_count": c}
+                              for f, la, s, c in batches]}]}]}
+        try:
+            resp = await self.call(node, "WriteShareGroupState", 0, body)
+            code = resp["results"][0]["partitions"][0]["error_code"]
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError, IndexError, KeyError) as e:
+            log.warning("share-partition state of %s not written to broker %d (%s)", key, node, e)
+            return errors.NETWORK_EXCEPTION
+        if code:
+            log.warning("share-partition state of %s not written to broker %d (error %d)", key, node, code)
+        return code
+
+    async def delete(self, node: int, key) -> None:
+        group_id, tid, index = key
+        body = {"group_id": group_id, "topics": [{"topic_id": tid, "partitions": [{"partition": index}]}]}
+        try:
+            await self.call(node, "DeleteShareGroupState", 0, body)
+        except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as e:
+            log.info("DeleteShareGroupState to broker %d failed (%s)", node, e)
+
+    async def call(self, node: int, api: str, version: int, body: dict) -> dict:
+        lock = self.locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            try:
+                conn = await self._peer(node)
+                return await conn.request(api, version, body, self.timeout)
+            except BaseException:
+                self.peers.pop(node, None)
+                raise
+
+    async def _peer(self, node: int):
+        from odradek.replica.peer import PeerConnection
+
+        conn = self.peers.get(node)
+        if conn is not None and conn.connected:
+            return conn
+        broker = self.owner.coordinator.broker
+        info = broker.image.brokers.get(node)
+        endpoint = info.endpoint(getattr(broker, "inter_broker_listener", None)) if info else None
+        if endpoint is None:
+            raise ConnectionError(f"broker {node} has no endpoint")
+        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-share-state-{broker.config.node_id}",
+                              security=getattr(broker, "inter_broker_security", None))
+        await conn.connect(self.timeout)
+        self.peers[node] = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in self.peers.values():
+            conn.close()
+        self.peers.clear()

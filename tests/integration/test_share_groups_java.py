@@ -80,6 +80,17 @@ public class ShareCheck {
     throw new RuntimeException("no warm-up record received");
   }
 
+  // A 15 s lock for a group whose records must not be redelivered by a slow
+  // machine (the broker's 2 s lock is for the lock-expiry phase).
+  static void longLocks(String group) throws Exception {
+    try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
+      ConfigResource g = new ConfigResource(ConfigResource.Type.GROUP, group);
+      admin.incrementalAlterConfigs(Map.of(g, List.of(new AlterConfigOp(
+          new org.apache.kafka.clients.admin.ConfigEntry("share.record.lock.duration.ms", "15000"),
+          AlterConfigOp.OpType.SET)))).all().get();
+    }
+  }
+
   static String dc(ConsumerRecord<String, String> r) {
     return String.valueOf(r.deliveryCount().map(Short::intValue).orElse(-1));
   }
@@ -119,6 +130,7 @@ public class ShareCheck {
 
     // A: implicit acknowledgement.
     {
+      longLocks("sg-j-implicit");
       KafkaShareConsumer<String, String> c = consumer("sg-j-implicit", "implicit", 500);
       c.subscribe(List.of(topic));
       warm(topic, List.of(c), false);
@@ -135,6 +147,7 @@ public class ShareCheck {
 
     // B: explicit accept, release, reject.
     {
+      longLocks("sg-j-explicit");
       KafkaShareConsumer<String, String> c = consumer("sg-j-explicit", "explicit", 500);
       c.subscribe(List.of(topic));
       warm(topic, List.of(c), true);
@@ -210,6 +223,7 @@ public class ShareCheck {
 
     // D: the delivery-count limit (2 on this broker) archives a record.
     {
+      longLocks("sg-j-limit");
       KafkaShareConsumer<String, String> c = consumer("sg-j-limit", "explicit", 500);
       c.subscribe(List.of(topic));
       warm(topic, List.of(c), true);
@@ -233,6 +247,7 @@ public class ShareCheck {
 
     // E: three consumers on one partition: every record once, none twice.
     {
+      longLocks("sg-j-three");
       List<KafkaShareConsumer<String, String>> cs = new ArrayList<>();
       for (int i = 0; i < 3; i++) { KafkaShareConsumer<String, String> c = consumer("sg-j-three", "implicit", 10); c.subscribe(List.of(topic)); cs.add(c); }
       warm(topic, cs, false);
