@@ -41,6 +41,8 @@ import uuid
 
 from odradek.config import BrokerConfig, parse_properties
 from odradek.fetch_sessions import FetchSessionCache
+from odradek.coordinator.config import ShareGroupConfig
+from odradek.share.manager import SharePartitions
 from odradek.metadata import topics as topic_records
 from odradek.metadata.producer_ids import ProducerIdAllocator
 from odradek.metadata.store import MetadataStore
@@ -91,6 +93,8 @@ class BrokerCore:
         self.controller = None  # odradek.cluster.controller.Controller, once registered
         self._follower: asyncio.Task | None = None
         self.fetch_sessions = FetchSessionCache.from_config(config)
+        # Share groups' share-partitions and share sessions (odradek.share), led here.
+        self.share = SharePartitions(ShareGroupConfig.from_broker(config), self.image.group_configs)
         self.admin: TopicAdmin | None = None  # once loaded
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
         self.store: LogStore | None = None
@@ -316,6 +320,7 @@ class BrokerCore:
             except (asyncio.CancelledError, Exception):
                 pass
         self.tasks.clear()
+        self.share.stop()
         if self.fetchers is not None:
             self.replicas.fetchers = None
             await self.fetchers.stop()
@@ -341,6 +346,8 @@ class BrokerCore:
             self.server = None
         if self.transactions is not None:
             await self.transactions.stop()
+        if self.share.coordinator is not None:
+            await self.share.coordinator.stop()
         if self.groups is not None:
             await self.groups.stop()
         if self.registration is not None:

@@ -21,6 +21,7 @@ deleted again and the request answered KAFKA_STORAGE_ERROR.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid
@@ -247,6 +248,16 @@ class TopicAdmin:
         done = await self._commit(*topic_records.set_configs_txn(name, overrides))
         if not done.succeeded:
             raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
+
+    async def alter_group_config(self, group_id: str, overrides: dict[str, str]) -> None:
+        """Replace a group's config overrides (already validated; none deletes
+        the key); return once this broker's image has them."""
+        from odradek.metadata.group_configs import key_of
+        from odradek.metadata.store import Delete, Put
+
+        op = Put(key_of(group_id), json.dumps(overrides, sort_keys=True).encode()) if overrides \
+            else Delete(key_of(group_id))
+        await self._commit([], [op])
 
     async def auto_create(self, name: str) -> TopicState | None:
         """Create ``name`` with broker defaults if auto-creation is on; None otherwise."""

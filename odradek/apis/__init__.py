@@ -17,5 +17,8 @@ from odradek.apis import (  # noqa: F401
     reassignments,
     sasl,
     scram_credentials,
+    share_fetch,
+    share_groups,
+    share_state,
     transactions,
 )

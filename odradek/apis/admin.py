@@ -9,9 +9,15 @@ CreatePartitions (37) v0-3, with manual assignments of the new partitions
 (one list each, of the topic's replication factor). DeleteRecords (21) v0-2: moves the log start
 offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
-each value, and brokers (4), read-only. AlterConfigs (33) v0-2 and
-IncrementalAlterConfigs (44) v0-1: topic configs only; broker configs are
-static (from --config) and altering them answers INVALID_REQUEST.
+each value, brokers (4), read-only, and groups (32): the group configs
+odradek serves (odradek/metadata/group_configs.py: share.auto.offset.reset,
+share.record.lock.duration.ms, share.isolation.level,
+share.delivery.count.limit, share.partition.max.record.locks,
+share.heartbeat.interval.ms, share.session.timeout.ms). AlterConfigs (33)
+v0-2: topic configs; IncrementalAlterConfigs (44) v0-1: topic and group
+configs (SET and DELETE; other group config names answer INVALID_CONFIG);
+broker configs are static (from --config) and altering them answers
+INVALID_REQUEST.
 CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
 the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
 from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
@@ -24,15 +30,18 @@ from __future__ import annotations
 
 from odradek.topic_admin import TopicError
 from odradek.config import (
-    BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_LIST, T_STRING,
+    BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_INT, T_LIST, T_STRING,
     ConfigError, validate_topic_config,
 )
 from odradek.apis.partitions import per_partition
+from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
 from odradek.protocol import errors
 from odradek.server.registry import handles
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_GROUP = 32
+SOURCE_GROUP = 8  # GROUP_CONFIG
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
 
@@ -178,6 +187,44 @@ def broker_config_entries(broker) -> list[dict]:
     return out
 
 
+def group_config_entries(broker, group_id: str) -> list[dict]:
+    """A group's configs (odradek.metadata.group_configs): its overrides over
+    the broker's defaults."""
+    overrides = broker.image.group_configs.of(group_id)
+    bounds = GroupConfigBounds.from_broker(broker.config)
+    out = []
+    for name, default in sorted(bounds.defaults().items()):
+        source = SOURCE_GROUP if name in overrides else \
+            SOURCE_STATIC_BROKER if bounds.from_broker_config(name) else SOURCE_DEFAULT
+        out.append({"name": name, "value": overrides.get(name, default), "read_only": False,
+                    "config_source": source, "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "config_type": T_STRING if name in STRING_DEFAULTS else T_INT})
+    return out
+
+
+async def _alter_group(broker, name: str, configs: list, validate_only: bool) -> None:
+    """IncrementalAlterConfigs on a group: set or delete served keys."""
+    if not name:
+        raise ConfigError("Group id must not be empty.", errors.INVALID_GROUP_ID)
+    bounds = GroupConfigBounds.from_broker(broker.config)
+    new = dict(broker.image.group_configs.of(name))
+    try:
+        for c in configs:
+            key, op = c["name"], c["config_operation"]
+            if op == OP_SET:
+                new[key] = bounds.validate(key, c["value"])
+            elif op == OP_DELETE:
+                if key not in bounds.defaults():
+                    raise GroupConfigError(f"Unknown group config name: {key}")
+                new.pop(key, None)
+            else:
+                raise ConfigError(f"Config {key} is not a list", errors.INVALID_CONFIG)
+    except GroupConfigError as e:
+        raise ConfigError(str(e), errors.INVALID_CONFIG) from None
+    if not validate_only:
+        await broker.admin.alter_group_config(name, new)
+
+
 @handles("DescribeConfigs", 1, 4)
 async def describe_configs(ctx, request: dict) -> dict:
     broker = ctx.broker
@@ -199,6 +246,12 @@ async def describe_configs(ctx, request: dict) -> dict:
                 entry["error_message"] = f"Unknown broker {rname}"
             else:
                 entry["configs"] = broker_config_entries(broker)
+        elif rtype == RESOURCE_GROUP:
+            if not rname:
+                entry["error_code"] = errors.INVALID_GROUP_ID
+                entry["error_message"] = "Group id must not be empty."
+            else:
+                entry["configs"] = group_config_entries(broker, rname)
         else:
             entry["error_code"] = errors.INVALID_REQUEST
             entry["error_message"] = f"Unsupported resource type {rtype}"
@@ -249,6 +302,10 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
             if rtype == RESOURCE_BROKER:
                 raise ConfigError("Broker configs are static in odradek (set them with --config)",
                                   errors.INVALID_REQUEST)
+            if rtype == RESOURCE_GROUP and incremental:
+                await _alter_group(broker, rname, r["configs"], request["validate_only"])
+                responses.append(entry)
+                continue
             if rtype != RESOURCE_TOPIC:
                 raise ConfigError(f"Unsupported resource type {rtype}", errors.INVALID_REQUEST)
             topic = broker.image.get(rname)

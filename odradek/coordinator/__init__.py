@@ -13,3 +13,9 @@ async def start_coordinators(broker) -> None:
 
     broker.transactions = TransactionCoordinator(broker)
     await broker.transactions.start()
+    from odradek.coordinator.share_state import ShareCoordinator
+
+    share = getattr(broker, "share", None)
+    if share is not None:
+        share.coordinator = ShareCoordinator(broker)
+        await share.coordinator.start()

@@ -475,7 +475,7 @@ class ClassicGroups:
         g = self.groups.get(group_id)
         replaced = None
         if g is not None and g.group_type != CLASSIC:
-            if not self.gm.is_empty(g):
+            if not self.gm.convertible(g):
                 return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
             replaced, g = g, None  # an empty group of another type becomes a classic one
         cfg = self.config
@@ -647,6 +647,13 @@ class ClassicGroups:
     @staticmethod
     def is_empty(g: ClassicGroup) -> bool:
         return g.state == EMPTY and not g.members and not g.pending_members
+
+    def convertible(self, g: ClassicGroup) -> bool:
+        return self.is_empty(g)
+
+    @staticmethod
+    def expires(g: ClassicGroup) -> bool:
+        return True
 
     def conversion_records(self, g: ClassicGroup) -> list:
         # A group that only ever had offsets has no metadata record to delete.

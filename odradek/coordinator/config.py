@@ -61,3 +61,30 @@ class ConsumerGroupConfig:
             max_size=config.get_int("group.consumer.max.size", d.max_size),
             assignors=tuple(names) or d.assignors,
         )
+
+
+@dataclass
+class ShareGroupConfig:
+    """Settings of KIP-932 share groups (the group side and the share-partition side)."""
+
+    session_timeout_ms: int = 45000  # group.share.session.timeout.ms
+    heartbeat_interval_ms: int = 5000  # group.share.heartbeat.interval.ms
+    max_size: int = 200  # group.share.max.size
+    record_lock_duration_ms: int = 30000  # group.share.record.lock.duration.ms
+    delivery_count_limit: int = 5  # group.share.delivery.count.limit
+    max_record_locks: int = 2000  # group.share.partition.max.record.locks
+    max_share_sessions: int = 2000  # group.share.max.share.sessions
+
+    @classmethod
+    def from_broker(cls, config) -> "ShareGroupConfig":
+        d = cls()
+        return cls(
+            session_timeout_ms=config.get_int("group.share.session.timeout.ms", d.session_timeout_ms),
+            heartbeat_interval_ms=config.get_int("group.share.heartbeat.interval.ms", d.heartbeat_interval_ms),
+            max_size=config.get_int("group.share.max.size", d.max_size),
+            record_lock_duration_ms=config.get_int("group.share.record.lock.duration.ms",
+                                                   d.record_lock_duration_ms),
+            delivery_count_limit=config.get_int("group.share.delivery.count.limit", d.delivery_count_limit),
+            max_record_locks=config.get_int("group.share.partition.max.record.locks", d.max_record_locks),
+            max_share_sessions=config.get_int("group.share.max.share.sessions", d.max_share_sessions),
+        )

@@ -497,7 +497,7 @@ class ConsumerGroups:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
             g, live = ConsumerGroup(group_id, now), False
         elif g.group_type != CONSUMER:
-            if member_epoch != 0 or not self.gm.is_empty(g):
+            if member_epoch != 0 or not self.gm.convertible(g):
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
             records.extend(self.gm.conversion_records(g))  # it becomes a consumer group
             g, live = ConsumerGroup(group_id, now), False
@@ -939,6 +939,14 @@ class ConsumerGroups:
     @staticmethod
     def is_empty(g: ConsumerGroup) -> bool:
         return not g.members
+
+    @staticmethod
+    def convertible(g: ConsumerGroup) -> bool:
+        return not g.members
+
+    @staticmethod
+    def expires(g: ConsumerGroup) -> bool:
+        return True
 
     def conversion_records(self, g: ConsumerGroup) -> list:
         return self._consumer_group_tombstones(g)

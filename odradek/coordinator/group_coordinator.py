@@ -51,7 +51,7 @@ import time
 
 from odradek.clock import now_ms
 from odradek.coordinator import records as rec
-from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
+from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
@@ -117,6 +117,7 @@ class GroupCoordinator:
         self.broker = broker
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
+        self.share_config = ShareGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
         self.hosted: dict[int, HostedShard] = {}
         self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
@@ -285,7 +286,9 @@ class GroupCoordinator:
         """Start hosting (and loading) the shard of partition ``index``."""
         if index in self.hosted:
             self.unload(index)
-        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index)
+        shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index,
+                           share_config=self.share_config,
+                           group_configs=self.broker.image.group_configs)
         h = HostedShard(index, partition, shard)
         h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))
         self.hosted[index] = h
@@ -320,6 +323,7 @@ class GroupCoordinator:
         if self.hosted.get(h.index) is not h:
             return
         h.loading = False
+        h.shard.share.drain_departures()  # what the log says happened before: nothing to release now
         self._deliver(h.shard.drain())
         self._reschedule(h)
         log.debug("loaded %d records, %d groups from %s-%d in %.3fs", count, len(h.shard.groups),
@@ -382,6 +386,7 @@ class GroupCoordinator:
         if res.wait is not None:
             self.waiters[res.wait] = asyncio.get_running_loop().create_future()
         completions = h.runner.apply(res, now)
+        self._share_departures(h)
         if completions:
             replicated = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
             if replicated is None:
@@ -391,6 +396,14 @@ class GroupCoordinator:
                     completions if f.result() == 0 else [(t, not_coordinator(r)) for t, r in completions]))
         self._reschedule(h)
         return res
+
+    def _share_departures(self, h: HostedShard) -> None:
+        """Share group members removed (or groups deleted) by what was just
+        replayed: this broker's share-partitions release what they hold."""
+        share = getattr(self.broker, "share", None)
+        for group_id, member_id in h.shard.share.drain_departures():
+            if share is not None:
+                share.member_left(group_id, member_id)
 
     async def wait(self, res: Result) -> dict:
         """The response of ``res``: at once, or when its parked request completes."""

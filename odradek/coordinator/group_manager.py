@@ -6,12 +6,15 @@ Theory of operation
 is of one type at a time), the deadlines of all of them, and the outbox of
 completions (answers to parked requests). It knows no protocol: each group
 type is a sibling component registered with it (classic groups in
-``classic_groups.py``, KIP-848 consumer groups in ``consumer_groups.py``; a
-share group type would be a third), which owns its own APIs, its own
+``classic_groups.py``, KIP-848 consumer groups in ``consumer_groups.py``, KIP-932
+share groups in ``share_groups.py``), which owns its own APIs, its own
 records and its own deadlines, and answers the questions other components
 ask about any group, through the same methods:
 
-- ``is_empty(g)``: no members (a group that may change type or be deleted);
+- ``is_empty(g)``: no members (a group that may be deleted);
+- ``convertible(g)``: whether another type may take over its id (empty
+  classic and consumer groups; never a share group), ``expires(g)``:
+  whether offset expiry deletes it once empty and without offsets;
 - ``conversion_records(g)`` / ``delete_records(g)``: records removing the
   group's membership state when another type takes over the id, or when the
   group is deleted;
@@ -38,13 +41,14 @@ import heapq
 import itertools
 import logging
 
-from odradek.coordinator.records import ConsumerKey, GroupKey, OffsetKey, RecordFormatError, decode_key
+from odradek.coordinator.records import ConsumerKey, GroupKey, OffsetKey, RecordFormatError, ShareKey, decode_key
 from odradek.coordinator.runtime import Result
 
 log = logging.getLogger("odradek.groups")
 
 CLASSIC = "classic"
 CONSUMER = "consumer"
+SHARE = "share"
 
 EMPTY = "Empty"
 DEAD = "Dead"
@@ -114,6 +118,15 @@ class GroupManager:
     def is_empty(self, g) -> bool:
         return self.kind(g).is_empty(g)
 
+    def convertible(self, g) -> bool:
+        """Whether another group type may take over ``g``'s id (an empty
+        classic or consumer group; never a share group)."""
+        return self.kind(g).convertible(g)
+
+    def expires(self, g) -> bool:
+        """Whether ``g``, empty and without offsets, is deleted by offset expiry."""
+        return self.kind(g).expires(g)
+
     def conversion_records(self, g) -> list:
         return self.kind(g).conversion_records(g)
 
@@ -146,6 +159,8 @@ class GroupManager:
             kind = self.kinds[CLASSIC]
         elif isinstance(key, ConsumerKey):
             kind = self.kinds[CONSUMER]
+        elif isinstance(key, ShareKey) and SHARE in self.kinds:
+            kind = self.kinds[SHARE]
         else:
             raise TypeError(f"not a group record: {key!r}")
         value = kind.decode_value(key, value)

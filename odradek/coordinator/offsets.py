@@ -197,7 +197,7 @@ class OffsetManager:
                     if (now >= v.expire_timestamp) if v.expire_timestamp >= 0 else (now - base(v) >= retention):
                         expired.append(key)
             res.records.extend(self.tombstones(g.group_id, expired))
-            if len(expired) == len(offsets) and self.groups.is_empty(g):
+            if len(expired) == len(offsets) and self.groups.is_empty(g) and self.groups.expires(g):
                 res.records.extend(self.groups.delete_records(g))
         return res
 

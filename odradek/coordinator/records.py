@@ -17,6 +17,11 @@ version, followed by the fields of that version (Kafka's specs, vendored in
   subscription (5), the target assignment's epoch (6) and each member's
   target (7), each member's current assignment (8), a resolved regular
   expression (16). Their values are version 0 of their specs.
+- key types 10-14: KIP-932 share groups (``ShareKey``): a member's
+  subscription (10), the group epoch (11), the target assignment's epoch
+  (12) and each member's target (13), each member's assignment (14); values
+  version 0. (Type 15, the share-partition initialisation state, is not
+  written: share-partition state is not persisted yet.)
 
 So Kafka's own tools (kafka-console-consumer with the offsets formatter,
 kafka-dump-log --offsets-decoder) can read what odradek writes, and odradek
@@ -102,6 +107,8 @@ def decode_key(data: bytes) -> "OffsetKey | GroupKey | ConsumerKey":
     version = _version(data)
     if version in CONSUMER_RECORD_NAMES:
         return decode_consumer_key(version, data)
+    if version in SHARE_RECORD_NAMES:
+        return decode_share_key(version, data)
     try:
         if version in (0, OFFSET_COMMIT_KEY_TYPE):
             d, _ = codec("OffsetCommitKey", 0).decode(data, 2)
@@ -223,6 +230,69 @@ def decode_consumer_value(kind: int, data: bytes | None) -> dict | None:
         raise RecordFormatError(f"unknown {CONSUMER_RECORD_NAMES[kind]} value version {version}")
     try:
         d, _ = codec(CONSUMER_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d
+
+
+# -- KIP-932 share groups ---------------------------------------------------
+
+SG_MEMBER_METADATA = 10  # ShareGroupMemberMetadata: a member's subscription
+SG_METADATA = 11  # ShareGroupMetadata: the group epoch and its topics' metadata hash
+SG_TARGET_METADATA = 12  # ShareGroupTargetAssignmentMetadata: the target's epoch
+SG_TARGET_MEMBER = 13  # ShareGroupTargetAssignmentMember: a member's target partitions
+SG_CURRENT_ASSIGNMENT = 14  # ShareGroupCurrentMemberAssignment: a member's assignment
+
+SHARE_RECORD_NAMES = {
+    SG_MEMBER_METADATA: "ShareGroupMemberMetadata",
+    SG_METADATA: "ShareGroupMetadata",
+    SG_TARGET_METADATA: "ShareGroupTargetAssignmentMetadata",
+    SG_TARGET_MEMBER: "ShareGroupTargetAssignmentMember",
+    SG_CURRENT_ASSIGNMENT: "ShareGroupCurrentMemberAssignment",
+}
+_SHARE_MEMBER_KEYED = (SG_MEMBER_METADATA, SG_TARGET_MEMBER, SG_CURRENT_ASSIGNMENT)
+
+
+@dataclass(frozen=True)
+class ShareKey:
+    """Key of a share group record: its type (10-14), the group, and the
+    member id (types 10, 13, 14)."""
+    kind: int
+    group: str
+    sub: str | None = None
+
+
+def share_key(kind: int, group: str, sub: str | None = None) -> bytes:
+    out = bytearray(_I16.pack(kind))
+    fields = {"group_id": group}
+    if kind in _SHARE_MEMBER_KEYED:
+        fields["member_id"] = sub
+    codec(SHARE_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
+    return bytes(out)
+
+
+def share_value(kind: int, value: dict) -> bytes:
+    out = bytearray(_I16.pack(0))
+    codec(SHARE_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
+    return bytes(out)
+
+
+def decode_share_key(kind: int, data: bytes) -> ShareKey:
+    try:
+        d, _ = codec(SHARE_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return ShareKey(kind, d["group_id"], d.get("member_id"))
+
+
+def decode_share_value(kind: int, data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if version != 0:
+        raise RecordFormatError(f"unknown {SHARE_RECORD_NAMES[kind]} value version {version}")
+    try:
+        d, _ = codec(SHARE_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
     except DecodeError as e:
         raise RecordFormatError(str(e)) from None
     return d

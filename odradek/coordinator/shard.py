@@ -8,8 +8,8 @@ shard is:
 - a :class:`~odradek.coordinator.group_manager.GroupManager`, the group table
   with its deadlines, and the group types registered with it as siblings:
   :class:`~odradek.coordinator.classic_groups.ClassicGroups` and
-  :class:`~odradek.coordinator.consumer_groups.ConsumerGroups` (share groups
-  would be a third);
+  :class:`~odradek.coordinator.consumer_groups.ConsumerGroups` and
+  :class:`~odradek.coordinator.share_groups.ShareGroups`;
 - an :class:`~odradek.coordinator.offsets.OffsetManager`, the committed
   offsets, which asks the group manager about a group, whatever its type.
 
@@ -31,12 +31,13 @@ from __future__ import annotations
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.classic_groups import ClassicGroups
-from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig
+from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
 from odradek.coordinator.consumer_groups import ConsumerGroups
 from odradek.coordinator.group_manager import GroupManager
 from odradek.coordinator.records import OffsetKey
 from odradek.coordinator.offsets import OffsetManager
 from odradek.coordinator.runtime import Result
+from odradek.coordinator.share_groups import ShareGroups
 from odradek.protocol import errors
 
 
@@ -44,17 +45,19 @@ class GroupShard:
     """The groups and offsets of one partition. See the module docstring."""
 
     def __init__(self, config: GroupConfig | None = None, consumer_config: ConsumerGroupConfig | None = None,
-                 topics=None, tokens=None, partition: int | None = None):
+                 topics=None, tokens=None, partition: int | None = None,
+                 share_config: ShareGroupConfig | None = None, group_configs=None):
         self.partition = partition  # of __consumer_offsets, when hosted by a coordinator
         self.config = config or GroupConfig()
         self.group_manager = GroupManager(tokens)
         self.classic = ClassicGroups(self.group_manager, self.config)
         self.consumer = ConsumerGroups(self.group_manager, consumer_config, topics)
+        self.share = ShareGroups(self.group_manager, share_config, topics, group_configs)
         self.offsets = OffsetManager(self.group_manager, self.config)
 
     @property
     def groups(self) -> dict:
-        """The group table (group id -> classic or consumer group)."""
+        """The group table (group id -> classic, consumer or share group)."""
         return self.group_manager.groups
 
     # -- classic groups --------------------------------------------------
@@ -79,6 +82,16 @@ class GroupShard:
 
     def consumer_group_describe(self, group_ids: list[str]) -> list:
         return self.consumer.consumer_group_describe(group_ids)
+
+    # -- share groups ----------------------------------------------------
+    def share_group_heartbeat(self, now: int, **kw) -> Result:
+        return self.share.share_group_heartbeat(now, **kw)
+
+    def share_group_describe(self, group_ids: list[str]) -> list:
+        return self.share.share_group_describe(group_ids)
+
+    def share_offsets_check(self, now: int, group_id: str, mode: str = "describe") -> Result:
+        return self.share.offsets_check(now, group_id, mode)
 
     # -- offsets ---------------------------------------------------------
     def commit_offsets(self, now: int, **kw) -> Result:

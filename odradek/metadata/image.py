@@ -4,8 +4,10 @@ Topics (ids, configs, partition states), the live brokers, the controller
 (``controller_id``, -1 when there is none, and ``controller_epoch``, the
 ``controller`` key's create revision; see ``odradek.cluster.controller``), the ACLs
 (``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding)
-and the client quotas (``odradek.security.quotas.QuotaCache``, one
-``quotas/...`` key per entity), built from a
+the client quotas (``odradek.security.quotas.QuotaCache``, one
+``quotas/...`` key per entity) and the group configs
+(``odradek.metadata.group_configs``, one ``configs/group/...`` key per
+group), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
 (``apply``): readers on the event loop never see half of a transaction.
@@ -21,6 +23,7 @@ import json
 import logging
 
 from odradek.metadata.brokers import BROKERS, BrokerInfo
+from odradek.metadata.group_configs import PREFIX as GROUP_CONFIGS, GroupConfigCache
 
 CONTROLLER = "controller"  # {"node_id": N}, under the controller's registration lease
 from odradek.metadata.store import Event, KeyValue
@@ -68,6 +71,7 @@ class MetadataImage:
         self.controller_epoch = 0  # the controller key's create revision
         self.acls = AclCache()
         self.quotas = QuotaCache()
+        self.group_configs = GroupConfigCache()
         self.progress = Progress()
 
     # -- reading ------------------------------------------------------------------
@@ -98,6 +102,7 @@ class MetadataImage:
         self.controller_id, self.controller_epoch = -1, 0
         self.acls.clear()
         self.quotas.clear()
+        self.group_configs.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
                 name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
@@ -186,6 +191,8 @@ class MetadataImage:
             self.acls.put(key, kv.value)
         elif key.startswith(QUOTAS):
             self.quotas.put(key, kv.value)
+        elif key.startswith(GROUP_CONFIGS):
+            self.group_configs.put(key, kv.value)
         return None
 
     def _delete(self, key: str) -> str | None:
@@ -202,4 +209,6 @@ class MetadataImage:
             self.acls.delete(key)
         elif key.startswith(QUOTAS):
             self.quotas.delete(key)
+        elif key.startswith(GROUP_CONFIGS):
+            self.group_configs.delete(key)
         return None

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from odradek.metadata.store import Compare, Delete, Put
 
-INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
+INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state", "__share_group_state")
 
 TOPICS = "topics/"
 CONFIGS = "configs/topic/"

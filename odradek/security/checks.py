@@ -179,6 +179,11 @@ def fetch_error(item, code):
                            for p in item["partitions"]]}
 
 
+def share_error(item, code):
+    return {"topic_id": item["topic_id"], "partitions": [
+        {"partition_index": p["partition_index"], "error_code": code} for p in item["partitions"]]}
+
+
 def offset_commit_error(item, code):
     return {"name": item.get("name"), "topic_id": item.get("topic_id"),
             "partitions": [{"partition_index": p["partition_index"], "error_code": code}
@@ -447,6 +452,11 @@ RULES: dict[str, Callable] = {
     "Heartbeat": Whole(group_of(Op.READ), top_error),
     "LeaveGroup": Whole(group_of(Op.READ), top_error),
     "ConsumerGroupHeartbeat": Whole(group_of(Op.READ), top_error),
+    "ShareGroupHeartbeat": Whole(group_of(Op.READ), top_error),
+    "ShareFetch": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
+                        whole=group_of(Op.READ)),
+    "ShareAcknowledge": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
+                              whole=group_of(Op.READ)),
     "OffsetCommit": Items("topics", "topics", topic_check(Op.READ), offset_commit_error,
                           whole=group_of(Op.READ)),
     "OffsetFetch": offset_fetch,
@@ -459,6 +469,23 @@ RULES: dict[str, Callable] = {
     "ConsumerGroupDescribe": Items("group_ids", "groups", group_check(Op.DESCRIBE),
                                    lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
                                                     "assignor_name": "", "members": []}),
+    "ShareGroupDescribe": Items("group_ids", "groups", group_check(Op.DESCRIBE),
+                                lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
+                                                 "assignor_name": "", "members": []}),
+    "DescribeShareGroupOffsets": Items(
+        "groups", "groups", lambda ctx, g: group_check(Op.DESCRIBE)(ctx, g["group_id"]),
+        lambda g, code: {"group_id": g["group_id"], "error_code": code, "error_message": None, "topics": []}),
+    "AlterShareGroupOffsets": Items(
+        "topics", "responses", topic_check(Op.READ, "topic_name"),
+        lambda t, code: {"topic_name": t["topic_name"], "partitions": [
+            {"partition_index": p["partition_index"], "error_code": code} for p in t["partitions"]]},
+        whole=group_of(Op.READ)),
+    "DeleteShareGroupOffsets": Items(
+        "topics", "responses", topic_check(Op.READ, "topic_name"),
+        lambda t, code: {"topic_name": t["topic_name"], "error_code": code}, whole=group_of(Op.DELETE)),
+    "ReadShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "WriteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "DeleteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
     "ListGroups": list_groups,
     "DescribeTopicPartitions": describe_topic_partitions,
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),

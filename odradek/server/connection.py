@@ -194,6 +194,9 @@ class KafkaConnection(asyncio.Protocol):
         self.frames.clear()
         self.broker.connections.discard(self)
         self.broker.metrics.connection_closed(self.listener)
+        share = getattr(self.broker, "share", None)
+        if share is not None:
+            share.connection_closed(self)  # its share sessions end, their records are released
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer

@@ -95,3 +95,26 @@ def test_franz_go_reads_interleaved_transactions(odradek_broker_factory, franz_t
     assert txn_interleaved.by_partition(read("read_uncommitted")) == everything
     assert [v for _, v in everything[2]] == ["t1-p2-aborted", "t3-p2-aborted", "t5-p2-aborted",
                                              "t7-p2-aborted"]
+
+
+def test_franz_go_share_group_tests(odradek_broker_factory):
+    """franz-go's own share group tests (pkg/kgo): TestShareGroup (200 records
+    from the log start, set by the share.auto.offset.reset group config),
+    TestShareGroupAckOnClose, TestShareGroupETL (two chained share groups,
+    accept / release / reject strategies, consumers added and killed; every
+    key arrives, rejected ones never) and TestShareGroupOffsetsAdmin
+    (Alter, Describe and DeleteShareGroupOffsets)."""
+    if shutil.which("go") is None:
+        pytest.skip("Go is not installed")
+    b = odradek_broker_factory(config={"offsets.topic.num.partitions": "4"})
+    env = dict(os.environ, KGO_SEEDS=b.bootstrap, KGO_TEST_RF="1", KGO_TEST_RECORDS="5000")
+    names = ("TestShareGroup", "TestShareGroupAckOnClose", "TestShareGroupETL", "TestShareGroupOffsetsAdmin")
+    tests = "^(" + "|".join(names) + ")$"
+    proc = subprocess.run(["go", "test", "github.com/twmb/franz-go/pkg/kgo", "-run", tests, "-count=1",
+                           "-timeout", "300s", "-v"], cwd=os.path.join(HERE, "franz"), env=env,
+                          capture_output=True, text=True, timeout=380)
+    if proc.returncode != 0 and "--- " not in proc.stdout:
+        pytest.skip(f"could not build franz-go's tests (no module proxy?): {proc.stderr[-500:]}")
+    for name in names:
+        assert f"--- PASS: {name} " in proc.stdout, proc.stdout[-4000:]
+    assert proc.returncode == 0, proc.stdout[-4000:]

@@ -69,6 +69,16 @@ PINNED = {
     "DescribeCluster": (60, 0, 2),
     "ConsumerGroupHeartbeat": (68, 0, 1),
     "ConsumerGroupDescribe": (69, 0, 1),
+    "ShareGroupHeartbeat": (76, 1, 1),
+    "ShareGroupDescribe": (77, 1, 1),
+    "ShareFetch": (78, 1, 2),
+    "ShareAcknowledge": (79, 1, 2),
+    "ReadShareGroupState": (84, 0, 0),
+    "WriteShareGroupState": (85, 0, 1),
+    "DeleteShareGroupState": (86, 0, 0),
+    "DescribeShareGroupOffsets": (90, 0, 1),
+    "AlterShareGroupOffsets": (91, 0, 0),
+    "DeleteShareGroupOffsets": (92, 0, 0),
 }
 
 _ADVERTISED = """

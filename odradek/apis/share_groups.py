@@ -1,0 +1,190 @@
+"""KIP-932 share groups: ShareGroupHeartbeat, ShareGroupDescribe, and the
+share group offsets.
+
+Versions served:
+  ShareGroupHeartbeat (76) 1: the member id is chosen by the client; epoch 0
+    joins (SubscribedTopicNames required), -1 leaves. Partitions are
+    assigned on the broker by the simple assignor (members may share a
+    partition).
+  ShareGroupDescribe (77) 1: members, their subscriptions and assignments;
+    a group of another type answers GROUP_ID_NOT_FOUND ("Group g is not a
+    share group.").
+  DescribeShareGroupOffsets (90) 0-1: each share-partition's start offset,
+    the leader epoch and (v1) the lag (records below the high watermark not
+    yet acknowledged or archived); -1 for a partition the group has not
+    read; all the group's share-partitions when no topics are named.
+  AlterShareGroupOffsets (91) 0: sets the start offset of share-partitions
+    of an empty group (NON_EMPTY_GROUP otherwise), creating the group if
+    missing; the share-partition starts afresh there (within the log).
+  DeleteShareGroupOffsets (92) 0: an empty group's share-partitions of the
+    named topics are forgotten (the next read starts where
+    share.auto.offset.reset says).
+
+Behaviour lives in odradek/coordinator/share_groups.py, in the shard of the
+group's ``__consumer_offsets`` partition, beside the classic and consumer
+groups (ListGroups reports share groups with type "share", DeleteGroups
+deletes an empty one and its share-partitions' state). The share-partitions
+(what was acquired and acknowledged) are kept by the partitions' leader
+(odradek/share/manager.py, odradek/apis/share_fetch.py) and written to
+``__share_group_state`` by this broker's share coordinator
+(odradek/coordinator/share_state.py); the offsets APIs read and change
+those of this broker (Describe also those only in its share coordinator),
+so in a cluster a partition led by another broker than the group's
+coordinator answers NOT_LEADER_OR_FOLLOWER.
+
+Broker settings: group.share.heartbeat.interval.ms (5000),
+group.share.session.timeout.ms (45000), group.share.max.size (200); the
+group configs share.heartbeat.interval.ms and share.session.timeout.ms
+override the first two per group.
+
+Not implemented: the share-partition initialisation Kafka records in the
+group (ShareGroupStatePartitionMetadata, key 15) with
+InitializeShareGroupState, and ReadShareGroupStateSummary (Describe reads
+the states kept on this broker); rack-aware assignment.
+"""
+
+from __future__ import annotations
+
+from odradek.apis.groups import _client_host, _coordinator, _shard
+from odradek.protocol import errors
+from odradek.security.authorizer import ResourceType
+from odradek.security.checks import authorized_operations
+from odradek.server.registry import handles
+
+
+def _unavailable(code: int) -> dict:
+    return {"error_code": code, "error_message": None, "member_id": None,
+            "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
+
+
+@handles("ShareGroupHeartbeat", 1, 1)
+async def share_group_heartbeat(ctx, request: dict) -> dict:
+    gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
+    if code:
+        return _unavailable(code)
+    res = gc.execute(
+        shard, shard.share_group_heartbeat,
+        group_id=request["group_id"],
+        member_id=request["member_id"],
+        member_epoch=request["member_epoch"],
+        rack_id=request["rack_id"],
+        subscribed_topic_names=request["subscribed_topic_names"],
+        client_id=ctx.client_id or "",
+        client_host=_client_host(ctx),
+    )
+    return dict(res.response)
+
+
+@handles("ShareGroupDescribe", 1, 1)
+async def share_group_describe(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    groups = []
+    for gid in request["group_ids"]:
+        shard, code = gc.shard_for(gid) if gc is not None else (None, errors.COORDINATOR_NOT_AVAILABLE)
+        if code:
+            groups.append({"group_id": gid, "error_code": code})
+        else:
+            described = shard.share_group_describe([gid])
+            if request["include_authorized_operations"]:
+                for g in described:
+                    g["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)
+            groups.extend(described)
+    return {"groups": groups}
+
+
+# -- share group offsets -----------------------------------------------------
+
+async def _offsets_check(ctx, group_id: str, mode: str) -> tuple[int, str | None]:
+    """The group-level answer of a share group offsets request (``mode``:
+    describe, alter, delete), from the group's coordinator shard."""
+    gc, shard, code = await _shard(ctx, group_id, create=mode == "alter")
+    if code:
+        return code, None
+    res = gc.execute(shard, shard.share_offsets_check, group_id, mode)
+    return res.response["error_code"], res.response["error_message"]
+
+
+@handles("DescribeShareGroupOffsets", 0, 1)
+async def describe_share_group_offsets(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    groups = []
+    for rg in request["groups"]:
+        gid = rg["group_id"]
+        code, message = await _offsets_check(ctx, gid, "describe")
+        entry = {"group_id": gid, "error_code": code, "error_message": message, "topics": []}
+        groups.append(entry)
+        if code:
+            continue
+        held = broker.share.stored(gid)  # (topic id, partition) -> share-partition
+        if rg["topics"] is None:
+            wanted: dict = {}
+            for tid, index in sorted(held):
+                t = broker.replicas.topic(tid)
+                if t is not None:
+                    wanted.setdefault(t.name, []).append(index)
+            requested = [(name, indexes) for name, indexes in wanted.items()]
+        else:
+            requested = [(t["topic_name"], t["partitions"]) for t in rg["topics"]]
+        for name, indexes in requested:
+            topic = broker.replicas.topic(name)
+            parts = []
+            for index in indexes:
+                part = {"partition_index": index, "start_offset": -1, "leader_epoch": -1, "lag": -1,
+                        "error_code": 0, "error_message": None}
+                p, pcode = broker.replicas.partition_or_error(name, index)
+                if pcode:
+                    part["error_code"] = pcode
+                else:
+                    sp = held.get((p.topic.topic_id, index))
+                    if sp is not None:
+                        start = max(sp.start, p.log_start_offset)
+                        part.update(start_offset=start, leader_epoch=p.leader_epoch,
+                                    lag=sp.lag(p.high_watermark) if start == sp.start else
+                                    max(0, p.high_watermark - start))
+                parts.append(part)
+            entry["topics"].append({"topic_name": name, "topic_id": topic.topic_id if topic else bytes(16),
+                                    "partitions": parts})
+    return {"groups": groups}
+
+
+@handles("AlterShareGroupOffsets", 0, 0)
+async def alter_share_group_offsets(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    gid = request["group_id"]
+    code, message = await _offsets_check(ctx, gid, "alter")
+    responses = []
+    for t in request["topics"]:
+        topic = broker.replicas.topic(t["topic_name"])
+        parts = []
+        for rp in t["partitions"]:
+            pcode, pmessage = code, message
+            if not pcode:
+                p, pcode = broker.replicas.partition_or_error(t["topic_name"], rp["partition_index"])
+                if not pcode and rp["start_offset"] < 0:
+                    pcode, pmessage = errors.INVALID_REQUEST, "The start offset must not be negative."
+                if not pcode and await broker.share.load(gid, p) is None:  # its state, to replace
+                    pcode, pmessage = errors.COORDINATOR_NOT_AVAILABLE, "The share coordinator is not available."
+                if not pcode:
+                    broker.share.set_start(gid, p, rp["start_offset"])
+            parts.append({"partition_index": rp["partition_index"], "error_code": pcode, "error_message": pmessage})
+        responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),
+                          "partitions": parts})
+    return {"error_code": code, "error_message": message, "responses": responses}
+
+
+@handles("DeleteShareGroupOffsets", 0, 0)
+async def delete_share_group_offsets(ctx, request: dict) -> dict:
+    broker = ctx.broker
+    gid = request["group_id"]
+    code, message = await _offsets_check(ctx, gid, "delete")
+    responses = []
+    for t in request["topics"]:
+        topic = broker.replicas.topic(t["topic_name"])
+        tcode, tmessage = code, message
+        if not tcode and topic is None:
+            tcode, tmessage = errors.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+        if not tcode:
+            broker.share.forget_topic(gid, topic.topic_id)
+        responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),
+                          "error_code": tcode, "error_message": tmessage})
+    return {"error_code": code, "error_message": message, "responses": responses}

@@ -1,0 +1,85 @@
+"""The share coordinator's inter-broker APIs: share-partition leaders read and
+write share-partition state in ``__share_group_state``.
+
+Versions served:
+  ReadShareGroupState (84) 0: the start offset, state epoch and state
+    batches of each (group, topic id, partition); UNKNOWN_TOPIC_OR_PARTITION
+    for one with no state yet, FENCED_LEADER_EPOCH for a leader older than
+    the last writer.
+  WriteShareGroupState (85) 0-1: a whole new state (a snapshot) of each;
+    FENCED_LEADER_EPOCH from a leader older than the last writer.
+  DeleteShareGroupState (86) 0: forget the state of each.
+
+Each partition answers NOT_COORDINATOR when this broker does not lead the
+partition of ``__share_group_state`` its key hashes to. Behaviour lives in
+odradek/coordinator/share_state.py; the callers are the share-partition
+leaders of odradek/share/manager.py (on this broker directly, on others
+through these APIs). Needs CLUSTER_ACTION on the cluster when ACLs are on.
+
+Not implemented: InitializeShareGroupState (83) and
+ReadShareGroupStateSummary (87): a leader writes a new share-partition's
+first state itself, and DescribeShareGroupOffsets reads the states of the
+group coordinator's own broker.
+"""
+
+from __future__ import annotations
+
+from odradek.protocol import errors
+from odradek.server.registry import handles
+
+
+async def _each(ctx, request: dict, answer) -> dict:
+    """Run ``answer(shard, key, requested partition, entry)`` for every
+    requested partition, whose shard is this broker's."""
+    coordinator = getattr(ctx.broker.share, "coordinator", None)
+    results = []
+    for t in request["topics"]:
+        tid = bytes(t["topic_id"])
+        parts = []
+        for rp in t["partitions"]:
+            key = (request["group_id"], tid, rp["partition"])
+            entry = {"partition": rp["partition"], "error_code": 0, "error_message": None}
+            shard = await coordinator.shard_for(key) if coordinator is not None and request["group_id"] else None
+            if shard is None:
+                entry["error_code"] = errors.NOT_COORDINATOR
+                entry["error_message"] = "This is not the correct coordinator."
+            else:
+                answer(coordinator, shard, key, rp, entry)
+            parts.append(entry)
+        results.append({"topic_id": tid, "partitions": parts})
+    return {"results": results}
+
+
+@handles("ReadShareGroupState", 0, 0)
+async def read_share_group_state(ctx, request: dict) -> dict:
+    def answer(coordinator, shard, key, rp, entry):
+        code, found = shard.read_checked(key, rp["leader_epoch"])
+        entry.update(state_epoch=0, start_offset=-1, state_batches=[])
+        if code:
+            entry["error_code"] = code
+        elif found is None:
+            entry["error_code"] = errors.UNKNOWN_TOPIC_OR_PARTITION
+            entry["error_message"] = "The share-partition has no state."
+        else:
+            start, batches = found
+            entry.update(start_offset=start, state_batches=[
+                {"first_offset": f, "last_offset": la, "delivery_state": s, "delivery_count": c}
+                for f, la, s, c in batches])
+    return await _each(ctx, request, answer)
+
+
+@handles("WriteShareGroupState", 0, 1)
+async def write_share_group_state(ctx, request: dict) -> dict:
+    def answer(coordinator, shard, key, rp, entry):
+        batches = [(b["first_offset"], b["last_offset"], b["delivery_state"], b["delivery_count"])
+                   for b in rp["state_batches"]]
+        res = coordinator.execute(shard, shard.write, key, rp["leader_epoch"], rp["start_offset"], batches)
+        entry["error_code"] = res.response["error_code"]
+    return await _each(ctx, request, answer)
+
+
+@handles("DeleteShareGroupState", 0, 0)
+async def delete_share_group_state(ctx, request: dict) -> dict:
+    def answer(coordinator, shard, key, rp, entry):
+        entry["error_code"] = coordinator.execute(shard, shard.delete, [key]).response["error_code"]
+    return await _each(ctx, request, answer)

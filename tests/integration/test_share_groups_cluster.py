@@ -1,0 +1,106 @@
+"""Share groups on a three-broker cluster (librdkafka's share consumer):
+partitions led by different brokers, the group coordinated by one of them,
+the group config set through any broker. Skipped, saying why, without etcd
+3.5.3+ or etcd3aio."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.rawclient import RawClient
+from tests.integration.test_cluster_faults import create_topic
+
+ck = pytest.importorskip("confluent_kafka")
+if not hasattr(ck, "ShareConsumer"):
+    pytest.skip("this confluent-kafka has no ShareConsumer", allow_module_level=True)
+
+pytestmark = pytest.mark.timeout(180)
+
+CONFIG = {"default.replication.factor": 3, "min.insync.replicas": 2, "offsets.topic.replication.factor": 3,
+          "offsets.topic.num.partitions": 3, "share.coordinator.state.topic.num.partitions": 3,
+          "group.share.heartbeat.interval.ms": 1000, "group.share.min.heartbeat.interval.ms": 1000,
+          "replica.fetch.backoff.ms": 200}
+
+
+@pytest.mark.odradek_cluster(config=CONFIG)
+def test_share_consumers_on_a_cluster(odradek_cluster):
+    cluster = odradek_cluster
+    create_topic(cluster, "sgc", 3)
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(60):
+        p.produce("sgc", f"v{i}".encode(), partition=i % 3)
+    assert p.flush(20) == 0
+    rc = RawClient(cluster.bootstrap.split(",")[0])
+    try:
+        r = rc.request("IncrementalAlterConfigs", 1, {"resources": [{
+            "resource_type": 32, "resource_name": "sgc-g",
+            "configs": [{"name": "share.auto.offset.reset", "config_operation": 0, "value": "earliest"}]}],
+            "validate_only": False})
+        assert r["responses"][0]["error_code"] == 0
+    finally:
+        rc.close()
+    time.sleep(1)  # every broker's image follows the store
+    cs = [ck.ShareConsumer({"bootstrap.servers": cluster.bootstrap, "group.id": "sgc-g"}) for _ in range(2)]
+    got = []
+    try:
+        for c in cs:
+            c.subscribe(["sgc"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(got) < 60:
+            for c in cs:
+                got += [m.value() for m in c.poll(0.2) or [] if not m.error()]
+        for c in cs:
+            c.commit_sync()
+    finally:
+        for c in cs:
+            c.close()
+    assert sorted(got) == sorted(f"v{i}".encode() for i in range(60))
+
+
+@pytest.mark.odradek_cluster(config=CONFIG)
+def test_acknowledged_records_stay_acknowledged_when_the_whole_cluster_is_killed(odradek_cluster):
+    """Each share-partition's state is written to the share coordinator of its
+    key, on whichever broker leads that partition of __share_group_state
+    (WriteShareGroupState between brokers), and read back from there."""
+    cluster = odradek_cluster
+    create_topic(cluster, "sgk", 3)
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(30):
+        p.produce("sgk", f"v{i}".encode(), partition=i % 3)
+    assert p.flush(20) == 0
+    rc = RawClient(cluster.bootstrap.split(",")[0])
+    try:
+        r = rc.request("IncrementalAlterConfigs", 1, {"resources": [{
+            "resource_type": 32, "resource_name": "sgk-g",
+            "configs": [{"name": "share.auto.offset.reset", "config_operation": 0, "value": "earliest"}]}],
+            "validate_only": False})
+        assert r["responses"][0]["error_code"] == 0
+    finally:
+        rc.close()
+    time.sleep(1)
+
+    def consume(want: int, seconds: float) -> list:
+        c = ck.ShareConsumer({"bootstrap.servers": cluster.bootstrap, "group.id": "sgk-g"})
+        got = []
+        try:
+            c.subscribe(["sgk"])
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and len(got) < want:
+                got += [m.value() for m in c.poll(0.2) or [] if not m.error()]
+            c.commit_sync()
+        finally:
+            c.close()
+        return got
+
+    assert sorted(consume(30, 60)) == sorted(f"v{i}".encode() for i in range(30))
+    time.sleep(1)  # the state replicated to the followers of __share_group_state
+    for b in cluster.brokers:
+        b.kill()
+    cluster.start()
+    for i in range(30, 36):
+        p.produce("sgk", f"v{i}".encode(), partition=i % 3)
+    assert p.flush(30) == 0
+    again = consume(6, 60)
+    assert sorted(again) == sorted(f"v{i}".encode() for i in range(30, 36)), again
