@@ -57,7 +57,7 @@ async def consumer_group_heartbeat(ctx, request: dict) -> dict:
         client_host=_client_host(ctx),
         version=ctx.version,
     )
-    return dict(res.response)
+    return dict(await ctx.wait(gc.answer(shard, res)))
 
 
 @handles("ConsumerGroupDescribe", 0, 1)

@@ -200,7 +200,7 @@ async def heartbeat(ctx, request: dict) -> dict:
         return {"error_code": code}
     res = gc.execute(shard, shard.heartbeat, group_id=request["group_id"], generation=request["generation_id"],
                      member_id=request["member_id"], instance_id=request["group_instance_id"])
-    return dict(res.response)
+    return dict(await ctx.wait(gc.answer(shard, res)))
 
 
 @handles("LeaveGroup", 0, 5)
@@ -214,7 +214,7 @@ async def leave_group(ctx, request: dict) -> dict:
     if code:
         return {"error_code": code, "members": []}
     res = gc.execute(shard, shard.leave_group, group_id=request["group_id"], members=members)
-    resp = res.response
+    resp = await ctx.wait(gc.answer(shard, res))
     if version < 3 and resp["error_code"] == 0 and resp["members"]:
         return {"error_code": resp["members"][0]["error_code"]}
     return dict(resp)
@@ -253,7 +253,7 @@ async def offset_commit(ctx, request: dict) -> dict:
             retention_ms=request["retention_time_ms"],
             version=ctx.version,
         )
-        resp = res.response
+        resp = await ctx.wait(gc.answer(shard, res))
     if by_id:
         for t, rt in zip(request["topics"], resp["topics"]):
             rt["topic_id"] = t["topic_id"]
@@ -368,7 +368,7 @@ async def delete_groups(ctx, request: dict) -> dict:
     if gc is None:
         return {"results": [
             {"group_id": g, "error_code": errors.COORDINATOR_NOT_AVAILABLE} for g in request["groups_names"]]}
-    return dict(gc.delete_groups(request["groups_names"]))
+    return dict(await ctx.wait(gc.delete_groups(request["groups_names"])))
 
 
 @handles("OffsetDelete", 0, 0)
@@ -379,4 +379,4 @@ async def offset_delete(ctx, request: dict) -> dict:
     topics = [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in request["topics"]]
     res = gc.execute(shard, shard.delete_offsets, group_id=request["group_id"], topics=topics,
                      topic_exists=gc.topic_exists)
-    return dict(res.response)
+    return dict(await ctx.wait(gc.answer(shard, res)))

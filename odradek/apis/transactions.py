@@ -194,7 +194,7 @@ async def txn_offset_commit(ctx, request: dict) -> dict:
                      group_id=group_id, generation=request["generation_id_or_member_epoch"],
                      member_id=request["member_id"], instance_id=request["group_instance_id"],
                      topics=topics, topic_exists=gc.topic_exists, version=8)
-    return dict(res.response)
+    return dict(await ctx.wait(gc.answer(shard, res)))
 
 
 # -- WriteTxnMarkers -------------------------------------------------------------

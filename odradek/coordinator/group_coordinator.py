@@ -34,8 +34,11 @@ not block on fsync), so no other request can interleave between an
 operation and its write, and a response that depends on a write is sent only
 after it is committed: once the partition's high watermark has passed it
 (at once when the leader is alone in the ISR; on a replicated
-``__consumer_offsets``, once the ISR has it). If leadership is lost first,
-such responses carry NOT_COORDINATOR in every error code.
+``__consumer_offsets``, once the ISR has it): parked requests' through
+their completions, the others' through :meth:`GroupCoordinator.answer`
+(OffsetCommit must not be acknowledged before then: a failover would lose
+it). If leadership is lost first, such responses carry NOT_COORDINATOR in
+every error code.
 
 The topic itself is created (compacted, ``offsets.topic.num.partitions``
 partitions) on first use: FindCoordinator, JoinGroup, SyncGroup,
@@ -158,8 +161,9 @@ class GroupCoordinator:
             out.extend(h.shard.list_groups(states, types))
         return 0, out
 
-    def delete_groups(self, group_ids: list[str]) -> dict:
-        """DeleteGroups over the shards: ``{"results": [{group_id, error_code}]}``."""
+    async def delete_groups(self, group_ids: list[str]) -> dict:
+        """DeleteGroups over the shards: ``{"results": [{group_id, error_code}]}``,
+        once each shard's deletions are committed."""
         out: dict[int, dict] = {}
         routed: dict[int, tuple[GroupShard, list[int]]] = {}
         for i, gid in enumerate(group_ids):
@@ -168,9 +172,10 @@ class GroupCoordinator:
                 out[i] = {"group_id": gid, "error_code": code}
             else:
                 routed.setdefault(id(shard), (shard, []))[1].append(i)
-        for shard, indexes in routed.values():
-            res = self.execute(shard, shard.delete_groups, [group_ids[i] for i in indexes])
-            out.update(zip(indexes, res.response["results"]))
+        written = [(shard, indexes, self.execute(shard, shard.delete_groups, [group_ids[i] for i in indexes]))
+                   for shard, indexes in routed.values()]
+        for shard, indexes, res in written:
+            out.update(zip(indexes, (await self.answer(shard, res))["results"]))
         return {"results": [out[i] for i in range(len(group_ids))]}
 
     # -- inspection (tests, tools) --------------------------------------
@@ -414,6 +419,25 @@ class GroupCoordinator:
             return await fut
         finally:
             self.waiters.pop(res.wait, None)
+
+    async def answer(self, shard: GroupShard, res: Result) -> dict:
+        """The response of ``res``, an operation ``execute`` has just run on
+        ``shard``, once what it wrote is committed (as Kafka answers its
+        coordinators' writes): a parked request's when it completes; else at
+        once if it wrote nothing, or when the high watermark passes its
+        records, with NOT_COORDINATOR in every error code if leadership is
+        lost first. Call it before awaiting anything else."""
+        if res.wait is not None:
+            return await self.wait(res)  # completions are delivered once committed
+        if not res.records:
+            return res.response
+        h = self.hosted.get(shard.partition)
+        if h is None or h.shard is not shard:
+            return not_coordinator(res.response)
+        fut = h.partition.replicated(h.last_written)
+        if fut is not None and await asyncio.shield(fut):
+            return not_coordinator(res.response)
+        return res.response
 
     def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
         p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)

@@ -11,6 +11,7 @@ from odradek.config import BrokerConfig
 from odradek.coordinator import records as rec
 from odradek.coordinator.group_coordinator import OFFSETS_TOPIC, GroupCoordinator
 from odradek.coordinator.records import OffsetValue
+from odradek.metadata.topics import PartitionState
 from odradek.protocol import errors
 from odradek.protocol.records import CONTROL_ABORT, CONTROL_COMMIT, build_batch, build_control_batch, iter_records
 
@@ -133,7 +134,7 @@ def test_requests_during_loading_are_refused():
         fresh.sync_shards()  # hosted, and loading until the loop runs
         assert fresh.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
         assert fresh.list_groups() == (errors.COORDINATOR_LOAD_IN_PROGRESS, [])
-        assert fresh.delete_groups(["g"]) == {"results": [
+        assert await fresh.delete_groups(["g"]) == {"results": [
             {"group_id": "g", "error_code": errors.COORDINATOR_LOAD_IN_PROGRESS}]}
         await fresh.start()
         assert fresh.shard_for("g")[1] == 0
@@ -203,11 +204,73 @@ def test_a_partition_not_led_here_has_no_shard():
         assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)
         assert part not in gc.hosted and gc.shard_for(other)[1] == 0
         assert (await gc.wait(parked))["error_code"] == errors.NOT_COORDINATOR
-        assert gc.delete_groups(["g"])["results"][0]["error_code"] == errors.NOT_COORDINATOR
+        assert (await gc.delete_groups(["g"]))["results"][0]["error_code"] == errors.NOT_COORDINATOR
         p.leader = b.config.node_id  # led here again: loaded anew
         assert gc.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
         await gc.hosted[part].load_task
         assert offsets_of(gc, "g")[("t", 0)].offset == 5
+        await gc.stop()
+
+    run(main())
+
+
+def replicated_to(b, group_id: str, follower: int):
+    """``group_id``'s ``__consumer_offsets`` partition, led here with ``follower``
+    in its ISR too (not fetched yet): what is appended is not committed."""
+    p, _ = b.replicas.partition_or_error(OFFSETS_TOPIC, rec.partition_for(group_id, 3))
+    me = b.config.node_id
+    p.apply_state(PartitionState(leader=me, leader_epoch=p.leader_epoch, replicas=[me, follower],
+                                 isr=[me, follower]), int(time.time() * 1000))
+    return p
+
+
+def commit(gc, group_id: str, offset: int):
+    shard, code = gc.shard_for(group_id)
+    assert code == 0
+    res = gc.execute(shard, shard.commit_offsets, group_id=group_id, generation=-1, member_id="",
+                     instance_id=None, topics=[("t", [(0, offset, -1, "")])], topic_exists=gc.topic_exists)
+    return asyncio.ensure_future(gc.answer(shard, res))
+
+
+def codes(response: dict) -> set:
+    return {p["error_code"] for t in response["topics"] for p in t["partitions"]}
+
+
+def test_an_offset_commit_is_answered_once_replicated_to_the_isr():
+    """Kafka answers OffsetCommit once its records are below the high
+    watermark: a coordinator killed after answering must not lose it."""
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        p = replicated_to(b, "g", 2)
+        answered = commit(gc, "g", 5)
+        await asyncio.sleep(0.01)
+        assert not answered.done() and p.high_watermark <= p.log_end_offset - 1
+        p.on_follower_fetch(2, p.log_end_offset - 1, int(time.time() * 1000))  # not all of it yet
+        await asyncio.sleep(0.01)
+        assert not answered.done()
+        p.on_follower_fetch(2, p.log_end_offset, int(time.time() * 1000))
+        assert codes(await asyncio.wait_for(answered, 1)) == {0}
+        await gc.stop()
+
+    run(main())
+
+
+def test_an_offset_commit_not_replicated_before_leadership_moves_is_not_coordinator():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        p = replicated_to(b, "g", 2)
+        answered = commit(gc, "g", 5)
+        await asyncio.sleep(0.01)
+        assert not answered.done()
+        p.apply_state(PartitionState(leader=2, leader_epoch=p.leader_epoch + 1, replicas=[b.config.node_id, 2],
+                                     isr=[2]), int(time.time() * 1000))
+        assert codes(await asyncio.wait_for(answered, 1)) == {errors.NOT_COORDINATOR}
         await gc.stop()
 
     run(main())
