@@ -72,7 +72,7 @@ async def share_group_heartbeat(ctx, request: dict) -> dict:
         client_id=ctx.client_id or "",
         client_host=_client_host(ctx),
     )
-    return dict(res.response)
+    return dict(await ctx.wait(gc.answer(shard, res)))  # once what it wrote is committed
 
 
 @handles("ShareGroupDescribe", 1, 1)
@@ -101,7 +101,8 @@ async def _offsets_check(ctx, group_id: str, mode: str) -> tuple[int, str | None
     if code:
         return code, None
     res = gc.execute(shard, shard.share_offsets_check, group_id, mode)
-    return res.response["error_code"], res.response["error_message"]
+    response = await gc.answer(shard, res)
+    return response["error_code"], response["error_message"]
 
 
 @handles("DescribeShareGroupOffsets", 0, 1)
