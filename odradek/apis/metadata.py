@@ -11,13 +11,19 @@ is not live, or that has none (-1), is reported without one
 auto-created on Metadata when the request allows it (v4+, always before) and
 the broker's ``auto.create.topics.enable`` is on; internal topics never are.
 Under ACLs, unauthorised topics are left out of a full listing and named
-ones refused (``odradek.security.checks``, around this handler); authorized
-operations are not computed: the fields keep their "not requested" default. Topic ids are stable UUIDs kept in the metadata
-store; what is reported comes from the topic image read from it.
+ones refused (``odradek.security.checks``, around this handler). Authorised
+operations, when asked for (topics: Metadata v8+; the cluster: Metadata
+v8-10 and DescribeCluster), are the operations the principal may do to the
+resource (``checks.authorized_operations``; all of them with no
+authoriser); not asked for, the fields keep their "not requested" default.
+Topic ids are stable UUIDs kept in the metadata store; what is reported
+comes from the topic image read from it.
 """
 
 from odradek.topic_admin import TopicError, validate_topic_name
 from odradek.protocol import errors
+from odradek.security.authorizer import ResourceType
+from odradek.security.checks import authorized_operations, cluster_authorized_operations
 from odradek.server.registry import handles
 
 
@@ -98,12 +104,19 @@ async def metadata(ctx, request: dict) -> dict:
                     topics.append({"error_code": code, "name": name, "partitions": []})
                     continue
             topics.append(topic_metadata(t, live))
-    return {
+    response = {
         "brokers": brokers,
         "cluster_id": broker.cluster_id,
         "controller_id": controller_id(broker, live),
         "topics": topics,
     }
+    if ctx.version >= 8 and request.get("include_topic_authorized_operations"):
+        for t in topics:
+            if t.get("name"):
+                t["topic_authorized_operations"] = authorized_operations(ctx, ResourceType.TOPIC, t["name"])
+    if 8 <= ctx.version <= 10 and request.get("include_cluster_authorized_operations"):
+        response["cluster_authorized_operations"] = cluster_authorized_operations(ctx)
+    return response
 
 
 @handles("DescribeCluster", 0, 2)
@@ -123,4 +136,6 @@ async def describe_cluster(ctx, request: dict) -> dict:
         "brokers": [{"broker_id": b["node_id"], "host": b["host"], "port": b["port"], "rack": b["rack"],
                      "is_fenced": False}
                     for b in brokers],
+        **({"cluster_authorized_operations": cluster_authorized_operations(ctx)}
+           if request.get("include_cluster_authorized_operations") else {}),
     }

@@ -54,6 +54,32 @@ def allowed(ctx, op: Op, rtype: T, name: str) -> bool:
     return authz.authorize(ctx.principal, host(ctx), op, resource)
 
 
+# What an "authorized operations" field can hold for a resource type: the
+# operations Kafka supports on it (its AclEntry.supportedOperations).
+SUPPORTED_OPERATIONS = {
+    T.TOPIC: (Op.READ, Op.WRITE, Op.CREATE, Op.DESCRIBE, Op.DELETE, Op.ALTER, Op.DESCRIBE_CONFIGS,
+              Op.ALTER_CONFIGS),
+    T.CLUSTER: (Op.CREATE, Op.CLUSTER_ACTION, Op.DESCRIBE_CONFIGS, Op.ALTER_CONFIGS, Op.IDEMPOTENT_WRITE,
+                Op.ALTER, Op.DESCRIBE),
+}
+
+
+def authorized_operations(ctx, rtype: T, name: str) -> int:
+    """The bit field (1 << operation) of what the request's principal may do
+    to the resource, as Metadata and DescribeCluster report it when asked:
+    every supported operation with no authoriser."""
+    bits = 0
+    for op in SUPPORTED_OPERATIONS[rtype]:
+        if allowed(ctx, op, rtype, name):
+            bits |= 1 << op
+    return bits
+
+
+def cluster_authorized_operations(ctx) -> int:
+    """The cluster's authorised operations, 0 without DESCRIBE on it (as Kafka)."""
+    return authorized_operations(ctx, T.CLUSTER, "") if allowed(ctx, Op.DESCRIBE, T.CLUSTER, "") else 0
+
+
 def topic_name(ctx, item: dict, name_key: str = "name") -> str | None:
     """A request item's topic: its name, else the image's name for its id (None: unknown id)."""
     name = item.get(name_key)

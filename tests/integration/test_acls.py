@@ -375,3 +375,18 @@ def start_in(data_dir, config):
     b.__enter__()
     b.addr = "127.0.0.1:%d" % b.core.endpoints["SASL_PLAINTEXT"][1]
     return b
+
+
+def test_authorized_operations_follow_the_acls(secured):
+    """DescribeTopics / DescribeCluster with include_authorized_operations: what
+    the principal may do (WRITE on "a" implies DESCRIBE); nothing on the cluster
+    without DESCRIBE on it; everything for a super user."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+
+    alice = AdminClient(conf(secured, "alice"))
+    a = alice.describe_topics(TopicCollection(["a"]), include_authorized_operations=True)["a"].result(10)
+    assert set(a.authorized_operations) == {AclOperation.WRITE, AclOperation.DESCRIBE}
+    assert not alice.describe_cluster(include_authorized_operations=True).result(10).authorized_operations
+    admin = AdminClient(conf(secured, "admin"))
+    assert len(admin.describe_cluster(include_authorized_operations=True).result(10).authorized_operations) == 7
