@@ -37,6 +37,7 @@ producer with no transaction open at the partition is checked with the
 transaction coordinator (``broker.transactions.verify``; one on another
 broker is asked first with AddPartitionsToTxn v4, ``prepare_verify``), and refused with
 its answer (INVALID_TXN_STATE when the partition was not added,
+INVALID_PRODUCER_EPOCH for a fenced producer, as Kafka maps the coordinator's
 PRODUCER_FENCED, INVALID_PRODUCER_ID_MAPPING, CONCURRENT_TRANSACTIONS), so
 no transaction is left hanging. Control batches are written by the broker
 only (INVALID_RECORD from a client).

@@ -477,3 +477,18 @@ def test_authorized_operations_java_admin(secured, tmp_path):
     c.commit(offsets=[TopicPartition("a", 0, 0)], asynchronous=False)
     c.close()
     assert authorized_ops_lines(tmp_path, secured.addr) == AUTHORIZED_OPS
+
+
+def test_authorized_operations_follow_the_acls(secured):
+    """DescribeTopics / DescribeCluster with include_authorized_operations: what
+    the principal may do (WRITE on "a" implies DESCRIBE); nothing on the cluster
+    without DESCRIBE on it; everything for a super user."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation, AdminClient
+
+    alice = AdminClient(conf(secured, "alice"))
+    a = alice.describe_topics(TopicCollection(["a"]), include_authorized_operations=True)["a"].result(10)
+    assert set(a.authorized_operations) == {AclOperation.WRITE, AclOperation.DESCRIBE}
+    assert not alice.describe_cluster(include_authorized_operations=True).result(10).authorized_operations
+    admin = AdminClient(conf(secured, "admin"))
+    assert len(admin.describe_cluster(include_authorized_operations=True).result(10).authorized_operations) == 7

@@ -263,3 +263,25 @@ def test_describe_log_dirs(odradek_broker_factory, tmp_path):
         assert c.request("DescribeLogDirs", 4, {"topics": None})["results"] == []
     finally:
         c.close()
+
+
+def test_describe_topics_and_cluster_report_authorized_operations(admin, odradek_broker):
+    """Asked for (include_authorized_operations), a broker with no authoriser
+    reports every operation of the resource, as Kafka does: 8 for a topic, 7
+    for the cluster (librdkafka test 0081 checks both); not asked for, none."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+
+    for f in admin.create_topics([NewTopic("authz-ops", 1, 1)]).values():
+        f.result(10)
+    topic = admin.describe_topics(TopicCollection(["authz-ops"]),
+                                  include_authorized_operations=True)["authz-ops"].result(10)
+    assert set(topic.authorized_operations or []) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    cluster = admin.describe_cluster(include_authorized_operations=True).result(10)
+    assert set(cluster.authorized_operations or []) == {
+        AclOperation.CREATE, AclOperation.CLUSTER_ACTION, AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE}
+    assert not admin.describe_topics(TopicCollection(["authz-ops"]))["authz-ops"].result(10).authorized_operations
+    assert not admin.describe_cluster().result(10).authorized_operations

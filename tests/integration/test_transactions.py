@@ -167,6 +167,30 @@ def test_zombie_is_fenced(odradek_broker_factory):
     assert values(read(b.bootstrap, {"tx-zombie": 1}, "read_committed", expect=1)) == [b"new"]
 
 
+def test_zombie_produce_after_fencing_is_fatal(odradek_broker_factory):
+    """A fenced producer that keeps producing: the Produce is refused with
+    INVALID_PRODUCER_EPOCH (the coordinator's PRODUCER_FENCED, as Kafka maps it
+    for Produce), which librdkafka raises as the fatal _FENCED; with
+    PRODUCER_FENCED it only saw an abortable error (librdkafka test 0103)."""
+    from confluent_kafka import KafkaError
+
+    b = odradek_broker_factory(config=TXN_CONFIG)
+    b.create_topic("tx-zombie-produce", 1)
+    old = producer(b.bootstrap, "txn-zombie-produce")
+    old.begin_transaction()
+    old.produce("tx-zombie-produce", b"zombie-1")
+    old.flush()
+    producer(b.bootstrap, "txn-zombie-produce")  # fences old, aborting its transaction
+    old.produce("tx-zombie-produce", b"zombie-2")
+    with pytest.raises(KafkaException) as e:
+        old.flush(10)  # raises once the producer has a fatal error
+        old.commit_transaction(10)
+    err = e.value.args[0]
+    assert err.fatal() and not err.txn_requires_abort(), err
+    assert err.code() == KafkaError._FENCED, err
+    assert values(read(b.bootstrap, {"tx-zombie-produce": 1}, "read_committed", timeout=2)) == []
+
+
 def test_timeout_aborts_an_abandoned_transaction(odradek_broker_factory):
     b = odradek_broker_factory(config=TXN_CONFIG)
     b.create_topic("tx-timeout", 1)

@@ -126,17 +126,22 @@ class TransactionCoordinator:
 
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str,
                index: int, unasked: int = errors.NOT_ENOUGH_REPLICAS) -> int:
-        """KIP-890 verification of a transactional write to (topic, index): 0 or the error.
-        For a coordinator on another broker, the answer ``prepare_verify`` got
-        from it, or ``unasked`` if it was not asked."""
+        """KIP-890 verification of a transactional write to (topic, index): 0 or
+        the error for the Produce. For a coordinator on another broker, the
+        answer ``prepare_verify`` got from it, or ``unasked`` if it was not
+        asked. A fenced producer's write is refused INVALID_PRODUCER_EPOCH, not
+        the coordinator's PRODUCER_FENCED, as Kafka maps it for Produce (and
+        as producers expect: librdkafka raises it as fatal, _FENCED)."""
         h, code = self.shard_for(transactional_id)
         if code == errors.NOT_COORDINATOR:
-            return self._remote.pop((transactional_id, producer_id, producer_epoch, topic, index), unasked)
-        if code == errors.COORDINATOR_NOT_AVAILABLE:
+            code = self._remote.pop((transactional_id, producer_id, producer_epoch, topic, index), unasked)
+        elif code == errors.COORDINATOR_NOT_AVAILABLE:
             return errors.INVALID_TXN_STATE  # no transaction was ever begun
-        if code:
+        elif code:
             return errors.NOT_ENOUGH_REPLICAS  # retriable for producers, as Kafka answers
-        return h.shard.verify(transactional_id, producer_id, producer_epoch, (topic, index))
+        else:
+            code = h.shard.verify(transactional_id, producer_id, producer_epoch, (topic, index))
+        return errors.INVALID_PRODUCER_EPOCH if code == errors.PRODUCER_FENCED else code
 
     async def prepare_verify(self, transactional_id: str | None, p, records) -> None:
         """Before a Produce to partition ``p``: if ``records`` start with a
