@@ -87,6 +87,7 @@ BROKER_DEFAULTS: dict[str, str] = {
     "controlled.shutdown.enable": "true",
     "controlled.shutdown.timeout.ms": "30000",
     "offsets.retention.minutes": "10080",
+    "offsets.commit.timeout.ms": "5000",
     "offsets.retention.check.interval.ms": "600000",
     "group.initial.rebalance.delay.ms": "3000",
     "group.min.session.timeout.ms": "6000",

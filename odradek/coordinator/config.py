@@ -19,6 +19,7 @@ class GroupConfig:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # offsets.retention.minutes
     max_metadata_bytes: int = 4096  # offset.metadata.max.bytes
     new_member_join_timeout_ms: int = 5 * 60 * 1000  # Kafka's fixed new-member timeout
+    commit_timeout_ms: int = 5000  # offsets.commit.timeout.ms: how long a write waits to be committed
 
     @classmethod
     def from_broker(cls, config) -> "GroupConfig":
@@ -32,6 +33,7 @@ class GroupConfig:
             max_group_size=config.get_int("group.max.size", d.max_group_size),
             offsets_retention_ms=config.get_int("offsets.retention.minutes", 7 * 24 * 60) * 60000,
             max_metadata_bytes=config.get_int("offset.metadata.max.bytes", d.max_metadata_bytes),
+            commit_timeout_ms=config.get_int("offsets.commit.timeout.ms", d.commit_timeout_ms),
         )
 
 

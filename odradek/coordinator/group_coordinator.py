@@ -86,15 +86,19 @@ class BrokerTopics:
         return None if t is None else t.name
 
 
+def with_error(response, code: int):
+    """``response`` with ``code`` in every error code."""
+    if isinstance(response, dict):
+        return {k: (code if k == "error_code" else with_error(v, code)) for k, v in response.items()}
+    if isinstance(response, list):
+        return [with_error(v, code) for v in response]
+    return response
+
+
 def not_coordinator(response):
     """``response`` with NOT_COORDINATOR in every error code (a write that
     leadership was lost before it was committed)."""
-    if isinstance(response, dict):
-        return {k: (errors.NOT_COORDINATOR if k == "error_code" else not_coordinator(v))
-                for k, v in response.items()}
-    if isinstance(response, list):
-        return [not_coordinator(v) for v in response]
-    return response
+    return with_error(response, errors.NOT_COORDINATOR)
 
 
 class HostedShard:
@@ -426,7 +430,9 @@ class GroupCoordinator:
         coordinators' writes): a parked request's when it completes; else at
         once if it wrote nothing, or when the high watermark passes its
         records, with NOT_COORDINATOR in every error code if leadership is
-        lost first. Call it before awaiting anything else."""
+        lost first, COORDINATOR_NOT_AVAILABLE if ``offsets.commit.timeout.ms``
+        passes first (a follower in the ISR not fetching). Call it before
+        awaiting anything else."""
         if res.wait is not None:
             return await self.wait(res)  # completions are delivered once committed
         if not res.records:
@@ -435,9 +441,17 @@ class GroupCoordinator:
         if h is None or h.shard is not shard:
             return not_coordinator(res.response)
         fut = h.partition.replicated(h.last_written)
-        if fut is not None and await asyncio.shield(fut):
-            return not_coordinator(res.response)
-        return res.response
+        if fut is None:
+            return res.response
+        try:
+            code = await asyncio.wait_for(asyncio.shield(fut), self.config.commit_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            # offsets.commit.timeout.ms passed: Kafka answers its timed-out
+            # coordinator writes COORDINATOR_NOT_AVAILABLE (the client finds
+            # the coordinator again and retries); the records may still commit.
+            h.partition.discard_ack(fut)
+            return with_error(res.response, errors.COORDINATOR_NOT_AVAILABLE)
+        return not_coordinator(res.response) if code else res.response
 
     def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
         p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)

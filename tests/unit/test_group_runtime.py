@@ -274,3 +274,24 @@ def test_an_offset_commit_not_replicated_before_leadership_moves_is_not_coordina
         await gc.stop()
 
     run(main())
+
+
+def test_an_offset_commit_not_replicated_within_the_commit_timeout_is_coordinator_not_available():
+    """offsets.commit.timeout.ms: a follower in the ISR that does not fetch
+    cannot hold a commit forever; Kafka answers COORDINATOR_NOT_AVAILABLE
+    and the client retries."""
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        gc.config.commit_timeout_ms = 200
+        await gc.start()
+        await gc.ensure_topic()
+        p = replicated_to(b, "g", 2)
+        t0 = time.monotonic()
+        response = await asyncio.wait_for(commit(gc, "g", 5), 2)
+        assert codes(response) == {errors.COORDINATOR_NOT_AVAILABLE}
+        assert 0.15 < time.monotonic() - t0 < 1.5
+        assert not p._acks  # its wait was taken off the partition
+        await gc.stop()
+
+    run(main())
