@@ -188,11 +188,78 @@ class Conn:
         return out
 
 
+# Kafka client properties (Java names, as in a --command-config file) that
+# librdkafka reads under the same name.
+_SAME_NAME = ("security.protocol", "sasl.mechanism", "ssl.endpoint.identification.algorithm",
+              "ssl.key.password")
+_PLAIN_LOGINS = ("org.apache.kafka.common.security.plain.PlainLoginModule",
+                 "org.apache.kafka.common.security.scram.ScramLoginModule")
+
+
+def command_config(path: str) -> dict[str, str]:
+    """A Kafka client properties file (``--command-config``, as Kafka's tools
+    take it) as librdkafka properties: the security protocol and mechanism,
+    the PLAIN or SCRAM login of ``sasl.jaas.config``, PEM trust and key stores
+    (``ssl.truststore.location`` / ``ssl.keystore.location`` with type PEM)
+    and the other TLS settings. What has no librdkafka equivalent here (JKS
+    or PKCS12 stores, other login modules, other ``ssl.``/``sasl.`` keys) is
+    refused, never silently dropped: a login that is ignored connects as
+    someone else. Keys that are not about security (timeouts, retries) are
+    passed over with a warning on stderr."""
+    from odradek.config import parse_properties
+    from odradek.security.jaas import JaasError, parse_jaas
+
+    try:
+        with open(path) as fh:
+            props = parse_properties(fh.read())
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {path}: {e.strerror}", param_hint="--command-config") from None
+    out: dict[str, str] = {}
+    for key, value in props.items():
+        if key in _SAME_NAME:
+            out[key] = value
+        elif key == "sasl.jaas.config":
+            try:
+                modules = parse_jaas(value)
+            except JaasError as e:
+                raise click.BadParameter(f"sasl.jaas.config: {e}", param_hint="--command-config") from None
+            if len(modules) != 1 or modules[0].name not in _PLAIN_LOGINS:
+                raise click.BadParameter("sasl.jaas.config: only PlainLoginModule and ScramLoginModule "
+                                         "logins are read", param_hint="--command-config")
+            opts = modules[0].options
+            if "username" not in opts or "password" not in opts:
+                raise click.BadParameter("sasl.jaas.config: the login needs username and password",
+                                         param_hint="--command-config")
+            out["sasl.username"], out["sasl.password"] = opts["username"], opts["password"]
+        elif key in ("ssl.truststore.type", "ssl.keystore.type"):
+            if value.upper() != "PEM":
+                raise click.BadParameter(f"{key}={value}: only PEM stores are read (librdkafka reads PEM files)",
+                                         param_hint="--command-config")
+        elif key == "ssl.truststore.location":
+            out["ssl.ca.location"] = value
+        elif key == "ssl.keystore.location":  # a PEM keystore: the key and its chain in one file
+            out["ssl.certificate.location"] = out["ssl.key.location"] = value
+        elif key.startswith(("ssl.", "sasl.", "security.")):
+            raise click.BadParameter(f"{key}: a security property odradek does not translate",
+                                     param_hint="--command-config")
+        else:
+            click.echo(f"warning: {path}: {key} is not used by odradek's client commands", err=True)
+    for key in ("ssl.truststore.location", "ssl.keystore.location"):
+        if key in props and props.get(key.replace("location", "type"), "JKS").upper() != "PEM":
+            raise click.BadParameter(f"{key} needs {key.replace('location', 'type')}=PEM "
+                                     f"(Kafka's default store type is JKS)", param_hint="--command-config")
+    return out
+
+
 def client_options(f):
-    """``-b/--bootstrap``, ``-X/--client-config``, ``--timeout``; the command gets ``conn``."""
+    """``-b/--bootstrap``, ``-X/--client-config``, ``--command-config``,
+    ``--timeout``; the command gets ``conn``. Client properties come from
+    ``--command-config`` (or ODRADEK_COMMAND_CONFIG), then the root's and the
+    command's ``-X`` (or ODRADEK_CLIENT_CONFIG, ``k=v`` pairs separated by
+    commas, when no ``-X`` is given), later ones winning."""
 
     @functools.wraps(f)
-    def wrapper(*args, bootstrap, client_config, timeout, **kwargs):
+    def wrapper(*args, bootstrap, client_config, command_config_file, timeout, **kwargs):
         ctx = click.get_current_context()
         root = ctx.find_root().params
         bootstrap = (bootstrap or root.get("bootstrap") or os.environ.get("ODRADEK_BOOTSTRAP")
@@ -205,14 +272,24 @@ def client_options(f):
                 timeout = float(env) if env else DEFAULT_TIMEOUT
             except ValueError:
                 raise click.BadParameter(f"ODRADEK_TIMEOUT must be a number, got {env!r}") from None
-        extra = dict(parse_kv(root.get("client_config") or (), "-X"))
-        extra.update(parse_kv(client_config, "-X"))
+        extra = {}
+        config_file = command_config_file or os.environ.get("ODRADEK_COMMAND_CONFIG")
+        if config_file:
+            extra.update(command_config(config_file))
+        given = list(root.get("client_config") or ()) + list(client_config)
+        if not given and os.environ.get("ODRADEK_CLIENT_CONFIG"):
+            given = [kv.strip() for kv in os.environ["ODRADEK_CLIENT_CONFIG"].split(",") if kv.strip()]
+        extra.update(parse_kv(given, "-X"))
         conn = Conn(bootstrap, timeout, extra, debug=bool(root.get("debug")))
         return handle_errors(f)(*args, conn=conn, **kwargs)
 
     wrapper = click.option("--timeout", type=float, default=None, metavar="SECONDS",
                            help="How long to wait for the broker to answer "
                                 f"[env ODRADEK_TIMEOUT; default {DEFAULT_TIMEOUT:g}].")(wrapper)
+    wrapper = click.option("--command-config", "command_config_file", default=None, metavar="FILE",
+                           type=click.Path(dir_okay=False),
+                           help="A Kafka client properties file, as Kafka's tools take it (security.protocol, "
+                                "sasl.mechanism, sasl.jaas.config, PEM stores) [env ODRADEK_COMMAND_CONFIG].")(wrapper)
     wrapper = click.option("-X", "--client-config", multiple=True, metavar="KEY=VALUE",
                            help="Extra librdkafka client property, repeatable "
                                 "(e.g. -X security.protocol=SSL).")(wrapper)

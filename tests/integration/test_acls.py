@@ -318,6 +318,40 @@ def test_cli_acl_add_list_remove(secured):
     assert [r["operation"] for r in listed] == ["DESCRIBE"]
 
 
+def test_cli_reads_a_kafka_client_properties_file(secured, tmp_path):
+    """--command-config (or ODRADEK_COMMAND_CONFIG) takes the client.properties
+    written for Kafka's tools: the JAAS login is used; a store type librdkafka
+    cannot read is refused, not ignored."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.integration.test_cli import cli
+
+    props = tmp_path / "admin.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\\n"
+        "    username=\"admin\" password=\"admin-secret\";\nrequest.timeout.ms=20000\n")
+    listed = cli(secured.addr, "topic", "list", "--command-config", str(props))
+    assert "a" in listed.out.split() and "request.timeout.ms is not used" in listed.err
+
+    def with_env(**env):  # tests.integration.test_cli.cli clears ODRADEK_* variables
+        return subprocess.run([sys.executable, "-m", "odradek", "-b", secured.addr, "topic", "list"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT,
+                              env={**{k: v for k, v in os.environ.items() if not k.startswith("ODRADEK_")}, **env})
+
+    assert "a" in with_env(ODRADEK_COMMAND_CONFIG=str(props)).stdout.split()
+    assert "a" in with_env(ODRADEK_CLIENT_CONFIG="security.protocol=SASL_PLAINTEXT,sasl.mechanism=PLAIN,"
+                                                 "sasl.username=admin,sasl.password=admin-secret").stdout.split()
+    assert with_env().returncode != 0  # no login: refused
+    jks = tmp_path / "jks.properties"
+    jks.write_text("security.protocol=SSL\nssl.truststore.location=/etc/kafka/truststore.jks\n")
+    refused = cli(secured.addr, "topic", "list", "--command-config", str(jks), expect=2)
+    assert "ssl.truststore.type=PEM" in refused.err
+
+
 def test_cli_quota_set_list_remove(secured):
     """``odradek quota`` over SASL: set, list (the broker's image holds what
     was set), remove; a user without ALTER_CONFIGS on the cluster is refused."""
