@@ -80,20 +80,22 @@ def wait_accepting(port: int, t0: float, proc=None, timeout: float = 30) -> floa
     raise TimeoutError(port)
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, client: dict | None = None) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client or {})})
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
 
 
 def produce_throughput(bootstrap: str, topic: str, records: int, size: int, acks: str,
-                       compression: str = "none") -> dict:
+                       compression: str = "none", client: dict | None = None) -> dict:
+    """``client``: more client properties (a TLS login, for instance)."""
     from confluent_kafka import Producer
 
     p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
                   "batch.size": 1_000_000, "compression.type": compression,
-                  "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576})
+                  "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
+                  **(client or {})})
     payload = os.urandom(size // 2).hex().encode()[:size]
     failed = []
 
@@ -116,12 +118,13 @@ def produce_throughput(bootstrap: str, topic: str, records: int, size: int, acks
     return {"records_per_sec": records / dt, "mb_per_sec": records * size / dt / 1e6, "seconds": dt}
 
 
-def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int, size: int) -> dict:
+def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int, size: int,
+                       client: dict | None = None) -> dict:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
                   "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
-                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100})
+                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100, **(client or {})})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     n = 0
     t0 = time.perf_counter()
