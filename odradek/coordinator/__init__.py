@@ -1,5 +1,20 @@
 """Coordinators: state machines over records in internal topics."""
 
+from odradek.protocol import errors
+
+
+def not_hosted_error(broker, topic: str, index: int) -> int:
+    """What a coordinator answers for a partition of ``topic`` it does not
+    host: COORDINATOR_LOAD_IN_PROGRESS when the metadata image already names
+    this broker its leader (the replica manager is about to host it, and the
+    shard to load: a client asks here again), else NOT_COORDINATOR (a client
+    finds the coordinator anew). One rule for every coordinator."""
+    state = broker.image.get(topic)
+    if state is not None and index < len(state.partitions) \
+            and state.partitions[index].leader == broker.config.node_id:
+        return errors.COORDINATOR_LOAD_IN_PROGRESS
+    return errors.NOT_COORDINATOR
+
 
 async def start_coordinators(broker) -> None:
     """Load the coordinators that exist; each registers itself on ``broker``."""

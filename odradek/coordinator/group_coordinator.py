@@ -53,7 +53,7 @@ import logging
 import time
 
 from odradek.clock import now_ms
-from odradek.coordinator import records as rec
+from odradek.coordinator import not_hosted_error, records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
@@ -150,7 +150,7 @@ class GroupCoordinator:
         if code:
             if h is not None:
                 self.unload(index)
-            return None, errors.NOT_COORDINATOR
+            return None, not_hosted_error(self.broker, OFFSETS_TOPIC, index)
         if h is None or h.partition is not p:
             h = self._host(index, p)
         if h.loading:

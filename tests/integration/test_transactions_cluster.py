@@ -67,8 +67,14 @@ def test_writes_verified_with_a_coordinator_on_another_broker(odradek_cluster):
     index = next(i for i, leader in leaders.items() if leader != fc["node_id"])  # led elsewhere
     leader = RawClient(odradek_cluster.broker(leaders[index]).address)
     try:
-        init = coord.request("InitProducerId", 4, {"transactional_id": "raw-txn", "transaction_timeout_ms": 60000,
-                                                   "producer_id": -1, "producer_epoch": -1})
+        deadline = time.monotonic() + 15
+        while True:  # as clients do: a coordinator still loading (14) or not ready (15) is asked again
+            init = coord.request("InitProducerId", 4, {"transactional_id": "raw-txn",
+                                                       "transaction_timeout_ms": 60000,
+                                                       "producer_id": -1, "producer_epoch": -1})
+            if init["error_code"] not in (14, 15) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert init["error_code"] == 0, init
         pid, epoch = init["producer_id"], init["producer_epoch"]
 

@@ -200,15 +200,34 @@ def test_a_partition_not_led_here_has_no_shard():
         other = next(gid for gid in ("h", "i", "j", "k") if gc.partition_for(gid) != gc.partition_for("g"))
         part = gc.partition_for("g")
         p, _ = b.replicas.partition_or_error(OFFSETS_TOPIC, part)
-        p.leader = b.config.node_id + 1  # led elsewhere now
+        state = b.image.get(OFFSETS_TOPIC).partitions[part]
+        p.leader = state.leader = b.config.node_id + 1  # led elsewhere now, in the image too
         assert gc.shard_for("g") == (None, errors.NOT_COORDINATOR)
         assert part not in gc.hosted and gc.shard_for(other)[1] == 0
         assert (await gc.wait(parked))["error_code"] == errors.NOT_COORDINATOR
         assert (await gc.delete_groups(["g"]))["results"][0]["error_code"] == errors.NOT_COORDINATOR
-        p.leader = b.config.node_id  # led here again: loaded anew
+        p.leader = state.leader = b.config.node_id  # led here again: loaded anew
         assert gc.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
         await gc.hosted[part].load_task
         assert offsets_of(gc, "g")[("t", 0)].offset == 5
+        await gc.stop()
+
+    run(main())
+
+
+def test_a_partition_the_image_says_is_led_here_but_not_hosted_yet_is_loading():
+    """Between the metadata image naming this broker a partition's leader and
+    the replica manager hosting it, a coordinator answers
+    COORDINATOR_LOAD_IN_PROGRESS (ask here again), not NOT_COORDINATOR."""
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        await gc.start()
+        await gc.ensure_topic()
+        part = gc.partition_for("g")
+        p, _ = b.replicas.partition_or_error(OFFSETS_TOPIC, part)
+        p.leader = b.config.node_id + 1  # the image says here; the partition has not caught up
+        assert gc.shard_for("g") == (None, errors.COORDINATOR_LOAD_IN_PROGRESS)
         await gc.stop()
 
     run(main())

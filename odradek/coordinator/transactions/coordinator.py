@@ -41,6 +41,7 @@ import logging
 import time
 
 from odradek.clock import now_ms
+from odradek.coordinator import not_hosted_error
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.transactions import records as rec
 from odradek.coordinator.transactions.markers import MarkerWriter
@@ -103,7 +104,7 @@ class TransactionCoordinator:
         if code:
             if h is not None:
                 self.unload(index)
-            return None, errors.NOT_COORDINATOR
+            return None, not_hosted_error(self.broker, TXN_TOPIC, index)
         if h is None or h.partition is not p:
             h = self._host(index, p)
         if h.loading:
