@@ -55,6 +55,7 @@ import time
 from odradek.clock import now_ms
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
+from odradek.coordinator.streams_groups import StreamsGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
@@ -121,12 +122,14 @@ class GroupCoordinator:
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
         self.share_config = ShareGroupConfig.from_broker(broker.config)
+        self.streams_config = StreamsGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
         self.hosted: dict[int, HostedShard] = {}
         self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
         self.waiters: dict[int, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []
         self._create_task: asyncio.Task | None = None
+        self._creating: set[str] = set()  # streams groups' internal topics being created
         self._stopped = False
 
     # -- routing ---------------------------------------------------------
@@ -259,6 +262,34 @@ class GroupCoordinator:
                 log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
             return state
 
+    def create_internal_topics(self, topics: list[tuple]) -> None:
+        """Create a streams group's missing internal topics ((name,
+        partitions, replication factor, configs)), each once at a time, in
+        the background as Kafka's broker does: members are told
+        MISSING_INTERNAL_TOPICS until the topics exist."""
+        from odradek.topic_admin import TopicError
+
+        admin = getattr(self.broker, "admin", None)
+        if admin is None:
+            return
+
+        async def create(name, partitions, rf, configs):
+            try:
+                await admin.create_topic(name, partitions, rf, configs)
+            except TopicError as e:
+                if e.error_code != errors.TOPIC_ALREADY_EXISTS:
+                    log.warning("cannot create internal topic %s: %s", name, e)
+            finally:
+                self._creating.discard(name)
+
+        for name, partitions, rf, configs in topics:
+            if name in self._creating or name in self.broker.image:
+                continue
+            self._creating.add(name)
+            task = asyncio.get_running_loop().create_task(create(name, partitions, rf, configs))
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(task)
+
     # -- hosting shards ---------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
         """Host a shard for every partition of ``__consumer_offsets`` led here
@@ -292,7 +323,7 @@ class GroupCoordinator:
         if index in self.hosted:
             self.unload(index)
         shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index,
-                           share_config=self.share_config,
+                           share_config=self.share_config, streams_config=self.streams_config,
                            group_configs=self.broker.image.group_configs)
         h = HostedShard(index, partition, shard)
         h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))

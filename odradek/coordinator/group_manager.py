@@ -7,7 +7,8 @@ is of one type at a time), the deadlines of all of them, and the outbox of
 completions (answers to parked requests). It knows no protocol: each group
 type is a sibling component registered with it (classic groups in
 ``classic_groups.py``, KIP-848 consumer groups in ``consumer_groups.py``, KIP-932
-share groups in ``share_groups.py``), which owns its own APIs, its own
+share groups in ``share_groups.py``, KIP-1071 streams groups in
+``streams_groups.py``), which owns its own APIs, its own
 records and its own deadlines, and answers the questions other components
 ask about any group, through the same methods:
 
@@ -41,7 +42,8 @@ import heapq
 import itertools
 import logging
 
-from odradek.coordinator.records import ConsumerKey, GroupKey, OffsetKey, RecordFormatError, ShareKey, decode_key
+from odradek.coordinator.records import (ConsumerKey, GroupKey, OffsetKey, RecordFormatError, ShareKey, StreamsKey,
+                                        decode_key)
 from odradek.coordinator.runtime import Result
 
 log = logging.getLogger("odradek.groups")
@@ -49,6 +51,7 @@ log = logging.getLogger("odradek.groups")
 CLASSIC = "classic"
 CONSUMER = "consumer"
 SHARE = "share"
+STREAMS = "streams"
 
 EMPTY = "Empty"
 DEAD = "Dead"
@@ -161,6 +164,8 @@ class GroupManager:
             kind = self.kinds[CONSUMER]
         elif isinstance(key, ShareKey) and SHARE in self.kinds:
             kind = self.kinds[SHARE]
+        elif isinstance(key, StreamsKey) and STREAMS in self.kinds:
+            kind = self.kinds[STREAMS]
         else:
             raise TypeError(f"not a group record: {key!r}")
         value = kind.decode_value(key, value)

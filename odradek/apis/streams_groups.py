@@ -1,0 +1,76 @@
+"""KIP-1071 streams groups: StreamsGroupHeartbeat and StreamsGroupDescribe.
+
+Versions served:
+  StreamsGroupHeartbeat (88) 0-1: the member id is chosen by the client;
+    epoch 0 joins with the topology (subtopologies, source topics or
+    regular expressions, repartition and changelog topics, copartition
+    groups), -1 leaves (-2, a static member leaving for a while, is
+    treated as leaving). Tasks (active and standby) are assigned on the
+    broker; the statuses MISSING_SOURCE_TOPICS, MISSING_INTERNAL_TOPICS,
+    INCORRECTLY_PARTITIONED_TOPICS, STALE_TOPOLOGY and SHUTDOWN_APPLICATION
+    are answered; the internal topics (repartition, changelog) are created
+    by the broker. v1's TopologyDescriptionRequired is always false.
+  StreamsGroupDescribe (89) 0-1: members (process, endpoint, task offsets
+    reported, current and target tasks) and the configured topology; v1's
+    topology description is NOT_REQUESTED/NOT_STORED (not kept), the
+    assignor name "sticky". A group of another type answers
+    GROUP_ID_NOT_FOUND ("Group g is not a streams group.").
+
+Behaviour lives in odradek/coordinator/streams_groups.py, in the shard of
+the group's ``__consumer_offsets`` partition, beside the classic, consumer
+and share groups (ListGroups reports streams groups with type and protocol
+type "streams"; DescribeGroups answers them as not classic groups;
+DeleteGroups deletes an empty one; OffsetCommit v9+ checks the member
+epoch as for consumer groups).
+
+Broker settings: group.streams.heartbeat.interval.ms (5000),
+group.streams.session.timeout.ms (45000), group.streams.max.size
+(unbounded), group.streams.num.standby.replicas (0).
+
+Not implemented: warm-up tasks (never assigned; acceptable recovery lag
+answered 10000), StreamsGroupTopologyDescriptionUpdate (90), rack-aware
+(client tags) standby placement, the initial rebalance delay (tasks are
+assigned at once), topology updates while the group has other members
+(STREAMS_TOPOLOGY_FENCED), static membership beyond recording the instance id.
+"""
+
+from __future__ import annotations
+
+from odradek.apis.groups import _client_host, _coordinator, _shard
+from odradek.coordinator.streams_groups import _hb_error
+from odradek.protocol import errors
+from odradek.security.authorizer import ResourceType
+from odradek.security.checks import authorized_operations
+from odradek.server.registry import handles
+
+
+@handles("StreamsGroupHeartbeat", 0, 1)
+async def streams_group_heartbeat(ctx, request: dict) -> dict:
+    gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
+    if code:
+        return _hb_error(code)
+    res = gc.execute(shard, shard.streams_group_heartbeat, request=request,
+                     client_id=ctx.client_id or "", client_host=_client_host(ctx))
+    to_create = (res.response or {}).pop("internal_topics_to_create", None)
+    if to_create:
+        gc.create_internal_topics(to_create)
+    return dict(await ctx.wait(gc.answer(shard, res)))  # once what it wrote is committed
+
+
+@handles("StreamsGroupDescribe", 0, 1)
+async def streams_group_describe(ctx, request: dict) -> dict:
+    gc = await _coordinator(ctx, create=False)
+    groups = []
+    for gid in request["group_ids"]:
+        shard, code = gc.shard_for(gid) if gc is not None else (None, errors.COORDINATOR_NOT_AVAILABLE)
+        if code:
+            groups.append({"group_id": gid, "error_code": code})
+        else:
+            described = shard.streams_group_describe([gid])
+            for g in described:
+                if request["include_authorized_operations"]:
+                    g["authorized_operations"] = authorized_operations(ctx, ResourceType.GROUP, gid)
+                if ctx.version >= 1 and not g["error_code"] and request.get("include_topology_description"):
+                    g["topology_description_status"] = 1  # NOT_STORED: odradek keeps no description
+            groups.extend(described)
+    return {"groups": groups}

@@ -1,0 +1,260 @@
+"""Streams groups (KIP-1071) with Kafka Streams 4.4 and ``group.protocol=streams``.
+
+A word count (``groupBy`` through a repartition topic, ``count`` into a
+store with a changelog) runs against odradek: the broker creates the
+internal topics and assigns the tasks. Its input is produced by
+confluent-kafka, its output read back by confluent-kafka and checked
+exactly: with the record cache off every update is emitted, so each word's
+counts are 1, 2, ..., n in order, none missing or repeated. A second
+instance then joins: both get tasks, none twice, and the output of more
+input stays exact. Kafka's ``kafka-streams-groups.sh``
+(``org.apache.kafka.tools.streams.StreamsGroupCommand``) lists and describes
+the group.
+
+Skipped, saying why, unless javac and the Kafka 4.4 jars (kafka-streams
+among them, resolved by bench/kafka_runtime.py) can be had.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from odradek.embedded import EmbeddedBroker
+from tests.integration.test_groups import create_topic
+
+pytestmark = pytest.mark.timeout(240)
+
+BROKER_CONFIG = {
+    "offsets.topic.num.partitions": "4",
+    "group.streams.heartbeat.interval.ms": "300",
+}
+
+APP = "wordcount"
+IN, OUT = "wc-in", "wc-out"
+
+JAVA_SOURCE = r"""
+import java.io.*;
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.streams.*;
+import org.apache.kafka.streams.kstream.*;
+
+public class WordCount {
+  public static void main(String[] args) throws Exception {
+    Properties p = new Properties();
+    p.put(StreamsConfig.APPLICATION_ID_CONFIG, args[1]);
+    p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+    p.put("group.protocol", "streams");
+    p.put(StreamsConfig.STATE_DIR_CONFIG, args[4]);
+    p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "100");
+    p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
+    p.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.String().getClass());
+    p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.String().getClass());
+    p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
+    StreamsBuilder b = new StreamsBuilder();
+    b.<String, String>stream(args[2])
+     .flatMapValues(v -> Arrays.asList(v.toLowerCase().split("\\W+")))
+     .groupBy((k, w) -> w)
+     .count(Materialized.as("counts"))
+     .toStream()
+     .to(args[3], Produced.with(Serdes.String(), Serdes.Long()));
+    KafkaStreams s = new KafkaStreams(b.build(), p);
+    s.setUncaughtExceptionHandler(e -> {
+      System.out.println("ERROR " + e);
+      System.out.flush();
+      return org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+    });
+    s.start();
+    Thread watch = new Thread(() -> {
+      String last = "";
+      while (true) {
+        try {
+          TreeSet<String> tasks = new TreeSet<>();
+          for (ThreadMetadata t : s.metadataForLocalThreads())
+            for (TaskMetadata tm : t.activeTasks()) tasks.add(tm.taskId().toString());
+          String now = s.state() + " " + String.join(",", tasks);
+          if (!now.equals(last)) { System.out.println("STATE " + now); System.out.flush(); last = now; }
+          Thread.sleep(100);
+        } catch (Exception e) { return; }
+      }
+    });
+    watch.setDaemon(true);
+    watch.start();
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
+    while (in.readLine() != null) { }
+    s.close(Duration.ofSeconds(30));
+    System.out.println("CLOSED");
+    System.out.flush();
+  }
+}
+"""
+
+
+class Instance:
+    """One Kafka Streams process, its ``STATE <state> <active tasks>`` lines read as they come."""
+
+    def __init__(self, classdir: Path, classpath: str, bootstrap: str, state_dir: Path):
+        log4j2 = Path(classpath.split(os.pathsep)[0]).parent.parent / "log4j2-tools.properties"
+        opts = [f"-Dlog4j2.configurationFile={log4j2}"] if log4j2.exists() else []
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", *opts, "-cp", f"{classdir}{os.pathsep}{classpath}", "WordCount",
+             bootstrap, APP, IN, OUT, str(state_dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.state = ""
+        self.tasks: set[str] = set()
+        self.log: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.err: list[str] = []
+        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def poll(self) -> None:
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return
+            self.log.append(line)
+            assert not line.startswith("ERROR"), f"{line}\n{''.join(self.err)[-3000:]}"
+            if line.startswith("STATE "):
+                parts = line.split(" ")
+                self.state = parts[1]
+                self.tasks = set(parts[2].split(",")) if len(parts) > 2 and parts[2] else set()
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _produce(bootstrap: str, lines: list[str]) -> None:
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i, line in enumerate(lines):
+        p.produce(IN, key=f"k{i}", value=line)
+    assert p.flush(20) == 0
+
+
+class Output:
+    """Every (word, count) the application wrote, in order per word."""
+
+    def __init__(self, bootstrap: str):
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": "wc-checker", "enable.auto.commit": False})
+        self.c.assign([TopicPartition(OUT, p, 0) for p in range(4)])
+        self.seen: dict[str, list[int]] = defaultdict(list)
+
+    def until(self, expected: Counter, instances: list[Instance], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i in instances:
+                i.poll()
+            for m in self.c.consume(500, 0.2):
+                if m.error():
+                    continue
+                self.seen[m.key().decode()].append(int.from_bytes(m.value(), "big", signed=True))
+            if {w: v[-1] for w, v in self.seen.items()} == dict(expected):
+                break
+        for w, n in expected.items():
+            assert self.seen.get(w) == list(range(1, n + 1)), (w, self.seen.get(w)[-20:] if w in self.seen else None)
+        assert set(self.seen) == set(expected)
+
+
+def _text(seed: int, n: int) -> list[str]:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+    return [" ".join(words[(seed * 7 + i * 5 + j * 3) % len(words)] for j in range(1 + (i % 4))) for i in range(n)]
+
+
+def _count(lines: list[str]) -> Counter:
+    return Counter(w for line in lines for w in line.lower().split())
+
+
+def test_kafka_streams_word_count(tmp_path):
+    from tests.integration.java_client import classpath as java_classpath
+
+    classpath = java_classpath() if shutil.which("javac") else None
+    if classpath is None or "kafka-streams-" not in classpath:
+        pytest.skip("javac or the Kafka 4.x jars (kafka-streams) are not available")
+    src = tmp_path / "WordCount.java"
+    src.write_text(JAVA_SOURCE)
+    subprocess.run(["javac", "-nowarn", "-cp", classpath, "-d", str(tmp_path), str(src)], check=True,
+                   capture_output=True, timeout=120)
+    with EmbeddedBroker(config=BROKER_CONFIG) as b:
+        create_topic(b, IN, 4)
+        create_topic(b, OUT, 4)
+        first = _text(1, 200)
+        _produce(b.bootstrap, first)
+        out = Output(b.bootstrap)
+        one = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-1")
+        instances = [one]
+        try:
+            out.until(_count(first), instances)
+            # the internal topics, created by the broker
+            for name in (f"{APP}-counts-repartition", f"{APP}-counts-changelog"):
+                assert name in b.core.replicas.topics, sorted(b.core.replicas.topics)
+            two = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-2")
+            instances.append(two)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                for i in instances:
+                    i.poll()
+                if one.tasks and two.tasks and one.state == two.state == "RUNNING" and \
+                        len(one.tasks | two.tasks) == 8:
+                    break
+                time.sleep(0.1)
+            assert one.tasks and two.tasks, (one.log[-5:], two.log[-5:])
+            assert not one.tasks & two.tasks
+            assert one.tasks | two.tasks == {f"{s}_{p}" for s in (0, 1) for p in range(4)}
+            second = _text(2, 300)
+            _produce(b.bootstrap, second)
+            out.until(_count(first) + _count(second), instances)
+            _describe_with_tool(b.bootstrap, classpath, one, two)
+        finally:
+            for i in instances:
+                i.stop()
+            out.c.close()
+
+
+def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) -> None:
+    main = "org.apache.kafka.tools.streams.StreamsGroupCommand"
+    log4j2 = Path(classpath.split(os.pathsep)[0]).parent.parent / "log4j2-tools.properties"
+    opts = [f"-Dlog4j2.configurationFile={log4j2}"] if log4j2.exists() else []
+
+    def run(*args):
+        proc = subprocess.run(["java", "-Xmx256m", *opts, "-cp", classpath, main, "--bootstrap-server", bootstrap,
+                               *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    assert APP in run("--list").split()
+    members = run("--describe", "--group", APP, "--members")
+    lines = [line for line in members.splitlines() if line.startswith(APP + " ")]
+    assert len(lines) == 2, members
+    tasks = set()
+    for line in lines:
+        for part in line.split("ACTIVE:")[1].split(";"):
+            if ":" in part:
+                sid, ps = part.strip().split(":")
+                tasks.update(f"{sid}_{p}" for p in ps.strip("[]").split(","))
+    assert tasks == instances[0].tasks | instances[1].tasks, members
+    state = run("--describe", "--group", APP, "--state")
+    assert "Stable" in state, state
