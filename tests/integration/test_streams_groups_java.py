@@ -7,7 +7,8 @@ confluent-kafka, its output read back by confluent-kafka and checked
 exactly: with the record cache off every update is emitted, so each word's
 counts are 1, 2, ..., n in order, none missing or repeated. A second
 instance then joins: both get tasks, none twice, and the output of more
-input stays exact. Kafka's ``kafka-streams-groups.sh``
+input stays exact. Both stop, and a third instance without local state
+restores the counts from the changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
 (``org.apache.kafka.tools.streams.StreamsGroupCommand``) lists and describes
 the group.
 
@@ -228,6 +229,17 @@ def test_kafka_streams_word_count(tmp_path):
             _produce(b.bootstrap, second)
             out.until(_count(first) + _count(second), instances)
             _describe_with_tool(b.bootstrap, classpath, one, two)
+            # both stop; a third instance, with no local state, restores the
+            # counts from the changelog topic and goes on counting from there
+            one.stop()
+            two.stop()
+            three = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-3")
+            instances.append(three)
+            third = _text(3, 100)
+            _produce(b.bootstrap, third)
+            out.until(_count(first) + _count(second) + _count(third), instances)
+            three.poll()
+            assert len(three.tasks) == 8, three.log[-5:]
         finally:
             for i in instances:
                 i.stop()
