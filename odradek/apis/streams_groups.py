@@ -25,7 +25,9 @@ epoch as for consumer groups).
 
 Broker settings: group.streams.heartbeat.interval.ms (5000),
 group.streams.session.timeout.ms (45000), group.streams.max.size
-(unbounded), group.streams.num.standby.replicas (0).
+(unbounded), group.streams.num.standby.replicas (0); the group configs
+streams.heartbeat.interval.ms, streams.session.timeout.ms and
+streams.num.standby.replicas override the first two and the last per group.
 
 Not implemented: warm-up tasks (never assigned; acceptable recovery lag
 answered 10000), StreamsGroupTopologyDescriptionUpdate (90), rack-aware

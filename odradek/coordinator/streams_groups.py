@@ -46,7 +46,8 @@ One StreamsGroupHeartbeat:
 3. When the group epoch is ahead of the target assignment's, tasks are
    assigned (:func:`assign`): sticky (members keep their active tasks up to
    an even share), the rest to the least loaded member; standby tasks
-   (``streams.num.standby.replicas``) on members of other processes.
+   (``streams.num.standby.replicas``) of the stateful subtopologies on
+   members of other processes.
 4. The member reconciles toward its target as KIP-848 consumers do: tasks
    it must give up are revoked first, its epoch unchanged
    (UNREVOKED_TASKS) until it reports them gone; then it moves to the target
@@ -288,6 +289,7 @@ class Configured:
     to_create: list = field(default_factory=list)  # [(name, partitions, replication factor, configs)]
     topics_by_subtopology: dict = field(default_factory=dict)  # subtopology id -> [source topic names]
     referenced: set = field(default_factory=set)  # every topic name the hash covers
+    stateful: set = field(default_factory=set)  # subtopologies with changelog topics: they get standby tasks
 
     @property
     def ready(self) -> bool:
@@ -389,6 +391,8 @@ def configure(topology: dict | None, topics) -> Configured:
             internal[t["name"]] = (t["partitions"] or out.tasks[s["subtopology_id"]], t["replication_factor"],
                                    _configs(t["topic_configs"]))
             out.referenced.add(t["name"])
+        if s["state_changelog_topics"]:
+            out.stateful.add(s["subtopology_id"])
     missing_internal = []
     for n, (p, rf, cfg) in sorted(internal.items()):
         have = count(n)
@@ -424,10 +428,11 @@ def metadata_hash(names, topics) -> int:
 # -- the assignor --------------------------------------------------------------
 
 def assign(members: dict[str, StreamsMember], previous: dict[str, Assignment], tasks: dict[str, int],
-           num_standby: int) -> dict[str, Assignment]:
+           num_standby: int, stateful: set | None = None) -> dict[str, Assignment]:
     """Active tasks sticky and balanced over the members, then standby tasks
-    (``num_standby`` per task) on members of another process than the
-    active's, preferring those that had them."""
+    (``num_standby`` per task of the ``stateful`` subtopologies: those with
+    state to keep warm) on members of another process than the active's,
+    preferring those that had them."""
     ids = sorted(members)
     out_active: dict[str, set] = {mid: set() for mid in ids}
     out_standby: dict[str, set] = {mid: set() for mid in ids}
@@ -455,6 +460,8 @@ def assign(members: dict[str, StreamsMember], previous: dict[str, Assignment], t
     if num_standby > 0:
         had = {mid: _flat(previous[mid].standby) if mid in previous else set() for mid in ids}
         for task in all_tasks:
+            if stateful is not None and task[0] not in stateful:
+                continue
             active_process = members[owner[task]].process_id
             taken: set[str] = set()
             for _ in range(num_standby):
@@ -768,7 +775,8 @@ class StreamsGroups:
         members_after[member_id] = updated
         if group_epoch > g.assignment_epoch:
             tasks = configured.tasks if configured.ready else {}
-            targets = assign(members_after, g.target, tasks, self.num_standby_replicas(group_id))
+            targets = assign(members_after, g.target, tasks, self.num_standby_replicas(group_id),
+                             configured.stateful)
             for mid, a in targets.items():
                 if a != g.target.get(mid):
                     records.append(self._r(STG_TARGET_MEMBER, group_id, a.entries(), mid))

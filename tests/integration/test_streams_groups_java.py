@@ -6,7 +6,10 @@ internal topics and assigns the tasks. Its input is produced by
 confluent-kafka, its output read back by confluent-kafka and checked
 exactly: with the record cache off every update is emitted, so each word's
 counts are 1, 2, ..., n in order, none missing or repeated. A second
-instance then joins: both get tasks, none twice, and the output of more
+instance then joins: both get tasks, none twice, each stateful task has a
+standby on the other instance (the group config
+``streams.num.standby.replicas=1``, set with confluent-kafka's admin
+client), and the output of more
 input stays exact. Both stop, and a third instance without local state
 restores the counts from the changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
 (``org.apache.kafka.tools.streams.StreamsGroupCommand``) lists and describes
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -80,10 +84,12 @@ public class WordCount {
       String last = "";
       while (true) {
         try {
-          TreeSet<String> tasks = new TreeSet<>();
-          for (ThreadMetadata t : s.metadataForLocalThreads())
+          TreeSet<String> tasks = new TreeSet<>(), standby = new TreeSet<>();
+          for (ThreadMetadata t : s.metadataForLocalThreads()) {
             for (TaskMetadata tm : t.activeTasks()) tasks.add(tm.taskId().toString());
-          String now = s.state() + " " + String.join(",", tasks);
+            for (TaskMetadata tm : t.standbyTasks()) standby.add(tm.taskId().toString());
+          }
+          String now = s.state() + " " + String.join(",", tasks) + " " + String.join(",", standby);
           if (!now.equals(last)) { System.out.println("STATE " + now); System.out.flush(); last = now; }
           Thread.sleep(100);
         } catch (Exception e) { return; }
@@ -114,6 +120,7 @@ class Instance:
         self.lines: queue.Queue = queue.Queue()
         self.state = ""
         self.tasks: set[str] = set()
+        self.standby: set[str] = set()
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.err: list[str] = []
@@ -135,6 +142,7 @@ class Instance:
                 parts = line.split(" ")
                 self.state = parts[1]
                 self.tasks = set(parts[2].split(",")) if len(parts) > 2 and parts[2] else set()
+                self.standby = set(parts[3].split(",")) if len(parts) > 3 and parts[3] else set()
 
     def stop(self) -> None:
         try:
@@ -202,6 +210,7 @@ def test_kafka_streams_word_count(tmp_path):
     with EmbeddedBroker(config=BROKER_CONFIG) as b:
         create_topic(b, IN, 4)
         create_topic(b, OUT, 4)
+        _set_group_config(b.bootstrap, "streams.num.standby.replicas", "1")
         first = _text(1, 200)
         _produce(b.bootstrap, first)
         out = Output(b.bootstrap)
@@ -219,12 +228,15 @@ def test_kafka_streams_word_count(tmp_path):
                 for i in instances:
                     i.poll()
                 if one.tasks and two.tasks and one.state == two.state == "RUNNING" and \
-                        len(one.tasks | two.tasks) == 8:
+                        len(one.tasks | two.tasks) == 8 and one.standby | two.standby == {"1_0", "1_1", "1_2", "1_3"}:
                     break
                 time.sleep(0.1)
             assert one.tasks and two.tasks, (one.log[-5:], two.log[-5:])
             assert not one.tasks & two.tasks
             assert one.tasks | two.tasks == {f"{s}_{p}" for s in (0, 1) for p in range(4)}
+            # a standby of each stateful task, on the other instance
+            assert one.standby | two.standby == {"1_0", "1_1", "1_2", "1_3"}, (one.log[-3:], two.log[-3:])
+            assert not one.standby & one.tasks and not two.standby & two.tasks
             second = _text(2, 300)
             _produce(b.bootstrap, second)
             out.until(_count(first) + _count(second), instances)
@@ -246,6 +258,17 @@ def test_kafka_streams_word_count(tmp_path):
             out.c.close()
 
 
+def _set_group_config(bootstrap: str, name: str, value: str) -> None:
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                       ResourceType)
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ResourceType.GROUP, APP,
+                         incremental_configs=[ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)])
+    for fut in admin.incremental_alter_configs([res]).values():
+        fut.result(20)
+
+
 def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) -> None:
     main = "org.apache.kafka.tools.streams.StreamsGroupCommand"
     log4j2 = Path(classpath.split(os.pathsep)[0]).parent.parent / "log4j2-tools.properties"
@@ -261,12 +284,15 @@ def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) ->
     members = run("--describe", "--group", APP, "--members")
     lines = [line for line in members.splitlines() if line.startswith(APP + " ")]
     assert len(lines) == 2, members
-    tasks = set()
-    for line in lines:
-        for part in line.split("ACTIVE:")[1].split(";"):
-            if ":" in part:
-                sid, ps = part.strip().split(":")
-                tasks.update(f"{sid}_{p}" for p in ps.strip("[]").split(","))
-    assert tasks == instances[0].tasks | instances[1].tasks, members
+    def tasks(kind):
+        out = set()
+        for line in lines:
+            m = re.search(kind + r":((?:\s*\w+:\[[\d,]*\];)*)", line)
+            for sid, ps in re.findall(r"(\w+):\[([\d,]*)\]", m.group(1) if m else ""):
+                out.update(f"{sid}_{p}" for p in ps.split(",") if p)
+        return out
+
+    assert tasks("ACTIVE") == instances[0].tasks | instances[1].tasks, members
+    assert tasks("STANDBY") == instances[0].standby | instances[1].standby, members
     state = run("--describe", "--group", APP, "--state")
     assert "Stable" in state, state
