@@ -242,8 +242,9 @@ class StreamsGroup:
     protocol_type = "streams"
     group_type = STREAMS
 
-    def __init__(self, group_id: str, now: int):
+    def __init__(self, group_id: str, now: int, topics=None):
         self.group_id = group_id
+        self.topics = topics  # the broker's topics (runtime): the state says whether the topology is ready
         self.group_epoch = 0
         self.metadata_hash = 0
         self.topology: dict | None = None  # the StreamsGroupTopology value
@@ -254,13 +255,20 @@ class StreamsGroup:
         # runtime only
         self.session_deadlines: dict[str, int] = {}
         self.next_check: int | None = None
-        self.configured: "Configured | None" = None  # the topology against the topics, last computed
+
+    @property
+    def configured(self) -> "Configured | None":
+        """The topology configured against the topics as they are now."""
+        if self.topology is None or self.topics is None:
+            return None
+        return configure(self.topology, self.topics)
 
     @property
     def state(self) -> str:
         if not self.members:
             return EMPTY
-        if self.configured is not None and not self.configured.ready:
+        configured = self.configured
+        if configured is not None and not configured.ready:
             return "NotReady"
         if self.assignment_epoch < self.group_epoch:
             return "Assigning"
@@ -290,6 +298,7 @@ class Configured:
     topics_by_subtopology: dict = field(default_factory=dict)  # subtopology id -> [source topic names]
     referenced: set = field(default_factory=set)  # every topic name the hash covers
     stateful: set = field(default_factory=set)  # subtopologies with changelog topics: they get standby tasks
+    internal: dict = field(default_factory=dict)  # internal topic -> its partition count
 
     @property
     def ready(self) -> bool:
@@ -393,6 +402,7 @@ def configure(topology: dict | None, topics) -> Configured:
             out.referenced.add(t["name"])
         if s["state_changelog_topics"]:
             out.stateful.add(s["subtopology_id"])
+    out.internal = {n: p for n, (p, _, _) in internal.items()}
     missing_internal = []
     for n, (p, rf, cfg) in sorted(internal.items()):
         have = count(n)
@@ -407,8 +417,7 @@ def configure(topology: dict | None, topics) -> Configured:
                              + " are incorrectly partitioned."})
     if missing_internal:
         out.statuses.append({"status_code": MISSING_INTERNAL_TOPICS,
-                             "status_detail": "Internal topics " + ", ".join(missing_internal)
-                             + " are missing; they are being created."})
+                             "status_detail": "Internal topics are missing: " + ", ".join(missing_internal)})
     return out
 
 
@@ -521,7 +530,7 @@ def reconcile(g: StreamsGroup, m: StreamsMember, target_epoch: int, target: Assi
 def _hb_error(code: int, message: str | None = None) -> dict:
     return {"error_code": code, "error_message": message, "member_id": "", "member_epoch": 0,
             "heartbeat_interval_ms": 0, "acceptable_recovery_lag_legacy": 0, "task_offset_interval_ms": 0,
-            "acceptable_recovery_lag": -1, "status": None, "active_tasks": None, "standby_tasks": None,
+            "acceptable_recovery_lag": -1, "status": [], "active_tasks": None, "standby_tasks": None,
             "warmup_tasks": None, "endpoint_information_epoch": 0, "partitions_by_user_endpoint": None}
 
 
@@ -652,7 +661,7 @@ class StreamsGroups:
             if r["rebalance_timeout_ms"] == -1:
                 invalid("RebalanceTimeoutMs must be provided in first request.")
             if r["topology"] is None:
-                invalid("Topology must be non-null when joining the group.")
+                invalid("Topology must be non-null when (re-)joining.")
             if r["active_tasks"] is None or r["standby_tasks"] is None or r["warmup_tasks"] is None:
                 invalid("ActiveTasks, StandbyTasks and WarmupTasks must be empty when (re-)joining.")
             if r["active_tasks"] or r["standby_tasks"] or r["warmup_tasks"]:
@@ -711,9 +720,11 @@ class StreamsGroups:
                 pass  # the member rejoins (it lost its tasks): it reconciles from scratch below
             elif member_epoch > member.member_epoch or (
                     member_epoch < member.member_epoch and member_epoch != member.previous_member_epoch):
+                which = "greater" if member_epoch > member.member_epoch else "smaller"
                 raise _Refused(errors.FENCED_MEMBER_EPOCH,
-                               f"The streams group member has a mismatched member epoch ({member_epoch}, "
-                               f"expected {member.member_epoch}).")
+                               f"The streams group member has a {which} member epoch ({member_epoch}) than the "
+                               f"one known by the group coordinator ({member.member_epoch}). The member must "
+                               f"abandon all its partitions and rejoin.")
         # the topology
         topology = g.topology
         bump = not known or g.group_epoch == 0
@@ -763,7 +774,6 @@ class StreamsGroups:
         if updated.assignment_inputs() != member.assignment_inputs():
             bump = True
         configured = configure(topology, self.topics)
-        g.configured = configured if live else None
         mhash = metadata_hash(configured.referenced, self.topics)
         if mhash != g.metadata_hash:
             bump = True
@@ -813,17 +823,19 @@ class StreamsGroups:
         if r["shutdown_application"]:
             statuses.append({"status_code": SHUTDOWN_APPLICATION,
                              "status_detail": f"Member {member_id} requested the application to shut down."})
-        endpoints = None
-        if r["endpoint_information_epoch"] != target_epoch:
-            endpoints = self._endpoints(members_after, new, configured)
+        endpoints, endpoint_epoch = None, 0
+        if any(m.user_endpoint is not None for m in members_after.values()):
+            endpoint_epoch = target_epoch  # IQ endpoints: their tasks change with the assignment
+            if r["endpoint_information_epoch"] != endpoint_epoch:
+                endpoints = self._endpoints(members_after, new, configured)
         res.response = dict(
             _hb_error(0), member_id=member_id, member_epoch=new.member_epoch,
             heartbeat_interval_ms=self.heartbeat_interval_ms(group_id),
             acceptable_recovery_lag_legacy=self.config.acceptable_recovery_lag,
             acceptable_recovery_lag=self.config.acceptable_recovery_lag,
             task_offset_interval_ms=self.config.task_offset_interval_ms,
-            status=statuses or None,
-            endpoint_information_epoch=target_epoch,
+            status=statuses,
+            endpoint_information_epoch=endpoint_epoch,
             partitions_by_user_endpoint=endpoints,
         )
         if full:
@@ -899,7 +911,7 @@ class StreamsGroups:
         if g is None:
             if v is None:
                 return
-            g = self.groups[k.group] = StreamsGroup(k.group, now)
+            g = self.groups[k.group] = StreamsGroup(k.group, now, self.topics)
         kind = k.kind
         if kind == STG_METADATA:
             if v is None:
@@ -909,7 +921,6 @@ class StreamsGroups:
                 g.metadata_hash = v["metadata_hash"]
         elif kind == STG_TOPOLOGY:
             g.topology = v
-            g.configured = None
         elif kind == STG_MEMBER_METADATA:
             if v is None:
                 if g.members.pop(k.sub, None) is not None and not g.members:
@@ -973,14 +984,18 @@ class StreamsGroups:
                 if g.topology is not None:
                     subs = None
                     if configured.ready:
+                        def counted(infos):
+                            return [dict(t, partitions=configured.internal.get(t["name"], t["partitions"]))
+                                    for t in infos]
+
                         subs = [{
                             "subtopology_id": s["subtopology_id"],
                             "source_topics": configured.topics_by_subtopology[s["subtopology_id"]][
                                 :len(configured.topics_by_subtopology[s["subtopology_id"]])
                                 - len(s["repartition_source_topics"])],
                             "repartition_sink_topics": s["repartition_sink_topics"],
-                            "state_changelog_topics": s["state_changelog_topics"],
-                            "repartition_source_topics": s["repartition_source_topics"],
+                            "state_changelog_topics": counted(s["state_changelog_topics"]),
+                            "repartition_source_topics": counted(s["repartition_source_topics"]),
                         } for s in g.topology["subtopologies"]]
                     topology = {"epoch": g.topology["epoch"], "subtopologies": subs}
 
@@ -999,7 +1014,6 @@ class StreamsGroups:
                     "target_assignment": g.target.get(m.member_id, NO_TASKS).entries(),
                     "is_classic": False,
                 } for m in g.members.values()]
-                g.configured = configured
                 out.append(dict(base, group_state=g.state, group_epoch=g.group_epoch,
                                 assignment_epoch=g.assignment_epoch, topology=topology, members=members,
                                 assignor_name=ASSIGNOR_NAME))

@@ -106,7 +106,7 @@ def test_internal_topics_are_asked_for_then_tasks_assigned():
     assert tasks(first["active_tasks"]) == {}
     h.create_internal(first)
     second = h.hb("a", 1)
-    assert second["status"] is None and second["member_epoch"] == 2
+    assert second["status"] == [] and second["member_epoch"] == 2
     assert tasks(second["active_tasks"]) == {"0": {0, 1, 2, 3}, "1": {0, 1, 2, 3}}
     assert h.sm.list_groups() == [{"group_id": "app", "protocol_type": "streams", "group_state": "Stable",
                                    "group_type": "streams"}]
@@ -117,6 +117,8 @@ def test_missing_source_and_incorrectly_partitioned_topics():
     r = h.hb("a", 0, topology=word_count("nope"))
     assert [s["status_code"] for s in r["status"]] == [MISSING_SOURCE_TOPICS]
     assert "nope" in r["status"][0]["status_detail"] and not r["internal_topics_to_create"]
+    assert h.sm.list_groups()[0]["group_state"] == "NotReady"
+    assert h.sm.streams_group_describe(["app"])[0]["topology"] == {"epoch": 0, "subtopologies": None}
     h2 = StreamsHarness({"in": 4, "app-cl": 2, "app-rep": 4})
     r = h2.hb("a", 0)
     assert [s["status_code"] for s in r["status"]] == [INCORRECTLY_PARTITIONED_TOPICS]
