@@ -12,8 +12,9 @@ standby on the other instance (the group config
 client), and the output of more
 input stays exact. Both stop, and a third instance without local state
 restores the counts from the changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
-(``org.apache.kafka.tools.streams.StreamsGroupCommand``) lists and describes
-the group.
+(``org.apache.kafka.tools.streams.StreamsGroupCommand``) lists the group,
+describes its members, state and offsets, and deletes it with its internal
+topics.
 
 Skipped, saying why, unless javac and the Kafka 4.4 jars (kafka-streams
 among them, resolved by bench/kafka_runtime.py) can be had.
@@ -252,6 +253,12 @@ def test_kafka_streams_word_count(tmp_path):
             out.until(_count(first) + _count(second) + _count(third), instances)
             three.poll()
             assert len(three.tasks) == 8, three.log[-5:]
+            three.stop()
+            _delete_with_tool(b.bootstrap, classpath)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and f"{APP}-counts-changelog" in b.core.replicas.topics:
+                time.sleep(0.1)
+            assert not {f"{APP}-counts-repartition", f"{APP}-counts-changelog"} & set(b.core.replicas.topics)
         finally:
             for i in instances:
                 i.stop()
@@ -269,16 +276,25 @@ def _set_group_config(bootstrap: str, name: str, value: str) -> None:
         fut.result(20)
 
 
-def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) -> None:
+def _tool(bootstrap: str, classpath: str, *args) -> str:
     main = "org.apache.kafka.tools.streams.StreamsGroupCommand"
     log4j2 = Path(classpath.split(os.pathsep)[0]).parent.parent / "log4j2-tools.properties"
     opts = [f"-Dlog4j2.configurationFile={log4j2}"] if log4j2.exists() else []
+    proc = subprocess.run(["java", "-Xmx256m", *opts, "-cp", classpath, main, "--bootstrap-server", bootstrap,
+                           *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
+
+def _delete_with_tool(bootstrap: str, classpath: str) -> None:
+    out = _tool(bootstrap, classpath, "--delete", "--group", APP, "--delete-all-internal-topics")
+    assert "was successful" in out, out
+    assert APP not in _tool(bootstrap, classpath, "--list").split()
+
+
+def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) -> None:
     def run(*args):
-        proc = subprocess.run(["java", "-Xmx256m", *opts, "-cp", classpath, main, "--bootstrap-server", bootstrap,
-                               *args], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        return _tool(bootstrap, classpath, *args)
 
     assert APP in run("--list").split()
     members = run("--describe", "--group", APP, "--members")
@@ -296,3 +312,8 @@ def _describe_with_tool(bootstrap: str, classpath: str, *instances: Instance) ->
     assert tasks("STANDBY") == instances[0].standby | instances[1].standby, members
     state = run("--describe", "--group", APP, "--state")
     assert "Stable" in state, state
+    # committed offsets of the source and repartition topics, and their lag
+    offsets = run("--describe", "--group", APP)
+    rows = {tuple(line.split()[1:3]): line.split()[3] for line in offsets.splitlines() if line.startswith(APP + " ")}
+    assert set(rows) == {(t, str(p)) for t in (IN, f"{APP}-counts-repartition") for p in range(4)}, offsets
+    assert set(rows.values()) == {"0"}, offsets
