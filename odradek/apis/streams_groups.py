@@ -32,8 +32,7 @@ streams.num.standby.replicas override the first two and the last per group.
 Not implemented: warm-up tasks (never assigned; acceptable recovery lag
 answered 10000), StreamsGroupTopologyDescriptionUpdate (90), rack-aware
 (client tags) standby placement, the initial rebalance delay (tasks are
-assigned at once), topology updates while the group has other members
-(STREAMS_TOPOLOGY_FENCED), static membership beyond recording the instance id.
+assigned at once), topology updates (INVALID_REQUEST, as Kafka 4.4), static membership beyond recording the instance id.
 """
 
 from __future__ import annotations

@@ -60,6 +60,11 @@ bumped. Group states: Empty, NotReady (the topology cannot be configured),
 Assigning (the target is behind the group epoch), Reconciling (a member is
 not at the target yet), Stable.
 
+The topology stays the group's: a member joining with another one (at the
+same or a later epoch, even into an empty group) is refused INVALID_REQUEST
+("Topology updates are not supported yet.", as Kafka 4.4); the group must be
+deleted first.
+
 A streams group id is never taken over by another group type, nor does a
 streams group take over an id of another type, even empty: StreamsGroup-
 Heartbeat for another type answers GROUP_ID_NOT_FOUND ("Group g is not a
@@ -732,7 +737,7 @@ class StreamsGroups:
         if r["topology"] is not None:
             sent = _topology_value(r["topology"])
             topology_epoch = sent["epoch"]
-            if topology is None or (not g.members or set(g.members) == {member_id}) and sent != topology:
+            if topology is None:
                 records.append(self._r(STG_TOPOLOGY, group_id, sent))
                 topology = sent
                 bump = True
@@ -740,12 +745,8 @@ class StreamsGroups:
                 statuses.append({"status_code": STALE_TOPOLOGY,
                                  "status_detail": f"The member's topology epoch {sent['epoch']} is lower than "
                                                   f"the group's, {topology['epoch']}."})
-            elif sent["epoch"] == topology["epoch"] and sent != topology:
-                raise _Refused(errors.STREAMS_INVALID_TOPOLOGY_EPOCH,
-                               "The topology differs from the group's at the same epoch.")
-            elif sent["epoch"] > topology["epoch"]:
-                raise _Refused(errors.STREAMS_TOPOLOGY_FENCED,
-                               "Updating the topology of a streams group with other members is not supported.")
+            elif sent != topology:  # as Kafka 4.4, even for an empty group
+                raise _Refused(errors.INVALID_REQUEST, "Topology updates are not supported yet.")
 
         endpoint = member.user_endpoint
         if r["user_endpoint"] is not None:

@@ -174,6 +174,19 @@ def test_epochs_and_invalid_heartbeats():
     assert h.sm.list_groups()[0]["group_state"] == "Empty"
 
 
+def test_the_topology_stays_the_groups():
+    h = StreamsHarness({"in": 4, "other": 4})
+    ready_member(h)
+    changed = word_count("other")
+    assert h.hb("b", 0, topology=changed)["error_message"] == "Topology updates are not supported yet."
+    later = dict(changed, epoch=1)
+    assert h.hb("b", 0, topology=later)["error_code"] == errors.INVALID_REQUEST
+    h.hb("a", -1)
+    assert h.hb("b", 0, topology=changed)["error_code"] == errors.INVALID_REQUEST  # even when empty
+    older = h.hb("c", 0, topology=dict(word_count(), epoch=-1))
+    assert older["error_code"] == 0 and older["status"][0]["status_code"] == 0  # STALE_TOPOLOGY
+
+
 def test_session_expiry_removes_a_member():
     h = StreamsHarness(session_timeout_ms=1000)
     ready_member(h)
