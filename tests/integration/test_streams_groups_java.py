@@ -16,7 +16,7 @@ restores the counts from the changelog and goes on counting exactly. Kafka's ``k
 group's members and offsets, and deletes it with its internal topics.
 
 The word count runs with processing.guarantee=exactly_once_v2 too (read
-back with read_committed).
+back with read_committed), across a restart of the broker.
 
 Skipped, saying why, unless javac and the Kafka 4.4 jars (kafka-streams
 among them, resolved by bench/kafka_runtime.py) can be had.
@@ -230,28 +230,37 @@ def _split(one: Instance, two: Instance, standby: set) -> None:
     assert one.tasks | two.tasks == {f"{s}_{p}" for s in (0, 1) for p in range(4)}
 
 
-def test_kafka_streams_word_count_exactly_once(tmp_path):
-    """The same with processing.guarantee=exactly_once_v2: the output is
-    written and the offsets committed in transactions (TxnOffsetCommit at the
-    member's epoch)."""
+def test_kafka_streams_word_count_exactly_once_across_a_broker_restart(tmp_path):
+    """The same with processing.guarantee=exactly_once_v2 (the output
+    written and the offsets committed in transactions, TxnOffsetCommit at
+    the member's epoch), and the broker restarted on its data directory in
+    between: the group, replayed from ``__consumer_offsets``, takes the
+    member back at its epoch, and the counts go on exactly."""
     classpath = _compiled(tmp_path)
-    with EmbeddedBroker(config=BROKER_CONFIG) as b:
-        create_topic(b, IN, 4)
-        create_topic(b, OUT, 4)
-        first = _text(4, 150)
-        _produce(b.bootstrap, first)
-        out = Output(b.bootstrap, read_committed=True)
-        one = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-1", "exactly_once_v2")
-        instances = [one]
-        try:
-            out.until(_count(first), instances)
-            second = _text(5, 150)
-            _produce(b.bootstrap, second)
-            out.until(_count(first) + _count(second), instances)
-        finally:
-            for i in instances:
-                i.stop()
-            out.c.close()
+    data = tmp_path / "data"
+    b = EmbeddedBroker(data_dir=str(data), config=BROKER_CONFIG).start()
+    create_topic(b, IN, 4)
+    create_topic(b, OUT, 4)
+    first = _text(4, 150)
+    _produce(b.bootstrap, first)
+    out = Output(b.bootstrap, read_committed=True)
+    one = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-1", "exactly_once_v2")
+    try:
+        out.until(_count(first), [one])
+        before = _described(b)
+        port = b.port
+        b.stop()
+        b = EmbeddedBroker(data_dir=str(data), port=port, config=BROKER_CONFIG).start()
+        second = _text(5, 150)
+        _produce(b.bootstrap, second)
+        out.until(_count(first) + _count(second), [one])
+        one.poll()
+        assert one.state == "RUNNING" and len(one.tasks) == 8, one.log[-5:]
+        assert _described(b) == before  # the same member at the same epochs: nothing was rebalanced
+    finally:
+        one.stop()
+        out.c.close()
+        b.stop()
 
 
 def test_kafka_streams_word_count(tmp_path):
@@ -303,6 +312,16 @@ def test_kafka_streams_word_count(tmp_path):
             for i in instances:
                 i.stop()
             out.c.close()
+
+
+def _described(b: EmbeddedBroker) -> tuple:
+    """(group epoch, state, {member id: (member epoch, active tasks)}) of the application's group."""
+    async def described():
+        shard, _ = b.core.groups.shard_for(APP)
+        g = shard.streams_group_describe([APP])[0]
+        return g["group_epoch"], g["group_state"], {
+            m["member_id"]: (m["member_epoch"], str(m["assignment"]["active_tasks"])) for m in g["members"]}
+    return b.call(described)
 
 
 def _group_types(b: EmbeddedBroker) -> list[str]:
