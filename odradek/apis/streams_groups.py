@@ -9,7 +9,9 @@ Versions served:
     broker; the statuses MISSING_SOURCE_TOPICS, MISSING_INTERNAL_TOPICS,
     INCORRECTLY_PARTITIONED_TOPICS, STALE_TOPOLOGY and SHUTDOWN_APPLICATION
     are answered; the internal topics (repartition, changelog) are created
-    by the broker. v1's TopologyDescriptionRequired is always false.
+    by the broker if the member may CREATE them (on the cluster, else each
+    topic; else the status says so), and a member joining must be allowed to
+    DESCRIBE every topic its topology names (else TOPIC_AUTHORIZATION_FAILED). v1's TopologyDescriptionRequired is always false.
   StreamsGroupDescribe (89) 0-1: members (process, endpoint, task offsets
     reported, current and target tasks) and the configured topology; v1's
     topology description is NOT_REQUESTED/NOT_STORED (not kept), the
@@ -38,15 +40,32 @@ assigned at once), topology updates (INVALID_REQUEST, as Kafka 4.4), static memb
 from __future__ import annotations
 
 from odradek.apis.groups import _client_host, _coordinator, _shard
-from odradek.coordinator.streams_groups import _hb_error
+from odradek.coordinator.streams_groups import MISSING_INTERNAL_TOPICS, _hb_error
 from odradek.protocol import errors
-from odradek.security.authorizer import ResourceType
-from odradek.security.checks import authorized_operations
+from odradek.security.authorizer import Operation as Op, ResourceType
+from odradek.security.authorizer import ResourceType as T
+from odradek.security.checks import allowed, authorized_operations
 from odradek.server.registry import handles
+
+
+def _topology_topics(topology: dict) -> set[str]:
+    out: set[str] = set()
+    for sub in topology["subtopologies"]:
+        out.update(sub["source_topics"] or ())
+        out.update(sub["repartition_sink_topics"] or ())
+        out.update(t["name"] for t in sub["repartition_source_topics"] or ())
+        out.update(t["name"] for t in sub["state_changelog_topics"] or ())
+    return out
 
 
 @handles("StreamsGroupHeartbeat", 0, 1)
 async def streams_group_heartbeat(ctx, request: dict) -> dict:
+    if request["topology"] is not None:  # the member must see every topic its topology names
+        denied = sorted(t for t in _topology_topics(request["topology"])
+                        if not allowed(ctx, Op.DESCRIBE, T.TOPIC, t))
+        if denied:
+            return _hb_error(errors.TOPIC_AUTHORIZATION_FAILED,
+                             "Unauthorized to DESCRIBE on topics " + ", ".join(denied) + ".")
     gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
     if code:
         return _hb_error(code)
@@ -54,8 +73,29 @@ async def streams_group_heartbeat(ctx, request: dict) -> dict:
                      client_id=ctx.client_id or "", client_host=_client_host(ctx))
     to_create = (res.response or {}).pop("internal_topics_to_create", None)
     if to_create:
-        gc.create_internal_topics(to_create)
+        _create_internal_topics(ctx, gc, res.response, to_create)
     return dict(await ctx.wait(gc.answer(shard, res)))  # once what it wrote is committed
+
+
+def _create_internal_topics(ctx, gc, response: dict, to_create: list) -> None:
+    """Create the missing internal topics in the background, as Kafka's
+    broker does: all of them, if the member may CREATE them (on the cluster,
+    else on each topic), else none, the status saying which it may not;
+    a creation that failed lately is told in the status too."""
+    if allowed(ctx, Op.CREATE, T.CLUSTER, ""):
+        denied = []
+    else:
+        denied = [t[0] for t in to_create if not allowed(ctx, Op.CREATE, T.TOPIC, t[0])]
+    if denied:
+        note = "Unauthorized to CREATE on topics " + ", ".join(denied) + "."
+    else:
+        gc.create_internal_topics(to_create)
+        failures = gc.internal_topic_errors([t[0] for t in to_create])
+        note = "; ".join(f"{name}: {message}" for name, message in failures) if failures else None
+    if note:
+        for st in response["status"]:
+            if st["status_code"] == MISSING_INTERNAL_TOPICS:
+                st["status_detail"] += " " + note
 
 
 @handles("StreamsGroupDescribe", 0, 1)

@@ -65,6 +65,9 @@ from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, 
 log = logging.getLogger("odradek.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
+# How long a failed creation of a streams group's internal topic is told to
+# its members before it is tried again (Kafka: twice the heartbeat interval).
+INTERNAL_TOPIC_ERROR_TTL = 10.0
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 LOAD_READ_BYTES = 4 * 1024 * 1024
 
@@ -130,6 +133,7 @@ class GroupCoordinator:
         self._tasks: list[asyncio.Task] = []
         self._create_task: asyncio.Task | None = None
         self._creating: set[str] = set()  # streams groups' internal topics being created
+        self._creation_errors: dict[str, tuple[str, float]] = {}  # name -> (why it failed, until when told)
         self._stopped = False
 
     # -- routing ---------------------------------------------------------
@@ -279,16 +283,31 @@ class GroupCoordinator:
             except TopicError as e:
                 if e.error_code != errors.TOPIC_ALREADY_EXISTS:
                     log.warning("cannot create internal topic %s: %s", name, e)
+                    self._creation_errors[name] = (str(e), time.monotonic() + INTERNAL_TOPIC_ERROR_TTL)
             finally:
                 self._creating.discard(name)
 
+        now = time.monotonic()
         for name, partitions, rf, configs in topics:
             if name in self._creating or name in self.broker.image:
                 continue
+            failed = self._creation_errors.get(name)
+            if failed is not None and failed[1] > now:
+                continue  # it failed lately: told to the members for a while before trying again
             self._creating.add(name)
             task = asyncio.get_running_loop().create_task(create(name, partitions, rf, configs))
             self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(task)
+
+    def internal_topic_errors(self, names: list[str]) -> list[tuple[str, str]]:
+        """(name, why) of internal topics whose creation failed lately."""
+        now = time.monotonic()
+        out = []
+        for name in names:
+            found = self._creation_errors.get(name)
+            if found is not None and found[1] > now:
+                out.append((name, found[0]))
+        return out
 
     # -- hosting shards ---------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
