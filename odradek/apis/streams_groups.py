@@ -11,7 +11,9 @@ Versions served:
     are answered; the internal topics (repartition, changelog) are created
     by the broker if the member may CREATE them (on the cluster, else each
     topic; else the status says so), and a member joining must be allowed to
-    DESCRIBE every topic its topology names (else TOPIC_AUTHORIZATION_FAILED). v1's TopologyDescriptionRequired is always false.
+    DESCRIBE every topic its topology names (else TOPIC_AUTHORIZATION_FAILED)
+    and name neither Kafka's internal topics nor illegal names (else
+    STREAMS_INVALID_TOPOLOGY). v1's TopologyDescriptionRequired is always false.
   StreamsGroupDescribe (89) 0-1: members (process, endpoint, task offsets
     reported, current and target tasks) and the configured topology; v1's
     topology description is NOT_REQUESTED/NOT_STORED (not kept), the
@@ -41,11 +43,13 @@ from __future__ import annotations
 
 from odradek.apis.groups import _client_host, _coordinator, _shard
 from odradek.coordinator.streams_groups import MISSING_INTERNAL_TOPICS, _hb_error
+from odradek.metadata.topics import INTERNAL_TOPICS
 from odradek.protocol import errors
 from odradek.security.authorizer import Operation as Op, ResourceType
 from odradek.security.authorizer import ResourceType as T
 from odradek.security.checks import allowed, authorized_operations
 from odradek.server.registry import handles
+from odradek.topic_admin import TopicError, validate_topic_name
 
 
 def _topology_topics(topology: dict) -> set[str]:
@@ -58,14 +62,35 @@ def _topology_topics(topology: dict) -> set[str]:
     return out
 
 
+def _check_topology_topics(ctx, topology: dict) -> dict | None:
+    """The answer refusing a topology's topics, as Kafka checks them before
+    its coordinator sees the request, or None: Kafka's internal topics and
+    illegal names are STREAMS_INVALID_TOPOLOGY, a topic the member may not
+    DESCRIBE is TOPIC_AUTHORIZATION_FAILED."""
+    names = _topology_topics(topology)
+    internal = sorted(n for n in names if n in INTERNAL_TOPICS)
+    if internal:
+        return _hb_error(errors.STREAMS_INVALID_TOPOLOGY,
+                         f"Use of Kafka internal topics {', '.join(internal)} in a Kafka Streams topology is prohibited.")
+    invalid = []
+    for n in sorted(names):
+        try:
+            validate_topic_name(n)
+        except TopicError:
+            invalid.append(n)
+    if invalid:
+        return _hb_error(errors.STREAMS_INVALID_TOPOLOGY, f"Topic names {', '.join(invalid)} are not valid topic names.")
+    if any(not allowed(ctx, Op.DESCRIBE, T.TOPIC, n) for n in names):
+        return _hb_error(errors.TOPIC_AUTHORIZATION_FAILED)
+    return None
+
+
 @handles("StreamsGroupHeartbeat", 0, 1)
 async def streams_group_heartbeat(ctx, request: dict) -> dict:
-    if request["topology"] is not None:  # the member must see every topic its topology names
-        denied = sorted(t for t in _topology_topics(request["topology"])
-                        if not allowed(ctx, Op.DESCRIBE, T.TOPIC, t))
-        if denied:
-            return _hb_error(errors.TOPIC_AUTHORIZATION_FAILED,
-                             "Unauthorized to DESCRIBE on topics " + ", ".join(denied) + ".")
+    if request["topology"] is not None:
+        refused = _check_topology_topics(ctx, request["topology"])
+        if refused is not None:
+            return refused
     gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
     if code:
         return _hb_error(code)

@@ -153,8 +153,7 @@ def test_streams_groups_need_read_on_the_group_describe_on_topics_and_create_for
     for f in admin.create_acls([T.acl("GROUP", "sg-acl", "User:ANONYMOUS", "READ")]).values():
         f.result(timeout=10)
     denied = hb("sg-acl")
-    assert denied["error_code"] == TOPIC_DENIED  # no DESCRIBE on the changelog topic
-    assert "sg-acl-cl" in denied["error_message"]
+    assert (denied["error_code"], denied["error_message"]) == (TOPIC_DENIED, None)  # no DESCRIBE on the changelog
     for f in admin.create_acls([T.acl("TOPIC", "sg-acl-cl", "User:ANONYMOUS", "DESCRIBE")]).values():
         f.result(timeout=10)
     joined = hb("sg-acl")

@@ -101,3 +101,16 @@ def test_a_failed_creation_and_missing_source_topics_are_told_in_the_status(brok
             (1, "Source topics sr-nope are missing.")]
     finally:
         rc.close()
+
+
+def test_internal_and_illegal_topic_names_are_an_invalid_topology(broker):
+    rc = RawClient(broker.bootstrap)
+    try:
+        internal = hb(rc, "sr-inv", 0, topology("__consumer_offsets", info("sr-inv-cl")))
+        assert (internal["error_code"], internal["error_message"]) == (
+            130, "Use of Kafka internal topics __consumer_offsets in a Kafka Streams topology is prohibited.")
+        illegal = hb(rc, "sr-inv", 0, topology("sr-in", info("bad name")))
+        assert (illegal["error_code"], illegal["error_message"]) == (
+            130, "Topic names bad name are not valid topic names.")
+    finally:
+        rc.close()
