@@ -29,14 +29,16 @@ epoch as for consumer groups).
 
 Broker settings: group.streams.heartbeat.interval.ms (5000),
 group.streams.session.timeout.ms (45000), group.streams.max.size
-(unbounded), group.streams.num.standby.replicas (0); the group configs
+(unbounded), group.streams.num.standby.replicas (0),
+group.streams.initial.rebalance.delay.ms (3000, before a new group's first
+assignment; ASSIGNMENT_DELAYED meanwhile); the group configs
 streams.heartbeat.interval.ms, streams.session.timeout.ms and
 streams.num.standby.replicas override the first two and the last per group.
 
 Not implemented: warm-up tasks (never assigned; acceptable recovery lag
-answered 10000), StreamsGroupTopologyDescriptionUpdate (90), rack-aware
-(client tags) standby placement, the initial rebalance delay (tasks are
-assigned at once), topology updates (INVALID_REQUEST, as Kafka 4.4), static membership beyond recording the instance id.
+answered 10000), StreamsGroupTopologyDescriptionUpdate (93), rack-aware
+(client tags) standby placement, topology updates (INVALID_REQUEST, as
+Kafka 4.4), static membership beyond recording the instance id.
 """
 
 from __future__ import annotations

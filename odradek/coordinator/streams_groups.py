@@ -44,7 +44,10 @@ One StreamsGroupHeartbeat:
    topology epoch), a new topology or a change in the topics' metadata
    (created, deleted, more partitions) bumps the group epoch.
 3. When the group epoch is ahead of the target assignment's, tasks are
-   assigned (:func:`assign`): sticky (members keep their active tasks up to
+   assigned (a new group's first assignment is empty, and its tasks are
+   assigned ``group.streams.initial.rebalance.delay.ms`` later, by the
+   timer, heartbeats meanwhile answered ASSIGNMENT_DELAYED, so members
+   starting together do not move tasks about) (:func:`assign`): sticky (members keep their active tasks up to
    an even share), the rest to the least loaded member; standby tasks
    (``streams.num.standby.replicas``) of the stateful subtopologies on
    members of other processes.
@@ -113,6 +116,7 @@ MISSING_SOURCE_TOPICS = 1
 INCORRECTLY_PARTITIONED_TOPICS = 2
 MISSING_INTERNAL_TOPICS = 3
 SHUTDOWN_APPLICATION = 4
+ASSIGNMENT_DELAYED = 5
 
 EMPTY_TASKS: dict = {}
 
@@ -125,6 +129,7 @@ class StreamsGroupConfig:
     heartbeat_interval_ms: int = 5000  # group.streams.heartbeat.interval.ms
     max_size: int = 2**31 - 1  # group.streams.max.size
     num_standby_replicas: int = 0  # group.streams.num.standby.replicas
+    initial_rebalance_delay_ms: int = 3000  # group.streams.initial.rebalance.delay.ms
     acceptable_recovery_lag: int = 10000  # answered to members; odradek assigns no warm-up tasks
     task_offset_interval_ms: int = 60000  # answered to members; task offsets are kept for describing
 
@@ -136,6 +141,8 @@ class StreamsGroupConfig:
             heartbeat_interval_ms=config.get_int("group.streams.heartbeat.interval.ms", d.heartbeat_interval_ms),
             max_size=config.get_int("group.streams.max.size", d.max_size),
             num_standby_replicas=config.get_int("group.streams.num.standby.replicas", d.num_standby_replicas),
+            initial_rebalance_delay_ms=config.get_int("group.streams.initial.rebalance.delay.ms",
+                                                      d.initial_rebalance_delay_ms),
         )
 
 
@@ -575,6 +582,7 @@ class StreamsGroups:
         self.config = config or StreamsGroupConfig()
         self.topics = topics if topics is not None else DictTopics()
         self.group_configs = group_configs
+        self._delays: dict[str, int] = {}  # group -> when its delayed first assignment is computed (runtime)
         groups.register(self)
 
     @property
@@ -784,19 +792,26 @@ class StreamsGroups:
             records.append(self._metadata_record(group_id, group_epoch, mhash))
         members_after = dict(g.members)
         members_after[member_id] = updated
-        if group_epoch > g.assignment_epoch:
-            tasks = configured.tasks if configured.ready else {}
-            targets = assign(members_after, g.target, tasks, self.num_standby_replicas(group_id),
-                             configured.stateful)
-            for mid, a in targets.items():
-                if a != g.target.get(mid):
-                    records.append(self._r(STG_TARGET_MEMBER, group_id, a.entries(), mid))
-            records.append(self._r(STG_TARGET_METADATA, group_id,
-                                   {"assignment_epoch": group_epoch, "assignment_timestamp": now}))
+        delay = self.config.initial_rebalance_delay_ms
+        delayed_until = self._delays.get(group_id)
+        if delayed_until is not None and now >= delayed_until:
+            delayed_until = None
+        if group_epoch > g.assignment_epoch and g.assignment_epoch == 0 and delay > 0 and delayed_until is None \
+                and not g.target:
+            # the group's first assignment: empty, the tasks assigned once the delay has passed
+            delayed_until = self._delays[group_id] = now + delay
+            targets = {mid: NO_TASKS for mid in members_after}
+            records.extend(self._target_records(g, targets, group_epoch, now))
+            target_epoch, target = group_epoch, NO_TASKS
+            view = StreamsGroup(group_id, now)
+            view.members = members_after
+        elif group_epoch > g.assignment_epoch and delayed_until is None:
+            targets = self._targets(g, members_after, configured)
+            records.extend(self._target_records(g, targets, group_epoch, now))
             target_epoch, target = group_epoch, targets[member_id]
             view = StreamsGroup(group_id, now)  # the group as the new targets leave it, for reconciling
             view.members = members_after
-        else:
+        else:  # the target is up to date, or its computation delayed
             target_epoch, target = g.assignment_epoch, g.target.get(member_id, NO_TASKS)
             view = StreamsGroup(group_id, now)
             view.members = members_after
@@ -820,6 +835,9 @@ class StreamsGroups:
             self.gm.schedule(g, now + timeout)
         full = member_epoch == 0 or new.assigned != member.assigned or (
             owned is not None and owned != new.assigned)
+        if delayed_until is not None:
+            statuses.append({"status_code": ASSIGNMENT_DELAYED,
+                             "status_detail": "Assignment delayed due to the configured initial rebalance delay."})
         statuses.extend(configured.statuses)
         if r["shutdown_application"]:
             statuses.append({"status_code": SHUTDOWN_APPLICATION,
@@ -866,6 +884,16 @@ class StreamsGroups:
                         "standby_partitions": partitions(_or(m.assigned.standby, m.assigned.warmup))})
         return out
 
+    def _targets(self, g: StreamsGroup, members: dict, configured: Configured) -> dict[str, Assignment]:
+        tasks = configured.tasks if configured.ready else {}
+        return assign(members, g.target, tasks, self.num_standby_replicas(g.group_id), configured.stateful)
+
+    def _target_records(self, g: StreamsGroup, targets: dict, epoch: int, now: int) -> list:
+        out = [self._r(STG_TARGET_MEMBER, g.group_id, a.entries(), mid)
+               for mid, a in targets.items() if a != g.target.get(mid)]
+        out.append(self._r(STG_TARGET_METADATA, g.group_id, {"assignment_epoch": epoch, "assignment_timestamp": now}))
+        return out
+
     def _fence(self, g: StreamsGroup, members: list[StreamsMember]) -> list:
         """Records removing ``members`` and bumping the group epoch."""
         out = []
@@ -889,10 +917,19 @@ class StreamsGroups:
             g.session_deadlines[mid] = now + FENCE_RETRY_MS
         if expired:
             res.records.extend(self._fence(g, expired))
+        delayed_until = self._delays.get(g.group_id)
+        if delayed_until is not None and delayed_until <= now:
+            del self._delays[g.group_id]
+            if g.group_epoch > g.assignment_epoch and not expired:  # the delayed first assignment
+                targets = self._targets(g, g.members, configure(g.topology, self.topics))
+                res.records.extend(self._target_records(g, targets, g.group_epoch, now))
 
     def reschedule(self, g: StreamsGroup) -> None:
-        if g.session_deadlines:
-            self.gm.schedule(g, min(g.session_deadlines.values()))
+        deadlines = list(g.session_deadlines.values())
+        if g.group_id in self._delays:
+            deadlines.append(self._delays[g.group_id])
+        if deadlines:
+            self.gm.schedule(g, min(deadlines))
 
     @staticmethod
     def append_failed(records: list, now: int) -> None:
@@ -942,6 +979,8 @@ class StreamsGroups:
                     self.gm.schedule(g, now + timeout)
         elif kind == STG_TARGET_METADATA:
             g.assignment_epoch = 0 if v is None else v["assignment_epoch"]
+            if g.group_id in self._delays:  # the first assignment, delayed: look again then
+                self.gm.schedule(g, self._delays[g.group_id])
         elif kind == STG_TARGET_MEMBER:
             if v is None:
                 g.target.pop(k.sub, None)

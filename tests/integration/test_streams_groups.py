@@ -18,7 +18,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def broker():
-    with EmbeddedBroker(config={"offsets.topic.num.partitions": "2"}) as b:
+    with EmbeddedBroker(config={"offsets.topic.num.partitions": "2",
+                                "group.streams.initial.rebalance.delay.ms": "0"}) as b:
         yield b
 
 

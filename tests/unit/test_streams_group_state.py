@@ -45,7 +45,7 @@ def word_count(source="in"):
 class StreamsHarness(ShardHarness):
     def __init__(self, topics=None, **config):
         self.topic_view = DictTopics({n: (tid(n), p) for n, p in (topics or {"in": 4}).items()})
-        self.streams_config = StreamsGroupConfig(**config)
+        self.streams_config = StreamsGroupConfig(**{"initial_rebalance_delay_ms": 0, **config})
         super().__init__(self._shard())
 
     def _shard(self) -> GroupShard:
@@ -110,6 +110,25 @@ def test_internal_topics_are_asked_for_then_tasks_assigned():
     assert tasks(second["active_tasks"]) == {"0": {0, 1, 2, 3}, "1": {0, 1, 2, 3}}
     assert h.sm.list_groups() == [{"group_id": "app", "protocol_type": "streams", "group_state": "Stable",
                                    "group_type": "streams"}]
+
+
+def test_a_new_groups_first_assignment_is_delayed():
+    h = StreamsHarness(initial_rebalance_delay_ms=3000)
+    first = h.hb("a", 0)
+    assert first["member_epoch"] == 1 and [s["status_code"] for s in first["status"]] == [5, 3]
+    h.create_internal(first)
+    b = h.hb("b", 0)
+    assert [s["status_code"] for s in b["status"]] == [5] and tasks(b["active_tasks"]) == {}
+    a = h.hb("a", 1)
+    assert a["member_epoch"] == 1 and [s["status_code"] for s in a["status"]] == [5]
+    h.advance(3000)  # the timer assigns the tasks
+    a = h.hb("a", 1)
+    b = h.hb("b", b["member_epoch"])
+    assert a["status"] == [] and a["member_epoch"] == b["member_epoch"] == h.sm.streams.groups["app"].group_epoch
+    got = [(s, p) for r in (a, b) for e in r["active_tasks"] for s, p in [(e["subtopology_id"], q)
+                                                                         for q in e["partitions"]]]
+    assert len(got) == len(set(got)) == 8
+    assert h.replayed().durable_view() == h.sm.durable_view()
 
 
 def test_missing_source_and_incorrectly_partitioned_topics():
