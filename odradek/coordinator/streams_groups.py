@@ -796,8 +796,8 @@ class StreamsGroups:
         delayed_until = self._delays.get(group_id)
         if delayed_until is not None and now >= delayed_until:
             delayed_until = None
-        if group_epoch > g.assignment_epoch and g.assignment_epoch == 0 and delay > 0 and delayed_until is None \
-                and not g.target:
+        if group_epoch > g.assignment_epoch and g.assignment_epoch == 0 and delay > 0 and not g.target \
+                and (delayed_until is None or not live):  # (not live: a new group, whatever was armed before)
             # the group's first assignment: empty, the tasks assigned once the delay has passed
             delayed_until = self._delays[group_id] = now + delay
             targets = {mid: NO_TASKS for mid in members_after}
