@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass, field, replace
 
 from odradek.coordinator import records as rec
@@ -94,6 +93,8 @@ from odradek.coordinator.records import (
     StreamsKey,
 )
 from odradek.coordinator.runtime import Result
+from odradek.coordinator.topic_regex import matching_topics
+from odradek.metadata.topics import INTERNAL_TOPICS
 from odradek.protocol import errors
 
 log = logging.getLogger("odradek.groups")
@@ -333,12 +334,8 @@ def configure(topology: dict | None, topics) -> Configured:
     for s in subs:
         names = list(s["source_topics"])
         for pattern in s["source_topic_regex"]:
-            try:
-                rx = re.compile(pattern)
-            except re.error:
-                missing_source.append(pattern)
-                continue
-            matched = sorted(n for n in topics.names() if rx.fullmatch(n) and not n.startswith("__"))
+            # matched in full with RE2 (linear in the name: no pattern stalls the loop)
+            matched = sorted(n for n in matching_topics(pattern, topics.names()) if n not in INTERNAL_TOPICS)
             if not matched:
                 missing_source.append(pattern)
             names.extend(matched)

@@ -131,6 +131,21 @@ def test_a_new_groups_first_assignment_is_delayed():
     assert h.replayed().durable_view() == h.sm.durable_view()
 
 
+def test_source_topic_regexes_match_whole_names():
+    from odradek.coordinator.streams_groups import configure
+
+    topo = {"epoch": 0, "subtopologies": [{
+        "subtopology_id": "0", "source_topics": [], "source_topic_regex": ["in.*"], "state_changelog_topics": [],
+        "repartition_sink_topics": [], "repartition_source_topics": [], "copartition_groups": []}]}
+    view = DictTopics({n: (tid(n), p) for n, p in {"in": 4, "input2": 6, "xin": 9}.items()})
+    configured = configure(topo, view)
+    assert configured.ready and configured.tasks == {"0": 6}
+    assert sorted(configured.topics_by_subtopology["0"]) == ["in", "input2"]
+    nothing = configure(dict(topo, subtopologies=[dict(topo["subtopologies"][0], source_topic_regex=["(a+)+$"])]),
+                        view)
+    assert [st["status_code"] for st in nothing.statuses] == [MISSING_SOURCE_TOPICS]
+
+
 def test_missing_source_and_incorrectly_partitioned_topics():
     h = StreamsHarness()
     r = h.hb("a", 0, topology=word_count("nope"))
