@@ -14,7 +14,7 @@ ask about any group, through the same methods:
 
 - ``is_empty(g)``: no members (a group that may be deleted);
 - ``convertible(g)``: whether another type may take over its id (empty
-  classic and consumer groups; never a share group), ``expires(g)``:
+  classic and consumer groups; never a share or streams group), ``expires(g)``:
   whether offset expiry deletes it once empty and without offsets;
 - ``conversion_records(g)`` / ``delete_records(g)``: records removing the
   group's membership state when another type takes over the id, or when the
@@ -123,7 +123,7 @@ class GroupManager:
 
     def convertible(self, g) -> bool:
         """Whether another group type may take over ``g``'s id (an empty
-        classic or consumer group; never a share group)."""
+        classic or consumer group; never a share or streams group)."""
         return self.kind(g).convertible(g)
 
     def expires(self, g) -> bool:
