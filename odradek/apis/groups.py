@@ -37,8 +37,8 @@ awaits its transaction's marker.
 Share groups (odradek/apis/share_groups.py) and streams groups
 (odradek/apis/streams_groups.py) share the table too: ListGroups
 reports them with type "share" / "streams", DescribeGroups as not classic
-groups; for share groups
-OffsetCommit and OffsetFetch answer GROUP_ID_NOT_FOUND for them.
+groups; OffsetCommit and OffsetFetch answer GROUP_ID_NOT_FOUND for share
+groups, and check a streams group member's epoch as a consumer group's.
 
 Not implemented: ACLs (authorized operations report READ,
 DELETE and DESCRIBE), OffsetCommit v0-1.
