@@ -841,9 +841,14 @@ class StreamsGroups:
                              "status_detail": f"Member {member_id} requested the application to shut down."})
         endpoints, endpoint_epoch = None, 0
         if any(m.user_endpoint is not None for m in members_after.values()):
-            endpoint_epoch = target_epoch  # IQ endpoints: their tasks change with the assignment
-            if r["endpoint_information_epoch"] != endpoint_epoch:
-                endpoints = self._endpoints(members_after, new, configured)
+            # IQ: where each member's tasks are served. Its epoch is a digest of
+            # what it says (the members' current tasks change without the
+            # target epoch changing): a member whose copy differs gets it again.
+            endpoints = self._endpoints(members_after, new, configured)
+            digest = hashlib.blake2b(repr(endpoints).encode(), digest_size=4).digest()
+            endpoint_epoch = (int.from_bytes(digest, "big") & 0x3FFFFFFF) + 1
+            if r["endpoint_information_epoch"] == endpoint_epoch:
+                endpoints = None
         res.response = dict(
             _hb_error(0), member_id=member_id, member_epoch=new.member_epoch,
             heartbeat_interval_ms=self.heartbeat_interval_ms(group_id),

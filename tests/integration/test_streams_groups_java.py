@@ -9,7 +9,9 @@ counts are 1, 2, ..., n in order, none missing or repeated. A second
 instance then joins: both get tasks, none twice, each stateful task has a
 standby on the other instance (the group config
 ``streams.num.standby.replicas=1``, set with confluent-kafka's admin
-client), and the output of more
+client), every instance knows which instance serves which partitions
+(Interactive Queries' metadata, from the broker's endpoint information),
+and the output of more
 input stays exact. Both stop, and a third instance without local state
 restores the counts from the changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
 (``org.apache.kafka.tools.streams.StreamsGroupCommand``) describes the
@@ -71,6 +73,7 @@ public class WordCount {
     p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.String().getClass());
     p.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
     if (args.length > 5) p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, args[5]);
+    if (args.length > 6) p.put(StreamsConfig.APPLICATION_SERVER_CONFIG, args[6]);
     StreamsBuilder b = new StreamsBuilder();
     b.<String, String>stream(args[2])
      .flatMapValues(v -> Arrays.asList(v.toLowerCase().split("\\W+")))
@@ -86,7 +89,7 @@ public class WordCount {
     });
     s.start();
     Thread watch = new Thread(() -> {
-      String last = "";
+      String last = "", lastClients = "";
       while (true) {
         try {
           TreeSet<String> tasks = new TreeSet<>(), standby = new TreeSet<>();
@@ -96,6 +99,14 @@ public class WordCount {
           }
           String now = s.state() + " " + String.join(",", tasks) + " " + String.join(",", standby);
           if (!now.equals(last)) { System.out.println("STATE " + now); System.out.flush(); last = now; }
+          TreeSet<String> clients = new TreeSet<>();
+          for (StreamsMetadata m : s.metadataForAllStreamsClients()) {
+            TreeSet<String> parts = new TreeSet<>();
+            for (org.apache.kafka.common.TopicPartition tp : m.topicPartitions()) parts.add(tp.toString());
+            clients.add(m.hostInfo().host() + ":" + m.hostInfo().port() + "=" + String.join(",", parts));
+          }
+          String c = String.join(" ", clients);
+          if (!c.equals(lastClients)) { System.out.println("CLIENTS " + c); System.out.flush(); lastClients = c; }
           Thread.sleep(100);
         } catch (Exception e) { return; }
       }
@@ -126,6 +137,7 @@ class Instance:
         self.state = ""
         self.tasks: set[str] = set()
         self.standby: set[str] = set()
+        self.clients: dict[str, set[str]] = {}  # IQ: host:port -> the partitions of its active tasks
         self.log: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.err: list[str] = []
@@ -148,6 +160,11 @@ class Instance:
                 self.state = parts[1]
                 self.tasks = set(parts[2].split(",")) if len(parts) > 2 and parts[2] else set()
                 self.standby = set(parts[3].split(",")) if len(parts) > 3 and parts[3] else set()
+            elif line.startswith("CLIENTS"):
+                self.clients = {}
+                for entry in line.split(" ")[1:]:
+                    endpoint, _, parts = entry.partition("=")
+                    self.clients[endpoint] = set(parts.split(",")) if parts else set()
 
     def stop(self) -> None:
         try:
@@ -275,16 +292,24 @@ def test_kafka_streams_word_count(tmp_path):
         first = _text(1, 200)
         _produce(b.bootstrap, first)
         out = Output(b.bootstrap)
-        one = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-1")
+        one = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-1", "at_least_once", "localhost:7001")
         instances = [one]
         try:
             out.until(_count(first), instances)
             # the internal topics, created by the broker
             for name in (f"{APP}-counts-repartition", f"{APP}-counts-changelog"):
                 assert name in b.core.replicas.topics, sorted(b.core.replicas.topics)
-            two = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-2")
+            two = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-2", "at_least_once", "localhost:7002")
             instances.append(two)
             _split(one, two, {"1_0", "1_1", "1_2", "1_3"})
+            # Interactive Queries: each instance knows where every task's partitions are served
+            expected = {"localhost:7001": _task_partitions(one.tasks), "localhost:7002": _task_partitions(two.tasks)}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not one.clients == two.clients == expected:
+                time.sleep(0.1)
+                one.poll()
+                two.poll()
+            assert one.clients == two.clients == expected, (one.clients, two.clients, expected)
             # a standby of each stateful task, on the other instance
             assert one.standby | two.standby == {"1_0", "1_1", "1_2", "1_3"}, (one.log[-3:], two.log[-3:])
             assert not one.standby & one.tasks and not two.standby & two.tasks
@@ -325,6 +350,13 @@ def _described(b: EmbeddedBroker) -> tuple:
         return g["group_epoch"], g["group_state"], {
             m["member_id"]: (m["member_epoch"], str(m["assignment"]["active_tasks"])) for m in g["members"]}
     return b.call(described)
+
+
+def _task_partitions(tasks: set[str]) -> set[str]:
+    """The source partitions of word count tasks: subtopology 0 reads the
+    input, 1 the repartition topic."""
+    topics = {"0": IN, "1": f"{APP}-counts-repartition"}
+    return {f"{topics[t.split('_')[0]]}-{t.split('_')[1]}" for t in tasks}
 
 
 def _group_types(b: EmbeddedBroker) -> list[str]:

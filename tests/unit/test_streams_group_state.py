@@ -185,6 +185,26 @@ def test_a_second_member_gets_tasks_once_the_first_revoked_them():
     assert d["topology"]["subtopologies"][1]["repartition_source_topics"][0]["name"] == "app-rep"
 
 
+def test_iq_endpoints_follow_the_members_current_tasks():
+    h = StreamsHarness()
+    ep = {"host": "h1", "port": 1}
+    first = h.hb("a", 0, user_endpoint=ep)
+    h.create_internal(first)
+    a = h.hb("a", 1)
+    assert a["endpoint_information_epoch"] > 0
+    [entry] = a["partitions_by_user_endpoint"]
+    assert entry["user_endpoint"] == ep
+    assert {(t["topic"], tuple(t["partitions"])) for t in entry["active_partitions"]} == {
+        ("in", (0, 1, 2, 3)), ("app-rep", (0, 1, 2, 3))}
+    same = h.hb("a", a["member_epoch"], endpoint_information_epoch=a["endpoint_information_epoch"])
+    assert same["partitions_by_user_endpoint"] is None  # the member's copy is up to date
+    h.hb("b", 0, user_endpoint={"host": "h2", "port": 2})
+    h.hb("a", same["member_epoch"], owned=tasks(a["active_tasks"]))  # a revokes half
+    moved = h.hb("a", same["member_epoch"], endpoint_information_epoch=a["endpoint_information_epoch"])
+    assert moved["endpoint_information_epoch"] != a["endpoint_information_epoch"]
+    assert [e["user_endpoint"]["host"] for e in moved["partitions_by_user_endpoint"]] == ["h1", "h2"]
+
+
 def test_standby_tasks_go_to_another_process():
     members = {m: StreamsMember(m, process_id=p) for m, p in (("a", "p1"), ("b", "p1"), ("c", "p2"))}
     out = assign(members, {}, {"0": 2}, 1)
