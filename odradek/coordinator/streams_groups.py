@@ -58,8 +58,9 @@ One StreamsGroupHeartbeat:
    owned elsewhere follow later (UNRELEASED_TASKS).
 
 A member whose session expires (``streams.session.timeout.ms`` of the group,
-else ``group.streams.session.timeout.ms``) is removed and the group epoch
-bumped. Group states: Empty, NotReady (the topology cannot be configured),
+else ``group.streams.session.timeout.ms``), or that has not revoked its tasks
+within its rebalance timeout (``RebalanceTimeoutMs``, Kafka Streams'
+``max.poll.interval.ms``), is removed and the group epoch bumped. Group states: Empty, NotReady (the topology cannot be configured),
 Assigning (the target is behind the group epoch), Reconciling (a member is
 not at the target yet), Stable.
 
@@ -267,6 +268,7 @@ class StreamsGroup:
         self.state_timestamp = now
         # runtime only
         self.session_deadlines: dict[str, int] = {}
+        self.revocation_deadlines: dict[str, int] = {}  # member id -> when it must have revoked its tasks
         self.next_check: int | None = None
 
     @property
@@ -830,6 +832,12 @@ class StreamsGroups:
             timeout = self.session_timeout_ms(group_id)
             g.session_deadlines[member_id] = now + timeout
             self.gm.schedule(g, now + timeout)
+            if new.state != UNREVOKED_TASKS:
+                g.revocation_deadlines.pop(member_id, None)
+            elif member_id not in g.revocation_deadlines and new.rebalance_timeout_ms > 0:
+                # it has this long to give up its tasks, else it is fenced
+                g.revocation_deadlines[member_id] = now + new.rebalance_timeout_ms
+                self.gm.schedule(g, now + new.rebalance_timeout_ms)
         full = member_epoch == 0 or new.assigned != member.assigned or (
             owned is not None and owned != new.assigned)
         if delayed_until is not None:
@@ -917,6 +925,15 @@ class StreamsGroups:
             log.info("streams group %s: member %s fenced: its session expired", g.group_id, mid)
             expired.append(m)
             g.session_deadlines[mid] = now + FENCE_RETRY_MS
+        for mid, deadline in list(g.revocation_deadlines.items()):
+            m = g.members.get(mid)
+            if m is None or m.state != UNREVOKED_TASKS:
+                del g.revocation_deadlines[mid]
+            elif deadline <= now and m not in expired:
+                log.info("streams group %s: member %s fenced: it did not revoke its tasks within its rebalance "
+                         "timeout", g.group_id, mid)
+                expired.append(m)
+                g.revocation_deadlines[mid] = now + FENCE_RETRY_MS
         if expired:
             res.records.extend(self._fence(g, expired))
         delayed_until = self._delays.get(g.group_id)
@@ -927,7 +944,7 @@ class StreamsGroups:
                 res.records.extend(self._target_records(g, targets, g.group_epoch, now))
 
     def reschedule(self, g: StreamsGroup) -> None:
-        deadlines = list(g.session_deadlines.values())
+        deadlines = list(g.session_deadlines.values()) + list(g.revocation_deadlines.values())
         if g.group_id in self._delays:
             deadlines.append(self._delays[g.group_id])
         if deadlines:
@@ -966,6 +983,7 @@ class StreamsGroups:
                 if g.members.pop(k.sub, None) is not None and not g.members:
                     g.state_timestamp = now
                 g.session_deadlines.pop(k.sub, None)
+                g.revocation_deadlines.pop(k.sub, None)
             else:
                 old = g.members.get(k.sub) or StreamsMember(k.sub)
                 ep = v["user_endpoint"]

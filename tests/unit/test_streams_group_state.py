@@ -248,6 +248,23 @@ def test_session_expiry_removes_a_member():
     assert h.sm.streams.groups["app"].members == {}
 
 
+def test_a_member_that_does_not_revoke_in_time_is_fenced():
+    h = StreamsHarness()
+    first = h.hb("a", 0, rebalance_timeout_ms=1000)
+    h.create_internal(first)
+    a = h.hb("a", 1)
+    h.hb("a", a["member_epoch"], owned=tasks(a["active_tasks"]))
+    b = h.hb("b", 0)
+    h.hb("a", a["member_epoch"])  # told to revoke half; it never does
+    assert h.sm.streams.groups["app"].members["a"].state == UNREVOKED_TASKS
+    h.advance(500)
+    assert "a" in h.sm.streams.groups["app"].members
+    h.advance(600)  # past its rebalance timeout, well within its session
+    assert set(h.sm.streams.groups["app"].members) == {"b"}
+    b = h.hb("b", b["member_epoch"])
+    assert sum(len(p) for p in tasks(b["active_tasks"]).values()) == 8
+
+
 def test_a_group_id_is_of_one_type():
     h = StreamsHarness()
     h.hb("a", 0)
