@@ -5,15 +5,17 @@ store with a changelog) runs against odradek: the broker creates the
 internal topics and assigns the tasks. Its input is produced by
 confluent-kafka, its output read back by confluent-kafka and checked
 exactly: with the record cache off every update is emitted, so each word's
-counts are 1, 2, ..., n in order, none missing or repeated. A second
-instance then joins: both get tasks, none twice, each stateful task has a
-standby on the other instance (the group config
+counts are 1, 2, ..., n in order, none missing or repeated.
+
+A second instance joins: both get tasks, none twice, each stateful task
+has a standby on the other instance (the group config
 ``streams.num.standby.replicas=1``, set with confluent-kafka's admin
 client), every instance knows which instance serves which partitions
 (Interactive Queries' metadata, from the broker's endpoint information),
-and the output of more
-input stays exact. Both stop, and a third instance without local state
-restores the counts from the changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
+and the output of more input stays exact. The second stops (scaling in):
+the first takes all the tasks, and the counts stay exact. It stops too,
+and a third instance without local state restores the counts from the
+changelog and goes on counting exactly. Kafka's ``kafka-streams-groups.sh``
 (``org.apache.kafka.tools.streams.StreamsGroupCommand``) describes the
 group's members and offsets, and deletes it with its internal topics.
 
@@ -317,15 +319,22 @@ def test_kafka_streams_word_count(tmp_path):
             _produce(b.bootstrap, second)
             out.until(_count(first) + _count(second), instances)
             _describe_with_tool(b.bootstrap, classpath, one, two)
-            # both stop; a third instance, with no local state, restores the
-            # counts from the changelog topic and goes on counting from there
-            one.stop()
+            # scaled in: the second stops, the first takes its tasks back and
+            # the counts go on exactly
             two.stop()
-            three = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-3")
-            instances.append(three)
             third = _text(3, 100)
             _produce(b.bootstrap, third)
             out.until(_count(first) + _count(second) + _count(third), instances)
+            one.poll()
+            assert len(one.tasks) == 8, one.log[-5:]
+            # the first stops too; a third instance, with no local state,
+            # restores the counts from the changelog topic and goes on counting
+            one.stop()
+            three = Instance(tmp_path, classpath, b.bootstrap, tmp_path / "state-3")
+            instances.append(three)
+            fourth = _text(7, 100)
+            _produce(b.bootstrap, fourth)
+            out.until(_count(first) + _count(second) + _count(third) + _count(fourth), instances)
             three.poll()
             assert len(three.tasks) == 8, three.log[-5:]
             three.stop()
