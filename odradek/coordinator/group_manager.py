@@ -13,8 +13,9 @@ records and its own deadlines, and answers the questions other components
 ask about any group, through the same methods:
 
 - ``is_empty(g)``: no members (a group that may be deleted);
-- ``convertible(g)``: whether another type may take over its id (empty
-  classic and consumer groups; never a share or streams group), ``expires(g)``:
+- ``convertible(g, to)``: whether type ``to`` may take over its id (empty
+  classic groups; empty consumer and streams groups by a classic group;
+  never a share group), ``expires(g)``:
   whether offset expiry deletes it once empty and without offsets;
 - ``conversion_records(g)`` / ``delete_records(g)``: records removing the
   group's membership state when another type takes over the id, or when the
@@ -121,10 +122,12 @@ class GroupManager:
     def is_empty(self, g) -> bool:
         return self.kind(g).is_empty(g)
 
-    def convertible(self, g) -> bool:
-        """Whether another group type may take over ``g``'s id (an empty
-        classic or consumer group; never a share or streams group)."""
-        return self.kind(g).convertible(g)
+    def convertible(self, g, to: str) -> bool:
+        """Whether a group of type ``to`` may take over ``g``'s id, as in
+        Kafka: an empty classic group (by a consumer or streams group), an
+        empty consumer group (by a classic group), an empty streams group (by
+        a classic group); never a share group."""
+        return self.kind(g).convertible(g, to)
 
     def expires(self, g) -> bool:
         """Whether ``g``, empty and without offsets, is deleted by offset expiry."""

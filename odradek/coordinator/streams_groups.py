@@ -69,10 +69,12 @@ same or a later epoch, even into an empty group) is refused INVALID_REQUEST
 ("Topology updates are not supported yet.", as Kafka 4.4); the group must be
 deleted first.
 
-A streams group id is never taken over by another group type, nor does a
-streams group take over an id of another type, even empty: StreamsGroup-
-Heartbeat for another type answers GROUP_ID_NOT_FOUND ("Group g is not a
-streams group.").
+Group ids and types, as in Kafka: an empty classic group becomes a streams
+group when a member joins (its offsets kept), an empty streams group a
+classic one at a JoinGroup; otherwise a streams group id is not taken over
+by another type, nor does a streams group take over another type's id:
+StreamsGroupHeartbeat for another type answers GROUP_ID_NOT_FOUND ("Group g
+is not a streams group.").
 """
 
 from __future__ import annotations
@@ -690,13 +692,20 @@ class StreamsGroups:
             if len(set(ids)) != len(ids):
                 raise _Refused(errors.STREAMS_INVALID_TOPOLOGY, "Subtopology ids must be unique.")
 
-    def _streams_group(self, group_id: str, create: bool, now: int) -> tuple[StreamsGroup, bool]:
+    def _streams_group(self, group_id: str, create: bool, now: int,
+                       records: list | None = None) -> tuple[StreamsGroup, bool]:
+        """(the group, whether it is the table's object); raises _Refused. An
+        empty classic group becomes a streams group when a member joins (its
+        records tombstoned into ``records``, its offsets kept), as in Kafka."""
         g = self.groups.get(group_id)
         if g is None:
             if not create:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Streams group {group_id} not found.")
-            return StreamsGroup(group_id, now), False
+            return StreamsGroup(group_id, now, self.topics), False
         if g.group_type != STREAMS:
+            if create and records is not None and self.gm.convertible(g, STREAMS):
+                records.extend(self.gm.conversion_records(g))
+                return StreamsGroup(group_id, now, self.topics), False
             raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a streams group.")
         return g, True
 
@@ -712,9 +721,9 @@ class StreamsGroups:
 
     def _heartbeat(self, now: int, r: dict, client_id: str, client_host: str) -> Result:
         group_id, member_id, member_epoch = r["group_id"], r["member_id"], r["member_epoch"]
-        g, live = self._streams_group(group_id, member_epoch == 0, now)
         res = Result()
         records = res.records
+        g, live = self._streams_group(group_id, member_epoch == 0, now, records)
         statuses: list = []
         member = g.members.get(member_id)
         if member is None:
@@ -750,8 +759,8 @@ class StreamsGroups:
                 bump = True
             elif sent["epoch"] < topology["epoch"]:
                 statuses.append({"status_code": STALE_TOPOLOGY,
-                                 "status_detail": f"The member's topology epoch {sent['epoch']} is lower than "
-                                                  f"the group's, {topology['epoch']}."})
+                                 "status_detail": f"The member's topology epoch {sent['epoch']} is behind the "
+                                                  f"group's topology epoch {topology['epoch']}."})
             elif sent != topology:  # as Kafka 4.4, even for an empty group
                 raise _Refused(errors.INVALID_REQUEST, "Topology updates are not supported yet.")
 
@@ -1090,9 +1099,9 @@ class StreamsGroups:
         return not g.members
 
     @staticmethod
-    def convertible(g: StreamsGroup) -> bool:
-        """Another group type never takes over a streams group's id."""
-        return False
+    def convertible(g: StreamsGroup, to: str) -> bool:
+        """An empty streams group becomes a classic one (JoinGroup), as in Kafka."""
+        return to == "classic" and not g.members
 
     @staticmethod
     def expires(g: StreamsGroup) -> bool:

@@ -265,26 +265,42 @@ def test_a_member_that_does_not_revoke_in_time_is_fenced():
     assert sum(len(p) for p in tasks(b["active_tasks"]).values()) == 8
 
 
-def test_a_group_id_is_of_one_type():
+def test_a_group_id_is_of_one_type_but_empty_classic_groups_convert():
     h = StreamsHarness()
     h.hb("a", 0)
-    h.hb("a", -1)
-    r = h.apply(h.sm.consumer_group_heartbeat(
-        h.now, group_id="app", member_id="m", member_epoch=0, rebalance_timeout_ms=30000,
-        subscribed_topic_names=["in"], topic_partitions=[]))
-    assert r.response["error_code"] == errors.GROUP_ID_NOT_FOUND
+    # a streams group with members is not taken over
     j = h.apply(h.sm.join_group(h.now, group_id="app", member_id="", instance_id=None, session_timeout=10000,
                                 rebalance_timeout=10000, protocol_type="consumer", protocols=[("range", b"")]))
     assert j.response["error_code"] == errors.INCONSISTENT_GROUP_PROTOCOL
+    h.hb("a", -1)
+    # an empty one is not taken over by a consumer group
+    r = h.apply(h.sm.consumer_group_heartbeat(
+        h.now, group_id="app", member_id="m", member_epoch=0, rebalance_timeout_ms=30000,
+        subscribed_topic_names=["in"], topic_partitions=[]))
+    assert (r.response["error_code"], r.response["error_message"]) == (
+        errors.GROUP_ID_NOT_FOUND, "Group app is not a consumer group.")
+    # ... but by a classic group (JoinGroup), as in Kafka
+    j = h.apply(h.sm.join_group(h.now, group_id="app", member_id="", instance_id=None, session_timeout=10000,
+                                rebalance_timeout=10000, protocol_type="consumer", protocols=[("range", b"")]))
+    assert j.response["error_code"] == errors.MEMBER_ID_REQUIRED
+    assert h.sm.groups["app"].group_type == "classic"
+    # and an empty classic group (here with committed offsets) becomes a streams group, its offsets kept
+    h.apply(h.sm.commit_offsets(h.now, group_id="simple", generation=-1, member_id="", instance_id=None,
+                                topics=[("in", [(0, 5, -1, "")])], version=8, topic_exists=lambda n, p: True))
+    s = h.hb("a", 0, group="simple")
+    assert s["error_code"] == 0 and h.sm.groups["simple"].group_type == "streams"
+    assert [v.offset for v in h.sm.durable_view()["simple"]["offsets"].values()] == [5]
+    # (the classic group a JoinGroup answered MEMBER_ID_REQUIRED is in memory only, as in Kafka)
+    assert h.replayed().durable_view()["simple"] == h.sm.durable_view()["simple"]
+    # a consumer group's id is not taken by a streams group, even empty
     h.apply(h.sm.consumer_group_heartbeat(
         h.now, group_id="c", member_id="m", member_epoch=0, rebalance_timeout_ms=30000,
         subscribed_topic_names=["in"], topic_partitions=[]))
     s = h.hb("a", 0, group="c")
-    assert s["error_code"] == errors.GROUP_ID_NOT_FOUND
-    assert s["error_message"] == "Group c is not a streams group."
+    assert (s["error_code"], s["error_message"]) == (errors.GROUP_ID_NOT_FOUND, "Group c is not a streams group.")
     d = h.sm.streams_group_describe(["c", "zz"])
     assert [x["error_code"] for x in d] == [errors.GROUP_ID_NOT_FOUND] * 2
-    assert h.sm.describe_group("app", 6)["error_code"] == errors.GROUP_ID_NOT_FOUND
+    assert h.sm.describe_group("simple", 6)["error_code"] == errors.GROUP_ID_NOT_FOUND
 
 
 def test_replay_rebuilds_the_same_groups():
