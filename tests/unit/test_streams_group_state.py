@@ -308,7 +308,8 @@ def test_replay_rebuilds_the_same_groups():
     a = ready_member(h)
     a = h.hb("a", a["member_epoch"], owned=tasks(a["active_tasks"]))
     b = h.hb("b", 0)
-    h.hb("a", a["member_epoch"])
+    h.hb("a", a["member_epoch"])  # revoking
+    h.hb("b", b["member_epoch"])
     h.hb("c", 0)
     h.hb("c", -1)
     assert h.replayed().durable_view() == h.sm.durable_view()
