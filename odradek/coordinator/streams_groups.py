@@ -662,35 +662,35 @@ class StreamsGroups:
         def invalid(message):
             raise _Refused(errors.INVALID_REQUEST, message)
 
-        if not r["group_id"] or not r["group_id"].strip():
-            invalid("GroupId can't be empty.")
-        if not r["member_id"] or not r["member_id"].strip():
-            invalid("MemberId can't be empty.")
-        if r["instance_id"] is not None and not r["instance_id"].strip():
-            invalid("InstanceId can't be empty.")
-        if r["rack_id"] is not None and not r["rack_id"].strip():
-            invalid("RackId can't be empty.")
+        # in Kafka's order, with its messages
+        for key, name in (("member_id", "MemberId"), ("group_id", "GroupId"), ("instance_id", "InstanceId"),
+                          ("rack_id", "RackId")):
+            if r[key] is not None and not r[key].strip():
+                invalid(f"{name} can't be empty.")
         epoch = r["member_epoch"]
         if epoch == 0:
             if r["rebalance_timeout_ms"] == -1:
                 invalid("RebalanceTimeoutMs must be provided in first request.")
+            for key, name in (("active_tasks", "ActiveTasks"), ("standby_tasks", "StandbyTasks"),
+                              ("warmup_tasks", "WarmupTasks")):
+                if r[key]:
+                    invalid(f"{name} must be empty when (re-)joining.")
             if r["topology"] is None:
                 invalid("Topology must be non-null when (re-)joining.")
-            if r["active_tasks"] is None or r["standby_tasks"] is None or r["warmup_tasks"] is None:
-                invalid("ActiveTasks, StandbyTasks and WarmupTasks must be empty when (re-)joining.")
-            if r["active_tasks"] or r["standby_tasks"] or r["warmup_tasks"]:
-                invalid("ActiveTasks, StandbyTasks and WarmupTasks must be empty when (re-)joining.")
-            if not r["process_id"]:
-                invalid("ProcessId can't be empty.")
+            for sub in r["topology"]["subtopologies"]:
+                for t in sub["state_changelog_topics"] or ():
+                    if t["partitions"] != 0:
+                        raise _Refused(errors.STREAMS_INVALID_TOPOLOGY,
+                                       f"Changelog topic {t['name']} must have an undefined partition count, "
+                                       f"but it is set to {t['partitions']}.")
+        elif epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+            if r["instance_id"] is None:
+                invalid("InstanceId can't be null.")
         elif epoch < LEAVE_GROUP_STATIC_MEMBER_EPOCH:
-            invalid("MemberEpoch is invalid.")
-        elif epoch > 0 and r["topology"] is not None:
-            invalid("Topology can only be provided when (re-)joining.")
-        t = r["topology"]
-        if t is not None:
-            ids = [s["subtopology_id"] for s in t["subtopologies"]]
-            if len(set(ids)) != len(ids):
-                raise _Refused(errors.STREAMS_INVALID_TOPOLOGY, "Subtopology ids must be unique.")
+            invalid(f"MemberEpoch is {epoch}, but must be greater than or equal to -2.")
+        kinds = (r["active_tasks"], r["standby_tasks"], r["warmup_tasks"])
+        if any(k is not None for k in kinds) and any(k is None for k in kinds):
+            invalid("If one task-type is non-null, all must be non-null.")
 
     def _streams_group(self, group_id: str, create: bool, now: int,
                        records: list | None = None) -> tuple[StreamsGroup, bool]:

@@ -223,7 +223,18 @@ def test_epochs_and_invalid_heartbeats():
     assert h.hb("zz", 3)["error_code"] == errors.UNKNOWN_MEMBER_ID
     assert h.hb("b", 0, process="p", rebalance_timeout_ms=-1)["error_code"] == errors.INVALID_REQUEST
     r = h.hb("b", 0, process="p", active_tasks=[{"subtopology_id": "0", "partitions": [1]}])
-    assert r["error_code"] == errors.INVALID_REQUEST
+    assert (r["error_code"], r["error_message"]) == (errors.INVALID_REQUEST,
+                                                     "ActiveTasks must be empty when (re-)joining.")
+    r = h.hb("b", -3)
+    assert r["error_message"] == "MemberEpoch is -3, but must be greater than or equal to -2."
+    r = h.hb("b", a["member_epoch"], active_tasks=[], standby_tasks=None, warmup_tasks=[])
+    assert r["error_message"] == "If one task-type is non-null, all must be non-null."
+    bad = word_count()
+    bad["subtopologies"][1]["state_changelog_topics"] = [info("app-cl", 3)]
+    r = h.hb("b", 0, topology=bad)
+    assert (r["error_code"], r["error_message"]) == (
+        errors.STREAMS_INVALID_TOPOLOGY,
+        "Changelog topic app-cl must have an undefined partition count, but it is set to 3.")
     assert h.hb("a", -1)["member_epoch"] == -1
     assert h.sm.list_groups()[0]["group_state"] == "Empty"
 
