@@ -96,6 +96,7 @@ KAFKA_ARTIFACTS: tuple[str, ...] = (
     "kafka-transaction-coordinator",
     "kafka-share-coordinator",
     "kafka-coordinator-common",
+    "kafka-streams",
 )
 
 #: Logging backend.  Kafka's POMs only carry ``slf4j-api`` 1.7 and log4j2 core;
@@ -258,7 +259,7 @@ class KafkaRuntime:
     @property
     def libs(self) -> Path:
         """Directory holding the jars."""
-        return self.home / "libs"
+        return Path(self.classpath.split(os.pathsep)[0]).parent
 
     @property
     def tools_log4j2(self) -> Path:
@@ -320,6 +321,9 @@ def _runtime_from_cache(version: str, root: Path) -> KafkaRuntime | None:
     jars = classpath.split(os.pathsep)
     if not jars or not all(os.path.exists(j) for j in jars):
         return None
+    names = {Path(j).name for j in jars}
+    if not all(f"{a}-{version}.jar" in names for a in KAFKA_ARTIFACTS):
+        return None  # resolved before an artifact was added to the list
     return KafkaRuntime(version=version, home=home, classpath=classpath)
 
 
@@ -331,7 +335,10 @@ def _resolve(version: str, root: Path, quiet: bool) -> KafkaRuntime:
     home = root / f"kafka-{version}"
     home.mkdir(parents=True, exist_ok=True)
     (home / "pom.xml").write_text(_pom_xml(version))
-    libs = home / "libs"
+    # One directory per artifact list: a cache resolved again for a longer
+    # list leaves the jars of the previous one to whoever is running them.
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, ",".join(KAFKA_ARTIFACTS)).hex[:8]
+    libs = home / f"libs-{digest}"
     if libs.exists():
         shutil.rmtree(libs)
     cmd = [mvn, "-B", "-q", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
@@ -340,7 +347,7 @@ def _resolve(version: str, root: Path, quiet: bool) -> KafkaRuntime:
         print(f"[kafka_runtime] resolving Kafka {version} with Maven into {home}", file=sys.stderr)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        shutil.rmtree(home, ignore_errors=True)  # leave no half-filled cache entry
+        shutil.rmtree(libs, ignore_errors=True)  # leave no half-filled cache entry
         raise KafkaToolError(f"Maven could not resolve Kafka {version}", proc.stdout, proc.stderr)
     jars = sorted(str(p) for p in libs.glob("*.jar"))
     if not any(Path(j).name == f"kafka_2.13-{version}.jar" for j in jars):

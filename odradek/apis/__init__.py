@@ -20,5 +20,6 @@ from odradek.apis import (  # noqa: F401
     share_fetch,
     share_groups,
     share_state,
+    streams_groups,
     transactions,
 )

@@ -10,7 +10,7 @@ Versions served:
     groups per request from v8, topic ids from v10).
   DescribeGroups (15) 0-6 (v6: GROUP_ID_NOT_FOUND for unknown groups),
   ListGroups (16) 0-5 (states filter v4, types filter v5: "classic",
-  "consumer" or "share"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
+  "consumer", "share" or "streams"), DeleteGroups (42) 0-2, OffsetDelete (47) 0.
 
 Behaviour lives in odradek/coordinator/ (docs/coordinator.md): classic
 groups in classic_groups.py, offsets in offsets.py, both in the shard of the
@@ -34,9 +34,11 @@ OffsetFetch v7+ with ``require_stable`` answers UNSTABLE_OFFSET_COMMIT for a
 partition whose transactional offset (TxnOffsetCommit, odradek/apis/transactions.py)
 awaits its transaction's marker.
 
-Share groups (odradek/apis/share_groups.py) share the table too: ListGroups
-reports them with type "share", DescribeGroups as not classic groups,
-OffsetCommit and OffsetFetch answer GROUP_ID_NOT_FOUND for them.
+Share groups (odradek/apis/share_groups.py) and streams groups
+(odradek/apis/streams_groups.py) share the table too: ListGroups
+reports them with type "share" / "streams", DescribeGroups as not classic
+groups; OffsetCommit and OffsetFetch answer GROUP_ID_NOT_FOUND for share
+groups, and check a streams group member's epoch as a consumer group's.
 
 Not implemented: ACLs (authorized operations report READ,
 DELETE and DESCRIBE), OffsetCommit v0-1.

@@ -475,7 +475,7 @@ class ClassicGroups:
         g = self.groups.get(group_id)
         replaced = None
         if g is not None and g.group_type != CLASSIC:
-            if not self.gm.convertible(g):
+            if not self.gm.convertible(g, CLASSIC):
                 return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
             replaced, g = g, None  # an empty group of another type becomes a classic one
         cfg = self.config
@@ -648,7 +648,7 @@ class ClassicGroups:
     def is_empty(g: ClassicGroup) -> bool:
         return g.state == EMPTY and not g.members and not g.pending_members
 
-    def convertible(self, g: ClassicGroup) -> bool:
+    def convertible(self, g: ClassicGroup, to: str) -> bool:
         return self.is_empty(g)
 
     @staticmethod

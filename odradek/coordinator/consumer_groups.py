@@ -497,7 +497,7 @@ class ConsumerGroups:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
             g, live = ConsumerGroup(group_id, now), False
         elif g.group_type != CONSUMER:
-            if member_epoch != 0 or not self.gm.convertible(g):
+            if member_epoch != 0 or not self.gm.convertible(g, CONSUMER):
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
             records.extend(self.gm.conversion_records(g))  # it becomes a consumer group
             g, live = ConsumerGroup(group_id, now), False
@@ -941,8 +941,9 @@ class ConsumerGroups:
         return not g.members
 
     @staticmethod
-    def convertible(g: ConsumerGroup) -> bool:
-        return not g.members
+    def convertible(g: ConsumerGroup, to: str) -> bool:
+        """An empty consumer group becomes a classic one (not a streams group, as in Kafka)."""
+        return not g.members and to != "streams"
 
     @staticmethod
     def expires(g: ConsumerGroup) -> bool:

@@ -55,6 +55,7 @@ import time
 from odradek.clock import now_ms
 from odradek.coordinator import not_hosted_error, records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
+from odradek.coordinator.streams_groups import StreamsGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
@@ -64,6 +65,9 @@ from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, 
 log = logging.getLogger("odradek.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
+# How long a failed creation of a streams group's internal topic is told to
+# its members before it is tried again (Kafka: twice the heartbeat interval).
+INTERNAL_TOPIC_ERROR_TTL = 10.0
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": "104857600"}
 LOAD_READ_BYTES = 4 * 1024 * 1024
 
@@ -125,12 +129,15 @@ class GroupCoordinator:
         self.config = GroupConfig.from_broker(broker.config)
         self.consumer_config = ConsumerGroupConfig.from_broker(broker.config)
         self.share_config = ShareGroupConfig.from_broker(broker.config)
+        self.streams_config = StreamsGroupConfig.from_broker(broker.config)
         self.topics = BrokerTopics(broker)
         self.hosted: dict[int, HostedShard] = {}
         self.tokens = itertools.count(1)  # parked requests' tokens, unique across shards
         self.waiters: dict[int, asyncio.Future] = {}
         self._tasks: list[asyncio.Task] = []
         self._create_task: asyncio.Task | None = None
+        self._creating: set[str] = set()  # streams groups' internal topics being created
+        self._creation_errors: dict[str, tuple[str, float]] = {}  # name -> (why it failed, until when told)
         self._stopped = False
 
     # -- routing ---------------------------------------------------------
@@ -263,6 +270,49 @@ class GroupCoordinator:
                 log.error("cannot create %s: %s", OFFSETS_TOPIC, e)
             return state
 
+    def create_internal_topics(self, topics: list[tuple]) -> None:
+        """Create a streams group's missing internal topics ((name,
+        partitions, replication factor, configs)), each once at a time, in
+        the background as Kafka's broker does: members are told
+        MISSING_INTERNAL_TOPICS until the topics exist."""
+        from odradek.topic_admin import TopicError
+
+        admin = getattr(self.broker, "admin", None)
+        if admin is None:
+            return
+
+        async def create(name, partitions, rf, configs):
+            try:
+                await admin.create_topic(name, partitions, rf, configs)
+            except TopicError as e:
+                if e.error_code != errors.TOPIC_ALREADY_EXISTS:
+                    log.warning("cannot create internal topic %s: %s", name, e)
+                    self._creation_errors[name] = (str(e), time.monotonic() + INTERNAL_TOPIC_ERROR_TTL)
+            finally:
+                self._creating.discard(name)
+
+        now = time.monotonic()
+        for name, partitions, rf, configs in topics:
+            if name in self._creating or name in self.broker.image:
+                continue
+            failed = self._creation_errors.get(name)
+            if failed is not None and failed[1] > now:
+                continue  # it failed lately: told to the members for a while before trying again
+            self._creating.add(name)
+            task = asyncio.get_running_loop().create_task(create(name, partitions, rf, configs))
+            self._tasks = [t for t in self._tasks if not t.done()]
+            self._tasks.append(task)
+
+    def internal_topic_errors(self, names: list[str]) -> list[tuple[str, str]]:
+        """(name, why) of internal topics whose creation failed lately."""
+        now = time.monotonic()
+        out = []
+        for name in names:
+            found = self._creation_errors.get(name)
+            if found is not None and found[1] > now:
+                out.append((name, found[0]))
+        return out
+
     # -- hosting shards ---------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
         """Host a shard for every partition of ``__consumer_offsets`` led here
@@ -296,7 +346,7 @@ class GroupCoordinator:
         if index in self.hosted:
             self.unload(index)
         shard = GroupShard(self.config, self.consumer_config, self.topics, self.tokens, partition=index,
-                           share_config=self.share_config,
+                           share_config=self.share_config, streams_config=self.streams_config,
                            group_configs=self.broker.image.group_configs)
         h = HostedShard(index, partition, shard)
         h.runner = ShardRunner(shard, lambda records, now, producer=None: self._append(h, records, now, producer))

@@ -7,13 +7,15 @@ is of one type at a time), the deadlines of all of them, and the outbox of
 completions (answers to parked requests). It knows no protocol: each group
 type is a sibling component registered with it (classic groups in
 ``classic_groups.py``, KIP-848 consumer groups in ``consumer_groups.py``, KIP-932
-share groups in ``share_groups.py``), which owns its own APIs, its own
+share groups in ``share_groups.py``, KIP-1071 streams groups in
+``streams_groups.py``), which owns its own APIs, its own
 records and its own deadlines, and answers the questions other components
 ask about any group, through the same methods:
 
 - ``is_empty(g)``: no members (a group that may be deleted);
-- ``convertible(g)``: whether another type may take over its id (empty
-  classic and consumer groups; never a share group), ``expires(g)``:
+- ``convertible(g, to)``: whether type ``to`` may take over its id (empty
+  classic groups; empty consumer and streams groups by a classic group;
+  never a share group), ``expires(g)``:
   whether offset expiry deletes it once empty and without offsets;
 - ``conversion_records(g)`` / ``delete_records(g)``: records removing the
   group's membership state when another type takes over the id, or when the
@@ -41,7 +43,8 @@ import heapq
 import itertools
 import logging
 
-from odradek.coordinator.records import ConsumerKey, GroupKey, OffsetKey, RecordFormatError, ShareKey, decode_key
+from odradek.coordinator.records import (ConsumerKey, GroupKey, OffsetKey, RecordFormatError, ShareKey, StreamsKey,
+                                        decode_key)
 from odradek.coordinator.runtime import Result
 
 log = logging.getLogger("odradek.groups")
@@ -49,6 +52,7 @@ log = logging.getLogger("odradek.groups")
 CLASSIC = "classic"
 CONSUMER = "consumer"
 SHARE = "share"
+STREAMS = "streams"
 
 EMPTY = "Empty"
 DEAD = "Dead"
@@ -118,10 +122,12 @@ class GroupManager:
     def is_empty(self, g) -> bool:
         return self.kind(g).is_empty(g)
 
-    def convertible(self, g) -> bool:
-        """Whether another group type may take over ``g``'s id (an empty
-        classic or consumer group; never a share group)."""
-        return self.kind(g).convertible(g)
+    def convertible(self, g, to: str) -> bool:
+        """Whether a group of type ``to`` may take over ``g``'s id, as in
+        Kafka: an empty classic group (by a consumer or streams group), an
+        empty consumer group (by a classic group), an empty streams group (by
+        a classic group); never a share group."""
+        return self.kind(g).convertible(g, to)
 
     def expires(self, g) -> bool:
         """Whether ``g``, empty and without offsets, is deleted by offset expiry."""
@@ -161,6 +167,8 @@ class GroupManager:
             kind = self.kinds[CONSUMER]
         elif isinstance(key, ShareKey) and SHARE in self.kinds:
             kind = self.kinds[SHARE]
+        elif isinstance(key, StreamsKey) and STREAMS in self.kinds:
+            kind = self.kinds[STREAMS]
         else:
             raise TypeError(f"not a group record: {key!r}")
         value = kind.decode_value(key, value)

@@ -109,6 +109,8 @@ def decode_key(data: bytes) -> "OffsetKey | GroupKey | ConsumerKey":
         return decode_consumer_key(version, data)
     if version in SHARE_RECORD_NAMES:
         return decode_share_key(version, data)
+    if version in STREAMS_RECORD_NAMES:
+        return decode_streams_key(version, data)
     try:
         if version in (0, OFFSET_COMMIT_KEY_TYPE):
             d, _ = codec("OffsetCommitKey", 0).decode(data, 2)
@@ -293,6 +295,71 @@ def decode_share_value(kind: int, data: bytes | None) -> dict | None:
         raise RecordFormatError(f"unknown {SHARE_RECORD_NAMES[kind]} value version {version}")
     try:
         d, _ = codec(SHARE_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d
+
+
+# -- KIP-1071 streams groups ------------------------------------------------
+
+STG_METADATA = 17  # StreamsGroupMetadata: the group epoch, its topics' metadata hash
+STG_MEMBER_METADATA = 19  # StreamsGroupMemberMetadata: a member's process, endpoint, topology epoch
+STG_TARGET_METADATA = 20  # StreamsGroupTargetAssignmentMetadata: the target's epoch
+STG_TARGET_MEMBER = 21  # StreamsGroupTargetAssignmentMember: a member's target tasks
+STG_CURRENT_ASSIGNMENT = 22  # StreamsGroupCurrentMemberAssignment: a member's reconciliation
+STG_TOPOLOGY = 23  # StreamsGroupTopology: the group's topology
+
+STREAMS_RECORD_NAMES = {
+    STG_METADATA: "StreamsGroupMetadata",
+    STG_MEMBER_METADATA: "StreamsGroupMemberMetadata",
+    STG_TARGET_METADATA: "StreamsGroupTargetAssignmentMetadata",
+    STG_TARGET_MEMBER: "StreamsGroupTargetAssignmentMember",
+    STG_CURRENT_ASSIGNMENT: "StreamsGroupCurrentMemberAssignment",
+    STG_TOPOLOGY: "StreamsGroupTopology",
+}
+_STREAMS_MEMBER_KEYED = (STG_MEMBER_METADATA, STG_TARGET_MEMBER, STG_CURRENT_ASSIGNMENT)
+
+
+@dataclass(frozen=True)
+class StreamsKey:
+    """Key of a streams group record: its type (17, 19-23), the group, and
+    the member id (types 19, 21, 22)."""
+    kind: int
+    group: str
+    sub: str | None = None
+
+
+def streams_key(kind: int, group: str, sub: str | None = None) -> bytes:
+    out = bytearray(_I16.pack(kind))
+    fields = {"group_id": group}
+    if kind in _STREAMS_MEMBER_KEYED:
+        fields["member_id"] = sub
+    codec(STREAMS_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
+    return bytes(out)
+
+
+def streams_value(kind: int, value: dict) -> bytes:
+    out = bytearray(_I16.pack(0))
+    codec(STREAMS_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
+    return bytes(out)
+
+
+def decode_streams_key(kind: int, data: bytes) -> StreamsKey:
+    try:
+        d, _ = codec(STREAMS_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return StreamsKey(kind, d["group_id"], d.get("member_id"))
+
+
+def decode_streams_value(kind: int, data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if version != 0:
+        raise RecordFormatError(f"unknown {STREAMS_RECORD_NAMES[kind]} value version {version}")
+    try:
+        d, _ = codec(STREAMS_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
     except DecodeError as e:
         raise RecordFormatError(str(e)) from None
     return d

@@ -9,7 +9,8 @@ shard is:
   with its deadlines, and the group types registered with it as siblings:
   :class:`~odradek.coordinator.classic_groups.ClassicGroups` and
   :class:`~odradek.coordinator.consumer_groups.ConsumerGroups` and
-  :class:`~odradek.coordinator.share_groups.ShareGroups`;
+  :class:`~odradek.coordinator.share_groups.ShareGroups` and
+  :class:`~odradek.coordinator.streams_groups.StreamsGroups`;
 - an :class:`~odradek.coordinator.offsets.OffsetManager`, the committed
   offsets, which asks the group manager about a group, whatever its type.
 
@@ -38,6 +39,7 @@ from odradek.coordinator.records import OffsetKey
 from odradek.coordinator.offsets import OffsetManager
 from odradek.coordinator.runtime import Result
 from odradek.coordinator.share_groups import ShareGroups
+from odradek.coordinator.streams_groups import StreamsGroupConfig, StreamsGroups
 from odradek.protocol import errors
 
 
@@ -46,18 +48,20 @@ class GroupShard:
 
     def __init__(self, config: GroupConfig | None = None, consumer_config: ConsumerGroupConfig | None = None,
                  topics=None, tokens=None, partition: int | None = None,
-                 share_config: ShareGroupConfig | None = None, group_configs=None):
+                 share_config: ShareGroupConfig | None = None, group_configs=None,
+                 streams_config: StreamsGroupConfig | None = None):
         self.partition = partition  # of __consumer_offsets, when hosted by a coordinator
         self.config = config or GroupConfig()
         self.group_manager = GroupManager(tokens)
         self.classic = ClassicGroups(self.group_manager, self.config)
         self.consumer = ConsumerGroups(self.group_manager, consumer_config, topics)
         self.share = ShareGroups(self.group_manager, share_config, topics, group_configs)
+        self.streams = StreamsGroups(self.group_manager, streams_config, topics, group_configs)
         self.offsets = OffsetManager(self.group_manager, self.config)
 
     @property
     def groups(self) -> dict:
-        """The group table (group id -> classic, consumer or share group)."""
+        """The group table (group id -> classic, consumer, share or streams group)."""
         return self.group_manager.groups
 
     # -- classic groups --------------------------------------------------
@@ -92,6 +96,13 @@ class GroupShard:
 
     def share_offsets_check(self, now: int, group_id: str, mode: str = "describe") -> Result:
         return self.share.offsets_check(now, group_id, mode)
+
+    # -- streams groups --------------------------------------------------
+    def streams_group_heartbeat(self, now: int, **kw) -> Result:
+        return self.streams.streams_group_heartbeat(now, **kw)
+
+    def streams_group_describe(self, group_ids: list[str]) -> list:
+        return self.streams.streams_group_describe(group_ids)
 
     # -- offsets ---------------------------------------------------------
     def commit_offsets(self, now: int, **kw) -> Result:

@@ -603,7 +603,7 @@ class ShareGroups:
         return not g.members
 
     @staticmethod
-    def convertible(g: ShareGroup) -> bool:
+    def convertible(g: ShareGroup, to: str) -> bool:
         """Another group type never takes over a share group's id."""
         return False
 

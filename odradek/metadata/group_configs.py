@@ -23,7 +23,14 @@ Served keys, with Kafka's names and what they default to:
   bound is itself a broker setting (``group.share.min...`` /
   ``group.share.max...``).
 
-Other group configs of Kafka (``consumer.*``, ``streams.*``,
+- ``streams.heartbeat.interval.ms`` (``group.streams.heartbeat.interval.ms``,
+  5000, within 5000-15000), ``streams.session.timeout.ms``
+  (``group.streams.session.timeout.ms``, 45000, within 45000-60000),
+  ``streams.num.standby.replicas`` (``group.streams.num.standby.replicas``,
+  0, at most ``group.streams.max.standby.replicas``, 2): streams groups
+  (KIP-1071).
+
+Other group configs of Kafka (``consumer.*``, other ``streams.*``,
 ``share.assignment.interval.ms``, ``share.renew.acknowledge.enable``) are
 not served: setting them answers INVALID_CONFIG.
 """
@@ -43,6 +50,9 @@ DELIVERY_COUNT_LIMIT = "share.delivery.count.limit"
 MAX_RECORD_LOCKS = "share.partition.max.record.locks"
 HEARTBEAT_INTERVAL = "share.heartbeat.interval.ms"
 SESSION_TIMEOUT = "share.session.timeout.ms"
+STREAMS_HEARTBEAT_INTERVAL = "streams.heartbeat.interval.ms"
+STREAMS_SESSION_TIMEOUT = "streams.session.timeout.ms"
+STREAMS_NUM_STANDBY_REPLICAS = "streams.num.standby.replicas"
 
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
@@ -90,6 +100,12 @@ INT_KEYS = {k.name: k for k in (
            "group.share.min.heartbeat.interval.ms", 5000, "group.share.max.heartbeat.interval.ms", 15000),
     IntKey(SESSION_TIMEOUT, "group.share.session.timeout.ms", 45000,
            "group.share.min.session.timeout.ms", 45000, "group.share.max.session.timeout.ms", 60000),
+    IntKey(STREAMS_HEARTBEAT_INTERVAL, "group.streams.heartbeat.interval.ms", 5000,
+           "group.streams.min.heartbeat.interval.ms", 5000, "group.streams.max.heartbeat.interval.ms", 15000),
+    IntKey(STREAMS_SESSION_TIMEOUT, "group.streams.session.timeout.ms", 45000,
+           "group.streams.min.session.timeout.ms", 45000, "group.streams.max.session.timeout.ms", 60000),
+    IntKey(STREAMS_NUM_STANDBY_REPLICAS, "group.streams.num.standby.replicas", 0,
+           "", 0, "group.streams.max.standby.replicas", 2),
 )}
 STRING_DEFAULTS = {AUTO_OFFSET_RESET: "latest", ISOLATION_LEVEL: "read_uncommitted"}
 
@@ -142,6 +158,10 @@ class GroupConfigBounds:
             except ValueError:
                 raise GroupConfigError(f"Invalid value {value} for configuration {name}: Not a number of type INT")
             lo, hi = self._int(k.min_key, k.min_default), self._int(k.max_key, k.max_default)
+            if not k.min_key and not lo <= n <= hi:
+                raise GroupConfigError(
+                    f"Invalid value {value} for configuration {name}: {name} must be greater than or equal to "
+                    f"{lo} and less than or equal to {k.max_key} ({hi})")
             if not lo <= n <= hi:
                 raise GroupConfigError(
                     f"Invalid value {value} for configuration {name}: {name} must be greater than or equal to "

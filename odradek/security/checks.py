@@ -453,6 +453,7 @@ RULES: dict[str, Callable] = {
     "LeaveGroup": Whole(group_of(Op.READ), top_error),
     "ConsumerGroupHeartbeat": Whole(group_of(Op.READ), top_error),
     "ShareGroupHeartbeat": Whole(group_of(Op.READ), top_error),
+    "StreamsGroupHeartbeat": Whole(group_of(Op.READ), top_error),
     "ShareFetch": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
                         whole=group_of(Op.READ)),
     "ShareAcknowledge": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,
@@ -472,6 +473,9 @@ RULES: dict[str, Callable] = {
     "ShareGroupDescribe": Items("group_ids", "groups", group_check(Op.DESCRIBE),
                                 lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
                                                  "assignor_name": "", "members": []}),
+    "StreamsGroupDescribe": Items("group_ids", "groups", group_check(Op.DESCRIBE),
+                                  lambda g, code: {"group_id": g, "error_code": code, "group_state": "",
+                                                   "members": []}),
     "DescribeShareGroupOffsets": Items(
         "groups", "groups", lambda ctx, g: group_check(Op.DESCRIBE)(ctx, g["group_id"]),
         lambda g, code: {"group_id": g["group_id"], "error_code": code, "error_message": None, "topics": []}),

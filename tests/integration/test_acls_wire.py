@@ -132,3 +132,35 @@ def test_describe_topic_partitions_filters_as_metadata_does(raw):
 def test_describe_log_dirs_needs_describe_on_the_cluster(raw):
     res = raw.request("DescribeLogDirs", 4, {"topics": None})
     assert res["error_code"] == CLUSTER_DENIED and res["results"] == []
+
+
+def test_streams_groups_need_read_on_the_group_describe_on_topics_and_create_for_internal_topics(broker, raw):
+    from confluent_kafka.admin import AdminClient
+
+    info = {"name": "sg-acl-cl", "partitions": 0, "replication_factor": 0, "topic_configs": []}
+    topology = {"epoch": 0, "subtopologies": [{
+        "subtopology_id": "0", "source_topics": ["a"], "source_topic_regex": [], "state_changelog_topics": [info],
+        "repartition_sink_topics": [], "repartition_source_topics": [], "copartition_groups": []}]}
+
+    def hb(group):
+        return raw.request("StreamsGroupHeartbeat", 1, {
+            "group_id": group, "member_id": "m", "member_epoch": 0, "endpoint_information_epoch": 0,
+            "rebalance_timeout_ms": 30000, "topology": topology, "active_tasks": [], "standby_tasks": [],
+            "warmup_tasks": [], "process_id": "p"})
+
+    assert hb("sg-acl")["error_code"] == GROUP_DENIED
+    admin = AdminClient(T.conf(broker, "admin"))
+    for f in admin.create_acls([T.acl("GROUP", "sg-acl", "User:ANONYMOUS", "READ")]).values():
+        f.result(timeout=10)
+    denied = hb("sg-acl")
+    assert (denied["error_code"], denied["error_message"]) == (TOPIC_DENIED, None)  # no DESCRIBE on the changelog
+    for f in admin.create_acls([T.acl("TOPIC", "sg-acl-cl", "User:ANONYMOUS", "DESCRIBE")]).values():
+        f.result(timeout=10)
+    joined = hb("sg-acl")
+    assert joined["error_code"] == 0
+    missing = [st["status_detail"] for st in joined["status"] if st["status_code"] == 3]  # MISSING_INTERNAL_TOPICS
+    assert len(missing) == 1 and "Unauthorized to CREATE on topics sg-acl-cl." in missing[0], joined["status"]
+    assert "sg-acl-cl" not in broker.core.image
+    described = raw.request("StreamsGroupDescribe", 0, {"group_ids": ["sg-acl", "sg-other"],
+                                                        "include_authorized_operations": False})
+    assert [g["error_code"] for g in described["groups"]] == [0, GROUP_DENIED]  # READ implies DESCRIBE

@@ -178,7 +178,12 @@ def test_group_configs_set_where_a_share_group_starts_and_its_locks(broker):
     rc = RawClient(broker.bootstrap)
     try:
         # defaults: Kafka's (source 5), or the broker's own setting (source 4)
-        assert _configs(rc, "sg-cfg-g") == {"share.auto.offset.reset": ("latest", 5),
+        described = _configs(rc, "sg-cfg-g")
+        assert {k: v for k, v in described.items() if k.startswith("streams.")} == {
+            "streams.heartbeat.interval.ms": ("5000", 5), "streams.session.timeout.ms": ("45000", 5),
+            "streams.num.standby.replicas": ("0", 5)}
+        assert _alter(rc, "sg-cfg-g", ("streams.num.standby.replicas", 0, "3"))["error_code"] == 40
+        assert {k: v for k, v in described.items() if k.startswith("share.")} == {"share.auto.offset.reset": ("latest", 5),
                                             "share.isolation.level": ("read_uncommitted", 5),
                                             "share.record.lock.duration.ms": ("1000", 4),
                                             "share.delivery.count.limit": ("5", 5),

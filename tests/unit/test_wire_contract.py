@@ -76,6 +76,8 @@ PINNED = {
     "ReadShareGroupState": (84, 0, 0),
     "WriteShareGroupState": (85, 0, 1),
     "DeleteShareGroupState": (86, 0, 0),
+    "StreamsGroupHeartbeat": (88, 0, 1),
+    "StreamsGroupDescribe": (89, 0, 1),
     "DescribeShareGroupOffsets": (90, 0, 1),
     "AlterShareGroupOffsets": (91, 0, 0),
     "DeleteShareGroupOffsets": (92, 0, 0),
