@@ -167,6 +167,51 @@ def partition_for(group: str, partitions: int) -> int:
     return h % partitions
 
 
+# -- records of the group types (3-8, 10-14, 16, 17, 19-23): one codec each ---------
+# A key is the record type (int16) then the "<Name>Key" message v0; a value is
+# version 0 (int16) then "<Name>Value" v0. The group types differ only in
+# their names and in which key field names the member (``sub``).
+
+def _typed_key(name: str, kind: int, fields: dict) -> bytes:
+    out = bytearray(_I16.pack(kind))
+    codec(name + "Key", 0).encode(fields, out)
+    return bytes(out)
+
+
+def _typed_value(name: str, value: dict) -> bytes:
+    out = bytearray(_I16.pack(0))
+    codec(name + "Value", 0).encode(value, out)
+    return bytes(out)
+
+
+def _decode_typed_key(name: str, data: bytes) -> dict:
+    try:
+        d, _ = codec(name + "Key", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d
+
+
+def _decode_typed_value(name: str, data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    version = _version(data)
+    if version != 0:
+        raise RecordFormatError(f"unknown {name} value version {version}")
+    try:
+        d, _ = codec(name + "Value", 0).decode(data, 2)
+    except DecodeError as e:
+        raise RecordFormatError(str(e)) from None
+    return d
+
+
+def _member_fields(group: str, sub: str | None, member_keyed: bool) -> dict:
+    fields = {"group_id": group}
+    if member_keyed:
+        fields["member_id"] = sub
+    return fields
+
+
 # -- KIP-848 consumer groups ------------------------------------------------
 
 CG_METADATA = 3  # ConsumerGroupMetadata: the group epoch
@@ -199,42 +244,24 @@ class ConsumerKey:
 
 
 def consumer_key(kind: int, group: str, sub: str | None = None) -> bytes:
-    out = bytearray(_I16.pack(kind))
-    fields = {"group_id": group}
-    if kind in _MEMBER_KEYED:
-        fields["member_id"] = sub
-    elif kind == CG_REGEX:
+    fields = _member_fields(group, sub, kind in _MEMBER_KEYED)
+    if kind == CG_REGEX:
         fields["regular_expression"] = sub
-    codec(CONSUMER_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
-    return bytes(out)
+    return _typed_key(CONSUMER_RECORD_NAMES[kind], kind, fields)
 
 
 def consumer_value(kind: int, value: dict) -> bytes:
     """Encode the value of a consumer group record (version 0) from its snake_case fields."""
-    out = bytearray(_I16.pack(0))
-    codec(CONSUMER_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
-    return bytes(out)
+    return _typed_value(CONSUMER_RECORD_NAMES[kind], value)
 
 
 def decode_consumer_key(kind: int, data: bytes) -> ConsumerKey:
-    try:
-        d, _ = codec(CONSUMER_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
+    d = _decode_typed_key(CONSUMER_RECORD_NAMES[kind], data)
     return ConsumerKey(kind, d["group_id"], d.get("member_id", d.get("regular_expression")))
 
 
 def decode_consumer_value(kind: int, data: bytes | None) -> dict | None:
-    if data is None:
-        return None
-    version = _version(data)
-    if version != 0:
-        raise RecordFormatError(f"unknown {CONSUMER_RECORD_NAMES[kind]} value version {version}")
-    try:
-        d, _ = codec(CONSUMER_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
-    return d
+    return _decode_typed_value(CONSUMER_RECORD_NAMES[kind], data)
 
 
 # -- KIP-932 share groups ---------------------------------------------------
@@ -265,39 +292,20 @@ class ShareKey:
 
 
 def share_key(kind: int, group: str, sub: str | None = None) -> bytes:
-    out = bytearray(_I16.pack(kind))
-    fields = {"group_id": group}
-    if kind in _SHARE_MEMBER_KEYED:
-        fields["member_id"] = sub
-    codec(SHARE_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
-    return bytes(out)
+    return _typed_key(SHARE_RECORD_NAMES[kind], kind, _member_fields(group, sub, kind in _SHARE_MEMBER_KEYED))
 
 
 def share_value(kind: int, value: dict) -> bytes:
-    out = bytearray(_I16.pack(0))
-    codec(SHARE_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
-    return bytes(out)
+    return _typed_value(SHARE_RECORD_NAMES[kind], value)
 
 
 def decode_share_key(kind: int, data: bytes) -> ShareKey:
-    try:
-        d, _ = codec(SHARE_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
+    d = _decode_typed_key(SHARE_RECORD_NAMES[kind], data)
     return ShareKey(kind, d["group_id"], d.get("member_id"))
 
 
 def decode_share_value(kind: int, data: bytes | None) -> dict | None:
-    if data is None:
-        return None
-    version = _version(data)
-    if version != 0:
-        raise RecordFormatError(f"unknown {SHARE_RECORD_NAMES[kind]} value version {version}")
-    try:
-        d, _ = codec(SHARE_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
-    return d
+    return _decode_typed_value(SHARE_RECORD_NAMES[kind], data)
 
 
 # -- KIP-1071 streams groups ------------------------------------------------
@@ -330,36 +338,17 @@ class StreamsKey:
 
 
 def streams_key(kind: int, group: str, sub: str | None = None) -> bytes:
-    out = bytearray(_I16.pack(kind))
-    fields = {"group_id": group}
-    if kind in _STREAMS_MEMBER_KEYED:
-        fields["member_id"] = sub
-    codec(STREAMS_RECORD_NAMES[kind] + "Key", 0).encode(fields, out)
-    return bytes(out)
+    return _typed_key(STREAMS_RECORD_NAMES[kind], kind, _member_fields(group, sub, kind in _STREAMS_MEMBER_KEYED))
 
 
 def streams_value(kind: int, value: dict) -> bytes:
-    out = bytearray(_I16.pack(0))
-    codec(STREAMS_RECORD_NAMES[kind] + "Value", 0).encode(value, out)
-    return bytes(out)
+    return _typed_value(STREAMS_RECORD_NAMES[kind], value)
 
 
 def decode_streams_key(kind: int, data: bytes) -> StreamsKey:
-    try:
-        d, _ = codec(STREAMS_RECORD_NAMES[kind] + "Key", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
+    d = _decode_typed_key(STREAMS_RECORD_NAMES[kind], data)
     return StreamsKey(kind, d["group_id"], d.get("member_id"))
 
 
 def decode_streams_value(kind: int, data: bytes | None) -> dict | None:
-    if data is None:
-        return None
-    version = _version(data)
-    if version != 0:
-        raise RecordFormatError(f"unknown {STREAMS_RECORD_NAMES[kind]} value version {version}")
-    try:
-        d, _ = codec(STREAMS_RECORD_NAMES[kind] + "Value", 0).decode(data, 2)
-    except DecodeError as e:
-        raise RecordFormatError(str(e)) from None
-    return d
+    return _decode_typed_value(STREAMS_RECORD_NAMES[kind], data)
