@@ -266,10 +266,12 @@ async def offset_commit(ctx, request: dict) -> dict:
     return dict(resp)
 
 
-def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None,
-                 require_stable: bool = False) -> dict:
+async def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = None,
+                       require_stable: bool = False) -> dict:
     """One group's OffsetFetch answer: {"error_code", "topics"} (topics by id when ``by_id``).
-    ``member``: (member id, member epoch) sent from v9, checked for consumer groups."""
+    ``member``: (member id, member epoch) sent from v9, checked for consumer groups.
+    Answered once what the shard had written when it was read is committed,
+    so a commit that a failover may still lose is never shown."""
     broker = ctx.broker
     if topics is not None:
         wanted = []
@@ -294,6 +296,9 @@ def _fetch_group(ctx, gc, group_id, topics, by_id: bool, member: tuple | None = 
             for p in rt["partitions"]:
                 if shard.offsets.unstable(group_id, rt["name"], p["partition_index"]):
                     p.update(error_code=errors.UNSTABLE_OFFSET_COMMIT, committed_offset=-1)
+    code = await ctx.wait(gc.settled(shard))
+    if code:
+        return {"error_code": code, "topics": []}
     if not by_id:
         return resp
     out = []
@@ -319,12 +324,12 @@ async def offset_fetch(ctx, request: dict) -> dict:
         groups = []
         for g in request["groups"]:
             member = (g["member_id"], g["member_epoch"]) if version >= 9 else None
-            r = _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member,
+            r = await _fetch_group(ctx, gc, g["group_id"], g["topics"], version >= 10, member,
                              require_stable=request["require_stable"])
             groups.append({"group_id": g["group_id"], "topics": r["topics"], "error_code": r["error_code"]})
         return {"groups": groups}
     topics = request["topics"]
-    r = _fetch_group(ctx, gc, request["group_id"], topics, False,
+    r = await _fetch_group(ctx, gc, request["group_id"], topics, False,
                      require_stable=version >= 7 and request["require_stable"])
     if version >= 2:
         return {"error_code": r["error_code"], "topics": r["topics"]}

@@ -479,29 +479,38 @@ class GroupCoordinator:
         ``shard``, once what it wrote is committed (as Kafka answers its
         coordinators' writes): a parked request's when it completes; else at
         once if it wrote nothing, or when the high watermark passes its
-        records, with NOT_COORDINATOR in every error code if leadership is
-        lost first, COORDINATOR_NOT_AVAILABLE if ``offsets.commit.timeout.ms``
-        passes first (a follower in the ISR not fetching). Call it before
-        awaiting anything else."""
+        records, with the error of :meth:`settled` in every error code if
+        that fails. Call it before awaiting anything else."""
         if res.wait is not None:
             return await self.wait(res)  # completions are delivered once committed
         if not res.records:
             return res.response
+        code = await self.settled(shard)
+        return with_error(res.response, code) if code else res.response
+
+    async def settled(self, shard: GroupShard) -> int:
+        """0 once every record ``shard`` has appended so far is committed (at
+        once if it is); NOT_COORDINATOR if leadership is lost first,
+        COORDINATOR_NOT_AVAILABLE if ``offsets.commit.timeout.ms`` passes first
+        (a follower in the ISR not fetching; Kafka answers its timed-out
+        coordinator writes so, the client finds the coordinator again and
+        retries, and the records may still commit). A write's answer and a
+        read of the shard's state (OffsetFetch) both wait on this, so no
+        answer shows what a failover may yet lose, as Kafka's coordinators
+        answer only from committed state. Call it before awaiting anything
+        else."""
         h = self.hosted.get(shard.partition)
         if h is None or h.shard is not shard:
-            return not_coordinator(res.response)
-        fut = h.partition.replicated(h.last_written)
+            return errors.NOT_COORDINATOR
+        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
         if fut is None:
-            return res.response
+            return 0
         try:
             code = await asyncio.wait_for(asyncio.shield(fut), self.config.commit_timeout_ms / 1000)
         except asyncio.TimeoutError:
-            # offsets.commit.timeout.ms passed: Kafka answers its timed-out
-            # coordinator writes COORDINATOR_NOT_AVAILABLE (the client finds
-            # the coordinator again and retries); the records may still commit.
             h.partition.discard_ack(fut)
-            return with_error(res.response, errors.COORDINATOR_NOT_AVAILABLE)
-        return not_coordinator(res.response) if code else res.response
+            return errors.COORDINATOR_NOT_AVAILABLE
+        return errors.NOT_COORDINATOR if code else 0
 
     def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
         p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)

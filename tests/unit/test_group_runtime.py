@@ -314,3 +314,63 @@ def test_an_offset_commit_not_replicated_within_the_commit_timeout_is_coordinato
         await gc.stop()
 
     run(main())
+
+
+def offset_fetch(b, group_id: str, version: int = 8):
+    """OffsetFetch of ``group_id``'s partition t-0 through its handler."""
+    from types import SimpleNamespace
+
+    from odradek.apis.groups import offset_fetch as handler
+    from odradek.server.connection import RequestContext
+
+    conn = SimpleNamespace(principal=None, listener="PLAINTEXT")
+    ctx = RequestContext(b, conn, 9, version, 1, "test", {})
+    request = {"groups": [{"group_id": group_id, "member_id": None, "member_epoch": -1,
+                           "topics": [{"name": "t", "partition_indexes": [0]}]}], "require_stable": False}
+    return asyncio.ensure_future(handler(ctx, request))
+
+
+def test_an_offset_fetch_never_shows_a_commit_not_yet_replicated():
+    """Kafka's coordinators answer reads from committed state only: a commit
+    still below the ISR's reach could be lost by a failover, so OffsetFetch
+    answers once it is committed (and then shows it), never before."""
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        b.groups = gc
+        await gc.start()
+        await gc.ensure_topic()
+        p = replicated_to(b, "g", 2)
+        answered = commit(gc, "g", 5)
+        fetched = offset_fetch(b, "g")
+        await asyncio.sleep(0.02)
+        assert not fetched.done() and not answered.done()
+        p.on_follower_fetch(2, p.log_end_offset, int(time.time() * 1000))
+        assert codes(await asyncio.wait_for(answered, 1)) == {0}
+        group = (await asyncio.wait_for(fetched, 1))["groups"][0]
+        assert group["error_code"] == 0
+        assert group["topics"][0]["partitions"][0]["committed_offset"] == 5
+        await gc.stop()
+
+    run(main())
+
+
+def test_an_offset_fetch_whose_pending_commit_loses_leadership_is_not_coordinator():
+    async def main():
+        b = await make_broker()
+        gc = GroupCoordinator(b)
+        b.groups = gc
+        await gc.start()
+        await gc.ensure_topic()
+        p = replicated_to(b, "g", 2)
+        answered = commit(gc, "g", 5)
+        fetched = offset_fetch(b, "g")
+        await asyncio.sleep(0.01)
+        p.apply_state(PartitionState(leader=2, leader_epoch=p.leader_epoch + 1, replicas=[b.config.node_id, 2],
+                                     isr=[2]), int(time.time() * 1000))
+        assert codes(await asyncio.wait_for(answered, 1)) == {errors.NOT_COORDINATOR}
+        group = (await asyncio.wait_for(fetched, 1))["groups"][0]
+        assert group == {"group_id": "g", "topics": [], "error_code": errors.NOT_COORDINATOR}
+        await gc.stop()
+
+    run(main())
