@@ -1358,11 +1358,11 @@ PLANS = [
     "modules. The CLI now loads a subcommand's module only when it is used; next are loading the "
     "group coordinator's modules on first use of a group API and compiling the codec lazily (it "
     "already is, per API).",
-    "- **Disk mode with 10,000 partitions.** Each partition keeps its active segment's three files "
-    "open (log, offset index, time index); Kafka keeps the log only and maps its indexes. The plan "
-    "is to hold the index entries in memory and write the index files at flush, roll and close, "
-    "which brings a partition to one open file. Until then, raise the open-file limit "
-    "(`odradek serve` lifts the soft limit to the hard one at start).",
+    "- **Disk mode with many partitions.** A segment keeps one file open, its log: the index "
+    "entries live in memory and the index files are written at a flush (a roll's, or a clean "
+    "close's), as Kafka keeps one descriptor per segment and maps its indexes. So a partition of "
+    "one segment costs one descriptor; beyond the open-file limit (`odradek serve` lifts the soft "
+    "limit to the hard one at start), older segments' logs opened on demand are the next step.",
     "- **Rebalance of 10 members.** With `group.initial.rebalance.delay.ms=0` odradek completes the "
     "first generation as soon as the first member has joined, and the others join a second one "
     "after the first member's next heartbeat (3 s in librdkafka); Kafka, on the same setting, "

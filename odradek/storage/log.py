@@ -473,7 +473,6 @@ class SegmentedLog(PartitionLog):
             found = seg.find_batch(offset)
             if found is not None:
                 seg.truncate_at(found[0], found[1].base_offset, interval)
-            seg._index_handles()
             seg.trim_txn_index(seg.next_offset)
         seg.dirty = True
         with self._lock:
@@ -543,7 +542,7 @@ class SegmentedLog(PartitionLog):
                 if self._closed:
                     return
                 end, gen = self._leo, self._gen
-                segs = [s for s in self._segments if s.dirty]
+                segs = [s for s in self._segments if s.dirty or not s.indexes_written()]
                 work = []
                 for s in segs:
                     s.dirty = False
@@ -554,10 +553,12 @@ class SegmentedLog(PartitionLog):
                 self._epochs_dirty = False
             ok = False
             try:
-                for handles in work:
+                for s, handles in zip(segs, work):
                     for h in handles:
                         if h is not None:
                             self.fs.fsync(h)
+                    if not (s.deleted or self._closed):  # (deleted: no files to write)
+                        s.write_indexes(fsync=True)
                 if dir_dirty and not self._closed:  # (closed: maybe being deleted)
                     self.fs.fsync_dir(self.dir)
                 if epochs is not None and not self._closed:

@@ -101,7 +101,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
     if not bases:
         start = max(log_start or 0, 0)
         seg = Segment(fs, d, start, now)
-        seg._index_handles()
+        seg.write_indexes()
         segs = [seg]
         dir_dirty = True
         recovery_point = start
@@ -150,7 +150,6 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
             bound = seg.next_offset if j < k else min(seg.next_offset, max(recovery_point, seg.base))
             seg.trim_txn_index(bound)
         active = segs[-1]
-        active._index_handles()
         if active.first_ts is None and active.size:
             active.first_ts = active._first_batch_ts()
     leo = segs[-1].next_offset

@@ -23,9 +23,17 @@ Invariants:
   last index entry (``tail_off``/``tail_pos``: every one, in order, so at most
   index.interval.bytes' worth); it does when it tracked them itself, not
   after ``load_indexes`` until ``recover`` rescans.
+- The index entries live in memory; the files are written from them by
+  ``write_indexes`` (at a flush, which fsyncs them, and when a segment is
+  created, recovered or truncated), each time through a handle opened for
+  that write alone. A segment therefore keeps one file open, its ``.log``
+  (and its ``.txnindex`` once it has one), however long it lives. Between
+  writes the files may lag behind memory: only by entries of offsets above
+  the recovery point, which recovery derives again from the ``.log``.
 - A segment object is not thread-safe by itself: its log mutates it on the
-  event loop; other threads only fsync its handles or read a pinned segment
-  that no longer changes.
+  event loop; other threads only fsync its handles, write its indexes
+  (``write_indexes``, serialised by a lock of its own) or read a pinned
+  segment that no longer changes.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import logging
 import os
 import struct
 import sys
+import threading
 from array import array
 
 from odradek.protocol.batch import (
@@ -88,9 +97,10 @@ class Segment:
         self.txn_path = stem + ".txnindex" + suffix
         self.log = fs.open(self.log_path)
         self.size = fs.fsize(self.log)
-        self.idx_h = None
-        self.ts_h = None
         self.txn_h = None
+        self.index_gen = 0  # bumped whenever index entries are dropped from memory
+        self.index_written = None  # (index_gen, entries, time entries) the files hold
+        self._index_lock = threading.Lock()
         self.aborted: list[AbortedTxn] = []  # the .txnindex entries, in marker order
         self.txn_torn = False  # the file ended inside an entry (or held a bad one)
         self.created_ms = created_ms
@@ -100,6 +110,7 @@ class Segment:
         self.reset_indexes()
 
     def reset_indexes(self) -> None:
+        self.index_gen += 1
         self.idx_off = array("i")  # relative offsets of indexed batches' last records
         self.idx_pos = array("i")
         self.tidx = bytearray()  # raw .timeindex entries
@@ -118,12 +129,6 @@ class Segment:
         self.tail_pos = array("i")
 
     # -- index files ----------------------------------------------------
-    def _index_handles(self):
-        if self.idx_h is None:
-            self.idx_h = self.fs.open(self.index_path)
-            self.ts_h = self.fs.open(self.time_path)
-        return self.idx_h, self.ts_h
-
     def load_indexes(self, upper: int | None) -> bool:
         """Read both index files; False if missing or inconsistent. ``upper`` bounds
         the segment's offsets (next segment's base) when known."""
@@ -160,7 +165,9 @@ class Segment:
                 return False
             if upper is not None and self.base + rel1 >= upper:
                 return False
+        self.index_gen += 1
         self.idx_off, self.idx_pos, self.tidx = offs, poss, bytearray(traw)
+        self.index_written = (self.index_gen, n, m)
         self.last_index_pos = poss[-1] if n else 0
         self.tail_off = self.tail_pos = None
         if m:
@@ -168,19 +175,50 @@ class Segment:
             self.max_ts_offset = self.base + rel
         return True
 
-    def write_indexes(self) -> None:
-        """Rewrite both index files from memory."""
-        idx_h, ts_h = self._index_handles()
-        a = array("i", bytes(8 * len(self.idx_off)))
-        a[0::2] = self.idx_off
-        a[1::2] = self.idx_pos
-        if sys.byteorder == "little":
-            a.byteswap()
-        raw = a.tobytes()
-        self.fs.pwrite(idx_h, raw, 0)
-        self.fs.truncate(idx_h, len(raw))
-        self.fs.pwrite(ts_h, self.tidx, 0)
-        self.fs.truncate(ts_h, len(self.tidx))
+    def write_indexes(self, fsync: bool = False) -> None:
+        """Bring both index files up to the entries in memory (appending what
+        is new, or rewriting them after entries were dropped); with ``fsync``,
+        make them durable. Any thread: the entries are read under the GIL
+        (appends on the loop only ever add), writers take turns, and each
+        write opens the files for itself."""
+        with self._index_lock:
+            while True:  # a snapshot no drop of entries (recover, on the loop) straddles
+                gen = self.index_gen
+                off, pos, tidx = self.idx_off[:], self.idx_pos[:], bytes(self.tidx)
+                if gen == self.index_gen:
+                    break
+            n, m = min(len(off), len(pos)), len(tidx) // 12
+            written = self.index_written
+            if written is not None and written[0] == gen and written[1] <= n and written[2] <= m:
+                n0, m0 = written[1], written[2]
+            else:
+                n0 = m0 = -1  # rewrite
+            if (n0, m0) == (n, m) and not fsync:
+                return
+            a = array("i", bytes(8 * (n - max(n0, 0))))
+            a[0::2] = off[max(n0, 0):n]
+            a[1::2] = pos[max(n0, 0):n]
+            if sys.byteorder == "little":
+                a.byteswap()
+            fs = self.fs
+            for path, data, start, rewrite in ((self.index_path, a.tobytes(), 8 * max(n0, 0), n0 < 0),
+                                               (self.time_path, tidx[12 * max(m0, 0):12 * m], 12 * max(m0, 0),
+                                                m0 < 0)):
+                h = fs.open(path)
+                try:
+                    if data:
+                        fs.pwrite(h, data, start)
+                    if rewrite:
+                        fs.truncate(h, start + len(data))
+                    if fsync:
+                        fs.fsync(h)
+                finally:
+                    fs.close(h)
+            self.index_written = (gen, n, m)
+
+    def indexes_written(self) -> bool:
+        """Whether the index files hold every entry in memory."""
+        return self.index_written == (self.index_gen, len(self.idx_off), len(self.tidx) // 12)
 
     def index_full(self, config: LogConfig) -> bool:
         return (len(self.idx_off) >= config.segment_index_bytes // 8
@@ -193,8 +231,6 @@ class Segment:
             self.max_ts_offset = last_offset
         rel = last_offset - self.base
         if pos and pos - self.last_index_pos > interval:
-            idx_h, ts_h = self._index_handles()
-            self.fs.pwrite(idx_h, _IDX.pack(rel, pos), 8 * len(self.idx_off))
             self.idx_off.append(rel)
             self.idx_pos.append(pos)
             self.last_index_pos = pos
@@ -213,10 +249,7 @@ class Segment:
         """Append (max_ts, its offset) to the time index if the max grew."""
         last = _TIDX.unpack_from(self.tidx, len(self.tidx) - 12)[0] if self.tidx else -1
         if self.max_ts > last:
-            _, ts_h = self._index_handles()
-            entry = _TIDX.pack(self.max_ts, self.max_ts_offset - self.base)
-            self.fs.pwrite(ts_h, entry, len(self.tidx))
-            self.tidx += entry
+            self.tidx += _TIDX.pack(self.max_ts, self.max_ts_offset - self.base)
 
     # -- the aborted-transaction index (.txnindex) ------------------------
     def load_txn_index(self) -> None:
@@ -390,6 +423,7 @@ class Segment:
         must be loaded (or reset) before. Returns the number of bytes validated."""
         rel = from_offset - self.base
         k = bisect.bisect_left(self.idx_off, rel)
+        self.index_gen += 1
         del self.idx_off[k:]
         del self.idx_pos[k:]
         lo, hi = 0, len(self.tidx) // 12  # time entries are ordered by offset too
@@ -476,7 +510,8 @@ class Segment:
 
     # -- lifecycle ------------------------------------------------------
     def handles(self):
-        return (self.log, self.idx_h, self.ts_h, self.txn_h)
+        """The files it keeps open (the indexes are opened per write)."""
+        return (self.log, self.txn_h)
 
     def close_handles(self) -> None:
         for h in self.handles():
@@ -485,7 +520,7 @@ class Segment:
                     self.fs.close(h)
                 except OSError:
                     pass
-        self.log = self.idx_h = self.ts_h = self.txn_h = None
+        self.log = self.txn_h = None
 
     def remove_files(self) -> None:
         for p in (self.log_path, self.index_path, self.time_path, self.txn_path):
@@ -521,7 +556,7 @@ class CleanedSegment:
             fs.truncate(seg.log, 0)
             seg.size = 0
         fs.remove_if_exists(seg.txn_path)
-        seg._index_handles()
+        seg.write_indexes()  # the files exist before a worker thread fills them
         self.interval = interval
 
     @property
@@ -545,7 +580,7 @@ class CleanedSegment:
         """Write the indexes and fsync the files."""
         seg = self.seg
         seg.maybe_time_entry()
-        seg.write_indexes()
+        seg.write_indexes(fsync=True)
         for h in seg.handles():
             if h is not None:
                 self.fs.fsync(h)

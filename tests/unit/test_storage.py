@@ -701,6 +701,8 @@ def test_index_golden_bytes(fake_env):
     assert BATCH_SIZE == 69
     for ts in (1000, 2000, 1500, 3000):
         lg.append(make_batch(ts=ts), 0, 5000)
+    assert _index_files(fake_env.fs, 0) == (b"", b"")  # entries are kept in memory until a flush
+    lg.flush()
     idx, tidx = _index_files(fake_env.fs, 0)
     assert idx.hex() == "00000001" "00000045" "00000002" "0000008a" "00000003" "000000cf"
     assert tidx.hex() == ("00000000000007d0" "00000001"
@@ -715,6 +717,7 @@ def test_timeindex_final_entry_on_roll(fake_env):
     lg = fake_env.open(index_interval_bytes=1 << 20, segment_bytes=BATCH_SIZE * 3)
     for ts in (1000, 1200, 1100, 1300):
         lg.append(make_batch(ts=ts), 0, 5000)
+    lg.flush()  # as the roll schedules
     idx, tidx = _index_files(fake_env.fs, 0)
     assert idx == b"" and tidx.hex() == "00000000000004b0" "00000001"
 
@@ -946,3 +949,56 @@ def test_aux_write_is_atomic_and_durable(fake_env):
     assert lg.read_aux("p.snapshot") == b"old"
     fake_env.store.delete_log("t", 0)
     assert not fake_env.fs.exists("/data/t-0")
+
+
+# -- file handles: a segment keeps only its .log open ---------------------------
+
+def _open_paths(fs) -> list[str]:
+    return sorted(path for path, _ in fs._handles.values())
+
+
+def test_a_segment_keeps_only_its_log_open_and_indexes_are_written_at_flush(fake_env):
+    """One open file per segment (Kafka maps its indexes; odradek keeps their
+    entries in memory), so a broker holds one descriptor per partition's
+    active segment; the index files catch up at a flush, by appending."""
+    lg = fake_env.open(segment_bytes=BATCH_SIZE * 4, index_interval_bytes=0)
+    fill(lg, 10, ts0=1000, step=10)
+    assert _open_paths(fake_env.fs) == [f"/data/t-0/{b:020d}.log" for b in (0, 4, 8)]
+    idx_before = _index_files(fake_env.fs, 8)
+    lg.flush()
+    assert _open_paths(fake_env.fs) == [f"/data/t-0/{b:020d}.log" for b in (0, 4, 8)]
+    idx, tidx = _index_files(fake_env.fs, 8)
+    assert idx_before == (b"", b"") and len(idx) == 8 and len(tidx) == 12  # offset 9 at batch 2
+    writes = fake_env.fs.counts.get("pwrite", 0)
+    fill(lg, 1, ts0=2000)
+    lg.flush()
+    # Only the new entries were written (one index and one time entry), not the files again.
+    assert fake_env.fs.counts["pwrite"] - writes == 3
+    assert _index_files(fake_env.fs, 8)[0] == idx + bytes.fromhex("000000020000008a")
+
+
+@pytest.mark.parametrize("crash", ["kill", "power"])
+def test_indexes_not_yet_written_are_derived_again_after_a_crash(fake_env, crash):
+    """A crash before the flush that would have written them: the entries
+    above the recovery point come back from the .log, so reads, timestamp
+    lookups and the largest timestamp (retention's clock) are as before."""
+    lg = fake_env.open(segment_bytes=BATCH_SIZE * 6, index_interval_bytes=BATCH_SIZE)
+    stored = fill(lg, 8, ts0=1000, step=10)
+    lg.flush()
+    fake_env.store.write_checkpoints()
+    stored.update(fill(lg, 10, ts0=2000, step=10))  # rolls at 12; never flushed
+    if crash == "kill":
+        expect_end, expect = 18, [(1005, (1, 1010)), (1075, (8, 2000)), (2085, (17, 2090)), (2095, None)]
+    else:  # what was not fsynced is gone: the log ends at the flush
+        expect_end, expect = 8, [(1005, (1, 1010)), (1070, (7, 1070)), (1075, None)]
+    before = {b: lg.read(b, BATCH_SIZE) for b in range(expect_end)}
+    lg = fake_env.reopen(crash=crash)
+    assert lg.log_end_offset == expect_end
+    for offset in range(expect_end):
+        assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == b"".join(before[offset].chunks)
+    for ts, answer in expect:
+        assert lg.offset_for_timestamp(ts) == answer
+    lg.close()
+    lg = fake_env.reopen()  # and the files a clean close wrote load as they are
+    for ts, answer in expect:
+        assert lg.offset_for_timestamp(ts) == answer
