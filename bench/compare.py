@@ -1358,11 +1358,11 @@ PLANS = [
     "modules. The CLI now loads a subcommand's module only when it is used; next are loading the "
     "group coordinator's modules on first use of a group API and compiling the codec lazily (it "
     "already is, per API).",
-    "- **Disk mode with many partitions.** A segment keeps one file open, its log: the index "
-    "entries live in memory and the index files are written at a flush (a roll's, or a clean "
-    "close's), as Kafka keeps one descriptor per segment and maps its indexes. So a partition of "
-    "one segment costs one descriptor; beyond the open-file limit (`odradek serve` lifts the soft "
-    "limit to the hard one at start), older segments' logs opened on demand are the next step.",
+    "- **Disk mode with many partitions.** A segment keeps at most one file open, its log, while "
+    "it is in use: the index entries live in memory (the index files are written at a flush), and "
+    "the store closes the least recently used idle segments' files beyond the open-file limit and "
+    "opens them again on demand, where Kafka keeps one descriptor per segment and maps its "
+    "indexes.",
     "- **Rebalance of 10 members.** With `group.initial.rebalance.delay.ms=0` odradek completes the "
     "first generation as soon as the first member has joined, and the others join a second one "
     "after the first member's next heartbeat (3 s in librdkafka); Kafka, on the same setting, "

@@ -32,10 +32,12 @@ def wait_port(port: int, timeout: float = 15.0, proc=None) -> None:
 class BrokerProcess:
     """``odradek serve`` in a child process, for tests that kill it."""
 
-    def __init__(self, data_dir: str, port: int | None = None, props: dict | None = None):
+    def __init__(self, data_dir: str, port: int | None = None, props: dict | None = None,
+                 open_files: int | None = None):
         self.data_dir = data_dir
         self.port = port or free_port()
         self.props = props or {}
+        self.open_files = open_files  # the child's open-file limit (soft and hard), if given
         self.proc = None
 
     @property
@@ -47,7 +49,14 @@ class BrokerProcess:
                 "--data-dir", self.data_dir, "--log-level", "WARNING"]
         for k, v in self.props.items():
             args += ["-o", f"{k}={v}"]
-        self.proc = subprocess.Popen(args, cwd=ROOT)
+        limit = self.open_files
+
+        def set_limit():
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+        self.proc = subprocess.Popen(args, cwd=ROOT, preexec_fn=set_limit if limit else None)
         wait_port(self.port, proc=self.proc)
         return self
 

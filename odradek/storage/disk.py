@@ -20,6 +20,7 @@ from .checkpoints import (
 )
 from .fs import FileSystem, OSFileSystem
 from .log import SegmentedLog
+from .segment import OpenLogFiles, open_file_limit
 
 
 class DiskLogStore(LogStore):
@@ -30,9 +31,16 @@ class DiskLogStore(LogStore):
 
     CHECKPOINTS = (RECOVERY_POINT_CHECKPOINT, LOG_START_CHECKPOINT, HIGH_WATERMARK_CHECKPOINT)
 
-    def __init__(self, data_dir, fs: FileSystem | None = None, *, auto_high_watermark: bool = True):
+    def __init__(self, data_dir, fs: FileSystem | None = None, *, auto_high_watermark: bool = True,
+                 open_files: int | None = None):
+        """``open_files``: how many segment files to keep open at most (0: no
+        limit; default: from the process's open-file limit, see
+        ``segment.open_file_limit``)."""
         self.data_dir = str(data_dir)
         self.fs = fs or OSFileSystem()
+        if open_files is None:
+            open_files = open_file_limit()
+        self.files = OpenLogFiles(open_files) if open_files else None
         self.auto_high_watermark = auto_high_watermark
         self.fs.mkdir(self.data_dir)
         for n in self.fs.listdir(self.data_dir):
@@ -61,7 +69,7 @@ class DiskLogStore(LogStore):
             rp, start, hw = 0, None, None
         lg = SegmentedLog(d, topic, partition, config, self.fs,
                               recovery_point=rp or 0, log_start_offset=start, high_watermark=hw,
-                              auto_high_watermark=self.auto_high_watermark)
+                              auto_high_watermark=self.auto_high_watermark, files=self.files)
         self._logs[key] = lg
         return lg
 

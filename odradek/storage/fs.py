@@ -31,7 +31,9 @@ class FileSystem(abc.ABC):
     """What the log needs from a filesystem. Paths are strings."""
 
     @abc.abstractmethod
-    def open(self, path: str): ...
+    def open(self, path: str, create: bool = True):
+        """A read-write handle; the file is created if missing, unless
+        ``create`` is False (then FileNotFoundError)."""
 
     @abc.abstractmethod
     def close(self, handle) -> None: ...
@@ -117,10 +119,10 @@ class FileSystem(abc.ABC):
 class OSFileSystem(FileSystem):
     """The operating system's filesystem; handles are file descriptors."""
 
-    _FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    _FLAGS = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
 
-    def open(self, path):
-        return os.open(path, self._FLAGS, 0o644)
+    def open(self, path, create=True):
+        return os.open(path, self._FLAGS | (os.O_CREAT if create else 0), 0o644)
 
     def close(self, handle):
         os.close(handle)
@@ -234,11 +236,13 @@ class MemoryFileSystem(FileSystem):
         except KeyError:
             raise FileNotFoundError(errno.ENOENT, "no such directory", parent) from None
 
-    def open(self, path):
+    def open(self, path, create=True):
         path = self._norm(path)
         with self._lock:
             inode = self._files.get(path)
             if inode is None:
+                if not create:
+                    raise FileNotFoundError(errno.ENOENT, "no such file", path)
                 if path in self._dirs:
                     raise IsADirectoryError(errno.EISDIR, "is a directory", path)
                 self._entries(path).add(posixpath.basename(path))
@@ -484,12 +488,12 @@ class FakeFileSystem(MemoryFileSystem):
         return entry[0] if entry is not None else None
 
     # -- FileSystem: MemoryFileSystem's, plus faults, hooks and bookkeeping --
-    def open(self, path):
+    def open(self, path, create=True):
         path = self._norm(path)
         self._before("open", path)
         with self._lock:
             self._check("open", path)
-            return super().open(path)
+            return super().open(path, create)
 
     def pwrite(self, handle, data, pos):
         self._before("pwrite", self._handle_path(handle))

@@ -57,7 +57,7 @@ from .base import (
 from .checkpoints import write_epoch_checkpoint
 from .fs import FileSystem, OSFileSystem
 from .recovery import load_log
-from .segment import MAX_RELATIVE_OFFSET, SWAP_SUFFIX, CleanedSegment, Segment
+from .segment import MAX_RELATIVE_OFFSET, SWAP_SUFFIX, CleanedSegment, OpenLogFiles, Segment
 from odradek.clock import now_ms
 
 
@@ -67,8 +67,9 @@ class SegmentedLog(PartitionLog):
     def __init__(self, directory: str, topic: str, partition: int, config: LogConfig,
                  fs: FileSystem | None = None, *, recovery_point: int = 0,
                  log_start_offset: int | None = None, high_watermark: int | None = None,
-                 auto_high_watermark: bool = True):
+                 auto_high_watermark: bool = True, files: OpenLogFiles | None = None):
         self.dir = directory
+        self.files = files  # the store's open .log files, held to its limit (None: no limit)
         self.topic = topic
         self.partition = partition
         self.config = config
@@ -100,6 +101,32 @@ class SegmentedLog(PartitionLog):
         self._rolled_since_flush = False
         self._last_flush_ms = now_ms()
         self._closed = False
+        for seg in self._segments:
+            self._adopt(seg)
+        self.release_files()
+
+    def _adopt(self, seg: Segment) -> Segment:
+        """Make ``seg`` one of this log's: its file may be closed for the store's
+        limit, under this log's lock."""
+        seg.guard = self._lock
+        if self.files is not None and seg.files is None:
+            seg.files = self.files
+            if seg._log is not None:
+                self.files.opened(seg)
+        return seg
+
+    def release_files(self) -> None:
+        """Close the segments' files (opened again on demand): what loading or
+        creating the log opened, before the loop uses it (any thread)."""
+        if self.files is None:
+            return
+        for seg in self._segments:
+            seg.close_if_idle()
+
+    def _trim_files(self) -> None:
+        files = self.files
+        if files is not None and len(files) > files.limit:
+            files.trim()
 
     def _write_epochs(self, text: str) -> None:
         with self._epoch_file_lock:
@@ -171,10 +198,10 @@ class SegmentedLog(PartitionLog):
             seg = self._roll(now_ms)
         at = seg.size
         try:
-            self.fs.pwrite(seg.log, buf, at)
+            seg.pwrite(buf, at)
         except OSError:
             try:
-                self.fs.truncate(seg.log, at)
+                seg.truncate(at)
             except OSError:
                 pass
             raise
@@ -190,6 +217,7 @@ class SegmentedLog(PartitionLog):
             for epoch, start in epochs:
                 if epoch >= 0 and self._epochs.assign(epoch, start):
                     self._epochs_dirty = True
+        self._trim_files()
 
     def assign_epoch(self, leader_epoch: int) -> None:
         with self._lock:
@@ -213,9 +241,9 @@ class SegmentedLog(PartitionLog):
     def _roll(self, now_ms: int) -> Segment:
         old = self._segments[-1]
         old.maybe_time_entry()
-        seg = Segment(self.fs, self.dir, self._leo, now_ms)
+        seg = self._adopt(Segment(self.fs, self.dir, self._leo, now_ms, files=self.files))
         if seg.size:  # a leftover file at this offset holds nothing we index
-            self.fs.truncate(seg.log, 0)
+            seg.truncate(0)
             seg.size = 0
         seg.write_indexes()
         with self._lock:
@@ -274,6 +302,7 @@ class SegmentedLog(PartitionLog):
             i += 1
             if i < len(segs):
                 offset = segs[i].base
+        self._trim_files()
         return result
 
     def iter_headers(self, start_offset: int, chunk_bytes: int = 0):
@@ -288,13 +317,14 @@ class SegmentedLog(PartitionLog):
             i = max(0, bisect.bisect_right(self._bases, start_offset) - 1)
             for s in segs:
                 s.pins += 1
-        pread = self.fs.pread
+            for s in segs[i:]:
+                s.log  # open now: a pinned segment deleted meanwhile keeps its file
         try:
             pos = segs[i].lookup(start_offset) if i < len(segs) else 0
             for seg in segs[i:]:
-                fh, size = seg.log, seg.size
+                size = seg.size
                 while size - pos >= HEADER_SIZE:
-                    hdr = pread(fh, HEADER_SIZE, pos)
+                    hdr = seg.pread(HEADER_SIZE, pos)
                     if len(hdr) < HEADER_SIZE:
                         break
                     h = read_header(hdr)
@@ -463,7 +493,7 @@ class SegmentedLog(PartitionLog):
         for s in doomed:
             s.remove_files()
         if k == 0:
-            seg = Segment(self.fs, self.dir, offset, now_ms())
+            seg = self._adopt(Segment(self.fs, self.dir, offset, now_ms(), files=self.files))
             seg.write_indexes()
             with self._lock:
                 self._segments, self._bases = [seg], [offset]
@@ -500,7 +530,7 @@ class SegmentedLog(PartitionLog):
                     s.close_handles()
         for s in doomed:
             s.remove_files()
-        seg = Segment(self.fs, self.dir, offset, now_ms())
+        seg = self._adopt(Segment(self.fs, self.dir, offset, now_ms(), files=self.files))
         seg.write_indexes()
         seg.dirty = True
         with self._lock:
@@ -617,6 +647,8 @@ class SegmentedLog(PartitionLog):
         with self._lock:
             for s in segs:
                 s.pins += 1
+                if not s.deleted:
+                    s.log  # open now: a pinned segment deleted meanwhile keeps its file
 
     def unpin_segments(self, segs) -> None:
         with self._lock:
@@ -655,6 +687,7 @@ class SegmentedLog(PartitionLog):
             cleaned.abort()
             raise
         new.log_path = new.stem + ".log" + SWAP_SUFFIX
+        new.guard = self._lock  # (its file stays open: it is not one of the store's limited files)
         with self._lock:
             self._segments[i : i + len(old)] = [new]
             self._bases[i : i + len(old)] = [new.base]

@@ -18,4 +18,5 @@ class MemoryLogStore(DiskLogStore):
     again keeps its data, as on disk (the store's files are its memory)."""
 
     def __init__(self, *, auto_high_watermark: bool = True):
-        super().__init__("/", MemoryFileSystem(), auto_high_watermark=auto_high_watermark)
+        # Memory files cost no descriptor: no limit on how many stay open.
+        super().__init__("/", MemoryFileSystem(), auto_high_watermark=auto_high_watermark, open_files=0)

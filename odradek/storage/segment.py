@@ -23,6 +23,13 @@ Invariants:
   last index entry (``tail_off``/``tail_pos``: every one, in order, so at most
   index.interval.bytes' worth); it does when it tracked them itself, not
   after ``load_indexes`` until ``recover`` rescans.
+- A segment's ``.log`` is opened on demand and may be closed again for the
+  store's open-file limit (:class:`OpenLogFiles`), by any thread, but only
+  while no thread uses it: every read, write and truncation holds it for
+  the call (``pread``, ``pwrite``, ``truncate``), and a thread that pinned
+  the segment (a flush, the cleaner) holds it until it unpins, pins
+  changing under its log's lock, which closing takes too. A file is never
+  created again by reopening it.
 - The index entries live in memory; the files are written from them by
   ``write_indexes`` (at a flush, which fsyncs them, and when a segment is
   created, recovered or truncated), each time through a handle opened for
@@ -41,10 +48,12 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import errno
 import struct
 import sys
 import threading
 from array import array
+from collections import OrderedDict
 
 from odradek.protocol.batch import (
     HEADER_SIZE,
@@ -82,21 +91,90 @@ def _validate_stored(buf, pos: int, end: int):
     return validate(buf, pos, end, dense=False)
 
 
+class OpenLogFiles:
+    """The segments' open ``.log`` files in one store, held near ``limit``
+    (from the process's open-file limit, see ``open_file_limit``), so a broker
+    can hold many more segments than it can have files open. Files are opened
+    on demand (a segment's ``pread``/``pwrite``/``truncate``); ``trim``,
+    which any thread may call, closes those of idle segments beyond the
+    limit, oldest first, passing over one used since it was last passed
+    (a clock: using a file costs no lock here)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._open: OrderedDict = OrderedDict()  # Segment -> None, oldest first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def opened(self, seg: "Segment") -> None:
+        with self._lock:
+            self._open[seg] = None
+
+    def closed(self, seg: "Segment") -> None:
+        with self._lock:
+            self._open.pop(seg, None)
+
+    def trim(self) -> int:
+        """Close idle segments' files beyond the limit; return how many."""
+        excess = len(self._open) - self.limit
+        if excess <= 0:
+            return 0
+        candidates = []
+        with self._lock:
+            for seg in list(self._open)[:2 * excess + 64]:
+                if seg.recent:
+                    seg.recent = False
+                    self._open.move_to_end(seg)
+                else:
+                    candidates.append(seg)
+        closed = 0
+        for seg in candidates:
+            if closed >= excess:
+                break
+            if seg.close_if_idle():
+                closed += 1
+        return closed
+
+
+def open_file_limit() -> int:
+    """How many segment files a store may keep open: the soft open-file limit
+    less a quarter (at least 256) for sockets, index writes and the rest."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 1024
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 20
+    return max(32, soft - max(256, soft // 4))
+
+
 class Segment:
     """One segment's files and in-memory index. Not thread-safe by itself: the
     owning log mutates it on the loop; flush only fsyncs its handles."""
 
     def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
-                 suffix: str = ""):
+                 suffix: str = "", files: OpenLogFiles | None = None):
         self.fs = fs
+        self.files = files  # the store's open files (None: the file stays open until closed)
+        self.guard = None  # the owning log's lock, once a log owns it: pins change under it
+        self._file_lock = threading.Lock()  # the .log handle and its users
+        self.uses = 0  # calls using the .log handle now
+        self.recent = True  # used since OpenLogFiles.trim last passed it
+        self.retired = False  # close_handles ran: never opened again
         self.base = base
         self.stem = stem = os.path.join(directory, f"{base:020d}")
         self.log_path = stem + ".log" + suffix
         self.index_path = stem + ".index" + suffix
         self.time_path = stem + ".timeindex" + suffix
         self.txn_path = stem + ".txnindex" + suffix
-        self.log = fs.open(self.log_path)
-        self.size = fs.fsize(self.log)
+        self._log = fs.open(self.log_path)
+        self.size = fs.fsize(self._log)
+        if files is not None:
+            files.opened(self)
         self.txn_h = None
         self.index_gen = 0  # bumped whenever index entries are dropped from memory
         self.index_written = None  # (index_gen, entries, time entries) the files hold
@@ -151,7 +229,7 @@ class Segment:
                 return False
             if upper is not None and self.base + offs[-1] >= upper:
                 return False
-            hdr = fs.pread(self.log, HEADER_SIZE, poss[-1])
+            hdr = self.pread(HEADER_SIZE, poss[-1])
             if len(hdr) < HEADER_SIZE:
                 return False
             h = read_header(hdr)
@@ -334,10 +412,9 @@ class Segment:
         """Yield (buffer, index in it, position, size) for the header of each
         whole batch from ``pos`` up to ``end`` (no CRC check), reading windows
         of headers; stop at anything malformed or partial."""
-        fs, fh = self.fs, self.log
         window = _FIRST_WINDOW  # a lookup's batch is usually near: start small
         while end - pos >= HEADER_SIZE:
-            buf = fs.pread(fh, min(window, end - pos), pos)
+            buf = self.pread(min(window, end - pos), pos)
             window = _SCAN_WINDOW
             n = len(buf)
             if n < HEADER_SIZE:
@@ -365,7 +442,7 @@ class Segment:
             if j == len(tail):
                 return None
             pos = self.tail_pos[j]
-            hdr = self.fs.pread(self.log, HEADER_SIZE, pos)
+            hdr = self.pread(HEADER_SIZE, pos)
             return (pos, read_header(hdr)) if len(hdr) == HEADER_SIZE else None
         for buf, b, p, _ in self._walk(self.lookup(offset), self.size):
             if _I64.unpack_from(buf, b)[0] + _I32.unpack_from(buf, b + 23)[0] >= offset:
@@ -387,15 +464,15 @@ class Segment:
         return end
 
     def read(self, pos: int, size: int) -> bytes:
-        return self.fs.pread(self.log, size, pos)
+        return self.pread(size, pos)
 
     def batches(self):
         """Yield (header, bytes) for each whole batch, reading large windows
         (for a segment that no longer changes: the cleaner's worker thread)."""
-        fs, fh, end = self.fs, self.log, self.size
+        end = self.size
         pos = 0
         while end - pos >= HEADER_SIZE:
-            buf = fs.pread(fh, min(_RECOVER_WINDOW, end - pos), pos)
+            buf = self.pread(min(_RECOVER_WINDOW, end - pos), pos)
             n, b = len(buf), 0
             while n - b >= HEADER_SIZE:
                 size = peek_size(buf, b)
@@ -455,16 +532,16 @@ class Segment:
         return validated
 
     def _first_batch_ts(self):
-        hdr = self.fs.pread(self.log, HEADER_SIZE, 0)
+        hdr = self.pread(HEADER_SIZE, 0)
         return read_header(hdr).max_timestamp if len(hdr) == HEADER_SIZE else None
 
     def _validate_from(self, pos: int, interval: int, on_batch) -> int:
-        fs, fh, end = self.fs, self.log, self.size
+        end = self.size
         start = pos
         expected = self.next_offset
         bad = False
         while end - pos >= HEADER_SIZE and not bad:
-            buf = fs.pread(fh, min(_RECOVER_WINDOW, end - pos), pos)
+            buf = self.pread(min(_RECOVER_WINDOW, end - pos), pos)
             n, b = len(buf), 0
             while n - b >= LOG_OVERHEAD:
                 size = peek_size(buf, b)
@@ -498,15 +575,107 @@ class Segment:
         if pos < self.size:
             log.warning("%s: truncating %d bytes of invalid data at position %d",
                         self.log_path, self.size - pos, pos)
-            self.fs.truncate(fh, pos)
+            self.truncate(pos)
             self.size = pos
         return pos - start
 
     def truncate_at(self, pos: int, offset: int, interval: int) -> None:
         """Drop everything from ``pos`` (the start of the batch holding ``offset``)."""
-        self.fs.truncate(self.log, pos)
+        self.truncate(pos)
         self.size = pos
         self.recover(offset, interval)
+
+    # -- the .log file ---------------------------------------------------
+    def _acquire(self):
+        """The open ``.log`` handle, counted in use until ``_release``."""
+        with self._file_lock:
+            h = self._log
+            if h is None:
+                if self.retired:
+                    raise OSError(errno.EBADF, "segment closed", self.log_path)
+                h = self._log = self.fs.open(self.log_path, create=False)
+                if self.files is not None:
+                    self.files.opened(self)
+            self.uses += 1
+        self.recent = True
+        return h
+
+    def _release(self) -> None:
+        with self._file_lock:
+            self.uses -= 1
+        files = self.files
+        if files is not None and len(files) > files.limit:
+            files.trim()
+
+    def pread(self, size: int, pos: int) -> bytes:
+        if self.files is None:  # never closed for a limit: no need to count users
+            return self.fs.pread(self._open_handle(), size, pos)
+        h = self._acquire()
+        try:
+            return self.fs.pread(h, size, pos)
+        finally:
+            self._release()
+
+    def pwrite(self, data, pos: int) -> None:
+        if self.files is None:
+            self.fs.pwrite(self._open_handle(), data, pos)
+            return
+        h = self._acquire()
+        try:
+            self.fs.pwrite(h, data, pos)
+        finally:
+            self._release()
+
+    def truncate(self, size: int) -> None:
+        if self.files is None:
+            self.fs.truncate(self._open_handle(), size)
+            return
+        h = self._acquire()
+        try:
+            self.fs.truncate(h, size)
+        finally:
+            self._release()
+
+    def _open_handle(self):
+        h = self._log
+        if h is None:
+            raise OSError(errno.EBADF, "segment closed", self.log_path)
+        return h
+
+    @property
+    def log(self):
+        """The ``.log`` handle, for a thread that pinned the segment (its
+        handle stays open until unpinned); otherwise use ``pread`` and the
+        like."""
+        h = self._acquire()
+        self._release()
+        return h
+
+    def close_if_idle(self) -> bool:
+        """Close the ``.log`` for the open-file limit if nothing uses it and
+        no thread has the segment pinned (checked under its log's lock, taken
+        without waiting: a busy segment is passed over). Any thread."""
+        guard = self.guard
+        if self.files is None or guard is None or not guard.acquire(blocking=False):
+            return False
+        try:
+            if not self._file_lock.acquire(blocking=False):
+                return False
+            try:
+                h = self._log
+                if self.pins or self.uses or h is None:
+                    return False
+                self._log = None
+            finally:
+                self._file_lock.release()
+        finally:
+            guard.release()
+        self.files.closed(self)
+        try:
+            self.fs.close(h)
+        except OSError:
+            pass
+        return True
 
     # -- lifecycle ------------------------------------------------------
     def handles(self):
@@ -514,13 +683,18 @@ class Segment:
         return (self.log, self.txn_h)
 
     def close_handles(self) -> None:
-        for h in self.handles():
+        """Close its files for good (the segment is deleted, or its log closed)."""
+        with self._file_lock:
+            self.retired = True
+            handles, self._log, self.txn_h = (self._log, self.txn_h), None, None
+        if self.files is not None:
+            self.files.closed(self)
+        for h in handles:
             if h is not None:
                 try:
                     self.fs.close(h)
                 except OSError:
                     pass
-        self.log = self.txn_h = None
 
     def remove_files(self) -> None:
         for p in (self.log_path, self.index_path, self.time_path, self.txn_path):
@@ -553,7 +727,7 @@ class CleanedSegment:
         self.fs = fs
         self.seg = seg = Segment(fs, directory, base, created_ms, suffix=CLEANED_SUFFIX)
         if seg.size:  # a leftover of an abandoned clean
-            fs.truncate(seg.log, 0)
+            seg.truncate(0)
             seg.size = 0
         fs.remove_if_exists(seg.txn_path)
         seg.write_indexes()  # the files exist before a worker thread fills them
@@ -568,7 +742,7 @@ class CleanedSegment:
         seg = self.seg
         h = read_header(batch)
         pos = seg.size
-        self.fs.pwrite(seg.log, batch, pos)
+        seg.pwrite(batch, pos)
         seg.size = pos + len(batch)
         seg.track(pos, h.last_offset, h.max_timestamp, self.interval)
 

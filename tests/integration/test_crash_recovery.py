@@ -168,3 +168,42 @@ def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tm
     got = read_all(broker.bootstrap, topic, 1, total)
     values = [got[(0, o)] for o in sorted(o for (_, o) in got)]
     assert values == [b"%06d" % i for i in range(total)]
+
+
+def test_more_partitions_than_open_files_stay_writable_readable_and_durable(broker_process, tmp_path):
+    """1,200 one-segment partitions under a 512 open-file limit (the broker
+    keeps about 256 segment files open): every partition takes a write and
+    serves it back, across a clean restart and a kill -9."""
+    from confluent_kafka import TopicPartition as TP
+    from confluent_kafka.admin import OffsetSpec
+
+    n = 1200
+    broker = broker_process(data_dir=tmp_path / "data", open_files=512)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("many", num_partitions=n, replication_factor=1)],
+                        operation_timeout=60)["many"].result(90)
+
+    def produce_one_each(tag):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 20})
+        failed = []
+        for i in range(n):
+            p.produce("many", f"{tag}{i}".encode(), partition=i,
+                      on_delivery=lambda err, msg: err is not None and failed.append(err))
+        assert p.flush(60) == 0 and not failed
+
+    def ends():
+        a = AdminClient({"bootstrap.servers": broker.bootstrap})
+        fs = a.list_offsets({TP("many", i): OffsetSpec.latest() for i in range(n)}, request_timeout=30)
+        return {tp.partition: f.result(30).offset for tp, f in fs.items()}
+
+    produce_one_each("a")
+    broker.stop()
+    broker.start()
+    assert set(ends().values()) == {1}
+    produce_one_each("b")
+    broker.kill()
+    broker.start()
+    assert set(ends().values()) == {2}
+    got = read_all(broker.bootstrap, "many", n, expected_min=2 * n, timeout=60)
+    assert len(got) == 2 * n
+    assert all(got[(i, 0)] == f"a{i}".encode() and got[(i, 1)] == f"b{i}".encode() for i in range(n))

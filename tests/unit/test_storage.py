@@ -1002,3 +1002,67 @@ def test_indexes_not_yet_written_are_derived_again_after_a_crash(fake_env, crash
     lg = fake_env.reopen()  # and the files a clean close wrote load as they are
     for ts, answer in expect:
         assert lg.offset_for_timestamp(ts) == answer
+
+
+def _open_logs(fs) -> set[str]:
+    return {path for path, _ in fs._handles.values() if path.endswith(".log")}
+
+
+def test_a_store_keeps_at_most_its_limit_of_segment_files_open():
+    """More segments than the open-file limit: the event loop closes the
+    least recently used idle ones and they open again on demand, so every
+    partition stays writable and readable, and comes back after a restart."""
+    import asyncio
+
+    fs = FakeFileSystem()
+    config = LogConfig(segment_bytes=BATCH_SIZE * 2)
+
+    async def main():
+        store = DiskLogStore("/data", fs, open_files=3)
+        logs = [store.open_log("t", p, config) for p in range(6)]
+        assert _open_logs(fs) == set()  # a log just loaded holds no file
+        stored = {}
+        for _ in range(3):
+            for p, lg in enumerate(logs):
+                stored.setdefault(p, {}).update(fill(lg, 2))
+                assert len(_open_logs(fs)) <= 3
+        for p, lg in enumerate(logs):
+            for offset, data in stored[p].items():
+                assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == data
+            assert len(_open_logs(fs)) <= 3
+        # A segment a worker thread pinned keeps its file while others come and go.
+        pinned = logs[0].segments_for_cleaning()[:2]
+        logs[0].pin_segments(pinned)
+        for lg in logs[1:]:
+            fill(lg, 1)
+        assert {s.log_path for s in pinned} <= _open_logs(fs)
+        assert [len(list(logs[0].segment_batches(s))) for s in pinned] == [2, 2]
+        logs[0].unpin_segments(pinned)
+        for lg in logs[1:]:
+            lg.read(0, BATCH_SIZE)
+        assert len(_open_logs(fs)) <= 3
+        ends = [lg.log_end_offset for lg in logs]
+        for lg in logs:
+            lg.flush()
+        store.close()
+        assert _open_logs(fs) == set()
+        store = DiskLogStore("/data", fs, open_files=3)
+        for p in range(6):
+            lg = store.open_log("t", p, config)
+            assert lg.log_end_offset == ends[p] == (6 if p == 0 else 7)
+            for offset, data in stored[p].items():
+                assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == data
+        store.close()
+
+    asyncio.run(main())
+
+
+def test_a_segment_file_is_never_created_again_by_opening_it_on_demand(fake_env):
+    lg = fake_env.open(segment_bytes=BATCH_SIZE * 2)
+    fill(lg, 5)
+    seg = lg.segments_for_cleaning()[0]
+    assert seg.close_if_idle()
+    fake_env.fs.remove(seg.log_path)
+    with pytest.raises(FileNotFoundError):
+        seg.log
+    assert not fake_env.fs.exists(seg.log_path)
