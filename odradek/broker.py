@@ -278,10 +278,39 @@ class BrokerCore:
         from odradek.server.http import HttpServer, parse_address
 
         host, port = parse_address(address)
+        http = self.config.http_security()
         self.console = for_broker(self)
-        self.http = HttpServer(lambda: render(self), app=self.console)
-        self.http_address = await self.http.start(host, port)
+        authenticate = None
+        if http.login:
+            from odradek.config import ConfigError
+
+            check = self.password_check()
+            if not check.servable():
+                raise ConfigError("http.authentication=sasl: no listener enables PLAIN or SCRAM, so there is no "
+                                  "SASL user to log in as")
+            if http.ssl_context is None:
+                log.warning("http.authentication=sasl over plain http://: passwords and session cookies cross "
+                            "the network in clear (http.listener=https://HOST:PORT with http.ssl.* serves TLS)")
+
+            async def authenticate(req):
+                from odradek.console.sessions import basic_credentials
+
+                basic = basic_credentials(req.headers)
+                return basic is not None and await check.check(*basic) is not None
+        self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
+        self.http_address = await self.http.start(host, port, http.ssl_context)
         self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
+
+    def password_check(self):
+        """Checks a user name and password against this broker's SASL users
+        (``odradek.security.login``), for the HTTP listener's login."""
+        if getattr(self, "_password_check", None) is None:
+            from odradek.security.login import PasswordCheck
+            from odradek.security.scram import ScramStore
+
+            self._password_check = PasswordCheck(self.config.security(), ScramStore(self.metadata).get,
+                                                 self.endpoint)
+        return self._password_check
 
     async def controlled_shutdown(self) -> bool:
         """Announce this broker's shutdown in its registration and wait (at most
@@ -328,8 +357,7 @@ class BrokerCore:
             await self.http.stop()
             self.http = None
         if self.console is not None:
-            if self.console.client is not None:
-                self.console.client.close()
+            self.console.close()
             self.console = None
         if self.server is not None:
             for server in self.servers:

@@ -31,7 +31,19 @@ def for_broker(broker):
                            f"listener, and {e}")
     host, port = broker.endpoint(broker.inter_broker_listener)
     client = ClusterClient([(host, port)], security, client_id=f"odradek-console-{broker.config.node_id}")
-    return Console(client, server_version=__version__)
+    sessions = None
+    http = broker.config.http_security()
+    if http.login:
+        from odradek.console.sessions import Sessions
+
+        check = broker.password_check()
+
+        def new_client(login):
+            return ClusterClient([broker.endpoint(login.listener)], login.security,
+                                 client_id=f"odradek-console-{broker.config.node_id}-{login.user}")
+
+        sessions = Sessions(check, new_client, http.session_ms, secure=http.ssl_context is not None)
+    return Console(client, server_version=__version__, sessions=sessions)
 
 
 async def serve_standalone(bootstrap: list[tuple[str, int]], host: str, port: int, security=None):

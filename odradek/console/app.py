@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import datetime
 import hmac
 import json
@@ -60,6 +61,12 @@ SHOW_LIMIT = 64 * 1024  # of one key or value, on a page
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
           "htmx.LICENSE": "text/plain"}
 NOT_FOUND_CODES = {errors.UNKNOWN_TOPIC_OR_PARTITION, errors.GROUP_ID_NOT_FOUND}
+REFUSED_CODES = {errors.TOPIC_AUTHORIZATION_FAILED, errors.GROUP_AUTHORIZATION_FAILED,
+                 errors.CLUSTER_AUTHORIZATION_FAILED, errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                 errors.SASL_AUTHENTICATION_FAILED}
+OPEN_PATHS = {"/login"}  # served without a login (with the static files)
+# The session of the request being answered (each HTTP request is its own task).
+_session = contextvars.ContextVar("console_session", default=None)
 
 
 class BadInput(Exception):
@@ -206,28 +213,39 @@ class Unavailable:
         self.reason = reason
         self.client = None
 
+    def close(self) -> None:
+        pass
+
     async def __call__(self, req: HttpRequest) -> HttpResponse:
         return HttpResponse(503, (self.reason + "\n").encode(), "text/plain; charset=utf-8")
 
 
 class Console:
-    def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None):
-        self.client = client
+    def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None,
+                 sessions=None):
+        """``sessions``: ``odradek.console.sessions.Sessions`` when the console
+        asks for a login (each user's pages then use that user's client)."""
+        self.default_client = client
+        self.sessions = sessions
         self.title = title
         self.server_version = server_version  # the broker's, when embedded
         self.csrf = secrets.token_urlsafe(24)
-        self.samples: deque[tuple[float, dict[str, int]]] = deque(maxlen=HISTORY)
+        # principal ("" without a login) -> watermark samples, so no one sees rates of topics hidden from them
+        self.all_samples: dict[str, deque[tuple[float, dict[str, int]]]] = {}
         self.lag_history: dict[str, deque[tuple[float, int]]] = {}  # group -> (when, total lag)
-        # (topic, partition, offset) -> the timestamp of the record there (it does not change)
-        self.first_unread: dict[tuple[str, int, int], int] = {}
+        # (topic, partition, offset, principal) -> the timestamp of the record there (it does not change)
+        self.first_unread: dict[tuple[str, int, int, str], int] = {}
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age,
+        self.env.globals.update(title=title, version=__version__, q=quote, fmt_age=fmt_age,
                                 fmt_bytes=fmt_bytes,
                                 fmt_time=fmt_time, show=show_bytes, sparkline=sparkline)
         self.static = {name: resources.files("odradek.console").joinpath("static", name).read_bytes()
                        for name in STATIC}
         self.routes = [
+            ("GET", ("login",), self.login_page),
+            ("POST", ("login",), self.login),
+            ("POST", ("logout",), self.logout),
             ("GET", ("",), self.overview),
             ("GET", ("topics",), self.topics),
             ("POST", ("topics",), self.create_topic),
@@ -244,6 +262,29 @@ class Console:
             ("POST", ("groups", None, "reset"), self.reset_offsets),
             ("POST", ("groups", None, "delete"), self.delete_group),
         ]
+
+    @property
+    def client(self) -> ClusterClient:
+        """The cluster as the request's user sees it (the console's own client without a login)."""
+        s = _session.get()
+        return s.client if s is not None else self.default_client
+
+    @property
+    def samples(self) -> deque:
+        s = _session.get()
+        key = s.principal if s is not None else ""
+        got = self.all_samples.get(key)
+        if got is None:
+            got = self.all_samples[key] = deque(maxlen=HISTORY)
+            while len(self.all_samples) > MAX_GROUP_HISTORIES:
+                del self.all_samples[next(iter(self.all_samples))]
+        return got
+
+    def close(self) -> None:
+        if self.default_client is not None:
+            self.default_client.close()
+        if self.sessions is not None:
+            self.sessions.close()
 
     # -- dispatch ------------------------------------------------------------
     async def __call__(self, req: HttpRequest) -> HttpResponse:
@@ -264,6 +305,11 @@ class Console:
                 return HttpResponse(200, self.static[name], STATIC[name] + "; charset=utf-8",
                                     [("cache-control", "max-age=3600")])
             return self.error_page(req, 404, f"No such file: {req.path}")
+        if self.sessions is not None and req.path not in OPEN_PATHS:
+            session, basic = await self.sessions.find(req.headers)
+            if session is None:
+                return self.unauthenticated(req, basic)
+            _session.set(session)
         parts = tuple(req.path.strip("/").split("/")) if req.path.strip("/") else ("",)
         allowed = set()
         for method, pattern, handler in self.routes:
@@ -281,7 +327,8 @@ class Console:
                 except BadInput as e:
                     return self.error_page(req, e.status, str(e))
                 except KafkaError as e:
-                    return self.error_page(req, 404 if e.code in NOT_FOUND_CODES else 502, str(e))
+                    status = 404 if e.code in NOT_FOUND_CODES else 403 if e.code in REFUSED_CODES else 502
+                    return self.error_page(req, status, str(e))
                 except Exception:
                     log.exception("console: %s %s failed", req.method, req.path)
                     return self.error_page(req, 500, "Internal error (the details are in the console's log)")
@@ -294,19 +341,69 @@ class Console:
         """A state-changing form must carry this console's token, and come from
         this origin when the browser says where it came from."""
         form = req.form()
-        if not hmac.compare_digest(form.get("csrf", ""), self.csrf):
+        if not hmac.compare_digest(form.get("csrf", ""), self.csrf_token()):
             raise BadInput("This form is stale or came from another site (CSRF token missing or wrong): "
                            "reload the page and try again", 403)
         origin = req.headers.get("origin") or req.headers.get("referer")
         if origin and origin != "null" and urlsplit(origin).netloc != req.headers.get("host", ""):
             raise BadInput(f"Refused a form posted from another origin ({origin})", 403)
 
+    def csrf_token(self) -> str:
+        s = _session.get()
+        return s.csrf if s is not None else self.csrf
+
     def render(self, template: str, code: int = 200, headers=None, **ctx) -> HttpResponse:
-        body = self.env.get_template(template).render(**ctx).encode()
+        s = _session.get()
+        ctx.setdefault("csrf", self.csrf_token())
+        body = self.env.get_template(template).render(user=s.user if s is not None else None, **ctx).encode()
         return HttpResponse(code, body, headers=[("cache-control", "no-store"), *(headers or [])])
 
     def error_page(self, req: HttpRequest, status: int, message: str, headers=None) -> HttpResponse:
         return self.render("error.html", status, headers, page="", status=status, message=message, path=req.path)
+
+    # -- login -----------------------------------------------------------------
+    def unauthenticated(self, req: HttpRequest, basic: bool) -> HttpResponse:
+        """No session: HTTP Basic refused is 401 (with its challenge); a page
+        asked by a browser goes to the login form; anything else is 401."""
+        if basic:
+            return self.error_page(req, 401, "Wrong user name or password",
+                                   [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')])
+        if req.method in ("GET", "HEAD") and not req.headers.get("hx-request"):
+            target = req.path + ("?" + urlencode(req.query) if req.query else "")
+            return self.redirect("/login", next=target if target != "/" else None)
+        return self.error_page(req, 401, "Log in first", [("hx-redirect", "/login")])
+
+    @staticmethod
+    def _next(target: str | None) -> str:
+        """Where to go after logging in: a path on this site only."""
+        target = target or "/"
+        return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+    async def login_page(self, req: HttpRequest) -> HttpResponse:
+        if self.sessions is None:
+            return self.redirect("/")
+        return self.render("login.html", page="login", next=self._next(req.query.get("next")))
+
+    async def login(self, req: HttpRequest) -> HttpResponse:
+        if self.sessions is None:
+            return self.redirect("/")
+        form = req.form()
+        session = await self.sessions.login((form.get("user") or "").strip(), form.get("password") or "")
+        if session is None:
+            return self.render("login.html", 401, page="login", next=self._next(form.get("next")),
+                               failed=True, name=form.get("user") or "")
+        log.info("console: %s logged in", session.principal)
+        return HttpResponse(303, b"", headers=[("location", self._next(form.get("next"))),
+                                               ("set-cookie", self.sessions.cookie(session))])
+
+    async def logout(self, req: HttpRequest) -> HttpResponse:
+        s = _session.get()
+        if self.sessions is not None and s is not None:
+            self.sessions.logout(s)
+        headers = [("location", "/login")]
+        if self.sessions is not None:
+            headers.append(("set-cookie", self.sessions.clear_cookie()))
+        return HttpResponse(303, b"", headers=headers)
 
     @staticmethod
     def redirect(path: str, **query) -> HttpResponse:
@@ -399,13 +496,24 @@ class Console:
 
     async def topic(self, req: HttpRequest, name: str) -> HttpResponse:
         t = await self.client.topic(name)
-        marks, configs, disk = await asyncio.gather(self.client.watermarks([name]), self.client.topic_configs(name),
-                                                    self.client.log_dirs())
+        marks, configs, disk = await asyncio.gather(self.client.watermarks([name]), self.refusable(
+            self.client.topic_configs(name)), self.client.log_dirs())
         sizes = disk[1] if disk else None
         rows = [{"p": p, "start": marks[(name, p.index)][0], "end": marks[(name, p.index)][1],
                  "size": sizes.get((name, p.index), 0) if sizes is not None else None} for p in t.partitions]
         return self.render("topic.html", page="topics", topic=t, rows=rows, configs=configs, sizes=sizes is not None,
                            records=sum(max(r["end"] - r["start"], 0) for r in rows), done=req.query.get("done"))
+
+    @staticmethod
+    async def refusable(aw):
+        """``await aw``, or the refusal (a string) when the user may not see it:
+        one part of a page the authoriser hides, the rest shown."""
+        try:
+            return await aw
+        except KafkaError as e:
+            if e.code in REFUSED_CODES:
+                return str(e)
+            raise
 
     async def delete_topic(self, req: HttpRequest, name: str) -> HttpResponse:
         await self.client.topic(name)
@@ -639,7 +747,8 @@ class Console:
             if not row["lag"]:
                 row["lag_ms"] = 0 if row["lag"] == 0 else None
                 return
-            where = (row["topic"], row["partition"], row["committed"])
+            s = _session.get()
+            where = (row["topic"], row["partition"], row["committed"], s.principal if s is not None else "")
             ts = self.first_unread.get(where)
             if ts is None:
                 try:

@@ -45,7 +45,11 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def parse_address(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT``, ``:PORT`` for every address) -> (host, port)."""
+    """``HOST:PORT`` (``[v6]:PORT``, ``:PORT`` for every address; after
+    ``http://`` or ``https://``) -> (host, port)."""
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        value = rest
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"http.listener: expected HOST:PORT, got {value!r}")
@@ -172,7 +176,8 @@ class HttpConnection(asyncio.Protocol):
                     self._fail(413, "request body too large")
                     return
             elif isinstance(event, h11.EndOfMessage):
-                if self.server.app is not None and self.request.target.split(b"?", 1)[0] != b"/metrics":
+                is_metrics = self.request.target.split(b"?", 1)[0] == b"/metrics"
+                if (self.server.app is not None and not is_metrics) or (is_metrics and self.server.authenticate):
                     # Answered by the app: read nothing more until it has.
                     self.transport.pause_reading()
                     self.task = asyncio.get_running_loop().create_task(
@@ -206,7 +211,10 @@ class HttpConnection(asyncio.Protocol):
     async def _answer(self, req: HttpRequest) -> None:
         try:
             try:
-                resp = await self.server.app(req)
+                if req.path == "/metrics":
+                    resp = await self._metrics(req)
+                else:
+                    resp = await self.server.app(req)
             except Exception:
                 log.exception("http: %s %s failed", req.method, req.path)
                 resp = HttpResponse(500, b"internal error\n", "text/plain")
@@ -237,6 +245,17 @@ class HttpConnection(asyncio.Protocol):
             self._events()  # requests pipelined behind this one
         except h11.RemoteProtocolError as e:
             self._fail(e.error_status_hint, str(e))
+
+    async def _metrics(self, req: HttpRequest) -> HttpResponse:
+        """``/metrics`` behind the listener's login (HTTP Basic)."""
+        if not await self.server.authenticate(req):
+            return HttpResponse(401, b"log in (HTTP Basic) as one of the broker's SASL users\n", "text/plain",
+                                [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')])
+        if req.method not in ("GET", "HEAD"):
+            return HttpResponse(405, b"method not allowed\n", "text/plain", [("allow", "GET, HEAD")])
+        if self.server.render is None:
+            return HttpResponse(404, b"not found\n", "text/plain")
+        return HttpResponse(200, self.server.render(), METRICS_TYPE.decode())
 
     async def _stream(self, resp: HttpResponse, extra: list) -> None:
         """Send the head, then each chunk as the stream yields it, until it
@@ -304,16 +323,20 @@ class HttpConnection(asyncio.Protocol):
 class HttpServer:
     """The listener and its open connections; ``render`` makes a scrape's body."""
 
-    def __init__(self, render=None, app: Callable[[HttpRequest], Awaitable[HttpResponse]] | None = None):
+    def __init__(self, render=None, app: Callable[[HttpRequest], Awaitable[HttpResponse]] | None = None,
+                 authenticate: Callable[[HttpRequest], Awaitable[bool]] | None = None):
         self.render = render  # None: no /metrics
         self.app = app
+        self.authenticate = authenticate  # None: /metrics is open; else it must say yes (HTTP Basic)
         self.connections: set[HttpConnection] = set()
         self.server: asyncio.AbstractServer | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, ssl_context=None) -> tuple[str, int]:
+        """Listen at ``host:port``, over TLS with ``ssl_context`` when given (https)."""
         loop = asyncio.get_running_loop()
+        tls = {"ssl": ssl_context, "ssl_handshake_timeout": 10.0} if ssl_context is not None else {}
         self.server = await loop.create_server(lambda: HttpConnection(self), host or None, port,
-                                               reuse_address=True, backlog=128)
+                                               reuse_address=True, backlog=128, **tls)
         return self.server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:
