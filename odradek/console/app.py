@@ -261,6 +261,15 @@ class Console:
             ("GET", ("groups", None), self.group),
             ("POST", ("groups", None, "reset"), self.reset_offsets),
             ("POST", ("groups", None, "delete"), self.delete_group),
+            ("GET", ("acls",), self.acls),
+            ("POST", ("acls",), self.create_acl),
+            ("POST", ("acls", "delete"), self.delete_acl),
+            ("GET", ("users",), self.users),
+            ("POST", ("users",), self.set_user),
+            ("POST", ("users", "delete"), self.delete_user),
+            ("GET", ("quotas",), self.quotas),
+            ("POST", ("quotas",), self.set_quota),
+            ("POST", ("quotas", "delete"), self.delete_quota),
         ]
 
     @property
@@ -823,3 +832,145 @@ class Console:
         await self.client.delete_group(group)
         self.lag_history.pop(group, None)
         return self.redirect("/groups", done=f"Deleted group {group}")
+
+    # -- security: ACLs, SCRAM users, client quotas ---------------------------------------
+    async def acls(self, req: HttpRequest) -> HttpResponse:
+        try:
+            rows, disabled = await self.client.acls(), None
+        except KafkaError as e:
+            if e.code != errors.SECURITY_DISABLED:
+                raise
+            rows, disabled = [], "The cluster has no authoriser (authorizer.class.name): ACLs are not kept."
+        rows.sort(key=lambda a: (a["resource_type"], a["resource_name"], a["principal"], a["operation"]))
+        return self.render("acls.html", page="acls", rows=rows, names=ACL_NAMES, disabled=disabled,
+                           done=req.query.get("done"))
+
+    @staticmethod
+    def acl_binding(form: dict) -> dict:
+        """An ACL binding from a form: names (topic, literal, read, allow) or Kafka's codes."""
+        from odradek.security.principal import KafkaPrincipal
+
+        out = {}
+        for field, names in ACL_NAMES.items():
+            raw = (form.get(field) or ACL_DEFAULTS.get(field, "")).strip().lower()
+            code = int(raw) if raw.isdigit() else {v: k for k, v in names.items()}.get(raw)
+            if code not in names:
+                raise BadInput(f"{field}: {raw!r} is not one of {', '.join(names.values())}")
+            out[field] = code
+        name = (form.get("resource_name") or "").strip()
+        if out["resource_type"] == 4:  # the cluster
+            name = name or "kafka-cluster"
+        if not name:
+            raise BadInput("resource_name: a name is needed ('*' for all)")
+        principal = (form.get("principal") or "").strip()
+        try:
+            KafkaPrincipal.parse(principal)
+        except ValueError as e:
+            raise BadInput(f"principal: {e}") from None
+        return {**out, "resource_name": name, "principal": principal, "host": (form.get("host") or "*").strip()}
+
+    async def create_acl(self, req: HttpRequest) -> HttpResponse:
+        b = self.acl_binding(req.form())
+        await self.client.create_acl(b)
+        return self.redirect("/acls", done=f"Added: {acl_text(b)}")
+
+    async def delete_acl(self, req: HttpRequest) -> HttpResponse:
+        b = self.acl_binding(req.form())
+        n = await self.client.delete_acl(b)
+        return self.redirect("/acls", done=f"Removed: {acl_text(b)}" if n else f"No such ACL: {acl_text(b)}")
+
+    async def users(self, req: HttpRequest) -> HttpResponse:
+        return self.render("users.html", page="users", users=await self.client.scram_users(),
+                           done=req.query.get("done"))
+
+    @staticmethod
+    def scram_form(form: dict) -> tuple[str, str]:
+        from odradek.security.scram import MECHANISMS
+
+        user = (form.get("user") or "").strip()
+        mechanism = (form.get("mechanism") or "SCRAM-SHA-256").strip().upper()
+        if not user:
+            raise BadInput("user: a name is needed")
+        if mechanism not in MECHANISMS:
+            raise BadInput(f"mechanism: {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        return user, mechanism
+
+    async def set_user(self, req: HttpRequest) -> HttpResponse:
+        from odradek.security.scram import MAX_ITERATIONS, MIN_ITERATIONS
+
+        form = req.form()
+        user, mechanism = self.scram_form(form)
+        password = form.get("password") or ""
+        if not password:
+            raise BadInput("password: a password is needed")
+        iterations = _int(form, "iterations", 4096, MIN_ITERATIONS, MAX_ITERATIONS)
+        await self.client.alter_scram(user, mechanism, password, iterations)
+        return self.redirect("/users", done=f"Set the {mechanism} password of {user}")
+
+    async def delete_user(self, req: HttpRequest) -> HttpResponse:
+        user, mechanism = self.scram_form(req.form())
+        await self.client.alter_scram(user, mechanism, None)
+        return self.redirect("/users", done=f"Deleted the {mechanism} credential of {user}")
+
+    async def quotas(self, req: HttpRequest) -> HttpResponse:
+        rows = sorted(({"entity": e["entity"], "text": quota_entity_text(e["entity"]), "key": e["key"],
+                        "value": int(e["value"]) if e["value"] == int(e["value"]) else e["value"]}
+                       for e in await self.client.quotas()), key=lambda r: (r["text"], r["key"]))
+        return self.render("quotas.html", page="quotas", rows=rows, keys=QUOTA_KEYS, done=req.query.get("done"))
+
+    @staticmethod
+    def quota_form(form: dict) -> tuple[list[dict], str]:
+        entity = []
+        for kind in ("user", "client-id", "ip"):
+            raw = form.get(kind)
+            if raw is None or raw == "":
+                continue
+            entity.append({"entity_type": kind, "entity_name": None if raw == "<default>" else raw})
+        if not entity:
+            raise BadInput("name a user, a client id or an ip ('<default>' for the default one)")
+        key = (form.get("key") or "").strip()
+        if key not in QUOTA_KEYS:
+            raise BadInput(f"key: {key!r} is not one of {', '.join(QUOTA_KEYS)}")
+        return entity, key
+
+    async def set_quota(self, req: HttpRequest) -> HttpResponse:
+        form = req.form()
+        entity, key = self.quota_form(form)
+        try:
+            value = float((form.get("value") or "").strip())
+        except ValueError:
+            raise BadInput(f"value: {form.get('value')!r} is not a number") from None
+        await self.client.alter_quota(entity, key, value)
+        return self.redirect("/quotas", done=f"Set {key} of {quota_entity_text(entity)}")
+
+    async def delete_quota(self, req: HttpRequest) -> HttpResponse:
+        entity, key = self.quota_form(req.form())
+        await self.client.alter_quota(entity, key, None)
+        return self.redirect("/quotas", done=f"Removed {key} of {quota_entity_text(entity)}")
+
+
+# Kafka's codes for the fields of an ACL binding, with the names the pages show.
+ACL_NAMES = {
+    "resource_type": {2: "topic", 3: "group", 4: "cluster", 5: "transactional_id"},
+    "pattern_type": {3: "literal", 4: "prefixed"},
+    "operation": {2: "all", 3: "read", 4: "write", 5: "create", 6: "delete", 7: "alter", 8: "describe",
+                  9: "cluster_action", 10: "describe_configs", 11: "alter_configs", 12: "idempotent_write"},
+    "permission_type": {3: "allow", 2: "deny"},
+}
+ACL_DEFAULTS = {"pattern_type": "literal", "permission_type": "allow"}
+QUOTA_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate",
+              "connection_creation_rate")
+
+
+def acl_text(b: dict) -> str:
+    n = ACL_NAMES
+    return (f"{n['permission_type'].get(b['permission_type'])} {b['principal']} "
+            f"{n['operation'].get(b['operation'])} on {n['resource_type'].get(b['resource_type'])} "
+            f"{b['resource_name']} ({n['pattern_type'].get(b['pattern_type'])}) from {b['host']}")
+
+
+def quota_entity_text(entity: list[dict]) -> str:
+    order = ("user", "client-id", "ip")
+    return ",".join(f"{e['entity_type']}={e['entity_name'] if e['entity_name'] is not None else '<default>'}"
+                    for e in sorted(entity, key=lambda e: order.index(e["entity_type"])
+                                    if e["entity_type"] in order else 9))

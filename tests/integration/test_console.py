@@ -308,7 +308,7 @@ def test_console_code_reaches_the_cluster_only_through_the_kafka_protocol():
 
     root = os.path.dirname(odradek.console.__file__)
     allowed = ("odradek.console", "odradek.protocol", "odradek.replica.peer", "odradek.server.http",
-               "odradek.security.config")
+               "odradek.security.config", "odradek.security.scram", "odradek.security.principal")  # pure helpers
     for name in sorted(os.listdir(root)):
         if name.endswith(".py"):
             tree = ast.parse(open(os.path.join(root, name)).read())
@@ -602,3 +602,15 @@ def test_a_tail_follows_added_partitions_and_ends_when_the_topic_goes(broker, we
     sock.close()
     assert b"event: gone\ndata: topic growing was deleted" in rest
     assert rest.endswith(b"0\r\n\r\n")  # the stream ended
+
+
+def test_acl_user_and_quota_pages_without_an_authoriser(broker, web):
+    page = web.get("/acls")
+    assert page.status == 200 and "no authoriser" in page.text
+    assert web.get("/users").status == 200
+    r = web.post("/quotas", {"client-id": "<default>", "key": "consumer_byte_rate", "value": "2048"})
+    assert r.status == 303, r.text
+    assert "client-id=&lt;default&gt;" in web.get("/quotas").text
+    r = web.post("/quotas/delete", {"client-id": "<default>", "key": "consumer_byte_rate"})
+    assert r.status == 303 and "client-id=&lt;default&gt;" not in web.get("/quotas").text
+    assert_readable_error(web.post("/quotas", {"key": "consumer_byte_rate", "value": "1"}), 400, "name a user")

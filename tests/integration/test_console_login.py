@@ -242,3 +242,99 @@ def test_login_form_in_a_browser(broker, tmp_path):
             expect(page).to_have_url(re.compile(r"/login\?next="))
         finally:
             browser.close()
+
+
+def test_security_pages_act_with_the_users_rights(broker, pki):
+    alice = Https(broker.http_address, pki)
+    assert alice.login("alice", "alice-secret").status == 303
+    for path in ("/acls", "/users", "/quotas"):
+        assert_readable_error(alice.get(path), 403, "AUTHORIZATION_FAILED")
+    assert_readable_error(alice.post("/acls", {"csrf": alice.token(), "resource_type": "topic",
+                                               "resource_name": "x", "principal": "User:alice",
+                                               "operation": "write"}),
+                          403, "AUTHORIZATION_FAILED")
+    admin = Https(broker.http_address, pki)
+    admin.login("admin", "admin-secret")
+    token = admin.token()
+    assert "User:bob" in admin.get("/acls").text and "open-topic" in admin.get("/acls").text
+    assert_readable_error(admin.post("/acls", {"csrf": token, "resource_type": "planet", "resource_name": "x",
+                                               "principal": "User:a"}), 400, "resource_type")
+    assert_readable_error(admin.post("/acls", {"csrf": token, "resource_type": "topic", "resource_name": "x",
+                                               "principal": "alice", "operation": "read"}), 400, "principal")
+    assert_readable_error(admin.post("/quotas", {"csrf": token, "user": "carol", "key": "producer_byte_rate",
+                                                 "value": "fast"}), 400, "value")
+    # a SCRAM user made on the page logs in to the console (and to Kafka) with its password
+    r = admin.post("/users", {"csrf": token, "user": "carol", "mechanism": "SCRAM-SHA-256",
+                              "password": "carol-secret", "iterations": "4096"})
+    assert r.status == 303, r.text
+    assert "carol" in admin.get("/users").text
+    carol = Https(broker.http_address, pki)
+    assert carol.login("carol", "carol-secret").status == 303
+    assert "open-topic" not in carol.get("/topics").text
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_acl_user_and_quota_pages_in_a_browser(broker, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    where = os.environ.get("ODRADEK_SCREENSHOTS") or str(tmp_path)
+    os.makedirs(where, exist_ok=True)
+    base = "https://localhost:%d" % broker.http_address[1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        try:
+            ctx = browser.new_context(viewport={"width": 1366, "height": 768}, ignore_https_errors=True)
+            ctx.set_default_timeout(20_000)
+            page = ctx.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(base + "/acls")
+            page.fill("input[name=user]", "admin")
+            page.fill("input[name=password]", "admin-secret")
+            page.click("form.login button[type=submit]")
+            expect(page).to_have_url(base + "/acls")
+
+            page.click("text=Add an ACL")
+            page.select_option("#create-acl select[name=resource_type]", "group")
+            page.fill("#create-acl input[name=resource_name]", "dave-")
+            page.select_option("#create-acl select[name=pattern_type]", "prefixed")
+            page.fill("#create-acl input[name=principal]", "User:dave")
+            page.select_option("#create-acl select[name=operation]", "read")
+            page.click("#create-acl button[type=submit]")
+            expect(page.locator(".notice")).to_contain_text("Added: allow User:dave read on group dave-")
+            row = page.locator("#acls tbody tr", has_text="User:dave")
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text("prefixed")
+            page.screenshot(path=os.path.join(where, "console-acls.png"), full_page=True)
+            row.locator("button").click()
+            expect(page.locator(".notice")).to_contain_text("Removed: allow User:dave")
+            expect(page.locator("#acls tbody tr", has_text="User:dave")).to_have_count(0)
+
+            page.click("nav >> text=Users")
+            page.click("text=Add a user or change a password")
+            page.fill("#set-user input[name=user]", "erin")
+            page.select_option("#set-user select[name=mechanism]", "SCRAM-SHA-512")
+            page.fill("#set-user input[name=password]", "erin-secret")
+            page.click("#set-user button[type=submit]")
+            expect(page.locator(".notice")).to_have_text("Set the SCRAM-SHA-512 password of erin")
+            row = page.locator("#users tbody tr", has_text="erin")
+            expect(row).to_contain_text("SCRAM-SHA-512")
+            page.screenshot(path=os.path.join(where, "console-users.png"), full_page=True)
+            row.locator("button").click()
+            expect(page.locator("#users tbody tr", has_text="erin")).to_have_count(0)
+
+            page.click("nav >> text=Quotas")
+            page.click("text=Set a quota")
+            page.fill("#set-quota input[name=user]", "frank")
+            page.select_option("#set-quota select[name=key]", "producer_byte_rate")
+            page.fill("#set-quota input[name=value]", "1048576")
+            page.click("#set-quota button[type=submit]")
+            row = page.locator("#quotas tbody tr", has_text="user=frank")
+            expect(row).to_contain_text("1048576")
+            page.screenshot(path=os.path.join(where, "console-quotas.png"), full_page=True)
+            row.locator("button").click()
+            expect(page.locator(".notice")).to_have_text("Removed producer_byte_rate of user=frank")
+            expect(page.locator("#quotas tbody tr", has_text="user=frank")).to_have_count(0)
+            assert not errors
+        finally:
+            browser.close()
