@@ -120,6 +120,7 @@ class BrokerCore:
         self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
         self.http_address: tuple[str, int] | None = None  # where it is bound
         self.console = None  # odradek.console.app.Console, served by the HTTP listener
+        self.lag_history = None  # odradek.lag_history.LagHistory, sampled while the HTTP listener is on
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -277,8 +278,11 @@ class BrokerCore:
         from odradek.metrics import render
         from odradek.server.http import HttpServer, parse_address
 
+        from odradek.lag_history import DEFAULT_INTERVAL_MS as DEFAULT_LAG_HISTORY_MS, LagHistory
+
         host, port = parse_address(address)
         http = self.config.http_security()
+        self.lag_history = LagHistory()
         self.console = for_broker(self)
         authenticate = None
         if http.login:
@@ -300,6 +304,10 @@ class BrokerCore:
         self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
         self.http_address = await self.http.start(host, port, http.ssl_context)
         self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
+        interval_ms = self.config.get_int("http.lag.history.interval.ms", DEFAULT_LAG_HISTORY_MS)
+        if interval_ms > 0:
+            self.tasks.append(asyncio.get_running_loop().create_task(
+                self.lag_history.run(self, interval_ms / 1000)))
 
     def password_check(self):
         """Checks a user name and password against this broker's SASL users

@@ -214,6 +214,12 @@ def render(broker) -> bytes:
 
     _render_topics(out, broker)
     _render_groups(out, broker)
+    history = getattr(broker, "lag_history", None)
+    if history is not None:
+        out.family("odradek_consumer_group_lag_history_groups", "gauge",
+                   "Groups whose lag history this broker keeps (for the console).", [({}, len(history.rings))])
+        out.family("odradek_consumer_group_lag_sampling_seconds_total", "counter",
+                   "Event-loop CPU time spent sampling the groups' lag history.", [({}, history.cpu_seconds)])
     if broker.config.get("http.metrics.compat") == "kafka-exporter":
         _render_kafka_exporter(out, broker)
 
@@ -275,29 +281,43 @@ def _render_topics(out: Exposition, broker) -> None:
                "Partitions led here whose ISR is smaller than min.insync.replicas.", [({}, under_min_isr)])
 
 
-def _render_groups(out: Exposition, broker) -> None:
+def loaded_shards(broker) -> list:
+    """The group coordinator shards this broker hosts and has loaded."""
     groups = broker.groups
-    hosted = list(groups.hosted.values()) if groups is not None else []
-    members, states, lags, time_lags = [], [], [], []
-    now_ms = time.time() * 1000
+    return [h.shard for h in (list(groups.hosted.values()) if groups is not None else []) if not h.loading]
+
+
+def group_lags(broker):
+    """The one walk over committed offsets that every lag figure comes from
+    (``/metrics``, the kafka-exporter series, the lag history): for each
+    group this broker coordinates and each partition it has an offset for
+    that this broker leads, ``(group, topic, partition, Partition, committed
+    offset, lag in records)``, groups and partitions in order. Each group's
+    offsets are copied before they are walked, so a caller may pause
+    between items (a commit meanwhile is seen by the next walk)."""
     lookup = broker.replicas.partition_or_error
-    for h in hosted:
-        if h.loading:
-            continue
-        shard = h.shard
-        for gid, g in sorted(shard.groups.items()):
-            members.append(({"group": gid}, len(g.members)))
-            states.append(({"group": gid, "state": g.state}, 1))
+    for shard in loaded_shards(broker):
         for gid, offsets in sorted(shard.offsets.offsets.items()):
             for (topic, index), value in sorted(offsets.items()):
                 p, code = lookup(topic, index)
                 if p is None:
                     continue  # led elsewhere: that broker reports the lag
-                labels = {"group": gid, "topic": topic, "partition": index}
-                lags.append((labels, max(p.high_watermark - value.offset, 0)))
-                seconds = time_lag(p, value.offset, now_ms)
-                if seconds is not None:
-                    time_lags.append((labels, seconds))
+                yield gid, topic, index, p, value.offset, max(p.high_watermark - value.offset, 0)
+
+
+def _render_groups(out: Exposition, broker) -> None:
+    members, states, lags, time_lags = [], [], [], []
+    now_ms = time.time() * 1000
+    for shard in loaded_shards(broker):
+        for gid, g in sorted(shard.groups.items()):
+            members.append(({"group": gid}, len(g.members)))
+            states.append(({"group": gid, "state": g.state}, 1))
+    for gid, topic, index, p, committed, lag in group_lags(broker):
+        labels = {"group": gid, "topic": topic, "partition": index}
+        lags.append((labels, lag))
+        seconds = time_lag(p, committed, now_ms)
+        if seconds is not None:
+            time_lags.append((labels, seconds))
     out.family("odradek_consumer_group_members", "gauge", "Members of a group.", members)
     out.family("odradek_consumer_group_state", "gauge", "A group's state (the series with value 1).",
                states)
@@ -309,16 +329,23 @@ def _render_groups(out: Exposition, broker) -> None:
                "committed offset); 0 when caught up, per partition led here.", time_lags)
 
 
-def time_lag(p, committed: int, now_ms: float) -> float | None:
+def time_lag(p, committed: int, now_ms: float, stamp=None) -> float | None:
     """Seconds since the batch holding ``committed`` was stamped (its first
     timestamp; the append time under LogAppendTime); 0 at or past the high
-    watermark; None when the log no longer holds that offset."""
+    watermark; None when the log no longer holds that offset. ``stamp``:
+    ``batch_stamp`` or a cache in front of it."""
     if committed >= p.high_watermark:
         return 0.0
+    stamped = (stamp or batch_stamp)(p, committed)
+    return None if stamped is None else max(now_ms - stamped, 0.0) / 1000
+
+
+def batch_stamp(p, offset: int) -> int | None:
+    """The timestamp (ms) of the batch holding ``offset`` (one batch-header
+    read), None when the log no longer holds it."""
     try:
-        for h in p.log.iter_headers(max(committed, p.log_start_offset), 64 * 1024):
-            stamped = h.max_timestamp if h.log_append_time else h.base_timestamp
-            return max(now_ms - stamped, 0.0) / 1000
+        for h in p.log.iter_headers(max(offset, p.log_start_offset), 64 * 1024):
+            return h.max_timestamp if h.log_append_time else h.base_timestamp
     except OffsetOutOfRange:
         return None
     return None
@@ -394,26 +421,17 @@ def _render_kafka_exporter(out: Exposition, broker) -> None:
     out.family("kafka_topic_partition_under_replicated_partition", "gauge",
                "1 if Topic/Partition is under Replicated", under)
 
-    groups = broker.groups
     offsets, offset_sums, lags, lag_sums, members = [], {}, [], {}, []
-    lookup = broker.replicas.partition_or_error
-    for h in (list(groups.hosted.values()) if groups is not None else []):
-        if h.loading:
-            continue
-        for gid, g in sorted(h.shard.groups.items()):
+    for shard in loaded_shards(broker):
+        for gid, g in sorted(shard.groups.items()):
             members.append(({"consumergroup": gid}, len(g.members)))
-        for gid, committed in sorted(h.shard.offsets.offsets.items()):
-            for (topic, index), value in sorted(committed.items()):
-                p, code = lookup(topic, index)
-                if p is None:
-                    continue
-                labels = {"consumergroup": gid, "partition": index, "topic": topic}
-                lag = max(p.high_watermark - value.offset, 0)
-                offsets.append((labels, value.offset))
-                lags.append((labels, lag))
-                key = (gid, topic)
-                offset_sums[key] = offset_sums.get(key, 0) + value.offset
-                lag_sums[key] = lag_sums.get(key, 0) + lag
+    for gid, topic, index, p, committed, lag in group_lags(broker):
+        labels = {"consumergroup": gid, "partition": index, "topic": topic}
+        offsets.append((labels, committed))
+        lags.append((labels, lag))
+        key = (gid, topic)
+        offset_sums[key] = offset_sums.get(key, 0) + committed
+        lag_sums[key] = lag_sums.get(key, 0) + lag
     out.family("kafka_consumergroup_current_offset", "gauge",
                "Current Offset of a ConsumerGroup at Topic/Partition", offsets)
     out.family("kafka_consumergroup_current_offset_sum", "gauge",

@@ -43,7 +43,8 @@ def for_broker(broker):
                                  client_id=f"odradek-console-{broker.config.node_id}-{login.user}")
 
         sessions = Sessions(check, new_client, http.session_ms, secure=http.ssl_context is not None)
-    return Console(client, server_version=__version__, sessions=sessions)
+    history = broker.lag_history.get if broker.lag_history is not None else None
+    return Console(client, server_version=__version__, sessions=sessions, lag_history=history)
 
 
 async def serve_standalone(bootstrap: list[tuple[str, int]], host: str, port: int, security=None):

@@ -20,8 +20,14 @@ broker's memory.
 
 Rates and sparklines come from the high watermarks sampled when a page that
 lists them is rendered (at most once a second, the last ``HISTORY`` samples
-kept), so they cover the time the console has been watched; a group's lag
-history likewise.
+kept, per principal), so they cover the time the console has been watched.
+A group's lag history is the broker's (``odradek.lag_history``, sampled
+whether or not a page watches) when embedded and the broker keeps one for
+the group; otherwise sampled likewise while its page is watched.
+
+With a login (``sessions``), each request runs as its session's user: the
+``client`` property is that session's ``ClusterClient`` (the request's task
+holds it in a context variable), so the brokers' authoriser decides.
 """
 
 from __future__ import annotations
@@ -222,11 +228,13 @@ class Unavailable:
 
 class Console:
     def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None,
-                 sessions=None):
+                 sessions=None, lag_history=None):
         """``sessions``: ``odradek.console.sessions.Sessions`` when the console
         asks for a login (each user's pages then use that user's client)."""
         self.default_client = client
         self.sessions = sessions
+        # group -> [(wall time, lag, lag in s)] the broker samples while no page watches, when embedded
+        self.broker_history = lag_history
         self.title = title
         self.server_version = server_version  # the broker's, when embedded
         self.csrf = secrets.token_urlsafe(24)
@@ -779,8 +787,16 @@ class Console:
             history.append((time.monotonic(), lag))
         while len(self.lag_history) > MAX_GROUP_HISTORIES:
             del self.lag_history[next(iter(self.lag_history))]
+        kept = self.broker_history(group) if self.broker_history is not None else []
+        if len(kept) >= 2:
+            lag_spark = sparkline([float(v) for _, v, _ in kept])
+            time_spark = sparkline([float(v) for _, _, v in kept])
+            span = kept[-1][0] - kept[0][0]
+        else:
+            lag_spark, time_spark, span = sparkline([float(v) for _, v in history]), "", None
         return {"group": g, "members": members, "rows": rows, "lag": lag,
-                "lag_spark": sparkline([float(v) for _, v in history]),
+                "lag_spark": lag_spark, "time_spark": time_spark, "history_span": span,
+                "history_points": len(kept),
                 "lag_ms": max((r["lag_ms"] or 0 for r in rows), default=0)}
 
     async def group(self, req: HttpRequest, group: str) -> HttpResponse:

@@ -30,7 +30,8 @@ SCRIPT = "<script>alert('x')</script>"
 
 @pytest.fixture(scope="module")
 def broker():
-    with odradek.Broker(config={"http.listener": "127.0.0.1:0", "group.initial.rebalance.delay.ms": "0"}) as b:
+    with odradek.Broker(config={"http.listener": "127.0.0.1:0", "group.initial.rebalance.delay.ms": "0",
+                                "http.lag.history.interval.ms": "200"}) as b:
         yield b
 
 
@@ -614,3 +615,26 @@ def test_acl_user_and_quota_pages_without_an_authoriser(broker, web):
     r = web.post("/quotas/delete", {"client-id": "<default>", "key": "consumer_byte_rate"})
     assert r.status == 303 and "client-id=&lt;default&gt;" not in web.get("/quotas").text
     assert_readable_error(web.post("/quotas", {"key": "consumer_byte_rate", "value": "1"}), 400, "name a user")
+
+
+def test_lag_history_is_kept_while_no_page_watches(broker, web):
+    web.post("/topics", {"name": "unwatched", "partitions": "2"})
+    for p in (0, 1):
+        produce(broker, "unwatched", [(None, b"x", None)] * 10, partition=p)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unwatched-group", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("unwatched", 0, 3), TopicPartition("unwatched", 1, 10)], asynchronous=False)
+    c.close()
+    time.sleep(1.5)  # no page open: the broker samples every 200 ms here
+    kept = broker.core.lag_history.get("unwatched-group")
+    assert len(kept) >= 4, kept
+    assert [lag for _, lag, _ in kept[-3:]] == [7, 7, 7]
+    assert all(secs > 0 for _, _, secs in kept[-3:])  # the first record not consumed is that old
+    assert kept[-1][2] > kept[0][2]  # and ages as no one consumes
+    page = web.get("/groups/unwatched-group").text
+    points = int(re.search(r'id="lag-history" data-points="(\d+)"', page).group(1))
+    assert points >= 4 and 'id="lag-time-history"' in page and "sampled by the broker" in page
+    metrics = web.get("/metrics").text
+    assert re.search(r"^odradek_consumer_group_lag_history_groups [1-9]", metrics, re.M)
+    web.post("/groups/unwatched-group/delete", {})
+    time.sleep(0.6)
+    assert broker.core.lag_history.get("unwatched-group") == []
