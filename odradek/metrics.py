@@ -34,6 +34,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 # Event-loop lag buckets, in seconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_PROBE_INTERVAL = 0.25  # seconds between two event-loop lag samples
+HANDLER_FAILED = -(1 << 20)  # an ApiStats code: the handler raised (no Kafka error code is this)
 # The APIs whose handlers wait (RequestContext.wait), with a wait histogram.
 WAITING_APIS = frozenset({"Fetch", "Produce", "JoinGroup", "SyncGroup"})
 
@@ -56,7 +57,7 @@ class Histogram:
 class ApiStats:
     """One API's requests, errors and latency, as the dispatch counts them."""
 
-    __slots__ = ("name", "requests", "errors", "latency", "versions", "waits")
+    __slots__ = ("name", "requests", "errors", "codes", "latency", "versions", "waits")
 
     def __init__(self, name: str):
         self.name = name
@@ -65,13 +66,17 @@ class ApiStats:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.waits = Histogram(LATENCY_BUCKETS)  # of the requests that waited: for how long
         self.versions: dict[int, int] = {}  # request version -> requests (Kafka's RequestsPerSec by version)
+        self.codes: dict[int, int] = {}  # top-level error code (HANDLER_FAILED: the handler raised) -> requests
 
-    def record(self, seconds: float, error: bool, version: int | None = None) -> None:
+    def record(self, seconds: float, code: int, version: int | None = None) -> None:
+        """One request served in ``seconds``, answered with top-level error ``code``
+        (0: none; ``HANDLER_FAILED``: its handler raised and the connection closes)."""
         self.requests += 1
         if version is not None:
             self.versions[version] = self.versions.get(version, 0) + 1
-        if error:
+        if code:
             self.errors += 1
+            self.codes[code] = self.codes.get(code, 0) + 1
         lat = self.latency
         lat.counts[bisect.bisect_left(lat.bounds, seconds)] += 1
         lat.sum += seconds
@@ -108,6 +113,19 @@ class BrokerMetrics:
 
 
 # -- rendering -----------------------------------------------------------------------
+
+_ERROR_NAMES: dict[int, str] = {}
+
+
+def error_label(code: int) -> str:
+    """Kafka's name of an error code (``NOT_COORDINATOR``), as a label value."""
+    if not _ERROR_NAMES:
+        from odradek.protocol import errors
+
+        _ERROR_NAMES.update({v: k for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)})
+        _ERROR_NAMES[HANDLER_FAILED] = "handler_failed"
+    return _ERROR_NAMES.get(code, str(code))
+
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -170,6 +188,10 @@ def render(broker) -> bytes:
     out.family("odradek_request_errors_total", "counter",
                "Requests answered with a top-level error code, or that closed the connection, per API.",
                (({"api": s.name}, s.errors) for s in apis))
+    out.family("odradek_request_errors_by_code_total", "counter",
+               "Requests answered with a top-level error code, per API and error (Kafka's name; "
+               "handler_failed: the connection closed).",
+               (({"api": s.name, "error": error_label(code)}, n) for s in apis for code, n in sorted(s.codes.items())))
     out.histogram("odradek_request_duration_seconds",
                   "Time from a request's decoding to its response, waits included (long polls, "
                   "joins), per API.", (({"api": s.name}, s.latency) for s in apis))
