@@ -300,7 +300,7 @@ class BrokerCore:
                 from odradek.console.sessions import basic_credentials
 
                 basic = basic_credentials(req.headers)
-                return basic is not None and await check.check(*basic) is not None
+                return basic is not None and await check.check(*basic, cached=True) is not None
         self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
         self.http_address = await self.http.start(host, port, http.ssl_context)
         self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))

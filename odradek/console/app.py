@@ -68,8 +68,7 @@ STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.
           "htmx.LICENSE": "text/plain"}
 NOT_FOUND_CODES = {errors.UNKNOWN_TOPIC_OR_PARTITION, errors.GROUP_ID_NOT_FOUND}
 REFUSED_CODES = {errors.TOPIC_AUTHORIZATION_FAILED, errors.GROUP_AUTHORIZATION_FAILED,
-                 errors.CLUSTER_AUTHORIZATION_FAILED, errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                 errors.SASL_AUTHENTICATION_FAILED}
+                 errors.CLUSTER_AUTHORIZATION_FAILED, errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
 OPEN_PATHS = {"/login"}  # served without a login (with the static files)
 # The session of the request being answered (each HTTP request is its own task).
 _session = contextvars.ContextVar("console_session", default=None)
@@ -344,6 +343,12 @@ class Console:
                 except BadInput as e:
                     return self.error_page(req, e.status, str(e))
                 except KafkaError as e:
+                    session = _session.get()
+                    if e.code == errors.SASL_AUTHENTICATION_FAILED and session is not None:
+                        # the user's password changed or the user went: the session ends with it
+                        log.info("console: %s logged out: %s", session.principal, e)
+                        self.sessions.logout(session)
+                        return self.unauthenticated(req, False)
                     status = 404 if e.code in NOT_FOUND_CODES else 403 if e.code in REFUSED_CODES else 502
                     return self.error_page(req, status, str(e))
                 except Exception:

@@ -154,7 +154,7 @@ class ClusterClient:
                 except (OSError, asyncio.TimeoutError) as e:
                     raise KafkaError(f"cannot reach {host}:{port}: {e or type(e).__name__}") from None
                 except AuthenticationError as e:
-                    raise KafkaError(f"{host}:{port}: {e}") from None
+                    raise KafkaError(f"{host}:{port}: {e}", errors.SASL_AUTHENTICATION_FAILED) from None
                 self.conns[slot] = conn
             try:
                 return await conn.request(name, VERSIONS[name], body, timeout)

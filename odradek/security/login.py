@@ -75,12 +75,15 @@ class PasswordCheck:
     def servable(self) -> bool:
         return any(m == "PLAIN" or m in SCRAM_MECHANISMS for l in self.listeners() for m in l.sasl.mechanisms)
 
-    async def check(self, user: str, password: str) -> Login | None:
+    async def check(self, user: str, password: str, cached: bool = False) -> Login | None:
+        """``cached``: a password taken within ``CACHE_SECONDS`` is taken again
+        without a new check (for ``/metrics`` scraped with HTTP Basic); a
+        login for a session is always checked afresh."""
         if not user or not password:
             return None
         key = hashlib.sha256(f"{user}\0{password}".encode()).digest()
         hit = self.cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        if cached and hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]
         login = await self._check(user, password)
         if login is None:

@@ -15,6 +15,7 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -271,6 +272,15 @@ def test_security_pages_act_with_the_users_rights(broker, pki):
     carol = Https(broker.http_address, pki)
     assert carol.login("carol", "carol-secret").status == 303
     assert "open-topic" not in carol.get("/topics").text
+    # carol deleted: her session ends when its Kafka connections log in again
+    r = admin.post("/users/delete", {"csrf": token, "user": "carol", "mechanism": "SCRAM-SHA-256"})
+    assert r.status == 303 and "carol" not in admin.get("/users").text
+    for s in broker.core.console.sessions.sessions.values():
+        if s.user == "carol":
+            broker.loop.call_soon_threadsafe(s.client.close)
+    time.sleep(0.2)
+    assert carol.get("/topics").status == 303
+    assert carol.login("carol", "carol-secret").status == 401
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
