@@ -273,21 +273,24 @@ class BrokerCore:
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
 
     async def start_http(self, address: str) -> None:
-        """Serve ``/metrics`` and the console over HTTP at ``address`` (HOST:PORT), on this loop."""
+        """Serve ``/metrics`` and the console over HTTP at ``address``
+        (``[http[s]://]HOST:PORT``), on this loop, with the listener's TLS and
+        login (``http.*``), and sample the groups' lag history for the console."""
+        from odradek.config import ConfigError
         from odradek.console import for_broker
+        from odradek.lag_history import DEFAULT_INTERVAL_MS, LagHistory
         from odradek.metrics import render
         from odradek.server.http import HttpServer, parse_address
 
-        from odradek.lag_history import DEFAULT_INTERVAL_MS as DEFAULT_LAG_HISTORY_MS, LagHistory
-
         host, port = parse_address(address)
         http = self.config.http_security()
-        self.lag_history = LagHistory()
-        self.console = for_broker(self)
+        try:
+            interval_ms = self.config.get_int("http.lag.history.interval.ms", DEFAULT_INTERVAL_MS)
+        except ValueError:
+            raise ConfigError(f"http.lag.history.interval.ms={self.config.get('http.lag.history.interval.ms')}: "
+                              f"expected a whole number of ms (0: off)") from None
         authenticate = None
         if http.login:
-            from odradek.config import ConfigError
-
             check = self.password_check()
             if not check.servable():
                 raise ConfigError("http.authentication=sasl: no listener enables PLAIN or SCRAM, so there is no "
@@ -301,13 +304,14 @@ class BrokerCore:
 
                 basic = basic_credentials(req.headers)
                 return basic is not None and await check.check(*basic, cached=True) is not None
+        self.lag_history = LagHistory()
+        self.console = for_broker(self)
         self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
         self.http_address = await self.http.start(host, port, http.ssl_context)
-        self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
-        interval_ms = self.config.get_int("http.lag.history.interval.ms", DEFAULT_LAG_HISTORY_MS)
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))
         if interval_ms > 0:
-            self.tasks.append(asyncio.get_running_loop().create_task(
-                self.lag_history.run(self, interval_ms / 1000)))
+            self.tasks.append(loop.create_task(self.lag_history.run(self, interval_ms / 1000)))
 
     def password_check(self):
         """Checks a user name and password against this broker's SASL users
