@@ -315,6 +315,8 @@ class Console:
         return resp
 
     async def dispatch(self, req: HttpRequest) -> HttpResponse:
+        # A request's task may be made from the previous one's (pipelining), context and all: start afresh.
+        _session.set(None)
         if req.path.startswith("/static/"):
             name = req.path[len("/static/"):]
             if name in STATIC and req.method in ("GET", "HEAD"):

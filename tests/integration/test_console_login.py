@@ -12,6 +12,7 @@ import os
 import shutil
 import http.client
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -348,3 +349,28 @@ def test_acl_user_and_quota_pages_in_a_browser(broker, tmp_path):
             assert not errors
         finally:
             browser.close()
+
+
+def test_pipelined_requests_do_not_share_a_session(broker, pki):
+    """Two requests on one connection (a proxy's), the first logged in, the
+    second not: the second is not served as the first's user."""
+    admin = Https(broker.http_address, pki)
+    admin.login("admin", "admin-secret")
+    raw = ssl.create_default_context(cafile=pki.ca_file).wrap_socket(
+        socket.create_connection(("127.0.0.1", broker.http_address[1]), timeout=10),
+        server_hostname="localhost")
+    raw.sendall(f"GET /topics HTTP/1.1\r\nHost: x\r\nCookie: {admin.cookie}\r\n\r\n"
+                "GET /login HTTP/1.1\r\nHost: x\r\n\r\nGET /topics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .encode())
+    data = b""
+    while True:
+        chunk = raw.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    raw.close()
+    text = data.decode("utf-8", "replace")
+    first, second, third = [part for part in text.split("HTTP/1.1 ")[1:]]
+    assert first.startswith("200") and "User:admin" in first
+    assert second.startswith("200") and "User:admin" not in second and "Log in" in second
+    assert third.startswith("303") and "/login" in third
