@@ -300,10 +300,21 @@ class BrokerCore:
                             "the network in clear (http.listener=https://HOST:PORT with http.ssl.* serves TLS)")
 
             async def authenticate(req):
+                """/metrics: a SASL user's password (HTTP Basic), and under ACLs
+                DESCRIBE on the cluster, as Kafka asks to describe the cluster
+                (the series name every topic and group)."""
                 from odradek.console.sessions import basic_credentials
+                from odradek.security.authorizer import CLUSTER, Operation
+                from odradek.security.principal import USER, KafkaPrincipal
 
                 basic = basic_credentials(req.headers)
-                return basic is not None and await check.check(*basic, cached=True) is not None
+                login = await check.check(*basic, cached=True) if basic is not None else None
+                if login is None:
+                    return 401, "log in (HTTP Basic) as one of the broker's SASL users"
+                if self.authorizer is not None and not self.authorizer.authorize(
+                        KafkaPrincipal(USER, login.user), req.peer, Operation.DESCRIBE, CLUSTER):
+                    return 403, f"User:{login.user} may not DESCRIBE the cluster, which /metrics needs"
+                return None
         self.lag_history = LagHistory()
         self.console = for_broker(self)
         self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)

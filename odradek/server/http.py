@@ -63,6 +63,7 @@ class HttpRequest:
     query: dict[str, str]  # the first value of each name
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes = b""
+    peer: str = ""  # the client's address
 
     def form(self) -> dict[str, str]:
         """An ``application/x-www-form-urlencoded`` body as a dict (first values)."""
@@ -82,14 +83,14 @@ class HttpResponse:
     live: bool = False  # a stream that drops a client who falls behind rather than wait for it
 
 
-def parse_request(req: h11.Request, body: bytes) -> HttpRequest:
+def parse_request(req: h11.Request, body: bytes, peer: str = "") -> HttpRequest:
     target = req.target.decode("latin-1")
     path, _, qs = target.partition("?")
     query: dict[str, str] = {}
     for k, v in parse_qsl(qs, keep_blank_values=True):
         query.setdefault(k, v)
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in req.headers}
-    return HttpRequest(req.method.decode("latin-1"), unquote(path), query, headers, body)
+    return HttpRequest(req.method.decode("latin-1"), unquote(path), query, headers, body, peer)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -180,8 +181,9 @@ class HttpConnection(asyncio.Protocol):
                 if (self.server.app is not None and not is_metrics) or (is_metrics and self.server.authenticate):
                     # Answered by the app: read nothing more until it has.
                     self.transport.pause_reading()
+                    peer = self.transport.get_extra_info("peername")
                     self.task = asyncio.get_running_loop().create_task(
-                        self._answer(parse_request(self.request, bytes(self.body))))
+                        self._answer(parse_request(self.request, bytes(self.body), peer[0] if peer else "")))
                     return
                 self._respond(self.request)
                 self._arm()  # the next request has IDLE_TIMEOUT from now
@@ -247,10 +249,14 @@ class HttpConnection(asyncio.Protocol):
             self._fail(e.error_status_hint, str(e))
 
     async def _metrics(self, req: HttpRequest) -> HttpResponse:
-        """``/metrics`` behind the listener's login (HTTP Basic)."""
-        if not await self.server.authenticate(req):
-            return HttpResponse(401, b"log in (HTTP Basic) as one of the broker's SASL users\n", "text/plain",
-                                [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')])
+        """``/metrics`` behind the listener's login (HTTP Basic): ``authenticate``
+        answers None to serve it, or the status and reason to refuse it."""
+        refused = await self.server.authenticate(req)
+        if refused is not None:
+            status, reason = refused
+            return HttpResponse(status, (reason + "\n").encode(), "text/plain",
+                                [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')] if status == 401
+                                else [])
         if req.method not in ("GET", "HEAD"):
             return HttpResponse(405, b"method not allowed\n", "text/plain", [("allow", "GET, HEAD")])
         if self.server.render is None:
@@ -324,7 +330,7 @@ class HttpServer:
     """The listener and its open connections; ``render`` makes a scrape's body."""
 
     def __init__(self, render=None, app: Callable[[HttpRequest], Awaitable[HttpResponse]] | None = None,
-                 authenticate: Callable[[HttpRequest], Awaitable[bool]] | None = None):
+                 authenticate: Callable[[HttpRequest], Awaitable[tuple[int, str] | None]] | None = None):
         self.render = render  # None: no /metrics
         self.app = app
         self.authenticate = authenticate  # None: /metrics is open; else it must say yes (HTTP Basic)

@@ -77,7 +77,9 @@ def broker(pki):
         acls = [AclBinding(ResourceType.TOPIC, "open-topic", ResourcePatternType.LITERAL, "User:alice", "*",
                            AclOperation.DESCRIBE, AclPermissionType.ALLOW),
                 AclBinding(ResourceType.TOPIC, "open-topic", ResourcePatternType.LITERAL, "User:bob", "*",
-                           AclOperation.ALL, AclPermissionType.ALLOW)]
+                           AclOperation.ALL, AclPermissionType.ALLOW),
+                AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:bob", "*",
+                           AclOperation.DESCRIBE, AclPermissionType.ALLOW)]
         for f in admin.create_acls(acls).values():
             f.result(15)
         yield b
@@ -137,8 +139,10 @@ def test_metrics_take_http_basic(broker, pki):
     r = Https(broker.http_address, pki).get("/metrics")
     assert r.status == 401 and r.getheader("www-authenticate").startswith("Basic")
     assert Https(broker.http_address, pki, basic=("alice", "wrong")).get("/metrics").status == 401
-    r = Https(broker.http_address, pki, basic=("alice", "alice-secret")).get("/metrics")
+    r = Https(broker.http_address, pki, basic=("admin", "admin-secret")).get("/metrics")
     assert r.status == 200 and "odradek_requests_total" in r.text
+    r = Https(broker.http_address, pki, basic=("alice", "alice-secret")).get("/metrics")
+    assert r.status == 403 and "DESCRIBE the cluster" in r.text  # the series name every topic
     assert Https(broker.http_address, pki, basic=("bob", "bob-secret")).get("/metrics").status == 200  # SCRAM
 
 
