@@ -20,8 +20,10 @@ Each session has its own CSRF token for the forms.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -136,3 +138,43 @@ class Sessions:
     def close(self) -> None:
         for sid in list(self.sessions):
             self._close(sid)
+
+
+@dataclass
+class ClusterLogin:
+    user: str
+    security: object = dataclasses.field(repr=False)  # the user's own login to the brokers
+
+
+class ClusterPasswordCheck:
+    """For ``odradek console --login``: a password is good if the cluster takes
+    it, by a SASL login to a bootstrap broker with the console's own options
+    (``security.protocol``, ``sasl.mechanism``, TLS) and that user name and
+    password; the cluster's own mechanism servers decide, Apache Kafka's as
+    well as odradek's."""
+
+    def __init__(self, bootstrap: list[tuple[str, int]], security):
+        self.bootstrap = bootstrap
+        self.security = security
+
+    async def check(self, user: str, password: str, cached: bool = False) -> ClusterLogin | None:
+        from odradek.console.client import KafkaError
+        from odradek.replica.peer import AuthenticationError, PeerConnection
+
+        if not user or not password:
+            return None
+        sec = dataclasses.replace(self.security, username=user, password=password)
+        last = None
+        for host, port in self.bootstrap:
+            conn = PeerConnection(host, port, "odradek-console-login", security=sec)
+            try:
+                await conn.connect(10.0)
+            except AuthenticationError:
+                return None
+            except (OSError, asyncio.TimeoutError) as e:
+                last = e
+                continue
+            finally:
+                conn.close()
+            return ClusterLogin(user, sec)
+        raise KafkaError(f"cannot reach the cluster to check the password: {last}")

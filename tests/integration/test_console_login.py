@@ -378,3 +378,32 @@ def test_pipelined_requests_do_not_share_a_session(broker, pki):
     assert first.startswith("200") and "User:admin" in first
     assert second.startswith("200") and "User:admin" not in second and "Log in" in second
     assert third.startswith("303") and "/login" in third
+
+
+def test_odradek_console_login_checks_passwords_with_the_cluster(broker, pki, tmp_path):
+    from tests.conftest import free_port, wait_port
+
+    port = free_port()
+    log = open(tmp_path / "console.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "console", "-b", broker.addr, "--login",
+                             "--http", f"https://127.0.0.1:{port}", "-H",
+                             f"http.ssl.keystore.location={pki.server['pem']}",
+                             "-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=PLAIN"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc=proc)
+        address = ("127.0.0.1", port)
+        web = Https(address, pki)
+        assert web.get("/topics").status == 303
+        assert web.login("alice", "wrong").status == 401 and web.cookie is None
+        assert web.login("alice", "alice-secret").status == 303
+        topics = web.get("/topics").text
+        assert "open-topic" in topics and "secret-topic" not in topics and "User:alice" in topics
+        admin = Https(address, pki)
+        assert admin.login("admin", "admin-secret").status == 303 and "secret-topic" in admin.get("/topics").text
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    out = subprocess.run([sys.executable, "-m", "odradek", "console", "-b", broker.addr, "--login"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0 and "SASL" in out.stderr
