@@ -396,8 +396,18 @@ def test_odradek_console_against_apache_kafka(tmp_path):
 
     require_java()
     kafka_runtime = pytest.importorskip("kafka_runtime")  # loaded by require_java from bench/
+    kafka = kafka_runtime.KafkaBroker(heap="512M")
+    kafka.port, kafka.controller_port, sasl = free_port(), free_port(), free_port()
+    kafka.extra_config.update({  # and a SASL listener, for `odradek console --login`
+        "listeners": f"PLAINTEXT://127.0.0.1:{kafka.port},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+                     f"CONTROLLER://127.0.0.1:{kafka.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka.port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'})
     try:
-        kafka = kafka_runtime.KafkaBroker(heap="512M").start()
+        kafka.start()
     except Exception as e:  # noqa: BLE001 - no release resolvable, no Java to run it
         pytest.skip(f"could not start Apache Kafka: {e}")
     port = free_port()
@@ -442,6 +452,23 @@ def test_odradek_console_against_apache_kafka(tmp_path):
         assert web.post("/groups/kafka-readers/delete", {}).status == 303
         assert web.post("/topics/on-kafka/delete", {"confirm": "on-kafka"}).status == 303
         assert_readable_error(web.get("/topics/on-kafka"), 404, "Unknown topic")
+
+        # --login: Kafka's own PLAIN server checks the password
+        proc.terminate()
+        proc.wait(10)
+        assert proc.returncode == 0, (tmp_path / "console.log").read_text()
+        proc = subprocess.Popen([sys.executable, "-m", "odradek", "console", "--bootstrap", f"127.0.0.1:{sasl}",
+                                 "--http", f"127.0.0.1:{port}", "--login", "-X", "security.protocol=SASL_PLAINTEXT",
+                                 "-X", "sasl.mechanism=PLAIN"], stdout=log, stderr=subprocess.STDOUT)
+        wait_port(port, proc=proc)
+        form = {"user": "alice", "password": "wrong", "csrf": re.search(
+            r'name="csrf" value="([^"]+)"', web.get("/login").text).group(1)}
+        assert web.post("/login", form, token=False).status == 401
+        r = web.post("/login", {**form, "password": "alice-secret"}, token=False)
+        assert r.status == 303
+        cookie = r.getheader("set-cookie").split(";")[0]
+        page = web.request("GET", "/topics", headers={"cookie": cookie})
+        assert page.status == 200 and "User:alice" in page.text
     finally:
         proc.terminate()
         proc.wait(10)
