@@ -170,6 +170,7 @@ def test_each_user_sees_and_changes_what_the_acls_allow(broker, pki):
     topics = alice.get("/topics").text
     assert "open-topic" in topics and "secret-topic" not in topics and "User:alice" in topics
     assert alice.get("/topics/open-topic").status == 200
+    assert alice.get("/").status == 200 and alice.get("/groups").status == 200  # what she may see of them
     assert alice.get("/topics/secret-topic").status in (403, 404)
     token = alice.token()
     assert_readable_error(alice.post("/topics/open-topic/partitions", {"csrf": token, "count": "3"}), 403,
