@@ -14,6 +14,11 @@ waits for the client to read (flow control), at most ``IDLE_TIMEOUT`` each
 time. Without an app any other path is 404, any other method
 405. Off unless configured.
 
+TLS (``https://``) lives in the transport: ``start`` hands asyncio the
+SSLContext built from ``http.ssl.*`` (``odradek.security.config.http_security``).
+With a login, ``/metrics`` is answered only when ``authenticate`` says so
+(HTTP Basic, checked off this module); the console checks its own pages.
+
 Never harming the Kafka listeners: a connection's buffered request head is
 capped (``MAX_HEAD``), a request body is read and dropped up to ``MAX_BODY``
 (beyond: 413 and close), a connection is closed when a request has not
