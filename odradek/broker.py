@@ -120,6 +120,7 @@ class BrokerCore:
         self.http = None  # the HTTP listener (odradek.server.http), when http.listener is set
         self.http_address: tuple[str, int] | None = None  # where it is bound
         self.console = None  # odradek.console.app.Console, served by the HTTP listener
+        self.lag_history = None  # odradek.lag_history.LagHistory, sampled while the HTTP listener is on
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -272,16 +273,67 @@ class BrokerCore:
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))
 
     async def start_http(self, address: str) -> None:
-        """Serve ``/metrics`` and the console over HTTP at ``address`` (HOST:PORT), on this loop."""
+        """Serve ``/metrics`` and the console over HTTP at ``address``
+        (``[http[s]://]HOST:PORT``), on this loop, with the listener's TLS and
+        login (``http.*``), and sample the groups' lag history for the console."""
+        from odradek.config import ConfigError
         from odradek.console import for_broker
+        from odradek.lag_history import DEFAULT_INTERVAL_MS, LagHistory
         from odradek.metrics import render
         from odradek.server.http import HttpServer, parse_address
 
         host, port = parse_address(address)
+        http = self.config.http_security()
+        try:
+            interval_ms = self.config.get_int("http.lag.history.interval.ms", DEFAULT_INTERVAL_MS)
+        except ValueError:
+            raise ConfigError(f"http.lag.history.interval.ms={self.config.get('http.lag.history.interval.ms')}: "
+                              f"expected a whole number of ms (0: off)") from None
+        authenticate = None
+        if http.login:
+            check = self.password_check()
+            if not check.servable():
+                raise ConfigError("http.authentication=sasl: no listener enables PLAIN or SCRAM, so there is no "
+                                  "SASL user to log in as")
+            if http.ssl_context is None:
+                log.warning("http.authentication=sasl over plain http://: passwords and session cookies cross "
+                            "the network in clear (http.listener=https://HOST:PORT with http.ssl.* serves TLS)")
+
+            async def authenticate(req):
+                """/metrics: a SASL user's password (HTTP Basic), and under ACLs
+                DESCRIBE on the cluster, as Kafka asks to describe the cluster
+                (the series name every topic and group)."""
+                from odradek.console.sessions import basic_credentials
+                from odradek.security.authorizer import CLUSTER, Operation
+                from odradek.security.principal import USER, KafkaPrincipal
+
+                basic = basic_credentials(req.headers)
+                login = await check.check(*basic, cached=True) if basic is not None else None
+                if login is None:
+                    return 401, "log in (HTTP Basic) as one of the broker's SASL users"
+                if self.authorizer is not None and not self.authorizer.authorize(
+                        KafkaPrincipal(USER, login.user), req.peer, Operation.DESCRIBE, CLUSTER):
+                    return 403, f"User:{login.user} may not DESCRIBE the cluster, which /metrics needs"
+                return None
+        self.lag_history = LagHistory()
         self.console = for_broker(self)
-        self.http = HttpServer(lambda: render(self), app=self.console)
-        self.http_address = await self.http.start(host, port)
-        self.tasks.append(asyncio.get_running_loop().create_task(self.metrics.probe_loop_lag()))
+        self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
+        self.http_address = await self.http.start(host, port, http.ssl_context)
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))
+        if interval_ms > 0:
+            self.tasks.append(loop.create_task(self.lag_history.run(self, interval_ms / 1000)))
+
+    def password_check(self):
+        """Checks a user name and password against this broker's SASL users
+        (``odradek.security.login``), for the HTTP listener's login."""
+        if getattr(self, "_password_check", None) is None:
+            from odradek.security.login import PasswordCheck
+            from odradek.security.scram import ScramStore
+
+            self._password_check = PasswordCheck(self.config.security(), ScramStore(self.metadata).get,
+                                                 self.endpoint)
+        return self._password_check
 
     async def controlled_shutdown(self) -> bool:
         """Announce this broker's shutdown in its registration and wait (at most
@@ -328,8 +380,7 @@ class BrokerCore:
             await self.http.stop()
             self.http = None
         if self.console is not None:
-            if self.console.client is not None:
-                self.console.client.close()
+            self.console.close()
             self.console = None
         if self.server is not None:
             for server in self.servers:

@@ -285,6 +285,20 @@ class BrokerConfig:
             self.__dict__["_security"] = cached
         return cached
 
+    def http_security(self):
+        """The HTTP listener's TLS and login (``odradek.security.config.http_security``),
+        built once; raises ConfigError naming a key that is wrong."""
+        cached = self.__dict__.get("_http_security")
+        if cached is None:
+            from odradek.security.config import SecurityConfigError, http_security
+
+            try:
+                cached = http_security(self.props)
+            except SecurityConfigError as e:
+                raise ConfigError(str(e)) from None
+            self.__dict__["_http_security"] = cached
+        return cached
+
     def advertised(self, listener: Listener, bound_port: int) -> tuple[str, int]:
         """(host, port) clients are told for ``listener``."""
         adv = {l.name: l for l in parse_listeners(self.props.get("advertised.listeners") or "")}

@@ -34,6 +34,7 @@ LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 # Event-loop lag buckets, in seconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_PROBE_INTERVAL = 0.25  # seconds between two event-loop lag samples
+HANDLER_FAILED = -(1 << 20)  # an ApiStats code: the handler raised (no Kafka error code is this)
 # The APIs whose handlers wait (RequestContext.wait), with a wait histogram.
 WAITING_APIS = frozenset({"Fetch", "Produce", "JoinGroup", "SyncGroup"})
 
@@ -56,7 +57,7 @@ class Histogram:
 class ApiStats:
     """One API's requests, errors and latency, as the dispatch counts them."""
 
-    __slots__ = ("name", "requests", "errors", "latency", "versions", "waits")
+    __slots__ = ("name", "requests", "errors", "codes", "latency", "versions", "waits")
 
     def __init__(self, name: str):
         self.name = name
@@ -65,13 +66,17 @@ class ApiStats:
         self.latency = Histogram(LATENCY_BUCKETS)
         self.waits = Histogram(LATENCY_BUCKETS)  # of the requests that waited: for how long
         self.versions: dict[int, int] = {}  # request version -> requests (Kafka's RequestsPerSec by version)
+        self.codes: dict[int, int] = {}  # top-level error code (HANDLER_FAILED: the handler raised) -> requests
 
-    def record(self, seconds: float, error: bool, version: int | None = None) -> None:
+    def record(self, seconds: float, code: int, version: int | None = None) -> None:
+        """One request served in ``seconds``, answered with top-level error ``code``
+        (0: none; ``HANDLER_FAILED``: its handler raised and the connection closes)."""
         self.requests += 1
         if version is not None:
             self.versions[version] = self.versions.get(version, 0) + 1
-        if error:
+        if code:
             self.errors += 1
+            self.codes[code] = self.codes.get(code, 0) + 1
         lat = self.latency
         lat.counts[bisect.bisect_left(lat.bounds, seconds)] += 1
         lat.sum += seconds
@@ -108,6 +113,19 @@ class BrokerMetrics:
 
 
 # -- rendering -----------------------------------------------------------------------
+
+_ERROR_NAMES: dict[int, str] = {}
+
+
+def error_label(code: int) -> str:
+    """Kafka's name of an error code (``NOT_COORDINATOR``), as a label value."""
+    if not _ERROR_NAMES:
+        from odradek.protocol import errors
+
+        _ERROR_NAMES.update({v: k for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)})
+        _ERROR_NAMES[HANDLER_FAILED] = "handler_failed"
+    return _ERROR_NAMES.get(code, str(code))
+
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -170,6 +188,10 @@ def render(broker) -> bytes:
     out.family("odradek_request_errors_total", "counter",
                "Requests answered with a top-level error code, or that closed the connection, per API.",
                (({"api": s.name}, s.errors) for s in apis))
+    out.family("odradek_request_errors_by_code_total", "counter",
+               "Requests answered with a top-level error code, per API and error (Kafka's name; "
+               "handler_failed: the connection closed).",
+               (({"api": s.name, "error": error_label(code)}, n) for s in apis for code, n in sorted(s.codes.items())))
     out.histogram("odradek_request_duration_seconds",
                   "Time from a request's decoding to its response, waits included (long polls, "
                   "joins), per API.", (({"api": s.name}, s.latency) for s in apis))
@@ -214,6 +236,12 @@ def render(broker) -> bytes:
 
     _render_topics(out, broker)
     _render_groups(out, broker)
+    history = getattr(broker, "lag_history", None)
+    if history is not None:
+        out.family("odradek_consumer_group_lag_history_groups", "gauge",
+                   "Groups whose lag history this broker keeps (for the console).", [({}, len(history.rings))])
+        out.family("odradek_consumer_group_lag_sampling_seconds_total", "counter",
+                   "Event-loop CPU time spent sampling the groups' lag history.", [({}, history.cpu_seconds)])
     if broker.config.get("http.metrics.compat") == "kafka-exporter":
         _render_kafka_exporter(out, broker)
 
@@ -275,29 +303,43 @@ def _render_topics(out: Exposition, broker) -> None:
                "Partitions led here whose ISR is smaller than min.insync.replicas.", [({}, under_min_isr)])
 
 
-def _render_groups(out: Exposition, broker) -> None:
+def loaded_shards(broker) -> list:
+    """The group coordinator shards this broker hosts and has loaded."""
     groups = broker.groups
-    hosted = list(groups.hosted.values()) if groups is not None else []
-    members, states, lags, time_lags = [], [], [], []
-    now_ms = time.time() * 1000
+    return [h.shard for h in (list(groups.hosted.values()) if groups is not None else []) if not h.loading]
+
+
+def group_lags(broker):
+    """The one walk over committed offsets that every lag figure comes from
+    (``/metrics``, the kafka-exporter series, the lag history): for each
+    group this broker coordinates and each partition it has an offset for
+    that this broker leads, ``(group, topic, partition, Partition, committed
+    offset, lag in records)``, groups and partitions in order. Each group's
+    offsets are copied before they are walked, so a caller may pause
+    between items (a commit meanwhile is seen by the next walk)."""
     lookup = broker.replicas.partition_or_error
-    for h in hosted:
-        if h.loading:
-            continue
-        shard = h.shard
-        for gid, g in sorted(shard.groups.items()):
-            members.append(({"group": gid}, len(g.members)))
-            states.append(({"group": gid, "state": g.state}, 1))
+    for shard in loaded_shards(broker):
         for gid, offsets in sorted(shard.offsets.offsets.items()):
             for (topic, index), value in sorted(offsets.items()):
                 p, code = lookup(topic, index)
                 if p is None:
                     continue  # led elsewhere: that broker reports the lag
-                labels = {"group": gid, "topic": topic, "partition": index}
-                lags.append((labels, max(p.high_watermark - value.offset, 0)))
-                seconds = time_lag(p, value.offset, now_ms)
-                if seconds is not None:
-                    time_lags.append((labels, seconds))
+                yield gid, topic, index, p, value.offset, max(p.high_watermark - value.offset, 0)
+
+
+def _render_groups(out: Exposition, broker) -> None:
+    members, states, lags, time_lags = [], [], [], []
+    now_ms = time.time() * 1000
+    for shard in loaded_shards(broker):
+        for gid, g in sorted(shard.groups.items()):
+            members.append(({"group": gid}, len(g.members)))
+            states.append(({"group": gid, "state": g.state}, 1))
+    for gid, topic, index, p, committed, lag in group_lags(broker):
+        labels = {"group": gid, "topic": topic, "partition": index}
+        lags.append((labels, lag))
+        seconds = time_lag(p, committed, now_ms)
+        if seconds is not None:
+            time_lags.append((labels, seconds))
     out.family("odradek_consumer_group_members", "gauge", "Members of a group.", members)
     out.family("odradek_consumer_group_state", "gauge", "A group's state (the series with value 1).",
                states)
@@ -309,16 +351,23 @@ def _render_groups(out: Exposition, broker) -> None:
                "committed offset); 0 when caught up, per partition led here.", time_lags)
 
 
-def time_lag(p, committed: int, now_ms: float) -> float | None:
+def time_lag(p, committed: int, now_ms: float, stamp=None) -> float | None:
     """Seconds since the batch holding ``committed`` was stamped (its first
     timestamp; the append time under LogAppendTime); 0 at or past the high
-    watermark; None when the log no longer holds that offset."""
+    watermark; None when the log no longer holds that offset. ``stamp``:
+    ``batch_stamp`` or a cache in front of it."""
     if committed >= p.high_watermark:
         return 0.0
+    stamped = (stamp or batch_stamp)(p, committed)
+    return None if stamped is None else max(now_ms - stamped, 0.0) / 1000
+
+
+def batch_stamp(p, offset: int) -> int | None:
+    """The timestamp (ms) of the batch holding ``offset`` (one batch-header
+    read), None when the log no longer holds it."""
     try:
-        for h in p.log.iter_headers(max(committed, p.log_start_offset), 64 * 1024):
-            stamped = h.max_timestamp if h.log_append_time else h.base_timestamp
-            return max(now_ms - stamped, 0.0) / 1000
+        for h in p.log.iter_headers(max(offset, p.log_start_offset), 64 * 1024):
+            return h.max_timestamp if h.log_append_time else h.base_timestamp
     except OffsetOutOfRange:
         return None
     return None
@@ -394,26 +443,17 @@ def _render_kafka_exporter(out: Exposition, broker) -> None:
     out.family("kafka_topic_partition_under_replicated_partition", "gauge",
                "1 if Topic/Partition is under Replicated", under)
 
-    groups = broker.groups
     offsets, offset_sums, lags, lag_sums, members = [], {}, [], {}, []
-    lookup = broker.replicas.partition_or_error
-    for h in (list(groups.hosted.values()) if groups is not None else []):
-        if h.loading:
-            continue
-        for gid, g in sorted(h.shard.groups.items()):
+    for shard in loaded_shards(broker):
+        for gid, g in sorted(shard.groups.items()):
             members.append(({"consumergroup": gid}, len(g.members)))
-        for gid, committed in sorted(h.shard.offsets.offsets.items()):
-            for (topic, index), value in sorted(committed.items()):
-                p, code = lookup(topic, index)
-                if p is None:
-                    continue
-                labels = {"consumergroup": gid, "partition": index, "topic": topic}
-                lag = max(p.high_watermark - value.offset, 0)
-                offsets.append((labels, value.offset))
-                lags.append((labels, lag))
-                key = (gid, topic)
-                offset_sums[key] = offset_sums.get(key, 0) + value.offset
-                lag_sums[key] = lag_sums.get(key, 0) + lag
+    for gid, topic, index, p, committed, lag in group_lags(broker):
+        labels = {"consumergroup": gid, "partition": index, "topic": topic}
+        offsets.append((labels, committed))
+        lags.append((labels, lag))
+        key = (gid, topic)
+        offset_sums[key] = offset_sums.get(key, 0) + committed
+        lag_sums[key] = lag_sums.get(key, 0) + lag
     out.family("kafka_consumergroup_current_offset", "gauge",
                "Current Offset of a ConsumerGroup at Topic/Partition", offsets)
     out.family("kafka_consumergroup_current_offset_sum", "gauge",

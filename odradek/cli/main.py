@@ -78,8 +78,8 @@ def main(bootstrap, client_config, timeout, debug) -> None:
 @click.option("--rack", default=None, help="This broker's rack (config broker.rack), for replica placement.")
 @click.option("--http", "http_listener", default=None, metavar="HOST:PORT",
               help="Serve the web console at http://HOST:PORT/ and Prometheus metrics at /metrics "
-                   "(config http.listener); "
-                   "off by default.")
+                   "(config http.listener; https://HOST:PORT with http.ssl.* keys for TLS, "
+                   "http.authentication=sasl for a login); off by default.")
 @click.option("-o", "--override", multiple=True, metavar="KEY=VALUE", help="Set one broker property.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, metadata_store, rack,

@@ -31,16 +31,39 @@ def for_broker(broker):
                            f"listener, and {e}")
     host, port = broker.endpoint(broker.inter_broker_listener)
     client = ClusterClient([(host, port)], security, client_id=f"odradek-console-{broker.config.node_id}")
-    return Console(client, server_version=__version__)
+    sessions = None
+    http = broker.config.http_security()
+    if http.login:
+        from odradek.console.sessions import Sessions
+
+        check = broker.password_check()
+
+        def new_client(login):
+            return ClusterClient([broker.endpoint(login.listener)], login.security,
+                                 client_id=f"odradek-console-{broker.config.node_id}-{login.user}")
+
+        sessions = Sessions(check, new_client, http.session_ms, secure=http.ssl_context is not None)
+    history = broker.lag_history.get if broker.lag_history is not None else None
+    return Console(client, server_version=__version__, sessions=sessions, lag_history=history)
 
 
-async def serve_standalone(bootstrap: list[tuple[str, int]], host: str, port: int, security=None):
-    """Serve the console alone at ``host:port``; returns (HttpServer, Console, bound address)."""
+async def serve_standalone(bootstrap: list[tuple[str, int]], host: str, port: int, security=None, http=None):
+    """Serve the console alone at ``host:port``; returns (HttpServer, Console, bound address).
+    ``http``: an ``odradek.security.config.HttpSecurity`` (TLS; a login checked
+    by logging in to the cluster as the user, ``security`` naming how)."""
     from odradek.console.app import Console
     from odradek.console.client import ClusterClient
     from odradek.server.http import HttpServer
 
-    console = Console(ClusterClient(bootstrap, security))
+    sessions = None
+    if http is not None and http.login:
+        from odradek.console.sessions import ClusterPasswordCheck, Sessions
+
+        sessions = Sessions(ClusterPasswordCheck(bootstrap, security),
+                            lambda login: ClusterClient(bootstrap, login.security,
+                                                        client_id=f"odradek-console-{login.user}"),
+                            http.session_ms, secure=http.ssl_context is not None)
+    console = Console(ClusterClient(bootstrap, security), sessions=sessions)
     server = HttpServer(app=console)
-    address = await server.start(host, port)
+    address = await server.start(host, port, http.ssl_context if http is not None else None)
     return server, console, address

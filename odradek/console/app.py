@@ -20,14 +20,21 @@ broker's memory.
 
 Rates and sparklines come from the high watermarks sampled when a page that
 lists them is rendered (at most once a second, the last ``HISTORY`` samples
-kept), so they cover the time the console has been watched; a group's lag
-history likewise.
+kept, per principal), so they cover the time the console has been watched.
+A group's lag history is the broker's (``odradek.lag_history``, sampled
+whether or not a page watches) when embedded and the broker keeps one for
+the group; otherwise sampled likewise while its page is watched.
+
+With a login (``sessions``), each request runs as its session's user: the
+``client`` property is that session's ``ClusterClient`` (the request's task
+holds it in a context variable), so the brokers' authoriser decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import datetime
 import hmac
 import json
@@ -60,6 +67,11 @@ SHOW_LIMIT = 64 * 1024  # of one key or value, on a page
 STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css", "console.js": "text/javascript",
           "htmx.LICENSE": "text/plain"}
 NOT_FOUND_CODES = {errors.UNKNOWN_TOPIC_OR_PARTITION, errors.GROUP_ID_NOT_FOUND}
+REFUSED_CODES = {errors.TOPIC_AUTHORIZATION_FAILED, errors.GROUP_AUTHORIZATION_FAILED,
+                 errors.CLUSTER_AUTHORIZATION_FAILED, errors.TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+OPEN_PATHS = {"/login"}  # served without a login (with the static files)
+# The session of the request being answered (each HTTP request is its own task).
+_session = contextvars.ContextVar("console_session", default=None)
 
 
 class BadInput(Exception):
@@ -206,28 +218,41 @@ class Unavailable:
         self.reason = reason
         self.client = None
 
+    def close(self) -> None:
+        pass
+
     async def __call__(self, req: HttpRequest) -> HttpResponse:
         return HttpResponse(503, (self.reason + "\n").encode(), "text/plain; charset=utf-8")
 
 
 class Console:
-    def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None):
-        self.client = client
+    def __init__(self, client: ClusterClient, title: str = "odradek", server_version: str | None = None,
+                 sessions=None, lag_history=None):
+        """``sessions``: ``odradek.console.sessions.Sessions`` when the console
+        asks for a login (each user's pages then use that user's client)."""
+        self.default_client = client
+        self.sessions = sessions
+        # group -> [(wall time, lag, lag in s)] the broker samples while no page watches, when embedded
+        self.broker_history = lag_history
         self.title = title
         self.server_version = server_version  # the broker's, when embedded
         self.csrf = secrets.token_urlsafe(24)
-        self.samples: deque[tuple[float, dict[str, int]]] = deque(maxlen=HISTORY)
+        # principal ("" without a login) -> watermark samples, so no one sees rates of topics hidden from them
+        self.all_samples: dict[str, deque[tuple[float, dict[str, int]]]] = {}
         self.lag_history: dict[str, deque[tuple[float, int]]] = {}  # group -> (when, total lag)
-        # (topic, partition, offset) -> the timestamp of the record there (it does not change)
-        self.first_unread: dict[tuple[str, int, int], int] = {}
+        # (topic, partition, offset, principal) -> the timestamp of the record there (it does not change)
+        self.first_unread: dict[tuple[str, int, int, str], int] = {}
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("odradek.console", "templates"),
                                       autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(csrf=self.csrf, title=title, version=__version__, q=quote, fmt_age=fmt_age,
+        self.env.globals.update(title=title, version=__version__, q=quote, fmt_age=fmt_age,
                                 fmt_bytes=fmt_bytes,
                                 fmt_time=fmt_time, show=show_bytes, sparkline=sparkline)
         self.static = {name: resources.files("odradek.console").joinpath("static", name).read_bytes()
                        for name in STATIC}
         self.routes = [
+            ("GET", ("login",), self.login_page),
+            ("POST", ("login",), self.login),
+            ("POST", ("logout",), self.logout),
             ("GET", ("",), self.overview),
             ("GET", ("topics",), self.topics),
             ("POST", ("topics",), self.create_topic),
@@ -243,7 +268,39 @@ class Console:
             ("GET", ("groups", None), self.group),
             ("POST", ("groups", None, "reset"), self.reset_offsets),
             ("POST", ("groups", None, "delete"), self.delete_group),
+            ("GET", ("acls",), self.acls),
+            ("POST", ("acls",), self.create_acl),
+            ("POST", ("acls", "delete"), self.delete_acl),
+            ("GET", ("users",), self.users),
+            ("POST", ("users",), self.set_user),
+            ("POST", ("users", "delete"), self.delete_user),
+            ("GET", ("quotas",), self.quotas),
+            ("POST", ("quotas",), self.set_quota),
+            ("POST", ("quotas", "delete"), self.delete_quota),
         ]
+
+    @property
+    def client(self) -> ClusterClient:
+        """The cluster as the request's user sees it (the console's own client without a login)."""
+        s = _session.get()
+        return s.client if s is not None else self.default_client
+
+    @property
+    def samples(self) -> deque:
+        s = _session.get()
+        key = s.principal if s is not None else ""
+        got = self.all_samples.get(key)
+        if got is None:
+            got = self.all_samples[key] = deque(maxlen=HISTORY)
+            while len(self.all_samples) > MAX_GROUP_HISTORIES:
+                del self.all_samples[next(iter(self.all_samples))]
+        return got
+
+    def close(self) -> None:
+        if self.default_client is not None:
+            self.default_client.close()
+        if self.sessions is not None:
+            self.sessions.close()
 
     # -- dispatch ------------------------------------------------------------
     async def __call__(self, req: HttpRequest) -> HttpResponse:
@@ -258,12 +315,19 @@ class Console:
         return resp
 
     async def dispatch(self, req: HttpRequest) -> HttpResponse:
+        # A request's task may be made from the previous one's (pipelining), context and all: start afresh.
+        _session.set(None)
         if req.path.startswith("/static/"):
             name = req.path[len("/static/"):]
             if name in STATIC and req.method in ("GET", "HEAD"):
                 return HttpResponse(200, self.static[name], STATIC[name] + "; charset=utf-8",
                                     [("cache-control", "max-age=3600")])
             return self.error_page(req, 404, f"No such file: {req.path}")
+        if self.sessions is not None and req.path not in OPEN_PATHS:
+            session, basic = await self.sessions.find(req.headers)
+            if session is None:
+                return self.unauthenticated(req, basic)
+            _session.set(session)
         parts = tuple(req.path.strip("/").split("/")) if req.path.strip("/") else ("",)
         allowed = set()
         for method, pattern, handler in self.routes:
@@ -281,7 +345,14 @@ class Console:
                 except BadInput as e:
                     return self.error_page(req, e.status, str(e))
                 except KafkaError as e:
-                    return self.error_page(req, 404 if e.code in NOT_FOUND_CODES else 502, str(e))
+                    session = _session.get()
+                    if e.code == errors.SASL_AUTHENTICATION_FAILED and session is not None:
+                        # the user's password changed or the user went: the session ends with it
+                        log.info("console: %s logged out: %s", session.principal, e)
+                        self.sessions.logout(session)
+                        return self.unauthenticated(req, False)
+                    status = 404 if e.code in NOT_FOUND_CODES else 403 if e.code in REFUSED_CODES else 502
+                    return self.error_page(req, status, str(e))
                 except Exception:
                     log.exception("console: %s %s failed", req.method, req.path)
                     return self.error_page(req, 500, "Internal error (the details are in the console's log)")
@@ -294,19 +365,69 @@ class Console:
         """A state-changing form must carry this console's token, and come from
         this origin when the browser says where it came from."""
         form = req.form()
-        if not hmac.compare_digest(form.get("csrf", ""), self.csrf):
+        if not hmac.compare_digest(form.get("csrf", ""), self.csrf_token()):
             raise BadInput("This form is stale or came from another site (CSRF token missing or wrong): "
                            "reload the page and try again", 403)
         origin = req.headers.get("origin") or req.headers.get("referer")
         if origin and origin != "null" and urlsplit(origin).netloc != req.headers.get("host", ""):
             raise BadInput(f"Refused a form posted from another origin ({origin})", 403)
 
+    def csrf_token(self) -> str:
+        s = _session.get()
+        return s.csrf if s is not None else self.csrf
+
     def render(self, template: str, code: int = 200, headers=None, **ctx) -> HttpResponse:
-        body = self.env.get_template(template).render(**ctx).encode()
+        s = _session.get()
+        ctx.setdefault("csrf", self.csrf_token())
+        body = self.env.get_template(template).render(user=s.user if s is not None else None, **ctx).encode()
         return HttpResponse(code, body, headers=[("cache-control", "no-store"), *(headers or [])])
 
     def error_page(self, req: HttpRequest, status: int, message: str, headers=None) -> HttpResponse:
         return self.render("error.html", status, headers, page="", status=status, message=message, path=req.path)
+
+    # -- login -----------------------------------------------------------------
+    def unauthenticated(self, req: HttpRequest, basic: bool) -> HttpResponse:
+        """No session: HTTP Basic refused is 401 (with its challenge); a page
+        asked by a browser goes to the login form; anything else is 401."""
+        if basic:
+            return self.error_page(req, 401, "Wrong user name or password",
+                                   [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')])
+        if req.method in ("GET", "HEAD") and not req.headers.get("hx-request"):
+            target = req.path + ("?" + urlencode(req.query) if req.query else "")
+            return self.redirect("/login", next=target if target != "/" else None)
+        return self.error_page(req, 401, "Log in first", [("hx-redirect", "/login")])
+
+    @staticmethod
+    def _next(target: str | None) -> str:
+        """Where to go after logging in: a path on this site only."""
+        target = target or "/"
+        return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+
+    async def login_page(self, req: HttpRequest) -> HttpResponse:
+        if self.sessions is None:
+            return self.redirect("/")
+        return self.render("login.html", page="login", next=self._next(req.query.get("next")))
+
+    async def login(self, req: HttpRequest) -> HttpResponse:
+        if self.sessions is None:
+            return self.redirect("/")
+        form = req.form()
+        session = await self.sessions.login((form.get("user") or "").strip(), form.get("password") or "")
+        if session is None:
+            return self.render("login.html", 401, page="login", next=self._next(form.get("next")),
+                               failed=True, name=form.get("user") or "")
+        log.info("console: %s logged in", session.principal)
+        return HttpResponse(303, b"", headers=[("location", self._next(form.get("next"))),
+                                               ("set-cookie", self.sessions.cookie(session))])
+
+    async def logout(self, req: HttpRequest) -> HttpResponse:
+        s = _session.get()
+        if self.sessions is not None and s is not None:
+            self.sessions.logout(s)
+        headers = [("location", "/login")]
+        if self.sessions is not None:
+            headers.append(("set-cookie", self.sessions.clear_cookie()))
+        return HttpResponse(303, b"", headers=headers)
 
     @staticmethod
     def redirect(path: str, **query) -> HttpResponse:
@@ -399,13 +520,24 @@ class Console:
 
     async def topic(self, req: HttpRequest, name: str) -> HttpResponse:
         t = await self.client.topic(name)
-        marks, configs, disk = await asyncio.gather(self.client.watermarks([name]), self.client.topic_configs(name),
-                                                    self.client.log_dirs())
+        marks, configs, disk = await asyncio.gather(self.client.watermarks([name]), self.refusable(
+            self.client.topic_configs(name)), self.client.log_dirs())
         sizes = disk[1] if disk else None
         rows = [{"p": p, "start": marks[(name, p.index)][0], "end": marks[(name, p.index)][1],
                  "size": sizes.get((name, p.index), 0) if sizes is not None else None} for p in t.partitions]
         return self.render("topic.html", page="topics", topic=t, rows=rows, configs=configs, sizes=sizes is not None,
                            records=sum(max(r["end"] - r["start"], 0) for r in rows), done=req.query.get("done"))
+
+    @staticmethod
+    async def refusable(aw):
+        """``await aw``, or the refusal (a string) when the user may not see it:
+        one part of a page the authoriser hides, the rest shown."""
+        try:
+            return await aw
+        except KafkaError as e:
+            if e.code in REFUSED_CODES:
+                return str(e)
+            raise
 
     async def delete_topic(self, req: HttpRequest, name: str) -> HttpResponse:
         await self.client.topic(name)
@@ -639,7 +771,8 @@ class Console:
             if not row["lag"]:
                 row["lag_ms"] = 0 if row["lag"] == 0 else None
                 return
-            where = (row["topic"], row["partition"], row["committed"])
+            s = _session.get()
+            where = (row["topic"], row["partition"], row["committed"], s.principal if s is not None else "")
             ts = self.first_unread.get(where)
             if ts is None:
                 try:
@@ -661,8 +794,16 @@ class Console:
             history.append((time.monotonic(), lag))
         while len(self.lag_history) > MAX_GROUP_HISTORIES:
             del self.lag_history[next(iter(self.lag_history))]
+        kept = self.broker_history(group) if self.broker_history is not None else []
+        if len(kept) >= 2:
+            lag_spark = sparkline([float(v) for _, v, _ in kept])
+            time_spark = sparkline([float(v) for _, _, v in kept])
+            span = kept[-1][0] - kept[0][0]
+        else:
+            lag_spark, time_spark, span = sparkline([float(v) for _, v in history]), "", None
         return {"group": g, "members": members, "rows": rows, "lag": lag,
-                "lag_spark": sparkline([float(v) for _, v in history]),
+                "lag_spark": lag_spark, "time_spark": time_spark, "history_span": span,
+                "history_points": len(kept),
                 "lag_ms": max((r["lag_ms"] or 0 for r in rows), default=0)}
 
     async def group(self, req: HttpRequest, group: str) -> HttpResponse:
@@ -714,3 +855,145 @@ class Console:
         await self.client.delete_group(group)
         self.lag_history.pop(group, None)
         return self.redirect("/groups", done=f"Deleted group {group}")
+
+    # -- security: ACLs, SCRAM users, client quotas ---------------------------------------
+    async def acls(self, req: HttpRequest) -> HttpResponse:
+        try:
+            rows, disabled = await self.client.acls(), None
+        except KafkaError as e:
+            if e.code != errors.SECURITY_DISABLED:
+                raise
+            rows, disabled = [], "The cluster has no authoriser (authorizer.class.name): ACLs are not kept."
+        rows.sort(key=lambda a: (a["resource_type"], a["resource_name"], a["principal"], a["operation"]))
+        return self.render("acls.html", page="acls", rows=rows, names=ACL_NAMES, disabled=disabled,
+                           done=req.query.get("done"))
+
+    @staticmethod
+    def acl_binding(form: dict) -> dict:
+        """An ACL binding from a form: names (topic, literal, read, allow) or Kafka's codes."""
+        from odradek.security.principal import KafkaPrincipal
+
+        out = {}
+        for field, names in ACL_NAMES.items():
+            raw = (form.get(field) or ACL_DEFAULTS.get(field, "")).strip().lower()
+            code = int(raw) if raw.isdigit() else {v: k for k, v in names.items()}.get(raw)
+            if code not in names:
+                raise BadInput(f"{field}: {raw!r} is not one of {', '.join(names.values())}")
+            out[field] = code
+        name = (form.get("resource_name") or "").strip()
+        if out["resource_type"] == 4:  # the cluster
+            name = name or "kafka-cluster"
+        if not name:
+            raise BadInput("resource_name: a name is needed ('*' for all)")
+        principal = (form.get("principal") or "").strip()
+        try:
+            KafkaPrincipal.parse(principal)
+        except ValueError as e:
+            raise BadInput(f"principal: {e}") from None
+        return {**out, "resource_name": name, "principal": principal, "host": (form.get("host") or "*").strip()}
+
+    async def create_acl(self, req: HttpRequest) -> HttpResponse:
+        b = self.acl_binding(req.form())
+        await self.client.create_acl(b)
+        return self.redirect("/acls", done=f"Added: {acl_text(b)}")
+
+    async def delete_acl(self, req: HttpRequest) -> HttpResponse:
+        b = self.acl_binding(req.form())
+        n = await self.client.delete_acl(b)
+        return self.redirect("/acls", done=f"Removed: {acl_text(b)}" if n else f"No such ACL: {acl_text(b)}")
+
+    async def users(self, req: HttpRequest) -> HttpResponse:
+        return self.render("users.html", page="users", users=await self.client.scram_users(),
+                           done=req.query.get("done"))
+
+    @staticmethod
+    def scram_form(form: dict) -> tuple[str, str]:
+        from odradek.security.scram import MECHANISMS
+
+        user = (form.get("user") or "").strip()
+        mechanism = (form.get("mechanism") or "SCRAM-SHA-256").strip().upper()
+        if not user:
+            raise BadInput("user: a name is needed")
+        if mechanism not in MECHANISMS:
+            raise BadInput(f"mechanism: {mechanism!r} is not one of {', '.join(MECHANISMS)}")
+        return user, mechanism
+
+    async def set_user(self, req: HttpRequest) -> HttpResponse:
+        from odradek.security.scram import MAX_ITERATIONS, MIN_ITERATIONS
+
+        form = req.form()
+        user, mechanism = self.scram_form(form)
+        password = form.get("password") or ""
+        if not password:
+            raise BadInput("password: a password is needed")
+        iterations = _int(form, "iterations", 4096, MIN_ITERATIONS, MAX_ITERATIONS)
+        await self.client.alter_scram(user, mechanism, password, iterations)
+        return self.redirect("/users", done=f"Set the {mechanism} password of {user}")
+
+    async def delete_user(self, req: HttpRequest) -> HttpResponse:
+        user, mechanism = self.scram_form(req.form())
+        await self.client.alter_scram(user, mechanism, None)
+        return self.redirect("/users", done=f"Deleted the {mechanism} credential of {user}")
+
+    async def quotas(self, req: HttpRequest) -> HttpResponse:
+        rows = sorted(({"entity": e["entity"], "text": quota_entity_text(e["entity"]), "key": e["key"],
+                        "value": int(e["value"]) if e["value"] == int(e["value"]) else e["value"]}
+                       for e in await self.client.quotas()), key=lambda r: (r["text"], r["key"]))
+        return self.render("quotas.html", page="quotas", rows=rows, keys=QUOTA_KEYS, done=req.query.get("done"))
+
+    @staticmethod
+    def quota_form(form: dict) -> tuple[list[dict], str]:
+        entity = []
+        for kind in ("user", "client-id", "ip"):
+            raw = form.get(kind)
+            if raw is None or raw == "":
+                continue
+            entity.append({"entity_type": kind, "entity_name": None if raw == "<default>" else raw})
+        if not entity:
+            raise BadInput("name a user, a client id or an ip ('<default>' for the default one)")
+        key = (form.get("key") or "").strip()
+        if key not in QUOTA_KEYS:
+            raise BadInput(f"key: {key!r} is not one of {', '.join(QUOTA_KEYS)}")
+        return entity, key
+
+    async def set_quota(self, req: HttpRequest) -> HttpResponse:
+        form = req.form()
+        entity, key = self.quota_form(form)
+        try:
+            value = float((form.get("value") or "").strip())
+        except ValueError:
+            raise BadInput(f"value: {form.get('value')!r} is not a number") from None
+        await self.client.alter_quota(entity, key, value)
+        return self.redirect("/quotas", done=f"Set {key} of {quota_entity_text(entity)}")
+
+    async def delete_quota(self, req: HttpRequest) -> HttpResponse:
+        entity, key = self.quota_form(req.form())
+        await self.client.alter_quota(entity, key, None)
+        return self.redirect("/quotas", done=f"Removed {key} of {quota_entity_text(entity)}")
+
+
+# Kafka's codes for the fields of an ACL binding, with the names the pages show.
+ACL_NAMES = {
+    "resource_type": {2: "topic", 3: "group", 4: "cluster", 5: "transactional_id"},
+    "pattern_type": {3: "literal", 4: "prefixed"},
+    "operation": {2: "all", 3: "read", 4: "write", 5: "create", 6: "delete", 7: "alter", 8: "describe",
+                  9: "cluster_action", 10: "describe_configs", 11: "alter_configs", 12: "idempotent_write"},
+    "permission_type": {3: "allow", 2: "deny"},
+}
+ACL_DEFAULTS = {"pattern_type": "literal", "permission_type": "allow"}
+QUOTA_KEYS = ("producer_byte_rate", "consumer_byte_rate", "request_percentage", "controller_mutation_rate",
+              "connection_creation_rate")
+
+
+def acl_text(b: dict) -> str:
+    n = ACL_NAMES
+    return (f"{n['permission_type'].get(b['permission_type'])} {b['principal']} "
+            f"{n['operation'].get(b['operation'])} on {n['resource_type'].get(b['resource_type'])} "
+            f"{b['resource_name']} ({n['pattern_type'].get(b['pattern_type'])}) from {b['host']}")
+
+
+def quota_entity_text(entity: list[dict]) -> str:
+    order = ("user", "client-id", "ip")
+    return ",".join(f"{e['entity_type']}={e['entity_name'] if e['entity_name'] is not None else '<default>'}"
+                    for e in sorted(entity, key=lambda e: order.index(e["entity_type"])
+                                    if e["entity_type"] in order else 9))

@@ -32,6 +32,8 @@ VERSIONS = {
     "Fetch": 12, "Produce": 9, "FindCoordinator": 3, "ListGroups": 4, "DescribeGroups": 5,
     "OffsetFetch": 7, "OffsetCommit": 8, "DeleteGroups": 2, "DescribeLogDirs": 4,
     "DescribeClientQuotas": 1, "AlterClientQuotas": 1,  # odradek quota
+    "DescribeAcls": 3, "CreateAcls": 3, "DeleteAcls": 3,  # odradek acl
+    "DescribeUserScramCredentials": 0, "AlterUserScramCredentials": 0,  # kafka-configs --entity-type users
 }
 
 EARLIEST, LATEST = -2, -1
@@ -152,7 +154,7 @@ class ClusterClient:
                 except (OSError, asyncio.TimeoutError) as e:
                     raise KafkaError(f"cannot reach {host}:{port}: {e or type(e).__name__}") from None
                 except AuthenticationError as e:
-                    raise KafkaError(f"{host}:{port}: {e}") from None
+                    raise KafkaError(f"{host}:{port}: {e}", errors.SASL_AUTHENTICATION_FAILED) from None
                 self.conns[slot] = conn
             try:
                 return await conn.request(name, VERSIONS[name], body, timeout)
@@ -543,6 +545,87 @@ class ClusterClient:
         r = await self.request(node, "DeleteGroups", {"groups_names": [group]})
         res = r["results"][0]
         check(res["error_code"], f"Deleting group {group!r}")
+
+
+    # -- security: ACLs, SCRAM users, client quotas ----------------------------------
+    async def acls(self) -> list[dict]:
+        """Every ACL binding: [{resource_type, resource_name, pattern_type, principal,
+        host, operation, permission_type}] (Kafka's codes)."""
+        r = await self.any_broker("DescribeAcls", {
+            "resource_type_filter": 1, "resource_name_filter": None, "pattern_type_filter": 1,
+            "principal_filter": None, "host_filter": None, "operation": 1, "permission_type": 1})
+        check(r["error_code"], "Listing ACLs", r.get("error_message"))
+        return [{"resource_type": res["resource_type"], "resource_name": res["resource_name"],
+                 "pattern_type": res["pattern_type"], **{k: a[k] for k in ("principal", "host", "operation",
+                                                                              "permission_type")}}
+                for res in r["resources"] for a in res["acls"]]
+
+    async def create_acl(self, binding: dict) -> None:
+        creation = {k: v for k, v in binding.items() if k != "pattern_type"}
+        r = await self.any_broker("CreateAcls", {"creations": [{**creation,
+                                                                "resource_pattern_type": binding["pattern_type"]}]})
+        res = r["results"][0]
+        check(res["error_code"], "Creating the ACL", res.get("error_message"))
+
+    async def delete_acl(self, binding: dict) -> int:
+        """Delete the ACLs matching ``binding`` exactly; how many went."""
+        r = await self.any_broker("DeleteAcls", {"filters": [{
+            "resource_type_filter": binding["resource_type"], "resource_name_filter": binding["resource_name"],
+            "pattern_type_filter": binding["pattern_type"], "principal_filter": binding["principal"],
+            "host_filter": binding["host"], "operation": binding["operation"],
+            "permission_type": binding["permission_type"]}]})
+        res = r["filter_results"][0]
+        check(res["error_code"], "Deleting the ACL", res.get("error_message"))
+        for m in res["matching_acls"]:
+            check(m["error_code"], "Deleting the ACL", m.get("error_message"))
+        return len(res["matching_acls"])
+
+    async def scram_users(self) -> list[dict]:
+        """[{user, mechanisms: [(mechanism name, iterations)]}] of every SCRAM user."""
+        from odradek.security.scram import MECHANISM_NAMES
+
+        r = await self.any_broker("DescribeUserScramCredentials", {"users": None})
+        check(r["error_code"], "Listing SCRAM users", r.get("error_message"))
+        out = []
+        for res in r["results"]:
+            check(res["error_code"], f"SCRAM credentials of {res['user']!r}", res.get("error_message"))
+            out.append({"user": res["user"], "mechanisms": [
+                (MECHANISM_NAMES.get(c["mechanism"], str(c["mechanism"])), c["iterations"])
+                for c in res["credential_infos"]]})
+        return sorted(out, key=lambda u: u["user"])
+
+    async def alter_scram(self, user: str, mechanism: str, password: str | None, iterations: int = 4096) -> None:
+        """Set ``user``'s ``mechanism`` credential to ``password`` (salted here:
+        the password never crosses the network), or delete it (``password`` None)."""
+        import os
+
+        from odradek.security.scram import MECHANISM_IDS, salted_password
+
+        body: dict = {"deletions": [], "upsertions": []}
+        if password is None:
+            body["deletions"].append({"name": user, "mechanism": MECHANISM_IDS[mechanism]})
+        else:
+            salt = os.urandom(32)
+            body["upsertions"].append({"name": user, "mechanism": MECHANISM_IDS[mechanism],
+                                       "iterations": iterations, "salt": salt,
+                                       "salted_password": salted_password(mechanism, password, salt, iterations)})
+        r = await self.any_broker("AlterUserScramCredentials", body)
+        res = r["results"][0]
+        check(res["error_code"], f"SCRAM credential of {user!r}", res.get("error_message"))
+
+    async def quotas(self) -> list[dict]:
+        """[{entity: [{entity_type, entity_name}], key, value}] of every client quota."""
+        r = await self.any_broker("DescribeClientQuotas", {"components": [], "strict": False})
+        check(r["error_code"], "Listing client quotas", r.get("error_message"))
+        return [{"entity": e["entity"], "key": v["key"], "value": v["value"]}
+                for e in r["entries"] or [] for v in e["values"]]
+
+    async def alter_quota(self, entity: list[dict], key: str, value: float | None) -> None:
+        """Set a quota (``value`` None: remove it)."""
+        r = await self.any_broker("AlterClientQuotas", {"entries": [{"entity": entity, "ops": [
+            {"key": key, "value": value or 0.0, "remove": value is None}]}], "validate_only": False})
+        e = r["entries"][0]
+        check(e["error_code"], "Altering the quota", e.get("error_message"))
 
 
 def _api_name(key: int) -> str:

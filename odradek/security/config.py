@@ -483,3 +483,59 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         reauth_by_mechanism=reauth_by, oauth_validator=validator,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins
+
+
+# -- the HTTP listener (metrics and the console) ------------------------------
+
+HTTP_AUTHENTICATION = ("none", "sasl")
+DEFAULT_HTTP_SESSION_MS = 8 * 3600 * 1000
+
+
+@dataclass
+class HttpSecurity:
+    """``http.listener``'s TLS (``https://``, with ``http.ssl.*``) and login
+    (``http.authentication=sasl``: the broker's own SASL users)."""
+
+    ssl_context: ssl.SSLContext | None = None
+    login: bool = False
+    session_ms: int = DEFAULT_HTTP_SESSION_MS
+
+
+def http_scheme(value: str) -> tuple[str, str]:
+    """``http.listener``'s scheme (``http`` unless it says ``https://``) and the rest."""
+    scheme, sep, rest = value.strip().partition("://")
+    if not sep:
+        return "http", value.strip()
+    if scheme.lower() not in ("http", "https"):
+        raise SecurityConfigError(f"http.listener: {scheme}:// is not served (http:// or https://)")
+    return scheme.lower(), rest
+
+
+def http_security(props: dict[str, str]) -> HttpSecurity:
+    """Validate the ``http.*`` security keys of ``props``: ``http.ssl.<key>`` are
+    Kafka's ``ssl.<key>`` for the HTTP listener (read by the same code as a
+    listener's), allowed only with ``http.listener=https://HOST:PORT``."""
+    scheme, _ = http_scheme(props.get("http.listener") or "")
+    out = HttpSecurity()
+    ssl_keys = [k for k in props if k.startswith("http.ssl.")]
+    for k in ssl_keys:
+        if k[len("http."):] not in SSL_READ:
+            _refuse(k, "the HTTP listener reads the ssl.* keys a Kafka listener reads, prefixed with http.")
+    if scheme == "https":
+        def get(key, default=None):
+            v = props.get(f"http.{key}")
+            return v if v is not None else default
+
+        out.ssl_context, _, _ = _tls("HTTP", get)
+    elif ssl_keys:
+        raise SecurityConfigError(f"{ssl_keys[0]} is set but http.listener is not https://HOST:PORT: "
+                                  f"it would be ignored")
+    auth = (props.get("http.authentication") or "none").strip().lower()
+    if auth not in HTTP_AUTHENTICATION:
+        raise SecurityConfigError(f"Invalid http.authentication={auth}: none, or sasl (the broker's SASL users)")
+    out.login = auth == "sasl"
+    out.session_ms = _int(props.get("http.session.max.age.ms"), "http.session.max.age.ms",
+                          DEFAULT_HTTP_SESSION_MS)
+    if out.session_ms < 1000:
+        raise SecurityConfigError("http.session.max.age.ms: at least 1000")
+    return out

@@ -37,6 +37,7 @@ import time
 from typing import TYPE_CHECKING
 
 from odradek.clock import now_ms
+from odradek.metrics import HANDLER_FAILED
 from odradek.protocol import errors
 from odradek.protocol.schema import DecodeError, codec
 from odradek.security.checks import handle as authorized
@@ -319,9 +320,9 @@ class KafkaConnection(asyncio.Protocol):
             else:
                 response = await serve
         except Exception:
-            stats.record(time.perf_counter() - t0, True, version)
+            stats.record(time.perf_counter() - t0, HANDLER_FAILED, version)
             raise
-        stats.record(time.perf_counter() - t0, response is not None and response.get("error_code", 0) != 0,
+        stats.record(time.perf_counter() - t0, response.get("error_code", 0) if response is not None else 0,
                      version)
         if ctx.waited:
             stats.waits.observe(ctx.waited)

@@ -14,6 +14,11 @@ waits for the client to read (flow control), at most ``IDLE_TIMEOUT`` each
 time. Without an app any other path is 404, any other method
 405. Off unless configured.
 
+TLS (``https://``) lives in the transport: ``start`` hands asyncio the
+SSLContext built from ``http.ssl.*`` (``odradek.security.config.http_security``).
+With a login, ``/metrics`` is answered only when ``authenticate`` says so
+(HTTP Basic, checked off this module); the console checks its own pages.
+
 Never harming the Kafka listeners: a connection's buffered request head is
 capped (``MAX_HEAD``), a request body is read and dropped up to ``MAX_BODY``
 (beyond: 413 and close), a connection is closed when a request has not
@@ -45,7 +50,11 @@ METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 def parse_address(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT``, ``:PORT`` for every address) -> (host, port)."""
+    """``HOST:PORT`` (``[v6]:PORT``, ``:PORT`` for every address; after
+    ``http://`` or ``https://``) -> (host, port)."""
+    scheme, sep, rest = value.partition("://")
+    if sep and scheme.lower() in ("http", "https"):
+        value = rest
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"http.listener: expected HOST:PORT, got {value!r}")
@@ -59,6 +68,7 @@ class HttpRequest:
     query: dict[str, str]  # the first value of each name
     headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
     body: bytes = b""
+    peer: str = ""  # the client's address
 
     def form(self) -> dict[str, str]:
         """An ``application/x-www-form-urlencoded`` body as a dict (first values)."""
@@ -78,14 +88,14 @@ class HttpResponse:
     live: bool = False  # a stream that drops a client who falls behind rather than wait for it
 
 
-def parse_request(req: h11.Request, body: bytes) -> HttpRequest:
+def parse_request(req: h11.Request, body: bytes, peer: str = "") -> HttpRequest:
     target = req.target.decode("latin-1")
     path, _, qs = target.partition("?")
     query: dict[str, str] = {}
     for k, v in parse_qsl(qs, keep_blank_values=True):
         query.setdefault(k, v)
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in req.headers}
-    return HttpRequest(req.method.decode("latin-1"), unquote(path), query, headers, body)
+    return HttpRequest(req.method.decode("latin-1"), unquote(path), query, headers, body, peer)
 
 
 class HttpConnection(asyncio.Protocol):
@@ -172,11 +182,13 @@ class HttpConnection(asyncio.Protocol):
                     self._fail(413, "request body too large")
                     return
             elif isinstance(event, h11.EndOfMessage):
-                if self.server.app is not None and self.request.target.split(b"?", 1)[0] != b"/metrics":
+                is_metrics = self.request.target.split(b"?", 1)[0] == b"/metrics"
+                if (self.server.app is not None and not is_metrics) or (is_metrics and self.server.authenticate):
                     # Answered by the app: read nothing more until it has.
                     self.transport.pause_reading()
+                    peer = self.transport.get_extra_info("peername")
                     self.task = asyncio.get_running_loop().create_task(
-                        self._answer(parse_request(self.request, bytes(self.body))))
+                        self._answer(parse_request(self.request, bytes(self.body), peer[0] if peer else "")))
                     return
                 self._respond(self.request)
                 self._arm()  # the next request has IDLE_TIMEOUT from now
@@ -206,7 +218,10 @@ class HttpConnection(asyncio.Protocol):
     async def _answer(self, req: HttpRequest) -> None:
         try:
             try:
-                resp = await self.server.app(req)
+                if req.path == "/metrics":
+                    resp = await self._metrics(req)
+                else:
+                    resp = await self.server.app(req)
             except Exception:
                 log.exception("http: %s %s failed", req.method, req.path)
                 resp = HttpResponse(500, b"internal error\n", "text/plain")
@@ -237,6 +252,21 @@ class HttpConnection(asyncio.Protocol):
             self._events()  # requests pipelined behind this one
         except h11.RemoteProtocolError as e:
             self._fail(e.error_status_hint, str(e))
+
+    async def _metrics(self, req: HttpRequest) -> HttpResponse:
+        """``/metrics`` behind the listener's login (HTTP Basic): ``authenticate``
+        answers None to serve it, or the status and reason to refuse it."""
+        refused = await self.server.authenticate(req)
+        if refused is not None:
+            status, reason = refused
+            return HttpResponse(status, (reason + "\n").encode(), "text/plain",
+                                [("www-authenticate", 'Basic realm="odradek", charset="UTF-8"')] if status == 401
+                                else [])
+        if req.method not in ("GET", "HEAD"):
+            return HttpResponse(405, b"method not allowed\n", "text/plain", [("allow", "GET, HEAD")])
+        if self.server.render is None:
+            return HttpResponse(404, b"not found\n", "text/plain")
+        return HttpResponse(200, self.server.render(), METRICS_TYPE.decode())
 
     async def _stream(self, resp: HttpResponse, extra: list) -> None:
         """Send the head, then each chunk as the stream yields it, until it
@@ -304,16 +334,20 @@ class HttpConnection(asyncio.Protocol):
 class HttpServer:
     """The listener and its open connections; ``render`` makes a scrape's body."""
 
-    def __init__(self, render=None, app: Callable[[HttpRequest], Awaitable[HttpResponse]] | None = None):
+    def __init__(self, render=None, app: Callable[[HttpRequest], Awaitable[HttpResponse]] | None = None,
+                 authenticate: Callable[[HttpRequest], Awaitable[tuple[int, str] | None]] | None = None):
         self.render = render  # None: no /metrics
         self.app = app
+        self.authenticate = authenticate  # None: /metrics is open; else it must say yes (HTTP Basic)
         self.connections: set[HttpConnection] = set()
         self.server: asyncio.AbstractServer | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, ssl_context=None) -> tuple[str, int]:
+        """Listen at ``host:port``, over TLS with ``ssl_context`` when given (https)."""
         loop = asyncio.get_running_loop()
+        tls = {"ssl": ssl_context, "ssl_handshake_timeout": 10.0} if ssl_context is not None else {}
         self.server = await loop.create_server(lambda: HttpConnection(self), host or None, port,
-                                               reuse_address=True, backlog=128)
+                                               reuse_address=True, backlog=128, **tls)
         return self.server.sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:

@@ -30,7 +30,8 @@ SCRIPT = "<script>alert('x')</script>"
 
 @pytest.fixture(scope="module")
 def broker():
-    with odradek.Broker(config={"http.listener": "127.0.0.1:0", "group.initial.rebalance.delay.ms": "0"}) as b:
+    with odradek.Broker(config={"http.listener": "127.0.0.1:0", "group.initial.rebalance.delay.ms": "0",
+                                "http.lag.history.interval.ms": "200"}) as b:
         yield b
 
 
@@ -308,7 +309,7 @@ def test_console_code_reaches_the_cluster_only_through_the_kafka_protocol():
 
     root = os.path.dirname(odradek.console.__file__)
     allowed = ("odradek.console", "odradek.protocol", "odradek.replica.peer", "odradek.server.http",
-               "odradek.security.config")
+               "odradek.security.config", "odradek.security.scram", "odradek.security.principal")  # pure helpers
     for name in sorted(os.listdir(root)):
         if name.endswith(".py"):
             tree = ast.parse(open(os.path.join(root, name)).read())
@@ -395,8 +396,18 @@ def test_odradek_console_against_apache_kafka(tmp_path):
 
     require_java()
     kafka_runtime = pytest.importorskip("kafka_runtime")  # loaded by require_java from bench/
+    kafka = kafka_runtime.KafkaBroker(heap="512M")
+    kafka.port, kafka.controller_port, sasl = free_port(), free_port(), free_port()
+    kafka.extra_config.update({  # and a SASL listener, for `odradek console --login`
+        "listeners": f"PLAINTEXT://127.0.0.1:{kafka.port},SASL_PLAINTEXT://127.0.0.1:{sasl},"
+                     f"CONTROLLER://127.0.0.1:{kafka.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka.port},SASL_PLAINTEXT://127.0.0.1:{sasl}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="alice-secret";'})
     try:
-        kafka = kafka_runtime.KafkaBroker(heap="512M").start()
+        kafka.start()
     except Exception as e:  # noqa: BLE001 - no release resolvable, no Java to run it
         pytest.skip(f"could not start Apache Kafka: {e}")
     port = free_port()
@@ -441,6 +452,23 @@ def test_odradek_console_against_apache_kafka(tmp_path):
         assert web.post("/groups/kafka-readers/delete", {}).status == 303
         assert web.post("/topics/on-kafka/delete", {"confirm": "on-kafka"}).status == 303
         assert_readable_error(web.get("/topics/on-kafka"), 404, "Unknown topic")
+
+        # --login: Kafka's own PLAIN server checks the password
+        proc.terminate()
+        proc.wait(10)
+        assert proc.returncode == 0, (tmp_path / "console.log").read_text()
+        proc = subprocess.Popen([sys.executable, "-m", "odradek", "console", "--bootstrap", f"127.0.0.1:{sasl}",
+                                 "--http", f"127.0.0.1:{port}", "--login", "-X", "security.protocol=SASL_PLAINTEXT",
+                                 "-X", "sasl.mechanism=PLAIN"], stdout=log, stderr=subprocess.STDOUT)
+        wait_port(port, proc=proc)
+        form = {"user": "alice", "password": "wrong", "csrf": re.search(
+            r'name="csrf" value="([^"]+)"', web.get("/login").text).group(1)}
+        assert web.post("/login", form, token=False).status == 401
+        r = web.post("/login", {**form, "password": "alice-secret"}, token=False)
+        assert r.status == 303
+        cookie = r.getheader("set-cookie").split(";")[0]
+        page = web.request("GET", "/topics", headers={"cookie": cookie})
+        assert page.status == 200 and "User:alice" in page.text
     finally:
         proc.terminate()
         proc.wait(10)
@@ -602,3 +630,38 @@ def test_a_tail_follows_added_partitions_and_ends_when_the_topic_goes(broker, we
     sock.close()
     assert b"event: gone\ndata: topic growing was deleted" in rest
     assert rest.endswith(b"0\r\n\r\n")  # the stream ended
+
+
+def test_acl_user_and_quota_pages_without_an_authoriser(broker, web):
+    page = web.get("/acls")
+    assert page.status == 200 and "no authoriser" in page.text
+    assert web.get("/users").status == 200
+    r = web.post("/quotas", {"client-id": "<default>", "key": "consumer_byte_rate", "value": "2048"})
+    assert r.status == 303, r.text
+    assert "client-id=&lt;default&gt;" in web.get("/quotas").text
+    r = web.post("/quotas/delete", {"client-id": "<default>", "key": "consumer_byte_rate"})
+    assert r.status == 303 and "client-id=&lt;default&gt;" not in web.get("/quotas").text
+    assert_readable_error(web.post("/quotas", {"key": "consumer_byte_rate", "value": "1"}), 400, "name a user")
+
+
+def test_lag_history_is_kept_while_no_page_watches(broker, web):
+    web.post("/topics", {"name": "unwatched", "partitions": "2"})
+    for p in (0, 1):
+        produce(broker, "unwatched", [(None, b"x", None)] * 10, partition=p)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unwatched-group", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("unwatched", 0, 3), TopicPartition("unwatched", 1, 10)], asynchronous=False)
+    c.close()
+    time.sleep(1.5)  # no page open: the broker samples every 200 ms here
+    kept = broker.core.lag_history.get("unwatched-group")
+    assert len(kept) >= 4, kept
+    assert [lag for _, lag, _ in kept[-3:]] == [7, 7, 7]
+    assert all(secs > 0 for _, _, secs in kept[-3:])  # the first record not consumed is that old
+    assert kept[-1][2] > kept[0][2]  # and ages as no one consumes
+    page = web.get("/groups/unwatched-group").text
+    points = int(re.search(r'id="lag-history" data-points="(\d+)"', page).group(1))
+    assert points >= 4 and 'id="lag-time-history"' in page and "sampled by the broker" in page
+    metrics = web.get("/metrics").text
+    assert re.search(r"^odradek_consumer_group_lag_history_groups [1-9]", metrics, re.M)
+    web.post("/groups/unwatched-group/delete", {})
+    time.sleep(0.6)
+    assert broker.core.lag_history.get("unwatched-group") == []

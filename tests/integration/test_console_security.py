@@ -84,7 +84,7 @@ def test_odradek_console_logs_in_and_meets_the_authorizer(broker, pki, tmp_path)
     try:
         page = web.get("/topics")
         assert page.status == 200 and "guarded" not in page.text  # alice may not describe it
-        assert_readable_error(web.post("/topics", {"name": "alices"}), 502, "AUTHORIZATION_FAILED")
+        assert_readable_error(web.post("/topics", {"name": "alices"}), 403, "AUTHORIZATION_FAILED")
     finally:
         proc.terminate()
         proc.wait(10)

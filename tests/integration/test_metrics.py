@@ -301,3 +301,29 @@ def test_flush_time_is_counted(tmp_path):
             time.sleep(0.05)
         assert flushes >= 5
         assert value(s, "odradek_log_flush_seconds_sum") > 0
+
+
+def test_errors_are_counted_per_error_code(broker):
+    import asyncio
+
+    from odradek.console.client import ClusterClient, KafkaError
+
+    async def ask_acls(n):
+        host, port = broker.bootstrap.rsplit(":", 1)
+        client = ClusterClient([(host, int(port))])
+        try:
+            for _ in range(n):
+                with pytest.raises(KafkaError, match="SECURITY_DISABLED"):  # no authoriser here
+                    await client.acls()
+        finally:
+            client.close()
+
+    before = scrape(broker)
+    label = {"api": "DescribeAcls", "error": "SECURITY_DISABLED"}
+    was = before.get(("odradek_request_errors_by_code_total", frozenset(label.items())), 0)
+    asyncio.run(ask_acls(3))
+    s = scrape(broker)
+    assert value(s, "odradek_request_errors_by_code_total", **label) == was + 3
+    assert value(s, "odradek_request_errors_total", api="DescribeAcls") == \
+        sum(v for (name, labels), v in s.items()
+            if name == "odradek_request_errors_by_code_total" and ("api", "DescribeAcls") in labels)

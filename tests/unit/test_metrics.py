@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from odradek.metrics import ApiStats, Exposition, Histogram
+from odradek.metrics import HANDLER_FAILED, ApiStats, Exposition, Histogram, error_label
+from odradek.protocol import errors
 
 
 def parse(out: Exposition) -> dict:
@@ -28,9 +29,15 @@ def test_histogram_buckets_are_cumulative_and_bounds_inclusive():
 
 def test_api_stats_record_as_observe():
     s = ApiStats("Produce")
-    s.record(0.0002, False)
-    s.record(0.3, True)
-    assert (s.requests, s.errors) == (2, 1)
+    s.record(0.0002, 0)
+    s.record(0.3, errors.NOT_LEADER_OR_FOLLOWER)
+    s.record(0.1, HANDLER_FAILED)
+    s.record(0.1, errors.NOT_LEADER_OR_FOLLOWER)
+    assert (s.requests, s.errors) == (4, 3)
+    assert {error_label(c): n for c, n in s.codes.items()} == {"NOT_LEADER_OR_FOLLOWER": 2, "handler_failed": 1}
+    s = ApiStats("Produce")
+    s.record(0.0002, 0)
+    s.record(0.3, 1)
     h = Histogram(s.latency.bounds)
     h.observe(0.0002)
     h.observe(0.3)
