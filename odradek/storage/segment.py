@@ -468,15 +468,21 @@ class Segment:
 
     def file_range(self, pos: int, size: int):
         """``size`` bytes from ``pos`` as a FileRange, or None if the files
-        are not the operating system's."""
-        if self.files is None:
-            fd = self.fs.dup(self._open_handle())
-        else:
-            h = self._acquire()
-            try:
-                fd = self.fs.dup(h)
-            finally:
-                self._release()
+        are not the operating system's (or no descriptor is left: the bytes
+        are then read instead)."""
+        try:
+            if self.files is None:
+                fd = self.fs.dup(self._open_handle())
+            else:
+                h = self._acquire()
+                try:
+                    fd = self.fs.dup(h)
+                finally:
+                    self._release()
+        except OSError as e:
+            if e.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            return None
         return None if fd is None else FileRange(fd, pos, size)
 
     def batches(self):
