@@ -90,6 +90,7 @@ class BrokerMetrics:
         self.loop_lag = Histogram(LAG_BUCKETS)
         self.accepted: dict[str, int] = {}  # listener -> connections opened
         self.closed: dict[str, int] = {}  # listener -> connections closed
+        self.sendfile_bytes = 0  # record bytes sent from the page cache with sendfile (zero copy)
 
     def connection_opened(self, listener: str) -> None:
         self.accepted[listener] = self.accepted.get(listener, 0) + 1
@@ -210,6 +211,9 @@ def render(broker) -> bytes:
     out.family("odradek_connections_closed_total", "counter",
                "Connections closed (by either side), per listener.",
                (({"listener": k}, m.closed.get(k, 0)) for k in conns))
+    out.family("odradek_fetch_sendfile_bytes_total", "counter",
+               "Record bytes consumers were sent from the page cache with sendfile (zero copy), "
+               "part of odradek_topic_bytes_out_total.", [({}, m.sendfile_bytes)])
     out.family("odradek_event_loop_cpu_seconds_total", "counter",
                "CPU time of the thread running the broker's event loop (its busy time, "
                "blocking reads aside).", [({}, time.thread_time())])
