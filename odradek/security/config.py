@@ -59,20 +59,18 @@ SSL_NO_EFFECT = {
     "ssl.allow.san.changes": "it applies to keystore updates at run time, which odradek does not make",
 }
 # Keys read per listener besides ssl.*; '<mechanism>.' keys are handled apart.
-LISTENER_READ = {"sasl.enabled.mechanisms", "sasl.server.max.receive.size", "connections.max.reauth.ms"}
+LISTENER_READ = {"sasl.enabled.mechanisms", "sasl.server.max.receive.size", "connections.max.reauth.ms",
+                 "max.connections"}
 TOP_READ = LISTENER_READ | {
     "listeners", "advertised.listeners", "listener.security.protocol.map", "inter.broker.listener.name",
     "security.inter.broker.protocol", "sasl.mechanism.inter.broker.protocol", "controller.listener.names",
     "super.users", "connection.failed.authentication.delay.ms", "authorizer.class.name",
     "principal.builder.class", "security.providers", "allow.everyone.if.no.acl.found",
+    "max.connections.per.ip", "max.connections.per.ip.overrides",
 }
 TOP_NO_EFFECT = {
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
     "early.start.listeners": "every listener starts once the broker has loaded its state",
-    # Connection limits: only the per-ip connection_creation_rate quota (KIP-612) is served.
-    "max.connections": "connection limits are not served (ip connection_creation_rate quotas are)",
-    "max.connections.per.ip": "connection limits are not served (ip connection_creation_rate quotas are)",
-    "max.connections.per.ip.overrides": "connection limits are not served (ip connection_creation_rate quotas are)",
     "max.connection.creation.rate": "the broker-wide connection rate is not served (ip connection_creation_rate "
                                     "quotas are)",
 }
@@ -134,6 +132,16 @@ class InterBrokerClient:
 
 
 @dataclass
+class ConnectionLimitSettings:
+    """Kafka's connection limits (``odradek.server.listeners.ConnectionLimits``); None: no limit."""
+
+    max_connections: int | None = None  # max.connections, broker-wide
+    listener_max: dict[str, int] = field(default_factory=dict)  # listener.name.<l>.max.connections
+    per_ip: int | None = None  # max.connections.per.ip
+    per_ip_overrides: dict[str, int] = field(default_factory=dict)  # address -> max.connections.per.ip.overrides
+
+
+@dataclass
 class SecurityConfig:
     listeners: dict[str, ListenerSecurity]
     super_users: tuple[KafkaPrincipal, ...] = ()
@@ -142,6 +150,7 @@ class SecurityConfig:
     authorizer: bool = False  # authorizer.class.name: ACLs are enforced
     allow_if_no_acl: bool = False  # allow.everyone.if.no.acl.found
     inter_broker_mechanism: str = "GSSAPI"  # sasl.mechanism.inter.broker.protocol
+    limits: ConnectionLimitSettings = field(default_factory=ConnectionLimitSettings)
 
     def inter_broker_client(self) -> InterBrokerClient:
         """The client side of the inter-broker listener (default: the first
@@ -325,7 +334,51 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
     return SecurityConfig(out, tuple(supers), inter, notes, authorizer=bool(authorizer),
                           allow_if_no_acl=allow_text == "true",
                           inter_broker_mechanism=(props.get("sasl.mechanism.inter.broker.protocol")
-                                                  or "GSSAPI").strip())
+                                                  or "GSSAPI").strip(),
+                          limits=connection_limits(props, listeners))
+
+
+def connection_limits(props: dict[str, str], listeners) -> ConnectionLimitSettings:
+    """Kafka's ``max.connections`` (also per listener), ``max.connections.per.ip``
+    and ``max.connections.per.ip.overrides`` (``host:count,...``; a host name is
+    resolved once, at start, as Kafka resolves it), checked as Kafka checks them."""
+    import ipaddress
+    import socket
+
+    def count(key, value):
+        n = _int(value, key, 0)
+        if n < 0:
+            raise SecurityConfigError(f"Invalid value {value!r} for {key}: expected at least 0")
+        return n
+
+    def limit(key):
+        value = props.get(key)
+        return None if value in (None, "") else count(key, value.strip())
+
+    out = ConnectionLimitSettings(max_connections=limit("max.connections"), per_ip=limit("max.connections.per.ip"))
+    for l in listeners:
+        n = limit(f"listener.name.{l.name.lower()}.max.connections")
+        if n is not None:
+            out.listener_max[l.name] = n
+    for entry in (e.strip() for e in (props.get("max.connections.per.ip.overrides") or "").split(",")):
+        if not entry:
+            continue
+        parts = [p.strip() for p in entry.split(":")]
+        if len(parts) != 2 or not parts[0]:
+            raise SecurityConfigError(f"Invalid max.connections.per.ip.overrides entry {entry!r}: expected host:count")
+        host, n = parts[0], count("max.connections.per.ip.overrides", parts[1])
+        try:
+            address = str(ipaddress.ip_address(host))
+        except ValueError:
+            try:
+                address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+            except OSError as e:
+                raise SecurityConfigError(f"max.connections.per.ip.overrides: cannot resolve {host}: {e}") from None
+        out.per_ip_overrides[address] = n
+    if out.per_ip == 0 and not out.per_ip_overrides:
+        raise SecurityConfigError("max.connections.per.ip can be set to zero only if "
+                                  "max.connections.per.ip.overrides is set")
+    return out
 
 
 STORE_TYPES = ("PEM", "PKCS12")

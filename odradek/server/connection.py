@@ -174,6 +174,8 @@ class KafkaConnection(asyncio.Protocol):
         self.timed = None  # the request's handler time, while request_percentage is measured
         self.closed = False
         self.peer = None
+        self.slot = None  # (listener, address) held in odradek.server.listeners.ConnectionLimits
+        self.active_at = time.monotonic()  # last bytes read: the least recently active goes first over max.connections
 
     # -- asyncio.Protocol ------------------------------------------------
     def connection_made(self, transport):
@@ -204,11 +206,14 @@ class KafkaConnection(asyncio.Protocol):
         self.frames.clear()
         self.broker.connections.discard(self)
         self.broker.metrics.connection_closed(self.listener)
+        if self.slot is not None:
+            self.broker.connection_limits.release(self)
         share = getattr(self.broker, "share", None)
         if share is not None:
             share.connection_closed(self)  # its share sessions end, their records are released
 
     def data_received(self, data: bytes) -> None:
+        self.active_at = time.monotonic()
         buf = self.buffer
         buf += data
         pos = 0  # frames are bytearrays, so decoded records can be patched in place
