@@ -9,10 +9,11 @@ ignoring it; keys that have no effect here are accepted and listed in
 ``notes``, which the broker logs at start. ``inter_broker_client`` gives the
 client side of the inter-broker listener, as a follower connects to its
 leader: TLS with the listener's truststore and keystore (and
-``ssl.endpoint.identification.algorithm``), and a SASL login (PLAIN or SCRAM,
-``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
-``password`` of the listener's JAAS line for that mechanism, as Kafka's
-brokers log in to each other.
+``ssl.endpoint.identification.algorithm``), and a SASL login
+(``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
+``password`` of the listener's JAAS line for PLAIN or SCRAM, or Kafka's
+unsecured OAUTHBEARER login from that line's ``unsecuredLogin*`` options,
+as Kafka's brokers log in to each other.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class SecurityConfigError(ValueError):
 PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
-LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # a broker's own login to another
+LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")  # a broker's own login to another
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
@@ -86,9 +87,11 @@ HINTS = {
     "sasl.oauthbearer.": "only the JWKS validator's keys are read (sasl.oauthbearer.jwks.endpoint.url, "
                          "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
                          "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds); a broker's own "
-                         "OAUTHBEARER login (token endpoint) is not served",
-    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
-                   "password of the inter-broker listener's JAAS line",
+                         "OAUTHBEARER login is Kafka's unsecured one (unsecuredLogin* options of the JAAS line); "
+                         "an OIDC token endpoint login is not served",
+    "sasl.login.": "the login tuning keys and login callback handlers are not served: an inter-broker login "
+                   "uses the inter-broker listener's JAAS line (username and password, or OAUTHBEARER's "
+                   "unsecuredLogin* options)",
     "delegation.token.": "delegation tokens are not served",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -102,6 +105,7 @@ class SaslSettings:
     reauth_by_mechanism: dict[str, int] = field(default_factory=dict)  # connections.max.reauth.ms
     failed_auth_delay_ms: int = 100
     oauth_validator: object = field(default=None, repr=False)  # odradek.security.oauthbearer, for OAUTHBEARER
+    oauth_options: dict[str, str] = field(default_factory=dict, repr=False)  # its JAAS line's options
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -129,6 +133,7 @@ class InterBrokerClient:
     mechanism: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    oauth: object = field(default=None, repr=False)  # OAUTHBEARER: odradek.security.oauthbearer.UnsecuredLogin
 
 
 @dataclass
@@ -171,6 +176,15 @@ class SecurityConfig:
             if mech not in sec.sasl.mechanisms:
                 raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
                                           f"inter-broker listener {name} (sasl.enabled.mechanisms)")
+            if mech == "OAUTHBEARER":
+                from odradek.security.oauthbearer import UnsecuredLogin
+
+                try:
+                    client.mechanism, client.oauth = mech, UnsecuredLogin(sec.sasl.oauth_options)
+                except ValueError as e:
+                    raise SecurityConfigError(f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config: "
+                                              f"{e}") from None
+                return client
             login = sec.logins.get(mech)
             if login is None:
                 raise SecurityConfigError(
@@ -533,6 +547,6 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         mechanisms=mechanisms, plain_users=users,
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
-        reauth_by_mechanism=reauth_by, oauth_validator=validator,
+        reauth_by_mechanism=reauth_by, oauth_validator=validator, oauth_options=oauth_options,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins

@@ -236,6 +236,103 @@ def unsecured_jws(claims: dict, header: dict | None = None) -> str:
     return f"{enc(header or {'alg': 'none'})}.{enc(claims)}."
 
 
+# -- Kafka's unsecured login (a broker's own login to another) -----------------------------
+
+_LOGIN_RESERVED = ("iat", "exp")
+_EXTENSION_KEY = re.compile(_KEY)
+_EXTENSION_VALUE = re.compile(_VALUE)
+REFRESH_WINDOW_FACTOR = 0.8  # sasl.login.refresh.window.factor's default: a token is renewed at 80% of its life
+
+
+def _list_claim(value: str) -> list[str]:
+    """``unsecuredLoginListClaim_<name>``: the first character is the delimiter
+    (``,a,b`` is ["a", "b"]), read as Kafka reads it (Java's split, then an
+    empty item when the text starts or ends with the delimiter or holds it twice)."""
+    if len(value) <= 1:
+        return []
+    delim, text = value[0], value[1:]
+    items = text.split(delim)
+    while items and items[-1] == "":
+        items.pop()
+    if not items:
+        items = [""]
+    if text.startswith(delim) or text.endswith(delim) or delim + delim in text:
+        items.append("")
+    return items
+
+
+class UnsecuredLogin:
+    """Kafka's ``OAuthBearerUnsecuredLoginCallbackHandler``, the default login of
+    ``OAuthBearerLoginModule``: an unsigned JWS made from the JAAS options
+    (``unsecuredLoginStringClaim_<name>``, ``unsecuredLoginNumberClaim_<name>``,
+    ``unsecuredLoginListClaim_<name>``, ``unsecuredLoginPrincipalClaimName``
+    (``sub``), ``unsecuredLoginScopeClaimName`` (``scope``),
+    ``unsecuredLoginLifetimeSeconds`` (3600)) and the SASL extensions
+    ``unsecuredLoginExtension_<name>``. A token is kept until 80% of its life
+    has passed (Kafka's refresh window), then made anew. Raises ValueError, at
+    start, for options Kafka refuses."""
+
+    def __init__(self, options: dict[str, str], clock=time.time):
+        self.options = options
+        self.clock = clock
+        self.principal_claim = (options.get("unsecuredLoginPrincipalClaimName") or "").strip() or "sub"
+        self.scope_claim = (options.get("unsecuredLoginScopeClaimName") or "").strip() or "scope"
+        lifetime = options.get("unsecuredLoginLifetimeSeconds", "3600")
+        try:
+            self.lifetime_s = int(lifetime)
+        except ValueError:
+            raise ValueError(f"unsecuredLoginLifetimeSeconds={lifetime} is not an integer") from None
+        self.claims: dict = {}
+        for key, value in options.items():
+            for prefix, kind in (("unsecuredLoginStringClaim_", str), ("unsecuredLoginNumberClaim_", float),
+                                 ("unsecuredLoginListClaim_", list)):
+                if key.startswith(prefix) and len(key) > len(prefix):
+                    name = key[len(prefix):]
+                    if name in _LOGIN_RESERVED:
+                        raise ValueError(f"Cannot explicitly set the '{name}' claim")
+                    if kind is float:
+                        try:
+                            self.claims[name] = float(value)
+                        except ValueError:
+                            raise ValueError(f"{key}={value} is not a number") from None
+                    else:
+                        self.claims[name] = _list_claim(value) if kind is list else value
+        principal = self.claims.get(self.principal_claim)
+        if not isinstance(principal, str) or not principal.strip():
+            raise ValueError(f"the broker's own OAUTHBEARER login needs a principal: set "
+                             f"unsecuredLoginStringClaim_{self.principal_claim}=\"<name>\" in the JAAS line")
+        scope = self.claims.get(self.scope_claim)
+        if scope is not None and not isinstance(scope, (str, list)):
+            raise ValueError(f"The '{self.scope_claim}' claim must be a string or a list")
+        self.extensions: dict[str, str] = {}
+        for key, value in options.items():
+            if key.startswith("unsecuredLoginExtension_"):
+                name = key[len("unsecuredLoginExtension_"):]
+                if not _EXTENSION_KEY.fullmatch(name) or name == "auth":
+                    raise ValueError(f"Extension name {name} is invalid")
+                if not _EXTENSION_VALUE.fullmatch(value):
+                    raise ValueError(f"Extension value ({value}) for extension {name} is invalid")
+                self.extensions[name] = value
+        self.principal_name = principal
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.token()  # made once at start, as Kafka's login does: a bad option fails here
+
+    def token(self) -> str:
+        """The token to log in with: the one held, or a new one once 80% of its life has passed."""
+        now = int(self.clock() * 1000) / 1000  # as Kafka: milliseconds, in seconds
+        if self._token is None or now >= self._refresh_at:
+            claims = {"exp": now + self.lifetime_s, "iat": now, **self.claims}
+            self._token = unsecured_jws(claims)
+            self._refresh_at = now + REFRESH_WINDOW_FACTOR * self.lifetime_s
+        return self._token
+
+    def client_first(self) -> bytes:
+        """The client's initial response (RFC 7628, as Kafka's client sends it)."""
+        ext = "".join(f"{SEP}{k}={v}" for k, v in self.extensions.items())
+        return f"n,,{SEP}auth=Bearer {self.token()}{ext}{SEP}{SEP}".encode()
+
+
 # -- Kafka's JWKS validator ---------------------------------------------------------------
 
 JWKS_KEYS = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
