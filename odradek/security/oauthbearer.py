@@ -35,8 +35,15 @@ Validators (``listener.name.<l>.oauthbearer.sasl.server.callback.handler.class``
   and the broker's properties, and asked ``await validate(token_value)``, which
   returns an ``OAuthBearerToken`` or raises ``TokenInvalid``.
 
-SASL extensions are parsed (and must be well formed) but are not used, as with
-Kafka's unsecured validator, which accepts any.
+SASL extensions (KIP-342: the ``key=value`` pairs beside ``auth``) must be well
+formed (a key of letters, a value of printable ASCII, spaces, tabs or line
+ends), or the message does not parse. Once the token is valid they go to the
+validator, as Kafka's ``OAuthBearerExtensionsValidatorCallback`` does: Kafka's
+two validators accept every one, and so do these; a Python validator may
+define ``validate_extensions(token, extensions)`` returning the refused ones
+(name -> reason), which fail the login with Kafka's message ("Authentication
+failed: 1 extensions are invalid! They are: name: reason"). The accepted
+ones are kept with the session (``OAuthBearerServer.extensions``).
 """
 
 from __future__ import annotations
@@ -468,6 +475,7 @@ class OAuthBearerServer(MechanismServer):
         self.validator = validator
         self.error: str | None = None  # the JSON error sent; the client answers it with %x01
         self.token: OAuthBearerToken | None = None
+        self.extensions: dict[str, str] = {}  # the client's SASL extensions the validator accepted
 
     @property
     def credential_expiry_ms(self) -> int | None:
@@ -479,7 +487,7 @@ class OAuthBearerServer(MechanismServer):
         if bytes(token) == SEP.encode() and self.error is not None:
             raise AuthenticationFailed(self.error)
         self.error = None
-        authzid, value, _extensions = parse_client_first(token)
+        authzid, value, extensions = parse_client_first(token)
         try:
             found = await self.validator.validate(value)
         except TokenInvalid as e:
@@ -490,7 +498,24 @@ class OAuthBearerServer(MechanismServer):
             raise AuthenticationFailed(f"Authentication failed: Client requested an authorization id ({authzid}) "
                                        f"that is different from the token's principal name "
                                        f"({found.principal_name})")
+        self.extensions = await self._check_extensions(found, extensions)
         self.token = found
         self.principal_name = found.principal_name
         self.complete = True
         return b""
+
+    async def _check_extensions(self, token: OAuthBearerToken, extensions: dict[str, str]) -> dict[str, str]:
+        """Kafka's extensions callback: the validator's ``validate_extensions``
+        (sync or async) names the refused ones; without it, all are accepted, as
+        Kafka's own validators accept them."""
+        check = getattr(self.validator, "validate_extensions", None)
+        if check is None or not extensions:
+            return dict(extensions)
+        refused = check(token, dict(extensions))
+        if inspect.isawaitable(refused):
+            refused = await refused
+        if refused:
+            listed = "; ".join(f"{k}: {v}" for k, v in refused.items())
+            raise AuthenticationFailed(f"Authentication failed: {len(refused)} extensions are invalid! "
+                                       f"They are: {listed}")
+        return dict(extensions)

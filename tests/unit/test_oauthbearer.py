@@ -249,3 +249,41 @@ def test_jwks_settings_per_listener_as_kafka_names_them():
         "sasl.oauthbearer.clock.skew.seconds": "5"}).oauth_validator
     assert isinstance(v, JwksValidator)
     assert (v.url, v.audience, v.issuer, v.skew_s) == ("https://idp/jwks", ["kafka", "other"], "https://idp", 5)
+
+
+class CheckingExtensions:
+    def __init__(self, asynchronous):
+        self.asynchronous = asynchronous
+
+    async def validate(self, value):
+        return UnsecuredValidator({}).check(value, NOW)
+
+    def _refused(self, extensions):
+        return {k: "not here" for k in extensions if k.startswith("bad")}
+
+    def validate_extensions(self, token, extensions):
+        if self.asynchronous:
+            async def later():
+                return self._refused(extensions)
+            return later()
+        return self._refused(extensions)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_sasl_extensions_go_to_the_validator_after_the_token(asynchronous):
+    """KIP-342 as Kafka's server runs it: Kafka's own validators accept every
+    extension; one that checks them names the refused ones, and the login
+    fails with Kafka's words. Malformed extensions do not parse."""
+    tok = unsecured_jws({"sub": "alice", "exp": NOW / 1000 + 60})
+    server = OAuthBearerServer(UnsecuredValidator({}, clock=lambda: NOW / 1000))
+    assert run(server.evaluate(first(tok, ext="traceId=a b\tc\x01"))) == b"" and server.complete
+    assert server.extensions == {"traceId": "a b\tc"}
+    server = OAuthBearerServer(CheckingExtensions(asynchronous))
+    assert run(server.evaluate(first(tok, ext="good=1\x01"))) == b"" and server.extensions == {"good": "1"}
+    server = OAuthBearerServer(CheckingExtensions(asynchronous))
+    with pytest.raises(AuthenticationFailed, match=r"^Authentication failed: 2 extensions are invalid! "
+                                                   r"They are: badA: not here; badB: not here$"):
+        run(server.evaluate(first(tok, ext="badA=1\x01ok=2\x01badB=3\x01")))
+    for ext in ("a1=b\x01", "k=\x01", "k=\x7f\x01"):
+        with pytest.raises(AuthenticationFailed, match="invalid credentials"):
+            run(OAuthBearerServer(UnsecuredValidator({})).evaluate(first(tok, ext=ext)))
