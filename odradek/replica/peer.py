@@ -6,7 +6,7 @@ sends the next; that is all a replica fetcher needs. Over the inter-broker
 listener's security (``odradek.security.config.InterBrokerClient``): TLS
 with its truststore and keystore, then a SASL login (SaslHandshake v1 and
 SaslAuthenticate v2; PLAIN, SCRAM or OAUTHBEARER with Kafka's unsecured
-login) before any other request. When the other broker bounds the session
+or client-credentials login) before any other request. When the other broker bounds the session
 (KIP-368: its ``connections.max.reauth.ms``, or an OAUTHBEARER token's
 expiry), the login is made again on the same connection, as Kafka's client
 makes it, before the first request after 85-95% of the session lifetime.
@@ -70,7 +70,14 @@ class PeerConnection:
             await self._authenticate(b"\0" + sec.username.encode() + b"\0" + sec.password.encode(), timeout)
             return
         if sec.mechanism == "OAUTHBEARER":
-            if await self._authenticate(sec.oauth.client_first(), timeout):
+            from odradek.security.oauthbearer import LoginFailed
+
+            try:
+                first = await sec.oauth.initial_response()
+            except LoginFailed as e:  # no token from the token endpoint
+                self.close()
+                raise AuthenticationError(f"OAUTHBEARER login: {e}") from None
+            if await self._authenticate(first, timeout):
                 # The token was refused: the server said why (RFC 7628's JSON); %x01 ends the exchange
                 await self._authenticate(b"\x01", timeout)
                 self.close()

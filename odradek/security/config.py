@@ -12,8 +12,9 @@ leader: TLS with the listener's truststore and keystore (and
 ``ssl.endpoint.identification.algorithm``), and a SASL login
 (``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
 ``password`` of the listener's JAAS line for PLAIN or SCRAM, or Kafka's
-unsecured OAUTHBEARER login from that line's ``unsecuredLogin*`` options,
-as Kafka's brokers log in to each other.
+unsecured or client-credentials OAUTHBEARER login from that line's options
+(``odradek.security.oauthbearer.load_login``), as Kafka's brokers log in to
+each other.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginMod
 OAUTH_READ = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
               "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
               "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
+# sasl.oauthbearer.<key>, read by Kafka's client-credentials login (a broker's own, OAuthBearerLoginCallbackHandler)
+OAUTH_LOGIN_READ = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret",
+                    "scope", "header.urlencode")
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -84,14 +88,14 @@ HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
-    "sasl.oauthbearer.": "only the JWKS validator's keys are read (sasl.oauthbearer.jwks.endpoint.url, "
+    "sasl.oauthbearer.": "only the JWKS validator's keys (sasl.oauthbearer.jwks.endpoint.url, "
                          "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
-                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds); a broker's own "
-                         "OAUTHBEARER login is Kafka's unsecured one (unsecuredLogin* options of the JAAS line); "
-                         "an OIDC token endpoint login is not served",
-    "sasl.login.": "the login tuning keys and login callback handlers are not served: an inter-broker login "
-                   "uses the inter-broker listener's JAAS line (username and password, or OAUTHBEARER's "
-                   "unsecuredLogin* options)",
+                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds) and the client-credentials "
+                         "login's (...token.endpoint.url, ...client.credentials.client.id, "
+                         "...client.credentials.client.secret, ...scope, ...header.urlencode) are read",
+    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the inter-broker "
+                   "listener's JAAS line (username and password, or OAUTHBEARER's login options); of the "
+                   "login keys only OAUTHBEARER's sasl.login.callback.handler.class is read",
     "delegation.token.": "delegation tokens are not served",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -106,6 +110,8 @@ class SaslSettings:
     failed_auth_delay_ms: int = 100
     oauth_validator: object = field(default=None, repr=False)  # odradek.security.oauthbearer, for OAUTHBEARER
     oauth_options: dict[str, str] = field(default_factory=dict, repr=False)  # its JAAS line's options
+    oauth_login_handler: str | None = None  # sasl.login.callback.handler.class, for a broker's own login
+    oauth_login_settings: dict[str, str] = field(default_factory=dict, repr=False)  # sasl.oauthbearer.<login key>
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -177,10 +183,11 @@ class SecurityConfig:
                 raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
                                           f"inter-broker listener {name} (sasl.enabled.mechanisms)")
             if mech == "OAUTHBEARER":
-                from odradek.security.oauthbearer import UnsecuredLogin
+                from odradek.security.oauthbearer import load_login
 
                 try:
-                    client.mechanism, client.oauth = mech, UnsecuredLogin(sec.sasl.oauth_options)
+                    client.mechanism, client.oauth = mech, load_login(
+                        sec.sasl.oauth_login_handler, sec.sasl.oauth_options, sec.sasl.oauth_login_settings)
                 except ValueError as e:
                     raise SecurityConfigError(f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config: "
                                               f"{e}") from None
@@ -235,14 +242,17 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         return
     mech, dot, rest = key.partition(".")
     if dot and mech.upper() in MECHANISMS + ("GSSAPI", "OAUTHBEARER") and rest in (
-            "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class"):
+            "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class",
+            "sasl.login.callback.handler.class"):
         if mech.upper() not in MECHANISMS:
             _refuse(key, f"SASL mechanism {mech.upper()} is not served")
-        if rest == "sasl.server.callback.handler.class" and mech.upper() != "OAUTHBEARER":
+        if rest.endswith("callback.handler.class") and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
+    if key == "sasl.login.callback.handler.class":
+        return  # OAUTHBEARER's login (checked with the listener's SASL settings)
     if key.startswith(("sasl.oauthbearer.", "oauthbearer.sasl.oauthbearer.")) \
-            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ:
+            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ + OAUTH_LOGIN_READ:
         return
     if where == "listener" and key in LISTENER_READ:
         return
@@ -524,7 +534,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             continue
         if "username" in options and "password" in options:  # this broker's own login, to the others
             logins[m] = (options["username"], options["password"])
-    validator = None
+    validator, login_handler, login_settings = None, None, {}
     if "OAUTHBEARER" in mechanisms:
         from odradek.security.oauthbearer import load_validator
 
@@ -539,6 +549,23 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             validator = load_validator(get(key) or "", oauth_options, props, oauth_settings)
         except ValueError as e:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
+        from odradek.security.oauthbearer import LOGIN_HANDLER, UNSECURED_LOGIN_HANDLER
+
+        login_handler = (get("oauthbearer.sasl.login.callback.handler.class")
+                         or get("sasl.login.callback.handler.class") or "").strip() or None
+        if login_handler not in (None, LOGIN_HANDLER, UNSECURED_LOGIN_HANDLER):
+            raise SecurityConfigError(f"sasl.login.callback.handler.class={login_handler}: Java classes cannot be "
+                                      f"loaded ({LOGIN_HANDLER} and {UNSECURED_LOGIN_HANDLER} are served)")
+        for k in OAUTH_LOGIN_READ + ("sub.claim.name",):
+            v = get(f"oauthbearer.sasl.oauthbearer.{k}")
+            v = v if v is not None else get(f"sasl.oauthbearer.{k}")
+            if v is not None and v.strip():
+                login_settings[k] = v.strip()
+        if login_handler != LOGIN_HANDLER and any(k in login_settings for k in OAUTH_LOGIN_READ):
+            raise SecurityConfigError(
+                f"sasl.oauthbearer.{next(k for k in OAUTH_LOGIN_READ if k in login_settings)} is read by "
+                f"{LOGIN_HANDLER}: set listener.name.{name.lower()}.oauthbearer.sasl.login.callback.handler.class "
+                f"to it")
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -548,5 +575,6 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
         reauth_by_mechanism=reauth_by, oauth_validator=validator, oauth_options=oauth_options,
+        oauth_login_handler=login_handler, oauth_login_settings=login_settings,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins

@@ -311,15 +311,7 @@ class UnsecuredLogin:
         scope = self.claims.get(self.scope_claim)
         if scope is not None and not isinstance(scope, (str, list)):
             raise ValueError(f"The '{self.scope_claim}' claim must be a string or a list")
-        self.extensions: dict[str, str] = {}
-        for key, value in options.items():
-            if key.startswith("unsecuredLoginExtension_"):
-                name = key[len("unsecuredLoginExtension_"):]
-                if not _EXTENSION_KEY.fullmatch(name) or name == "auth":
-                    raise ValueError(f"Extension name {name} is invalid")
-                if not _EXTENSION_VALUE.fullmatch(value):
-                    raise ValueError(f"Extension value ({value}) for extension {name} is invalid")
-                self.extensions[name] = value
+        self.extensions = _login_extensions(options, "unsecuredLoginExtension_")
         self.principal_name = principal
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -336,8 +328,170 @@ class UnsecuredLogin:
 
     def client_first(self) -> bytes:
         """The client's initial response (RFC 7628, as Kafka's client sends it)."""
-        ext = "".join(f"{SEP}{k}={v}" for k, v in self.extensions.items())
-        return f"n,,{SEP}auth=Bearer {self.token()}{ext}{SEP}{SEP}".encode()
+        return client_first(self.token(), self.extensions)
+
+    async def initial_response(self) -> bytes:
+        return self.client_first()
+
+
+def client_first(token: str, extensions: dict[str, str]) -> bytes:
+    """RFC 7628's initial response as Kafka's client writes it: no authzid, the
+    token, then the extensions."""
+    ext = "".join(f"{SEP}{k}={v}" for k, v in extensions.items())
+    return f"n,,{SEP}auth=Bearer {token}{ext}{SEP}{SEP}".encode()
+
+
+def _login_extensions(options: dict[str, str], prefix: str) -> dict[str, str]:
+    out = {}
+    for key, value in options.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            if not _EXTENSION_KEY.fullmatch(name) or name == "auth":
+                raise ValueError(f"Extension name {name} is invalid")
+            if not _EXTENSION_VALUE.fullmatch(value):
+                raise ValueError(f"Extension value ({value}) for extension {name} is invalid")
+            out[name] = value
+    return out
+
+
+# -- Kafka's OIDC client-credentials login -------------------------------------------------
+
+LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+UNSECURED_LOGIN_HANDLER = ("org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                           "OAuthBearerUnsecuredLoginCallbackHandler")
+# sasl.oauthbearer.<key> read by the client-credentials login
+LOGIN_KEYS = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret", "scope",
+              "header.urlencode")
+
+
+class LoginFailed(Exception):
+    """No token could be had from the token endpoint."""
+
+
+class ClientCredentialsLogin:
+    """Kafka's ``OAuthBearerLoginCallbackHandler`` with its client-credentials
+    retriever: a token is asked of ``sasl.oauthbearer.token.endpoint.url``
+    (http or https, the system's CAs) by an HTTP POST of
+    ``grant_type=client_credentials[&scope=...]`` with HTTP Basic
+    ``clientId:clientSecret`` (URL-encoded first only with
+    ``sasl.oauthbearer.header.urlencode=true``, Kafka's default false); the
+    answer's ``id_token`` or ``access_token`` is checked as Kafka's client
+    checks it (a JWT whose ``exp`` is a number and whose ``sub``, or
+    ``sasl.oauthbearer.sub.claim.name``, is a non-empty string; no signature
+    check, which is the brokers' to make) and kept until 80% of its life has
+    passed. Client id, secret and scope come from the ``sasl.oauthbearer.*``
+    keys, else from the JAAS options ``clientId``, ``clientSecret``, ``scope``;
+    SASL extensions from ``extension_<name>``."""
+
+    def __init__(self, settings: dict[str, str], options: dict[str, str], clock=time.time):
+        self.url = (settings.get("token.endpoint.url") or "").strip()
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError("sasl.oauthbearer.token.endpoint.url must be an https:// or http:// URL for "
+                             f"{LOGIN_HANDLER}")
+
+        def value(key, jaas, required):
+            v = settings.get(key)
+            v = v if v is not None else options.get(jaas)
+            if required and v is None:
+                raise ValueError(f"Could not find OAuth configuration for sasl.oauthbearer.{key} or OAuth JAAS "
+                                 f"configuration for {jaas}")
+            return v
+
+        self.client_id = value("client.credentials.client.id", "clientId", True)
+        self.client_secret = value("client.credentials.client.secret", "clientSecret", True)
+        self.scope = (value("scope", "scope", False) or "").strip() or None
+        encode = (settings.get("header.urlencode") or "false").strip().lower()
+        if encode not in ("true", "false"):
+            raise ValueError(f"sasl.oauthbearer.header.urlencode={encode}: expected true or false")
+        self.urlencode_header = encode == "true"
+        self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
+        self.extensions = _login_extensions(options, "extension_")
+        self.clock = clock
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.fetches = 0
+
+    def _request(self):
+        import urllib.parse
+        import urllib.request
+
+        cid, secret = self.client_id, self.client_secret
+        if self.urlencode_header:
+            cid, secret = urllib.parse.quote_plus(cid), urllib.parse.quote_plus(secret)
+        body = "grant_type=client_credentials"
+        if self.scope:
+            body += "&scope=" + urllib.parse.quote_plus(self.scope)
+        basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
+        return urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Accept": "application/json", "Authorization": f"Basic {basic}", "Cache-Control": "no-cache",
+            "Content-Type": "application/x-www-form-urlencoded"})
+
+    def _fetch(self) -> str:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self._request(), timeout=10) as r:
+                text = r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            raise LoginFailed(f"the token endpoint answered HTTP {e.code}") from None
+        except (OSError, ValueError) as e:
+            raise LoginFailed(f"the token endpoint could not be reached: {e}") from None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise LoginFailed("the token endpoint's answer is not JSON") from None
+        for key in ("id_token", "access_token"):
+            v = doc.get(key) if isinstance(doc, dict) else None
+            if isinstance(v, str) and v.strip():
+                return v.strip()
+        raise LoginFailed(f"The token endpoint response did not contain an access_token value. "
+                          f"Response: ({text[:1000]})")
+
+    def _check(self, value: str) -> float:
+        """Kafka's client-side check of the token; its expiry, in seconds."""
+        parts = value.split(".")
+        if len(parts) != 3:
+            raise LoginFailed("the token endpoint's token is not a JWT (three dot-separated parts)")
+        try:
+            claims = _b64url_json(parts[1])
+            exp = _number(claims, "exp")
+        except TokenInvalid as e:
+            raise LoginFailed(f"the token endpoint's token: {e}") from None
+        if exp is None:
+            raise LoginFailed("the token endpoint's token has no exp claim")
+        sub = claims.get(self.sub_claim)
+        if not isinstance(sub, str) or not sub.strip():
+            raise LoginFailed(f"the token endpoint's token has no {self.sub_claim} claim")
+        return exp
+
+    async def token(self) -> str:
+        now = self.clock()
+        if self._token is None or now >= self._refresh_at:
+            value = await asyncio.to_thread(self._fetch)
+            exp = self._check(value)
+            self.fetches += 1
+            now = self.clock()
+            self._token, self._refresh_at = value, now + REFRESH_WINDOW_FACTOR * max(exp - now, 0)
+        return self._token
+
+    async def initial_response(self) -> bytes:
+        return client_first(await self.token(), self.extensions)
+
+
+def load_login(handler: str | None, options: dict[str, str], settings: dict[str, str]):
+    """A broker's own OAUTHBEARER login: the login callback handler named (default
+    Kafka's unsecured one). Raises ValueError saying why not."""
+    handler = (handler or "").strip() or UNSECURED_LOGIN_HANDLER
+    if handler == LOGIN_HANDLER:
+        return ClientCredentialsLogin(settings, options)
+    if handler != UNSECURED_LOGIN_HANDLER:
+        raise ValueError(f"login callback handler {handler} is not served ({LOGIN_HANDLER} or "
+                         f"{UNSECURED_LOGIN_HANDLER})")
+    if settings:
+        raise ValueError(f"sasl.oauthbearer.{next(iter(settings))} is read by {LOGIN_HANDLER}: set "
+                         f"sasl.login.callback.handler.class to it")
+    return UnsecuredLogin(options)
 
 
 # -- Kafka's JWKS validator ---------------------------------------------------------------

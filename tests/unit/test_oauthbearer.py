@@ -163,7 +163,9 @@ class Configured:
       "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
       "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks", "sasl.oauthbearer.clock.skew.seconds": "x"},
      "not an integer"),
-    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "token endpoint"),
+    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "is read by .*OAuthBearerLoginCallbackHandler"),
+    ({"sasl.login.callback.handler.class": "com.acme.Login"}, "Java classes cannot be loaded"),
+    ({"sasl.oauthbearer.jwt.retriever.class": "x"}, "client-credentials login"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "com.acme.Validator"},
      "Java classes"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "no.such.module:V"},
@@ -287,3 +289,36 @@ def test_sasl_extensions_go_to_the_validator_after_the_token(asynchronous):
     for ext in ("a1=b\x01", "k=\x01", "k=\x7f\x01"):
         with pytest.raises(AuthenticationFailed, match="invalid credentials"):
             run(OAuthBearerServer(UnsecuredValidator({})).evaluate(first(tok, ext=ext)))
+
+
+def test_the_client_credentials_login_asks_as_kafka_asks():
+    """Kafka's client-credentials request: HTTP Basic of clientId:clientSecret
+    (URL-encoded only with sasl.oauthbearer.header.urlencode=true), the form
+    body with the scope URL-encoded; the keys win over the JAAS options; the
+    token it gets is checked for exp and sub before use."""
+    import base64
+
+    from odradek.security.oauthbearer import ClientCredentialsLogin, LoginFailed, load_login
+
+    login = ClientCredentialsLogin({"token.endpoint.url": "https://idp/token", "scope": "kafka write"},
+                                   {"clientId": "b r", "clientSecret": "s:1", "scope": "ignored",
+                                    "extension_traceId": "x"})
+    req = login._request()
+    assert req.get_method() == "POST" and req.data == b"grant_type=client_credentials&scope=kafka+write"
+    assert base64.b64decode(req.get_header("Authorization").split()[1]) == b"b r:s:1"
+    assert req.get_header("Content-type") == "application/x-www-form-urlencoded"
+    assert login.extensions == {"traceId": "x"}
+    login = ClientCredentialsLogin({"token.endpoint.url": "http://idp/token", "header.urlencode": "true",
+                                    "client.credentials.client.id": "b r", "client.credentials.client.secret": "s:1"},
+                                   {})
+    assert base64.b64decode(login._request().get_header("Authorization").split()[1]) == b"b+r:s%3A1"
+    assert login._request().data == b"grant_type=client_credentials"
+    assert login._check(unsecured_jws({"sub": "broker", "exp": 5})) == 5
+    for bad in ("abc", unsecured_jws({"sub": "broker"}), unsecured_jws({"exp": 5}), unsecured_jws({"sub": 1, "exp": 5})):
+        with pytest.raises(LoginFailed):
+            login._check(bad)
+    with pytest.raises(ValueError, match="clientSecret"):
+        ClientCredentialsLogin({"token.endpoint.url": "https://idp/t"}, {"clientId": "b"})
+    with pytest.raises(ValueError, match="https:// or http://"):
+        load_login("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+                   {"clientId": "b", "clientSecret": "s"}, {})
