@@ -443,3 +443,60 @@ def test_kcat_over_tls_and_sasl_plain(secured, pki, listener):
     got = subprocess.run([kcat, "-C", "-t", topic, "-p", "0", "-e", "-q", *opts],
                          capture_output=True, check=True, timeout=30).stdout.decode().split()
     assert got == ["a", "b", "c"]
+
+
+JAVA_LOGINS = r"""
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.serialization.*;
+
+public class JavaLogins {
+  public static void main(String[] a) throws Exception {
+    // args: name bootstrap security.protocol [key=value ...], repeated after "--"
+    List<String> args = new ArrayList<>(Arrays.asList(a));
+    while (!args.isEmpty()) {
+      int end = args.indexOf("--");
+      List<String> one = end < 0 ? args : args.subList(0, end);
+      Properties p = new Properties();
+      String name = one.get(0);
+      p.put("bootstrap.servers", one.get(1));
+      for (String kv : one.subList(2, one.size())) p.put(kv.substring(0, kv.indexOf('=')), kv.substring(kv.indexOf('=') + 1));
+      try (KafkaProducer<String, String> pr = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+        for (int i = 0; i < 5; i++) pr.send(new ProducerRecord<>("java-" + name, "v" + i)).get();
+      }
+      p.put("group.id", "java-" + name);
+      p.put("auto.offset.reset", "earliest");
+      int got = 0;
+      try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+        c.subscribe(List.of("java-" + name));
+        long deadline = System.currentTimeMillis() + 30000;
+        while (got < 5 && System.currentTimeMillis() < deadline) got += c.poll(Duration.ofMillis(200)).count();
+      }
+      System.out.println(name + " " + got);
+      args = end < 0 ? List.of() : new ArrayList<>(args.subList(end + 1, args.size()));
+    }
+  }
+}
+"""
+
+
+def test_java_client_over_tls_and_scram_sha_256(secured, pki, tmp_path):
+    """The Java client 4.x over SSL with a client certificate (PEM keystore
+    and truststore, host names checked), with SCRAM-SHA-256 over
+    SASL_PLAINTEXT and PLAIN over SASL_SSL: each produces 5 records and reads
+    them back in a group."""
+    from tests.integration.java_client import run_java
+
+    trust = ["ssl.truststore.type=PEM", f"ssl.truststore.location={pki.ca_file}"]
+    args = ["tls", secured.addr["TLS"], "security.protocol=SSL", "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={pki.alice['pem']}", *trust, "--",
+            "scram256", secured.addr["SASL_PLAINTEXT"], "security.protocol=SASL_PLAINTEXT",
+            "sasl.mechanism=SCRAM-SHA-256", "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+            'required username="bob" password="bob-secret";', "--",
+            "plain", secured.addr["SASL_TLS"], "security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            'username="alice" password="alice-secret";', *trust]
+    out = run_java(tmp_path, "JavaLogins", JAVA_LOGINS, args)
+    assert out.split("\n")[:3] == ["tls 5", "scram256 5", "plain 5"], out
