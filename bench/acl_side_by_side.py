@@ -100,7 +100,7 @@ def consumer_heartbeat_flow(b) -> list[str]:
 
     out = [f"heartbeat [a] without ACLs: {hb(['a'], 'm-1')}"]
     admin = AdminClient(T.conf(b, "admin"))
-    for f in admin.create_acls([T.acl("GROUP", "cg", "User:carol", "READ"),
+    for f in admin.create_acls([T.acl("GROUP", "cg", "User:carol", "READ"), T.acl("GROUP", "cgr", "User:carol", "READ"),
                                 T.acl("TOPIC", "a", "User:carol", "DESCRIBE")]).values():
         f.result(timeout=15)
     time.sleep(1)
@@ -114,6 +114,27 @@ def consumer_heartbeat_flow(b) -> list[str]:
             break
         time.sleep(0.2)
     out.append(f"heartbeat [a]: {joined.rsplit(',', 1)[0]}")
+    # A regex subscription resolves to the topics the member may DESCRIBE only.
+    names = {str(t["topic_id"]): t["name"] for t in r.request("Metadata", 12, {"topics": None})["topics"]}
+    epoch, assigned, deadline = 0, None, time.monotonic() + 20
+    while not assigned and time.monotonic() < deadline:
+        r.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["cgr"]})
+        resp = r.request("ConsumerGroupHeartbeat", 1, {
+            "group_id": "cgr", "member_id": "m-r", "member_epoch": epoch, "rebalance_timeout_ms": 30000,
+            "instance_id": None, "rack_id": None, "server_assignor": None, "subscribed_topic_names": None,
+            "subscribed_topic_regex": "^[ab]$" if epoch == 0 else None,
+            "topic_partitions": [] if epoch == 0 else None})
+        if resp["error_code"] in (14, 15, 16):
+            time.sleep(0.2)
+            continue
+        if resp["error_code"]:
+            assigned = f"error {resp['error_code']}"
+            break
+        epoch = resp["member_epoch"]
+        if resp["assignment"] is not None and resp["assignment"]["topic_partitions"]:
+            assigned = sorted(names.get(str(t["topic_id"]), "?") for t in resp["assignment"]["topic_partitions"])
+        time.sleep(0.3)
+    out.append(f"regex ^[ab]$ assigned: {assigned}")
     r.close()
     return out
 
