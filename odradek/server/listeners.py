@@ -24,6 +24,7 @@ plaintext path carries no TLS code at all.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -187,7 +188,7 @@ def bind(host: str | None, port: int) -> list[socket.socket]:
     IPv6, as asyncio's create_server binds them; with port 0 they share the
     first one's port)."""
     infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    seen, out = set(), []
+    seen, out, failed = set(), [], None
     try:
         for family, kind, proto, _, address in infos:
             if (family, address[0]) in seen:
@@ -195,17 +196,22 @@ def bind(host: str | None, port: int) -> list[socket.socket]:
             seen.add((family, address[0]))
             if out and port == 0:
                 address = (address[0], out[0].getsockname()[1], *address[2:])
-            s = socket.socket(family, kind, proto)
+            try:
+                s = socket.socket(family, kind, proto)
+            except OSError as e:  # a family this host does not have (IPv6 off)
+                failed = failed or e
+                continue
             try:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 s.bind(address)
-            except OSError:
+            except OSError as e:
                 s.close()
-                if out and not host:  # one family of "every interface" unavailable: serve the others
-                    continue
-                raise
+                if host or e.errno == errno.EADDRINUSE:
+                    raise
+                failed = failed or e  # one family of "every interface" unavailable: serve the others
+                continue
             s.listen(BACKLOG)
             s.setblocking(False)
             out.append(s)
@@ -213,6 +219,8 @@ def bind(host: str | None, port: int) -> list[socket.socket]:
         for s in out:
             s.close()
         raise
+    if not out:
+        raise failed or OSError(f"cannot listen on {host or '*'}:{port}")
     return out
 
 
