@@ -204,3 +204,26 @@ def test_connection_limit_settings_are_checked_at_start():
         with pytest.raises(ConfigError):
             BrokerConfig(props=bad).security()
     assert connection_limits({}, []).max_connections is None
+
+
+def test_a_port_in_use_is_refused_on_one_address_and_on_every_interface():
+    import errno
+    import socket
+
+    from odradek.server.listeners import bind
+
+    busy = socket.create_server(("0.0.0.0", 0))
+    port = busy.getsockname()[1]
+    try:
+        for host in ("127.0.0.1", None):
+            with pytest.raises(OSError) as e:
+                bind(host, port)
+            assert e.value.errno == errno.EADDRINUSE
+    finally:
+        busy.close()
+    sockets = bind(None, 0)  # every interface: one port for IPv4 and (where the host has it) IPv6
+    try:
+        assert len({s.getsockname()[1] for s in sockets}) == 1
+    finally:
+        for s in sockets:
+            s.close()
