@@ -80,6 +80,65 @@ def acl_command_flow(b) -> list[str]:
         return [f"kafka-acls {line}" for line in C.flow(b, C.kafka_runtime(), Path(tmp))]
 
 
+def consumer_heartbeat_flow(b) -> list[str]:
+    """KIP-848's ConsumerGroupHeartbeat under ACLs: READ on the group, DESCRIBE
+    on the topics subscribed by name; raw requests as carol (SASL PLAIN)."""
+    from confluent_kafka.admin import AdminClient
+
+    from tests.integration.test_security import Raw
+
+    T.create_topics(b, "a", "b")
+    r = Raw(b.addr)
+    r.request("SaslHandshake", 1, {"mechanism": "PLAIN"})
+    r.request("SaslAuthenticate", 2, {"auth_bytes": b"\0carol\0carol-secret"})
+
+    def hb(topics, member):
+        resp = r.request("ConsumerGroupHeartbeat", 0, {
+            "group_id": "cg", "member_id": member, "member_epoch": 0, "rebalance_timeout_ms": 30000,
+            "subscribed_topic_names": topics, "topic_partitions": []})
+        return f"error {resp['error_code']}, message {resp['error_message']!r}, epoch {resp['member_epoch']}"
+
+    out = [f"heartbeat [a] without ACLs: {hb(['a'], 'm-1')}"]
+    admin = AdminClient(T.conf(b, "admin"))
+    for f in admin.create_acls([T.acl("GROUP", "cg", "User:carol", "READ"), T.acl("GROUP", "cgr", "User:carol", "READ"),
+                                T.acl("TOPIC", "a", "User:carol", "DESCRIBE")]).values():
+        f.result(timeout=15)
+    time.sleep(1)
+    out += [f"heartbeat [a, b] with READ cg, DESCRIBE a: {hb(['a', 'b'], 'm-1')}",
+            f"heartbeat [unknown]: {hb(['zz-unknown'], 'm-1')}"]
+    deadline = time.monotonic() + 20
+    while True:  # as clients do: find the coordinator (Kafka creates its offsets topic then), ask again while it loads
+        r.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["cg"]})
+        joined = hb(['a'], 'm-1')
+        if not joined.startswith(("error 14,", "error 15,", "error 16,")) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    out.append(f"heartbeat [a]: {joined.rsplit(',', 1)[0]}")
+    # A regex subscription resolves to the topics the member may DESCRIBE only.
+    names = {str(t["topic_id"]): t["name"] for t in r.request("Metadata", 12, {"topics": None})["topics"]}
+    epoch, assigned, deadline = 0, None, time.monotonic() + 20
+    while not assigned and time.monotonic() < deadline:
+        r.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["cgr"]})
+        resp = r.request("ConsumerGroupHeartbeat", 1, {
+            "group_id": "cgr", "member_id": "m-r", "member_epoch": epoch, "rebalance_timeout_ms": 30000,
+            "instance_id": None, "rack_id": None, "server_assignor": None, "subscribed_topic_names": None,
+            "subscribed_topic_regex": "^[ab]$" if epoch == 0 else None,
+            "topic_partitions": [] if epoch == 0 else None})
+        if resp["error_code"] in (14, 15, 16):
+            time.sleep(0.2)
+            continue
+        if resp["error_code"]:
+            assigned = f"error {resp['error_code']}"
+            break
+        epoch = resp["member_epoch"]
+        if resp["assignment"] is not None and resp["assignment"]["topic_partitions"]:
+            assigned = sorted(names.get(str(t["topic_id"]), "?") for t in resp["assignment"]["topic_partitions"])
+        time.sleep(0.3)
+    out.append(f"regex ^[ab]$ assigned: {assigned}")
+    r.close()
+    return out
+
+
 def kafka(allow_everyone: bool, ask=None) -> list[str]:
     sasl = kr.free_port()
     k = kr.KafkaBroker()
@@ -110,9 +169,13 @@ def odradek(allow_everyone: bool, ask=None) -> list[str]:
 
 def main() -> int:
     differ = 0
-    for allow_everyone, ask in ((False, None), (True, None), (False, acl_command_flow)):
+    only = sys.argv[1:]  # flow names to run (default: all)
+    flows = [(False, None), (True, None), (False, acl_command_flow), (False, consumer_heartbeat_flow)]
+    for allow_everyone, ask in flows:
+        if only and (ask.__name__ if ask else "questions") not in only:
+            continue
         print(f"== allow.everyone.if.no.acl.found={str(allow_everyone).lower()}"
-              + (" (kafka-acls)" if ask else ""))
+              + (f" ({ask.__name__})" if ask else ""))
         theirs, ours = kafka(allow_everyone, ask), odradek(allow_everyone, ask)
         for k_line, o_line in zip(theirs, ours):
             same = k_line == o_line

@@ -68,7 +68,30 @@ def ask(addr: str) -> list[str]:
     r.request("SaslHandshake", 1, {"mechanism": "OAUTHBEARER"})
     bad = r.request("SaslAuthenticate", 2, {"auth_bytes": b"n,,auth=Bearer abc"})
     out.append(f"malformed first message: error {bad['error_code']}, message {bad['error_message']!r}")
+    r.close()
+    # SASL extensions (KIP-342): what the server does with key=value pairs beside auth
+    good = tokens()[0][1]
+    for name, message in extension_messages(good):
+        r = Raw(addr)
+        r.request("SaslHandshake", 1, {"mechanism": "OAUTHBEARER"})
+        resp = r.request("SaslAuthenticate", 2, {"auth_bytes": message})
+        out.append(f"{name}: error {resp['error_code']}, message {resp['error_message']!r}, "
+                   f"bytes {bytes(resp['auth_bytes'])!r}")
+        r.close()
     return out
+
+
+def extension_messages(token: bytes) -> list[tuple[str, bytes]]:
+    auth = b"auth=Bearer " + token + b"\x01"
+    return [
+        ("extensions after auth", b"n,,\x01" + auth + b"traceId=abc\x01logicalCluster=lkc-1\x01\x01"),
+        ("an extension before auth", b"n,,\x01traceId=abc\x01" + auth + b"\x01"),
+        ("a value with spaces and a tab", b"n,,\x01" + auth + b"note=a b\tc\x01\x01"),
+        ("a key with a digit", b"n,,\x01" + auth + b"a1=b\x01\x01"),
+        ("an empty value", b"n,,\x01" + auth + b"k=\x01\x01"),
+        ("a value with DEL", b"n,,\x01" + auth + b"k=\x7f\x01\x01"),
+        ("the same key twice", b"n,,\x01" + auth + b"k=1\x01k=2\x01\x01"),
+    ]
 
 
 def kafka() -> list[str]:

@@ -100,8 +100,9 @@ class BrokerCore:
         self.store: LogStore | None = None
         self.connections: set = set()
         self.workers: set[asyncio.Task] = set()  # request tasks, of open and closed connections
-        self.server: asyncio.AbstractServer | None = None  # the first listener's
-        self.servers: list[asyncio.AbstractServer] = []
+        self.server = None  # the first listener's
+        self.servers: list = []  # odradek.server.listeners.Listener, one per listener
+        self.connection_limits = None  # odradek.server.listeners.ConnectionLimits, once listening
         self.endpoints: dict[str, tuple[str, int]] = {}  # listener name -> advertised (host, port)
         self.port = config.port
         self.cluster_id = config.cluster_id or ""

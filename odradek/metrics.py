@@ -91,12 +91,22 @@ class BrokerMetrics:
         self.accepted: dict[str, int] = {}  # listener -> connections opened
         self.closed: dict[str, int] = {}  # listener -> connections closed
         self.sendfile_bytes = 0  # record bytes sent from the page cache with sendfile (zero copy)
+        self.refused: dict[tuple[str, str], int] = {}  # (listener, limit) -> connections closed for it
+        self.blocked: dict[str, float] = {}  # listener -> seconds it accepted nothing, at a connection limit
 
     def connection_opened(self, listener: str) -> None:
         self.accepted[listener] = self.accepted.get(listener, 0) + 1
 
     def connection_closed(self, listener: str) -> None:
         self.closed[listener] = self.closed.get(listener, 0) + 1
+
+    def connection_refused(self, listener: str, reason: str) -> None:
+        """A connection closed for a connection limit (odradek.server.listeners)."""
+        key = (listener, reason)
+        self.refused[key] = self.refused.get(key, 0) + 1
+
+    def acceptor_blocked(self, listener: str, seconds: float) -> None:
+        self.blocked[listener] = self.blocked.get(listener, 0.0) + seconds
 
     def api(self, key: int, name: str) -> ApiStats:
         stats = self.apis.get(key)
@@ -214,6 +224,14 @@ def render(broker) -> bytes:
     out.family("odradek_fetch_sendfile_bytes_total", "counter",
                "Record bytes consumers were sent from the page cache with sendfile (zero copy), "
                "part of odradek_topic_bytes_out_total.", [({}, m.sendfile_bytes)])
+    out.family("odradek_connections_refused_total", "counter",
+               "Connections closed for a connection limit, per listener and limit: max_connections_per_ip "
+               "(closed at accept), max_connections (closed for an inter-broker connection).",
+               (({"listener": k, "limit": r}, v) for (k, r), v in sorted(m.refused.items())))
+    out.family("odradek_acceptor_blocked_seconds_total", "counter",
+               "Time a listener accepted nothing because max.connections (broker-wide or its own) was "
+               "reached (Kafka's AcceptorBlockedPercent), per listener.",
+               (({"listener": k}, m.blocked.get(k, 0.0)) for k in conns))
     out.family("odradek_event_loop_cpu_seconds_total", "counter",
                "CPU time of the thread running the broker's event loop (its busy time, "
                "blocking reads aside).", [({}, time.thread_time())])

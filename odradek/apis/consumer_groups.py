@@ -4,7 +4,9 @@ Versions served:
   ConsumerGroupHeartbeat (68) 0-1: v1 requires the client's member id and
     takes a server-side regular expression subscription (matched in full
     against every topic name, internal ones included, with RE2 as Kafka's
-    RE2/J reads it; see odradek/coordinator/topic_regex.py).
+    RE2/J reads it; see odradek/coordinator/topic_regex.py). With ACLs the
+    regex keeps only the topics the heartbeat's principal may DESCRIBE, as
+    Kafka resolves it (its authorisation: odradek/security/checks.py).
   ConsumerGroupDescribe (69) 0-1: v1 reports each member's type (always
     1, consumer protocol: classic-protocol members cannot join a consumer
     group here). A classic or unknown group answers GROUP_ID_NOT_FOUND, which
@@ -26,8 +28,8 @@ from __future__ import annotations
 
 from odradek.apis.groups import _client_host, _coordinator, _shard
 from odradek.protocol import errors
-from odradek.security.authorizer import ResourceType
-from odradek.security.checks import authorized_operations
+from odradek.security.authorizer import Operation as Op, ResourceType
+from odradek.security.checks import allowed, authorized_operations
 from odradek.server.registry import handles
 
 
@@ -56,8 +58,17 @@ async def consumer_group_heartbeat(ctx, request: dict) -> dict:
         client_id=ctx.client_id or "",
         client_host=_client_host(ctx),
         version=ctx.version,
+        topic_filter=_describable(ctx),
     )
     return dict(await ctx.wait(gc.answer(shard, res)))
+
+
+def _describable(ctx):
+    """With ACLs, the filter keeping the topics the request's principal may
+    DESCRIBE (what a regex subscription may resolve to, as in Kafka); else None."""
+    if ctx.broker.authorizer is None:
+        return None
+    return lambda names: [n for n in names if allowed(ctx, Op.DESCRIBE, ResourceType.TOPIC, n)]
 
 
 @handles("ConsumerGroupDescribe", 0, 1)

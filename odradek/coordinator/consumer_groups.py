@@ -467,8 +467,12 @@ class ConsumerGroups:
                                  subscribed_topic_regex: str | None = None,
                                  server_assignor: str | None = None,
                                  topic_partitions: list[dict] | None = None,
-                                 client_id: str = "", client_host: str = "", version: int = 1) -> Result:
+                                 client_id: str = "", client_host: str = "", version: int = 1,
+                                 topic_filter=None) -> Result:
         """``topic_partitions``: the owned partitions, ``[{"topic_id", "partitions"}]`` or None.
+        ``topic_filter``: with ACLs, the topics (of a set of names) the request's
+        principal may DESCRIBE; a regex this heartbeat resolves keeps only those,
+        as Kafka resolves regexes with the authorizer and the triggering request.
         Answers the ConsumerGroupHeartbeat response fields (without throttle_time_ms)."""
         owned = None if topic_partitions is None else _partitions(topic_partitions)
         try:
@@ -480,13 +484,13 @@ class ConsumerGroups:
             return self._consumer_heartbeat(
                 now, group_id, member_id or str(uuid.uuid4()), member_epoch, instance_id, rack_id,
                 rebalance_timeout_ms, subscribed_topic_names, subscribed_topic_regex, server_assignor,
-                owned, client_id, client_host)
+                owned, client_id, client_host, topic_filter)
         except _Refused as e:
             return Result(_hb_error(e.code, e.message))
 
     def _consumer_heartbeat(self, now, group_id, member_id, member_epoch, instance_id, rack_id,
                             rebalance_timeout_ms, names, regex, assignor, owned, client_id,
-                            client_host) -> Result:
+                            client_host, topic_filter=None) -> Result:
         cfg = self.config
         res = Result()
         records = res.records
@@ -572,7 +576,7 @@ class ConsumerGroups:
         if updated.regex:
             regex_refs[updated.regex] += 1
         topic_refs.update(updated.subscribed_topic_names)
-        resolved, regex_records, regex_changed = self._refresh_regexes(g, regex_refs, now, live)
+        resolved, regex_records, regex_changed = self._refresh_regexes(g, regex_refs, now, live, topic_filter)
         records.extend(regex_records)
         bump |= regex_changed
         subscribed = {n for n, c in topic_refs.items() if c > 0}
@@ -637,7 +641,7 @@ class ConsumerGroups:
         return res
 
     def _refresh_regexes(self, g: ConsumerGroup, regex_refs: Counter, now: int,
-                         live: bool) -> tuple[dict, list, bool]:
+                         live: bool, topic_filter=None) -> tuple[dict, list, bool]:
         """Regexes in use resolved (new ones at once, all of them every
         regex_refresh_ms): (resolved map, records, whether a resolution changed)."""
         resolved = dict(g.resolved_regexes)
@@ -653,6 +657,8 @@ class ConsumerGroups:
             if regex in resolved and not refresh_all:
                 continue
             topics = self._resolve_regex(regex)
+            if topic_filter is not None:
+                topics = frozenset(topic_filter(topics))
             if resolved.get(regex) != topics:
                 out.append(self._cg(CG_REGEX, g.group_id,
                                     {"topics": sorted(topics), "version": now, "timestamp": now}, regex))

@@ -174,6 +174,11 @@ class ReplicaFetcher:
                 sent = {(p.topic.topic_id, p.index): (p, p.leader_epoch, p.log_end_offset) for p in ready}
                 try:
                     response = await conn.request("Fetch", FETCH_VERSION, self.request(ready), self.timeout)
+                except AuthenticationError as e:  # a re-authentication (KIP-368) refused
+                    log.error("broker %d: cannot log in again to leader %d: %s", self.node_id, self.leader_id, e)
+                    conn = None
+                    await asyncio.sleep(self.backoff)
+                    continue
                 except (OSError, EOFError, ValueError, asyncio.TimeoutError) as e:
                     log.debug("broker %d: fetch from leader %d failed: %s", self.node_id, self.leader_id, e)
                     conn = None

@@ -5,13 +5,19 @@ One request at a time, framed with odradek's own codec
 sends the next; that is all a replica fetcher needs. Over the inter-broker
 listener's security (``odradek.security.config.InterBrokerClient``): TLS
 with its truststore and keystore, then a SASL login (SaslHandshake v1 and
-SaslAuthenticate v2, PLAIN or SCRAM) before any other request.
+SaslAuthenticate v2; PLAIN, SCRAM or OAUTHBEARER with Kafka's unsecured
+or client-credentials login) before any other request. When the other broker bounds the session
+(KIP-368: its ``connections.max.reauth.ms``, or an OAUTHBEARER token's
+expiry), the login is made again on the same connection, as Kafka's client
+makes it, before the first request after 85-95% of the session lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
+import time
 
 from odradek.protocol.frames import decode_response, encode_request
 
@@ -36,6 +42,7 @@ class PeerConnection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._correlation = 0
+        self.reauth_at: float | None = None  # monotonic time to log in again (KIP-368), if the peer bounds the session
 
     @property
     def connected(self) -> bool:
@@ -53,12 +60,28 @@ class PeerConnection:
             await self._login(sec, timeout)
 
     async def _login(self, sec, timeout: float) -> None:
+        self.reauth_at = None
         r = await self.request("SaslHandshake", 1, {"mechanism": sec.mechanism}, timeout)
         if r["error_code"]:
+            self.close()
             raise AuthenticationError(f"SASL handshake for {sec.mechanism} refused (error {r['error_code']}; "
                                       f"the server offers {r['mechanisms']})")
         if sec.mechanism == "PLAIN":
             await self._authenticate(b"\0" + sec.username.encode() + b"\0" + sec.password.encode(), timeout)
+            return
+        if sec.mechanism == "OAUTHBEARER":
+            from odradek.security.oauthbearer import LoginFailed
+
+            try:
+                first = await sec.oauth.initial_response()
+            except LoginFailed as e:  # no token from the token endpoint
+                self.close()
+                raise AuthenticationError(f"OAUTHBEARER login: {e}") from None
+            if await self._authenticate(first, timeout):
+                # The token was refused: the server said why (RFC 7628's JSON); %x01 ends the exchange
+                await self._authenticate(b"\x01", timeout)
+                self.close()
+                raise AuthenticationError("SASL login refused after an OAUTHBEARER error")
             return
         from scramp import ScramClient, ScramException
 
@@ -75,12 +98,17 @@ class PeerConnection:
         if r["error_code"]:
             self.close()
             raise AuthenticationError(f"SASL login refused: {r['error_message'] or r['error_code']}")
+        if r["session_lifetime_ms"] > 0:
+            self.reauth_at = time.monotonic() + r["session_lifetime_ms"] * random.uniform(0.85, 0.95) / 1000
         return r["auth_bytes"]
 
     async def request(self, name: str, version: int, body: dict, timeout: float) -> dict:
         """Send one request and return its response body. Raises OSError,
         asyncio.TimeoutError or ValueError (a response that cannot be read);
-        after any of them the connection is closed."""
+        after any of them the connection is closed. A login due again (KIP-368)
+        is made first; raises AuthenticationError if it is refused."""
+        if self.reauth_at is not None and time.monotonic() >= self.reauth_at and not name.startswith("Sasl"):
+            await self._login(self.security, timeout)
         try:
             return await asyncio.wait_for(self._request(name, version, body), timeout)
         except BaseException:

@@ -116,7 +116,8 @@ class SaslAuthenticator:
                 return failure
             if self.expires_at_ms is not None:
                 lifetime = self.expires_at_ms - now_ms
-        return {"error_code": errors.NONE, "error_message": None, "auth_bytes": out,
+        # The message of a step that succeeds is "", as Kafka answers it.
+        return {"error_code": errors.NONE, "error_message": "", "auth_bytes": out,
                 "session_lifetime_ms": lifetime}
 
     async def raw_token(self, token: bytes, now_ms: int) -> bytes | None:

@@ -157,6 +157,18 @@ def top_error(request, code):
     return {"error_code": code}
 
 
+def consumer_heartbeat(ctx, request) -> int:
+    """ConsumerGroupHeartbeat, as Kafka's KafkaApis checks it: READ on the group,
+    then DESCRIBE on every topic the member subscribes to by name (any refused:
+    TOPIC_AUTHORIZATION_FAILED, without a message)."""
+    if not allowed(ctx, Op.READ, T.GROUP, request["group_id"]):
+        return GROUP_DENIED
+    names = request.get("subscribed_topic_names") or ()
+    if any(not allowed(ctx, Op.DESCRIBE, T.TOPIC, n) for n in set(names)):
+        return TOPIC_DENIED
+    return 0
+
+
 # -- error entries -----------------------------------------------------------------
 def partitions_error(name_key, parts_key, index_key, out_index_key=None, **extra):
     """An error entry for a topic with partitions: {name, partitions: [{index, error}]}."""
@@ -451,7 +463,7 @@ RULES: dict[str, Callable] = {
     "SyncGroup": Whole(group_of(Op.READ), top_error),
     "Heartbeat": Whole(group_of(Op.READ), top_error),
     "LeaveGroup": Whole(group_of(Op.READ), top_error),
-    "ConsumerGroupHeartbeat": Whole(group_of(Op.READ), top_error),
+    "ConsumerGroupHeartbeat": Whole(consumer_heartbeat, top_error),
     "ShareGroupHeartbeat": Whole(group_of(Op.READ), top_error),
     "StreamsGroupHeartbeat": Whole(group_of(Op.READ), top_error),
     "ShareFetch": Items("topics", "responses", topic_check(Op.READ, "topic"), share_error,

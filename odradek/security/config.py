@@ -9,10 +9,12 @@ ignoring it; keys that have no effect here are accepted and listed in
 ``notes``, which the broker logs at start. ``inter_broker_client`` gives the
 client side of the inter-broker listener, as a follower connects to its
 leader: TLS with the listener's truststore and keystore (and
-``ssl.endpoint.identification.algorithm``), and a SASL login (PLAIN or SCRAM,
-``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
-``password`` of the listener's JAAS line for that mechanism, as Kafka's
-brokers log in to each other.
+``ssl.endpoint.identification.algorithm``), and a SASL login
+(``sasl.mechanism.inter.broker.protocol``) with the ``username`` and
+``password`` of the listener's JAAS line for PLAIN or SCRAM, or Kafka's
+unsecured or client-credentials OAUTHBEARER login from that line's options
+(``odradek.security.oauthbearer.load_login``), as Kafka's brokers log in to
+each other.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class SecurityConfigError(ValueError):
 PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
-LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # a broker's own login to another
+LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")  # a broker's own login to another
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
@@ -42,6 +44,9 @@ OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginMod
 OAUTH_READ = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
               "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
               "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
+# sasl.oauthbearer.<key>, read by Kafka's client-credentials login (a broker's own, OAuthBearerLoginCallbackHandler)
+OAUTH_LOGIN_READ = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret",
+                    "scope", "header.urlencode")
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -59,20 +64,18 @@ SSL_NO_EFFECT = {
     "ssl.allow.san.changes": "it applies to keystore updates at run time, which odradek does not make",
 }
 # Keys read per listener besides ssl.*; '<mechanism>.' keys are handled apart.
-LISTENER_READ = {"sasl.enabled.mechanisms", "sasl.server.max.receive.size", "connections.max.reauth.ms"}
+LISTENER_READ = {"sasl.enabled.mechanisms", "sasl.server.max.receive.size", "connections.max.reauth.ms",
+                 "max.connections"}
 TOP_READ = LISTENER_READ | {
     "listeners", "advertised.listeners", "listener.security.protocol.map", "inter.broker.listener.name",
     "security.inter.broker.protocol", "sasl.mechanism.inter.broker.protocol", "controller.listener.names",
     "super.users", "connection.failed.authentication.delay.ms", "authorizer.class.name",
     "principal.builder.class", "security.providers", "allow.everyone.if.no.acl.found",
+    "max.connections.per.ip", "max.connections.per.ip.overrides",
 }
 TOP_NO_EFFECT = {
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
     "early.start.listeners": "every listener starts once the broker has loaded its state",
-    # Connection limits: only the per-ip connection_creation_rate quota (KIP-612) is served.
-    "max.connections": "connection limits are not served (ip connection_creation_rate quotas are)",
-    "max.connections.per.ip": "connection limits are not served (ip connection_creation_rate quotas are)",
-    "max.connections.per.ip.overrides": "connection limits are not served (ip connection_creation_rate quotas are)",
     "max.connection.creation.rate": "the broker-wide connection rate is not served (ip connection_creation_rate "
                                     "quotas are)",
 }
@@ -85,12 +88,14 @@ HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
-    "sasl.oauthbearer.": "only the JWKS validator's keys are read (sasl.oauthbearer.jwks.endpoint.url, "
+    "sasl.oauthbearer.": "only the JWKS validator's keys (sasl.oauthbearer.jwks.endpoint.url, "
                          "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
-                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds); a broker's own "
-                         "OAUTHBEARER login (token endpoint) is not served",
-    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the username and "
-                   "password of the inter-broker listener's JAAS line",
+                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds) and the client-credentials "
+                         "login's (...token.endpoint.url, ...client.credentials.client.id, "
+                         "...client.credentials.client.secret, ...scope, ...header.urlencode) are read",
+    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the inter-broker "
+                   "listener's JAAS line (username and password, or OAUTHBEARER's login options); of the "
+                   "login keys only OAUTHBEARER's sasl.login.callback.handler.class is read",
     "delegation.token.": "delegation tokens are not served",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -104,6 +109,9 @@ class SaslSettings:
     reauth_by_mechanism: dict[str, int] = field(default_factory=dict)  # connections.max.reauth.ms
     failed_auth_delay_ms: int = 100
     oauth_validator: object = field(default=None, repr=False)  # odradek.security.oauthbearer, for OAUTHBEARER
+    oauth_options: dict[str, str] = field(default_factory=dict, repr=False)  # its JAAS line's options
+    oauth_login_handler: str | None = None  # sasl.login.callback.handler.class, for a broker's own login
+    oauth_login_settings: dict[str, str] = field(default_factory=dict, repr=False)  # sasl.oauthbearer.<login key>
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -131,6 +139,17 @@ class InterBrokerClient:
     mechanism: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    oauth: object = field(default=None, repr=False)  # OAUTHBEARER: odradek.security.oauthbearer.UnsecuredLogin
+
+
+@dataclass
+class ConnectionLimitSettings:
+    """Kafka's connection limits (``odradek.server.listeners.ConnectionLimits``); None: no limit."""
+
+    max_connections: int | None = None  # max.connections, broker-wide
+    listener_max: dict[str, int] = field(default_factory=dict)  # listener.name.<l>.max.connections
+    per_ip: int | None = None  # max.connections.per.ip
+    per_ip_overrides: dict[str, int] = field(default_factory=dict)  # address -> max.connections.per.ip.overrides
 
 
 @dataclass
@@ -142,6 +161,7 @@ class SecurityConfig:
     authorizer: bool = False  # authorizer.class.name: ACLs are enforced
     allow_if_no_acl: bool = False  # allow.everyone.if.no.acl.found
     inter_broker_mechanism: str = "GSSAPI"  # sasl.mechanism.inter.broker.protocol
+    limits: ConnectionLimitSettings = field(default_factory=ConnectionLimitSettings)
 
     def inter_broker_client(self) -> InterBrokerClient:
         """The client side of the inter-broker listener (default: the first
@@ -162,6 +182,16 @@ class SecurityConfig:
             if mech not in sec.sasl.mechanisms:
                 raise SecurityConfigError(f"sasl.mechanism.inter.broker.protocol={mech} is not enabled on the "
                                           f"inter-broker listener {name} (sasl.enabled.mechanisms)")
+            if mech == "OAUTHBEARER":
+                from odradek.security.oauthbearer import load_login
+
+                try:
+                    client.mechanism, client.oauth = mech, load_login(
+                        sec.sasl.oauth_login_handler, sec.sasl.oauth_options, sec.sasl.oauth_login_settings)
+                except ValueError as e:
+                    raise SecurityConfigError(f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config: "
+                                              f"{e}") from None
+                return client
             login = sec.logins.get(mech)
             if login is None:
                 raise SecurityConfigError(
@@ -212,14 +242,17 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         return
     mech, dot, rest = key.partition(".")
     if dot and mech.upper() in MECHANISMS + ("GSSAPI", "OAUTHBEARER") and rest in (
-            "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class"):
+            "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class",
+            "sasl.login.callback.handler.class"):
         if mech.upper() not in MECHANISMS:
             _refuse(key, f"SASL mechanism {mech.upper()} is not served")
-        if rest == "sasl.server.callback.handler.class" and mech.upper() != "OAUTHBEARER":
+        if rest.endswith("callback.handler.class") and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
+    if key == "sasl.login.callback.handler.class":
+        return  # OAUTHBEARER's login (checked with the listener's SASL settings)
     if key.startswith(("sasl.oauthbearer.", "oauthbearer.sasl.oauthbearer.")) \
-            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ:
+            and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ + OAUTH_LOGIN_READ:
         return
     if where == "listener" and key in LISTENER_READ:
         return
@@ -325,7 +358,51 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
     return SecurityConfig(out, tuple(supers), inter, notes, authorizer=bool(authorizer),
                           allow_if_no_acl=allow_text == "true",
                           inter_broker_mechanism=(props.get("sasl.mechanism.inter.broker.protocol")
-                                                  or "GSSAPI").strip())
+                                                  or "GSSAPI").strip(),
+                          limits=connection_limits(props, listeners))
+
+
+def connection_limits(props: dict[str, str], listeners) -> ConnectionLimitSettings:
+    """Kafka's ``max.connections`` (also per listener), ``max.connections.per.ip``
+    and ``max.connections.per.ip.overrides`` (``host:count,...``; a host name is
+    resolved once, at start, as Kafka resolves it), checked as Kafka checks them."""
+    import ipaddress
+    import socket
+
+    def count(key, value):
+        n = _int(value, key, 0)
+        if n < 0:
+            raise SecurityConfigError(f"Invalid value {value!r} for {key}: expected at least 0")
+        return n
+
+    def limit(key):
+        value = props.get(key)
+        return None if value in (None, "") else count(key, value.strip())
+
+    out = ConnectionLimitSettings(max_connections=limit("max.connections"), per_ip=limit("max.connections.per.ip"))
+    for l in listeners:
+        n = limit(f"listener.name.{l.name.lower()}.max.connections")
+        if n is not None:
+            out.listener_max[l.name] = n
+    for entry in (e.strip() for e in (props.get("max.connections.per.ip.overrides") or "").split(",")):
+        if not entry:
+            continue
+        parts = [p.strip() for p in entry.split(":")]
+        if len(parts) != 2 or not parts[0]:
+            raise SecurityConfigError(f"Invalid max.connections.per.ip.overrides entry {entry!r}: expected host:count")
+        host, n = parts[0], count("max.connections.per.ip.overrides", parts[1])
+        try:
+            address = str(ipaddress.ip_address(host))
+        except ValueError:
+            try:
+                address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]
+            except OSError as e:
+                raise SecurityConfigError(f"max.connections.per.ip.overrides: cannot resolve {host}: {e}") from None
+        out.per_ip_overrides[address] = n
+    if out.per_ip == 0 and not out.per_ip_overrides:
+        raise SecurityConfigError("max.connections.per.ip can be set to zero only if "
+                                  "max.connections.per.ip.overrides is set")
+    return out
 
 
 STORE_TYPES = ("PEM", "PKCS12")
@@ -457,7 +534,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             continue
         if "username" in options and "password" in options:  # this broker's own login, to the others
             logins[m] = (options["username"], options["password"])
-    validator = None
+    validator, login_handler, login_settings = None, None, {}
     if "OAUTHBEARER" in mechanisms:
         from odradek.security.oauthbearer import load_validator
 
@@ -472,6 +549,23 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             validator = load_validator(get(key) or "", oauth_options, props, oauth_settings)
         except ValueError as e:
             raise SecurityConfigError(f"listener.name.{name.lower()}.{key}: {e}") from None
+        from odradek.security.oauthbearer import LOGIN_HANDLER, UNSECURED_LOGIN_HANDLER
+
+        login_handler = (get("oauthbearer.sasl.login.callback.handler.class")
+                         or get("sasl.login.callback.handler.class") or "").strip() or None
+        if login_handler not in (None, LOGIN_HANDLER, UNSECURED_LOGIN_HANDLER):
+            raise SecurityConfigError(f"sasl.login.callback.handler.class={login_handler}: Java classes cannot be "
+                                      f"loaded ({LOGIN_HANDLER} and {UNSECURED_LOGIN_HANDLER} are served)")
+        for k in OAUTH_LOGIN_READ + ("sub.claim.name",):
+            v = get(f"oauthbearer.sasl.oauthbearer.{k}")
+            v = v if v is not None else get(f"sasl.oauthbearer.{k}")
+            if v is not None and v.strip():
+                login_settings[k] = v.strip()
+        if login_handler != LOGIN_HANDLER and any(k in login_settings for k in OAUTH_LOGIN_READ):
+            raise SecurityConfigError(
+                f"sasl.oauthbearer.{next(k for k in OAUTH_LOGIN_READ if k in login_settings)} is read by "
+                f"{LOGIN_HANDLER}: set listener.name.{name.lower()}.oauthbearer.sasl.login.callback.handler.class "
+                f"to it")
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -480,7 +574,8 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         mechanisms=mechanisms, plain_users=users,
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
-        reauth_by_mechanism=reauth_by, oauth_validator=validator,
+        reauth_by_mechanism=reauth_by, oauth_validator=validator, oauth_options=oauth_options,
+        oauth_login_handler=login_handler, oauth_login_settings=login_settings,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins
 

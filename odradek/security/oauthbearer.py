@@ -35,8 +35,15 @@ Validators (``listener.name.<l>.oauthbearer.sasl.server.callback.handler.class``
   and the broker's properties, and asked ``await validate(token_value)``, which
   returns an ``OAuthBearerToken`` or raises ``TokenInvalid``.
 
-SASL extensions are parsed (and must be well formed) but are not used, as with
-Kafka's unsecured validator, which accepts any.
+SASL extensions (KIP-342: the ``key=value`` pairs beside ``auth``) must be well
+formed (a key of letters, a value of printable ASCII, spaces, tabs or line
+ends), or the message does not parse. Once the token is valid they go to the
+validator, as Kafka's ``OAuthBearerExtensionsValidatorCallback`` does: Kafka's
+two validators accept every one, and so do these; a Python validator may
+define ``validate_extensions(token, extensions)`` returning the refused ones
+(name -> reason), which fail the login with Kafka's message ("Authentication
+failed: 1 extensions are invalid! They are: name: reason"). The accepted
+ones are kept with the session (``OAuthBearerServer.extensions``).
 """
 
 from __future__ import annotations
@@ -236,6 +243,257 @@ def unsecured_jws(claims: dict, header: dict | None = None) -> str:
     return f"{enc(header or {'alg': 'none'})}.{enc(claims)}."
 
 
+# -- Kafka's unsecured login (a broker's own login to another) -----------------------------
+
+_LOGIN_RESERVED = ("iat", "exp")
+_EXTENSION_KEY = re.compile(_KEY)
+_EXTENSION_VALUE = re.compile(_VALUE)
+REFRESH_WINDOW_FACTOR = 0.8  # sasl.login.refresh.window.factor's default: a token is renewed at 80% of its life
+
+
+def _list_claim(value: str) -> list[str]:
+    """``unsecuredLoginListClaim_<name>``: the first character is the delimiter
+    (``,a,b`` is ["a", "b"]), read as Kafka reads it (Java's split, then an
+    empty item when the text starts or ends with the delimiter or holds it twice)."""
+    if len(value) <= 1:
+        return []
+    delim, text = value[0], value[1:]
+    items = text.split(delim)
+    while items and items[-1] == "":
+        items.pop()
+    if not items:
+        items = [""]
+    if text.startswith(delim) or text.endswith(delim) or delim + delim in text:
+        items.append("")
+    return items
+
+
+class UnsecuredLogin:
+    """Kafka's ``OAuthBearerUnsecuredLoginCallbackHandler``, the default login of
+    ``OAuthBearerLoginModule``: an unsigned JWS made from the JAAS options
+    (``unsecuredLoginStringClaim_<name>``, ``unsecuredLoginNumberClaim_<name>``,
+    ``unsecuredLoginListClaim_<name>``, ``unsecuredLoginPrincipalClaimName``
+    (``sub``), ``unsecuredLoginScopeClaimName`` (``scope``),
+    ``unsecuredLoginLifetimeSeconds`` (3600)) and the SASL extensions
+    ``unsecuredLoginExtension_<name>``. A token is kept until 80% of its life
+    has passed (Kafka's refresh window), then made anew. Raises ValueError, at
+    start, for options Kafka refuses."""
+
+    def __init__(self, options: dict[str, str], clock=time.time):
+        self.options = options
+        self.clock = clock
+        self.principal_claim = (options.get("unsecuredLoginPrincipalClaimName") or "").strip() or "sub"
+        self.scope_claim = (options.get("unsecuredLoginScopeClaimName") or "").strip() or "scope"
+        lifetime = options.get("unsecuredLoginLifetimeSeconds", "3600")
+        try:
+            self.lifetime_s = int(lifetime)
+        except ValueError:
+            raise ValueError(f"unsecuredLoginLifetimeSeconds={lifetime} is not an integer") from None
+        self.claims: dict = {}
+        for key, value in options.items():
+            for prefix, kind in (("unsecuredLoginStringClaim_", str), ("unsecuredLoginNumberClaim_", float),
+                                 ("unsecuredLoginListClaim_", list)):
+                if key.startswith(prefix) and len(key) > len(prefix):
+                    name = key[len(prefix):]
+                    if name in _LOGIN_RESERVED:
+                        raise ValueError(f"Cannot explicitly set the '{name}' claim")
+                    if kind is float:
+                        try:
+                            self.claims[name] = float(value)
+                        except ValueError:
+                            raise ValueError(f"{key}={value} is not a number") from None
+                    else:
+                        self.claims[name] = _list_claim(value) if kind is list else value
+        principal = self.claims.get(self.principal_claim)
+        if not isinstance(principal, str) or not principal.strip():
+            raise ValueError(f"the broker's own OAUTHBEARER login needs a principal: set "
+                             f"unsecuredLoginStringClaim_{self.principal_claim}=\"<name>\" in the JAAS line")
+        scope = self.claims.get(self.scope_claim)
+        if scope is not None and not isinstance(scope, (str, list)):
+            raise ValueError(f"The '{self.scope_claim}' claim must be a string or a list")
+        self.extensions = _login_extensions(options, "unsecuredLoginExtension_")
+        self.principal_name = principal
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.token()  # made once at start, as Kafka's login does: a bad option fails here
+
+    def token(self) -> str:
+        """The token to log in with: the one held, or a new one once 80% of its life has passed."""
+        now = int(self.clock() * 1000) / 1000  # as Kafka: milliseconds, in seconds
+        if self._token is None or now >= self._refresh_at:
+            claims = {"exp": now + self.lifetime_s, "iat": now, **self.claims}
+            self._token = unsecured_jws(claims)
+            self._refresh_at = now + REFRESH_WINDOW_FACTOR * self.lifetime_s
+        return self._token
+
+    def client_first(self) -> bytes:
+        """The client's initial response (RFC 7628, as Kafka's client sends it)."""
+        return client_first(self.token(), self.extensions)
+
+    async def initial_response(self) -> bytes:
+        return self.client_first()
+
+
+def client_first(token: str, extensions: dict[str, str]) -> bytes:
+    """RFC 7628's initial response as Kafka's client writes it: no authzid, the
+    token, then the extensions."""
+    ext = "".join(f"{SEP}{k}={v}" for k, v in extensions.items())
+    return f"n,,{SEP}auth=Bearer {token}{ext}{SEP}{SEP}".encode()
+
+
+def _login_extensions(options: dict[str, str], prefix: str) -> dict[str, str]:
+    out = {}
+    for key, value in options.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            if not _EXTENSION_KEY.fullmatch(name) or name == "auth":
+                raise ValueError(f"Extension name {name} is invalid")
+            if not _EXTENSION_VALUE.fullmatch(value):
+                raise ValueError(f"Extension value ({value}) for extension {name} is invalid")
+            out[name] = value
+    return out
+
+
+# -- Kafka's OIDC client-credentials login -------------------------------------------------
+
+LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+UNSECURED_LOGIN_HANDLER = ("org.apache.kafka.common.security.oauthbearer.internals.unsecured."
+                           "OAuthBearerUnsecuredLoginCallbackHandler")
+# sasl.oauthbearer.<key> read by the client-credentials login
+LOGIN_KEYS = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret", "scope",
+              "header.urlencode")
+
+
+class LoginFailed(Exception):
+    """No token could be had from the token endpoint."""
+
+
+class ClientCredentialsLogin:
+    """Kafka's ``OAuthBearerLoginCallbackHandler`` with its client-credentials
+    retriever: a token is asked of ``sasl.oauthbearer.token.endpoint.url``
+    (http or https, the system's CAs) by an HTTP POST of
+    ``grant_type=client_credentials[&scope=...]`` with HTTP Basic
+    ``clientId:clientSecret`` (URL-encoded first only with
+    ``sasl.oauthbearer.header.urlencode=true``, Kafka's default false); the
+    answer's ``id_token`` or ``access_token`` is checked as Kafka's client
+    checks it (a JWT whose ``exp`` is a number and whose ``sub``, or
+    ``sasl.oauthbearer.sub.claim.name``, is a non-empty string; no signature
+    check, which is the brokers' to make) and kept until 80% of its life has
+    passed. Client id, secret and scope come from the ``sasl.oauthbearer.*``
+    keys, else from the JAAS options ``clientId``, ``clientSecret``, ``scope``;
+    SASL extensions from ``extension_<name>``."""
+
+    def __init__(self, settings: dict[str, str], options: dict[str, str], clock=time.time):
+        self.url = (settings.get("token.endpoint.url") or "").strip()
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError("sasl.oauthbearer.token.endpoint.url must be an https:// or http:// URL for "
+                             f"{LOGIN_HANDLER}")
+
+        def value(key, jaas, required):
+            v = settings.get(key)
+            v = v if v is not None else options.get(jaas)
+            if required and v is None:
+                raise ValueError(f"Could not find OAuth configuration for sasl.oauthbearer.{key} or OAuth JAAS "
+                                 f"configuration for {jaas}")
+            return v
+
+        self.client_id = value("client.credentials.client.id", "clientId", True)
+        self.client_secret = value("client.credentials.client.secret", "clientSecret", True)
+        self.scope = (value("scope", "scope", False) or "").strip() or None
+        encode = (settings.get("header.urlencode") or "false").strip().lower()
+        if encode not in ("true", "false"):
+            raise ValueError(f"sasl.oauthbearer.header.urlencode={encode}: expected true or false")
+        self.urlencode_header = encode == "true"
+        self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
+        self.extensions = _login_extensions(options, "extension_")
+        self.clock = clock
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.fetches = 0
+
+    def _request(self):
+        import urllib.parse
+        import urllib.request
+
+        cid, secret = self.client_id, self.client_secret
+        if self.urlencode_header:
+            cid, secret = urllib.parse.quote_plus(cid), urllib.parse.quote_plus(secret)
+        body = "grant_type=client_credentials"
+        if self.scope:
+            body += "&scope=" + urllib.parse.quote_plus(self.scope)
+        basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
+        return urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Accept": "application/json", "Authorization": f"Basic {basic}", "Cache-Control": "no-cache",
+            "Content-Type": "application/x-www-form-urlencoded"})
+
+    def _fetch(self) -> str:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self._request(), timeout=10) as r:
+                text = r.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            raise LoginFailed(f"the token endpoint answered HTTP {e.code}") from None
+        except (OSError, ValueError) as e:
+            raise LoginFailed(f"the token endpoint could not be reached: {e}") from None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            raise LoginFailed("the token endpoint's answer is not JSON") from None
+        for key in ("id_token", "access_token"):
+            v = doc.get(key) if isinstance(doc, dict) else None
+            if isinstance(v, str) and v.strip():
+                return v.strip()
+        raise LoginFailed(f"The token endpoint response did not contain an access_token value. "
+                          f"Response: ({text[:1000]})")
+
+    def _check(self, value: str) -> float:
+        """Kafka's client-side check of the token; its expiry, in seconds."""
+        parts = value.split(".")
+        if len(parts) != 3:
+            raise LoginFailed("the token endpoint's token is not a JWT (three dot-separated parts)")
+        try:
+            claims = _b64url_json(parts[1])
+            exp = _number(claims, "exp")
+        except TokenInvalid as e:
+            raise LoginFailed(f"the token endpoint's token: {e}") from None
+        if exp is None:
+            raise LoginFailed("the token endpoint's token has no exp claim")
+        sub = claims.get(self.sub_claim)
+        if not isinstance(sub, str) or not sub.strip():
+            raise LoginFailed(f"the token endpoint's token has no {self.sub_claim} claim")
+        return exp
+
+    async def token(self) -> str:
+        now = self.clock()
+        if self._token is None or now >= self._refresh_at:
+            value = await asyncio.to_thread(self._fetch)
+            exp = self._check(value)
+            self.fetches += 1
+            now = self.clock()
+            self._token, self._refresh_at = value, now + REFRESH_WINDOW_FACTOR * max(exp - now, 0)
+        return self._token
+
+    async def initial_response(self) -> bytes:
+        return client_first(await self.token(), self.extensions)
+
+
+def load_login(handler: str | None, options: dict[str, str], settings: dict[str, str]):
+    """A broker's own OAUTHBEARER login: the login callback handler named (default
+    Kafka's unsecured one). Raises ValueError saying why not."""
+    handler = (handler or "").strip() or UNSECURED_LOGIN_HANDLER
+    if handler == LOGIN_HANDLER:
+        return ClientCredentialsLogin(settings, options)
+    if handler != UNSECURED_LOGIN_HANDLER:
+        raise ValueError(f"login callback handler {handler} is not served ({LOGIN_HANDLER} or "
+                         f"{UNSECURED_LOGIN_HANDLER})")
+    if settings:
+        raise ValueError(f"sasl.oauthbearer.{next(iter(settings))} is read by {LOGIN_HANDLER}: set "
+                         f"sasl.login.callback.handler.class to it")
+    return UnsecuredLogin(options)
+
+
 # -- Kafka's JWKS validator ---------------------------------------------------------------
 
 JWKS_KEYS = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
@@ -371,6 +629,7 @@ class OAuthBearerServer(MechanismServer):
         self.validator = validator
         self.error: str | None = None  # the JSON error sent; the client answers it with %x01
         self.token: OAuthBearerToken | None = None
+        self.extensions: dict[str, str] = {}  # the client's SASL extensions the validator accepted
 
     @property
     def credential_expiry_ms(self) -> int | None:
@@ -382,7 +641,7 @@ class OAuthBearerServer(MechanismServer):
         if bytes(token) == SEP.encode() and self.error is not None:
             raise AuthenticationFailed(self.error)
         self.error = None
-        authzid, value, _extensions = parse_client_first(token)
+        authzid, value, extensions = parse_client_first(token)
         try:
             found = await self.validator.validate(value)
         except TokenInvalid as e:
@@ -393,7 +652,24 @@ class OAuthBearerServer(MechanismServer):
             raise AuthenticationFailed(f"Authentication failed: Client requested an authorization id ({authzid}) "
                                        f"that is different from the token's principal name "
                                        f"({found.principal_name})")
+        self.extensions = await self._check_extensions(found, extensions)
         self.token = found
         self.principal_name = found.principal_name
         self.complete = True
         return b""
+
+    async def _check_extensions(self, token: OAuthBearerToken, extensions: dict[str, str]) -> dict[str, str]:
+        """Kafka's extensions callback: the validator's ``validate_extensions``
+        (sync or async) names the refused ones; without it, all are accepted, as
+        Kafka's own validators accept them."""
+        check = getattr(self.validator, "validate_extensions", None)
+        if check is None or not extensions:
+            return dict(extensions)
+        refused = check(token, dict(extensions))
+        if inspect.isawaitable(refused):
+            refused = await refused
+        if refused:
+            listed = "; ".join(f"{k}: {v}" for k, v in refused.items())
+            raise AuthenticationFailed(f"Authentication failed: {len(refused)} extensions are invalid! "
+                                       f"They are: {listed}")
+        return dict(extensions)

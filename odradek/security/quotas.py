@@ -380,6 +380,16 @@ class ClientQuotas:
             self.count_throttle(quota_key, throttle)
         return throttle
 
+    def unrecord(self, quota_key: str, user: str, client_id: str | None, value: float, now_ms: int) -> None:
+        """Take back ``value`` recorded against ``quota_key`` (a Fetch throttled
+        by another quota is answered empty: its bytes never went out)."""
+        if quota_key not in self.cache.keys:
+            return
+        quota = self.cache.quota(user, client_id or "", quota_key)
+        rate = None if quota is None else self.rates.get((quota_key, quota.key))
+        if rate is not None:
+            rate.record(-value, now_ms)
+
     def _sweep(self, now_ms: int) -> None:
         span = self.samples * self.window_ms
         self._next_sweep = now_ms + span

@@ -74,26 +74,35 @@ class _Timed:
     while it waits), for ``request_percentage``: the handler's share of the
     loop, as Kafka counts a request handler thread's time."""
 
-    __slots__ = ("coro", "ns")
+    __slots__ = ("coro", "ns", "t")
 
     def __init__(self, coro):
         self.coro = coro
         self.ns = 0
+        self.t = 0  # when the step under way began
+
+    def take(self) -> int:
+        """The time counted so far, the step under way included; counting
+        starts again from zero (a Fetch records its time before it answers,
+        the rest is recorded after it)."""
+        now = time.perf_counter_ns()
+        ns, self.ns, self.t = self.ns + now - self.t, 0, now
+        return ns
 
     def __await__(self):
         coro, clock = self.coro, time.perf_counter_ns
         send, exc = None, None
         while True:
-            t = clock()
+            self.t = clock()
             try:
                 future = coro.send(send) if exc is None else coro.throw(exc)
             except StopIteration as done:
-                self.ns += clock() - t
+                self.ns += clock() - self.t
                 return done.value
             except BaseException:
-                self.ns += clock() - t
+                self.ns += clock() - self.t
                 raise
-            self.ns += clock() - t
+            self.ns += clock() - self.t
             try:
                 send, exc = (yield future), None
             except GeneratorExit:
@@ -181,10 +190,13 @@ class KafkaConnection(asyncio.Protocol):
         self.paused = False  # reading paused: too many bytes queued
         self.mute_ms = 0  # after this response, mute the connection this long (a quota's throttle)
         self.mutation = None  # the request's controller_mutation_rate, if it has one
+        self.timed = None  # the request's handler time, while request_percentage is measured
         self.closed = False
         self.peer = None
         self.sendfile_from = 0  # a consumer's stored runs of this many bytes go out with sendfile (0: never)
         self.socket_fd = None
+        self.slot = None  # (listener, address) held in odradek.server.listeners.ConnectionLimits
+        self.active_at = time.monotonic()  # last bytes read: the least recently active goes first over max.connections
 
     # -- asyncio.Protocol ------------------------------------------------
     def connection_made(self, transport):
@@ -218,11 +230,14 @@ class KafkaConnection(asyncio.Protocol):
         self.frames.clear()
         self.broker.connections.discard(self)
         self.broker.metrics.connection_closed(self.listener)
+        if self.slot is not None:
+            self.broker.connection_limits.release(self)
         share = getattr(self.broker, "share", None)
         if share is not None:
             share.connection_closed(self)  # its share sessions end, their records are released
 
     def data_received(self, data: bytes) -> None:
+        self.active_at = time.monotonic()
         buf = self.buffer
         buf += data
         pos = 0  # frames are bytearrays, so decoded records can be patched in place
@@ -386,8 +401,11 @@ class KafkaConnection(asyncio.Protocol):
             else:  # ACLs: what each API must be allowed is odradek.security.checks' table
                 serve = authorized(api, ctx, request)
             if quotas.request_quotas and api_key not in _REQUEST_QUOTA_EXEMPT:
-                timed = _Timed(serve)
-                response = await timed
+                timed = self.timed = _Timed(serve)
+                try:
+                    response = await timed
+                finally:
+                    self.timed = None
                 self.mute_ms = max(self.mute_ms, quotas.record_request_time(
                     ctx.principal.name, ctx.client_id, timed.ns, _monotonic_ms()))
             else:
@@ -442,15 +460,22 @@ class KafkaConnection(asyncio.Protocol):
         return None if allowance is None else int(allowance)
 
     def fetch_quota(self, ctx, size: int) -> int:
-        """``consumer_byte_rate`` for a consumer's Fetch about to send ``size``
-        bytes: the throttle time (0: send it). As in Kafka, a throttled Fetch is
-        answered empty, so its bytes are not counted; the connection is muted
-        after the answer."""
+        """The quotas of a consumer's Fetch about to send ``size`` bytes: the
+        throttle time (0: send it). Its bytes count against
+        ``consumer_byte_rate`` and its handler time so far against
+        ``request_percentage``; over either, as in Kafka, the Fetch is answered
+        empty, so its bytes are taken back out. The connection is muted after
+        the answer for the larger throttle."""
         quotas = self.broker.quotas
         if not quotas.active:
             return 0
-        throttle = quotas.record(CONSUMER_BYTE_RATE, ctx.principal.name, ctx.client_id, size, _monotonic_ms(),
-                                 keep_if_throttled=False)
+        user, client_id, now = ctx.principal.name, ctx.client_id, _monotonic_ms()
+        throttle = quotas.record(CONSUMER_BYTE_RATE, user, client_id, size, now, keep_if_throttled=False)
+        if self.timed is not None:  # the rest of the handler's time is recorded after it, in handle()
+            request = quotas.record_request_time(user, client_id, self.timed.take(), now)
+            if request and not throttle:
+                quotas.unrecord(CONSUMER_BYTE_RATE, user, client_id, size, now)
+            throttle = max(throttle, request)
         self.mute_ms = max(self.mute_ms, throttle)
         return throttle
 

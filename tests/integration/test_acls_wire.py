@@ -164,3 +164,43 @@ def test_streams_groups_need_read_on_the_group_describe_on_topics_and_create_for
     described = raw.request("StreamsGroupDescribe", 0, {"group_ids": ["sg-acl", "sg-other"],
                                                         "include_authorized_operations": False})
     assert [g["error_code"] for g in described["groups"]] == [0, GROUP_DENIED]  # READ implies DESCRIBE
+
+
+def test_a_consumer_group_heartbeat_needs_describe_on_the_topics_it_subscribes_to(broker, raw):
+    """KIP-848 as Kafka 4.4's KafkaApis checks it: READ on the group, then
+    DESCRIBE on each topic subscribed by name; one refused and the answer is
+    TOPIC_AUTHORIZATION_FAILED without a message, the member not joined."""
+    from confluent_kafka.admin import AdminClient
+
+    def hb(group, topics):
+        return raw.request("ConsumerGroupHeartbeat", 0, {
+            "group_id": group, "member_id": "m-1", "member_epoch": 0, "rebalance_timeout_ms": 30000,
+            "subscribed_topic_names": topics, "topic_partitions": []})
+
+    assert hb("cg-acl", ["a"])["error_code"] == GROUP_DENIED
+    admin = AdminClient(T.conf(broker, "admin"))
+    for f in admin.create_acls([T.acl("GROUP", "cg-acl", "User:ANONYMOUS", "READ")]).values():
+        f.result(timeout=10)
+    denied = hb("cg-acl", ["a", "b"])  # DESCRIBE on a, not on b
+    assert (denied["error_code"], denied["error_message"]) == (TOPIC_DENIED, None), denied
+    assert hb("cg-acl", ["zz-unknown"])["error_code"] == TOPIC_DENIED  # unknown topics are checked too
+    joined = hb("cg-acl", ["a"])
+    assert joined["error_code"] == 0 and joined["member_epoch"] >= 1, joined
+
+
+def test_a_regex_subscription_resolves_to_the_topics_the_member_may_describe(broker, raw):
+    """As Kafka 4.4 resolves a KIP-848 regex under ACLs: ^[ab]$ matches a and
+    b, but the member (DESCRIBE on a only) is assigned a alone."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(T.conf(broker, "admin"))
+    for f in admin.create_acls([T.acl("GROUP", "cg-regex", "User:ANONYMOUS", "READ")]).values():
+        f.result(timeout=10)
+    r = raw.request("ConsumerGroupHeartbeat", 1, {
+        "group_id": "cg-regex", "member_id": "m-r", "member_epoch": 0, "rebalance_timeout_ms": 30000,
+        "instance_id": None, "rack_id": None, "server_assignor": None, "subscribed_topic_names": None,
+        "subscribed_topic_regex": "^[ab]$", "topic_partitions": []})
+    assert r["error_code"] == 0, r
+    ids = {t.topic_id: name for name, t in ((n, broker.core.image.get(n)) for n in ("a", "b"))}
+    assert [ids[bytes(t["topic_id"])] if bytes(t["topic_id"]) in ids else t["topic_id"]
+            for t in r["assignment"]["topic_partitions"]] == ["a"], r

@@ -405,3 +405,66 @@ def test_jwks_validator(odradek_broker_factory, jwks):
         resp = login(bad)
         assert resp["error_code"] == errors.SASL_AUTHENTICATION_FAILED and "invalid_token" in resp["error_message"]
     assert login(good)["error_code"] == 0
+
+
+class ExtensionChecking:
+    """A Python validator that also checks SASL extensions (KIP-342): Kafka's
+    unsecured validator for the token, and logicalCluster must be lkc-1."""
+
+    def __init__(self, options, props):
+        from odradek.security.oauthbearer import UnsecuredValidator
+
+        self.tokens = UnsecuredValidator(options, props)
+        self.seen = []
+
+    async def validate(self, value):
+        return await self.tokens.validate(value)
+
+    def validate_extensions(self, token, extensions):
+        self.seen.append((token.principal_name, extensions))
+        if extensions.get("logicalCluster", "lkc-1") != "lkc-1":
+            return {"logicalCluster": "unknown cluster"}
+        return {}
+
+
+def test_sasl_extensions_reach_the_validator(broker, odradek_broker_factory):
+    """librdkafka's extensions (sasl.oauthbearer.config extension_<name>): Kafka's
+    unsecured validator accepts any (the module's broker), and a validator that
+    checks them refuses a bad one with Kafka's message, SASL_AUTHENTICATION_FAILED."""
+    from confluent_kafka.admin import AdminClient
+
+    ext = {"enable.sasl.oauthbearer.unsecure.jwt": True,
+           "sasl.oauthbearer.config": "principal=erin scope=kafka extension_logicalCluster=lkc-2 "
+                                      "extension_traceId=abc"}
+    p = produce_one(confluent_conf(broker, **ext), "oauth-extensions")  # the default validator takes them
+    del p
+    b = odradek_broker_factory(config={
+        "listeners": "OAUTH://127.0.0.1:0", "listener.security.protocol.map": "OAUTH:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class":
+            "tests.integration.test_oauthbearer:ExtensionChecking",
+        "connection.failed.authentication.delay.ms": "0"})
+    validator = b.broker.core.config.security().listeners["OAUTH"].sasl.oauth_validator
+    conf = {"bootstrap.servers": b.bootstrap, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER"}
+    good = dict(conf, **ext)
+    good["sasl.oauthbearer.config"] = "principal=erin extension_logicalCluster=lkc-1"
+    p = produce_one(good, "oauth-extensions")
+    del p
+    assert ("erin", {"logicalCluster": "lkc-1"}) in validator.seen
+    errs = []
+    admin = AdminClient(dict(conf, **ext, error_cb=lambda e: errs.append(e)))
+    with pytest.raises(Exception):
+        admin.list_topics(timeout=2)
+    admin.poll(0.5)  # error callbacks are served by poll
+    del admin
+    assert any(e.code() == -169 and "1 extensions are invalid! They are: logicalCluster: unknown cluster"
+               in e.str() for e in errs), errs  # -169: librdkafka's _AUTHENTICATION
+    # Byte by byte: the answer Kafka's server gives
+    r = Raw(b.bootstrap)
+    r.request("SaslHandshake", 1, {"mechanism": "OAUTHBEARER"})
+    resp = r.request("SaslAuthenticate", 2, {"auth_bytes": (
+        f"n,,\x01auth=Bearer {token('erin')}\x01logicalCluster=lkc-9\x01\x01").encode()})
+    r.close()
+    assert resp["error_code"] == errors.SASL_AUTHENTICATION_FAILED
+    assert resp["error_message"] == ("Authentication failed: 1 extensions are invalid! They are: "
+                                     "logicalCluster: unknown cluster")

@@ -281,6 +281,26 @@ def test_request_percentage_throttles_a_busy_client_for_at_most_one_window(raw):
     assert time.monotonic() - t0 >= throttle / 1000 - 0.05
 
 
+def test_a_fetch_throttled_by_request_percentage_alone_is_answered_empty(raw):
+    """As Kafka (KafkaApis' fetch): whichever quota throttles a consumer's
+    Fetch, consumer_byte_rate or request_percentage, the answer is empty with
+    the throttle time; once the quota is lifted the same records come."""
+    topic = raw.broker.create_topic("qr")
+    produce(raw, topic, 20_000)
+    assert alter(raw, [(entity(client_id="raw"), {"request_percentage": 0.0001})]) == [(0, None)]
+
+    def fetch():
+        return raw.request("Fetch", 12, {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 10**7,
+                                         "topics": [{"topic": topic, "partitions": [
+                                             {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]})
+
+    f = fetch()
+    assert f["throttle_time_ms"] > 0 and f["error_code"] == 0 and f["responses"] == [], f
+    assert alter(raw, [(entity(client_id="raw"), {"request_percentage": None})]) == [(0, None)]
+    f = fetch()
+    assert f["throttle_time_ms"] == 0 and len(f["responses"][0]["partitions"][0]["records"]) >= 20_000, f
+
+
 def test_confluent_kafka_consumer_is_held_near_its_client_id_quota(odradek_broker_factory):
     """A consumer_byte_rate of 100 kB/s on a confluent-kafka consumer's client
     id: over the run the bytes it receives stay near the quota; one without a

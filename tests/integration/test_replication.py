@@ -311,6 +311,178 @@ def test_replication_over_sasl_ssl_with_acls(etcd, tmp_path):
             b.stop()
 
 
+def test_replication_and_transactions_with_an_oauthbearer_inter_broker_login(etcd, tmp_path):
+    """sasl.mechanism.inter.broker.protocol=OAUTHBEARER: each broker logs in to
+    the others with Kafka's unsecured login (unsecuredLoginStringClaim_sub=
+    "broker", 4-second tokens, an extension) under ACLs with
+    super.users=User:broker. Followers replicate acks=all writes, a
+    transaction's markers reach the leaders on other brokers, and with
+    connections.max.reauth.ms=3000 the followers' connections re-authenticate
+    (KIP-368) with renewed tokens instead of being cut off."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+    jaas = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'unsecuredLoginStringClaim_sub="broker" unsecuredLoginLifetimeSeconds="4" '
+            'unsecuredLoginExtension_traceId="ib-1";')
+    secured = {"listeners": "INTERNAL://127.0.0.1:0", "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT",
+               "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "OAUTHBEARER",
+               "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+               "listener.name.internal.oauthbearer.sasl.jaas.config": jaas,
+               "listener.name.internal.connections.max.reauth.ms": "3000",
+               "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "super.users": "User:broker;User:alice", "transaction.state.log.num.partitions": "2"}
+    brokers = start_brokers(etcd, tmp_path, "oauth-ib", **secured)
+    client = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER",
+              "enable.sasl.oauthbearer.unsecure.jwt": True, "sasl.oauthbearer.config": "principal=alice"}
+    try:
+        create_replicated(brokers[0], "o", [(1, 2, 3), (2, 3, 1)], {"min.insync.replicas": "3"})
+        wait_until(lambda: all(hosted(b, "o", i) is not None for b in brokers for i in (0, 1)), what="hosting")
+        address = "127.0.0.1:%d" % brokers[0].core.endpoints["INTERNAL"][1]
+        acked = produce(address, "o", [b"v%d" % i for i in range(20)], partition=1, **{
+            k.replace(".", "_"): v for k, v in client.items()})
+        assert [e for e, _ in acked] == [None] * 20  # min.insync.replicas=3: both followers had them
+        leader = brokers[0]  # leads partition 0: its followers' connections, logged in as User:broker
+        peers = [c for c in leader.core.connections if str(c.principal) == "User:broker"]
+        assert len(peers) >= 2, peers
+        p = Producer({"bootstrap.servers": address, "transactional.id": "oauth-txn", **client})
+        p.init_transactions(60)
+        p.begin_transaction()
+        for i in range(2):
+            p.produce("o", b"t%d" % i, partition=i)
+        p.commit_transaction(60)  # its markers go to both leaders, one on another broker than the coordinator
+        time.sleep(4)  # past connections.max.reauth.ms and the first token's refresh
+        acked = produce(address, "o", [b"late"], partition=0, **{k.replace(".", "_"): v for k, v in client.items()})
+        assert acked == [(None, 20)] or acked[0][0] is None, acked
+        assert all(not c.closed for c in peers)  # the same connections, logged in again, still serve
+        c = Consumer({"bootstrap.servers": address, "group.id": "oauth-check", "isolation.level": "read_committed",
+                      "enable.auto.commit": False, **client})
+        c.assign([TopicPartition("o", i, OFFSET_BEGINNING) for i in (0, 1)])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 23 and time.monotonic() < deadline:
+            got.extend(m.value() for m in c.consume(num_messages=100, timeout=0.5) if not m.error())
+        c.close()
+        assert sorted(got) == sorted([b"v%d" % i for i in range(20)] + [b"t0", b"t1", b"late"])
+        for i in (0, 1):
+            first = next(b for b in brokers if b.core.config.node_id == (1, 2)[i])
+            for b in brokers:
+                wait_until(lambda: offsets(b, "o", i) == offsets(first, "o", i), what="replication")
+                assert log_bytes(b, "o", i) == log_bytes(first, "o", i)
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+@pytest.fixture
+def idp():
+    """A small OpenID provider over HTTP: a JSON Web Key Set and a
+    client-credentials token endpoint issuing 4-second RS256 tokens for
+    broker:broker-secret (audience kafka); it records what it was asked."""
+    import base64
+    import http.server
+    import json
+    import threading
+    import urllib.parse
+
+    jwt = pytest.importorskip("jwt")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = json.dumps({"keys": [dict(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
+                                     kid="k1", use="sig", alg="RS256")]}).encode()
+    asked = []
+
+    def sign(sub, life):
+        now = time.time()
+        return jwt.encode({"sub": sub, "iat": int(now), "exp": now + life, "aud": "kafka", "scope": "kafka"}, key,
+                          algorithm="RS256", headers={"kid": "k1"})
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def reply(self, code, body):
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.reply(200, jwks)
+
+        def do_POST(self):
+            form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+            user = base64.b64decode(self.headers["Authorization"].split()[1]).decode()
+            asked.append((user, form, self.headers["Content-Type"]))
+            if user != "broker:broker-secret" or form.get("grant_type") != ["client_credentials"]:
+                return self.reply(401, b'{"error":"invalid_client"}')
+            self.reply(200, json.dumps({"access_token": sign("broker", 4), "token_type": "Bearer",
+                                        "expires_in": 4}).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    yield {"jwks": base + "/jwks.json", "token": base + "/token", "asked": asked, "sign": sign}
+    server.shutdown()
+
+
+def test_replication_with_an_oidc_client_credentials_inter_broker_login(etcd, tmp_path, idp):
+    """Kafka's OAuthBearerLoginCallbackHandler as the brokers' own login:
+    each broker asks the token endpoint for a token with its client id and
+    secret (HTTP Basic, grant_type=client_credentials, its scope), the others
+    verify it against the key set (Kafka's JWKS validator), and as the
+    4-second tokens near their end the broker asks for new ones and its
+    connections to leaders re-authenticate with them."""
+    secured = {"listeners": "INTERNAL://127.0.0.1:0", "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT",
+               "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "OAUTHBEARER",
+               "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+               "listener.name.internal.oauthbearer.sasl.jaas.config":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+                   'clientId="broker" clientSecret="broker-secret" scope="kafka";',
+               "listener.name.internal.oauthbearer.sasl.server.callback.handler.class":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+               "listener.name.internal.oauthbearer.sasl.login.callback.handler.class":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+               "sasl.oauthbearer.jwks.endpoint.url": idp["jwks"], "sasl.oauthbearer.expected.audience": "kafka",
+               "sasl.oauthbearer.token.endpoint.url": idp["token"], "sasl.oauthbearer.clock.skew.seconds": "0",
+               "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+               "super.users": "User:broker;User:alice"}
+    brokers = start_brokers(etcd, tmp_path, "oidc-ib", **secured)
+    try:
+        create_replicated(brokers[0], "d", [(1, 2, 3)], {"min.insync.replicas": "3"})
+        wait_until(lambda: all(hosted(b, "d", 0) is not None for b in brokers), what="hosting")
+        address = "127.0.0.1:%d" % brokers[0].core.endpoints["INTERNAL"][1]
+        from confluent_kafka import Producer
+
+        def send(values):
+            acked = []
+            p = Producer({"bootstrap.servers": address, "acks": "all", "security.protocol": "SASL_PLAINTEXT",
+                          "sasl.mechanisms": "OAUTHBEARER",
+                          "oauth_cb": lambda _c: (idp["sign"]("alice", 600), time.time() + 600, "alice")})
+            for v in values:
+                p.produce("d", v, partition=0, on_delivery=lambda err, msg: acked.append(err))
+            assert p.flush(60) == 0
+            return acked
+
+        assert send([b"a%d" % i for i in range(10)]) == [None] * 10
+        assert idp["asked"] and all(a == ("broker:broker-secret", {"grant_type": ["client_credentials"],
+                                                                   "scope": ["kafka"]},
+                                          "application/x-www-form-urlencoded") for a in idp["asked"])
+        first = len(idp["asked"])
+        peers = [c for c in brokers[0].core.connections if str(c.principal) == "User:broker"]
+        assert len(peers) == 2, peers
+        time.sleep(5)  # past the first tokens' lives
+        assert send([b"b"]) == [None]
+        assert len(idp["asked"]) > first  # new tokens were asked for
+        assert all(not c.closed for c in peers)  # and the same connections logged in again with them
+        for b in brokers:
+            wait_until(lambda: offsets(b, "d", 0) == (11, 11), what="replication")
+    finally:
+        for b in brokers:
+            b.stop()
+
+
 def test_a_cluster_broker_without_a_login_of_its_own_is_refused(etcd, tmp_path):
     from tests.integration import test_acls as T
 

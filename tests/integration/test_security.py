@@ -367,3 +367,136 @@ def test_reauthentication(odradek_broker_factory):
         assert p.flush(10) == 0
         time.sleep(0.1)
     assert before & set(b.broker.core.connections), "librdkafka reconnected instead of re-authenticating"
+
+
+# -- aiokafka and kcat ---------------------------------------------------------------
+
+@pytest.mark.parametrize("listener, mechanism, user, password", [
+    ("TLS", None, None, None),
+    ("SASL_PLAINTEXT", "PLAIN", "alice", "alice-secret"),
+    ("SASL_PLAINTEXT", "SCRAM-SHA-256", "bob", "bob-secret"),
+    ("SASL_TLS", "SCRAM-SHA-512", "bob", "bob-512"),
+    ("SASL_TLS", "PLAIN", "admin", "admin-secret"),
+])
+def test_aiokafka_over_tls_and_sasl(secured, pki, listener, mechanism, user, password):
+    """aiokafka 0.14 produces and consumes over SSL (a client certificate,
+    the host name checked), and with PLAIN and SCRAM over SASL_PLAINTEXT and
+    SASL_SSL; the broker sees its principal."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.helpers import create_ssl_context
+
+    kw = dict(bootstrap_servers=secured.addr[listener])
+    if listener in ("TLS", "SASL_TLS"):
+        kw["ssl_context"] = create_ssl_context(
+            cafile=pki.ca_file, **({"certfile": pki.alice["crt"], "keyfile": pki.alice["key"]}
+                                   if listener == "TLS" else {}))
+    if mechanism is None:
+        kw["security_protocol"], expected = "SSL", f"User:{ALICE_DN}"
+    else:
+        kw.update(security_protocol="SASL_SSL" if listener == "SASL_TLS" else "SASL_PLAINTEXT",
+                  sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password)
+        expected = f"User:{user}"
+    topic = f"aio-{listener}-{mechanism}".lower()
+
+    async def main():
+        p = AIOKafkaProducer(**kw)
+        await p.start()
+        try:
+            await p.send_and_wait(topic, b"hello")
+            seen = principals(secured, listener)
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(topic, auto_offset_reset="earliest", **kw)
+        await c.start()
+        try:
+            m = await asyncio.wait_for(c.getone(), 20)
+        finally:
+            await c.stop()
+        return m.value, seen
+
+    value, seen = asyncio.run(main())
+    assert value == b"hello" and expected in seen, seen
+
+
+@pytest.mark.parametrize("listener", ["TLS", "SASL_TLS"])
+def test_kcat_over_tls_and_sasl_plain(secured, pki, listener):
+    """kcat (Debian's, librdkafka 2.0.2) produces and consumes over SSL with a
+    client certificate and over SASL_SSL with PLAIN, host names checked."""
+    import shutil
+    import subprocess
+
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if kcat is None:
+        pytest.skip("kcat is not installed")
+    if listener == "TLS":
+        opts = ["-X", "security.protocol=SSL", "-X", f"ssl.certificate.location={pki.alice['crt']}",
+                "-X", f"ssl.key.location={pki.alice['key']}"]
+    else:
+        opts = ["-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=PLAIN", "-X", "sasl.username=alice",
+                "-X", "sasl.password=alice-secret"]
+    opts += ["-X", f"ssl.ca.location={pki.ca_file}", "-X", "ssl.endpoint.identification.algorithm=https",
+             "-b", secured.addr[listener].replace("127.0.0.1", "localhost")]
+    topic = f"kcat-{listener}".lower()
+    subprocess.run([kcat, "-P", "-t", topic, "-p", "0", *opts], input=b"a\nb\nc\n", check=True, timeout=30)
+    got = subprocess.run([kcat, "-C", "-t", topic, "-p", "0", "-e", "-q", *opts],
+                         capture_output=True, check=True, timeout=30).stdout.decode().split()
+    assert got == ["a", "b", "c"]
+
+
+JAVA_LOGINS = r"""
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.serialization.*;
+
+public class JavaLogins {
+  public static void main(String[] a) throws Exception {
+    // args: name bootstrap security.protocol [key=value ...], repeated after "--"
+    List<String> args = new ArrayList<>(Arrays.asList(a));
+    while (!args.isEmpty()) {
+      int end = args.indexOf("--");
+      List<String> one = end < 0 ? args : args.subList(0, end);
+      Properties p = new Properties();
+      String name = one.get(0);
+      p.put("bootstrap.servers", one.get(1));
+      for (String kv : one.subList(2, one.size())) p.put(kv.substring(0, kv.indexOf('=')), kv.substring(kv.indexOf('=') + 1));
+      try (KafkaProducer<String, String> pr = new KafkaProducer<>(p, new StringSerializer(), new StringSerializer())) {
+        for (int i = 0; i < 5; i++) pr.send(new ProducerRecord<>("java-" + name, "v" + i)).get();
+      }
+      p.put("group.id", "java-" + name);
+      p.put("auto.offset.reset", "earliest");
+      int got = 0;
+      try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p, new StringDeserializer(), new StringDeserializer())) {
+        c.subscribe(List.of("java-" + name));
+        long deadline = System.currentTimeMillis() + 30000;
+        while (got < 5 && System.currentTimeMillis() < deadline) got += c.poll(Duration.ofMillis(200)).count();
+      }
+      System.out.println(name + " " + got);
+      args = end < 0 ? List.of() : new ArrayList<>(args.subList(end + 1, args.size()));
+    }
+  }
+}
+"""
+
+
+def test_java_client_over_tls_and_scram_sha_256(secured, pki, tmp_path):
+    """The Java client 4.x over SSL with a client certificate (PEM keystore
+    and truststore, host names checked), with SCRAM-SHA-256 over
+    SASL_PLAINTEXT and PLAIN over SASL_SSL: each produces 5 records and reads
+    them back in a group."""
+    from tests.integration.java_client import run_java
+
+    trust = ["ssl.truststore.type=PEM", f"ssl.truststore.location={pki.ca_file}"]
+    args = ["tls", secured.addr["TLS"], "security.protocol=SSL", "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={pki.alice['pem']}", *trust, "--",
+            "scram256", secured.addr["SASL_PLAINTEXT"], "security.protocol=SASL_PLAINTEXT",
+            "sasl.mechanism=SCRAM-SHA-256", "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule "
+            'required username="bob" password="bob-secret";', "--",
+            "plain", secured.addr["SASL_TLS"], "security.protocol=SASL_SSL", "sasl.mechanism=PLAIN",
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required "
+            'username="alice" password="alice-secret";', *trust]
+    out = run_java(tmp_path, "JavaLogins", JAVA_LOGINS, args)
+    assert out.split("\n")[:3] == ["tls 5", "scram256 5", "plain 5"], out

@@ -1,5 +1,6 @@
 """franz-go (the Go client) produces and consumes over secured listeners:
-SASL PLAIN and SCRAM-SHA-512 over TLS, SCRAM-SHA-256 in plaintext, and
+TLS with a client certificate, SASL PLAIN and SCRAM-SHA-512 over TLS,
+SCRAM-SHA-256 in plaintext, and
 OAUTHBEARER (an unsecured JWS, Kafka's default validator) over TLS, with the
 host name checked (tests/integration/franz/sasl). Skipped without Go."""
 
@@ -40,3 +41,7 @@ def test_franz_go_plain_and_scram(secured, pki, franz_sasl, listener, mechanism,
 
 def test_franz_go_oauthbearer_over_tls(oauth_broker, pki, franz_sasl):  # noqa: F811
     run(franz_sasl, oauth_broker.addr["OAUTH_TLS"], "OAUTHBEARER", "franz", "", pki.ca_file, "franz-oauth")
+
+
+def test_franz_go_over_tls_with_a_client_certificate(secured, pki, franz_sasl):
+    run(franz_sasl, secured.addr["TLS"], "NONE", pki.alice["crt"], pki.alice["key"], pki.ca_file, "franz-tls")

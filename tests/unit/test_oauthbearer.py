@@ -12,7 +12,7 @@ from odradek.config import BrokerConfig, ConfigError
 from odradek.protocol import errors
 from odradek.security.authenticator import COMPLETE, FAILED, SaslAuthenticator
 from odradek.security.config import SaslSettings
-from odradek.security.oauthbearer import (OAuthBearerServer, OAuthBearerToken, TokenInvalid, UnsecuredValidator,
+from odradek.security.oauthbearer import (LOGIN_MODULE, OAuthBearerServer, OAuthBearerToken, TokenInvalid, UnsecuredValidator,
                                           parse_client_first, unsecured_jws)
 from odradek.security.sasl import AuthenticationFailed
 
@@ -163,7 +163,9 @@ class Configured:
       "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
       "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks", "sasl.oauthbearer.clock.skew.seconds": "x"},
      "not an integer"),
-    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "token endpoint"),
+    ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "is read by .*OAuthBearerLoginCallbackHandler"),
+    ({"sasl.login.callback.handler.class": "com.acme.Login"}, "Java classes cannot be loaded"),
+    ({"sasl.oauthbearer.jwt.retriever.class": "x"}, "client-credentials login"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "com.acme.Validator"},
      "Java classes"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "no.such.module:V"},
@@ -179,11 +181,56 @@ def test_oauthbearer_settings_refused_with_a_reason(extra, message):
         listener(**extra)
 
 
-def test_no_inter_broker_login_with_oauthbearer():
+def test_an_inter_broker_oauthbearer_login_needs_a_principal():
     sec = BrokerConfig(props={"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "OAUTHBEARER",
                               "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER"}).security()
-    with pytest.raises(ValueError, match="PLAIN, SCRAM"):
+    with pytest.raises(ValueError, match="unsecuredLoginStringClaim_sub"):
         sec.inter_broker_client()
+    sec = BrokerConfig(props={"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "OAUTHBEARER",
+                              "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+                              "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
+                                  LOGIN_MODULE + ' required unsecuredLoginStringClaim_sub="broker";'}).security()
+    client = sec.inter_broker_client()
+    assert client.mechanism == "OAUTHBEARER" and client.oauth.principal_name == "broker"
+
+
+def test_the_unsecured_login_makes_tokens_the_unsecured_validator_takes():
+    """Kafka's unsecured login: claims from the JAAS options (string, number,
+    delimiter-led lists), its own principal and scope claim names, extensions;
+    renewed at 80% of its lifetime; options Kafka refuses are refused."""
+    from odradek.security.oauthbearer import UnsecuredLogin
+
+    clock = [NOW / 1000]
+    login = UnsecuredLogin({"unsecuredLoginStringClaim_who": "broker-1", "unsecuredLoginPrincipalClaimName": "who",
+                            "unsecuredLoginListClaim_roles": ",kafka,,ops", "unsecuredLoginNumberClaim_n": "2",
+                            "unsecuredLoginLifetimeSeconds": "100", "unsecuredLoginExtension_traceId": "t-1"},
+                           clock=lambda: clock[0])
+    message = login.client_first()
+    authzid, token, extensions = parse_client_first(message)
+    assert authzid == "" and extensions == {"traceId": "t-1"}
+    found = UnsecuredValidator({"unsecuredValidatorPrincipalClaimName": "who"}).check(token, NOW)
+    assert found.principal_name == "broker-1" and found.lifetime_ms == NOW + 100_000
+    import base64
+    import json
+
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    # Kafka's reading, quirk included: an empty item inside adds one more at the end
+    assert claims["roles"] == ["kafka", "", "ops", ""] and claims["n"] == 2.0 and claims["iat"] == NOW / 1000
+    clock[0] += 79
+    assert login.token() == token  # held until 80% of its life
+    clock[0] += 2
+    assert login.token() != token
+    for options, message in (({}, "needs a principal"),
+                             ({"unsecuredLoginStringClaim_sub": "b", "unsecuredLoginNumberClaim_exp": "1"},
+                              "Cannot explicitly set the 'exp' claim"),
+                             ({"unsecuredLoginStringClaim_sub": "b", "unsecuredLoginExtension_auth": "x"},
+                              "Extension name auth is invalid"),
+                             ({"unsecuredLoginStringClaim_sub": "b", "unsecuredLoginExtension_a1": "x"},
+                              "Extension name a1 is invalid"),
+                             ({"unsecuredLoginStringClaim_sub": "b", "unsecuredLoginLifetimeSeconds": "x"},
+                              "not an integer")):
+        with pytest.raises(ValueError, match=message):
+            UnsecuredLogin(options)
 
 
 def test_jwks_keys_without_an_oauthbearer_listener_are_noted():
@@ -204,3 +251,74 @@ def test_jwks_settings_per_listener_as_kafka_names_them():
         "sasl.oauthbearer.clock.skew.seconds": "5"}).oauth_validator
     assert isinstance(v, JwksValidator)
     assert (v.url, v.audience, v.issuer, v.skew_s) == ("https://idp/jwks", ["kafka", "other"], "https://idp", 5)
+
+
+class CheckingExtensions:
+    def __init__(self, asynchronous):
+        self.asynchronous = asynchronous
+
+    async def validate(self, value):
+        return UnsecuredValidator({}).check(value, NOW)
+
+    def _refused(self, extensions):
+        return {k: "not here" for k in extensions if k.startswith("bad")}
+
+    def validate_extensions(self, token, extensions):
+        if self.asynchronous:
+            async def later():
+                return self._refused(extensions)
+            return later()
+        return self._refused(extensions)
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_sasl_extensions_go_to_the_validator_after_the_token(asynchronous):
+    """KIP-342 as Kafka's server runs it: Kafka's own validators accept every
+    extension; one that checks them names the refused ones, and the login
+    fails with Kafka's words. Malformed extensions do not parse."""
+    tok = unsecured_jws({"sub": "alice", "exp": NOW / 1000 + 60})
+    server = OAuthBearerServer(UnsecuredValidator({}, clock=lambda: NOW / 1000))
+    assert run(server.evaluate(first(tok, ext="traceId=a b\tc\x01"))) == b"" and server.complete
+    assert server.extensions == {"traceId": "a b\tc"}
+    server = OAuthBearerServer(CheckingExtensions(asynchronous))
+    assert run(server.evaluate(first(tok, ext="good=1\x01"))) == b"" and server.extensions == {"good": "1"}
+    server = OAuthBearerServer(CheckingExtensions(asynchronous))
+    with pytest.raises(AuthenticationFailed, match=r"^Authentication failed: 2 extensions are invalid! "
+                                                   r"They are: badA: not here; badB: not here$"):
+        run(server.evaluate(first(tok, ext="badA=1\x01ok=2\x01badB=3\x01")))
+    for ext in ("a1=b\x01", "k=\x01", "k=\x7f\x01"):
+        with pytest.raises(AuthenticationFailed, match="invalid credentials"):
+            run(OAuthBearerServer(UnsecuredValidator({})).evaluate(first(tok, ext=ext)))
+
+
+def test_the_client_credentials_login_asks_as_kafka_asks():
+    """Kafka's client-credentials request: HTTP Basic of clientId:clientSecret
+    (URL-encoded only with sasl.oauthbearer.header.urlencode=true), the form
+    body with the scope URL-encoded; the keys win over the JAAS options; the
+    token it gets is checked for exp and sub before use."""
+    import base64
+
+    from odradek.security.oauthbearer import ClientCredentialsLogin, LoginFailed, load_login
+
+    login = ClientCredentialsLogin({"token.endpoint.url": "https://idp/token", "scope": "kafka write"},
+                                   {"clientId": "b r", "clientSecret": "s:1", "scope": "ignored",
+                                    "extension_traceId": "x"})
+    req = login._request()
+    assert req.get_method() == "POST" and req.data == b"grant_type=client_credentials&scope=kafka+write"
+    assert base64.b64decode(req.get_header("Authorization").split()[1]) == b"b r:s:1"
+    assert req.get_header("Content-type") == "application/x-www-form-urlencoded"
+    assert login.extensions == {"traceId": "x"}
+    login = ClientCredentialsLogin({"token.endpoint.url": "http://idp/token", "header.urlencode": "true",
+                                    "client.credentials.client.id": "b r", "client.credentials.client.secret": "s:1"},
+                                   {})
+    assert base64.b64decode(login._request().get_header("Authorization").split()[1]) == b"b+r:s%3A1"
+    assert login._request().data == b"grant_type=client_credentials"
+    assert login._check(unsecured_jws({"sub": "broker", "exp": 5})) == 5
+    for bad in ("abc", unsecured_jws({"sub": "broker"}), unsecured_jws({"exp": 5}), unsecured_jws({"sub": 1, "exp": 5})):
+        with pytest.raises(LoginFailed):
+            login._check(bad)
+    with pytest.raises(ValueError, match="clientSecret"):
+        ClientCredentialsLogin({"token.endpoint.url": "https://idp/t"}, {"clientId": "b"})
+    with pytest.raises(ValueError, match="https:// or http://"):
+        load_login("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+                   {"clientId": "b", "clientSecret": "s"}, {})

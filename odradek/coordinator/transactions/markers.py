@@ -114,7 +114,8 @@ class MarkerWriter:
         endpoint = info.endpoint(getattr(self.broker, "inter_broker_listener", None)) if info else None
         if endpoint is None:
             raise ConnectionError(f"broker {leader} has no endpoint")
-        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-txn-markers-{self.broker.config.node_id}")
+        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-txn-markers-{self.broker.config.node_id}",
+                              security=getattr(self.broker, "inter_broker_security", None))
         await conn.connect(self.timeout)
         self.peers[leader] = conn
         return conn

@@ -2,7 +2,9 @@
 // logs in with the given SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,
 // or OAUTHBEARER with an unsecured JWS made here for the user), over TLS
 // when a CA file is given (the host name checked), produces n records and
-// reads them back in a group; one line per step.
+// reads them back in a group; one line per step. The mechanism NONE logs in
+// with no SASL, over TLS with the client certificate and key files given as
+// user and password (an SSL listener asking for one).
 //
 //	sasl <bootstrap> <mechanism> <user> <password> <ca file or -> <topic> <n>
 package main
@@ -55,13 +57,22 @@ func main() {
 	n, _ := strconv.Atoi(os.Args[7])
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	opts := []kgo.Opt{kgo.SeedBrokers(bootstrap), kgo.SASL(mechanism(mech, user, pass))}
+	opts := []kgo.Opt{kgo.SeedBrokers(bootstrap)}
+	if mech != "NONE" {
+		opts = append(opts, kgo.SASL(mechanism(mech, user, pass)))
+	}
 	if ca != "-" {
 		pem, err := os.ReadFile(ca)
 		must(err)
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(pem)
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool}))
+		config := &tls.Config{RootCAs: pool}
+		if mech == "NONE" {
+			cert, err := tls.LoadX509KeyPair(user, pass)
+			must(err)
+			config.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, kgo.DialTLSConfig(config))
 	}
 	p, err := kgo.NewClient(append(opts, kgo.AllowAutoTopicCreation())...)
 	must(err)
