@@ -61,7 +61,7 @@ def config_entries(config) -> list[dict]:
         broker_key = {"retention.ms": "log.retention.ms", "segment.ms": "log.roll.ms"}.get(
             name, TOPIC_CONFIGS[name].broker_key)
         if broker_key:
-            synonyms += broker_synonyms(config.broker, broker_key, drop_others=False)
+            synonyms += broker_synonyms(config.broker, broker_key)
         else:
             synonyms.append(_synonym(name, TOPIC_CONFIGS[name].default, SOURCE_DEFAULT))
         out.append({"name": name, "value": value, "read_only": False, "config_source": source,
@@ -80,7 +80,7 @@ def _broker_default_layer() -> dict[str, str]:
     return out
 
 
-def broker_synonyms(config, name: str, drop_others: bool = True) -> list[dict]:
+def broker_synonyms(config, name: str) -> list[dict]:
     """Kafka's synonyms of broker setting ``name``: each of its names (the most
     specific first) found in this broker's dynamic configs, then in the
     cluster's dynamic default, the static settings and Kafka's defaults.
@@ -89,9 +89,8 @@ def broker_synonyms(config, name: str, drop_others: bool = True) -> list[dict]:
     out = []
     for layer, source in config.layers() + [(_broker_default_layer(), SOURCE_DEFAULT)]:
         out += [_synonym(n, layer[n], source) for n in names if n in layer]
-    if drop_others:
-        while out and out[0]["name"] != name:
-            out.pop(0)
+    while out and out[0]["name"] != name:
+        out.pop(0)
     return out
 
 
