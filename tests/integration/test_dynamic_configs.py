@@ -187,3 +187,27 @@ def test_a_change_through_one_broker_is_applied_by_all(etcd, tmp_path):
     finally:
         for b in brokers:
             b.stop()
+
+
+def test_odradek_broker_cli_alters_and_shows_broker_configs():
+    from tests.integration.test_cli import cli, cli_json
+
+    with EmbeddedBroker() as b:
+        bs = b.bootstrap
+        cli(bs, "broker", "alter-config", "1", "--set", "log.retention.ms=3600000")
+        cli(bs, "broker", "alter-config", "--default", "--set", "log.retention.ms=7200000",
+            "--set", "message.max.bytes=2000000")
+        assert cli_json(bs, "broker", "config", "1", "--json") == [
+            {"name": "log.retention.ms", "value": "3600000", "source": "DYNAMIC_BROKER", "read_only": False},
+            {"name": "message.max.bytes", "value": "2000000", "source": "DYNAMIC_DEFAULT_BROKER",
+             "read_only": False}]
+        assert [c["name"] for c in cli_json(bs, "broker", "config", "--default", "--json")] == [
+            "log.retention.ms", "message.max.bytes"]
+        refused = cli(bs, "broker", "alter-config", "1", "--set", "num.partitions=3", expect=1)
+        assert "INVALID_REQUEST: Cannot update these configs dynamically: [num.partitions]" in refused.err
+        cli(bs, "broker", "alter-config", "1", "--delete", "log.retention.ms")
+        every = {c["name"]: c for c in cli_json(bs, "broker", "config", "1", "-a", "--json")}
+        assert every["log.retention.ms"]["source"] == "DYNAMIC_DEFAULT_BROKER"
+        assert every["num.partitions"] == {"name": "num.partitions", "value": "1", "source": "DEFAULT",
+                                           "read_only": True}
+        assert b.core.config.get("log.retention.ms") == "7200000"
