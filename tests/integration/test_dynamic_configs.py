@@ -189,6 +189,7 @@ def test_a_change_through_one_broker_is_applied_by_all(etcd, tmp_path):
             b.stop()
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
 def test_odradek_broker_cli_alters_and_shows_broker_configs():
     from tests.integration.test_cli import cli, cli_json
 
@@ -211,3 +212,14 @@ def test_odradek_broker_cli_alters_and_shows_broker_configs():
         assert every["num.partitions"] == {"name": "num.partitions", "value": "1", "source": "DEFAULT",
                                            "read_only": True}
         assert b.core.config.get("log.retention.ms") == "7200000"
+
+        # AlterConfigs (not incremental) replaces a broker's whole set of dynamic configs.
+        admin = AdminClient({"bootstrap.servers": bs})
+        whole = ConfigResource(ResourceType.BROKER, "1", set_config={"log.retention.bytes": "1000000"})
+        admin.alter_configs([whole])[whole].result(10)
+        assert b.core.image.broker_configs.of("1") == {"log.retention.bytes": "1000000"}
+        bad = ConfigResource(ResourceType.BROKER, "1", set_config={"broker.id": "7"})
+        with pytest.raises(KafkaException) as e:
+            admin.alter_configs([bad])[bad].result(10)
+        assert e.value.args[0].str() == "Cannot update these configs dynamically: [broker.id]"
+        assert b.core.image.broker_configs.of("1") == {"log.retention.bytes": "1000000"}
