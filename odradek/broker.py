@@ -85,6 +85,7 @@ class BrokerCore:
         self.metadata_path = metadata_path
         self.metadata: MetadataStore | None = None
         self.image = MetadataImage()
+        config.dynamic = self.image.broker_configs  # dynamic broker configs, as the store has them
         self.replicas = ReplicaManager(config, self.image)
         self.registration: Registration | None = None
         self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
@@ -163,6 +164,7 @@ class BrokerCore:
         assigns to this broker; return the listing's revision."""
         kvs, revision = await self.metadata.range("")
         self.image.load(kvs, revision)
+        self.replicas.refresh_configs()
         await self.replicas.reconcile()
         return revision
 
@@ -172,7 +174,10 @@ class BrokerCore:
         while True:
             try:
                 async for events in self.metadata.watch("", revision + 1):
+                    configs = self.image.broker_configs.version
                     touched = self.image.apply(events)
+                    if self.image.broker_configs.version != configs:  # a dynamic broker config changed
+                        self.replicas.refresh_configs()
                     await self.replicas.reconcile(touched)
                     revision = events[-1].revision
             except (WatchInterrupted, CompactedError) as e:

@@ -1,8 +1,10 @@
 """Broker and topic configuration, with Kafka's key names and defaults.
 
 A topic's effective config is: its own overrides, else the broker's setting
-for the matching ``log.*`` key (from ``server.properties`` / ``--config``),
-else Kafka's default. DescribeConfigs reports which of the three applied.
+for the matching ``log.*`` key (a dynamic broker config of this broker or
+the cluster's default, ``odradek.metadata.broker_configs``, else
+``server.properties`` / ``--config``), else Kafka's default.
+DescribeConfigs reports which applied.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ LONG_MAX = 2**63 - 1
 
 # Config sources as DescribeConfigs reports them.
 SOURCE_TOPIC = 1
+SOURCE_DYNAMIC_BROKER = 2
+SOURCE_DYNAMIC_DEFAULT = 3
 SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
 
@@ -241,6 +245,27 @@ class BrokerConfig:
     data_dir: str | None = "./odradek-data"  # None: in memory
     cluster_id: str | None = None
     props: dict[str, str] = field(default_factory=dict)
+    #: the dynamic broker configs (odradek.metadata.broker_configs.BrokerConfigCache),
+    #: consulted before ``props``; the broker sets it to its image's
+    dynamic: object = field(default=None, compare=False, repr=False)
+
+    def layers(self) -> list[tuple[dict[str, str], int]]:
+        """Where a setting can come from, in Kafka's order of precedence, with
+        its DescribeConfigs source: this broker's dynamic configs, the
+        cluster's dynamic default, the static settings."""
+        out = []
+        if self.dynamic is not None:
+            out.append((self.dynamic.of(str(self.node_id)), SOURCE_DYNAMIC_BROKER))
+            out.append((self.dynamic.of(""), SOURCE_DYNAMIC_DEFAULT))
+        out.append((self.props, SOURCE_STATIC_BROKER))
+        return out
+
+    def lookup(self, key: str) -> tuple[str, int] | None:
+        """(value, source) of a setting given anywhere but Kafka's defaults."""
+        for layer, source in self.layers():
+            if key in layer:
+                return layer[key], source
+        return None
 
     def listeners(self) -> list[Listener]:
         """Where to listen: the ``listeners`` property, else ``host``/``port``.
@@ -311,7 +336,11 @@ class BrokerConfig:
         return host, bound_port
 
     def get(self, key: str) -> str | None:
-        if key in self.props:
+        if self.dynamic is not None:
+            found = self.lookup(key)
+            if found is not None:
+                return found[0]
+        elif key in self.props:
             return self.props[key]
         return BROKER_DEFAULTS.get(key)
 
@@ -322,22 +351,21 @@ class BrokerConfig:
     def get_bool(self, key: str) -> bool:
         return str(self.get(key)).lower() == "true"
 
-    def broker_topic_default(self, name: str) -> str | None:
-        """The broker-level value for topic config ``name``, if the broker sets one."""
-        p = self.props
+    def broker_topic_default(self, name: str) -> tuple[str, int] | None:
+        """(value, source) of the broker-level setting for topic config
+        ``name``, if the broker has one (dynamic or static)."""
         if name == "retention.ms":
-            for key, scale in (("log.retention.ms", 1), ("log.retention.minutes", 60000),
-                               ("log.retention.hours", HOUR_MS)):
-                if key in p:
-                    return str(int(p[key]) * scale)
-            return None
-        if name == "segment.ms":
-            for key, scale in (("log.roll.ms", 1), ("log.roll.hours", HOUR_MS)):
-                if key in p:
-                    return str(int(p[key]) * scale)
-            return None
-        key = TOPIC_CONFIGS[name].broker_key
-        return p.get(key) if key else None
+            scaled = (("log.retention.ms", 1), ("log.retention.minutes", 60000), ("log.retention.hours", HOUR_MS))
+        elif name == "segment.ms":
+            scaled = (("log.roll.ms", 1), ("log.roll.hours", HOUR_MS))
+        else:
+            key = TOPIC_CONFIGS[name].broker_key
+            return self.lookup(key) if key else None
+        for key, scale in scaled:  # the most specific unit wins, whatever its source
+            found = self.lookup(key)
+            if found is not None:
+                return str(int(found[0]) * scale), found[1]
+        return None
 
 
 def validate_topic_config(name: str, value: str | None) -> str | None:
@@ -381,9 +409,9 @@ class TopicConfig:
         """(value, source) of config ``name``."""
         if name in self.overrides:
             return self.overrides[name], SOURCE_TOPIC
-        v = self.broker.broker_topic_default(name)
-        if v is not None:
-            return v, SOURCE_STATIC_BROKER
+        found = self.broker.broker_topic_default(name)
+        if found is not None:
+            return found
         return TOPIC_CONFIGS[name].default, SOURCE_DEFAULT
 
     def get(self, name: str) -> str:

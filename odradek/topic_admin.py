@@ -259,6 +259,17 @@ class TopicAdmin:
             else Delete(key_of(group_id))
         await self._commit([], [op])
 
+    async def alter_broker_config(self, resource_name: str, configs: dict[str, str]) -> None:
+        """Replace the dynamic configs of a broker (``resource_name`` its id)
+        or of the cluster default (""); already validated, none deletes the
+        key. Returns once this broker's image and logs follow them."""
+        from odradek.metadata.broker_configs import key_of
+        from odradek.metadata.store import Delete, Put
+
+        op = Put(key_of(resource_name), json.dumps(configs, sort_keys=True).encode()) if configs \
+            else Delete(key_of(resource_name))
+        await self._commit([], [op])
+
     async def auto_create(self, name: str) -> TopicState | None:
         """Create ``name`` with broker defaults if auto-creation is on; None otherwise."""
         if not self.config.get_bool("auto.create.topics.enable"):

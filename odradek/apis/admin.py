@@ -9,30 +9,37 @@ CreatePartitions (37) v0-3, with manual assignments of the new partitions
 (one list each, of the topic's replication factor). DeleteRecords (21) v0-2: moves the log start
 offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
-each value, brokers (4), read-only, and groups (32): the group configs
-odradek serves (odradek/metadata/group_configs.py: share.auto.offset.reset,
-share.record.lock.duration.ms, share.isolation.level,
-share.delivery.count.limit, share.partition.max.record.locks,
-share.heartbeat.interval.ms, share.session.timeout.ms). AlterConfigs (33)
-v0-2: topic configs; IncrementalAlterConfigs (44) v0-1: topic and group
-configs (SET and DELETE; other group config names answer INVALID_CONFIG);
-broker configs are static (from --config) and altering them answers
-INVALID_REQUEST.
+each value, brokers (4) and groups (32), with Kafka's synonyms when asked
+(include_synonyms: the value's sources from the most to the least specific).
+A broker (resource name its id) lists its settings with their sources
+(DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,
+DEFAULT_CONFIG), read-only but for the dynamic ones odradek honours
+(odradek/metadata/broker_configs.py); the resource "" lists the cluster's
+dynamic defaults. A group lists the group configs odradek serves
+(odradek/metadata/group_configs.py: consumer.session.timeout.ms,
+consumer.heartbeat.interval.ms, the share.* and streams.* ones).
+AlterConfigs (33) v0-2: topic and broker configs (a broker's are replaced
+whole). IncrementalAlterConfigs (44) v0-1: topic, broker and group configs
+(SET and DELETE; APPEND and SUBTRACT on list configs). Broker settings that
+odradek cannot change while it runs answer INVALID_REQUEST "Cannot update
+these configs dynamically", as Kafka answers for its read-only ones; other
+group config names answer INVALID_CONFIG.
 CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
 the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
 from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
 older versions are served and throttled.
-Not served: config documentation strings (returned null), synonyms beyond the
-value's own source.
+Not served: config documentation strings (returned null), BROKER_LOGGER
+resources (type 8), listener-prefixed broker settings.
 """
 
 from __future__ import annotations
 
 from odradek.topic_admin import TopicError
 from odradek.config import (
-    BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, TOPIC_CONFIGS, T_INT, T_LIST, T_STRING,
+    BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC, TOPIC_CONFIGS, T_INT, T_LIST, T_STRING,
     ConfigError, validate_topic_config,
 )
+from odradek.metadata import broker_configs as dynamic
 from odradek.apis.partitions import per_partition
 from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
 from odradek.protocol import errors
@@ -50,9 +57,40 @@ def config_entries(config) -> list[dict]:
     out = []
     for name in sorted(TOPIC_CONFIGS):
         value, source = config.lookup(name)
+        synonyms = [_synonym(name, value, SOURCE_TOPIC)] if name in config.overrides else []
+        broker_key = {"retention.ms": "log.retention.ms", "segment.ms": "log.roll.ms"}.get(
+            name, TOPIC_CONFIGS[name].broker_key)
+        if broker_key:
+            synonyms += broker_synonyms(config.broker, broker_key)
+        else:
+            synonyms.append(_synonym(name, TOPIC_CONFIGS[name].default, SOURCE_DEFAULT))
         out.append({"name": name, "value": value, "read_only": False, "config_source": source,
                     "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
-                    "config_type": TOPIC_CONFIGS[name].type})
+                    "config_type": TOPIC_CONFIGS[name].type, "synonyms": synonyms})
+    return out
+
+
+def _synonym(name: str, value: str | None, source: int) -> dict:
+    return {"name": name, "value": value, "source": source}
+
+
+def _broker_default_layer() -> dict[str, str]:
+    out = {k: v for k, v in dynamic.KAFKA_DEFAULTS.items() if v is not None}
+    out.update(BROKER_DEFAULTS)
+    return out
+
+
+def broker_synonyms(config, name: str) -> list[dict]:
+    """Kafka's synonyms of broker setting ``name``: each of its names (the most
+    specific first) found in this broker's dynamic configs, then in the
+    cluster's dynamic default, the static settings and Kafka's defaults.
+    Describing the setting itself, those before its own name are dropped."""
+    names = dynamic.synonyms_of(name)
+    out = []
+    for layer, source in config.layers() + [(_broker_default_layer(), SOURCE_DEFAULT)]:
+        out += [_synonym(n, layer[n], source) for n in names if n in layer]
+    while out and out[0]["name"] != name:
+        out.pop(0)
     return out
 
 
@@ -175,16 +213,75 @@ async def delete_records(ctx, request: dict) -> dict:
                                     {"low_watermark": -1})}
 
 
-def broker_config_entries(broker) -> list[dict]:
-    props = dict(BROKER_DEFAULTS)
-    props.update(broker.config.props)
+def broker_config_entries(broker, resource_name: str) -> list[dict]:
+    """A broker's settings (``resource_name`` its id), or the cluster's
+    dynamic defaults (``resource_name`` "")."""
+    config = broker.config
+    if resource_name == "":
+        return [{"name": n, "value": v, "read_only": False, "config_source": dynamic.SOURCE_DYNAMIC_DEFAULT,
+                 "is_default": False, "is_sensitive": False, "config_type": dynamic.DYNAMIC[n].type
+                 if n in dynamic.DYNAMIC else T_STRING,
+                 "synonyms": [_synonym(n, v, dynamic.SOURCE_DYNAMIC_DEFAULT)]}
+                for n, v in sorted(broker.image.broker_configs.of("").items())]
+    names = set(BROKER_DEFAULTS) | set(dynamic.DYNAMIC) | set(dynamic.KAFKA_DEFAULTS)
+    for layer, _ in config.layers():
+        names |= set(layer)
+    defaults = _broker_default_layer()
     out = []
-    for name in sorted(props):
-        source = SOURCE_STATIC_BROKER if name in broker.config.props else SOURCE_DEFAULT
-        out.append({"name": name, "value": props[name], "read_only": True, "config_source": source,
+    for name in sorted(names):
+        synonyms = broker_synonyms(config, name)
+        found = config.lookup(name)
+        value = found[0] if found is not None else defaults.get(name)
+        source = synonyms[0]["source"] if synonyms else SOURCE_DEFAULT
+        key = dynamic.DYNAMIC.get(name)
+        out.append({"name": name, "value": value, "read_only": key is None, "config_source": source,
                     "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
-                    "config_type": T_STRING})
+                    "config_type": key.type if key is not None else T_STRING, "synonyms": synonyms})
     return out
+
+
+def _broker_resource(name: str) -> str:
+    """The resource name of a broker ("" for the cluster default), or ConfigError."""
+    if name != "":
+        try:
+            int(name)
+        except ValueError:
+            raise ConfigError(f"Invalid broker name {name}", errors.INVALID_REQUEST) from None
+    return name
+
+
+async def _alter_broker(broker, name: str, configs: list, validate_only: bool, incremental: bool) -> None:
+    """AlterConfigs / IncrementalAlterConfigs on a broker or the cluster default."""
+    resource = _broker_resource(name)
+    if incremental:
+        dynamic.check_dynamic([c["name"] for c in configs if c["config_operation"] != OP_DELETE])
+        new = dict(broker.image.broker_configs.of(resource))
+        for c in configs:
+            key, op, value = c["name"], c["config_operation"], c["value"]
+            if op == OP_SET:
+                new[key] = dynamic.validate(key, value)
+            elif op == OP_DELETE:
+                new.pop(key, None)
+            elif op in (OP_APPEND, OP_SUBTRACT):
+                if dynamic.DYNAMIC[key].type != T_LIST:
+                    verb = "append" if op == OP_APPEND else "subtract"
+                    raise ConfigError(f"Config value {verb} is not allowed for config key: {key}",
+                                      errors.INVALID_CONFIG)
+                current = new.get(key, dynamic.KAFKA_DEFAULTS.get(key)) or ""
+                items = [x for x in current.split(",") if x]
+                for v in (x.strip() for x in (value or "").split(",")):
+                    if op == OP_APPEND and v and v not in items:
+                        items.append(v)
+                    elif op == OP_SUBTRACT and v in items:
+                        items.remove(v)
+                new[key] = dynamic.validate(key, ",".join(items))
+            else:
+                raise ConfigError(f"Unknown config operation {op}", errors.INVALID_REQUEST)
+    else:
+        dynamic.check_dynamic([c["name"] for c in configs])
+        new = {c["name"]: dynamic.validate(c["name"], c["value"]) for c in configs if c["value"] is not None}
+    if not validate_only:
+        await broker.admin.alter_broker_config(resource, new)
 
 
 def group_config_entries(broker, group_id: str) -> list[dict]:
@@ -196,9 +293,13 @@ def group_config_entries(broker, group_id: str) -> list[dict]:
     for name, default in sorted(bounds.defaults().items()):
         source = SOURCE_GROUP if name in overrides else \
             SOURCE_STATIC_BROKER if bounds.from_broker_config(name) else SOURCE_DEFAULT
+        broker_key = bounds.broker_key(name)
+        synonyms = [_synonym(name, overrides[name], SOURCE_GROUP)] if name in overrides else []
+        synonyms.append(_synonym(broker_key or name, default,
+                                 SOURCE_STATIC_BROKER if source == SOURCE_STATIC_BROKER else SOURCE_DEFAULT))
         out.append({"name": name, "value": overrides.get(name, default), "read_only": False,
                     "config_source": source, "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
-                    "config_type": T_STRING if name in STRING_DEFAULTS else T_INT})
+                    "config_type": T_STRING if name in STRING_DEFAULTS else T_INT, "synonyms": synonyms})
     return out
 
 
@@ -245,7 +346,7 @@ async def describe_configs(ctx, request: dict) -> dict:
                 entry["error_code"] = errors.INVALID_REQUEST
                 entry["error_message"] = f"Unknown broker {rname}"
             else:
-                entry["configs"] = broker_config_entries(broker)
+                entry["configs"] = broker_config_entries(broker, rname)
         elif rtype == RESOURCE_GROUP:
             if not rname:
                 entry["error_code"] = errors.INVALID_GROUP_ID
@@ -259,9 +360,9 @@ async def describe_configs(ctx, request: dict) -> dict:
         if keys is not None and entry["configs"]:
             wanted = set(keys)
             entry["configs"] = [c for c in entry["configs"] if c["name"] in wanted]
-        if request.get("include_synonyms"):
+        if not request.get("include_synonyms"):
             for c in entry["configs"]:
-                c["synonyms"] = [{"name": c["name"], "value": c["value"], "source": c["config_source"]}]
+                c["synonyms"] = []
         results.append(entry)
     return {"results": results}
 
@@ -300,8 +401,9 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
         entry = {"error_code": 0, "error_message": None, "resource_type": rtype, "resource_name": rname}
         try:
             if rtype == RESOURCE_BROKER:
-                raise ConfigError("Broker configs are static in odradek (set them with --config)",
-                                  errors.INVALID_REQUEST)
+                await _alter_broker(broker, rname, r["configs"], request["validate_only"], incremental)
+                responses.append(entry)
+                continue
             if rtype == RESOURCE_GROUP and incremental:
                 await _alter_group(broker, rname, r["configs"], request["validate_only"])
                 responses.append(entry)

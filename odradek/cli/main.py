@@ -17,6 +17,7 @@ class LazyGroup(click.Group):
         "produce": "odradek.cli.produce:produce",
         "consume": "odradek.cli.consume:consume",
         "group": "odradek.cli.group:group",
+        "broker": "odradek.cli.broker:broker",
         "cluster": "odradek.cli.cluster:cluster",
         "dump-log": "odradek.cli.dump_log:dump_log",
         "user": "odradek.cli.user:user",

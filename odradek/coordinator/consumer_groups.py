@@ -310,11 +310,26 @@ class ConsumerGroups:
 
     group_type = CONSUMER
 
-    def __init__(self, groups: GroupManager, config: ConsumerGroupConfig | None = None, topics=None):
+    def __init__(self, groups: GroupManager, config: ConsumerGroupConfig | None = None, topics=None,
+                 group_configs=None):
         self.gm = groups
         self.config = config or ConsumerGroupConfig()
         self.topics = topics if topics is not None else DictTopics()
+        self.group_configs = group_configs  # odradek.metadata.group_configs.GroupConfigCache, or None
         groups.register(self)
+
+    def _setting(self, group_id: str, name: str, default: int) -> int:
+        """A group config (consumer.session.timeout.ms, consumer.heartbeat.interval.ms) over the broker's."""
+        if self.group_configs is None:
+            return default
+        value = self.group_configs.of(group_id).get(name)
+        return int(value) if value is not None else default
+
+    def session_timeout_ms(self, group_id: str) -> int:
+        return self._setting(group_id, "consumer.session.timeout.ms", self.config.session_timeout_ms)
+
+    def heartbeat_interval_ms(self, group_id: str) -> int:
+        return self._setting(group_id, "consumer.heartbeat.interval.ms", self.config.heartbeat_interval_ms)
 
     @property
     def groups(self) -> dict:
@@ -626,14 +641,15 @@ class ConsumerGroups:
                 records.append(self._current_record(group_id, reconciled))
             updated = reconciled
         if live:
-            g.session_deadlines[member_id] = now + cfg.session_timeout_ms
-            self._schedule(g, now + cfg.session_timeout_ms)
+            session_timeout = self.session_timeout_ms(group_id)
+            g.session_deadlines[member_id] = now + session_timeout
+            self._schedule(g, now + session_timeout)
 
         full = member_epoch == 0 or (rebalance_timeout_ms != -1 and owned is not None
                                      and (names is not None or regex is not None))
         res.response = {
             "error_code": 0, "error_message": None, "member_id": member_id,
-            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": cfg.heartbeat_interval_ms,
+            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": self.heartbeat_interval_ms(group_id),
             "assignment": {"topic_partitions": _entries(updated.assigned)}
             if full or updated.assigned != member.assigned else None,
         }
@@ -838,8 +854,9 @@ class ConsumerGroups:
         if m.instance_id is not None:
             g.static_members[m.instance_id] = member_id
         if member_id not in g.session_deadlines:
-            g.session_deadlines[member_id] = now + self.config.session_timeout_ms
-            self._schedule(g, now + self.config.session_timeout_ms)
+            session_timeout = self.session_timeout_ms(g.group_id)
+            g.session_deadlines[member_id] = now + session_timeout
+            self._schedule(g, now + session_timeout)
 
     def _replay_current(self, g: ConsumerGroup, member_id: str, v: dict | None, now: int) -> None:
         old = g.members.get(member_id)

@@ -54,7 +54,7 @@ class GroupShard:
         self.config = config or GroupConfig()
         self.group_manager = GroupManager(tokens)
         self.classic = ClassicGroups(self.group_manager, self.config)
-        self.consumer = ConsumerGroups(self.group_manager, consumer_config, topics)
+        self.consumer = ConsumerGroups(self.group_manager, consumer_config, topics, group_configs)
         self.share = ShareGroups(self.group_manager, share_config, topics, group_configs)
         self.streams = StreamsGroups(self.group_manager, streams_config, topics, group_configs)
         self.offsets = OffsetManager(self.group_manager, self.config)

@@ -30,9 +30,18 @@ Served keys, with Kafka's names and what they default to:
   0, at most ``group.streams.max.standby.replicas``, 2): streams groups
   (KIP-1071).
 
-Other group configs of Kafka (``consumer.*``, other ``streams.*``,
-``share.assignment.interval.ms``, ``share.renew.acknowledge.enable``) are
-not served: setting them answers INVALID_CONFIG.
+- ``consumer.heartbeat.interval.ms`` (``group.consumer.heartbeat.interval.ms``,
+  5000, within 5000-15000) and ``consumer.session.timeout.ms``
+  (``group.consumer.session.timeout.ms``, 45000, within 45000-60000): KIP-848
+  consumer groups, honoured by their coordinator for that group.
+
+The heartbeat and session settings out of their bounds answer Kafka's
+"... must be in the range A to B inclusive."
+
+Other group configs of Kafka (``consumer.assignment.interval.ms``, other
+``streams.*``, ``share.assignment.interval.ms``,
+``share.renew.acknowledge.enable``, ``errors.deadletterqueue.*``) are not
+served: setting them answers INVALID_CONFIG.
 """
 
 from __future__ import annotations
@@ -53,6 +62,11 @@ SESSION_TIMEOUT = "share.session.timeout.ms"
 STREAMS_HEARTBEAT_INTERVAL = "streams.heartbeat.interval.ms"
 STREAMS_SESSION_TIMEOUT = "streams.session.timeout.ms"
 STREAMS_NUM_STANDBY_REPLICAS = "streams.num.standby.replicas"
+CONSUMER_HEARTBEAT_INTERVAL = "consumer.heartbeat.interval.ms"
+CONSUMER_SESSION_TIMEOUT = "consumer.session.timeout.ms"
+#: answered out of bounds with Kafka's "must be in the range ... inclusive"
+RANGE_CHECKED = (HEARTBEAT_INTERVAL, SESSION_TIMEOUT, "streams.heartbeat.interval.ms", "streams.session.timeout.ms",
+                 CONSUMER_HEARTBEAT_INTERVAL, CONSUMER_SESSION_TIMEOUT)
 
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
@@ -104,6 +118,10 @@ INT_KEYS = {k.name: k for k in (
            "group.streams.min.heartbeat.interval.ms", 5000, "group.streams.max.heartbeat.interval.ms", 15000),
     IntKey(STREAMS_SESSION_TIMEOUT, "group.streams.session.timeout.ms", 45000,
            "group.streams.min.session.timeout.ms", 45000, "group.streams.max.session.timeout.ms", 60000),
+    IntKey(CONSUMER_HEARTBEAT_INTERVAL, "group.consumer.heartbeat.interval.ms", 5000,
+           "group.consumer.min.heartbeat.interval.ms", 5000, "group.consumer.max.heartbeat.interval.ms", 15000),
+    IntKey(CONSUMER_SESSION_TIMEOUT, "group.consumer.session.timeout.ms", 45000,
+           "group.consumer.min.session.timeout.ms", 45000, "group.consumer.max.session.timeout.ms", 60000),
     IntKey(STREAMS_NUM_STANDBY_REPLICAS, "group.streams.num.standby.replicas", 0,
            "", 0, "group.streams.max.standby.replicas", 2),
 )}
@@ -122,6 +140,12 @@ class GroupConfigBounds:
 
     def _int(self, key: str, default: int) -> int:
         return self.config.get_int(key, default) if self.config is not None else default
+
+    @staticmethod
+    def broker_key(name: str) -> str | None:
+        """The broker setting a group config defaults to (its synonym)."""
+        k = INT_KEYS.get(name)
+        return k.broker_key if k is not None else None
 
     def from_broker_config(self, name: str) -> bool:
         """Whether the default of ``name`` is a setting of the broker's config file."""
@@ -158,6 +182,8 @@ class GroupConfigBounds:
             except ValueError:
                 raise GroupConfigError(f"Invalid value {value} for configuration {name}: Not a number of type INT")
             lo, hi = self._int(k.min_key, k.min_default), self._int(k.max_key, k.max_default)
+            if name in RANGE_CHECKED and not lo <= n <= hi:
+                raise GroupConfigError(f"{name} must be in the range {lo} to {hi} inclusive.")
             if not k.min_key and not lo <= n <= hi:
                 raise GroupConfigError(
                     f"Invalid value {value} for configuration {name}: {name} must be greater than or equal to "

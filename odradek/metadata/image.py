@@ -5,9 +5,10 @@ Topics (ids, configs, partition states), the live brokers, the controller
 ``controller`` key's create revision; see ``odradek.cluster.controller``), the ACLs
 (``odradek.security.authorizer.AclCache``, one ``acls/...`` key per binding)
 the client quotas (``odradek.security.quotas.QuotaCache``, one
-``quotas/...`` key per entity) and the group configs
+``quotas/...`` key per entity), the group configs
 (``odradek.metadata.group_configs``, one ``configs/group/...`` key per
-group), built from a
+group) and the dynamic broker configs (``odradek.metadata.broker_configs``,
+one ``configs/broker/...`` key per broker and one for the cluster default), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
 (``apply``): readers on the event loop never see half of a transaction.
@@ -22,6 +23,7 @@ import asyncio
 import json
 import logging
 
+from odradek.metadata.broker_configs import PREFIX as BROKER_CONFIGS, BrokerConfigCache
 from odradek.metadata.brokers import BROKERS, BrokerInfo
 from odradek.metadata.group_configs import PREFIX as GROUP_CONFIGS, GroupConfigCache
 
@@ -72,6 +74,7 @@ class MetadataImage:
         self.acls = AclCache()
         self.quotas = QuotaCache()
         self.group_configs = GroupConfigCache()
+        self.broker_configs = BrokerConfigCache()
         self.progress = Progress()
 
     # -- reading ------------------------------------------------------------------
@@ -103,6 +106,7 @@ class MetadataImage:
         self.acls.clear()
         self.quotas.clear()
         self.group_configs.clear()
+        self.broker_configs.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
                 name, _, index = kv.key[len(PARTITIONS):].rpartition("/")
@@ -193,6 +197,8 @@ class MetadataImage:
             self.quotas.put(key, kv.value)
         elif key.startswith(GROUP_CONFIGS):
             self.group_configs.put(key, kv.value)
+        elif key.startswith(BROKER_CONFIGS):
+            self.broker_configs.put(key, kv.value)
         return None
 
     def _delete(self, key: str) -> str | None:
@@ -211,4 +217,6 @@ class MetadataImage:
             self.quotas.delete(key)
         elif key.startswith(GROUP_CONFIGS):
             self.group_configs.delete(key)
+        elif key.startswith(BROKER_CONFIGS):
+            self.broker_configs.delete(key)
         return None

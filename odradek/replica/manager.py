@@ -150,6 +150,12 @@ class ReplicaManager:
             opened.append(p)
         return opened
 
+    def refresh_configs(self) -> None:
+        """Resolve every hosted topic's config again: the broker settings its
+        defaults come from (dynamic broker configs) have changed."""
+        for t in self.topics.values():
+            t.set_config(TopicConfig(self.config, t.config.overrides))
+
     async def reconcile(self, names: Iterable[str] | None = None) -> None:
         """Host what the image assigns to this broker, for the topics ``names``
         (default: all, and the topics hosted now), and note the image's

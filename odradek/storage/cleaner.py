@@ -613,9 +613,6 @@ class LogCleaner:
 
     def __init__(self, broker):
         self.broker = broker
-        conf = broker.config
-        self.backoff = max(conf.get_int("log.cleaner.backoff.ms", 15000), 1) / 1000
-        self.map_budget = conf.get_int("log.cleaner.dedupe.buffer.size", DEFAULT_DEDUPE_BYTES)
         self.clean_points: dict[tuple[str, int], int] = {}
         self._horizons: dict[tuple[str, int], tuple[object, int | None]] = {}
         self._failed = weakref.WeakSet()  # logs whose cleaning failed: left alone until restart
@@ -623,6 +620,15 @@ class LogCleaner:
         self.stopping = False
         self.passes = 0  # cleaning passes done (tests wait on it)
         self.last_result: CleanResult | None = None
+
+    # Read at each use: both are dynamic broker configs.
+    @property
+    def backoff(self) -> float:
+        return max(self.broker.config.get_int("log.cleaner.backoff.ms", 15000), 1) / 1000
+
+    @property
+    def map_budget(self) -> int:
+        return self.broker.config.get_int("log.cleaner.dedupe.buffer.size", DEFAULT_DEDUPE_BYTES)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

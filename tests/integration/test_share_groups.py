@@ -194,7 +194,7 @@ def test_group_configs_set_where_a_share_group_starts_and_its_locks(broker):
         assert _alter(rc, "sg-cfg-g", ("share.heartbeat.interval.ms", 0, "100"))["error_code"] == 40
         bad = _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 0, "somewhere"))
         assert bad["error_code"] == 40, bad  # INVALID_CONFIG
-        assert _alter(rc, "sg-cfg-g", ("consumer.session.timeout.ms", 0, "45000"))["error_code"] == 40
+        assert _alter(rc, "sg-cfg-g", ("consumer.assignment.interval.ms", 0, "1000"))["error_code"] == 40
         assert _alter(rc, "sg-cfg-g", ("share.record.lock.duration.ms", 0, "10"))["error_code"] == 40
         ok = _alter(rc, "sg-cfg-g", ("share.auto.offset.reset", 0, "earliest"),
                     ("share.record.lock.duration.ms", 0, "20000"))

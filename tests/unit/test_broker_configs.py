@@ -1,0 +1,79 @@
+"""Dynamic broker configs: the image follows the store's ``configs/broker/``
+keys (one per broker, ``<default>`` for the cluster default), a broker
+resolves a setting as Kafka does (its own dynamic value, the cluster
+default, the static settings, Kafka's default), topic configs take their
+defaults from there, and values are checked with Kafka's messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from odradek.config import (
+    SOURCE_DEFAULT, SOURCE_DYNAMIC_BROKER, SOURCE_DYNAMIC_DEFAULT, SOURCE_STATIC_BROKER, BrokerConfig, ConfigError,
+    TopicConfig,
+)
+from odradek.metadata import broker_configs as dynamic
+from odradek.metadata.image import MetadataImage
+from odradek.metadata.store import Event, KeyValue
+
+
+def put(key: str, value: dict, revision: int) -> Event:
+    return Event("put", KeyValue(key, json.dumps(value).encode(), revision, revision, 1))
+
+
+def test_precedence_follows_the_image_and_its_replay():
+    image = MetadataImage()
+    config = BrokerConfig(node_id=2, props={"log.retention.hours": "100", "message.max.bytes": "5000"})
+    config.dynamic = image.broker_configs
+    topic = TopicConfig(config, {})
+    assert topic.lookup("retention.ms") == (str(100 * 3600000), SOURCE_STATIC_BROKER)
+    assert topic.lookup("segment.ms") == (str(7 * 24 * 3600000), SOURCE_DEFAULT)
+
+    version = image.broker_configs.version
+    image.apply([put(dynamic.key_of(""), {"log.retention.ms": "7200000", "message.max.bytes": "6000"}, 5)])
+    assert image.broker_configs.version != version
+    assert TopicConfig(config, {}).lookup("retention.ms") == ("7200000", SOURCE_DYNAMIC_DEFAULT)
+    assert config.lookup("message.max.bytes") == ("6000", SOURCE_DYNAMIC_DEFAULT)
+    image.apply([put(dynamic.key_of("2"), {"message.max.bytes": "7000"}, 6),
+                 put(dynamic.key_of("3"), {"message.max.bytes": "8000"}, 6)])
+    assert config.get_int("message.max.bytes") == 7000  # its own, not broker 3's
+    assert TopicConfig(config, {}).lookup("max.message.bytes") == ("7000", SOURCE_DYNAMIC_BROKER)
+    assert TopicConfig(config, {"max.message.bytes": "10"}).get_int("max.message.bytes") == 10
+
+    # A listing rebuilds the same; a deleted key falls back to the next source.
+    replayed = MetadataImage()
+    replayed.load([e.kv for e in [put(dynamic.key_of(""), {"log.retention.ms": "7200000"}, 5),
+                                  put(dynamic.key_of("2"), {"message.max.bytes": "7000"}, 6)]], 6)
+    assert replayed.broker_configs.resources == {"": {"log.retention.ms": "7200000"},
+                                                  "2": {"message.max.bytes": "7000"}}
+    image.apply([Event("delete", KeyValue(dynamic.key_of("2"), b"", 0, 7, 0))])
+    assert config.lookup("message.max.bytes") == ("6000", SOURCE_DYNAMIC_DEFAULT)
+
+
+@pytest.mark.parametrize("name, value, stored, message", [
+    ("log.cleanup.policy", "compact, delete", "compact,delete", None),
+    ("log.cleanup.policy", "tidy", None, "String must be one of: compact, delete"),
+    ("unclean.leader.election.enable", "TRUE", "true", None),
+    ("log.cleaner.min.cleanable.ratio", "1.5", None, "Value must be no more than 1"),
+    ("message.max.bytes", "2147483648", None, "Not a number of type INT"),
+    ("log.roll.ms", "0", None, "Value must be at least 1"),
+    ("compression.type", "brotli", None, "String must be one of: producer, uncompressed, gzip, snappy, lz4, zstd"),
+])
+def test_values_are_checked_with_kafkas_messages(name, value, stored, message):
+    if message is None:
+        assert dynamic.validate(name, value) == stored
+    else:
+        with pytest.raises(ConfigError) as e:
+            dynamic.validate(name, value)
+        assert e.value.error_code == 42
+        assert str(e.value) == f"Invalid value {value} for configuration {name}: {message}"
+
+
+def test_only_what_odradek_honours_can_change():
+    dynamic.check_dynamic(["log.retention.ms", "message.max.bytes", "log.cleaner.backoff.ms"])
+    with pytest.raises(ConfigError) as e:
+        dynamic.check_dynamic(["log.retention.ms", "num.io.threads", "log.retention.hours"])
+    assert (e.value.error_code, str(e.value)) == (
+        42, "Cannot update these configs dynamically: [num.io.threads, log.retention.hours]")
