@@ -363,8 +363,14 @@ class KafkaConnection(asyncio.Protocol):
                     continue
                 sent = send_range(self.socket_fd, p, 0, wait=False)
                 if sent < p.size:
-                    sent = await asyncio.get_running_loop().run_in_executor(
-                        SENDERS, send_range, self.socket_fd, p, sent, True, self)
+                    # The thread sends through a descriptor of its own: should the
+                    # transport close meanwhile, its number cannot name another socket.
+                    sock = os.dup(self.socket_fd)
+                    try:
+                        sent = await asyncio.get_running_loop().run_in_executor(
+                            SENDERS, send_range, sock, p, sent, True, self)
+                    finally:
+                        os.close(sock)
                 self.broker.metrics.sendfile_bytes += sent
                 if sent < p.size:
                     raise OSError(errno.ETIMEDOUT, "the client stopped reading")
