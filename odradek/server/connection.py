@@ -160,6 +160,16 @@ SEND_WAIT_S = 0.2  # a sender thread's wait for the socket between looks at the 
 SENDERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="odradek-sendfile")
 
 
+def send_rest(sock_fd: int, r: FileRange, sent: int, conn) -> int:
+    """``send_range`` waiting for room, in a sender thread that owns (and
+    closes) ``sock_fd`` and ``r``."""
+    try:
+        return send_range(sock_fd, r, sent, True, conn)
+    finally:
+        os.close(sock_fd)
+        r.close()
+
+
 def send_range(sock_fd: int, r: FileRange, sent: int, wait: bool, conn=None) -> int:
     """Send ``r`` from byte ``sent`` on with sendfile; return how far it got.
     Without ``wait``, only what the socket takes now (the event loop); with
@@ -363,14 +373,12 @@ class KafkaConnection(asyncio.Protocol):
                     continue
                 sent = send_range(self.socket_fd, p, 0, wait=False)
                 if sent < p.size:
-                    # The thread sends through a descriptor of its own: should the
-                    # transport close meanwhile, its number cannot name another socket.
-                    sock = os.dup(self.socket_fd)
-                    try:
-                        sent = await asyncio.get_running_loop().run_in_executor(
-                            SENDERS, send_range, sock, p, sent, True, self)
-                    finally:
-                        os.close(sock)
+                    # The thread sends through descriptors of its own, which it closes:
+                    # should the transport close, or this task be cancelled, meanwhile,
+                    # no number it holds can name another file or socket.
+                    rest = FileRange(os.dup(p.fd), p.offset, p.size)
+                    sent = await asyncio.get_running_loop().run_in_executor(
+                        SENDERS, send_rest, os.dup(self.socket_fd), rest, sent, self)
                 self.broker.metrics.sendfile_bytes += sent
                 if sent < p.size:
                     raise OSError(errno.ETIMEDOUT, "the client stopped reading")
