@@ -17,10 +17,9 @@ whole; clients skip records before their offset.
 Zero copy: on a plaintext listener (``KafkaConnection.sendfile_from``), a
 consumer's run of stored batches of 64 KiB or more is handed out as a
 FileRange and sent from the page cache to the socket with sendfile, framed
-by the response's other bytes (what the socket does not take at once is
-sent by a sender thread that waits for it, as a blocking send would);
-smaller runs, TLS listeners, replica fetches and memory mode copy the bytes
-as before.
+by the response's other bytes, as far as the socket takes it at once (the
+rest is copied); smaller runs, TLS listeners, replica fetches and memory
+mode copy the bytes as before.
 
 Fetch sessions (KIP-227, v7+) are kept by ``odradek.fetch_sessions``: a full
 fetch with epoch 0 gets a session id when the cache

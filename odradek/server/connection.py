@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import errno
 import functools
 import logging
 import os
-import select
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -156,50 +154,6 @@ class RequestContext:
 
 
 SENDFILE_MIN_BYTES = 64 * 1024  # smaller runs are copied: a file range costs a dup and a close
-SEND_WAIT_S = 0.2  # a sender thread's wait for the socket between looks at the connection
-SENDERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="odradek-sendfile")
-
-
-def send_rest(sock_fd: int, r: FileRange, sent: int, conn) -> int:
-    """``send_range`` waiting for room, in a sender thread that owns (and
-    closes) ``sock_fd`` and ``r``."""
-    try:
-        return send_range(sock_fd, r, sent, True, conn)
-    finally:
-        os.close(sock_fd)
-        r.close()
-
-
-def send_range(sock_fd: int, r: FileRange, sent: int, wait: bool, conn=None) -> int:
-    """Send ``r`` from byte ``sent`` on with sendfile; return how far it got.
-    Without ``wait``, only what the socket takes now (the event loop); with
-    it (a sender thread), wait for room as a blocking send would, until done,
-    the connection closes, or the client takes nothing for
-    ``connections.max.idle.ms``-like long (30 s)."""
-    idle = 0.0
-    poller = None
-    while sent < r.size:
-        try:
-            n = os.sendfile(sock_fd, r.fd, r.offset + sent, r.size - sent)
-        except (BlockingIOError, InterruptedError):
-            if not wait:
-                return sent
-            if conn is not None and conn.closed:
-                return sent
-            if poller is None:
-                poller = select.poll()
-                poller.register(sock_fd, select.POLLOUT)
-            if poller.poll(SEND_WAIT_S * 1000):
-                idle = 0.0
-            else:
-                idle += SEND_WAIT_S
-                if idle >= 30:
-                    return sent
-            continue
-        if n <= 0:
-            raise OSError(errno.EIO, "file shorter than its range")
-        sent += n
-    return sent
 
 
 def socket_for_sendfile(transport) -> int | None:
@@ -335,7 +289,7 @@ class KafkaConnection(asyncio.Protocol):
                 if out is not None and not self.closed:
                     if type(out) is list:
                         if self.sendfile_from and any(type(p) is FileRange for p in out):
-                            await self.write_with_files(out)
+                            self.write_with_files(out)
                         else:
                             self.transport.writelines(out)
                     else:
@@ -348,16 +302,14 @@ class KafkaConnection(asyncio.Protocol):
             log.exception("closing %s after an unexpected error", self.peer)
             self.abort()
 
-    async def write_with_files(self, pieces: list) -> None:
+    def write_with_files(self, pieces: list) -> None:
         """Write a response whose pieces include FileRanges, in order: the
         buffers through the transport; a range straight from the page cache
         to the socket with sendfile while the transport has nothing queued
-        (so nothing can come between): what the socket takes at once on the
-        event loop, the rest from a sender thread that waits for the socket
-        as a blocking send would (the connection takes its next request only
-        after). With something queued, a range goes as bytes through the
-        transport. A range that comes up short (its file shrank) would leave
-        the response's framing wrong: the connection is closed."""
+        (so nothing can come between), and else, or for what the socket
+        would not take at once, as bytes through the transport after what
+        went before. A range that comes up short (its file shrank) would
+        leave the response's framing wrong: the connection is closed."""
         transport = self.transport
         batch = []
         try:
@@ -368,20 +320,12 @@ class KafkaConnection(asyncio.Protocol):
                 if batch:
                     transport.writelines(batch)
                     batch = []
-                if transport.get_write_buffer_size() or transport.is_closing():
-                    batch.append(p.read())
-                    continue
-                sent = send_range(self.socket_fd, p, 0, wait=False)
+                sent = 0
+                if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+                    sent = self.sendfile(p)
+                    self.broker.metrics.sendfile_bytes += sent
                 if sent < p.size:
-                    # The thread sends through descriptors of its own, which it closes:
-                    # should the transport close, or this task be cancelled, meanwhile,
-                    # no number it holds can name another file or socket.
-                    rest = FileRange(os.dup(p.fd), p.offset, p.size)
-                    sent = await asyncio.get_running_loop().run_in_executor(
-                        SENDERS, send_rest, os.dup(self.socket_fd), rest, sent, self)
-                self.broker.metrics.sendfile_bytes += sent
-                if sent < p.size:
-                    raise OSError(errno.ETIMEDOUT, "the client stopped reading")
+                    batch.append(p.read(sent))
             if batch and not self.closed:
                 transport.writelines(batch)
         except OSError as e:
@@ -391,6 +335,19 @@ class KafkaConnection(asyncio.Protocol):
             for p in pieces:
                 if type(p) is FileRange:
                     p.close()
+
+    def sendfile(self, r: FileRange) -> int:
+        """Send what the socket takes of ``r`` now, without waiting; return how much."""
+        sent = 0
+        try:
+            while sent < r.size:
+                n = os.sendfile(self.socket_fd, r.fd, r.offset + sent, r.size - sent)
+                if n <= 0:
+                    raise OSError(errno.EIO, "file shorter than its range")
+                sent += n
+        except (BlockingIOError, InterruptedError):
+            pass
+        return sent
 
     async def mute(self) -> None:
         """KIP-219: after a throttled response, read nothing more from the client
