@@ -90,7 +90,6 @@ class BrokerMetrics:
         self.loop_lag = Histogram(LAG_BUCKETS)
         self.accepted: dict[str, int] = {}  # listener -> connections opened
         self.closed: dict[str, int] = {}  # listener -> connections closed
-        self.sendfile_bytes = 0  # record bytes sent from the page cache with sendfile (zero copy)
         self.refused: dict[tuple[str, str], int] = {}  # (listener, limit) -> connections closed for it
         self.blocked: dict[str, float] = {}  # listener -> seconds it accepted nothing, at a connection limit
 
@@ -221,9 +220,6 @@ def render(broker) -> bytes:
     out.family("odradek_connections_closed_total", "counter",
                "Connections closed (by either side), per listener.",
                (({"listener": k}, m.closed.get(k, 0)) for k in conns))
-    out.family("odradek_fetch_sendfile_bytes_total", "counter",
-               "Record bytes consumers were sent from the page cache with sendfile (zero copy), "
-               "part of odradek_topic_bytes_out_total.", [({}, m.sendfile_bytes)])
     out.family("odradek_connections_refused_total", "counter",
                "Connections closed for a connection limit, per listener and limit: max_connections_per_ip "
                "(closed at accept), max_connections (closed for an inter-broker connection).",

@@ -14,13 +14,6 @@ fit in what is left of either limit is not sent (Kafka would send its first
 bytes, which the client drops). Records are handed out as the stored batches,
 whole; clients skip records before their offset.
 
-Zero copy: on a plaintext listener (``KafkaConnection.sendfile_from``), a
-consumer's run of stored batches of 64 KiB or more is handed out as a
-FileRange and sent from the page cache to the socket with sendfile, framed
-by the response's other bytes, as far as the socket takes it at once (the
-rest is copied); smaller runs, TLS listeners, replica fetches and memory
-mode copy the bytes as before.
-
 Fetch sessions (KIP-227, v7+) are kept by ``odradek.fetch_sessions``: a full
 fetch with epoch 0 gets a session id when the cache
 (``max.incremental.fetch.session.cache.slots``) has room, and the client's
@@ -118,14 +111,13 @@ def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
                     skip_unchanged: bool = False, replica: bool = False,
-                    committed: bool = False, ranges_from: int = 0) -> tuple[list, int, list, list]:
+                    committed: bool = False) -> tuple[list, int, list, list]:
     """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
     [(partition, bytes) with records]).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
     to read whose high watermark and log start offset are those it was last
     sent gets no response partition: it would not be sent. A ``replica``
-    (follower) reads up to the log end. A consumer's runs of batches of at
-    least ``ranges_from`` bytes may come as FileRanges (sent with sendfile)."""
+    (follower) reads up to the log end."""
     total = 0
     touched = []
     sent = []
@@ -167,13 +159,11 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
                 if replica:
                     result = p.read_for_replica(offset, max(limit, 1), min_one=total == 0)
                 elif committed:
-                    result, aborted = p.read_committed(offset, max(limit, 1), min_one=total == 0,
-                                                       ranges_from=ranges_from)
+                    result, aborted = p.read_committed(offset, max(limit, 1), min_one=total == 0)
                     entry["aborted_transactions"] = [
                         {"producer_id": a.producer_id, "first_offset": a.first_offset} for a in aborted]
                 else:
-                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0,
-                                                 ranges_from=ranges_from)
+                    result = p.read_for_consumer(offset, max(limit, 1), min_one=total == 0)
             except OffsetOutOfRange:
                 entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
             else:
@@ -225,8 +215,7 @@ async def fetch(ctx, request: dict) -> dict:
         follower_fetched(broker, parts, replica_id, uses_topic_ids)
     while True:
         entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                        privileged, request["isolation_level"] == 1 and not privileged,
-                                                        ctx.connection.sendfile_from)
+                                                        privileged, request["isolation_level"] == 1 and not privileged)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):

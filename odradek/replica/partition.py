@@ -342,12 +342,9 @@ class Partition:
         self._acks = [(o, f) for o, f in self._acks if f is not fut]
 
     # -- reads ------------------------------------------------------------------
-    def read_for_consumer(self, offset: int, max_bytes: int, min_one: bool = True,
-                          ranges_from: int = 0) -> ReadResult:
-        """Batches from ``offset`` below the high watermark (runs of at least
-        ``ranges_from`` bytes as FileRanges, if given). Raises OffsetOutOfRange."""
-        return self.log.read(offset, max_bytes, self.log.high_watermark, min_one=min_one,
-                             ranges_from=ranges_from)
+    def read_for_consumer(self, offset: int, max_bytes: int, min_one: bool = True) -> ReadResult:
+        """Batches from ``offset`` below the high watermark. Raises OffsetOutOfRange."""
+        return self.log.read(offset, max_bytes, self.log.high_watermark, min_one=min_one)
 
     def read_for_replica(self, offset: int, max_bytes: int, min_one: bool = True,
                          upto: int | None = None) -> ReadResult:
@@ -426,11 +423,11 @@ class Partition:
                  "current_txn_start_offset": txns.get(pid, -1)}
                 for pid, e in sorted(self.producers.producers.items())]
 
-    def read_committed(self, offset: int, max_bytes: int, min_one: bool = True, ranges_from: int = 0):
+    def read_committed(self, offset: int, max_bytes: int, min_one: bool = True):
         """read_committed: (batches from ``offset`` below the last stable offset,
         the aborted transactions overlapping them). Raises OffsetOutOfRange."""
         lso = self.last_stable_offset
-        result = self.log.read(offset, max_bytes, lso, min_one=min_one, ranges_from=ranges_from)
+        result = self.log.read(offset, max_bytes, lso, min_one=min_one)
         aborted = self.log.aborted_between(offset, lso) if result.size else []
         return result, aborted
 

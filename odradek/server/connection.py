@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import functools
 import logging
-import os
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -41,7 +39,6 @@ from typing import TYPE_CHECKING
 from odradek.clock import now_ms
 from odradek.metrics import HANDLER_FAILED
 from odradek.protocol import errors
-from odradek.storage.base import FileRange
 from odradek.protocol.schema import DecodeError, codec
 from odradek.security.checks import handle as authorized
 from odradek.security.principal import ANONYMOUS
@@ -153,21 +150,6 @@ class RequestContext:
             self.waited += time.perf_counter() - t0
 
 
-SENDFILE_MIN_BYTES = 64 * 1024  # smaller runs are copied: a file range costs a dup and a close
-
-
-def socket_for_sendfile(transport) -> int | None:
-    """The descriptor of ``transport``'s socket if sendfile may write to it
-    (a plain TCP connection, not TLS), else None."""
-    if not hasattr(os, "sendfile") or transport.get_extra_info("sslcontext") is not None:
-        return None
-    sock = transport.get_extra_info("socket")
-    try:
-        return sock.fileno() if sock is not None else None
-    except (AttributeError, OSError):
-        return None
-
-
 class KafkaConnection(asyncio.Protocol):
     def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT", security=None, scram_lookup=None):
         self.broker = broker
@@ -193,8 +175,6 @@ class KafkaConnection(asyncio.Protocol):
         self.timed = None  # the request's handler time, while request_percentage is measured
         self.closed = False
         self.peer = None
-        self.sendfile_from = 0  # a consumer's stored runs of this many bytes go out with sendfile (0: never)
-        self.socket_fd = None
         self.slot = None  # (listener, address) held in odradek.server.listeners.ConnectionLimits
         self.active_at = time.monotonic()  # last bytes read: the least recently active goes first over max.connections
 
@@ -202,9 +182,6 @@ class KafkaConnection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
-        self.socket_fd = socket_for_sendfile(transport)
-        if self.socket_fd is not None:
-            self.sendfile_from = SENDFILE_MIN_BYTES
         self.broker.connections.add(self)
         self.broker.metrics.connection_opened(self.listener)
         if self.broker.quotas.active and self.peer:
@@ -288,10 +265,7 @@ class KafkaConnection(asyncio.Protocol):
                 out = await self.handle(frame)
                 if out is not None and not self.closed:
                     if type(out) is list:
-                        if self.sendfile_from and any(type(p) is FileRange for p in out):
-                            self.write_with_files(out)
-                        else:
-                            self.transport.writelines(out)
+                        self.transport.writelines(out)
                     else:
                         self.transport.write(out)
                 if self.mute_ms and not self.closed:
@@ -301,53 +275,6 @@ class KafkaConnection(asyncio.Protocol):
         except Exception:
             log.exception("closing %s after an unexpected error", self.peer)
             self.abort()
-
-    def write_with_files(self, pieces: list) -> None:
-        """Write a response whose pieces include FileRanges, in order: the
-        buffers through the transport; a range straight from the page cache
-        to the socket with sendfile while the transport has nothing queued
-        (so nothing can come between), and else, or for what the socket
-        would not take at once, as bytes through the transport after what
-        went before. A range that comes up short (its file shrank) would
-        leave the response's framing wrong: the connection is closed."""
-        transport = self.transport
-        batch = []
-        try:
-            for p in pieces:
-                if type(p) is not FileRange:
-                    batch.append(p)
-                    continue
-                if batch:
-                    transport.writelines(batch)
-                    batch = []
-                sent = 0
-                if transport.get_write_buffer_size() == 0 and not transport.is_closing():
-                    sent = self.sendfile(p)
-                    self.broker.metrics.sendfile_bytes += sent
-                if sent < p.size:
-                    batch.append(p.read(sent))
-            if batch and not self.closed:
-                transport.writelines(batch)
-        except OSError as e:
-            log.info("closing %s: sending a file range failed: %s", self.peer, e)
-            self.abort()
-        finally:
-            for p in pieces:
-                if type(p) is FileRange:
-                    p.close()
-
-    def sendfile(self, r: FileRange) -> int:
-        """Send what the socket takes of ``r`` now, without waiting; return how much."""
-        sent = 0
-        try:
-            while sent < r.size:
-                n = os.sendfile(self.socket_fd, r.fd, r.offset + sent, r.size - sent)
-                if n <= 0:
-                    raise OSError(errno.EIO, "file shorter than its range")
-                sent += n
-        except (BlockingIOError, InterruptedError):
-            pass
-        return sent
 
     async def mute(self) -> None:
         """KIP-219: after a throttled response, read nothing more from the client

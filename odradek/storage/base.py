@@ -35,9 +35,6 @@ One implementation (``log.py``, over a ``FileSystem``) serves disk and memory mo
 
 from __future__ import annotations
 
-import errno
-import os
-
 import abc
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
@@ -67,48 +64,9 @@ class AppendInfo:
     log_append_time: int = -1
 
 
-class FileRange:
-    """``size`` bytes of a file from ``offset``, to be sent as they are
-    (``os.sendfile``, from the page cache to the socket) by a connection that
-    can, or read (``read``) for what it cannot. It owns a descriptor of its
-    own, closed by ``close`` (or when it is dropped), so the file stays
-    readable however the log changes meanwhile. ``len()`` is its size, as for
-    the buffers it stands among."""
-
-    __slots__ = ("fd", "offset", "size")
-
-    def __init__(self, fd: int, offset: int, size: int):
-        self.fd = fd
-        self.offset = offset
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def read(self, skip: int = 0) -> bytes:
-        """Its bytes from ``skip`` on (what was not sent with sendfile)."""
-        out = bytearray()
-        want = self.size - skip
-        while len(out) < want:
-            got = os.pread(self.fd, want - len(out), self.offset + skip + len(out))
-            if not got:
-                raise OSError(errno.EIO, "file shorter than its range")
-            out += got
-        return bytes(out)
-
-    def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __del__(self):
-        self.close()
-
-
 @dataclass
 class ReadResult:
-    """Bytes of whole batches, as a list of buffers to be written out in order
-    (some may be FileRanges, when the reader asked for them)."""
+    """Bytes of whole batches, as a list of buffers to be written out in order."""
 
     chunks: list = field(default_factory=list)
     size: int = 0
@@ -192,13 +150,11 @@ class PartitionLog(abc.ABC):
 
     @abc.abstractmethod
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
-             min_one: bool = True, ranges_from: int = 0) -> ReadResult:
+             min_one: bool = True) -> ReadResult:
         """Whole batches from the one containing ``offset`` up to ``max_offset``
         (exclusive; default the high watermark), at most ``max_bytes`` but, with
         ``min_one``, at least one batch (KIP-74). Raises OffsetOutOfRange
-        outside [log_start, log_end]. With ``ranges_from``, a run of batches of
-        at least that many bytes may come as a FileRange (to be sent with
-        sendfile) instead of bytes."""
+        outside [log_start, log_end]."""
 
     @abc.abstractmethod
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:

@@ -38,12 +38,6 @@ class FileSystem(abc.ABC):
     @abc.abstractmethod
     def close(self, handle) -> None: ...
 
-    def dup(self, handle) -> int | None:
-        """An operating-system descriptor of its own for ``handle``'s file
-        (to send with sendfile, then close), or None if the files are not the
-        operating system's."""
-        return None
-
     @abc.abstractmethod
     def pwrite(self, handle, data, pos: int) -> int:
         """Write all of ``data`` at ``pos``; return its length."""
@@ -132,9 +126,6 @@ class OSFileSystem(FileSystem):
 
     def close(self, handle):
         os.close(handle)
-
-    def dup(self, handle):
-        return os.dup(handle)
 
     def pwrite(self, handle, data, pos):
         total = len(data)

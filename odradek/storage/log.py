@@ -261,7 +261,7 @@ class SegmentedLog(PartitionLog):
                 f"{self.topic}-{self.partition}")
 
     def read(self, offset: int, max_bytes: int, max_offset: int | None = None,
-             min_one: bool = True, ranges_from: int = 0) -> ReadResult:
+             min_one: bool = True) -> ReadResult:
         self._check_offset(offset)
         limit = self._hw if max_offset is None else min(max_offset, self._leo)
         result = ReadResult()
@@ -293,11 +293,7 @@ class SegmentedLog(PartitionLog):
                         if result.chunks or not min_one:
                             break
                         end = start + h.size
-                data = None
-                if ranges_from and end - start >= ranges_from:
-                    data = seg.file_range(start, end - start)
-                if data is None:
-                    data = seg.read(start, end - start)
+                data = seg.read(start, end - start)
                 result.chunks.append(data)
                 result.size += len(data)
                 remaining -= len(data)

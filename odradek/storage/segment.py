@@ -64,7 +64,7 @@ from odradek.protocol.batch import (
     validate,
 )
 
-from .base import FileRange, LogConfig
+from .base import LogConfig
 from .fs import FileSystem
 from odradek.txn_state import AbortedTxn
 
@@ -465,25 +465,6 @@ class Segment:
 
     def read(self, pos: int, size: int) -> bytes:
         return self.pread(size, pos)
-
-    def file_range(self, pos: int, size: int):
-        """``size`` bytes from ``pos`` as a FileRange, or None if the files
-        are not the operating system's (or no descriptor is left: the bytes
-        are then read instead)."""
-        try:
-            if self.files is None:
-                fd = self.fs.dup(self._open_handle())
-            else:
-                h = self._acquire()
-                try:
-                    fd = self.fs.dup(h)
-                finally:
-                    self._release()
-        except OSError as e:
-            if e.errno not in (errno.EMFILE, errno.ENFILE):
-                raise
-            return None
-        return None if fd is None else FileRange(fd, pos, size)
 
     def batches(self):
         """Yield (header, bytes) for each whole batch, reading large windows
