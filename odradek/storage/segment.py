@@ -480,7 +480,7 @@ class Segment:
                     return
                 if size > n - b:
                     if b == 0:  # one batch larger than the window
-                        buf = fs.pread(fh, size, pos)
+                        buf = self.pread(size, pos)
                         n = len(buf)
                         if n < size:
                             return
@@ -550,7 +550,7 @@ class Segment:
                     break
                 if size > n - b:
                     if b == 0:  # one batch larger than the window
-                        buf, n = fs.pread(fh, size, pos), size
+                        buf, n = self.pread(size, pos), size
                         continue
                     break
                 try:

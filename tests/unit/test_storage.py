@@ -1066,3 +1066,22 @@ def test_a_segment_file_is_never_created_again_by_opening_it_on_demand(fake_env)
     with pytest.raises(FileNotFoundError):
         seg.log
     assert not fake_env.fs.exists(seg.log_path)
+
+
+def test_a_batch_larger_than_the_read_window_is_recovered_and_walked(fake_env):
+    """Recovery and the cleaner's walk read 1 MiB windows; a batch larger than
+    that is read whole."""
+    lg = fake_env.open(segment_bytes=8 << 20)
+    big = make_batch([bytes(range(256)) * 6000])  # ~1.5 MB
+    small = make_batch()
+    for b in (small, big, small):
+        lg.append(bytearray(b), 0, 5000)
+    lg = fake_env.reopen(crash="kill")  # nothing checkpointed: every batch is validated again
+    assert lg.log_end_offset == 3
+    assert [len(b"".join(lg.read(o, 1).chunks)) for o in range(3)] == [len(small), len(big), len(small)]
+    seg = lg.segments_for_cleaning()[0]
+    lg.pin_segments([seg])
+    try:
+        assert [len(raw) for _, raw in lg.segment_batches(seg)] == [len(small), len(big), len(small)]
+    finally:
+        lg.unpin_segments([seg])
