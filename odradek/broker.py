@@ -152,7 +152,7 @@ class BrokerCore:
         self.metadata = await (open_store(url) if url else SqliteStore.open(self.metadata_path))
         self.admin = TopicAdmin(self.config, self.metadata, self.image, self.replicas,
                                 on_deleted=self._topic_deleted)
-        # Recovery reads the logs and may fsync: in a worker thread, while
+        # Recovery reads the logs and may fsync: on a background thread, while
         # nothing else touches the broker's state yet.
         imported, producer_id_floor = await self.background.run(self.load_logs_and_meta)
         if imported:
