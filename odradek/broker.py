@@ -24,10 +24,12 @@ Invariants:
   only then do the listeners close and the registration go.
 - fsync never runs on the event loop: startup (recovery, ``meta.properties``),
   opening and deleting logs, flushes, checkpoints, producer snapshots and
-  shutdown run in worker threads, metadata writes on the store's thread,
-  compaction on the cleaner's. Work awaited there by a task that is cancelled
-  (the broker stopping) is waited for first (``in_worker``), so none outlives
-  ``stop()``.
+  shutdown run on the broker's own background threads (``odradek.background``,
+  sized by ``background.threads`` and resized when that dynamic config
+  changes), metadata writes on the store's thread, compaction on the
+  cleaner's. Work awaited there by a task that is cancelled (the broker
+  stopping) is waited for first (``BackgroundPool.run``), and ``stop()`` joins
+  the background threads, so none outlives it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import os
 import time
 import uuid
 
+from odradek.background import BackgroundPool, configured_threads
 from odradek.config import BrokerConfig, parse_properties
 from odradek.fetch_sessions import FetchSessionCache
 from odradek.coordinator.config import ShareGroupConfig
@@ -86,7 +89,8 @@ class BrokerCore:
         self.metadata: MetadataStore | None = None
         self.image = MetadataImage()
         config.dynamic = self.image.broker_configs  # dynamic broker configs, as the store has them
-        self.replicas = ReplicaManager(config, self.image)
+        self.background = BackgroundPool(node_id=config.node_id)  # background.threads, set at start
+        self.replicas = ReplicaManager(config, self.image, self.background)
         self.registration: Registration | None = None
         self.fetchers = None  # odradek.replica.fetcher.FetcherManager, once registered
         self.inter_broker_listener: str | None = None  # where followers reach leaders
@@ -148,15 +152,15 @@ class BrokerCore:
         self.metadata = await (open_store(url) if url else SqliteStore.open(self.metadata_path))
         self.admin = TopicAdmin(self.config, self.metadata, self.image, self.replicas,
                                 on_deleted=self._topic_deleted)
-        # Recovery reads the logs and may fsync: in a worker thread, while
+        # Recovery reads the logs and may fsync: on a background thread, while
         # nothing else touches the broker's state yet.
-        imported, producer_id_floor = await loop.run_in_executor(None, self.load_logs_and_meta)
+        imported, producer_id_floor = await self.background.run(self.load_logs_and_meta)
         if imported:
             await self.import_topics(imported)
         await self.agree_cluster_id()  # after the import: that needs a store never written
         self.producer_ids = ProducerIdAllocator(self.metadata, producer_id_floor)
         revision = await self.reload_image()
-        await loop.run_in_executor(None, self.replicas.delete_leftovers)
+        await self.background.run(self.replicas.delete_leftovers)
         self._follower = loop.create_task(self.follow_metadata(revision))
 
     async def reload_image(self) -> int:
@@ -164,7 +168,7 @@ class BrokerCore:
         assigns to this broker; return the listing's revision."""
         kvs, revision = await self.metadata.range("")
         self.image.load(kvs, revision)
-        self.replicas.refresh_configs()
+        self.apply_broker_configs()
         await self.replicas.reconcile()
         return revision
 
@@ -177,7 +181,7 @@ class BrokerCore:
                     configs = self.image.broker_configs.version
                     touched = self.image.apply(events)
                     if self.image.broker_configs.version != configs:  # a dynamic broker config changed
-                        self.replicas.refresh_configs()
+                        self.apply_broker_configs()
                     await self.replicas.reconcile(touched)
                     revision = events[-1].revision
             except (WatchInterrupted, CompactedError) as e:
@@ -192,6 +196,15 @@ class BrokerCore:
                 revision = await self.reload_image()
             except Exception as e2:  # the store is away, or holds what cannot be read: try again
                 log.warning("metadata store: %s", e2)
+
+    def apply_broker_configs(self) -> None:
+        """Follow the dynamic broker configs: the topics' defaults, the size of
+        the background pool."""
+        self.replicas.refresh_configs()
+        try:
+            self.background.resize(configured_threads(self.config))
+        except ValueError as e:  # ConfigError: a value the store holds but cannot be used
+            log.error("background.threads: %s; keeping %d threads", e, self.background.size)
 
     async def start(self) -> None:
         """Load, listen, register and start the background duties; on any
@@ -210,6 +223,7 @@ class BrokerCore:
 
         self.started_at = time.monotonic()
         load_all()
+        self.background.resize(configured_threads(self.config))  # the static value; the dynamic one once loaded
         security = self.config.security()  # refuses unserved security settings before anything is opened
         self.inter_broker_listener = self.check_inter_broker_listener(security)
         if security.authorizer:
@@ -414,7 +428,6 @@ class BrokerCore:
             await asyncio.gather(self._follower, return_exceptions=True)
             self._follower = None
         await self.replicas.wait_for_flushes()
-        loop = asyncio.get_running_loop()
         if self.store is not None:
             store = self.store
             self.store = self.replicas.store = None
@@ -433,10 +446,11 @@ class BrokerCore:
                         log.exception("closing %s-%d", p.topic.name, p.index)
                 store.close()
 
-            await loop.run_in_executor(None, close_all)
+            await self.background.run(close_all)
         if self.metadata is not None:
             metadata, self.metadata = self.metadata, None
             await metadata.close()
+        await self.background.aclose()  # joins its threads, those of replaced pools too
 
     @property
     def advertised_host(self) -> str:
@@ -500,7 +514,7 @@ class BrokerCore:
             raise RuntimeError(f"the data dir {self.config.data_dir} belongs to cluster {self.meta_cluster_id}, "
                                f"the metadata store to cluster {theirs}; remove its {META_FILE} to join it")
         self.cluster_id = theirs
-        await asyncio.get_running_loop().run_in_executor(None, self.write_meta)
+        await self.background.run(self.write_meta)
 
     def _topic_deleted(self, name: str) -> None:
         if self.groups is not None:

@@ -4,8 +4,9 @@
 producer snapshots (``log.flush.offset.checkpoint.interval.ms``).
 
 Retention runs on the event loop (it deletes segment files but never
-fsyncs); flushes, checkpoints and snapshots run in worker threads. A failure
-is logged and the next round runs as usual.
+fsyncs); flushes, checkpoints and snapshots run on the broker's background
+threads (``odradek.background``). A failure is logged and the next round runs
+as usual.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from odradek.clock import now_ms
 from odradek.config import BrokerConfig
 from odradek.producers import take_snapshots, write_snapshots
-from odradek.replica.manager import ReplicaManager, in_worker
+from odradek.replica.manager import ReplicaManager
 
 log = logging.getLogger("odradek.scheduler")
 
@@ -67,7 +68,7 @@ class Housekeeping:
         store = self.replicas.store
         if store is None:
             return
-        await in_worker(store.write_checkpoints)
+        await self.replicas.background.run(store.write_checkpoints)
         snapshots = take_snapshots(self.replicas.all_partitions())  # on the loop: consistent
         if snapshots:
-            await in_worker(write_snapshots, snapshots)
+            await self.replicas.background.run(write_snapshots, snapshots)

@@ -13,8 +13,9 @@ each value, brokers (4) and groups (32), with Kafka's synonyms when asked
 (include_synonyms: the value's sources from the most to the least specific).
 A broker (resource name its id) lists its settings with their sources
 (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,
-DEFAULT_CONFIG), read-only but for the dynamic ones odradek honours
-(odradek/metadata/broker_configs.py); the resource "" lists the cluster's
+DEFAULT_CONFIG), read-only but for the dynamic ones odradek honours, and
+Kafka's dynamic sasl.kerberos.* ones, stored without effect as on a Kafka
+broker without GSSAPI (odradek/metadata/broker_configs.py); the resource "" lists the cluster's
 dynamic defaults. A group lists the group configs odradek serves
 (odradek/metadata/group_configs.py: consumer.session.timeout.ms,
 consumer.heartbeat.interval.ms, the share.* and streams.* ones).
@@ -280,8 +281,29 @@ async def _alter_broker(broker, name: str, configs: list, validate_only: bool, i
     else:
         dynamic.check_dynamic([c["name"] for c in configs])
         new = {c["name"]: dynamic.validate(c["name"], c["value"]) for c in configs if c["value"] is not None}
+    dynamic.check_resource(resource, [c["name"] for c in configs
+                                      if not incremental or c["config_operation"] != OP_DELETE])
+    _check_background_threads(broker, resource, new)
     if not validate_only:
         await broker.admin.alter_broker_config(resource, new)
+
+
+def _check_background_threads(broker, resource: str, new: dict[str, str]) -> None:
+    """A change of this broker's background.threads (its own value or the
+    cluster default it follows) stays within Kafka's half and double of the
+    current size."""
+    own_id = str(broker.config.node_id)
+    if resource not in ("", own_id):
+        return
+    configs = broker.image.broker_configs
+    layers = [new if resource == own_id else configs.of(own_id), new if resource == "" else configs.of(""),
+              broker.config.props, dynamic.KAFKA_DEFAULTS]
+    value = next(layer["background.threads"] for layer in layers if layer.get("background.threads"))
+    try:
+        threads = int(value)
+    except ValueError:
+        return  # a static value the broker could not have started with
+    dynamic.check_thread_count("background.threads", broker.background.size, threads)
 
 
 def group_config_entries(broker, group_id: str) -> list[dict]:

@@ -11,11 +11,19 @@ Only the settings that are dynamic in Kafka 4.4 *and* honoured by odradek
 while it runs can be set (``DYNAMIC``): the ``log.*`` defaults of topic
 configs (a topic without its own override follows them at once: retention,
 segments, compaction, ``message.max.bytes``, ``min.insync.replicas``,
-``unclean.leader.election.enable``, ...), and the log cleaner's
-``log.cleaner.backoff.ms`` and ``log.cleaner.dedupe.buffer.size``. Every other
-name, Kafka's other dynamic settings included (thread pools, listeners, SSL
-and SASL settings, quotas on connections, tiered storage), is refused the
-way Kafka refuses a read-only one: INVALID_REQUEST, "Cannot update these
+``unclean.leader.election.enable``, ...), the log cleaner's
+``log.cleaner.backoff.ms`` and ``log.cleaner.dedupe.buffer.size``, and
+``background.threads`` (the size of the broker's background pool,
+``odradek.background``; as in Kafka, a change must stay within half and
+double the receiving broker's current size). One more group is stored
+without effect, exactly as on a Kafka broker that does not enable GSSAPI:
+Kafka's dynamic ``sasl.kerberos.*`` settings (``KERBEROS``), per broker only
+(refused at the cluster default, as Kafka refuses them). odradek refuses
+GSSAPI at start, so they can never take effect; Kafka's clients and tools
+set them on any broker (librdkafka's admin tests do). Every other name,
+Kafka's other dynamic settings included (other thread pools, listeners, SSL
+and other SASL settings, quotas on connections, tiered storage), is refused
+the way Kafka refuses a read-only one: INVALID_REQUEST, "Cannot update these
 configs dynamically: [...]". (Kafka also stores names it does not know;
 odradek refuses them with the same message.)
 """
@@ -64,6 +72,22 @@ _AT_LEAST = {
 }
 
 
+#: Kafka's dynamic sasl.kerberos.* settings (its DynamicListenerConfig), with
+#: their types and Kafka's defaults: stored, per broker only, and without
+#: effect (GSSAPI is refused at start, as on a Kafka broker without GSSAPI).
+KERBEROS: dict[str, tuple[int, str | None]] = {
+    "sasl.kerberos.service.name": (T_STRING, None),
+    "sasl.kerberos.kinit.cmd": (T_STRING, "/usr/bin/kinit"),
+    "sasl.kerberos.ticket.renew.window.factor": (T_DOUBLE, "0.8"),
+    "sasl.kerberos.ticket.renew.jitter": (T_DOUBLE, "0.05"),
+    "sasl.kerberos.min.time.before.relogin": (T_LONG, "60000"),
+    "sasl.kerberos.principal.to.local.rules": (T_LIST, "DEFAULT"),
+}
+
+#: Settings Kafka takes only per broker, never as the cluster default.
+PER_BROKER = frozenset(KERBEROS)
+
+
 def _dynamic_keys() -> dict[str, DynamicKey]:
     out = {}
     for k in TOPIC_CONFIGS.values():
@@ -74,6 +98,9 @@ def _dynamic_keys() -> dict[str, DynamicKey]:
         out[name] = DynamicKey(name, T_LONG, _AT_LEAST.get(name))
     out["log.cleaner.backoff.ms"] = DynamicKey("log.cleaner.backoff.ms", T_LONG, 0)
     out["log.cleaner.dedupe.buffer.size"] = DynamicKey("log.cleaner.dedupe.buffer.size", T_LONG, 0)
+    out["background.threads"] = DynamicKey("background.threads", T_INT, 1)
+    for name, (type_, _) in KERBEROS.items():
+        out[name] = DynamicKey(name, type_)
     return out
 
 
@@ -87,6 +114,8 @@ KAFKA_DEFAULTS: dict[str, str | None] = {
     "log.roll.ms": None, "log.roll.hours": "168", "log.roll.jitter.ms": None, "log.roll.jitter.hours": "0",
     "log.flush.interval.ms": None, "log.flush.scheduler.interval.ms": str(LONG_MAX),
     "log.cleaner.backoff.ms": "15000", "log.cleaner.dedupe.buffer.size": str(128 * 1024 * 1024),
+    "background.threads": "10",
+    **{name: default for name, (_, default) in KERBEROS.items()},
 }
 for _k in TOPIC_CONFIGS.values():
     if _k.broker_key and _k.broker_key not in KAFKA_DEFAULTS:
@@ -156,6 +185,30 @@ def check_dynamic(names) -> None:
     fixed = [n for n in names if n not in DYNAMIC]
     if fixed:
         raise ConfigError(f"Cannot update these configs dynamically: [{', '.join(fixed)}]", INVALID_REQUEST)
+
+
+def check_resource(resource_name: str, names) -> None:
+    """Refuse, as Kafka does, per-broker settings set as the cluster default."""
+    if resource_name == "":
+        per_broker = [n for n in names if n in PER_BROKER]
+        if per_broker:
+            raise ConfigError("Cannot update these configs at default cluster level, broker id must be specified: "
+                              f"[{', '.join(per_broker)}]", INVALID_REQUEST)
+
+
+def check_thread_count(name: str, current: int, new: int) -> None:
+    """Kafka's rule for a dynamic thread count: within half and double the
+    current one."""
+    if new == current:
+        return
+    why = f"Dynamic thread count update validation failed for {name}={new}"
+    if new < current // 2:
+        why += f", value should be at least half the current value {current}"
+    elif new > current * 2:
+        why += f", value should not be greater than double the current value {current}"
+    else:
+        return
+    raise ConfigError(f"Invalid value {new} for configuration {name}: {why}", INVALID_REQUEST)
 
 
 class BrokerConfigCache:

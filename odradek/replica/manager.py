@@ -13,8 +13,8 @@ away). It also runs the flushes partitions ask for, off the event loop.
 Invariants: a partition is reachable through the lookup only once its log is
 open and the image holds it; its log is closed only after it is no longer
 reachable. Reconciliations run one at a time, in revision order. Blocking
-work (opening, recovering, deleting, flushing logs) runs in worker threads
-through ``in_worker``.
+work (opening, recovering, deleting, flushing logs) runs on the broker's
+background threads (``odradek.background``, ``background.threads``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import time
 from typing import Callable, Iterable
 
 from odradek.clock import now_ms
+from odradek.background import BackgroundPool
 from odradek.config import BrokerConfig, TopicConfig
 from odradek.metadata.image import MetadataImage, Progress
 from odradek.metadata.store import Compare, MetadataStore, StoreUnavailable
@@ -37,19 +38,6 @@ from odradek.storage.base import LogStore
 log = logging.getLogger("odradek.replicas")
 
 
-async def in_worker(fn, *args):
-    """Run blocking ``fn(*args)`` in the default executor and return its result.
-    If the caller is cancelled (the broker stopping), ``fn`` is waited for before
-    the cancellation goes on: a lock held around the call still covers it, and
-    no such work outlives the broker's ``stop()``."""
-    fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        await asyncio.wait([fut])
-        raise
-
-
 def _timed(fn) -> float:
     """Run ``fn()``; return the seconds it took."""
     t0 = time.perf_counter()
@@ -58,8 +46,10 @@ def _timed(fn) -> float:
 
 
 class ReplicaManager:
-    def __init__(self, config: BrokerConfig, image: MetadataImage):
+    def __init__(self, config: BrokerConfig, image: MetadataImage, background: BackgroundPool | None = None):
         self.config = config
+        #: the broker's background threads, where blocking work runs
+        self.background = background if background is not None else BackgroundPool()
         self.node_id = config.node_id
         self.image = image
         self.store: LogStore | None = None
@@ -195,7 +185,7 @@ class ReplicaManager:
             if stale:  # logs of a deleted topic that could not be opened: their files go too
                 for key in stale:
                     del self.failed[key]
-                await in_worker(self._delete_logs_quietly, name, [i for _, i in stale])
+                await self.background.run(self._delete_logs_quietly, name, [i for _, i in stale])
         if state is None:
             return
         indexes = self.mine(state)
@@ -217,7 +207,7 @@ class ReplicaManager:
         new = [i for i in indexes if i not in hosted.by_index
                and (state.topic_id, i) not in self.failed]
         if new:
-            opened = await in_worker(self.open_partitions, hosted, new, state)
+            opened = await self.background.run(self.open_partitions, hosted, new, state)
             now = now_ms()
             for p in opened:
                 p.apply_state(state.partitions[p.index], now)
@@ -283,7 +273,7 @@ class ReplicaManager:
             for i in indexes:
                 store.delete_log(name, i)
 
-        await in_worker(delete_logs)
+        await self.background.run(delete_logs)
 
     def delete_leftovers(self) -> None:
         """Delete the logs on disk that the image does not give this broker:
@@ -358,7 +348,7 @@ class ReplicaManager:
 
     async def flush(self, p: Partition) -> None:
         # Timed in the worker, counted here on the loop (the only writer of flush_time).
-        self.flush_time.observe(await in_worker(_timed, p.log.flush))
+        self.flush_time.observe(await self.background.run(_timed, p.log.flush))
 
     async def wait_for_flushes(self) -> None:
         while self._flushes:

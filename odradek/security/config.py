@@ -23,6 +23,7 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
+from odradek.metadata.broker_configs import KERBEROS
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
@@ -87,7 +88,7 @@ STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
-    "sasl.kerberos.": "GSSAPI (Kerberos) is not served",
+    "sasl.kerberos.": "GSSAPI (Kerberos) is not served, and this is none of Kafka's sasl.kerberos.* settings",
     "sasl.oauthbearer.": "only the JWKS validator's keys (sasl.oauthbearer.jwks.endpoint.url, "
                          "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
                          "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds) and the client-credentials "
@@ -251,6 +252,9 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         return
     if key == "sasl.login.callback.handler.class":
         return  # OAUTHBEARER's login (checked with the listener's SASL settings)
+    if key in KERBEROS:
+        notes.append(f"{key} has no effect: no listener enables GSSAPI (odradek does not serve it)")
+        return
     if key.startswith(("sasl.oauthbearer.", "oauthbearer.sasl.oauthbearer.")) \
             and key.rpartition("sasl.oauthbearer.")[2] in OAUTH_READ + OAUTH_LOGIN_READ:
         return
@@ -263,6 +267,21 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         return
     if where == "listener" or _is_security_key(key):
         _refuse(key)
+
+
+def _check_kerberos(props: dict[str, str]) -> None:
+    """Kafka's sasl.kerberos.* settings have no effect without GSSAPI, which
+    odradek refuses; as on a Kafka broker, they must still be of their type."""
+    from odradek.config import ConfigError
+    from odradek.metadata.broker_configs import validate
+
+    for key, value in props.items():
+        name = key.split(".", 3)[3] if key.startswith("listener.name.") and key.count(".") > 3 else key
+        if name in KERBEROS:
+            try:
+                validate(name, value)
+            except ConfigError as e:
+                raise SecurityConfigError(str(e)) from None
 
 
 def _int(value: str | None, key: str, default: int) -> int:
@@ -291,6 +310,7 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
             _check_key(rest, "listener", notes)
         else:
             _check_key(key, "top", notes)
+    _check_kerberos(props)
     authorizer = (props.get("authorizer.class.name") or "").strip()
     if authorizer and authorizer != STANDARD_AUTHORIZER:
         _refuse("authorizer.class.name", f"only {STANDARD_AUTHORIZER} (ACLs kept in the cluster metadata) is served")

@@ -119,6 +119,90 @@ def test_broker_configs_change_apply_and_survive_restart(tmp_path):
         assert b.core.replicas.topic("dyn").config.get("retention.ms") == "7200000"
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")
+def test_background_threads_resize_the_broker_pool_and_kerberos_settings_are_stored(tmp_path):
+    """background.threads sizes the broker's own background pool: a dynamic
+    value resizes it at once (within Kafka's half and double), a delete goes
+    back to the cluster default and then the static value, flushes keep
+    running on it across the changes, and the stop joins its threads. Kafka's
+    sasl.kerberos.* settings are stored per broker (AlterConfigs, as
+    librdkafka's admin test sets one) and described, without effect."""
+    config = {"background.threads": "4"}
+    with EmbeddedBroker(data_dir=str(tmp_path / "data"), config=config) as b:
+        pool = b.core.background
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        B = ResourceType.BROKER
+        admin.create_topics([NewTopic("bg", 1, 1, config={"flush.messages": "1"})])["bg"].result(10)
+        producer = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
+        flushes = b.core.replicas.flush_time
+
+        def produce_and_flush(n=5):
+            before = sum(flushes.counts)
+            for i in range(n):
+                producer.produce("bg", b"v%d" % i)
+                producer.flush(10)
+            wait_until(lambda: sum(flushes.counts) >= before + n, what="flushes on the pool")
+
+        start = describe(admin, B, "1")["background.threads"]
+        assert (pool.size, start.value, start.source, start.is_read_only) == (
+            4, "4", ConfigSource.STATIC_BROKER_CONFIG.value, False)
+        produce_and_flush()
+        assert {t.name.rpartition("_")[0] for t in pool.threads()} == {pool.name + "-e1"}
+
+        incremental(admin, B, "1", ("background.threads", "8", SET))
+        wait_until(lambda: pool.size == 8, what="the pool resized")
+        now = describe(admin, B, "1")["background.threads"]
+        assert (now.value, now.source) == ("8", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+        produce_and_flush()
+        assert any(t.name.startswith(pool.name + "-e2_") for t in pool.threads())
+        err = refused(admin, B, "1", ("background.threads", "17", SET))
+        assert (err.code(), err.str()) == (42, "Invalid value 17 for configuration background.threads: Dynamic "
+                                               "thread count update validation failed for background.threads=17, "
+                                               "value should not be greater than double the current value 8")
+        assert refused(admin, B, "1", ("background.threads", "0", SET)).str() == \
+            "Invalid value 0 for configuration background.threads: Value must be at least 1"
+
+        # The cluster default applies once the broker's own value is deleted; then the static one.
+        rc = RawClient(b.bootstrap)
+        try:
+            def alter_default(*configs):
+                return rc.request("IncrementalAlterConfigs", 1, {"resources": [
+                    {"resource_type": 4, "resource_name": "", "configs": [
+                        {"name": n, "config_operation": 0, "value": v} for n, v in configs]}],
+                    "validate_only": False})["responses"][0]
+
+            assert alter_default(("background.threads", "5"))["error_code"] == 0
+            incremental(admin, B, "1", ("background.threads", "", DELETE))
+            wait_until(lambda: pool.size == 5, what="the cluster default")
+            assert describe(admin, B, "1")["background.threads"].source == \
+                ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
+            produce_and_flush()
+            refusal = alter_default(("sasl.kerberos.service.name", "kafka"), ("background.threads", "6"))
+            assert (refusal["error_code"], refusal["error_message"]) == (
+                42, "Cannot update these configs at default cluster level, broker id must be specified: "
+                    "[sasl.kerberos.service.name]")
+        finally:
+            rc.close()
+        b.call(lambda: b.core.admin.alter_broker_config("", {}))
+        wait_until(lambda: pool.size == 4, what="the static value")
+
+        # Kafka's dynamic sasl.kerberos.* settings: stored per broker, described, no effect.
+        r = ConfigResource(B, "1", set_config={"sasl.kerberos.min.time.before.relogin": "58000"})
+        admin.alter_configs([r])[r].result(10)
+        relogin = describe(admin, B, "1")["sasl.kerberos.min.time.before.relogin"]
+        assert (relogin.value, relogin.source, relogin.is_read_only) == (
+            "58000", ConfigSource.DYNAMIC_BROKER_CONFIG.value, False)
+        kinit = describe(admin, B, "1")["sasl.kerberos.kinit.cmd"]
+        assert (kinit.value, kinit.source) == ("/usr/bin/kinit", ConfigSource.DEFAULT_CONFIG.value)
+        err = refused(admin, B, "1", ("sasl.kerberos.ticket.renew.jitter", "x", SET))
+        assert err.str() == "Invalid value x for configuration sasl.kerberos.ticket.renew.jitter: " \
+                            "Not a number of type DOUBLE"
+        produce_and_flush()
+        producer.flush(10)
+        assert pool.threads()
+    assert pool.threads() == []  # the stop joined them, the replaced pools' too
+
+
 def test_consumer_group_configs_are_bounded_described_and_honoured():
     config = {"group.consumer.min.session.timeout.ms": "500", "group.consumer.min.heartbeat.interval.ms": "100",
               "group.initial.rebalance.delay.ms": "0"}

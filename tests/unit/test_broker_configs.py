@@ -77,3 +77,39 @@ def test_only_what_odradek_honours_can_change():
         dynamic.check_dynamic(["log.retention.ms", "num.io.threads", "log.retention.hours"])
     assert (e.value.error_code, str(e.value)) == (
         42, "Cannot update these configs dynamically: [num.io.threads, log.retention.hours]")
+
+
+def test_kafkas_kerberos_settings_are_stored_per_broker_and_typed():
+    """Kafka's dynamic sasl.kerberos.* settings are accepted (stored without
+    effect, as on a Kafka broker without GSSAPI), checked for their type, and
+    refused at the cluster default with Kafka's message."""
+    dynamic.check_dynamic(list(dynamic.KERBEROS) + ["background.threads"])
+    assert dynamic.validate("sasl.kerberos.min.time.before.relogin", "58000") == "58000"
+    assert dynamic.validate("sasl.kerberos.principal.to.local.rules", "RULE:[1:$1](.*)s/x//, DEFAULT") == \
+        "RULE:[1:$1](.*)s/x//,DEFAULT"
+    with pytest.raises(ConfigError, match="Not a number of type DOUBLE"):
+        dynamic.validate("sasl.kerberos.ticket.renew.window.factor", "abc")
+    with pytest.raises(ConfigError) as e:
+        dynamic.check_dynamic(["sasl.kerberos.keytab"])
+    assert str(e.value) == "Cannot update these configs dynamically: [sasl.kerberos.keytab]"
+    dynamic.check_resource("1", ["sasl.kerberos.service.name"])
+    dynamic.check_resource("", ["background.threads"])
+    with pytest.raises(ConfigError) as e:
+        dynamic.check_resource("", ["background.threads", "sasl.kerberos.service.name", "sasl.kerberos.kinit.cmd"])
+    assert (e.value.error_code, str(e.value)) == (42, "Cannot update these configs at default cluster level, "
+                                                      "broker id must be specified: [sasl.kerberos.service.name, "
+                                                      "sasl.kerberos.kinit.cmd]")
+
+
+def test_background_threads_change_within_half_and_double():
+    with pytest.raises(ConfigError, match="Value must be at least 1"):
+        dynamic.validate("background.threads", "0")
+    for new in (5, 10, 20, 9):
+        dynamic.check_thread_count("background.threads", 10, new)
+    with pytest.raises(ConfigError) as e:
+        dynamic.check_thread_count("background.threads", 10, 21)
+    assert str(e.value) == ("Invalid value 21 for configuration background.threads: Dynamic thread count update "
+                            "validation failed for background.threads=21, value should not be greater than double "
+                            "the current value 10")
+    with pytest.raises(ConfigError, match="value should be at least half the current value 10$"):
+        dynamic.check_thread_count("background.threads", 10, 4)

@@ -263,6 +263,9 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
              "log.cleaner.backoff.ms": 20, "offsets.topic.num.partitions": 2,
              "group.initial.rebalance.delay.ms": 0}
     loop_threads = set()
+    sync_threads = set()  # the names of the threads that fsynced
+    for op in ("fsync", "fsync_dir"):
+        fs.on(op, lambda op, path: sync_threads.add(threading.current_thread().name), times=-1)
 
     async def first():
         loop_threads.add(threading.get_ident())
@@ -341,6 +344,9 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
         assert name in synced, name  # the test did drive it
     on_loop = sorted({(op, path) for op, path, thread in fs.syncs if thread in loop_threads})
     assert on_loop == [], on_loop
+    # ... but on the broker's background pool (background.threads), or the cleaner's own thread.
+    assert {n.split("-p")[0] if n.startswith("odradek-background-") else n.split("_")[0]
+            for n in sync_threads} == {"odradek-background-1", "odradek-cleaner"}, sync_threads
 
 
 def test_logs_are_opened_off_the_event_loop(tmp_path):

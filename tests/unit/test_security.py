@@ -116,7 +116,8 @@ def test_listeners_map_custom_names_and_skip_controller_listeners():
     ({"listeners": "SSL://:1", "ssl.keystore.type": "BKS"}, "PEM or PKCS12"),
     ({"listeners": "SSL://:1"}, "needs a keystore"),
     ({"sasl.jaas.config": "x"}, "per mechanism"),
-    ({"sasl.kerberos.service.name": "kafka"}, "GSSAPI"),
+    ({"sasl.kerberos.keytab": "/etc/k.keytab"}, "none of Kafka's sasl.kerberos"),
+    ({"sasl.kerberos.ticket.renew.jitter": "lots"}, "Not a number of type DOUBLE"),
     ({"ssl.no.such.key": "1"}, "will not ignore"),
     ({"authorizer.class.name": "kafka.security.authorizer.AclAuthorizer"}, "StandardAuthorizer"),
     ({"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
@@ -139,6 +140,19 @@ def test_settings_without_effect_are_noted_not_refused():
                               "allow.everyone.if.no.acl.found": "true"}).security()
     assert any("ssl.secure.random.implementation" in n for n in sec.notes)
     assert any("allow.everyone.if.no.acl.found" in n for n in sec.notes)
+
+
+def test_kafkas_kerberos_settings_are_noted_without_effect():
+    """As on a Kafka broker whose listeners do not enable GSSAPI (which
+    odradek refuses), Kafka's sasl.kerberos.* settings are accepted and have
+    no effect; odradek says so."""
+    sec = BrokerConfig(props={"sasl.kerberos.service.name": "kafka",
+                              "sasl.kerberos.min.time.before.relogin": "58000",
+                              "listener.name.plaintext.sasl.kerberos.principal.to.local.rules": "DEFAULT"}).security()
+    assert sorted(n for n in sec.notes if "GSSAPI" in n) == [
+        "sasl.kerberos.min.time.before.relogin has no effect: no listener enables GSSAPI (odradek does not serve it)",
+        "sasl.kerberos.principal.to.local.rules has no effect: no listener enables GSSAPI (odradek does not serve it)",
+        "sasl.kerberos.service.name has no effect: no listener enables GSSAPI (odradek does not serve it)"]
 
 
 def test_the_inter_broker_client_side():
