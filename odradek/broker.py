@@ -127,6 +127,7 @@ class BrokerCore:
         self.http_address: tuple[str, int] | None = None  # where it is bound
         self.console = None  # odradek.console.app.Console, served by the HTTP listener
         self.lag_history = None  # odradek.lag_history.LagHistory, sampled while the HTTP listener is on
+        self.remote_high_watermarks = None  # odradek.remote_offsets, asked while the HTTP listener is on
 
     # -- lifecycle -------------------------------------------------------
     def open_store(self) -> LogStore:
@@ -342,6 +343,10 @@ class BrokerCore:
         loop = asyncio.get_running_loop()
         self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))
         if interval_ms > 0:
+            from odradek.remote_offsets import RemoteHighWatermarks
+
+            self.remote_high_watermarks = RemoteHighWatermarks(self, interval_ms / 1000)
+            self.tasks.append(loop.create_task(self.remote_high_watermarks.run()))
             self.tasks.append(loop.create_task(self.lag_history.run(self, interval_ms / 1000)))
 
     def password_check(self):

@@ -4,8 +4,8 @@ Theory of operation: while the HTTP listener is on, a task samples every
 ``http.lag.history.interval.ms`` (default 5 s; 0: off) the lag of every
 group this broker coordinates, from the same walk as ``/metrics``
 (``odradek.metrics.group_lags``): per group the lag in records summed over
-its partitions led here, and the lag in time, the largest over them
-(``odradek.metrics.time_lag``). Each group's samples go into a ring of
+its partitions (wherever they are led), and the lag in time, the largest
+over those with a replica here (``odradek.metrics.time_lag``). Each group's samples go into a ring of
 ``POINTS`` entries (15 minutes at 5 s) in three flat arrays, about 3.6 KB a
 group; at most ``MAX_GROUPS`` groups are kept (the first in name order), so
 the memory is bounded whatever the cluster's size; a group that no longer
@@ -100,7 +100,7 @@ class LagHistory:
                 t = totals[gid] = [0, 0.0]
             if t is not None:
                 t[0] += lag
-                if lag:
+                if lag and p is not None:
                     secs = time_lag(p, committed, now_ms, self._stamp)
                     if secs is not None and secs > t[1]:
                         t[1] = secs

@@ -330,19 +330,26 @@ def loaded_shards(broker) -> list:
 def group_lags(broker):
     """The one walk over committed offsets that every lag figure comes from
     (``/metrics``, the kafka-exporter series, the lag history): for each
-    group this broker coordinates and each partition it has an offset for
-    that this broker leads, ``(group, topic, partition, Partition, committed
-    offset, lag in records)``, groups and partitions in order. Each group's
-    offsets are copied before they are walked, so a caller may pause
+    group this broker coordinates and each partition it has an offset for,
+    ``(group, topic, partition, Partition or None, committed offset, lag in
+    records)``, groups and partitions in order. The high watermark is this
+    broker's replica's (leader or follower), else the one its leader last
+    answered (``odradek.remote_offsets``; the Partition is then None, and a
+    partition whose leader has not answered lately is left out). Each
+    group's offsets are copied before they are walked, so a caller may pause
     between items (a commit meanwhile is seen by the next walk)."""
     lookup = broker.replicas.partition_or_error
+    remote = getattr(broker, "remote_high_watermarks", None)
     for shard in loaded_shards(broker):
         for gid, offsets in sorted(shard.offsets.offsets.items()):
             for (topic, index), value in sorted(offsets.items()):
-                p, code = lookup(topic, index)
-                if p is None:
-                    continue  # led elsewhere: that broker reports the lag
-                yield gid, topic, index, p, value.offset, max(p.high_watermark - value.offset, 0)
+                p, _ = lookup(topic, index, leader_required=False)
+                if p is not None:
+                    yield gid, topic, index, p, value.offset, max(p.high_watermark - value.offset, 0)
+                    continue
+                hw = remote.get(topic, index) if remote is not None else None
+                if hw is not None:
+                    yield gid, topic, index, None, value.offset, max(hw - value.offset, 0)
 
 
 def _render_groups(out: Exposition, broker) -> None:
@@ -355,18 +362,19 @@ def _render_groups(out: Exposition, broker) -> None:
     for gid, topic, index, p, committed, lag in group_lags(broker):
         labels = {"group": gid, "topic": topic, "partition": index}
         lags.append((labels, lag))
-        seconds = time_lag(p, committed, now_ms)
+        seconds = time_lag(p, committed, now_ms) if p is not None else None
         if seconds is not None:
             time_lags.append((labels, seconds))
     out.family("odradek_consumer_group_members", "gauge", "Members of a group.", members)
     out.family("odradek_consumer_group_state", "gauge", "A group's state (the series with value 1).",
                states)
     out.family("odradek_consumer_group_lag", "gauge",
-               "Records between a group's committed offset and the high watermark, per partition "
-               "led here.", lags)
+               "Records between a group's committed offset and the high watermark, per partition, "
+               "for the groups this broker coordinates.", lags)
     out.family("odradek_consumer_group_lag_seconds", "gauge",
                "How old the group's next record is (now minus the timestamp of the batch holding its "
-               "committed offset); 0 when caught up, per partition led here.", time_lags)
+               "committed offset); 0 when caught up, per partition with a replica on this broker, for "
+               "the groups it coordinates.", time_lags)
 
 
 def time_lag(p, committed: int, now_ms: float, stamp=None) -> float | None:

@@ -133,3 +133,52 @@ class PeerConnection:
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
+
+
+class PeerClients:
+    """This broker's connections to the others for inter-broker requests,
+    over its inter-broker listener with its security: one request at a time
+    per broker (each awaits the one before it); a connection that fails is
+    dropped, and made again at the next request."""
+
+    def __init__(self, broker, client_id: str, timeout_s: float = 10.0):
+        self.broker = broker
+        self.client_id = client_id
+        self.timeout = timeout_s
+        self.peers: dict[int, PeerConnection] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    async def call(self, node: int, api: str, version: int, body: dict) -> dict:
+        """One request to broker ``node``. Raises OSError,
+        asyncio.TimeoutError, ValueError, ConnectionError or
+        AuthenticationError (the connection is then dropped)."""
+        lock = self.locks.setdefault(node, asyncio.Lock())
+        async with lock:
+            try:
+                conn = await self._peer(node)
+                return await conn.request(api, version, body, self.timeout)
+            except BaseException:
+                conn = self.peers.pop(node, None)
+                if conn is not None:
+                    conn.close()
+                raise
+
+    async def _peer(self, node: int) -> PeerConnection:
+        conn = self.peers.get(node)
+        if conn is not None and conn.connected:
+            return conn
+        broker = self.broker
+        info = broker.image.brokers.get(node)
+        endpoint = info.endpoint(getattr(broker, "inter_broker_listener", None)) if info else None
+        if endpoint is None:
+            raise ConnectionError(f"broker {node} has no endpoint")
+        conn = PeerConnection(endpoint[0], endpoint[1], f"{self.client_id}-{broker.config.node_id}",
+                              security=getattr(broker, "inter_broker_security", None))
+        await conn.connect(self.timeout)
+        self.peers[node] = conn
+        return conn
+
+    def close(self) -> None:
+        for conn in self.peers.values():
+            conn.close()
+        self.peers.clear()

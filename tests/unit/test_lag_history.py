@@ -23,7 +23,7 @@ def fake_broker(groups: dict[str, dict[tuple[str, int], int]], hw: int = 100):
     shard = SimpleNamespace(offsets=SimpleNamespace(offsets=offsets), groups={})
     topic = SimpleNamespace(topic_id=b"t" * 16)
 
-    def lookup(t, i):
+    def lookup(t, i, leader_required=True):
         return SimpleNamespace(topic=topic, index=i, high_watermark=hw, log_start_offset=0), 0
 
     return SimpleNamespace(groups=SimpleNamespace(hosted={0: SimpleNamespace(loading=False, shard=shard)}),

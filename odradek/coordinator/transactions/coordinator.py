@@ -159,14 +159,14 @@ class TransactionCoordinator:
         if state is None or index >= len(state.partitions):
             return
         node = state.partitions[index].leader
-        if node < 0 or node == self.broker.config.node_id or not hasattr(self.markers, "call"):
+        if node < 0 or node == self.broker.config.node_id or not hasattr(self.markers, "peers"):
             return
         body = {"transactions": [{"transactional_id": transactional_id, "producer_id": h.producer_id,
                                   "producer_epoch": h.producer_epoch, "verify_only": True,
                                   "topics": [{"name": p.topic.name, "partitions": [p.index]}]}]}
         code = errors.NOT_ENOUGH_REPLICAS
         try:
-            resp = await self.markers.call(node, "AddPartitionsToTxn", 4, body)
+            resp = await self.markers.peers.call(node, "AddPartitionsToTxn", 4, body)
             code = resp["error_code"] or \
                 resp["results_by_transaction"][0]["topic_results"][0]["results_by_partition"][0][
                     "partition_error_code"]

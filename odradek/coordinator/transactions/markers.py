@@ -42,10 +42,10 @@ class MarkerWriter:
     leaders' partitions, sent to them as WriteTxnMarkers."""
 
     def __init__(self, broker, timeout_s: float = 30.0):
+        from odradek.replica.peer import PeerClients
+
         self.broker = broker
-        self.timeout = timeout_s
-        self.peers: dict[int, object] = {}  # broker id -> PeerConnection
-        self.locks: dict[int, asyncio.Lock] = {}  # one request at a time per connection
+        self.peers = PeerClients(broker, "odradek-txn-markers", timeout_s)
 
     async def write(self, producer_id: int, producer_epoch: int, coordinator_epoch: int, commit: bool,
                     partitions) -> dict:
@@ -80,7 +80,7 @@ class MarkerWriter:
                              "transaction_result": commit, "coordinator_epoch": coordinator_epoch,
                              "topics": [{"name": t, "partition_indexes": ix} for t, ix in by_topic.items()]}]}
         try:
-            resp = await self.call(leader, "WriteTxnMarkers", 1, body)
+            resp = await self.peers.call(leader, "WriteTxnMarkers", 1, body)
         except (OSError, asyncio.TimeoutError, ValueError, ConnectionError) as e:
             log.info("WriteTxnMarkers to broker %d failed (%s); retrying", leader, e)
             return {tp: errors.NETWORK_EXCEPTION for tp in tps}
@@ -91,36 +91,5 @@ class MarkerWriter:
                     out[(t["name"], part["partition_index"])] = part["error_code"]
         return out
 
-    async def call(self, node: int, api: str, version: int, body: dict) -> dict:
-        """One inter-broker request to broker ``node``, after any other to it
-        finished. Raises OSError, asyncio.TimeoutError, ValueError or
-        ConnectionError (the connection is then dropped)."""
-        lock = self.locks.setdefault(node, asyncio.Lock())
-        async with lock:
-            try:
-                conn = await self._peer(node)
-                return await conn.request(api, version, body, self.timeout)
-            except BaseException:
-                self.peers.pop(node, None)
-                raise
-
-    async def _peer(self, leader: int):
-        from odradek.replica.peer import PeerConnection
-
-        conn = self.peers.get(leader)
-        if conn is not None and conn.connected:
-            return conn
-        info = self.broker.image.brokers.get(leader)
-        endpoint = info.endpoint(getattr(self.broker, "inter_broker_listener", None)) if info else None
-        if endpoint is None:
-            raise ConnectionError(f"broker {leader} has no endpoint")
-        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-txn-markers-{self.broker.config.node_id}",
-                              security=getattr(self.broker, "inter_broker_security", None))
-        await conn.connect(self.timeout)
-        self.peers[leader] = conn
-        return conn
-
     def close(self) -> None:
-        for conn in self.peers.values():
-            conn.close()
-        self.peers.clear()
+        self.peers.close()
