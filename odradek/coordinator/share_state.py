@@ -56,6 +56,7 @@ SNAPSHOT_KEY_TYPE = 0
 UPDATE_KEY_TYPE = 1
 LOAD_READ_BYTES = 4 * 1024 * 1024
 _I16 = struct.Struct(">h")
+_COMPLETE = (2, 4)  # Kafka's RecordState ACKNOWLEDGED and ARCHIVED
 
 
 def coordinator_key(group_id: str, topic_id: bytes, partition: int) -> str:
@@ -141,15 +142,18 @@ class ShareStateShard:
 
     # -- operations --------------------------------------------------------
     def write(self, now: int, key: tuple[str, bytes, int], leader_epoch: int, start: int,
-              batches: list[tuple[int, int, int, int]]) -> Result:
+              batches: list[tuple[int, int, int, int]], state_epoch: int = 0) -> Result:
         """A new snapshot of ``key``; FENCED_LEADER_EPOCH from a leader older
-        than the last one that wrote it."""
+        than the last one that wrote it, FENCED_STATE_EPOCH from one that read
+        the state before it was initialised again (:meth:`initialize`)."""
         old = self.states.get(key)
         if old is not None and 0 <= leader_epoch < old["leader_epoch"]:
             return Result({"error_code": errors.FENCED_LEADER_EPOCH})
+        if old is not None and state_epoch < old["state_epoch"]:
+            return Result({"error_code": errors.FENCED_STATE_EPOCH})
         value = {
             "snapshot_epoch": 0 if old is None else old["snapshot_epoch"] + 1,
-            "state_epoch": 0 if old is None else old["state_epoch"],
+            "state_epoch": state_epoch,
             "leader_epoch": leader_epoch, "start_offset": start,
             "create_timestamp": now if old is None else old["create_timestamp"], "write_timestamp": now,
             "state_batches": [{"first_offset": f, "last_offset": la, "delivery_state": s, "delivery_count": c}
@@ -158,6 +162,42 @@ class ShareStateShard:
         res = Result({"error_code": 0}, records=[(snapshot_key(*key), snapshot_value(value))])
         res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
         return res
+
+    def initialize(self, now: int, key: tuple[str, bytes, int], state_epoch: int, start: int) -> Result:
+        """InitializeShareGroupState: ``key`` starts again at ``start`` (-1:
+        where its leader's ``share.auto.offset.reset`` says) with nothing in
+        flight, in a new ``state_epoch`` (FENCED_STATE_EPOCH unless above the
+        current one), which fences the writes of a leader that read it before."""
+        old = self.states.get(key)
+        if old is not None and state_epoch <= old["state_epoch"]:
+            return Result({"error_code": errors.FENCED_STATE_EPOCH})
+        value = {
+            "snapshot_epoch": 0 if old is None else old["snapshot_epoch"] + 1,
+            "state_epoch": state_epoch, "leader_epoch": -1, "start_offset": start,
+            "create_timestamp": now if old is None else old["create_timestamp"], "write_timestamp": now,
+            "state_batches": [],
+        }
+        res = Result({"error_code": 0}, records=[(snapshot_key(*key), snapshot_value(value))])
+        res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
+        return res
+
+    def summary(self, key: tuple[str, bytes, int]) -> dict:
+        """ReadShareGroupStateSummary's answer for ``key``: its state epoch,
+        leader epoch, start offset (-1 when it has none) and the number of
+        offsets from the start whose delivery is complete (acknowledged or
+        archived)."""
+        v = self.states.get(key)
+        if v is None:
+            return {"state_epoch": 0, "leader_epoch": -1, "start_offset": -1, "delivery_complete_count": -1}
+        start = v["start_offset"]
+        done = sum(b["last_offset"] - max(b["first_offset"], start) + 1 for b in v["state_batches"]
+                   if b["delivery_state"] in _COMPLETE and b["last_offset"] >= start)
+        return {"state_epoch": v["state_epoch"], "leader_epoch": v["leader_epoch"], "start_offset": start,
+                "delivery_complete_count": done}
+
+    def state_epoch(self, key: tuple[str, bytes, int]) -> int:
+        v = self.states.get(key)
+        return 0 if v is None else v["state_epoch"]
 
     def delete(self, now: int, keys: list[tuple[str, bytes, int]]) -> Result:
         res = Result({"error_code": 0}, records=[(snapshot_key(*k), None) for k in keys if k in self.states])

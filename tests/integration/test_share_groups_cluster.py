@@ -104,3 +104,64 @@ def test_acknowledged_records_stay_acknowledged_when_the_whole_cluster_is_killed
     assert p.flush(30) == 0
     again = consume(6, 60)
     assert sorted(again) == sorted(f"v{i}".encode() for i in range(30, 36)), again
+
+
+@pytest.mark.odradek_cluster(config=CONFIG)
+def test_share_group_offsets_across_brokers(odradek_cluster):
+    """The group coordinator's DescribeShareGroupOffsets, AlterShareGroupOffsets
+    and DeleteShareGroupOffsets reach every share-partition, whichever broker
+    leads it and whichever keeps its state (ReadShareGroupStateSummary,
+    InitializeShareGroupState and DeleteShareGroupState to the share
+    coordinators), and consumers then start where Alter said."""
+    from tests.integration.test_cluster_faults import coordinator_of
+
+    cluster = odradek_cluster
+    create_topic(cluster, "sgo", 3)
+    p = ck.Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(30):
+        p.produce("sgo", f"v{i}".encode(), partition=i % 3)
+    assert p.flush(20) == 0
+    node = coordinator_of(cluster, "sgo-g")
+    rc = RawClient(next(b.address for b in cluster.brokers if b.node_id == node))
+
+    def describe(topics=None) -> dict:
+        g = rc.request("DescribeShareGroupOffsets", 1, {"groups": [{"group_id": "sgo-g", "topics": topics}]})
+        g = g["groups"][0]
+        assert g["error_code"] == 0, g
+        assert all(q["error_code"] == 0 for t in g["topics"] for q in t["partitions"]), g
+        return {q["partition_index"]: (q["start_offset"], q["lag"]) for t in g["topics"] for q in t["partitions"]}
+
+    try:
+        starts = {0: 2, 1: 5, 2: 8}
+        deadline = time.monotonic() + 20
+        while True:  # as a client does while the group's coordinator loads
+            r = rc.request("AlterShareGroupOffsets", 0, {"group_id": "sgo-g", "topics": [
+                {"topic_name": "sgo", "partitions": [{"partition_index": i, "start_offset": s}
+                                                     for i, s in starts.items()]}]})
+            if r["error_code"] not in (14, 15, 16) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r["error_code"] == 0 and [q["error_code"] for q in r["responses"][0]["partitions"]] == [0, 0, 0], r
+        want = {i: (s, 10 - s) for i, s in starts.items()}
+        deadline = time.monotonic() + 10
+        while describe() != want and time.monotonic() < deadline:
+            time.sleep(0.1)  # the lag is the coordinator's replica's: its high watermark may be a fetch behind
+        assert describe() == want
+        assert describe([{"topic_name": "sgo", "partitions": [0, 1, 2]}]) == want
+        c = ck.ShareConsumer({"bootstrap.servers": cluster.bootstrap, "group.id": "sgo-g"})
+        got = []
+        try:
+            c.subscribe(["sgo"])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(got) < 15:
+                got += [m.value() for m in c.poll(0.2) or [] if not m.error()]
+            c.commit_sync()
+        finally:
+            c.close()
+        assert sorted(got) == sorted(f"v{i}".encode() for i in range(30) if i // 3 >= starts[i % 3]), got
+        assert describe() == {0: (10, 0), 1: (10, 0), 2: (10, 0)}
+        r = rc.request("DeleteShareGroupOffsets", 0, {"group_id": "sgo-g", "topics": [{"topic_name": "sgo"}]})
+        assert r["error_code"] == 0 and r["responses"][0]["error_code"] == 0, r
+        assert describe() == {}
+    finally:
+        rc.close()
