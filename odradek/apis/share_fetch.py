@@ -98,6 +98,15 @@ def _acknowledge(broker, group_id: str, member_id: str, requested: dict, renew: 
     return out
 
 
+def _unwritten(ack_codes: dict, failed: dict) -> None:
+    """Acknowledgements are answered once the new state is committed by the
+    share coordinator; those whose state could not be written answer its
+    error (the client may see those records again)."""
+    for key, code in failed.items():
+        if not ack_codes.get(key, -1):
+            ack_codes[key] = code
+
+
 def _by_topic(entries: list[tuple[tuple[bytes, int], dict]]) -> list[dict]:
     out: list[dict] = []
     for (tid, _), entry in entries:
@@ -214,7 +223,7 @@ async def share_fetch(ctx, request: dict) -> dict:
         if not code and await share.load(group_id, p) is None:
             waiting.add(key)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, renew)
-    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
+    _unwritten(ack_codes, await share.written(group_id, ack_codes))
     if epoch == FINAL_EPOCH:
         share.close_session(session)
 
@@ -302,7 +311,7 @@ async def share_acknowledge(ctx, request: dict) -> dict:
         return top(code)
     requested = _requested(request)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, ctx.version >= 2 and request["is_renew_ack"])
-    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
+    _unwritten(ack_codes, await share.written(group_id, ack_codes))
     if epoch == FINAL_EPOCH:
         share.close_session(session)
     out = []

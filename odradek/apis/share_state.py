@@ -19,7 +19,11 @@ Versions served:
     offsets from the start whose delivery is complete; what the group
     coordinator's DescribeShareGroupOffsets reads.
 
-Each partition answers NOT_COORDINATOR when this broker does not lead the
+Writes (Write, Initialize, Delete) are answered once committed: appended
+and replicated to the in-sync replicas of their partition of
+``__share_group_state`` (REQUEST_TIMED_OUT after
+share.coordinator.write.timeout.ms, 5000). Each partition answers
+NOT_COORDINATOR when this broker does not lead the
 partition of ``__share_group_state`` its key hashes to. Behaviour lives in
 odradek/coordinator/share_state.py; the callers are the share-partition
 leaders of odradek/share/manager.py (on this broker directly, on others
@@ -54,7 +58,7 @@ async def _each(ctx, request: dict, answer) -> dict:
                 entry["error_code"] = errors.NOT_COORDINATOR
                 entry["error_message"] = "This is not the correct coordinator."
             else:
-                answer(coordinator, shard, key, rp, entry)
+                await answer(coordinator, shard, key, rp, entry)
             parts.append(entry)
         results.append({"topic_id": tid, "partitions": parts})
     return {"results": results}
@@ -62,7 +66,7 @@ async def _each(ctx, request: dict, answer) -> dict:
 
 @handles("ReadShareGroupState", 0, 0)
 async def read_share_group_state(ctx, request: dict) -> dict:
-    def answer(coordinator, shard, key, rp, entry):
+    async def answer(coordinator, shard, key, rp, entry):
         code, found = shard.read_checked(key, rp["leader_epoch"])
         entry.update(state_epoch=0, start_offset=-1, state_batches=[])
         if code:
@@ -80,26 +84,26 @@ async def read_share_group_state(ctx, request: dict) -> dict:
 
 @handles("WriteShareGroupState", 0, 1)
 async def write_share_group_state(ctx, request: dict) -> dict:
-    def answer(coordinator, shard, key, rp, entry):
+    async def answer(coordinator, shard, key, rp, entry):
         batches = [(b["first_offset"], b["last_offset"], b["delivery_state"], b["delivery_count"])
                    for b in rp["state_batches"]]
         res = coordinator.execute(shard, shard.write, key, rp["leader_epoch"], rp["start_offset"], batches,
                                   rp["state_epoch"])
-        entry["error_code"] = res.response["error_code"]
+        entry["error_code"] = res.response["error_code"] or await coordinator.committed(shard)
     return await _each(ctx, request, answer)
 
 
 @handles("InitializeShareGroupState", 0, 0)
 async def initialize_share_group_state(ctx, request: dict) -> dict:
-    def answer(coordinator, shard, key, rp, entry):
+    async def answer(coordinator, shard, key, rp, entry):
         res = coordinator.execute(shard, shard.initialize, key, rp["state_epoch"], rp["start_offset"])
-        entry["error_code"] = res.response["error_code"]
+        entry["error_code"] = res.response["error_code"] or await coordinator.committed(shard)
     return await _each(ctx, request, answer)
 
 
 @handles("ReadShareGroupStateSummary", 0, 1)
 async def read_share_group_state_summary(ctx, request: dict) -> dict:
-    def answer(coordinator, shard, key, rp, entry):
+    async def answer(coordinator, shard, key, rp, entry):
         entry.update(state_epoch=0, leader_epoch=-1, start_offset=-1, delivery_complete_count=-1)
         code, _ = shard.read_checked(key, rp["leader_epoch"])
         if code:
@@ -111,6 +115,7 @@ async def read_share_group_state_summary(ctx, request: dict) -> dict:
 
 @handles("DeleteShareGroupState", 0, 0)
 async def delete_share_group_state(ctx, request: dict) -> dict:
-    def answer(coordinator, shard, key, rp, entry):
-        entry["error_code"] = coordinator.execute(shard, shard.delete, [key]).response["error_code"]
+    async def answer(coordinator, shard, key, rp, entry):
+        code = coordinator.execute(shard, shard.delete, [key]).response["error_code"]
+        entry["error_code"] = code or await coordinator.committed(shard)
     return await _each(ctx, request, answer)

@@ -31,7 +31,11 @@ must survive them (acknowledgements, released or expired records, a new
 start offset): directly when this broker leads the key's partition, else
 through Read/Write/DeleteShareGroupState to the broker that does
 (``odradek/apis/share_state.py``). A write from a leader epoch older than
-the last writer's is fenced (FENCED_LEADER_EPOCH).
+the last writer's is fenced (FENCED_LEADER_EPOCH), and one from a leader
+that read the state before the group coordinator initialised it again
+(InitializeShareGroupState, a new state epoch) FENCED_STATE_EPOCH. Writers
+are answered once their records are committed (:meth:`ShareCoordinator.committed`:
+the high watermark passed them), as Kafka's coordinator runtime answers.
 """
 
 from __future__ import annotations
@@ -251,7 +255,7 @@ class ShareStateShard:
 
 
 class _Hosted:
-    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task")
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "last_written")
 
     def __init__(self, index: int, partition, shard: ShareStateShard):
         self.index = index
@@ -260,6 +264,7 @@ class _Hosted:
         self.runner: ShardRunner | None = None
         self.loading = True
         self.load_task: asyncio.Task | None = None
+        self.last_written = -1  # offset of the last record this shard appended
 
 
 class ShareCoordinator:
@@ -270,6 +275,7 @@ class ShareCoordinator:
         cfg = broker.config
         self.num_partitions = cfg.get_int("share.coordinator.state.topic.num.partitions", 50)
         self.replication_factor = cfg.get_int("share.coordinator.state.topic.replication.factor", 3)
+        self.write_timeout_ms = cfg.get_int("share.coordinator.write.timeout.ms", 5000)
         self.hosted: dict[int, _Hosted] = {}
         self._create_task: asyncio.Task | None = None
         self._stopped = False
@@ -326,6 +332,24 @@ class ShareCoordinator:
         res = op(now, *args)
         h.runner.apply(res, now)
         return res
+
+    async def committed(self, shard: ShareStateShard) -> int:
+        """0 once what ``shard`` has appended is committed (the high watermark
+        of its partition passed it, as Kafka answers its coordinators'
+        writes); NOT_COORDINATOR if leadership is lost first,
+        REQUEST_TIMED_OUT after ``share.coordinator.write.timeout.ms``."""
+        h = self.hosted.get(shard.index)
+        if h is None or h.shard is not shard:
+            return errors.NOT_COORDINATOR
+        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
+        if fut is None:
+            return 0
+        try:
+            code = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            h.partition.discard_ack(fut)
+            return errors.REQUEST_TIMED_OUT
+        return errors.NOT_COORDINATOR if code else 0
 
     # -- the topic and its partitions --------------------------------------
     async def ensure_topic(self) -> bool:
@@ -430,7 +454,8 @@ class ShareCoordinator:
         p, code = self.broker.replicas.partition_or_error(STATE_TOPIC, h.index)
         if code or p is not h.partition:
             raise RuntimeError(f"{STATE_TOPIC}-{h.index}: error {code}")
-        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        h.last_written = info.last_offset
 
 
 __all__ = ["ShareCoordinator", "ShareStateShard", "STATE_TOPIC", "partition_for", "coordinator_key"]

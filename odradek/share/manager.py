@@ -198,7 +198,9 @@ class SharePartitions:
         res = self.coordinator.execute(shard, shard.write, key, p.leader_epoch, sp.start, sp.state_batches(),
                                        state_epoch)
         code = res.response.get("error_code")
-        if code == errors.FENCED_STATE_EPOCH:
+        if not code:
+            self._pending[key] = asyncio.get_running_loop().create_task(self.coordinator.committed(shard))
+        elif code == errors.FENCED_STATE_EPOCH:
             self._fenced(key, p)
         elif code:
             log.warning("share-partition state of %s not written (error %d): its coordinator moved", key, code)
@@ -227,13 +229,22 @@ class SharePartitions:
         self._remote.pop(key, None)
         self._state_epochs.pop(key, None)
 
-    async def written(self, group_id: str, partitions) -> None:
-        """Wait for the remote writes of the state of ``partitions`` ((topic id,
-        index)) of ``group_id`` (acknowledgements are answered once written)."""
-        tasks = [self._pending.get((group_id, tid, index)) for tid, index in partitions]
-        tasks = [t for t in tasks if t is not None and not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=30)
+    async def written(self, group_id: str, partitions) -> dict:
+        """Wait for the writes of the state of ``partitions`` ((topic id,
+        index)) of ``group_id`` to be committed by their share coordinator,
+        here or elsewhere (acknowledgements are answered then): (topic id,
+        index) -> the error of those that failed."""
+        tasks = {(tid, index): self._pending.get((group_id, tid, index)) for tid, index in partitions}
+        tasks = {k: t for k, t in tasks.items() if t is not None}
+        waiting = [t for t in tasks.values() if not t.done()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=30)
+        failed = {}
+        for k, t in tasks.items():
+            code = t.result() if t.done() and not t.cancelled() and t.exception() is None else errors.REQUEST_TIMED_OUT
+            if code and code != errors.FENCED_STATE_EPOCH:
+                failed[k] = code
+        return failed
 
     def _forget(self, group_id: str, topic_id: bytes | None = None) -> None:
         """Drop the group's share-partitions (of one topic, or all), in memory
