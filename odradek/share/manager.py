@@ -52,6 +52,9 @@ log = logging.getLogger("odradek.share")
 # How long the group coordinator's requests to the share coordinators are
 # retried while one is moving or loading, and how often.
 RETRY_MS = 5000
+# How long a member that left the group while its share session is open here
+# keeps its records, for the acknowledgements it sends as it closes.
+LEAVE_GRACE_S = 0.5
 RETRY_BACKOFF_S = 0.1
 _RETRIABLE = (errors.COORDINATOR_NOT_AVAILABLE, errors.NOT_COORDINATOR, errors.COORDINATOR_LOAD_IN_PROGRESS)
 
@@ -307,16 +310,23 @@ class SharePartitions:
 
     def member_left(self, group_id: str, member_id: str | None) -> None:
         """A member left the share group (None: the group was deleted): what
-        it holds is released; a deleted group's share-partitions are dropped."""
+        it holds is released; a deleted group's share-partitions are dropped.
+        A member whose share session is still open here keeps its records for
+        ``LEAVE_GRACE_S`` more: a closing consumer sends its leave and its
+        last acknowledgements at once, on two connections (librdkafka), and
+        those acknowledgements are answered, not refused because the leave
+        came first; its session's end releases the rest at once."""
         if member_id is None:
             self._forget(group_id)
             return
+        if self.sessions.get(group_id, member_id) is not None:
+            asyncio.get_running_loop().call_later(LEAVE_GRACE_S, self._release_member, group_id, member_id)
+            return
+        self._release_member(group_id, member_id)
+
+    def _release_member(self, group_id: str, member_id: str) -> None:
         for key, (sp, p) in list(self.states.items()):
-            if key[0] != group_id:
-                continue
-            if member_id is None:
-                continue
-            if sp.release_member(member_id):
+            if key[0] == group_id and sp.release_member(member_id):
                 p.notify()
                 self.persist(group_id, p)
 
