@@ -22,7 +22,8 @@ led here again) reads its state from its share coordinator
 broker's, or another broker's through ReadShareGroupState (``StateClient``);
 until that coordinator answers, the share-partition is not started (None).
 Its state is written there after every acknowledgement (answered once
-written), every release (sessions ending, members leaving) and every
+committed: replicated to the in-sync replicas of its ``__share_group_state``
+partition), every release (sessions ending, members leaving) and every
 expiry, as a snapshot of its start offset and state batches (acquired
 records as available), with the partition's leader epoch, so an older
 leader's writes are fenced. Share sessions are not persisted, as in Kafka.
@@ -52,11 +53,11 @@ log = logging.getLogger("odradek.share")
 # How long the group coordinator's requests to the share coordinators are
 # retried while one is moving or loading, and how often.
 RETRY_MS = 5000
+RETRY_BACKOFF_S = 0.1
+_RETRIABLE = (errors.COORDINATOR_NOT_AVAILABLE, errors.NOT_COORDINATOR, errors.COORDINATOR_LOAD_IN_PROGRESS)
 # How long a member that left the group while its share session is open here
 # keeps its records, for the acknowledgements it sends as it closes.
 LEAVE_GRACE_S = 0.5
-RETRY_BACKOFF_S = 0.1
-_RETRIABLE = (errors.COORDINATOR_NOT_AVAILABLE, errors.NOT_COORDINATOR, errors.COORDINATOR_LOAD_IN_PROGRESS)
 
 
 class SharePartitions:
@@ -75,7 +76,7 @@ class SharePartitions:
         self._shards: dict[tuple[str, bytes, int], object] = {}
         self._remote: dict[tuple[str, bytes, int], int] = {}  # key -> broker of its coordinator
         self._state_epochs: dict[tuple[str, bytes, int], int] = {}  # the state epoch each was read in
-        self._pending: dict[tuple[str, bytes, int], asyncio.Task] = {}  # its last remote write
+        self._pending: dict[tuple[str, bytes, int], asyncio.Task] = {}  # its last write, until committed
         self.client = StateClient(self)
 
     # -- the group's settings (group configs over broker settings) ---------
