@@ -110,6 +110,7 @@ BROKER_DEFAULTS: dict[str, str] = {
     "group.share.delivery.count.limit": "5",
     "group.share.partition.max.record.locks": "2000",
     "group.share.max.share.sessions": "2000",
+    "share.coordinator.write.timeout.ms": "5000",
     "log.cleaner.enable": "true",
     "log.cleaner.backoff.ms": "15000",
     "broker.rack": "",

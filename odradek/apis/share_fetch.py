@@ -14,7 +14,11 @@ Versions served:
     out only those. Long poll: fewer than ``min_bytes`` acquired waits up to
     ``max_wait_ms``, woken by appends and by records made available again.
     The answer lists the partitions with records, an error or an
-    acknowledgement, as Kafka's (the opening one included).
+    acknowledgement, as Kafka's (the opening one included). Of the
+    share-partitions a fetch starts (first read, state read from the share
+    coordinator), only the first with records is read in its answer, as
+    Kafka's answers once the first of them has initialised; the others are
+    read from the next fetch on.
     v2 ``is_renew_ack``: renew acknowledgements (type 4) extend locks, and
     nothing is fetched.
   ShareAcknowledge (79) 1-2: acknowledgements only, in the same session
@@ -96,6 +100,15 @@ def _acknowledge(broker, group_id: str, member_id: str, requested: dict, renew: 
             code = broker.share.acknowledge(group_id, member_id, p, batches, renew)
         out[(tid, index)] = code
     return out
+
+
+def _unwritten(ack_codes: dict, failed: dict) -> None:
+    """Acknowledgements are answered once the new state is committed by the
+    share coordinator; those whose state could not be written answer its
+    error (the client may see those records again)."""
+    for key, code in failed.items():
+        if not ack_codes.get(key, -1):
+            ack_codes[key] = code
 
 
 def _by_topic(entries: list[tuple[tuple[bytes, int], dict]]) -> list[dict]:
@@ -209,12 +222,15 @@ async def share_fetch(ctx, request: dict) -> dict:
 
     fetching = [] if epoch == FINAL_EPOCH or renew else list(session.partitions)
     waiting = set()  # share-partitions whose share coordinator is not available yet: nothing to read
+    starting = set()  # share-partitions this fetch starts
     for key in fetching:  # share-partitions starting here read their persisted state
         p, code = broker.replicas.partition_or_error(*key)
+        if not code and share.find(group_id, p) is None:
+            starting.add(key)
         if not code and await share.load(group_id, p) is None:
             waiting.add(key)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, renew)
-    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
+    _unwritten(ack_codes, await share.written(group_id, ack_codes))
     if epoch == FINAL_EPOCH:
         share.close_session(session)
 
@@ -224,6 +240,7 @@ async def share_fetch(ctx, request: dict) -> dict:
     strict = ctx.version >= 2 and request["share_acquire_mode"] == RECORD_LIMIT_MODE
     entries: dict = {}
     total = records = 0
+    started_read = False
     while True:
         touched = []
         for key in fetching:
@@ -239,8 +256,11 @@ async def share_fetch(ctx, request: dict) -> dict:
                 continue
             if records >= max_records or total >= request["max_bytes"]:
                 continue
+            if key in starting and started_read:  # as Kafka's: the first one starting with records answers
+                continue
             size, n = _acquire(broker, group_id, member_id, p, entry, request["max_bytes"] - total,
                                max_records - records, total == 0, strict)
+            started_read = started_read or (key in starting and n > 0)
             total += size
             records += n
         remaining = deadline - loop.time()
@@ -302,7 +322,7 @@ async def share_acknowledge(ctx, request: dict) -> dict:
         return top(code)
     requested = _requested(request)
     ack_codes = _acknowledge(broker, group_id, member_id, requested, ctx.version >= 2 and request["is_renew_ack"])
-    await share.written(group_id, ack_codes)  # the new state, on a share coordinator elsewhere
+    _unwritten(ack_codes, await share.written(group_id, ack_codes))
     if epoch == FINAL_EPOCH:
         share.close_session(session)
     out = []

@@ -11,13 +11,17 @@ Versions served:
     share group.").
   DescribeShareGroupOffsets (90) 0-1: each share-partition's start offset,
     the leader epoch and (v1) the lag (records below the high watermark not
-    yet acknowledged or archived); -1 for a partition the group has not
-    read; all the group's share-partitions when no topics are named.
+    yet acknowledged or archived), read from the share coordinators with
+    ReadShareGroupStateSummary; -1 for a partition the group has not read;
+    all the share-partitions of the group with a state when no topics are
+    named.
   AlterShareGroupOffsets (91) 0: sets the start offset of share-partitions
     of an empty group (NON_EMPTY_GROUP otherwise), creating the group if
-    missing; the share-partition starts afresh there (within the log).
+    missing, with InitializeShareGroupState to their share coordinators;
+    the share-partition starts afresh there (within the log).
   DeleteShareGroupOffsets (92) 0: an empty group's share-partitions of the
-    named topics are forgotten (the next read starts where
+    named topics are forgotten by their share coordinators
+    (DeleteShareGroupState; the next read starts where
     share.auto.offset.reset says).
 
 Behaviour lives in odradek/coordinator/share_groups.py, in the shard of the
@@ -28,9 +32,10 @@ deletes an empty one and its share-partitions' state). The share-partitions
 (odradek/share/manager.py, odradek/apis/share_fetch.py) and written to
 ``__share_group_state`` by this broker's share coordinator
 (odradek/coordinator/share_state.py); the offsets APIs read and change
-those of this broker (Describe also those only in its share coordinator),
-so in a cluster a partition led by another broker than the group's
-coordinator answers NOT_LEADER_OR_FOLLOWER.
+them at their share coordinators, on this broker or another
+(odradek/share/manager.py routes each share-partition's key). The lag is
+computed from this broker's replica of the partition (-1 when it has
+none).
 
 Broker settings: group.share.heartbeat.interval.ms (5000),
 group.share.session.timeout.ms (45000), group.share.max.size (200); the
@@ -38,9 +43,9 @@ group configs share.heartbeat.interval.ms and share.session.timeout.ms
 override the first two per group.
 
 Not implemented: the share-partition initialisation Kafka records in the
-group (ShareGroupStatePartitionMetadata, key 15) with
-InitializeShareGroupState, and ReadShareGroupStateSummary (Describe reads
-the states kept on this broker); rack-aware assignment.
+group (ShareGroupStatePartitionMetadata, key 15): Describe without topics
+asks the share coordinators about every partition of every topic and
+lists those with a state; rack-aware assignment.
 """
 
 from __future__ import annotations
@@ -105,6 +110,12 @@ async def _offsets_check(ctx, group_id: str, mode: str) -> tuple[int, str | None
     return response["error_code"], response["error_message"]
 
 
+def _replica(broker, name: str, index: int):
+    """This broker's replica of a partition (leader or follower), or None."""
+    p, code = broker.replicas.partition_or_error(name, index, leader_required=False)
+    return None if code else p
+
+
 @handles("DescribeShareGroupOffsets", 0, 1)
 async def describe_share_group_offsets(ctx, request: dict) -> dict:
     broker = ctx.broker
@@ -116,35 +127,48 @@ async def describe_share_group_offsets(ctx, request: dict) -> dict:
         groups.append(entry)
         if code:
             continue
-        held = broker.share.stored(gid)  # (topic id, partition) -> share-partition
-        if rg["topics"] is None:
-            wanted: dict = {}
-            for tid, index in sorted(held):
-                t = broker.replicas.topic(tid)
-                if t is not None:
-                    wanted.setdefault(t.name, []).append(index)
-            requested = [(name, indexes) for name, indexes in wanted.items()]
+        every = rg["topics"] is None
+        if every:  # the share-partitions the share coordinators keep a state of
+            requested = [(t.name, list(range(len(t.partitions)))) for t in broker.image if not t.internal]
         else:
             requested = [(t["topic_name"], t["partitions"]) for t in rg["topics"]]
+        keys = []
         for name, indexes in requested:
-            topic = broker.replicas.topic(name)
+            state = broker.image.get(name)
+            if state is not None:
+                keys += [(gid, state.topic_id, i) for i in indexes if 0 <= i < len(state.partitions)]
+        summaries = await broker.share.summaries(gid, keys)
+        for name, indexes in requested:
+            state = broker.image.get(name)
             parts = []
             for index in indexes:
                 part = {"partition_index": index, "start_offset": -1, "leader_epoch": -1, "lag": -1,
                         "error_code": 0, "error_message": None}
-                p, pcode = broker.replicas.partition_or_error(name, index)
+                if state is None or not 0 <= index < len(state.partitions):
+                    part.update(error_code=errors.UNKNOWN_TOPIC_OR_PARTITION,
+                                error_message="This server does not host this topic-partition.")
+                    parts.append(part)
+                    continue
+                pcode, summary = summaries[(gid, state.topic_id, index)]
                 if pcode:
-                    part["error_code"] = pcode
-                else:
-                    sp = held.get((p.topic.topic_id, index))
-                    if sp is not None:
-                        start = max(sp.start, p.log_start_offset)
-                        part.update(start_offset=start, leader_epoch=p.leader_epoch,
-                                    lag=sp.lag(p.high_watermark) if start == sp.start else
-                                    max(0, p.high_watermark - start))
+                    part.update(error_code=pcode, error_message="The share coordinator is not available."
+                                if pcode == errors.COORDINATOR_NOT_AVAILABLE else None)
+                elif summary["start_offset"] >= 0:
+                    start = summary["start_offset"]
+                    part.update(start_offset=start, leader_epoch=summary["leader_epoch"])
+                    p = _replica(broker, name, index)
+                    if p is not None:  # the lag, from this broker's replica of the partition
+                        if p.log_start_offset > start:
+                            start, done = p.log_start_offset, 0
+                        else:
+                            done = max(0, summary["delivery_complete_count"])
+                        part.update(start_offset=start, lag=max(0, p.high_watermark - start - done))
+                elif every:
+                    continue  # no state: not one of the group's
                 parts.append(part)
-            entry["topics"].append({"topic_name": name, "topic_id": topic.topic_id if topic else bytes(16),
-                                    "partitions": parts})
+            if parts or not every:
+                entry["topics"].append({"topic_name": name, "topic_id": state.topic_id if state else bytes(16),
+                                        "partitions": parts})
     return {"groups": groups}
 
 
@@ -155,20 +179,26 @@ async def alter_share_group_offsets(ctx, request: dict) -> dict:
     code, message = await _offsets_check(ctx, gid, "alter")
     responses = []
     for t in request["topics"]:
-        topic = broker.replicas.topic(t["topic_name"])
+        state = broker.image.get(t["topic_name"])
         parts = []
         for rp in t["partitions"]:
             pcode, pmessage = code, message
+            index = rp["partition_index"]
+            if not pcode and (state is None or not 0 <= index < len(state.partitions)):
+                pcode, pmessage = errors.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
+            if not pcode and rp["start_offset"] < 0:
+                pcode, pmessage = errors.INVALID_REQUEST, "The start offset must not be negative."
             if not pcode:
-                p, pcode = broker.replicas.partition_or_error(t["topic_name"], rp["partition_index"])
-                if not pcode and rp["start_offset"] < 0:
-                    pcode, pmessage = errors.INVALID_REQUEST, "The start offset must not be negative."
-                if not pcode and await broker.share.load(gid, p) is None:  # its state, to replace
-                    pcode, pmessage = errors.COORDINATOR_NOT_AVAILABLE, "The share coordinator is not available."
-                if not pcode:
-                    broker.share.set_start(gid, p, rp["start_offset"])
-            parts.append({"partition_index": rp["partition_index"], "error_code": pcode, "error_message": pmessage})
-        responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),
+                start = rp["start_offset"]
+                p, _ = broker.replicas.partition_or_error(t["topic_name"], index)
+                if p is not None:  # led here: within the log (elsewhere its leader moves it up to the log start)
+                    start = min(max(start, p.log_start_offset), p.high_watermark)
+                pcode = await broker.share.initialize(gid, (gid, state.topic_id, index), start)
+                if pcode:
+                    pmessage = "The share coordinator is not available." \
+                        if pcode == errors.COORDINATOR_NOT_AVAILABLE else None
+            parts.append({"partition_index": index, "error_code": pcode, "error_message": pmessage})
+        responses.append({"topic_name": t["topic_name"], "topic_id": state.topic_id if state else bytes(16),
                           "partitions": parts})
     return {"error_code": code, "error_message": message, "responses": responses}
 
@@ -180,12 +210,12 @@ async def delete_share_group_offsets(ctx, request: dict) -> dict:
     code, message = await _offsets_check(ctx, gid, "delete")
     responses = []
     for t in request["topics"]:
-        topic = broker.replicas.topic(t["topic_name"])
+        state = broker.image.get(t["topic_name"])
         tcode, tmessage = code, message
-        if not tcode and topic is None:
+        if not tcode and state is None:
             tcode, tmessage = errors.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
         if not tcode:
-            broker.share.forget_topic(gid, topic.topic_id)
-        responses.append({"topic_name": t["topic_name"], "topic_id": topic.topic_id if topic else bytes(16),
+            await broker.share.delete_states(gid, [(gid, state.topic_id, i) for i in range(len(state.partitions))])
+        responses.append({"topic_name": t["topic_name"], "topic_id": state.topic_id if state else bytes(16),
                           "error_code": tcode, "error_message": tmessage})
     return {"error_code": code, "error_message": message, "responses": responses}

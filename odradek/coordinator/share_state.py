@@ -31,7 +31,11 @@ must survive them (acknowledgements, released or expired records, a new
 start offset): directly when this broker leads the key's partition, else
 through Read/Write/DeleteShareGroupState to the broker that does
 (``odradek/apis/share_state.py``). A write from a leader epoch older than
-the last writer's is fenced (FENCED_LEADER_EPOCH).
+the last writer's is fenced (FENCED_LEADER_EPOCH), and one from a leader
+that read the state before the group coordinator initialised it again
+(InitializeShareGroupState, a new state epoch) FENCED_STATE_EPOCH. Writers
+are answered once their records are committed (:meth:`ShareCoordinator.committed`:
+the high watermark passed them), as Kafka's coordinator runtime answers.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ SNAPSHOT_KEY_TYPE = 0
 UPDATE_KEY_TYPE = 1
 LOAD_READ_BYTES = 4 * 1024 * 1024
 _I16 = struct.Struct(">h")
+_COMPLETE = (2, 4)  # Kafka's RecordState ACKNOWLEDGED and ARCHIVED
 
 
 def coordinator_key(group_id: str, topic_id: bytes, partition: int) -> str:
@@ -141,15 +146,18 @@ class ShareStateShard:
 
     # -- operations --------------------------------------------------------
     def write(self, now: int, key: tuple[str, bytes, int], leader_epoch: int, start: int,
-              batches: list[tuple[int, int, int, int]]) -> Result:
+              batches: list[tuple[int, int, int, int]], state_epoch: int = 0) -> Result:
         """A new snapshot of ``key``; FENCED_LEADER_EPOCH from a leader older
-        than the last one that wrote it."""
+        than the last one that wrote it, FENCED_STATE_EPOCH from one that read
+        the state before it was initialised again (:meth:`initialize`)."""
         old = self.states.get(key)
         if old is not None and 0 <= leader_epoch < old["leader_epoch"]:
             return Result({"error_code": errors.FENCED_LEADER_EPOCH})
+        if old is not None and state_epoch < old["state_epoch"]:
+            return Result({"error_code": errors.FENCED_STATE_EPOCH})
         value = {
             "snapshot_epoch": 0 if old is None else old["snapshot_epoch"] + 1,
-            "state_epoch": 0 if old is None else old["state_epoch"],
+            "state_epoch": state_epoch,
             "leader_epoch": leader_epoch, "start_offset": start,
             "create_timestamp": now if old is None else old["create_timestamp"], "write_timestamp": now,
             "state_batches": [{"first_offset": f, "last_offset": la, "delivery_state": s, "delivery_count": c}
@@ -158,6 +166,42 @@ class ShareStateShard:
         res = Result({"error_code": 0}, records=[(snapshot_key(*key), snapshot_value(value))])
         res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
         return res
+
+    def initialize(self, now: int, key: tuple[str, bytes, int], state_epoch: int, start: int) -> Result:
+        """InitializeShareGroupState: ``key`` starts again at ``start`` (-1:
+        where its leader's ``share.auto.offset.reset`` says) with nothing in
+        flight, in a new ``state_epoch`` (FENCED_STATE_EPOCH unless above the
+        current one), which fences the writes of a leader that read it before."""
+        old = self.states.get(key)
+        if old is not None and state_epoch <= old["state_epoch"]:
+            return Result({"error_code": errors.FENCED_STATE_EPOCH})
+        value = {
+            "snapshot_epoch": 0 if old is None else old["snapshot_epoch"] + 1,
+            "state_epoch": state_epoch, "leader_epoch": -1, "start_offset": start,
+            "create_timestamp": now if old is None else old["create_timestamp"], "write_timestamp": now,
+            "state_batches": [],
+        }
+        res = Result({"error_code": 0}, records=[(snapshot_key(*key), snapshot_value(value))])
+        res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE}
+        return res
+
+    def summary(self, key: tuple[str, bytes, int]) -> dict:
+        """ReadShareGroupStateSummary's answer for ``key``: its state epoch,
+        leader epoch, start offset (-1 when it has none) and the number of
+        offsets from the start whose delivery is complete (acknowledged or
+        archived)."""
+        v = self.states.get(key)
+        if v is None:
+            return {"state_epoch": 0, "leader_epoch": -1, "start_offset": -1, "delivery_complete_count": -1}
+        start = v["start_offset"]
+        done = sum(b["last_offset"] - max(b["first_offset"], start) + 1 for b in v["state_batches"]
+                   if b["delivery_state"] in _COMPLETE and b["last_offset"] >= start)
+        return {"state_epoch": v["state_epoch"], "leader_epoch": v["leader_epoch"], "start_offset": start,
+                "delivery_complete_count": done}
+
+    def state_epoch(self, key: tuple[str, bytes, int]) -> int:
+        v = self.states.get(key)
+        return 0 if v is None else v["state_epoch"]
 
     def delete(self, now: int, keys: list[tuple[str, bytes, int]]) -> Result:
         res = Result({"error_code": 0}, records=[(snapshot_key(*k), None) for k in keys if k in self.states])
@@ -211,7 +255,7 @@ class ShareStateShard:
 
 
 class _Hosted:
-    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task")
+    __slots__ = ("index", "partition", "shard", "runner", "loading", "load_task", "last_written")
 
     def __init__(self, index: int, partition, shard: ShareStateShard):
         self.index = index
@@ -220,6 +264,7 @@ class _Hosted:
         self.runner: ShardRunner | None = None
         self.loading = True
         self.load_task: asyncio.Task | None = None
+        self.last_written = -1  # offset of the last record this shard appended
 
 
 class ShareCoordinator:
@@ -230,6 +275,7 @@ class ShareCoordinator:
         cfg = broker.config
         self.num_partitions = cfg.get_int("share.coordinator.state.topic.num.partitions", 50)
         self.replication_factor = cfg.get_int("share.coordinator.state.topic.replication.factor", 3)
+        self.write_timeout_ms = cfg.get_int("share.coordinator.write.timeout.ms", 5000)
         self.hosted: dict[int, _Hosted] = {}
         self._create_task: asyncio.Task | None = None
         self._stopped = False
@@ -286,6 +332,24 @@ class ShareCoordinator:
         res = op(now, *args)
         h.runner.apply(res, now)
         return res
+
+    async def committed(self, shard: ShareStateShard) -> int:
+        """0 once what ``shard`` has appended is committed (the high watermark
+        of its partition passed it, as Kafka answers its coordinators'
+        writes); NOT_COORDINATOR if leadership is lost first,
+        REQUEST_TIMED_OUT after ``share.coordinator.write.timeout.ms``."""
+        h = self.hosted.get(shard.index)
+        if h is None or h.shard is not shard:
+            return errors.NOT_COORDINATOR
+        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
+        if fut is None:
+            return 0
+        try:
+            code = await asyncio.wait_for(asyncio.shield(fut), self.write_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            h.partition.discard_ack(fut)
+            return errors.REQUEST_TIMED_OUT
+        return errors.NOT_COORDINATOR if code else 0
 
     # -- the topic and its partitions --------------------------------------
     async def ensure_topic(self) -> bool:
@@ -390,7 +454,8 @@ class ShareCoordinator:
         p, code = self.broker.replicas.partition_or_error(STATE_TOPIC, h.index)
         if code or p is not h.partition:
             raise RuntimeError(f"{STATE_TOPIC}-{h.index}: error {code}")
-        p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
+        h.last_written = info.last_offset
 
 
 __all__ = ["ShareCoordinator", "ShareStateShard", "STATE_TOPIC", "partition_for", "coordinator_key"]

@@ -502,6 +502,8 @@ RULES: dict[str, Callable] = {
     "ReadShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
     "WriteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
     "DeleteShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "InitializeShareGroupState": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
+    "ReadShareGroupStateSummary": Whole(cluster(Op.CLUSTER_ACTION), lambda r, code: {"results": []}),
     "ListGroups": list_groups,
     "DescribeTopicPartitions": describe_topic_partitions,
     "DeleteGroups": Items("groups_names", "results", group_check(Op.DELETE),

@@ -106,6 +106,11 @@ class SharePartition:
     def in_flight(self) -> int:
         return self.end - self.start
 
+    def completed(self) -> int:
+        """Offsets from the start whose delivery is complete (acknowledged or
+        archived): Kafka's delivery complete count."""
+        return sum(1 for r in self._records.values() if r.state in (ACKNOWLEDGED, ARCHIVED))
+
     def lag(self, high_watermark: int) -> int:
         """Records below ``high_watermark`` not yet acknowledged or archived."""
         done = sum(1 for off in range(self.start, min(self.end, high_watermark))

@@ -36,10 +36,6 @@ EXCLUDED = {
                                   "as Kafka does) and which holds the group's own KIP-848 records; it wants "
                                   "__consumer_offsets only on franz-go's fake broker (kfake.is_internal); "
                                   "regex subscriptions are covered by TestConsumeRegex and the groups tests",
-    "TestShareGroupOffsetsAdmin": "on several brokers DescribeShareGroupOffsets answers only for the "
-                                  "share-partitions led by the group coordinator's broker (the others "
-                                  "NOT_LEADER_OR_FOLLOWER: ReadShareGroupStateSummary is not served, see "
-                                  "docs/share-groups.md); it passes on one broker (test_franz_go.py)",
 }
 # The tests that use a broker; each must pass.
 MUST_PASS = [
@@ -50,7 +46,7 @@ MUST_PASS = [
     "TestIssue523", "TestIssue648", "TestIssue769", "TestIssue810", "TestIssue831", "TestIssue865",
     "TestIssueFetchLargerThanBrokerMaxReadBytes", "TestIssueProduceSyncManualPartitionNegativeDoesNotPanic",
     "TestPauseIssue489", "TestPauseIssueOct2023", "TestPing", "TestPooling", "TestUnknownGroupOffsetFetchPinned",
-    "TestTxnEtl",
+    "TestTxnEtl", "TestShareGroupOffsetsAdmin",
 ]
 # What franz-go skips by itself here, and why.
 SKIPPED_BY_KGO = {

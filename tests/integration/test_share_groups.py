@@ -273,6 +273,64 @@ def test_a_member_leaving_the_group_releases_its_records_and_deleting_the_group_
         b.close()
 
 
+def test_a_fetch_starting_share_partitions_answers_with_the_first_that_has_records(broker):
+    """As Kafka's ShareFetch answers once the first share-partition it starts
+    has initialised: of two partitions with records, the session's first
+    fetch reads one, the next fetch the other (librdkafka's tests count on
+    it)."""
+    create_topic(broker, "sg-two", 2)
+    tid = topic_id(broker, "sg-two")
+    produce(broker, "sg-two", 10, partitions=2)
+    rc = RawClient(broker.bootstrap)
+
+    def fetch(epoch):
+        r = rc.request("ShareFetch", 1, {
+            "group_id": "sg-two-g", "member_id": "m", "share_session_epoch": epoch, "max_wait_ms": 500,
+            "min_bytes": 1, "max_bytes": 1 << 20, "max_records": 500, "batch_size": 500,
+            "topics": [{"topic_id": tid, "partitions": [{"partition_index": i, "acknowledgement_batches": []}
+                                                         for i in (0, 1)]}] if epoch == 0 else [],
+            "forgotten_topics_data": []})
+        return {q["partition_index"]: sum(a["last_offset"] - a["first_offset"] + 1 for a in q["acquired_records"])
+                for t in r["responses"] for q in t["partitions"] if q["acquired_records"]}
+    try:
+        assert _alter(rc, "sg-two-g", ("share.auto.offset.reset", 0, "earliest"))["error_code"] == 0
+        rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-two-g", "member_id": "m", "member_epoch": 0,
+                                              "subscribed_topic_names": ["sg-two"]})
+        first = fetch(0)
+        assert len(first) == 1 and list(first.values()) == [5], first
+        second = fetch(1)
+        assert second == {1 - next(iter(first)): 5}, second
+    finally:
+        rc.close()
+
+
+def test_the_last_acknowledgements_of_a_closing_member_are_answered_after_its_leave(broker):
+    """A closing consumer (librdkafka) sends its leave to the group coordinator
+    and its last acknowledgements to the leader at once, on two connections:
+    the leave arriving first does not make them INVALID_RECORD_STATE."""
+    create_topic(broker, "sg-close", 1)
+    tid = topic_id(broker, "sg-close")
+    produce(broker, "sg-close", 4, partitions=1)
+    a, b = RawClient(broker.bootstrap), RawClient(broker.bootstrap)
+    try:
+        assert _alter(a, "sg-close-g", ("share.auto.offset.reset", 0, "earliest"))["error_code"] == 0
+        a.request("ShareGroupHeartbeat", 1, {"group_id": "sg-close-g", "member_id": "ma", "member_epoch": 0,
+                                             "subscribed_topic_names": ["sg-close"]})
+        assert _acquired(_fetch(a, "ma", 0, tid, group="sg-close-g", wait=1000)) == [(0, 3, 1)]
+        b.request("ShareGroupHeartbeat", 1, {"group_id": "sg-close-g", "member_id": "ma", "member_epoch": -1})
+        ack = a.request("ShareAcknowledge", 1, {
+            "group_id": "sg-close-g", "member_id": "ma", "share_session_epoch": -1, "topics": [
+                {"topic_id": tid, "partitions": [{"partition_index": 0, "acknowledgement_batches": [
+                    {"first_offset": 0, "last_offset": 3, "acknowledge_types": [1]}]}]}]})
+        assert ack["error_code"] == 0 and ack["responses"][0]["partitions"][0]["error_code"] == 0, ack
+        b.request("ShareGroupHeartbeat", 1, {"group_id": "sg-close-g", "member_id": "mb", "member_epoch": 0,
+                                             "subscribed_topic_names": ["sg-close"]})
+        assert _acquired(_fetch(b, "mb", 0, tid, group="sg-close-g", wait=700)) == []  # all accepted
+    finally:
+        a.close()
+        b.close()
+
+
 def test_share_group_offsets_describe_alter_delete(broker):
     create_topic(broker, "sg-off", 1)
     tid = topic_id(broker, "sg-off")

@@ -4,6 +4,7 @@ leadership comes back, and what members leaving and the offsets APIs do."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from odradek.coordinator.config import ShareGroupConfig
@@ -73,12 +74,16 @@ def test_members_leaving_and_offsets():
     sp.acquire("a", [(10, 14)], 0)
     m.member_left("g", "a")
     assert sp.acquired_by("a") == [] and p.notified == 1
-    m.set_start("g", p, 0)  # clamped to the log
-    assert m.get("g", p).start == 2
-    m.set_start("g", p, 99)
-    assert m.get("g", p).start == 15
-    m.forget_topic("g", FakeTopic.topic_id)
-    assert m.stored("g") == {}
+    key = ("g", FakeTopic.topic_id, 0)
+
+    async def offsets():
+        assert await m.initialize("g", key, 4) == 0
+        assert m.get("g", p).start == 4
+        assert (await m.summaries("g", [key]))[key] == (0, {"state_epoch": 0, "leader_epoch": -1,
+                                                           "start_offset": 4, "delivery_complete_count": 0})
+        await m.delete_states("g", [key])
+        assert m.find("g", p) is None
+    asyncio.run(offsets())
     m.get("g", p)
     m.member_left("g", None)  # the group was deleted
     assert m.states == {}

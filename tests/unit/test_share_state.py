@@ -60,3 +60,21 @@ def test_kafka_update_records_are_applied_over_the_snapshot():
 def test_keys_hash_as_kafka_names_them():
     assert ss.coordinator_key("g", bytes(16), 0) == "g:AAAAAAAAAAAAAAAAAAAAAA:0"
     assert 0 <= ss.partition_for("g", bytes(16), 0, 50) < 50
+
+
+def test_initialize_fences_the_leaders_that_read_before_and_summary():
+    from odradek.protocol import errors
+
+    shard, runner, log = run()
+    assert shard.summary(KEY)["start_offset"] == -1
+    runner.apply(shard.write(0, KEY, 1, 10, [(10, 12, 2, 1), (13, 13, 4, 5), (14, 19, 0, 1)]), 0)
+    assert shard.summary(KEY) == {"state_epoch": 0, "leader_epoch": 1, "start_offset": 10,
+                                  "delivery_complete_count": 4}
+    assert shard.initialize(0, KEY, 0, 3).response["error_code"] == errors.FENCED_STATE_EPOCH
+    runner.apply(shard.initialize(0, KEY, 1, 3), 0)
+    assert shard.summary(KEY) == {"state_epoch": 1, "leader_epoch": -1, "start_offset": 3,
+                                  "delivery_complete_count": 0}
+    assert shard.write(0, KEY, 1, 10, [], 0).response["error_code"] == errors.FENCED_STATE_EPOCH
+    runner.apply(shard.write(0, KEY, 1, 5, [], 1), 0)
+    assert shard.read(KEY) == (5, []) and shard.state_epoch(KEY) == 1
+    assert replayed(log).states == shard.states
