@@ -486,8 +486,7 @@ class StateClient:
     def __init__(self, owner: SharePartitions, timeout_s: float = 10.0):
         self.owner = owner
         self.timeout = timeout_s
-        self.peers: dict[int, object] = {}
-        self.locks: dict[int, asyncio.Lock] = {}
+        self._clients = None  # odradek.replica.peer.PeerClients, made at the first request
 
     async def read(self, node: int, key, leader_epoch: int):
         """(error, (start, batches) or None, state epoch)."""
@@ -562,33 +561,12 @@ class StateClient:
             log.info("DeleteShareGroupState to broker %d failed (%s)", node, e)
 
     async def call(self, node: int, api: str, version: int, body: dict) -> dict:
-        lock = self.locks.setdefault(node, asyncio.Lock())
-        async with lock:
-            try:
-                conn = await self._peer(node)
-                return await conn.request(api, version, body, self.timeout)
-            except BaseException:
-                self.peers.pop(node, None)
-                raise
+        if self._clients is None:
+            from odradek.replica.peer import PeerClients
 
-    async def _peer(self, node: int):
-        from odradek.replica.peer import PeerConnection
-
-        conn = self.peers.get(node)
-        if conn is not None and conn.connected:
-            return conn
-        broker = self.owner.coordinator.broker
-        info = broker.image.brokers.get(node)
-        endpoint = info.endpoint(getattr(broker, "inter_broker_listener", None)) if info else None
-        if endpoint is None:
-            raise ConnectionError(f"broker {node} has no endpoint")
-        conn = PeerConnection(endpoint[0], endpoint[1], f"odradek-share-state-{broker.config.node_id}",
-                              security=getattr(broker, "inter_broker_security", None))
-        await conn.connect(self.timeout)
-        self.peers[node] = conn
-        return conn
+            self._clients = PeerClients(self.owner.coordinator.broker, "odradek-share-state", self.timeout)
+        return await self._clients.call(node, api, version, body)
 
     def close(self) -> None:
-        for conn in self.peers.values():
-            conn.close()
-        self.peers.clear()
+        if self._clients is not None:
+            self._clients.close()
