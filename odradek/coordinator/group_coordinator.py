@@ -502,13 +502,8 @@ class GroupCoordinator:
         h = self.hosted.get(shard.partition)
         if h is None or h.shard is not shard:
             return errors.NOT_COORDINATOR
-        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
-        if fut is None:
-            return 0
-        try:
-            code = await asyncio.wait_for(asyncio.shield(fut), self.config.commit_timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            h.partition.discard_ack(fut)
+        code = await h.partition.wait_replicated(h.last_written, self.config.commit_timeout_ms / 1000)
+        if code is None:
             return errors.COORDINATOR_NOT_AVAILABLE
         return errors.NOT_COORDINATOR if code else 0
 

@@ -341,6 +341,23 @@ class Partition:
     def discard_ack(self, fut: asyncio.Future) -> None:
         self._acks = [(o, f) for o, f in self._acks if f is not fut]
 
+    async def wait_replicated(self, offset: int, timeout_s: float | None = None) -> int | None:
+        """As leader: 0 once the high watermark passes ``offset`` (at once if
+        it has, or if ``offset`` is negative: nothing was written), the error
+        code if leadership is lost first, None if ``timeout_s`` passes first
+        (the wait is then taken off the partition). What a coordinator awaits
+        before answering from what it wrote."""
+        fut = self.replicated(offset) if offset >= 0 else None
+        if fut is None:
+            return 0
+        if timeout_s is None:
+            return await asyncio.shield(fut)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout_s)
+        except asyncio.TimeoutError:
+            self.discard_ack(fut)
+            return None
+
     # -- reads ------------------------------------------------------------------
     def read_for_consumer(self, offset: int, max_bytes: int, min_one: bool = True) -> ReadResult:
         """Batches from ``offset`` below the high watermark. Raises OffsetOutOfRange."""

@@ -337,10 +337,7 @@ class TransactionCoordinator:
     async def committed(self, h: Hosted) -> int:
         """0 once everything ``h`` appended is committed (below the high
         watermark); NOT_COORDINATOR if leadership is lost first."""
-        fut = h.partition.replicated(h.last_written) if h.last_written >= 0 else None
-        if fut is None:
-            return 0
-        code = await asyncio.shield(fut)
+        code = await h.partition.wait_replicated(h.last_written)
         return errors.NOT_COORDINATOR if code else 0
 
     def _after(self, h: Hosted) -> None:
