@@ -7,6 +7,16 @@ from dataclasses import dataclass
 from odradek.coordinator.assignors import ASSIGNORS, DEFAULT_ASSIGNORS
 
 
+def group_setting(group_configs, group_id: str, name: str, default: int) -> int:
+    """A group's own config ``name`` (set on its GROUP resource; ``group_configs``
+    an ``odradek.metadata.group_configs.GroupConfigCache`` or None), else
+    ``default``, the broker's."""
+    if group_configs is None:
+        return default
+    value = group_configs.of(group_id).get(name)
+    return int(value) if value is not None else default
+
+
 @dataclass
 class GroupConfig:
     """Settings of classic groups and committed offsets."""

@@ -65,7 +65,7 @@ from typing import Callable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.assignors import ASSIGNORS, MemberSpec
-from odradek.coordinator.config import ConsumerGroupConfig
+from odradek.coordinator.config import ConsumerGroupConfig, group_setting
 from odradek.coordinator.records import (
     CG_CURRENT_ASSIGNMENT,
     CG_MEMBER_METADATA,
@@ -319,11 +319,7 @@ class ConsumerGroups:
         groups.register(self)
 
     def _setting(self, group_id: str, name: str, default: int) -> int:
-        """A group config (consumer.session.timeout.ms, consumer.heartbeat.interval.ms) over the broker's."""
-        if self.group_configs is None:
-            return default
-        value = self.group_configs.of(group_id).get(name)
-        return int(value) if value is not None else default
+        return group_setting(self.group_configs, group_id, name, default)
 
     def session_timeout_ms(self, group_id: str) -> int:
         return self._setting(group_id, "consumer.session.timeout.ms", self.config.session_timeout_ms)

@@ -84,6 +84,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from odradek.coordinator import records as rec
+from odradek.coordinator.config import group_setting
 from odradek.coordinator.consumer_groups import DictTopics
 from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, EMPTY, GroupManager
 from odradek.coordinator.records import (
@@ -591,10 +592,7 @@ class StreamsGroups:
         return self.gm.groups
 
     def _setting(self, group_id: str, name: str, default: int) -> int:
-        if self.group_configs is None:
-            return default
-        value = self.group_configs.of(group_id).get(name)
-        return int(value) if value is not None else default
+        return group_setting(self.group_configs, group_id, name, default)
 
     def session_timeout_ms(self, group_id: str) -> int:
         return self._setting(group_id, "streams.session.timeout.ms", self.config.session_timeout_ms)
