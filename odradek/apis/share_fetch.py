@@ -139,11 +139,10 @@ def _deliverable(batches, aborted) -> list[tuple[int, int, bool]]:
     return out
 
 
-def _acquire(broker, group_id: str, member_id: str, p, entry: dict, limit: int, records_left: int,
+def _acquire(broker, group_id: str, member_id: str, p, sp, entry: dict, limit: int, records_left: int,
              first: bool, strict: bool) -> tuple[int, int]:
-    """Acquire what is available of ``p`` into ``entry``: (bytes, records)."""
+    """Acquire what is available of ``p`` (share-partition ``sp``) into ``entry``: (bytes, records)."""
     share = broker.share
-    sp = share.get(group_id, p)
     now = now_ms()
     if sp.expire(now):
         p.notify()
@@ -258,7 +257,12 @@ async def share_fetch(ctx, request: dict) -> dict:
                 continue
             if key in starting and started_read:  # as Kafka's: the first one starting with records answers
                 continue
-            size, n = _acquire(broker, group_id, member_id, p, entry, request["max_bytes"] - total,
+            # Through load(), never a bare get(): a share-partition that starts here
+            # meanwhile (a new leader epoch during a long poll) reads its state first.
+            sp = await share.load(group_id, p)
+            if sp is None:
+                continue  # its share coordinator is not available (yet): nothing to read
+            size, n = _acquire(broker, group_id, member_id, p, sp, entry, request["max_bytes"] - total,
                                max_records - records, total == 0, strict)
             started_read = started_read or (key in starting and n > 0)
             total += size

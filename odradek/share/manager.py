@@ -109,7 +109,9 @@ class SharePartitions:
         return p.high_watermark
 
     def get(self, group_id: str, p) -> SharePartition:
-        """The share-partition of ``group_id`` over partition ``p`` (led here)."""
+        """The share-partition of ``group_id`` over partition ``p`` (led here).
+        One that is new, or led here again, starts afresh without its stored
+        state: requests go through :meth:`load`, which reads it first."""
         key = (group_id, p.topic.topic_id, p.index)
         entry = self.states.get(key)
         if entry is None or entry[1] is not p or self._epochs.get(key) != p.leader_epoch:

@@ -453,3 +453,45 @@ def test_acknowledged_records_stay_acknowledged_across_kill_minus_nine(broker_pr
         assert d["groups"][0]["topics"][0]["partitions"][0]["start_offset"] == 5
     finally:
         rc.close()
+
+
+def test_a_share_partition_restarted_during_a_long_poll_reads_its_state_first(broker):
+    """A new leader epoch while a ShareFetch waits (a restart's re-election,
+    a leader moving back): the share-partition starts again here, and what
+    it acquires comes after what was acknowledged, read from its stored
+    state, never from share.auto.offset.reset."""
+    import threading
+
+    from odradek.metadata.topics import PartitionState
+
+    create_topic(broker, "sg-epoch", 1)
+    tid = topic_id(broker, "sg-epoch")
+    rc = RawClient(broker.bootstrap)
+    try:
+        assert _alter(rc, "sg-epoch-g", ("share.auto.offset.reset", 0, "earliest"))["error_code"] == 0
+        hb = rc.request("ShareGroupHeartbeat", 1, {"group_id": "sg-epoch-g", "member_id": "m1", "member_epoch": 0,
+                                                   "subscribed_topic_names": ["sg-epoch"]})
+        assert hb["error_code"] == 0
+        produce(broker, "sg-epoch", 4, partitions=1)
+        got = _fetch(rc, "m1", 0, tid, group="sg-epoch-g", wait=2000)
+        assert _acquired(got) == [(0, 3, 1)]
+        acked = _fetch(rc, "m1", 1, tid, group="sg-epoch-g",
+                       acks=[{"first_offset": 0, "last_offset": 3, "acknowledge_types": [1]}])
+        assert acked["responses"][0]["partitions"][0]["acknowledge_error_code"] == 0
+        polled = {}
+        poll = threading.Thread(target=lambda: polled.update(r=_fetch(rc, "m1", 2, group="sg-epoch-g", wait=5000)))
+        poll.start()
+        time.sleep(0.5)  # the fetch waits: nothing to acquire
+
+        async def new_epoch():
+            p, _ = broker.core.replicas.partition_or_error("sg-epoch", 0)
+            me = broker.core.config.node_id
+            p.apply_state(PartitionState(leader=me, leader_epoch=p.leader_epoch + 1, replicas=[me], isr=[me]),
+                          int(time.time() * 1000))
+
+        broker.call(new_epoch)
+        produce(broker, "sg-epoch", 1, start=4, partitions=1)
+        poll.join(10)
+        assert _acquired(polled["r"]) == [(4, 4, 1)]
+    finally:
+        rc.close()
