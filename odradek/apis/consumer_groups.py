@@ -26,23 +26,18 @@ default).
 
 from __future__ import annotations
 
-from odradek.apis.groups import _client_host, _coordinator, _shard
+from odradek.apis.groups import _client_host, _coordinator, _heartbeat_unavailable, _shard
 from odradek.protocol import errors
 from odradek.security.authorizer import Operation as Op, ResourceType
 from odradek.security.checks import allowed, authorized_operations
 from odradek.server.registry import handles
 
 
-def _unavailable(code: int = errors.COORDINATOR_NOT_AVAILABLE) -> dict:
-    return {"error_code": code, "error_message": None, "member_id": None,
-            "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
-
-
 @handles("ConsumerGroupHeartbeat", 0, 1)
 async def consumer_group_heartbeat(ctx, request: dict) -> dict:
     gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
     if code:
-        return _unavailable(code)
+        return _heartbeat_unavailable(code)
     res = gc.execute(
         shard, shard.consumer_group_heartbeat,
         group_id=request["group_id"],

@@ -54,6 +54,13 @@ from odradek.server.registry import handles
 GROUP_KEY, TRANSACTION_KEY = 0, 1
 
 
+def _heartbeat_unavailable(code: int) -> dict:
+    """A ConsumerGroupHeartbeat or ShareGroupHeartbeat answer with only an error
+    (no coordinator here, loading, not available)."""
+    return {"error_code": code, "error_message": None, "member_id": None,
+            "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
+
+
 def _client_host(ctx) -> str:
     peer = getattr(ctx.connection, "peer", None)
     if isinstance(peer, tuple) and peer:

@@ -50,23 +50,18 @@ lists those with a state; rack-aware assignment.
 
 from __future__ import annotations
 
-from odradek.apis.groups import _client_host, _coordinator, _shard
+from odradek.apis.groups import _client_host, _coordinator, _heartbeat_unavailable, _shard
 from odradek.protocol import errors
 from odradek.security.authorizer import ResourceType
 from odradek.security.checks import authorized_operations
 from odradek.server.registry import handles
 
 
-def _unavailable(code: int) -> dict:
-    return {"error_code": code, "error_message": None, "member_id": None,
-            "member_epoch": 0, "heartbeat_interval_ms": 0, "assignment": None}
-
-
 @handles("ShareGroupHeartbeat", 1, 1)
 async def share_group_heartbeat(ctx, request: dict) -> dict:
     gc, shard, code = await _shard(ctx, request["group_id"], create=request["member_epoch"] == 0)
     if code:
-        return _unavailable(code)
+        return _heartbeat_unavailable(code)
     res = gc.execute(
         shard, shard.share_group_heartbeat,
         group_id=request["group_id"],
