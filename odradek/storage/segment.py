@@ -54,6 +54,7 @@ import sys
 import threading
 from array import array
 from collections import OrderedDict
+from itertools import islice
 
 from odradek.protocol.batch import (
     HEADER_SIZE,
@@ -123,7 +124,7 @@ class OpenLogFiles:
             return 0
         candidates = []
         with self._lock:
-            for seg in list(self._open)[:2 * excess + 64]:
+            for seg in list(islice(self._open, 2 * excess + 64)):  # the oldest only, not a copy of all
                 if seg.recent:
                     seg.recent = False
                     self._open.move_to_end(seg)
