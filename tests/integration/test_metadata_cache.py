@@ -145,7 +145,9 @@ def test_kept_entries_follow_leaders_and_brokers_in_a_cluster(etcd, tmp_path):
         wait_until(lambda: len(first.core.image.brokers) == 3, what="3 registrations")
         admin = AdminClient({"bootstrap.servers": first.bootstrap})
         admin.create_topics([NewTopic("led", 6, 3)])["led"].result(30)
-        wait_until(lambda: "led" in first.core.image, what="topic")
+        wait_until(lambda: "led" in first.core.image and all(
+            p.leader > 0 and sorted(p.isr) == sorted(p.replicas) for p in first.core.image.get("led").partitions),
+            what="the topic, led, its replicas in sync")
         before = answers(first, first.bootstrap, ["led"], versions=(1, 4, 9, 12, 13))
         on3 = [p["partition_index"] for p in topic(before[(12, 0)], "led")["partitions"] if p["leader_id"] == 3]
         assert on3
