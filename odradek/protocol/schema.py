@@ -18,8 +18,8 @@ field. Encoding takes missing keys as their defaults, so handlers only set what
 they know. Unknown tagged fields are kept under ``"_tags"`` ({tag: bytes}) and
 written back when the same dict is encoded. Values: ints, bools, floats, str,
 bytes, uuid as 16 raw bytes, ``records`` as bytes (decode) or bytes-like /
-list of bytes-like chunks (encode). An element of an array of structs may be
-given already encoded (``Encoded``, from ``MessageCodec.encode_element``).
+list of bytes-like chunks (encode). An element of a top-level array of
+structs may be given already encoded (``Encoded``, from ``MessageCodec.encode_element``).
 
 Decoding hostile input raises DecodeError, never anything else, and never
 allocates more than the input's size.
@@ -228,6 +228,7 @@ class _Gen:
         self.helpers: dict[str, object] = {}
         self.names: dict[tuple[str, int], str] = {}
         self.n = 0
+        self.depth = 0  # 1: the function encoding the message's own fields
 
     def sub(self) -> "_Gen":
         """A generator for another function of the same codec (shared helpers and names)."""
@@ -235,6 +236,7 @@ class _Gen:
         g.helpers = self.helpers
         g.names = self.names
         g.n = self.n + 1000
+        g.depth = self.depth + 1
         return g
 
     def name_for(self, kind: str, obj, label: str) -> str:
@@ -504,9 +506,14 @@ class _Gen:
             L.append(f"{ind}    for {e} in {v}:")
             if "fields" in f:
                 fn = self.struct_encoder(f)
-                # An element given already encoded (``Encoded``) is copied in as is.
-                L.append(f"{ind}        if type({e}) is Encoded: out += {e}.raw")
-                L.append(f"{ind}        else: {fn}({e}, out)")
+                if self.depth == 1:
+                    # An element of a top-level array given already encoded
+                    # (``Encoded``) is copied in as is; nested arrays, often
+                    # long (partitions), are spared the test.
+                    L.append(f"{ind}        if type({e}) is Encoded: out += {e}.raw")
+                    L.append(f"{ind}        else: {fn}({e}, out)")
+                else:
+                    L.append(f"{ind}        {fn}({e}, out)")
             else:
                 self.encode_value({"name": f["name"]}, inner, e, ind + "        ")
         elif "fields" in f:
@@ -586,7 +593,7 @@ def write_tags(out: bytearray, tags: list, unknown: dict | None) -> None:
 
 
 class Encoded:
-    """An element of an array of structs, given already encoded for one codec
+    """An element of a top-level array of structs, given already encoded for one codec
     (the same message and version) and written as those bytes: a handler
     caches the bytes of an element that seldom changes (a Metadata topic)
     instead of building and encoding it again. ``fields`` are what readers
@@ -675,16 +682,17 @@ class MessageCodec:
         self._gen, self._root, self._elements = gen, root, {}
 
     def encode_element(self, path: tuple[str, ...], element: dict) -> bytes:
-        """``element`` encoded as one element of the array of structs at
-        ``path`` (snake-case field names from the top, e.g. ``("topics",)``):
+        """``element`` encoded as one element of the top-level array of
+        structs at ``path`` (its snake-case field name, e.g. ``("topics",)``):
         the bytes of an ``Encoded`` for a message of this codec."""
         fn = self._elements.get(path)
         if fn is None:
-            f = self._root
-            for key in path:
-                f = next(c for c in self._gen.fields_in_version(f["fields"]) if snake(c["name"]) == key)
-            if not f["type"].startswith("[]") or "fields" not in f:
-                raise TypeError(f"{self.name} v{self.version}: {'.'.join(path)} is not an array of structs")
+            f = None
+            if len(path) == 1:
+                f = next((c for c in self._gen.fields_in_version(self._root["fields"])
+                          if snake(c["name"]) == path[0] and "tag" not in c), None)
+            if f is None or not f["type"].startswith("[]") or "fields" not in f:
+                raise TypeError(f"{self.name} v{self.version}: {'.'.join(path)} is not a top-level array of structs")
             fn = self._elements[path] = self._gen.helpers[self._gen.struct_encoder(f)]
         out = bytearray()
         fn(element, out)
