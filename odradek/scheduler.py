@@ -56,7 +56,7 @@ class Housekeeping:
         now = now_ms()
         for p in self.replicas.all_partitions():
             if "delete" in p.log.config.cleanup_policy:
-                deleted += p.log.apply_retention(now)
+                deleted += p.apply_retention(now)
         return deleted
 
     async def flush_due_by_time(self) -> None:

@@ -3,8 +3,10 @@
 Long poll: when fewer than ``min_bytes`` are available the request waits up
 to ``max_wait_ms`` and is woken at once by an append to any partition it
 reads (in an incremental session: any partition of the session), after which
-the partitions are read again; at the timeout, nothing having been appended,
-the first reading is answered. A partition answered with an error (an offset
+the partitions that changed are read again (those that notified the wait, and
+any after them whose limits moved with the bytes before them; the others keep
+their reading, which is what a full pass would give); at the timeout, nothing
+having been appended, the last reading is answered. A partition answered with an error (an offset
 out of range, a leader elsewhere) or a diverging epoch ends the wait at once,
 as in Kafka. Limits:
 ``partition_max_bytes`` per partition and ``max_bytes`` per response, except
@@ -110,49 +112,77 @@ def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_
 
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
-                    skip_unchanged: bool = False, replica: bool = False,
-                    committed: bool = False) -> tuple[list, int, list, list]:
-    """One pass over ``parts``: ([(part, response partition)], bytes, partitions read,
-    [(partition, bytes) with records]).
+                    skip_unchanged: bool = False, replica: bool = False, committed: bool = False,
+                    last: list | None = None, changed: set | None = None) -> tuple[list, list, int, list]:
+    """One pass over ``parts``: (readings, [(part, response partition)], bytes,
+    partitions read). A reading, per partition in order: (the partition, or
+    None for an error; its response partition, or None when it is not sent;
+    the bytes of its records; the bytes of records before it in the pass, or
+    None when its reading does not depend on them: nothing to read, an error).
     With ``skip_unchanged`` (an incremental session), a partition with nothing
     to read whose high watermark and log start offset are those it was last
     sent gets no response partition: it would not be sent. A ``replica``
-    (follower) reads up to the log end."""
+    (follower) reads up to the log end.
+
+    A pass after a wait gives ``last``, the previous pass, and ``changed``, the
+    partitions that woke the fetch or changed since (``Partition.notify``): a
+    partition not among them, read last time with the same bytes before it
+    (or with nothing to read), would read the same again (what it reads
+    changes only with a notification; its limit and KIP-74's "first with
+    data" only with the bytes before it), so its reading is kept; any other
+    is read again. The answer is the one a full pass would give."""
     total = 0
-    touched = []
-    sent = []
+    out = []
     entries = []
+    touched = []
     lookup = broker.replicas.partition_or_error
-    for fp in parts:
+    for i, fp in enumerate(parts):
+        if last is not None:
+            was = last[i]
+            if (was[3] is None or was[3] == total) and was[0] is not None and was[0] not in changed:
+                out.append(was)
+                touched.append(was[0])
+                if was[1] is not None:
+                    entries.append((fp, was[1]))
+                total += was[2]
+                continue
         index = fp.index
         p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, index,
                          current_leader_epoch=fp.leader_epoch)
         if code:
-            entries.append((fp, _partition_error(index, code)))
+            entry = _partition_error(index, code)
+            out.append((None, entry, 0, None))
+            entries.append((fp, entry))
             continue
+        touched.append(p)
         hw = p.high_watermark
         log_start = p.log_start_offset
-        touched.append(p)
         offset = fp.fetch_offset
         if replica:
             diverging = diverging_epoch(p, fp)
             if diverging is not None:
-                entries.append((fp, {"partition_index": index, "error_code": 0, "high_watermark": hw,
-                                     "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
-                                     "diverging_epoch": {"epoch": diverging[0], "end_offset": diverging[1]},
-                                     "aborted_transactions": None, "records": b""}))
+                entry = {"partition_index": index, "error_code": 0, "high_watermark": hw,
+                         "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
+                         "diverging_epoch": {"epoch": diverging[0], "end_offset": diverging[1]},
+                         "aborted_transactions": None, "records": b""}
+                out.append((p, entry, 0, None))
+                entries.append((fp, entry))
                 continue
             hw = p.log_end_offset  # what a follower may read
         if skip_unchanged and hw == fp.high_watermark and log_start == fp.log_start_offset \
                 and log_start <= offset and hw <= offset <= p.log_end_offset:
+            out.append((p, None, 0, None))
             continue
         entry = {"partition_index": index, "error_code": 0, "high_watermark": p.high_watermark,
                  "last_stable_offset": p.last_stable_offset, "log_start_offset": log_start,
                  "aborted_transactions": None, "records": b""}
         limit = min(fp.max_bytes, max_bytes - total)
+        size, before = 0, None
         if committed:
             entry["aborted_transactions"] = []
             hw = entry["last_stable_offset"]  # what a read_committed consumer may read
+        if offset < hw:
+            before = total  # what it may read depends on what is before it
         if offset < hw and (limit > 0 or total == 0):
             try:
                 # Only the first partition with data may exceed its limit.
@@ -169,12 +199,13 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
             else:
                 if result.size:
                     entry["records"] = result.chunks
-                    total += result.size
-                    sent.append((p, result.size))
+                    size = result.size
         elif offset > p.log_end_offset or offset < log_start:
             entry["error_code"] = errors.OFFSET_OUT_OF_RANGE
+        out.append((p, entry, size, before))
         entries.append((fp, entry))
-    return entries, total, touched, sent
+        total += size
+    return out, entries, total, touched
 
 
 def by_topic(entries: list, uses_topic_ids: bool) -> list[dict]:
@@ -213,9 +244,13 @@ async def fetch(ctx, request: dict) -> dict:
     incremental = context.kind == "incremental"
     if privileged:
         follower_fetched(broker, parts, replica_id, uses_topic_ids)
+    committed = request["isolation_level"] == 1 and not privileged
+    reads, changed = None, None
     while True:
-        entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                        privileged, request["isolation_level"] == 1 and not privileged)
+        # After a wait, only the partitions that changed (and those after a
+        # change in the bytes before them) are read again: read_partitions.
+        reads, entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
+                                                         privileged, committed, reads, changed)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
@@ -228,8 +263,9 @@ async def fetch(ctx, request: dict) -> dict:
         except asyncio.TimeoutError:
             break  # nothing was appended: the last pass stands
         finally:
-            for p in touched:
-                p.discard_waiter(fut)
+            # A partition's notification takes the future: those that no longer hold it changed.
+            changed = {p for p in touched if not p.discard_waiter(fut)}
+    sent = [(r[0], r[2]) for r in reads if r[2]]
     if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
         # As in Kafka, partitions of unknown topic ids come after the others.
         entries = sorted(entries, key=lambda x: x[1]["error_code"] == errors.UNKNOWN_TOPIC_ID)

@@ -21,6 +21,14 @@ without ACLs); a refused topic keeps the "not requested" value, and the
 cluster's field is 0 without DESCRIBE on it, as in Kafka. Topic ids are stable UUIDs kept in the metadata
 store; what is reported comes from the topic image read from it.
 
+Each topic's entry is kept encoded between requests (``encoded_topic``), on
+the image's topic (``TopicState.derived``), under the version, the live
+brokers and the authorized operations asked for; the image drops it whenever
+it changes the topic (leaders, ISR, replicas, epochs, partitions added; a
+deleted topic goes with its entry), so a Metadata request for topics that
+did not change only copies their bytes (10,000 partitions: well under a
+millisecond; docs/performance.md).
+
 DescribeTopicPartitions (KIP-966; the Java admin client's describeTopics
 prefers it) reports the same partitions in name order, paged: at most
 ``response_partition_limit`` partitions (capped by the broker's
@@ -34,6 +42,7 @@ for them: Kafka always fills them in).
 
 from odradek.topic_admin import TopicError, validate_topic_name
 from odradek.protocol import errors
+from odradek.protocol.schema import Encoded, codec
 from odradek.security.checks import authorized_operations, cluster_authorized_operations
 from odradek.security.authorizer import ResourceType
 from odradek.server.registry import handles
@@ -80,6 +89,27 @@ def topic_metadata(topic, live: set[int]) -> dict:
     }
 
 
+def encoded_topic(ctx, topic, live: set[int], live_key: tuple, with_ops: bool) -> Encoded:
+    """A topic's Metadata entry, encoded for the request's version. The bytes
+    are kept on the topic (``TopicState.derived``, emptied by the image when
+    the topic changes) under what else they depend on: the version, the live
+    brokers and the topic's authorized operations when asked for (v8+).
+    ``fields`` has its error code, name and id, for the ACL filter."""
+    ops = authorized_operations(ctx, ResourceType.TOPIC, topic.name) if with_ops else None
+    key = ("Metadata", ctx.version, live_key, ops)
+    cache = topic.derived
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= 32:  # versions, live sets, principals' operations: drop the oldest
+            del cache[next(iter(cache))]
+        entry = topic_metadata(topic, live)
+        if ops is not None:
+            entry["topic_authorized_operations"] = ops
+        raw = codec("MetadataResponse", ctx.version).encode_element(("topics",), entry)
+        found = cache[key] = Encoded(raw, {"error_code": 0, "name": topic.name, "topic_id": topic.topic_id})
+    return found
+
+
 @handles("Metadata", 0, 13)
 async def metadata(ctx, request: dict) -> dict:
     broker = ctx.broker
@@ -89,9 +119,11 @@ async def metadata(ctx, request: dict) -> dict:
     allow_auto = request["allow_auto_topic_creation"] if ctx.version >= 4 else True
     brokers = broker_list(broker, ctx.connection.listener)
     live = {b["node_id"] for b in brokers}
+    live_key = tuple(sorted(live))
+    with_ops = ctx.version >= 8 and bool(request.get("include_topic_authorized_operations"))
     topics = []
     if wanted is None:
-        topics = [topic_metadata(t, live) for t in broker.image]
+        topics = [encoded_topic(ctx, t, live, live_key, with_ops) for t in broker.image]
     else:
         for entry in wanted:
             name = entry["name"]
@@ -101,7 +133,7 @@ async def metadata(ctx, request: dict) -> dict:
                     topics.append({"error_code": errors.UNKNOWN_TOPIC_ID, "name": None,
                                    "topic_id": entry["topic_id"], "partitions": []})
                 else:
-                    topics.append(topic_metadata(t, live))
+                    topics.append(encoded_topic(ctx, t, live, live_key, with_ops))
                 continue
             t = broker.image.get(name)
             if t is None:
@@ -115,7 +147,7 @@ async def metadata(ctx, request: dict) -> dict:
                 if t is None:
                     topics.append({"error_code": code, "name": name, "partitions": []})
                     continue
-            topics.append(topic_metadata(t, live))
+            topics.append(encoded_topic(ctx, t, live, live_key, with_ops))
     response = {
         "brokers": brokers,
         "cluster_id": broker.cluster_id,
@@ -123,9 +155,9 @@ async def metadata(ctx, request: dict) -> dict:
         "topics": topics,
     }
     if ctx.version >= 8:
-        if request.get("include_topic_authorized_operations"):
+        if with_ops:  # the topics found carry theirs (encoded_topic)
             for t in topics:
-                if t.get("name") is not None:
+                if type(t) is dict and t.get("name") is not None:
                     t["topic_authorized_operations"] = authorized_operations(ctx, ResourceType.TOPIC, t["name"])
         if ctx.version <= 10 and request.get("include_cluster_authorized_operations"):
             response["cluster_authorized_operations"] = cluster_authorized_operations(ctx)

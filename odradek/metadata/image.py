@@ -149,13 +149,17 @@ class MetadataImage:
 
     def _apply_one(self, kind: str, kv: KeyValue) -> str | None:
         """One change; a value this broker cannot read is logged and passed
-        over (the rest of the image stays right), never fatal to the watch."""
+        over (the rest of the image stays right), never fatal to the watch.
+        A topic it changes loses what was derived from it (``TopicState.derived``)."""
         try:
-            return self._put(kv) if kind == "put" else self._delete(kv.key)
+            name = self._put(kv) if kind == "put" else self._delete(kv.key)
         except (ValueError, KeyError, TypeError, IndexError) as e:
             log.error("metadata key %s at revision %d cannot be read (%s); passed over",
                       kv.key, kv.mod_revision, e)
             return None
+        if name is not None and (t := self.topics.get(name)) is not None:
+            t.derived.clear()  # the one place a topic's derived answers are dropped
+        return name
 
     def _put(self, kv: KeyValue) -> str | None:
         key = kv.key

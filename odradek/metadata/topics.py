@@ -79,6 +79,10 @@ class TopicState:
     topic_id: bytes
     configs: dict[str, str] = field(default_factory=dict)
     partitions: list[PartitionState] = field(default_factory=list)
+    #: answers derived from this state and kept until it changes (Metadata's
+    #: encoded topic entries, ``odradek.apis.metadata``); the image empties it
+    #: whenever it changes the topic (``MetadataImage._apply_one``); not stored
+    derived: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def internal(self) -> bool:

@@ -18,7 +18,8 @@ field. Encoding takes missing keys as their defaults, so handlers only set what
 they know. Unknown tagged fields are kept under ``"_tags"`` ({tag: bytes}) and
 written back when the same dict is encoded. Values: ints, bools, floats, str,
 bytes, uuid as 16 raw bytes, ``records`` as bytes (decode) or bytes-like /
-list of bytes-like chunks (encode).
+list of bytes-like chunks (encode). An element of a top-level array of
+structs may be given already encoded (``Encoded``, from ``MessageCodec.encode_element``).
 
 Decoding hostile input raises DecodeError, never anything else, and never
 allocates more than the input's size.
@@ -227,6 +228,7 @@ class _Gen:
         self.helpers: dict[str, object] = {}
         self.names: dict[tuple[str, int], str] = {}
         self.n = 0
+        self.depth = 0  # 1: the function encoding the message's own fields
 
     def sub(self) -> "_Gen":
         """A generator for another function of the same codec (shared helpers and names)."""
@@ -234,6 +236,7 @@ class _Gen:
         g.helpers = self.helpers
         g.names = self.names
         g.n = self.n + 1000
+        g.depth = self.depth + 1
         return g
 
     def name_for(self, kind: str, obj, label: str) -> str:
@@ -503,7 +506,14 @@ class _Gen:
             L.append(f"{ind}    for {e} in {v}:")
             if "fields" in f:
                 fn = self.struct_encoder(f)
-                L.append(f"{ind}        {fn}({e}, out)")
+                if self.depth == 1:
+                    # An element of a top-level array given already encoded
+                    # (``Encoded``) is copied in as is; nested arrays, often
+                    # long (partitions), are spared the test.
+                    L.append(f"{ind}        if type({e}) is Encoded: out += {e}.raw")
+                    L.append(f"{ind}        else: {fn}({e}, out)")
+                else:
+                    L.append(f"{ind}        {fn}({e}, out)")
             else:
                 self.encode_value({"name": f["name"]}, inner, e, ind + "        ")
         elif "fields" in f:
@@ -582,6 +592,30 @@ def write_tags(out: bytearray, tags: list, unknown: dict | None) -> None:
         out += data
 
 
+class Encoded:
+    """An element of a top-level array of structs, given already encoded for one codec
+    (the same message and version) and written as those bytes: a handler
+    caches the bytes of an element that seldom changes (a Metadata topic)
+    instead of building and encoding it again. ``fields`` are what readers
+    of the response before encoding may look at (a topic's name, say); they
+    are read-only and not encoded."""
+
+    __slots__ = ("raw", "fields")
+
+    def __init__(self, raw: bytes, fields: dict):
+        self.raw = raw
+        self.fields = fields
+
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def get(self, key, default=None):
+        return self.fields.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self.fields
+
+
 _spills = threading.local()
 
 
@@ -626,13 +660,14 @@ _RUNTIME = {
     "write_tags": write_tags,
     "DecodeError": DecodeError,
     "ZERO_UUID": ZERO_UUID,
+    "Encoded": Encoded,
 }
 
 
 class MessageCodec:
     """Decoder and encoder of one spec at one version."""
 
-    __slots__ = ("name", "version", "flexible", "_decode", "_encode")
+    __slots__ = ("name", "version", "flexible", "_decode", "_encode", "_gen", "_root", "_elements")
 
     def __init__(self, spec: dict, version: int):
         self.name = spec["name"]
@@ -644,6 +679,24 @@ class MessageCodec:
         self._decode = gen.helpers[gen.struct_decoder(root)]
         self._encode = gen.helpers[gen.struct_encoder(root)]
         source.publish()
+        self._gen, self._root, self._elements = gen, root, {}
+
+    def encode_element(self, path: tuple[str, ...], element: dict) -> bytes:
+        """``element`` encoded as one element of the top-level array of
+        structs at ``path`` (its snake-case field name, e.g. ``("topics",)``):
+        the bytes of an ``Encoded`` for a message of this codec."""
+        fn = self._elements.get(path)
+        if fn is None:
+            f = None
+            if len(path) == 1:
+                f = next((c for c in self._gen.fields_in_version(self._root["fields"])
+                          if snake(c["name"]) == path[0] and "tag" not in c), None)
+            if f is None or not f["type"].startswith("[]") or "fields" not in f:
+                raise TypeError(f"{self.name} v{self.version}: {'.'.join(path)} is not a top-level array of structs")
+            fn = self._elements[path] = self._gen.helpers[self._gen.struct_encoder(f)]
+        out = bytearray()
+        fn(element, out)
+        return bytes(out)
 
     def decode(self, buf, pos: int = 0) -> tuple[dict, int]:
         try:

@@ -382,17 +382,28 @@ class Partition:
     # -- changes to what is kept --------------------------------------------------
     def delete_records_before(self, offset: int) -> int:
         """Move the log start to ``offset`` (at most the high watermark); return it."""
-        return self.log.delete_records_before(offset)
+        start = self.log.delete_records_before(offset)
+        self.notify()
+        return start
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete the segments retention lets go; return how many."""
+        deleted = self.log.apply_retention(now_ms)
+        if deleted:
+            self.notify()  # the log start moved
+        return deleted
 
     def truncate_to(self, offset: int) -> None:
         """Drop everything from ``offset`` on, and the producer state of it."""
         self.log.truncate_to(offset)
         self.rebuild_producers()
+        self.notify()
 
     def reset_to(self, offset: int) -> None:
         """As follower: start the log afresh, empty, at ``offset`` (the leader's log start)."""
         self.log.reset_to(offset)
         self.rebuild_producers()
+        self.notify()
 
     def rebuild_producers(self) -> None:
         """Rebuild the producer state from the log (snapshot and replay), and
@@ -450,11 +461,20 @@ class Partition:
 
     # -- waiting fetches ------------------------------------------------------------
     def add_waiter(self, fut: asyncio.Future) -> None:
-        """Resolve ``fut`` at the next append (or deletion) of this partition."""
+        """Resolve ``fut`` at the next change to what a fetch reads here (an
+        append, the high watermark or the log start moving, a new leader
+        state, the partition going away: ``notify``). The notification also
+        forgets ``fut``, so a fetch woken from several partitions tells those
+        that changed from those still holding its future."""
         self.waiters.add(fut)
 
-    def discard_waiter(self, fut: asyncio.Future) -> None:
-        self.waiters.discard(fut)
+    def discard_waiter(self, fut: asyncio.Future) -> bool:
+        """Forget ``fut``; False when a notification took it already (this
+        partition changed since ``add_waiter``)."""
+        if fut in self.waiters:
+            self.waiters.discard(fut)
+            return True
+        return False
 
     def notify(self) -> None:
         """Wake the fetches waiting on this partition."""

@@ -747,6 +747,34 @@ def test_encode_parts_hands_out_record_chunks_uncopied():
         assert decoded["responses"][0]["partitions"][0]["records"] == b"batch-onebatch-two3"
 
 
+def test_encoded_elements_are_spliced_as_the_same_bytes():
+    """An element given already encoded (``Encoded``, from ``encode_element``)
+    gives the bytes the plain dict does, at every version, for nested arrays
+    too (Metadata's topics, Fetch's partitions); a field that is no array of
+    structs is refused."""
+    from odradek.protocol.schema import Encoded, codec as _codec
+
+    for name, path, lo, hi in (("MetadataResponse", ("topics",), 0, 13), ("FetchResponse", ("responses",), 4, 18)):
+        spec = load_spec(name)
+        for version in range(lo, hi + 1):
+            c = _codec(name, version)
+            gen = MessageGen(version, c.flexible, nulls=False, seed=version)
+            msg = gen.struct(spec["fields"])
+            elements = msg.get(path[0]) or [gen.struct(next(
+                f for f in spec["fields"] if snake(f["name"]) == path[0])["fields"])]
+            msg[path[0]] = elements
+            whole = bytes(c.encode(msg))
+            spliced = dict(msg)
+            spliced[path[0]] = [Encoded(c.encode_element(path, e), {"name": "x"}) for e in elements]
+            spliced[path[0]].insert(0, spliced[path[0]].pop())  # order is kept as given
+            elements.insert(0, elements.pop())
+            assert bytes(c.encode(spliced)) == bytes(c.encode(msg)), f"{name} v{version}"
+            assert spliced[path[0]][0]["name"] == "x" and "name" in spliced[path[0]][0]
+            assert len(whole) == len(bytes(c.encode(msg)))
+    with pytest.raises(TypeError):
+        _codec("MetadataResponse", 12).encode_element(("cluster_id",), {})
+
+
 def test_generated_source_is_written_where_asked_and_lines_match(tmp_path, monkeypatch):
     from odradek.protocol.schema import MessageCodec
 
