@@ -57,6 +57,7 @@ from odradek.fetch_sessions import FetchPartition
 from odradek.protocol import errors
 from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
+from odradek.storage.coldreads import off_loop
 
 # What a partition adds to a Fetch response besides its records (index, error,
 # offsets, aborted list, preferred replica, sizes): counted with the records
@@ -214,8 +215,9 @@ async def fetch(ctx, request: dict) -> dict:
     if privileged:
         follower_fetched(broker, parts, replica_id, uses_topic_ids)
     while True:
-        entries, total, touched, sent = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                        privileged, request["isolation_level"] == 1 and not privileged)
+        entries, total, touched, sent = await off_loop(
+            broker.background.run, read_partitions, broker, parts, max_bytes, uses_topic_ids, incremental,
+            privileged, request["isolation_level"] == 1 and not privileged)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
