@@ -324,12 +324,6 @@ class _CacheStat:
         self._call = call
         self.available = None  # known after the first call
 
-    def works(self, fd: int) -> bool:
-        """Whether cachestat can be called here (tried on ``fd`` the first time)."""
-        if self.available is None:
-            self(fd, 0, 1)
-        return bool(self.available)
-
     def __call__(self, fd: int, pos: int, size: int):
         """True or False (all of ``[pos, pos + size)`` cached or not), or None
         where cachestat cannot tell (and ``available`` becomes False)."""
@@ -341,8 +335,10 @@ class _CacheStat:
                 return None
         try:
             cached = self._call(fd, pos, size)
-        except OSError:
-            self.available, self._call = False, None  # ENOSYS, or a seccomp filter: EPERM
+        except OSError as e:
+            if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                raise  # EBADF and the like: as a pread of that handle would
+            self.available, self._call = False, None  # not here (a seccomp filter: EPERM)
             return None
         self.available = True
         page = self.PAGE

@@ -170,3 +170,17 @@ def test_os_pread_nowait_is_pread_from_the_page_cache(tmp_path):
         assert nowait(10, len(data)) == b""
     finally:
         fs.close(h)
+
+
+def test_os_pread_nowait_of_a_closed_handle_fails_as_pread_does(tmp_path):
+    fs = OSFileSystem()
+    h = fs.open(str(tmp_path / "f"))
+    fs.pwrite(h, b"x" * 10000, 0)
+    fs.close(h)
+    with pytest.raises(OSError):
+        fs.pread_nowait(h, 100, 0)
+    h = fs.open(str(tmp_path / "f"))  # and cachestat is still used afterwards
+    try:
+        assert b"".join(fs.pread_nowait(h, 100, 0)) == b"x" * 100
+    finally:
+        fs.close(h)
