@@ -59,6 +59,7 @@ from odradek.fetch_sessions import FetchPartition
 from odradek.protocol import errors
 from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
+from odradek.storage.coldreads import off_loop
 
 # What a partition adds to a Fetch response besides its records (index, error,
 # offsets, aborted list, preferred replica, sizes): counted with the records
@@ -249,8 +250,17 @@ async def fetch(ctx, request: dict) -> dict:
     while True:
         # After a wait, only the partitions that changed (and those after a
         # change in the bytes before them) are read again: read_partitions.
-        reads, entries, total, touched = read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental,
-                                                         privileged, committed, reads, changed)
+        # A pass that had to wait for pages read in on a thread (off_loop) is
+        # then a full one: a partition that changed meanwhile held no waiter.
+        passes = 0
+
+        def read_pass():
+            nonlocal passes
+            passes += 1
+            return read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental, privileged, committed,
+                                   reads if passes == 1 else None, changed if passes == 1 else None)
+
+        reads, entries, total, touched = await off_loop(broker.background.run, read_pass)
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):

@@ -9,7 +9,9 @@ write -- and inject ``OSError`` into chosen operations, so recovery is testable
 in-process.
 It also records which thread ran each fsync, and can run a test's hook (a
 delay, a barrier) before chosen operations, so races and blocking calls on the
-event loop are testable too.
+event loop are testable too; ``evict`` takes files out of a simulated page
+cache, for ``pread_nowait`` (a read that would wait for the disk returns None:
+``odradek.storage.coldreads``).
 
 Invariants: ``open`` is read-write, creates, and never truncates; writes are
 positional (``pwrite`` writes everything or raises), never O_APPEND (Linux
@@ -23,6 +25,7 @@ import abc
 import errno
 import os
 import posixpath
+import sys
 import threading
 from collections import Counter
 
@@ -45,6 +48,17 @@ class FileSystem(abc.ABC):
     @abc.abstractmethod
     def pread(self, handle, size: int, pos: int) -> bytes:
         """Up to ``size`` bytes at ``pos`` (fewer only at end of file)."""
+
+    def pread_nowait(self, handle, size: int, pos: int) -> list | None:
+        """``pread`` from the page cache only: the bytes, as a list of
+        bytes-like pieces in order (fewer bytes only at the end of the file),
+        or None when some of them would have to be read from the disk first.
+        This default never waits (files in memory)."""
+        return [self.pread(handle, size, pos)]
+
+    def read_ahead(self, handle, pos: int, size: int) -> None:
+        """Read ``size`` bytes at ``pos`` into the page cache, returning once
+        they are there (blocking: not on the event loop). Files in memory: nothing."""
 
     @abc.abstractmethod
     def truncate(self, handle, size: int) -> None: ...
@@ -154,6 +168,76 @@ class OSFileSystem(FileSystem):
             got += len(more)
         return b"".join(parts)
 
+    _nowait = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
+
+    _PIECE = 1 << 20  # RWF_NOWAIT reads go to buffers of at most 1 MiB (fresh larger ones fault)
+
+    def pread_nowait(self, handle, size, pos):
+        """What the page cache holds, or None. With ``cachestat`` (Linux
+        6.5+), which says whether every page of the range is cached without
+        reading any, a plain ``pread`` of cached pages (a page still being
+        read in by another thread would be waited for). Without it,
+        ``preadv2(RWF_NOWAIT)``, which starts reading what is missing before
+        saying so. Where neither is possible, a plain ``pread`` (which may
+        wait)."""
+        if self._nowait is None or size <= 0:
+            return [self.pread(handle, size, pos)]
+        if _cachestat.available is not False:
+            cached = _cachestat(handle, pos, size)
+            if cached is False:
+                end = os.fstat(handle).st_size  # pages past the end are never cached
+                if end >= pos + size or (end > pos and _cachestat(handle, pos, end - pos) is False):
+                    return None
+                cached = True
+            if cached:
+                return [self.pread(handle, size, pos)]
+        piece = self._PIECE
+        bufs = [bytearray(min(piece, size - i)) for i in range(0, size, piece)]
+        try:
+            n = os.preadv(handle, bufs, pos, self._nowait)
+            if n < size and n and os.preadv(handle, [bytearray(1)], pos + n, self._nowait):
+                return None  # short, yet more is there: not all cached after all
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            OSFileSystem._nowait = None
+            return [self.pread(handle, size, pos)]
+        if n < size:  # the end of the file
+            keep, left = [], n
+            for b in bufs:
+                if left <= 0:
+                    break
+                if len(b) > left:
+                    del b[left:]
+                keep.append(b)
+                left -= len(b)
+            return keep
+        return bufs
+
+    _ADVISE = 2 << 20  # POSIX_FADV_WILLNEED in steps the kernel does not cut short
+
+    def read_ahead(self, handle, pos, size):
+        """``POSIX_FADV_WILLNEED`` over the range, which reads it in without
+        leaving readahead marks (a later read reaching one would start the
+        kernel's next readahead, in that reader's thread), then reads it
+        through, waiting for every page."""
+        if size <= 0:
+            return
+        if hasattr(os, "posix_fadvise"):
+            step = self._ADVISE
+            for at in range(pos, pos + size, step):
+                os.posix_fadvise(handle, at, min(step, pos + size - at), os.POSIX_FADV_WILLNEED)
+        scratch = bytearray(min(size, self._PIECE))
+        with memoryview(scratch) as view:
+            while size > 0:
+                n = os.preadv(handle, [view[:min(size, len(view))]], pos)
+                if n <= 0:
+                    return
+                pos += n
+                size -= n
+
     def truncate(self, handle, size):
         os.ftruncate(handle, size)
 
@@ -193,6 +277,75 @@ class OSFileSystem(FileSystem):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class _CacheStat:
+    """``cachestat(2)`` (Linux 6.5+, through ctypes): whether every page of a
+    range of a file is in the page cache, found without reading any.
+    ``available`` is False where it cannot be called (then the caller falls
+    back), True once a call succeeded, None before the first call."""
+
+    PAGE = 4096
+    NUMBERS = {"x86_64": 451, "aarch64": 451, "arm64": 451}  # the generic syscall table's
+
+    def __init__(self):
+        self.available = None
+        self._call = None
+
+    def _load(self) -> None:
+        self.available = False
+        if not sys.platform.startswith("linux") or os.uname().machine not in self.NUMBERS:
+            return
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            syscall = libc.syscall
+        except (ImportError, OSError, AttributeError):
+            return
+        syscall.restype = ctypes.c_long
+        number = self.NUMBERS[os.uname().machine]
+        u64 = ctypes.c_uint64
+        self.PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+        class Range(ctypes.Structure):
+            _fields_ = [("off", u64), ("len", u64)]
+
+        class Stat(ctypes.Structure):
+            _fields_ = [(n, u64) for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted",
+                                           "nr_recently_evicted")]
+
+        def call(fd, pos, size):
+            rng, st = Range(pos, size), Stat()
+            if syscall(number, fd, ctypes.byref(rng), ctypes.byref(st), 0) != 0:
+                raise OSError(ctypes.get_errno(), "cachestat")
+            return st.nr_cache
+
+        self._call = call
+        self.available = None  # known after the first call
+
+    def __call__(self, fd: int, pos: int, size: int):
+        """True or False (all of ``[pos, pos + size)`` cached or not), or None
+        where cachestat cannot tell (and ``available`` becomes False)."""
+        if self._call is None:
+            if self.available is False:
+                return None
+            self._load()
+            if self._call is None:
+                return None
+        try:
+            cached = self._call(fd, pos, size)
+        except OSError as e:
+            if e.errno not in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                raise  # EBADF and the like: as a pread of that handle would
+            self.available, self._call = False, None  # not here (a seccomp filter: EPERM)
+            return None
+        self.available = True
+        page = self.PAGE
+        return cached >= (pos + size - 1) // page - pos // page + 1
+
+
+_cachestat = _CacheStat()
 
 
 class _Inode:
@@ -383,6 +536,8 @@ class FakeFileSystem(MemoryFileSystem):
         self.counts: Counter = Counter()
         self.bytes_read = 0
         self.syncs: list[tuple[str, str, int]] = []
+        self._cold: set = set()  # files (inodes) not in the "page cache": see evict
+        self.cold_preads: list[tuple[str, int]] = []  # (path, thread) of preads that waited for one
 
     # -- test controls ----------------------------------------------------
     def crash(self, mode: str = "power", torn: int | None = None) -> None:
@@ -432,6 +587,16 @@ class FakeFileSystem(MemoryFileSystem):
         threads go on using the filesystem. An exception it raises fails the call."""
         with self._lock:
             self._hooks.append([op, path_contains, action, after, times])
+
+    def evict(self, path_contains: str | None = None) -> None:
+        """Drop the matching files (all: None) from the simulated page cache:
+        ``pread_nowait`` of them returns None until a ``pread`` (which waits,
+        and is listed in ``cold_preads`` with its thread) reads one in again
+        (the whole file)."""
+        with self._lock:
+            for path, inode in self._files.items():
+                if path_contains is None or path_contains in path:
+                    self._cold.add(inode)
 
     def corrupt(self, path: str, pos: int, data: bytes) -> None:
         """Overwrite bytes in place, in the page cache and on 'disk' alike (bit rot)."""
@@ -508,11 +673,26 @@ class FakeFileSystem(MemoryFileSystem):
             return len(data)
 
     def pread(self, handle, size, pos):
+        self._before("pread", self._handle_path(handle))
         with self._lock:
-            self._check("pread", self._handle(handle)[0])
+            path, inode = self._handle(handle)
+            self._check("pread", path)
+            if inode in self._cold:
+                self._cold.discard(inode)
+                self.cold_preads.append((path, threading.get_ident()))
             out = super().pread(handle, size, pos)
             self.bytes_read += len(out)
             return out
+
+    def pread_nowait(self, handle, size, pos):
+        with self._lock:
+            path, inode = self._handle(handle)
+            self._check("pread_nowait", path)
+            if inode in self._cold:
+                return None
+            out = MemoryFileSystem.pread(self, handle, size, pos)
+            self.bytes_read += len(out)
+            return [out]
 
     def truncate(self, handle, size):
         self._before("truncate", self._handle_path(handle))

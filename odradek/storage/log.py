@@ -294,9 +294,14 @@ class SegmentedLog(PartitionLog):
                             break
                         end = start + h.size
                 data = seg.read(start, end - start)
-                result.chunks.append(data)
-                result.size += len(data)
-                remaining -= len(data)
+                if type(data) is list:  # pieces (a read that must not wait: coldreads)
+                    n = sum(map(len, data))
+                    result.chunks += data
+                else:
+                    n = len(data)
+                    result.chunks.append(data)
+                result.size += n
+                remaining -= n
                 if not full or limit < seg.next_offset:
                     break
             i += 1

@@ -66,6 +66,7 @@ from odradek.protocol.batch import (
 )
 
 from .base import LogConfig
+from .coldreads import COLD_PASS, ColdRead
 from .fs import FileSystem
 from odradek.txn_state import AbortedTxn
 
@@ -415,7 +416,7 @@ class Segment:
         of headers; stop at anything malformed or partial."""
         window = _FIRST_WINDOW  # a lookup's batch is usually near: start small
         while end - pos >= HEADER_SIZE:
-            buf = self.pread(min(window, end - pos), pos)
+            buf = self._pread_headers(min(window, end - pos), pos)
             window = _SCAN_WINDOW
             n = len(buf)
             if n < HEADER_SIZE:
@@ -443,7 +444,7 @@ class Segment:
             if j == len(tail):
                 return None
             pos = self.tail_pos[j]
-            hdr = self.pread(HEADER_SIZE, pos)
+            hdr = self._pread_headers(HEADER_SIZE, pos)
             return (pos, read_header(hdr)) if len(hdr) == HEADER_SIZE else None
         for buf, b, p, _ in self._walk(self.lookup(offset), self.size):
             if _I64.unpack_from(buf, b)[0] + _I32.unpack_from(buf, b + 23)[0] >= offset:
@@ -464,8 +465,40 @@ class Segment:
             end = q + size
         return end
 
-    def read(self, pos: int, size: int) -> bytes:
-        return self.pread(size, pos)
+    def read(self, pos: int, size: int):
+        """Record bytes at ``pos`` (bytes-like, or a list of such pieces); in
+        a read pass that must not wait for the disk (``coldreads.off_loop``),
+        bytes not in the page cache are only noted, for a thread to read in
+        (``coldreads.ColdPass``)."""
+        cold = COLD_PASS.get()
+        if cold is None:
+            return self.pread(size, pos)
+        data = self.pread_nowait(size, pos)
+        return cold.missed(self, pos, size) if data is None else data
+
+    def _pread_headers(self, size: int, pos: int):
+        """Batch headers for a lookup; in a read pass that must not wait for
+        the disk, headers not in the page cache end the pass (``ColdRead``)."""
+        cold = COLD_PASS.get()
+        if cold is None:
+            return self.pread(size, pos)
+        data = self.pread_nowait(size, pos)
+        if data is None:
+            cold.missed(self, pos, size)
+            raise ColdRead(self.log_path, pos)
+        return data[0] if len(data) == 1 else b"".join(data)
+
+    def read_in(self, pos: int, size: int, ahead: int) -> int:
+        """Read ``[pos, pos + size)`` into the page cache, and ``ahead``
+        more bytes (up to the segment's end) too; return the bytes read of
+        the first. Blocking: a worker thread's (``coldreads.ColdPass.read_in``)."""
+        h = self._acquire() if self.files is not None else self._open_handle()
+        try:
+            self.fs.read_ahead(h, pos, max(size, min(self.size, pos + size + ahead) - pos))
+            return len(self.fs.pread(h, size, pos))
+        finally:
+            if self.files is not None:
+                self._release()
 
     def batches(self):
         """Yield (header, bytes) for each whole batch, reading large windows
@@ -614,6 +647,16 @@ class Segment:
         h = self._acquire()
         try:
             return self.fs.pread(h, size, pos)
+        finally:
+            self._release()
+
+    def pread_nowait(self, size: int, pos: int) -> list | None:
+        """``pread`` from the page cache only, in pieces, else None (``FileSystem.pread_nowait``)."""
+        if self.files is None:
+            return self.fs.pread_nowait(self._open_handle(), size, pos)
+        h = self._acquire()
+        try:
+            return self.fs.pread_nowait(h, size, pos)
         finally:
             self._release()
 

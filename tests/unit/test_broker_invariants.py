@@ -450,3 +450,47 @@ def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+# -- a Fetch never waits for the disk on the event loop ------------------------------
+
+def test_fetch_reads_a_cold_page_cache_off_the_event_loop(tmp_path):
+    """Fetch v4 and v12 (read_uncommitted and read_committed) of partitions
+    whose files are out of the (fake) page cache: the
+    reads that wait run on the background pool, and the answers are byte for
+    byte those of the same fetches from a warm cache."""
+    fs = FakeFileSystem()
+    loop_threads = set()
+
+    def fetch_body(version, offsets, isolation=0, replica=-1):
+        return {"replica_id": replica, "replica_state": {"replica_id": -1, "replica_epoch": -1},
+                "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 3000, "isolation_level": isolation,
+                "session_id": 0, "session_epoch": -1, "rack_id": "", "forgotten_topics_data": [],
+                "topics": [{"topic": "t", "topic_id": None, "partitions": [
+                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1200,
+                     "current_leader_epoch": -1, "last_fetched_epoch": -1, "log_start_offset": -1}
+                    for p, o in enumerate(offsets)]}]}
+
+    async def main():
+        loop_threads.add(threading.get_ident())
+        b = new_broker(fs, tmp_path / "metadata.db")
+        await b.start()
+        c = await Client.connect(b)
+        try:
+            await c.create_topic("t", 3, {"segment.bytes": "700", "index.interval.bytes": "100"})
+            for i in range(60):
+                await produce(c, "t", i % 3, batch([b"record-%d" % i, b"x" * (i % 7)]))
+            fetches = [(4, [0, 3, 7], 0), (12, [1, 0, 12], 0), (12, [5, 5, 5], 1), (4, [0, 0, 0], 0)]
+            warm = [await c.request("Fetch", v, fetch_body(v, offs, iso)) for v, offs, iso in fetches]
+            assert all(p["records"] for r in warm for p in r["responses"][0]["partitions"])
+            fs.cold_preads.clear()
+            for (v, offs, iso), want in zip(fetches, warm):
+                fs.evict("/t-")
+                assert await c.request("Fetch", v, fetch_body(v, offs, iso)) == want
+            assert fs.cold_preads, "the test did read cold files"
+            assert [p for p, t in fs.cold_preads if t in loop_threads] == []
+        finally:
+            await c.close()
+            await b.stop()
+
+    asyncio.run(main())
