@@ -42,6 +42,9 @@ Invariants:
 - The thread's reads are advisory: a segment closed, truncated, deleted or
   replaced by the cleaner meanwhile makes them fail (ignored) or read bytes
   that are thrown away; the next pass sees the log as it is then.
+- Bytes a segment was written lately by this process (``Segment.warm``:
+  after it was opened, within ``WARM_TAIL`` of its end) are read as before,
+  without asking the page cache: they are there short of memory pressure.
 - Only reads inside ``off_loop`` on the loop's thread see ``COLD_PASS`` (a
   context variable): coordinators and other threads read as before.
 """
@@ -50,6 +53,9 @@ from __future__ import annotations
 
 import contextvars
 
+#: A segment's last bytes written by this process are taken to be in the page
+#: cache without asking (``Segment.warm``): a tail consumer's reads cost no check.
+WARM_TAIL = 16 << 20
 READ_AHEAD = 8 << 20  # read in after each missed range too: a consumer reads on from there
 TRIES = 3  # stale passes before one that waits
 MAX_PASSES = 64  # passes in all before one that waits

@@ -66,6 +66,7 @@ from odradek.protocol.batch import (
 )
 
 from .base import LogConfig
+from . import coldreads
 from .coldreads import COLD_PASS, ColdRead
 from .fs import FileSystem
 from odradek.txn_state import AbortedTxn
@@ -175,6 +176,7 @@ class Segment:
         self.txn_path = stem + ".txnindex" + suffix
         self._log = fs.open(self.log_path)
         self.size = fs.fsize(self._log)
+        self.written_from = self.size  # bytes from here on were written by this process (warm)
         if files is not None:
             files.opened(self)
         self.txn_h = None
@@ -471,16 +473,24 @@ class Segment:
         bytes not in the page cache are only noted, for a thread to read in
         (``coldreads.ColdPass``)."""
         cold = COLD_PASS.get()
-        if cold is None:
+        if cold is None or self.warm(pos):
             return self.pread(size, pos)
         data = self.pread_nowait(size, pos)
         return cold.missed(self, pos, size) if data is None else data
+
+    def warm(self, pos: int) -> bool:
+        """Whether the bytes from ``pos`` were written lately by this process:
+        after the segment was opened, within ``coldreads.WARM_TAIL`` of its
+        end. The page cache holds those (short of memory pressure), so a read
+        pass that must not wait for the disk reads them without asking: a
+        consumer at the tail pays no page-cache check."""
+        return pos >= self.written_from and pos >= self.size - coldreads.WARM_TAIL
 
     def _pread_headers(self, size: int, pos: int):
         """Batch headers for a lookup; in a read pass that must not wait for
         the disk, headers not in the page cache end the pass (``ColdRead``)."""
         cold = COLD_PASS.get()
-        if cold is None:
+        if cold is None or self.warm(pos):
             return self.pread(size, pos)
         data = self.pread_nowait(size, pos)
         if data is None:
@@ -611,12 +621,14 @@ class Segment:
                         self.log_path, self.size - pos, pos)
             self.truncate(pos)
             self.size = pos
+            self.written_from = min(self.written_from, pos)
         return pos - start
 
     def truncate_at(self, pos: int, offset: int, interval: int) -> None:
         """Drop everything from ``pos`` (the start of the batch holding ``offset``)."""
         self.truncate(pos)
         self.size = pos
+        self.written_from = min(self.written_from, pos)
         self.recover(offset, interval)
 
     # -- the .log file ---------------------------------------------------

@@ -454,11 +454,13 @@ def test_topics_json_of_an_older_odradek_is_imported_once(tmp_path):
 
 # -- a Fetch never waits for the disk on the event loop ------------------------------
 
-def test_fetch_reads_a_cold_page_cache_off_the_event_loop(tmp_path):
+def test_fetch_reads_a_cold_page_cache_off_the_event_loop(tmp_path, monkeypatch):
     """Fetch v4 and v12 (read_uncommitted and read_committed) of partitions
     whose files are out of the (fake) page cache: the
     reads that wait run on the background pool, and the answers are byte for
     byte those of the same fetches from a warm cache."""
+    from odradek.storage import coldreads
+    monkeypatch.setattr(coldreads, "WARM_TAIL", 0)  # it reads back what it wrote
     fs = FakeFileSystem()
     loop_threads = set()
 

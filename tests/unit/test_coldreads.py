@@ -12,12 +12,40 @@ import threading
 
 import pytest
 
+from odradek.storage import coldreads
 from odradek.storage.base import LogConfig, OffsetOutOfRange
 from odradek.storage.coldreads import off_loop
 from odradek.storage.disk import DiskLogStore
 from odradek.storage.fs import FakeFileSystem, OSFileSystem
 
 from .test_storage import BATCH_SIZE, make_batch
+
+
+@pytest.fixture(autouse=True)
+def no_warm_tail(request, monkeypatch):
+    """These tests read back what they wrote: with no warm tail, every read
+    of a pass asks the page cache (but the test of the warm tail itself)."""
+    if "warm_tail" not in request.node.name:
+        monkeypatch.setattr(coldreads, "WARM_TAIL", 0)
+
+
+def test_the_warm_tail_is_read_without_asking_the_page_cache_and_older_bytes_are_not():
+    """A segment's bytes written by this process within WARM_TAIL of its end
+    are read plainly in a cold pass; the same bytes after the log is opened
+    again (written before: maybe cold) are asked about and read in."""
+    fs = FakeFileSystem()
+    store, lg = new_log(fs, segment_batches=1000, n=40)
+    fs.evict()
+    calls = []
+    first = asyncio.run(off_loop(thread_run(calls), lg.read, 0, 1 << 20))
+    assert calls == [] and fs.counts["pread_nowait"] == 0  # warm tail: no check, no thread
+    store.close()
+    store = DiskLogStore("/data", fs, open_files=3)
+    lg = store.open_log("t", 0, LogConfig(segment_bytes=BATCH_SIZE * 1000, index_interval_bytes=BATCH_SIZE))
+    fs.evict()
+    again = asyncio.run(off_loop(thread_run(calls), lg.read, 0, 1 << 20))
+    assert calls and fs.counts["pread_nowait"] > 0  # opened from disk: asked, read in on a thread
+    assert joined(again) == joined(first)
 
 
 def thread_run(calls: list):
