@@ -496,3 +496,54 @@ def test_fetch_reads_a_cold_page_cache_off_the_event_loop(tmp_path, monkeypatch)
             await b.stop()
 
     asyncio.run(main())
+
+
+def test_a_woken_fetch_that_reads_in_cold_pages_reads_every_partition_again(tmp_path, monkeypatch):
+    """A long poll woken by partition 0, whose new bytes are not in the page
+    cache: while a thread reads them in, partition 1 gets a record (the fetch
+    holds no waiter then). The pass after the read-in is a full one, so the
+    answer carries partition 1's record too, as a fresh Fetch would; a pass
+    that kept partition 1's earlier (empty) reading would leave it out."""
+    from odradek.storage import coldreads
+    monkeypatch.setattr(coldreads, "WARM_TAIL", 0)
+    fs = FakeFileSystem()
+
+    def fetch_body(offsets, session_id=0, epoch=-1):
+        return {"replica_id": -1, "replica_state": {"replica_id": -1, "replica_epoch": -1},
+                "max_wait_ms": 5000, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+                "session_id": session_id, "session_epoch": epoch, "rack_id": "", "forgotten_topics_data": [],
+                "topics": [{"topic": "t", "topic_id": None, "partitions": [
+                    {"partition": p, "fetch_offset": o, "partition_max_bytes": 1 << 19,
+                     "current_leader_epoch": -1, "last_fetched_epoch": -1, "log_start_offset": -1}
+                    for p, o in enumerate(offsets)]}]}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b = new_broker(fs, tmp_path / "metadata.db")
+        await b.start()
+        c, c2 = await Client.connect(b), await Client.connect(b)
+        try:
+            await c.create_topic("t", 2, {})
+            for p in (0, 1):
+                await produce(c2, "t", p, batch([b"old-%d" % p]))
+            waiting = asyncio.ensure_future(c.request("Fetch", 12, fetch_body([1, 1])))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+
+            def append_to_partition_1(op, path):  # on the thread reading partition 0 in
+                asyncio.run_coroutine_threadsafe(produce(c2, "t", 1, batch([b"new-1"])), loop).result(10)
+
+            fs.on("pread", append_to_partition_1, path_contains="/t-0/")
+            fs.evict("/t-0/")
+            await produce(c2, "t", 0, batch([b"new-0"]))
+            res = await asyncio.wait_for(waiting, 10)
+            assert fs.cold_preads, "partition 0 was read in on a thread"
+            parts = {p["partition_index"]: p for p in res["responses"][0]["partitions"]}
+            assert parts[0]["records"] and parts[1]["records"], parts
+            assert parts[1]["high_watermark"] == 2
+        finally:
+            await c.close()
+            await c2.close()
+            await b.stop()
+
+    asyncio.run(main())
