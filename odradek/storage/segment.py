@@ -157,6 +157,14 @@ class Segment:
     """One segment's files and in-memory index. Not thread-safe by itself: the
     owning log mutates it on the loop; flush only fsyncs its handles."""
 
+    # A broker holds a segment per partition at least (100,000 and more):
+    # slots keep each one small (no instance dict).
+    __slots__ = ("fs", "files", "guard", "_file_lock", "uses", "recent", "retired", "base", "stem",
+                 "log_path", "_suffix", "_index_path", "_time_path", "_txn_path", "_log", "size", "txn_h",
+                 "index_gen", "index_written", "_index_lock", "aborted", "txn_torn", "created_ms",
+                 "pins", "deleted", "dirty", "idx_off", "idx_pos", "tidx", "last_index_pos",
+                 "next_offset", "max_ts", "max_ts_offset", "first_ts", "tail_off", "tail_pos")
+
     def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
                  suffix: str = "", files: OpenLogFiles | None = None):
         self.fs = fs
@@ -169,9 +177,8 @@ class Segment:
         self.base = base
         self.stem = stem = os.path.join(directory, f"{base:020d}")
         self.log_path = stem + ".log" + suffix
-        self.index_path = stem + ".index" + suffix
-        self.time_path = stem + ".timeindex" + suffix
-        self.txn_path = stem + ".txnindex" + suffix
+        self._suffix = suffix
+        self._index_path = self._time_path = self._txn_path = None  # set: renamed (a swap)
         self._log = fs.open(self.log_path)
         self.size = fs.fsize(self._log)
         if files is not None:
@@ -187,6 +194,32 @@ class Segment:
         self.deleted = False
         self.dirty = False
         self.reset_indexes()
+
+    # The index paths, derived from the stem until a swap renames the files
+    # (not stored: three strings per segment add up over many partitions).
+    @property
+    def index_path(self) -> str:
+        return self._index_path or self.stem + ".index" + self._suffix
+
+    @index_path.setter
+    def index_path(self, path: str) -> None:
+        self._index_path = path
+
+    @property
+    def time_path(self) -> str:
+        return self._time_path or self.stem + ".timeindex" + self._suffix
+
+    @time_path.setter
+    def time_path(self, path: str) -> None:
+        self._time_path = path
+
+    @property
+    def txn_path(self) -> str:
+        return self._txn_path or self.stem + ".txnindex" + self._suffix
+
+    @txn_path.setter
+    def txn_path(self, path: str) -> None:
+        self._txn_path = path
 
     def reset_indexes(self) -> None:
         self.index_gen += 1
