@@ -32,7 +32,8 @@ Invariants:
   created again by reopening it.
 - The index entries live in memory; the files are written from them by
   ``write_indexes`` (at a flush, which fsyncs them, and when a segment is
-  created, recovered or truncated), each time through a handle opened for
+  rolled, recovered or truncated; a new log's first segment has no index
+  files until then), each time through a handle opened for
   that write alone. A segment therefore keeps one file open, its ``.log``
   (and its ``.txnindex`` once it has one), however long it lives. Between
   writes the files may lag behind memory: only by entries of offsets above

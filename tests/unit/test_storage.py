@@ -744,6 +744,27 @@ def test_damaged_index_rebuilt(fake_env, damage):
     assert lg.log_end_offset == 50
 
 
+def test_creating_a_log_creates_one_file_and_a_crash_before_its_first_flush_loses_nothing(fake_env):
+    """Creating a partition creates its directory and one file, the .log (not
+    the index files: 100,000 partitions would mean 200,000 empty files); a
+    kill -9 before the first flush recovers every record and writes them."""
+    fs = fake_env.fs
+    lg = fake_env.open(index_interval_bytes=0)
+    assert fs.listdir("/data/t-0") == ["00000000000000000000.log"]
+    stored = fill(lg, 3)
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 3
+    for offset, data in stored.items():
+        assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == data
+    idx, tidx = _index_files(fs, 0)
+    assert len(idx) == 2 * 8 and len(tidx) == 2 * 12  # as recovery indexed them again
+    fake_env.store.close()
+    lg = fake_env.reopen()  # a new log closed cleanly before any write: its files as well
+    fake_env.store.open_log("u", 0, fake_env.config)
+    fake_env.store.close()
+    assert sorted(fs.listdir("/data/u-0")) == [f"{0:020d}.index", f"{0:020d}.log", f"{0:020d}.timeindex"]
+
+
 def test_index_golden_bytes(fake_env):
     """.index: int32 relative offset, int32 position; .timeindex: int64 timestamp,
     int32 relative offset; big-endian, as Kafka's DumpLogSegments reads them."""
@@ -751,7 +772,8 @@ def test_index_golden_bytes(fake_env):
     assert BATCH_SIZE == 69
     for ts in (1000, 2000, 1500, 3000):
         lg.append(make_batch(ts=ts), 0, 5000)
-    assert _index_files(fake_env.fs, 0) == (b"", b"")  # entries are kept in memory until a flush
+    # entries are kept in memory until a flush, which creates a new log's files
+    assert not any(fake_env.fs.exists(f"/data/t-0/{0:020d}{ext}") for ext in (".index", ".timeindex"))
     lg.flush()
     idx, tidx = _index_files(fake_env.fs, 0)
     assert idx.hex() == "00000001" "00000045" "00000002" "0000008a" "00000003" "000000cf"
