@@ -317,6 +317,8 @@ class Segment:
             for path, data, start, rewrite in ((self.index_path, a.tobytes(), 8 * max(n0, 0), n0 < 0),
                                                (self.time_path, tidx[12 * max(m0, 0):12 * m], 12 * max(m0, 0),
                                                 m0 < 0)):
+                if not (data or rewrite or fsync):
+                    continue  # this file holds every entry already
                 h = fs.open(path)
                 try:
                     if data:
@@ -535,9 +537,6 @@ class Segment:
         must be loaded (or reset) before. Returns the number of bytes validated."""
         rel = from_offset - self.base
         k = bisect.bisect_left(self.idx_off, rel)
-        self.index_gen += 1
-        del self.idx_off[k:]
-        del self.idx_pos[k:]
         lo, hi = 0, len(self.tidx) // 12  # time entries are ordered by offset too
         while lo < hi:
             mid = (lo + hi) // 2
@@ -545,6 +544,11 @@ class Segment:
                 lo = mid + 1
             else:
                 hi = mid
+        if k < len(self.idx_off) or lo * 12 < len(self.tidx):
+            # entries go: the files are rewritten (else only what the scan adds is appended)
+            self.index_gen += 1
+        del self.idx_off[k:]
+        del self.idx_pos[k:]
         del self.tidx[lo * 12:]
         self.last_index_pos = self.idx_pos[-1] if k else 0
         self._reset_tail()  # tracked again by the scan from last_index_pos below

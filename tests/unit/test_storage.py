@@ -765,6 +765,40 @@ def test_creating_a_log_creates_one_file_and_a_crash_before_its_first_flush_lose
     assert sorted(fs.listdir("/data/u-0")) == [f"{0:020d}.index", f"{0:020d}.log", f"{0:020d}.timeindex"]
 
 
+def test_recovery_that_drops_no_index_entry_only_appends_to_the_index_files(fake_env):
+    """After a kill -9, recovery rescans above the recovery point; when that
+    drops no index entry it appends what it finds (it rewrites nothing, and a
+    file with nothing to add is not even opened), and the files come out as
+    a rebuild from scratch writes them."""
+    fs = fake_env.fs
+    lg = fake_env.open(index_interval_bytes=0)
+    fill(lg, 3, ts0=1000, step=10)
+    lg.flush()
+    fake_env.store.write_checkpoints()  # recovery point 3
+    fill(lg, 2, ts0=2000, step=10)
+    fs.counts.clear()
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 5
+    assert fs.counts["truncate"] == 0
+    recovered = _index_files(fs, 0)
+    assert len(recovered[0]) == 4 * 8 and len(recovered[1]) == 4 * 12
+    for ext in (".index", ".timeindex"):
+        fs.remove(f"/data/t-0/{0:020d}{ext}")
+    fs.crash("kill")
+    lg = fake_env.reopen(crash="kill")
+    assert lg.stats["rebuilt_indexes"] == 1
+    assert _index_files(fs, 0) == recovered
+    lg.flush()
+    fake_env.store.write_checkpoints()  # recovery point 5
+    fill(lg, 1, ts0=1500)  # no new max timestamp: the time index has nothing to add
+    opened = []
+    fs.on("open", lambda _op, path: opened.append(os.path.basename(path)), times=-1)
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 6
+    # each index file read once by loading; then the .index appended to, the .timeindex left alone
+    assert (opened.count(f"{0:020d}.index"), opened.count(f"{0:020d}.timeindex")) == (2, 1)
+
+
 def test_index_golden_bytes(fake_env):
     """.index: int32 relative offset, int32 position; .timeindex: int64 timestamp,
     int32 relative offset; big-endian, as Kafka's DumpLogSegments reads them."""
