@@ -100,7 +100,10 @@ class OpenLogFiles:
     on demand (a segment's ``pread``/``pwrite``/``truncate``); ``trim``,
     which any thread may call, closes those of idle segments beyond the
     limit, oldest first, passing over one used since it was last passed
-    (a clock: using a file costs no lock here)."""
+    (a clock: using a file costs no lock here). Once over the limit, it
+    closes an eighth of the limit more, so that a stream of reopens (many
+    more partitions in use than files) trims once per limit/8 of them rather
+    than at each one."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -123,6 +126,7 @@ class OpenLogFiles:
         excess = len(self._open) - self.limit
         if excess <= 0:
             return 0
+        excess += self.limit // 8
         candidates = []
         with self._lock:
             for seg in list(islice(self._open, 2 * excess + 64)):  # the oldest only, not a copy of all

@@ -1163,6 +1163,26 @@ def test_a_store_keeps_at_most_its_limit_of_segment_files_open():
     asyncio.run(main())
 
 
+def test_reopening_files_beyond_the_limit_trims_once_per_eighth_of_the_limit(tmp_path):
+    """Many more partitions in use than open files: each use reopens a file,
+    and the store, once over its limit, closes down to 7/8 of it, so it
+    trims once per limit/8 reopens (each trim scans the oldest files)."""
+    store = DiskLogStore(str(tmp_path), open_files=64)
+    logs = [store.open_log("t", p, LogConfig()) for p in range(200)]
+    for lg in logs:
+        lg.append(make_batch(), 0, 1000)
+    trims = []
+    real = store.files.trim
+    store.files.trim = lambda: trims.append(real()) or trims[-1]
+    for _ in range(3):
+        for lg in logs:
+            assert lg.read(0, BATCH_SIZE).size == BATCH_SIZE
+            assert len(store.files) <= 64
+    worked = [n for n in trims if n]
+    assert len(worked) <= 3 * 200 // 8 + 1 and all(n >= 8 for n in worked), worked
+    store.close()
+
+
 def test_a_segment_file_is_never_created_again_by_opening_it_on_demand(fake_env):
     lg = fake_env.open(segment_bytes=BATCH_SIZE * 2)
     fill(lg, 5)
