@@ -271,7 +271,10 @@ class ProducerStateTable:
             if not force and (end == self.snapshot_offset
                               or (end == start and not self.producers)):
                 return None  # unchanged, or nothing a snapshot would save
-            anchor = _anchor_of(_first_header(log, end - 1)) if end > start else _NO_ANCHOR
+            if end > start:  # the batch ending at end - 1; what the log knows of it saves a read
+                anchor = getattr(log, "last_batch_anchor", None) or _anchor_of(_first_header(log, end - 1))
+            else:
+                anchor = _NO_ANCHOR
             self.txns.prune(start)
             data = encode_snapshot(self.producers, end, anchor, self.txns)
         except Exception:  # an optimisation only: never fail a checkpoint or shutdown
