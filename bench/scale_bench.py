@@ -16,8 +16,11 @@ One broker of each system, in turn, with a data directory on disk and a soft
 3. one raw Metadata v4 request for all topics over one TCP connection (request
    sent until the last response byte; median of 5 after one warm-up);
 4. producing one 100 B record to every partition (confluent-kafka, acks=1,
-   linger.ms=20), until every delivery is acknowledged;
-5. RSS (VmRSS) and open file descriptors of the broker after that;
+   linger.ms=20, a producer per topic), until every delivery is acknowledged;
+5. RSS (VmRSS) and open file descriptors of the broker after that; then, for
+   65 s (one offset-checkpoint interval and more), an ApiVersions request
+   every 10 ms: the longest round trip is how long the broker stopped
+   answering while its periodic work over every partition ran;
 6. ``kill -9`` of the broker, then a restart on the same data directory:
    from launch until it accepts a TCP connection, and until a Metadata request
    lists every partition with a leader (the recovery time); then a ListOffsets
@@ -39,6 +42,7 @@ import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -251,7 +255,27 @@ def produce_one_each(bootstrap: str, topics: list[str], per_topic: int, timeout:
                                f"({failed[0] if failed else ''})")
 
 
-def run_side(side, partitions: int, n_topics: int, cap: float) -> dict:
+def longest_stall(bootstrap: str, seconds: float) -> float:
+    """The longest round trip, in seconds, of ApiVersions requests sent every
+    10 ms over one connection for ``seconds``: how long the broker stops
+    answering while its periodic work (checkpoints) runs."""
+    host, port = bootstrap.rsplit(":", 1)
+    req = struct.pack(">hhih", 18, 0, 1, 3) + b"odr"
+    frame = struct.pack(">i", len(req)) + req
+    worst = 0.0
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            s.sendall(frame)
+            size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+            s.recv(size, socket.MSG_WAITALL)
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.01)
+    return worst
+
+
+def run_side(side, partitions: int, n_topics: int, cap: float, idle: float = 65.0) -> dict:
     """The steps of the module docstring on one broker; ``out`` says how far it got."""
     out: dict = {"steps_done": [], "partitions": partitions, "topics": n_topics}
     per_topic = partitions // n_topics
@@ -303,6 +327,8 @@ def run_side(side, partitions: int, n_topics: int, cap: float) -> dict:
         out["rss_mb"] = side.rss_mb()
         out["open_fds"] = open_fds(side.pid)
         done("produce")
+        out["stall_after_produce_ms"] = longest_stall(bootstrap, min(idle, left())) * 1000
+        done("idle")
         side.kill9()
         t2 = side.launch()
         wait_accept(bootstrap, side, deadline)
@@ -408,6 +434,7 @@ ROWS = [
     ("produce_each_s", "produce one 100 B record to every partition", "s", "{:.1f}"),
     ("rss_mb", "broker RSS after producing", "MB", "{:.0f}"),
     ("open_fds", "broker's open file descriptors after producing", "", "{:,}"),
+    ("stall_after_produce_ms", "longest ApiVersions round trip in the 65 s after producing", "ms", "{:.0f}"),
     ("restart_accept_s", "kill -9, restart: launch until the listener accepts", "s", "{:.1f}"),
     ("recovery_s", "kill -9, restart: launch until Metadata lists all with leaders (recovery)", "s", "{:.1f}"),
     ("rss_after_recovery_mb", "broker RSS after recovery", "MB", "{:.0f}"),

@@ -22,10 +22,10 @@ import scale_bench as sb  # noqa: E402
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
 def test_the_odradek_side_of_the_scale_benchmark_runs_and_renders():
-    r = sb.run_side(sb.OdradekScale(256), 400, 2, cap=120)
+    r = sb.run_side(sb.OdradekScale(256), 400, 2, cap=120, idle=0.5)
     assert "error" not in r, r.get("error")
     assert r["nofile_soft"] == 256
-    assert r["steps_done"] == ["create", "visible", "metadata", "produce", "recovery", "verify"]
+    assert r["steps_done"] == ["create", "visible", "metadata", "produce", "idle", "recovery", "verify"]
     assert r["all_records_kept"] and r["latest_offsets"] == {"1": 400}
     assert r["open_fds"] < 256
     text = sb.section({"partitions": 400, "topics": 2,
