@@ -462,9 +462,12 @@ class KafkaBroker:
                  config: Mapping[str, object] | None = None,
                  jvm_opts: Sequence[str] = (), startup_timeout: float = 120.0,
                  stop_timeout: float = 30.0, keep_run_dir: bool = False,
-                 quiet: bool = True):
+                 quiet: bool = True, command_prefix: Sequence[str] = ()):
+        """``command_prefix``: put before the JVM's command line (e.g.
+        ``["prlimit", "--nofile=1024:1024", "--"]``; it must exec the JVM)."""
         self.version = version
         self.heap = heap
+        self.command_prefix = list(command_prefix)
         self.host = host
         self.port = port
         self.controller_port = controller_port
@@ -545,14 +548,8 @@ class KafkaBroker:
             self._cleanup_dir()
             raise KafkaToolError("StorageTool format failed", fmt.stdout, fmt.stderr)
 
-        jvm_opts = [*BROKER_JVM_OPTS, f"-Dkafka.logs.dir={self.run_dir}", *self.jvm_opts]
-        cmd = rt.java_command(BROKER_MAIN, [str(props_file)], heap=self.heap,
-                              jvm_opts=jvm_opts, log4j2=log4j2)
         self._out = open(self.run_dir / "broker.out", "wb")
-        t0 = time.monotonic()
-        self._proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pid = self._proc.pid
+        t0 = self.relaunch()
         _LIVE_BROKERS.add(self)
         try:
             self._wait_ready(t0)
@@ -561,6 +558,27 @@ class KafkaBroker:
             raise
         self.startup_seconds = time.monotonic() - t0
         return self
+
+    def relaunch(self) -> float:
+        """Launch the JVM on this broker's run dir (formatted by :meth:`start`),
+        without waiting; return the launch time (``time.monotonic()``). After
+        :meth:`kill9`, this restarts the broker on its data."""
+        rt = self.runtime
+        jvm_opts = [*BROKER_JVM_OPTS, f"-Dkafka.logs.dir={self.run_dir}", *self.jvm_opts]
+        cmd = self.command_prefix + rt.java_command(
+            BROKER_MAIN, [str(self.run_dir / "server.properties")], heap=self.heap,
+            jvm_opts=jvm_opts, log4j2=self.run_dir / "log4j2.properties")
+        t0 = time.monotonic()
+        self._proc = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self._proc.pid
+        return t0
+
+    def kill9(self) -> None:
+        """SIGKILL the broker (its process group) and reap it; the run dir stays."""
+        if self._proc is not None:
+            self._signal(signal.SIGKILL)
+            self._proc.wait(30)
 
     def _wait_ready(self, t0: float) -> None:
         deadline = t0 + self.startup_timeout

@@ -30,7 +30,9 @@ which on disk reads the 61-byte headers, not the data); without a usable
 snapshot it replays every header from the log start, as before. A snapshot is
 usable when ``log_start_offset <= O <= log_end_offset`` and the batch ending at
 ``O - 1`` still is the one it was taken after (same base and last offset, CRC
-and leader epoch: the "anchor"); so a snapshot that outran the fsynced log
+and leader epoch: the "anchor", which ``snapshot`` takes from what the log
+kept of its last append, ``last_batch_anchor``, reading the header only when
+the log does not know it); so a snapshot that outran the fsynced log
 (power loss) or a truncated log is ignored even once the log grows past ``O``
 again. Snapshots are an optimisation only: a missing, unreadable or unusable
 one costs a longer replay, never a wrong table. ``truncate_to`` on the log
@@ -271,7 +273,10 @@ class ProducerStateTable:
             if not force and (end == self.snapshot_offset
                               or (end == start and not self.producers)):
                 return None  # unchanged, or nothing a snapshot would save
-            anchor = _anchor_of(_first_header(log, end - 1)) if end > start else _NO_ANCHOR
+            if end > start:  # the batch ending at end - 1; what the log knows of it saves a read
+                anchor = getattr(log, "last_batch_anchor", None) or _anchor_of(_first_header(log, end - 1))
+            else:
+                anchor = _NO_ANCHOR
             self.txns.prune(start)
             data = encode_snapshot(self.producers, end, anchor, self.txns)
         except Exception:  # an optimisation only: never fail a checkpoint or shutdown

@@ -64,7 +64,9 @@ class DiskLogStore(LogStore):
         if lg is not None:  # closed earlier: its own offsets are the freshest
             rp, start, hw = lg.recovery_point, lg.log_start_offset, lg.high_watermark
         elif self.fs.isdir(d):
-            rp, start, hw = (self._checkpoints[n].get(key) for n in self.CHECKPOINTS)
+            # from now on the log holds these (checkpoints keep only the logs not open)
+            with self._checkpoint_lock:
+                rp, start, hw = (self._checkpoints[n].pop(key, None) for n in self.CHECKPOINTS)
         else:  # a new log: checkpoint entries, if any, are stale
             rp, start, hw = 0, None, None
         lg = SegmentedLog(d, topic, partition, config, self.fs,
@@ -109,7 +111,8 @@ class DiskLogStore(LogStore):
             for name, entries in zip(self.CHECKPOINTS, values):
                 self.fs.write_atomic(os.path.join(self.data_dir, name),
                                      format_offset_checkpoint(entries))
-                self._checkpoints[name] = entries
+                # kept in memory: the entries of logs not open (the open ones know theirs)
+                self._checkpoints[name] = {k: v for k, v in entries.items() if k not in self._logs}
 
     def flush(self) -> None:
         for lg in list(self._logs.values()):

@@ -99,6 +99,10 @@ class SegmentedLog(PartitionLog):
         else:
             self._hw = min(max(high_watermark, self._log_start), leo)
         self._rolled_since_flush = False
+        # (base offset, last offset, CRC, leader epoch) of the last batch
+        # appended, as its header holds them: a producer snapshot's anchor,
+        # known without reading the file (None: not since loading or truncating)
+        self._last_anchor = None
         self._last_flush_ms = now_ms()
         self._closed = False
         for seg in self._segments:
@@ -165,6 +169,14 @@ class SegmentedLog(PartitionLog):
             return True
         return False
 
+    @property
+    def last_batch_anchor(self) -> tuple[int, int, int, int] | None:
+        """(base offset, last offset, CRC, partition leader epoch) of the batch
+        that ends the log, when this log appended it since it was loaded or
+        last truncated (else None: read its header)."""
+        a = self._last_anchor
+        return a if a is not None and a[1] == self._leo - 1 else None
+
     def flush_due_by_time(self, now_ms: int) -> bool:
         return self._leo > self._rp and now_ms - self._last_flush_ms >= self.config.flush_ms
 
@@ -209,8 +221,10 @@ class SegmentedLog(PartitionLog):
         interval = self.config.index_interval_bytes
         for p, _, last, ts in spans:
             seg.track(at + p, last, ts, interval)
+        h = read_header(buf, spans[-1][0])
         with self._lock:
             seg.dirty = True
+            self._last_anchor = (h.base_offset, h.last_offset, h.crc, h.partition_leader_epoch)
             self._leo = offset
             if self.auto_high_watermark:
                 self._hw = offset
@@ -511,6 +525,7 @@ class SegmentedLog(PartitionLog):
             seg.trim_txn_index(seg.next_offset)
         seg.dirty = True
         with self._lock:
+            self._last_anchor = None
             self._leo = self._segments[-1].next_offset
             self._hw = min(self._hw, self._leo)
             self._rp = min(self._rp, self._leo)
@@ -541,6 +556,7 @@ class SegmentedLog(PartitionLog):
         with self._lock:
             self._segments, self._bases = [seg], [offset]
             self._leo = self._hw = self._rp = self._flush_mark = self._log_start = offset
+            self._last_anchor = None
             self._n_aborted = 0
             self.txn_restore_from = None
             self._epochs.entries.clear()

@@ -100,8 +100,10 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
     txn_rebuild_from = recovery_point
     if not bases:
         start = max(log_start or 0, 0)
+        # Its index files are written by the first flush (or recovery): an
+        # empty segment indexes nothing, and creating 100,000 partitions
+        # should not create 200,000 empty files first.
         seg = Segment(fs, d, start, now)
-        seg.write_indexes()
         segs = [seg]
         dir_dirty = True
         recovery_point = start

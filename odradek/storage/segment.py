@@ -32,7 +32,8 @@ Invariants:
   created again by reopening it.
 - The index entries live in memory; the files are written from them by
   ``write_indexes`` (at a flush, which fsyncs them, and when a segment is
-  created, recovered or truncated), each time through a handle opened for
+  rolled, recovered or truncated; a new log's first segment has no index
+  files until then), each time through a handle opened for
   that write alone. A segment therefore keeps one file open, its ``.log``
   (and its ``.txnindex`` once it has one), however long it lives. Between
   writes the files may lag behind memory: only by entries of offsets above
@@ -101,7 +102,10 @@ class OpenLogFiles:
     on demand (a segment's ``pread``/``pwrite``/``truncate``); ``trim``,
     which any thread may call, closes those of idle segments beyond the
     limit, oldest first, passing over one used since it was last passed
-    (a clock: using a file costs no lock here)."""
+    (a clock: using a file costs no lock here). Once over the limit, it
+    closes an eighth of the limit more, so that a stream of reopens (many
+    more partitions in use than files) trims once per limit/8 of them rather
+    than at each one."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -124,6 +128,7 @@ class OpenLogFiles:
         excess = len(self._open) - self.limit
         if excess <= 0:
             return 0
+        excess += self.limit // 8
         candidates = []
         with self._lock:
             for seg in list(islice(self._open, 2 * excess + 64)):  # the oldest only, not a copy of all
@@ -159,6 +164,14 @@ class Segment:
     """One segment's files and in-memory index. Not thread-safe by itself: the
     owning log mutates it on the loop; flush only fsyncs its handles."""
 
+    # A broker holds a segment per partition at least (100,000 and more):
+    # slots keep each one small (no instance dict).
+    __slots__ = ("fs", "files", "guard", "_file_lock", "uses", "recent", "retired", "base", "stem",
+                 "log_path", "_suffix", "_index_path", "_time_path", "_txn_path", "_log", "size", "written_from", "txn_h",
+                 "index_gen", "index_written", "_index_lock", "aborted", "txn_torn", "created_ms",
+                 "pins", "deleted", "dirty", "idx_off", "idx_pos", "tidx", "last_index_pos",
+                 "next_offset", "max_ts", "max_ts_offset", "first_ts", "tail_off", "tail_pos")
+
     def __init__(self, fs: FileSystem, directory: str, base: int, created_ms: int,
                  suffix: str = "", files: OpenLogFiles | None = None):
         self.fs = fs
@@ -171,9 +184,8 @@ class Segment:
         self.base = base
         self.stem = stem = os.path.join(directory, f"{base:020d}")
         self.log_path = stem + ".log" + suffix
-        self.index_path = stem + ".index" + suffix
-        self.time_path = stem + ".timeindex" + suffix
-        self.txn_path = stem + ".txnindex" + suffix
+        self._suffix = suffix
+        self._index_path = self._time_path = self._txn_path = None  # set: renamed (a swap)
         self._log = fs.open(self.log_path)
         self.size = fs.fsize(self._log)
         self.written_from = self.size  # bytes from here on were written by this process (warm)
@@ -190,6 +202,32 @@ class Segment:
         self.deleted = False
         self.dirty = False
         self.reset_indexes()
+
+    # The index paths, derived from the stem until a swap renames the files
+    # (not stored: three strings per segment add up over many partitions).
+    @property
+    def index_path(self) -> str:
+        return self._index_path or self.stem + ".index" + self._suffix
+
+    @index_path.setter
+    def index_path(self, path: str) -> None:
+        self._index_path = path
+
+    @property
+    def time_path(self) -> str:
+        return self._time_path or self.stem + ".timeindex" + self._suffix
+
+    @time_path.setter
+    def time_path(self, path: str) -> None:
+        self._time_path = path
+
+    @property
+    def txn_path(self) -> str:
+        return self._txn_path or self.stem + ".txnindex" + self._suffix
+
+    @txn_path.setter
+    def txn_path(self, path: str) -> None:
+        self._txn_path = path
 
     def reset_indexes(self) -> None:
         self.index_gen += 1
@@ -286,6 +324,8 @@ class Segment:
             for path, data, start, rewrite in ((self.index_path, a.tobytes(), 8 * max(n0, 0), n0 < 0),
                                                (self.time_path, tidx[12 * max(m0, 0):12 * m], 12 * max(m0, 0),
                                                 m0 < 0)):
+                if not (data or rewrite or fsync):
+                    continue  # this file holds every entry already
                 h = fs.open(path)
                 try:
                     if data:
@@ -544,9 +584,6 @@ class Segment:
         must be loaded (or reset) before. Returns the number of bytes validated."""
         rel = from_offset - self.base
         k = bisect.bisect_left(self.idx_off, rel)
-        self.index_gen += 1
-        del self.idx_off[k:]
-        del self.idx_pos[k:]
         lo, hi = 0, len(self.tidx) // 12  # time entries are ordered by offset too
         while lo < hi:
             mid = (lo + hi) // 2
@@ -554,6 +591,11 @@ class Segment:
                 lo = mid + 1
             else:
                 hi = mid
+        if k < len(self.idx_off) or lo * 12 < len(self.tidx):
+            # entries go: the files are rewritten (else only what the scan adds is appended)
+            self.index_gen += 1
+        del self.idx_off[k:]
+        del self.idx_pos[k:]
         del self.tidx[lo * 12:]
         self.last_index_pos = self.idx_pos[-1] if k else 0
         self._reset_tail()  # tracked again by the scan from last_index_pos below

@@ -334,6 +334,36 @@ def _big_log(env, batches=1500, value_size=4000):
     return lg
 
 
+def test_a_snapshot_after_appends_reads_nothing_from_the_log(fake_env):
+    """The anchor (the header of the batch ending the log) comes from what
+    the log kept of its last append: the broker's checkpoint takes the
+    snapshots of every changed partition on the event loop, and reading
+    100,000 headers there stalled it for seconds. It is the header on disk,
+    and after a truncation (when the log kept nothing) it is read again."""
+    env = fake_env
+    lg = env.open(segment_bytes=2000)
+    for i in range(6):
+        env.produce(1, i, leader_epoch=3)
+    env.plain()
+    env.produce(1, 6, leader_epoch=4)
+    on_disk = next(iter(lg.iter_headers(lg.log_end_offset - 1)))
+    env.fs.bytes_read = 0
+    data = env.table.snapshot(lg, force=True)
+    assert env.fs.bytes_read == 0
+    assert decode_snapshot(data)[1] == (on_disk.base_offset, on_disk.last_offset, on_disk.crc, 4)
+    lg.truncate_to(5)
+    assert lg.last_batch_anchor is None
+    t = ProducerStateTable()
+    t.rebuild(lg)
+    env.fs.bytes_read = 0
+    data = t.snapshot(lg, force=True)
+    assert env.fs.bytes_read > 0
+    assert decode_snapshot(data)[1] == (4, 4, next(iter(lg.iter_headers(4))).crc, 3)
+    assert write_snapshot(lg, data)
+    t = env.restart(crash="kill")  # the snapshot taken after the truncation is used
+    assert t.rebuild_stats["snapshot_offset"] == 5
+
+
 def test_rebuild_reads_headers_only(fake_env):
     env = fake_env
     lg = _big_log(env)

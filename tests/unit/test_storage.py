@@ -563,6 +563,56 @@ def test_checkpoint_files(disk_env):
     store.close()
 
 
+def test_checkpoints_keep_the_logs_not_opened_since_a_restart(disk_env):
+    """The store keeps in memory only the checkpoint entries of logs not open
+    (an open log carries its own); a log not opened after a restart still has
+    its entries in every checkpoint written, and gets them when opened."""
+    a = disk_env.store.open_log("a", 0, LogConfig())
+    b = disk_env.store.open_log("b", 0, LogConfig())
+    fill(a, 2)
+    fill(b, 3)
+    disk_env.store.close()
+    store = DiskLogStore(disk_env.path, disk_env.fs)
+    a = store.open_log("a", 0, LogConfig())
+    fill(a, 1)
+    a.flush()
+    for _ in range(2):  # the second write starts from what the first kept
+        store.write_checkpoints()
+        path = os.path.join(disk_env.path, "recovery-point-offset-checkpoint")
+        raw = disk_env.fs.contents(path) if disk_env.fs else open(path, "rb").read()
+        assert parse_offset_checkpoint(raw) == {("a", 0): 3, ("b", 0): 3}
+    b = store.open_log("b", 0, LogConfig())
+    assert (b.recovery_point, b.log_end_offset) == (3, 3)
+    store.close()
+
+
+def test_a_loaded_partition_log_stays_small_in_memory(tmp_path):
+    """Memory per partition bounds how many one broker holds (100,000 and
+    more): a loaded log with one record costs under 3,500 bytes of Python
+    objects (before segments had slots and derived their index paths: 4,500)."""
+    import gc
+    import tracemalloc
+
+    n = 300
+    store = DiskLogStore(str(tmp_path), open_files=32)
+    for p in range(n):
+        store.open_log("t", p, LogConfig()).append(make_batch(), 0, 1000)
+    store.close()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store = DiskLogStore(str(tmp_path), open_files=32)
+        logs = [store.open_log("t", p, LogConfig()) for p in range(n)]
+        gc.collect()
+        per_log = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert [lg.log_end_offset for lg in logs] == [1] * n
+    assert per_log < 3500, per_log
+    store.close()
+
+
 def test_metadata_files(env):
     assert env.store.read_metadata("topics.json") is None
     env.store.write_metadata("topics.json", b'{"a": 1}')
@@ -694,6 +744,61 @@ def test_damaged_index_rebuilt(fake_env, damage):
     assert lg.log_end_offset == 50
 
 
+def test_creating_a_log_creates_one_file_and_a_crash_before_its_first_flush_loses_nothing(fake_env):
+    """Creating a partition creates its directory and one file, the .log (not
+    the index files: 100,000 partitions would mean 200,000 empty files); a
+    kill -9 before the first flush recovers every record and writes them."""
+    fs = fake_env.fs
+    lg = fake_env.open(index_interval_bytes=0)
+    assert fs.listdir("/data/t-0") == ["00000000000000000000.log"]
+    stored = fill(lg, 3)
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 3
+    for offset, data in stored.items():
+        assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == data
+    idx, tidx = _index_files(fs, 0)
+    assert len(idx) == 2 * 8 and len(tidx) == 2 * 12  # as recovery indexed them again
+    fake_env.store.close()
+    lg = fake_env.reopen()  # a new log closed cleanly before any write: its files as well
+    fake_env.store.open_log("u", 0, fake_env.config)
+    fake_env.store.close()
+    assert sorted(fs.listdir("/data/u-0")) == [f"{0:020d}.index", f"{0:020d}.log", f"{0:020d}.timeindex"]
+
+
+def test_recovery_that_drops_no_index_entry_only_appends_to_the_index_files(fake_env):
+    """After a kill -9, recovery rescans above the recovery point; when that
+    drops no index entry it appends what it finds (it rewrites nothing, and a
+    file with nothing to add is not even opened), and the files come out as
+    a rebuild from scratch writes them."""
+    fs = fake_env.fs
+    lg = fake_env.open(index_interval_bytes=0)
+    fill(lg, 3, ts0=1000, step=10)
+    lg.flush()
+    fake_env.store.write_checkpoints()  # recovery point 3
+    fill(lg, 2, ts0=2000, step=10)
+    fs.counts.clear()
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 5
+    assert fs.counts["truncate"] == 0
+    recovered = _index_files(fs, 0)
+    assert len(recovered[0]) == 4 * 8 and len(recovered[1]) == 4 * 12
+    for ext in (".index", ".timeindex"):
+        fs.remove(f"/data/t-0/{0:020d}{ext}")
+    fs.crash("kill")
+    lg = fake_env.reopen(crash="kill")
+    assert lg.stats["rebuilt_indexes"] == 1
+    assert _index_files(fs, 0) == recovered
+    lg.flush()
+    fake_env.store.write_checkpoints()  # recovery point 5
+    fill(lg, 1, ts0=1500)  # no new max timestamp: the time index has nothing to add
+    opened = []
+    fs.on("open", lambda _op, path: opened.append(os.path.basename(path)), times=-1)
+    lg = fake_env.reopen(crash="kill")
+    assert lg.log_end_offset == 6
+    # each index file read once by loading; then the .index appended to, the .timeindex left alone
+    assert (opened.count(f"{0:020d}.index"), opened.count(f"{0:020d}.timeindex")) == (2, 1)
+
+
 def test_index_golden_bytes(fake_env):
     """.index: int32 relative offset, int32 position; .timeindex: int64 timestamp,
     int32 relative offset; big-endian, as Kafka's DumpLogSegments reads them."""
@@ -701,7 +806,8 @@ def test_index_golden_bytes(fake_env):
     assert BATCH_SIZE == 69
     for ts in (1000, 2000, 1500, 3000):
         lg.append(make_batch(ts=ts), 0, 5000)
-    assert _index_files(fake_env.fs, 0) == (b"", b"")  # entries are kept in memory until a flush
+    # entries are kept in memory until a flush, which creates a new log's files
+    assert not any(fake_env.fs.exists(f"/data/t-0/{0:020d}{ext}") for ext in (".index", ".timeindex"))
     lg.flush()
     idx, tidx = _index_files(fake_env.fs, 0)
     assert idx.hex() == "00000001" "00000045" "00000002" "0000008a" "00000003" "000000cf"
@@ -1055,6 +1161,26 @@ def test_a_store_keeps_at_most_its_limit_of_segment_files_open():
         store.close()
 
     asyncio.run(main())
+
+
+def test_reopening_files_beyond_the_limit_trims_once_per_eighth_of_the_limit(tmp_path):
+    """Many more partitions in use than open files: each use reopens a file,
+    and the store, once over its limit, closes down to 7/8 of it, so it
+    trims once per limit/8 reopens (each trim scans the oldest files)."""
+    store = DiskLogStore(str(tmp_path), open_files=64)
+    logs = [store.open_log("t", p, LogConfig()) for p in range(200)]
+    for lg in logs:
+        lg.append(make_batch(), 0, 1000)
+    trims = []
+    real = store.files.trim
+    store.files.trim = lambda: trims.append(real()) or trims[-1]
+    for _ in range(3):
+        for lg in logs:
+            assert lg.read(0, BATCH_SIZE).size == BATCH_SIZE
+            assert len(store.files) <= 64
+    worked = [n for n in trims if n]
+    assert len(worked) <= 3 * 200 // 8 + 1 and all(n >= 8 for n in worked), worked
+    store.close()
 
 
 def test_a_segment_file_is_never_created_again_by_opening_it_on_demand(fake_env):
