@@ -167,8 +167,8 @@ class Segment:
     # A broker holds a segment per partition at least (100,000 and more):
     # slots keep each one small (no instance dict).
     __slots__ = ("fs", "files", "guard", "_file_lock", "uses", "recent", "retired", "base", "stem",
-                 "log_path", "_suffix", "_index_path", "_time_path", "_txn_path", "_log", "size", "written_from", "txn_h",
-                 "index_gen", "index_written", "_index_lock", "aborted", "txn_torn", "created_ms",
+                 "log_path", "_suffix", "_index_path", "_time_path", "_txn_path", "_log", "size",
+                 "written_from", "txn_h", "index_gen", "index_written", "_index_lock", "aborted", "txn_torn", "created_ms",
                  "pins", "deleted", "dirty", "idx_off", "idx_pos", "tidx", "last_index_pos",
                  "next_offset", "max_ts", "max_ts_offset", "first_ts", "tail_off", "tail_pos")
 
