@@ -1257,7 +1257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small counts, 1 repetition")
     ap.add_argument("--repetitions", type=int, help="override both repetition counts")
     ap.add_argument("--only", choices=("throughput", "failover", "scaling"),
-                    help="run one part; the others are kept from the earlier JSON result")
+                    help="run one part (with scaling, the other parts are kept from the earlier JSON)")
     ap.add_argument("--spy-rate", type=int, default=100,
                     help="py-spy's rate in the scaling part's profiled repetition (0: none)")
     ap.add_argument("--json", default=str(BENCH / "results" / "cluster-latest.json"))
@@ -1285,17 +1285,21 @@ def main(argv: list[str] | None = None) -> int:
     started = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     result = {"command": cmd, "started": started,
               "environment": env, "sizes": sizes.__dict__, "throughput": [], "failover": {}}
-    if args.only and Path(args.json).exists():
-        # one part again: the others, with their provenance, stay as they were
+    merged = args.only == "scaling" and Path(args.json).exists()
+    if merged:
+        # the scaling part again: the other parts, with their provenance, stay as they were
         result = json.loads(Path(args.json).read_text())
-        result.setdefault("scaling", None)
     if args.only in (None, "scaling"):
         result["scaling"] = {"command": cmd, "started": started, "environment": env,
                              "sizes": sizes.__dict__, "loads": [list(x) for x in SCALING_LOADS],
                              "repetitions": [], "profiled": None, "spy_rate": args.spy_rate}
 
+
     def save() -> None:
-        result["wall_seconds"] = time.monotonic() - t_start
+        if merged:  # the earlier run's header stays; this part notes its own time
+            result["scaling"]["wall_seconds"] = time.monotonic() - t_start
+        else:
+            result["wall_seconds"] = time.monotonic() - t_start
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
 
@@ -1344,9 +1348,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sc["repetitions"].append(entry)
             save()
-    result["environment"]["git_commit_at_end"] = compare_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    at_end = compare_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    if merged:
+        result["scaling"]["environment"]["git_commit_at_end"] = at_end
+    elif not merged:
+        result["environment"]["git_commit_at_end"] = at_end
     save()
-    log(f"done in {result['wall_seconds'] / 60:.1f} min; raw results in {args.json}")
+    log(f"done in {(time.monotonic() - t_start) / 60:.1f} min; raw results in {args.json}")
     return write_report(result, args)
 
 
