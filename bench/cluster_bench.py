@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Clusters of odradek next to clusters of Apache Kafka, on this machine.
 
-    python bench/cluster_bench.py            # full run (about 15 min on 2 cores)
+    python bench/cluster_bench.py            # full run (about 15 min on 2 cores; --scaling adds 7)
     python bench/cluster_bench.py --quick    # smoke run: small counts, 1 repetition
-    python bench/cluster_bench.py --only scaling   # odradek 1 broker against 2 (about 8 min)
+    python bench/cluster_bench.py --only scaling   # odradek 1 broker against 2 (about 7 min)
 
 Two measurements, odradek and Kafka in the same invocation, and one of
 odradek alone:
@@ -29,7 +29,8 @@ acknowledgement of a record produced after the kill and to the first
 acknowledgement of any record; then it restarts the killed broker and waits
 until the ISR is full again.
 
-**Every core** (``--only scaling``; also part of the full run). odradek
+**Every core** (``--only scaling``, or ``--scaling`` with the rest; a
+run without it keeps the earlier result of this part). odradek
 alone: a 1-broker and a 2-broker cluster, 8 partitions, replication factor
 1, under loads that one Python client does not bound: Produce and Fetch
 requests written by hand (the client's work per byte is a send or a
@@ -1139,6 +1140,7 @@ def render(result: dict) -> str:
     w("pip install -e '.[test,cluster]'")
     w("python bench/cluster_bench.py            # this report")
     w("python bench/cluster_bench.py --quick    # smoke run: small counts, 1 repetition")
+    w("python bench/cluster_bench.py --only scaling   # the Every core section alone (odradek, about 7 min)")
     w("```")
     w("")
     w("Needs an etcd binary (see [cluster.md](cluster.md#getting-etcd)), Java 17+ and, the first "
@@ -1288,6 +1290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repetitions", type=int, help="override both repetition counts")
     ap.add_argument("--only", choices=("throughput", "failover", "scaling"),
                     help="run one part (with scaling, the other parts are kept from the earlier JSON)")
+    ap.add_argument("--scaling", action="store_true",
+                    help="run the scaling part too (about 7 min; without it the earlier one is kept)")
     ap.add_argument("--spy-rate", type=int, default=100,
                     help="py-spy's rate in the scaling part's profiled repetition (0: none)")
     ap.add_argument("--json", default=str(BENCH / "results" / "cluster-latest.json"))
@@ -1319,11 +1323,14 @@ def main(argv: list[str] | None = None) -> int:
     if merged:
         # the scaling part again: the other parts, with their provenance, stay as they were
         result = json.loads(Path(args.json).read_text())
-    if args.only in (None, "scaling"):
+    run_scaling = args.only == "scaling" or (args.only is None and args.scaling)
+    if run_scaling:
         result["scaling"] = {"command": cmd, "started": started, "environment": env,
                              "sizes": sizes.__dict__, "loads": [list(x) for x in SCALING_LOADS],
                              "repetitions": [], "profiled": None, "spy_rate": args.spy_rate}
-
+    elif args.only is None and Path(args.json).exists():
+        # not run this time: the earlier scaling part stays, under its own header
+        result["scaling"] = json.loads(Path(args.json).read_text()).get("scaling")
 
     def save() -> None:
         if merged:  # the earlier run's header stays; this part notes its own time
@@ -1359,7 +1366,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["failover"][key] = {"config": config, "repetitions": [],
                                            "errors": [f"{type(exc).__name__}: {exc}"[:500]]}
             save()
-    if args.only in (None, "scaling"):
+    if run_scaling:
         sc = result["scaling"]
         for rep in range(sizes.scaling_repetitions + (1 if args.spy_rate and py_spy() else 0)):
             profiled = rep == sizes.scaling_repetitions
