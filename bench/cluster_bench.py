@@ -90,7 +90,7 @@ class Sizes:
     warmup_records: int
     failover_repetitions: int
     scaling_repetitions: int = 3
-    scaling_records: int = 400_000
+    scaling_records: int = 600_000
 
 
 FULL = Sizes(throughput_repetitions=5, records=500_000, warmup_records=100_000, failover_repetitions=7)
