@@ -488,9 +488,15 @@ def worker(spec: dict) -> dict:
         return raw_produce(spec)
     if spec["kind"] == "rawfetch":
         return raw_fetch(spec)
+    # librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s) once its
+    # local queue holds queued.max.messages.kbytes (64 MiB) or queued.min.messages
+    # (100,000): two 50 MB responses (one from each of two brokers, or two in a
+    # row) overfill it and the consumer sat idle for most of a second
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"scaling-{uuid.uuid4()}",
                   "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
-                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100, "log_level": 2})
+                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100,
+                  "queued.max.messages.kbytes": CONSUMER_QUEUE_KB, "fetch.queue.backoff.ms": 10,
+                  "log_level": 2})
     ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=30)[1] for q in parts}
     if spec.get("until"):
         ends = {q: spec["until"][str(q)] for q in parts}
@@ -512,6 +518,7 @@ def worker(spec: dict) -> dict:
             "complete": all(pos[q] >= ends[q] for q in parts)}
 
 
+CONSUMER_QUEUE_KB = 1 << 20  # librdkafka's queued.max.messages.kbytes for the consumers (1 GiB)
 RAW_BATCH_RECORDS = 64   # records per partition per request of the raw producer
 RAW_IN_FLIGHT = 4        # requests in flight on each of its connections
 RAW_FETCH_PASSES = 3     # times the raw consumer reads the topic
@@ -1014,11 +1021,14 @@ def scaling_verdict(sc: dict) -> str:
              f"{rel(best):.2f}× what 1 broker did (median {two['median']:.0f} against "
              f"{one['median']:.0f} MB/s; "
              f"{'every repetition above every one of the single broker' if clear else 'the ranges overlap'}).")
-        p1 = prof(1, best)
+        busiest = max(raw, key=lambda k: max((prof(1, k).get("loop_busy") or {"": 0}).values()))
+        p1 = prof(1, busiest)
         if p1.get("loop_busy"):
             busy = max(p1["loop_busy"].values())
-            s += (f" Under py-spy the single broker's event loop was busy {busy * 100:.0f}% of the time "
-                  f"while getting {_brokers(p1):.2f} cores: a broker's work runs on one event-loop thread, so "
+            s += (f" Under py-spy the single broker's event loop was busy up to {busy * 100:.0f}% of the "
+                  f"time (hand-written requests from {busiest.split('.x')[1]} process"
+                  f"{'es' if busiest != scaling_key('raw', 1) else ''}) while "
+                  f"getting {_brokers(p1):.2f} cores: a broker's work runs on one event-loop thread, so "
                   "one broker cannot use a second core, and a second broker can.")
         out.append(s)
     ck = scaling_key("produce", 1)
@@ -1070,7 +1080,11 @@ def scaling_section(sc: dict, heading: str = "##") -> list[str]:
          "4 partitions lead on each), and one load after another, each load's client processes "
          "started together and given disjoint partition groups (partition p to process p mod k). "
          f"Produce loads write {sc['sizes']['scaling_records']:,} × 1 KiB records (acks=1) to a new topic; "
-         "consumers (`assign()` from offset 0, to the end offset) read the topic just written. "
+         "consumers (`assign()` from offset 0, to the end offset; `fetch.max.bytes` 50 MB, "
+         "`max.partition.fetch.bytes` 10 MB, `queued.max.messages.kbytes` 1 GiB and "
+         "`fetch.queue.backoff.ms` 10: at its defaults, 64 MiB and 1 s, librdkafka paused a "
+         "partition's fetching for a second whenever two responses were queued) read the topic "
+         "just written. "
          "*Hand-written Fetch requests*: Fetch v4 (`bench/compare.py: RawFetcher`, 10 MiB per "
          "partition per request, only batch headers walked), a connection per partition, a thread "
          f"per partition leader, the topic read {RAW_FETCH_PASSES} times. "
