@@ -923,11 +923,24 @@ def _clients(r: dict) -> float:
     return r.get("produce_client_cores", 0.0) + r.get("consume_client_cores", 0.0)
 
 
+def paired_ratios(sc: dict, key: str) -> list[float]:
+    """2-broker over 1-broker MB/s within each repetition (the two clusters ran
+    one after the other, so under much the same load from the rest of the machine)."""
+    out = []
+    for rep in sc.get("repetitions", []):
+        a = rep.get("1", {}).get("loads", {}).get(key)
+        b = rep.get("2", {}).get("loads", {}).get(key)
+        if a and b and _mb_total(a):
+            out.append(_mb_total(b) / _mb_total(a))
+    return out
+
+
 def scaling_table(sc: dict) -> list[str]:
     L = ["| load | 1 broker MB/s median | min–max | 2 brokers MB/s median | min–max | 2 / 1 | "
+         "2 / 1 in each repetition | "
          "cores, 1 broker: broker · clients · others | cores, 2 brokers: brokers · clients · others | "
          "broker CPU ms per MB, 1 → 2 | client CPU ms per MB |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, procs in sc["loads"]:
         key = scaling_key(kind, procs)
         cols = []
@@ -964,8 +977,9 @@ def scaling_table(sc: dict) -> list[str]:
             return f" ({k * 100:.0f}% kernel)" if k is not None else ""
         c12 = ms_per_mb(per[1] + per[2], _clients)
         label = scaling_label(kind, procs) + (" (MB/s: produced + consumed)" if kind == "both" else "")
+        paired = ", ".join(f"{x:.2f}" for x in paired_ratios(sc, key)) or "—"
         L.append(f"| {label} | {f(one and one['median'])} | {rng(one)} | {f(two and two['median'])} | "
-                 f"{rng(two)} | {ratio} | {cores(per[1])} | {cores(per[2])} | "
+                 f"{rng(two)} | {ratio} | {paired} | {cores(per[1])} | {cores(per[2])} | "
                  f"{f(b1, 2)}{kernel(per[1])} → {f(b2, 2)}{kernel(per[2])} | {f(c12, 2)} |")
     return L
 
@@ -1012,15 +1026,20 @@ def scaling_verdict(sc: dict) -> str:
     raw = [k for k in (scaling_key("raw", 1), scaling_key("raw", 2)) if med(1, k, _mb) and med(2, k, _mb)]
     if raw:
         best = max(raw, key=lambda k: rel(k) or 0)
-        one = stats([_mb(r) for r in scaling_runs(sc, 1, best)])
-        two = stats([_mb(r) for r in scaling_runs(sc, 2, best)])
-        clear = two["min"] > one["max"]
+
+        def one_row(k: str) -> str:
+            a = stats([_mb(r) for r in scaling_runs(sc, 1, k)])
+            b = stats([_mb(r) for r in scaling_runs(sc, 2, k)])
+            pr = paired_ratios(sc, k)
+            return (f"from {k.split('.x')[1]} client process{'es' if k != scaling_key('raw', 1) else ''} "
+                    f"{rel(k):.2f}× (median {b['median']:.0f} against {a['median']:.0f} MB/s, "
+                    f"{'every repetition above every one of the single broker' if b['min'] > a['max'] else 'the ranges overlap'}; "
+                    f"ahead in {sum(1 for x in pr if x > 1)} of {len(pr)} repetitions, each against the "
+                    f"single broker of the same repetition, by {min(pr):.2f}–{max(pr):.2f}×)")
         s = (f"**Broker-bound produce.** With a load generator that costs the machine little "
              f"(hand-written Produce requests: {per_mb(1, best, _clients):.2f} ms of client CPU per MB "
-             f"against {per_mb(1, best, _brokers):.2f} ms of broker CPU), 2 brokers produced "
-             f"{rel(best):.2f}× what 1 broker did (median {two['median']:.0f} against "
-             f"{one['median']:.0f} MB/s; "
-             f"{'every repetition above every one of the single broker' if clear else 'the ranges overlap'}).")
+             f"against {per_mb(1, best, _brokers):.2f} ms of broker CPU), 2 brokers produced, against "
+             f"1 broker, " + "; ".join(one_row(k) for k in raw) + ".")
         busiest = max(raw, key=lambda k: max((prof(1, k).get("loop_busy") or {"": 0}).values()))
         p1 = prof(1, busiest)
         if p1.get("loop_busy"):
@@ -1039,11 +1058,14 @@ def scaling_verdict(sc: dict) -> str:
         ck2 = scaling_key("produce", 2)
         if med(1, ck2, _mb) and med(2, ck2, _mb):
             s += f" (with 2 producer processes {rel(ck2):.2f}×)"
-        s += (f": that client spends {cb_:.1f} ms of CPU per MB against the broker's {bb_:.1f} ms, so "
-              f"even with the whole machine to themselves client and broker would split it about "
-              f"{cb_ / (cb_ + bb_) * 100:.0f}:{bb_ / (cb_ + bb_) * 100:.0f}, and one broker never needs "
-              "a whole core here; a second broker has nothing to take over and competes with the "
-              "client for the same 2 cores.")
+        pc = paired_ratios(sc, ck)
+        s += (f"; ahead in {sum(1 for x in pc if x > 1)} of {len(pc)} repetitions, by "
+              f"{min(pc):.2f}–{max(pc):.2f}×. That client spends {cb_:.1f} ms of CPU per MB against the "
+              f"broker's {bb_:.1f} ms, so even with the whole machine to themselves client and broker "
+              f"would split it about {cb_ / (cb_ + bb_) * 100:.0f}:{bb_ / (cb_ + bb_) * 100:.0f}: one "
+              f"broker never needs a whole core here (it used {med(1, ck, _brokers):.2f}), and whatever "
+              "a second broker gains with this client does not come from broker CPU; the two brokers "
+              "compete with the client for the same 2 cores.")
         p1 = prof(1, ck)
         if p1.get("loop_busy"):
             s += (f" Its loop was busy {max(p1['loop_busy'].values()) * 100:.0f}% of the time with "
@@ -1051,8 +1073,10 @@ def scaling_verdict(sc: dict) -> str:
         out.append(s)
     rf, cc = scaling_key("rawfetch", 1), scaling_key("consume", 1)
     if med(1, rf, _mb) and med(2, rf, _mb) and med(1, cc, _mb) and med(2, cc, _mb):
+        pf = paired_ratios(sc, rf)
         out.append(f" **Consume.** 2 brokers served hand-written Fetch requests at {rel(rf):.2f}× of 1 "
-                   f"broker (median {med(2, rf, _mb):.0f} against {med(1, rf, _mb):.0f} MB/s), a "
+                   f"broker (median {med(2, rf, _mb):.0f} against {med(1, rf, _mb):.0f} MB/s; ahead in "
+                   f"{sum(1 for x in pf if x > 1)} of {len(pf)} repetitions, by {min(pf):.2f}–{max(pf):.2f}×), a "
                    f"confluent-kafka consumer at {rel(cc):.2f}× ({med(2, cc, _mb):.0f} against "
                    f"{med(1, cc, _mb):.0f} MB/s; that client spends {per_mb(1, cc, _clients):.1f} ms of "
                    f"CPU per MB, the broker {per_mb(1, cc, _brokers):.1f} ms).")
@@ -1095,7 +1119,9 @@ def scaling_section(sc: dict, heading: str = "##") -> list[str]:
          "load's span (first client's start to last client's end), read from /proc every 50 ms: "
          "the broker processes, the client processes (their own CPU time, librdkafka's threads "
          "included), and *others*: the rest of the machine's busy time (other engineers' runs, "
-         "etcd, this script, the kernel's writeback of the page cache). *Broker CPU per MB*: the "
+         "etcd, this script, the kernel's writeback of the page cache). *2 / 1 in each "
+         "repetition*: the 2-broker cluster's MB/s over the 1-broker cluster's in the same "
+         "repetition (run one after the other). *Broker CPU per MB*: the "
          "brokers' CPU seconds per MB moved, with the share of it spent in the kernel (system "
          "time: socket reads and writes, copies into the page cache). Medians over the "
          "repetitions.", ""]
