@@ -1327,7 +1327,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts, 1 repetition")
-    ap.add_argument("--repetitions", type=int, help="override both repetition counts")
+    ap.add_argument("--repetitions", type=int, help="override every part's repetition count")
     ap.add_argument("--only", choices=("throughput", "failover", "scaling"),
                     help="run one part (with scaling, the other parts are kept from the earlier JSON)")
     ap.add_argument("--scaling", action="store_true",
@@ -1348,7 +1348,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.repetitions:
         sizes = Sizes(**{**sizes.__dict__, "throughput_repetitions": args.repetitions,
-                         "failover_repetitions": args.repetitions})
+                         "failover_repetitions": args.repetitions,
+                         "scaling_repetitions": args.repetitions})
     t_start = time.monotonic()
     kr.fetch()
     env = environment()
