@@ -1040,6 +1040,23 @@ def scaling_verdict(sc: dict) -> str:
              f"(hand-written Produce requests: {per_mb(1, best, _clients):.2f} ms of client CPU per MB "
              f"against {per_mb(1, best, _brokers):.2f} ms of broker CPU), 2 brokers produced, against "
              f"1 broker, " + "; ".join(one_row(k) for k in raw) + ".")
+        cores_n = float(sc.get("environment", {}).get("nproc") or 2)
+
+        def busy_parts(n: int) -> str:
+            return (f"{med(n, best, lambda r: r.get('machine_cores')):.2f} of its {cores_n:.0f} cores: "
+                    f"broker{'s' if n > 1 else ''} {med(n, best, _brokers):.2f}, client "
+                    f"{med(n, best, _clients):.2f}, the rest {med(n, best, lambda r: r.get('other_cores')):.2f}")
+        m1 = med(1, best, lambda r: r.get("machine_cores"))
+        if m1 is not None and med(2, best, lambda r: r.get("machine_cores")) is not None:
+            s += (f" In that load (from {best.split('.x')[1]} process{'es' if best != scaling_key('raw', 1) else ''})"
+                  f" the machine was busy, with 1 broker, {busy_parts(1)}; with 2 brokers, {busy_parts(2)} "
+                  "(medians; the rest is mostly the kernel writing the page cache back, and other "
+                  f"engineers' runs). A second broker could only use the {max(0.0, cores_n - m1):.2f} "
+                  "cores one broker left idle, less what a second set of connections costs the client "
+                  "and the kernel" + (": that is what the margin above came from." if any(
+                      stats([_mb(r) for r in scaling_runs(sc, 2, k)])["min"]
+                      > stats([_mb(r) for r in scaling_runs(sc, 1, k)])["max"] for k in raw)
+                      else f": on {cores_n:.0f} cores that left no room for a clear margin."))
         busiest = max(raw, key=lambda k: max((prof(1, k).get("loop_busy") or {"": 0}).values()))
         p1 = prof(1, busiest)
         if p1.get("loop_busy"):
@@ -1048,7 +1065,8 @@ def scaling_verdict(sc: dict) -> str:
                   f"time (hand-written requests from {busiest.split('.x')[1]} process"
                   f"{'es' if busiest != scaling_key('raw', 1) else ''}) while "
                   f"getting {_brokers(p1):.2f} cores: a broker's work runs on one event-loop thread, so "
-                  "one broker cannot use a second core, and a second broker can.")
+                  "one broker cannot use more than one core, and a second broker could use another one "
+                  "if the machine had it to spare.")
         out.append(s)
     ck = scaling_key("produce", 1)
     if med(1, ck, _mb) and med(2, ck, _mb):
