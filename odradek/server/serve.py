@@ -64,7 +64,7 @@ def keep_freed_memory() -> bool:
     its own, and the top of the heap is handed back past twice that, so every
     Produce frame of a few hundred KiB had its pages faulted in afresh:
     measured 90-300 page faults per MB produced and about a third of the
-    broker's CPU (docs/performance.md, Every core). Here blocks up to 16 MiB
+    broker's CPU (docs/performance.md, Freed request frames). Here blocks up to 16 MiB
     come from the heap and up to 64 MiB of free heap stays mapped. Left alone
     when the environment sets glibc's own MALLOC_MMAP_THRESHOLD_ or
     MALLOC_TRIM_THRESHOLD_, and off glibc; True when it was set."""
