@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Clusters of odradek next to clusters of Apache Kafka, on this machine.
 
-    python bench/cluster_bench.py            # full run (about 15 min on 2 cores)
+    python bench/cluster_bench.py            # full run (about 15 min on 2 cores; --scaling adds 7)
     python bench/cluster_bench.py --quick    # smoke run: small counts, 1 repetition
+    python bench/cluster_bench.py --only scaling   # odradek 1 broker against 2 (about 7 min)
 
-Two measurements, odradek and Kafka in the same invocation:
+Two measurements, odradek and Kafka in the same invocation, and one of
+odradek alone:
 
 **Produce throughput, 1 broker against 2.** Each repetition starts, for each
 system, a 1-broker and a 2-broker cluster (odradek: ``odradek.Cluster`` on
@@ -26,6 +28,17 @@ partition's leader and measures, from the kill, the time to the first
 acknowledgement of a record produced after the kill and to the first
 acknowledgement of any record; then it restarts the killed broker and waits
 until the ISR is full again.
+
+**Every core** (``--only scaling``, or ``--scaling`` with the rest; a
+run without it keeps the earlier result of this part). odradek
+alone: a 1-broker and a 2-broker cluster, 8 partitions, replication factor
+1, under loads that one Python client does not bound: Produce and Fetch
+requests written by hand (the client's work per byte is a send or a
+receive), and 1 or 2 confluent-kafka producer and consumer processes, each on
+its own partitions, together too. With every load, the CPU of each broker,
+of the clients and of the rest of the machine (from /proc), and, in one more
+repetition under ``py-spy record --nonblocking``, each broker's event-loop
+busy share. ``--worker SPEC`` runs one client process of these loads.
 
 Raw results go to ``bench/results/cluster-latest.json``; the report to
 ``docs/performance-cluster.md`` (``--no-report`` leaves it alone).
@@ -76,10 +89,13 @@ class Sizes:
     records: int
     warmup_records: int
     failover_repetitions: int
+    scaling_repetitions: int = 3
+    scaling_records: int = 600_000
 
 
 FULL = Sizes(throughput_repetitions=5, records=500_000, warmup_records=100_000, failover_repetitions=7)
-QUICK = Sizes(throughput_repetitions=1, records=20_000, warmup_records=2_000, failover_repetitions=1)
+QUICK = Sizes(throughput_repetitions=1, records=20_000, warmup_records=2_000, failover_repetitions=1,
+              scaling_repetitions=1, scaling_records=20_000)
 
 
 def log(msg: str) -> None:
@@ -388,6 +404,428 @@ def failover(system: str, repetitions: int, config: dict | None = None, etcd=Non
 
 
 # --------------------------------------------------------------------------
+# Scaling: 1 broker against 2 under loads that are not one client's bound
+# --------------------------------------------------------------------------
+
+#: (kind, client processes) of the scaling matrix, in the order they run.
+SCALING_LOADS = [("raw", 1), ("raw", 2), ("produce", 1), ("produce", 2), ("rawfetch", 1), ("consume", 1),
+                 ("consume", 2), ("both", 2)]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: seconds from spawning a load's client processes to their common start
+#: (Python, confluent_kafka's import and the connections, on a loaded machine)
+START_DELAY = 4.0
+
+
+def scaling_key(kind: str, procs: int) -> str:
+    return f"{kind}.x{procs}"
+
+
+def scaling_label(kind: str, procs: int) -> str:
+    if kind == "both":
+        return f"produce + consume together, {procs} + {procs} confluent-kafka processes"
+    if kind == "raw":
+        return f"produce, hand-written Produce requests, {procs} process{'es' if procs > 1 else ''}"
+    if kind == "rawfetch":
+        return f"consume, hand-written Fetch requests, {procs} process{'es' if procs > 1 else ''}"
+    return f"{kind}, confluent-kafka, {procs} process{'es' if procs > 1 else ''}"
+
+
+def proc_cpu_s(pid: int, system_only: bool = False) -> float | None:
+    """user + system CPU seconds of a process (all its threads), from /proc;
+    with ``system_only``, the system (kernel) part alone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[12]) + (0 if system_only else int(fields[11]))) / CLK_TCK
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent not idle (every core), from /proc/stat."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + vals[4]  # idle + iowait
+    return (sum(vals[:8]) - idle) / CLK_TCK
+
+
+def worker(spec: dict) -> dict:
+    """One client process of the scaling load (``--worker``): produce
+    ``records`` records round-robin to its partitions, or consume its
+    partitions from offset 0 to their end, starting at ``start_at``
+    (time.time()). Returns its own window and CPU (all its threads,
+    librdkafka's included)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic, parts, bootstrap = spec["topic"], spec["partitions"], spec["bootstrap"]
+    if spec["kind"] == "produce":
+        p = Producer({"bootstrap.servers": bootstrap, "acks": spec.get("acks", "1"), "linger.ms": 5,
+                      "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000,
+                      "queue.buffering.max.kbytes": 1_048_576, "log_level": 2})
+        payload = os.urandom(RECORD_SIZE // 2).hex().encode()[:RECORD_SIZE]
+        failed: list = []
+
+        def cb(err, msg):
+            if err is not None:
+                failed.append(str(err))
+        for q in parts:  # connect to every leader before the start
+            p.produce(topic, payload, partition=q, on_delivery=cb)
+        p.flush(60)
+        n = spec["records"]
+        time.sleep(max(0.0, spec["start_at"] - time.time()))
+        c0, t0 = time.process_time(), time.time()
+        k = len(parts)
+        for i in range(n):
+            while True:
+                try:
+                    p.produce(topic, payload, partition=parts[i % k], on_delivery=cb)
+                    break
+                except BufferError:
+                    p.poll(0.001)
+        p.flush(120)
+        t1, c1 = time.time(), time.process_time()
+        return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,
+                "failed": len(failed), "failed_example": failed[:1]}
+    if spec["kind"] == "raw":
+        return raw_produce(spec)
+    if spec["kind"] == "rawfetch":
+        return raw_fetch(spec)
+    # librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s) once its
+    # local queue holds queued.max.messages.kbytes (64 MiB) or queued.min.messages
+    # (100,000): two 50 MB responses (one from each of two brokers, or two in a
+    # row) overfill it and the consumer sat idle for most of a second
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"scaling-{uuid.uuid4()}",
+                  "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
+                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100,
+                  "queued.max.messages.kbytes": CONSUMER_QUEUE_KB, "fetch.queue.backoff.ms": 10,
+                  "log_level": 2})
+    ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=30)[1] for q in parts}
+    if spec.get("until"):
+        ends = {q: spec["until"][str(q)] for q in parts}
+    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    c0, t0 = time.process_time(), time.time()
+    c.assign([TopicPartition(topic, q, 0) for q in parts])  # librdkafka fetches from here on
+    pos = {q: 0 for q in parts}
+    n = nbytes = 0
+    deadline = t0 + 180
+    while any(pos[q] < ends[q] for q in parts) and time.time() < deadline:
+        for m in c.consume(10000, 0.5):
+            if m.error() is None:
+                pos[m.partition()] = m.offset() + 1
+                n += 1
+                nbytes += len(m.value())
+    t1, c1 = time.time(), time.process_time()
+    c.close()
+    return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": nbytes,
+            "complete": all(pos[q] >= ends[q] for q in parts)}
+
+
+CONSUMER_QUEUE_KB = 1 << 20  # librdkafka's queued.max.messages.kbytes for the consumers (1 GiB)
+RAW_BATCH_RECORDS = 64   # records per partition per request of the raw producer
+RAW_IN_FLIGHT = 4        # requests in flight on each of its connections
+RAW_FETCH_PASSES = 3     # times the raw consumer reads the topic
+
+
+def raw_produce(spec: dict) -> dict:
+    """Produce v9 requests written by hand, acks=1: the same pre-encoded
+    batch of RAW_BATCH_RECORDS × 1 KiB for every partition, one connection
+    per partition leader, RAW_IN_FLIGHT requests in flight on each. The
+    client's work per byte is a send and a small response to decode, so the
+    broker, not the client, bounds the rate."""
+    import socket
+    import struct
+
+    from odradek.cluster.local import recv_exact
+    from odradek.protocol.frames import decode_response, encode_request
+    from odradek.protocol.records import build_batch
+
+    topic, parts = spec["topic"], spec["partitions"]
+    addr, leaders = _leaders(spec["bootstrap"], topic, parts)
+    payload = os.urandom(RECORD_SIZE // 2).hex().encode()[:RECORD_SIZE]
+    batch = build_batch([(None, payload, [], None)] * RAW_BATCH_RECORDS)
+    per_request = {nid: len(ps) * RAW_BATCH_RECORDS for nid, ps in leaders.items()}
+    total_per_request = sum(per_request.values())
+    rounds = max(1, spec["records"] // total_per_request)
+    errors: list = []
+
+    def one_leader(nid: int, ps: list[int], ready: threading.Barrier) -> None:
+        frame = encode_request("Produce", 9, {"transactional_id": None, "acks": 1, "timeout_ms": 30_000,
+                                              "topic_data": [{"name": topic, "partition_data": [
+                                                  {"index": q, "records": batch} for q in ps]}]}, 1, "raw")
+        with socket.create_connection(addr[nid], timeout=60) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ready.wait()
+            sent = got = 0
+            while got < rounds:
+                while sent < rounds and sent - got < RAW_IN_FLIGHT:
+                    sock.sendall(frame)
+                    sent += 1
+                (size,) = struct.unpack(">i", recv_exact(sock, 4))
+                _, resp = decode_response("Produce", 9, recv_exact(sock, size))
+                got += 1
+                for t in resp["responses"]:
+                    for pr in t["partition_responses"]:
+                        if pr["error_code"]:
+                            errors.append(pr["error_code"])
+
+    ready = threading.Barrier(len(leaders) + 1)
+    threads = [threading.Thread(target=one_leader, args=(nid, ps, ready), daemon=True)
+               for nid, ps in leaders.items()]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    c0, t0 = time.process_time(), time.time()
+    ready.wait()
+    for t in threads:
+        t.join()
+    t1, c1 = time.time(), time.process_time()
+    n = rounds * total_per_request
+    return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,
+            "failed": len(errors), "failed_example": errors[:1]}
+
+
+def _leaders(bootstrap: str, topic: str, parts: list[int]) -> tuple[dict, dict]:
+    """(node id -> (host, port), node id -> the partitions of ``parts`` it leads)."""
+    from odradek.cluster.local import metadata_request
+
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    md = metadata_request(host, int(port), topics=[topic])
+    addr = {b["node_id"]: (b["host"], b["port"]) for b in md["brokers"]}
+    leaders: dict[int, list[int]] = {}
+    for pm in md["topics"][0]["partitions"]:
+        if pm["partition_index"] in parts:
+            leaders.setdefault(pm["leader_id"], []).append(pm["partition_index"])
+    return addr, leaders
+
+
+def raw_fetch(spec: dict) -> dict:
+    """Fetch v4 requests written by hand (``compare.RawFetcher``: 10 MiB per
+    partition per request, only batch headers walked), one connection per
+    partition, one thread per leader taking its partitions in turn, from
+    offset 0 to the end offset, RAW_FETCH_PASSES times: the broker's fetch
+    path without a client library's per-record work."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    import compare
+
+    topic, parts = spec["topic"], spec["partitions"]
+    addr, leaders = _leaders(spec["bootstrap"], topic, parts)
+    c = Consumer({"bootstrap.servers": spec["bootstrap"], "group.id": "scaling-ends", "log_level": 2})
+    ends = {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=30)[1] for q in parts}
+    c.close()
+    totals: dict[int, int] = {}
+
+    def one_leader(nid: int, ps: list[int], ready: threading.Barrier) -> None:
+        fs = {q: compare.RawFetcher(f"{addr[nid][0]}:{addr[nid][1]}", topic, partition=q) for q in ps}
+        ready.wait()
+        n = 0
+        for _ in range(RAW_FETCH_PASSES):
+            pos = {q: 0 for q in ps}
+            while any(pos[q] < ends[q] for q in ps):
+                for q in ps:
+                    if pos[q] < ends[q]:
+                        k, pos[q] = fs[q].fetch(pos[q])
+                        n += k
+        for f_ in fs.values():
+            f_.close()
+        totals[nid] = n
+
+    ready = threading.Barrier(len(leaders) + 1)
+    threads = [threading.Thread(target=one_leader, args=(nid, ps, ready), daemon=True)
+               for nid, ps in leaders.items()]
+    for t in threads:
+        t.start()
+    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    c0, t0 = time.process_time(), time.time()
+    ready.wait()
+    for t in threads:
+        t.join()
+    t1, c1 = time.time(), time.process_time()
+    n = sum(totals.values())
+    return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,
+            "complete": n >= RAW_FETCH_PASSES * sum(ends.values())}
+
+
+def _spawn_worker(spec: dict):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def py_spy() -> str | None:
+    """The py-spy binary: on PATH, or where ``pip install --user py-spy`` puts it."""
+    import shutil
+    import site
+
+    return shutil.which("py-spy") or shutil.which("py-spy", path=os.path.join(site.USER_BASE, "bin"))
+
+
+def _spy(pid: int, path: str, rate: int):
+    import subprocess
+
+    binary = py_spy()
+    if binary is None:
+        return None
+    return subprocess.Popen([binary, "record", "--nonblocking", "--format", "raw", "--rate", str(rate),
+                             "--pid", str(pid), "-o", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def loop_busy_samples(path: str) -> int:
+    """The broker's event loop at work: py-spy's (non-idle) samples of the
+    thread that runs ``odradek/__main__`` (helper threads only wait on queues)."""
+    n = 0
+    try:
+        with open(path) as fh:
+            for line in fh:
+                stack, _, count = line.rstrip("\n").rpartition(" ")
+                if "odradek/__main__" in stack:
+                    n += int(count)
+    except (OSError, ValueError):
+        pass
+    return n
+
+
+def run_load(cl, topic: str, kind: str, procs: int, records: int, spy_rate: int = 0,
+             produce_topic: str | None = None) -> dict:
+    """``procs`` client processes (and, for ``both``, as many consumers of
+    ``produce_topic``... of ``topic`` while producers write ``produce_topic``)
+    on disjoint partition groups; MB/s over the union of their windows, and CPU
+    (cores = CPU seconds / wall seconds) of each broker, etcd, the clients and
+    the whole machine over the same span."""
+    import signal
+    import tempfile
+
+    groups = [[q for q in range(PARTITIONS) if q % procs == i] for i in range(procs)]
+    start_at = time.time() + START_DELAY
+    specs = []
+    for g in groups:
+        if kind in ("produce", "both", "raw"):
+            specs.append({"kind": "raw" if kind == "raw" else "produce", "bootstrap": cl.bootstrap, "topic": produce_topic or topic,
+                          "partitions": g, "records": records // procs, "start_at": start_at})
+        if kind in ("consume", "both", "rawfetch"):
+            specs.append({"kind": "rawfetch" if kind == "rawfetch" else "consume", "bootstrap": cl.bootstrap, "topic": topic, "partitions": g,
+                          "start_at": start_at})
+    procs_ = [_spawn_worker(s) for s in specs]
+    brokers = {b.node_id: b.pid for b in cl.c.brokers}
+    etcd_pid = cl.c.etcd.proc.pid if getattr(cl.c, "etcd", None) is not None and cl.c.etcd.proc else None
+    pids = {**{f"broker{nid}": pid for nid, pid in brokers.items()}, **({"etcd": etcd_pid} if etcd_pid else {})}
+    sys_pids = {f"broker{nid}.sys": pid for nid, pid in brokers.items()}
+    tmp = tempfile.mkdtemp(prefix="odradek-scaling-")
+    spies = {}
+    time.sleep(max(0.0, start_at - time.time() - 0.5))
+    if spy_rate:
+        spies = {nid: (_spy(pid, os.path.join(tmp, f"{nid}.txt"), spy_rate), os.path.join(tmp, f"{nid}.txt"))
+                 for nid, pid in brokers.items()}
+    samples: list[tuple[float, dict, float]] = []  # (time, CPU seconds by process, machine busy seconds)
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            samples.append((time.time(), {**{k: proc_cpu_s(v) for k, v in pids.items()},
+                                          **{k: proc_cpu_s(v, True) for k, v in sys_pids.items()}},
+                            machine_busy_s()))
+            if done.wait(0.05):
+                return
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    outs = []
+    try:
+        for p in procs_:
+            out, err = p.communicate(300)
+            if p.returncode != 0:
+                raise RuntimeError(f"worker exited {p.returncode}: {err[-800:]}")
+            outs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        done.set()
+        sampler.join()
+        for sp, _ in spies.values():
+            if sp is not None:
+                sp.send_signal(signal.SIGINT)
+        for sp, _ in spies.values():
+            if sp is not None:
+                try:
+                    sp.wait(30)
+                except Exception:
+                    sp.kill()
+    # the load's span: from the first client's start to the last one's end
+    t0, t1 = min(o["t0"] for o in outs), max(o["t1"] for o in outs)
+    s0 = max((x for x in samples if x[0] <= t0), key=lambda x: x[0], default=samples[0])
+    s1 = min((x for x in samples if x[0] >= t1), key=lambda x: x[0], default=samples[-1])
+    busy = {}
+    for nid, (sp, path) in spies.items():
+        if sp is not None:
+            busy[str(nid)] = min(1.0, loop_busy_samples(path) / (spy_rate * (t1 - t0)))
+    wall = t1 - t0
+    r: dict = {"wall_s": wall}
+    for direction in ("produce", "consume"):
+        ws = [(s, o) for s, o in zip(specs, outs)
+              if s["kind"] == direction or (s["kind"], direction) in (("raw", "produce"), ("rawfetch", "consume"))]
+        if not ws:
+            continue
+        span = max(o["t1"] for _, o in ws) - min(o["t0"] for _, o in ws)
+        total = sum(o["bytes"] for _, o in ws)
+        r[f"{direction}_mb_s"] = total / span / 1e6
+        r[f"{direction}_seconds"] = span
+        r[f"{direction}_client_cores"] = sum(o["cpu_s"] for _, o in ws) / wall
+        if direction == "produce" and any(o["failed"] for _, o in ws):
+            raise RuntimeError(f"deliveries failed: {[o['failed_example'] for _, o in ws if o['failed']]}")
+        if direction == "consume" and not all(o["complete"] for _, o in ws):
+            raise RuntimeError("a consumer did not reach the end of its partitions")
+    cw = s1[0] - s0[0]
+
+    def cores(k: str) -> float | None:
+        a, b = s0[1].get(k), s1[1].get(k)
+        return (b - a) / cw if a is not None and b is not None and cw > 0 else None
+    r["broker_cores"] = {str(nid): cores(f"broker{nid}") for nid in brokers}
+    r["broker_system_cores"] = {str(nid): cores(f"broker{nid}.sys") for nid in brokers}
+    r["etcd_cores"] = cores("etcd")
+    r["machine_cores"] = (s1[2] - s0[2]) / cw if cw > 0 else None
+    ours = sum(v for v in r["broker_cores"].values() if v is not None) + (r["etcd_cores"] or 0) + \
+        r.get("produce_client_cores", 0) + r.get("consume_client_cores", 0)
+    r["other_cores"] = max(0.0, r["machine_cores"] - ours) if r["machine_cores"] is not None else None
+    if busy:
+        r["loop_busy"] = busy
+    return r
+
+
+def scaling(brokers: int, sizes: Sizes, spy_rate: int = 0, etcd=None) -> dict:
+    """A fresh odradek cluster of ``brokers``; every load of SCALING_LOADS on
+    new 8-partition RF 1 topics (the consumers read the topic the producers
+    just wrote)."""
+    out: dict = {"loads": {}, "errors": {}}
+    cl = make_cluster("odradek", brokers, etcd=etcd)
+    try:
+        admin = admin_for(cl.bootstrap)
+        warm = new_topic(cl.bootstrap, admin, "warmup", PARTITIONS, 1)
+        bb.produce_throughput(cl.bootstrap, warm, sizes.warmup_records, RECORD_SIZE, "1")
+        last_written = None
+        for kind, procs in SCALING_LOADS:
+            key = scaling_key(kind, procs)
+            try:
+                if kind in ("produce", "raw"):
+                    topic = new_topic(cl.bootstrap, admin, f"scale-p{procs}", PARTITIONS, 1)
+                    r = run_load(cl, topic, kind, procs, sizes.scaling_records, spy_rate)
+                    last_written = topic
+                elif kind in ("consume", "rawfetch"):
+                    r = run_load(cl, last_written, kind, procs, 0, spy_rate)
+                else:
+                    dst = new_topic(cl.bootstrap, admin, "scale-both", PARTITIONS, 1)
+                    r = run_load(cl, last_written, kind, procs, sizes.scaling_records, spy_rate, produce_topic=dst)
+                out["loads"][key] = r
+                mbs = ", ".join(f"{d} {r[d + '_mb_s']:.0f} MB/s" for d in ("produce", "consume") if d + "_mb_s" in r)
+                log(f"  {brokers} broker(s), {scaling_label(kind, procs)}: {mbs}; brokers "
+                    f"{'+'.join(f'{v:.2f}' for v in r['broker_cores'].values())} cores, clients "
+                    f"{r.get('produce_client_cores', 0) + r.get('consume_client_cores', 0):.2f}, machine "
+                    f"{r['machine_cores']:.2f} (others {r['other_cores']:.2f})" + (f"; loop busy {r['loop_busy']}" if r.get('loop_busy') else ""))
+            except Exception as exc:
+                out["errors"][key] = f"{type(exc).__name__}: {exc}"[:500]
+                log(f"  {brokers} broker(s), {scaling_label(kind, procs)} failed: {exc}")
+    finally:
+        cl.close()
+    return out
+
+
+# --------------------------------------------------------------------------
 # Summaries and the report
 # --------------------------------------------------------------------------
 
@@ -459,6 +897,269 @@ def failover_table(result: dict) -> list[str]:
     return L
 
 
+def _median_of(runs: list[dict], f) -> float | None:
+    vals = [v for v in (f(r) for r in runs) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def scaling_runs(sc: dict, n: int, key: str) -> list[dict]:
+    return [rep[str(n)]["loads"][key] for rep in sc.get("repetitions", [])
+            if key in rep.get(str(n), {}).get("loads", {})]
+
+
+def _mb(r: dict) -> float | None:
+    return r.get("produce_mb_s") if "produce_mb_s" in r else r.get("consume_mb_s")
+
+
+def _mb_total(r: dict) -> float:
+    return r.get("produce_mb_s", 0.0) + r.get("consume_mb_s", 0.0)
+
+
+def _brokers(r: dict) -> float:
+    return sum(v for v in r["broker_cores"].values() if v is not None)
+
+
+def _clients(r: dict) -> float:
+    return r.get("produce_client_cores", 0.0) + r.get("consume_client_cores", 0.0)
+
+
+def paired_ratios(sc: dict, key: str) -> list[float]:
+    """2-broker over 1-broker MB/s within each repetition (the two clusters ran
+    one after the other, so under much the same load from the rest of the machine)."""
+    out = []
+    for rep in sc.get("repetitions", []):
+        a = rep.get("1", {}).get("loads", {}).get(key)
+        b = rep.get("2", {}).get("loads", {}).get(key)
+        if a and b and _mb_total(a):
+            out.append(_mb_total(b) / _mb_total(a))
+    return out
+
+
+def scaling_table(sc: dict) -> list[str]:
+    L = ["| load | 1 broker MB/s median | min–max | 2 brokers MB/s median | min–max | 2 / 1 | "
+         "2 / 1 in each repetition | "
+         "cores, 1 broker: broker · clients · others | cores, 2 brokers: brokers · clients · others | "
+         "broker CPU ms per MB, 1 → 2 | client CPU ms per MB |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind, procs in sc["loads"]:
+        key = scaling_key(kind, procs)
+        cols = []
+        per = {}
+        for n in (1, 2):
+            runs = scaling_runs(sc, n, key)
+            per[n] = runs
+            if kind == "both":
+                st = stats([_mb_total(r) for r in runs])
+            else:
+                st = stats([v for v in (_mb(r) for r in runs) if v is not None])
+            cols.append(st)
+        one, two = cols
+        ratio = f"{two['median'] / one['median']:.2f}" if one and two else "—"
+        if one and two and one["min"] <= two["max"] and two["min"] <= one["max"]:
+            ratio += " ~"
+
+        def cores(runs):
+            if not runs:
+                return "—"
+            b = _median_of(runs, _brokers)
+            c = _median_of(runs, _clients)
+            o = _median_of(runs, lambda r: r.get("other_cores"))
+            return f"{b:.2f} · {c:.2f} · {o:.2f}"
+
+        def ms_per_mb(runs, part):
+            return _median_of(runs, lambda r: part(r) * r["wall_s"] * 1000 / (_mb_total(r) * r["wall_s"])
+                              if _mb_total(r) else None)
+        b1, b2 = ms_per_mb(per[1], _brokers), ms_per_mb(per[2], _brokers)
+
+        def kernel(runs):
+            k = _median_of(runs, lambda r: sum(v for v in r.get("broker_system_cores", {}).values() if v)
+                           / _brokers(r) if _brokers(r) and "broker_system_cores" in r else None)
+            return f" ({k * 100:.0f}% kernel)" if k is not None else ""
+        c12 = ms_per_mb(per[1] + per[2], _clients)
+        label = scaling_label(kind, procs) + (" (MB/s: produced + consumed)" if kind == "both" else "")
+        paired = ", ".join(f"{x:.2f}" for x in paired_ratios(sc, key)) or "—"
+        L.append(f"| {label} | {f(one and one['median'])} | {rng(one)} | {f(two and two['median'])} | "
+                 f"{rng(two)} | {ratio} | {paired} | {cores(per[1])} | {cores(per[2])} | "
+                 f"{f(b1, 2)}{kernel(per[1])} → {f(b2, 2)}{kernel(per[2])} | {f(c12, 2)} |")
+    return L
+
+
+def profile_table(sc: dict) -> list[str]:
+    prof = sc.get("profiled")
+    if not prof:
+        return []
+    L = ["| load | 1 broker: loop busy · broker CPU (cores) | 2 brokers: loop busy · CPU, each broker | machine cores used, 1 · 2 |",
+         "|---|---:|---:|---:|"]
+    for kind, procs in sc["loads"]:
+        key = scaling_key(kind, procs)
+        cells = []
+        for n in (1, 2):
+            r = prof.get(str(n), {}).get("loads", {}).get(key)
+            if not r or not r.get("loop_busy"):
+                cells.append("—")
+                continue
+            cells.append(", ".join(f"{r['loop_busy'].get(nid, 0) * 100:.0f}% · {c:.2f}"
+                                   for nid, c in sorted(r["broker_cores"].items()) if c is not None))
+        m = [prof.get(str(n), {}).get("loads", {}).get(key, {}).get("machine_cores") for n in (1, 2)]
+        L.append(f"| {scaling_label(kind, procs)} | {cells[0]} | {cells[1]} | "
+                 f"{' · '.join(f(x, 2) for x in m)} |")
+    return L
+
+
+def scaling_verdict(sc: dict) -> str:
+    """What the scaling runs say about the target (a 2-broker cluster beating
+    one broker on produce to 8 partitions), from the figures themselves."""
+    def med(n, key, fn):
+        return _median_of(scaling_runs(sc, n, key), fn)
+
+    def rel(key):
+        a, b = med(1, key, _mb), med(2, key, _mb)
+        return (b / a) if a and b else None
+
+    def prof(n, key):
+        return ((sc.get("profiled") or {}).get(str(n), {}).get("loads", {}).get(key)) or {}
+
+    def per_mb(n, key, part):
+        return med(n, key, lambda r: part(r) / _mb(r) * 1000 if _mb(r) else None)
+
+    out = []
+    raw = [k for k in (scaling_key("raw", 1), scaling_key("raw", 2)) if med(1, k, _mb) and med(2, k, _mb)]
+    if raw:
+        best = max(raw, key=lambda k: rel(k) or 0)
+
+        def one_row(k: str) -> str:
+            a = stats([_mb(r) for r in scaling_runs(sc, 1, k)])
+            b = stats([_mb(r) for r in scaling_runs(sc, 2, k)])
+            pr = paired_ratios(sc, k)
+            return (f"from {k.split('.x')[1]} client process{'es' if k != scaling_key('raw', 1) else ''} "
+                    f"{rel(k):.2f}× (median {b['median']:.0f} against {a['median']:.0f} MB/s, "
+                    f"{'every repetition above every one of the single broker' if b['min'] > a['max'] else 'the ranges overlap'}; "
+                    f"ahead in {sum(1 for x in pr if x > 1)} of {len(pr)} repetitions, each against the "
+                    f"single broker of the same repetition, by {min(pr):.2f}–{max(pr):.2f}×)")
+        s = (f"**Broker-bound produce.** With a load generator that costs the machine little "
+             f"(hand-written Produce requests: {per_mb(1, best, _clients):.2f} ms of client CPU per MB "
+             f"against {per_mb(1, best, _brokers):.2f} ms of broker CPU), 2 brokers produced, against "
+             f"1 broker, " + "; ".join(one_row(k) for k in raw) + ".")
+        cores_n = float(sc.get("environment", {}).get("nproc") or 2)
+
+        def busy_parts(n: int) -> str:
+            return (f"{med(n, best, lambda r: r.get('machine_cores')):.2f} of its {cores_n:.0f} cores: "
+                    f"broker{'s' if n > 1 else ''} {med(n, best, _brokers):.2f}, client "
+                    f"{med(n, best, _clients):.2f}, the rest {med(n, best, lambda r: r.get('other_cores')):.2f}")
+        m1 = med(1, best, lambda r: r.get("machine_cores"))
+        if m1 is not None and med(2, best, lambda r: r.get("machine_cores")) is not None:
+            s += (f" In that load (from {best.split('.x')[1]} process{'es' if best != scaling_key('raw', 1) else ''})"
+                  f" the machine was busy, with 1 broker, {busy_parts(1)}; with 2 brokers, {busy_parts(2)} "
+                  "(medians; the rest is mostly the kernel writing the page cache back, and other "
+                  f"engineers' runs). A second broker could only use the {max(0.0, cores_n - m1):.2f} "
+                  "cores one broker left idle, less what a second set of connections costs the client "
+                  "and the kernel" + (": that is what the margin above came from." if any(
+                      stats([_mb(r) for r in scaling_runs(sc, 2, k)])["min"]
+                      > stats([_mb(r) for r in scaling_runs(sc, 1, k)])["max"] for k in raw)
+                      else f": on {cores_n:.0f} cores that left no room for a clear margin."))
+        busiest = max(raw, key=lambda k: max((prof(1, k).get("loop_busy") or {"": 0}).values()))
+        p1 = prof(1, busiest)
+        if p1.get("loop_busy"):
+            busy = max(p1["loop_busy"].values())
+            s += (f" Under py-spy the single broker's event loop was busy up to {busy * 100:.0f}% of the "
+                  f"time (hand-written requests from {busiest.split('.x')[1]} process"
+                  f"{'es' if busiest != scaling_key('raw', 1) else ''}) while "
+                  f"getting {_brokers(p1):.2f} cores: a broker's work runs on one event-loop thread, so "
+                  "one broker cannot use more than one core, and a second broker could use another one "
+                  "if the machine had it to spare.")
+        out.append(s)
+    ck = scaling_key("produce", 1)
+    if med(1, ck, _mb) and med(2, ck, _mb):
+        cb_, bb_ = per_mb(1, ck, _clients), per_mb(1, ck, _brokers)
+        s = (f" **Client-bound produce.** With confluent-kafka in Python as the producer, 2 brokers made "
+             f"{rel(ck):.2f}× of 1 broker")
+        ck2 = scaling_key("produce", 2)
+        if med(1, ck2, _mb) and med(2, ck2, _mb):
+            s += f" (with 2 producer processes {rel(ck2):.2f}×)"
+        pc = paired_ratios(sc, ck)
+        s += (f"; ahead in {sum(1 for x in pc if x > 1)} of {len(pc)} repetitions, by "
+              f"{min(pc):.2f}–{max(pc):.2f}×. That client spends {cb_:.1f} ms of CPU per MB against the "
+              f"broker's {bb_:.1f} ms, so even with the whole machine to themselves client and broker "
+              f"would split it about {cb_ / (cb_ + bb_) * 100:.0f}:{bb_ / (cb_ + bb_) * 100:.0f}: one "
+              f"broker never needs a whole core here (it used {med(1, ck, _brokers):.2f}), and whatever "
+              "a second broker gains with this client does not come from broker CPU; the two brokers "
+              "compete with the client for the same 2 cores.")
+        p1 = prof(1, ck)
+        if p1.get("loop_busy"):
+            s += (f" Its loop was busy {max(p1['loop_busy'].values()) * 100:.0f}% of the time with "
+                  f"{_brokers(p1):.2f} cores: busy includes waiting for a core the producer holds.")
+        out.append(s)
+    rf, cc = scaling_key("rawfetch", 1), scaling_key("consume", 1)
+    if med(1, rf, _mb) and med(2, rf, _mb) and med(1, cc, _mb) and med(2, cc, _mb):
+        pf = paired_ratios(sc, rf)
+        out.append(f" **Consume.** 2 brokers served hand-written Fetch requests at {rel(rf):.2f}× of 1 "
+                   f"broker (median {med(2, rf, _mb):.0f} against {med(1, rf, _mb):.0f} MB/s; ahead in "
+                   f"{sum(1 for x in pf if x > 1)} of {len(pf)} repetitions, by {min(pf):.2f}–{max(pf):.2f}×), a "
+                   f"confluent-kafka consumer at {rel(cc):.2f}× ({med(2, cc, _mb):.0f} against "
+                   f"{med(1, cc, _mb):.0f} MB/s; that client spends {per_mb(1, cc, _clients):.1f} ms of "
+                   f"CPU per MB, the broker {per_mb(1, cc, _brokers):.1f} ms).")
+    if out:
+        out.append(" Not measured here: a machine with more cores, or clients on other machines. "
+                   "The hand-written rows say what to expect there: once the clients do not take "
+                   "the cores, one broker's event loop is the bound and a second broker adds a loop "
+                   "of its own; these 2 cores can show at most one extra core's worth, and other "
+                   "engineers' runs took part of them (*others*).")
+    return "".join(out)
+
+
+def scaling_section(sc: dict, heading: str = "##") -> list[str]:
+    if not sc or not sc.get("repetitions"):
+        return []
+    env = sc["environment"]
+    loads = [rep.get("load_before") for rep in sc["repetitions"]]
+    L = [f"{heading} Every core: 1 broker against 2 under loads the client does not bound", "",
+         f"Measured by `{sc['command']}` on {sc['started']} (odradek commit `{env['git_commit']}`"
+         f"{' with local changes to odradek/' if env.get('git_dirty') else ''}), {env['nproc']} cores; "
+         f"load average (1 min) before each repetition: "
+         f"{', '.join(f'{x[0]:.2f}' for x in loads if x)}. {len(sc['repetitions'])} repetitions, "
+         "each a fresh odradek 1-broker and 2-broker cluster (`odradek.Cluster`, etcd, defaults; the "
+         "order alternating); on each, a topic of 8 partitions, replication factor 1 (on 2 brokers "
+         "4 partitions lead on each), and one load after another, each load's client processes "
+         "started together and given disjoint partition groups (partition p to process p mod k). "
+         f"Produce loads write {sc['sizes']['scaling_records']:,} × 1 KiB records (acks=1) to a new topic; "
+         "consumers (`assign()` from offset 0, to the end offset; `fetch.max.bytes` 50 MB, "
+         "`max.partition.fetch.bytes` 10 MB, `queued.max.messages.kbytes` 1 GiB and "
+         "`fetch.queue.backoff.ms` 10: at its defaults, 64 MiB and 1 s, librdkafka paused a "
+         "partition's fetching for a second whenever two responses were queued) read the topic "
+         "just written. "
+         "*Hand-written Fetch requests*: Fetch v4 (`bench/compare.py: RawFetcher`, 10 MiB per "
+         "partition per request, only batch headers walked), a connection per partition, a thread "
+         f"per partition leader, the topic read {RAW_FETCH_PASSES} times. "
+         "*Hand-written Produce requests*: Produce v9, one pre-encoded batch of "
+         f"{RAW_BATCH_RECORDS} × 1 KiB per partition per request, a connection per partition leader, "
+         f"{RAW_IN_FLIGHT} requests in flight on each (the broker validates, assigns offsets and "
+         "appends each batch as from any client). *Cores* = CPU seconds / wall seconds over the "
+         "load's span (first client's start to last client's end), read from /proc every 50 ms: "
+         "the broker processes, the client processes (their own CPU time, librdkafka's threads "
+         "included), and *others*: the rest of the machine's busy time (other engineers' runs, "
+         "etcd, this script, the kernel's writeback of the page cache). *2 / 1 in each "
+         "repetition*: the 2-broker cluster's MB/s over the 1-broker cluster's in the same "
+         "repetition (run one after the other). *Broker CPU per MB*: the "
+         "brokers' CPU seconds per MB moved, with the share of it spent in the kernel (system "
+         "time: socket reads and writes, copies into the page cache). Medians over the "
+         "repetitions.", ""]
+    L += scaling_table(sc)
+    prof = profile_table(sc)
+    if prof:
+        pb = sc["profiled"].get("load_before")
+        L += ["", "One more repetition with `py-spy record --nonblocking --rate "
+              f"{sc.get('spy_rate', 100)}` attached to every broker (its throughput not counted above"
+              f"{f'; load average before it {pb[0]:.2f}' if pb else ''}). *Loop busy*: share of the "
+              "load's wall time in which py-spy found the broker's event-loop thread not idle, i.e. "
+              "running or waiting for a core (a loop that is busy but gets less CPU than its busy share "
+              "waits for a core).", ""]
+        L += prof
+    v = scaling_verdict(sc)
+    if v:
+        L += ["", v]
+    return L
+
+
 def render(result: dict) -> str:
     env = result["environment"]
     sizes = result["sizes"]
@@ -497,6 +1198,7 @@ def render(result: dict) -> str:
     w("pip install -e '.[test,cluster]'")
     w("python bench/cluster_bench.py            # this report")
     w("python bench/cluster_bench.py --quick    # smoke run: small counts, 1 repetition")
+    w("python bench/cluster_bench.py --only scaling   # the Every core section alone (odradek, about 7 min)")
     w("```")
     w("")
     w("Needs an etcd binary (see [cluster.md](cluster.md#getting-etcd)), Java 17+ and, the first "
@@ -553,6 +1255,10 @@ def render(result: dict) -> str:
         w(f"Start-up of a 2-broker cluster until every broker serves (Metadata lists all): odradek "
           f"{so['median']:.1f} s ({rng(so, 1)}; includes etcd), Kafka {sk['median']:.1f} s "
           f"({rng(sk, 1)}; excludes `kafka-storage format`).")
+        w("")
+    sl = scaling_section(result.get("scaling") or {})
+    if sl:
+        L += sl
         w("")
     w("## Failover: kill -9 of the partition leader, 3 brokers")
     w("")
@@ -632,11 +1338,20 @@ def environment() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:  # one client process of the scaling load
+        print(json.dumps(worker(json.loads(argv[1]))), flush=True)
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small counts, 1 repetition")
-    ap.add_argument("--repetitions", type=int, help="override both repetition counts")
-    ap.add_argument("--only", choices=("throughput", "failover"), help="run one of the two parts")
+    ap.add_argument("--repetitions", type=int, help="override every part's repetition count")
+    ap.add_argument("--only", choices=("throughput", "failover", "scaling"),
+                    help="run one part (with scaling, the other parts are kept from the earlier JSON)")
+    ap.add_argument("--scaling", action="store_true",
+                    help="run the scaling part too (about 7 min; without it the earlier one is kept)")
+    ap.add_argument("--spy-rate", type=int, default=100,
+                    help="py-spy's rate in the scaling part's profiled repetition (0: none)")
     ap.add_argument("--json", default=str(BENCH / "results" / "cluster-latest.json"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "performance-cluster.md"))
     ap.add_argument("--performance", default=str(ROOT / "docs" / "performance.md"),
@@ -651,7 +1366,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     if args.repetitions:
         sizes = Sizes(**{**sizes.__dict__, "throughput_repetitions": args.repetitions,
-                         "failover_repetitions": args.repetitions})
+                         "failover_repetitions": args.repetitions,
+                         "scaling_repetitions": args.repetitions})
     t_start = time.monotonic()
     kr.fetch()
     env = environment()
@@ -659,11 +1375,27 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python bench/cluster_bench.py" + (" --quick" if args.quick else "") + \
           (f" --repetitions {args.repetitions}" if args.repetitions else "") + \
           (f" --only {args.only}" if args.only else "")
-    result = {"command": cmd, "started": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    started = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    result = {"command": cmd, "started": started,
               "environment": env, "sizes": sizes.__dict__, "throughput": [], "failover": {}}
+    merged = args.only == "scaling" and Path(args.json).exists()
+    if merged:
+        # the scaling part again: the other parts, with their provenance, stay as they were
+        result = json.loads(Path(args.json).read_text())
+    run_scaling = args.only == "scaling" or (args.only is None and args.scaling)
+    if run_scaling:
+        result["scaling"] = {"command": cmd, "started": started, "environment": env,
+                             "sizes": sizes.__dict__, "loads": [list(x) for x in SCALING_LOADS],
+                             "repetitions": [], "profiled": None, "spy_rate": args.spy_rate}
+    elif args.only is None and Path(args.json).exists():
+        # not run this time: the earlier scaling part stays, under its own header
+        result["scaling"] = json.loads(Path(args.json).read_text()).get("scaling")
 
     def save() -> None:
-        result["wall_seconds"] = time.monotonic() - t_start
+        if merged:  # the earlier run's header stays; this part notes its own time
+            result["scaling"]["wall_seconds"] = time.monotonic() - t_start
+        else:
+            result["wall_seconds"] = time.monotonic() - t_start
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
 
@@ -693,9 +1425,32 @@ def main(argv: list[str] | None = None) -> int:
                 result["failover"][key] = {"config": config, "repetitions": [],
                                            "errors": [f"{type(exc).__name__}: {exc}"[:500]]}
             save()
-    result["environment"]["git_commit_at_end"] = compare_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    if run_scaling:
+        sc = result["scaling"]
+        for rep in range(sizes.scaling_repetitions + (1 if args.spy_rate and py_spy() else 0)):
+            profiled = rep == sizes.scaling_repetitions
+            entry: dict = {"load_before": os.getloadavg()}
+            for n in ((1, 2) if rep % 2 == 0 else (2, 1)):
+                log(f"scaling {'profiled repetition' if profiled else f'rep {rep + 1}/{sizes.scaling_repetitions}'}"
+                    f": odradek, {n} broker(s)")
+                try:
+                    entry[str(n)] = scaling(n, sizes, args.spy_rate if profiled else 0)
+                except Exception as exc:
+                    log(f"  failed: {exc}")
+                    entry[str(n)] = {"loads": {}, "errors": {"cluster": f"{type(exc).__name__}: {exc}"[:300]}}
+            entry["load_after"] = os.getloadavg()
+            if profiled:
+                sc["profiled"] = entry
+            else:
+                sc["repetitions"].append(entry)
+            save()
+    at_end = compare_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    if merged:
+        result["scaling"]["environment"]["git_commit_at_end"] = at_end
+    elif not merged:
+        result["environment"]["git_commit_at_end"] = at_end
     save()
-    log(f"done in {result['wall_seconds'] / 60:.1f} min; raw results in {args.json}")
+    log(f"done in {(time.monotonic() - t_start) / 60:.1f} min; raw results in {args.json}")
     return write_report(result, args)
 
 
@@ -723,6 +1478,9 @@ def summary_section(result: dict, report_name: str) -> str:
          "Produce throughput, 1 KiB records, 8 partitions, confluent-kafka "
          f"({result['sizes']['throughput_repetitions']} repetitions; ratio = odradek / Kafka; ~: ranges overlap):", ""]
     L += throughput_table(result)
+    sl = scaling_section(result.get("scaling") or {}, heading="###")
+    if sl:
+        L += [""] + sl
     L += ["", "Failover: kill -9 of a partition's leader in a 3-broker cluster, replication factor 3, "
           "`min.insync.replicas=2`, idempotent acks=all producer; seconds from the kill to the first "
           "acknowledgement of a record sent after it (*after-kill*) and of any record (*any*):", ""]

@@ -553,8 +553,9 @@ class RawFetcher:
     reused buffer and walking only the batch headers: the broker's fetch path
     without a client library's record handling."""
 
-    def __init__(self, bootstrap: str, topic: str, partition_max_bytes: int = 10 << 20):
+    def __init__(self, bootstrap: str, topic: str, partition_max_bytes: int = 10 << 20, partition: int = 0):
         host, port = bootstrap.rsplit(":", 1)
+        self.partition = partition
         self.sock = socket.create_connection((host, int(port)), timeout=60)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.topic = topic.encode()
@@ -572,7 +573,7 @@ class RawFetcher:
         req = (struct.pack(">hhih", 1, 4, self.corr, len(client)) + client
                + struct.pack(">iiiibi", -1, 100, 1, 50 << 20, 0, 1)
                + struct.pack(">h", len(self.topic)) + self.topic
-               + struct.pack(">iiqi", 1, 0, offset, self.pmax))
+               + struct.pack(">iiqi", 1, self.partition, offset, self.pmax))
         self.sock.sendall(struct.pack(">i", len(req)) + req)
         view = memoryview(self.buf)
         got = 0

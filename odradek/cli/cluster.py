@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -39,6 +40,61 @@ def api_versions(host: str, port: int, timeout: float) -> list[dict]:
                   key=lambda a: a["key"])
 
 
+def _cgroup_quota(root: str) -> float | None:
+    """The CPU quota, in cores, of this process's cgroup and its ancestors (the
+    smallest; cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), None if none."""
+    paths: list[str] = []
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":  # v2
+                    paths.append(path)
+                elif "cpu" in controllers.split(","):  # v1
+                    paths.append(path)
+    except OSError:
+        pass
+    best = None
+    for base in paths or ["/"]:
+        parts = [x for x in base.split("/") if x]
+        for i in range(len(parts), -1, -1):
+            for d in (os.path.join(root, *parts[:i]), os.path.join(root, "cpu", *parts[:i]),
+                      os.path.join(root, "cpu,cpuacct", *parts[:i])):
+                quota = None
+                try:
+                    with open(os.path.join(d, "cpu.max")) as fh:
+                        q, period = fh.read().split()[:2]
+                    if q != "max":
+                        quota = int(q) / int(period)
+                except (OSError, ValueError):
+                    try:
+                        with open(os.path.join(d, "cpu.cfs_quota_us")) as fh:
+                            q = int(fh.read())
+                        with open(os.path.join(d, "cpu.cfs_period_us")) as fh:
+                            period = int(fh.read())
+                        if q > 0 and period > 0:
+                            quota = q / period
+                    except (OSError, ValueError):
+                        pass
+                if quota is not None and (best is None or quota < best):
+                    best = quota
+    return best
+
+
+def cores_available(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may use: its CPU affinity (taskset, a cpuset),
+    and no more than its cgroup's CPU quota, rounded up. ``os.cpu_count()``
+    counts every core of the machine, whatever this process is allowed."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup_root)
+    if quota is not None:
+        n = min(n, math.ceil(quota - 1e-9))
+    return max(1, n)
+
+
 def _split_hostport(addr: str) -> tuple[str, int]:
     addr = addr.strip()
     for prefix in ("PLAINTEXT://", "plaintext://"):
@@ -68,7 +124,8 @@ class _Stop(Exception):
 
 @cluster.command("up")
 @click.option("--brokers", "n", type=click.IntRange(min=1), default=None, metavar="N",
-              help="How many brokers [default: one per core].")
+              help="How many brokers [default: one per core this process may use: its CPU "
+                   "affinity, at most its cgroup's CPU quota].")
 @click.option("--data-dir", default=None, metavar="DIR",
               help="Keep the brokers' data and etcd's here, across restarts [default: a temporary "
                    "directory, removed at exit].")
@@ -96,7 +153,7 @@ def up(n, data_dir, first_port, host, override, log_level):
     if find_etcd() is None:
         raise CliError("no etcd 3.5.3+ found in $ODRADEK_ETCD, on PATH or in "
                        "~/.cache/odradek/etcd-<version>/ (see docs/cluster.md, Getting etcd)")
-    n = n or os.cpu_count() or 1
+    n = n or cores_available()
     stop = threading.Event()
     starting = True
 

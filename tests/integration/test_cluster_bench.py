@@ -42,3 +42,30 @@ def test_the_odradek_side_of_the_cluster_benchmark_runs_and_renders(etcd):
     text = cb.render(result)
     assert "| 2 brokers, RF 2, acks=all |" in text
     assert "odradek, broker.session.timeout.ms=3000" in text
+
+
+def test_the_scaling_part_runs_every_kind_of_load_and_renders(etcd, monkeypatch):
+    """Each client kind of the scaling part (hand-written Produce and Fetch,
+    confluent-kafka producers and consumers, both together) on a 2-broker
+    cluster, with CPU shares, and the section rendered from it."""
+    monkeypatch.setattr(cb, "START_DELAY", 1.5)
+    monkeypatch.setattr(cb, "SCALING_LOADS", [("raw", 1), ("rawfetch", 1), ("produce", 2), ("consume", 1),
+                                              ("both", 1)])
+    sizes = cb.Sizes(**{**TINY.__dict__, "scaling_records": 2_000})
+    run = cb.scaling(2, sizes, etcd=etcd)
+    assert run["errors"] == {}, run["errors"]
+    loads = run["loads"]
+    assert set(loads) == {cb.scaling_key(*x) for x in cb.SCALING_LOADS}
+    for key, r in loads.items():
+        assert set(r["broker_cores"]) == {"1", "2"}, key
+        assert r["machine_cores"] is not None and r["other_cores"] is not None, key
+    assert loads["raw.x1"]["produce_mb_s"] > 0 and loads["rawfetch.x1"]["consume_mb_s"] > 0
+    assert loads["both.x1"]["produce_mb_s"] > 0 and loads["both.x1"]["consume_mb_s"] > 0
+
+    env = {"nproc": "2", "git_commit": "abc1234", "git_dirty": False}
+    sc = {"command": "python bench/cluster_bench.py --only scaling", "started": "now", "environment": env,
+          "sizes": sizes.__dict__, "loads": [list(x) for x in cb.SCALING_LOADS],
+          "repetitions": [{"load_before": (1.0, 1.0, 1.0), "1": run, "2": run}], "profiled": None}
+    text = "\n".join(cb.scaling_section(sc))
+    assert "| produce, hand-written Produce requests, 1 process |" in text
+    assert "from 1 client process 1.00×" in text and "ahead in 0 of 1 repetitions" in text

@@ -260,6 +260,28 @@ def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
             proc.wait()
 
 
+def test_cluster_up_runs_one_broker_per_core_it_may_use(tmp_path):
+    """Without --brokers, one broker per core of the process's CPU affinity
+    (here one core, as under ``taskset -c``), not per core of the machine."""
+    needs_etcd()
+    core = min(os.sched_getaffinity(0))
+    proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", "--data-dir", str(tmp_path / "c")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("bootstrap: "), proc.communicate()[1] if proc.poll() is not None else first
+        bootstrap = first.split(": ", 1)[1].strip()
+        assert len(bootstrap.split(",")) == 1
+        assert sorted(listed_brokers(bootstrap)) == [1]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_one_cluster_id_per_store_and_a_data_dir_of_another_cluster_is_refused(etcd, tmp_path):
     from odradek.embedded import EmbeddedBroker
 
