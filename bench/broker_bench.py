@@ -122,9 +122,15 @@ def consume_throughput(bootstrap: str, topic: str, partitions: int, records: int
                        client: dict | None = None) -> dict:
     from confluent_kafka import Consumer, TopicPartition
 
+    # librdkafka stops fetching a partition for fetch.queue.backoff.ms (1 s at
+    # its default) once its local queue holds queued.max.messages.kbytes (64 MiB
+    # at its default): a few 10 MB responses overfill that, and a consumer of
+    # 200 MB then sat idle for a second in some runs and not others. The queue
+    # is made large and the backoff short, alike for every broker measured.
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}",
                   "enable.auto.commit": False, "fetch.max.bytes": 52_428_800,
-                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100, **(client or {})})
+                  "max.partition.fetch.bytes": 10_485_760, "fetch.wait.max.ms": 100,
+                  "queued.max.messages.kbytes": 1 << 20, "fetch.queue.backoff.ms": 10, **(client or {})})
     c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     n = 0
     t0 = time.perf_counter()

@@ -1353,7 +1353,9 @@ PLANS = [
     "the profiles below show odradek's event loop busy well under half of the time in these "
     "workloads: the clients bound them. The way to settle them is a quieter machine (or the "
     "clients on other cores) rather than broker work; the broker-side work that remains is the "
-    "fetch copy below.",
+    "fetch copy below. The confluent-kafka consumer now queues up to 1 GiB with a 10 ms backoff: at "
+    "librdkafka's 64 MiB and 1 s it stopped fetching for a second in some runs (ranges of about 100 "
+    "to 550 MB/s on both brokers before).",
     "- **Consume within 70% of sendfile.** Neither broker gets there through a client library. "
     "odradek copies each fetched byte twice (pread into a buffer, then the socket write). Serving the"
     " record chunks with sendfile between the encoded parts, once the transport had drained, was "
@@ -1465,7 +1467,9 @@ def render_report(result: dict, rows: list[dict], values: dict, chart_note: str 
       "Each run includes a JVM start of the tool, and the JIT warms up during the run.")
     w("- **Consume** from the page cache (the topics were just written): confluent-kafka reads "
       "back the 1 KiB acks=1 topics (1 and 8 partitions) with `assign()` from offset 0 "
-      "(fetch.max.bytes 50 MB); ConsumerPerformance reads the 1-partition topic in a new group. "
+      "(fetch.max.bytes 50 MB, max.partition.fetch.bytes 10 MB, queued.max.messages.kbytes 1 GiB, "
+      "fetch.queue.backoff.ms 10: at librdkafka's 64 MiB queue and 1 s backoff the consumer paused "
+      "for a second in some runs); ConsumerPerformance reads the 1-partition topic in a new group. "
       "The ConsumerPerformance fetch-phase rate excludes its group join, which is reported on its own. "
       "To see the broker's own fetch ceiling without a client library's per-record work, a raw "
       "Fetch v4 loop (one TCP connection, 10 MiB per partition per request, responses read into a "
