@@ -22,6 +22,8 @@ from odradek.replica.manager import ReplicaManager
 
 log = logging.getLogger("odradek.scheduler")
 
+SNAPSHOT_CHUNK = 1000  # producer snapshots taken on the loop between two turns of it
+
 
 class Housekeeping:
     def __init__(self, config: BrokerConfig, replicas: ReplicaManager):
@@ -69,6 +71,12 @@ class Housekeeping:
         if store is None:
             return
         await self.replicas.background.run(store.write_checkpoints)
-        snapshots = take_snapshots(self.replicas.all_partitions())  # on the loop: consistent
-        if snapshots:
-            await self.replicas.background.run(write_snapshots, snapshots)
+        # Each snapshot is taken on the loop (the table and its log agree there),
+        # SNAPSHOT_CHUNK partitions at a time, each chunk written off the loop
+        # before the next: with many partitions changed, one pass over all of
+        # them held the loop for seconds.
+        parts = list(self.replicas.all_partitions())
+        for i in range(0, len(parts), SNAPSHOT_CHUNK):
+            snapshots = take_snapshots(parts[i:i + SNAPSHOT_CHUNK])
+            if snapshots:
+                await self.replicas.background.run(write_snapshots, snapshots)
