@@ -1349,45 +1349,44 @@ def draw_chart(values: dict, path: Path) -> str | None:
 # --------------------------------------------------------------------------
 
 PLANS = [
-    "- **Produce and consume ratios.** The rows below 1.0 lie within the spread of this machine, and "
-    "the profiles below show odradek's event loop busy well under half of the time in these "
-    "workloads: the clients bound them. The way to settle them is a quieter machine (or the "
-    "clients on other cores) rather than broker work; the broker-side work that remains is the "
-    "fetch copy below. The confluent-kafka consumer now queues up to 1 GiB with a 10 ms backoff: at "
-    "librdkafka's 64 MiB and 1 s it stopped fetching for a second in some runs (ranges of about 100 "
-    "to 550 MB/s on both brokers before).",
-    "- **Consume within 70% of sendfile.** Neither broker gets there through a client library. "
-    "odradek copies each fetched byte twice (pread into a buffer, then the socket write). Serving the"
-    " record chunks with sendfile between the encoded parts, once the transport had drained, was "
-    "built and measured, and not kept: on this machine's loopback a bare sendfile runs no faster than"
-    " pread and send (2.4 and 2.4-3.0 GB/s for 10 MiB chunks), and odradek's raw Fetch of 10 MiB "
-    "responses was slower with it (medians about 2.0 GB/s, sending from the event loop or from a "
-    "sender thread, against about 3.2 GB/s copying, alternated in one run), as the copy is handed to "
-    "the event loop's C transport while sendfile calls wait on the socket in Python.",
-    "- **Start-up under 0.3 s.** It is imports: the interpreter, click, the codec and the coordinator "
-    "modules. The CLI now loads a subcommand's module only when it is used; next are loading the "
-    "group coordinator's modules on first use of a group API and compiling the codec lazily (it "
-    "already is, per API).",
-    "- **Disk mode with many partitions.** A segment keeps at most one file open, its log, while "
-    "it is in use: the index entries live in memory (the index files are written at a flush), and "
-    "the store closes the least recently used idle segments' files beyond the open-file limit and "
-    "opens them again on demand, where Kafka keeps one descriptor per segment and maps its "
-    "indexes.",
+    "- **Consume ratios.** Through confluent-kafka both brokers serve a 200 MB topic in about 0.2 s, "
+    "so one scheduling hiccup moves a figure by a third, and every range overlaps. The broker is not "
+    "what bounds these rows: odradek spent about half of Kafka's CPU per MB consumed and its event "
+    "loop was busy about a third of the time (profiles below), the rest being the Python client on "
+    "the same two cores. `bench/consume_bench.py` (its section below) reads the same topics twice "
+    "per repetition. Until this run the bench's consumer also used librdkafka's 64 MiB local queue "
+    "and 1 s backoff, under which it stopped fetching for a second in some runs (ranges of about 100 "
+    "to 550 MB/s on both brokers before); it now queues up to 1 GiB with a 10 ms backoff.",
+    "- **Raw Fetch and the sendfile limit (met).** What did it was memory, not zero-copy: at glibc's "
+    "defaults every response buffer of a few MiB was mapped afresh and its pages faulted in, on "
+    "reads as on Produce frames (`odradek serve` now keeps freed memory for the next request: "
+    "docs/performance.md, *Every core*; an A/B by hand on this machine, 3 repetitions of this "
+    "page's raw Fetch loop: 2,391 MB/s median against 1,026 with `MALLOC_MMAP_THRESHOLD_=131072` in "
+    "the broker's environment, which restores glibc's default; sendfile 2,512). Serving record chunks with sendfile "
+    "was built and measured earlier and not kept: on loopback a bare sendfile ran no faster than "
+    "pread and send, and odradek's raw Fetch was slower with it (about 2.0 against 3.2 GB/s, "
+    "alternated in one run).",
+    "- **Start-up under 0.3 s (met, just).** It is imports: the interpreter, click, the codec and the "
+    "coordinator modules; the CLI loads a subcommand's module only when it is used.",
+    "- **Many partitions in disk mode.** A segment keeps at most one file open, its log, while it is "
+    "in use: the index entries live in memory, and the store closes the least recently used idle "
+    "segments' files beyond the open-file limit and opens them again on demand. The scale rows above "
+    "are now from disk mode. CreateTopics takes longer than Kafka's (it answers once every "
+    "partition's directory and log file exist, about 0.75 ms each on this disk; Kafka's controller "
+    "answers before its logs are created), while creation until Metadata lists every partition with "
+    "a leader is shorter. 100,000 partitions: `bench/scale_bench.py`, its section below.",
     "- **Rebalance of 10 members.** Both brokers run the classic join the same way: with "
     "`group.initial.rebalance.delay.ms=0` the first generation completes at the first timer tick "
     "after which no member joined, and a member joining a stable group waits for the others' next "
     "heartbeat (3 s in librdkafka). Traced side by side (librdkafka `debug=cgrp`; odradek's "
-    "JoinGroup, SyncGroup and Heartbeat with timestamps): on Kafka every client lost its first "
-    "FindCoordinator with its bootstrap connection and asked again; on both, the ten JoinGroups "
-    "arrived over about 10 ms. odradek completes the first member's join and sync in 2-6 ms, before "
-    "the others arrive, so they wait for its heartbeat; Kafka, on a busy machine, took about 120 ms "
-    "to complete its first join, long enough for all ten to arrive in some repetitions and not in "
-    "others (one traced run: 3.4 s, as odradek). The difference is Kafka's slower first completion, "
-    "not a rule odradek lacks; matching it would mean delaying the first generation beyond what the "
-    "setting asks. Measured at 10 and 50 members by `bench/rebalance_bench.py` (its sections at the "
-    "end of this page): with the setting at Kafka's default of 3000 ms, and with KIP-848, the two "
-    "brokers are within a few per cent; only the classic protocol at 0 ms is behind, by the "
-    "difference described here.",
+    "JoinGroup, SyncGroup and Heartbeat with timestamps): on both, the ten JoinGroups arrived over "
+    "about 10 ms; odradek completes the first member's join and sync in a few ms, before the others "
+    "arrive, so they wait for its heartbeat; Kafka took about 100 ms or more to complete its first "
+    "join, long enough for all ten to arrive in some repetitions and not in others. The difference "
+    "is Kafka's slower first completion, not a rule odradek lacks; matching it would mean delaying "
+    "the first generation beyond what the setting asks. `bench/rebalance_bench.py` (its sections "
+    "below) measures 10 and 50 members: with the setting at Kafka's default of 3000 ms, and with "
+    "KIP-848, the two brokers are within a few per cent; only the classic protocol at 0 ms is behind.",
 ]
 
 
