@@ -566,20 +566,28 @@ def raw_produce(spec: dict) -> dict:
                         if pr["error_code"]:
                             errors.append(pr["error_code"])
 
+    t0, t1, cpu_s = _per_leader(leaders, one_leader, spec["start_at"])
+    n = rounds * total_per_request
+    return {"t0": t0, "t1": t1, "cpu_s": cpu_s, "records": n, "bytes": n * RECORD_SIZE,
+            "failed": len(errors), "failed_example": errors[:1]}
+
+
+def _per_leader(leaders: dict, one_leader, start_at: float) -> tuple[float, float, float]:
+    """Run ``one_leader(node id, partitions, barrier)`` on a thread per leader;
+    they start together at ``start_at`` (wall clock), past the barrier. Returns
+    (start, end, this process's CPU seconds in between)."""
     ready = threading.Barrier(len(leaders) + 1)
     threads = [threading.Thread(target=one_leader, args=(nid, ps, ready), daemon=True)
                for nid, ps in leaders.items()]
     for t in threads:
         t.start()
-    time.sleep(max(0.0, spec["start_at"] - time.time()))
+    time.sleep(max(0.0, start_at - time.time()))
     c0, t0 = time.process_time(), time.time()
     ready.wait()
     for t in threads:
         t.join()
     t1, c1 = time.time(), time.process_time()
-    n = rounds * total_per_request
-    return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,
-            "failed": len(errors), "failed_example": errors[:1]}
+    return t0, t1, c1 - c0
 
 
 def _leaders(bootstrap: str, topic: str, parts: list[int]) -> tuple[dict, dict]:
@@ -628,19 +636,9 @@ def raw_fetch(spec: dict) -> dict:
             f_.close()
         totals[nid] = n
 
-    ready = threading.Barrier(len(leaders) + 1)
-    threads = [threading.Thread(target=one_leader, args=(nid, ps, ready), daemon=True)
-               for nid, ps in leaders.items()]
-    for t in threads:
-        t.start()
-    time.sleep(max(0.0, spec["start_at"] - time.time()))
-    c0, t0 = time.process_time(), time.time()
-    ready.wait()
-    for t in threads:
-        t.join()
-    t1, c1 = time.time(), time.process_time()
+    t0, t1, cpu_s = _per_leader(leaders, one_leader, spec["start_at"])
     n = sum(totals.values())
-    return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,
+    return {"t0": t0, "t1": t1, "cpu_s": cpu_s, "records": n, "bytes": n * RECORD_SIZE,
             "complete": n >= RAW_FETCH_PASSES * sum(ends.values())}
 
 
@@ -1460,9 +1458,8 @@ def compare_run(cmd: list[str]) -> str:
     return compare.run_text(cmd)
 
 
-#: performance.md (written by compare.py) keeps what follows this mark when
-#: it is regenerated; the clusters' summary lives there between these two.
-KEPT_MARK = "<!-- Below: sections from other scripts, kept when this report is regenerated. -->"
+#: performance.md (written by compare.py) keeps what follows its KEPT_MARK
+#: when it is regenerated; the clusters' summary lives there between these two.
 SECTION_BEGIN = "<!-- cluster_bench.py: begin -->"
 SECTION_END = "<!-- cluster_bench.py: end -->"
 
@@ -1499,17 +1496,10 @@ def write_report(result: dict, args) -> int:
     log(f"wrote {report}")
     perf = Path(args.performance)
     if perf.exists():
-        old = perf.read_text()
-        section = summary_section(result, os.path.relpath(report, perf.parent))
-        if SECTION_BEGIN in old and SECTION_END in old:
-            head, rest = old.split(SECTION_BEGIN, 1)
-            new = head + section + rest.split(SECTION_END, 1)[1]
-        else:
-            if KEPT_MARK not in old:
-                old = old.rstrip("\n") + "\n\n" + KEPT_MARK + "\n"
-            head, tail = old.split(KEPT_MARK, 1)
-            new = head + KEPT_MARK + "\n\n" + section + "\n" + tail
-        perf.write_text(new)
+        import compare
+
+        compare.write_section(perf, SECTION_BEGIN, SECTION_END,
+                              summary_section(result, os.path.relpath(report, perf.parent)))
         log(f"updated the clusters' section of {perf}")
     return 0
 

@@ -1390,6 +1390,23 @@ PLANS = [
 ]
 
 
+def write_section(report: Path, begin: str, end: str, text: str) -> None:
+    """Put another script's section ``text`` (from its ``begin`` mark to its
+    ``end`` mark) into the report: in place of its earlier one, else first
+    after ``KEPT_MARK`` (added at the end when missing), where regenerating
+    the report keeps it."""
+    old = report.read_text()
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + text + rest.split(end, 1)[1]
+    else:
+        if KEPT_MARK not in old:
+            old = old.rstrip("\n") + "\n\n" + KEPT_MARK + "\n"
+        head, tail = old.split(KEPT_MARK, 1)
+        new = head + KEPT_MARK + "\n\n" + text + "\n" + tail
+    report.write_text(new)
+
+
 def render_report(result: dict, rows: list[dict], values: dict, chart_note: str | None,
                   chart_rel: str) -> str:
     env, sizes, args = result["environment"], result["sizes"], result["args"]

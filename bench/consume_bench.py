@@ -99,16 +99,6 @@ def environment() -> dict:
             "loadavg": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
-def write_section(text: str, report: Path) -> None:
-    doc = report.read_text()
-    if BEGIN in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    report.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 repetition of 20,000 records")
@@ -135,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1))
     text = section(result)
     if not args.no_report:
-        write_section(text, Path(args.report))
+        compare.write_section(Path(args.report), BEGIN, END, text)
     print(text)
     return 0
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -31,50 +29,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
+import compare  # noqa: E402
 from broker_bench import free_port, wait_accepting  # noqa: E402
 
 from odradek.protocol.frames import decode_response, encode_request  # noqa: E402
 
 
-class Probe:
-    """Metadata requests for all topics over one TCP connection."""
+class Probe(compare.MetadataProbe):
+    """compare.py's probe, asking with Metadata at ``version`` (the codec's encoding)."""
 
     def __init__(self, bootstrap: str, version: int):
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=60)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(bootstrap)
         self.version = version
-        self.corr = 0
 
-    def _recv(self, n: int) -> bytes:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            k = self.sock.recv_into(view[got:])
-            if not k:
-                raise ConnectionError("broker closed the connection")
-            got += k
-        return bytes(buf)
-
-    def timed(self) -> tuple[float, bytes]:
+    def _request(self) -> bytes:
         self.corr += 1
-        req = encode_request("Metadata", self.version, {"topics": None, "allow_auto_topic_creation": False},
-                             self.corr, "metadata-scale")
-        t0 = time.perf_counter()
-        self.sock.sendall(req)
-        size = struct.unpack(">i", self._recv(4))[0]
-        data = self._recv(size)
-        return time.perf_counter() - t0, data
+        return encode_request("Metadata", self.version, {"topics": None, "allow_auto_topic_creation": False},
+                              self.corr, "metadata-scale")
 
     def led(self, data: bytes) -> int:
         """Partitions listed with a leader and no error."""
         _, body = decode_response("Metadata", self.version, data)
         return sum(1 for t in body["topics"] for p in t["partitions"]
                    if p["error_code"] == 0 and p["leader_id"] >= 0)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def start_odradek(root: str):

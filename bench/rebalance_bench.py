@@ -140,17 +140,6 @@ def environment() -> dict:
             "loadavg": ", ".join(f"{x:.2f}" for x in __import__("os").getloadavg())}
 
 
-def write_section(text: str, report: Path, delay_ms: int) -> None:
-    begin, end = markers(delay_ms)
-    doc = report.read_text()
-    if begin in doc:
-        head, rest = doc.split(begin, 1)
-        doc = head + text + rest.split(end, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    report.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 members only, 1 repetition")
@@ -190,7 +179,7 @@ def report(result: dict, args) -> int:
     text = section(result)
     if not args.no_report:
         delay = int(result.get("broker_props", {}).get("group.initial.rebalance.delay.ms", 0))
-        write_section(text, Path(args.report), delay)
+        compare.write_section(Path(args.report), *markers(delay), text)
     print(text)
     return 0
 

@@ -424,7 +424,6 @@ def main(argv=None) -> int:
     return 0
 
 
-KEPT_MARK = cmp.KEPT_MARK
 
 #: (key, row label, unit, format) of the report's table, in step order.
 ROWS = [
@@ -505,17 +504,7 @@ def section(result: dict) -> str:
 
 
 def write_report(result: dict) -> None:
-    text = section(result)
-    old = REPORT.read_text()
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        new = head + text + rest.split(SECTION_END, 1)[1]
-    else:
-        if KEPT_MARK not in old:
-            old = old.rstrip("\n") + "\n\n" + KEPT_MARK + "\n"
-        head, tail = old.split(KEPT_MARK, 1)
-        new = head + KEPT_MARK + "\n\n" + text + "\n" + tail
-    REPORT.write_text(new)
+    cmp.write_section(REPORT, SECTION_BEGIN, SECTION_END, section(result))
     log(f"updated the scale section of {REPORT}")
 
 

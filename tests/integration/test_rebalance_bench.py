@@ -34,6 +34,6 @@ def test_the_odradek_side_of_the_rebalance_benchmark_runs_and_renders(tmp_path):
     assert "| classic | 1 | 2 |" in text and "kafka rep 1: not run" in text
     report = tmp_path / "performance.md"
     report.write_text("# report\n")
-    rb.write_section(text, report, 3000)
-    rb.write_section(text, report, 3000)  # rewritten in place, not appended twice
+    rb.compare.write_section(report, *rb.markers(3000), text)
+    rb.compare.write_section(report, *rb.markers(3000), text)  # rewritten in place, not added twice
     assert report.read_text().count("delay=3000: begin") == 1
