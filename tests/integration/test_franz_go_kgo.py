@@ -84,8 +84,15 @@ def run_kgo(binary: str, src: str, seeds: str, args: list[str], timeout: int) ->
 
 
 def failure_context(out: str, name: str) -> str:
-    lines = [l for l in out.splitlines() if name in l or l.startswith("    ")]
-    return "\n".join(lines[-40:])
+    """The lines Go prints for test ``name``: its ``--- FAIL`` line and the
+    indented log lines under it, and the lines that name it elsewhere."""
+    lines, under = [], False
+    for line in out.splitlines():
+        if line.lstrip().startswith(("--- ", "=== ")):
+            under = line.lstrip().startswith(f"--- FAIL: {name}")
+        if under or name in line:
+            lines.append(line)
+    return "\n".join(lines[-60:])
 
 
 @pytest.mark.odradek_cluster(config={"offsets.topic.replication.factor": 3, "min.insync.replicas": 2})
