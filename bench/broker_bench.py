@@ -87,6 +87,17 @@ def create_topic(bootstrap: str, topic: str, partitions: int, client: dict | Non
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
 
 
+def produce_waiting(p, topic: str, value: bytes, wait: float = 0.001, **kw) -> None:
+    """``p.produce(topic, value, **kw)``, polling ``wait`` seconds at a time
+    while the producer's local queue is full (BufferError) until it is taken."""
+    while True:
+        try:
+            p.produce(topic, value, **kw)
+            return
+        except BufferError:
+            p.poll(wait)
+
+
 def produce_throughput(bootstrap: str, topic: str, records: int, size: int, acks: str,
                        compression: str = "none", client: dict | None = None) -> dict:
     """``client``: more client properties (a TLS login, for instance)."""
@@ -105,12 +116,7 @@ def produce_throughput(bootstrap: str, topic: str, records: int, size: int, acks
 
     t0 = time.perf_counter()
     for _ in range(records):
-        while True:
-            try:
-                p.produce(topic, payload, on_delivery=cb)
-                break
-            except BufferError:
-                p.poll(0.001)
+        produce_waiting(p, topic, payload, on_delivery=cb)
     p.flush(120)
     dt = time.perf_counter() - t0
     if failed:

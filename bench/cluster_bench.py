@@ -474,12 +474,7 @@ def worker(spec: dict) -> dict:
         c0, t0 = time.process_time(), time.time()
         k = len(parts)
         for i in range(n):
-            while True:
-                try:
-                    p.produce(topic, payload, partition=parts[i % k], on_delivery=cb)
-                    break
-                except BufferError:
-                    p.poll(0.001)
+            bb.produce_waiting(p, topic, payload, partition=parts[i % k], on_delivery=cb)
         p.flush(120)
         t1, c1 = time.time(), time.process_time()
         return {"t0": t0, "t1": t1, "cpu_s": c1 - c0, "records": n, "bytes": n * RECORD_SIZE,

@@ -240,12 +240,7 @@ def main() -> None:
         payload = os.urandom(512).hex().encode()
         t0 = time.perf_counter()
         for i in range(records):
-            while True:
-                try:
-                    p.produce(topic, payload, partition=i % parts)
-                    break
-                except BufferError:
-                    p.poll(0.001)
+            bb.produce_waiting(p, topic, payload, partition=i % parts)
         p.flush(300)
         del p  # its connection goes now, before the broker stops
         print(f"wrote {records} records ({records * 1024 / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s",

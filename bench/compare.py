@@ -847,12 +847,7 @@ def scale(ctx: Side, sizes: Sizes) -> dict:
     t1 = time.perf_counter()
     for t in topics:
         for i in range(per_topic):
-            while True:
-                try:
-                    p.produce(t, b"x" * 100, partition=i, on_delivery=cb)
-                    break
-                except BufferError:
-                    p.poll(0.01)
+            bb.produce_waiting(p, t, b"x" * 100, wait=0.01, partition=i, on_delivery=cb)
     left = p.flush(600)
     out["scale.produce_each_s"] = time.perf_counter() - t1
     if left or failed:

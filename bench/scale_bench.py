@@ -243,12 +243,7 @@ def produce_one_each(bootstrap: str, topics: list[str], per_topic: int, timeout:
     for t in topics:
         p = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 20, "log_level": 2})
         for i in range(per_topic):
-            while True:
-                try:
-                    p.produce(t, b"x" * 100, partition=i, on_delivery=cb)
-                    break
-                except BufferError:
-                    p.poll(0.01)
+            cmp.bb.produce_waiting(p, t, b"x" * 100, wait=0.01, partition=i, on_delivery=cb)
         left = p.flush(max(1.0, min(120.0, deadline - time.monotonic())))
         if left or failed:
             raise RuntimeError(f"{t}: {left} undelivered, {len(failed)} failed "

@@ -11,24 +11,17 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 
 import pytest
 
 from odradek.embedded import EmbeddedBroker
 from odradek.protocol.frames import decode_response, encode_request
 from tests.integration.rawclient import RawClient
+from tests.integration.test_replication import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 VERSIONS = range(0, 14)
-
-
-def wait_until(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class Wire:
