@@ -232,6 +232,7 @@ class BrokerCore:
 
             self.authorizer = Authorizer(self.image.acls, security.super_users, security.allow_if_no_acl)
         loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))  # and a warning when it was blocked
         await self.load()
         await start_listeners(self)
         self.server = self.servers[0]
@@ -340,9 +341,8 @@ class BrokerCore:
         self.console = for_broker(self)
         self.http = HttpServer(lambda: render(self), app=self.console, authenticate=authenticate)
         self.http_address = await self.http.start(host, port, http.ssl_context)
-        loop = asyncio.get_running_loop()
-        self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))
         if interval_ms > 0:
+            loop = asyncio.get_running_loop()
             from odradek.remote_offsets import RemoteHighWatermarks
 
             self.remote_high_watermarks = RemoteHighWatermarks(self, interval_ms / 1000)

@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import os
 import time
 
 from odradek.storage.base import OffsetOutOfRange
+
+log = logging.getLogger(__name__)
 
 # Request latency buckets, in seconds: from 100 us to 30 s (long polls and joins wait).
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 # Event-loop lag buckets, in seconds.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOOP_BLOCKED_WARNING = 1.0  # seconds of event-loop lag worth a log line
 LAG_PROBE_INTERVAL = 0.25  # seconds between two event-loop lag samples
 HANDLER_FAILED = -(1 << 20)  # an ApiStats code: the handler raised (no Kafka error code is this)
 # The APIs whose handlers wait (RequestContext.wait), with a wait histogram.
@@ -119,7 +123,10 @@ class BrokerMetrics:
         while True:
             t0 = clock()
             await asyncio.sleep(interval)
-            self.loop_lag.observe(max(clock() - t0 - interval, 0.0))
+            lag = max(clock() - t0 - interval, 0.0)
+            self.loop_lag.observe(lag)
+            if lag >= LOOP_BLOCKED_WARNING:
+                log.warning("the event loop was blocked for %.1f s", lag)
 
 
 # -- rendering -----------------------------------------------------------------------

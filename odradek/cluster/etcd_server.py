@@ -62,7 +62,9 @@ class EtcdServer:
         if self.binary is None:
             raise FileNotFoundError("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek)")
         self._tmp = None if data_dir else tempfile.mkdtemp(prefix="odradek-etcd-")
-        self.data_dir = data_dir or self._tmp
+        self.data_dir = data_dir or os.path.join(self._tmp, "data")
+        # etcd's own log goes to a file: a pipe nobody reads would stop etcd once full.
+        self.log_path = os.path.join(self._tmp, "etcd.log") if self._tmp else data_dir.rstrip("/") + ".log"
         self.host = host
         self.client_port = _free_port(host)
         self.peer_port = _free_port(host)
@@ -96,12 +98,12 @@ class EtcdServer:
             args.append("--unsafe-no-fsync")
         # A session of its own: Ctrl-C in a terminal reaches the process that owns
         # it, which stops the brokers before etcd.
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"etcd exited with {self.proc.returncode}: {self.log_tail()}")
             try:
                 with socket.create_connection((self.host, self.client_port), timeout=0.5):
                     return self
@@ -118,10 +120,18 @@ class EtcdServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of etcd's log (its errors: it runs at ``--log-level error``)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - chars))
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def __enter__(self) -> "EtcdServer":
         return self.start()

@@ -362,6 +362,17 @@ class ClusterBroker:
         except OSError:
             return ""
 
+    def warnings(self, limit: int = 30) -> list[str]:
+        """The last ``limit`` WARNING, ERROR and CRITICAL lines of this broker's
+        log (all its starts): what to read first when a test on it failed."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                found = [line.rstrip("\n") for line in f
+                         if " WARNING " in line or " ERROR " in line or " CRITICAL " in line]
+        except OSError:
+            return []
+        return found[-limit:]
+
 
 class Cluster:
     """``n`` brokers (node ids 1..n) on one etcd prefix, on this machine.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from odradek.metadata.store import Compare, LeaseNotFound, MetadataStore, Put, StoreUnavailable
@@ -22,6 +23,7 @@ from odradek.metadata.store import Compare, LeaseNotFound, MetadataStore, Put, S
 log = logging.getLogger("odradek.brokers")
 
 BROKERS = "brokers/"
+RENEW_RETRY = 0.25  # seconds between renewals of a lease while they fail
 
 
 @dataclass
@@ -94,18 +96,36 @@ class Registration:
         self._task = asyncio.get_running_loop().create_task(self._keepalive())
 
     async def _keepalive(self) -> None:
+        """Renew the lease every third of its time to live. A renewal that fails,
+        or gets no answer within that third, is tried again every RENEW_RETRY
+        seconds rather than a whole interval later: one lost call must not cost
+        the registration."""
+        interval = self.ttl / 3
+        delay, failing_since = interval, None
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(delay)
+            delay = min(interval, RENEW_RETRY)
             try:
-                await self.store.keep_alive(self.lease)
+                await asyncio.wait_for(self.store.keep_alive(self.lease), interval)
             except LeaseNotFound:
                 log.warning("broker %d: registration lapsed; registering again", self.info.node_id)
                 try:
                     await self.register(wait=self.ttl)
                 except (BrokerIdInUse, StoreUnavailable) as e:
                     log.error("broker %d: cannot register again: %s", self.info.node_id, e)
-            except StoreUnavailable as e:
-                log.warning("broker %d: keep-alive failed: %s", self.info.node_id, e)
+                    delay = interval
+                    continue
+            except (StoreUnavailable, TimeoutError) as e:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("broker %d: keep-alive failed: %s", self.info.node_id,
+                                e or f"no answer in {interval:.1f} s")
+                continue
+            if failing_since is not None:
+                log.warning("broker %d: keep-alive answered again after %.1f s", self.info.node_id,
+                            time.monotonic() - failing_since)
+                failing_since = None
+            delay = interval
 
     async def mark_shutting_down(self) -> bool:
         """Rewrite this registration with ``shutting_down`` set (same lease, so

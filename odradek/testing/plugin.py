@@ -19,6 +19,8 @@ The three broker fixtures yield a :class:`odradek.testing.helpers.BrokerHandle`
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from odradek.embedded import EmbeddedBroker
@@ -28,6 +30,14 @@ FAST_GROUPS = {"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.parti
 # A killed broker's registration lapses, and it may start again, after this.
 FAST_CLUSTER = dict(FAST_GROUPS, **{"broker.session.timeout.ms": "3000"})
 CLUSTER_OPTIONS = ("brokers", "config", "broker_config", "hosts")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Mark a test whose call failed, so that its cluster reports its brokers' warnings."""
+    outcome = yield
+    if call.when == "call" and outcome.get_result().failed:
+        item.odradek_failed = True
 
 
 def pytest_configure(config):
@@ -97,3 +107,11 @@ def odradek_cluster(request, odradek_etcd):
     with Cluster(options.get("brokers", 3), hosts=options.get("hosts"), config=config,
                  broker_config=options.get("broker_config"), etcd=odradek_etcd) as cluster:
         yield cluster
+        if getattr(request.node, "odradek_failed", False):
+            for b in cluster.brokers:  # shown under the failure as captured stderr
+                lines = b.warnings()
+                print(f"--- broker {b.node_id}: {len(lines)} last warnings of {b.log_path}", file=sys.stderr)
+                print("\n".join(lines), file=sys.stderr)
+            tail = odradek_etcd.log_tail(1500)
+            if tail:
+                print(f"--- etcd's log ends:\n{tail}", file=sys.stderr)

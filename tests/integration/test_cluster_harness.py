@@ -17,6 +17,7 @@ import pytest
 from odradek.cluster.local import BrokerStartError, Cluster, metadata_request
 
 pytestmark = pytest.mark.timeout(120)
+pytest_plugins = ("pytester",)
 
 FAST = {"broker.session.timeout.ms": "3000", "group.initial.rebalance.delay.ms": "0",
         "offsets.topic.num.partitions": "3"}
@@ -317,3 +318,31 @@ def test_a_broker_with_an_etcd_address_of_its_own():
             c.start()
             assert sorted(c.registrations()) == [1, 2]
             assert f"--metadata-store etcd://127.0.0.12:{etcd.client_port}/" in " ".join(c.broker(2).args())
+
+
+def test_a_failed_test_on_the_fixture_shows_its_brokers_warnings(pytester, monkeypatch):
+    """A broker paused past its session timeout loses its registration; the
+    failed test's report then carries each broker's warnings (the blocked
+    event loop, the lapsed registration), read from the brokers' logs."""
+    needs_etcd()
+    from odradek.cluster.etcd_server import find_etcd
+
+    monkeypatch.setenv("ODRADEK_ETCD", find_etcd())  # pytester gives the inner run a HOME of its own
+    pytester.makepyfile("""
+        import time
+        import pytest
+
+        @pytest.mark.odradek_cluster(brokers=2)
+        def test_fails_after_a_pause(odradek_cluster):
+            odradek_cluster.broker(2).pause()
+            time.sleep(4.5)
+            odradek_cluster.broker(2).resume()
+            odradek_cluster.wait_ready()
+            assert False, "on purpose"
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--- broker 1: * last warnings of *broker.log",
+                                 "*--- broker 2: * last warnings of *broker.log",
+                                 "*WARNING*the event loop was blocked for 4.* s",
+                                 "*WARNING*broker 2: registration lapsed; registering again"])

@@ -116,3 +116,37 @@ def test_controller_loop_elects_and_stops_acting_when_deposed():
             await store.close()
 
     run(main())
+
+
+def test_a_keep_alive_that_gets_no_answer_is_tried_again_before_the_lease_lapses():
+    """One renewal that hangs (a lost call) is given up after a third of the
+    time to live and tried again at once; the registration and its epoch stay."""
+    class OneLostRenewal:
+        def __init__(self, store):
+            self.store, self.calls = store, 0
+
+        def __getattr__(self, name):
+            return getattr(self.store, name)
+
+        async def keep_alive(self, lease):
+            self.calls += 1
+            if self.calls == 1:
+                await asyncio.Event().wait()  # never answered
+            return await self.store.keep_alive(lease)
+
+    async def main():
+        store = await SqliteStore.open(None)
+        lossy = OneLostRenewal(store)
+        reg = Registration(lossy, BrokerInfo(1, {"PLAINTEXT": ("127.0.0.1", 9001)}), 1.5)
+        epoch = await reg.register()
+        reg.start_keepalive()
+        try:
+            await asyncio.sleep(3.0)
+            kvs, _ = await store.range("brokers/")
+            assert [kv.create_revision for kv in kvs] == [epoch]  # never lapsed, never made again
+            assert reg.info.epoch == epoch and lossy.calls >= 4
+        finally:
+            await reg.withdraw()
+            await store.close()
+
+    run(main())
