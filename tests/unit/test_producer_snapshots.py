@@ -167,3 +167,44 @@ def test_a_roll_snapshots_at_the_new_segment_and_a_crash_rebuilds_the_same_table
             await b.stop()
 
     asyncio.run(restart())
+
+
+def test_a_follower_roll_and_a_segment_ms_roll_snapshot_as_of_the_new_segment():
+    """The partition layer, without a broker: a follower's appends that roll
+    (a 1 KiB segment holds four batches) and a roll by segment.ms at a
+    retention check each leave the snapshot as of the new segment's base for
+    the flush they schedule; the table it holds is the one before that base."""
+    from odradek.config import BrokerConfig, TopicConfig
+    from odradek.metadata.topics import PartitionState
+    from odradek.producers import write_snapshot
+    from odradek.protocol.batch import set_base_offset
+    from odradek.replica.partition import Partition, Topic
+    from odradek.storage.memory import MemoryLogStore
+
+    store = MemoryLogStore(auto_high_watermark=False)
+    topic = Topic("t", b"\x01" * 16, TopicConfig(BrokerConfig(), {"segment.bytes": "1024",
+                                                                   "segment.ms": "60000"}))
+    flushes = []
+    p = Partition(topic, 0, store.open_log("t", 0, topic.config.log_config()), 2, flushes.append)
+    p.apply_state(PartitionState(1, 0, [1, 2], [1, 2], revision=5), 1000)
+    assert not p.is_leader
+    seen = []
+    for seq in range(0, 80, 2):
+        records = bytearray(batch(7, seq, 2))
+        set_base_offset(records, 0, p.log_end_offset)
+        p.append_as_follower(records, 1000)
+        if p.pending_snapshot is not None:
+            offset, _, producers = decode_snapshot(p.pending_snapshot)
+            assert offset == p.log.segment_base_offsets()[-1] == p.log_end_offset - 2
+            assert producers[7].batches[-1][3] == offset - 1  # its last batch ends just before
+            seen.append(offset)
+            assert flushes[-1] is p  # the roll's flush writes it
+            assert write_snapshot(p.log, p.pending_snapshot)
+            p.pending_snapshot = None
+    assert len(seen) >= 3 and seen == p.log.segment_base_offsets()[1:]
+    end = p.log_end_offset
+    flushes.clear()
+    p.apply_retention(1000 + 120_000)  # the active segment is older than segment.ms: it rolls
+    assert p.log.segment_base_offsets()[-1] == end and flushes == [p]
+    offset, _, producers = decode_snapshot(p.pending_snapshot)
+    assert offset == end and producers[7].batches[-1][3] == end - 1
