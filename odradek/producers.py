@@ -42,13 +42,16 @@ its last append, ``last_batch_anchor``, reading the header only when the log
 does not know it); so a snapshot that outran the fsynced log (power loss) or a
 truncated log is ignored even once the log grows past ``O`` again. Snapshots
 are an optimisation only: a missing, unreadable or unusable one costs a longer
-replay, never a wrong table. ``truncate_to`` on the log also deletes it.
+replay, never a wrong table. ``truncate_to`` on the log also deletes it. (On
+a compacted topic, the cleaner may rewrite the batch a roll's snapshot is
+anchored on, the last of the rolled segment, with a new CRC: that snapshot
+is then ignored, and a restart after a crash replays from the log start.)
 
 Why not at the periodic offset checkpoint (as odradek did before): with many
-partitions each moved a little, every checkpoint fsynced one file per
-partition (100,000 partitions that got one record each: ~54 s of a
-background thread, delaying the flushes queued behind it, and a slower
-restart reading the files back). A partition that never rolls is not
+partitions each moved a little, every checkpoint wrote and fsynced one file
+per partition (0.67 ms a file measured on disk: about a minute of a
+background thread for 100,000 partitions that got one record each, delaying
+the flushes queued behind it). A partition that never rolls is not
 snapshotted between shutdowns, and none needs to be: replaying headers costs
 about what the recovery after a crash spends re-validating the same range
 anyway (measured on disk, page cache warm: 2.8 us a header, 0.28 s for
