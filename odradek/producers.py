@@ -20,23 +20,47 @@ Invariants (as Kafka's ProducerStateManager keeps them):
   forgotten when the log start offset moves past their batches (Kafka drops
   them only after producer.id.expiration.ms, which odradek does not apply).
 
-Persistence: at each periodic checkpoint and at clean shutdown the broker takes
-a *snapshot* of the table as of the log end offset ``O`` (``snapshot``, on the
-event loop, so it matches the log exactly) and writes it off the event loop
-(``write_snapshot``: the log's ``write_aux``, atomic and fsynced) as the
-partition's ``producer-state.snapshot``. At startup ``rebuild`` loads the
-snapshot and replays only the batch headers from ``O`` on (``iter_headers``,
-which on disk reads the 61-byte headers, not the data); without a usable
-snapshot it replays every header from the log start, as before. A snapshot is
-usable when ``log_start_offset <= O <= log_end_offset`` and the batch ending at
-``O - 1`` still is the one it was taken after (same base and last offset, CRC
-and leader epoch: the "anchor", which ``snapshot`` takes from what the log
-kept of its last append, ``last_batch_anchor``, reading the header only when
-the log does not know it); so a snapshot that outran the fsynced log
-(power loss) or a truncated log is ignored even once the log grows past ``O``
-again. Snapshots are an optimisation only: a missing, unreadable or unusable
-one costs a longer replay, never a wrong table. ``truncate_to`` on the log
-also deletes it.
+Persistence: as in Apache Kafka, a partition takes a *snapshot* of the table
+when its log rolls a segment, as of the new segment's base offset ``O``, and at
+clean shutdown, as of the log end offset ``O``; never on a timer. Each is
+taken on the event loop, where the table and the log agree (``snapshot``: at a
+roll, ``Partition`` takes it right after the append that rolled, before it
+records that append's batches; the log reports the roll through ``pop_roll``
+and knows nothing of producers), and written off the loop (``write_snapshot``:
+the log's ``write_aux``, atomic and fsynced) as the partition's
+``producer-state.snapshot``: a roll's by the flush the roll schedules
+(``ReplicaManager.flush``), after the rolled segment's fsync, so it does not
+outrun the log; the shutdown's after each log's last flush. At startup
+``rebuild`` loads the snapshot and replays only the batch headers from ``O``
+on (``iter_headers``, which on disk reads the 61-byte headers, not the data):
+after a crash, normally the active segment only; without a usable snapshot it
+replays every header from the log start. A snapshot is usable when
+``log_start_offset <= O <= log_end_offset`` and the batch ending at ``O - 1``
+still is the one it was taken after (same base and last offset, CRC and
+leader epoch: the "anchor", which ``snapshot`` takes from what the log kept of
+its last append, ``last_batch_anchor``, reading the header only when the log
+does not know it); so a snapshot that outran the fsynced log (power loss) or a
+truncated log is ignored even once the log grows past ``O`` again. Snapshots
+are an optimisation only: a missing, unreadable or unusable one costs a longer
+replay, never a wrong table. ``truncate_to`` on the log also deletes it. (On
+a compacted topic, the cleaner may rewrite the batch a roll's snapshot is
+anchored on, the last of the rolled segment, with a new CRC: that snapshot
+is then ignored, and a restart after a crash replays from the log start.)
+
+Why not at the periodic offset checkpoint (as odradek did before): with many
+partitions each moved a little, every checkpoint wrote and fsynced one file
+per partition (0.67 ms a file measured on disk: about a minute of a
+background thread for 100,000 partitions that got one record each, delaying
+the flushes queued behind it). A partition that never rolls is not
+snapshotted between shutdowns, and none needs to be: replaying headers costs
+about what the recovery after a crash spends re-validating the same range
+anyway (measured on disk, page cache warm: 2.8 us a header, 0.28 s for
+100,000 one-record batches, against 0.34 s to re-validate them), and with
+the default flush policy that recovery re-reads everything since the last
+roll (a roll flushes; the recovery point moves only with flushes). With
+``flush.messages`` or ``flush.ms`` set, the replay may cover more than the
+recovery does: the active segment, as in Kafka. So no partition is singled
+out for a periodic snapshot either.
 
 Snapshot format (``producer-state.snapshot``, version 2, big-endian; version
 1, without the transactions, is still read)::
@@ -263,23 +287,31 @@ class ProducerStateTable:
         return self.txns.end(producer_id, offset, commit)
 
     # -- snapshots --------------------------------------------------------
-    def snapshot(self, log, force: bool = False) -> bytes | None:
-        """The table as snapshot bytes as of ``log``'s end offset, or None when
-        no snapshot is needed (unchanged end offset since the last one, unless
-        ``force``) or it cannot be taken. Call on the event loop, where the
-        table and the log agree; write the result with ``write_snapshot``."""
+    def snapshot(self, log, force: bool = False, offset: int | None = None,
+                 anchor: tuple[int, int, int, int] | None = None) -> bytes | None:
+        """The table as snapshot bytes as of ``offset`` (default: ``log``'s end
+        offset; the table must cover exactly the batches below it), or None
+        when no snapshot is needed (unchanged offset since the last one, unless
+        ``force``) or it cannot be taken. ``anchor``: the batch ending at
+        ``offset - 1`` as the log knew it (read from the log when None). Call
+        on the event loop, where the table and the log agree; write the result
+        with ``write_snapshot``."""
         try:
             end, start = log.log_end_offset, log.log_start_offset
+            at_end = offset is None or offset == end
+            if not at_end:
+                end = offset
             if not force and (end == self.snapshot_offset
                               or (end == start and not self.producers)):
                 return None  # unchanged, or nothing a snapshot would save
             if end > start:  # the batch ending at end - 1; what the log knows of it saves a read
-                anchor = getattr(log, "last_batch_anchor", None) or _anchor_of(_first_header(log, end - 1))
+                anchor = anchor or (getattr(log, "last_batch_anchor", None) if at_end else None) \
+                    or _anchor_of(_first_header(log, end - 1))
             else:
                 anchor = _NO_ANCHOR
             self.txns.prune(start)
             data = encode_snapshot(self.producers, end, anchor, self.txns)
-        except Exception:  # an optimisation only: never fail a checkpoint or shutdown
+        except Exception:  # an optimisation only: never fail an append or shutdown
             logger.exception("producer snapshot of %s failed", log)
             return None
         self.snapshot_offset = end
@@ -406,20 +438,3 @@ def write_snapshot(plog, data: bytes | None) -> bool:
     except Exception:
         logger.exception("writing producer snapshot of %s failed", getattr(plog, "dir", plog))
         return False
-
-
-def take_snapshots(partitions) -> list:
-    """On the event loop: [(log, snapshot bytes)] for the partitions (objects with
-    ``log`` and ``producers``) whose log end moved since their last snapshot."""
-    out = []
-    for p in partitions:
-        data = p.producers.snapshot(p.log)
-        if data is not None:
-            out.append((p.log, data))
-    return out
-
-
-def write_snapshots(snapshots) -> None:
-    """Blocking: write what ``take_snapshots`` returned."""
-    for plog, data in snapshots:
-        write_snapshot(plog, data)

@@ -1,12 +1,16 @@
 """The broker's periodic duties, each on its own interval: retention
 (``log.retention.check.interval.ms``), time-based flushes
-(``log.flush.scheduler.interval.ms``), and the offset checkpoints with the
-producer snapshots (``log.flush.offset.checkpoint.interval.ms``).
+(``log.flush.scheduler.interval.ms``), and the offset checkpoints
+(``log.flush.offset.checkpoint.interval.ms``).
+
+Producer snapshots are not periodic: as in Kafka, a partition takes one when
+its log rolls a segment (written by the flush the roll schedules) and at
+clean shutdown (``odradek.producers``).
 
 Retention runs on the event loop (it deletes segment files but never
-fsyncs); flushes, checkpoints and snapshots run on the broker's background
-threads (``odradek.background``). A failure is logged and the next round runs
-as usual.
+fsyncs); flushes and checkpoints run on the broker's background threads
+(``odradek.background``). A failure is logged and the next round runs as
+usual.
 """
 
 from __future__ import annotations
@@ -17,12 +21,9 @@ import time
 
 from odradek.clock import now_ms
 from odradek.config import BrokerConfig
-from odradek.producers import take_snapshots, write_snapshots
 from odradek.replica.manager import ReplicaManager
 
 log = logging.getLogger("odradek.scheduler")
-
-SNAPSHOT_CHUNK = 1000  # producer snapshots taken on the loop between two turns of it
 
 
 class Housekeeping:
@@ -71,12 +72,3 @@ class Housekeeping:
         if store is None:
             return
         await self.replicas.background.run(store.write_checkpoints)
-        # Each snapshot is taken on the loop (the table and its log agree there),
-        # SNAPSHOT_CHUNK partitions at a time, each chunk written off the loop
-        # before the next: with many partitions changed, one pass over all of
-        # them held the loop for seconds.
-        parts = list(self.replicas.all_partitions())
-        for i in range(0, len(parts), SNAPSHOT_CHUNK):
-            snapshots = take_snapshots(parts[i:i + SNAPSHOT_CHUNK])
-            if snapshots:
-                await self.replicas.background.run(write_snapshots, snapshots)

@@ -31,6 +31,7 @@ from odradek.metadata.image import MetadataImage, Progress
 from odradek.metadata.store import Compare, MetadataStore, StoreUnavailable
 from odradek.metadata.topics import PartitionState, TopicState, update_partition_txn
 from odradek.metrics import LATENCY_BUCKETS, Histogram
+from odradek.producers import write_snapshot
 from odradek.protocol import errors
 from odradek.replica.partition import Partition, Topic
 from odradek.storage.base import LogStore
@@ -38,11 +39,14 @@ from odradek.storage.base import LogStore
 log = logging.getLogger("odradek.replicas")
 
 
-def _timed(fn) -> float:
-    """Run ``fn()``; return the seconds it took."""
+def _flush(plog, snapshot: bytes | None) -> float:
+    """Blocking: fsync ``plog``, then write ``snapshot`` (producer state taken
+    at a roll) if any; return the seconds the fsync took."""
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    plog.flush()
+    took = time.perf_counter() - t0
+    write_snapshot(plog, snapshot)  # a failure is logged: the next rebuild replays more
+    return took
 
 
 class ReplicaManager:
@@ -347,8 +351,12 @@ class ReplicaManager:
         task.add_done_callback(self._flushes.discard)
 
     async def flush(self, p: Partition) -> None:
+        """fsync ``p``'s log off the loop, then write the producer snapshot its
+        last segment roll took (``p.pending_snapshot``): after the rolled
+        segment's fsync, so the snapshot does not outrun the log it describes."""
+        snapshot, p.pending_snapshot = p.pending_snapshot, None
         # Timed in the worker, counted here on the loop (the only writer of flush_time).
-        self.flush_time.observe(await self.background.run(_timed, p.log.flush))
+        self.flush_time.observe(await self.background.run(_flush, p.log, snapshot))
 
     async def wait_for_flushes(self) -> None:
         while self._flushes:

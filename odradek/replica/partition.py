@@ -85,8 +85,8 @@ class FollowerState:
 
 class Partition:
     __slots__ = ("topic", "index", "log", "leader", "leader_epoch", "waiters", "producers",
-                 "_schedule_flush", "node_id", "replicas", "isr", "state_revision", "followers",
-                 "epoch_start_offset", "pending_isr", "_acks", "_isr_changes")
+                 "pending_snapshot", "_schedule_flush", "node_id", "replicas", "isr", "state_revision",
+                 "followers", "epoch_start_offset", "pending_isr", "_acks", "_isr_changes")
 
     def __init__(self, topic: Topic, index: int, log: PartitionLog, node_id: int,
                  schedule_flush: Callable[["Partition"], None]):
@@ -98,6 +98,9 @@ class Partition:
         self.leader_epoch = -1
         self.waiters: set[asyncio.Future] = set()
         self.producers = ProducerStateTable()
+        #: producer snapshot bytes taken at a segment roll, written by the flush
+        #: the roll schedules (ReplicaManager.flush), after the rolled segment's fsync
+        self.pending_snapshot: bytes | None = None
         self._schedule_flush = schedule_flush
         self.node_id = node_id
         self.replicas: list[int] = []
@@ -176,6 +179,7 @@ class Partition:
         idempotent ``producer_batch`` header (checked already), wake the waiting
         fetches and schedule the flush the log asks for."""
         info = self.log.append(records, self.leader_epoch, now_ms, log_append_time)
+        self._snapshot_if_rolled(info.base_offset)
         topic = self.topic
         topic.bytes_in += len(records)
         topic.messages_in += info.last_offset - info.base_offset + 1
@@ -194,6 +198,7 @@ class Partition:
         """Append batches fetched from the leader as they are (offsets and
         epochs kept), recording their producers' state. Raises InvalidBatch."""
         info = self.log.append_replicated(records, now_ms)
+        self._snapshot_if_rolled(info.base_offset)
         for pos, h in iter_batches(records):
             if h.producer_id < 0:
                 continue
@@ -210,6 +215,19 @@ class Partition:
         if self.log.flush_due:
             self._schedule_flush(self)
         return info
+
+    def _snapshot_if_rolled(self, covered: int) -> None:
+        """If the log just rolled a segment, take the producer snapshot as of
+        its base offset (as Kafka does at a roll), for the flush the roll asks
+        for to write. ``covered``: the offset the table is at now (every batch
+        below it recorded, none above); a roll elsewhere (an append that failed
+        after rolling) is left without one: snapshots are an optimisation only."""
+        roll = self.log.pop_roll()
+        if roll is None or roll[0] != covered:
+            return
+        data = self.producers.snapshot(self.log, offset=roll[0], anchor=roll[1])
+        if data is not None:
+            self.pending_snapshot = data
 
     def follow_high_watermark(self, leader_high_watermark: int) -> None:
         """As follower: the leader's high watermark, capped by this log's end."""
@@ -389,6 +407,9 @@ class Partition:
     def apply_retention(self, now_ms: int) -> int:
         """Delete the segments retention lets go; return how many."""
         deleted = self.log.apply_retention(now_ms)
+        self._snapshot_if_rolled(self.log.log_end_offset)  # a roll by segment.ms
+        if self.log.flush_due:  # the rolled segment, and the snapshot
+            self._schedule_flush(self)
         if deleted:
             self.notify()  # the log start moved
         return deleted
@@ -408,6 +429,7 @@ class Partition:
     def rebuild_producers(self) -> None:
         """Rebuild the producer state from the log (snapshot and replay), and
         with it the ``.txnindex`` entries recovery or truncation dropped."""
+        self.pending_snapshot = None  # of the log before truncation
         self.producers.rebuild(self.log)
         self.log.restore_aborted(self.producers.txns.aborted)
 

@@ -247,6 +247,15 @@ class PartitionLog(abc.ABC):
         """True when flush.messages records are unflushed: the caller should run
         ``flush()`` off the event loop. Reported once per such batch of records."""
 
+    def pop_roll(self) -> tuple[int, tuple[int, int, int, int] | None] | None:
+        """After an append or ``apply_retention``: (base offset of the segment
+        rolled since the last call, (base offset, last offset, CRC, leader
+        epoch) of the batch ending just before it, or None when the log does
+        not know them without a read), or None when no segment rolled.
+        Reported once (the owner of the log takes its producer snapshot there;
+        the log knows nothing of producers). This default never rolls."""
+        return None
+
     @abc.abstractmethod
     def flush_due_by_time(self, now_ms: int) -> bool:
         """True when there is unflushed data and flush.ms has passed since the last flush."""

@@ -64,6 +64,11 @@ from odradek.clock import now_ms
 class SegmentedLog(PartitionLog):
     """One partition's directory of segments. See the module docstring."""
 
+    # (new segment's base offset, anchor of the batch before it) after a roll,
+    # until pop_roll; a class default, so that a log that never rolled keeps
+    # one attribute fewer (memory per partition: a __dict__ resize)
+    _roll_mark = None
+
     def __init__(self, directory: str, topic: str, partition: int, config: LogConfig,
                  fs: FileSystem | None = None, *, recovery_point: int = 0,
                  log_start_offset: int | None = None, high_watermark: int | None = None,
@@ -265,7 +270,13 @@ class SegmentedLog(PartitionLog):
             self._bases.append(seg.base)
             self._dir_dirty = True
         self._rolled_since_flush = True
+        self._roll_mark = (seg.base, self.last_batch_anchor)
         return seg
+
+    def pop_roll(self) -> tuple[int, tuple[int, int, int, int] | None] | None:
+        """See PartitionLog.pop_roll."""
+        mark, self._roll_mark = self._roll_mark, None
+        return mark
 
     # -- read -----------------------------------------------------------
     def _check_offset(self, offset: int) -> None:
@@ -525,7 +536,7 @@ class SegmentedLog(PartitionLog):
             seg.trim_txn_index(seg.next_offset)
         seg.dirty = True
         with self._lock:
-            self._last_anchor = None
+            self._last_anchor = self._roll_mark = None
             self._leo = self._segments[-1].next_offset
             self._hw = min(self._hw, self._leo)
             self._rp = min(self._rp, self._leo)
@@ -556,7 +567,7 @@ class SegmentedLog(PartitionLog):
         with self._lock:
             self._segments, self._bases = [seg], [offset]
             self._leo = self._hw = self._rp = self._flush_mark = self._log_start = offset
-            self._last_anchor = None
+            self._last_anchor = self._roll_mark = None
             self._n_aborted = 0
             self.txn_restore_from = None
             self._epochs.entries.clear()

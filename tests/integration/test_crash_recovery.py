@@ -9,6 +9,8 @@ import time
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from odradek.producers import SNAPSHOT_NAME, decode_snapshot
+
 
 def read_all(bootstrap, topic, partitions, expected_min, timeout=30):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "crash-check",
@@ -138,13 +140,18 @@ def test_segments_roll_and_retention_deletes_them(odradek_broker_factory, tmp_pa
 
 def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tmp_path):
     """One idempotent librdkafka producer keeps sending while the broker is
-    killed and restarted: every message ends up in the log exactly once, in order."""
+    killed and restarted: every message ends up in the log exactly once, in order.
+    Segments of 8 KiB (batches of 50) roll many times before the kill: the
+    producer state is rebuilt from the snapshot the last roll wrote (as of
+    the active segment's base offset) plus the active segment."""
     broker = broker_process(data_dir=tmp_path / "data")
     topic = "idem-crash"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(10)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                  config={"segment.bytes": "8192"})])[topic].result(10)
     p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
-                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200})
+                  "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200,
+                  "batch.num.messages": 50})
     errors = []
     acked = []
 
@@ -160,6 +167,15 @@ def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tm
         p.poll(0)
         if i == 2000:
             p.flush(10)
+            part = tmp_path / "data" / f"{topic}-0"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # the last roll's flush wrote its snapshot
+                bases = sorted(int(f.stem) for f in part.glob("*.log"))
+                snap = part / SNAPSHOT_NAME
+                if len(bases) >= 3 and snap.exists() and decode_snapshot(snap.read_bytes())[0] == bases[-1]:
+                    break
+                time.sleep(0.05)
+            assert decode_snapshot(snap.read_bytes())[0] == bases[-1] > 0 and len(bases) >= 3, bases
             broker.kill()
         if i == 2400:
             broker.start()
@@ -168,6 +184,7 @@ def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tm
     got = read_all(broker.bootstrap, topic, 1, total)
     values = [got[(0, o)] for o in sorted(o for (_, o) in got)]
     assert values == [b"%06d" % i for i in range(total)]
+    assert len(list((tmp_path / "data" / f"{topic}-0").glob("*.log"))) > 10  # it rolled
 
 
 def test_more_partitions_than_open_files_stay_writable_readable_and_durable(broker_process, tmp_path):
