@@ -13,6 +13,12 @@
   log there, with every later segment. Above the recovery point offsets are
   dense, so a segment that does not continue its predecessor (emptied by a
   power loss) also ends the log.
+- Recovery rebuilds index entries in memory only: the next flush writes
+  them (it writes every segment whose files lack entries it holds), and
+  only a flush moves the recovery point past them, so a crash before it
+  recovers them again. Writing them here created two files per partition
+  that recovered its one unflushed segment (most of a restart's time with
+  many partitions).
 - The leader-epoch cache comes from its checkpoint plus the epochs of the
   re-validated batches, trimmed to what survives.
 - Each segment's ``.txnindex`` is read; entries whose marker is gone, and in
@@ -119,7 +125,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
             else:
                 seg.reset_indexes()
                 stats["rebuilt_indexes"] += 1
-                stats["recovered_bytes"] += seg.recover(seg.base, interval)
+                stats["recovered_bytes"] += seg.recover(seg.base, interval, write=False)
         i = k
         while i < len(segs):
             seg = segs[i]
@@ -136,7 +142,7 @@ def load_log(fs: FileSystem, directory: str, config: LogConfig, recovery_point: 
                     stats["rebuilt_indexes"] += 1
                 from_offset = seg.base
             original = seg.size
-            done = seg.recover(from_offset, interval, epoch_from_batch)
+            done = seg.recover(from_offset, interval, epoch_from_batch, write=False)
             stats["recovered_bytes"] += done
             if done or from_offset == seg.base:
                 stats["recovered_segments"] += 1

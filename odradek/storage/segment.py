@@ -577,11 +577,13 @@ class Segment:
             pos += b
 
     # -- recovery -------------------------------------------------------
-    def recover(self, from_offset: int, interval: int, on_batch=None) -> int:
+    def recover(self, from_offset: int, interval: int, on_batch=None, *, write: bool = True) -> int:
         """Re-derive state from the file: batches ending before ``from_offset`` are
         trusted (header scan from the last index entry below it); the rest are
         CRC-validated and re-indexed, and an invalid tail is truncated. Indexes
-        must be loaded (or reset) before. Returns the number of bytes validated."""
+        must be loaded (or reset) before. ``write=False`` leaves the index files
+        to the next flush (``indexes_written`` is then false). Returns the
+        number of bytes validated."""
         rel = from_offset - self.base
         k = bisect.bisect_left(self.idx_off, rel)
         lo, hi = 0, len(self.tidx) // 12  # time entries are ordered by offset too
@@ -614,7 +616,8 @@ class Segment:
             start = p + h.size
         validated = self._validate_from(start, interval, on_batch)
         self.maybe_time_entry()
-        self.write_indexes()
+        if write:
+            self.write_indexes()
         return validated
 
     def _first_batch_ts(self):

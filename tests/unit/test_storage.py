@@ -737,6 +737,7 @@ def test_damaged_index_rebuilt(fake_env, damage):
     fake_env.store = DiskLogStore("/data", fs)
     lg = fake_env.store.open_log("t", 0, fake_env.config)
     assert lg.stats["rebuilt_indexes"] == 1
+    lg.flush()  # recovery rebuilds the entries in memory; the next flush writes the files
     assert _index_files(fs, 20) == (idx, tidx)  # rebuilt byte for byte
     for offset in (20, 21, 33, 39):
         assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == stored[offset]
@@ -747,15 +748,18 @@ def test_damaged_index_rebuilt(fake_env, damage):
 def test_creating_a_log_creates_one_file_and_a_crash_before_its_first_flush_loses_nothing(fake_env):
     """Creating a partition creates its directory and one file, the .log (not
     the index files: 100,000 partitions would mean 200,000 empty files); a
-    kill -9 before the first flush recovers every record and writes them."""
+    kill -9 before the first flush recovers every record, indexes them in
+    memory and creates no file: the next flush writes the index files."""
     fs = fake_env.fs
     lg = fake_env.open(index_interval_bytes=0)
     assert fs.listdir("/data/t-0") == ["00000000000000000000.log"]
     stored = fill(lg, 3)
     lg = fake_env.reopen(crash="kill")
     assert lg.log_end_offset == 3
+    assert fs.listdir("/data/t-0") == ["00000000000000000000.log"]
     for offset, data in stored.items():
         assert b"".join(lg.read(offset, BATCH_SIZE).chunks) == data
+    lg.flush()
     idx, tidx = _index_files(fs, 0)
     assert len(idx) == 2 * 8 and len(tidx) == 2 * 12  # as recovery indexed them again
     fake_env.store.close()
@@ -766,10 +770,10 @@ def test_creating_a_log_creates_one_file_and_a_crash_before_its_first_flush_lose
 
 
 def test_recovery_that_drops_no_index_entry_only_appends_to_the_index_files(fake_env):
-    """After a kill -9, recovery rescans above the recovery point; when that
-    drops no index entry it appends what it finds (it rewrites nothing, and a
-    file with nothing to add is not even opened), and the files come out as
-    a rebuild from scratch writes them."""
+    """After a kill -9, recovery rescans above the recovery point, in memory;
+    when that drops no index entry the next flush appends what it found (it
+    rewrites nothing), and the files come out as a rebuild from scratch
+    writes them. Recovery itself only reads the index files."""
     fs = fake_env.fs
     lg = fake_env.open(index_interval_bytes=0)
     fill(lg, 3, ts0=1000, step=10)
@@ -779,6 +783,7 @@ def test_recovery_that_drops_no_index_entry_only_appends_to_the_index_files(fake
     fs.counts.clear()
     lg = fake_env.reopen(crash="kill")
     assert lg.log_end_offset == 5
+    lg.flush()
     assert fs.counts["truncate"] == 0
     recovered = _index_files(fs, 0)
     assert len(recovered[0]) == 4 * 8 and len(recovered[1]) == 4 * 12
@@ -787,16 +792,18 @@ def test_recovery_that_drops_no_index_entry_only_appends_to_the_index_files(fake
     fs.crash("kill")
     lg = fake_env.reopen(crash="kill")
     assert lg.stats["rebuilt_indexes"] == 1
-    assert _index_files(fs, 0) == recovered
     lg.flush()
+    assert _index_files(fs, 0) == recovered
     fake_env.store.write_checkpoints()  # recovery point 5
-    fill(lg, 1, ts0=1500)  # no new max timestamp: the time index has nothing to add
+    fill(lg, 1, ts0=1500)
     opened = []
     fs.on("open", lambda _op, path: opened.append(os.path.basename(path)), times=-1)
+    writes = fs.counts["pwrite"]
     lg = fake_env.reopen(crash="kill")
     assert lg.log_end_offset == 6
-    # each index file read once by loading; then the .index appended to, the .timeindex left alone
-    assert (opened.count(f"{0:020d}.index"), opened.count(f"{0:020d}.timeindex")) == (2, 1)
+    # each index file read once by loading, nothing written
+    assert (opened.count(f"{0:020d}.index"), opened.count(f"{0:020d}.timeindex")) == (1, 1)
+    assert fs.counts["pwrite"] == writes
 
 
 def test_index_golden_bytes(fake_env):
@@ -1046,10 +1053,7 @@ def test_aux_write_is_atomic_and_durable(fake_env):
     assert lg.read_aux("p.snapshot") == b"old"
     lg = fake_env.reopen(crash="power")
     assert lg.read_aux("p.snapshot") == b"old"  # fsynced, and the temp file is gone
-    assert fake_env.fs.listdir("/data/t-0") == ["00000000000000000000.index",
-                                                "00000000000000000000.log",
-                                                "00000000000000000000.timeindex",
-                                                "p.snapshot"]
+    assert fake_env.fs.listdir("/data/t-0") == ["00000000000000000000.log", "p.snapshot"]
     lg.close()
     lg.write_aux("p.snapshot", b"after close")  # ignored: the log may be being deleted
     assert lg.read_aux("p.snapshot") == b"old"
