@@ -9,6 +9,12 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Codecs generated from here on (in this process and in brokers started by
+# tests, which inherit the environment) refuse a dict key that is no field of
+# its message: a misspelled response field fails the test instead of sending
+# the field's default (odradek.protocol.schema, strict mode).
+os.environ.setdefault("ODRADEK_STRICT_CODEC", "1")
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -66,9 +66,14 @@ def config_entries(config) -> list[dict]:
         else:
             synonyms.append(_synonym(name, TOPIC_CONFIGS[name].default, SOURCE_DEFAULT))
         out.append({"name": name, "value": value, "read_only": False, "config_source": source,
-                    "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "is_sensitive": False,
                     "config_type": TOPIC_CONFIGS[name].type, "synonyms": synonyms})
     return out
+
+
+# What CreateTopics' response says of each config of a created topic (of
+# config_entries' fields, DescribeConfigs' entries, the ones CreateTopics has).
+_CREATED_CONFIG_FIELDS = ("name", "value", "read_only", "config_source", "is_sensitive")
 
 
 def _synonym(name: str, value: str | None, source: int) -> dict:
@@ -129,7 +134,8 @@ async def create_topics(ctx, request: dict) -> dict:
                 entry["topic_id"] = state.topic_id
                 entry["num_partitions"] = len(state.partitions)
                 entry["replication_factor"] = len(state.partitions[0].replicas) if state.partitions else 1
-                entry["configs"] = config_entries(broker.admin.topic_config(name))
+                entry["configs"] = [{k: c[k] for k in _CREATED_CONFIG_FIELDS}
+                                    for c in config_entries(broker.admin.topic_config(name))]
             elif assignment:
                 entry["num_partitions"] = len(assignment)
                 entry["replication_factor"] = len(assignment[0])
@@ -220,7 +226,7 @@ def broker_config_entries(broker, resource_name: str) -> list[dict]:
     config = broker.config
     if resource_name == "":
         return [{"name": n, "value": v, "read_only": False, "config_source": dynamic.SOURCE_DYNAMIC_DEFAULT,
-                 "is_default": False, "is_sensitive": False, "config_type": dynamic.DYNAMIC[n].type
+                 "is_sensitive": False, "config_type": dynamic.DYNAMIC[n].type
                  if n in dynamic.DYNAMIC else T_STRING,
                  "synonyms": [_synonym(n, v, dynamic.SOURCE_DYNAMIC_DEFAULT)]}
                 for n, v in sorted(broker.image.broker_configs.of("").items())]
@@ -236,7 +242,7 @@ def broker_config_entries(broker, resource_name: str) -> list[dict]:
         source = synonyms[0]["source"] if synonyms else SOURCE_DEFAULT
         key = dynamic.DYNAMIC.get(name)
         out.append({"name": name, "value": value, "read_only": key is None, "config_source": source,
-                    "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "is_sensitive": False,
                     "config_type": key.type if key is not None else T_STRING, "synonyms": synonyms})
     return out
 
@@ -320,7 +326,7 @@ def group_config_entries(broker, group_id: str) -> list[dict]:
         synonyms.append(_synonym(broker_key or name, default,
                                  SOURCE_STATIC_BROKER if source == SOURCE_STATIC_BROKER else SOURCE_DEFAULT))
         out.append({"name": name, "value": overrides.get(name, default), "read_only": False,
-                    "config_source": source, "is_default": source == SOURCE_DEFAULT, "is_sensitive": False,
+                    "config_source": source, "is_sensitive": False,
                     "config_type": T_STRING if name in STRING_DEFAULTS else T_INT, "synonyms": synonyms})
     return out
 

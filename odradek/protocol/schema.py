@@ -21,6 +21,17 @@ bytes, uuid as 16 raw bytes, ``records`` as bytes (decode) or bytes-like /
 list of bytes-like chunks (encode). An element of a top-level array of
 structs may be given already encoded (``Encoded``, from ``MessageCodec.encode_element``).
 
+Keys that are no field are not encoded. A key starting with ``_`` is private:
+bookkeeping a handler carries in the dict, never on the wire. Any other key
+that is not a field of its struct in some version of the message is a mistake
+(a misspelled field sends the field's default). Strict mode catches it: a
+codec generated with ``ODRADEK_STRICT_CODEC=1`` in the environment (the test
+suite sets it, so in-process brokers and the brokers tests start have it)
+raises ``StrictCodecError``, naming message, version, struct path and key,
+when a struct's dict (top level or nested) has such a key. A field of another
+version than the one encoded is no mistake: handlers fill every version's
+fields. Off (the default), the check is not generated: the codec is the same.
+
 Decoding hostile input raises DecodeError, never anything else, and never
 allocates more than the input's size.
 """
@@ -41,6 +52,23 @@ ZERO_UUID = bytes(16)
 
 class DecodeError(ValueError):
     """The bytes are not a valid message of the expected type and version."""
+
+
+class StrictCodecError(ValueError):
+    """Strict mode: a dict to encode has a key that is not a field of its struct."""
+
+
+def strict_mode() -> bool:
+    """Whether codecs generated now check their dicts' keys (``ODRADEK_STRICT_CODEC=1``).
+    Read once per codec, when it is generated (codecs are cached)."""
+    return os.environ.get("ODRADEK_STRICT_CODEC", "") not in ("", "0")
+
+
+def _unknown_keys(d, allowed: frozenset, where: str) -> None:
+    """Strict mode, a dict with keys outside ``allowed``: raise unless all are private."""
+    bad = sorted(k for k in d.keys() - allowed if not (isinstance(k, str) and k.startswith("_")))
+    if bad:
+        raise StrictCodecError(f"{where}: {', '.join(map(repr, bad))} not a field in any version")
 
 
 def snake(name: str) -> str:
@@ -220,10 +248,12 @@ class _Source:
 class _Gen:
     """Builds the source of one decode/encode function pair for a spec+version."""
 
-    def __init__(self, version: int, flexible: bool, source: _Source):
+    def __init__(self, version: int, flexible: bool, source: _Source, strict: bool = False):
         self.v = version
         self.flex = flexible
         self.source = source
+        self.strict = strict
+        self.path = ""  # of the struct whose encoder this generates, e.g. "topics[].partitions[]"
         self.lines: list[str] = []
         self.helpers: dict[str, object] = {}
         self.names: dict[tuple[str, int], str] = {}
@@ -232,7 +262,7 @@ class _Gen:
 
     def sub(self) -> "_Gen":
         """A generator for another function of the same codec (shared helpers and names)."""
-        g = _Gen(self.v, self.flex, self.source)
+        g = _Gen(self.v, self.flex, self.source, self.strict)
         g.helpers = self.helpers
         g.names = self.names
         g.n = self.n + 1000
@@ -533,6 +563,9 @@ class _Gen:
         if name in self.helpers:
             return name
         sub = self.sub()
+        if self.depth > 0:  # the root struct is the message itself
+            step = snake(f["name"]) + ("[]" if f["type"].startswith("[]") else "")
+            sub.path = f"{self.path}.{step}" if self.path else step
         self.helpers[name] = None
         src = sub.encoder_source(name, f["fields"])
         self.helpers[name] = self.run(src)[name]
@@ -541,6 +574,11 @@ class _Gen:
     def encoder_source(self, name: str, fields: list) -> str:
         L = self.lines
         L.append(f"def {name}(d, out):")
+        if self.strict:
+            allowed = self.name_for("fields", fields, name)
+            self.helpers[allowed] = frozenset(snake(f["name"]) for f in fields)
+            where = f"{self.source.label.replace('_v', ' v')} {self.path or '(top level)'}"
+            L.append(f"    if not {allowed}.issuperset(d): unknown_keys(d, {allowed}, {where!r})")
         L.append("    g = d.get")
         tagged = []
         for f in fields:
@@ -661,6 +699,7 @@ _RUNTIME = {
     "DecodeError": DecodeError,
     "ZERO_UUID": ZERO_UUID,
     "Encoded": Encoded,
+    "unknown_keys": _unknown_keys,
 }
 
 
@@ -669,13 +708,15 @@ class MessageCodec:
 
     __slots__ = ("name", "version", "flexible", "_decode", "_encode", "_gen", "_root", "_elements")
 
-    def __init__(self, spec: dict, version: int):
+    def __init__(self, spec: dict, version: int, strict: bool | None = None):
+        """``strict``: check encoded dicts' keys (see the module docstring); by
+        default as ``strict_mode()`` says."""
         self.name = spec["name"]
         self.version = version
         self.flexible = _in(parse_versions(spec.get("flexibleVersions")), version)
         root = {"name": self.name, "fields": spec.get("fields", [])}
         source = _Source(f"{self.name}_v{version}")
-        gen = _Gen(version, self.flexible, source)
+        gen = _Gen(version, self.flexible, source, strict_mode() if strict is None else strict)
         self._decode = gen.helpers[gen.struct_decoder(root)]
         self._encode = gen.helpers[gen.struct_encoder(root)]
         source.publish()

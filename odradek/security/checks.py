@@ -171,11 +171,15 @@ def consumer_heartbeat(ctx, request) -> int:
 
 # -- error entries -----------------------------------------------------------------
 def partitions_error(name_key, parts_key, index_key, out_index_key=None, **extra):
-    """An error entry for a topic with partitions: {name, partitions: [{index, error}]}."""
+    """An error entry for a topic with partitions: {name, partitions: [{index, error}]}
+    (and the topic's id, when the request's topic entries have one)."""
     def error(item, code, resp_name=name_key, resp_parts=parts_key):
-        return {resp_name: item.get(name_key), "topic_id": item.get("topic_id"),
-                resp_parts: [{out_index_key or index_key: p if isinstance(p, int) else p[index_key],
-                              "error_code": code, **extra} for p in item[parts_key]]}
+        entry = {resp_name: item.get(name_key),
+                 resp_parts: [{out_index_key or index_key: p if isinstance(p, int) else p[index_key],
+                               "error_code": code, **extra} for p in item[parts_key]]}
+        if "topic_id" in item:
+            entry["topic_id"] = item["topic_id"]
+        return entry
     return error
 
 

@@ -112,10 +112,15 @@ class _Timed:
 @functools.lru_cache(maxsize=None)
 def _has_error_code(api_name: str, version: int) -> bool:
     """Whether the response of ``api_name`` at ``version`` has a top-level error code."""
+    return _has_field(api_name, "ErrorCode", version)
+
+
+def _has_field(api_name: str, field: str, version: int) -> bool:
+    """Whether the response of ``api_name`` at ``version`` has top-level ``field`` (spec name)."""
     from odradek.protocol.schema import load_spec, parse_versions
 
     for f in load_spec(api_name + "Response")["fields"]:
-        if f["name"] == "ErrorCode":
+        if f["name"] == field:
             lo, hi = parse_versions(f.get("versions"))
             return lo <= version <= hi
     return False
@@ -359,7 +364,8 @@ class KafkaConnection(asyncio.Protocol):
             self.mutation = None
         if response is None:
             return None
-        response["throttle_time_ms"] = self.mute_ms
+        if api.throttled:  # not SaslHandshake, WriteTxnMarkers, the share-state APIs
+            response["throttle_time_ms"] = self.mute_ms
         pieces = self.encode_response(api, version, correlation_id, flexible, response)
         if sasl is not None and sasl.state == "FAILED":
             return await self.fail_authentication(pieces)
@@ -428,9 +434,10 @@ class KafkaConnection(asyncio.Protocol):
         the response has a top-level error code; else None (the close says it)."""
         if not _has_error_code(api.name, version):
             return None
-        return self.encode_response(api, version, correlation_id, flexible,
-                                    {"error_code": errors.ILLEGAL_SASL_STATE,
-                                     "error_message": "Authenticate first (SaslHandshake, SaslAuthenticate)"})
+        response = {"error_code": errors.ILLEGAL_SASL_STATE}
+        if _has_field(api.name, "ErrorMessage", version):
+            response["error_message"] = "Authenticate first (SaslHandshake, SaslAuthenticate)"
+        return self.encode_response(api, version, correlation_id, flexible, response)
 
     def close_with(self, pieces):
         """Send ``pieces`` (if any), then close; no further request is taken."""

@@ -789,3 +789,53 @@ def test_generated_source_is_written_where_asked_and_lines_match(tmp_path, monke
     # A traceback shows the generated line that failed.
     with pytest.raises(DecodeError, match="MetadataRequest"):
         c.decode(b"\x00\x00\x00\x05")
+
+
+def test_strict_mode_refuses_keys_that_are_no_field_in_any_version():
+    """Strict mode (on under the test suite): a key that is no field of its
+    struct in any version of the message raises, naming message, version,
+    path and key, at the top level, in nested structs and arrays of structs,
+    requests and responses alike; a field of another version, a private
+    ``_`` key and ``_tags`` are fine. Off, the same dict encodes to the bytes
+    it gives without the stray key."""
+    from odradek.protocol.schema import MessageCodec, StrictCodecError, strict_mode
+
+    assert strict_mode()  # tests/conftest.py sets ODRADEK_STRICT_CODEC=1
+    strict = MessageCodec(load_spec("MetadataResponse"), 1, strict=True)
+    lax = MessageCodec(load_spec("MetadataResponse"), 1, strict=False)
+
+    def response():
+        # throttle_time_ms (v3+), topic_id (v10+), leader_epoch (v7+): other versions' fields.
+        return {"throttle_time_ms": 5, "brokers": [{"node_id": 1, "host": "h", "port": 9092}],
+                "topics": [{"name": "t", "topic_id": bytes(16), "_cached_at": 3,
+                            "partitions": [{"partition_index": 0, "leader_id": 1, "leader_epoch": 2}]}]}
+
+    assert bytes(strict.encode(response())) == bytes(lax.encode(response()))
+    cases = (
+        (lambda m: m.update(throttle_ms=1), r"MetadataResponse v1 \(top level\): 'throttle_ms'"),
+        (lambda m: m["brokers"][0].update(hots="x"), r"MetadataResponse v1 brokers\[\]: 'hots'"),
+        (lambda m: m["topics"][0]["partitions"][0].update(eror_code=3),
+         r"MetadataResponse v1 topics\[\]\.partitions\[\]: 'eror_code'"),
+    )
+    for spoil, message in cases:
+        msg = response()
+        spoil(msg)
+        with pytest.raises(StrictCodecError, match=message):
+            strict.encode(msg)
+        assert bytes(lax.encode(msg)) == bytes(lax.encode(response()))
+    # An element encoded on its own is checked too.
+    with pytest.raises(StrictCodecError, match=r"topics\[\]: 'nmae'"):
+        strict.encode_element(("topics",), {"nmae": "t", "partitions": []})
+
+    # A request, and a nested (non-array) struct: ConsumerGroupHeartbeat's
+    # assignment, and the decoded dict (with its unknown tags) encodes as is.
+    req = MessageCodec(load_spec("ConsumerGroupHeartbeatRequest"), 0, strict=True)
+    decoded, _ = req.decode(req.encode({"group_id": "g", "topic_partitions": [{"topic_id": bytes(16), "partitions": [0]}]}))
+    req.encode(decoded)
+    decoded["topic_partitions"][0]["partition"] = [1]
+    with pytest.raises(StrictCodecError, match=r"ConsumerGroupHeartbeatRequest v0 topic_partitions\[\]: 'partition'"):
+        req.encode(decoded)
+    resp = MessageCodec(load_spec("ConsumerGroupHeartbeatResponse"), 0, strict=True)
+    resp.encode({"assignment": {"topic_partitions": []}})
+    with pytest.raises(StrictCodecError, match=r"ConsumerGroupHeartbeatResponse v0 assignment: 'topics'"):
+        resp.encode({"assignment": {"topics": []}})
