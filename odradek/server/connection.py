@@ -115,6 +115,7 @@ def _has_error_code(api_name: str, version: int) -> bool:
     return _has_field(api_name, "ErrorCode", version)
 
 
+@functools.lru_cache(maxsize=None)
 def _has_field(api_name: str, field: str, version: int) -> bool:
     """Whether the response of ``api_name`` at ``version`` has top-level ``field`` (spec name)."""
     from odradek.protocol.schema import load_spec, parse_versions
@@ -364,7 +365,7 @@ class KafkaConnection(asyncio.Protocol):
             self.mutation = None
         if response is None:
             return None
-        if api.throttled:  # not SaslHandshake, WriteTxnMarkers, the share-state APIs
+        if _has_field(api.name, "ThrottleTimeMs", version):  # not SaslHandshake, WriteTxnMarkers, ...
             response["throttle_time_ms"] = self.mute_ms
         pieces = self.encode_response(api, version, correlation_id, flexible, response)
         if sasl is not None and sasl.state == "FAILED":

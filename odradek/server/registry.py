@@ -29,7 +29,6 @@ class Api:
     max_version: int
     handler: Callable[..., Awaitable[dict | None]]
     flexible_from: int
-    throttled: bool = True  # whether the response has throttle_time_ms (in some version)
 
     def request_codec(self, version: int) -> MessageCodec:
         return codec(self.name + "Request", version)
@@ -68,8 +67,6 @@ def handles(name: str, min_version: int, max_version: int, *, below_spec: bool =
             max_version=max_version,
             handler=fn,
             flexible_from=flex_lo,
-            throttled=any(f["name"] == "ThrottleTimeMs"
-                          for f in load_spec(name + "Response").get("fields", [])),
         )
         return fn
 
