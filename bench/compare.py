@@ -1385,6 +1385,16 @@ PLANS = [
 ]
 
 
+def add_section_args(ap, json_default: str | None = None, json_help: str | None = None) -> None:
+    """The options of a script that writes its section of docs/performance.md
+    (``write_section``): where its JSON result goes, the report, no report,
+    and rendering from an earlier result."""
+    ap.add_argument("--json", default=json_default, help=json_help)
+    ap.add_argument("--report", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--from-json", help="only render the section from an earlier JSON result")
+
+
 def write_section(report: Path, begin: str, end: str, text: str) -> None:
     """Put another script's section ``text`` (from its ``begin`` mark to its
     ``end`` mark) into the report: in place of its earlier one, else first

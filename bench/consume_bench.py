@@ -105,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repetitions", type=int, default=3)
     ap.add_argument("--reads", type=int, default=2, help="reads of each topic per repetition")
     ap.add_argument("--records", type=int, default=200_000)
-    ap.add_argument("--json", default=str(BENCH / "results" / "consume-latest.json"))
-    ap.add_argument("--report", default=str(ROOT / "docs" / "performance.md"))
-    ap.add_argument("--no-report", action="store_true")
-    ap.add_argument("--from-json", help="only render the section from an earlier JSON result")
+    compare.add_section_args(ap, str(BENCH / "results" / "consume-latest.json"))
     args = ap.parse_args(argv)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())

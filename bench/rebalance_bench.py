@@ -149,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--initial-delay-ms", type=int, default=0,
                     help="group.initial.rebalance.delay.ms on both brokers (Kafka's default: 3000)")
     ap.add_argument("--timeout", type=float, default=120.0, help="per case, seconds")
-    ap.add_argument("--json", help="default: bench/results/rebalance[-delay<ms>]-latest.json")
-    ap.add_argument("--report", default=str(ROOT / "docs" / "performance.md"))
-    ap.add_argument("--no-report", action="store_true")
-    ap.add_argument("--from-json", help="only render the section from an earlier JSON result")
+    compare.add_section_args(ap, json_help="default: bench/results/rebalance[-delay<ms>]-latest.json")
     args = ap.parse_args(argv)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())

@@ -110,12 +110,6 @@ class _Timed:
 
 
 @functools.lru_cache(maxsize=None)
-def _has_error_code(api_name: str, version: int) -> bool:
-    """Whether the response of ``api_name`` at ``version`` has a top-level error code."""
-    return _has_field(api_name, "ErrorCode", version)
-
-
-@functools.lru_cache(maxsize=None)
 def _has_field(api_name: str, field: str, version: int) -> bool:
     """Whether the response of ``api_name`` at ``version`` has top-level ``field`` (spec name)."""
     from odradek.protocol.schema import load_spec, parse_versions
@@ -433,7 +427,7 @@ class KafkaConnection(asyncio.Protocol):
     def illegal_sasl_state(self, api, version, correlation_id, flexible):
         """An ILLEGAL_SASL_STATE response to a request not allowed before login, if
         the response has a top-level error code; else None (the close says it)."""
-        if not _has_error_code(api.name, version):
+        if not _has_field(api.name, "ErrorCode", version):
             return None
         response = {"error_code": errors.ILLEGAL_SASL_STATE}
         if _has_field(api.name, "ErrorMessage", version):

@@ -6,6 +6,7 @@ etcd 3.5.3+ or etcd3aio."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -217,24 +218,30 @@ def test_the_fixture_parametrized(odradek_cluster):
     assert sorted(listed_brokers(odradek_cluster.bootstrap)) == [1, 2]
 
 
-def cluster_up(*args: str) -> tuple[subprocess.Popen, str]:
-    """``odradek cluster up ARGS`` started; (the process, its bootstrap string)."""
+@contextlib.contextmanager
+def cluster_up(*args: str, preexec_fn=None):
+    """``odradek cluster up ARGS`` running: (the process, its bootstrap string);
+    killed at the end unless the block stopped it."""
     proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first, second = proc.stdout.readline(), proc.stdout.readline()
-    if not first.startswith("bootstrap: "):
-        proc.kill()
-        pytest.fail(f"cluster up printed {first!r}: {proc.communicate()[1]}")
-    assert second.startswith("etcd: etcd://127.0.0.1:") and second.rstrip().endswith("/odradek")
-    return proc, first.split(": ", 1)[1].strip()
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+    try:
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        if not first.startswith("bootstrap: "):
+            proc.kill()
+            pytest.fail(f"cluster up printed {first!r}: {proc.communicate()[1]}")
+        assert second.startswith("etcd: etcd://127.0.0.1:") and second.rstrip().endswith("/odradek")
+        yield proc, first.split(": ", 1)[1].strip()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
     needs_etcd()
     args = ["--brokers", "2", "--data-dir", str(tmp_path / "c"), "-o", "broker.session.timeout.ms=3000",
             "-o", "num.partitions=2"]
-    proc, bootstrap = cluster_up(*args)
-    try:
+    with cluster_up(*args) as (proc, bootstrap):
         assert len(bootstrap.split(",")) == 2
         assert sorted(listed_brokers(bootstrap)) == [1, 2]
         produce_and_read(bootstrap, "up", 2, 6)
@@ -243,22 +250,13 @@ def test_cluster_up_prints_a_bootstrap_and_stops_on_sigint(tmp_path):
         assert os.path.isfile(tmp_path / "c" / "broker-1" / "broker.log")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert not any(exists(p) for p in started)
 
     # With --data-dir, topics and records survive a restart (etcd's data is there too).
-    proc, bootstrap = cluster_up(*args)
-    try:
+    with cluster_up(*args) as (proc, bootstrap):
         produce_and_read(bootstrap, "up", 2, 2, start=6)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_cluster_up_runs_one_broker_per_core_it_may_use(tmp_path):
@@ -266,21 +264,12 @@ def test_cluster_up_runs_one_broker_per_core_it_may_use(tmp_path):
     (here one core, as under ``taskset -c``), not per core of the machine."""
     needs_etcd()
     core = min(os.sched_getaffinity(0))
-    proc = subprocess.Popen([sys.executable, "-m", "odradek", "cluster", "up", "--data-dir", str(tmp_path / "c")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {core}))
-    try:
-        first = proc.stdout.readline()
-        assert first.startswith("bootstrap: "), proc.communicate()[1] if proc.poll() is not None else first
-        bootstrap = first.split(": ", 1)[1].strip()
+    with cluster_up("--data-dir", str(tmp_path / "c"),
+                    preexec_fn=lambda: os.sched_setaffinity(0, {core})) as (proc, bootstrap):
         assert len(bootstrap.split(",")) == 1
         assert sorted(listed_brokers(bootstrap)) == [1]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_one_cluster_id_per_store_and_a_data_dir_of_another_cluster_is_refused(etcd, tmp_path):
