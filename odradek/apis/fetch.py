@@ -67,8 +67,9 @@ from odradek.storage.coldreads import off_loop
 PARTITION_OVERHEAD = 48
 
 
-def _partition_error(index: int, code: int) -> dict:
-    # An empty record set, as Kafka sends: librdkafka takes a null one for a protocol error.
+def partition_error(index: int, code: int) -> dict:
+    """A Fetch partition answered with ``code`` and an empty record set, as
+    Kafka sends: librdkafka takes a null one for a protocol error."""
     return {"partition_index": index, "error_code": code, "high_watermark": -1,
             "last_stable_offset": -1, "log_start_offset": -1, "records": b""}
 
@@ -151,7 +152,7 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
         p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, index,
                          current_leader_epoch=fp.leader_epoch)
         if code:
-            entry = _partition_error(index, code)
+            entry = partition_error(index, code)
             out.append((None, entry, 0, None))
             entries.append((fp, entry))
             continue

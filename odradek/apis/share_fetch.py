@@ -83,7 +83,8 @@ def _requested(request: dict) -> dict:
     return out
 
 
-def _entry(index: int, code: int = 0) -> dict:
+def partition_entry(index: int, code: int = 0) -> dict:
+    """A ShareFetch partition's answer: ``code``, no records (an empty set, not null)."""
     return {"partition_index": index, "error_code": code, "error_message": None,
             "acknowledge_error_code": 0, "acknowledge_error_message": None,
             "current_leader": {"leader_id": -1, "leader_epoch": -1}, "records": b"", "acquired_records": []}
@@ -246,7 +247,7 @@ async def share_fetch(ctx, request: dict) -> dict:
             tid, index = key
             p, code = broker.replicas.partition_or_error(tid, index)
             if key not in entries or code:
-                entries[key] = _entry(index, code)
+                entries[key] = partition_entry(index, code)
             entry = entries[key]
             if code:
                 continue
@@ -292,7 +293,7 @@ async def share_fetch(ctx, request: dict) -> dict:
             out.append((key, entry))
     for key, code in ack_codes.items():
         if key not in entries:
-            e = _entry(key[1])
+            e = partition_entry(key[1])
             e["acknowledge_error_code"] = code
             out.append((key, e))
     hints = LeaderHints(broker, ctx.connection.listener)

@@ -190,14 +190,17 @@ def produce_error(item, code):
 
 
 def fetch_error(item, code):
+    from odradek.apis.fetch import partition_error  # the apis import this module
+
     return {"topic": item.get("topic"), "topic_id": item.get("topic_id"),
-            "partitions": [{"partition_index": p["partition"], "error_code": code, "high_watermark": -1}
-                           for p in item["partitions"]]}
+            "partitions": [partition_error(p["partition"], code) for p in item["partitions"]]}
 
 
 def share_error(item, code):
-    return {"topic_id": item["topic_id"], "partitions": [
-        {"partition_index": p["partition_index"], "error_code": code} for p in item["partitions"]]}
+    from odradek.apis.share_fetch import partition_entry  # the apis import this module
+
+    return {"topic_id": item["topic_id"],
+            "partitions": [partition_entry(p["partition_index"], code) for p in item["partitions"]]}
 
 
 def offset_commit_error(item, code):

@@ -181,6 +181,34 @@ def test_acls_added_and_removed_take_effect(secured):
     assert set(produce(secured, "carol", "b", 1)) == {KafkaError.TOPIC_AUTHORIZATION_FAILED}
 
 
+def test_a_fetch_without_read_gets_the_authorisation_error(secured):
+    """librdkafka 0119's case: DESCRIBE on the topic but not READ. Each
+    partition's error comes with an empty record set; librdkafka reads a null
+    one as a parse failure, drops the answer and never reports the error."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka.admin import AclBindingFilter, AdminClient
+
+    admin = AdminClient(conf(secured, "admin"))
+    binding = acl("TOPIC", "a", "User:carol", "DESCRIBE")
+    for f in admin.create_acls([binding]).values():
+        f.result(timeout=10)
+    try:
+        c = Consumer(conf(secured, "carol", **{"group.id": "carol-g", "enable.auto.commit": False}))
+        c.assign([TopicPartition("a", 0, 0)])
+        errors, deadline = [], time.time() + 20  # also GROUP_AUTHORIZATION_FAILED (FindCoordinator)
+        while KafkaError.TOPIC_AUTHORIZATION_FAILED not in errors and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is not None:
+                errors.append(m.error().code())
+        c.close()
+        assert KafkaError.TOPIC_AUTHORIZATION_FAILED in errors
+    finally:
+        for f in admin.delete_acls([AclBindingFilter(binding.restype, binding.name, binding.resource_pattern_type,
+                                                     binding.principal, binding.host, binding.operation,
+                                                     binding.permission_type)]).values():
+            f.result(timeout=10)
+
+
 def test_allow_everyone_if_no_acl_found():
     from confluent_kafka import KafkaError
     from confluent_kafka.admin import AdminClient
