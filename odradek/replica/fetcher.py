@@ -3,7 +3,11 @@
 One ``ReplicaFetcher`` per leader broker fetches every partition this broker
 follows from that leader, with Kafka's own Fetch (v15: the replica id and
 this broker's epoch in ReplicaState, the last fetched epoch per partition),
-sessionless, one request in flight. For each partition of an answer:
+one request in flight, in a fetch session (KIP-227, ``LeaderSession``): after
+the first full fetch, a request names only the partitions whose fetch
+position changed and the answer carries only partitions with news, so a
+round costs what moved, not every partition followed. For each partition of
+an answer:
 
 - records are appended as they came (``Partition.append_as_follower``), and
   the follower's high watermark becomes the leader's, capped by its log end;
@@ -37,6 +41,7 @@ from typing import Callable
 
 from odradek.clock import now_ms
 from odradek.config import BrokerConfig
+from odradek.fetch_sessions import INITIAL_EPOCH, INVALID_SESSION_ID, next_epoch
 from odradek.metadata.image import MetadataImage
 from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches
@@ -52,6 +57,49 @@ BACKOFF_ERRORS = {errors.NOT_LEADER_OR_FOLLOWER, errors.FENCED_LEADER_EPOCH, err
 # The leader's image is behind the follower's: retried sooner (RETRY_FIRST, doubling).
 LEADER_BEHIND = {errors.UNKNOWN_LEADER_EPOCH, errors.NOT_LEADER_OR_FOLLOWER}
 RETRY_FIRST = 0.05
+Key = tuple[bytes, int]  # a partition: (topic id, index)
+# Answers that end the fetch session; the next fetch is a full one, at once.
+SESSION_ERRORS = {errors.FETCH_SESSION_ID_NOT_FOUND, errors.INVALID_FETCH_SESSION_EPOCH,
+                  errors.FETCH_SESSION_TOPIC_ID_ERROR}
+
+
+class LeaderSession:
+    """The follower's side of its fetch session with one leader (KIP-227).
+
+    ``known`` is what the leader's session holds for each partition: the
+    fields last sent for it. A full fetch (epoch 0, naming the session to
+    close, if any) sends every partition wanted; an incremental one (the
+    session's id and next epoch) sends those whose fields differ from
+    ``known`` and forgets those no longer wanted. ``answered`` moves the
+    session on after an answer without error; ``reset`` (an error, a lost
+    connection, an answer not applied) makes the next fetch a full one, so
+    the leader's view is rebuilt from what the follower has. No I/O here."""
+
+    def __init__(self) -> None:
+        self.session_id = INVALID_SESSION_ID
+        self.epoch = INITIAL_EPOCH
+        self.known: dict[Key, dict] = {}
+        self._sent: dict[Key, dict] = {}
+
+    def build(self, wanted: dict[Key, dict]) -> tuple[list[Key], list[Key]]:
+        """(keys to send, keys to forget) for a fetch of ``wanted`` (key -> request fields)."""
+        self._sent = wanted
+        if self.epoch == INITIAL_EPOCH:
+            return list(wanted), []
+        send = [k for k, f in wanted.items() if self.known.get(k) != f]
+        return send, [k for k in self.known if k not in wanted]
+
+    def answered(self, session_id: int) -> None:
+        if self.epoch == INITIAL_EPOCH or session_id == self.session_id:
+            self.known = self._sent if session_id != INVALID_SESSION_ID else {}
+            self.epoch = next_epoch(self.epoch) if session_id != INVALID_SESSION_ID else INITIAL_EPOCH
+            self.session_id = session_id
+        else:  # the leader answered outside the session
+            self.reset()
+
+    def reset(self) -> None:
+        self.epoch = INITIAL_EPOCH
+        self.known = {}
 
 
 def truncation_offset(p: Partition, epoch: int, end_offset: int) -> int:
@@ -86,6 +134,7 @@ class ReplicaFetcher:
         self.delayed: dict[tuple[bytes, int], float] = {}  # key -> monotonic time to fetch again
         self.retry_in: dict[tuple[bytes, int], float] = {}  # key -> next delay while the leader is behind
         self.changed = asyncio.Event()
+        self.session = LeaderSession()
         self.task: asyncio.Task | None = None
         self.listener = listener  # the inter-broker listener (None: the leader's first)
         self.backoff = config.get_int("replica.fetch.backoff.ms", 1000) / 1000
@@ -99,6 +148,7 @@ class ReplicaFetcher:
         self.partitions[(p.topic.topic_id, p.index)] = p
         self.delayed.pop((p.topic.topic_id, p.index), None)
         self.retry_in.pop((p.topic.topic_id, p.index), None)
+        self.session.reset()  # a partition added anew (a new epoch, perhaps): the leader hears all again
         self.changed.set()
 
     def remove(self, p: Partition) -> None:
@@ -182,32 +232,52 @@ class ReplicaFetcher:
                 except (OSError, EOFError, ValueError, asyncio.TimeoutError) as e:
                     log.debug("broker %d: fetch from leader %d failed: %s", self.node_id, self.leader_id, e)
                     conn = None
+                    self.session.reset()
                     await asyncio.sleep(self.backoff)
                     continue
-                if response["error_code"]:
-                    log.warning("broker %d: fetch from leader %d: error %d", self.node_id, self.leader_id,
-                                response["error_code"])
+                code = response["error_code"]
+                if code:
+                    self.session.reset()
+                    if code in SESSION_ERRORS:  # the leader lost the session (a restart, an eviction)
+                        log.debug("broker %d: fetch session with leader %d ended: error %d",
+                                  self.node_id, self.leader_id, code)
+                        continue
+                    log.warning("broker %d: fetch from leader %d: error %d", self.node_id, self.leader_id, code)
                     await asyncio.sleep(self.backoff)
                     continue
-                self.handle(response, sent)
+                self.session.answered(response["session_id"])
+                if not self.handle(response, sent):
+                    self.session.reset()
         finally:
             if conn is not None:
                 conn.close()
 
     def request(self, parts: list[Partition]) -> dict:
+        """The Fetch for ``parts`` in the session: the partitions whose fields
+        the leader's session does not hold yet, and those to forget."""
+        wanted = {(p.topic.topic_id, p.index): {
+            "partition": p.index, "current_leader_epoch": p.leader_epoch,
+            "fetch_offset": p.log_end_offset, "last_fetched_epoch": p.log.latest_epoch,
+            "log_start_offset": p.log_start_offset, "partition_max_bytes": self.partition_max_bytes}
+            for p in parts}
+        send, forget = self.session.build(wanted)
         topics: dict[bytes, list] = {}
-        for p in parts:
-            topics.setdefault(p.topic.topic_id, []).append({
-                "partition": p.index, "current_leader_epoch": p.leader_epoch,
-                "fetch_offset": p.log_end_offset, "last_fetched_epoch": p.log.latest_epoch,
-                "log_start_offset": p.log_start_offset, "partition_max_bytes": self.partition_max_bytes})
+        for key in send:
+            topics.setdefault(key[0], []).append(wanted[key])
+        forgotten: dict[bytes, list] = {}
+        for topic_id, index in forget:
+            forgotten.setdefault(topic_id, []).append(index)
         return {"replica_state": {"replica_id": self.node_id, "replica_epoch": self.broker_epoch()},
                 "max_wait_ms": self.max_wait_ms, "min_bytes": self.min_bytes, "max_bytes": self.max_bytes,
-                "isolation_level": 0, "session_id": 0, "session_epoch": -1,
+                "isolation_level": 0, "session_id": self.session.session_id, "session_epoch": self.session.epoch,
                 "topics": [{"topic_id": tid, "partitions": ps} for tid, ps in topics.items()],
-                "forgotten_topics_data": [], "rack_id": ""}
+                "forgotten_topics_data": [{"topic_id": tid, "partitions": ps} for tid, ps in forgotten.items()],
+                "rack_id": ""}
 
-    def handle(self, response: dict, sent: dict) -> None:
+    def handle(self, response: dict, sent: dict) -> bool:
+        """Apply the answer; False when a partition's entry was passed over
+        (it moved or changed meanwhile), so the session must start afresh."""
+        applied = True
         now = now_ms()
         for t in response["responses"]:
             for entry in t["partitions"]:
@@ -217,12 +287,14 @@ class ReplicaFetcher:
                 p, epoch, offset = sent[key]
                 if (self.partitions.get(key) is not p or p.leader != self.leader_id or p.leader_epoch != epoch
                         or p.log_end_offset != offset):
-                    continue  # moved, or changed meanwhile: the next fetch asks again
+                    applied = False  # moved, or changed meanwhile: the next fetch asks again
+                    continue
                 try:
                     self.handle_partition(p, entry, now)
                 except (InvalidBatch, OSError, ValueError) as e:
                     log.error("%s: cannot follow leader %d: %s", p, self.leader_id, e)
                     self.delayed[key] = time.monotonic() + self.backoff
+        return applied
 
     def handle_partition(self, p: Partition, entry: dict, now: int) -> None:
         code = entry["error_code"]

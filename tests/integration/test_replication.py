@@ -118,6 +118,32 @@ def test_followers_copy_the_leader_and_acks_all_waits_for_the_isr(etcd, tmp_path
             b.stop()
 
 
+def test_followers_fetch_in_sessions_naming_only_what_moved(etcd, tmp_path):
+    """Each follower keeps one fetch session (KIP-227) with its leader: after
+    the first full fetch, a round names only the partitions that moved, so a
+    write to one partition of forty does not cost a request of all forty."""
+    brokers = start_brokers(etcd, tmp_path, "sessions")
+    try:
+        create_replicated(brokers[0], "s", [(1, 2, 3)] * 40)
+        for b in brokers:
+            wait_until(lambda: all(hosted(b, "s", i) is not None for i in range(40)), what="hosting")
+        leader = brokers[0].core
+        wait_until(lambda: leader.fetch_sessions.metrics()["NumIncrementalFetchPartitionsCached"] == 80,
+                   what="a session of 40 partitions for each follower")
+        before = dict(leader.fetch_sessions.counts)
+        for n in range(5):
+            results = produce(brokers[0].bootstrap, "s", [b"v%d" % n], partition=n)
+            assert [err for err, _ in results] == [None]
+        assert offsets(brokers[0], "s", 4) == (1, 1)
+        after = leader.fetch_sessions.counts
+        assert after["incremental"] - before["incremental"] >= 10  # each follower, each write
+        assert after["full"] == before["full"] and after["sessionless"] == before["sessionless"]
+        assert leader.fetch_sessions.metrics()["NumIncrementalFetchSessions"] == 2
+    finally:
+        for b in brokers:
+            b.stop()
+
+
 def test_a_lagging_follower_leaves_the_isr_and_comes_back(etcd, tmp_path):
     brokers = start_brokers(etcd, tmp_path, "lag")
     try:

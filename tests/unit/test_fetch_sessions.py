@@ -164,3 +164,60 @@ def test_metrics():
     m = cache.metrics()
     assert m["NumIncrementalFetchSessions"] == 1 and m["NumIncrementalFetchPartitionsCached"] == 3
     assert m["full"] == 1 and m["created"] == 1
+
+
+def test_a_followers_session_side_keeps_the_leaders_view():
+    """odradek.replica.fetcher.LeaderSession against this cache: after the
+    full fetch, each request names only what moved and forgets what is no
+    longer fetched, and the leader's session then holds exactly the
+    follower's positions; an error or an answer outside the session makes
+    the next fetch a full one that closes the old session."""
+    from odradek.replica.fetcher import LeaderSession
+
+    cache, follower = FetchSessionCache(), LeaderSession()
+
+    def fields(offsets: dict) -> dict:
+        return {(TID, i): {"partition": i, "fetch_offset": o} for i, o in offsets.items()}
+
+    def fetch(offsets: dict):
+        wanted = fields(offsets)
+        send, forget = follower.build(wanted)
+        ctx = cache.new_context(True, follower.session_id, follower.epoch, True,
+                                [FetchPartition("t", TID, k[1], wanted[k]["fetch_offset"], 100) for k in send],
+                                forget, 0)
+        code, sid, _ = ctx.respond([(fp, entry(fp.index)) for fp in ctx.partitions], 0)
+        if code:
+            follower.reset()
+        else:
+            follower.answered(sid)
+        return sorted(k[1] for k in send), sorted(k[1] for k in forget), code
+
+    def leader_view() -> dict:
+        return {fp.index: fp.fetch_offset for fp in cache.sessions[follower.session_id].partitions.values()}
+
+    assert fetch({0: 0, 1: 0, 2: 0}) == ([0, 1, 2], [], 0)
+    assert follower.session_id > 0 and follower.epoch == 1
+    assert fetch({0: 0, 1: 0, 2: 0}) == ([], [], 0)
+    assert fetch({0: 5, 1: 0, 2: 0}) == ([0], [], 0)
+    assert fetch({0: 5, 1: 3}) == ([1], [2], 0)  # 2 backs off: forgotten
+    assert leader_view() == {0: 5, 1: 3}
+    assert fetch({0: 5, 1: 3, 2: 0}) == ([2], [], 0)
+    assert leader_view() == {0: 5, 1: 3, 2: 0}
+
+    # The leader lost the session (a restart): refused, then a full fetch.
+    old = follower.session_id
+    del cache.sessions[old]
+    assert fetch({0: 6, 1: 3, 2: 0}) == ([0], [], errors.FETCH_SESSION_ID_NOT_FOUND)
+    assert fetch({0: 6, 1: 3, 2: 0}) == ([0, 1, 2], [], 0)
+    assert follower.session_id != old and leader_view() == {0: 6, 1: 3, 2: 0}
+
+    # An answer not applied (reset): the full fetch closes the session it replaces.
+    follower.reset()
+    old = follower.session_id
+    assert fetch({0: 6, 1: 3, 2: 0}) == ([0, 1, 2], [], 0)
+    assert old not in cache.sessions and len(cache) == 1
+
+    # Everything forgotten: the leader drops the session and answers outside it.
+    assert fetch({}) == ([], [0, 1, 2], 0)
+    assert follower.epoch == 0 and len(cache) == 0
+    assert fetch({1: 3}) == ([1], [], 0) and leader_view() == {1: 3}
