@@ -57,6 +57,10 @@ BACKOFF_ERRORS = {errors.NOT_LEADER_OR_FOLLOWER, errors.FENCED_LEADER_EPOCH, err
 # The leader's image is behind the follower's: retried sooner (RETRY_FIRST, doubling).
 LEADER_BEHIND = {errors.UNKNOWN_LEADER_EPOCH, errors.NOT_LEADER_OR_FOLLOWER}
 RETRY_FIRST = 0.05
+# Every partition's fetch fields are computed again at least this often (s);
+# in between only those of partitions the fetcher touched: its own appends and
+# truncations move a follower's log, retention moves its log start.
+FIELDS_REFRESH = 5.0
 Key = tuple[bytes, int]  # a partition: (topic id, index)
 # Answers that end the fetch session; the next fetch is a full one, at once.
 SESSION_ERRORS = {errors.FETCH_SESSION_ID_NOT_FOUND, errors.INVALID_FETCH_SESSION_EPOCH,
@@ -86,7 +90,8 @@ class LeaderSession:
         self._sent = wanted
         if self.epoch == INITIAL_EPOCH:
             return list(wanted), []
-        send = [k for k, f in wanted.items() if self.known.get(k) != f]
+        known = self.known
+        send = [k for k, f in wanted.items() if (old := known.get(k)) is not f and old != f]
         return send, [k for k in self.known if k not in wanted]
 
     def answered(self, session_id: int) -> None:
@@ -135,6 +140,9 @@ class ReplicaFetcher:
         self.retry_in: dict[tuple[bytes, int], float] = {}  # key -> next delay while the leader is behind
         self.changed = asyncio.Event()
         self.session = LeaderSession()
+        self.fields: dict[Key, dict] = {}  # each partition's fetch fields, as last computed
+        self.stale: set[Key] = set()  # partitions whose fields must be computed again
+        self.refreshed = 0.0  # when every partition's fields were last computed (monotonic)
         self.task: asyncio.Task | None = None
         self.listener = listener  # the inter-broker listener (None: the leader's first)
         self.backoff = config.get_int("replica.fetch.backoff.ms", 1000) / 1000
@@ -149,12 +157,14 @@ class ReplicaFetcher:
         self.delayed.pop((p.topic.topic_id, p.index), None)
         self.retry_in.pop((p.topic.topic_id, p.index), None)
         self.session.reset()  # a partition added anew (a new epoch, perhaps): the leader hears all again
+        self.stale.add((p.topic.topic_id, p.index))
         self.changed.set()
 
     def remove(self, p: Partition) -> None:
         key = (p.topic.topic_id, p.index)
         if self.partitions.get(key) is p:
             del self.partitions[key]
+            self.fields.pop(key, None)
             self.delayed.pop(key, None)
             self.retry_in.pop(key, None)
 
@@ -192,7 +202,10 @@ class ReplicaFetcher:
         try:
             while True:
                 now = time.monotonic()
-                ready = [p for k, p in self.partitions.items() if self.delayed.get(k, 0) <= now]
+                delayed = self.delayed
+                for key in [k for k, t in delayed.items() if t <= now]:
+                    del delayed[key]  # backed off long enough
+                ready = [k for k in self.partitions if k not in delayed] if delayed else list(self.partitions)
                 if not ready:
                     self.changed.clear()
                     wait = min(self.delayed.values(), default=now + 3600) - now
@@ -221,9 +234,9 @@ class ReplicaFetcher:
                         conn = None
                         await asyncio.sleep(self.backoff)
                         continue
-                sent = {(p.topic.topic_id, p.index): (p, p.leader_epoch, p.log_end_offset) for p in ready}
+                request, sent = self.request(ready)
                 try:
-                    response = await conn.request("Fetch", FETCH_VERSION, self.request(ready), self.timeout)
+                    response = await conn.request("Fetch", FETCH_VERSION, request, self.timeout)
                 except AuthenticationError as e:  # a re-authentication (KIP-368) refused
                     log.error("broker %d: cannot log in again to leader %d: %s", self.node_id, self.leader_id, e)
                     conn = None
@@ -252,14 +265,24 @@ class ReplicaFetcher:
             if conn is not None:
                 conn.close()
 
-    def request(self, parts: list[Partition]) -> dict:
-        """The Fetch for ``parts`` in the session: the partitions whose fields
-        the leader's session does not hold yet, and those to forget."""
-        wanted = {(p.topic.topic_id, p.index): {
-            "partition": p.index, "current_leader_epoch": p.leader_epoch,
-            "fetch_offset": p.log_end_offset, "last_fetched_epoch": p.log.latest_epoch,
-            "log_start_offset": p.log_start_offset, "partition_max_bytes": self.partition_max_bytes}
-            for p in parts}
+    def _fields(self, p: Partition) -> dict:
+        return {"partition": p.index, "current_leader_epoch": p.leader_epoch,
+                "fetch_offset": p.log_end_offset, "last_fetched_epoch": p.log.latest_epoch,
+                "log_start_offset": p.log_start_offset, "partition_max_bytes": self.partition_max_bytes}
+
+    def request(self, ready: list[Key]) -> tuple[dict, dict[Key, dict]]:
+        """The Fetch for the partitions ``ready`` in the session (those whose
+        fields the leader's session does not hold yet, those to forget), and
+        the fields of each partition it fetches."""
+        fields, partitions = self.fields, self.partitions
+        now = time.monotonic()
+        if self.session.epoch == INITIAL_EPOCH or now - self.refreshed >= FIELDS_REFRESH:
+            self.refreshed = now
+            fields.update((k, self._fields(p)) for k, p in partitions.items())
+        else:
+            fields.update((k, self._fields(partitions[k])) for k in self.stale if k in partitions)
+        self.stale.clear()
+        wanted = {k: fields[k] for k in ready}
         send, forget = self.session.build(wanted)
         topics: dict[bytes, list] = {}
         for key in send:
@@ -272,7 +295,7 @@ class ReplicaFetcher:
                 "isolation_level": 0, "session_id": self.session.session_id, "session_epoch": self.session.epoch,
                 "topics": [{"topic_id": tid, "partitions": ps} for tid, ps in topics.items()],
                 "forgotten_topics_data": [{"topic_id": tid, "partitions": ps} for tid, ps in forgotten.items()],
-                "rack_id": ""}
+                "rack_id": ""}, wanted
 
     def handle(self, response: dict, sent: dict) -> bool:
         """Apply the answer; False when a partition's entry was passed over
@@ -282,11 +305,13 @@ class ReplicaFetcher:
         for t in response["responses"]:
             for entry in t["partitions"]:
                 key = (t["topic_id"], entry["partition_index"])
-                if key not in sent:
+                f = sent.get(key)
+                if f is None:
                     continue
-                p, epoch, offset = sent[key]
-                if (self.partitions.get(key) is not p or p.leader != self.leader_id or p.leader_epoch != epoch
-                        or p.log_end_offset != offset):
+                self.stale.add(key)  # what it answers may move the partition
+                p = self.partitions.get(key)
+                if (p is None or p.leader != self.leader_id or p.leader_epoch != f["current_leader_epoch"]
+                        or p.log_end_offset != f["fetch_offset"]):
                     applied = False  # moved, or changed meanwhile: the next fetch asks again
                     continue
                 try:
