@@ -50,6 +50,8 @@ from odradek.replica.peer import AuthenticationError, PeerConnection
 
 log = logging.getLogger("odradek.replica.fetcher")
 
+Key = tuple[bytes, int]  # a partition: (topic id, index)
+
 FETCH_VERSION = 15
 BACKOFF_ERRORS = {errors.NOT_LEADER_OR_FOLLOWER, errors.FENCED_LEADER_EPOCH, errors.UNKNOWN_LEADER_EPOCH,
                   errors.UNKNOWN_TOPIC_ID, errors.UNKNOWN_TOPIC_OR_PARTITION, errors.KAFKA_STORAGE_ERROR,
@@ -61,7 +63,6 @@ RETRY_FIRST = 0.05
 # in between only those of partitions the fetcher touched: its own appends and
 # truncations move a follower's log, retention moves its log start.
 FIELDS_REFRESH = 5.0
-Key = tuple[bytes, int]  # a partition: (topic id, index)
 # Answers that end the fetch session; the next fetch is a full one, at once.
 SESSION_ERRORS = {errors.FETCH_SESSION_ID_NOT_FOUND, errors.INVALID_FETCH_SESSION_EPOCH,
                   errors.FETCH_SESSION_TOPIC_ID_ERROR}
@@ -135,9 +136,9 @@ class ReplicaFetcher:
         self.image = image
         self.config = config
         self.broker_epoch = broker_epoch
-        self.partitions: dict[tuple[bytes, int], Partition] = {}
-        self.delayed: dict[tuple[bytes, int], float] = {}  # key -> monotonic time to fetch again
-        self.retry_in: dict[tuple[bytes, int], float] = {}  # key -> next delay while the leader is behind
+        self.partitions: dict[Key, Partition] = {}
+        self.delayed: dict[Key, float] = {}  # key -> monotonic time to fetch again
+        self.retry_in: dict[Key, float] = {}  # key -> next delay while the leader is behind
         self.changed = asyncio.Event()
         self.session = LeaderSession()
         self.fields: dict[Key, dict] = {}  # each partition's fetch fields, as last computed
@@ -153,11 +154,12 @@ class ReplicaFetcher:
         self.timeout = config.get_int("replica.socket.timeout.ms", 30000) / 1000 + self.max_wait_ms / 1000
 
     def add(self, p: Partition) -> None:
-        self.partitions[(p.topic.topic_id, p.index)] = p
-        self.delayed.pop((p.topic.topic_id, p.index), None)
-        self.retry_in.pop((p.topic.topic_id, p.index), None)
+        key = (p.topic.topic_id, p.index)
+        self.partitions[key] = p
+        self.delayed.pop(key, None)
+        self.retry_in.pop(key, None)
         self.session.reset()  # a partition added anew (a new epoch, perhaps): the leader hears all again
-        self.stale.add((p.topic.topic_id, p.index))
+        self.stale.add(key)
         self.changed.set()
 
     def remove(self, p: Partition) -> None:
@@ -392,7 +394,7 @@ class FetcherManager:
         self.config = config
         self.broker_epoch = broker_epoch
         self.fetchers: dict[int, ReplicaFetcher] = {}
-        self.assigned: dict[tuple[bytes, int], ReplicaFetcher] = {}
+        self.assigned: dict[Key, ReplicaFetcher] = {}
 
     def follow(self, changed: list[Partition], lost: list[Partition]) -> None:
         """Partitions whose role or leader changed (``changed``) fetch from
