@@ -101,21 +101,27 @@ def diverging_epoch(p, fp: FetchPartition) -> tuple[int, int] | None:
     return None
 
 
-def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_topic_ids: bool) -> None:
+def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_topic_ids: bool) -> list:
     """A follower's fetch offsets are its log ends: tell the partitions led
-    here (once per request; those it diverges from are left out)."""
+    here (once per request; those it diverges from are left out). Returns
+    the partitions found, in order (None where the lookup failed), for the
+    first read of the same request."""
     now = now_ms()
     lookup = broker.replicas.partition_or_error
+    found = []
     for fp in parts:
         p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, fp.index,
                          current_leader_epoch=fp.leader_epoch)
+        found.append(p)
         if not code and diverging_epoch(p, fp) is None:
             p.on_follower_fetch(replica_id, fp.fetch_offset, now)
+    return found
 
 
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
                     skip_unchanged: bool = False, replica: bool = False, committed: bool = False,
-                    last: list | None = None, changed: set | None = None) -> tuple[list, list, int, list]:
+                    last: list | None = None, changed: set | None = None,
+                    found: list | None = None) -> tuple[list, list, int, list]:
     """One pass over ``parts``: (readings, [(part, response partition)], bytes,
     partitions read). A reading, per partition in order: (the partition, or
     None for an error; its response partition, or None when it is not sent;
@@ -132,7 +138,11 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
     (or with nothing to read), would read the same again (what it reads
     changes only with a notification; its limit and KIP-74's "first with
     data" only with the bytes before it), so its reading is kept; any other
-    is read again. The answer is the one a full pass would give."""
+    is read again. The answer is the one a full pass would give.
+
+    ``found`` is the partitions ``follower_fetched`` looked up for the same
+    request with nothing awaited since (None where it failed: looked up
+    again, for its error)."""
     total = 0
     out = []
     entries = []
@@ -149,8 +159,11 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
                 total += was[2]
                 continue
         index = fp.index
-        p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, index,
-                         current_leader_epoch=fp.leader_epoch)
+        p = found[i] if found is not None else None
+        code = 0
+        if p is None:
+            p, code = lookup(fp.topic_id if uses_topic_ids else fp.topic, index,
+                             current_leader_epoch=fp.leader_epoch)
         if code:
             entry = partition_error(index, code)
             out.append((None, entry, 0, None))
@@ -244,8 +257,7 @@ async def fetch(ctx, request: dict) -> dict:
     min_bytes = min(request["min_bytes"], max_bytes)
     parts = context.partitions
     incremental = context.kind == "incremental"
-    if privileged:
-        follower_fetched(broker, parts, replica_id, uses_topic_ids)
+    found = follower_fetched(broker, parts, replica_id, uses_topic_ids) if privileged else None
     committed = request["isolation_level"] == 1 and not privileged
     reads, changed = None, None
     while True:
@@ -259,9 +271,11 @@ async def fetch(ctx, request: dict) -> dict:
             nonlocal passes
             passes += 1
             return read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental, privileged, committed,
-                                   reads if passes == 1 else None, changed if passes == 1 else None)
+                                   reads if passes == 1 else None, changed if passes == 1 else None,
+                                   found if passes == 1 else None)
 
         reads, entries, total, touched = await off_loop(broker.background.run, read_pass)
+        found = None  # what follows an await looks up again
         remaining = deadline - loop.time()
         if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):

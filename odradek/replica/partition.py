@@ -275,14 +275,25 @@ class Partition:
     def on_follower_fetch(self, replica_id: int, fetch_offset: int, now_ms: int) -> None:
         """As leader: follower ``replica_id`` fetches from ``fetch_offset``, so
         it holds everything below it. Moves the high watermark, and asks for
-        the follower to join the ISR once it has caught up."""
-        if replica_id not in self.replicas:  # not (or no longer: a reassignment moved it) a replica
-            return
+        the follower to join the ISR once it has caught up.
+
+        A fetch of an ISR member after which nothing moved (its log end and
+        this log's end are those of its last fetch) only moves its clocks: the
+        high watermark was computed on those log ends already (an ISR change
+        computes it again, and nothing else moves it)."""
         f = self.followers.get(replica_id)
-        if f is None:
-            f = self.followers[replica_id] = FollowerState(0)
         end = self.log.log_end_offset
         offset = min(fetch_offset, end)
+        if f is not None and offset == f.log_end_offset and end == f.leader_end_at_last_fetch \
+                and replica_id in self.isr:
+            if offset >= end:
+                f.caught_up_ms = now_ms
+            f.last_fetch_ms = now_ms
+            return
+        if replica_id not in self.replicas:  # not (or no longer: a reassignment moved it) a replica
+            return
+        if f is None:
+            f = self.followers[replica_id] = FollowerState(0)
         if offset >= end:
             f.caught_up_ms = now_ms
         elif offset >= f.leader_end_at_last_fetch >= 0:
@@ -312,6 +323,8 @@ class Partition:
 
     def isr_change_failed(self) -> None:
         self.pending_isr = None
+        if self.is_leader:
+            self.advance_high_watermark()  # over the ISR without the expansion
 
     def advance_high_watermark(self) -> None:
         """As leader: the high watermark becomes the lowest log end over the

@@ -90,6 +90,54 @@ def test_a_follower_out_of_the_isr_is_proposed_back_once_caught_up():
     assert p.pending_isr is None and p.isr == [1, 2, 3]
 
 
+def test_a_failed_expansion_gives_the_high_watermark_of_the_isr_without_it():
+    p, proposals = make(state=PartitionState(1, 0, [1, 2, 3], [1, 2], revision=5))
+    append(p, 4)
+    p.on_follower_fetch(2, 4, 1001)
+    p.on_follower_fetch(3, 4, 1002)
+    assert p.pending_isr == [1, 2, 3]
+    append(p, 2)
+    p.on_follower_fetch(2, 6, 1003)
+    assert p.high_watermark == 4  # 3, counted while its expansion is written, is at 4
+    p.isr_change_failed()
+    assert p.high_watermark == 6  # over [1, 2], as it stands
+
+
+def test_fetches_after_which_nothing_moved_keep_the_high_watermark_and_the_clocks():
+    """Whatever the order of appends, fetches (many that move nothing), ISR
+    changes and failed expansions: the high watermark is the highest the
+    ISR has had (the lowest log end over the maximal ISR), and a follower is
+    caught up at every fetch that reaches the log end."""
+    import random
+    rng = random.Random(7)
+    for _ in range(200):
+        p, _ = make(state=PartitionState(1, 0, [1, 2, 3], [1, 2, 3], revision=5))
+        ends = {2: -1, 3: -1}
+        hw, now, revision = 0, 1000, 5
+        for _ in range(40):
+            now += 1
+            op = rng.random()
+            if op < 0.25:
+                append(p, rng.randint(1, 3))
+            elif op < 0.85:
+                r = rng.choice([2, 3])
+                offset = rng.choice([ends[r], ends[r], p.log_end_offset, rng.randint(0, p.log_end_offset)])
+                offset = max(offset, 0)
+                p.on_follower_fetch(r, offset, now)
+                ends[r] = min(offset, p.log_end_offset)
+                if ends[r] >= p.log_end_offset:
+                    assert p.followers[r].caught_up_ms == now
+            elif op < 0.95:
+                revision += 1
+                isr = [1] + sorted(rng.sample([2, 3], rng.randint(0, 2)))
+                p.apply_state(PartitionState(1, 0, [1, 2, 3], isr, revision=revision), now)
+            else:
+                p.isr_change_failed()
+            over = [ends[r] for r in p.maximal_isr if r != 1]
+            hw = max(hw, min([p.log_end_offset] + over))
+            assert p.high_watermark == hw
+
+
 def test_lagging_followers_by_caught_up_time():
     p, _ = make()
     append(p, 4)
