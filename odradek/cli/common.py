@@ -199,15 +199,17 @@ _PLAIN_LOGINS = ("org.apache.kafka.common.security.plain.PlainLoginModule",
 def command_config(path: str) -> dict[str, str]:
     """A Kafka client properties file (``--command-config``, as Kafka's tools
     take it) as librdkafka properties: the security protocol and mechanism,
-    the PLAIN or SCRAM login of ``sasl.jaas.config``, PEM trust and key stores
-    (``ssl.truststore.location`` / ``ssl.keystore.location`` with type PEM)
-    and the other TLS settings. What has no librdkafka equivalent here (JKS
-    or PKCS12 stores, other login modules, other ``ssl.``/``sasl.`` keys) is
-    refused, never silently dropped: a login that is ignored connects as
-    someone else. Keys that are not about security (timeouts, retries) are
-    passed over with a warning on stderr."""
+    the PLAIN or SCRAM login of ``sasl.jaas.config``, the trust and key
+    stores (``ssl.truststore.location`` / ``ssl.keystore.location``: PEM files
+    as they are, JKS and PKCS12 stores read into PEM text,
+    ``odradek.security.keystores``) and the other TLS settings. What has no
+    librdkafka equivalent here (other login modules, other ``ssl.``/``sasl.``
+    keys) is refused, never silently dropped: a login that is ignored
+    connects as someone else. Keys that are not about security (timeouts,
+    retries) are passed over with a warning on stderr."""
     from odradek.config import parse_properties
     from odradek.security.jaas import JaasError, parse_jaas
+    from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
 
     try:
         with open(path) as fh:
@@ -231,23 +233,29 @@ def command_config(path: str) -> dict[str, str]:
                 raise click.BadParameter("sasl.jaas.config: the login needs username and password",
                                          param_hint="--command-config")
             out["sasl.username"], out["sasl.password"] = opts["username"], opts["password"]
-        elif key in ("ssl.truststore.type", "ssl.keystore.type"):
-            if value.upper() != "PEM":
-                raise click.BadParameter(f"{key}={value}: only PEM stores are read (librdkafka reads PEM files)",
-                                         param_hint="--command-config")
-        elif key == "ssl.truststore.location":
-            out["ssl.ca.location"] = value
-        elif key == "ssl.keystore.location":  # a PEM keystore: the key and its chain in one file
-            out["ssl.certificate.location"] = out["ssl.key.location"] = value
+        elif key in ("ssl.truststore.type", "ssl.keystore.type", "ssl.truststore.location",
+                     "ssl.keystore.location", "ssl.truststore.password", "ssl.keystore.password"):
+            continue  # the stores, below
         elif key.startswith(("ssl.", "sasl.", "security.")):
             raise click.BadParameter(f"{key}: a security property odradek does not translate",
                                      param_hint="--command-config")
         else:
             click.echo(f"warning: {path}: {key} is not used by odradek's client commands", err=True)
-    for key in ("ssl.truststore.location", "ssl.keystore.location"):
-        if key in props and props.get(key.replace("location", "type"), "JKS").upper() != "PEM":
-            raise click.BadParameter(f"{key} needs {key.replace('location', 'type')}=PEM "
-                                     f"(Kafka's default store type is JKS)", param_hint="--command-config")
+    try:
+        trust = props.get("ssl.truststore.location")
+        if trust and store_type(props.get("ssl.truststore.type"), trust) == "PEM":
+            out["ssl.ca.location"] = trust
+        elif trust:
+            out["ssl.ca.pem"] = truststore_pem(trust, props.get("ssl.truststore.password"))
+        keystore = props.get("ssl.keystore.location")
+        if keystore and store_type(props.get("ssl.keystore.type"), keystore) == "PEM":
+            out["ssl.certificate.location"] = out["ssl.key.location"] = keystore  # the key and its chain
+        elif keystore:
+            out["ssl.key.pem"], out["ssl.certificate.pem"] = keystore_pem(
+                keystore, props.get("ssl.keystore.password"), props.get("ssl.key.password"))
+            out.pop("ssl.key.password", None)  # the key is read already
+    except KeystoreError as e:
+        raise click.BadParameter(str(e), param_hint="--command-config") from None
     return out
 
 

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from odradek.metadata.broker_configs import KERBEROS
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
+from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
-                                  pkcs12_keystore, pkcs12_truststore, server_context)
+                                  server_context)
 
 
 class SecurityConfigError(ValueError):
@@ -425,33 +426,11 @@ def connection_limits(props: dict[str, str], listeners) -> ConnectionLimitSettin
     return out
 
 
-STORE_TYPES = ("PEM", "PKCS12")
-
-
 def _store_type(name: str, get, key: str, location_key: str) -> str:
-    """``ssl.keystore.type`` / ``ssl.truststore.type``: PEM or PKCS12. Kafka's default
-    is JKS; without the key, a file that is not PEM is taken for what Kafka would
-    read, and refused as JKS is."""
-    t = (get(key) or "").strip().upper()
-    if not t:
-        location = get(location_key)
-        t = "PEM"
-        if location:
-            try:
-                with open(location, "rb") as f:
-                    if b"-----BEGIN" not in f.read(1 << 20):
-                        t = "JKS"
-            except OSError:
-                pass  # reported when it is loaded
-    what = key.split(".")[1]
-    if t == "JKS":
-        raise SecurityConfigError(
-            f"Listener {name}: {key}=JKS (Kafka's default) is not served: odradek reads PEM and PKCS12; "
-            f"convert the {what} with: keytool -importkeystore -srckeystore <file.jks> -destkeystore "
-            f"<file.p12> -deststoretype PKCS12, then set {key}=PKCS12")
-    if t not in STORE_TYPES:
-        raise SecurityConfigError(f"Listener {name}: {key}={t} is not served: PEM or PKCS12")
-    return t
+    try:
+        return store_type(get(key), get(location_key))
+    except KeystoreError as e:
+        raise SecurityConfigError(f"Listener {name}: {key}: {e}") from None
 
 
 def _tls(name: str, get):
@@ -464,12 +443,12 @@ def _tls(name: str, get):
         raise SecurityConfigError(f"Listener {name}: ssl.truststore.password cannot be used with PEM "
                                   "truststores (as in Kafka)")
     for store, t in (("keystore", keystore_type), ("truststore", truststore_type)):
-        if t == "PKCS12" and not get(f"ssl.{store}.location"):
-            raise SecurityConfigError(f"Listener {name}: ssl.{store}.type=PKCS12 needs ssl.{store}.location")
-        if t == "PKCS12" and (get(f"ssl.{store}.certificates") or get(f"ssl.{store}.key")
-                              or get(f"ssl.{store}.certificate.chain")):
+        if t != "PEM" and not get(f"ssl.{store}.location"):
+            raise SecurityConfigError(f"Listener {name}: ssl.{store}.type={t} needs ssl.{store}.location")
+        if t != "PEM" and (get(f"ssl.{store}.certificates") or get(f"ssl.{store}.key")
+                           or get(f"ssl.{store}.certificate.chain")):
             raise SecurityConfigError(f"Listener {name}: PEM text (ssl.{store}.key, .certificate.chain, "
-                                      f".certificates) cannot be used with ssl.{store}.type=PKCS12")
+                                      f".certificates) cannot be used with ssl.{store}.type={t}")
     for key in ("ssl.cipher.suites", "ssl.provider", "ssl.engine.factory.class"):
         if (get(key) or "").strip():
             _refuse(key, "Java cipher suite names, providers and engine factories are not served; "
@@ -499,16 +478,16 @@ def _tls(name: str, get):
         truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
         enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
     try:
-        if keystore_type == "PKCS12":
-            settings.keystore_key, settings.keystore_chain = pkcs12_keystore(
+        if keystore_type != "PEM":
+            settings.keystore_key, settings.keystore_chain = keystore_pem(
                 settings.keystore_location, get("ssl.keystore.password"), get("ssl.key.password"))
             settings.keystore_location = settings.key_password = None
-        if truststore_type == "PKCS12":
-            settings.truststore_certificates = pkcs12_truststore(settings.truststore_location,
-                                                                 get("ssl.truststore.password"))
+        if truststore_type != "PEM":
+            settings.truststore_certificates = truststore_pem(settings.truststore_location,
+                                                              get("ssl.truststore.password"))
             settings.truststore_location = None
         return server_context(settings), PrincipalMapper(settings.mapping_rules), settings
-    except TlsConfigError as e:
+    except (TlsConfigError, KeystoreError) as e:
         raise SecurityConfigError(f"Listener {name}: {e}") from None
 
 

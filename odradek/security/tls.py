@@ -8,12 +8,11 @@ optionally encrypted with ``ssl.key.password``; or the PEM text itself in
 ``ssl.truststore.location`` (a PEM file of CA certificates) or
 ``ssl.truststore.certificates`` (the PEM text).
 
-PKCS12 keystores and truststores (``ssl.keystore.type=PKCS12``, with
-``ssl.keystore.password``; ``ssl.truststore.type=PKCS12``) are read with
-cryptography and turned into the same PEM text (``pkcs12_keystore``,
-``pkcs12_truststore``); the key never touches the disk unencrypted except
-in a private temporary file that the ssl module loads and that is removed
-at once.
+JKS and PKCS12 keystores and truststores (``ssl.keystore.type=JKS`` or
+``PKCS12``, with ``ssl.keystore.password``) are turned into the same PEM text
+(``odradek.security.keystores``); the key never touches the disk unencrypted
+except in a private temporary file that the ssl module loads and that is
+removed at once.
 
 Client certificates (``ssl.client.auth``): ``none`` (not asked for),
 ``requested`` (asked for, verified if sent), ``required``.
@@ -56,53 +55,6 @@ class TlsSettings:
     client_auth: str = "none"
     enabled_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     mapping_rules: str = "DEFAULT"
-
-
-def pkcs12_keystore(path: str, password: str | None, key_password: str | None) -> tuple[str, str]:
-    """(the private key, the certificate chain) of the PKCS12 keystore at ``path``,
-    as PEM text; the key is tried with ``password`` (the store's), then with
-    ``key_password``. Raises TlsConfigError."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    try:
-        data = open(path, "rb").read()
-    except OSError as e:
-        raise TlsConfigError(f"Cannot read the SSL keystore {path}: {e}") from None
-    loaded, error = None, None
-    for pw in list(dict.fromkeys(p for p in (password, key_password) if p)) or [None]:
-        try:
-            loaded = pkcs12.load_pkcs12(data, pw.encode() if pw is not None else None)
-            break
-        except (ValueError, TypeError) as e:
-            error = e
-    if loaded is None:
-        raise TlsConfigError(f"Cannot load the PKCS12 keystore {path} (wrong ssl.keystore.password?): {error}")
-    if loaded.key is None or loaded.cert is None:
-        raise TlsConfigError(f"The PKCS12 keystore {path} holds no private key with its certificate")
-    key = loaded.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()).decode()
-    chain = [loaded.cert.certificate] + [c.certificate for c in loaded.additional_certs]
-    return key, "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
-
-
-def pkcs12_truststore(path: str, password: str | None) -> str:
-    """The certificates of the PKCS12 truststore at ``path`` (Java's trusted
-    certificate entries included), as PEM text. Raises TlsConfigError."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    try:
-        data = open(path, "rb").read()
-        loaded = pkcs12.load_pkcs12(data, password.encode() if password else None)
-    except OSError as e:
-        raise TlsConfigError(f"Cannot read the SSL truststore {path}: {e}") from None
-    except (ValueError, TypeError) as e:
-        raise TlsConfigError(f"Cannot load the PKCS12 truststore {path} (ssl.truststore.password?): {e}") from None
-    certs = ([loaded.cert] if loaded.cert is not None else []) + list(loaded.additional_certs)
-    if not certs:
-        raise TlsConfigError(f"The PKCS12 truststore {path} holds no certificate")
-    return "".join(c.certificate.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
 def _load_keystore(ctx: ssl.SSLContext, s: TlsSettings) -> bool:

@@ -1,7 +1,10 @@
-"""PKCS12 keystores and truststores (``ssl.keystore.type=PKCS12``,
-``ssl.truststore.type=PKCS12`` with their passwords), made at test time by
-cryptography and by Java's keytool, serving TLS to confluent-kafka and
-kafka-python; JKS (Kafka's default type) and a wrong password are refused at
+"""Java keystores and truststores, made at test time by cryptography and by
+Java's keytool: PKCS12 (``ssl.keystore.type=PKCS12`` with its password) and
+JKS, Kafka's default type, in the settings Kafka's documentation gives (no
+type, ``.jks`` files: real JKS stores, and the PKCS12 ones keytool makes by
+default under those names), serving TLS to confluent-kafka and kafka-python
+with client certificates; the CLI's ``--command-config`` reading a JKS
+truststore and a PKCS12 keystore. JCEKS and wrong passwords are refused at
 start with a message that says what to do."""
 
 from __future__ import annotations
@@ -46,9 +49,21 @@ def stores(tmp_path_factory):
             "-keystore", str(d / "java.p12"), "-storetype", "PKCS12", "-storepass", "java-secret")
     keytool("-exportcert", "-rfc", "-alias", "broker", "-keystore", str(d / "java.p12"), "-storepass",
             "java-secret", "-file", str(d / "java-ca.pem"))
-    keytool("-importkeystore", "-srckeystore", str(d / "java.p12"), "-srcstoretype", "PKCS12", "-srcstorepass",
-            "java-secret", "-destkeystore", str(d / "java.jks"), "-deststoretype", "JKS", "-deststorepass",
-            "java-secret")
+    for kind in ("JKS", "JCEKS"):
+        keytool("-importkeystore", "-srckeystore", str(d / "java.p12"), "-srcstoretype", "PKCS12",
+                "-srcstorepass", "java-secret", "-destkeystore", str(d / f"java.{kind.lower()}"),
+                "-deststoretype", kind, "-deststorepass", "java-secret")
+    # The CA of the client certificates, in a JKS truststore, and in one keytool makes by default (PKCS12).
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-file", pki.ca_file, "-keystore", str(d / "trust.jks"),
+            "-storetype", "JKS", "-storepass", "ts-secret")
+    keytool("-importcert", "-noprompt", "-alias", "ca", "-file", pki.ca_file, "-keystore",
+            str(d / "default-trust.jks"), "-storepass", "ts-secret")
+    # Kafka's documentation: keytool -keystore server.keystore.jks -genkey, no -storetype (PKCS12 since JDK 9).
+    keytool("-genkeypair", "-alias", "localhost", "-keyalg", "RSA", "-dname", "CN=localhost,O=odradek",
+            "-ext", "SAN=dns:localhost,ip:127.0.0.1", "-validity", "2", "-keystore", str(d / "server.keystore.jks"),
+            "-storepass", "test1234")
+    keytool("-exportcert", "-rfc", "-alias", "localhost", "-keystore", str(d / "server.keystore.jks"),
+            "-storepass", "test1234", "-file", str(d / "server-ca.pem"))
     pki.d = d
     return pki
 
@@ -91,11 +106,77 @@ def test_a_keytool_pkcs12_keystore(odradek_broker_factory, stores):
     c.close()
 
 
+def addresses(b) -> dict:
+    return {name: f"127.0.0.1:{port}" for name, (_, port) in b.broker.core.endpoints.items()}
+
+
+@pytest.mark.parametrize("keystore, truststore", [("java.jks", "trust.jks"), ("java.jks", "default-trust.jks")])
+def test_jks_stores_in_kafkas_settings(odradek_broker_factory, stores, keystore, truststore):
+    """No ssl.*.type (Kafka's default, JKS), the key's password given apart:
+    a real JKS keystore, and a JKS or keytool's default truststore requiring
+    client certificates."""
+    b = odradek_broker_factory(config=tls_listener(**{
+        "ssl.keystore.location": str(stores.d / keystore), "ssl.keystore.password": "java-secret",
+        "ssl.key.password": "java-secret", "ssl.truststore.location": str(stores.d / truststore),
+        "ssl.truststore.password": "ts-secret", "ssl.client.auth": "required"}))
+    conf = {"bootstrap.servers": addresses(b)["TLS"], "security.protocol": "SSL",
+            "ssl.ca.location": str(stores.d / "java-ca.pem"),
+            "ssl.certificate.location": stores.alice["crt"], "ssl.key.location": stores.alice["key"]}
+    round_trip_confluent(conf, "jks", n=5, while_connected=lambda: principals(b.broker, "TLS") == {
+        f"User:{ALICE_DN}"} or pytest.fail(str(principals(b.broker, "TLS"))))
+
+
+def test_the_keystore_of_kafkas_documentation(odradek_broker_factory, stores):
+    """``keytool -keystore server.keystore.jks -genkey`` (a PKCS12 file under a
+    .jks name, as keytool makes since JDK 9) with Kafka's documented
+    settings, ssl.keystore.type also said to be JKS: kafka-python connects."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    b = odradek_broker_factory(config=tls_listener(**{
+        "ssl.keystore.type": "JKS", "ssl.keystore.location": str(stores.d / "server.keystore.jks"),
+        "ssl.keystore.password": "test1234", "ssl.key.password": "test1234"}))
+    kw = dict(bootstrap_servers=addresses(b)["TLS"], security_protocol="SSL",
+              ssl_cafile=str(stores.d / "server-ca.pem"))
+    p = KafkaProducer(**kw)
+    p.send("jks-docs", b"hello").get(20)
+    p.close()
+    c = KafkaConsumer("jks-docs", auto_offset_reset="earliest", consumer_timeout_ms=15000, **kw)
+    assert next(c).value == b"hello"
+    c.close()
+
+
+def test_the_cli_reads_java_stores_in_a_command_config(odradek_broker_factory, stores, tmp_path):
+    """``--command-config`` as Kafka's tools take it: a JKS truststore (no
+    type) and a PKCS12 keystore holding the client's certificate, with
+    client certificates required."""
+    from tests.integration.test_cli import cli
+
+    b = odradek_broker_factory(config=tls_listener(**{
+        "ssl.keystore.location": str(stores.d / "java.jks"), "ssl.keystore.password": "java-secret",
+        "ssl.truststore.location": str(stores.d / "trust.jks"), "ssl.truststore.password": "ts-secret",
+        "ssl.client.auth": "required"}))
+    key = serialization.load_pem_private_key(open(stores.alice["key"], "rb").read(), None)
+    cert = x509.load_pem_x509_certificate(open(stores.alice["crt"], "rb").read())
+    (tmp_path / "alice.p12").write_bytes(pkcs12.serialize_key_and_certificates(
+        b"alice", key, cert, None, serialization.BestAvailableEncryption(b"alice-secret")))
+    keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(stores.d / "java-ca.pem"), "-keystore",
+            str(tmp_path / "client-trust.jks"), "-storetype", "JKS", "-storepass", "ct-secret")
+    props = tmp_path / "client.properties"
+    props.write_text(f"security.protocol=SSL\nssl.truststore.location={tmp_path / 'client-trust.jks'}\n"
+                     f"ssl.truststore.password=ct-secret\nssl.keystore.type=PKCS12\n"
+                     f"ssl.keystore.location={tmp_path / 'alice.p12'}\nssl.keystore.password=alice-secret\n")
+    cli(addresses(b)["TLS"], "topic", "create", "jks-cli", "-p", "1", "--command-config", str(props))
+    assert "jks-cli" in cli(addresses(b)["TLS"], "topic", "list", "--command-config", str(props)).out.split()
+    props.write_text(props.read_text().replace("alice-secret", "wrong"))
+    refused = cli(addresses(b)["TLS"], "topic", "list", "--command-config", str(props), expect=2)
+    assert "wrong ssl.keystore.password" in refused.err
+
+
 @pytest.mark.parametrize("extra, message", [
-    ({"ssl.keystore.type": "JKS", "ssl.keystore.location": "java.jks", "ssl.keystore.password": "java-secret"},
-     "keytool -importkeystore"),
-    ({"ssl.keystore.location": "java.jks", "ssl.keystore.password": "java-secret"},  # Kafka's default type
-     "JKS \\(Kafka's default\\) is not served"),
+    ({"ssl.keystore.location": "java.jceks", "ssl.keystore.password": "java-secret"}, "keytool -importkeystore"),
+    ({"ssl.keystore.location": "java.jks", "ssl.keystore.password": "wrong"}, "password is incorrect"),
+    ({"ssl.keystore.location": "java.jks", "ssl.keystore.password": "java-secret", "ssl.key.password": "no"},
+     "wrong ssl.key.password"),
     ({"ssl.keystore.type": "PKCS12", "ssl.keystore.location": "java.p12", "ssl.keystore.password": "wrong"},
      "wrong ssl.keystore.password"),
     ({"ssl.keystore.type": "PKCS12", "ssl.keystore.location": "server.p12", "ssl.keystore.password": "ks-secret",
