@@ -289,7 +289,7 @@ class BrokerCore:
         local_host = bind if bind not in ("", "0.0.0.0", "::") else None
         self.fetchers = FetcherManager(self.config.node_id, self.image, self.config,
                                        lambda: registration.info.epoch, self.inter_broker_listener, local_host,
-                                       self.inter_broker_security)
+                                       self.inter_broker_security, self.replicas.follower_throttle)
         self.replicas.fetchers = self.fetchers
         self.fetchers.follow(list(self.replicas.all_partitions()), [])
         self.tasks.append(asyncio.get_running_loop().create_task(self.replicas.run_isr_checks()))

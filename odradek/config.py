@@ -49,6 +49,8 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("flush.messages", T_LONG, str(LONG_MAX), "log.flush.interval.messages"),
         TopicConfigKey("flush.ms", T_LONG, str(LONG_MAX), "log.flush.interval.ms"),
         TopicConfigKey("index.interval.bytes", T_INT, "4096", "log.index.interval.bytes"),
+        TopicConfigKey("leader.replication.throttled.replicas", T_LIST, ""),  # odradek.replica.throttle
+        TopicConfigKey("follower.replication.throttled.replicas", T_LIST, ""),
         TopicConfigKey("max.compaction.lag.ms", T_LONG, str(LONG_MAX), "log.cleaner.max.compaction.lag.ms"),
         TopicConfigKey("max.message.bytes", T_INT, "1048588", "message.max.bytes"),
         TopicConfigKey("message.timestamp.type", T_STRING, "CreateTime", "log.message.timestamp.type",
@@ -122,6 +124,9 @@ BROKER_DEFAULTS: dict[str, str] = {
     "replica.fetch.response.max.bytes": "10485760",
     "replica.fetch.backoff.ms": "1000",
     "replica.socket.timeout.ms": "30000",
+    # Replication throttles (odradek.replica.throttle): unset, none.
+    "leader.replication.throttled.rate": str(LONG_MAX),
+    "follower.replication.throttled.rate": str(LONG_MAX),
 }
 
 
@@ -390,6 +395,9 @@ def validate_topic_config(name: str, value: str | None) -> str | None:
         if value.lower() not in ("true", "false"):
             raise ConfigError(f"Invalid value {value} for configuration {name}")
         value = value.lower()
+    if name.endswith(".replication.throttled.replicas"):
+        from odradek.replica.throttle import validate_replicas
+        value = validate_replicas(name, value)
     if key.choices:
         parts = value.replace(" ", "")
         if parts not in key.choices:
@@ -405,6 +413,7 @@ class TopicConfig:
         self.broker = broker
         self.overrides = dict(overrides or {})
         self._ints: dict[str, int] = {}  # a TopicConfig never changes: altering makes a new one
+        self.memo: dict = {}  # values its users derive from it once (odradek.replica.throttle)
 
     def lookup(self, name: str) -> tuple[str, int]:
         """(value, source) of config ``name``."""

@@ -121,7 +121,7 @@ def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_
 def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_topic_ids: bool,
                     skip_unchanged: bool = False, replica: bool = False, committed: bool = False,
                     last: list | None = None, changed: set | None = None,
-                    found: list | None = None) -> tuple[list, list, int, list]:
+                    found: list | None = None, throttled=None) -> tuple[list, list, int, list]:
     """One pass over ``parts``: (readings, [(part, response partition)], bytes,
     partitions read). A reading, per partition in order: (the partition, or
     None for an error; its response partition, or None when it is not sent;
@@ -142,7 +142,9 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
 
     ``found`` is the partitions ``follower_fetched`` looked up for the same
     request with nothing awaited since (None where it failed: looked up
-    again, for its error)."""
+    again, for its error). A partition ``throttled(p)`` holds back (a
+    replication throttle, ``odradek.replica.throttle``) is answered without
+    records."""
     total = 0
     out = []
     entries = []
@@ -196,6 +198,8 @@ def read_partitions(broker, parts: list[FetchPartition], max_bytes: int, uses_to
         if committed:
             entry["aborted_transactions"] = []
             hw = entry["last_stable_offset"]  # what a read_committed consumer may read
+        if offset < hw and throttled is not None and throttled(p):
+            hw = offset  # held back: nothing to read
         if offset < hw:
             before = total  # what it may read depends on what is before it
         if offset < hw and (limit > 0 or total == 0):
@@ -258,6 +262,7 @@ async def fetch(ctx, request: dict) -> dict:
     parts = context.partitions
     incremental = context.kind == "incremental"
     found = follower_fetched(broker, parts, replica_id, uses_topic_ids) if privileged else None
+    throttled = broker.replicas.leader_throttled(replica_id, now_ms()) if privileged else None
     committed = request["isolation_level"] == 1 and not privileged
     reads, changed = None, None
     while True:
@@ -272,7 +277,7 @@ async def fetch(ctx, request: dict) -> dict:
             passes += 1
             return read_partitions(broker, parts, max_bytes, uses_topic_ids, incremental, privileged, committed,
                                    reads if passes == 1 else None, changed if passes == 1 else None,
-                                   found if passes == 1 else None)
+                                   found if passes == 1 else None, throttled)
 
         reads, entries, total, touched = await off_loop(broker.background.run, read_pass)
         found = None  # what follows an await looks up again
@@ -303,6 +308,8 @@ async def fetch(ctx, request: dict) -> dict:
         return {"error_code": code, "session_id": session_id, "responses": []}
     for p, size in sent:  # what goes out (odradek.metrics: BytesOutPerSec)
         p.topic.bytes_out += size
+    if privileged and sent:
+        broker.replicas.sent_to_follower(sent, now_ms())
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
     response = {"error_code": code, "session_id": session_id, "responses": by_topic(entries, uses_topic_ids)}
     if ctx.version >= 12:

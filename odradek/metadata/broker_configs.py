@@ -15,7 +15,9 @@ segments, compaction, ``message.max.bytes``, ``min.insync.replicas``,
 ``log.cleaner.backoff.ms`` and ``log.cleaner.dedupe.buffer.size``, and
 ``background.threads`` (the size of the broker's background pool,
 ``odradek.background``; as in Kafka, a change must stay within half and
-double the receiving broker's current size). One more group is stored
+double the receiving broker's current size), and the replication throttles'
+``leader.replication.throttled.rate`` and ``follower.replication.throttled.rate``
+(``odradek.replica.throttle``). One more group is stored
 without effect, exactly as on a Kafka broker that does not enable GSSAPI:
 Kafka's dynamic ``sasl.kerberos.*`` settings (``KERBEROS``), per broker only
 (refused at the cluster default, as Kafka refuses them). odradek refuses
@@ -99,6 +101,8 @@ def _dynamic_keys() -> dict[str, DynamicKey]:
     out["log.cleaner.backoff.ms"] = DynamicKey("log.cleaner.backoff.ms", T_LONG, 0)
     out["log.cleaner.dedupe.buffer.size"] = DynamicKey("log.cleaner.dedupe.buffer.size", T_LONG, 0)
     out["background.threads"] = DynamicKey("background.threads", T_INT, 1)
+    for name in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
+        out[name] = DynamicKey(name, T_LONG, 0)  # odradek.replica.throttle
     for name, (type_, _) in KERBEROS.items():
         out[name] = DynamicKey(name, type_)
     return out
@@ -115,6 +119,7 @@ KAFKA_DEFAULTS: dict[str, str | None] = {
     "log.flush.interval.ms": None, "log.flush.scheduler.interval.ms": str(LONG_MAX),
     "log.cleaner.backoff.ms": "15000", "log.cleaner.dedupe.buffer.size": str(128 * 1024 * 1024),
     "background.threads": "10",
+    "leader.replication.throttled.rate": str(LONG_MAX), "follower.replication.throttled.rate": str(LONG_MAX),
     **{name: default for name, (_, default) in KERBEROS.items()},
 }
 for _k in TOPIC_CONFIGS.values():

@@ -47,6 +47,7 @@ from odradek.protocol import errors
 from odradek.protocol.batch import InvalidBatch, iter_batches
 from odradek.replica.partition import Partition
 from odradek.replica.peer import AuthenticationError, PeerConnection
+from odradek.replica.throttle import ReplicationQuota
 
 log = logging.getLogger("odradek.replica.fetcher")
 
@@ -128,8 +129,9 @@ class ReplicaFetcher:
 
     def __init__(self, leader_id: int, node_id: int, image: MetadataImage, config: BrokerConfig,
                  broker_epoch: Callable[[], int], listener: str | None = None,
-                 local_host: str | None = None, security=None):
+                 local_host: str | None = None, security=None, throttle: ReplicationQuota | None = None):
         self.leader_id = leader_id
+        self.throttle = throttle  # the broker's follower-side replication throttle (KIP-73)
         self.local_host = local_host
         self.security = security
         self.node_id = node_id
@@ -208,6 +210,12 @@ class ReplicaFetcher:
                 for key in [k for k, t in delayed.items() if t <= now]:
                     del delayed[key]  # backed off long enough
                 ready = [k for k in self.partitions if k not in delayed] if delayed else list(self.partitions)
+                held = self.throttled(ready)
+                if held:
+                    ready = [k for k in ready if k not in held]
+                if not ready and held:
+                    await asyncio.sleep(self.backoff)  # the throttle's rate comes down as its samples age
+                    continue
                 if not ready:
                     self.changed.clear()
                     wait = min(self.delayed.values(), default=now + 3600) - now
@@ -266,6 +274,15 @@ class ReplicaFetcher:
         finally:
             if conn is not None:
                 conn.close()
+
+    def throttled(self, ready: list[Key]) -> set[Key]:
+        """The partitions of ``ready`` the follower-side throttle holds back
+        now: listed, this broker out of their ISR, the rate over its bound."""
+        t = self.throttle
+        if t is None or not t.exceeded(now_ms()):
+            return set()
+        partitions = self.partitions
+        return {k for k in ready if t.listed(partitions[k]) and self.node_id not in partitions[k].isr}
 
     def _fields(self, p: Partition) -> dict:
         return {"partition": p.index, "current_leader_epoch": p.leader_epoch,
@@ -355,6 +372,8 @@ class ReplicaFetcher:
             p.truncate_to(target)
             return
         records = entry["records"]
+        if records and self.throttle is not None and self.throttle.listed(p):
+            self.throttle.record(len(records), now)
         if records:
             buf = bytearray(records)
             leo = p.log_end_offset
@@ -385,8 +404,9 @@ class FetcherManager:
 
     def __init__(self, node_id: int, image: MetadataImage, config: BrokerConfig,
                  broker_epoch: Callable[[], int], listener: str | None = None,
-                 local_host: str | None = None, security=None):
+                 local_host: str | None = None, security=None, throttle: ReplicationQuota | None = None):
         self.node_id = node_id
+        self.throttle = throttle
         self.listener = listener
         self.local_host = local_host
         self.security = security
@@ -408,7 +428,7 @@ class FetcherManager:
                 if f is None:
                     f = self.fetchers[p.leader] = ReplicaFetcher(
                         p.leader, self.node_id, self.image, self.config, self.broker_epoch, self.listener,
-                        self.local_host, self.security)
+                        self.local_host, self.security, self.throttle)
                     f.start()
                 f.add(p)
                 self.assigned[(p.topic.topic_id, p.index)] = f

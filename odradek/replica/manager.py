@@ -34,6 +34,8 @@ from odradek.metrics import LATENCY_BUCKETS, Histogram
 from odradek.producers import write_snapshot
 from odradek.protocol import errors
 from odradek.replica.partition import Partition, Topic
+from odradek.replica.throttle import (FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS,
+                                     ReplicationQuota)
 from odradek.storage.base import LogStore
 
 log = logging.getLogger("odradek.replicas")
@@ -76,6 +78,9 @@ class ReplicaManager:
         self.flush_time = Histogram(LATENCY_BUCKETS)  # seconds per partition flush (fsync), odradek.metrics
         self.isr_shrinks = 0  # ISR changes written as leader that took replicas out (Kafka's IsrShrinksPerSec)
         self.isr_expands = 0  # ... and that added replicas (IsrExpandsPerSec)
+        #: replication throttles (KIP-73): what this broker sends as leader, and fetches as follower
+        self.leader_throttle = ReplicationQuota(config, self.node_id, LEADER_RATE, LEADER_REPLICAS)
+        self.follower_throttle = ReplicationQuota(config, self.node_id, FOLLOWER_RATE, FOLLOWER_REPLICAS)
 
     # -- lookups -------------------------------------------------------------------
     def topic(self, name_or_id: str | bytes | None) -> Topic | None:
@@ -105,6 +110,22 @@ class ReplicaManager:
             return None, errors.NOT_LEADER_OR_FOLLOWER
         code = p.check_leader_epoch(current_leader_epoch)
         return (None, code) if code else (p, 0)
+
+    def leader_throttled(self, replica_id: int, now_ms: int) -> Callable[[Partition], bool] | None:
+        """Which partitions a Fetch of follower ``replica_id`` gets no records
+        of now (KIP-73, ``odradek.replica.throttle``): those the leader
+        throttle lists with this follower out of their ISR, while the rate
+        is over its bound; None when the rate is within it."""
+        throttle = self.leader_throttle
+        if not throttle.exceeded(now_ms):
+            return None
+        return lambda p: throttle.listed(p) and replica_id not in p.isr
+
+    def sent_to_follower(self, sent: list[tuple[Partition, int]], now_ms: int) -> None:
+        """(partition, bytes of records) a follower's Fetch carried: the
+        listed partitions' count against the leader throttle."""
+        throttle = self.leader_throttle
+        throttle.record(sum(size for p, size in sent if throttle.listed(p)), now_ms)
 
     def all_partitions(self) -> Iterable[Partition]:
         for t in list(self.topics.values()):

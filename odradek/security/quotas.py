@@ -197,7 +197,8 @@ class SampledRate:
 
     def rate(self, now_ms: int) -> float:
         """Per second."""
-        return sum(self.totals) / (self.window_size_ms(now_ms) / 1000)
+        window = self.window_size_ms(now_ms)  # first: it drops the samples that aged out
+        return sum(self.totals) / (window / 1000)
 
 
 def throttle_ms(rate: SampledRate, bound: float, now_ms: int) -> int:

@@ -13,7 +13,7 @@ APIS = os.path.dirname(odradek.apis.__file__)
 # Attributes that belong below the replica layer.
 FORBIDDEN = {"log", "producers", "store", "waiters", "topics_by_id"}
 # What a handler may ask of the replica manager.
-REPLICA_CALLS = {"partition_or_error", "topic", "all_partitions"}
+REPLICA_CALLS = {"partition_or_error", "topic", "all_partitions", "leader_throttled", "sent_to_follower"}
 
 
 def _violations(path: str) -> list[str]:
