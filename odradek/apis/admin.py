@@ -9,7 +9,8 @@ CreatePartitions (37) v0-3, with manual assignments of the new partitions
 (one list each, of the topic's replication factor). DeleteRecords (21) v0-2: moves the log start
 offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
-each value, brokers (4) and groups (32), with Kafka's synonyms when asked
+each value, brokers (4), broker loggers (8: the broker's loggers and
+levels, odradek/loggers.py) and groups (32), with Kafka's synonyms when asked
 (include_synonyms: the value's sources from the most to the least specific).
 A broker (resource name its id) lists its settings with their sources
 (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,
@@ -20,8 +21,9 @@ dynamic defaults. A group lists the group configs odradek serves
 (odradek/metadata/group_configs.py: consumer.session.timeout.ms,
 consumer.heartbeat.interval.ms, the share.* and streams.* ones).
 AlterConfigs (33) v0-2: topic and broker configs (a broker's are replaced
-whole). IncrementalAlterConfigs (44) v0-1: topic, broker and group configs
-(SET and DELETE; APPEND and SUBTRACT on list configs). Broker settings that
+whole). IncrementalAlterConfigs (44) v0-1: topic, broker, broker logger
+(SET a level, DELETE it) and group configs (SET and DELETE; APPEND and
+SUBTRACT on list configs). Broker settings that
 odradek cannot change while it runs answer INVALID_REQUEST "Cannot update
 these configs dynamically", as Kafka answers for its read-only ones; other
 group config names answer INVALID_CONFIG.
@@ -29,8 +31,8 @@ CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
 the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
 from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
 older versions are served and throttled.
-Not served: config documentation strings (returned null), BROKER_LOGGER
-resources (type 8), listener-prefixed broker settings.
+Not served: config documentation strings (returned null), listener-prefixed
+broker settings.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from odradek.config import (
     BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC, TOPIC_CONFIGS, T_INT, T_LIST, T_STRING,
     ConfigError, validate_topic_config,
 )
+from odradek import loggers
 from odradek.metadata import broker_configs as dynamic
 from odradek.apis.partitions import per_partition
 from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
@@ -48,6 +51,8 @@ from odradek.server.registry import handles
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_BROKER_LOGGER = 8
+SOURCE_BROKER_LOGGER = 6  # DYNAMIC_BROKER_LOGGER_CONFIG
 RESOURCE_GROUP = 32
 SOURCE_GROUP = 8  # GROUP_CONFIG
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
@@ -257,6 +262,15 @@ def _broker_resource(name: str) -> str:
     return name
 
 
+def _logger_resource(broker, name: str) -> None:
+    """A BROKER_LOGGER resource names this broker (ConfigError otherwise, as Kafka's)."""
+    if not name:
+        raise ConfigError("Broker id must not be empty", errors.INVALID_REQUEST)
+    if name != str(broker.config.node_id):
+        raise ConfigError(f"Unexpected broker id, expected {broker.config.node_id} but received {name}",
+                          errors.INVALID_REQUEST)
+
+
 async def _alter_broker(broker, name: str, configs: list, validate_only: bool, incremental: bool) -> None:
     """AlterConfigs / IncrementalAlterConfigs on a broker or the cluster default."""
     resource = _broker_resource(name)
@@ -381,6 +395,15 @@ async def describe_configs(ctx, request: dict) -> dict:
                 entry["error_message"] = "Group id must not be empty."
             else:
                 entry["configs"] = group_config_entries(broker, rname)
+        elif rtype == RESOURCE_BROKER_LOGGER:
+            try:
+                _logger_resource(broker, rname)
+            except ConfigError as e:
+                entry["error_code"], entry["error_message"] = e.error_code, str(e)
+            else:
+                entry["configs"] = [{"name": name, "value": level, "read_only": False, "is_sensitive": False,
+                                     "config_source": SOURCE_BROKER_LOGGER, "config_type": 0, "synonyms": []}
+                                    for name, level in sorted(loggers.loggers().items())]
         else:
             entry["error_code"] = errors.INVALID_REQUEST
             entry["error_message"] = f"Unsupported resource type {rtype}"
@@ -434,6 +457,13 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
                 continue
             if rtype == RESOURCE_GROUP and incremental:
                 await _alter_group(broker, rname, r["configs"], request["validate_only"])
+                responses.append(entry)
+                continue
+            if rtype == RESOURCE_BROKER_LOGGER and incremental:
+                _logger_resource(broker, rname)
+                loggers.validate(r["configs"])
+                if not request["validate_only"]:
+                    loggers.apply(r["configs"])
                 responses.append(entry)
                 continue
             if rtype != RESOURCE_TOPIC:

@@ -309,3 +309,39 @@ def test_describe_topics_and_cluster_report_authorized_operations(admin, odradek
         AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE, AclOperation.ALTER, AclOperation.DESCRIBE}
     assert not admin.describe_topics(TopicCollection(["authz-ops"]))["authz-ops"].result(10).authorized_operations
     assert not admin.describe_cluster().result(10).authorized_operations
+
+
+def test_broker_logger_resources_name_this_broker(odradek_broker):
+    """BROKER_LOGGER (type 8) as Kafka answers it: another broker's id or none
+    is INVALID_REQUEST, legacy AlterConfigs does not take the type, and
+    validate_only changes nothing (kafka-configs drives the rest:
+    test_broker_loggers.py)."""
+    import logging
+
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        def describe(name):
+            [r] = c.request("DescribeConfigs", 4, {"resources": [{"resource_type": 8, "resource_name": name,
+                                                                  "configuration_keys": None}],
+                                                   "include_synonyms": False, "include_documentation": False})["results"]
+            return r
+
+        me = str(odradek_broker.broker.core.config.node_id)
+        assert describe(me)["error_code"] == 0 and {"root", "odradek"} <= {x["name"] for x in describe(me)["configs"]}
+        assert {x["config_source"] for x in describe(me)["configs"]} == {6}  # DYNAMIC_BROKER_LOGGER_CONFIG
+        assert (describe("77")["error_code"], describe("")["error_code"]) == (42, 42)
+        assert describe("77")["error_message"] == f"Unexpected broker id, expected {me} but received 77"
+
+        def alter(api, version, name, validate_only=False, **op):
+            body = {"resources": [{"resource_type": 8, "resource_name": name,
+                                   "configs": [{"name": "odradek", "value": "DEBUG", **op}]}],
+                    "validate_only": validate_only}
+            return c.request(api, version, body)["responses"][0]["error_code"]
+
+        assert alter("IncrementalAlterConfigs", 1, "77", config_operation=0) == 42
+        assert alter("AlterConfigs", 2, me) == 42  # Kafka: legacy AlterConfigs has no BROKER_LOGGER
+        assert alter("IncrementalAlterConfigs", 1, me, validate_only=True, config_operation=0) == 0
+        assert logging.getLogger("odradek").level == logging.NOTSET
+        assert alter("IncrementalAlterConfigs", 1, me, config_operation=2) == 42  # APPEND
+    finally:
+        c.close()

@@ -1,0 +1,54 @@
+"""The broker's loggers as Kafka's BROKER_LOGGER resource, through Apache
+Kafka's own ``kafka-configs --entity-type broker-loggers``
+(org.apache.kafka.tools.ConfigCommand): described with the levels they
+follow, a level set and taken back (the logger follows its ancestors
+again), and Kafka's refusals: an unknown level, the root's level removed."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+
+import pytest
+
+from tests.integration.test_acl_command import kafka_runtime
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def configs(rt, addr: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(rt.java_command("org.apache.kafka.tools.ConfigCommand", ["--bootstrap-server", addr, *args],
+                                          heap="256M", jvm_opts=["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]),
+                          capture_output=True, text=True, timeout=120)
+
+
+def described(out: str) -> dict:
+    return dict(line.strip().split(" ")[0].split("=", 1) for line in out.splitlines() if "sensitive=" in line)
+
+
+def test_kafka_configs_broker_loggers(odradek_broker):
+    rt = kafka_runtime()
+    addr, me = odradek_broker.bootstrap, str(odradek_broker.broker.core.config.node_id)
+    fetcher = logging.getLogger("odradek.replica.fetcher")
+    loggers = ["--entity-type", "broker-loggers", "--entity-name", me]
+    before = described(configs(rt, addr, "--describe", *loggers).stdout)
+    assert before["root"] == logging.getLevelName(logging.getLogger().level).replace("WARNING", "WARN")
+    assert before["odradek.replica.fetcher"] == before["odradek.replica"] == before["root"]
+    try:
+        out = configs(rt, addr, "--alter", *loggers, "--add-config", "odradek.replica=TRACE")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert fetcher.getEffectiveLevel() == 5 and logging.getLevelName(5) == "TRACE"
+        after = described(configs(rt, addr, "--describe", *loggers).stdout)
+        assert after["odradek.replica"] == after["odradek.replica.fetcher"] == "TRACE"
+        assert after["root"] == before["root"]
+        refused = configs(rt, addr, "--alter", *loggers, "--add-config", "odradek.replica=LOUD")
+        assert refused.returncode != 0 and "not a supported log level" in refused.stderr + refused.stdout
+        refused = configs(rt, addr, "--alter", *loggers, "--delete-config", "root")
+        assert refused.returncode != 0 and "root logger is not allowed" in refused.stderr + refused.stdout
+        # (the tool checks a broker id it is given itself: another broker's is refused in test_admin_apis)
+        out = configs(rt, addr, "--alter", *loggers, "--delete-config", "odradek.replica")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert described(configs(rt, addr, "--describe", *loggers).stdout)["odradek.replica.fetcher"] == before["root"]
+    finally:
+        logging.getLogger("odradek.replica").setLevel(logging.NOTSET)
+    assert logging.getLogger("odradek.replica").level == logging.NOTSET
