@@ -31,8 +31,11 @@ CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
 the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
 from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
 older versions are served and throttled.
+ListConfigResources (74) v0-1 (KIP-1142): the groups with configs, the
+brokers, the broker loggers and the topics; no client metrics
+subscriptions, which are not kept.
 Not served: config documentation strings (returned null), listener-prefixed
-broker settings.
+broker settings, CLIENT_METRICS resources (KIP-714).
 """
 
 from __future__ import annotations
@@ -487,6 +490,38 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
             entry["error_message"] = str(e)
         responses.append(entry)
     return {"responses": responses}
+
+
+RESOURCE_CLIENT_METRICS = 16
+LISTED_TYPES = {0: (RESOURCE_CLIENT_METRICS,),  # ListConfigResources v0 was ListClientMetricsResources
+                1: (RESOURCE_TOPIC, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP)}
+
+
+@handles("ListConfigResources", 0, 1)
+async def list_config_resources(ctx, request: dict) -> dict:
+    """The resources DescribeConfigs can be asked about, of the types asked
+    (v1; none: every type), as Kafka lists them: groups with configs of
+    their own, the brokers (also as broker loggers), every topic. Client
+    metrics subscriptions are not kept (CLIENT_METRICS resources cannot be
+    altered here), so none is listed. A type not listed is UNSUPPORTED_VERSION."""
+    from odradek.apis.metadata import broker_list
+
+    broker = ctx.broker
+    supported = LISTED_TYPES[min(ctx.version, 1)]
+    types = request.get("resource_types") or supported
+    if any(t not in supported for t in types):
+        return {"error_code": errors.UNSUPPORTED_VERSION, "config_resources": []}
+    out = []
+    if RESOURCE_GROUP in types:
+        out += [(g, RESOURCE_GROUP) for g, configs in broker.image.group_configs.groups.items() if configs]
+    brokers = [str(b["node_id"]) for b in broker_list(broker, ctx.connection.listener)]
+    if RESOURCE_BROKER_LOGGER in types:
+        out += [(b, RESOURCE_BROKER_LOGGER) for b in brokers]
+    if RESOURCE_BROKER in types:
+        out += [(b, RESOURCE_BROKER) for b in brokers]
+    if RESOURCE_TOPIC in types:
+        out += [(t.name, RESOURCE_TOPIC) for t in broker.image]
+    return {"error_code": 0, "config_resources": [{"resource_name": n, "resource_type": t} for n, t in out]}
 
 
 @handles("AlterConfigs", 0, 2)

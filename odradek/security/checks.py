@@ -463,6 +463,8 @@ RULES: dict[str, Callable] = {
     "DeleteRecords": Items("topics", "topics", topic_check(Op.DELETE),
                            partitions_error("name", "partitions", "partition_index", low_watermark=-1)),
     "DescribeConfigs": Items("resources", "results", config_check(Op.DESCRIBE_CONFIGS), config_error),
+    "ListConfigResources": Whole(cluster(Op.DESCRIBE_CONFIGS), lambda r, code: {"error_code": code,
+                                                                             "config_resources": []}),
     "AlterConfigs": Items("resources", "responses", config_check(Op.ALTER_CONFIGS), config_error),
     "IncrementalAlterConfigs": Items("resources", "responses", config_check(Op.ALTER_CONFIGS), config_error),
     "FindCoordinator": find_coordinator,

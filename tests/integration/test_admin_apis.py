@@ -315,7 +315,7 @@ def test_broker_logger_resources_name_this_broker(odradek_broker):
     """BROKER_LOGGER (type 8) as Kafka answers it: another broker's id or none
     is INVALID_REQUEST, legacy AlterConfigs does not take the type, and
     validate_only changes nothing (kafka-configs drives the rest:
-    test_broker_loggers.py)."""
+    test_config_command.py)."""
     import logging
 
     c = RawClient(odradek_broker.bootstrap)
@@ -343,5 +343,34 @@ def test_broker_logger_resources_name_this_broker(odradek_broker):
         assert alter("IncrementalAlterConfigs", 1, me, validate_only=True, config_operation=0) == 0
         assert logging.getLogger("odradek").level == logging.NOTSET
         assert alter("IncrementalAlterConfigs", 1, me, config_operation=2) == 42  # APPEND
+    finally:
+        c.close()
+
+
+def test_list_config_resources(admin, odradek_broker):
+    """KIP-1142 as Kafka answers it: v1 lists groups with configs, the
+    brokers (also as loggers) and every topic, of the types asked or of all;
+    a type it does not list is UNSUPPORTED_VERSION; v0 (client metrics
+    only) lists nothing, as none are kept."""
+    odradek_broker.create_topic("listed-topic", 1)
+    res = ConfigResource("group", "listed-group", incremental_configs=[
+        ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(10)
+    me = str(odradek_broker.broker.core.config.node_id)
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        def listed(version, types=None):
+            body = {} if version == 0 else {"resource_types": types or []}
+            r = c.request("ListConfigResources", version, body)
+            return r["error_code"], {(x["resource_name"], x.get("resource_type", 16)) for x in r["config_resources"]}
+
+        code, every = listed(1)
+        assert code == 0 and {("listed-group", 32), (me, 4), (me, 8), ("listed-topic", 2)} <= every
+        assert {t for _, t in every} == {2, 4, 8, 32}
+        assert listed(1, [2]) == (0, {(n, t) for n, t in every if t == 2})
+        assert listed(1, [32, 4]) == (0, {(n, t) for n, t in every if t in (4, 32)})
+        assert listed(1, [16]) == (0, set())
+        assert listed(1, [2, 99]) == (35, set())  # UNSUPPORTED_VERSION
+        assert listed(0) == (0, set())
     finally:
         c.close()

@@ -38,6 +38,7 @@ PINNED = {
     "DeleteTopics": (20, 1, 6),
     "DeleteRecords": (21, 0, 2),
     "DescribeLogDirs": (35, 1, 5),
+    "ListConfigResources": (74, 0, 1),
     "DescribeTopicPartitions": (75, 0, 0),
     "InitProducerId": (22, 0, 6),
     "AddPartitionsToTxn": (24, 0, 5),

@@ -1,8 +1,10 @@
-"""The broker's loggers as Kafka's BROKER_LOGGER resource, through Apache
-Kafka's own ``kafka-configs --entity-type broker-loggers``
-(org.apache.kafka.tools.ConfigCommand): described with the levels they
-follow, a level set and taken back (the logger follows its ancestors
-again), and Kafka's refusals: an unknown level, the root's level removed."""
+"""Apache Kafka's own ``kafka-configs`` (org.apache.kafka.tools.ConfigCommand)
+where it needs more than DescribeConfigs and AlterConfigs: the broker's
+loggers as Kafka's BROKER_LOGGER resource (``--entity-type broker-loggers``:
+described with the levels they follow, a level set and taken back, so that
+the logger follows its ancestors again, and Kafka's refusals: an unknown
+level, the root's level removed), and ``--describe`` of every group's
+configs, which lists them with ListConfigResources."""
 
 from __future__ import annotations
 
@@ -52,3 +54,17 @@ def test_kafka_configs_broker_loggers(odradek_broker):
     finally:
         logging.getLogger("odradek.replica").setLevel(logging.NOTSET)
     assert logging.getLogger("odradek.replica").level == logging.NOTSET
+
+
+def test_kafka_configs_describes_every_group_with_configs(odradek_broker):
+    rt = kafka_runtime()
+    addr = odradek_broker.bootstrap
+    for group, value in (("configured-a", "50000"), ("configured-b", "60000")):
+        out = configs(rt, addr, "--alter", "--entity-type", "groups", "--entity-name", group,
+                      "--add-config", f"consumer.session.timeout.ms={value}")
+        assert out.returncode == 0, out.stdout + out.stderr
+    out = configs(rt, addr, "--describe", "--entity-type", "groups")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Dynamic configs for group configured-a are:" in out.stdout
+    assert "Dynamic configs for group configured-b are:" in out.stdout
+    assert "consumer.session.timeout.ms=60000" in out.stdout
