@@ -83,31 +83,40 @@ def test_pkcs12_keystore_and_truststore_with_client_certificates(odradek_broker_
         "ssl.keystore.password": "ks-secret", "ssl.key.password": "ks-secret",
         "ssl.truststore.type": "PKCS12", "ssl.truststore.location": str(stores.d / "trust.p12"),
         "ssl.truststore.password": "ts-secret", "ssl.client.auth": "required"}))
-    b.addr = {name: f"127.0.0.1:{port}" for name, (_, port) in b.broker.core.endpoints.items()}
-    conf = {"bootstrap.servers": b.addr["TLS"], "security.protocol": "SSL", "ssl.ca.location": stores.ca_file,
+    round_trip_as_alice(b, stores.ca_file, stores, "p12")
+
+
+def round_trip_as_alice(b, cafile, stores, topic: str) -> None:
+    """confluent-kafka with alice's certificate, trusting ``cafile``: five records
+    written and read back, the broker seeing alice's principal meanwhile."""
+    conf = {"bootstrap.servers": addresses(b)["TLS"], "security.protocol": "SSL", "ssl.ca.location": str(cafile),
             "ssl.certificate.location": stores.alice["crt"], "ssl.key.location": stores.alice["key"]}
-    round_trip_confluent(conf, "p12", n=5, while_connected=lambda: principals(b.broker, "TLS") == {
+    round_trip_confluent(conf, topic, n=5, while_connected=lambda: principals(b.broker, "TLS") == {
         f"User:{ALICE_DN}"} or pytest.fail(str(principals(b.broker, "TLS"))))
 
 
 def test_a_keytool_pkcs12_keystore(odradek_broker_factory, stores):
-    from kafka import KafkaConsumer, KafkaProducer
-
     b = odradek_broker_factory(config=tls_listener(**{
         "ssl.keystore.type": "PKCS12", "ssl.keystore.location": str(stores.d / "java.p12"),
         "ssl.keystore.password": "java-secret"}))
-    addr = {name: f"127.0.0.1:{port}" for name, (_, port) in b.broker.core.endpoints.items()}["TLS"]
-    kw = dict(bootstrap_servers=addr, security_protocol="SSL", ssl_cafile=str(stores.d / "java-ca.pem"))
-    p = KafkaProducer(**kw)
-    p.send("p12-java", b"hello").get(20)
-    p.close()
-    c = KafkaConsumer("p12-java", auto_offset_reset="earliest", consumer_timeout_ms=15000, **kw)
-    assert next(c).value == b"hello"
-    c.close()
+    round_trip_kafka_python(addresses(b)["TLS"], stores.d / "java-ca.pem", "p12-java")
 
 
 def addresses(b) -> dict:
     return {name: f"127.0.0.1:{port}" for name, (_, port) in b.broker.core.endpoints.items()}
+
+
+def round_trip_kafka_python(addr: str, cafile, topic: str) -> None:
+    """kafka-python over SSL, trusting ``cafile``: one record written and read back."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    kw = dict(bootstrap_servers=addr, security_protocol="SSL", ssl_cafile=str(cafile))
+    p = KafkaProducer(**kw)
+    p.send(topic, b"hello").get(20)
+    p.close()
+    c = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=15000, **kw)
+    assert next(c).value == b"hello"
+    c.close()
 
 
 @pytest.mark.parametrize("keystore, truststore", [("java.jks", "trust.jks"), ("java.jks", "default-trust.jks")])
@@ -119,30 +128,17 @@ def test_jks_stores_in_kafkas_settings(odradek_broker_factory, stores, keystore,
         "ssl.keystore.location": str(stores.d / keystore), "ssl.keystore.password": "java-secret",
         "ssl.key.password": "java-secret", "ssl.truststore.location": str(stores.d / truststore),
         "ssl.truststore.password": "ts-secret", "ssl.client.auth": "required"}))
-    conf = {"bootstrap.servers": addresses(b)["TLS"], "security.protocol": "SSL",
-            "ssl.ca.location": str(stores.d / "java-ca.pem"),
-            "ssl.certificate.location": stores.alice["crt"], "ssl.key.location": stores.alice["key"]}
-    round_trip_confluent(conf, "jks", n=5, while_connected=lambda: principals(b.broker, "TLS") == {
-        f"User:{ALICE_DN}"} or pytest.fail(str(principals(b.broker, "TLS"))))
+    round_trip_as_alice(b, stores.d / "java-ca.pem", stores, "jks")
 
 
 def test_the_keystore_of_kafkas_documentation(odradek_broker_factory, stores):
     """``keytool -keystore server.keystore.jks -genkey`` (a PKCS12 file under a
     .jks name, as keytool makes since JDK 9) with Kafka's documented
     settings, ssl.keystore.type also said to be JKS: kafka-python connects."""
-    from kafka import KafkaConsumer, KafkaProducer
-
     b = odradek_broker_factory(config=tls_listener(**{
         "ssl.keystore.type": "JKS", "ssl.keystore.location": str(stores.d / "server.keystore.jks"),
         "ssl.keystore.password": "test1234", "ssl.key.password": "test1234"}))
-    kw = dict(bootstrap_servers=addresses(b)["TLS"], security_protocol="SSL",
-              ssl_cafile=str(stores.d / "server-ca.pem"))
-    p = KafkaProducer(**kw)
-    p.send("jks-docs", b"hello").get(20)
-    p.close()
-    c = KafkaConsumer("jks-docs", auto_offset_reset="earliest", consumer_timeout_ms=15000, **kw)
-    assert next(c).value == b"hello"
-    c.close()
+    round_trip_kafka_python(addresses(b)["TLS"], stores.d / "server-ca.pem", "jks-docs")
 
 
 def test_the_cli_reads_java_stores_in_a_command_config(odradek_broker_factory, stores, tmp_path):
