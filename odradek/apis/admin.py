@@ -255,13 +255,18 @@ def broker_config_entries(broker, resource_name: str) -> list[dict]:
     return out
 
 
-def _broker_resource(name: str) -> str:
-    """The resource name of a broker ("" for the cluster default), or ConfigError."""
+def _broker_resource(broker, name: str) -> str:
+    """The resource name of a BROKER resource: "" (the cluster default) or
+    this broker's id; ConfigError otherwise, as Kafka's (a client sends a
+    broker's configs to that broker)."""
     if name != "":
         try:
-            int(name)
+            node = int(name)
         except ValueError:
-            raise ConfigError(f"Invalid broker name {name}", errors.INVALID_REQUEST) from None
+            raise ConfigError(f"Node id must be an integer, but it is: {name}", errors.INVALID_REQUEST) from None
+        if node != broker.config.node_id:
+            raise ConfigError(f"Unexpected broker id, expected {broker.config.node_id}, but received {name}",
+                              errors.INVALID_REQUEST)
     return name
 
 
@@ -276,7 +281,7 @@ def _logger_resource(broker, name: str) -> None:
 
 async def _alter_broker(broker, name: str, configs: list, validate_only: bool, incremental: bool) -> None:
     """AlterConfigs / IncrementalAlterConfigs on a broker or the cluster default."""
-    resource = _broker_resource(name)
+    resource = _broker_resource(broker, name)
     if incremental:
         dynamic.check_dynamic([c["name"] for c in configs if c["config_operation"] != OP_DELETE])
         new = dict(broker.image.broker_configs.of(resource))
@@ -389,7 +394,8 @@ async def describe_configs(ctx, request: dict) -> dict:
         elif rtype == RESOURCE_BROKER:
             if rname not in ("", str(broker.config.node_id)):
                 entry["error_code"] = errors.INVALID_REQUEST
-                entry["error_message"] = f"Unknown broker {rname}"
+                entry["error_message"] = (f"Unexpected broker id, expected {broker.config.node_id} or empty string, "
+                                          f"but received {rname}")
             else:
                 entry["configs"] = broker_config_entries(broker, rname)
         elif rtype == RESOURCE_GROUP:

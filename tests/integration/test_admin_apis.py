@@ -339,6 +339,11 @@ def test_broker_logger_resources_name_this_broker(odradek_broker):
             return c.request(api, version, body)["responses"][0]["error_code"]
 
         assert alter("IncrementalAlterConfigs", 1, "77", config_operation=0) == 42
+        # a BROKER resource too names this broker or none (the cluster default), as Kafka's
+        body = {"resources": [{"resource_type": 4, "resource_name": "77", "configs": [
+            {"name": "log.retention.ms", "value": "1000", "config_operation": 0}]}], "validate_only": False}
+        [r] = c.request("IncrementalAlterConfigs", 1, body)["responses"]
+        assert (r["error_code"], r["error_message"]) == (42, f"Unexpected broker id, expected {me}, but received 77")
         assert alter("AlterConfigs", 2, me) == 42  # Kafka: legacy AlterConfigs has no BROKER_LOGGER
         assert alter("IncrementalAlterConfigs", 1, me, validate_only=True, config_operation=0) == 0
         assert logging.getLogger("odradek").level == logging.NOTSET
