@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 
 from odradek.config import ConfigError
+from odradek.protocol.errors import INVALID_CONFIG, INVALID_REQUEST
 
 ROOT = "root"
 TRACE = 5
 LEVELS = {"TRACE": TRACE, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
           "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
-INVALID_CONFIG, INVALID_REQUEST = 40, 42
 OP_SET, OP_DELETE = 0, 1
 
 logging.addLevelName(TRACE, "TRACE")

@@ -47,6 +47,7 @@ from odradek.config import (
 )
 from odradek import loggers
 from odradek.metadata import broker_configs as dynamic
+from odradek.apis.metadata import broker_list
 from odradek.apis.partitions import per_partition
 from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
 from odradek.protocol import errors
@@ -56,6 +57,7 @@ RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 RESOURCE_BROKER_LOGGER = 8
 SOURCE_BROKER_LOGGER = 6  # DYNAMIC_BROKER_LOGGER_CONFIG
+RESOURCE_CLIENT_METRICS = 16
 RESOURCE_GROUP = 32
 SOURCE_GROUP = 8  # GROUP_CONFIG
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
@@ -498,7 +500,6 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
     return {"responses": responses}
 
 
-RESOURCE_CLIENT_METRICS = 16
 LISTED_TYPES = {0: (RESOURCE_CLIENT_METRICS,),  # ListConfigResources v0 was ListClientMetricsResources
                 1: (RESOURCE_TOPIC, RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_CLIENT_METRICS, RESOURCE_GROUP)}
 
@@ -510,8 +511,6 @@ async def list_config_resources(ctx, request: dict) -> dict:
     their own, the brokers (also as broker loggers), every topic. Client
     metrics subscriptions are not kept (CLIENT_METRICS resources cannot be
     altered here), so none is listed. A type not listed is UNSUPPORTED_VERSION."""
-    from odradek.apis.metadata import broker_list
-
     broker = ctx.broker
     supported = LISTED_TYPES[min(ctx.version, 1)]
     types = request.get("resource_types") or supported
