@@ -24,6 +24,8 @@ import ssl
 from dataclasses import dataclass, field
 
 from odradek.metadata.broker_configs import KERBEROS
+from odradek.security.ciphers import CipherSuiteError
+from odradek.security.ciphers import parse as parse_cipher_suites
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
@@ -449,10 +451,14 @@ def _tls(name: str, get):
                            or get(f"ssl.{store}.certificate.chain")):
             raise SecurityConfigError(f"Listener {name}: PEM text (ssl.{store}.key, .certificate.chain, "
                                       f".certificates) cannot be used with ssl.{store}.type={t}")
-    for key in ("ssl.cipher.suites", "ssl.provider", "ssl.engine.factory.class"):
+    for key in ("ssl.provider", "ssl.engine.factory.class"):
         if (get(key) or "").strip():
-            _refuse(key, "Java cipher suite names, providers and engine factories are not served; "
-                         "OpenSSL's defaults apply")
+            _refuse(key, "Java security providers and SSL engine factories are not served; "
+                         "Python's ssl module (OpenSSL) is the engine")
+    try:
+        cipher_suites = parse_cipher_suites(get("ssl.cipher.suites") or "")
+    except CipherSuiteError as e:
+        raise SecurityConfigError(f"Listener {name}: ssl.cipher.suites: {e}") from None
     for key, default in (("ssl.keymanager.algorithm", "SunX509"), ("ssl.trustmanager.algorithm", "PKIX")):
         v = (get(key) or "").strip()
         if v and v != default:
@@ -476,7 +482,8 @@ def _tls(name: str, get):
         keystore_chain=get("ssl.keystore.certificate.chain"), key_password=get("ssl.key.password"),
         truststore_location=get("ssl.truststore.location"),
         truststore_certificates=get("ssl.truststore.certificates"), client_auth=client_auth,
-        enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT")
+        enabled_protocols=protocols, mapping_rules=get("ssl.principal.mapping.rules") or "DEFAULT",
+        cipher_suites=cipher_suites)
     try:
         if keystore_type != "PEM":
             settings.keystore_key, settings.keystore_chain = keystore_pem(

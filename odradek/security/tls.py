@@ -32,6 +32,8 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 
+from odradek.security.ciphers import CipherSuiteError, CipherSuites
+from odradek.security.ciphers import apply as apply_cipher_suites
 from odradek.security.principal import ANONYMOUS, USER, KafkaPrincipal
 
 CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
@@ -55,6 +57,7 @@ class TlsSettings:
     client_auth: str = "none"
     enabled_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     mapping_rules: str = "DEFAULT"
+    cipher_suites: CipherSuites | None = None  # ssl.cipher.suites; None for OpenSSL's defaults
 
 
 def _load_keystore(ctx: ssl.SSLContext, s: TlsSettings) -> bool:
@@ -74,11 +77,21 @@ def _load_keystore(ctx: ssl.SSLContext, s: TlsSettings) -> bool:
     return True
 
 
-def server_context(s: TlsSettings) -> ssl.SSLContext:
-    """A server-side SSLContext for ``s``; raises TlsConfigError saying which key is wrong."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def _context(protocol, s: TlsSettings) -> ssl.SSLContext:
+    """A context for ``protocol`` with the versions and cipher suites of ``s``."""
+    ctx = ssl.SSLContext(protocol)
     versions = sorted(PROTOCOLS[p] for p in s.enabled_protocols)
     ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
+    try:
+        apply_cipher_suites(ctx, s.cipher_suites)
+    except CipherSuiteError as e:
+        raise TlsConfigError(f"ssl.cipher.suites: {e}") from None
+    return ctx
+
+
+def server_context(s: TlsSettings) -> ssl.SSLContext:
+    """A server-side SSLContext for ``s``; raises TlsConfigError saying which key is wrong."""
+    ctx = _context(ssl.PROTOCOL_TLS_SERVER, s)
     try:
         if not _load_keystore(ctx, s):
             raise TlsConfigError("An SSL listener needs a keystore: ssl.keystore.location "
@@ -105,9 +118,7 @@ def client_context(s: TlsSettings, check_hostname: bool) -> ssl.SSLContext:
     listener with settings ``s``: the listener's truststore verifies them, its
     keystore (when it has one) is this broker's certificate for ``ssl.client.auth``,
     and ``check_hostname`` follows ``ssl.endpoint.identification.algorithm``."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    versions = sorted(PROTOCOLS[p] for p in s.enabled_protocols)
-    ctx.minimum_version, ctx.maximum_version = versions[0], versions[-1]
+    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, s)
     try:
         if s.truststore_location:
             ctx.load_verify_locations(cafile=s.truststore_location)
