@@ -82,12 +82,16 @@ TOP_NO_EFFECT = {
     "early.start.listeners": "every listener starts once the broker has loaded its state",
     "max.connection.creation.rate": "the broker-wide connection rate is not served (ip connection_creation_rate "
                                     "quotas are)",
+    **{f"password.encoder.{k}": "no configuration is kept encoded: odradek refuses passwords as dynamic "
+                                "broker configs"
+       for k in ("secret", "old.secret", "keyfactory.algorithm", "cipher.algorithm", "key.length", "iterations")},
 }
 # Prefixes of keys that concern security: any key under them not read above is refused.
 SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.", "authorizer.",
                      "delegation.token.", "password.encoder.", "super.users", "connections.max.reauth",
                      "control.plane.listener", "listener.security")
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+DEFAULT_PRINCIPAL_BUILDER = "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
 HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
@@ -326,7 +330,8 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
                      ("security.providers", "Java security providers cannot be loaded"),
                      ("client.quota.callback.class",
                       "Java quota callbacks cannot be loaded (Kafka's default quotas are served)")):
-        if props.get(key, "").strip():
+        value = props.get(key, "").strip()
+        if value and not (key == "principal.builder.class" and value == DEFAULT_PRINCIPAL_BUILDER):  # Kafka's own
             _refuse(key, why)
 
     for key in ("quota.window.num", "quota.window.size.seconds"):

@@ -142,6 +142,20 @@ def test_settings_without_effect_are_noted_not_refused():
     assert any("allow.everyone.if.no.acl.found" in n for n in sec.notes)
 
 
+def test_kafkas_own_principal_builder_and_the_password_encoder_are_accepted():
+    """A Kafka config may name Kafka's default principal builder (which is the
+    one served) and set the password encoder's secret (which encodes dynamic
+    password configs; odradek refuses those, so nothing is encoded)."""
+    sec = BrokerConfig(props={
+        "principal.builder.class": "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder",
+        "password.encoder.secret": "s3cret", "password.encoder.iterations": "4096"}).security()
+    assert sorted(n.split(" ")[0] for n in sec.notes) == ["password.encoder.iterations", "password.encoder.secret"]
+    for key in ("principal.builder.class", "security.providers"):
+        with pytest.raises(ConfigError, match=f"Unsupported security setting {key}"):
+            BrokerConfig(props={key: "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
+                                if key == "security.providers" else "com.acme.Builder"}).security()
+
+
 def test_kafkas_kerberos_settings_are_noted_without_effect():
     """As on a Kafka broker whose listeners do not enable GSSAPI (which
     odradek refuses), Kafka's sasl.kerberos.* settings are accepted and have
