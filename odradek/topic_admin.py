@@ -249,26 +249,31 @@ class TopicAdmin:
         if not done.succeeded:
             raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
 
-    async def alter_group_config(self, group_id: str, overrides: dict[str, str]) -> None:
-        """Replace a group's config overrides (already validated; none deletes
-        the key); return once this broker's image has them."""
-        from odradek.metadata.group_configs import key_of
+    async def _replace_configs(self, key: str, configs: dict[str, str]) -> None:
+        """Replace the JSON object of configs at ``key`` (already validated;
+        none deletes the key); return once this broker's image has them."""
         from odradek.metadata.store import Delete, Put
 
-        op = Put(key_of(group_id), json.dumps(overrides, sort_keys=True).encode()) if overrides \
-            else Delete(key_of(group_id))
-        await self._commit([], [op])
+        await self._commit([], [Put(key, json.dumps(configs, sort_keys=True).encode()) if configs else Delete(key)])
+
+    async def alter_group_config(self, group_id: str, overrides: dict[str, str]) -> None:
+        """Replace a group's config overrides."""
+        from odradek.metadata.group_configs import key_of
+
+        await self._replace_configs(key_of(group_id), overrides)
+
+    async def alter_client_metrics(self, name: str, configs: dict[str, str]) -> None:
+        """Replace a client metrics subscription's configs (none deletes it)."""
+        from odradek.metadata.client_metrics import key_of
+
+        await self._replace_configs(key_of(name), configs)
 
     async def alter_broker_config(self, resource_name: str, configs: dict[str, str]) -> None:
         """Replace the dynamic configs of a broker (``resource_name`` its id)
-        or of the cluster default (""); already validated, none deletes the
-        key. Returns once this broker's image and logs follow them."""
+        or of the cluster default (""); returns once this broker's logs follow them too."""
         from odradek.metadata.broker_configs import key_of
-        from odradek.metadata.store import Delete, Put
 
-        op = Put(key_of(resource_name), json.dumps(configs, sort_keys=True).encode()) if configs \
-            else Delete(key_of(resource_name))
-        await self._commit([], [op])
+        await self._replace_configs(key_of(resource_name), configs)
 
     async def auto_create(self, name: str) -> TopicState | None:
         """Create ``name`` with broker defaults if auto-creation is on; None otherwise."""

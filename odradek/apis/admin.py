@@ -10,7 +10,8 @@ CreatePartitions (37) v0-3, with manual assignments of the new partitions
 offset; offset -1 means the high watermark.
 DescribeConfigs (32) v1-4: topics (resource type 2) with source and type of
 each value, brokers (4), broker loggers (8: the broker's loggers and
-levels, odradek/loggers.py) and groups (32), with Kafka's synonyms when asked
+levels, odradek/loggers.py), client metrics subscriptions (16,
+odradek/metadata/client_metrics.py) and groups (32), with Kafka's synonyms when asked
 (include_synonyms: the value's sources from the most to the least specific).
 A broker (resource name its id) lists its settings with their sources
 (DYNAMIC_BROKER_CONFIG, DYNAMIC_DEFAULT_BROKER_CONFIG, STATIC_BROKER_CONFIG,
@@ -20,10 +21,11 @@ broker without GSSAPI (odradek/metadata/broker_configs.py); the resource "" list
 dynamic defaults. A group lists the group configs odradek serves
 (odradek/metadata/group_configs.py: consumer.session.timeout.ms,
 consumer.heartbeat.interval.ms, the share.* and streams.* ones).
-AlterConfigs (33) v0-2: topic and broker configs (a broker's are replaced
-whole). IncrementalAlterConfigs (44) v0-1: topic, broker, broker logger
-(SET a level, DELETE it) and group configs (SET and DELETE; APPEND and
-SUBTRACT on list configs). Broker settings that
+AlterConfigs (33) v0-2: topic, broker and client metrics configs (a broker's
+and a subscription's are replaced whole). IncrementalAlterConfigs (44)
+v0-1: topic, broker, broker logger (SET a level, DELETE it), client metrics
+(SET, DELETE; APPEND and SUBTRACT on its lists) and group configs (SET and
+DELETE; APPEND and SUBTRACT on list configs). Broker settings that
 odradek cannot change while it runs answer INVALID_REQUEST "Cannot update
 these configs dynamically", as Kafka answers for its read-only ones; other
 group config names answer INVALID_CONFIG.
@@ -31,11 +33,13 @@ CreateTopics, CreatePartitions and DeleteTopics charge their partitions to
 the client's ``controller_mutation_rate`` (KIP-599, ``odradek.security.quotas``):
 from v6, v3 and v5 a topic past the quota is answered THROTTLING_QUOTA_EXCEEDED;
 older versions are served and throttled.
-ListConfigResources (74) v0-1 (KIP-1142): the groups with configs, the
-brokers, the broker loggers and the topics; no client metrics
-subscriptions, which are not kept.
+ListConfigResources (74) v0-1 (KIP-1142): the client metrics subscriptions
+(v0, which was ListClientMetricsResources, lists only them), the groups with
+configs, the brokers, the broker loggers and the topics.
 Not served: config documentation strings (returned null), listener-prefixed
-broker settings, CLIENT_METRICS resources (KIP-714).
+broker settings; client metrics subscriptions are kept but never sent to a
+client (the KIP-714 telemetry APIs are not served, as on a Kafka broker
+without a telemetry receiver plugin).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from odradek.config import (
 )
 from odradek import loggers
 from odradek.metadata import broker_configs as dynamic
+from odradek.metadata import client_metrics
 from odradek.apis.metadata import broker_list
 from odradek.apis.partitions import per_partition
 from odradek.metadata.group_configs import STRING_DEFAULTS, GroupConfigBounds, GroupConfigError
@@ -58,6 +63,7 @@ RESOURCE_BROKER = 4
 RESOURCE_BROKER_LOGGER = 8
 SOURCE_BROKER_LOGGER = 6  # DYNAMIC_BROKER_LOGGER_CONFIG
 RESOURCE_CLIENT_METRICS = 16
+SOURCE_CLIENT_METRICS = 7  # CLIENT_METRICS_CONFIG
 RESOURCE_GROUP = 32
 SOURCE_GROUP = 8  # GROUP_CONFIG
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
@@ -378,6 +384,61 @@ async def _alter_group(broker, name: str, configs: list, validate_only: bool) ->
         await broker.admin.alter_group_config(name, new)
 
 
+def client_metrics_entries(broker, name: str) -> list[dict]:
+    """A client metrics subscription's three configs, its own values over
+    Kafka's defaults (a subscription that does not exist shows the defaults,
+    as on Kafka)."""
+    configs = broker.image.client_metrics.of(name)
+    out = []
+    for key, default in sorted(client_metrics.DEFAULTS.items()):
+        own = key in configs
+        if not own:
+            value = default
+        elif client_metrics.TYPES[key] == T_LIST:
+            value = ",".join(client_metrics.parse_list(configs[key]))
+        else:
+            value = str(int(configs[key]))  # validated when set
+        out.append({"name": key, "value": value, "read_only": False, "is_sensitive": False,
+                    "config_source": SOURCE_CLIENT_METRICS if own else SOURCE_DEFAULT,
+                    "config_type": client_metrics.TYPES[key],
+                    "synonyms": [_synonym(key, value, SOURCE_CLIENT_METRICS)] if own else []})
+    return out
+
+
+async def _alter_client_metrics(broker, name: str, configs: list, validate_only: bool, incremental: bool) -> None:
+    """(Incremental)AlterConfigs on a client metrics subscription: the whole
+    new config is validated as Kafka validates it, then replaces the old."""
+    if incremental:
+        new = dict(broker.image.client_metrics.of(name))
+        for c in configs:
+            key, op, value = c["name"], c["config_operation"], c["value"]
+            if op == OP_SET:
+                new[key] = value
+            elif op == OP_DELETE:
+                new.pop(key, None)
+            elif op in (OP_APPEND, OP_SUBTRACT):
+                if client_metrics.TYPES.get(key) != T_LIST:
+                    raise ConfigError(f"Can't {'APPEND' if op == OP_APPEND else 'SUBTRACT'} to key {key} because its "
+                                      "type is not LIST.", errors.INVALID_CONFIG)
+                items = client_metrics.parse_list(new.get(key, client_metrics.DEFAULTS[key]))
+                for v in (value or "").split(","):
+                    if op == OP_APPEND and v not in items:
+                        items.append(v)
+                    elif op == OP_SUBTRACT and v in items:
+                        items.remove(v)
+                new[key] = ",".join(items)
+            else:
+                raise ConfigError(f"Unknown config operation {op}", errors.INVALID_REQUEST)
+    else:
+        new = {c["name"]: c["value"] for c in configs}
+    try:
+        client_metrics.validate(name, new)
+    except client_metrics.ClientMetricsError as e:
+        raise ConfigError(str(e), e.error_code) from None
+    if not validate_only:
+        await broker.admin.alter_client_metrics(name, new)
+
+
 @handles("DescribeConfigs", 1, 4)
 async def describe_configs(ctx, request: dict) -> dict:
     broker = ctx.broker
@@ -406,6 +467,12 @@ async def describe_configs(ctx, request: dict) -> dict:
                 entry["error_message"] = "Group id must not be empty."
             else:
                 entry["configs"] = group_config_entries(broker, rname)
+        elif rtype == RESOURCE_CLIENT_METRICS:
+            if not rname:
+                entry["error_code"] = errors.INVALID_REQUEST
+                entry["error_message"] = "Client metrics subscription name must not be empty"
+            else:
+                entry["configs"] = client_metrics_entries(broker, rname)
         elif rtype == RESOURCE_BROKER_LOGGER:
             try:
                 _logger_resource(broker, rname)
@@ -455,6 +522,17 @@ def _apply_incremental(current: dict, ops: list) -> dict:
     return new
 
 
+def _check_alterations(rtype: int, configs: list, incremental: bool) -> None:
+    """Kafka's checks of any resource's alterations, before their own: a name
+    given twice, and a value set to null (a broker logger's are its own)."""
+    names = [c["name"] for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError("Error due to duplicate config keys", errors.INVALID_REQUEST)
+    nulls = [c["name"] for c in configs if c["value"] is None and (not incremental or c["config_operation"] == OP_SET)]
+    if nulls and rtype != RESOURCE_BROKER_LOGGER:
+        raise ConfigError(f"Null value not supported for : {', '.join(nulls)}", errors.INVALID_REQUEST)
+
+
 async def _alter(ctx, request: dict, incremental: bool) -> dict:
     broker = ctx.broker
     responses = []
@@ -462,12 +540,17 @@ async def _alter(ctx, request: dict, incremental: bool) -> dict:
         rtype, rname = r["resource_type"], r["resource_name"]
         entry = {"error_code": 0, "error_message": None, "resource_type": rtype, "resource_name": rname}
         try:
+            _check_alterations(rtype, r["configs"], incremental)
             if rtype == RESOURCE_BROKER:
                 await _alter_broker(broker, rname, r["configs"], request["validate_only"], incremental)
                 responses.append(entry)
                 continue
             if rtype == RESOURCE_GROUP and incremental:
                 await _alter_group(broker, rname, r["configs"], request["validate_only"])
+                responses.append(entry)
+                continue
+            if rtype == RESOURCE_CLIENT_METRICS:
+                await _alter_client_metrics(broker, rname, r["configs"], request["validate_only"], incremental)
                 responses.append(entry)
                 continue
             if rtype == RESOURCE_BROKER_LOGGER and incremental:
@@ -507,16 +590,17 @@ LISTED_TYPES = {0: (RESOURCE_CLIENT_METRICS,),  # ListConfigResources v0 was Lis
 @handles("ListConfigResources", 0, 1)
 async def list_config_resources(ctx, request: dict) -> dict:
     """The resources DescribeConfigs can be asked about, of the types asked
-    (v1; none: every type), as Kafka lists them: groups with configs of
-    their own, the brokers (also as broker loggers), every topic. Client
-    metrics subscriptions are not kept (CLIENT_METRICS resources cannot be
-    altered here), so none is listed. A type not listed is UNSUPPORTED_VERSION."""
+    (v1; none: every type), as Kafka lists them: the client metrics
+    subscriptions, groups with configs of their own, the brokers (also as
+    broker loggers), every topic. A type not listed is UNSUPPORTED_VERSION."""
     broker = ctx.broker
     supported = LISTED_TYPES[min(ctx.version, 1)]
     types = request.get("resource_types") or supported
     if any(t not in supported for t in types):
         return {"error_code": errors.UNSUPPORTED_VERSION, "config_resources": []}
     out = []
+    if RESOURCE_CLIENT_METRICS in types:
+        out += [(n, RESOURCE_CLIENT_METRICS) for n, configs in broker.image.client_metrics.groups.items() if configs]
     if RESOURCE_GROUP in types:
         out += [(g, RESOURCE_GROUP) for g, configs in broker.image.group_configs.groups.items() if configs]
     brokers = [str(b["node_id"]) for b in broker_list(broker, ctx.connection.listener)]

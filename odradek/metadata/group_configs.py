@@ -196,16 +196,19 @@ class GroupConfigBounds:
 
 
 class GroupConfigCache:
-    """Every group's overrides, as the store holds them: group id -> {name: value}."""
+    """Every group's overrides, as the store holds them: group id -> {name: value}.
+    Also the cache of other resources kept the same way, one JSON object per
+    ``<prefix><name>`` key (client metrics subscriptions)."""
 
-    def __init__(self):
+    def __init__(self, prefix: str = PREFIX):
+        self.prefix = prefix
         self.groups: dict[str, dict[str, str]] = {}
 
     def put(self, key: str, value: bytes | str) -> None:
-        self.groups[key[len(PREFIX):]] = {str(k): str(v) for k, v in json.loads(value).items()}
+        self.groups[key[len(self.prefix):]] = {str(k): str(v) for k, v in json.loads(value).items()}
 
     def delete(self, key: str) -> None:
-        self.groups.pop(key[len(PREFIX):], None)
+        self.groups.pop(key[len(self.prefix):], None)
 
     def clear(self) -> None:
         self.groups.clear()

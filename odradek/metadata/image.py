@@ -7,7 +7,8 @@ Topics (ids, configs, partition states), the live brokers, the controller
 the client quotas (``odradek.security.quotas.QuotaCache``, one
 ``quotas/...`` key per entity), the group configs
 (``odradek.metadata.group_configs``, one ``configs/group/...`` key per
-group) and the dynamic broker configs (``odradek.metadata.broker_configs``,
+group), the client metrics subscriptions (``odradek.metadata.client_metrics``,
+one ``configs/client-metrics/...`` key each) and the dynamic broker configs (``odradek.metadata.broker_configs``,
 one ``configs/broker/...`` key per broker and one for the cluster default), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
@@ -25,6 +26,7 @@ import logging
 
 from odradek.metadata.broker_configs import PREFIX as BROKER_CONFIGS, BrokerConfigCache
 from odradek.metadata.brokers import BROKERS, BrokerInfo
+from odradek.metadata.client_metrics import PREFIX as CLIENT_METRICS
 from odradek.metadata.group_configs import PREFIX as GROUP_CONFIGS, GroupConfigCache
 
 CONTROLLER = "controller"  # {"node_id": N}, under the controller's registration lease
@@ -74,6 +76,7 @@ class MetadataImage:
         self.acls = AclCache()
         self.quotas = QuotaCache()
         self.group_configs = GroupConfigCache()
+        self.client_metrics = GroupConfigCache(CLIENT_METRICS)  # subscription name -> its configs
         self.broker_configs = BrokerConfigCache()
         self.progress = Progress()
 
@@ -106,6 +109,7 @@ class MetadataImage:
         self.acls.clear()
         self.quotas.clear()
         self.group_configs.clear()
+        self.client_metrics.clear()
         self.broker_configs.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
@@ -201,6 +205,8 @@ class MetadataImage:
             self.quotas.put(key, kv.value)
         elif key.startswith(GROUP_CONFIGS):
             self.group_configs.put(key, kv.value)
+        elif key.startswith(CLIENT_METRICS):
+            self.client_metrics.put(key, kv.value)
         elif key.startswith(BROKER_CONFIGS):
             self.broker_configs.put(key, kv.value)
         return None
@@ -221,6 +227,8 @@ class MetadataImage:
             self.quotas.delete(key)
         elif key.startswith(GROUP_CONFIGS):
             self.group_configs.delete(key)
+        elif key.startswith(CLIENT_METRICS):
+            self.client_metrics.delete(key)
         elif key.startswith(BROKER_CONFIGS):
             self.broker_configs.delete(key)
         return None

@@ -8,6 +8,7 @@ from confluent_kafka.admin import (
     AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic,
 )
 
+from odradek.protocol import errors
 from tests.integration.rawclient import RawClient
 
 
@@ -355,8 +356,8 @@ def test_broker_logger_resources_name_this_broker(odradek_broker):
 def test_list_config_resources(admin, odradek_broker):
     """KIP-1142 as Kafka answers it: v1 lists groups with configs, the
     brokers (also as loggers) and every topic, of the types asked or of all;
-    a type it does not list is UNSUPPORTED_VERSION; v0 (client metrics
-    only) lists nothing, as none are kept."""
+    a type it does not list is UNSUPPORTED_VERSION; v0 (once
+    ListClientMetricsResources) lists the client metrics subscriptions only."""
     odradek_broker.create_topic("listed-topic", 1)
     res = ConfigResource("group", "listed-group", incremental_configs=[
         ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
@@ -364,18 +365,95 @@ def test_list_config_resources(admin, odradek_broker):
     me = str(odradek_broker.broker.core.config.node_id)
     c = RawClient(odradek_broker.bootstrap)
     try:
+        r = c.request("IncrementalAlterConfigs", 1, {"validate_only": False, "resources": [
+            {"resource_type": 16, "resource_name": "listed-subscription",
+             "configs": [{"name": "metrics", "config_operation": 0, "value": "org.apache.kafka.producer."}]}]})
+        assert r["responses"][0]["error_code"] == 0  # (confluent-kafka has no CLIENT_METRICS resource type)
         def listed(version, types=None):
             body = {} if version == 0 else {"resource_types": types or []}
             r = c.request("ListConfigResources", version, body)
             return r["error_code"], {(x["resource_name"], x.get("resource_type", 16)) for x in r["config_resources"]}
 
         code, every = listed(1)
-        assert code == 0 and {("listed-group", 32), (me, 4), (me, 8), ("listed-topic", 2)} <= every
-        assert {t for _, t in every} == {2, 4, 8, 32}
+        assert code == 0 and {("listed-group", 32), (me, 4), (me, 8), ("listed-topic", 2),
+                              ("listed-subscription", 16)} <= every
+        assert {t for _, t in every} == {2, 4, 8, 16, 32}
         assert listed(1, [2]) == (0, {(n, t) for n, t in every if t == 2})
         assert listed(1, [32, 4]) == (0, {(n, t) for n, t in every if t in (4, 32)})
-        assert listed(1, [16]) == (0, set())
+        assert listed(1, [16]) == (0, {("listed-subscription", 16)})
         assert listed(1, [2, 99]) == (35, set())  # UNSUPPORTED_VERSION
-        assert listed(0) == (0, set())
+        assert listed(0) == (0, {("listed-subscription", 16)})
+    finally:
+        c.close()
+
+
+def test_client_metrics_subscriptions_raw(odradek_broker):
+    """CLIENT_METRICS resources on the wire as Kafka 4.4 answers them: the
+    three configs with their sources (CLIENT_METRICS_CONFIG for what is set,
+    DEFAULT_CONFIG for the rest) and types (LIST, INT); APPEND to a list;
+    a subscription that does not exist described with the defaults; legacy
+    AlterConfigs replacing the whole subscription; Kafka's errors (the same
+    outcomes, codes and messages as Kafka 4.4's for the same requests)."""
+    c = RawClient(odradek_broker.bootstrap)
+
+    def alter(api, version, name, configs):
+        r = c.request(api, version, {"resources": [{"resource_type": 16, "resource_name": name, "configs": configs}],
+                                     "validate_only": False})
+        return r["responses"][0]["error_code"], r["responses"][0]["error_message"]
+
+    def describe(name):
+        r = c.request("DescribeConfigs", 4, {"resources": [{"resource_type": 16, "resource_name": name,
+                                                             "configuration_keys": None}],
+                                             "include_synonyms": True, "include_documentation": False})
+        res = r["results"][0]
+        return res["error_code"], {x["name"]: (x["value"], x["config_source"], x["config_type"], len(x["synonyms"]))
+                                   for x in res["configs"]}
+    try:
+        assert alter("IncrementalAlterConfigs", 1, "s1", [
+            {"name": "metrics", "config_operation": 0, "value": "a.,b."},
+            {"name": "interval.ms", "config_operation": 0, "value": "1000"}]) == (0, None)
+        assert alter("IncrementalAlterConfigs", 1, "s1", [
+            {"name": "metrics", "config_operation": 2, "value": "c.,a."}]) == (0, None)
+        assert describe("s1") == (0, {"metrics": ("a.,b.,c.", 7, 7, 1), "interval.ms": ("1000", 7, 3, 1),
+                                      "match": ("", 5, 7, 0)})
+        assert describe("nobody") == (0, {"metrics": ("", 5, 7, 0), "interval.ms": ("300000", 5, 3, 0),
+                                          "match": ("", 5, 7, 0)})
+        assert alter("AlterConfigs", 2, "s1", [{"name": "match", "value": "client_id=x"}]) == (0, None)
+        assert describe("s1")[1]["metrics"] == ("", 5, 7, 0)  # replaced whole
+        assert alter("IncrementalAlterConfigs", 1, "s1", [{"name": "interval.ms", "config_operation": 2,
+                                                           "value": "5"}]) == (
+            errors.INVALID_CONFIG, "Can't APPEND to key interval.ms because its type is not LIST.")
+        assert alter("IncrementalAlterConfigs", 1, "", [{"name": "metrics", "config_operation": 0, "value": "*"}]) \
+            == (errors.INVALID_REQUEST, "Subscription name can't be empty")
+        assert alter("IncrementalAlterConfigs", 1, "s1", [{"name": "interval.ms", "config_operation": 0,
+                                                           "value": "abc"}]) == (
+            errors.INVALID_CONFIG, "Invalid value abc for configuration interval.ms: Not a number of type INT")
+        assert alter("IncrementalAlterConfigs", 1, "s1", [{"name": "match", "config_operation": 1, "value": None}]) \
+            == (0, None)
+        assert describe("s1")[1]["match"] == ("", 5, 7, 0)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("api, configs, message", [
+    ("IncrementalAlterConfigs", [{"name": "retention.ms", "config_operation": 0, "value": "1000"},
+                                 {"name": "retention.ms", "config_operation": 1, "value": None}],
+     "Error due to duplicate config keys"),
+    ("AlterConfigs", [{"name": "retention.ms", "value": "1000"}, {"name": "retention.ms", "value": "2000"}],
+     "Error due to duplicate config keys"),
+    ("IncrementalAlterConfigs", [{"name": "retention.ms", "config_operation": 0, "value": None}],
+     "Null value not supported for : retention.ms"),
+    ("AlterConfigs", [{"name": "retention.ms", "value": None}], "Null value not supported for : retention.ms"),
+])
+def test_a_key_given_twice_or_set_to_null_is_refused(odradek_broker, api, configs, message):
+    """As Kafka 4.4 answers (side by side): INVALID_REQUEST, and nothing changed."""
+    odradek_broker.create_topic("twice", 1)
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        r = c.request(api, 2 if api == "AlterConfigs" else 1, {"validate_only": False, "resources": [
+            {"resource_type": 2, "resource_name": "twice", "configs": configs}]})
+        assert (r["responses"][0]["error_code"], r["responses"][0]["error_message"]) == (errors.INVALID_REQUEST,
+                                                                                          message)
+        assert "retention.ms" not in odradek_broker.broker.core.image.get("twice").configs
     finally:
         c.close()
