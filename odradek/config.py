@@ -73,6 +73,28 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
     ]
 }
 
+# Kafka's PASSWORD-type broker settings (also listener- and mechanism-prefixed):
+# DescribeConfigs marks them sensitive and never shows their values.
+PASSWORD_KEYS = frozenset({
+    "ssl.key.password", "ssl.keystore.password", "ssl.truststore.password", "ssl.keystore.key",
+    "ssl.keystore.certificate.chain", "ssl.truststore.certificates", "sasl.jaas.config",
+    "delegation.token.secret.key", "delegation.token.master.key", "password.encoder.secret",
+    "password.encoder.old.secret", "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+})
+
+
+def sensitive(name: str) -> bool:
+    """Whether broker setting ``name`` holds a secret: one of Kafka's PASSWORD
+    settings under any listener or mechanism prefix, or any name that says
+    password, secret or JAAS (kept hidden rather than guessed at)."""
+    lowered = name.lower()
+    if any(word in lowered for word in ("password", "secret", "jaas")):
+        return True
+    parts = lowered.split(".")
+    return any(".".join(parts[i:]) in PASSWORD_KEYS for i in range(len(parts)))
+
+
 BROKER_DEFAULTS: dict[str, str] = {
     "num.partitions": "1",
     "default.replication.factor": "1",

@@ -47,7 +47,7 @@ from __future__ import annotations
 from odradek.topic_admin import TopicError
 from odradek.config import (
     BROKER_DEFAULTS, SOURCE_DEFAULT, SOURCE_STATIC_BROKER, SOURCE_TOPIC, TOPIC_CONFIGS, T_INT, T_LIST, T_STRING,
-    ConfigError, validate_topic_config,
+    ConfigError, sensitive, validate_topic_config,
 )
 from odradek import loggers
 from odradek.metadata import broker_configs as dynamic
@@ -110,7 +110,7 @@ def broker_synonyms(config, name: str) -> list[dict]:
     names = dynamic.synonyms_of(name)
     out = []
     for layer, source in config.layers() + [(_broker_default_layer(), SOURCE_DEFAULT)]:
-        out += [_synonym(n, layer[n], source) for n in names if n in layer]
+        out += [_synonym(n, None if sensitive(n) else layer[n], source) for n in names if n in layer]
     while out and out[0]["name"] != name:
         out.pop(0)
     return out
@@ -257,8 +257,9 @@ def broker_config_entries(broker, resource_name: str) -> list[dict]:
         value = found[0] if found is not None else defaults.get(name)
         source = synonyms[0]["source"] if synonyms else SOURCE_DEFAULT
         key = dynamic.DYNAMIC.get(name)
-        out.append({"name": name, "value": value, "read_only": key is None, "config_source": source,
-                    "is_sensitive": False,
+        secret = sensitive(name)  # as Kafka: a password's value is never described
+        out.append({"name": name, "value": None if secret else value, "read_only": key is None,
+                    "config_source": source, "is_sensitive": secret,
                     "config_type": key.type if key is not None else T_STRING, "synonyms": synonyms})
     return out
 

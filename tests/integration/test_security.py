@@ -500,3 +500,25 @@ def test_java_client_over_tls_and_scram_sha_256(secured, pki, tmp_path):
             'username="alice" password="alice-secret";', *trust]
     out = run_java(tmp_path, "JavaLogins", JAVA_LOGINS, args)
     assert out.split("\n")[:3] == ["tls 5", "scram256 5", "plain 5"], out
+
+
+def test_describe_configs_never_shows_a_secret(secured):
+    """As Kafka: a broker's PASSWORD settings (the JAAS lines with their users'
+    passwords, keystore passwords) are described as sensitive with no value,
+    their synonyms too; other settings keep their values."""
+    from tests.integration.rawclient import RawClient
+
+    c = RawClient(secured.addr["INTERNAL"])
+    try:
+        r = c.request("DescribeConfigs", 4, {"resources": [
+            {"resource_type": 4, "resource_name": str(secured.core.config.node_id), "configuration_keys": None}],
+            "include_synonyms": True, "include_documentation": False})
+    finally:
+        c.close()
+    configs = {x["name"]: x for x in r["results"][0]["configs"]}
+    jaas = configs["listener.name.sasl_plaintext.plain.sasl.jaas.config"]
+    assert jaas["is_sensitive"] and jaas["value"] is None
+    assert all(s["value"] is None for s in jaas["synonyms"])
+    assert "admin-secret" not in repr(r)
+    assert not configs["sasl.enabled.mechanisms"]["is_sensitive"]
+    assert configs["sasl.enabled.mechanisms"]["value"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
