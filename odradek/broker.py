@@ -101,6 +101,9 @@ class BrokerCore:
         # Share groups' share-partitions and share sessions (odradek.share), led here.
         self.share = SharePartitions(ShareGroupConfig.from_broker(config), self.image.group_configs)
         self.admin: TopicAdmin | None = None  # once loaded
+        from odradek.security.delegation_tokens import DelegationTokens
+
+        self.tokens = DelegationTokens(config, self.image.tokens)  # KIP-48, on when a secret is configured
         self.producer_ids: ProducerIdAllocator | None = None  # once loaded
         self.store: LogStore | None = None
         self.connections: set = set()

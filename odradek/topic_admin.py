@@ -249,12 +249,16 @@ class TopicAdmin:
         if not done.succeeded:
             raise TopicError(errors.UNKNOWN_TOPIC_OR_PARTITION)
 
-    async def _replace_configs(self, key: str, configs: dict[str, str]) -> None:
-        """Replace the JSON object of configs at ``key`` (already validated;
-        none deletes the key); return once this broker's image has them."""
+    async def replace_keys(self, changes: dict[str, bytes | None]) -> None:
+        """Write each key's new value (None deletes it) in one commit; return
+        once this broker's image has them."""
         from odradek.metadata.store import Delete, Put
 
-        await self._commit([], [Put(key, json.dumps(configs, sort_keys=True).encode()) if configs else Delete(key)])
+        await self._commit([], [Put(k, v) if v is not None else Delete(k) for k, v in changes.items()])
+
+    async def _replace_configs(self, key: str, configs: dict[str, str]) -> None:
+        """Replace the JSON object of configs at ``key`` (already validated; none deletes the key)."""
+        await self.replace_keys({key: json.dumps(configs, sort_keys=True).encode() if configs else None})
 
     async def alter_group_config(self, group_id: str, overrides: dict[str, str]) -> None:
         """Replace a group's config overrides."""

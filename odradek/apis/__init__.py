@@ -5,6 +5,7 @@ from odradek.apis import (  # noqa: F401
     admin,
     api_versions,
     consumer_groups,
+    delegation_tokens,
     elect_leaders,
     fetch,
     groups,

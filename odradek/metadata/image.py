@@ -8,7 +8,8 @@ the client quotas (``odradek.security.quotas.QuotaCache``, one
 ``quotas/...`` key per entity), the group configs
 (``odradek.metadata.group_configs``, one ``configs/group/...`` key per
 group), the client metrics subscriptions (``odradek.metadata.client_metrics``,
-one ``configs/client-metrics/...`` key each) and the dynamic broker configs (``odradek.metadata.broker_configs``,
+one ``configs/client-metrics/...`` key each), the delegation tokens
+(``odradek.security.delegation_tokens``, one ``tokens/...`` key each) and the dynamic broker configs (``odradek.metadata.broker_configs``,
 one ``configs/broker/...`` key per broker and one for the cluster default), built from a
 listing of the store at startup and then changed only by applying the
 store's changes in revision order, a whole revision at a time
@@ -28,6 +29,7 @@ from odradek.metadata.broker_configs import PREFIX as BROKER_CONFIGS, BrokerConf
 from odradek.metadata.brokers import BROKERS, BrokerInfo
 from odradek.metadata.client_metrics import PREFIX as CLIENT_METRICS
 from odradek.metadata.group_configs import PREFIX as GROUP_CONFIGS, GroupConfigCache
+from odradek.security.delegation_tokens import PREFIX as TOKENS, TokenCache
 
 CONTROLLER = "controller"  # {"node_id": N}, under the controller's registration lease
 from odradek.metadata.store import Event, KeyValue
@@ -77,6 +79,7 @@ class MetadataImage:
         self.quotas = QuotaCache()
         self.group_configs = GroupConfigCache()
         self.client_metrics = GroupConfigCache(CLIENT_METRICS)  # subscription name -> its configs
+        self.tokens = TokenCache()  # delegation tokens (odradek.security.delegation_tokens)
         self.broker_configs = BrokerConfigCache()
         self.progress = Progress()
 
@@ -110,6 +113,7 @@ class MetadataImage:
         self.quotas.clear()
         self.group_configs.clear()
         self.client_metrics.clear()
+        self.tokens.clear()
         self.broker_configs.clear()
         def order(kv):  # a topic before its configs and partitions, these by index
             if kv.key.startswith(PARTITIONS):
@@ -207,6 +211,8 @@ class MetadataImage:
             self.group_configs.put(key, kv.value)
         elif key.startswith(CLIENT_METRICS):
             self.client_metrics.put(key, kv.value)
+        elif key.startswith(TOKENS):
+            self.tokens.put(key, kv.value)
         elif key.startswith(BROKER_CONFIGS):
             self.broker_configs.put(key, kv.value)
         return None
@@ -229,6 +235,8 @@ class MetadataImage:
             self.group_configs.delete(key)
         elif key.startswith(CLIENT_METRICS):
             self.client_metrics.delete(key)
+        elif key.startswith(TOKENS):
+            self.tokens.delete(key)
         elif key.startswith(BROKER_CONFIGS):
             self.broker_configs.delete(key)
         return None

@@ -42,9 +42,11 @@ ALLOWED = {HANDSHAKE: (API_VERSIONS, SASL_HANDSHAKE), AUTHENTICATE: (SASL_AUTHEN
 
 
 class SaslAuthenticator:
-    def __init__(self, settings, scram_lookup: Callable[..., Awaitable] | None):
+    def __init__(self, settings, scram_lookup: Callable[..., Awaitable] | None, token_lookup=None):
         self.settings = settings  # odradek.security.config.SaslSettings
         self.scram_lookup = scram_lookup
+        self.token_lookup = token_lookup  # SCRAM logins with a delegation token (odradek.security.delegation_tokens)
+        self.token_authenticated = False
         self.state = HANDSHAKE
         self.mechanism: str | None = None
         self.server: MechanismServer | None = None
@@ -90,7 +92,7 @@ class SaslAuthenticator:
             return {"error_code": errors.UNSUPPORTED_SASL_MECHANISM, "mechanisms": enabled}
         self.mechanism = mechanism
         self.server = new_server(mechanism, self.settings.plain_users, self.scram_lookup,
-                                 self.settings.oauth_validator)
+                                 self.settings.oauth_validator, self.token_lookup)
         self.raw_tokens = version == 0
         self.state = AUTHENTICATE
         return {"error_code": errors.NONE, "mechanisms": enabled}
@@ -134,11 +136,13 @@ class SaslAuthenticator:
 
     def _complete(self, now_ms: int) -> dict | None:
         principal = KafkaPrincipal(USER, self.server.principal_name)
-        if self.reauthenticating and principal != self.principal:
+        if self.reauthenticating and (principal != self.principal
+                                      or self.server.token_authenticated != self.token_authenticated):
             self.state = FAILED
             return {"error_code": errors.SASL_AUTHENTICATION_FAILED,
                     "error_message": "Cannot change principals during re-authentication"}
         self.principal = principal
+        self.token_authenticated = self.server.token_authenticated
         self.state = COMPLETE
         self.reauthenticating = False
         self.raw_tokens = False

@@ -434,6 +434,38 @@ async def list_transactions(api, ctx, request):
     return response
 
 
+async def create_delegation_token(api, ctx, request):
+    """CREATE_TOKENS on the owner (a USER resource named ``User:<name>``) for a
+    token owned by someone other than the requester; checked as Kafka checks
+    it, once the connection may ask for tokens at all."""
+    from odradek.security.delegation_tokens import owner_of, requests_allowed
+
+    owner = owner_of(ctx, request)
+    if requests_allowed(ctx) and owner != ctx.principal and not allowed(ctx, Op.CREATE_TOKENS, T.USER, str(owner)):
+        return {"error_code": errors.DELEGATION_TOKEN_AUTHORIZATION_FAILED, "principal_type": owner.type,
+                "principal_name": owner.name, "token_requester_principal_type": ctx.principal.type,
+                "token_requester_principal_name": ctx.principal.name, "issue_timestamp_ms": 0,
+                "expiry_timestamp_ms": 0, "max_timestamp_ms": 0, "token_id": "", "hmac": b""}
+    return await api.handler(ctx, request)
+
+
+async def describe_delegation_token(api, ctx, request):
+    """Only the tokens the principal owns or may renew, or may DESCRIBE (the
+    token, or DESCRIBE_TOKENS on its owner) are described."""
+    from odradek.security.principal import KafkaPrincipal
+
+    response = await api.handler(ctx, request)
+
+    def visible(t) -> bool:
+        owner = KafkaPrincipal(t["principal_type"], t["principal_name"])
+        renewers = {KafkaPrincipal(r["principal_type"], r["principal_name"]) for r in t["renewers"]}
+        return (ctx.principal == owner or ctx.principal in renewers
+                or allowed(ctx, Op.DESCRIBE, T.DELEGATION_TOKEN, t["token_id"])
+                or allowed(ctx, Op.DESCRIBE_TOKENS, T.USER, str(owner)))
+    response["tokens"] = [t for t in response["tokens"] if visible(t)]
+    return response
+
+
 def txn_and_group(ctx, request) -> int:
     """WRITE on the transactional id, then READ on the group."""
     return txn_write(ctx, request) or group_of(Op.READ)(ctx, request)
@@ -442,6 +474,10 @@ def txn_and_group(ctx, request) -> int:
 # -- the table -----------------------------------------------------------------------
 RULES: dict[str, Callable] = {
     "ApiVersions": NONE,
+    "CreateDelegationToken": create_delegation_token,
+    "RenewDelegationToken": NONE,  # the owner and renewers: the token's own rule
+    "ExpireDelegationToken": NONE,
+    "DescribeDelegationToken": describe_delegation_token,
     "SaslHandshake": NONE,
     "SaslAuthenticate": NONE,
     "DescribeCluster": NONE,  # Kafka checks DESCRIBE on the cluster only for authorised operations

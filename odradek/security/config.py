@@ -76,6 +76,9 @@ TOP_READ = LISTENER_READ | {
     "super.users", "connection.failed.authentication.delay.ms", "authorizer.class.name",
     "principal.builder.class", "security.providers", "allow.everyone.if.no.acl.found",
     "max.connections.per.ip", "max.connections.per.ip.overrides",
+    # delegation tokens (odradek.security.delegation_tokens)
+    "delegation.token.secret.key", "delegation.token.max.lifetime.ms", "delegation.token.expiry.time.ms",
+    "delegation.token.expiry.check.interval.ms",
 }
 TOP_NO_EFFECT = {
     "sasl.mechanism.controller.protocol": "odradek has no KRaft controller listener",
@@ -104,7 +107,7 @@ HINTS = {
     "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the inter-broker "
                    "listener's JAAS line (username and password, or OAUTHBEARER's login options); of the "
                    "login keys only OAUTHBEARER's sasl.login.callback.handler.class is read",
-    "delegation.token.": "delegation tokens are not served",
+    "delegation.token.master.key": "Kafka 4 removed it: the secret is delegation.token.secret.key",
     "control.plane.listener": "a control-plane listener is not served",
 }
 
@@ -334,6 +337,10 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
         if value and not (key == "principal.builder.class" and value == DEFAULT_PRINCIPAL_BUILDER):  # Kafka's own
             _refuse(key, why)
 
+    for key in ("delegation.token.max.lifetime.ms", "delegation.token.expiry.time.ms",
+                "delegation.token.expiry.check.interval.ms"):
+        if props.get(key) is not None and _int(props.get(key), key, 1) < 1:
+            raise SecurityConfigError(f"Invalid value {props[key]!r} for {key}: expected at least 1")
     for key in ("quota.window.num", "quota.window.size.seconds"):
         if _int(props.get(key), key, 1) < 1:
             raise SecurityConfigError(f"Invalid value {props[key]!r} for {key}: expected at least 1")

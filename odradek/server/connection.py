@@ -151,7 +151,8 @@ class RequestContext:
 
 
 class KafkaConnection(asyncio.Protocol):
-    def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT", security=None, scram_lookup=None):
+    def __init__(self, broker: "BrokerCore", listener: str = "PLAINTEXT", security=None, scram_lookup=None,
+                 token_lookup=None):
         self.broker = broker
         self.listener = listener
         self.security = security  # odradek.security.config.ListenerSecurity, or None: PLAINTEXT
@@ -162,7 +163,7 @@ class KafkaConnection(asyncio.Protocol):
         if security is not None and security.sasl is not None:
             from odradek.security.authenticator import SaslAuthenticator
 
-            self.sasl = SaslAuthenticator(security.sasl, scram_lookup)
+            self.sasl = SaslAuthenticator(security.sasl, scram_lookup, token_lookup)
             self.max_frame = min(self.max_frame, security.sasl.max_receive_size)
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -177,6 +178,16 @@ class KafkaConnection(asyncio.Protocol):
         self.peer = None
         self.slot = None  # (listener, address) held in odradek.server.listeners.ConnectionLimits
         self.active_at = time.monotonic()  # last bytes read: the least recently active goes first over max.connections
+
+    @property
+    def protocol(self) -> str:
+        """The listener's security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+        return self.security.protocol if self.security is not None else "PLAINTEXT"
+
+    @property
+    def token_authenticated(self) -> bool:
+        """Logged in with a delegation token (which may not manage tokens)."""
+        return self.sasl is not None and self.sasl.token_authenticated
 
     # -- asyncio.Protocol ------------------------------------------------
     def connection_made(self, transport):

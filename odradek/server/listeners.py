@@ -241,7 +241,8 @@ async def start_listeners(broker) -> None:
     for listener in listeners:
         sec = security.listeners[listener.name]
         server = Listener(broker, listener.name, bind(listener.host or None, listener.port),
-                          lambda name=listener.name, sec=sec: KafkaConnection(broker, name, sec, scram.get),
+                          lambda name=listener.name, sec=sec: KafkaConnection(broker, name, sec, scram.get,
+                                                                              broker.tokens.scram_login),
                           sec.ssl_context)
         broker.servers.append(server)
         broker.endpoints[listener.name] = broker.config.advertised(
