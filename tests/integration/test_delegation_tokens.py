@@ -4,8 +4,9 @@ logs in with it (SCRAM with ``tokenauth``) and produces and consumes as the
 token's owner under the owner's ACLs; the renewer renews it, a stranger may
 not, a token login may not manage tokens, creating a token for someone else
 needs CREATE_TOKENS on them, and once expired the token logs in no more.
-Also Kafka's own ``kafka-delegation-tokens`` tool, and the refusals on a
-PLAINTEXT listener."""
+Also Kafka's own ``kafka-delegation-tokens`` tool, the refusals on a
+PLAINTEXT listener, and a token made through one broker of two (on etcd)
+used and expired through the other."""
 
 from __future__ import annotations
 
@@ -212,3 +213,70 @@ def test_kafka_delegation_tokens_tool(broker, tmp_path):
     expired = tool("--expire", "--expiry-time-period", "-1", "--hmac", hmac)
     assert expired.returncode == 0 and "Completed expire operation" in expired.stdout, expired.stdout
     assert token_id not in tool("--describe", "--owner-principal", "User:bob").stdout
+
+
+JAVA_ACROSS = r"""
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.common.security.token.delegation.DelegationToken;
+
+public class TokenAcross {
+  static Properties scram(String bs, String user, String password, boolean token) {
+    Properties p = new Properties();
+    p.put("bootstrap.servers", bs);
+    p.put("security.protocol", "SASL_PLAINTEXT");
+    p.put("sasl.mechanism", "SCRAM-SHA-512");
+    p.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"" + user
+          + "\" password=\"" + password + "\"" + (token ? " tokenauth=\"true\"" : "") + ";");
+    p.put("default.api.timeout.ms", "20000");
+    p.put("request.timeout.ms", "10000");
+    return p;
+  }
+  public static void main(String[] a) throws Exception {
+    DelegationToken t;
+    try (Admin one = Admin.create(scram(a[0], "alice", "alice-secret", false))) {
+      t = one.createDelegationToken().delegationToken().get();
+    }
+    try (Admin two = Admin.create(scram(a[1], t.tokenInfo().tokenId(), t.hmacAsBase64String(), true))) {
+      System.out.println("token login on the other broker: " + two.describeCluster().nodes().get().size() + " brokers");
+    }
+    try (Admin two = Admin.create(scram(a[1], "alice", "alice-secret", false))) {
+      two.expireDelegationToken(t.hmac(), new ExpireDelegationTokenOptions().expiryTimePeriodMs(-1)).expiryTimestamp().get();
+      System.out.println("expired through the other broker");
+    }
+  }
+}
+"""
+
+
+def test_a_token_made_on_one_broker_works_on_another(etcd, tmp_path):
+    """Two brokers sharing one etcd: a token created through one logs in on
+    the other, and is expired through it (each computes the HMAC from the
+    shared secret; the token travels through the metadata store)."""
+    from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
+    from odradek.embedded import EmbeddedBroker
+    from tests.integration.java_client import run_java
+    from tests.integration.test_cluster_metadata import wait_until
+
+    config = {"metadata.store": etcd.url("tokens"), "broker.session.timeout.ms": "3000",
+              "listeners": "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
+              "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT",
+              "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+              "delegation.token.secret.key": "shared-by-both"}
+    brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start() for i in (1, 2)]
+    try:
+        addr = {b: (f"127.0.0.1:{b.core.endpoints['SASL_PLAINTEXT'][1]}",
+                    f"127.0.0.1:{b.core.endpoints['INTERNAL'][1]}") for b in brokers}
+        wait_until(lambda: all(len(b.core.image.brokers) == 2 for b in brokers), what="2 registrations")
+        admin = AdminClient({"bootstrap.servers": addr[brokers[0]][1]})
+        for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"alice-secret")]).values():
+            f.result(15)
+        out = run_java(tmp_path, "TokenAcross", JAVA_ACROSS, [addr[brokers[0]][0], addr[brokers[1]][0]], timeout=120)
+        lines = [line for line in out.splitlines() if not line[:4].isdigit()]
+        assert lines == ["token login on the other broker: 2 brokers", "expired through the other broker"], out
+        wait_until(lambda: not brokers[0].core.image.tokens.tokens, what="the removal on broker 1")
+    finally:
+        for b in brokers:
+            b.stop()
