@@ -421,13 +421,7 @@ async def _alter_client_metrics(broker, name: str, configs: list, validate_only:
                 if client_metrics.TYPES.get(key) != T_LIST:
                     raise ConfigError(f"Can't {'APPEND' if op == OP_APPEND else 'SUBTRACT'} to key {key} because its "
                                       "type is not LIST.", errors.INVALID_CONFIG)
-                items = client_metrics.parse_list(new.get(key, client_metrics.DEFAULTS[key]))
-                for v in (value or "").split(","):
-                    if op == OP_APPEND and v not in items:
-                        items.append(v)
-                    elif op == OP_SUBTRACT and v in items:
-                        items.remove(v)
-                new[key] = ",".join(items)
+                new[key] = _list_op(client_metrics.parse_list(new.get(key, client_metrics.DEFAULTS[key])), op, value)
             else:
                 raise ConfigError(f"Unknown config operation {op}", errors.INVALID_REQUEST)
     else:
@@ -497,6 +491,17 @@ async def describe_configs(ctx, request: dict) -> dict:
     return {"results": results}
 
 
+def _list_op(items: list[str], op: int, value: str | None) -> str:
+    """A list config after APPEND (each value not there yet) or SUBTRACT of
+    the comma-separated ``value``, as text."""
+    for v in (value or "").split(","):
+        if op == OP_APPEND and v and v not in items:
+            items.append(v)
+        elif op == OP_SUBTRACT and v in items:
+            items.remove(v)
+    return ",".join(items)
+
+
 def _apply_incremental(current: dict, ops: list) -> dict:
     new = dict(current)
     for c in ops:
@@ -511,13 +516,7 @@ def _apply_incremental(current: dict, ops: list) -> dict:
         elif op in (OP_APPEND, OP_SUBTRACT):
             if key.type != T_LIST:
                 raise ConfigError(f"Config {name} is not a list", errors.INVALID_CONFIG)
-            items = [x for x in (new.get(name) or key.default).split(",") if x]
-            for v in (value or "").split(","):
-                if op == OP_APPEND and v and v not in items:
-                    items.append(v)
-                elif op == OP_SUBTRACT and v in items:
-                    items.remove(v)
-            new[name] = ",".join(items)
+            new[name] = _list_op([x for x in (new.get(name) or key.default).split(",") if x], op, value)
         else:
             raise ConfigError(f"Unknown config operation {op}", errors.INVALID_REQUEST)
     return new

@@ -73,3 +73,10 @@ def make_pki(directory: Path, ca_dn: str = "CN=odradek test CA,O=odradek") -> Pk
             .sign(key, hashes.SHA256()))
     (directory / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return Pki(directory, key, cert)
+
+
+def server_pki(directory: Path) -> Pki:
+    """A CA and a server certificate for localhost and 127.0.0.1 (``.server``)."""
+    p = make_pki(directory)
+    p.server = p.issue("server", "CN=localhost,O=odradek", server=True)
+    return p

@@ -11,7 +11,7 @@ import ssl
 
 import pytest
 
-from tests.integration.certs import make_pki
+from tests.integration.certs import server_pki
 from tests.integration.test_security import JAVA_LOGINS, failures_of, round_trip_confluent
 
 pytestmark = pytest.mark.timeout(180)
@@ -22,9 +22,7 @@ TLS13_SUITE = "TLS_AES_256_GCM_SHA384"
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = make_pki(tmp_path_factory.mktemp("pki"))
-    p.server = p.issue("server", "CN=localhost,O=odradek", server=True)
-    return p
+    return server_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from odradek.embedded import EmbeddedBroker
-from tests.integration.certs import make_pki
+from tests.integration.certs import server_pki
 from tests.integration.test_console import assert_readable_error
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,9 +51,7 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = make_pki(tmp_path_factory.mktemp("pki"))
-    p.server = p.issue("server", "CN=localhost,O=odradek", server=True)
-    return p
+    return server_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,21 @@ public class JavaTokens {
     p.put("max.block.ms", "10000");
     return p;
   }
+  // A token made through broker bs, used and expired through broker other.
+  static void across(String other) throws Exception {
+    DelegationToken t;
+    try (Admin one = Admin.create(scram("alice", "alice-secret", false))) {
+      t = one.createDelegationToken().delegationToken().get();
+    }
+    bs = other;
+    try (Admin two = Admin.create(scram(t.tokenInfo().tokenId(), t.hmacAsBase64String(), true))) {
+      System.out.println("token login on the other broker: " + two.describeCluster().nodes().get().size() + " brokers");
+    }
+    try (Admin two = Admin.create(scram("alice", "alice-secret", false))) {
+      two.expireDelegationToken(t.hmac(), new ExpireDelegationTokenOptions().expiryTimePeriodMs(-1)).expiryTimestamp().get();
+      System.out.println("expired through the other broker");
+    }
+  }
   static String failure(Exception e) {
     Throwable t = e instanceof ExecutionException ? e.getCause() : e;
     return t.getClass().getSimpleName();
@@ -91,6 +106,7 @@ public class JavaTokens {
   }
   public static void main(String[] a) throws Exception {
     bs = a[0];
+    if (a.length == 2) { across(a[1]); return; }
     Map<String, String> pw = Map.of("alice", "alice-secret", "bob", "bob-secret", "carol", "carol-secret", "admin", "admin-secret");
     try (Admin alice = Admin.create(scram("alice", pw.get("alice"), false));
          Admin bob = Admin.create(scram("bob", pw.get("bob"), false));
@@ -215,40 +231,6 @@ def test_kafka_delegation_tokens_tool(broker, tmp_path):
     assert token_id not in tool("--describe", "--owner-principal", "User:bob").stdout
 
 
-JAVA_ACROSS = r"""
-import java.util.*;
-import org.apache.kafka.clients.admin.*;
-import org.apache.kafka.common.security.token.delegation.DelegationToken;
-
-public class TokenAcross {
-  static Properties scram(String bs, String user, String password, boolean token) {
-    Properties p = new Properties();
-    p.put("bootstrap.servers", bs);
-    p.put("security.protocol", "SASL_PLAINTEXT");
-    p.put("sasl.mechanism", "SCRAM-SHA-512");
-    p.put("sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"" + user
-          + "\" password=\"" + password + "\"" + (token ? " tokenauth=\"true\"" : "") + ";");
-    p.put("default.api.timeout.ms", "20000");
-    p.put("request.timeout.ms", "10000");
-    return p;
-  }
-  public static void main(String[] a) throws Exception {
-    DelegationToken t;
-    try (Admin one = Admin.create(scram(a[0], "alice", "alice-secret", false))) {
-      t = one.createDelegationToken().delegationToken().get();
-    }
-    try (Admin two = Admin.create(scram(a[1], t.tokenInfo().tokenId(), t.hmacAsBase64String(), true))) {
-      System.out.println("token login on the other broker: " + two.describeCluster().nodes().get().size() + " brokers");
-    }
-    try (Admin two = Admin.create(scram(a[1], "alice", "alice-secret", false))) {
-      two.expireDelegationToken(t.hmac(), new ExpireDelegationTokenOptions().expiryTimePeriodMs(-1)).expiryTimestamp().get();
-      System.out.println("expired through the other broker");
-    }
-  }
-}
-"""
-
-
 def test_a_token_made_on_one_broker_works_on_another(etcd, tmp_path):
     """Two brokers sharing one etcd: a token created through one logs in on
     the other, and is expired through it (each computes the HMAC from the
@@ -262,7 +244,7 @@ def test_a_token_made_on_one_broker_works_on_another(etcd, tmp_path):
     config = {"metadata.store": etcd.url("tokens"), "broker.session.timeout.ms": "3000",
               "listeners": "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",
               "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT",
-              "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+              "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "SCRAM-SHA-256",
               "delegation.token.secret.key": "shared-by-both"}
     brokers = [EmbeddedBroker(data_dir=str(tmp_path / f"b{i}"), node_id=i, config=config).start() for i in (1, 2)]
     try:
@@ -271,9 +253,9 @@ def test_a_token_made_on_one_broker_works_on_another(etcd, tmp_path):
         wait_until(lambda: all(len(b.core.image.brokers) == 2 for b in brokers), what="2 registrations")
         admin = AdminClient({"bootstrap.servers": addr[brokers[0]][1]})
         for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
-                "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"alice-secret")]).values():
+                "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"alice-secret")]).values():
             f.result(15)
-        out = run_java(tmp_path, "TokenAcross", JAVA_ACROSS, [addr[brokers[0]][0], addr[brokers[1]][0]], timeout=120)
+        out = run_java(tmp_path, "JavaTokens", JAVA_TOKENS, [addr[brokers[0]][0], addr[brokers[1]][0]], timeout=120)
         lines = [line for line in out.splitlines() if not line[:4].isdigit()]
         assert lines == ["token login on the other broker: 2 brokers", "expired through the other broker"], out
         wait_until(lambda: not brokers[0].core.image.tokens.tokens, what="the removal on broker 1")

@@ -16,7 +16,7 @@ import pytest
 
 from odradek.protocol import errors
 from odradek.security.oauthbearer import unsecured_jws
-from tests.integration.certs import make_pki
+from tests.integration.certs import server_pki
 from tests.integration.java_client import run_java
 from tests.integration.test_security import Raw, failures_of
 
@@ -28,9 +28,7 @@ JAAS = ("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule req
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
-    p = make_pki(tmp_path_factory.mktemp("pki"))
-    p.server = p.issue("server", "CN=localhost,O=odradek", server=True)
-    return p
+    return server_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
