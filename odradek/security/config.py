@@ -29,6 +29,7 @@ from odradek.security.ciphers import parse as parse_cipher_suites
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
+from odradek.security.oauthbearer import REFRESH_KEYS, RefreshWindow
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
                                   server_context)
 
@@ -106,7 +107,8 @@ HINTS = {
                          "...client.credentials.client.secret, ...scope, ...header.urlencode) are read",
     "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the inter-broker "
                    "listener's JAAS line (username and password, or OAUTHBEARER's login options); of the "
-                   "login keys only OAUTHBEARER's sasl.login.callback.handler.class is read",
+                   "login keys only OAUTHBEARER's sasl.login.callback.handler.class and "
+                   "sasl.login.refresh.* are read",
     "delegation.token.master.key": "Kafka 4 removed it: the secret is delegation.token.secret.key",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -123,6 +125,7 @@ class SaslSettings:
     oauth_options: dict[str, str] = field(default_factory=dict, repr=False)  # its JAAS line's options
     oauth_login_handler: str | None = None  # sasl.login.callback.handler.class, for a broker's own login
     oauth_login_settings: dict[str, str] = field(default_factory=dict, repr=False)  # sasl.oauthbearer.<login key>
+    oauth_refresh: RefreshWindow = field(default_factory=RefreshWindow)  # sasl.login.refresh.*
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -198,7 +201,8 @@ class SecurityConfig:
 
                 try:
                     client.mechanism, client.oauth = mech, load_login(
-                        sec.sasl.oauth_login_handler, sec.sasl.oauth_options, sec.sasl.oauth_login_settings)
+                        sec.sasl.oauth_login_handler, sec.sasl.oauth_options, sec.sasl.oauth_login_settings,
+                        sec.sasl.oauth_refresh)
                 except ValueError as e:
                     raise SecurityConfigError(f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config: "
                                               f"{e}") from None
@@ -260,7 +264,8 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         if rest.endswith("callback.handler.class") and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
-    if key == "sasl.login.callback.handler.class":
+    if key == "sasl.login.callback.handler.class" or key in REFRESH_KEYS \
+            or (key.startswith("oauthbearer.") and key[len("oauthbearer."):] in REFRESH_KEYS):
         return  # OAUTHBEARER's login (checked with the listener's SASL settings)
     if key in KERBEROS:
         notes.append(f"{key} has no effect: no listener enables GSSAPI (odradek does not serve it)")
@@ -365,7 +370,7 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
 
     if not any(sec.sasl is not None and "OAUTHBEARER" in sec.sasl.mechanisms for sec in out.values()):
         notes += [f"{k} has no effect: no listener enables OAUTHBEARER" for k in props
-                  if k.startswith("sasl.oauthbearer.")]
+                  if k.startswith("sasl.oauthbearer.") or k in REFRESH_KEYS]
     inter = props.get("inter.broker.listener.name", "").strip().upper() or None
     if inter and props.get("security.inter.broker.protocol", "").strip():
         raise SecurityConfigError("Only one of inter.broker.listener.name and security.inter.broker.protocol "
@@ -510,6 +515,27 @@ def _tls(name: str, get):
         raise SecurityConfigError(f"Listener {name}: {e}") from None
 
 
+def _refresh_window(get) -> RefreshWindow:
+    """A listener's ``sasl.login.refresh.*`` (also ``oauthbearer.``-prefixed),
+    checked against Kafka's bounds with Kafka's messages."""
+    values = []
+    for key, (default, least, most) in REFRESH_KEYS.items():
+        text = get(f"oauthbearer.{key}")
+        text = (text if text is not None else get(key) or "").strip()
+        kind = float if isinstance(default, float) else int
+        try:
+            value = kind(text) if text else default
+        except ValueError:
+            raise SecurityConfigError(f"Invalid value {text} for configuration {key}: Not a number of type "
+                                      f"{'DOUBLE' if kind is float else 'SHORT'}") from None
+        if value < least:
+            raise SecurityConfigError(f"Invalid value {text} for configuration {key}: Value must be at least {least}")
+        if value > most:
+            raise SecurityConfigError(f"Invalid value {text} for configuration {key}: Value must be no more than {most}")
+        values.append(value)
+    return RefreshWindow(*values)
+
+
 def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str]]]:
     """The listener's SASL settings, and this broker's own logins per mechanism
     (the ``username``/``password`` of its JAAS lines)."""
@@ -584,6 +610,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
                 f"sasl.oauthbearer.{next(k for k in OAUTH_LOGIN_READ if k in login_settings)} is read by "
                 f"{LOGIN_HANDLER}: set listener.name.{name.lower()}.oauthbearer.sasl.login.callback.handler.class "
                 f"to it")
+    refresh = _refresh_window(get) if "OAUTHBEARER" in mechanisms else RefreshWindow()
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -593,7 +620,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
         max_receive_size=_int(get("sasl.server.max.receive.size"), "sasl.server.max.receive.size",
                               DEFAULT_MAX_RECEIVE),
         reauth_by_mechanism=reauth_by, oauth_validator=validator, oauth_options=oauth_options,
-        oauth_login_handler=login_handler, oauth_login_settings=login_settings,
+        oauth_login_handler=login_handler, oauth_login_settings=login_settings, oauth_refresh=refresh,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins
 

@@ -55,6 +55,7 @@ import importlib
 import inspect
 import json
 import logging
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -248,7 +249,34 @@ def unsecured_jws(claims: dict, header: dict | None = None) -> str:
 _LOGIN_RESERVED = ("iat", "exp")
 _EXTENSION_KEY = re.compile(_KEY)
 _EXTENSION_VALUE = re.compile(_VALUE)
-REFRESH_WINDOW_FACTOR = 0.8  # sasl.login.refresh.window.factor's default: a token is renewed at 80% of its life
+# Kafka's sasl.login.refresh.* settings: name -> (default, least, most)
+REFRESH_KEYS = {"sasl.login.refresh.window.factor": (0.8, 0.5, 1.0),
+                "sasl.login.refresh.window.jitter": (0.05, 0.0, 0.25),
+                "sasl.login.refresh.min.period.seconds": (60, 0, 900),
+                "sasl.login.refresh.buffer.seconds": (300, 0, 3600)}
+
+
+@dataclass(frozen=True)
+class RefreshWindow:
+    """When a broker's own OAUTHBEARER token is made anew, as Kafka's
+    refreshing login decides it (``sasl.login.refresh.*``): at a random point
+    between ``factor`` and ``factor + jitter`` of its life, but not within
+    ``buffer_s`` of its expiry nor sooner than ``min_period_s`` from now;
+    when the token is too short for both, at that fraction from now."""
+
+    factor: float = 0.8
+    jitter: float = 0.05
+    min_period_s: float = 60
+    buffer_s: float = 300
+
+    def next_refresh(self, now: float, start: float, expire: float, rng=random.random) -> float:
+        pct = self.factor + self.jitter * rng()
+        if now + self.min_period_s + self.buffer_s > expire:
+            return now + (expire - now) * pct
+        proposed = start + (expire - start) * pct
+        if proposed > expire - self.buffer_s:
+            return expire - self.buffer_s
+        return max(proposed, now + self.min_period_s)
 
 
 def _list_claim(value: str) -> list[str]:
@@ -275,13 +303,14 @@ class UnsecuredLogin:
     ``unsecuredLoginListClaim_<name>``, ``unsecuredLoginPrincipalClaimName``
     (``sub``), ``unsecuredLoginScopeClaimName`` (``scope``),
     ``unsecuredLoginLifetimeSeconds`` (3600)) and the SASL extensions
-    ``unsecuredLoginExtension_<name>``. A token is kept until 80% of its life
-    has passed (Kafka's refresh window), then made anew. Raises ValueError, at
-    start, for options Kafka refuses."""
+    ``unsecuredLoginExtension_<name>``. A token is kept until its refresh
+    point (``RefreshWindow``), then made anew. Raises ValueError, at start,
+    for options Kafka refuses."""
 
-    def __init__(self, options: dict[str, str], clock=time.time):
+    def __init__(self, options: dict[str, str], clock=time.time, window: RefreshWindow = RefreshWindow()):
         self.options = options
         self.clock = clock
+        self.window = window
         self.principal_claim = (options.get("unsecuredLoginPrincipalClaimName") or "").strip() or "sub"
         self.scope_claim = (options.get("unsecuredLoginScopeClaimName") or "").strip() or "scope"
         lifetime = options.get("unsecuredLoginLifetimeSeconds", "3600")
@@ -318,12 +347,12 @@ class UnsecuredLogin:
         self.token()  # made once at start, as Kafka's login does: a bad option fails here
 
     def token(self) -> str:
-        """The token to log in with: the one held, or a new one once 80% of its life has passed."""
+        """The token to log in with: the one held, or a new one once its refresh point has passed."""
         now = int(self.clock() * 1000) / 1000  # as Kafka: milliseconds, in seconds
         if self._token is None or now >= self._refresh_at:
             claims = {"exp": now + self.lifetime_s, "iat": now, **self.claims}
             self._token = unsecured_jws(claims)
-            self._refresh_at = now + REFRESH_WINDOW_FACTOR * self.lifetime_s
+            self._refresh_at = self.window.next_refresh(now, now, now + self.lifetime_s)
         return self._token
 
     def client_first(self) -> bytes:
@@ -378,12 +407,13 @@ class ClientCredentialsLogin:
     answer's ``id_token`` or ``access_token`` is checked as Kafka's client
     checks it (a JWT whose ``exp`` is a number and whose ``sub``, or
     ``sasl.oauthbearer.sub.claim.name``, is a non-empty string; no signature
-    check, which is the brokers' to make) and kept until 80% of its life has
-    passed. Client id, secret and scope come from the ``sasl.oauthbearer.*``
+    check, which is the brokers' to make) and kept until its refresh point
+    (``RefreshWindow``). Client id, secret and scope come from the ``sasl.oauthbearer.*``
     keys, else from the JAAS options ``clientId``, ``clientSecret``, ``scope``;
     SASL extensions from ``extension_<name>``."""
 
-    def __init__(self, settings: dict[str, str], options: dict[str, str], clock=time.time):
+    def __init__(self, settings: dict[str, str], options: dict[str, str], clock=time.time,
+                 window: RefreshWindow = RefreshWindow()):
         self.url = (settings.get("token.endpoint.url") or "").strip()
         if not self.url.startswith(("https://", "http://")):
             raise ValueError("sasl.oauthbearer.token.endpoint.url must be an https:// or http:// URL for "
@@ -407,6 +437,7 @@ class ClientCredentialsLogin:
         self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
         self.extensions = _login_extensions(options, "extension_")
         self.clock = clock
+        self.window = window
         self._token: str | None = None
         self._refresh_at = 0.0
         self.fetches = 0
@@ -472,26 +503,27 @@ class ClientCredentialsLogin:
             exp = self._check(value)
             self.fetches += 1
             now = self.clock()
-            self._token, self._refresh_at = value, now + REFRESH_WINDOW_FACTOR * max(exp - now, 0)
+            self._token, self._refresh_at = value, self.window.next_refresh(now, now, max(exp, now))
         return self._token
 
     async def initial_response(self) -> bytes:
         return client_first(await self.token(), self.extensions)
 
 
-def load_login(handler: str | None, options: dict[str, str], settings: dict[str, str]):
+def load_login(handler: str | None, options: dict[str, str], settings: dict[str, str],
+               window: RefreshWindow = RefreshWindow()):
     """A broker's own OAUTHBEARER login: the login callback handler named (default
-    Kafka's unsecured one). Raises ValueError saying why not."""
+    Kafka's unsecured one), renewing its token in ``window``. Raises ValueError saying why not."""
     handler = (handler or "").strip() or UNSECURED_LOGIN_HANDLER
     if handler == LOGIN_HANDLER:
-        return ClientCredentialsLogin(settings, options)
+        return ClientCredentialsLogin(settings, options, window=window)
     if handler != UNSECURED_LOGIN_HANDLER:
         raise ValueError(f"login callback handler {handler} is not served ({LOGIN_HANDLER} or "
                          f"{UNSECURED_LOGIN_HANDLER})")
     if settings:
         raise ValueError(f"sasl.oauthbearer.{next(iter(settings))} is read by {LOGIN_HANDLER}: set "
                          f"sasl.login.callback.handler.class to it")
-    return UnsecuredLogin(options)
+    return UnsecuredLogin(options, window=window)
 
 
 # -- Kafka's JWKS validator ---------------------------------------------------------------

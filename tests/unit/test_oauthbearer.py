@@ -197,7 +197,7 @@ def test_an_inter_broker_oauthbearer_login_needs_a_principal():
 def test_the_unsecured_login_makes_tokens_the_unsecured_validator_takes():
     """Kafka's unsecured login: claims from the JAAS options (string, number,
     delimiter-led lists), its own principal and scope claim names, extensions;
-    renewed at 80% of its lifetime; options Kafka refuses are refused."""
+    renewed in Kafka's refresh window; options Kafka refuses are refused."""
     from odradek.security.oauthbearer import UnsecuredLogin
 
     clock = [NOW / 1000]
@@ -217,8 +217,8 @@ def test_the_unsecured_login_makes_tokens_the_unsecured_validator_takes():
     # Kafka's reading, quirk included: an empty item inside adds one more at the end
     assert claims["roles"] == ["kafka", "", "ops", ""] and claims["n"] == 2.0 and claims["iat"] == NOW / 1000
     clock[0] += 79
-    assert login.token() == token  # held until 80% of its life
-    clock[0] += 2
+    assert login.token() == token  # held until 80-85% of its life (Kafka's window and jitter)
+    clock[0] += 7
     assert login.token() != token
     for options, message in (({}, "needs a principal"),
                              ({"unsecuredLoginStringClaim_sub": "b", "unsecuredLoginNumberClaim_exp": "1"},
@@ -322,3 +322,35 @@ def test_the_client_credentials_login_asks_as_kafka_asks():
     with pytest.raises(ValueError, match="https:// or http://"):
         load_login("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
                    {"clientId": "b", "clientSecret": "s"}, {})
+
+
+def test_the_refresh_point_is_kafkas():
+    """ExpiringCredentialRefreshingLogin's rule, with its defaults (0.8, 0.05,
+    60 s, 300 s): within factor..factor+jitter of the life, clamped by the
+    buffer before expiry and the minimum period from now."""
+    from odradek.security.oauthbearer import RefreshWindow
+
+    w = RefreshWindow()
+    assert w.next_refresh(0, 0, 3600, rng=lambda: 0) == 2880
+    assert w.next_refresh(0, 0, 3600, rng=lambda: 1) == pytest.approx(3060)
+    assert RefreshWindow(factor=1.0, jitter=0).next_refresh(0, 0, 3600) == 3300  # not within the buffer
+    assert w.next_refresh(3000, 0, 3600, rng=lambda: 0) == 3060  # not sooner than the minimum period
+    assert w.next_refresh(0, 0, 100, rng=lambda: 0) == 80  # too short for both: that fraction from now
+    assert w.next_refresh(0, 0, 100, rng=lambda: 1) == pytest.approx(85)
+
+
+def test_refresh_settings_as_kafka_reads_them():
+    window = listener(**{"sasl.login.refresh.window.factor": "0.9",
+                         "listener.name.sasl_plaintext.oauthbearer.sasl.login.refresh.buffer.seconds": "120",
+                         "sasl.login.refresh.min.period.seconds": "30",
+                         "sasl.login.refresh.window.jitter": "0"}).oauth_refresh
+    assert (window.factor, window.jitter, window.min_period_s, window.buffer_s) == (0.9, 0.0, 30, 120)
+    for key, value, message in (("sasl.login.refresh.window.factor", "0.4", "Value must be at least 0.5"),
+                                ("sasl.login.refresh.window.jitter", "0.3", "Value must be no more than 0.25"),
+                                ("sasl.login.refresh.buffer.seconds", "3601", "Value must be no more than 3600"),
+                                ("sasl.login.refresh.min.period.seconds", "1.5", "Not a number of type SHORT"),
+                                ("sasl.login.refresh.window.factor", "x", "Not a number of type DOUBLE")):
+        with pytest.raises(ConfigError, match=f"Invalid value {value} for configuration {key}: {message}"):
+            listener(**{key: value})
+    sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1", "sasl.login.refresh.window.factor": "0.8"}).security()
+    assert "sasl.login.refresh.window.factor has no effect: no listener enables OAUTHBEARER" in sec.notes
