@@ -39,6 +39,8 @@ class SecurityConfigError(ValueError):
 
 
 PROTOCOL_NAMES = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# Protocol names Java knows but disables (Kafka accepts them in ssl.enabled.protocols and never negotiates them).
+JAVA_DISABLED_PROTOCOLS = ("TLSv1.1", "TLSv1", "SSLv3", "SSLv2Hello")
 DEFAULT_PROTOCOL_MAP = {p: p for p in PROTOCOL_NAMES}
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 LOGIN_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")  # a broker's own login to another
@@ -358,7 +360,7 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
 
         sec = ListenerSecurity(l.name, l.protocol)
         if l.protocol in ("SSL", "SASL_SSL"):
-            sec.ssl_context, sec.mapper, sec.tls = _tls(l.name, get)
+            sec.ssl_context, sec.mapper, sec.tls = _tls(l.name, get, notes)
             algorithm = (get("ssl.endpoint.identification.algorithm", "https") or "").strip().lower()
             if algorithm not in ("", "https"):
                 raise SecurityConfigError(f"Invalid ssl.endpoint.identification.algorithm {algorithm!r}: "
@@ -452,7 +454,7 @@ def _store_type(name: str, get, key: str, location_key: str) -> str:
         raise SecurityConfigError(f"Listener {name}: {key}: {e}") from None
 
 
-def _tls(name: str, get):
+def _tls(name: str, get, notes: list[str] | None = None):
     keystore_type = _store_type(name, get, "ssl.keystore.type", "ssl.keystore.location")
     truststore_type = _store_type(name, get, "ssl.truststore.type", "ssl.truststore.location")
     if keystore_type == "PEM" and get("ssl.keystore.password"):
@@ -483,12 +485,17 @@ def _tls(name: str, get):
     client_auth = (get("ssl.client.auth") or "none").strip().lower()
     if client_auth not in ("none", "requested", "required"):
         raise SecurityConfigError(f"Invalid ssl.client.auth {client_auth!r}: none, requested or required")
-    protocols = tuple(p.strip() for p in (get("ssl.enabled.protocols") or "TLSv1.2,TLSv1.3").split(",")
-                      if p.strip())
-    bad = [p for p in protocols if p not in PROTOCOLS]
+    listed = tuple(p.strip() for p in (get("ssl.enabled.protocols") or "TLSv1.2,TLSv1.3").split(",")
+                   if p.strip())
+    bad = [p for p in listed if p not in PROTOCOLS and p not in JAVA_DISABLED_PROTOCOLS]
+    protocols = tuple(p for p in listed if p in PROTOCOLS)
     if bad or not protocols:
-        raise SecurityConfigError(f"Unsupported ssl.enabled.protocols {','.join(bad) or '(empty)'}: "
+        raise SecurityConfigError(f"Unsupported ssl.enabled.protocols {','.join(bad or listed) or '(empty)'}: "
                                   "TLSv1.2 and TLSv1.3 are served")
+    old_ones = [p for p in listed if p in JAVA_DISABLED_PROTOCOLS]
+    if old_ones and notes is not None:  # Kafka's documentation lists them; Java 17 never negotiates them
+        notes.append(f"ssl.enabled.protocols: {','.join(old_ones)} of listener {name} have no effect: they are "
+                     "disabled, as Java disables them (jdk.tls.disabledAlgorithms)")
     proto = (get("ssl.protocol") or "TLSv1.3").strip()
     if proto not in ("TLS", "TLSv1.2", "TLSv1.3"):
         raise SecurityConfigError(f"Unsupported ssl.protocol {proto}: TLS, TLSv1.2 or TLSv1.3")

@@ -134,11 +134,23 @@ def test_jks_stores_in_kafkas_settings(odradek_broker_factory, stores, keystore,
 def test_the_keystore_of_kafkas_documentation(odradek_broker_factory, stores):
     """``keytool -keystore server.keystore.jks -genkey`` (a PKCS12 file under a
     .jks name, as keytool makes since JDK 9) with Kafka's documented
-    settings, ssl.keystore.type also said to be JKS: kafka-python connects."""
+    settings, ssl.keystore.type also said to be JKS, and the documentation's
+    ``ssl.enabled.protocols=TLSv1.2,TLSv1.1,TLSv1`` (Java accepts the old
+    names and never negotiates them; so here): kafka-python connects, over
+    TLS 1.2."""
+    import socket
+    import ssl
+
     b = odradek_broker_factory(config=tls_listener(**{
         "ssl.keystore.type": "JKS", "ssl.keystore.location": str(stores.d / "server.keystore.jks"),
-        "ssl.keystore.password": "test1234", "ssl.key.password": "test1234"}))
+        "ssl.keystore.password": "test1234", "ssl.key.password": "test1234",
+        "ssl.enabled.protocols": "TLSv1.2,TLSv1.1,TLSv1"}))
     round_trip_kafka_python(addresses(b)["TLS"], stores.d / "server-ca.pem", "jks-docs")
+    host, port = addresses(b)["TLS"].rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(stores.d / "server-ca.pem"))
+    with socket.create_connection((host, int(port)), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.version() == "TLSv1.2"
 
 
 def test_the_cli_reads_java_stores_in_a_command_config(odradek_broker_factory, stores, tmp_path):

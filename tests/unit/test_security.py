@@ -156,6 +156,16 @@ def test_kafkas_own_principal_builder_and_the_password_encoder_are_accepted():
                                 if key == "security.providers" else "com.acme.Builder"}).security()
 
 
+def test_old_tls_protocol_names_are_accepted_without_effect_as_java_does():
+    """Kafka's documentation lists ssl.enabled.protocols=TLSv1.2,TLSv1.1,TLSv1;
+    Java accepts the names and disables the old protocols. Only old ones: refused."""
+    props = {"listeners": "SASL_SSL://:1", "sasl.enabled.mechanisms": "SCRAM-SHA-256"}
+    with pytest.raises(ConfigError, match="Unsupported ssl.enabled.protocols TLSv1.1,TLSv1: TLSv1.2"):
+        BrokerConfig(props=dict(props, **{"ssl.enabled.protocols": "TLSv1.1,TLSv1"})).security()
+    with pytest.raises(ConfigError, match="Unsupported ssl.enabled.protocols TLSv9"):
+        BrokerConfig(props=dict(props, **{"ssl.enabled.protocols": "TLSv1.2,TLSv9"})).security()
+
+
 def test_kafkas_kerberos_settings_are_noted_without_effect():
     """As on a Kafka broker whose listeners do not enable GSSAPI (which
     odradek refuses), Kafka's sasl.kerberos.* settings are accepted and have
