@@ -129,8 +129,13 @@ def partition_key(fp: FetchPartition, uses_topic_ids: bool) -> tuple:
 
 
 class FetchSession:
+    """``idle``: in a follower's session, the partitions that stand still (the
+    follower caught up, sent everything, nothing changed since): key ->
+    (partition, its state of this follower, the partition's ``changes`` then).
+    Kept by odradek.apis.fetch; a partition the follower names again leaves it."""
+
     __slots__ = ("id", "privileged", "uses_topic_ids", "partitions", "epoch", "created_ms",
-                 "last_used_ms")
+                 "last_used_ms", "idle")
 
     def __init__(self, session_id: int, privileged: bool, uses_topic_ids: bool,
                  partitions: "OrderedDict[tuple, FetchPartition]", now_ms: int):
@@ -141,21 +146,24 @@ class FetchSession:
         self.epoch = next_epoch(INITIAL_EPOCH)
         self.created_ms = now_ms
         self.last_used_ms = now_ms
+        self.idle: dict[tuple, tuple] = {}
 
     def value(self) -> tuple:
         """What eviction weighs: the least valuable session goes first."""
         return (self.privileged, len(self.partitions), self.id)
 
     def update(self, fetch: list[FetchPartition], forgotten: list[tuple]) -> None:
-        parts = self.partitions
+        parts, idle = self.partitions, self.idle
         for fp in fetch:
             key = partition_key(fp, self.uses_topic_ids)
+            idle.pop(key, None)
             cached = parts.get(key)
             if cached is None:
                 parts[key] = fp
             else:
                 cached.update_request(fp)
         for key in forgotten:
+            idle.pop(key, None)
             parts.pop(key, None)
 
 
@@ -208,9 +216,15 @@ class IncrementalContext(FetchContext):
     kind = "incremental"
 
     def __init__(self, session: FetchSession, request_epoch: int):
-        super().__init__(list(session.partitions.values()))
+        self.error = 0
         self.session = session
         self.expected_epoch = next_epoch(request_epoch)
+
+    @property
+    def partitions(self) -> list[FetchPartition]:
+        """Every partition of the session, in its order (made when asked: a
+        follower's fetch asks only for those that move)."""
+        return list(self.session.partitions.values())
 
     def respond(self, entries, now_ms):
         session = self.session

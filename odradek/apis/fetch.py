@@ -55,7 +55,7 @@ import time
 
 from odradek.apis.partitions import LeaderHints
 from odradek.clock import now_ms
-from odradek.fetch_sessions import FetchPartition
+from odradek.fetch_sessions import FetchPartition, partition_key
 from odradek.protocol import errors
 from odradek.server.registry import handles
 from odradek.storage.base import OffsetOutOfRange
@@ -99,6 +99,45 @@ def diverging_epoch(p, fp: FetchPartition) -> tuple[int, int] | None:
     if epoch < fp.last_fetched_epoch or end < fp.fetch_offset:
         return epoch, end
     return None
+
+
+def moving_partitions(session, replica_id: int, now: int) -> list[FetchPartition]:
+    """A follower's incremental fetch: the partitions of its session to serve.
+    Those standing still (``session.idle``: the follower had caught up and
+    been sent everything, and nothing changed since) are left out: their
+    caught-up clocks move, which is all a fetch of them would do
+    (``Partition.on_follower_fetch``'s first case). So a round costs what
+    moved, not what the session holds."""
+    idle = session.idle
+    out = []
+    for key, fp in session.partitions.items():
+        held = idle.get(key)
+        if held is not None:
+            p, f, seen = held
+            if p.changes == seen and p.followers.get(replica_id) is f:
+                f.caught_up_ms = f.last_fetch_ms = now
+                continue
+            del idle[key]
+        out.append(fp)
+    return out
+
+
+def park_standing_still(session, parts: list[FetchPartition], reads: list, sent: list, replica_id: int) -> None:
+    """After a follower's incremental fetch is answered: the partitions read
+    and not sent whose follower holds all of this log (its log end, this log's
+    end and the end at its last fetch agree, it is in the ISR) and was sent the
+    current high watermark and log start join ``session.idle``, with the
+    partition's ``changes`` now (any change after takes them out again)."""
+    idle, sent_now = session.idle, {id(fp) for fp, _ in sent}
+    for fp, read in zip(parts, reads):
+        p = read[0]
+        if p is None or id(fp) in sent_now or replica_id not in p.isr:
+            continue
+        f = p.followers.get(replica_id)
+        end = p.log_end_offset
+        if f is not None and fp.fetch_offset == f.log_end_offset == end == f.leader_end_at_last_fetch \
+                and fp.high_watermark == p.high_watermark and fp.log_start_offset == p.log_start_offset:
+            idle[partition_key(fp, session.uses_topic_ids)] = (p, f, p.changes)
 
 
 def follower_fetched(broker, parts: list[FetchPartition], replica_id: int, uses_topic_ids: bool) -> list:
@@ -259,8 +298,10 @@ async def fetch(ctx, request: dict) -> dict:
     if allowance is not None:  # as Kafka: never ask for more than the quota lets through
         max_bytes = min(max_bytes, allowance)
     min_bytes = min(request["min_bytes"], max_bytes)
-    parts = context.partitions
     incremental = context.kind == "incremental"
+    # A follower's session: partitions standing still are not read (moving_partitions).
+    session = context.session if privileged and incremental else None
+    parts = moving_partitions(session, replica_id, now_ms()) if session is not None else context.partitions
     found = follower_fetched(broker, parts, replica_id, uses_topic_ids) if privileged else None
     throttled = broker.replicas.leader_throttled(replica_id, now_ms()) if privileged else None
     committed = request["isolation_level"] == 1 and not privileged
@@ -282,11 +323,14 @@ async def fetch(ctx, request: dict) -> dict:
         reads, entries, total, touched = await off_loop(broker.background.run, read_pass)
         found = None  # what follows an await looks up again
         remaining = deadline - loop.time()
-        if total >= min_bytes or remaining <= 0 or not touched or ctx.connection.closed \
+        still = list(session.idle.items()) if session is not None else ()
+        if total >= min_bytes or remaining <= 0 or not (touched or still) or ctx.connection.closed \
                 or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
             break  # as Kafka: an error or a diverging epoch is answered at once, not after the wait
         fut = loop.create_future()
         for p in touched:
+            p.add_waiter(fut)
+        for _, (p, _, _) in still:
             p.add_waiter(fut)
         try:
             await ctx.wait(asyncio.wait_for(fut, remaining))
@@ -295,6 +339,12 @@ async def fetch(ctx, request: dict) -> dict:
         finally:
             # A partition's notification takes the future: those that no longer hold it changed.
             changed = {p for p in touched if not p.discard_waiter(fut)}
+            woken = [key for key, (p, _, _) in still if not p.discard_waiter(fut)]
+        if woken:  # a partition standing still changed: it is read again, with a full pass
+            for key in woken:
+                session.idle.pop(key, None)
+            parts = parts + [session.partitions[key] for key in woken if key in session.partitions]
+            reads, changed = None, None
     sent = [(r[0], r[2]) for r in reads if r[2]]
     if uses_topic_ids and any(e["error_code"] == errors.UNKNOWN_TOPIC_ID for _, e in entries):
         # As in Kafka, partitions of unknown topic ids come after the others.
@@ -311,6 +361,8 @@ async def fetch(ctx, request: dict) -> dict:
     if privileged and sent:
         broker.replicas.sent_to_follower(sent, now_ms())
     code, session_id, entries = context.respond(entries, int(time.monotonic() * 1000))
+    if session is not None and not code:
+        park_standing_still(session, parts, reads, entries, replica_id)
     response = {"error_code": code, "session_id": session_id, "responses": by_topic(entries, uses_topic_ids)}
     if ctx.version >= 12:
         hints = LeaderHints(broker, ctx.connection.listener)

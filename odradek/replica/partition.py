@@ -86,7 +86,7 @@ class FollowerState:
 class Partition:
     __slots__ = ("topic", "index", "log", "leader", "leader_epoch", "waiters", "producers",
                  "pending_snapshot", "_schedule_flush", "node_id", "replicas", "isr", "state_revision",
-                 "followers", "epoch_start_offset", "pending_isr", "_acks", "_isr_changes")
+                 "followers", "epoch_start_offset", "pending_isr", "_acks", "_isr_changes", "changes")
 
     def __init__(self, topic: Topic, index: int, log: PartitionLog, node_id: int,
                  schedule_flush: Callable[["Partition"], None]):
@@ -97,6 +97,7 @@ class Partition:
         self.leader = -1
         self.leader_epoch = -1
         self.waiters: set[asyncio.Future] = set()
+        self.changes = 0  # counts notify(): what a fetch reads here is the same while it stands still
         self.producers = ProducerStateTable()
         #: producer snapshot bytes taken at a segment roll, written by the flush
         #: the roll schedules (ReplicaManager.flush), after the rolled segment's fsync
@@ -512,7 +513,9 @@ class Partition:
         return False
 
     def notify(self) -> None:
-        """Wake the fetches waiting on this partition."""
+        """Wake the fetches waiting on this partition (and count the change:
+        ``changes``, which follower sessions compare, odradek.apis.fetch)."""
+        self.changes += 1
         if self.waiters:
             for fut in self.waiters:
                 if not fut.done():
