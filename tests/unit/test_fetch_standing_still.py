@@ -25,7 +25,9 @@ def session_of(fp):
     return FetchSession(1, True, True, OrderedDict({(fp.topic_id, fp.index): fp}), 0)
 
 
-def test_a_caught_up_partition_stands_still_and_its_clocks_move():
+def parked():
+    """A leader of 3 records both followers hold, and follower 2's session
+    after a fetch that parked it: (partition, session partition, session)."""
     p, _ = make()
     append(p, 3)
     for r in (2, 3):
@@ -33,6 +35,11 @@ def test_a_caught_up_partition_stands_still_and_its_clocks_move():
     fp = caught_up(p, 2, 1001)
     s = session_of(fp)
     park_standing_still(s, [fp], [(p, None, 0, None)], [], 2)
+    return p, fp, s
+
+
+def test_a_caught_up_partition_stands_still_and_its_clocks_move():
+    p, fp, s = parked()
     assert list(s.idle) == [(fp.topic_id, 0)]
     assert moving_partitions(s, 2, 5000) == []  # not read ...
     f = p.followers[2]
@@ -41,13 +48,7 @@ def test_a_caught_up_partition_stands_still_and_its_clocks_move():
 
 
 def test_any_change_or_a_new_fetch_position_serves_it_again():
-    p, _ = make()
-    append(p, 3)
-    for r in (2, 3):
-        caught_up(p, r, 1000)
-    fp = caught_up(p, 2, 1001)
-    s = session_of(fp)
-    park_standing_still(s, [fp], [(p, None, 0, None)], [], 2)
+    p, fp, s = parked()
     append(p, 1)  # new records: notify()
     assert moving_partitions(s, 2, 6000) == [fp] and not s.idle
     f = p.followers[2]
@@ -88,13 +89,7 @@ def test_never_parked_when_sent_lagging_out_of_the_isr_or_the_high_watermark_not
 
 
 def test_a_new_leadership_serves_it_again():
-    p, _ = make()
-    append(p, 3)
-    for r in (2, 3):
-        caught_up(p, r, 1000)
-    fp = caught_up(p, 2, 1001)
-    s = session_of(fp)
-    park_standing_still(s, [fp], [(p, None, 0, None)], [], 2)
+    p, fp, s = parked()
     from odradek.metadata.topics import PartitionState
 
     p.apply_state(PartitionState(1, 1, [1, 2, 3], [1, 2, 3], revision=7), 2000)  # a new epoch
