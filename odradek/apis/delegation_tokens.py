@@ -12,9 +12,12 @@ odradek.security.checks'.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from odradek.clock import now_ms
 from odradek.protocol import errors
-from odradek.security.delegation_tokens import TokenInfo, key_of, new_token_id, owner_of, requests_allowed
+from odradek.security.delegation_tokens import (TokenInfo, create_response, key_of, new_token_id, owner_of,
+                                                requests_allowed)
 from odradek.security.principal import USER, KafkaPrincipal
 from odradek.server.registry import handles
 
@@ -36,10 +39,7 @@ async def _write(broker, token: TokenInfo | None, remove: list[str]) -> None:
 async def create_delegation_token(ctx, request: dict) -> dict:
     tokens, now = ctx.broker.tokens, now_ms()
     owner = owner_of(ctx, request)
-    out = {"error_code": 0, "principal_type": owner.type, "principal_name": owner.name,
-           "token_requester_principal_type": ctx.principal.type,
-           "token_requester_principal_name": ctx.principal.name, "issue_timestamp_ms": 0,
-           "expiry_timestamp_ms": 0, "max_timestamp_ms": 0, "token_id": "", "hmac": b""}
+    out = create_response(owner, ctx.principal)
     renewers = tuple(KafkaPrincipal(r["principal_type"], r["principal_name"]) for r in request["renewers"])
     if not requests_allowed(ctx):
         out["error_code"] = errors.DELEGATION_TOKEN_REQUEST_NOT_ALLOWED
@@ -89,7 +89,7 @@ async def renew_delegation_token(ctx, request: dict) -> dict:
     if request["renew_period_ms"] > 0:
         renew = min(renew, request["renew_period_ms"])
     expiry = min(token.max_ms, now + renew)
-    await _write(ctx.broker, _with_expiry(token, expiry), ctx.broker.tokens.expired(now))
+    await _write(ctx.broker, replace(token, expiry_ms=expiry), ctx.broker.tokens.expired(now))
     return {"error_code": 0, "expiry_timestamp_ms": expiry}
 
 
@@ -109,13 +109,8 @@ async def expire_delegation_token(ctx, request: dict) -> dict:
         await _write(ctx.broker, None, expired + [token.token_id])
         return {"error_code": 0, "expiry_timestamp_ms": now}
     expiry = min(token.max_ms, _sum(now, request["expiry_time_period_ms"]))
-    await _write(ctx.broker, _with_expiry(token, expiry), expired)
+    await _write(ctx.broker, replace(token, expiry_ms=expiry), expired)
     return {"error_code": 0, "expiry_timestamp_ms": expiry}
-
-
-def _with_expiry(token: TokenInfo, expiry_ms: int) -> TokenInfo:
-    return TokenInfo(token.token_id, token.owner, token.requester, token.renewers, token.issue_ms, expiry_ms,
-                     token.max_ms)
 
 
 @handles("DescribeDelegationToken", 1, 3)

@@ -323,10 +323,10 @@ async def fetch(ctx, request: dict) -> dict:
         reads, entries, total, touched = await off_loop(broker.background.run, read_pass)
         found = None  # what follows an await looks up again
         remaining = deadline - loop.time()
-        still = list(session.idle.items()) if session is not None else ()
-        if total >= min_bytes or remaining <= 0 or not (touched or still) or ctx.connection.closed \
-                or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
+        if total >= min_bytes or remaining <= 0 or not (touched or session is not None and session.idle) \
+                or ctx.connection.closed or any(e["error_code"] or "diverging_epoch" in e for _, e in entries):
             break  # as Kafka: an error or a diverging epoch is answered at once, not after the wait
+        still = list(session.idle.items()) if session is not None else ()  # those waited on, standing still
         fut = loop.create_future()
         for p in touched:
             p.add_waiter(fut)

@@ -438,14 +438,11 @@ async def create_delegation_token(api, ctx, request):
     """CREATE_TOKENS on the owner (a USER resource named ``User:<name>``) for a
     token owned by someone other than the requester; checked as Kafka checks
     it, once the connection may ask for tokens at all."""
-    from odradek.security.delegation_tokens import owner_of, requests_allowed
+    from odradek.security.delegation_tokens import create_response, owner_of, requests_allowed
 
     owner = owner_of(ctx, request)
     if requests_allowed(ctx) and owner != ctx.principal and not allowed(ctx, Op.CREATE_TOKENS, T.USER, str(owner)):
-        return {"error_code": errors.DELEGATION_TOKEN_AUTHORIZATION_FAILED, "principal_type": owner.type,
-                "principal_name": owner.name, "token_requester_principal_type": ctx.principal.type,
-                "token_requester_principal_name": ctx.principal.name, "issue_timestamp_ms": 0,
-                "expiry_timestamp_ms": 0, "max_timestamp_ms": 0, "token_id": "", "hmac": b""}
+        return create_response(owner, ctx.principal, errors.DELEGATION_TOKEN_AUTHORIZATION_FAILED)
     return await api.handler(ctx, request)
 
 

@@ -344,11 +344,8 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
         if value and not (key == "principal.builder.class" and value == DEFAULT_PRINCIPAL_BUILDER):  # Kafka's own
             _refuse(key, why)
 
-    for key in ("delegation.token.max.lifetime.ms", "delegation.token.expiry.time.ms",
-                "delegation.token.expiry.check.interval.ms"):
-        if props.get(key) is not None and _int(props.get(key), key, 1) < 1:
-            raise SecurityConfigError(f"Invalid value {props[key]!r} for {key}: expected at least 1")
-    for key in ("quota.window.num", "quota.window.size.seconds"):
+    for key in ("quota.window.num", "quota.window.size.seconds", "delegation.token.max.lifetime.ms",
+                "delegation.token.expiry.time.ms", "delegation.token.expiry.check.interval.ms"):
         if _int(props.get(key), key, 1) < 1:
             raise SecurityConfigError(f"Invalid value {props[key]!r} for {key}: expected at least 1")
 

@@ -68,6 +68,13 @@ def owner_of(ctx, request: dict) -> KafkaPrincipal:
     return KafkaPrincipal(request.get("owner_principal_type") or USER, name) if name else ctx.principal
 
 
+def create_response(owner: KafkaPrincipal, requester: KafkaPrincipal, error: int = 0) -> dict:
+    """A CreateDelegationToken answer before (or instead of) a token: the owner and requester."""
+    return {"error_code": error, "principal_type": owner.type, "principal_name": owner.name,
+            "token_requester_principal_type": requester.type, "token_requester_principal_name": requester.name,
+            "issue_timestamp_ms": 0, "expiry_timestamp_ms": 0, "max_timestamp_ms": 0, "token_id": "", "hmac": b""}
+
+
 def key_of(token_id: str) -> str:
     return PREFIX + token_id
 
