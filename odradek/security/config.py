@@ -19,7 +19,6 @@ each other.
 
 from __future__ import annotations
 
-import re
 import ssl
 from dataclasses import dataclass, field
 
@@ -29,7 +28,8 @@ from odradek.security.ciphers import parse as parse_cipher_suites
 from odradek.security.jaas import JaasError, parse_jaas
 from odradek.security.principal import KafkaPrincipal
 from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
-from odradek.security.oauthbearer import REFRESH_KEYS, RefreshWindow
+from odradek.security.oauth_retrievers import HTTP_KEYS, RETRIEVER_KEYS, HttpRetry
+from odradek.security.oauthbearer import JWKS_KEYS, REFRESH_KEYS, RefreshWindow
 from odradek.security.tls import (PROTOCOLS, PrincipalMapper, TlsConfigError, TlsSettings, client_context,
                                   server_context)
 
@@ -48,12 +48,12 @@ PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 OAUTH_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 # sasl.oauthbearer.<key>, read by Kafka's JWKS validator (also as listener.name.<l>.oauthbearer.sasl.oauthbearer.<key>)
-OAUTH_READ = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
-              "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
-              "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
-# sasl.oauthbearer.<key>, read by Kafka's client-credentials login (a broker's own, OAuthBearerLoginCallbackHandler)
-OAUTH_LOGIN_READ = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret",
-                    "scope", "header.urlencode")
+OAUTH_READ = JWKS_KEYS
+# sasl.oauthbearer.<key>, read by Kafka's OIDC login (a broker's own, OAuthBearerLoginCallbackHandler)
+OAUTH_LOGIN_READ = RETRIEVER_KEYS
+# ... of which these ask for that login: without it they are refused (the others are noted as without effect)
+OAUTH_LOGIN_WANTED = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret",
+                      "assertion.file", "assertion.private.key.file", "assertion.claim.iss")
 DEFAULT_MAX_RECEIVE = 524288
 
 # ssl.* keys: the ones read, and the ones accepted without effect here.
@@ -97,20 +97,21 @@ SECURITY_PREFIXES = ("ssl.", "sasl.", "security.", "listener.name.", "principal.
                      "delegation.token.", "password.encoder.", "super.users", "connections.max.reauth",
                      "control.plane.listener", "listener.security")
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+# sasl.login.class values naming Kafka's own login classes (the ones Kafka picks by itself per mechanism)
+KAFKA_LOGIN_CLASSES = ("org.apache.kafka.common.security.authenticator.DefaultLogin",
+                       "org.apache.kafka.common.security.oauthbearer.internals.OAuthBearerRefreshingLogin",
+                       "org.apache.kafka.common.security.kerberos.KerberosLogin")
 DEFAULT_PRINCIPAL_BUILDER = "org.apache.kafka.common.security.authenticator.DefaultKafkaPrincipalBuilder"
 HINTS = {
     "sasl.jaas.config": "Kafka's broker reads JAAS lines per mechanism: "
                         "listener.name.<listener>.<mechanism>.sasl.jaas.config",
     "sasl.kerberos.": "GSSAPI (Kerberos) is not served, and this is none of Kafka's sasl.kerberos.* settings",
-    "sasl.oauthbearer.": "only the JWKS validator's keys (sasl.oauthbearer.jwks.endpoint.url, "
-                         "...jwks.endpoint.refresh.ms, ...expected.audience, ...expected.issuer, "
-                         "...scope.claim.name, ...sub.claim.name, ...clock.skew.seconds) and the client-credentials "
-                         "login's (...token.endpoint.url, ...client.credentials.client.id, "
-                         "...client.credentials.client.secret, ...scope, ...header.urlencode) are read",
-    "sasl.login.": "the login tuning keys are not served: an inter-broker login uses the inter-broker "
-                   "listener's JAAS line (username and password, or OAUTHBEARER's login options); of the "
-                   "login keys only OAUTHBEARER's sasl.login.callback.handler.class and "
-                   "sasl.login.refresh.* are read",
+    "sasl.oauthbearer.": "only the JWKS validator's keys (sasl.oauthbearer." + ", ...".join(JWKS_KEYS)
+                         + ") and the OIDC login's (..." + ", ...".join(RETRIEVER_KEYS) + ") are read",
+    "sasl.login.": "an inter-broker login uses the inter-broker listener's JAAS line (username and password, or "
+                   "OAUTHBEARER's login options); of the sasl.login.* keys only OAUTHBEARER's "
+                   "sasl.login.callback.handler.class, sasl.login.refresh.* and the token endpoint's "
+                   + ", ".join(HTTP_KEYS) + " are read",
     "delegation.token.master.key": "Kafka 4 removed it: the secret is delegation.token.secret.key",
     "control.plane.listener": "a control-plane listener is not served",
 }
@@ -128,6 +129,7 @@ class SaslSettings:
     oauth_login_handler: str | None = None  # sasl.login.callback.handler.class, for a broker's own login
     oauth_login_settings: dict[str, str] = field(default_factory=dict, repr=False)  # sasl.oauthbearer.<login key>
     oauth_refresh: RefreshWindow = field(default_factory=RefreshWindow)  # sasl.login.refresh.*
+    oauth_http: HttpRetry = field(default_factory=HttpRetry)  # the token endpoint's sasl.login.retry/timeout keys
 
     def reauth_ms(self, mechanism: str | None) -> int:
         return self.reauth_by_mechanism.get(mechanism, 0)
@@ -204,7 +206,7 @@ class SecurityConfig:
                 try:
                     client.mechanism, client.oauth = mech, load_login(
                         sec.sasl.oauth_login_handler, sec.sasl.oauth_options, sec.sasl.oauth_login_settings,
-                        sec.sasl.oauth_refresh)
+                        sec.sasl.oauth_refresh, sec.sasl.oauth_http)
                 except ValueError as e:
                     raise SecurityConfigError(f"listener.name.{name.lower()}.oauthbearer.sasl.jaas.config: "
                                               f"{e}") from None
@@ -258,16 +260,21 @@ def _check_key(key: str, where: str, notes: list[str]) -> None:
         notes.append(f"{key} has no effect: {SSL_NO_EFFECT[key]}")
         return
     mech, dot, rest = key.partition(".")
+    if key == "sasl.login.class":
+        return  # checked with its value (security_config)
     if dot and mech.upper() in MECHANISMS + ("GSSAPI", "OAUTHBEARER") and rest in (
             "sasl.jaas.config", "connections.max.reauth.ms", "sasl.server.callback.handler.class",
-            "sasl.login.callback.handler.class"):
+            "sasl.login.callback.handler.class", "sasl.login.class"):
         if mech.upper() not in MECHANISMS:
             _refuse(key, f"SASL mechanism {mech.upper()} is not served")
+        if rest == "sasl.login.class":
+            return  # checked with its value (security_config)
         if rest.endswith("callback.handler.class") and mech.upper() != "OAUTHBEARER":
             _refuse(key, "Java callback handlers cannot be loaded")
         return
-    if key == "sasl.login.callback.handler.class" or key in REFRESH_KEYS \
-            or (key.startswith("oauthbearer.") and key[len("oauthbearer."):] in REFRESH_KEYS):
+    login_keys = REFRESH_KEYS.keys() | HTTP_KEYS.keys()
+    if key == "sasl.login.callback.handler.class" or key in login_keys \
+            or (key.startswith("oauthbearer.") and key[len("oauthbearer."):] in login_keys):
         return  # OAUTHBEARER's login (checked with the listener's SASL settings)
     if key in KERBEROS:
         notes.append(f"{key} has no effect: no listener enables GSSAPI (odradek does not serve it)")
@@ -336,6 +343,12 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
         raise SecurityConfigError(f"Invalid allow.everyone.if.no.acl.found={allow_text}: expected true or false")
     if not authorizer and props.get("allow.everyone.if.no.acl.found") is not None:
         notes.append("allow.everyone.if.no.acl.found has no effect without authorizer.class.name")
+    for key, value in props.items():
+        if key == "sasl.login.class" or key.endswith(".sasl.login.class"):
+            if value.strip() not in KAFKA_LOGIN_CLASSES:
+                _refuse(key, f"Java login classes cannot be loaded (Kafka's own are accepted: "
+                             f"{', '.join(KAFKA_LOGIN_CLASSES)})")
+            notes.append(f"{key} has no effect: odradek's logins are its own, as Kafka's {value.strip()} would be")
     for key, why in (("principal.builder.class", "Java principal builders cannot be loaded"),
                      ("security.providers", "Java security providers cannot be loaded"),
                      ("client.quota.callback.class",
@@ -344,6 +357,10 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
         if value and not (key == "principal.builder.class" and value == DEFAULT_PRINCIPAL_BUILDER):  # Kafka's own
             _refuse(key, why)
 
+    try:  # typed as Kafka types them, whether or not a listener reads them
+        HttpRetry.from_settings({k: props.get(k) for k in HTTP_KEYS})
+    except ValueError as e:
+        raise SecurityConfigError(str(e)) from None
     for key in ("quota.window.num", "quota.window.size.seconds", "delegation.token.max.lifetime.ms",
                 "delegation.token.expiry.time.ms", "delegation.token.expiry.check.interval.ms"):
         if _int(props.get(key), key, 1) < 1:
@@ -364,12 +381,12 @@ def security_config(props: dict[str, str], listeners) -> SecurityConfig:
                                           f"https or empty")
             sec.check_hostname = algorithm == "https"
         if l.protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-            sec.sasl, sec.logins = _sasl(l.name, get, props)
+            sec.sasl, sec.logins = _sasl(l.name, get, props, notes)
         out[l.name] = sec
 
     if not any(sec.sasl is not None and "OAUTHBEARER" in sec.sasl.mechanisms for sec in out.values()):
         notes += [f"{k} has no effect: no listener enables OAUTHBEARER" for k in props
-                  if k.startswith("sasl.oauthbearer.") or k in REFRESH_KEYS]
+                  if k.startswith("sasl.oauthbearer.") or k in REFRESH_KEYS or k in HTTP_KEYS]
     inter = props.get("inter.broker.listener.name", "").strip().upper() or None
     if inter and props.get("security.inter.broker.protocol", "").strip():
         raise SecurityConfigError("Only one of inter.broker.listener.name and security.inter.broker.protocol "
@@ -540,7 +557,7 @@ def _refresh_window(get) -> RefreshWindow:
     return RefreshWindow(*values)
 
 
-def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str]]]:
+def _sasl(name: str, get, props, notes: list[str]) -> tuple[SaslSettings, dict[str, tuple[str, str]]]:
     """The listener's SASL settings, and this broker's own logins per mechanism
     (the ``username``/``password`` of its JAAS lines)."""
     text = get("sasl.enabled.mechanisms")
@@ -609,12 +626,27 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
             v = v if v is not None else get(f"sasl.oauthbearer.{k}")
             if v is not None and v.strip():
                 login_settings[k] = v.strip()
-        if login_handler != LOGIN_HANDLER and any(k in login_settings for k in OAUTH_LOGIN_READ):
+        if login_handler != LOGIN_HANDLER and any(k in login_settings for k in OAUTH_LOGIN_WANTED):
             raise SecurityConfigError(
-                f"sasl.oauthbearer.{next(k for k in OAUTH_LOGIN_READ if k in login_settings)} is read by "
+                f"sasl.oauthbearer.{next(k for k in OAUTH_LOGIN_WANTED if k in login_settings)} is read by "
                 f"{LOGIN_HANDLER}: set listener.name.{name.lower()}.oauthbearer.sasl.login.callback.handler.class "
                 f"to it")
+        if login_handler != LOGIN_HANDLER:
+            for k in [k for k in login_settings if k in OAUTH_LOGIN_READ]:
+                del login_settings[k]
+                notes.append(f"sasl.oauthbearer.{k} has no effect on listener {name}: its OAUTHBEARER login is "
+                             f"not {LOGIN_HANDLER}")
     refresh = _refresh_window(get) if "OAUTHBEARER" in mechanisms else RefreshWindow()
+    http = HttpRetry()
+    if "OAUTHBEARER" in mechanisms:
+        values = {}
+        for key in HTTP_KEYS:
+            v = get(f"oauthbearer.{key}")
+            values[key] = v if v is not None else get(key)
+        try:
+            http = HttpRetry.from_settings(values)
+        except ValueError as e:
+            raise SecurityConfigError(str(e)) from None
     reauth = _int(get("connections.max.reauth.ms"), "connections.max.reauth.ms", 0)
     # with a per-mechanism override, as Kafka reads it
     reauth_by = {m: max(0, _int(get(f"{m.lower()}.connections.max.reauth.ms"), "connections.max.reauth.ms",
@@ -625,6 +657,7 @@ def _sasl(name: str, get, props) -> tuple[SaslSettings, dict[str, tuple[str, str
                               DEFAULT_MAX_RECEIVE),
         reauth_by_mechanism=reauth_by, oauth_validator=validator, oauth_options=oauth_options,
         oauth_login_handler=login_handler, oauth_login_settings=login_settings, oauth_refresh=refresh,
+        oauth_http=http,
         failed_auth_delay_ms=_int(props.get("connection.failed.authentication.delay.ms"),
                                   "connection.failed.authentication.delay.ms", 100)), logins
 

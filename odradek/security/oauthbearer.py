@@ -26,7 +26,8 @@ Validators (``listener.name.<l>.oauthbearer.sasl.server.callback.handler.class``
   OAuthBearerValidatorCallbackHandler``): a signed JWT verified with a key of
   the JSON Web Key Set at ``sasl.oauthbearer.jwks.endpoint.url`` (https, http
   or file), ``exp`` and ``iat`` required, ``sasl.oauthbearer.expected.audience``
-  and ``...expected.issuer`` checked when set, ``...clock.skew.seconds``
+  and ``...expected.issuer`` checked (each required, as in Kafka 4.4, unless
+  ``...allow.unverified.audience`` or ``...allow.unverified.issuer``), ``...clock.skew.seconds``
   (30), ``...sub.claim.name`` and ``...scope.claim.name``. PyJWT (with
   cryptography) verifies; the key set is fetched off the event loop, kept
   ``...jwks.endpoint.refresh.ms`` (an hour), and fetched again, at most every
@@ -60,6 +61,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from odradek.security.oauth_retrievers import HttpRetry, LoginFailed, load_retriever
 from odradek.security.sasl import AuthenticationFailed, MechanismServer
 
 log = logging.getLogger("odradek.security")
@@ -383,57 +385,26 @@ def _login_extensions(options: dict[str, str], prefix: str) -> dict[str, str]:
     return out
 
 
-# -- Kafka's OIDC client-credentials login -------------------------------------------------
+# -- Kafka's OIDC login (OAuthBearerLoginCallbackHandler) ------------------------------------
 
 LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
 UNSECURED_LOGIN_HANDLER = ("org.apache.kafka.common.security.oauthbearer.internals.unsecured."
                            "OAuthBearerUnsecuredLoginCallbackHandler")
-# sasl.oauthbearer.<key> read by the client-credentials login
-LOGIN_KEYS = ("token.endpoint.url", "client.credentials.client.id", "client.credentials.client.secret", "scope",
-              "header.urlencode")
 
 
-class LoginFailed(Exception):
-    """No token could be had from the token endpoint."""
-
-
-class ClientCredentialsLogin:
-    """Kafka's ``OAuthBearerLoginCallbackHandler`` with its client-credentials
-    retriever: a token is asked of ``sasl.oauthbearer.token.endpoint.url``
-    (http or https, the system's CAs) by an HTTP POST of
-    ``grant_type=client_credentials[&scope=...]`` with HTTP Basic
-    ``clientId:clientSecret`` (URL-encoded first only with
-    ``sasl.oauthbearer.header.urlencode=true``, Kafka's default false); the
-    answer's ``id_token`` or ``access_token`` is checked as Kafka's client
-    checks it (a JWT whose ``exp`` is a number and whose ``sub``, or
-    ``sasl.oauthbearer.sub.claim.name``, is a non-empty string; no signature
-    check, which is the brokers' to make) and kept until its refresh point
-    (``RefreshWindow``). Client id, secret and scope come from the ``sasl.oauthbearer.*``
-    keys, else from the JAAS options ``clientId``, ``clientSecret``, ``scope``;
-    SASL extensions from ``extension_<name>``."""
+class JwtLogin:
+    """Kafka's ``OAuthBearerLoginCallbackHandler``: a token from the retriever
+    ``sasl.oauthbearer.jwt.retriever.class`` names (``odradek.security.oauth_retrievers``:
+    a token endpoint's client-credentials or jwt-bearer grant, or a file), checked
+    as Kafka's client checks it (a JWT whose ``exp`` is a number and whose
+    ``sub``, or ``sasl.oauthbearer.sub.claim.name``, is a non-empty string; no
+    signature check, which is the brokers' to make), and kept until its refresh
+    point (``RefreshWindow``). SASL extensions come from the JAAS options
+    ``extension_<name>``. Raises ValueError at construction for settings Kafka refuses."""
 
     def __init__(self, settings: dict[str, str], options: dict[str, str], clock=time.time,
-                 window: RefreshWindow = RefreshWindow()):
-        self.url = (settings.get("token.endpoint.url") or "").strip()
-        if not self.url.startswith(("https://", "http://")):
-            raise ValueError("sasl.oauthbearer.token.endpoint.url must be an https:// or http:// URL for "
-                             f"{LOGIN_HANDLER}")
-
-        def value(key, jaas, required):
-            v = settings.get(key)
-            v = v if v is not None else options.get(jaas)
-            if required and v is None:
-                raise ValueError(f"Could not find OAuth configuration for sasl.oauthbearer.{key} or OAuth JAAS "
-                                 f"configuration for {jaas}")
-            return v
-
-        self.client_id = value("client.credentials.client.id", "clientId", True)
-        self.client_secret = value("client.credentials.client.secret", "clientSecret", True)
-        self.scope = (value("scope", "scope", False) or "").strip() or None
-        encode = (settings.get("header.urlencode") or "false").strip().lower()
-        if encode not in ("true", "false"):
-            raise ValueError(f"sasl.oauthbearer.header.urlencode={encode}: expected true or false")
-        self.urlencode_header = encode == "true"
+                 window: RefreshWindow = RefreshWindow(), http: HttpRetry = HttpRetry()):
+        self.retriever = load_retriever(settings, options, http)
         self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
         self.extensions = _login_extensions(options, "extension_")
         self.clock = clock
@@ -442,64 +413,27 @@ class ClientCredentialsLogin:
         self._refresh_at = 0.0
         self.fetches = 0
 
-    def _request(self):
-        import urllib.parse
-        import urllib.request
-
-        cid, secret = self.client_id, self.client_secret
-        if self.urlencode_header:
-            cid, secret = urllib.parse.quote_plus(cid), urllib.parse.quote_plus(secret)
-        body = "grant_type=client_credentials"
-        if self.scope:
-            body += "&scope=" + urllib.parse.quote_plus(self.scope)
-        basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
-        return urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
-            "Accept": "application/json", "Authorization": f"Basic {basic}", "Cache-Control": "no-cache",
-            "Content-Type": "application/x-www-form-urlencoded"})
-
-    def _fetch(self) -> str:
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(self._request(), timeout=10) as r:
-                text = r.read().decode("utf-8", "replace")
-        except urllib.error.HTTPError as e:
-            raise LoginFailed(f"the token endpoint answered HTTP {e.code}") from None
-        except (OSError, ValueError) as e:
-            raise LoginFailed(f"the token endpoint could not be reached: {e}") from None
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            raise LoginFailed("the token endpoint's answer is not JSON") from None
-        for key in ("id_token", "access_token"):
-            v = doc.get(key) if isinstance(doc, dict) else None
-            if isinstance(v, str) and v.strip():
-                return v.strip()
-        raise LoginFailed(f"The token endpoint response did not contain an access_token value. "
-                          f"Response: ({text[:1000]})")
-
     def _check(self, value: str) -> float:
         """Kafka's client-side check of the token; its expiry, in seconds."""
         parts = value.split(".")
         if len(parts) != 3:
-            raise LoginFailed("the token endpoint's token is not a JWT (three dot-separated parts)")
+            raise LoginFailed("the login's token is not a JWT (three dot-separated parts)")
         try:
             claims = _b64url_json(parts[1])
             exp = _number(claims, "exp")
         except TokenInvalid as e:
-            raise LoginFailed(f"the token endpoint's token: {e}") from None
+            raise LoginFailed(f"the login's token: {e}") from None
         if exp is None:
-            raise LoginFailed("the token endpoint's token has no exp claim")
+            raise LoginFailed("the login's token has no exp claim")
         sub = claims.get(self.sub_claim)
         if not isinstance(sub, str) or not sub.strip():
-            raise LoginFailed(f"the token endpoint's token has no {self.sub_claim} claim")
+            raise LoginFailed(f"the login's token has no {self.sub_claim} claim")
         return exp
 
     async def token(self) -> str:
         now = self.clock()
         if self._token is None or now >= self._refresh_at:
-            value = await asyncio.to_thread(self._fetch)
+            value = await asyncio.to_thread(self.retriever.retrieve)
             exp = self._check(value)
             self.fetches += 1
             now = self.clock()
@@ -511,12 +445,12 @@ class ClientCredentialsLogin:
 
 
 def load_login(handler: str | None, options: dict[str, str], settings: dict[str, str],
-               window: RefreshWindow = RefreshWindow()):
+               window: RefreshWindow = RefreshWindow(), http: HttpRetry = HttpRetry()):
     """A broker's own OAUTHBEARER login: the login callback handler named (default
     Kafka's unsecured one), renewing its token in ``window``. Raises ValueError saying why not."""
     handler = (handler or "").strip() or UNSECURED_LOGIN_HANDLER
     if handler == LOGIN_HANDLER:
-        return ClientCredentialsLogin(settings, options, window=window)
+        return JwtLogin(settings, options, window=window, http=http)
     if handler != UNSECURED_LOGIN_HANDLER:
         raise ValueError(f"login callback handler {handler} is not served ({LOGIN_HANDLER} or "
                          f"{UNSECURED_LOGIN_HANDLER})")
@@ -530,7 +464,11 @@ def load_login(handler: str | None, options: dict[str, str], settings: dict[str,
 
 JWKS_KEYS = ("jwks.endpoint.url", "jwks.endpoint.refresh.ms", "jwks.endpoint.retry.backoff.ms",
              "jwks.endpoint.retry.backoff.max.ms", "expected.audience", "expected.issuer",
-             "scope.claim.name", "sub.claim.name", "clock.skew.seconds")
+             "allow.unverified.audience", "allow.unverified.issuer", "scope.claim.name", "sub.claim.name",
+             "clock.skew.seconds", "jwt.validator.class")
+# sasl.oauthbearer.jwt.validator.class values that mean this validator (Kafka 4.1's KIP-1139)
+JWT_VALIDATORS = ("org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator",
+                  "org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator")
 # The signature algorithms each kind of key may verify (never 'none').
 _ALGORITHMS = {"RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
                "EC": ("ES256", "ES384", "ES512", "ES256K"), "OKP": ("EdDSA",), "oct": ("HS256", "HS384", "HS512")}
@@ -565,6 +503,29 @@ class JwksValidator:
         self.skew_s = number("clock.skew.seconds", 30)
         self.audience = [a.strip() for a in (settings.get("expected.audience") or "").split(",") if a.strip()]
         self.issuer = (settings.get("expected.issuer") or "").strip() or None
+
+        def allowed(key):
+            text = (settings.get(key) or "false").strip().lower()
+            if text not in ("true", "false"):
+                raise ValueError(f"Invalid value {text} for configuration sasl.oauthbearer.{key}: Expected value "
+                                 f"to be either true or false")
+            return text == "true"
+
+        # Kafka 4.4: an unchecked audience or issuer must be asked for
+        for claim, wanted, key, what in (("aud", self.audience, "audience", "the audience(s) that identify this "
+                                          "cluster"),
+                                         ("iss", self.issuer, "issuer", "the issuer URL of the OAuth/OIDC provider "
+                                          "that signs the tokens")):
+            if wanted:
+                continue
+            if not allowed(f"allow.unverified.{key}"):
+                raise ValueError(f"The OAuth validator for the broker requires \"sasl.oauthbearer.expected.{key}\" "
+                                 f"to be configured so that the token's {key} (\"{claim}\") claim can be verified, "
+                                 f"but it was not set. Set \"sasl.oauthbearer.expected.{key}\" to {what}, or set "
+                                 f"\"sasl.oauthbearer.allow.unverified.{key}\" to true to accept tokens regardless "
+                                 f"of their {key}.")
+            log.warning("the OAuth validator accepts a JWT whatever its %r claim (sasl.oauthbearer.allow.unverified.%s"
+                        "=true)", claim, key)
         self.scope_claim = (settings.get("scope.claim.name") or "").strip() or "scope"
         self.sub_claim = (settings.get("sub.claim.name") or "").strip() or "sub"
         self.clock = clock
@@ -633,6 +594,10 @@ def load_validator(name: str, options: dict[str, str], props: dict[str, str],
     name = (name or "").strip() or UNSECURED_VALIDATOR
     oauth_settings = oauth_settings or {}
     if name in JWKS_VALIDATORS:
+        chosen = (oauth_settings.get("jwt.validator.class") or "").strip()
+        if chosen and chosen not in JWT_VALIDATORS:
+            raise ValueError(f"sasl.oauthbearer.jwt.validator.class={chosen}: only Kafka's signature-checking "
+                             f"validators are served ({', '.join(JWT_VALIDATORS)})")
         return JwksValidator(oauth_settings)
     if oauth_settings:
         raise ValueError(f"sasl.oauthbearer.{next(iter(oauth_settings))} is read only by Kafka's JWKS validator: "

@@ -401,9 +401,12 @@ def test_replication_and_transactions_with_an_oauthbearer_inter_broker_login(etc
 
 @pytest.fixture
 def idp():
-    """A small OpenID provider over HTTP: a JSON Web Key Set and a
-    client-credentials token endpoint issuing 4-second RS256 tokens for
-    broker:broker-secret (audience kafka); it records what it was asked."""
+    """A small OpenID provider over HTTP: a JSON Web Key Set and a token
+    endpoint issuing 4-second RS256 tokens (audience kafka, no issuer) for the
+    client-credentials grant of broker:broker-secret, or for the jwt-bearer
+    grant of an assertion signed by ``trusted`` (a private key; its ``sub``
+    becomes the token's). It records what it was asked, and answers HTTP 503
+    to the next ``unavailable`` requests."""
     import base64
     import http.server
     import json
@@ -417,6 +420,7 @@ def idp():
     jwks = json.dumps({"keys": [dict(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())),
                                      kid="k1", use="sig", alg="RS256")]}).encode()
     asked = []
+    state = {"unavailable": 0, "trusted": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
 
     def sign(sub, life):
         now = time.time()
@@ -436,11 +440,23 @@ def idp():
 
         def do_POST(self):
             form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-            user = base64.b64decode(self.headers["Authorization"].split()[1]).decode()
+            auth = self.headers.get("Authorization")
+            user = base64.b64decode(auth.split()[1]).decode() if auth else None
             asked.append((user, form, self.headers["Content-Type"]))
-            if user != "broker:broker-secret" or form.get("grant_type") != ["client_credentials"]:
+            if state["unavailable"]:
+                state["unavailable"] -= 1
+                return self.reply(503, b'{"error":"temporarily_unavailable"}')
+            if form.get("grant_type") == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+                try:
+                    sub = jwt.decode(form["assertion"][0], state["trusted"].public_key(), algorithms=["RS256"],
+                                     audience=base + "/token")["sub"]
+                except (jwt.PyJWTError, KeyError):
+                    return self.reply(400, b'{"error":"invalid_grant"}')
+            elif user == "broker:broker-secret" and form.get("grant_type") == ["client_credentials"]:
+                sub = "broker"
+            else:
                 return self.reply(401, b'{"error":"invalid_client"}')
-            self.reply(200, json.dumps({"access_token": sign("broker", 4), "token_type": "Bearer",
+            self.reply(200, json.dumps({"access_token": sign(sub, 4), "token_type": "Bearer",
                                         "expires_in": 4}).encode())
 
         def log_message(self, *args):
@@ -449,7 +465,7 @@ def idp():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    yield {"jwks": base + "/jwks.json", "token": base + "/token", "asked": asked, "sign": sign}
+    yield {"jwks": base + "/jwks.json", "token": base + "/token", "asked": asked, "sign": sign, "state": state}
     server.shutdown()
 
 
@@ -471,6 +487,7 @@ def test_replication_with_an_oidc_client_credentials_inter_broker_login(etcd, tm
                "listener.name.internal.oauthbearer.sasl.login.callback.handler.class":
                    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
                "sasl.oauthbearer.jwks.endpoint.url": idp["jwks"], "sasl.oauthbearer.expected.audience": "kafka",
+               "sasl.oauthbearer.allow.unverified.issuer": "true",  # Kafka 4.4 refuses an unchecked issuer otherwise
                "sasl.oauthbearer.token.endpoint.url": idp["token"], "sasl.oauthbearer.clock.skew.seconds": "0",
                "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
                "super.users": "User:broker;User:alice"}
@@ -504,6 +521,61 @@ def test_replication_with_an_oidc_client_credentials_inter_broker_login(etcd, tm
         assert all(not c.closed for c in peers)  # and the same connections logged in again with them
         for b in brokers:
             wait_until(lambda: offsets(b, "d", 0) == (11, 11), what="replication")
+    finally:
+        for b in brokers:
+            b.stop()
+
+
+def test_replication_with_a_jwt_bearer_inter_broker_login_retried(etcd, tmp_path, idp):
+    """Kafka 4.1's JwtBearerJwtRetriever as the brokers' own login: each broker
+    signs an assertion with its private key file (RS256; aud, iss and sub from
+    the sasl.oauthbearer.assertion.* keys) and trades it for a token by the
+    jwt-bearer grant. The token endpoint is unavailable (HTTP 503) for the
+    first two requests: they are tried again after sasl.login.retry.backoff.ms."""
+    from cryptography.hazmat.primitives import serialization
+
+    key_file = tmp_path / "broker-key.pem"
+    key_file.write_bytes(idp["state"]["trusted"].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    idp["state"]["unavailable"] = 2
+    secured = {"listeners": "INTERNAL://127.0.0.1:0", "listener.security.protocol.map": "INTERNAL:SASL_PLAINTEXT",
+               "inter.broker.listener.name": "INTERNAL", "sasl.enabled.mechanisms": "OAUTHBEARER",
+               "sasl.mechanism.inter.broker.protocol": "OAUTHBEARER",
+               "listener.name.internal.oauthbearer.sasl.jaas.config":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;",
+               "listener.name.internal.oauthbearer.sasl.server.callback.handler.class":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+               "listener.name.internal.oauthbearer.sasl.login.callback.handler.class":
+                   "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+               "sasl.oauthbearer.jwt.retriever.class":
+                   "org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever",
+               "sasl.oauthbearer.assertion.private.key.file": str(key_file),
+               "sasl.oauthbearer.assertion.claim.aud": idp["token"], "sasl.oauthbearer.assertion.claim.iss": "broker",
+               "sasl.oauthbearer.assertion.claim.sub": "broker", "sasl.oauthbearer.scope": "kafka",
+               "sasl.login.retry.backoff.ms": "50", "sasl.login.retry.backoff.max.ms": "5000",
+               "sasl.oauthbearer.jwks.endpoint.url": idp["jwks"], "sasl.oauthbearer.expected.audience": "kafka",
+               "sasl.oauthbearer.allow.unverified.issuer": "true",
+               "sasl.oauthbearer.token.endpoint.url": idp["token"], "sasl.oauthbearer.clock.skew.seconds": "0"}
+    brokers = start_brokers(etcd, tmp_path, "jwt-bearer-ib", n=2, **secured)
+    try:
+        create_replicated(brokers[0], "j", [(1, 2)], {"min.insync.replicas": "2"})
+        wait_until(lambda: all(hosted(b, "j", 0) is not None for b in brokers), what="hosting")
+        wait_until(lambda: any(str(c.principal) == "User:broker" for c in brokers[0].core.connections),
+                   what="the follower's login")
+        assert len(idp["asked"]) >= 3 and idp["state"]["unavailable"] == 0  # two refused with 503, then tried again
+        assert all(user is None and form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+                   and form["scope"] == ["kafka"] for user, form, _type in idp["asked"])
+        from confluent_kafka import Producer
+
+        address = "127.0.0.1:%d" % brokers[0].core.endpoints["INTERNAL"][1]
+        acked = []
+        p = Producer({"bootstrap.servers": address, "acks": "all", "security.protocol": "SASL_PLAINTEXT",
+                      "sasl.mechanisms": "OAUTHBEARER",
+                      "oauth_cb": lambda _c: (idp["sign"]("broker", 600), time.time() + 600, "broker")})
+        for i in range(5):
+            p.produce("j", b"v%d" % i, partition=0, on_delivery=lambda err, msg: acked.append(err))
+        assert p.flush(60) == 0 and acked == [None] * 5
+        wait_until(lambda: offsets(brokers[1], "j", 0) == (5, 5), what="replication")
     finally:
         for b in brokers:
             b.stop()

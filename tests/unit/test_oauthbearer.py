@@ -165,7 +165,11 @@ class Configured:
      "not an integer"),
     ({"sasl.oauthbearer.token.endpoint.url": "https://idp/token"}, "is read by .*OAuthBearerLoginCallbackHandler"),
     ({"sasl.login.callback.handler.class": "com.acme.Login"}, "Java classes cannot be loaded"),
-    ({"sasl.oauthbearer.jwt.retriever.class": "x"}, "client-credentials login"),
+    ({"sasl.oauthbearer.assertion.private.key.file": "k.pem"}, "is read by .*OAuthBearerLoginCallbackHandler"),
+    ({"sasl.login.retry.backoff.ms": "200", "sasl.login.retry.backoff.max.ms": "100"},
+     "sasl.login.retry.backoff.max.ms value \\(100\\) is less than sasl.login.retry.backoff.ms value \\(200\\)"),
+    ({"sasl.login.connect.timeout.ms": "soon"}, "Not a number of type INT"),
+    ({"listener.name.sasl_plaintext.oauthbearer.sasl.login.class": "com.acme.Login"}, "Java login classes"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "com.acme.Validator"},
      "Java classes"),
     ({"listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class": "no.such.module:V"},
@@ -233,6 +237,25 @@ def test_the_unsecured_login_makes_tokens_the_unsecured_validator_takes():
             UnsecuredLogin(options)
 
 
+def test_kafkas_own_login_classes_and_http_keys_are_accepted():
+    """sasl.login.class naming Kafka's own login (as Kafka would pick it) and
+    the token endpoint's sasl.login.* keys: accepted; noted without effect
+    where nothing reads them."""
+    sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1", "sasl.login.read.timeout.ms": "5000",
+                              "sasl.login.class":
+                                  "org.apache.kafka.common.security.oauthbearer.internals.OAuthBearerRefreshingLogin"}
+                       ).security()
+    assert any(n.startswith("sasl.login.class has no effect") for n in sec.notes)
+    assert any(n.startswith("sasl.login.read.timeout.ms has no effect") for n in sec.notes)
+    sec = BrokerConfig(props={"listeners": "SASL_PLAINTEXT://:1", "sasl.enabled.mechanisms": "OAUTHBEARER",
+                              "listener.name.sasl_plaintext.oauthbearer.sasl.login.retry.backoff.ms": "20",
+                              "sasl.login.retry.backoff.max.ms": "300",
+                              "sasl.oauthbearer.assertion.algorithm": "ES256"}).security()
+    http = sec.listeners["SASL_PLAINTEXT"].sasl.oauth_http
+    assert (http.backoff_ms, http.backoff_max_ms) == (20, 300)
+    assert any("sasl.oauthbearer.assertion.algorithm has no effect on listener SASL_PLAINTEXT" in n for n in sec.notes)
+
+
 def test_jwks_keys_without_an_oauthbearer_listener_are_noted():
     sec = BrokerConfig(props={"listeners": "PLAINTEXT://:1",
                               "sasl.oauthbearer.jwks.endpoint.url": "https://idp/jwks"}).security()
@@ -298,28 +321,27 @@ def test_the_client_credentials_login_asks_as_kafka_asks():
     token it gets is checked for exp and sub before use."""
     import base64
 
-    from odradek.security.oauthbearer import ClientCredentialsLogin, LoginFailed, load_login
+    from odradek.security.oauthbearer import JwtLogin, LoginFailed, load_login
 
-    login = ClientCredentialsLogin({"token.endpoint.url": "https://idp/token", "scope": "kafka write"},
-                                   {"clientId": "b r", "clientSecret": "s:1", "scope": "ignored",
-                                    "extension_traceId": "x"})
-    req = login._request()
-    assert req.get_method() == "POST" and req.data == b"grant_type=client_credentials&scope=kafka+write"
-    assert base64.b64decode(req.get_header("Authorization").split()[1]) == b"b r:s:1"
-    assert req.get_header("Content-type") == "application/x-www-form-urlencoded"
+    login = JwtLogin({"token.endpoint.url": "https://idp/token", "scope": "kafka write"},
+                     {"clientId": "b r", "clientSecret": "s:1", "scope": "ignored", "extension_traceId": "x"})
+    headers, body = login.retriever.form()
+    assert body == "grant_type=client_credentials&scope=kafka+write"
+    assert base64.b64decode(headers["Authorization"].split()[1]) == b"b r:s:1"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert login.extensions == {"traceId": "x"}
-    login = ClientCredentialsLogin({"token.endpoint.url": "http://idp/token", "header.urlencode": "true",
-                                    "client.credentials.client.id": "b r", "client.credentials.client.secret": "s:1"},
-                                   {})
-    assert base64.b64decode(login._request().get_header("Authorization").split()[1]) == b"b+r:s%3A1"
-    assert login._request().data == b"grant_type=client_credentials"
+    login = JwtLogin({"token.endpoint.url": "http://idp/token", "header.urlencode": "true",
+                      "client.credentials.client.id": "b r", "client.credentials.client.secret": "s:1"}, {})
+    headers, body = login.retriever.form()
+    assert base64.b64decode(headers["Authorization"].split()[1]) == b"b+r:s%3A1"
+    assert body == "grant_type=client_credentials"
     assert login._check(unsecured_jws({"sub": "broker", "exp": 5})) == 5
     for bad in ("abc", unsecured_jws({"sub": "broker"}), unsecured_jws({"exp": 5}), unsecured_jws({"sub": 1, "exp": 5})):
         with pytest.raises(LoginFailed):
             login._check(bad)
     with pytest.raises(ValueError, match="clientSecret"):
-        ClientCredentialsLogin({"token.endpoint.url": "https://idp/t"}, {"clientId": "b"})
-    with pytest.raises(ValueError, match="https:// or http://"):
+        JwtLogin({"token.endpoint.url": "https://idp/t"}, {"clientId": "b"})
+    with pytest.raises(ValueError, match="token.endpoint.url value is required"):
         load_login("org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
                    {"clientId": "b", "clientSecret": "s"}, {})
 
