@@ -440,7 +440,7 @@ async def describe_configs(ctx, request: dict) -> dict:
     results = []
     for r in request["resources"]:
         rtype, rname = r["resource_type"], r["resource_name"]
-        entry = {"error_code": 0, "error_message": None, "resource_type": rtype,
+        entry = {"error_code": 0, "error_message": "", "resource_type": rtype,  # "" on success, as Kafka
                  "resource_name": rname, "configs": []}
         if rtype == RESOURCE_TOPIC:
             config = broker.admin.topic_config(rname)
