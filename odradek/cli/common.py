@@ -188,27 +188,16 @@ class Conn:
         return out
 
 
-# Kafka client properties (Java names, as in a --command-config file) that
-# librdkafka reads under the same name.
-_SAME_NAME = ("security.protocol", "sasl.mechanism", "ssl.endpoint.identification.algorithm",
-              "ssl.key.password")
-_PLAIN_LOGINS = ("org.apache.kafka.common.security.plain.PlainLoginModule",
-                 "org.apache.kafka.common.security.scram.ScramLoginModule")
-
-
 def command_config(path: str) -> dict[str, str]:
     """A Kafka client properties file (``--command-config``, as Kafka's tools
-    take it) as librdkafka properties: the security protocol and mechanism,
-    the PLAIN or SCRAM login of ``sasl.jaas.config``, the trust and key
-    stores (``ssl.truststore.location`` / ``ssl.keystore.location``: PEM files
-    as they are, JKS and PKCS12 stores read into PEM text,
-    ``odradek.security.keystores``) and the other TLS settings. What has no
-    librdkafka equivalent here (other login modules, other ``ssl.``/``sasl.``
-    keys) is refused, never silently dropped: a login that is ignored
-    connects as someone else. Keys that are not about security (timeouts,
-    retries) are passed over with a warning on stderr."""
+    take it) as librdkafka properties (``odradek.cli.client_properties``), the
+    trust and key stores included (``ssl.truststore.location`` /
+    ``ssl.keystore.location``: PEM files as they are, JKS and PKCS12 stores
+    read into PEM text, ``odradek.security.keystores``). What cannot be kept
+    to is refused, never silently dropped: a login that is ignored connects
+    as someone else. What is passed over is warned about on stderr."""
+    from odradek.cli.client_properties import PropertiesError, translate
     from odradek.config import parse_properties
-    from odradek.security.jaas import JaasError, parse_jaas
     from odradek.security.keystores import KeystoreError, keystore_pem, store_type, truststore_pem
 
     try:
@@ -216,31 +205,10 @@ def command_config(path: str) -> dict[str, str]:
             props = parse_properties(fh.read())
     except OSError as e:
         raise click.BadParameter(f"cannot read {path}: {e.strerror}", param_hint="--command-config") from None
-    out: dict[str, str] = {}
-    for key, value in props.items():
-        if key in _SAME_NAME:
-            out[key] = value
-        elif key == "sasl.jaas.config":
-            try:
-                modules = parse_jaas(value)
-            except JaasError as e:
-                raise click.BadParameter(f"sasl.jaas.config: {e}", param_hint="--command-config") from None
-            if len(modules) != 1 or modules[0].name not in _PLAIN_LOGINS:
-                raise click.BadParameter("sasl.jaas.config: only PlainLoginModule and ScramLoginModule "
-                                         "logins are read", param_hint="--command-config")
-            opts = modules[0].options
-            if "username" not in opts or "password" not in opts:
-                raise click.BadParameter("sasl.jaas.config: the login needs username and password",
-                                         param_hint="--command-config")
-            out["sasl.username"], out["sasl.password"] = opts["username"], opts["password"]
-        elif key in ("ssl.truststore.type", "ssl.keystore.type", "ssl.truststore.location",
-                     "ssl.keystore.location", "ssl.truststore.password", "ssl.keystore.password"):
-            continue  # the stores, below
-        elif key.startswith(("ssl.", "sasl.", "security.")):
-            raise click.BadParameter(f"{key}: a security property odradek does not translate",
-                                     param_hint="--command-config")
-        else:
-            click.echo(f"warning: {path}: {key} is not used by odradek's client commands", err=True)
+    try:
+        out = translate(props, lambda message: click.echo(f"warning: {path}: {message}", err=True))
+    except PropertiesError as e:
+        raise click.BadParameter(str(e), param_hint="--command-config") from None
     try:
         trust = props.get("ssl.truststore.location")
         if trust and store_type(props.get("ssl.truststore.type"), trust) == "PEM":
@@ -297,7 +265,8 @@ def client_options(f):
     wrapper = click.option("--command-config", "command_config_file", default=None, metavar="FILE",
                            type=click.Path(dir_okay=False),
                            help="A Kafka client properties file, as Kafka's tools take it (security.protocol, "
-                                "sasl.mechanism, sasl.jaas.config, PEM stores) [env ODRADEK_COMMAND_CONFIG].")(wrapper)
+                                "sasl.mechanism, sasl.jaas.config, key and trust stores, TLS settings) "
+                                "[env ODRADEK_COMMAND_CONFIG].")(wrapper)
     wrapper = click.option("-X", "--client-config", multiple=True, metavar="KEY=VALUE",
                            help="Extra librdkafka client property, repeatable "
                                 "(e.g. -X security.protocol=SSL).")(wrapper)

@@ -10,6 +10,7 @@ bounds the session."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from odradek.protocol import errors
 from odradek.security.oauthbearer import unsecured_jws
 from tests.integration.certs import server_pki
 from tests.integration.java_client import run_java
+from tests.integration.oidc import idp  # noqa: F401  (a fixture)
 from tests.integration.test_security import Raw, failures_of
 
 pytestmark = pytest.mark.timeout(180)
@@ -468,3 +470,70 @@ def test_sasl_extensions_reach_the_validator(broker, odradek_broker_factory):
     assert resp["error_code"] == errors.SASL_AUTHENTICATION_FAILED
     assert resp["error_message"] == ("Authentication failed: 1 extensions are invalid! They are: "
                                      "logicalCluster: unknown cluster")
+
+
+# -- The CLI's --command-config with Kafka's OAUTHBEARER client properties -----------------
+
+def test_cli_reads_kafkas_unsecured_oauthbearer_properties(broker, pki, tmp_path):
+    """A client.properties written for Kafka's tools, with Kafka's unsecured
+    login module, TLS protocols and Java cipher suite names: kafka-topics 4.4
+    lists the topics with it, and so does the CLI (librdkafka's unsecured
+    JWT, the scope claim sent as Kafka's list); without the scope the
+    broker's validator refuses the CLI's login."""
+    from tests.integration.test_acl_command import kafka_runtime
+    from tests.integration.test_cli import cli
+
+    def write(scope):
+        props = tmp_path / "client.properties"
+        props.write_text(
+            "security.protocol=SASL_SSL\nsasl.mechanism=OAUTHBEARER\n"
+            "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \\\n"
+            f'    unsecuredLoginStringClaim_sub="cli"{scope} unsecuredLoginLifetimeSeconds="600";\n'
+            f"ssl.truststore.type=PEM\nssl.truststore.location={pki.ca_file}\n"
+            "ssl.enabled.protocols=TLSv1.2,TLSv1.3\nssl.protocol=TLSv1.3\n"
+            "ssl.cipher.suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_AES_128_GCM_SHA256,"
+            "TLS_AES_256_GCM_SHA384,TLS_CHACHA20_POLY1305_SHA256\n")
+        return str(props)
+
+    props = write(' unsecuredLoginListClaim_scope=",kafka,other"')
+    cli(broker.addr["OAUTH_TLS"], "topic", "create", "cli-oauth", "-p", "1", "--command-config", props)
+    listed = cli(broker.addr["OAUTH_TLS"], "topic", "list", "--command-config", props)
+    assert "cli-oauth" in listed.out.split() and "warning" not in listed.err, listed.err
+    rt = kafka_runtime()
+    proc = subprocess.run(rt.java_command("org.apache.kafka.tools.TopicCommand",
+                                          ["--bootstrap-server", broker.addr["OAUTH_TLS"], "--command-config", props,
+                                           "--list"], heap="256M",
+                                          jvm_opts=["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "cli-oauth" in proc.stdout.split(), proc.stdout + proc.stderr
+    refused = cli(broker.addr["OAUTH_TLS"], "topic", "list", "--command-config", write(""), "--timeout", "5",
+                  expect=None)
+    assert refused.returncode != 0 and "cli-oauth" not in refused.out.split()
+
+
+def test_cli_reads_kafkas_oidc_client_credentials_properties(odradek_broker_factory, idp, tmp_path):
+    """Kafka's OAuthBearerLoginCallbackHandler in a client.properties becomes
+    librdkafka's OIDC login: the CLI asks the token endpoint with the client
+    id and secret of the JAAS line and logs in to a broker that checks the
+    token against the provider's key set."""
+    from tests.integration.test_cli import cli
+
+    b = odradek_broker_factory(config={
+        "listeners": "OAUTH://127.0.0.1:0", "listener.security.protocol.map": "OAUTH:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.oauthbearer.sasl.server.callback.handler.class":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler",
+        "sasl.oauthbearer.jwks.endpoint.url": idp["jwks"], "sasl.oauthbearer.expected.audience": "kafka",
+        "sasl.oauthbearer.allow.unverified.issuer": "true"})
+    address = b.bootstrap
+    props = tmp_path / "oidc.properties"
+    props.write_text(
+        "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=OAUTHBEARER\n"
+        "sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler\n"
+        f"sasl.oauthbearer.token.endpoint.url={idp['token']}\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \\\n"
+        '    clientId="broker" clientSecret="broker-secret" scope="kafka";\n')
+    cli(address, "topic", "create", "oidc-cli", "-p", "1", "--command-config", str(props))
+    assert "oidc-cli" in cli(address, "topic", "list", "--command-config", str(props)).out.split()
+    assert idp["asked"] and all(user == "broker:broker-secret" and form.get("grant_type") == ["client_credentials"]
+                                for user, form, _type in idp["asked"])
