@@ -338,6 +338,12 @@ class BrokerConfig:
             self.__dict__["_security"] = cached
         return cached
 
+    def served_notes(self) -> list[str]:
+        """What ``props`` asks of Kafka that is served otherwise or not at all
+        (``served_notes``): the notes the broker logs at start; raises
+        ConfigError for a setting whose feature is not served."""
+        return served_notes(self.props)
+
     def http_security(self):
         """The HTTP listener's TLS and login (``odradek.security.config.http_security``),
         built once; raises ConfigError naming a key that is wrong."""
@@ -394,6 +400,49 @@ class BrokerConfig:
             if found is not None:
                 return str(int(found[0]) * scale), found[1]
         return None
+
+
+# Settings that turn on a Kafka feature odradek does not serve: refused rather than ignored.
+UNSERVED_WHEN_TRUE = {
+    "remote.log.storage.system.enable": "tiered storage (KIP-405) is not served: a topic's log is kept on the "
+                                        "broker's disk only",
+    "transaction.two.phase.commit.enable": "two-phase commit of transactions (KIP-939) is not served",
+}
+UNSERVED_CLASSES = {
+    "create.topic.policy.class.name": "Java topic-creation policies cannot be loaded",
+    "alter.config.policy.class.name": "Java config-change policies cannot be loaded",
+}
+# Settings accepted with no effect, and why.
+NO_EFFECT = {
+    "metric.reporters": "Java metrics reporters cannot be loaded; the broker's metrics are served at "
+                        "/metrics of the HTTP listener (http.listener)",
+    "kafka.metrics.reporters": "Java metrics reporters cannot be loaded; the broker's metrics are served at "
+                               "/metrics of the HTTP listener (http.listener)",
+}
+
+
+def served_notes(props: dict[str, str]) -> list[str]:
+    """Check ``props`` for Kafka features odradek does not serve (ConfigError)
+    and note the settings it takes without effect."""
+    notes = []
+    dirs = [d.strip() for d in (props.get("log.dirs") or "").split(",") if d.strip()]
+    if len(dirs) > 1:
+        raise ConfigError(f"Several log directories are not served (log.dirs={','.join(dirs)}): odradek keeps "
+                          f"a broker's logs in one directory; give one")
+    for key, why in UNSERVED_WHEN_TRUE.items():
+        value = (props.get(key) or "false").strip().lower()
+        if value not in ("true", "false"):
+            raise ConfigError(f"Invalid value {props[key]} for configuration {key}: Expected value to be either "
+                              f"true or false")
+        if value == "true":
+            raise ConfigError(f"Unsupported setting {key}=true: {why}")
+    for key, why in UNSERVED_CLASSES.items():
+        if (props.get(key) or "").strip():
+            raise ConfigError(f"Unsupported setting {key}: {why}")
+    for key, why in NO_EFFECT.items():
+        if (props.get(key) or "").strip():
+            notes.append(f"{key} has no effect: {why}")
+    return notes
 
 
 def validate_topic_config(name: str, value: str | None) -> str | None:

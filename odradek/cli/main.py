@@ -124,8 +124,8 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
             raise click.BadParameter(str(e), param_hint="--http") from None
     if "node.id" in props and node_id == 1:
         node_id = int(props["node.id"])
-    if "log.dirs" in props and data_dir == "./odradek-data":
-        data_dir = props["log.dirs"].split(",")[0]
+    if data_dir == "./odradek-data" and (props.get("log.dirs") or props.get("log.dir")):
+        data_dir = (props.get("log.dirs") or props["log.dir"]).strip()  # log.dirs wins, as in Kafka
     from odradek.config import ConfigError
 
     config = BrokerConfig(node_id=node_id, host=host, port=port, advertised_host=advertised_host,
@@ -133,6 +133,7 @@ def serve(host, port, data_dir, advertised_host, node_id, config_file, memory, m
     try:
         listeners = config.listeners()
         config.security()
+        config.served_notes()
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
     ctx = click.get_current_context()

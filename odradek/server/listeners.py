@@ -231,7 +231,7 @@ async def start_listeners(broker) -> None:
     from odradek.server.connection import KafkaConnection
 
     security = broker.config.security()
-    for note in security.notes:
+    for note in security.notes + broker.config.served_notes():
         log.info("%s", note)
     scram = ScramStore(broker.metadata)
     listeners = broker.config.listeners()

@@ -502,3 +502,28 @@ def test_serve_rack_is_the_brokers_rack():
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_serve_keeps_its_logs_in_log_dir_or_log_dirs(tmp_path):
+    """Kafka's log.dir (when log.dirs is not given) and log.dirs name where
+    the logs are; several log.dirs are refused at start, naming the key."""
+    import subprocess
+
+    from tests.conftest import free_port, wait_port
+
+    for props, where in (("log.dir={d}/single\n", "single"), ("log.dir={d}/no\nlog.dirs={d}/wins\n", "wins")):
+        config = tmp_path / f"{where}.properties"
+        config.write_text(props.format(d=tmp_path))
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "odradek", "serve", "--port", str(port), "--config",
+                                 str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+        try:
+            wait_port(port, proc=proc)
+            assert (tmp_path / where).is_dir() and not (tmp_path / "odradek-data").exists()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    config = tmp_path / "two.properties"
+    config.write_text(f"log.dirs={tmp_path}/a,{tmp_path}/b\n")
+    refused = cli(None, "serve", "--port", str(free_port()), "--config", str(config), expect=2)
+    assert "Several log directories are not served" in refused.err

@@ -113,3 +113,30 @@ def test_background_threads_change_within_half_and_double():
                             "the current value 10")
     with pytest.raises(ConfigError, match="value should be at least half the current value 10$"):
         dynamic.check_thread_count("background.threads", 10, 4)
+
+
+@pytest.mark.parametrize("props, message", [
+    ({"log.dirs": "/data/a,/data/b"}, "Several log directories are not served"),
+    ({"remote.log.storage.system.enable": "true"}, "tiered storage"),
+    ({"transaction.two.phase.commit.enable": "TRUE"}, "two-phase commit"),
+    ({"transaction.two.phase.commit.enable": "yes"}, "either true or false"),
+    ({"create.topic.policy.class.name": "com.acme.Policy"}, "topic-creation policies"),
+    ({"alter.config.policy.class.name": "com.acme.Policy"}, "config-change policies"),
+])
+def test_settings_of_features_not_served_are_refused(props, message):
+    """A Kafka setting that turns on a feature odradek does not serve stops
+    the broker at start, naming the key, rather than being ignored."""
+    from odradek.config import served_notes
+
+    with pytest.raises(ConfigError, match=message):
+        served_notes(props)
+
+
+def test_settings_without_effect_are_noted():
+    from odradek.config import served_notes
+
+    assert served_notes({"log.dirs": "/data/a", "remote.log.storage.system.enable": "false",
+                         "create.topic.policy.class.name": ""}) == []
+    assert served_notes({"metric.reporters": "com.acme.Reporter"}) == [
+        "metric.reporters has no effect: Java metrics reporters cannot be loaded; the broker's metrics are served "
+        "at /metrics of the HTTP listener (http.listener)"]
