@@ -35,6 +35,8 @@ class TopicConfigKey:
     default: str
     broker_key: str | None = None
     choices: tuple[str, ...] | None = None
+    bounds: tuple[int, int] | None = None  # (least, most) of a number, Kafka's Range
+    also: int | None = None  # one more value allowed outside ``bounds`` (Kafka's "or -1")
 
 
 TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
@@ -70,8 +72,29 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("segment.ms", T_LONG, str(7 * DAY_MS), None),
         TopicConfigKey("unclean.leader.election.enable", T_BOOLEAN, "false",
                        "unclean.leader.election.enable"),
+        # The level of a codec when the broker compresses (compression.type other than producer, KIP-390).
+        TopicConfigKey("compression.gzip.level", T_INT, "-1", "compression.gzip.level", bounds=(1, 9), also=-1),
+        TopicConfigKey("compression.lz4.level", T_INT, "9", "compression.lz4.level", bounds=(1, 17)),
+        TopicConfigKey("compression.zstd.level", T_INT, "3", "compression.zstd.level", bounds=(-131072, 22)),
+        # The largest record, decompressed, of a compressed batch (Kafka 4.4).
+        TopicConfigKey("max.decompressed.message.bytes", T_INT, "2147483639", "max.decompressed.message.bytes",
+                       bounds=(1, 2147483639)),
+        # Taken without effect: preallocation, and tiered storage's settings (remote.storage.enable=true
+        # is refused, as by a Kafka broker without remote.log.storage.system.enable).
+        TopicConfigKey("preallocate", T_BOOLEAN, "false", "log.preallocate"),
+        TopicConfigKey("remote.storage.enable", T_BOOLEAN, "false"),
+        TopicConfigKey("local.retention.ms", T_LONG, "-2", "log.local.retention.ms", bounds=(-2, LONG_MAX)),
+        TopicConfigKey("local.retention.bytes", T_LONG, "-2", "log.local.retention.bytes", bounds=(-2, LONG_MAX)),
+        TopicConfigKey("remote.log.copy.disable", T_BOOLEAN, "false"),
+        TopicConfigKey("remote.log.delete.on.disable", T_BOOLEAN, "false"),
+        TopicConfigKey("remote.copy.lag.ms", T_LONG, "0", "log.remote.copy.lag.ms", bounds=(-1, LONG_MAX)),
+        TopicConfigKey("remote.copy.lag.bytes", T_LONG, "-1", "log.remote.copy.lag.bytes", bounds=(-1, LONG_MAX)),
+        # Whether share groups may use the topic as a dead-letter queue (none does here).
+        TopicConfigKey("errors.deadletterqueue.group.enable", T_BOOLEAN, "false"),
     ]
 }
+TIERED_STORAGE_OFF = ("Tiered Storage functionality is disabled in the broker. Topic cannot be configured with "
+                      "remote log storage.")
 
 # Kafka's PASSWORD-type broker settings (also listener- and mechanism-prefixed):
 # DescribeConfigs marks them sensitive and never shows their values.
@@ -454,9 +477,16 @@ def validate_topic_config(name: str, value: str | None) -> str | None:
         return None
     if key.type in (T_INT, T_LONG, T_SHORT):
         try:
-            int(value)
+            number = int(value)
         except ValueError:
             raise ConfigError(f"Invalid value {value} for configuration {name}") from None
+        if key.bounds is not None and not key.bounds[0] <= number <= key.bounds[1] and number != key.also:
+            least, most = key.bounds
+            if key.also is not None:
+                why = f"Value must be between {least} and {most} or equal to {key.also}"
+            else:
+                why = f"Value must be no more than {most}" if number > most else f"Value must be at least {least}"
+            raise ConfigError(f"Invalid value {value} for configuration {name}: {why}")
     elif key.type == T_DOUBLE:
         try:
             float(value)
@@ -466,6 +496,8 @@ def validate_topic_config(name: str, value: str | None) -> str | None:
         if value.lower() not in ("true", "false"):
             raise ConfigError(f"Invalid value {value} for configuration {name}")
         value = value.lower()
+        if name == "remote.storage.enable" and value == "true":
+            raise ConfigError(TIERED_STORAGE_OFF)
     if name.endswith(".replication.throttled.replicas"):
         from odradek.replica.throttle import validate_replicas
         value = validate_replicas(name, value)

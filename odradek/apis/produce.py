@@ -57,10 +57,12 @@ from odradek.topic_admin import TopicError
 
 LONG_MAX = 2**63 - 1
 TOPIC_CODECS = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+MAX_DECOMPRESSED_DEFAULT = 2147483639  # max.decompressed.message.bytes unset: nothing to check
 
 
-def recompress(records, headers: list, codec: int) -> tuple[bytearray, list]:
-    """Re-encode the batches not already in ``codec``; return (bytes, their headers)."""
+def recompress(records, headers: list, codec: int, level: int | None = None) -> tuple[bytearray, list]:
+    """Re-encode the batches not already in ``codec`` (at ``level``, the codec's
+    default when None); return (bytes, their headers)."""
     from odradek.protocol.records import build_batch, decode_batch
 
     out = bytearray()
@@ -70,7 +72,7 @@ def recompress(records, headers: list, codec: int) -> tuple[bytearray, list]:
             out += records[pos:pos + h.size]
         else:
             _, recs = decode_batch(records, pos)
-            out += build_batch(recs, base_offset=h.base_offset, compression=codec,
+            out += build_batch(recs, base_offset=h.base_offset, compression=codec, compression_level=level,
                                producer_id=h.producer_id, producer_epoch=h.producer_epoch,
                                base_sequence=h.base_sequence, transactional=h.is_transactional,
                                base_timestamp=h.base_timestamp, max_timestamp=h.max_timestamp,
@@ -106,13 +108,34 @@ def check_batches(records, max_message_bytes: int) -> list:
     return headers
 
 
-def _record_errors(records, headers, where: str, compacted: bool, ts_range) -> dict | None:
+def _record_sizes(records, pos: int, h) -> list[int]:
+    """The size of each record of the compressed batch ``h`` at ``pos``, decompressed
+    (its length varint and body, as Kafka sizes a record). Raises InvalidBatch."""
+    from odradek.protocol import compression
+    from odradek.protocol.records import decode_varint
+
+    try:
+        data = compression.decompress(h.compression, memoryview(records)[pos + HEADER_SIZE:pos + h.size])
+    except compression.CompressionError as e:
+        raise InvalidBatch(f"cannot decompress batch: {e}", errors.CORRUPT_MESSAGE) from None
+    sizes, at = [], 0
+    for _ in range(h.records_count):
+        length, body = decode_varint(data, at)
+        sizes.append(body - at + length)
+        at = body + length
+    return sizes
+
+
+def _record_errors(records, headers, where: str, compacted: bool, ts_range,
+                   max_record: int | None = None) -> dict | None:
     """The error entry fields for records that cannot be appended, or None.
 
     ``ts_range`` is (lowest, highest) allowed CreateTime timestamp, or None
-    when timestamps are not checked. Records are decoded only for a
-    compacted topic, a lower timestamp bound, or a batch whose max timestamp
-    is above the range; indexes count records from the first batch of the
+    when timestamps are not checked; ``max_record`` the largest record of a
+    compressed batch, decompressed (max.decompressed.message.bytes), or None.
+    Records are decoded only for a compacted topic, a lower timestamp bound,
+    a batch whose max timestamp is above the range, or a compressed batch
+    under ``max_record``; indexes count records from the first batch of the
     partition's data (one batch, from every client)."""
     found = []  # (index, code, message)
     index = 0
@@ -122,16 +145,22 @@ def _record_errors(records, headers, where: str, compacted: bool, ts_range) -> d
         # (the first record's) does not, so a lower bound means decoding.
         check_ts = ts_range is not None and (
             ts_range[0] > -LONG_MAX or h.max_timestamp > ts_range[1])
-        if not (compacted or check_ts):
+        check_size = max_record is not None and h.compression != 0
+        if not (compacted or check_ts or check_size):
             index += h.last_offset_delta + 1
             pos += h.size
             continue
         try:
             recs = decode_batch(records, pos, verify_crc=False)[1]
-        except InvalidBatch as e:
-            return {"error_code": e.error_code, "error_message": f"{where}: {e}"}
-        for r in recs:
-            if compacted and r.key is None:
+            sizes = _record_sizes(records, pos, h) if check_size else None
+        except (InvalidBatch, IndexError) as e:
+            return {"error_code": getattr(e, "error_code", errors.CORRUPT_MESSAGE), "error_message": f"{where}: {e}"}
+        for i, r in enumerate(recs):
+            if sizes is not None and sizes[i] > max_record:
+                found.append((index, errors.INVALID_RECORD,
+                              f"record of {sizes[i]} bytes decompressed, over max.decompressed.message.bytes "
+                              f"({max_record}), in {where}"))
+            elif compacted and r.key is None:
                 found.append((index, errors.INVALID_RECORD,
                               f"a record without a key cannot be written to compacted "
                               f"topic partition {where}"))
@@ -202,8 +231,10 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
         ts_range = (now - before if before != LONG_MAX else -LONG_MAX,
                     now + after if after != LONG_MAX else LONG_MAX)
     compacted = p.compacted
-    if compacted or ts_range is not None:
-        refused = _record_errors(records, headers, f"{topic.name}-{p.index}", compacted, ts_range)
+    max_record = cfg.get_int("max.decompressed.message.bytes")
+    max_record = max_record if max_record < MAX_DECOMPRESSED_DEFAULT else None
+    if compacted or ts_range is not None or max_record is not None:
+        refused = _record_errors(records, headers, f"{topic.name}-{p.index}", compacted, ts_range, max_record)
         if refused is not None:
             return dict(_error(p.index, refused["error_code"]), **refused)
     idempotent = first.producer_id >= 0 and first.base_sequence >= 0
@@ -218,10 +249,15 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
             return {"index": p.index, "error_code": 0, "base_offset": duplicate_offset,
                     "log_append_time_ms": -1, "log_start_offset": p.log_start_offset,
                     "_last_offset": duplicate_offset + first.last_offset_delta}
-    target = TOPIC_CODECS.get(cfg.get("compression.type"))
+    codec_name = cfg.get("compression.type")
+    target = TOPIC_CODECS.get(codec_name)
     if target is not None and any(h.compression != target for h in headers):
+        level = None
+        if codec_name in ("gzip", "lz4", "zstd"):
+            level = cfg.get_int(f"compression.{codec_name}.level")
+            level = None if level == -1 else level  # gzip's -1: the codec's default
         try:
-            buf, headers = recompress(records, headers, target)
+            buf, headers = recompress(records, headers, target, level)
         except InvalidBatch as e:
             return _error(p.index, e.error_code, str(e))
         first = headers[0]

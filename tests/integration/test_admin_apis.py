@@ -459,3 +459,70 @@ def test_a_key_given_twice_or_set_to_null_is_refused(odradek_broker, api, config
         assert "retention.ms" not in odradek_broker.broker.core.image.get("twice").configs
     finally:
         c.close()
+
+
+KAFKA_44_TOPIC_CONFIGS = {  # the topic configs Kafka 4.4 added or kept that odradek refused before
+    "compression.gzip.level": "9", "compression.lz4.level": "12", "compression.zstd.level": "19",
+    "max.decompressed.message.bytes": "100000", "preallocate": "true", "remote.storage.enable": "false",
+    "local.retention.ms": "-2", "local.retention.bytes": "-2", "remote.log.copy.disable": "false",
+    "remote.log.delete.on.disable": "false", "remote.copy.lag.ms": "0", "remote.copy.lag.bytes": "-1",
+    "errors.deadletterqueue.group.enable": "true",
+}
+
+
+def test_kafka_44_topic_configs(admin, odradek_broker):
+    """Every topic config of Kafka 4.4 is taken, described and checked with
+    Kafka's messages; tiered storage is refused as on a Kafka broker without
+    it; the codec levels are used when the broker compresses; a compressed
+    record larger than max.decompressed.message.bytes once decompressed is
+    refused with INVALID_RECORD, the others written."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import ConfigResource
+
+    admin.create_topics([NewTopic("k44", 1, 1, config=KAFKA_44_TOPIC_CONFIGS)])["k44"].result(10)
+    described = admin.describe_configs([ConfigResource("topic", "k44")])
+    entries = next(iter(described.values())).result(10)
+    assert {k: entries[k].value for k in KAFKA_44_TOPIC_CONFIGS} == KAFKA_44_TOPIC_CONFIGS
+    c = RawClient(odradek_broker.bootstrap)
+    try:
+        for configs, message in (
+                ({"remote.storage.enable": "true"}, "Tiered Storage functionality is disabled in the broker. "
+                                                    "Topic cannot be configured with remote log storage."),
+                ({"compression.gzip.level": "10"}, "Invalid value 10 for configuration compression.gzip.level: "
+                                                   "Value must be between 1 and 9 or equal to -1"),
+                ({"compression.zstd.level": "23"}, "Invalid value 23 for configuration compression.zstd.level: "
+                                                   "Value must be no more than 22"),
+                ({"local.retention.ms": "-3"}, "Invalid value -3 for configuration local.retention.ms: "
+                                               "Value must be at least -2")):
+            r = c.request("CreateTopics", 7, {"topics": [{
+                "name": "k44-refused", "num_partitions": 1, "replication_factor": 1, "assignments": [],
+                "configs": [{"name": k, "value": v} for k, v in configs.items()]}],
+                "timeout_ms": 10000, "validate_only": False})["topics"][0]
+            assert (r["error_code"], r["error_message"]) == (errors.INVALID_CONFIG, message)
+    finally:
+        c.close()
+
+    # The level the broker compresses with (compression.type=zstd, the producer's batches uncompressed).
+    value = b"".join(b"record %d of a text that compresses;" % (i % 37) for i in range(3000))
+    sizes = {}
+    for level in ("1", "19"):
+        name = f"zstd-{level}"
+        admin.create_topics([NewTopic(name, 1, 1, config={"compression.type": "zstd",
+                                                          "compression.zstd.level": level})])[name].result(10)
+        p = Producer({"bootstrap.servers": odradek_broker.bootstrap, "compression.type": "none"})
+        p.produce(name, value)
+        assert p.flush(10) == 0
+        part = odradek_broker.broker.core.replicas.topic(name).by_index[0]
+        sizes[level] = part.log.size_in_bytes()
+    assert sizes["19"] < sizes["1"], sizes
+
+    # max.decompressed.message.bytes=100000 (above): a gzip batch whose second record is bigger refused.
+    delivered = []
+    p = Producer({"bootstrap.servers": odradek_broker.bootstrap, "compression.type": "gzip", "linger.ms": 50,
+                  "retries": 0})
+    for v in (b"a" * 1000, b"b" * 150_000, b"c" * 1000):
+        p.produce("k44", v, on_delivery=lambda err, msg: delivered.append(err))
+    p.flush(10)
+    assert {e.name() for e in delivered if e is not None} == {"INVALID_RECORD"}, delivered
+    p.produce("k44", b"d" * 99_000, on_delivery=lambda err, msg: delivered.append(err))
+    assert p.flush(10) == 0 and delivered[-1] is None
