@@ -37,6 +37,7 @@ class TopicConfigKey:
     choices: tuple[str, ...] | None = None
     bounds: tuple[int, int] | None = None  # (least, most) of a number, Kafka's Range
     also: int | None = None  # one more value allowed outside ``bounds`` (Kafka's "or -1")
+    effect: bool = True  # False: taken and described, without effect here (never a dynamic broker setting)
 
 
 TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
@@ -81,16 +82,16 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
                        bounds=(1, 2147483639)),
         # Taken without effect: preallocation, and tiered storage's settings (remote.storage.enable=true
         # is refused, as by a Kafka broker without remote.log.storage.system.enable).
-        TopicConfigKey("preallocate", T_BOOLEAN, "false", "log.preallocate"),
-        TopicConfigKey("remote.storage.enable", T_BOOLEAN, "false"),
-        TopicConfigKey("local.retention.ms", T_LONG, "-2", "log.local.retention.ms", bounds=(-2, LONG_MAX)),
-        TopicConfigKey("local.retention.bytes", T_LONG, "-2", "log.local.retention.bytes", bounds=(-2, LONG_MAX)),
-        TopicConfigKey("remote.log.copy.disable", T_BOOLEAN, "false"),
-        TopicConfigKey("remote.log.delete.on.disable", T_BOOLEAN, "false"),
-        TopicConfigKey("remote.copy.lag.ms", T_LONG, "0", "log.remote.copy.lag.ms", bounds=(-1, LONG_MAX)),
-        TopicConfigKey("remote.copy.lag.bytes", T_LONG, "-1", "log.remote.copy.lag.bytes", bounds=(-1, LONG_MAX)),
+        TopicConfigKey("preallocate", T_BOOLEAN, "false", "log.preallocate", effect=False),
+        TopicConfigKey("remote.storage.enable", T_BOOLEAN, "false", effect=False),
+        TopicConfigKey("local.retention.ms", T_LONG, "-2", "log.local.retention.ms", bounds=(-2, LONG_MAX), effect=False),
+        TopicConfigKey("local.retention.bytes", T_LONG, "-2", "log.local.retention.bytes", bounds=(-2, LONG_MAX), effect=False),
+        TopicConfigKey("remote.log.copy.disable", T_BOOLEAN, "false", effect=False),
+        TopicConfigKey("remote.log.delete.on.disable", T_BOOLEAN, "false", effect=False),
+        TopicConfigKey("remote.copy.lag.ms", T_LONG, "0", "log.remote.copy.lag.ms", bounds=(-1, LONG_MAX), effect=False),
+        TopicConfigKey("remote.copy.lag.bytes", T_LONG, "-1", "log.remote.copy.lag.bytes", bounds=(-1, LONG_MAX), effect=False),
         # Whether share groups may use the topic as a dead-letter queue (none does here).
-        TopicConfigKey("errors.deadletterqueue.group.enable", T_BOOLEAN, "false"),
+        TopicConfigKey("errors.deadletterqueue.group.enable", T_BOOLEAN, "false", effect=False),
     ]
 }
 TIERED_STORAGE_OFF = ("Tiered Storage functionality is disabled in the broker. Topic cannot be configured with "
@@ -447,7 +448,12 @@ NO_EFFECT = {
 def served_notes(props: dict[str, str]) -> list[str]:
     """Check ``props`` for Kafka features odradek does not serve (ConfigError)
     and note the settings it takes without effect."""
+    from odradek.metadata.broker_configs import DYNAMIC, validate
+
     notes = []
+    for key, value in props.items():  # typed and bounded at start, as Kafka checks server.properties
+        if key in DYNAMIC:
+            validate(key, value)
     dirs = [d.strip() for d in (props.get("log.dirs") or "").split(",") if d.strip()]
     if len(dirs) > 1:
         raise ConfigError(f"Several log directories are not served (log.dirs={','.join(dirs)}): odradek keeps "

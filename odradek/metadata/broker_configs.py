@@ -59,6 +59,7 @@ class DynamicKey:
     at_least: float | None = None
     at_most: float | None = None
     choices: tuple[str, ...] | None = None
+    also: int | None = None  # one more value allowed outside the bounds (Kafka's "or -1")
 
 
 _TYPE_NAMES = {T_INT: "INT", T_LONG: "LONG", T_DOUBLE: "DOUBLE"}
@@ -93,8 +94,9 @@ PER_BROKER = frozenset(KERBEROS)
 def _dynamic_keys() -> dict[str, DynamicKey]:
     out = {}
     for k in TOPIC_CONFIGS.values():
-        if k.broker_key:
-            out[k.broker_key] = DynamicKey(k.broker_key, k.type, _AT_LEAST.get(k.broker_key), None, k.choices)
+        if k.broker_key and k.effect:
+            least, most = k.bounds or (_AT_LEAST.get(k.broker_key), None)
+            out[k.broker_key] = DynamicKey(k.broker_key, k.type, least, most, k.choices, k.also)
     out["log.cleaner.min.cleanable.ratio"] = DynamicKey("log.cleaner.min.cleanable.ratio", T_DOUBLE, 0, 1)
     for name in ("log.retention.ms", "log.roll.ms"):
         out[name] = DynamicKey(name, T_LONG, _AT_LEAST.get(name))
@@ -166,9 +168,14 @@ def validate(name: str, value: str | None) -> str:
             raise bad(f"Not a number of type {_TYPE_NAMES[key.type]}") from None
         if key.type == T_INT and not -2**31 <= n < 2**31 or key.type == T_LONG and not -2**63 <= n < 2**63:
             raise bad(f"Not a number of type {_TYPE_NAMES[key.type]}")
-        if key.at_least is not None and n < key.at_least:
+        if n == key.also:
+            pass
+        elif key.also is not None and not key.at_least <= n <= key.at_most:
+            raise bad(f"Value must be between {_number(key.at_least)} and {_number(key.at_most)} or equal to "
+                      f"{key.also}")
+        elif key.at_least is not None and n < key.at_least:
             raise bad(f"Value must be at least {_number(key.at_least)}")
-        if key.at_most is not None and n > key.at_most:
+        elif key.at_most is not None and n > key.at_most:
             raise bad(f"Value must be no more than {_number(key.at_most)}")
     elif key.type == T_BOOLEAN:
         if value.lower() not in ("true", "false"):

@@ -122,10 +122,14 @@ def test_background_threads_change_within_half_and_double():
     ({"transaction.two.phase.commit.enable": "yes"}, "either true or false"),
     ({"create.topic.policy.class.name": "com.acme.Policy"}, "topic-creation policies"),
     ({"alter.config.policy.class.name": "com.acme.Policy"}, "config-change policies"),
+    ({"compression.zstd.level": "99"}, "compression.zstd.level: Value must be no more than 22"),
+    ({"compression.gzip.level": "0"}, "Value must be between 1 and 9 or equal to -1"),
+    ({"log.retention.ms": "a week"}, "log.retention.ms: Not a number of type LONG"),
 ])
 def test_settings_of_features_not_served_are_refused(props, message):
     """A Kafka setting that turns on a feature odradek does not serve stops
-    the broker at start, naming the key, rather than being ignored."""
+    the broker at start, naming the key, rather than being ignored; so does a
+    broker default of a topic config that is not of its type or range."""
     from odradek.config import served_notes
 
     with pytest.raises(ConfigError, match=message):
