@@ -207,7 +207,7 @@ def produce_partition(p, records, acks: int, version: int, transactional_id: str
         headers = check_batches(records, max_message_bytes)
     except InvalidBatch as e:
         return _error(p.index, e.error_code, str(e))
-    if acks == -1 and len(p.isr) < cfg.get_int("min.insync.replicas"):
+    if acks == -1 and p.under_min_isr:
         return _error(p.index, errors.NOT_ENOUGH_REPLICAS,
                       f"in-sync replicas ({len(p.isr)}) below min.insync.replicas "
                       f"({cfg.get_int('min.insync.replicas')})")
@@ -286,7 +286,7 @@ async def wait_replicated(waits: list, timeout_ms: int) -> None:
             else:
                 p.discard_ack(fut)
                 code = errors.REQUEST_TIMED_OUT
-        if not code and len(p.isr) < p.config.get_int("min.insync.replicas"):
+        if not code and p.under_min_isr:
             code = errors.NOT_ENOUGH_REPLICAS_AFTER_APPEND
         if code:
             entry.update(error_code=code, base_offset=-1, log_append_time_ms=-1, log_start_offset=-1)

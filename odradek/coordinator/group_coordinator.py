@@ -53,14 +53,14 @@ import logging
 import time
 
 from odradek.clock import now_ms
-from odradek.coordinator import not_hosted_error, records as rec
+from odradek.coordinator import append_records, not_hosted_error, records as rec
 from odradek.coordinator.config import ConsumerGroupConfig, GroupConfig, ShareGroupConfig
 from odradek.coordinator.streams_groups import StreamsGroupConfig
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.shard import GroupShard
 from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches
-from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, build_batch, decode_batch, decode_control_key
+from odradek.protocol.records import CONTROL_COMMIT, InvalidBatch, decode_batch, decode_control_key
 
 log = logging.getLogger("odradek.groups")
 
@@ -508,18 +508,8 @@ class GroupCoordinator:
         return errors.NOT_COORDINATOR if code else 0
 
     def _append(self, h: HostedShard, records: list, now: int, producer: tuple | None = None) -> None:
-        p, code = self.broker.replicas.partition_or_error(OFFSETS_TOPIC, h.index)
-        if code:
-            raise RuntimeError(f"{OFFSETS_TOPIC}-{h.index}: error {code}")
-        if producer is None:
-            info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
-        else:
-            # TxnOffsetCommit: one transactional batch of the producer, tracked by
-            # the partition as an open transaction until its marker.
-            buf = bytearray(build_batch([(k, v, (), now) for k, v in records], producer_id=producer[0],
-                                        producer_epoch=producer[1], base_sequence=-1, transactional=True))
-            info = p.append_as_leader(buf, now, producer_batch=next(iter_batches(buf))[1])
-        h.last_written = info.last_offset
+        h.last_written = append_records(self.broker, OFFSETS_TOPIC, h.index, records, now,
+                                        producer=producer).last_offset
 
     def complete_transaction(self, index: int, producer_id: int, commit: bool) -> None:
         """A marker of ``producer_id`` was written to partition ``index``: its

@@ -52,6 +52,12 @@ log = logging.getLogger("odradek.groups")
 Writer = Callable[[list, int], None]
 
 
+class AppendRefused(Exception):
+    """A write refused before anything was appended (the partition's ISR is
+    below ``min.insync.replicas``, as Kafka refuses a coordinator's acks=all
+    append): the operation answers its ``failure``."""
+
+
 @dataclass
 class Result:
     """What an operation returns."""
@@ -107,6 +113,9 @@ class ShardRunner:
                 self.write(records, now)
             else:
                 self.write(records, now, producer=producer)
+        except AppendRefused as e:
+            log.warning("cannot append %d records: %s", len(records), e)
+            return list(records)
         except Exception:
             log.exception("cannot append %d records", len(records))
             return list(records)

@@ -23,7 +23,8 @@ following leadership through the replica manager's hosting changes, as the
 transaction coordinator does; it creates the topic on first use
 (``share.coordinator.state.topic.num.partitions``, 50, replication factor
 ``share.coordinator.state.topic.replication.factor``, 3, capped by the live
-brokers).
+brokers, ``min.insync.replicas`` ``share.coordinator.state.topic.min.isr``,
+2, capped by the factor).
 
 The share-partition leaders (``odradek/share/manager.py``) read a state
 when they start a share-partition and write one after every change that
@@ -45,11 +46,12 @@ import logging
 import struct
 
 from odradek.clock import now_ms
+from odradek.coordinator import append_records, create_state_topic
 from odradek.coordinator.records import RecordFormatError, java_string_hash
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.protocol import errors
 from odradek.protocol.batch import iter_batches
-from odradek.protocol.records import build_batch, decode_batch
+from odradek.protocol.records import decode_batch
 from odradek.protocol.schema import DecodeError, codec
 
 log = logging.getLogger("odradek.share")
@@ -275,6 +277,7 @@ class ShareCoordinator:
         cfg = broker.config
         self.num_partitions = cfg.get_int("share.coordinator.state.topic.num.partitions", 50)
         self.replication_factor = cfg.get_int("share.coordinator.state.topic.replication.factor", 3)
+        self.min_isr = cfg.get_int("share.coordinator.state.topic.min.isr", 2)
         self.write_timeout_ms = cfg.get_int("share.coordinator.write.timeout.ms", 5000)
         self.hosted: dict[int, _Hosted] = {}
         self._create_task: asyncio.Task | None = None
@@ -359,25 +362,8 @@ class ShareCoordinator:
         return True
 
     async def _create_topic(self):
-        from odradek.topic_admin import TopicError
-
-        state = self.broker.image.get(STATE_TOPIC)
-        if state is not None:
-            return state
-        live = max(1, len(self.broker.image.brokers))
-        rf = max(1, min(self.replication_factor, live))
-        for factor in dict.fromkeys((rf, 1)):
-            try:
-                return await self.broker.admin.create_topic(STATE_TOPIC, self.num_partitions, factor,
-                                                            dict(STATE_TOPIC_CONFIGS))
-            except TopicError as e:
-                state = self.broker.image.get(STATE_TOPIC)
-                if state is not None:
-                    return state
-                if e.error_code != errors.INVALID_REPLICATION_FACTOR:
-                    log.error("cannot create %s: %s", STATE_TOPIC, e)
-                    return None
-        return None
+        return await create_state_topic(self.broker, STATE_TOPIC, self.num_partitions, self.replication_factor,
+                                        STATE_TOPIC_CONFIGS, self.min_isr, log)
 
     def sync_shards(self) -> list[asyncio.Task]:
         state = self.broker.image.get(STATE_TOPIC)
@@ -446,11 +432,7 @@ class ShareCoordinator:
             h.loading = False
 
     def _append(self, h: _Hosted, records: list, now: int) -> None:
-        p, code = self.broker.replicas.partition_or_error(STATE_TOPIC, h.index)
-        if code or p is not h.partition:
-            raise RuntimeError(f"{STATE_TOPIC}-{h.index}: error {code}")
-        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
-        h.last_written = info.last_offset
+        h.last_written = append_records(self.broker, STATE_TOPIC, h.index, records, now, h.partition).last_offset
 
 
 __all__ = ["ShareCoordinator", "ShareStateShard", "STATE_TOPIC", "partition_for", "coordinator_key"]

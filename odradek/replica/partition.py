@@ -154,6 +154,12 @@ class Partition:
         return self.leader == self.node_id
 
     @property
+    def under_min_isr(self) -> bool:
+        """Whether the ISR is smaller than the topic's ``min.insync.replicas``: an
+        acks=all write (a client's, or a coordinator's) is then refused."""
+        return len(self.isr) < self.config.get_int("min.insync.replicas")
+
+    @property
     def maximal_isr(self) -> list[int]:
         """The ISR the high watermark is computed over: the image's, widened
         by an expansion being written (it may have committed already)."""

@@ -303,3 +303,50 @@ def test_describe_and_list_transactions_and_producers(odradek_broker_factory):
     finally:
         raw.close()
     p.abort_transaction(30)
+
+
+def test_the_transaction_log_is_written_with_acks_all(odradek_broker_factory):
+    """As Kafka's transaction coordinator (acks=all, min.insync.replicas of
+    __transaction_state, transaction.state.log.min.isr at creation): while
+    the partition's ISR is below it, InitProducerId is refused
+    COORDINATOR_NOT_AVAILABLE and nothing is written; raised back to what
+    the ISR holds, it goes through. The group coordinator writes with acks=1
+    as Kafka 4's does: offsets commit under the same setting."""
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    b = odradek_broker_factory(config=dict(TXN_CONFIG, **{"transaction.state.log.min.isr": "2"}))
+    producer(b.bootstrap, "acks-all-1").flush()  # creates the topic: min.insync.replicas capped to its 1 replica
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    described = admin.describe_configs([ConfigResource("topic", "__transaction_state")])
+    assert next(iter(described.values())).result(10)["min.insync.replicas"].value == "1"
+
+    def set_min_isr(topic, value):
+        entry = ConfigEntry("min.insync.replicas", value, incremental_operation=AlterConfigOpType.SET)
+        for f in admin.incremental_alter_configs([ConfigResource("topic", topic, incremental_configs=[entry])]).values():
+            f.result(10)
+
+    set_min_isr("__transaction_state", "2")
+    raw = RawClient(b.bootstrap)
+    try:
+        def init(txn_id):
+            return raw.request("InitProducerId", 4, {"transactional_id": txn_id, "transaction_timeout_ms": 60000,
+                                                     "producer_id": -1, "producer_epoch": -1})["error_code"]
+
+        coordinator = raw.request("FindCoordinator", 4, {"key_type": 1, "coordinator_keys": ["acks-all-2"]})
+        assert coordinator["coordinators"][0]["error_code"] == 0
+        assert init("acks-all-2") == 15  # COORDINATOR_NOT_AVAILABLE: the write was refused
+        set_min_isr("__transaction_state", "1")
+        assert init("acks-all-2") == 0
+    finally:
+        raw.close()
+
+    from confluent_kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic("anything", 1, 1)])["anything"].result(10)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "acks-one", "enable.auto.commit": False})
+    c.assign([TopicPartition("anything", 0, 5)])
+    c.commit(offsets=[TopicPartition("anything", 0, 5)], asynchronous=False)  # creates __consumer_offsets
+    set_min_isr("__consumer_offsets", "2")
+    c.commit(offsets=[TopicPartition("anything", 0, 7)], asynchronous=False)
+    assert c.committed([TopicPartition("anything", 0)], timeout=10)[0].offset == 7
+    c.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from odradek.apis.produce import wait_replicated
+from odradek.replica.partition import Partition
 from odradek.protocol import errors
 
 
@@ -26,6 +27,8 @@ class FakePartition:
 
     def discard_ack(self, fut):
         self.discarded.append(fut)
+
+    under_min_isr = Partition.under_min_isr  # the rule itself, over this fake's ISR and config
 
 
 def entry() -> dict:

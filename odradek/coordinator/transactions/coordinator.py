@@ -30,8 +30,11 @@ same way; markers already written are not appended twice.
 
 The topic is created (compacted, ``transaction.state.log.num.partitions``,
 replication factor ``transaction.state.log.replication.factor`` capped by
-the live brokers) on first use: FindCoordinator for a transactional id, or
-InitProducerId.
+the live brokers, ``min.insync.replicas`` ``transaction.state.log.min.isr``
+capped by the factor) on first use: FindCoordinator for a transactional id,
+or InitProducerId. Records are appended as Kafka's coordinators append them,
+acks=all (``odradek.coordinator.append_records``): refused while the ISR is
+below ``min.insync.replicas``.
 """
 
 from __future__ import annotations
@@ -41,14 +44,14 @@ import logging
 import time
 
 from odradek.clock import now_ms
-from odradek.coordinator import not_hosted_error
+from odradek.coordinator import append_records, create_state_topic, not_hosted_error
 from odradek.coordinator.runtime import Result, ShardRunner
 from odradek.coordinator.transactions import records as rec
 from odradek.coordinator.transactions.markers import MarkerWriter
 from odradek.coordinator.transactions.shard import MarkerJob, TransactionShard, TxnConfig
 from odradek.protocol import errors
 from odradek.protocol.batch import HEADER_SIZE, iter_batches, read_header
-from odradek.protocol.records import build_batch, decode_batch
+from odradek.protocol.records import decode_batch
 
 log = logging.getLogger("odradek.transactions")
 
@@ -218,26 +221,8 @@ class TransactionCoordinator:
         return True
 
     async def _create_topic(self):
-        from odradek.topic_admin import TopicError
-
-        state = self.broker.image.get(TXN_TOPIC)
-        if state is not None:
-            return state
-        live = max(1, len(self.broker.image.brokers))
-        rf = max(1, min(self.config.replication_factor, live))
-        for factor in dict.fromkeys((rf, 1)):
-            try:
-                return await self.broker.admin.create_topic(
-                    TXN_TOPIC, self.config.num_partitions, factor, dict(TXN_TOPIC_CONFIGS))
-            except TopicError as e:
-                state = self.broker.image.get(TXN_TOPIC)
-                if state is not None:
-                    return state
-                if e.error_code != errors.INVALID_REPLICATION_FACTOR:
-                    log.error("cannot create %s: %s", TXN_TOPIC, e)
-                    return None
-                log.info("%s: replication factor %d refused (%s); trying 1", TXN_TOPIC, factor, e)
-        return None
+        return await create_state_topic(self.broker, TXN_TOPIC, self.config.num_partitions,
+                                        self.config.replication_factor, TXN_TOPIC_CONFIGS, self.config.min_isr, log)
 
     # -- hosting ---------------------------------------------------------
     def sync_shards(self) -> list[asyncio.Task]:
@@ -328,11 +313,8 @@ class TransactionCoordinator:
         return res
 
     def _append(self, h: Hosted, records: list, now: int) -> None:
-        p, code = self.broker.replicas.partition_or_error(TXN_TOPIC, h.index)
-        if code or p is not h.partition:
-            raise RuntimeError(f"{TXN_TOPIC}-{h.index}: error {code}")
-        info = p.append_as_leader(bytearray(build_batch([(k, v, (), now) for k, v in records])), now)
-        h.last_written = info.last_offset
+        h.last_written = append_records(self.broker, TXN_TOPIC, h.index, records, now, h.partition,
+                                        acks_all=True).last_offset
 
     async def committed(self, h: Hosted) -> int:
         """0 once everything ``h`` appended is committed (below the high

@@ -71,6 +71,7 @@ class TxnConfig:
 
     num_partitions: int = 50  # transaction.state.log.num.partitions
     replication_factor: int = 3  # transaction.state.log.replication.factor
+    min_isr: int = 2  # transaction.state.log.min.isr
     max_timeout_ms: int = 900000  # transaction.max.timeout.ms
     id_expiration_ms: int = 7 * 24 * 3600 * 1000  # transactional.id.expiration.ms
 
@@ -81,6 +82,7 @@ class TxnConfig:
             num_partitions=config.get_int("transaction.state.log.num.partitions", d.num_partitions),
             replication_factor=config.get_int("transaction.state.log.replication.factor",
                                               d.replication_factor),
+            min_isr=config.get_int("transaction.state.log.min.isr", d.min_isr),
             max_timeout_ms=config.get_int("transaction.max.timeout.ms", d.max_timeout_ms),
             id_expiration_ms=config.get_int("transactional.id.expiration.ms", d.id_expiration_ms),
         )
