@@ -238,6 +238,9 @@ class BrokerCore:
         self.tasks.append(loop.create_task(self.metrics.probe_loop_lag()))  # and a warning when it was blocked
         await self.load()
         await start_listeners(self)
+        from odradek.server.connection import close_idle_connections
+
+        self.tasks.append(loop.create_task(close_idle_connections(self, self.config.get_int("connections.max.idle.ms"))))
         self.server = self.servers[0]
         self.port = self.server.sockets[0].getsockname()[1]
         self.registration = Registration(self.metadata, BrokerInfo(

@@ -126,6 +126,7 @@ BROKER_DEFAULTS: dict[str, str] = {
     "delete.topic.enable": "true",
     "message.max.bytes": "1048588",
     "socket.request.max.bytes": str(100 * 1024 * 1024),
+    "connections.max.idle.ms": "600000",
     "log.retention.check.interval.ms": "300000",
     "log.flush.scheduler.interval.ms": str(LONG_MAX),
     "log.flush.offset.checkpoint.interval.ms": "60000",

@@ -177,7 +177,7 @@ class KafkaConnection(asyncio.Protocol):
         self.closed = False
         self.peer = None
         self.slot = None  # (listener, address) held in odradek.server.listeners.ConnectionLimits
-        self.active_at = time.monotonic()  # last bytes read: the least recently active goes first over max.connections
+        self.active_at = time.monotonic()  # last bytes read or answer sent (max.connections, connections.max.idle.ms)
 
     @property
     def protocol(self) -> str:
@@ -279,6 +279,7 @@ class KafkaConnection(asyncio.Protocol):
                         self.transport.writelines(out)
                     else:
                         self.transport.write(out)
+                    self.active_at = time.monotonic()
                 if self.mute_ms and not self.closed:
                     await self.mute()
         except asyncio.CancelledError:
@@ -474,6 +475,11 @@ class KafkaConnection(asyncio.Protocol):
             self.authenticated(self.sasl.principal)
         return [_SIZE.pack(len(out)), out]
 
+    @property
+    def busy(self) -> bool:
+        """A request is being served, or waits to be."""
+        return bool(self.frames) or (self.worker is not None and not self.worker.done())
+
     def unsupported_api_versions(self, correlation_id: int) -> bytes:
         from odradek.apis.api_versions import api_version_list
 
@@ -483,3 +489,21 @@ class KafkaConnection(asyncio.Protocol):
         codec("ApiVersionsResponse", 0).encode(body, out)
         _SIZE.pack_into(out, 0, len(out) - 4)
         return bytes(out)
+
+
+async def close_idle_connections(broker, idle_ms: int) -> None:
+    """Kafka's ``connections.max.idle.ms``: a client connection that has read
+    nothing and been sent nothing for that long, with no request being served,
+    is closed (a negative value: never). Runs until cancelled."""
+    if idle_ms < 0:
+        return
+    idle_s = idle_ms / 1000
+    every = min(max(idle_s / 4, 0.05), 30.0)
+    while True:
+        await asyncio.sleep(every)
+        cutoff = time.monotonic() - idle_s
+        for conn in [c for c in broker.connections if c.active_at < cutoff and not c.closed and not c.busy]:
+            log.debug("closing %s: idle for over %d ms (connections.max.idle.ms)", conn.peer, idle_ms)
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.close()

@@ -227,3 +227,49 @@ def test_a_port_in_use_is_refused_on_one_address_and_on_every_interface():
     finally:
         for s in sockets:
             s.close()
+
+
+def test_idle_connections_are_closed_after_connections_max_idle_ms(odradek_broker_factory):
+    """Kafka's connections.max.idle.ms: a connection that has read and been
+    sent nothing for that long is closed; one in use stays, and so does one
+    whose long-poll Fetch outlasts the limit."""
+    import time
+
+    b = odradek_broker_factory(config={"connections.max.idle.ms": "600"})
+    idle, used, polling = RawClient(b.bootstrap), RawClient(b.bootstrap), RawClient(b.bootstrap)
+    for c in (idle, used, polling):
+        c.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+    topic = RawClient(b.bootstrap)
+    topic.request("CreateTopics", 7, {"topics": [{"name": "idle", "num_partitions": 1, "replication_factor": 1,
+                                                  "assignments": [], "configs": []}],
+                                      "timeout_ms": 10000, "validate_only": False})
+    topic.close()
+    metadata = used.request("Metadata", 12, {"topics": [{"name": "idle", "topic_id": None}],
+                                             "allow_auto_topic_creation": False,
+                                             "include_topic_authorized_operations": False})
+    topic_id = metadata["topics"][0]["topic_id"]
+    import threading
+
+    start = time.monotonic()
+
+    def keep_using():
+        while time.monotonic() - start < 1.8:
+            used.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+            time.sleep(0.2)
+
+    pinger = threading.Thread(target=keep_using)
+    pinger.start()
+    polled = polling.request("Fetch", 13, {
+        "replica_id": -1, "max_wait_ms": 1500, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": 0,
+        "session_id": 0, "session_epoch": -1, "rack_id": "",
+        "topics": [{"topic_id": topic_id, "partitions": [{
+            "partition": 0, "current_leader_epoch": -1, "fetch_offset": 0, "last_fetched_epoch": -1,
+            "log_start_offset": -1, "partition_max_bytes": 1 << 20}]}], "forgotten_topics_data": []})
+    assert polled["error_code"] == 0 and time.monotonic() - start >= 1.4  # answered after its whole wait
+    pinger.join()
+    idle.sock.settimeout(5)
+    assert idle.sock.recv(1) == b""  # closed by the broker
+    used.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+    polling.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
+    for c in (idle, used, polling):
+        c.close()
