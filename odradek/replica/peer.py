@@ -46,7 +46,9 @@ class PeerConnection:
 
     @property
     def connected(self) -> bool:
-        return self._writer is not None and not self._writer.is_closing()
+        """Open both ways: not closed here, nor ended by the other broker (which
+        closes a connection idle for its connections.max.idle.ms)."""
+        return self._writer is not None and not self._writer.is_closing() and not self._reader.at_eof()
 
     async def connect(self, timeout: float) -> None:
         """Connect, then log in if the listener wants SASL. Raises OSError,

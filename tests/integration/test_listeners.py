@@ -273,3 +273,31 @@ def test_idle_connections_are_closed_after_connections_max_idle_ms(odradek_broke
     polling.request("ApiVersions", 3, {"client_software_name": "t", "client_software_version": "1"})
     for c in (idle, used, polling):
         c.close()
+
+
+def test_a_brokers_peer_connection_closed_for_idleness_is_made_again(odradek_broker_factory):
+    """Inter-broker requests (odradek.replica.peer.PeerClients) over a
+    connection the other broker closed for connections.max.idle.ms: the next
+    request connects again rather than failing."""
+    import asyncio
+
+    from odradek.replica.peer import PeerClients
+
+    b = odradek_broker_factory(config={"connections.max.idle.ms": "300"})
+    core = b.broker.core
+
+    async def twice():
+        peers = PeerClients(core, "idle-test")
+        try:
+            first = await peers.call(core.config.node_id, "ApiVersions", 3,
+                                     {"client_software_name": "t", "client_software_version": "1"})
+            conn = peers.peers[core.config.node_id]
+            await asyncio.sleep(1.0)  # closed by the broker meanwhile
+            closed = not conn.connected
+            second = await peers.call(core.config.node_id, "ApiVersions", 3,
+                                      {"client_software_name": "t", "client_software_version": "1"})
+            return first["error_code"], closed, second["error_code"], peers.peers[core.config.node_id] is not conn
+        finally:
+            peers.close()
+
+    assert b.broker.call(twice) == (0, True, 0, True)
