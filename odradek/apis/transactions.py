@@ -201,23 +201,26 @@ async def txn_offset_commit(ctx, request: dict) -> dict:
 
 @handles("WriteTxnMarkers", 1, 2)
 async def write_txn_markers(ctx, request: dict) -> dict:
-    """Markers from a transaction coordinator (on this or another broker)."""
-    from odradek.coordinator.transactions.markers import write_marker
+    """Markers from a transaction coordinator (on this or another broker),
+    written acks=all (``write_markers``): answered once replicated."""
+    from odradek.coordinator.transactions.markers import MARKER_TIMEOUT_S, write_markers
 
     broker = ctx.broker
     out = []
     for m in request["markers"]:
-        topics = []
+        codes, led = {}, []
         for t in m["topics"]:
-            parts = []
             for index in t["partition_indexes"]:
                 p, code = broker.replicas.partition_or_error(t["name"], index)
-                if not code:
-                    code = write_marker(broker, p, m["producer_id"], m["producer_epoch"],
-                                        m["coordinator_epoch"], m["transaction_result"])
-                parts.append({"partition_index": index, "error_code": code})
-            topics.append({"name": t["name"], "partitions": parts})
-        out.append({"producer_id": m["producer_id"], "topics": topics})
+                if code:
+                    codes[(t["name"], index)] = code
+                else:
+                    led.append(((t["name"], index), p))
+        codes.update(await ctx.wait(write_markers(broker, led, m["producer_id"], m["producer_epoch"],
+                                                  m["coordinator_epoch"], m["transaction_result"], MARKER_TIMEOUT_S)))
+        out.append({"producer_id": m["producer_id"], "topics": [
+            {"name": t["name"], "partitions": [{"partition_index": i, "error_code": codes[(t["name"], i)]}
+                                               for i in t["partition_indexes"]]} for t in m["topics"]]})
     return {"markers": out}
 
 
