@@ -123,11 +123,11 @@ async def find_coordinator(ctx, request: dict) -> dict:
             node = coordinator_node(broker, gc, k, ctx.connection.listener)
         c, m = (code, message) if node is not None or code else \
             (errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
-        entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m))
+        entries.append(dict(node or nowhere, key=k, error_code=c, error_message=m if c else ""))
     if version >= 4:
         return {"coordinators": entries}
-    e = entries[0]
-    return {"error_code": e["error_code"], "error_message": e["error_message"],
+    e = entries[0]  # before v4, Kafka's success message is Errors.NONE's: "NONE"
+    return {"error_code": e["error_code"], "error_message": e["error_message"] or "NONE",
             "node_id": e["node_id"], "host": e["host"], "port": e["port"]}
 
 

@@ -537,7 +537,9 @@ def test_raw_v0_group_flow_and_batched_find_coordinator(broker):
         assert fc["error_code"] == 0 and fc["port"] == broker.port
         fc = rc.request("FindCoordinator", 4, {"key_type": 0, "coordinator_keys": ["a", "b"]})
         assert [c["key"] for c in fc["coordinators"]] == ["a", "b"]
-        assert {c["error_code"] for c in fc["coordinators"]} == {0}
+        assert {(c["error_code"], c["error_message"]) for c in fc["coordinators"]} == {(0, "")}  # as Kafka 4.4
+        fc = rc.request("FindCoordinator", 2, {"key": "g-raw", "key_type": 0})
+        assert (fc["error_code"], fc["error_message"]) == (0, "NONE")  # Kafka 4.4's words before v4
         txn = rc.request("FindCoordinator", 4, {"key_type": 1, "coordinator_keys": ["t"]})
         assert txn["coordinators"][0]["error_code"] == 0  # the transaction coordinator
         assert txn["coordinators"][0]["port"] == broker.port
