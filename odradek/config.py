@@ -38,6 +38,7 @@ class TopicConfigKey:
     bounds: tuple[int, int] | None = None  # (least, most) of a number, Kafka's Range
     also: int | None = None  # one more value allowed outside ``bounds`` (Kafka's "or -1")
     effect: bool = True  # False: taken and described, without effect here (never a dynamic broker setting)
+    internal: bool = False  # Kafka's internal config: described only when the topic sets it
 
 
 TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
@@ -92,6 +93,8 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("remote.copy.lag.bytes", T_LONG, "-1", "log.remote.copy.lag.bytes", bounds=(-1, LONG_MAX), effect=False),
         # Whether share groups may use the topic as a dead-letter queue (none does here).
         TopicConfigKey("errors.deadletterqueue.group.enable", T_BOOLEAN, "false", effect=False),
+        # Kafka 4's internal override of segment.bytes (which Kafka keeps at 1 MiB or more; odradek does not).
+        TopicConfigKey("internal.segment.bytes", T_INT, "", bounds=(1, 2**31 - 1), internal=True),
     ]
 }
 TIERED_STORAGE_OFF = ("Tiered Storage functionality is disabled in the broker. Topic cannot be configured with "
@@ -543,9 +546,15 @@ class TopicConfig:
             v = self._ints[name] = int(self.get(name))
         return v
 
+    @property
+    def segment_bytes(self) -> int:
+        """``segment.bytes``, or Kafka 4's ``internal.segment.bytes`` when the topic sets it."""
+        internal = self.overrides.get("internal.segment.bytes")
+        return int(internal) if internal else self.get_int("segment.bytes")
+
     def log_config(self) -> LogConfig:
         return LogConfig(
-            segment_bytes=self.get_int("segment.bytes"),
+            segment_bytes=self.segment_bytes,
             segment_ms=self.get_int("segment.ms"),
             retention_bytes=self.get_int("retention.bytes"),
             retention_ms=self.get_int("retention.ms"),

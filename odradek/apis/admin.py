@@ -73,6 +73,8 @@ def config_entries(config) -> list[dict]:
     """A topic's configs (a TopicConfig) as DescribeConfigs and CreateTopics list them."""
     out = []
     for name in sorted(TOPIC_CONFIGS):
+        if TOPIC_CONFIGS[name].internal and name not in config.overrides:
+            continue  # as Kafka: an internal config is described only when set
         value, source = config.lookup(name)
         synonyms = [_synonym(name, value, SOURCE_TOPIC)] if name in config.overrides else []
         broker_key = {"retention.ms": "log.retention.ms", "segment.ms": "log.roll.ms"}.get(

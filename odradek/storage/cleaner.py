@@ -118,7 +118,7 @@ class CompactionConfig:
             min_cleanable_ratio=float(topic_config.get("min.cleanable.dirty.ratio")),
             min_compaction_lag_ms=int(topic_config.get("min.compaction.lag.ms")),
             max_compaction_lag_ms=int(topic_config.get("max.compaction.lag.ms")),
-            segment_bytes=int(topic_config.get("segment.bytes")),
+            segment_bytes=topic_config.segment_bytes,
         )
 
 
