@@ -41,7 +41,6 @@ and a truststore for the token endpoint (https is checked against the system's C
 from __future__ import annotations
 
 import base64
-import binascii
 import http.client
 import json
 import logging
@@ -135,24 +134,19 @@ class CachedFile:
             raise LoginFailed(f"{self.path}: {e}") from None
 
 
-def _b64url_json(part: str) -> dict:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (binascii.Error, ValueError):
-        value = None
-    if not isinstance(value, dict):
-        raise ValueError("not a serialized JWT (its header and payload must be base64url JSON objects)")
-    return value
-
-
 def serialized_jwt(text: str) -> str:
     """``text`` stripped, once its header and payload parse (Kafka's check of a JWT read from a file)."""
+    from odradek.security.oauthbearer import TokenInvalid, _b64url_json  # the one JWT part decoder
+
     text = text.strip()
     parts = text.split(".")
     if len(parts) != 3:
         raise ValueError("not a serialized JWT (three dot-separated parts)")
-    _b64url_json(parts[0])
-    _b64url_json(parts[1])
+    try:
+        _b64url_json(parts[0])
+        _b64url_json(parts[1])
+    except TokenInvalid as e:
+        raise ValueError(f"not a serialized JWT (its header or payload: {e})") from None
     return text
 
 

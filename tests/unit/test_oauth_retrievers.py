@@ -113,6 +113,8 @@ def test_the_retriever_is_chosen_as_kafka_chooses_it(tmp_path, rsa_key):
             ({"token.endpoint.url": "file:///no/such/file"}, "doesn't exist"),
             ({"token.endpoint.url": "file://" + str(tmp_path)}, "references a directory"),
             ({"token.endpoint.url": "file://" + write(tmp_path, "junk", "not a jwt")}, "not a serialized JWT"),
+            ({"token.endpoint.url": "file://" + write(tmp_path, "parts", "a.b.c")},
+             "not a serialized JWT \\(its header or payload: malformed Base64 URL encoded value\\)"),
             ({"token.endpoint.url": "https://idp/t", "jwt.retriever.class": R.JWT_BEARER_RETRIEVER},
              "assertion.private.key.file value is required"),
             ({"token.endpoint.url": "https://idp/t", "jwt.retriever.class": R.JWT_BEARER_RETRIEVER,
