@@ -199,6 +199,12 @@ public class ShareCheck {
           if (r.value().startsWith("c-")) held.add(r.value() + "/" + dc(r)); else c1.acknowledge(r, AcknowledgeType.ACCEPT);
       }
       long t0 = System.currentTimeMillis();
+      // If c1's last poll found those records already buffered, the fetch that poll asked for
+      // goes on in c1's background thread (Kafka's share consumer fetches until it has records
+      // buffered), and could take them again when their lock expires. A filler record ends
+      // that fetch: a fetching c1 takes it and stops; otherwise c2 gets it.
+      send(topic, "warm");
+      Thread.sleep(500);
       // c1 neither acknowledges nor polls again: after the lock duration, c2 (joining
       // only now, so that its fetches cannot run ahead) gets what c1 held.
       KafkaShareConsumer<String, String> c2 = consumer("sg-j-lock", "explicit", 500);
