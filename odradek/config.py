@@ -152,6 +152,7 @@ BROKER_DEFAULTS: dict[str, str] = {
     "group.consumer.session.timeout.ms": "45000",
     "group.consumer.max.size": str(2**31 - 1),
     "group.consumer.assignors": "uniform,range",
+    "group.consumer.migration.policy": "bidirectional",
     # Share groups (odradek.coordinator.share_groups, odradek.share).
     "group.share.heartbeat.interval.ms": "5000",
     "group.share.session.timeout.ms": "45000",
@@ -462,6 +463,10 @@ def served_notes(props: dict[str, str]) -> list[str]:
     if len(dirs) > 1:
         raise ConfigError(f"Several log directories are not served (log.dirs={','.join(dirs)}): odradek keeps "
                           f"a broker's logs in one directory; give one")
+    policy = props.get("group.consumer.migration.policy")
+    if policy is not None and policy.strip().lower() not in ("disabled", "downgrade", "upgrade", "bidirectional"):
+        raise ConfigError(f"Invalid value {policy} for configuration group.consumer.migration.policy: String must "
+                          f"be one of (case insensitive): DISABLED, DOWNGRADE, UPGRADE, BIDIRECTIONAL")
     for key, why in UNSERVED_WHEN_TRUE.items():
         value = (props.get(key) or "false").strip().lower()
         if value not in ("true", "false"):

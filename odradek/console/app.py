@@ -161,16 +161,13 @@ def record_json(topic: str, partition: int, r) -> str:
 
 def decode_assignment(data: bytes) -> list[tuple[str, list[int]]]:
     """A consumer member's assignment (ConsumerProtocolAssignment); [] when not readable."""
-    from odradek.protocol.schema import codec
+    from odradek.protocol.consumer_protocol import decode_assignment as decode
 
-    if not data or len(data) < 2:
-        return []
     try:
-        version = min(int.from_bytes(data[:2], "big", signed=True), 3)
-        body, _ = codec("ConsumerProtocolAssignment", max(version, 0)).decode(data, 2)
-        return [(t["topic"], sorted(t["partitions"])) for t in body["assigned_partitions"]]
-    except Exception:  # noqa: BLE001 - another protocol's bytes
+        partitions, _ = decode(data)
+    except ValueError:  # another protocol's bytes
         return []
+    return [(t, sorted(ps)) for t, ps in partitions.items()]
 
 
 def sparkline(values: list[float], width: int = 120, height: int = 24) -> str:

@@ -43,33 +43,36 @@ CompletingRebalance -> Stable, back to PreparingRebalance on any membership
 or metadata change, and Dead for a removed group (never kept in the table).
 
 A JoinGroup for an empty group of another type turns it into a classic
-group (that group's records are tombstoned first); for one with members it
-answers INCONSISTENT_GROUP_PROTOCOL. SyncGroup and Heartbeat for a group of
-another type answer UNKNOWN_MEMBER_ID, DescribeGroups Dead (v6:
-GROUP_ID_NOT_FOUND).
+group (that group's records are tombstoned first). For a KIP-848 consumer
+group with members, JoinGroup, SyncGroup and Heartbeat are served by the
+consumer groups (``ConsumerGroups.classic_join`` and its siblings: Kafka 4's
+online migration); for a group of another type with members JoinGroup
+answers INCONSISTENT_GROUP_PROTOCOL, SyncGroup and Heartbeat
+UNKNOWN_MEMBER_ID. DescribeGroups answers Dead for a group of another type
+(v6: GROUP_ID_NOT_FOUND). A consumer group whose last consumer-protocol
+member leaves becomes a classic group again with a record that names
+members but no leader; replaying it starts a rebalance, as Kafka does then.
 """
 
 from __future__ import annotations
 
-import struct
 import uuid
 from collections import Counter
 from typing import Iterable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import GroupConfig
-from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, DEAD, EMPTY, GroupManager
+from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, CONSUMER, DEAD, EMPTY, GroupManager
 from odradek.coordinator.records import GroupKey
 from odradek.coordinator.runtime import Result
 from odradek.protocol import errors
-from odradek.protocol.schema import DecodeError, codec
+from odradek.protocol.consumer_protocol import decode_subscription
 
 PREPARING_REBALANCE = "PreparingRebalance"
 COMPLETING_REBALANCE = "CompletingRebalance"
 STABLE = "Stable"
 STATES = (EMPTY, PREPARING_REBALANCE, COMPLETING_REBALANCE, STABLE, DEAD)
 
-_I16 = struct.Struct(">h")
 
 
 class ClassicMember:
@@ -126,6 +129,7 @@ class ClassicGroup:
         self.join_remaining = 0
         self.new_member_added = False
         self.sync_deadline: int | None = None
+        self.rebalance_due = False  # a group just downgraded from a consumer group
         self.next_check: int | None = None
 
     # -- queries ---------------------------------------------------------
@@ -164,13 +168,10 @@ class ClassicGroup:
             return None
         topics: set[str] = set()
         for m in self.members.values():
-            data = m.metadata(self.protocol_name)
             try:
-                version = _I16.unpack_from(data, 0)[0]
-                sub, _ = codec("ConsumerProtocolSubscription", min(max(version, 0), 3)).decode(data, 2)
-            except (struct.error, DecodeError):
+                topics.update(decode_subscription(m.metadata(self.protocol_name))["topics"])
+            except ValueError:
                 return None
-            topics.update(t for t in sub["topics"] if t is not None)
         return topics
 
     def snapshot(self, now_state_timestamp: int | None = None,
@@ -291,13 +292,14 @@ class ClassicGroups:
                 "skip_assignment": skip_assignment, "member_id": m.member_id, "members": members}
 
     # -- rebalance mechanics --------------------------------------------
-    def _drop_member(self, g: ClassicGroup, m: ClassicMember, join_code: int = errors.UNKNOWN_MEMBER_ID) -> None:
+    def _drop_member(self, g: ClassicGroup, m: ClassicMember, join_code: int = errors.UNKNOWN_MEMBER_ID,
+                     sync_code: int = errors.UNKNOWN_MEMBER_ID) -> None:
         """Take ``m`` out of the group, answering whatever it has parked."""
         if m.join_waiter is not None:
             self._complete(m.join_waiter, _join_error(join_code))
             m.join_waiter = None
         if m.sync_waiter is not None:
-            self._complete(m.sync_waiter, _sync_error(errors.UNKNOWN_MEMBER_ID))
+            self._complete(m.sync_waiter, _sync_error(sync_code))
             m.sync_waiter = None
         g.members.pop(m.member_id, None)
         if m.instance_id is not None and g.static_members.get(m.instance_id) == m.member_id:
@@ -474,11 +476,20 @@ class ClassicGroups:
             return Result(_join_error(errors.INVALID_GROUP_ID, member_id))
         g = self.groups.get(group_id)
         replaced = None
+        cfg = self.config
         if g is not None and g.group_type != CLASSIC:
+            if g.group_type == CONSUMER and not self.gm.convertible(g, CLASSIC):
+                # A classic member of a KIP-848 group (Kafka 4's online migration).
+                if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
+                    return Result(_join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
+                return self.gm.kinds[CONSUMER].classic_join(
+                    now, g, member_id=member_id, instance_id=instance_id, session_timeout=session_timeout,
+                    rebalance_timeout=rebalance_timeout if rebalance_timeout is not None else -1,
+                    protocol_type=protocol_type, protocols=protocols, client_id=client_id,
+                    client_host=client_host, require_known_member_id=require_known_member_id)
             if not self.gm.convertible(g, CLASSIC):
                 return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
             replaced, g = g, None  # an empty group of another type becomes a classic one
-        cfg = self.config
         if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
             return Result(_join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
         if rebalance_timeout is None or rebalance_timeout < 0:
@@ -557,6 +568,11 @@ class ClassicGroups:
             return Result(_sync_error(errors.INVALID_GROUP_ID))
         g = self._own(group_id)
         if g is None:
+            other = self.gm.get(group_id)
+            if other is not None and other.group_type == CONSUMER:
+                return self.gm.kinds[CONSUMER].classic_sync(
+                    now, other, generation=generation, member_id=member_id, instance_id=instance_id,
+                    protocol_type=protocol_type, protocol_name=protocol_name)
             return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
         code = self._validate_member(g, member_id, instance_id)
         if code:
@@ -595,6 +611,10 @@ class ClassicGroups:
             return Result({"error_code": errors.INVALID_GROUP_ID})
         g = self._own(group_id)
         if g is None:
+            other = self.gm.get(group_id)
+            if other is not None and other.group_type == CONSUMER:
+                return self.gm.kinds[CONSUMER].classic_heartbeat(
+                    now, other, generation=generation, member_id=member_id, instance_id=instance_id)
             return Result({"error_code": errors.UNKNOWN_MEMBER_ID})
         code = self._validate_member(g, member_id, instance_id)
         if code:
@@ -769,6 +789,10 @@ class ClassicGroups:
                     self._prepare_rebalance(g, now, Result())
 
     def check(self, g: ClassicGroup, now: int, res: Result) -> None:
+        if g.rebalance_due:
+            g.rebalance_due = False
+            if g.state == STABLE:
+                self._prepare_rebalance(g, now, res)
         for mid, deadline in list(g.pending_members.items()):
             if deadline <= now:
                 del g.pending_members[mid]
@@ -823,11 +847,19 @@ class ClassicGroups:
                 return
             del self.groups[group_id]
             for m in list(g.members.values()):
-                self._drop_member(g, m, errors.COORDINATOR_NOT_AVAILABLE)
+                # A group with members is tombstoned only when it becomes a KIP-848
+                # group (online upgrade): its members' parked requests are answered
+                # REBALANCE_IN_PROGRESS, and they join it again, as Kafka answers them.
+                self._drop_member(g, m, errors.REBALANCE_IN_PROGRESS, errors.REBALANCE_IN_PROGRESS)
             g.state = DEAD
             return
         if g is None:
             g = self.groups[group_id] = ClassicGroup(group_id, now)
+        if v["members"] and v["leader"] is None:
+            # Members and no leader: only a consumer group turned classic is written so
+            # (Kafka 4's online downgrade). Its members join again, as Kafka has them.
+            g.rebalance_due = True
+            self._schedule(g, now)
         completing = g.state == COMPLETING_REBALANCE and g.generation == v["generation"]
         same_generation = completing or (g.state == STABLE and g.generation == v["generation"])
         g.protocol_type = v["protocol_type"] or None

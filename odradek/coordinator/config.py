@@ -56,6 +56,9 @@ class ConsumerGroupConfig:
     max_size: int = 2**31 - 1  # group.consumer.max.size
     assignors: tuple = DEFAULT_ASSIGNORS  # group.consumer.assignors; the first is the default
     regex_refresh_ms: int = 10000  # how often regexes are matched again against the topics
+    # group.consumer.migration.policy: whether a group with members moves between the
+    # classic and consumer protocols (bidirectional, upgrade, downgrade, disabled)
+    migration_policy: str = "bidirectional"
 
     @classmethod
     def from_broker(cls, config) -> "ConsumerGroupConfig":
@@ -72,6 +75,7 @@ class ConsumerGroupConfig:
                                                  d.heartbeat_interval_ms),
             max_size=config.get_int("group.consumer.max.size", d.max_size),
             assignors=tuple(names) or d.assignors,
+            migration_policy=(config.get("group.consumer.migration.policy") or d.migration_policy).strip().lower(),
         )
 
 

@@ -47,12 +47,30 @@ Members leave with epoch -1 (removed at once, group epoch bumped) or, if
 static, -2 (kept with their partitions until their session expires or the
 instance rejoins). A member whose session expires is removed the same way.
 
-Classic and consumer groups coexist: a JoinGroup for a consumer group with
-members answers INCONSISTENT_GROUP_PROTOCOL, a ConsumerGroupHeartbeat for a
-group of another type with members GROUP_ID_NOT_FOUND; an empty group of
-either kind is converted to the other (its records tombstoned; its offsets,
-which the offsets component keeps, stay). LeaveGroup removes static members
-of a consumer group by instance id (as the admin client does).
+An empty classic or consumer group is converted to the other (its records
+tombstoned; its offsets, which the offsets component keeps, stay). Groups
+with members migrate online, as in Kafka 4 (``group.consumer.migration.policy``,
+bidirectional by default):
+
+- Upgrade: a ConsumerGroupHeartbeat joining a classic group of consumers
+  turns it into a consumer group at once (``_upgrade``). Every classic member
+  stays, at the classic generation as its epoch, with its subscription and
+  the partitions it was given, as a *classic member* (``ConsumerMember.classic``:
+  its session timeout and protocols, kept in the member record).
+- Classic members are served JoinGroup, SyncGroup, Heartbeat and LeaveGroup
+  by this component. Their JoinGroup runs the same reconciliation as a
+  heartbeat, with the partitions their subscription says they own, and is
+  answered at once: generation = member epoch, no leader, so SyncGroup
+  answers their assignment. Heartbeat answers REBALANCE_IN_PROGRESS while
+  there is something to reconcile, which makes them join again.
+- Downgrade: when the last consumer-protocol member leaves and classic
+  members remain, the group becomes a classic group (``_downgrade``) at the
+  group epoch as generation, each member given its target assignment; the
+  classic group then rebalances.
+
+Any other group type with members refuses a ConsumerGroupHeartbeat
+(GROUP_ID_NOT_FOUND). LeaveGroup removes members by member id (classic
+members) or by instance id (as the admin client does).
 """
 
 from __future__ import annotations
@@ -65,6 +83,7 @@ from typing import Callable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.assignors import ASSIGNORS, MemberSpec
+from odradek.coordinator.classic_groups import ClassicGroup, ClassicMember
 from odradek.coordinator.config import ConsumerGroupConfig, group_setting
 from odradek.coordinator.records import (
     CG_CURRENT_ASSIGNMENT,
@@ -76,10 +95,12 @@ from odradek.coordinator.records import (
     CG_TARGET_METADATA,
     ConsumerKey,
 )
-from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CONSUMER, EMPTY, GroupManager
+from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, CONSUMER, EMPTY, GroupManager
 from odradek.coordinator.runtime import Result
 from odradek.coordinator.topic_regex import InvalidTopicRegex, compile_topic_regex, matching_topics
 from odradek.protocol import errors
+from odradek.protocol.consumer_protocol import (decode_assignment, decode_subscription, encode_assignment,
+                                                subscription_version)
 
 log = logging.getLogger("odradek.groups")
 
@@ -137,6 +158,10 @@ class ConsumerMember:
     state: int = MEMBER_STABLE
     assigned: dict = field(default_factory=dict)  # Partitions
     pending_revocation: dict = field(default_factory=dict)  # Partitions
+    # A member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat):
+    # (session timeout ms, ((protocol name, metadata), ...) as its last JoinGroup
+    # listed them); None for a ConsumerGroupHeartbeat member.
+    classic: tuple | None = None
 
     @property
     def regex(self) -> str | None:
@@ -145,7 +170,7 @@ class ConsumerMember:
     def metadata(self) -> tuple:
         return (self.instance_id, self.rack_id, self.client_id, self.client_host,
                 self.subscribed_topic_names, self.subscribed_topic_regex, self.rebalance_timeout_ms,
-                self.server_assignor)
+                self.server_assignor, self.classic)
 
     def assignment_state(self) -> tuple:
         return (self.member_epoch, self.previous_member_epoch, self.state, self.assigned,
@@ -231,6 +256,13 @@ def _freeze(parts: dict) -> dict:
 def _hb_error(code: int, message: str | None = None) -> dict:
     return {"error_code": code, "error_message": message, "member_id": None, "member_epoch": 0,
             "heartbeat_interval_ms": 0, "assignment": None}
+
+
+def _classic_of(value: dict | None) -> tuple | None:
+    """ClassicMemberMetadata as ConsumerMember.classic (absent: the decoder's empty default)."""
+    if not value or not value["supported_protocols"]:
+        return None
+    return value["session_timeout_ms"], tuple((p["name"], bytes(p["metadata"])) for p in value["supported_protocols"])
 
 
 class _Refused(Exception):
@@ -324,6 +356,10 @@ class ConsumerGroups:
     def session_timeout_ms(self, group_id: str) -> int:
         return self._setting(group_id, "consumer.session.timeout.ms", self.config.session_timeout_ms)
 
+    def member_session_ms(self, group_id: str, m: ConsumerMember) -> int:
+        """A classic member's session is its own (from its JoinGroup), as Kafka."""
+        return m.classic[0] if m.classic is not None else self.session_timeout_ms(group_id)
+
     def heartbeat_interval_ms(self, group_id: str) -> int:
         return self._setting(group_id, "consumer.heartbeat.interval.ms", self.config.heartbeat_interval_ms)
 
@@ -340,12 +376,18 @@ class ConsumerGroups:
         return rec.consumer_key(kind, group_id, sub), None if value is None else rec.consumer_value(kind, value)
 
     def _member_record(self, gid: str, m: ConsumerMember) -> tuple:
-        return self._cg(CG_MEMBER_METADATA, gid, {
+        value = {
             "instance_id": m.instance_id, "rack_id": m.rack_id, "client_id": m.client_id,
             "client_host": m.client_host, "subscribed_topic_names": list(m.subscribed_topic_names),
             "subscribed_topic_regex": m.subscribed_topic_regex,
             "rebalance_timeout_ms": m.rebalance_timeout_ms, "server_assignor": m.server_assignor,
-        }, m.member_id)
+        }
+        # A tagged field whose absence Kafka reads as an empty struct (a classic member with
+        # no protocols), so a consumer-protocol member's is written null, as Kafka writes it.
+        value["classic_member_metadata"] = None if m.classic is None else {
+            "session_timeout_ms": m.classic[0],
+            "supported_protocols": [{"name": n, "metadata": md} for n, md in m.classic[1]]}
+        return self._cg(CG_MEMBER_METADATA, gid, value, m.member_id)
 
     def _target_record(self, gid: str, member_id: str, parts: dict) -> tuple:
         return self._cg(CG_TARGET_MEMBER, gid, {"topic_partitions": _entries(parts)}, member_id)
@@ -512,10 +554,16 @@ class ConsumerGroups:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} not found.")
             g, live = ConsumerGroup(group_id, now), False
         elif g.group_type != CONSUMER:
-            if member_epoch != 0 or not self.gm.convertible(g, CONSUMER):
+            if member_epoch != 0:
                 raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
-            records.extend(self.gm.conversion_records(g))  # it becomes a consumer group
-            g, live = ConsumerGroup(group_id, now), False
+            if self.gm.convertible(g, CONSUMER):
+                records.extend(self.gm.conversion_records(g))  # it becomes a consumer group
+                g = ConsumerGroup(group_id, now)
+            elif g.group_type == CLASSIC:
+                g = self._upgrade(g, now, records)  # its members stay, as classic members
+            else:
+                raise _Refused(errors.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group.")
+            live = False
         if len(g.members) >= cfg.max_size and member_id not in g.members:
             raise _Refused(errors.GROUP_MAX_SIZE_REACHED,
                            f"The consumer group has reached its maximum capacity of {cfg.max_size} members.")
@@ -557,7 +605,6 @@ class ConsumerGroups:
                                    f"fenced by member {existing.member_id}.")
                 self._check_epoch(existing, member_epoch, owned)
                 member = existing
-        known = replaced is not None or member.member_id in g.members
 
         updated = replace(
             member,
@@ -569,7 +616,31 @@ class ConsumerGroups:
             subscribed_topic_names=tuple(sorted(set(names))) if names is not None
             else member.subscribed_topic_names,
             subscribed_topic_regex=regex if regex is not None else member.subscribed_topic_regex,
-            client_id=client_id, client_host=client_host)
+            client_id=client_id, client_host=client_host, classic=None)
+        updated = self._converge(g, live, res, member, updated, replaced, now, owned, topic_filter)
+
+        full = member_epoch == 0 or (rebalance_timeout_ms != -1 and owned is not None
+                                     and (names is not None or regex is not None))
+        res.response = {
+            "error_code": 0, "error_message": None, "member_id": member_id,
+            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": self.heartbeat_interval_ms(group_id),
+            "assignment": {"topic_partitions": _entries(updated.assigned)}
+            if full or updated.assigned != member.assigned else None,
+        }
+        res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
+        return res
+
+    def _converge(self, g: ConsumerGroup, live: bool, res: Result, member: ConsumerMember,
+                  updated: ConsumerMember, replaced: ConsumerMember | None, now: int, owned: dict | None,
+                  topic_filter=None) -> ConsumerMember:
+        """The records of ``member`` becoming ``updated`` (its subscription, the
+        group epoch, the target assignment) and of its reconciliation toward its
+        target, given the partitions it says it owns; the member as reconciled.
+        Served to ConsumerGroupHeartbeat and classic JoinGroup members alike."""
+        records = res.records
+        group_id = g.group_id
+        member_id = updated.member_id
+        known = replaced is not None or member.member_id in g.members
         bump = g.group_epoch == 0
         if not known or updated.metadata() != member.metadata():
             records.append(self._member_record(group_id, updated))
@@ -637,20 +708,10 @@ class ConsumerGroups:
                 records.append(self._current_record(group_id, reconciled))
             updated = reconciled
         if live:
-            session_timeout = self.session_timeout_ms(group_id)
+            session_timeout = self.member_session_ms(group_id, updated)
             g.session_deadlines[member_id] = now + session_timeout
             self._schedule(g, now + session_timeout)
-
-        full = member_epoch == 0 or (rebalance_timeout_ms != -1 and owned is not None
-                                     and (names is not None or regex is not None))
-        res.response = {
-            "error_code": 0, "error_message": None, "member_id": member_id,
-            "member_epoch": updated.member_epoch, "heartbeat_interval_ms": self.heartbeat_interval_ms(group_id),
-            "assignment": {"topic_partitions": _entries(updated.assigned)}
-            if full or updated.assigned != member.assigned else None,
-        }
-        res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
-        return res
+        return updated
 
     def _refresh_regexes(self, g: ConsumerGroup, regex_refs: Counter, now: int,
                          live: bool, topic_filter=None) -> tuple[dict, list, bool]:
@@ -680,6 +741,249 @@ class ConsumerGroups:
             g.regex_resolved_at = now
         return resolved, out, changed
 
+    # -- online migration (KIP-848): classic members in a consumer group --
+    def _upgrade(self, cg, now: int, records: list) -> ConsumerGroup:
+        """A classic group with members, as the consumer group it becomes when a
+        ConsumerGroupHeartbeat joins it (``group.consumer.migration.policy``
+        upgrade or bidirectional): every member stays, at the classic
+        generation, with its subscription and the partitions it was given, and
+        goes on with JoinGroup, SyncGroup and Heartbeat. ``records`` gets the
+        classic group's tombstone and the consumer group's records; the group
+        returned is what they describe (not in the table)."""
+        gid = cg.group_id
+        if self.config.migration_policy not in ("bidirectional", "upgrade"):
+            raise _Refused(errors.GROUP_ID_NOT_FOUND,
+                           f"Cannot upgrade classic group {gid} to consumer group because the online "
+                           f"upgrade is disabled.")
+        if cg.protocol_type != ConsumerGroup.protocol_type or not cg.protocol_name:
+            raise _Refused(errors.GROUP_ID_NOT_FOUND,
+                           f"Cannot upgrade classic group {gid} to consumer group because it is not a "
+                           f"consumer group with an assignment.")
+        if len(cg.members) > self.config.max_size:
+            raise _Refused(errors.GROUP_ID_NOT_FOUND,
+                           f"Cannot upgrade classic group {gid} to consumer group because its size "
+                           f"exceeds the consumer group maximum size.")
+        generation = cg.generation
+        g = ConsumerGroup(gid, now)
+        g.group_epoch = g.assignment_epoch = generation
+        for cm in cg.members.values():
+            try:
+                sub = decode_subscription(cm.metadata(cg.protocol_name))
+                assignment, user_data = decode_assignment(cm.assignment)
+            except ValueError as e:
+                raise _Refused(errors.GROUP_ID_NOT_FOUND,
+                               f"Cannot upgrade classic group {gid} to consumer group because {e}.") from None
+            if user_data:
+                raise _Refused(errors.GROUP_ID_NOT_FOUND,
+                               f"Cannot upgrade classic group {gid} to consumer group because an unsupported "
+                               f"custom assignor is in use.")
+            assigned = self._partitions_of(assignment)
+            m = ConsumerMember(
+                cm.member_id, instance_id=cm.instance_id, rack_id=sub.get("rack_id"), client_id=cm.client_id,
+                client_host=cm.client_host, subscribed_topic_names=tuple(sorted(set(sub["topics"]))),
+                rebalance_timeout_ms=cm.rebalance_timeout, member_epoch=generation,
+                previous_member_epoch=generation, assigned=assigned,
+                classic=(cm.session_timeout, tuple(cm.protocols)))
+            g.members[m.member_id] = m
+            g.target[m.member_id] = assigned
+            g.topic_refs.update(m.subscribed_topic_names)
+            if m.instance_id is not None:
+                g.static_members[m.instance_id] = m.member_id
+            for tp in m.owned():
+                g.partition_epochs[tp] = generation
+        g.subscription_metadata = self._metadata_of(g.subscribed_topics())
+        records.extend(self.gm.conversion_records(cg))
+        records.extend(self._member_record(gid, m) for m in g.members.values())
+        records.append(self._metadata_record(gid, g.subscription_metadata))
+        records.append(self._cg(CG_METADATA, gid, {"epoch": generation}))
+        records.extend(self._target_record(gid, mid, parts) for mid, parts in g.target.items())
+        records.append(self._cg(CG_TARGET_METADATA, gid,
+                                {"assignment_epoch": generation, "assignment_timestamp": now}))
+        records.extend(self._current_record(gid, m) for m in g.members.values())
+        log.info("group %s: upgraded from a classic group (generation %d, %d members)",
+                 gid, generation, len(g.members))
+        return g
+
+    def _downgrade(self, g: ConsumerGroup, rest: list[ConsumerMember], now: int) -> list | None:
+        """The records turning ``g`` into a classic group of its classic members
+        ``rest`` (the last consumer-protocol member is leaving;
+        ``group.consumer.migration.policy`` downgrade or bidirectional), as
+        Kafka 4: at the group epoch as generation, with no leader, the protocol
+        the members vote for, and each member given its target assignment. The
+        classic group rebalances once replayed (``ClassicGroups``)."""
+        cg = ClassicGroup(g.group_id, now)
+        cg.protocol_type = ConsumerGroup.protocol_type
+        cg.generation = g.group_epoch
+        for m in rest:
+            cg.members[m.member_id] = ClassicMember(
+                m.member_id, m.instance_id, m.client_id, m.client_host, m.rebalance_timeout_ms, m.classic[0],
+                ConsumerGroup.protocol_type, list(m.classic[1]))
+        cg.protocol_name = cg.select_protocol()
+        if cg.protocol_name is None:  # no protocol all support: they stay classic members here
+            return None
+        assignments = {
+            m.member_id: encode_assignment(self._names_of(g.target.get(m.member_id, {})),
+                                           subscription_version(cg.members[m.member_id].metadata(cg.protocol_name)))
+            for m in rest}
+        log.info("group %s: downgraded to a classic group (generation %d, %d members)",
+                 g.group_id, cg.generation, len(rest))
+        return self._consumer_group_tombstones(g) + [
+            (rec.group_key(g.group_id), rec.group_value(cg.snapshot(now, assignments)))]
+
+    def _partitions_of(self, by_name: dict[str, list[int]]) -> dict:
+        """Partitions by topic id from partitions by topic name (unknown topics dropped)."""
+        out = {}
+        for name, ps in by_name.items():
+            found = self.topics.get(name)
+            if found is not None and ps:
+                out[bytes(found[0])] = frozenset(ps)
+        return out
+
+    def _names_of(self, parts: dict) -> dict[str, list[int]]:
+        out = {}
+        for tid, ps in parts.items():
+            name = self.topics.name_of(tid)
+            if name is not None:
+                out[name] = sorted(ps)
+        return out
+
+    def _classic_member(self, g: ConsumerGroup, member_id: str, instance_id: str | None) -> ConsumerMember:
+        """The classic member a SyncGroup or Heartbeat names, or _Refused."""
+        if instance_id is not None:
+            m = g.static_member(instance_id)
+            if m is None:
+                raise _Refused(errors.UNKNOWN_MEMBER_ID)
+            if m.member_id != member_id:
+                raise _Refused(errors.FENCED_INSTANCE_ID)
+        m = g.members.get(member_id)
+        if m is None or m.classic is None:
+            raise _Refused(errors.UNKNOWN_MEMBER_ID)
+        return m
+
+    def classic_join(self, now: int, g: ConsumerGroup, *, member_id: str, instance_id: str | None,
+                     session_timeout: int, rebalance_timeout: int, protocol_type: str,
+                     protocols: list[tuple[str, bytes]], client_id: str = "", client_host: str = "",
+                     require_known_member_id: bool = True) -> Result:
+        """JoinGroup of a classic member into a consumer group with members (as
+        Kafka 4: the member's subscription is read from its first protocol's
+        metadata, the partitions it owns from that subscription; it is
+        reconciled as a KIP-848 member is, and answered at once, as a follower
+        whose generation is its member epoch and whose SyncGroup gets its
+        assignment)."""
+        def error(code: int, mid: str = member_id) -> Result:
+            return Result({"error_code": code, "generation_id": -1, "protocol_type": None,
+                           "protocol_name": None, "leader": "", "skip_assignment": False,
+                           "member_id": mid, "members": []})
+
+        gid = g.group_id
+        if self.config.migration_policy == "disabled":
+            return error(errors.INCONSISTENT_GROUP_PROTOCOL)
+        new_id = member_id or str(uuid.uuid4())
+        known = g.members.get(member_id) is not None or (
+            instance_id is not None and g.static_member(instance_id) is not None)
+        if len(g.members) >= self.config.max_size and not known:
+            return error(errors.GROUP_MAX_SIZE_REACHED, "")
+        classic = [m.classic for m in g.members.values() if m.classic is not None]
+        names = [n for n, _ in protocols]
+        if protocol_type != ConsumerGroup.protocol_type or not protocols or not any(
+                all(n in {x for x, _ in c[1]} for c in classic) for n in names):
+            return error(errors.INCONSISTENT_GROUP_PROTOCOL)
+        if not member_id and instance_id is None and require_known_member_id:
+            return error(errors.MEMBER_ID_REQUIRED, new_id)
+        try:
+            sub = decode_subscription(protocols[0][1])
+        except ValueError:
+            return error(errors.INCONSISTENT_GROUP_PROTOCOL)
+        res = Result()
+        replaced = None
+        if instance_id is None:
+            member = g.members.get(new_id) or ConsumerMember(new_id)
+        else:
+            existing = g.static_member(instance_id)
+            if not member_id:
+                if existing is None:
+                    member = ConsumerMember(new_id)
+                else:  # the instance comes back with a new member id: it takes over the old one's place
+                    replaced = existing
+                    member = replace(existing, member_id=new_id, member_epoch=0, previous_member_epoch=0)
+                    res.records.extend(self._member_tombstones(gid, existing.member_id))
+                    res.records.append(self._member_record(gid, member))
+                    res.records.append(self._target_record(gid, new_id, g.target.get(existing.member_id, {})))
+                    res.records.append(self._current_record(gid, member))
+            elif existing is None:
+                return error(errors.UNKNOWN_MEMBER_ID)
+            elif existing.member_id != member_id:
+                return error(errors.FENCED_INSTANCE_ID)
+            else:
+                member = existing
+        updated = replace(
+            member, instance_id=instance_id, client_id=client_id, client_host=client_host,
+            rack_id=sub.get("rack_id") or member.rack_id,
+            rebalance_timeout_ms=rebalance_timeout if rebalance_timeout != -1 else member.rebalance_timeout_ms,
+            subscribed_topic_names=tuple(sorted(set(sub["topics"]))), subscribed_topic_regex=None,
+            classic=(session_timeout, tuple((n, bytes(md)) for n, md in protocols)))
+        owned = self._partitions_of(sub.get("owned_partitions") or {})
+        updated = self._converge(g, True, res, member, updated, replaced, now, owned)
+        res.response = {"error_code": 0, "generation_id": updated.member_epoch,
+                        "protocol_type": ConsumerGroup.protocol_type,
+                        "protocol_name": protocols[0][0], "leader": "", "skip_assignment": False,
+                        "member_id": new_id, "members": []}
+        res.failure = error(errors.COORDINATOR_NOT_AVAILABLE)
+        return res
+
+    def classic_sync(self, now: int, g: ConsumerGroup, *, generation: int, member_id: str,
+                     instance_id: str | None, protocol_type: str | None, protocol_name: str | None) -> Result:
+        """SyncGroup of a classic member of a consumer group: its assignment (what
+        it may own now: not what it is revoking, nor what others still hold)."""
+        def error(code: int) -> Result:
+            return Result({"error_code": code, "protocol_type": None, "protocol_name": None, "assignment": b""})
+
+        try:
+            m = self._classic_member(g, member_id, instance_id)
+        except _Refused as e:
+            return error(e.code)
+        if generation != m.member_epoch:
+            return error(errors.ILLEGAL_GENERATION)
+        first = m.classic[1][0] if m.classic[1] else ("", b"")
+        if (protocol_type is not None and protocol_type != ConsumerGroup.protocol_type) or (
+                protocol_name is not None and protocol_name != first[0]):
+            return error(errors.INCONSISTENT_GROUP_PROTOCOL)
+        if g.group_epoch > m.member_epoch and m.state != UNREVOKED_PARTITIONS:
+            return error(errors.REBALANCE_IN_PROGRESS)
+        self._touch(g, m, now)
+        return Result({"error_code": 0, "protocol_type": protocol_type, "protocol_name": protocol_name,
+                       "assignment": encode_assignment(self._names_of(m.assigned), subscription_version(first[1]))})
+
+    def classic_heartbeat(self, now: int, g: ConsumerGroup, *, generation: int, member_id: str,
+                          instance_id: str | None) -> Result:
+        """Heartbeat of a classic member of a consumer group: REBALANCE_IN_PROGRESS
+        while it has something to reconcile (a newer target, partitions to
+        revoke, or partitions now free to take), which makes it join again.
+        A group epoch ahead of its epoch counts as a newer target: a classic
+        member's join is what computes it when no consumer-protocol member is
+        left to (a member left, and the policy keeps the group)."""
+        try:
+            m = self._classic_member(g, member_id, instance_id)
+        except _Refused as e:
+            return Result({"error_code": e.code})
+        if generation != m.member_epoch:
+            return Result({"error_code": errors.ILLEGAL_GENERATION})
+        self._touch(g, m, now)
+        if m.member_epoch < g.group_epoch or m.state == UNREVOKED_PARTITIONS:
+            return Result({"error_code": errors.REBALANCE_IN_PROGRESS})
+        if m.state == UNRELEASED_PARTITIONS:
+            target = g.target.get(m.member_id, {})
+            waiting = any(g.partition_epochs.get((tid, p)) is not None
+                          for tid, ps in target.items() for p in ps - m.assigned.get(tid, frozenset()))
+            if not waiting:
+                return Result({"error_code": errors.REBALANCE_IN_PROGRESS})
+        return Result({"error_code": 0})
+
+    def _touch(self, g: ConsumerGroup, m: ConsumerMember, now: int) -> None:
+        deadline = now + self.member_session_ms(g.group_id, m)
+        g.session_deadlines[m.member_id] = deadline
+        self._schedule(g, deadline)
+
     # -- leaving and fencing --------------------------------------------
     def _consumer_leave(self, now, group_id, member_id, instance_id, member_epoch) -> Result:
         g = self.groups.get(group_id)
@@ -693,7 +997,7 @@ class ConsumerGroups:
             if m is None:
                 raise _Refused(errors.UNKNOWN_MEMBER_ID,
                                f"Member {member_id} is not a member of group {group_id}.")
-            res = Result(records=self._fence(g, [m]))
+            res = Result(records=self._fence(g, [m], now))
         else:
             m = g.static_member(instance_id)
             if m is None:
@@ -707,18 +1011,24 @@ class ConsumerGroups:
                 away = replace(m, member_epoch=LEAVE_GROUP_STATIC_MEMBER_EPOCH, pending_revocation={})
                 res = Result(records=[self._current_record(group_id, away)])
             else:
-                res = Result(records=self._fence(g, [m]))
+                res = Result(records=self._fence(g, [m], now))
         res.response = response
         res.failure = _hb_error(errors.COORDINATOR_NOT_AVAILABLE, "The coordinator is not available.")
         return res
 
-    def _fence(self, g: ConsumerGroup, members: list[ConsumerMember]) -> list:
-        """Records removing ``members`` and bumping the group epoch."""
-        out = []
+    def _fence(self, g: ConsumerGroup, members: list[ConsumerMember], now: int) -> list:
+        """Records removing ``members`` and bumping the group epoch; or, when only
+        classic members would be left, turning the group into a classic one."""
         gone = {m.member_id for m in members}
+        rest = [m for mid, m in g.members.items() if mid not in gone]
+        if rest and all(m.classic is not None for m in rest) and self.config.migration_policy in (
+                "bidirectional", "downgrade") and len(rest) <= self.gm.kinds[CLASSIC].config.max_group_size:
+            records = self._downgrade(g, rest, now)
+            if records is not None:
+                return records
+        out = []
         for m in members:
             out.extend(self._member_tombstones(g.group_id, m.member_id))
-        rest = [m for mid, m in g.members.items() if mid not in gone]
         regexes = {m.regex for m in rest if m.regex}
         for regex in sorted(g.resolved_regexes):
             if regex not in regexes:
@@ -755,7 +1065,7 @@ class ConsumerGroups:
                          g.group_id, mid, m.rebalance_timeout_ms)
                 expired[mid] = m
         if expired:
-            res.records.extend(self._fence(g, list(expired.values())))
+            res.records.extend(self._fence(g, list(expired.values()), now))
 
     def reschedule(self, g: ConsumerGroup) -> None:
         times = list(g.session_deadlines.values())
@@ -842,7 +1152,8 @@ class ConsumerGroups:
                     client_host=v["client_host"],
                     subscribed_topic_names=tuple(v["subscribed_topic_names"]),
                     subscribed_topic_regex=v["subscribed_topic_regex"],
-                    rebalance_timeout_ms=v["rebalance_timeout_ms"], server_assignor=v["server_assignor"])
+                    rebalance_timeout_ms=v["rebalance_timeout_ms"], server_assignor=v["server_assignor"],
+                    classic=_classic_of(v.get("classic_member_metadata")))
         g.members[member_id] = m
         if m.regex:
             g.regex_refs[m.regex] += 1
@@ -850,7 +1161,7 @@ class ConsumerGroups:
         if m.instance_id is not None:
             g.static_members[m.instance_id] = member_id
         if member_id not in g.session_deadlines:
-            session_timeout = self.session_timeout_ms(g.group_id)
+            session_timeout = self.member_session_ms(g.group_id, m)
             g.session_deadlines[member_id] = now + session_timeout
             self._schedule(g, now + session_timeout)
 
@@ -920,7 +1231,7 @@ class ConsumerGroups:
                     "assignment": {"topic_partitions": self._described_partitions(m.assigned)},
                     "target_assignment": {"topic_partitions": self._described_partitions(
                         g.target.get(m.member_id, {}))},
-                    "member_type": 1,
+                    "member_type": 1 if m.classic is None else 0,
                 } for m in g.members.values()]
                 out.append(dict(base, group_state=g.state, group_epoch=g.group_epoch,
                                 assignment_epoch=g.assignment_epoch,
@@ -930,15 +1241,20 @@ class ConsumerGroups:
 
     # -- LeaveGroup on consumer groups ---------------------------------
     def leave_group(self, now: int, *, group_id: str, members: list[tuple[str, str | None]]) -> Result:
+        """LeaveGroup on a consumer group: a classic member leaving, or members
+        removed by instance id (as the admin client does); any member named,
+        of either protocol, is removed at once, static ones too."""
         g = self.groups[group_id]
-        # Static members may be removed by instance id (as the admin client
-        # does); consumer-protocol members leave through their heartbeat.
         out = []
         leaving: dict[str, ConsumerMember] = {}
         for member_id, instance_id in members:
             code = 0
             if instance_id is None:
-                code = errors.UNKNOWN_MEMBER_ID
+                m = g.members.get(member_id)
+                if m is None:
+                    code = errors.UNKNOWN_MEMBER_ID
+                else:
+                    leaving[m.member_id] = m
             else:
                 m = g.static_member(instance_id)
                 if m is None:
@@ -950,7 +1266,7 @@ class ConsumerGroups:
             out.append({"member_id": member_id, "group_instance_id": instance_id, "error_code": code})
         res = Result({"error_code": 0, "members": out})
         if leaving:
-            res.records = self._fence(g, list(leaving.values()))
+            res.records = self._fence(g, list(leaving.values()), now)
             res.failure = {"error_code": errors.COORDINATOR_NOT_AVAILABLE, "members": []}
         return res
 
@@ -977,13 +1293,16 @@ class ConsumerGroups:
     @staticmethod
     def validate_offset_commit(g: ConsumerGroup, now: int, generation: int, member_id: str,
                                instance_id: str | None, version: int) -> int:
-        """A member commits at its current epoch, with OffsetCommit v9+; anyone
-        may commit to an empty group with epoch -1."""
+        """A member commits at its current epoch, with OffsetCommit v9+ (a classic
+        member with any version, its generation being its epoch); anyone may
+        commit to an empty group with epoch -1."""
         if generation < 0 and not g.members:
             return 0
         m = g.members.get(member_id)
         if m is None:
             return errors.UNKNOWN_MEMBER_ID
+        if m.classic is not None:
+            return 0 if generation == m.member_epoch else errors.ILLEGAL_GENERATION
         if version < 9:
             return errors.UNSUPPORTED_VERSION
         if generation != m.member_epoch:
@@ -996,7 +1315,7 @@ class ConsumerGroups:
         if m is None:
             return errors.UNKNOWN_MEMBER_ID
         if member_epoch != m.member_epoch:
-            return errors.STALE_MEMBER_EPOCH
+            return errors.STALE_MEMBER_EPOCH if m.classic is None else errors.ILLEGAL_GENERATION
         return 0
 
     @staticmethod

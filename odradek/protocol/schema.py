@@ -253,6 +253,7 @@ class _Gen:
         self.flex = flexible
         self.source = source
         self.strict = strict
+        self.in_tag = False  # generating the value of a tagged field
         self.path = ""  # of the struct whose encoder this generates, e.g. "topics[].partitions[]"
         self.lines: list[str] = []
         self.helpers: dict[str, object] = {}
@@ -413,8 +414,9 @@ class _Gen:
             L.append(f"{ind}    {target} = {lst}")
         elif "fields" in f:
             fn = self.struct_decoder(f)
-            if nullable:  # nullable struct: int8 presence marker
-                L.append(f"{ind}if i8(buf, pos)[0] < 0: {target} = None; pos += 1")
+            if nullable:  # nullable struct: int8 presence marker (in a tagged field, 0 is null)
+                null = "<= 0" if self.in_tag else "< 0"
+                L.append(f"{ind}if i8(buf, pos)[0] {null}: {target} = None; pos += 1")
                 L.append(f"{ind}else: {target}, pos = {fn}(buf, pos + 1)")
             else:
                 L.append(f"{ind}{target}, pos = {fn}(buf, pos)")
@@ -453,6 +455,7 @@ class _Gen:
             for f in tagged:
                 rname = self.name_for("read_tag", f, f["name"])
                 sub = self.sub()
+                sub.in_tag = True
                 sub.lines.append(f"def {rname}(buf, pos):")
                 sub.decode_value(f, f["type"], "v", "    ")
                 sub.lines.append("    return v, pos")
@@ -551,7 +554,8 @@ class _Gen:
             if _in(parse_versions(f.get("nullableVersions")), self.v):
                 v = self.tmp("v")
                 L.append(f"{ind}{v} = d.get({snake(f['name'])!r})")
-                L.append(f"{ind}if {v} is None: out += p8(-1)")
+                # Kafka marks a null struct with -1, but with 0 in a tagged field.
+                L.append(f"{ind}if {v} is None: out += p8({0 if self.in_tag else -1})")
                 L.append(f"{ind}else: out += p8(1); {fn}({v}, out)")
             else:
                 L.append(f"{ind}{fn}({val}, out)")
@@ -614,7 +618,9 @@ class _Gen:
                     L.append(f"    v = g({key!r}, {const})")
                     L.append(f"    if v is not {const} and v != {const}:")
                     L.append("        sub = out; out = bytearray()")
+                    self.in_tag = True
                     self.encode_value(f, f["type"], "v", "        ")
+                    self.in_tag = False
                     L.append(f"        tags.append(({f['tag']}, bytes(out))); out = sub")
                 L.append("    write_tags(out, tags, g('_tags'))")
         return "\n".join(L) + "\n"

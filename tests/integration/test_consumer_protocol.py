@@ -257,9 +257,16 @@ def test_classic_and_consumer_groups_coexist(broker):
         rc.request("OffsetCommit", 8, {"group_id": "g-classic-simple", "generation_id_or_member_epoch": -1,
                                        "member_id": "", "topics": [{"name": "cp-mixed", "partitions": [
                                            {"partition_index": 0, "committed_offset": 1}]}]})
+        # A classic member may join a consumer group (online migration), but not
+        # with a subscription that does not decode.
         join = rc.request("JoinGroup", 5, {
             "group_id": "g-cp-mixed", "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000,
             "member_id": "", "protocol_type": "consumer",
+            "protocols": [{"name": "range", "metadata": b""}]})
+        assert join["error_code"] == 79 and join["member_id"]  # MEMBER_ID_REQUIRED
+        join = rc.request("JoinGroup", 5, {
+            "group_id": "g-cp-mixed", "session_timeout_ms": 10000, "rebalance_timeout_ms": 10000,
+            "member_id": join["member_id"], "protocol_type": "consumer",
             "protocols": [{"name": "range", "metadata": b""}]})
         assert join["error_code"] == 23  # INCONSISTENT_GROUP_PROTOCOL
         listed = rc.request("ListGroups", 5, {"states_filter": [], "types_filter": []})["groups"]
@@ -371,3 +378,108 @@ def test_silent_member_is_fenced_by_the_runtime_timer():
             assert gone["error_code"] == 25  # UNKNOWN_MEMBER_ID: it must rejoin
         finally:
             rc.close()
+
+
+def _rolling_switch(broker, topic, group, strategy, old, new):
+    """Two ``old``-protocol consumers, then one ``new``-protocol consumer joins;
+    then each old one leaves and a new one comes, while records are produced
+    and consumed. Returns what the group was described as along the way."""
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(broker, topic)
+    classic_conf = {"partition.assignment.strategy": strategy, "session.timeout.ms": 6000,
+                    "heartbeat.interval.ms": 200}
+
+    def member(protocol):
+        return consumer(broker, group, **({"group.protocol": "classic", **classic_conf} if protocol == "classic"
+                                          else {"group.protocol": "consumer"}))
+
+    olds = [member(old) for _ in range(2)]
+    for c in olds:
+        c.subscribe([topic])
+    members = list(olds)
+    poll = Polled(members)
+    expected = []
+    seen = []
+
+    def split(n):
+        owned = [parts(c) for c in members]
+        return (len(members) == n and all(owned) and sum(map(len, owned)) == 4
+                and len(set().union(*owned)) == 4)
+
+    def consumed():  # by every member, those that left too
+        return {m.value() for got in poll.got.values() for m in got}
+
+    def produce_more(count):
+        expected.extend(produce(broker, topic, count, start=len(expected)))
+        wait_until(lambda: consumed() >= set(expected), step=poll.step, what="every record")
+
+    def join(protocol):
+        c = member(protocol)
+        c.subscribe([topic])
+        members.append(c)
+        poll.got[id(c)] = []
+
+    def described():
+        rc = RawClient(broker.bootstrap)
+        try:
+            listed = rc.request("ListGroups", 5, {"states_filter": [], "types_filter": []})["groups"]
+            kind = [x["group_type"] for x in listed if x["group_id"] == group][0]
+            if kind == "consumer":
+                d = rc.request("ConsumerGroupDescribe", 1, {"group_ids": [group]})["groups"][0]
+                return kind, sorted(m["member_type"] for m in d["members"])
+            d = rc.request("DescribeGroups", 5, {"groups": [group]})["groups"][0]
+            return kind, d["group_state"], len(d["members"])
+        finally:
+            rc.close()
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    try:
+        wait_until(lambda: split(2), step=poll.step, what=f"the {old} members' split")
+        seen.append(described())
+        produce_more(100)
+        join(new)
+        wait_until(lambda: split(3), step=poll.step, timeout=30, what="the split among old and new members")
+        seen.append(described())
+        produce_more(100)
+        for c in olds:
+            c.close()
+            members.remove(c)
+            join(new)
+            wait_until(lambda: split(len(members)), step=poll.step, timeout=30,
+                       what="the split after an old member left")
+            produce_more(50)
+        wait_until(lambda: described()[1] in ("Stable", [1, 1, 1], [0, 0, 0]), step=poll.step,
+                   what="the group settled")
+        seen.append(described())
+        assert len(admin.describe_consumer_groups([group])[group].result(10).members) == 3
+        assert consumed() == set(expected), "records lost in the migration"
+    finally:
+        for c in members:
+            c.close()
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_rolling_upgrade_from_the_classic_protocol(broker, strategy):
+    """Kafka 4's online migration: classic consumers are replaced one by one
+    with consumer-protocol ones while the group keeps consuming. The first
+    consumer-protocol member turns the classic group into a consumer group;
+    the classic members stay in it (JoinGroup, SyncGroup, Heartbeat), give up
+    partitions for it, and leave it with LeaveGroup. Nothing is lost, and each
+    time the group settles its members' assignments cover the partitions
+    without overlap."""
+    seen = _rolling_switch(broker, f"cp-upgrade-{strategy}", f"g-cp-upgrade-{strategy}", strategy,
+                           "classic", "consumer")
+    assert seen == [("classic", "Stable", 2), ("consumer", [0, 0, 1]), ("consumer", [1, 1, 1])]
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_rolling_downgrade_to_the_classic_protocol(broker, strategy):
+    """The way back: classic consumers join a consumer group as classic
+    members; when the last consumer-protocol member leaves, the group becomes
+    a classic group again (``group.consumer.migration.policy`` bidirectional,
+    Kafka's default), rebalances, and its leader assigns."""
+    seen = _rolling_switch(broker, f"cp-downgrade-{strategy}", f"g-cp-downgrade-{strategy}", strategy,
+                           "consumer", "classic")
+    assert seen == [("consumer", [1, 1]), ("consumer", [0, 1, 1]), ("classic", "Stable", 3)]

@@ -157,3 +157,133 @@ def test_java_consumer_protocol_group(tmp_path):
                  "ConsumerGroupTargetAssignmentMemberKey", "ConsumerGroupCurrentMemberAssignmentKey",
                  "ConsumerGroupMemberMetadataKey-tombstone"):
         assert int(lines.get(f"record:{kind}", 0)) >= 1, (kind, out.stdout)
+
+
+MIGRATION_SOURCE = r"""
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.common.*;
+import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
+import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
+import org.apache.kafka.coordinator.group.generated.ConsumerGroupMemberMetadataValue;
+
+public class MigrationCheck {
+  static KafkaConsumer<byte[], byte[]> consumer(String bs, String group, String protocol) {
+    Properties p = new Properties();
+    p.put("bootstrap.servers", bs);
+    p.put("group.id", group);
+    p.put("group.protocol", protocol);
+    if (protocol.equals("classic")) { p.put("session.timeout.ms", "6000"); p.put("heartbeat.interval.ms", "200"); }
+    p.put("key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer");
+    p.put("value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer");
+    p.put("auto.offset.reset", "earliest");
+    p.put("enable.auto.commit", "false");
+    return new KafkaConsumer<>(p);
+  }
+
+  static Set<String> got = new HashSet<>();
+
+  static void poll(List<KafkaConsumer<byte[], byte[]>> cs) {
+    for (KafkaConsumer<byte[], byte[]> c : cs) {
+      ConsumerRecords<byte[], byte[]> rs = c.poll(Duration.ofMillis(50));
+      for (ConsumerRecord<byte[], byte[]> r : rs) got.add(new String(r.value()));
+      if (!rs.isEmpty()) { try { c.commitSync(); } catch (KafkaException e) { /* rebalancing: next time */ } }
+    }
+  }
+
+  static boolean split(List<KafkaConsumer<byte[], byte[]>> cs) {
+    Set<TopicPartition> all = new HashSet<>();
+    int sum = 0;
+    for (KafkaConsumer<byte[], byte[]> c : cs) { if (c.assignment().isEmpty()) return false; all.addAll(c.assignment()); sum += c.assignment().size(); }
+    return all.size() == 4 && sum == 4;
+  }
+
+  public static void main(String[] a) throws Exception {
+    String bs = a[0], topic = a[1], group = "g-java-migration";
+    List<KafkaConsumer<byte[], byte[]>> cs = new ArrayList<>();
+    for (int i = 0; i < 2; i++) { KafkaConsumer<byte[], byte[]> c = consumer(bs, group, "classic"); c.subscribe(List.of(topic)); cs.add(c); }
+    long deadline = System.currentTimeMillis() + 30000;
+    while (System.currentTimeMillis() < deadline && !split(cs)) poll(cs);
+    System.out.println("classic-split=" + split(cs));
+    try (Admin admin = Admin.create(Map.of("bootstrap.servers", bs))) {
+      System.out.println("before=" + admin.describeConsumerGroups(List.of(group)).all().get().get(group).type());
+      KafkaConsumer<byte[], byte[]> up = consumer(bs, group, "consumer");
+      up.subscribe(List.of(topic));
+      cs.add(up);
+      deadline = System.currentTimeMillis() + 30000;
+      while (System.currentTimeMillis() < deadline && !(split(cs) && got.size() >= 100)) poll(cs);
+      System.out.println("mixed-split=" + split(cs) + " consumed=" + got.size());
+      ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+      System.out.println("after=" + d.type() + "/" + d.groupState() + "/" + d.members().size());
+      // The consumer-protocol member leaves: the group is classic again, and its
+      // members rebalance and split the partitions between them.
+      up.close();
+      List<KafkaConsumer<byte[], byte[]>> rest = List.of(cs.get(0), cs.get(1));
+      deadline = System.currentTimeMillis() + 30000;
+      while (System.currentTimeMillis() < deadline && !(split(rest)
+             && admin.describeConsumerGroups(List.of(group)).all().get().get(group).type() == GroupType.CLASSIC)) poll(rest);
+      d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+      System.out.println("downgraded=" + split(rest) + "/" + d.type() + "/" + d.groupState() + "/" + d.members().size());
+      for (KafkaConsumer<byte[], byte[]> c : rest) c.close();
+    }
+    KafkaConsumer<byte[], byte[]> r = new KafkaConsumer<>(Map.of(
+        "bootstrap.servers", bs,
+        "key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer",
+        "value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer"));
+    try (r) {
+      List<TopicPartition> tps = new ArrayList<>();
+      for (PartitionInfo pi : r.partitionsFor("__consumer_offsets")) tps.add(new TopicPartition(pi.topic(), pi.partition()));
+      r.assign(tps);
+      r.seekToBeginning(tps);
+      Map<TopicPartition, Long> ends = r.endOffsets(tps);
+      GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
+      Set<Integer> sessions = new TreeSet<>();
+      long stop = System.currentTimeMillis() + 20000;
+      while (System.currentTimeMillis() < stop) {
+        for (ConsumerRecord<byte[], byte[]> rec : r.poll(Duration.ofMillis(100))) {
+          if (rec.value() == null) continue;
+          CoordinatorRecord cr = serde.deserialize(ByteBuffer.wrap(rec.key()), ByteBuffer.wrap(rec.value()));
+          if (cr.value().message() instanceof ConsumerGroupMemberMetadataValue v && v.classicMemberMetadata() != null)
+            sessions.add(v.classicMemberMetadata().sessionTimeoutMs());
+        }
+        boolean done = true;
+        for (TopicPartition tp : tps) if (r.position(tp) < ends.get(tp)) done = false;
+        if (done) break;
+      }
+      System.out.println("classic-sessions=" + sessions);
+    }
+  }
+}
+"""
+
+
+def test_java_classic_consumers_upgrade_online(tmp_path):
+    """Kafka 4's online migration with the Java client: two classic consumers,
+    then a consumer-protocol one joins the same group without it being
+    emptied; the three split the partitions; when it leaves, the group is a
+    classic group again. Kafka's own record reader finds the classic members'
+    metadata in the consumer group's records."""
+    CLASSPATH = _resolve_classpath() if shutil.which("javac") else None
+    if CLASSPATH is None:
+        pytest.skip("javac or the Kafka 4.x jars are not available: the Java client's online migration is not "
+                    "exercised")
+    src = tmp_path / "MigrationCheck.java"
+    src.write_text(MIGRATION_SOURCE)
+    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
+                   capture_output=True, timeout=90)
+    with EmbeddedBroker(config=BROKER_CONFIG) as b:
+        create_topic(b, "jtmig")
+        produce(b, "jtmig", 100)
+        out = subprocess.run(["java", "-cp", CLASSPATH + os.pathsep + str(tmp_path), "MigrationCheck",
+                              b.bootstrap, "jtmig"], capture_output=True, text=True, timeout=100)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    lines = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    assert lines["classic-split"] == "true", out.stdout
+    assert lines["before"] == "Classic", out.stdout
+    assert lines["mixed-split"] == "true" and lines["consumed"] == "100", out.stdout
+    assert lines["after"] == "Consumer/Stable/3", out.stdout
+    assert lines["downgraded"] == "true/Classic/Stable/2", out.stdout
+    assert lines["classic-sessions"] == "[6000]", out.stdout

@@ -128,3 +128,25 @@ def test_partition_for_matches_kafka():
     h = rec.java_string_hash("aaaaaaa")
     assert h < 0
     assert rec.partition_for("aaaaaaa", 50) == (-h) % 50
+
+
+def test_consumer_member_classic_metadata_golden():
+    """ConsumerGroupMemberMetadataValue's ClassicMemberMetadata, a nullable struct in
+    a tagged field: null is written as Kafka writes it (tag 0, size 1, varint 0),
+    and an absent tag reads as Kafka reads it (an empty struct: no classic member)."""
+    from odradek.coordinator.records import CG_MEMBER_METADATA
+
+    base = {"instance_id": None, "rack_id": None, "client_id": "c", "client_host": "h",
+            "subscribed_topic_names": ["t"], "subscribed_topic_regex": None, "rebalance_timeout_ms": 1,
+            "server_assignor": None}
+    head = "0000" "00" "00" "0263" "0268" "02" "0274" "00" "00000001" "00"
+    null = rec.consumer_value(CG_MEMBER_METADATA, dict(base, classic_member_metadata=None))
+    assert null.hex() == head + "01" "00" "01" "00"
+    assert rec.decode_consumer_value(CG_MEMBER_METADATA, null)["classic_member_metadata"] is None
+    classic = {"session_timeout_ms": 10, "supported_protocols": [{"name": "range", "metadata": b"\x00\x01"}]}
+    present = rec.consumer_value(CG_MEMBER_METADATA, dict(base, classic_member_metadata=classic))
+    assert present.hex() == head + "01" "00" "11" "01" "0000000a" "02" "0672616e6765" "03" "0001" "00" "00"
+    assert rec.decode_consumer_value(CG_MEMBER_METADATA, present)["classic_member_metadata"] == classic
+    absent = bytes.fromhex(head + "00")
+    assert rec.decode_consumer_value(CG_MEMBER_METADATA, absent)["classic_member_metadata"] == \
+        {"session_timeout_ms": 0, "supported_protocols": []}
