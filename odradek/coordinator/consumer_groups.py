@@ -584,7 +584,9 @@ class ConsumerGroups:
                 if existing is None:
                     member = g.members.get(member_id) or ConsumerMember(member_id)
                 else:
-                    if existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH:
+                    # A classic member's instance id is taken over at once (a static
+                    # consumer restarted with the consumer protocol), as Kafka does.
+                    if existing.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH and existing.classic is None:
                         raise _Refused(errors.UNRELEASED_INSTANCE_ID,
                                        f"Static member {member_id} with instance id {instance_id} cannot "
                                        f"join the group: the instance id is still owned by member "

@@ -116,10 +116,11 @@ def run(h, clients, steps=12):
     return owned_by(clients)
 
 
-def classic_group(h, n=2, cooperative=False):
+def classic_group(h, n=2, cooperative=False, static=False):
     clients = [ClassicClient(h, f"c{i}", cooperative) for i in range(n)]
     # The first generation: one member leads and assigns by range (t-0,1 / t-2,3).
-    first = [h.join_new(member_id="", protocols=c.protocols(), client_id=c.name, session=10000) for c in clients]
+    first = [h.join_new(member_id="", protocols=c.protocols(), client_id=c.name, session=10000,
+                        instance_id=f"i{i}" if static else None) for i, c in enumerate(clients)]
     h.advance(0)
     answers = [h.answer(r) for r in first]
     assert all(a["error_code"] == 0 for a in answers), answers
@@ -317,3 +318,25 @@ def test_the_last_consumer_protocol_member_leaving_downgrades_the_group():
     assert h.group().group_type == "consumer" and len(h.group().members) == 2
     final = run(h, classic)
     assert set(final) == {("t", p) for p in range(4)}
+
+
+def test_a_static_classic_member_restarted_with_the_consumer_protocol_takes_its_place():
+    """A rolling upgrade of static members: the classic instance stops without
+    leaving, and comes back with the consumer protocol and the same instance
+    id; it takes over at once (no UNRELEASED_INSTANCE_ID), with the partitions
+    the classic instance held."""
+    h = MigrationHarness()
+    classic, gen = classic_group(h, static=True)
+    k = Client(h, "k1", instance="i0")
+    resp = k.step()
+    assert resp["error_code"] == 0, resp
+    g = h.group()
+    assert g.group_type == "consumer" and g.static_members["i0"] == "k1"
+    assert classic[0].member_id not in g.members
+    assert k.owned == {"t": {0, 1}}, "the partitions the classic instance held"
+    # The other classic member stays, and the group settles.
+    final = run(h, [classic[1], k])
+    assert set(final) == {("t", p) for p in range(4)}
+    # A consumer-protocol member's instance id is not taken over while it is in use.
+    other = Client(h, "k2", instance="i0")
+    assert other.step()["error_code"] == errors.UNRELEASED_INSTANCE_ID
