@@ -75,6 +75,7 @@ class ReplicaManager:
         self.reconciled = Progress()  # the image revision the hosted partitions follow
         self._lock = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
+        self._flushing: dict[Partition, asyncio.Future] = {}  # partition -> its flush in progress, done when over
         self.flush_time = Histogram(LATENCY_BUCKETS)  # seconds per partition flush (fsync), odradek.metrics
         self.isr_shrinks = 0  # ISR changes written as leader that took replicas out (Kafka's IsrShrinksPerSec)
         self.isr_expands = 0  # ... and that added replicas (IsrExpandsPerSec)
@@ -374,10 +375,21 @@ class ReplicaManager:
     async def flush(self, p: Partition) -> None:
         """fsync ``p``'s log off the loop, then write the producer snapshot its
         last segment roll took (``p.pending_snapshot``): after the rolled
-        segment's fsync, so the snapshot does not outrun the log it describes."""
-        snapshot, p.pending_snapshot = p.pending_snapshot, None
-        # Timed in the worker, counted here on the loop (the only writer of flush_time).
-        self.flush_time.observe(await self.background.run(_flush, p.log, snapshot))
+        segment's fsync, so the snapshot does not outrun the log it describes.
+        One flush of a partition at a time, each taking the snapshot when its
+        turn comes: on several background threads, an older roll's snapshot
+        written last would replace a newer one."""
+        while (running := self._flushing.get(p)) is not None:
+            await running
+        done = asyncio.get_running_loop().create_future()
+        self._flushing[p] = done
+        try:
+            snapshot, p.pending_snapshot = p.pending_snapshot, None
+            # Timed in the worker, counted here on the loop (the only writer of flush_time).
+            self.flush_time.observe(await self.background.run(_flush, p.log, snapshot))
+        finally:
+            del self._flushing[p]
+            done.set_result(None)
 
     async def wait_for_flushes(self) -> None:
         while self._flushes:

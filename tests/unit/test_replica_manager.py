@@ -203,3 +203,47 @@ def test_a_leader_behind_the_follower_is_asked_again_soon():
         assert answer(errors.UNKNOWN_LEADER_EPOCH) == 0.05
 
     asyncio.run(go())
+
+
+def test_flushes_of_a_partition_run_one_at_a_time_and_write_snapshots_in_order():
+    asyncio.run(_flushes_in_order())
+
+
+async def _flushes_in_order():
+    import threading
+
+    m = await manager()
+    p, _ = m.partition_or_error("t", 0)
+    written = []
+    running = []
+    lock = threading.Lock()
+
+    class SlowLog:
+        """A log whose first fsync takes a while; records what is written."""
+        def __init__(self, log):
+            self.log = log
+            self.slow = True
+
+        def flush(self):
+            with lock:
+                running.append(1)
+                assert len(running) == 1, "two flushes of one partition at once"
+            if self.slow:
+                self.slow = False
+                time.sleep(0.2)
+            with lock:
+                running.pop()
+
+        def write_aux(self, name, data):
+            written.append(data)
+
+        def __getattr__(self, name):
+            return getattr(self.log, name)
+
+    p.log = SlowLog(p.log)
+    p.pending_snapshot = b"older"
+    first = asyncio.ensure_future(m.flush(p))
+    await asyncio.sleep(0.05)  # the first flush is in its fsync
+    p.pending_snapshot = b"newer"
+    await asyncio.gather(first, m.flush(p))
+    assert written == [b"older", b"newer"]
