@@ -758,7 +758,7 @@ class ClassicGroups:
             "member_id": m.member_id, "group_instance_id": m.instance_id, "client_id": m.client_id,
             "client_host": m.client_host,
             "member_metadata": m.metadata(g.protocol_name) if stable else b"",
-            "member_assignment": m.assignment if stable else b"",
+            "member_assignment": m.assignment,  # as Kafka, in every state (only the metadata waits for Stable)
         } for m in g.members.values()]
         return dict(base, group_state=g.state, protocol_type=g.protocol_type or "",
                     protocol_data=(g.protocol_name or "") if stable else "", members=members)

@@ -291,6 +291,11 @@ def test_the_last_consumer_protocol_member_leaving_downgrades_the_group():
     # Then a rebalance: the members join again and the leader assigns as classic groups do.
     h.advance(0)
     assert cg.state == "PreparingRebalance"
+    # DescribeGroups shows the assignments while rebalancing, without metadata (as Kafka 4.4).
+    d = h.sm.describe_group("g", 5)
+    assert d["group_state"] == "PreparingRebalance" and d["protocol_data"] == ""
+    assert {m["member_id"]: decode_assignment(m["member_assignment"])[0] for m in d["members"]} == targets
+    assert all(m["member_metadata"] == b"" for m in d["members"])
     for c in classic:
         assert h.heartbeat(c.member_id, c.generation) in (errors.REBALANCE_IN_PROGRESS, errors.ILLEGAL_GENERATION)
     joins = [h.join(member_id=c.member_id, protocols=c.protocols(), client_id=c.name, session=10000)
