@@ -902,6 +902,15 @@ class ConsumerGroups:
             member = g.members.get(new_id) or ConsumerMember(new_id)
         else:
             existing = g.static_member(instance_id)
+            if not member_id and existing is not None and existing.classic is None and all(
+                    m.classic is not None for m in g.members.values() if m is not existing):
+                # The last consumer-protocol member's instance restarted with the classic
+                # protocol: that member goes, so the group turns classic if the policy lets it,
+                # and the instance joins again (Kafka converts and joins in one step).
+                res = Result(error(errors.REBALANCE_IN_PROGRESS, "").response)
+                res.records = self._fence(g, [existing], now)
+                res.failure = error(errors.COORDINATOR_NOT_AVAILABLE, "").response
+                return res
             if not member_id:
                 if existing is None:
                     member = ConsumerMember(new_id)

@@ -380,19 +380,25 @@ def test_silent_member_is_fenced_by_the_runtime_timer():
             rc.close()
 
 
-def _rolling_switch(broker, topic, group, strategy, old, new):
+def _rolling_switch(broker, topic, group, strategy, old, new, static=False):
     """Two ``old``-protocol consumers, then one ``new``-protocol consumer joins;
-    then each old one leaves and a new one comes, while records are produced
-    and consumed. Returns what the group was described as along the way."""
+    then each old one leaves and a new one comes (``static``: with the
+    instance id of the one it replaces, as a restart), while records are
+    produced and consumed. Returns what the group was described as along the way."""
     from confluent_kafka.admin import AdminClient
 
     create_topic(broker, topic)
     classic_conf = {"partition.assignment.strategy": strategy, "session.timeout.ms": 6000,
                     "heartbeat.interval.ms": 200}
 
-    def member(protocol):
-        return consumer(broker, group, **({"group.protocol": "classic", **classic_conf} if protocol == "classic"
-                                          else {"group.protocol": "consumer"}))
+    instances = iter(range(100))
+
+    def member(protocol, instance=None):
+        conf = {"group.protocol": "classic", **classic_conf} if protocol == "classic" else \
+            {"group.protocol": "consumer"}
+        if static:
+            conf["group.instance.id"] = instance or f"{group}-{next(instances)}"
+        return consumer(broker, group, **conf)
 
     olds = [member(old) for _ in range(2)]
     for c in olds:
@@ -414,8 +420,8 @@ def _rolling_switch(broker, topic, group, strategy, old, new):
         expected.extend(produce(broker, topic, count, start=len(expected)))
         wait_until(lambda: consumed() >= set(expected), step=poll.step, what="every record")
 
-    def join(protocol):
-        c = member(protocol)
+    def join(protocol, instance=None):
+        c = member(protocol, instance)
         c.subscribe([topic])
         members.append(c)
         poll.got[id(c)] = []
@@ -442,10 +448,10 @@ def _rolling_switch(broker, topic, group, strategy, old, new):
         wait_until(lambda: split(3), step=poll.step, timeout=30, what="the split among old and new members")
         seen.append(described())
         produce_more(100)
-        for c in olds:
+        for i, c in enumerate(olds):  # (static: the olds' instance ids are {group}-0 and {group}-1)
             c.close()
             members.remove(c)
-            join(new)
+            join(new, f"{group}-{i}" if static else None)
             wait_until(lambda: split(len(members)), step=poll.step, timeout=30,
                        what="the split after an old member left")
             produce_more(50)
@@ -483,3 +489,11 @@ def test_rolling_downgrade_to_the_classic_protocol(broker, strategy):
     seen = _rolling_switch(broker, f"cp-downgrade-{strategy}", f"g-cp-downgrade-{strategy}", strategy,
                            "consumer", "classic")
     assert seen == [("consumer", [1, 1]), ("consumer", [0, 1, 1]), ("classic", "Stable", 3)]
+
+
+def test_rolling_upgrade_of_static_members(broker):
+    """Static members (group.instance.id) restarted one by one with the
+    consumer protocol: each takes its classic instance's place at once."""
+    seen = _rolling_switch(broker, "cp-upgrade-static", "g-cp-upgrade-static", "range", "classic", "consumer",
+                           static=True)
+    assert seen == [("classic", "Stable", 2), ("consumer", [0, 0, 1]), ("consumer", [1, 1, 1])]

@@ -52,8 +52,9 @@ class ClassicClient:
     cooperative (reports what it owns; gives up only what it lost, then joins
     again)."""
 
-    def __init__(self, h: MigrationHarness, name: str, cooperative=False, topics=("t",)):
+    def __init__(self, h: MigrationHarness, name: str, cooperative=False, topics=("t",), instance=None):
         self.h, self.name, self.cooperative, self.topics = h, name, cooperative, list(topics)
+        self.instance = instance
         self.member_id = ""
         self.generation = -1
         self.owned: dict[str, set] = {}
@@ -69,7 +70,7 @@ class ClassicClient:
             if not self.cooperative:
                 self.owned = {}
             res = self.h.join_new(member_id=self.member_id, protocols=self.protocols(), client_id=self.name,
-                                  session=10000)
+                                  session=10000, instance_id=self.instance)
             a = self.h.answer(res)
             assert a is not None, "a classic member of a consumer group is answered at once"
             if a["error_code"]:
@@ -79,7 +80,7 @@ class ClassicClient:
                 return
             assert a["leader"] == "" and a["members"] == [] and a["protocol_type"] == "consumer"
             self.member_id, self.generation = a["member_id"], a["generation_id"]
-            s = self.h.answer(self.h.sync(self.member_id, self.generation))
+            s = self.h.answer(self.h.sync(self.member_id, self.generation, instance_id=self.instance))
             if s["error_code"]:
                 assert s["error_code"] == errors.REBALANCE_IN_PROGRESS, s
                 return
@@ -89,7 +90,7 @@ class ClassicClient:
             self.owned = given
             self.must_join = self.cooperative and lost  # cooperative: join again after revoking
             return
-        code = self.h.heartbeat(self.member_id, self.generation)
+        code = self.h.heartbeat(self.member_id, self.generation, instance_id=self.instance)
         if code == errors.REBALANCE_IN_PROGRESS:
             self.must_join = True
         else:
@@ -117,7 +118,7 @@ def run(h, clients, steps=12):
 
 
 def classic_group(h, n=2, cooperative=False, static=False):
-    clients = [ClassicClient(h, f"c{i}", cooperative) for i in range(n)]
+    clients = [ClassicClient(h, f"c{i}", cooperative, instance=f"i{i}" if static else None) for i in range(n)]
     # The first generation: one member leads and assigns by range (t-0,1 / t-2,3).
     first = [h.join_new(member_id="", protocols=c.protocols(), client_id=c.name, session=10000,
                         instance_id=f"i{i}" if static else None) for i, c in enumerate(clients)]
@@ -345,3 +346,24 @@ def test_a_static_classic_member_restarted_with_the_consumer_protocol_takes_its_
     # A consumer-protocol member's instance id is not taken over while it is in use.
     other = Client(h, "k2", instance="i0")
     assert other.step()["error_code"] == errors.UNRELEASED_INSTANCE_ID
+
+
+def test_the_last_consumer_protocol_instance_restarted_as_classic_downgrades_the_group():
+    h = MigrationHarness()
+    classic, _ = classic_group(h, static=True)
+    k = Client(h, "k1", instance="i9")
+    run(h, classic + [k])
+    assert h.group().group_type == "consumer"
+    # The i9 instance restarts as a classic consumer: the group becomes classic and rebalances.
+    first = h.join(member_id="", instance_id="i9", protocols=[("range", subscription(["t"]))], session=10000)
+    assert h.answer(first)["error_code"] == errors.REBALANCE_IN_PROGRESS
+    g = h.group()
+    assert g.group_type == "classic" and "k1" not in g.members and len(g.members) == 2
+    again = h.join(member_id="", instance_id="i9", protocols=[("range", subscription(["t"]))], session=10000)
+    h.advance(0)
+    assert g.state == "PreparingRebalance" and h.answer(again) is None  # parked until the others join
+    joins = [h.join(member_id=c.member_id, instance_id=f"i{i}", protocols=c.protocols(), session=10000)
+             for i, c in enumerate(classic)]
+    answers = [h.answer(j) for j in [again, *joins]]
+    assert all(a is not None and a["error_code"] == 0 for a in answers), answers
+    assert len({a["generation_id"] for a in answers}) == 1 and len(g.members) == 3
