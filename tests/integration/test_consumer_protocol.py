@@ -497,3 +497,11 @@ def test_rolling_upgrade_of_static_members(broker):
     seen = _rolling_switch(broker, "cp-upgrade-static", "g-cp-upgrade-static", "range", "classic", "consumer",
                            static=True)
     assert seen == [("classic", "Stable", 2), ("consumer", [0, 0, 1]), ("consumer", [1, 1, 1])]
+
+
+def test_rolling_downgrade_of_static_members(broker):
+    """Static members restarted one by one with the classic protocol: each
+    takes its instance's place; the last one turns the group classic."""
+    seen = _rolling_switch(broker, "cp-downgrade-static", "g-cp-downgrade-static", "range", "consumer", "classic",
+                           static=True)
+    assert seen == [("consumer", [1, 1]), ("consumer", [0, 1, 1]), ("classic", "Stable", 3)]
