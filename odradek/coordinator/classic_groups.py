@@ -62,7 +62,8 @@ from typing import Iterable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.config import GroupConfig
-from odradek.coordinator.group_manager import AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, CONSUMER, DEAD, EMPTY, GroupManager
+from odradek.coordinator.group_manager import (AUTHORIZED_OPERATIONS_OMITTED, CLASSIC, CONSUMER, DEAD, EMPTY,
+                                               GroupManager)
 from odradek.coordinator.records import GroupKey
 from odradek.coordinator.runtime import Result
 from odradek.protocol import errors
@@ -72,7 +73,6 @@ PREPARING_REBALANCE = "PreparingRebalance"
 COMPLETING_REBALANCE = "CompletingRebalance"
 STABLE = "Stable"
 STATES = (EMPTY, PREPARING_REBALANCE, COMPLETING_REBALANCE, STABLE, DEAD)
-
 
 
 class ClassicMember:
