@@ -128,22 +128,28 @@ public class ConsumerProtocolCheck {
 """
 
 
-def test_java_consumer_protocol_group(tmp_path):
+def _run(tmp_path, class_name: str, source: str, topic: str, *args: str):
+    """Compile and run ``class_name`` against a broker whose ``topic`` holds 100
+    records; (its ``key=value`` lines, its output)."""
     CLASSPATH = _resolve_classpath() if shutil.which("javac") else None
     if CLASSPATH is None:
         pytest.skip("javac or the Kafka 4.x jars (kafka-clients, kafka-group-coordinator, ...; Maven Central "
                     "or ~/.m2) are not available: the Java client's consumer protocol is not exercised")
-    src = tmp_path / "ConsumerProtocolCheck.java"
-    src.write_text(JAVA_SOURCE)
+    src = tmp_path / f"{class_name}.java"
+    src.write_text(source)
     subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
                    capture_output=True, timeout=90)
     with EmbeddedBroker(config=BROKER_CONFIG) as b:
-        create_topic(b, "jt848")
-        produce(b, "jt848", 100)
-        out = subprocess.run(["java", "-cp", CLASSPATH + os.pathsep + str(tmp_path), "ConsumerProtocolCheck",
-                              b.bootstrap, "jt848", "100"], capture_output=True, text=True, timeout=100)
+        create_topic(b, topic)
+        produce(b, topic, 100)
+        out = subprocess.run(["java", "-cp", CLASSPATH + os.pathsep + str(tmp_path), class_name,
+                              b.bootstrap, topic, *args], capture_output=True, text=True, timeout=100)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    lines = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    return dict(line.split("=", 1) for line in out.stdout.split() if "=" in line), out
+
+
+def test_java_consumer_protocol_group(tmp_path):
+    lines, out = _run(tmp_path, "ConsumerProtocolCheck", JAVA_SOURCE, "jt848", "100")
     assert lines["consumed"] == "100" and lines["distinct"] == "100", out.stdout
     assert lines["assigned"] == "2+2", out.stdout
     assert lines["describe"] == "Consumer/Stable/uniform/2", out.stdout
@@ -266,21 +272,7 @@ def test_java_classic_consumers_upgrade_online(tmp_path):
     emptied; the three split the partitions; when it leaves, the group is a
     classic group again. Kafka's own record reader finds the classic members'
     metadata in the consumer group's records."""
-    CLASSPATH = _resolve_classpath() if shutil.which("javac") else None
-    if CLASSPATH is None:
-        pytest.skip("javac or the Kafka 4.x jars are not available: the Java client's online migration is not "
-                    "exercised")
-    src = tmp_path / "MigrationCheck.java"
-    src.write_text(MIGRATION_SOURCE)
-    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
-                   capture_output=True, timeout=90)
-    with EmbeddedBroker(config=BROKER_CONFIG) as b:
-        create_topic(b, "jtmig")
-        produce(b, "jtmig", 100)
-        out = subprocess.run(["java", "-cp", CLASSPATH + os.pathsep + str(tmp_path), "MigrationCheck",
-                              b.bootstrap, "jtmig"], capture_output=True, text=True, timeout=100)
-        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    lines = dict(line.split("=", 1) for line in out.stdout.split() if "=" in line)
+    lines, out = _run(tmp_path, "MigrationCheck", MIGRATION_SOURCE, "jtmig")
     assert lines["classic-split"] == "true", out.stdout
     assert lines["before"] == "Classic", out.stdout
     assert lines["mixed-split"] == "true" and lines["consumed"] == "100", out.stdout
