@@ -153,6 +153,9 @@ BROKER_DEFAULTS: dict[str, str] = {
     "group.consumer.max.size": str(2**31 - 1),
     "group.consumer.assignors": "uniform,range",
     "group.consumer.migration.policy": "bidirectional",
+    # Idempotent producers' state per partition (odradek.producers, odradek.scheduler).
+    "producer.id.expiration.ms": "86400000",
+    "producer.id.expiration.check.interval.ms": "600000",
     # Share groups (odradek.coordinator.share_groups, odradek.share).
     "group.share.heartbeat.interval.ms": "5000",
     "group.share.session.timeout.ms": "45000",

@@ -7,7 +7,11 @@ Invariants (as Kafka's ProducerStateManager keeps them):
 - A batch whose sequences equal a cached batch is a duplicate: it is answered
   with the offsets it was first written at and not written again.
 - Otherwise, within one epoch, a batch must start at last sequence + 1
-  (wrapping at 2^31); a new epoch must start at sequence 0.
+  (wrapping at 2^31); a new epoch must start at sequence 0. A producer the
+  table does not hold may start at any sequence, as in Kafka 4.
+- A producer whose last batch is ``producer.id.expiration.ms`` old, and that
+  has no transaction open, is forgotten (``expire``, every
+  ``producer.id.expiration.check.interval.ms``, odradek.scheduler).
 - A transactional batch begins its producer's transaction at the partition
   (if none is open) at its base offset; a control batch (commit or abort
   marker, ``record_marker``) ends it and moves the producer to the marker's
@@ -16,9 +20,9 @@ Invariants (as Kafka's ProducerStateManager keeps them):
   offsets and the aborted transactions.
 - The table is a pure function of the batch headers in the log (replayed in
   offset order through ``record`` and, for control batches, whose type is in
-  their one record, ``record_marker``), except that, as in Kafka, producers are not
-  forgotten when the log start offset moves past their batches (Kafka drops
-  them only after producer.id.expiration.ms, which odradek does not apply).
+  their one record, ``record_marker``) and the expiry; as in Kafka, producers
+  are not forgotten when the log start offset moves past their batches, only
+  when they expire.
 
 Persistence: as in Apache Kafka, a partition takes a *snapshot* of the table
 when its log rolls a segment, as of the new segment's base offset ``O``, and at
@@ -217,8 +221,8 @@ class ProducerStateTable:
         entry = self.producers.get(h.producer_id)
         first, last = h.base_sequence, h.last_sequence
         if entry is None:
-            if first != 0:
-                return errors.OUT_OF_ORDER_SEQUENCE_NUMBER, None
+            # A producer this partition keeps no state for (new, or expired after
+            # producer.id.expiration.ms): any first sequence is taken, as Kafka 4 takes it.
             return errors.NONE, None
         if h.producer_epoch < entry.epoch:
             return errors.INVALID_PRODUCER_EPOCH, None
@@ -254,6 +258,16 @@ class ProducerStateTable:
     def in_txn(self, producer_id: int) -> bool:
         """Whether ``producer_id`` has a transaction open at this partition."""
         return self.txns.in_txn(producer_id)
+
+    def expire(self, now: int, expiration_ms: int) -> int:
+        """Forget the producers whose last batch's timestamp is ``expiration_ms``
+        or more before ``now`` and that have no transaction open here (Kafka's
+        ``producer.id.expiration.ms``); how many were."""
+        gone = [pid for pid, e in self.producers.items()
+                if now - e.last_timestamp >= expiration_ms and not self.txns.in_txn(pid)]
+        for pid in gone:
+            del self.producers[pid]
+        return len(gone)
 
     def check_marker(self, producer_id: int, epoch: int, coordinator_epoch: int = -1) -> int:
         """The error for a marker of ``producer_id`` at ``epoch`` from a

@@ -1,7 +1,9 @@
 """The broker's periodic duties, each on its own interval: retention
 (``log.retention.check.interval.ms``), time-based flushes
-(``log.flush.scheduler.interval.ms``), and the offset checkpoints
-(``log.flush.offset.checkpoint.interval.ms``).
+(``log.flush.scheduler.interval.ms``), the offset checkpoints
+(``log.flush.offset.checkpoint.interval.ms``), and forgetting idle producers
+(``producer.id.expiration.check.interval.ms``: every partition's producers
+older than ``producer.id.expiration.ms``, a dynamic setting, read each time).
 
 Producer snapshots are not periodic: as in Kafka, a partition takes one when
 its log rolls a segment (written by the flush the roll schedules) and at
@@ -32,10 +34,13 @@ class Housekeeping:
         self.retention_every = config.get_int("log.retention.check.interval.ms", 300000) / 1000
         self.flush_every = min(config.get_int("log.flush.scheduler.interval.ms", 2**62), 2**31) / 1000
         self.checkpoint_every = config.get_int("log.flush.offset.checkpoint.interval.ms", 60000) / 1000
+        self.config = config
+        self.producers_every = config.get_int("producer.id.expiration.check.interval.ms", 600000) / 1000
 
     async def run(self) -> None:
-        tick = max(0.05, min(self.retention_every, self.flush_every, self.checkpoint_every, 1.0))
-        last_retention = last_flush = last_checkpoint = time.monotonic()
+        tick = max(0.05, min(self.retention_every, self.flush_every, self.checkpoint_every, self.producers_every,
+                             1.0))
+        last_retention = last_flush = last_checkpoint = last_producers = time.monotonic()
         while True:
             await asyncio.sleep(tick)
             mono = time.monotonic()
@@ -49,6 +54,9 @@ class Housekeeping:
                 if mono - last_checkpoint >= self.checkpoint_every:
                     last_checkpoint = mono
                     await self.checkpoint()
+                if mono - last_producers >= self.producers_every:
+                    last_producers = mono
+                    self.expire_producers()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -61,6 +69,11 @@ class Housekeeping:
             if "delete" in p.log.config.cleanup_policy:
                 deleted += p.apply_retention(now)
         return deleted
+
+    def expire_producers(self) -> int:
+        expiration_ms = self.config.get_int("producer.id.expiration.ms", 86400000)
+        now = now_ms()
+        return sum(p.producers.expire(now, expiration_ms) for p in self.replicas.all_partitions())
 
     async def flush_due_by_time(self) -> None:
         for p in list(self.replicas.all_partitions()):

@@ -103,6 +103,7 @@ def _dynamic_keys() -> dict[str, DynamicKey]:
     out["log.cleaner.backoff.ms"] = DynamicKey("log.cleaner.backoff.ms", T_LONG, 0)
     out["log.cleaner.dedupe.buffer.size"] = DynamicKey("log.cleaner.dedupe.buffer.size", T_LONG, 0)
     out["background.threads"] = DynamicKey("background.threads", T_INT, 1)
+    out["producer.id.expiration.ms"] = DynamicKey("producer.id.expiration.ms", T_INT, 1)  # odradek.scheduler
     for name in ("leader.replication.throttled.rate", "follower.replication.throttled.rate"):
         out[name] = DynamicKey(name, T_LONG, 0)  # odradek.replica.throttle
     for name, (type_, _) in KERBEROS.items():

@@ -97,3 +97,54 @@ def test_acks_zero_error_closes_the_connection(odradek_broker):
             c._recv(4)
     finally:
         c.close()
+
+
+def test_idle_producers_expire_and_carry_on(odradek_broker_factory):
+    """producer.id.expiration.ms (a dynamic setting; checked every
+    producer.id.expiration.check.interval.ms): an idle idempotent producer's
+    state is forgotten, DescribeProducers no longer lists it, and its next
+    batches, which go on from its last sequence, are taken, as Kafka 4 takes
+    a first batch at any sequence. A producer this broker never saw may start
+    at any sequence too (measured on Kafka 4.4: a first batch at sequence 5
+    is written)."""
+    import time
+
+    from confluent_kafka import Producer
+
+    b = odradek_broker_factory(config={"producer.id.expiration.check.interval.ms": "100"})
+    b.create_topic("idem-expire", partitions=1)
+    c = RawClient(b.bootstrap)
+    try:
+        def producers():
+            resp = c.request("DescribeProducers", 0, {"topics": [{"name": "idem-expire",
+                                                                  "partition_indexes": [0]}]})
+            return resp["topics"][0]["partitions"][0]["active_producers"]
+
+        alter = c.request("IncrementalAlterConfigs", 1, {"resources": [{
+            "resource_type": 4, "resource_name": "", "configs": [
+                {"name": "producer.id.expiration.ms", "config_operation": 0, "value": "1500"}]}],
+            "validate_only": False})
+        assert alter["responses"][0]["error_code"] == 0, alter
+        p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "linger.ms": 0})
+        errors = []
+        for i in range(10):
+            p.produce("idem-expire", b"a%d" % i, partition=0, on_delivery=lambda e, m: e and errors.append(e))
+        assert p.flush(10) == 0
+        assert len(producers()) == 1
+        deadline = time.monotonic() + 10
+        while producers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert producers() == []
+        for i in range(10):
+            p.produce("idem-expire", b"b%d" % i, partition=0, on_delivery=lambda e, m: e and errors.append(e))
+        assert p.flush(10) == 0 and not errors, errors
+        assert [x["last_sequence"] for x in producers()] == [19]
+        assert b.end_offsets("idem-expire") == [20]
+
+        init = c.request("InitProducerId", 4, {"transactional_id": None, "transaction_timeout_ms": 60000,
+                                               "producer_id": -1, "producer_epoch": -1})
+        first = produce(c, "idem-expire", build_batch([(None, b"x", [], -1)] * 2, producer_id=init["producer_id"],
+                                                      producer_epoch=init["producer_epoch"], base_sequence=5))
+        assert (first["error_code"], first["base_offset"]) == (0, 20)
+    finally:
+        c.close()
