@@ -443,3 +443,22 @@ def test_broker_snapshots_at_shutdown_not_at_checkpoints(odradek_broker_factory,
         assert b2.end_offsets("snap") == [3]
     finally:
         c.close()
+
+
+def test_idle_producers_expire_unless_in_a_transaction():
+    """Kafka's producer.id.expiration.ms: a producer whose last batch's timestamp
+    is that old is forgotten, unless it has a transaction open here; one the
+    table does not hold may start at any sequence."""
+    t = ProducerStateTable()
+    old = read_header(build_batch([(b"k", b"v", [], 1000)], producer_id=1, producer_epoch=0, base_sequence=0))
+    recent = read_header(build_batch([(b"k", b"v", [], 5000)], producer_id=2, producer_epoch=0, base_sequence=0))
+    in_txn = read_header(build_batch([(b"k", b"v", [], 1000)], producer_id=3, producer_epoch=0, base_sequence=0,
+                                     transactional=True))
+    for offset, h in enumerate((old, recent, in_txn)):
+        t.record(h, offset)
+    assert t.expire(now=5000, expiration_ms=4000) == 1
+    assert sorted(t.producers) == [2, 3]
+    t.record_marker(3, 0, 3, commit=True, timestamp=1000)
+    assert t.expire(now=5000, expiration_ms=4000) == 1 and sorted(t.producers) == [2]
+    assert t.check(batch_header(1, 7)) == (0, None)  # forgotten: its next batch is taken
+    assert t.check(batch_header(2, 7))[0] == 45  # known: a gap is refused
