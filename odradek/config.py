@@ -68,7 +68,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("min.insync.replicas", T_INT, "1", "min.insync.replicas"),
         TopicConfigKey("retention.bytes", T_LONG, "-1", "log.retention.bytes"),
         TopicConfigKey("retention.ms", T_LONG, str(7 * DAY_MS), None),
-        TopicConfigKey("segment.bytes", T_INT, str(1024**3), "log.segment.bytes"),
+        TopicConfigKey("segment.bytes", T_INT, str(1024**3), "log.segment.bytes", bounds=(1024**2, 2**31 - 1)),
         TopicConfigKey("segment.index.bytes", T_INT, str(10 * 1024 * 1024), "log.index.size.max.bytes"),
         TopicConfigKey("segment.jitter.ms", T_LONG, "0", "log.roll.jitter.ms"),
         TopicConfigKey("segment.ms", T_LONG, str(7 * DAY_MS), None),

@@ -493,7 +493,9 @@ def test_kafka_44_topic_configs(admin, odradek_broker):
                 ({"compression.zstd.level": "23"}, "Invalid value 23 for configuration compression.zstd.level: "
                                                    "Value must be no more than 22"),
                 ({"local.retention.ms": "-3"}, "Invalid value -3 for configuration local.retention.ms: "
-                                               "Value must be at least -2")):
+                                               "Value must be at least -2"),
+                ({"segment.bytes": "1000"}, "Invalid value 1000 for configuration segment.bytes: "
+                                            "Value must be at least 1048576")):
             r = c.request("CreateTopics", 7, {"topics": [{
                 "name": "k44-refused", "num_partitions": 1, "replication_factor": 1, "assignments": [],
                 "configs": [{"name": k, "value": v} for k, v in configs.items()]}],

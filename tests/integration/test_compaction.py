@@ -79,7 +79,7 @@ def broker(tmp_path):
     b = EmbeddedBroker(data_dir=str(tmp_path / "data"), config=conf).start()
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     fs = admin.create_topics([NewTopic(TOPIC, 1, 1, config={
-        "cleanup.policy": "compact", "segment.bytes": "1024",
+        "cleanup.policy": "compact", "internal.segment.bytes": "1024",
         "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": str(RETENTION_MS)})])
     fs[TOPIC].result(15)
     yield b, tmp_path / "data"
@@ -142,7 +142,7 @@ def test_consumer_offsets_compacted(broker):
     c.commit(offsets=[TopicPartition(TOPIC, 0, 1)], asynchronous=False)  # creates the topic
     core = b.core
     b.call(core.admin.alter_topic_config, "__consumer_offsets",
-           {"cleanup.policy": "compact", "segment.bytes": "1024",
+           {"cleanup.policy": "compact", "internal.segment.bytes": "1024",
             "min.cleanable.dirty.ratio": "0.01"})
     for i in range(2, 150):
         c.commit(offsets=[TopicPartition(TOPIC, 0, i % 10 + 1)], asynchronous=False)

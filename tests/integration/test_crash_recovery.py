@@ -109,7 +109,7 @@ def test_clean_restart_keeps_topics_ids_and_data(odradek_broker_factory, tmp_pat
 def test_segments_roll_and_retention_deletes_them(odradek_broker_factory, tmp_path):
     data = tmp_path / "ret"
     b = odradek_broker_factory(data_dir=str(data), config={"log.retention.check.interval.ms": "200"})
-    b.create_topic("ret", partitions=1, config={"segment.bytes": 2000, "retention.ms": 600000})
+    b.create_topic("ret", partitions=1, config={"internal.segment.bytes": 2000, "retention.ms": 600000})
     p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 0})
     for i in range(40):
         p.produce("ret", b"x" * 200, partition=0)
@@ -148,7 +148,7 @@ def test_idempotent_producer_survives_kill_without_duplicates(broker_process, tm
     topic = "idem-crash"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
-                                  config={"segment.bytes": "8192"})])[topic].result(10)
+                                  config={"internal.segment.bytes": "8192"})])[topic].result(10)
     p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
                   "linger.ms": 2, "message.timeout.ms": 60000, "reconnect.backoff.max.ms": 200,
                   "batch.num.messages": 50})

@@ -62,7 +62,7 @@ def test_compacted_topic_with_transactions(tmp_path):
     try:
         admin = AdminClient({"bootstrap.servers": b.bootstrap})
         admin.create_topics([NewTopic(TOPIC, 1, 1, config={
-            "cleanup.policy": "compact", "segment.bytes": "1024",
+            "cleanup.policy": "compact", "internal.segment.bytes": "1024",
             "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "100"})])[TOPIC].result(15)
         p = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "compact-tx",
                       "linger.ms": 0})

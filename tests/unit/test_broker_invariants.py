@@ -273,7 +273,7 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
         await b.start()
         c = await Client.connect(b)
         try:
-            await c.create_topic("t", 2, {"segment.bytes": "600"})
+            await c.create_topic("t", 2, {"internal.segment.bytes": "600"})
             for i in range(20):
                 await produce(c, "t", i % 2, batch([b"x" * 50, b"y" * 50]))
             res = await c.request("InitProducerId", 4, {"transactional_id": None,
@@ -285,7 +285,7 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
             t0 = b.replicas.topics["t"].partitions[0].log
             await until(lambda: fs.exists(f"{DATA}/recovery-point-offset-checkpoint")
                         and t0.read_aux("producer-state.snapshot") is not None)
-            await c.alter_configs("t", {"segment.bytes": "600", "retention.bytes": "700"})
+            await c.alter_configs("t", {"internal.segment.bytes": "600", "retention.bytes": "700"})
             await until(lambda: t0.log_start_offset > 0)  # retention deleted segments
             res = await c.request("DeleteRecords", 2, {"timeout_ms": 30000, "topics": [
                 {"name": "t", "partitions": [{"partition_index": 1,
@@ -294,7 +294,7 @@ def test_fsync_never_runs_on_the_event_loop(tmp_path):
             t0.truncate_to(t0.log_end_offset - 3)  # as a follower will (no API does yet)
             await produce(c, "t", 0, batch([b"after truncation"]))
 
-            await c.create_topic("c", 1, {"cleanup.policy": "compact", "segment.bytes": "400",
+            await c.create_topic("c", 1, {"cleanup.policy": "compact", "internal.segment.bytes": "400",
                                           "min.cleanable.dirty.ratio": "0.01"})
             for i in range(30):
                 await produce(c, "c", 0, batch([b"%d" % (i % 3)], key=lambda v: v))
@@ -479,7 +479,7 @@ def test_fetch_reads_a_cold_page_cache_off_the_event_loop(tmp_path, monkeypatch)
         await b.start()
         c = await Client.connect(b)
         try:
-            await c.create_topic("t", 3, {"segment.bytes": "700", "index.interval.bytes": "100"})
+            await c.create_topic("t", 3, {"internal.segment.bytes": "700", "index.interval.bytes": "100"})
             for i in range(60):
                 await produce(c, "t", i % 3, batch([b"record-%d" % i, b"x" * (i % 7)]))
             fetches = [(4, [0, 3, 7], 0), (12, [1, 0, 12], 0), (12, [5, 5, 5], 1), (4, [0, 0, 0], 0)]

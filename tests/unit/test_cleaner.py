@@ -667,7 +667,7 @@ async def _broker(data_dir, **topic_configs):
 
     b = BrokerCore(BrokerConfig(data_dir=data_dir, props={"log.cleaner.backoff.ms": "10"}))
     await b.load()
-    configs = {"cleanup.policy": "compact", "segment.bytes": "600",
+    configs = {"cleanup.policy": "compact", "internal.segment.bytes": "600",
                "min.cleanable.dirty.ratio": "0.01", **topic_configs}
     if "t" not in b.replicas.topics:
         await b.admin.create_topic("t", 1, 1, configs)

@@ -93,7 +93,7 @@ def _rolling_topic_run(fs: FakeFileSystem, metadata) -> dict:
         b = new_broker(fs, metadata)
         await b.start()
         c = await Client.connect(b)
-        await c.create_topic("roll", 1, {"segment.bytes": "2048"})
+        await c.create_topic("roll", 1, {"internal.segment.bytes": "2048"})
         pids = [await init_producer(c), await init_producer(c)]
         sent = []  # (pid, seq, records, offset)
         for k in range(60):
@@ -182,7 +182,7 @@ def test_a_follower_roll_and_a_segment_ms_roll_snapshot_as_of_the_new_segment():
     from odradek.storage.memory import MemoryLogStore
 
     store = MemoryLogStore(auto_high_watermark=False)
-    topic = Topic("t", b"\x01" * 16, TopicConfig(BrokerConfig(), {"segment.bytes": "1024",
+    topic = Topic("t", b"\x01" * 16, TopicConfig(BrokerConfig(), {"internal.segment.bytes": "1024",
                                                                    "segment.ms": "60000"}))
     flushes = []
     p = Partition(topic, 0, store.open_log("t", 0, topic.config.log_config()), 2, flushes.append)
