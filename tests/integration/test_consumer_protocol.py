@@ -466,7 +466,7 @@ def _rolling_switch(broker, topic, group, strategy, old, new, static=False):
     return seen
 
 
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+@pytest.mark.parametrize("strategy", ["range", "roundrobin"])
 def test_rolling_upgrade_from_the_classic_protocol(broker, strategy):
     """Kafka 4's online migration: classic consumers are replaced one by one
     with consumer-protocol ones while the group keeps consuming. The first
@@ -474,7 +474,10 @@ def test_rolling_upgrade_from_the_classic_protocol(broker, strategy):
     the classic members stay in it (JoinGroup, SyncGroup, Heartbeat), give up
     partitions for it, and leave it with LeaveGroup. Nothing is lost, and each
     time the group settles its members' assignments cover the partitions
-    without overlap."""
+    without overlap. (Not librdkafka's cooperative-sticky: it sometimes puts
+    user data in its assignments, and the upgrade is then refused, on Kafka
+    4.4 as here: measured 2 of 6 times on Kafka. Cooperative classic members
+    are driven by the state-machine tests and by the downgrade below.)"""
     seen = _rolling_switch(broker, f"cp-upgrade-{strategy}", f"g-cp-upgrade-{strategy}", strategy,
                            "classic", "consumer")
     assert seen == [("classic", "Stable", 2), ("consumer", [0, 0, 1]), ("consumer", [1, 1, 1])]
