@@ -93,7 +93,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("remote.copy.lag.bytes", T_LONG, "-1", "log.remote.copy.lag.bytes", bounds=(-1, LONG_MAX), effect=False),
         # Whether share groups may use the topic as a dead-letter queue (none does here).
         TopicConfigKey("errors.deadletterqueue.group.enable", T_BOOLEAN, "false", effect=False),
-        # Kafka 4's internal override of segment.bytes (which Kafka keeps at 1 MiB or more; odradek does not).
+        # Kafka 4's internal override of segment.bytes, without segment.bytes's 1 MiB floor (for tests).
         TopicConfigKey("internal.segment.bytes", T_INT, "", bounds=(1, 2**31 - 1), internal=True),
     ]
 }

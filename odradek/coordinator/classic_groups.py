@@ -198,12 +198,14 @@ class ClassicGroup:
         }
 
 
-def _join_error(code: int, member_id: str = "") -> dict:
+def join_error(code: int, member_id: str = "") -> dict:
+    """A JoinGroup error answer (classic groups, and classic members of consumer groups)."""
     return {"error_code": code, "generation_id": -1, "protocol_type": None, "protocol_name": None,
             "leader": "", "skip_assignment": False, "member_id": member_id, "members": []}
 
 
-def _sync_error(code: int) -> dict:
+def sync_error(code: int) -> dict:
+    """A SyncGroup error answer (classic groups, and classic members of consumer groups)."""
     return {"error_code": code, "protocol_type": None, "protocol_name": None, "assignment": b""}
 
 
@@ -296,10 +298,10 @@ class ClassicGroups:
                      sync_code: int = errors.UNKNOWN_MEMBER_ID) -> None:
         """Take ``m`` out of the group, answering whatever it has parked."""
         if m.join_waiter is not None:
-            self._complete(m.join_waiter, _join_error(join_code))
+            self._complete(m.join_waiter, join_error(join_code))
             m.join_waiter = None
         if m.sync_waiter is not None:
-            self._complete(m.sync_waiter, _sync_error(sync_code))
+            self._complete(m.sync_waiter, sync_error(sync_code))
             m.sync_waiter = None
         g.members.pop(m.member_id, None)
         if m.instance_id is not None and g.static_members.get(m.instance_id) == m.member_id:
@@ -319,7 +321,7 @@ class ClassicGroups:
         for m in g.members.values():
             m.assignment = b""
             if m.sync_waiter is not None:
-                self._complete(m.sync_waiter, _sync_error(code))
+                self._complete(m.sync_waiter, sync_error(code))
                 m.sync_waiter = None
                 self._heartbeat(g, m, now)
 
@@ -415,7 +417,7 @@ class ClassicGroups:
     def _update_member(self, g: ClassicGroup, m: ClassicMember, protocols: list, rebalance_timeout: int,
                        session_timeout: int, token: int) -> None:
         if m.join_waiter is not None and m.join_waiter != token:
-            self._complete(m.join_waiter, _join_error(errors.REBALANCE_IN_PROGRESS, m.member_id))
+            self._complete(m.join_waiter, join_error(errors.REBALANCE_IN_PROGRESS, m.member_id))
         m.protocols = protocols
         m.rebalance_timeout = rebalance_timeout
         m.session_timeout = session_timeout
@@ -428,10 +430,10 @@ class ClassicGroups:
         old_leader = g.leader_id
         old = g.members.pop(old_id)
         if old.join_waiter is not None:
-            self._complete(old.join_waiter, _join_error(errors.FENCED_INSTANCE_ID, old_id))
+            self._complete(old.join_waiter, join_error(errors.FENCED_INSTANCE_ID, old_id))
             old.join_waiter = None
         if old.sync_waiter is not None:
-            self._complete(old.sync_waiter, _sync_error(errors.FENCED_INSTANCE_ID))
+            self._complete(old.sync_waiter, sync_error(errors.FENCED_INSTANCE_ID))
             old.sync_waiter = None
         m = old
         m.member_id = new_id
@@ -457,7 +459,7 @@ class ClassicGroups:
                                                        skip_assignment=is_leader)
                 else:
                     res.response = self._join_response(g, m, with_members=False, leader=old_leader)
-                res.failure = _join_error(errors.COORDINATOR_NOT_AVAILABLE, new_id)
+                res.failure = join_error(errors.COORDINATOR_NOT_AVAILABLE, new_id)
             else:
                 self._prepare_rebalance(g, now, res)
         elif g.state == COMPLETING_REBALANCE:
@@ -473,7 +475,7 @@ class ClassicGroups:
                    require_known_member_id: bool = True,
                    supports_skip_assignment: bool = False) -> Result:
         if not group_id:
-            return Result(_join_error(errors.INVALID_GROUP_ID, member_id))
+            return Result(join_error(errors.INVALID_GROUP_ID, member_id))
         g = self.groups.get(group_id)
         replaced = None
         cfg = self.config
@@ -481,29 +483,29 @@ class ClassicGroups:
             if g.group_type == CONSUMER and not self.gm.convertible(g, CLASSIC):
                 # A classic member of a KIP-848 group (Kafka 4's online migration).
                 if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
-                    return Result(_join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
+                    return Result(join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
                 return self.gm.kinds[CONSUMER].classic_join(
                     now, g, member_id=member_id, instance_id=instance_id, session_timeout=session_timeout,
                     rebalance_timeout=rebalance_timeout if rebalance_timeout is not None else -1,
                     protocol_type=protocol_type, protocols=protocols, client_id=client_id,
                     client_host=client_host, require_known_member_id=require_known_member_id)
             if not self.gm.convertible(g, CLASSIC):
-                return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
+                return Result(join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
             replaced, g = g, None  # an empty group of another type becomes a classic one
         if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
-            return Result(_join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
+            return Result(join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
         if rebalance_timeout is None or rebalance_timeout < 0:
             rebalance_timeout = session_timeout
         created = False
         if g is None:
             if member_id:
-                return Result(_join_error(errors.UNKNOWN_MEMBER_ID, member_id))
+                return Result(join_error(errors.UNKNOWN_MEMBER_ID, member_id))
             g = ClassicGroup(group_id, now)
             created = True
         if not self._accepts_joining(g, member_id):
-            return Result(_join_error(errors.GROUP_MAX_SIZE_REACHED, ""))
+            return Result(join_error(errors.GROUP_MAX_SIZE_REACHED, ""))
         if not self._supports(g, protocol_type, protocols):
-            return Result(_join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
+            return Result(join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
         if created:
             self.groups[group_id] = g
         res = self._join(g, now, member_id, instance_id, session_timeout, rebalance_timeout, protocol_type,
@@ -527,7 +529,7 @@ class ClassicGroups:
             elif require_known_member_id:
                 g.pending_members[new_id] = now + session_timeout
                 self._schedule(g, now + session_timeout)
-                return Result(_join_error(errors.MEMBER_ID_REQUIRED, new_id))
+                return Result(join_error(errors.MEMBER_ID_REQUIRED, new_id))
             return self._add_member(g, now, new_id, instance_id, client_id, client_host,
                                     rebalance_timeout, session_timeout, protocol_type, protocols, token)
         if member_id in g.pending_members:
@@ -536,7 +538,7 @@ class ClassicGroups:
                                     rebalance_timeout, session_timeout, protocol_type, protocols, token)
         code = self._validate_member(g, member_id, instance_id)
         if code:
-            return Result(_join_error(code, member_id))
+            return Result(join_error(code, member_id))
         m = g.members[member_id]
         res = Result(wait=token)
         if g.state == PREPARING_REBALANCE:
@@ -557,7 +559,7 @@ class ClassicGroups:
                 # rebalancing): let it sync to the current generation.
                 return Result(self._join_response(g, m, with_members=False))
         else:
-            return Result(_join_error(errors.UNKNOWN_MEMBER_ID, member_id))
+            return Result(join_error(errors.UNKNOWN_MEMBER_ID, member_id))
         return res
 
     # -- SyncGroup -------------------------------------------------------
@@ -565,7 +567,7 @@ class ClassicGroups:
                    instance_id: str | None, protocol_type: str | None, protocol_name: str | None,
                    assignments: Iterable[tuple[str, bytes]]) -> Result:
         if not group_id:
-            return Result(_sync_error(errors.INVALID_GROUP_ID))
+            return Result(sync_error(errors.INVALID_GROUP_ID))
         g = self._own(group_id)
         if g is None:
             other = self.gm.get(group_id)
@@ -573,17 +575,17 @@ class ClassicGroups:
                 return self.gm.kinds[CONSUMER].classic_sync(
                     now, other, generation=generation, member_id=member_id, instance_id=instance_id,
                     protocol_type=protocol_type, protocol_name=protocol_name)
-            return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
+            return Result(sync_error(errors.UNKNOWN_MEMBER_ID))
         code = self._validate_member(g, member_id, instance_id)
         if code:
-            return Result(_sync_error(code))
+            return Result(sync_error(code))
         if generation != g.generation:
-            return Result(_sync_error(errors.ILLEGAL_GENERATION))
+            return Result(sync_error(errors.ILLEGAL_GENERATION))
         if (protocol_type is not None and protocol_type != g.protocol_type) or (
                 protocol_name is not None and protocol_name != g.protocol_name):
-            return Result(_sync_error(errors.INCONSISTENT_GROUP_PROTOCOL))
+            return Result(sync_error(errors.INCONSISTENT_GROUP_PROTOCOL))
         if g.state == PREPARING_REBALANCE:
-            return Result(_sync_error(errors.REBALANCE_IN_PROGRESS))
+            return Result(sync_error(errors.REBALANCE_IN_PROGRESS))
         m = g.members[member_id]
         if g.state == STABLE:
             g.pending_sync.discard(member_id)
@@ -591,10 +593,10 @@ class ClassicGroups:
             return Result({"error_code": 0, "protocol_type": g.protocol_type,
                            "protocol_name": g.protocol_name, "assignment": m.assignment})
         if g.state != COMPLETING_REBALANCE:
-            return Result(_sync_error(errors.UNKNOWN_MEMBER_ID))
+            return Result(sync_error(errors.UNKNOWN_MEMBER_ID))
         token = self.gm.next_token()
         if m.sync_waiter is not None:
-            self._complete(m.sync_waiter, _sync_error(errors.REBALANCE_IN_PROGRESS))
+            self._complete(m.sync_waiter, sync_error(errors.REBALANCE_IN_PROGRESS))
         m.sync_waiter = token
         g.pending_sync.discard(member_id)
         res = Result(wait=token)
@@ -772,10 +774,10 @@ class ClassicGroups:
                 continue
             for m in g.members.values():
                 if m.join_waiter is not None:
-                    self._complete(m.join_waiter, _join_error(errors.NOT_COORDINATOR, m.member_id))
+                    self._complete(m.join_waiter, join_error(errors.NOT_COORDINATOR, m.member_id))
                     m.join_waiter = None
                 if m.sync_waiter is not None:
-                    self._complete(m.sync_waiter, _sync_error(errors.NOT_COORDINATOR))
+                    self._complete(m.sync_waiter, sync_error(errors.NOT_COORDINATOR))
                     m.sync_waiter = None
 
     def append_failed(self, records: list, now: int) -> None:

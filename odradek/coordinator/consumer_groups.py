@@ -83,7 +83,7 @@ from typing import Callable
 
 from odradek.coordinator import records as rec
 from odradek.coordinator.assignors import ASSIGNORS, MemberSpec
-from odradek.coordinator.classic_groups import ClassicGroup, ClassicMember
+from odradek.coordinator.classic_groups import ClassicGroup, ClassicMember, join_error, sync_error
 from odradek.coordinator.config import ConsumerGroupConfig, group_setting
 from odradek.coordinator.records import (
     CG_CURRENT_ASSIGNMENT,
@@ -873,9 +873,7 @@ class ConsumerGroups:
         whose generation is its member epoch and whose SyncGroup gets its
         assignment)."""
         def error(code: int, mid: str = member_id) -> Result:
-            return Result({"error_code": code, "generation_id": -1, "protocol_type": None,
-                           "protocol_name": None, "leader": "", "skip_assignment": False,
-                           "member_id": mid, "members": []})
+            return Result(join_error(code, mid))
 
         gid = g.group_id
         if self.config.migration_policy == "disabled":
@@ -907,9 +905,9 @@ class ConsumerGroups:
                 # The last consumer-protocol member's instance restarted with the classic
                 # protocol: that member goes, so the group turns classic if the policy lets it,
                 # and the instance joins again (Kafka converts and joins in one step).
-                res = Result(error(errors.REBALANCE_IN_PROGRESS, "").response)
+                res = Result(join_error(errors.REBALANCE_IN_PROGRESS))
                 res.records = self._fence(g, [existing], now)
-                res.failure = error(errors.COORDINATOR_NOT_AVAILABLE, "").response
+                res.failure = join_error(errors.COORDINATOR_NOT_AVAILABLE)
                 return res
             if not member_id:
                 if existing is None:
@@ -939,7 +937,7 @@ class ConsumerGroups:
                         "protocol_type": ConsumerGroup.protocol_type,
                         "protocol_name": protocols[0][0], "leader": "", "skip_assignment": False,
                         "member_id": new_id, "members": []}
-        res.failure = error(errors.COORDINATOR_NOT_AVAILABLE)
+        res.failure = join_error(errors.COORDINATOR_NOT_AVAILABLE, member_id)
         return res
 
     def classic_sync(self, now: int, g: ConsumerGroup, *, generation: int, member_id: str,
@@ -947,7 +945,7 @@ class ConsumerGroups:
         """SyncGroup of a classic member of a consumer group: its assignment (what
         it may own now: not what it is revoking, nor what others still hold)."""
         def error(code: int) -> Result:
-            return Result({"error_code": code, "protocol_type": None, "protocol_name": None, "assignment": b""})
+            return Result(sync_error(code))
 
         try:
             m = self._classic_member(g, member_id, instance_id)

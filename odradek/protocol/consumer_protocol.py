@@ -35,13 +35,17 @@ def subscription_version(data: bytes) -> int:
         return 0
 
 
-def decode_subscription(data: bytes) -> dict:
-    """``{"topics", "owned_partitions": {topic: [partitions]}, "rack_id", "user_data"}``."""
-    version = _version(data)
+def _body(name: str, data: bytes) -> dict:
+    """``data``'s body as message ``name``, read in the version it names."""
     try:
-        body, _ = codec("ConsumerProtocolSubscription", version).decode(data, 2)
+        return codec(name, _version(data)).decode(data, 2)[0]
     except DecodeError:
         raise ValueError("the embedded consumer protocol is malformed") from None
+
+
+def decode_subscription(data: bytes) -> dict:
+    """``{"topics", "owned_partitions": {topic: [partitions]}, "rack_id", "user_data"}``."""
+    body = _body("ConsumerProtocolSubscription", data)
     owned: dict[str, list[int]] = {}
     for t in body.get("owned_partitions") or ():
         owned.setdefault(t["topic"], []).extend(t["partitions"])
@@ -53,11 +57,7 @@ def decode_assignment(data: bytes) -> tuple[dict[str, list[int]], bytes | None]:
     """(partitions by topic, user data); empty bytes are an empty assignment."""
     if not data:
         return {}, None
-    version = _version(data)
-    try:
-        body, _ = codec("ConsumerProtocolAssignment", version).decode(data, 2)
-    except DecodeError:
-        raise ValueError("the embedded consumer protocol is malformed") from None
+    body = _body("ConsumerProtocolAssignment", data)
     out: dict[str, list[int]] = {}
     for t in body["assigned_partitions"]:
         out.setdefault(t["topic"], []).extend(t["partitions"])

@@ -367,3 +367,16 @@ def test_the_last_consumer_protocol_instance_restarted_as_classic_downgrades_the
     answers = [h.answer(j) for j in [again, *joins]]
     assert all(a is not None and a["error_code"] == 0 for a in answers), answers
     assert len({a["generation_id"] for a in answers}) == 1 and len(g.members) == 3
+
+
+def test_a_classic_join_that_cannot_be_written_answers_coordinator_not_available():
+    h = MigrationHarness()
+    run(h, [Client(h, "k1")], steps=2)
+
+    def refuse(records, now):
+        raise OSError("the partition cannot be written")
+
+    h.runner.write = refuse
+    answer = h.answer(h.join(member_id="m-new", version=3))
+    assert answer["error_code"] == errors.COORDINATOR_NOT_AVAILABLE and answer["member_id"] == "m-new"
+    assert "m-new" not in h.group().members
