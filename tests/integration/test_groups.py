@@ -248,6 +248,37 @@ def test_confluent_static_membership_rejoin_without_rebalance(broker):
     b2.close()
 
 
+def test_confluent_static_members_starting_together_share_the_first_generation():
+    """librdkafka test 0102's first step: two static members of a new group,
+    subscribing at once, are both in its first generation, and no second
+    rebalance takes the partitions back. The join delay gathers them; each
+    consumer finds its coordinator first (librdkafka's lookup can take a
+    second), as 0102's do with the delay at Kafka's default."""
+    from confluent_kafka import TopicPartition
+
+    config = {**BROKER_CONFIG, "group.initial.rebalance.delay.ms": "1000"}
+    with EmbeddedBroker(config=config) as b:
+        create_topic(b, "static-first", partitions=3)
+        events = {"a": [], "b": []}
+        consumers = {}
+        for name in events:
+            c = consumers[name] = confluent_consumer(b, "g-static-first", **{"group.instance.id": f"inst-{name}"})
+            c.committed([TopicPartition("static-first", 0)], timeout=10)  # the coordinator is known
+        for name, c in consumers.items():
+            c.subscribe(["static-first"],
+                        on_assign=lambda c, parts, n=name: events[n].append(("assign", len(parts))),
+                        on_revoke=lambda c, parts, n=name: events[n].append(("revoke", len(parts))))
+        poll = Polled(list(consumers.values()))
+        wait_until(lambda: all(events.values()), step=poll.step, what="both assigned")
+        deadline = time.monotonic() + 1.5  # several heartbeats: a second rebalance would show
+        while time.monotonic() < deadline:
+            poll.step()
+        assert group_state(b, "g-static-first")[:2] == ("Stable", 1)
+        assert sorted(e for evs in events.values() for e in evs) == [("assign", 1), ("assign", 2)], events
+        for c in consumers.values():
+            c.close()
+
+
 def test_confluent_admin_describe_list_delete(broker):
     from confluent_kafka import ConsumerGroupState, TopicPartition
     from confluent_kafka.admin import AdminClient
