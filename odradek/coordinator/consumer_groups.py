@@ -208,6 +208,11 @@ class ConsumerGroup:
         # runtime only
         self.session_deadlines: dict[str, int] = {}
         self.rebalance_deadlines: dict[str, tuple[int, int]] = {}  # member id -> (deadline, epoch)
+        # Classic members: told to join again, they must within their rebalance
+        # timeout; having joined, they must sync within it (Kafka 4's join and
+        # sync timeouts).
+        self.join_deadlines: dict[str, int] = {}
+        self.sync_deadlines: dict[str, int] = {}
         self.regex_resolved_at = 0
         self.next_check: int | None = None
 
@@ -933,6 +938,9 @@ class ConsumerGroups:
             classic=(session_timeout, tuple((n, bytes(md)) for n, md in protocols)))
         owned = self._partitions_of(sub.get("owned_partitions") or {})
         updated = self._converge(g, True, res, member, updated, replaced, now, owned)
+        g.join_deadlines.pop(new_id, None)
+        g.sync_deadlines[new_id] = deadline = now + max(updated.rebalance_timeout_ms, 0)
+        self._schedule(g, deadline)
         res.response = {"error_code": 0, "generation_id": updated.member_epoch,
                         "protocol_type": ConsumerGroup.protocol_type,
                         "protocol_name": protocols[0][0], "leader": "", "skip_assignment": False,
@@ -958,7 +966,9 @@ class ConsumerGroups:
                 protocol_name is not None and protocol_name != first[0]):
             return error(errors.INCONSISTENT_GROUP_PROTOCOL)
         if g.group_epoch > m.member_epoch and m.state != UNREVOKED_PARTITIONS:
+            self._must_join(g, m, now)
             return error(errors.REBALANCE_IN_PROGRESS)
+        g.sync_deadlines.pop(m.member_id, None)
         self._touch(g, m, now)
         return Result({"error_code": 0, "protocol_type": protocol_type, "protocol_name": protocol_name,
                        "assignment": encode_assignment(self._names_of(m.assigned), subscription_version(first[1]))})
@@ -979,14 +989,23 @@ class ConsumerGroups:
             return Result({"error_code": errors.ILLEGAL_GENERATION})
         self._touch(g, m, now)
         if m.member_epoch < g.group_epoch or m.state == UNREVOKED_PARTITIONS:
+            self._must_join(g, m, now)
             return Result({"error_code": errors.REBALANCE_IN_PROGRESS})
         if m.state == UNRELEASED_PARTITIONS:
             target = g.target.get(m.member_id, {})
             waiting = any(g.partition_epochs.get((tid, p)) is not None
                           for tid, ps in target.items() for p in ps - m.assigned.get(tid, frozenset()))
             if not waiting:
+                self._must_join(g, m, now)
                 return Result({"error_code": errors.REBALANCE_IN_PROGRESS})
         return Result({"error_code": 0})
+
+    def _must_join(self, g: ConsumerGroup, m: ConsumerMember, now: int) -> None:
+        """A classic member answered REBALANCE_IN_PROGRESS is fenced unless it
+        joins within its rebalance timeout, counted from the first such answer."""
+        if m.member_id not in g.join_deadlines:
+            g.join_deadlines[m.member_id] = deadline = now + max(m.rebalance_timeout_ms, 0)
+            self._schedule(g, deadline)
 
     def _touch(self, g: ConsumerGroup, m: ConsumerMember, now: int) -> None:
         deadline = now + self.member_session_ms(g.group_id, m)
@@ -1073,12 +1092,27 @@ class ConsumerGroups:
                 log.info("group %s: member %s fenced: it did not revoke its partitions in %d ms",
                          g.group_id, mid, m.rebalance_timeout_ms)
                 expired[mid] = m
+        for deadlines, what in ((g.join_deadlines, "join"), (g.sync_deadlines, "sync")):
+            for mid, deadline in list(deadlines.items()):
+                if deadline > now:
+                    continue
+                m = g.members.get(mid)
+                if m is None:
+                    del deadlines[mid]
+                    continue
+                deadlines[mid] = now + FENCE_RETRY_MS  # in case the fencing is not written
+                if mid not in expired:
+                    log.info("group %s: classic member %s fenced: it did not %s within its rebalance timeout",
+                             g.group_id, mid, what)
+                    expired[mid] = m
         if expired:
             res.records.extend(self._fence(g, list(expired.values()), now))
 
     def reschedule(self, g: ConsumerGroup) -> None:
         times = list(g.session_deadlines.values())
         times.extend(d for d, _ in g.rebalance_deadlines.values())
+        times.extend(g.join_deadlines.values())
+        times.extend(g.sync_deadlines.values())
         if times:
             self._schedule(g, min(times))
 
@@ -1151,8 +1185,8 @@ class ConsumerGroups:
             for tp in old.owned():
                 if g.partition_epochs.get(tp) is not None:
                     del g.partition_epochs[tp]
-            g.session_deadlines.pop(member_id, None)
-            g.rebalance_deadlines.pop(member_id, None)
+            for deadlines in (g.session_deadlines, g.rebalance_deadlines, g.join_deadlines, g.sync_deadlines):
+                deadlines.pop(member_id, None)
             if not g.members:
                 g.state_timestamp = now
             return

@@ -380,3 +380,46 @@ def test_a_classic_join_that_cannot_be_written_answers_coordinator_not_available
     answer = h.answer(h.join(member_id="m-new", version=3))
     assert answer["error_code"] == errors.COORDINATOR_NOT_AVAILABLE and answer["member_id"] == "m-new"
     assert "m-new" not in h.group().members
+
+
+def test_classic_members_must_join_and_sync_within_their_rebalance_timeout():
+    """Kafka 4's join and sync timeouts: a classic member of a consumer group
+    told to rebalance is fenced if it does not join within its rebalance
+    timeout, although it keeps heartbeating; one that joined is fenced if it
+    does not sync within it. Joining and syncing in time cancel them."""
+    h = MigrationHarness()
+    classic, gen = classic_group(h)  # rebalance timeout 5000 ms (the harness's JoinGroup)
+    new = Client(h, "k1")
+    new.step()
+    c0, c1 = classic
+    assert h.heartbeat(c0.member_id, gen) == errors.REBALANCE_IN_PROGRESS
+    assert h.heartbeat(c1.member_id, gen) == errors.REBALANCE_IN_PROGRESS
+    c1.must_join = True
+    for _ in range(4):  # c0 heartbeats on but never joins; c1 joins and syncs
+        h.advance(1000)
+        assert h.heartbeat(c0.member_id, gen) == errors.REBALANCE_IN_PROGRESS
+        c1.step()
+        new.step()
+    h.advance(1001)
+    assert c0.member_id not in h.group().members, "fenced 5 s after it was first told to join"
+    assert c1.member_id in h.group().members
+    final = run(h, [c1, new])
+    assert set(final) == {("t", p) for p in range(4)} and len(set(final.values())) == 2
+    # A member that joins but never syncs is fenced too; one that syncs is not.
+    late = ClassicClient(h, "c2")
+    mid = h.answer(h.join(member_id="", protocols=late.protocols(), client_id="c2", session=10000))["member_id"]
+    joined = h.answer(h.join(member_id=mid, protocols=late.protocols(), client_id="c2", session=10000))
+    assert joined["error_code"] == 0
+    for _ in range(5):
+        h.advance(1000)
+        h.heartbeat(mid, joined["generation_id"])
+        c1.step()
+        new.step()
+    h.advance(1)
+    assert mid not in h.group().members, "it joined but did not sync within 5 s"
+    assert {c1.member_id, "k1"} <= set(h.group().members)
+    # Replay knows nothing of these timers: they are the runtime's, as Kafka's are.
+    again = GroupShard(h.sm.config, h.sm.consumer.config, h.topic_view)
+    for key, value in h.log:
+        again.replay(key, value, h.now)
+    assert again.durable_view() == h.sm.durable_view()
