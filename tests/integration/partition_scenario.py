@@ -25,11 +25,17 @@ rejoins the ISR, and the workload's history is held to its checks.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
 import time
 import traceback
+
+from tests.integration import waiting
+
+# Brokers cut off or restarting refuse connections and answer partly meanwhile.
+wait_until = functools.partial(waiting.wait_until, interval=0.1, ignore=(OSError, ConnectionError, KeyError))
 
 TOPIC = "cut"
 PARTITIONS = 3
@@ -57,19 +63,6 @@ def cut_rules(leader, peers) -> list[list[str]]:
     rules.append(["-d", etcd_host(leader.node_id), "-j", "DROP"])
     rules.append(["-s", etcd_host(leader.node_id), "-j", "DROP"])  # watch events too
     return rules
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if cond():
-                return
-        except (OSError, ConnectionError, KeyError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def controller_id(cluster) -> int:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.integration.workload import Workload
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -24,19 +25,12 @@ TOPIC = "jepsen"
 PARTITIONS = 3
 
 
-def wait_until(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 def create_topic(cluster, name=TOPIC, partitions=PARTITIONS):
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(name, partitions, 3)])[name].result(30)
-    wait_until(lambda: full_isr(cluster, name, partitions), what="a full ISR everywhere")
+    wait_until(lambda: full_isr(cluster, name, partitions), timeout=30, what="a full ISR everywhere")
 
 
 def full_isr(cluster, name=TOPIC, partitions=PARTITIONS) -> bool:

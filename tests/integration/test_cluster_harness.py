@@ -16,6 +16,7 @@ import time
 import pytest
 
 from odradek.cluster.local import BrokerStartError, Cluster, metadata_request
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 pytest_plugins = ("pytester",)
@@ -31,13 +32,6 @@ def needs_etcd() -> None:
     pytest.importorskip("etcd3aio", reason="etcd3aio is not installed (pip install 'odradek[cluster]')")
     if find_etcd() is None:
         pytest.skip("no etcd 3.5.3+ found ($ODRADEK_ETCD, PATH or ~/.cache/odradek; .ci/run builds one)")
-
-
-def wait_until(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def exists(pid: int) -> bool:

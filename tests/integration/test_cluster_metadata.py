@@ -13,15 +13,9 @@ import time
 import pytest
 
 from odradek.embedded import EmbeddedBroker
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-def wait_until(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
 
 def test_three_brokers_share_topics_and_spread_partitions(etcd, tmp_path):
     from confluent_kafka import Consumer, Producer, TopicPartition

@@ -14,7 +14,8 @@ import pytest
 from odradek.embedded import EmbeddedBroker
 from tests.integration.rawclient import RawClient
 from tests.integration.test_groups import BROKER_CONFIG as CLASSIC_CONFIG
-from tests.integration.test_groups import create_topic, produce, wait_until
+from tests.integration.test_groups import create_topic, produce
+from tests.integration.waiting import wait_until
 
 BROKER_CONFIG = dict(CLASSIC_CONFIG, **{
     "group.consumer.heartbeat.interval.ms": "300",

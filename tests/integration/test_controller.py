@@ -15,7 +15,7 @@ import time
 import pytest
 
 from odradek.embedded import EmbeddedBroker
-from tests.integration.test_cluster_metadata import wait_until
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -243,7 +243,7 @@ def test_a_token_made_on_one_broker_works_on_another(etcd, tmp_path):
 
     from odradek.embedded import EmbeddedBroker
     from tests.integration.java_client import run_java
-    from tests.integration.test_cluster_metadata import wait_until
+    from tests.integration.waiting import wait_until
 
     config = {"metadata.store": etcd.url("tokens"), "broker.session.timeout.ms": "3000",
               "listeners": "SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0",

@@ -21,6 +21,7 @@ from confluent_kafka.admin import (
 
 from odradek.embedded import EmbeddedBroker
 from tests.integration.rawclient import RawClient
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,13 +43,6 @@ def refused(admin, rtype, name, *ops):
 def describe(admin, rtype, name):
     r = ConfigResource(rtype, name)
     return admin.describe_configs([r])[r].result(10)
-
-
-def wait_until(cond, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_broker_configs_change_apply_and_survive_restart(tmp_path):

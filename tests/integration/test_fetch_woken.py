@@ -12,22 +12,15 @@ from __future__ import annotations
 import socket
 import struct
 import threading
-import time
 
 import pytest
 
 from odradek.protocol.frames import decode_response, encode_request
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 PARTS = 4
-
-
-def wait_until(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def raw_fetch(addr: str, body: dict) -> bytes:
@@ -67,7 +60,7 @@ class LongPoll:
         self.answer = raw_fetch(self.broker.bootstrap, request)
 
     def waiting(self) -> bool:
-        wait_until(lambda: self.answer is not None or any(p.waiters for p in self.partitions),
+        wait_until(lambda: self.answer is not None or any(p.waiters for p in self.partitions), interval=0.005,
                    what="the fetch to wait")
         return self.answer is None
 

@@ -16,6 +16,7 @@ import pytest
 
 from odradek.embedded import EmbeddedBroker
 from tests.integration.rawclient import RawClient
+from tests.integration.waiting import wait_until
 
 BROKER_CONFIG = {
     "group.initial.rebalance.delay.ms": "0",
@@ -59,18 +60,6 @@ def group_state(b: EmbeddedBroker, group: str):
             return None
         return g.state, g.generation, sorted(g.members)
     return b.call(read)
-
-
-def wait_until(cond, timeout=20.0, step=None, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if step is not None:
-            step()
-        if cond():
-            return
-        if step is None:
-            time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- confluent-kafka (librdkafka) ------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from odradek.embedded import EmbeddedBroker
 from odradek.protocol.frames import decode_response, encode_request
 from tests.integration.rawclient import RawClient
-from tests.integration.test_replication import wait_until
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

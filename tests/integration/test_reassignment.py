@@ -18,7 +18,8 @@ import pytest
 
 from odradek.protocol import errors
 from tests.integration.rawclient import RawClient
-from tests.integration.test_replication import create_replicated, hosted, start_brokers, wait_until
+from tests.integration.test_replication import create_replicated, hosted, start_brokers
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -17,15 +17,9 @@ from odradek.embedded import EmbeddedBroker
 from odradek.metadata.store import Compare
 from odradek.metadata.topics import PartitionState, TopicState, create_topic_txn, update_partition_txn
 from tests.integration.oidc import idp  # noqa: F401  (a fixture)
+from tests.integration.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def wait_until(cond, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def start_brokers(etcd, tmp_path, name, n=3, **extra):

@@ -178,7 +178,7 @@ def test_share_consumers_through_a_kill_of_their_partitions_leader(odradek_clust
     acknowledgement is answered only once the share-partition's state is
     replicated, not when its share coordinator has appended it, so a kill of
     that coordinator's broker (one time in three) loses none of it."""
-    from tests.integration.test_cluster_faults import wait_until
+    from tests.integration.waiting import wait_until
 
     cluster = odradek_cluster
     create_topic(cluster, "sgf", 1)
@@ -240,4 +240,4 @@ def test_share_consumers_through_a_kill_of_their_partitions_leader(odradek_clust
             c.close()
     if victim is not None:
         victim.start()
-        wait_until(lambda: cluster.leader("sgf", 0) is not None, what="a leader")
+        wait_until(lambda: cluster.leader("sgf", 0) is not None, timeout=30, what="a leader")
