@@ -19,6 +19,10 @@ import pytest
 from tests.conftest import ROOT
 
 
+# Kafka's own reading of __consumer_offsets, compiled with the programs that check it.
+OFFSETS_TOPIC_JAVA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "OffsetsTopic.java")
+
+
 @lru_cache(maxsize=1)
 def classpath() -> str | None:
     if not (shutil.which("java") and shutil.which("javac") and shutil.which("mvn")):

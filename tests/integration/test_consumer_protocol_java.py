@@ -18,19 +18,17 @@ import pytest
 
 from odradek.embedded import EmbeddedBroker
 from tests.integration.test_consumer_protocol import BROKER_CONFIG, create_topic, produce
+from tests.integration.java_client import OFFSETS_TOPIC_JAVA
 from tests.integration.test_groups_java import _resolve_classpath
 
 pytestmark = pytest.mark.timeout(120)
 
 JAVA_SOURCE = r"""
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.common.*;
-import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
-import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
 
 public class ConsumerProtocolCheck {
   static KafkaConsumer<byte[], byte[]> consumer(String bs, String group, String assignor) {
@@ -97,32 +95,8 @@ public class ConsumerProtocolCheck {
       cs.get(0).close();
       System.out.println("after-close=" + admin.describeConsumerGroups(List.of("g-java-848")).all().get().get("g-java-848").groupState());
     }
-    KafkaConsumer<byte[], byte[]> r = new KafkaConsumer<>(Map.of(
-        "bootstrap.servers", bs,
-        "key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer",
-        "value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer"));
-    try (r) {
-      List<TopicPartition> tps = new ArrayList<>();
-      for (PartitionInfo pi : r.partitionsFor("__consumer_offsets")) tps.add(new TopicPartition(pi.topic(), pi.partition()));
-      r.assign(tps);
-      r.seekToBeginning(tps);
-      Map<TopicPartition, Long> ends = r.endOffsets(tps);
-      GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
-      Map<String, Integer> kinds = new TreeMap<>();
-      long stop = System.currentTimeMillis() + 20000;
-      while (System.currentTimeMillis() < stop) {
-        for (ConsumerRecord<byte[], byte[]> rec : r.poll(Duration.ofMillis(100))) {
-          CoordinatorRecord cr = serde.deserialize(ByteBuffer.wrap(rec.key()),
-              rec.value() == null ? null : ByteBuffer.wrap(rec.value()));
-          String k = cr.key().getClass().getSimpleName() + (cr.value() == null ? "-tombstone" : "");
-          kinds.merge(k, 1, Integer::sum);
-        }
-        boolean done = true;
-        for (TopicPartition tp : tps) if (r.position(tp) < ends.get(tp)) done = false;
-        if (done) break;
-      }
-      for (Map.Entry<String, Integer> e : kinds.entrySet()) System.out.println("record:" + e.getKey() + "=" + e.getValue());
-    }
+    for (Map.Entry<String, Integer> e : OffsetsTopic.kinds(bs, false).entrySet())
+      System.out.println("record:" + e.getKey() + "=" + e.getValue());
   }
 }
 """
@@ -137,7 +111,7 @@ def _run(tmp_path, class_name: str, source: str, topic: str, *args: str):
                     "or ~/.m2) are not available: the Java client's consumer protocol is not exercised")
     src = tmp_path / f"{class_name}.java"
     src.write_text(source)
-    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
+    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src), OFFSETS_TOPIC_JAVA], check=True,
                    capture_output=True, timeout=90)
     with EmbeddedBroker(config=BROKER_CONFIG) as b:
         create_topic(b, topic)
@@ -166,14 +140,12 @@ def test_java_consumer_protocol_group(tmp_path):
 
 
 MIGRATION_SOURCE = r"""
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.common.*;
 import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
-import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
 import org.apache.kafka.coordinator.group.generated.ConsumerGroupMemberMetadataValue;
 
 public class MigrationCheck {
@@ -235,32 +207,12 @@ public class MigrationCheck {
       System.out.println("downgraded=" + split(rest) + "/" + d.type() + "/" + d.groupState() + "/" + d.members().size());
       for (KafkaConsumer<byte[], byte[]> c : rest) c.close();
     }
-    KafkaConsumer<byte[], byte[]> r = new KafkaConsumer<>(Map.of(
-        "bootstrap.servers", bs,
-        "key.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer",
-        "value.deserializer", "org.apache.kafka.common.serialization.ByteArrayDeserializer"));
-    try (r) {
-      List<TopicPartition> tps = new ArrayList<>();
-      for (PartitionInfo pi : r.partitionsFor("__consumer_offsets")) tps.add(new TopicPartition(pi.topic(), pi.partition()));
-      r.assign(tps);
-      r.seekToBeginning(tps);
-      Map<TopicPartition, Long> ends = r.endOffsets(tps);
-      GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
-      Set<Integer> sessions = new TreeSet<>();
-      long stop = System.currentTimeMillis() + 20000;
-      while (System.currentTimeMillis() < stop) {
-        for (ConsumerRecord<byte[], byte[]> rec : r.poll(Duration.ofMillis(100))) {
-          if (rec.value() == null) continue;
-          CoordinatorRecord cr = serde.deserialize(ByteBuffer.wrap(rec.key()), ByteBuffer.wrap(rec.value()));
-          if (cr.value().message() instanceof ConsumerGroupMemberMetadataValue v && v.classicMemberMetadata() != null)
-            sessions.add(v.classicMemberMetadata().sessionTimeoutMs());
-        }
-        boolean done = true;
-        for (TopicPartition tp : tps) if (r.position(tp) < ends.get(tp)) done = false;
-        if (done) break;
-      }
-      System.out.println("classic-sessions=" + sessions);
-    }
+    Set<Integer> sessions = new TreeSet<>();
+    for (CoordinatorRecord cr : OffsetsTopic.readAll(bs))
+      if (cr.value() != null && cr.value().message() instanceof ConsumerGroupMemberMetadataValue v
+          && v.classicMemberMetadata() != null)
+        sessions.add(v.classicMemberMetadata().sessionTimeoutMs());
+    System.out.println("classic-sessions=" + sessions);
   }
 }
 """

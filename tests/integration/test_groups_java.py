@@ -16,6 +16,7 @@ import subprocess
 import pytest
 
 from odradek.embedded import EmbeddedBroker
+from tests.integration.java_client import OFFSETS_TOPIC_JAVA
 from tests.integration.test_groups import BROKER_CONFIG, create_topic, group_state, produce
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,14 +50,11 @@ def _resolve_classpath() -> str | None:
 
 
 JAVA_SOURCE = r"""
-import java.nio.ByteBuffer;
 import java.time.Duration;
 import java.util.*;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.common.*;
-import org.apache.kafka.coordinator.common.runtime.CoordinatorRecord;
-import org.apache.kafka.coordinator.group.GroupCoordinatorRecordSerde;
 
 public class GroupsCheck {
   static Properties props(String bs, String group, String instance) {
@@ -109,29 +107,8 @@ public class GroupsCheck {
       admin.deleteConsumerGroups(List.of("g-java")).all().get();
       System.out.println("groups=" + admin.listGroups().all().get().size());
     }
-    Properties p = props(bs, null, null);
-    try (KafkaConsumer<byte[], byte[]> r = new KafkaConsumer<>(p)) {
-      List<TopicPartition> tps = new ArrayList<>();
-      for (PartitionInfo pi : r.partitionsFor("__consumer_offsets")) tps.add(new TopicPartition(pi.topic(), pi.partition()));
-      r.assign(tps);
-      r.seekToBeginning(tps);
-      Map<TopicPartition, Long> ends = r.endOffsets(tps);
-      GroupCoordinatorRecordSerde serde = new GroupCoordinatorRecordSerde();
-      Map<String, Integer> kinds = new TreeMap<>();
-      long stop = System.currentTimeMillis() + 20000;
-      while (System.currentTimeMillis() < stop) {
-        for (ConsumerRecord<byte[], byte[]> rec : r.poll(Duration.ofMillis(100))) {
-          CoordinatorRecord cr = serde.deserialize(ByteBuffer.wrap(rec.key()),
-              rec.value() == null ? null : ByteBuffer.wrap(rec.value()));
-          String k = cr.key().getClass().getSimpleName() + (cr.value() == null ? "-tombstone" : "-v" + cr.value().version());
-          kinds.merge(k, 1, Integer::sum);
-        }
-        boolean done = true;
-        for (TopicPartition tp : tps) if (r.position(tp) < ends.get(tp)) done = false;
-        if (done) break;
-      }
-      for (Map.Entry<String, Integer> e : kinds.entrySet()) System.out.println("record:" + e.getKey() + "=" + e.getValue());
-    }
+    for (Map.Entry<String, Integer> e : OffsetsTopic.kinds(bs, true).entrySet())
+      System.out.println("record:" + e.getKey() + "=" + e.getValue());
   }
 }
 """
@@ -143,7 +120,7 @@ def test_java_client_group_and_kafka_reads_our_records(tmp_path):
         pytest.skip("javac or the Kafka 4.x jars (Maven Central) are not available")
     src = tmp_path / "GroupsCheck.java"
     src.write_text(JAVA_SOURCE)
-    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src)], check=True,
+    subprocess.run(["javac", "-nowarn", "-cp", CLASSPATH, "-d", str(tmp_path), str(src), OFFSETS_TOPIC_JAVA], check=True,
                    capture_output=True, timeout=90)
     with EmbeddedBroker(config=BROKER_CONFIG) as b:
         create_topic(b, "jt")
