@@ -11,7 +11,8 @@ is the only code that changes durable state. For consumer groups that is
 all of it: an operation reads the group as the records left it, computes the
 records of its change, and answers; the change happens when the runtime
 replays those records. Only deadlines (member sessions, revocation
-deadlines) and the time of the last regex resolution are runtime state.
+deadlines, classic members' join and sync timeouts) and the time of the last
+regex resolution are runtime state.
 
 Records (``__consumer_offsets``, key versions as Kafka numbers them):
 3 group epoch, 4 metadata of the subscribed topics, 5 a member's
