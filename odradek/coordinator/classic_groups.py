@@ -479,10 +479,11 @@ class ClassicGroups:
         g = self.groups.get(group_id)
         replaced = None
         cfg = self.config
+        session_ok = cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms
         if g is not None and g.group_type != CLASSIC:
             if g.group_type == CONSUMER and not self.gm.convertible(g, CLASSIC):
                 # A classic member of a KIP-848 group (Kafka 4's online migration).
-                if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
+                if not session_ok:
                     return Result(join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
                 return self.gm.kinds[CONSUMER].classic_join(
                     now, g, member_id=member_id, instance_id=instance_id, session_timeout=session_timeout,
@@ -492,7 +493,7 @@ class ClassicGroups:
             if not self.gm.convertible(g, CLASSIC):
                 return Result(join_error(errors.INCONSISTENT_GROUP_PROTOCOL, member_id))
             replaced, g = g, None  # an empty group of another type becomes a classic one
-        if not cfg.min_session_timeout_ms <= session_timeout <= cfg.max_session_timeout_ms:
+        if not session_ok:
             return Result(join_error(errors.INVALID_SESSION_TIMEOUT, member_id))
         if rebalance_timeout is None or rebalance_timeout < 0:
             rebalance_timeout = session_timeout
